@@ -1,0 +1,57 @@
+# semfi-batch: the two set-up commands are `make demo` and `make test`; each installs what is missing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Everything `make test` needs; a change to pyproject.toml or constraints.txt re-installs.
+EXTRAS := dev,eval,otio,ray
+STAMP := $(VENV)/.installed
+
+RUNS ?= runs
+DEMO_CLIP := demo/bbb_720p25_5s.mp4
+BACKEND ?= flow
+
+.PHONY: help install system-deps test lint format demo bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+system-deps:  ## ffmpeg (and chromium for the report test) from Debian, where missing
+	@missing=""; \
+	command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing from Debian:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	@touch $@
+
+install: system-deps $(STAMP)  ## create .venv and install pinned dependencies (+ ffmpeg)
+
+lint: install  ## ruff lint and format check
+	$(BIN)/ruff check semfi_batch tests bench pipelines
+	$(BIN)/ruff format --check semfi_batch tests bench pipelines
+
+format: install  ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix semfi_batch tests bench pipelines
+	$(BIN)/ruff format semfi_batch tests bench pipelines
+
+test: install lint  ## lint, then the test suite
+	$(BIN)/python -m pytest -q
+
+demo: install  ## the whole pipeline on a real sample clip with the CPU default backend
+	$(BIN)/python pipelines/demo.py --clip $(DEMO_CLIP) --out $(RUNS)/demo --backend $(BACKEND)
+
+bench: install  ## benchmarks: figures and ratios against peers measured in the same run
+	$(BIN)/python bench/flow_vs_minterpolate.py
+
+clean:  ## remove run outputs and caches (keeps .venv)
+	rm -rf $(RUNS) .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from semfi_batch.cli import main
+
+main()

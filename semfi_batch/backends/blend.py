@@ -1,0 +1,23 @@
+"""`blend`: a plain cross-fade. The baseline every other backend must beat."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from semfi_batch.backends.base import Backend, InterpolationRequest
+from semfi_batch.plan import inbetween_times
+
+
+class BlendBackend(Backend):
+    """Linear cross-fade between the two keyframes."""
+
+    name = "blend"
+    description = "cross-fade between the keyframes (baseline; CPU, no weights)"
+
+    def interpolate(self, request: InterpolationRequest) -> Iterator[np.ndarray]:
+        a = request.start.astype(np.float32)
+        b = request.end.astype(np.float32)
+        for t in inbetween_times(request.gap_frames):
+            yield np.clip((1.0 - t) * a + t * b + 0.5, 0, 255).astype(np.uint8)

@@ -1,0 +1,87 @@
+"""The Typer application and the one place where errors become exit codes and one-line messages."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+
+from semfi_batch.errors import ManifestError, SemfiError
+
+app = typer.Typer(
+    name="semfi-batch",
+    help="Fill gaps in video with generated frames, in batch, resumably.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+manifest_app = typer.Typer(help="Inspect, validate and build manifests.", no_args_is_help=True)
+app.add_typer(manifest_app, name="manifest")
+
+console = Console(stderr=True, highlight=False)
+stdout = Console(highlight=False)
+
+DEBUG_ENV = "SEMFI_DEBUG"
+
+# Shared option types, defined once.
+ManifestArg = Annotated[
+    Path, typer.Argument(help="Parquet manifest of keyframe pairs (schema v1, see manifests/README.md).")
+]
+
+
+def report_error(exc: BaseException) -> int:
+    """Print `exc` for a user and return the exit code. Tracebacks only with SEMFI_DEBUG=1."""
+    if os.environ.get(DEBUG_ENV):
+        traceback.print_exception(exc)
+    if isinstance(exc, ManifestError) and exc.problems:
+        console.print(f"[red]error:[/red] {exc.args[0].split('; first:')[0]}", markup=True)
+        for problem in exc.problems:
+            console.print(f"  - {problem}", markup=False)
+        return exc.exit_code
+    if isinstance(exc, SemfiError):
+        console.print(f"[red]error:[/red] {_escape(str(exc))}")
+        return exc.exit_code
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        console.print(f"[red]error:[/red] {_escape(exc.strerror or str(exc))}{_escape(str(where))}")
+        return 1
+    console.print(
+        f"[red]internal error:[/red] {type(exc).__name__}: {_escape(str(exc))} "
+        f"(set {DEBUG_ENV}=1 for the traceback, and please report it)"
+    )
+    return 1
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: runs the app and maps every error to one line and an exit code."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="semfi-batch", standalone_mode=False)
+    except click.exceptions.Abort:
+        console.print("aborted")
+        code = 130
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        console.print("interrupted; re-run the same command to resume")
+        code = 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
+        code = report_error(exc)
+    code = code if isinstance(code, int) else 0
+    if __name__ == "__main__" or argv is None:
+        sys.exit(code)
+    return code

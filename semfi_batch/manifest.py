@@ -1,0 +1,417 @@
+"""Manifest schema v1 (Parquet): one row per keyframe pair. Reading, validation with row/column errors, writing.
+
+The schema is documented for users in manifests/README.md."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from semfi_batch.errors import ManifestError, ManifestProblem, MediaError, SemfiError
+from semfi_batch.plan import default_seed
+
+SCHEMA_VERSION = 1
+MAX_GAP_FRAMES = 10_000
+
+# The one definition of the manifest's own columns; any other column is the user's.
+SCHEMA = pa.schema(
+    [
+        ("pair_id", pa.string()),
+        ("start_image", pa.string()),
+        ("end_image", pa.string()),
+        ("source", pa.string()),
+        ("start_frame", pa.int64()),
+        ("end_frame", pa.int64()),
+        ("mode", pa.string()),
+        ("gap_frames", pa.int64()),
+        ("prompt", pa.string()),
+        ("negative_prompt", pa.string()),
+        ("seed", pa.int64()),
+        ("width", pa.int64()),
+        ("height", pa.int64()),
+        ("steps", pa.int64()),
+        ("cfg_scale", pa.float64()),
+        ("backend", pa.string()),
+    ],
+    metadata={b"semfi_batch.schema_version": str(SCHEMA_VERSION).encode()},
+)
+KNOWN_COLUMNS = tuple(SCHEMA.names)
+MODES = ("replace", "insert")
+PAIR_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class KeyframePair:
+    """One validated manifest row, with paths resolved and defaults filled in."""
+
+    row: int
+    pair_id: str
+    mode: str
+    gap_frames: int
+    seed: int
+    start_image: Path | None = None
+    end_image: Path | None = None
+    source: Path | None = None
+    start_frame: int | None = None
+    end_frame: int | None = None
+    prompt: str = ""
+    negative_prompt: str = ""
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    cfg_scale: float | None = None
+    backend: str | None = None
+    keyframe_size: tuple[int, int] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_video(self) -> bool:
+        return self.source is not None
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(width, height) of the delivered frames."""
+        if self.width and self.height:
+            return self.width, self.height
+        assert self.keyframe_size is not None
+        return self.keyframe_size
+
+
+@dataclass
+class Manifest:
+    """A validated manifest."""
+
+    path: Path
+    pairs: list[KeyframePair]
+    extra_columns: list[str]
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+
+def pair_id_problem(pair_id: str) -> str | None:
+    """Why `pair_id` is unsafe as a folder name, or None when it is fine."""
+    if not PAIR_ID_RE.match(pair_id) or ".." in pair_id:
+        return (
+            "must be 1-128 characters of letters, digits, '.', '_' or '-', start with a letter or digit "
+            "and contain no '..' (it names the job's folder)"
+        )
+    return None
+
+
+def read_table(path: Path) -> pa.Table:
+    """Read the Parquet file, turning every read failure into a ManifestError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise ManifestError(f"manifest not found: {path}")
+    if path.is_dir():
+        raise ManifestError(f"manifest {path} is a folder, expected a Parquet file")
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ManifestError(f"{path} is not a readable Parquet manifest: {exc}") from None
+
+
+def load_manifest(
+    path: Path, *, check_media: bool = True, known_backends: Iterable[str] | None = None
+) -> Manifest:
+    """Read and validate a manifest. Raises ManifestError listing every problem found."""
+    path = Path(path)
+    table = read_table(path)
+    pairs, problems = _validate(table, path, check_media=check_media, known_backends=known_backends)
+    if problems:
+        noun = "problem" if len(problems) == 1 else "problems"
+        raise ManifestError(f"{path}: {len(problems)} {noun}; first: {problems[0]}", problems)
+    extra = [c for c in table.column_names if c not in KNOWN_COLUMNS]
+    return Manifest(path=path, pairs=pairs, extra_columns=extra)
+
+
+def write_manifest(rows: Iterable[Mapping[str, Any]] | pa.Table, path: Path) -> Path:
+    """Write rows (dicts or a table) as a schema-v1 manifest, atomically. Known columns get their
+    schema types; other columns keep theirs."""
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
+    arrays, fields = [], []
+    for name in table.column_names:
+        col = table.column(name)
+        if name in KNOWN_COLUMNS:
+            target = SCHEMA.field(name).type
+            col = col.cast(target) if col.type != target else col
+            fields.append(pa.field(name, target))
+        else:
+            fields.append(pa.field(name, col.type))
+        arrays.append(col)
+    out = pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=SCHEMA.metadata))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    pq.write_table(out, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+# --- validation -------------------------------------------------------------------------------------
+
+_KIND = {name: ("string" if pa.types.is_string(SCHEMA.field(name).type) else
+                "int" if pa.types.is_integer(SCHEMA.field(name).type) else "float")
+         for name in KNOWN_COLUMNS}  # fmt: skip
+
+
+def _type_ok(kind: str, typ: pa.DataType) -> bool:
+    if pa.types.is_null(typ):
+        return True
+    if kind == "string":
+        return pa.types.is_string(typ) or pa.types.is_large_string(typ)
+    if kind == "int":
+        return pa.types.is_integer(typ) or pa.types.is_floating(typ)  # floats checked per value
+    return pa.types.is_integer(typ) or pa.types.is_floating(typ)
+
+
+class _Row:
+    """Accessor for one row's values that records problems against the row."""
+
+    def __init__(self, index: int, values: dict, problems: list[ManifestProblem]):
+        self.index, self.values, self.problems = index, values, problems
+        pid = values.get("pair_id")
+        self.pair_id = pid if isinstance(pid, str) else None
+
+    def problem(self, column: str | None, message: str) -> None:
+        self.problems.append(ManifestProblem(self.index, self.pair_id, column, message))
+
+    def get(self, column: str) -> Any:
+        value = self.values.get(column)
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        if _KIND.get(column) == "int" and isinstance(value, float):
+            if not value.is_integer():
+                self.problem(column, f"must be a whole number, got {value}")
+                return None
+            return int(value)
+        if _KIND.get(column) == "string" and isinstance(value, str) and value == "" and column != "prompt":
+            return None if column not in ("negative_prompt",) else ""
+        return value
+
+
+def _validate(
+    table: pa.Table, path: Path, *, check_media: bool, known_backends: Iterable[str] | None
+) -> tuple[list[KeyframePair], list[ManifestProblem]]:
+    problems: list[ManifestProblem] = []
+    names = table.column_names
+    if "pair_id" not in names:
+        problems.append(ManifestProblem(None, None, "pair_id", "required column is missing"))
+    if not (
+        {"start_image", "end_image"} <= set(names) or {"source", "start_frame", "end_frame"} <= set(names)
+    ):
+        problems.append(
+            ManifestProblem(
+                None, None, None,
+                "keyframe columns missing: give start_image and end_image, or source, start_frame and end_frame",
+            )
+        )  # fmt: skip
+    for name in names:
+        if name in KNOWN_COLUMNS and not _type_ok(_KIND[name], table.schema.field(name).type):
+            problems.append(
+                ManifestProblem(
+                    None, None, name, f"has type {table.schema.field(name).type}, expected {_KIND[name]}"
+                )
+            )
+    if problems:
+        return [], problems
+
+    if known_backends is None:
+        from semfi_batch.backends import backend_names
+
+        known_backends = backend_names()
+    known_backends = set(known_backends)
+    base = path.parent
+    media = _MediaChecker(check_media)
+    seen: dict[str, int] = {}
+    pairs: list[KeyframePair] = []
+    extras_cols = [c for c in names if c not in KNOWN_COLUMNS]
+    for index, values in enumerate(table.to_pylist()):
+        row = _Row(index, values, problems)
+        pair = _validate_row(row, base, media, known_backends, extras_cols)
+        if row.pair_id is not None:
+            if row.pair_id in seen:
+                row.problem("pair_id", f"duplicate of row {seen[row.pair_id]}")
+                pair = None
+            else:
+                seen[row.pair_id] = index
+        if pair is not None:
+            pairs.append(pair)
+    return pairs, problems
+
+
+def _validate_row(
+    row: _Row, base: Path, media: _MediaChecker, known_backends: set[str], extras_cols: list[str]
+) -> KeyframePair | None:
+    before = len(row.problems)
+    pair_id = row.get("pair_id")
+    if pair_id is None:
+        row.problem("pair_id", "is required")
+    elif (why := pair_id_problem(pair_id)) is not None:
+        row.problem("pair_id", why)
+
+    start_image, end_image, source = row.get("start_image"), row.get("end_image"), row.get("source")
+    start_frame, end_frame = row.get("start_frame"), row.get("end_frame")
+    mode, gap = row.get("mode"), row.get("gap_frames")
+    is_video = source is not None
+    if is_video and (start_image is not None or end_image is not None):
+        row.problem("source", "give either source (video) or start_image/end_image, not both")
+        return None
+    if not is_video and start_image is None and end_image is None:
+        row.problem("start_image", "no keyframes: give start_image and end_image, or source with frames")
+        return None
+
+    if mode is None:
+        mode = "replace" if is_video else "insert"
+    elif mode not in MODES:
+        row.problem("mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
+    if not is_video and mode == "replace":
+        row.problem("mode", "replace needs a video source; image pairs can only be insert")
+
+    keyframe_size = None
+    if is_video:
+        for col, value in (("start_frame", start_frame), ("end_frame", end_frame)):
+            if value is None:
+                row.problem(col, "is required for a video row")
+            elif value < 0:
+                row.problem(col, f"must be >= 0, got {value}")
+        if start_frame is not None and end_frame is not None and start_frame >= end_frame:
+            row.problem("end_frame", f"must be greater than start_frame ({start_frame}), got {end_frame}")
+        source_path = _resolve(base, source)
+        info = media.video(row, source_path)
+        if info is not None:
+            keyframe_size = (info.width, info.height)
+            for col, value in (("start_frame", start_frame), ("end_frame", end_frame)):
+                if value is not None and value >= info.frame_count:
+                    row.problem(col, f"frame {value} is past the end of {source} ({info.frame_count} frames)")
+    else:
+        sizes = []
+        for col, value in (("start_image", start_image), ("end_image", end_image)):
+            if value is None:
+                row.problem(col, "is required for an image pair")
+            else:
+                sizes.append(media.image(row, col, _resolve(base, value)))
+        if len(sizes) == 2 and None not in sizes:
+            if sizes[0] != sizes[1]:
+                row.problem(
+                    "end_image",
+                    f"size {sizes[1][0]}x{sizes[1][1]} differs from start_image's {sizes[0][0]}x{sizes[0][1]}",
+                )
+            keyframe_size = sizes[0]
+
+    if mode == "replace" and is_video and start_frame is not None and end_frame is not None:
+        derived = end_frame - start_frame - 1
+        if derived < 1 and start_frame < end_frame:
+            row.problem("end_frame", "replace needs at least one frame between start_frame and end_frame")
+        elif gap is not None and gap != derived:
+            row.problem(
+                "gap_frames",
+                f"is {gap} but replace between frames {start_frame} and {end_frame} gives {derived}",
+            )
+        gap = derived if gap is None else gap
+    elif gap is None:
+        row.problem("gap_frames", "is required for insert rows")
+    if gap is not None and not 1 <= gap <= MAX_GAP_FRAMES:
+        row.problem("gap_frames", f"must be between 1 and {MAX_GAP_FRAMES}, got {gap}")
+
+    width, height = row.get("width"), row.get("height")
+    if (width is None) != (height is None):
+        row.problem("width" if width is None else "height", "give width and height together, or neither")
+    for col, value in (("width", width), ("height", height), ("steps", row.get("steps"))):
+        if value is not None and value <= 0:
+            row.problem(col, f"must be positive, got {value}")
+    cfg = row.get("cfg_scale")
+    if cfg is not None and (not math.isfinite(cfg) or cfg < 0):
+        row.problem("cfg_scale", f"must be a finite number >= 0, got {cfg}")
+    seed = row.get("seed")
+    if seed is not None and seed < 0:
+        row.problem("seed", f"must be >= 0, got {seed}")
+    backend = row.get("backend")
+    if backend is not None and backend not in known_backends:
+        row.problem("backend", f"unknown backend {backend!r}; known: {', '.join(sorted(known_backends))}")
+
+    if len(row.problems) > before:
+        return None
+    return KeyframePair(
+        row=row.index,
+        pair_id=pair_id,
+        mode=mode,
+        gap_frames=int(gap),
+        seed=int(seed) if seed is not None else default_seed(pair_id),
+        start_image=_resolve(base, start_image) if start_image else None,
+        end_image=_resolve(base, end_image) if end_image else None,
+        source=_resolve(base, source) if source else None,
+        start_frame=start_frame,
+        end_frame=end_frame,
+        prompt=row.get("prompt") or "",
+        negative_prompt=row.get("negative_prompt") or "",
+        width=width,
+        height=height,
+        steps=row.get("steps"),
+        cfg_scale=cfg,
+        backend=backend,
+        keyframe_size=keyframe_size,
+        extras={c: _plain(row.values.get(c)) for c in extras_cols},
+    )
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+class _MediaChecker:
+    """File checks shared across rows, each file probed once."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._images: dict[Path, tuple[int, int] | str] = {}
+        self._videos: dict[Path, Any] = {}
+
+    def image(self, row: _Row, column: str, path: Path) -> tuple[int, int] | None:
+        if not self.enabled:
+            return None
+        if path not in self._images:
+            from semfi_batch.media.frames import image_size
+
+            try:
+                self._images[path] = image_size(path)
+            except MediaError as exc:
+                self._images[path] = str(exc)
+        result = self._images[path]
+        if isinstance(result, str):
+            row.problem(column, result)
+            return None
+        return result
+
+    def video(self, row: _Row, path: Path):
+        if not self.enabled:
+            return None
+        if path not in self._videos:
+            from semfi_batch.media.probe import probe_video
+
+            try:
+                self._videos[path] = probe_video(path)
+            except SemfiError as exc:
+                self._videos[path] = str(exc)
+        result = self._videos[path]
+        if isinstance(result, str):
+            row.problem("source", result)
+            return None
+        return result

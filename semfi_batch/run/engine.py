@@ -1,0 +1,224 @@
+"""The local batch engine: validate, plan, skip what is done, run the rest, write metrics."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from semfi_batch.backends import DEFAULT_BACKEND, BackendOptions, backend_class
+from semfi_batch.errors import BackendUnavailable
+from semfi_batch.manifest import Manifest, load_manifest
+from semfi_batch.run.job import Job, execute_job, plan_job
+from semfi_batch.run.layout import RunLayout
+from semfi_batch.run.ledger import JobLedger
+
+METRIC_COLUMNS = (
+    "pair_id", "status", "error", "backend", "wall_s", "frames", "s_per_frame", "peak_rss_mb", "peak_gpu_mb",
+    "mode", "source", "start_frame", "end_frame", "start_image", "end_image", "gap_frames", "width", "height",
+    "seed",
+)  # fmt: skip
+
+
+@dataclass
+class RunSummary:
+    """What a run did: counts over the whole manifest and the failures with their errors."""
+
+    out: Path
+    total: int
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    ran: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    @property
+    def metrics(self) -> Path:
+        return self.out / "metrics.parquet"
+
+
+@dataclass
+class JobPlan:
+    """Jobs split by what the ledger says of them."""
+
+    todo: list[Job]
+    finished: dict[str, dict]  # pair_id -> record, for jobs that will not run
+
+
+def default_out_dir(manifest_path: Path) -> Path:
+    """runs/<manifest stem> under the current directory."""
+    return Path("runs") / Path(manifest_path).stem
+
+
+def prepare_run(
+    manifest_path: Path, out_dir: Path | None, backend: str, options: BackendOptions
+) -> tuple[Manifest, RunLayout, list[Job]]:
+    """Validate the manifest, check every backend it needs can run here, create the output root and plan jobs."""
+    manifest = load_manifest(manifest_path)
+    jobs = [plan_job(pair, backend, options) for pair in manifest.pairs]
+    for name in sorted({job.backend for job in jobs} or {backend}):
+        ok, why = backend_class(name).availability(options)
+        if not ok:
+            raise BackendUnavailable(f"backend {name!r} cannot run here: {why}")
+    layout = RunLayout.create(Path(out_dir) if out_dir else default_out_dir(manifest_path))
+    layout.empty_trash()
+    _snapshot_manifest(manifest, layout, backend)
+    return manifest, layout, jobs
+
+
+def split_jobs(jobs: Iterable[Job], ledger: JobLedger, *, retry_failed: bool, force: bool) -> JobPlan:
+    """Decide which jobs run: not yet published with this key, failed and retried, or forced."""
+    plan = JobPlan(todo=[], finished={})
+    for job in jobs:
+        record = None if force else ledger.record(job.pair_id, job.key)
+        if record is None or (record.get("status") == "failed" and retry_failed):
+            plan.todo.append(job)
+        else:
+            plan.finished[job.pair_id] = record
+    return plan
+
+
+def run_manifest(
+    manifest_path: Path,
+    out_dir: Path | None = None,
+    *,
+    backend: str = DEFAULT_BACKEND,
+    options: BackendOptions | None = None,
+    retry_failed: bool = False,
+    force: bool = False,
+    show_progress: bool = True,
+) -> RunSummary:
+    """Run every job of a manifest that is not already done; resumable after any interruption."""
+    t0 = time.time()
+    options = options or BackendOptions()
+    manifest, layout, jobs = prepare_run(manifest_path, out_dir, backend, options)
+    ledger = JobLedger(layout).load()
+    plan = split_jobs(jobs, ledger, retry_failed=retry_failed, force=force)
+    records = dict(plan.finished)
+    summary = RunSummary(out=layout.root, total=len(jobs), skipped=len(plan.finished))
+    with _progress(len(jobs), len(plan.finished), show_progress) as advance:
+        for job, record in run_jobs(plan.todo, layout, ledger, options):
+            records[job.pair_id] = record
+            summary.ran += 1
+            advance(record)
+    for record in records.values():
+        if record["status"] == "done":
+            summary.done += 1
+        else:
+            summary.failed += 1
+            summary.failures.append((record["pair_id"], record.get("error") or ""))
+    write_metrics(layout, manifest, records)
+    summary.wall_s = time.time() - t0
+    return summary
+
+
+def run_jobs(jobs: list[Job], layout: RunLayout, ledger: JobLedger, options: BackendOptions):
+    """Run jobs grouped by backend (each constructed once) in the backend's preferred order; yield
+    (job, record) as each one is published."""
+    by_backend: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_backend.setdefault(job.backend, []).append(job)
+    for name, group in by_backend.items():
+        backend = backend_class(name)(options)
+        try:
+            group.sort(key=lambda j: backend.order_key(j.pair.gap_frames))
+            for job in group:
+                record = execute_job(job, backend, layout)
+                ledger.append(record, layout.job_dir(job.pair_id))
+                yield job, record
+        finally:
+            backend.close()
+
+
+def write_metrics(layout: RunLayout, manifest: Manifest, records: dict[str, dict]) -> Path:
+    """metrics.parquet: one row per pair that has a record, in manifest order, with the user's columns."""
+    rows = []
+    for pair in manifest.pairs:
+        record = records.get(pair.pair_id)
+        if record is None:
+            continue
+        row = {c: record.get(c) for c in METRIC_COLUMNS}
+        row["notes"] = json.dumps(record.get("notes") or {}, sort_keys=True)
+        for col in manifest.extra_columns:
+            row[col] = pair.extras.get(col)
+        rows.append(row)
+    table = (
+        pa.Table.from_pylist(rows)
+        if rows
+        else pa.table({c: pa.array([], pa.string()) for c in METRIC_COLUMNS})
+    )
+    tmp = layout.metrics.with_name(f".{layout.metrics.name}.tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(layout.metrics)
+    return layout.metrics
+
+
+def _snapshot_manifest(manifest: Manifest, layout: RunLayout, backend: str) -> None:
+    """Keep a copy of the manifest and the run's settings beside its outputs (splice and report read them)."""
+    target = layout.root / "manifest.parquet"
+    if manifest.path.resolve() != target.resolve():
+        tmp = target.with_name(".manifest.parquet.tmp")
+        shutil.copyfile(manifest.path, tmp)
+        tmp.replace(target)
+    info = {"manifest": str(manifest.path.resolve()), "backend": backend, "schema_version": 1}
+    tmp = layout.root / ".run.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2))
+    tmp.replace(layout.root / "run.json")
+
+
+class _progress:
+    """A progress bar (terminal) or one line per job (logs), counting done/failed/skipped with an ETA."""
+
+    def __init__(self, total: int, skipped: int, enabled: bool):
+        self.total, self.skipped, self.enabled = total, skipped, enabled
+        self.done = self.failed = 0
+        self.console = Console(stderr=True, highlight=False)
+        self.live = enabled and self.console.is_terminal
+        self.bar: Progress | None = None
+
+    def __enter__(self) -> Callable[[dict], None]:
+        if self.live:
+            self.bar = Progress(
+                TextColumn("[bold]run[/bold]"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[counts]}"), TimeRemainingColumn(), console=self.console,
+            )  # fmt: skip
+            self.bar.start()
+            self.task = self.bar.add_task(
+                "run", total=self.total, completed=self.skipped, counts=self._counts()
+            )
+        elif self.enabled and self.skipped:
+            self.console.print(f"skipping {self.skipped} finished job(s)")
+        return self.advance
+
+    def advance(self, record: dict) -> None:
+        if record["status"] == "done":
+            self.done += 1
+        else:
+            self.failed += 1
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, counts=self._counts())
+        elif self.enabled:
+            n = self.skipped + self.done + self.failed
+            err = f": {record.get('error')}" if record["status"] != "done" else ""
+            self.console.print(
+                f"[{n}/{self.total}] {record['pair_id']} {record['status']} ({record['wall_s']:.2f} s){err}",
+                markup=False,
+            )
+
+    def _counts(self) -> str:
+        return f"done {self.done}  failed {self.failed}  skipped {self.skipped}"
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+        sys.stderr.flush()

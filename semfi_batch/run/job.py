@@ -1,0 +1,209 @@
+"""One job: a manifest row bound to a backend, its content key, and how it is executed."""
+
+from __future__ import annotations
+
+import errno
+import resource
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from semfi_batch.backends import Backend, BackendOptions, InterpolationRequest, backend_class
+from semfi_batch.errors import MediaError, SemfiError
+from semfi_batch.manifest import KeyframePair
+from semfi_batch.media.frames import encode_preview, extract_frame, read_image, resize, write_png
+from semfi_batch.media.probe import probe_video
+from semfi_batch.plan import content_key
+from semfi_batch.run.layout import RunLayout
+from semfi_batch.run.ledger import write_record
+
+# Bump when the engine's outputs for the same inputs change.
+ENGINE_VERSION = 1
+PREVIEW_FPS_IMAGES = 12.0
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+class DiskFull(SemfiError):
+    """The output filesystem is full: the run stops, nothing half-written is kept."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A keyframe pair bound to a backend, identified by a key over everything that shapes its output."""
+
+    pair: KeyframePair
+    backend: str
+    key: str
+
+    @property
+    def pair_id(self) -> str:
+        return self.pair.pair_id
+
+
+def plan_job(pair: KeyframePair, default_backend: str, options: BackendOptions) -> Job:
+    """Bind `pair` to its backend (row override or default) and compute its key."""
+    name = pair.backend or default_backend
+    cls = backend_class(name)
+    fields = {
+        "engine": ENGINE_VERSION,
+        "backend": name,
+        "backend_version": cls.version,
+        "backend_params": cls.key_params(options),
+        "mode": pair.mode,
+        "gap_frames": pair.gap_frames,
+        "seed": pair.seed,
+        "prompt": pair.prompt,
+        "negative_prompt": pair.negative_prompt,
+        "size": list(pair.output_size) if pair.keyframe_size or pair.width else None,
+        "steps": pair.steps,
+        "cfg_scale": pair.cfg_scale,
+        "start_frame": pair.start_frame,
+        "end_frame": pair.end_frame,
+        "files": [
+            _file_identity(p) for p in (pair.source, pair.start_image, pair.end_image) if p is not None
+        ],
+    }
+    return Job(pair=pair, backend=name, key=content_key(fields))
+
+
+def _file_identity(path: Path) -> list:
+    try:
+        st = path.stat()
+    except OSError:
+        return [str(path), None, None]
+    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def load_keyframes(pair: KeyframePair) -> tuple[np.ndarray, np.ndarray, float]:
+    """The pair's two keyframes as RGB arrays at the output size, and the preview frame rate."""
+    if pair.source is not None:
+        info = probe_video(pair.source)
+        start, end = extract_frame(info, pair.start_frame), extract_frame(info, pair.end_frame)
+        fps = info.avg_fps or 24.0
+    else:
+        start, end = read_image(pair.start_image), read_image(pair.end_image)
+        fps = PREVIEW_FPS_IMAGES
+        if start.shape != end.shape:
+            raise MediaError(
+                f"end_image {pair.end_image} is {end.shape[1]}x{end.shape[0]}, "
+                f"start_image is {start.shape[1]}x{start.shape[0]}"
+            )
+    width, height = pair.width or start.shape[1], pair.height or start.shape[0]
+    return resize(start, width, height), resize(end, width, height), fps
+
+
+def execute_job(job: Job, backend: Backend, layout: RunLayout) -> dict:
+    """Run one job to a published folder and return its record. Job-level failures (bad media, backend
+    errors) give a 'failed' record; a full disk raises DiskFull and publishes nothing."""
+    started = time.time()
+    work = layout.work_dir(job.pair_id, job.key)
+    staged = work / "out"
+    try:
+        if staged.exists():
+            shutil.rmtree(staged)  # frames from a killed attempt: regenerated (backends are deterministic)
+        (staged / "frames").mkdir(parents=True)
+        backend.notes.values = {}
+        count = _generate(job, backend, work, staged)
+        record = _record(job, "done", None, started, count, backend)
+        write_record(staged, record)
+        layout.publish(staged, job.pair_id)
+        shutil.rmtree(work, ignore_errors=True)
+        return record
+    except OSError as exc:
+        if exc.errno in DISK_FULL_ERRNOS:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise DiskFull(
+                f"no space left on the output filesystem ({layout.root}) while writing {job.pair_id}"
+            )
+        return _publish_failure(job, layout, started, backend, exc)
+    except Exception as exc:  # noqa: BLE001 - a job's failure is recorded and the batch goes on
+        return _publish_failure(job, layout, started, backend, exc)
+
+
+def _generate(job: Job, backend: Backend, work: Path, staged: Path) -> int:
+    pair = job.pair
+    start, end, fps = load_keyframes(pair)
+    request = InterpolationRequest(
+        pair_id=pair.pair_id,
+        start=start,
+        end=end,
+        gap_frames=pair.gap_frames,
+        seed=pair.seed,
+        prompt=pair.prompt,
+        negative_prompt=pair.negative_prompt,
+        steps=pair.steps,
+        cfg_scale=pair.cfg_scale,
+        work_dir=work / "backend",
+    )
+    request.work_dir.mkdir(parents=True, exist_ok=True)
+    frames = []
+    for frame in backend.interpolate(request):
+        if frame.shape != start.shape or frame.dtype != np.uint8:
+            raise SemfiError(
+                f"backend {job.backend} returned a frame of shape {frame.shape} {frame.dtype}, "
+                f"expected {start.shape} uint8"
+            )
+        if len(frames) >= pair.gap_frames:
+            raise SemfiError(f"backend {job.backend} returned more than {pair.gap_frames} frames")
+        path = staged / "frames" / f"{len(frames) + 1:06d}.png"
+        write_png(path, frame)
+        frames.append(path)
+    if len(frames) != pair.gap_frames:
+        raise SemfiError(f"backend {job.backend} returned {len(frames)} frames, expected {pair.gap_frames}")
+    write_png(staged / "start.png", start)
+    write_png(staged / "end.png", end)
+    encode_preview([staged / "start.png", *frames, staged / "end.png"], staged / "clip.mp4", fps)
+    return len(frames)
+
+
+def _publish_failure(
+    job: Job, layout: RunLayout, started: float, backend: Backend, exc: BaseException
+) -> dict:
+    message = str(exc) if isinstance(exc, SemfiError) else f"{type(exc).__name__}: {exc}"
+    record = _record(job, "failed", message, started, 0, backend)
+    staged = layout.work_dir(job.pair_id, job.key) / "failed"
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    write_record(staged, record)
+    layout.publish(staged, job.pair_id)
+    return record
+
+
+def _record(job: Job, status: str, error: str | None, started: float, frames: int, backend: Backend) -> dict:
+    pair = job.pair
+    wall = time.time() - started
+    width, height = pair.output_size if (pair.keyframe_size or pair.width) else (None, None)
+    return {
+        "pair_id": pair.pair_id,
+        "key": job.key,
+        "status": status,
+        "error": error,
+        "backend": job.backend,
+        "wall_s": round(wall, 4),
+        "frames": frames,
+        "s_per_frame": round(wall / frames, 5) if frames else None,
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_gpu_mb": backend.notes.values.get("peak_gpu_mb"),
+        "mode": pair.mode,
+        "source": str(pair.source) if pair.source else None,
+        "start_frame": pair.start_frame,
+        "end_frame": pair.end_frame,
+        "start_image": str(pair.start_image) if pair.start_image else None,
+        "end_image": str(pair.end_image) if pair.end_image else None,
+        "gap_frames": pair.gap_frames,
+        "width": width,
+        "height": height,
+        "seed": pair.seed,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "notes": dict(backend.notes.values),
+    }
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process and of its finished children (ffmpeg), in MB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024.0
