@@ -121,9 +121,7 @@ def read_table(path: Path) -> pa.Table:
         raise ManifestError(f"{path} is not a readable Parquet manifest: {exc}") from None
 
 
-def load_manifest(
-    path: Path, *, check_media: bool = True, known_backends: Iterable[str] | None = None
-) -> Manifest:
+def load_manifest(path: Path, *, check_media: bool = True, known_backends: Iterable[str] | None = None) -> Manifest:
     """Read and validate a manifest. Raises ManifestError listing every problem found."""
     path = Path(path)
     table = read_table(path)
@@ -207,9 +205,7 @@ def _validate(
     names = table.column_names
     if "pair_id" not in names:
         problems.append(ManifestProblem(None, None, "pair_id", "required column is missing"))
-    if not (
-        {"start_image", "end_image"} <= set(names) or {"source", "start_frame", "end_frame"} <= set(names)
-    ):
+    if not ({"start_image", "end_image"} <= set(names) or {"source", "start_frame", "end_frame"} <= set(names)):
         problems.append(
             ManifestProblem(
                 None, None, None,
@@ -219,9 +215,7 @@ def _validate(
     for name in names:
         if name in KNOWN_COLUMNS and not _type_ok(_KIND[name], table.schema.field(name).type):
             problems.append(
-                ManifestProblem(
-                    None, None, name, f"has type {table.schema.field(name).type}, expected {_KIND[name]}"
-                )
+                ManifestProblem(None, None, name, f"has type {table.schema.field(name).type}, expected {_KIND[name]}")
             )
     if problems:
         return [], problems

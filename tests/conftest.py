@@ -14,9 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 FOOTAGE = REPO.parent / "shared" / "footage"
 
 
-def numbered_clip(
-    path: Path, frames: int, *, fps: str = "25", size: str = "64x48", codec: str = "libx264"
-) -> Path:
+def numbered_clip(path: Path, frames: int, *, fps: str = "25", size: str = "64x48", codec: str = "libx264") -> Path:
     """A clip whose frame n shows n: the left half has luma 16*(n % 14) + 16 and the right half
     16*(n // 14) + 16 (lossless H.264 keeps luma exact). Decode with `frame_number`."""
     lum = "if(lt(X,W/2),16*mod(N,14)+16,16*floor(N/14)+16)"

@@ -99,5 +99,5 @@ class Backend(ABC):
     def interpolate(self, request: InterpolationRequest) -> Iterator[np.ndarray]:
         """Yield exactly `request.gap_frames` frames, in time order, each shaped like `request.start`."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to release
         """Release models and devices."""

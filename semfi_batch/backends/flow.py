@@ -55,9 +55,7 @@ class FlowBackend(Backend):
             w0 = np.where(weak, 1 - t, w0)
             w1 = np.where(weak, t, w1)
             total = w0 + w1
-            out = (_warp(a, ft0, grid) * w0[..., None] + _warp(b, ft1, grid) * w1[..., None]) / total[
-                ..., None
-            ]
+            out = (_warp(a, ft0, grid) * w0[..., None] + _warp(b, ft1, grid) * w1[..., None]) / total[..., None]
             yield np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
     def _flows(self, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -20,9 +20,7 @@ def validate(manifest: ManifestArg) -> None:
     stdout.print(f"{manifest}: valid, {len(m.pairs)} pairs, {frames} frames to generate")
 
 
-@manifest_app.command(
-    epilog="Example: semfi-batch manifest show manifests/examples/images.parquet --limit 20"
-)
+@manifest_app.command(epilog="Example: semfi-batch manifest show manifests/examples/images.parquet --limit 20")
 def show(
     manifest: ManifestArg,
     limit: Annotated[int, typer.Option(help="Rows to show (0: all).")] = 50,
@@ -32,9 +30,7 @@ def show(
 
     table = read_table(manifest)
     rows = table.to_pylist() if limit <= 0 else table.slice(0, limit).to_pylist()
-    cols = [
-        c for c in table.column_names if any(r.get(c) not in (None, "") for r in rows)
-    ] or table.column_names
+    cols = [c for c in table.column_names if any(r.get(c) not in (None, "") for r in rows)] or table.column_names
     view = Table(title=f"{manifest} ({table.num_rows} rows)", show_edge=False)
     for col in cols:
         view.add_column(col, overflow="fold")

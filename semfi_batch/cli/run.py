@@ -17,26 +17,16 @@ from semfi_batch.cli.app import ManifestArg, app, console, stdout
 )
 def run(
     manifest: ManifestArg,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output root. Default: runs/<manifest stem>.")
-    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output root. Default: runs/<manifest stem>.")] = None,
     backend: Annotated[
         str,
-        typer.Option(
-            "--backend", "-b", help="Backend for rows without their own (see `semfi-batch backends`)."
-        ),
+        typer.Option("--backend", "-b", help="Backend for rows without their own (see `semfi-batch backends`)."),
     ] = DEFAULT_BACKEND,
-    retry_failed: Annotated[
-        bool, typer.Option("--retry-failed", help="Run again the jobs that failed.")
-    ] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run again the jobs that failed.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Run every job again, finished or not.")] = False,
     device: Annotated[str, typer.Option(help="Device for model backends: auto, cpu, cuda, cuda:N.")] = "auto",
-    models_dir: Annotated[Path, typer.Option(help="Folder of model files (semfi, wan-flf2v).")] = Path(
-        "models"
-    ),
-    semfi_ckpt: Annotated[Path, typer.Option(help="SemFi Mixture-of-LoRA checkpoint.")] = Path(
-        "ckpts/semfi.ckpt"
-    ),
+    models_dir: Annotated[Path, typer.Option(help="Folder of model files (semfi, wan-flf2v).")] = Path("models"),
+    semfi_ckpt: Annotated[Path, typer.Option(help="SemFi Mixture-of-LoRA checkpoint.")] = Path("ckpts/semfi.ckpt"),
     vram_limit: Annotated[
         float | None, typer.Option(help="GPU memory budget in GB; above it the model is offloaded.")
     ] = None,

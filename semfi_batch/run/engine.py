@@ -152,11 +152,7 @@ def write_metrics(layout: RunLayout, manifest: Manifest, records: dict[str, dict
         for col in manifest.extra_columns:
             row[col] = pair.extras.get(col)
         rows.append(row)
-    table = (
-        pa.Table.from_pylist(rows)
-        if rows
-        else pa.table({c: pa.array([], pa.string()) for c in METRIC_COLUMNS})
-    )
+    table = pa.Table.from_pylist(rows) if rows else pa.table({c: pa.array([], pa.string()) for c in METRIC_COLUMNS})
     tmp = layout.metrics.with_name(f".{layout.metrics.name}.tmp")
     pq.write_table(table, tmp)
     tmp.replace(layout.metrics)
@@ -193,9 +189,7 @@ class _progress:
                 TextColumn("{task.fields[counts]}"), TimeRemainingColumn(), console=self.console,
             )  # fmt: skip
             self.bar.start()
-            self.task = self.bar.add_task(
-                "run", total=self.total, completed=self.skipped, counts=self._counts()
-            )
+            self.task = self.bar.add_task("run", total=self.total, completed=self.skipped, counts=self._counts())
         elif self.enabled and self.skipped:
             self.console.print(f"skipping {self.skipped} finished job(s)")
         return self.advance

@@ -62,9 +62,7 @@ def plan_job(pair: KeyframePair, default_backend: str, options: BackendOptions) 
         "cfg_scale": pair.cfg_scale,
         "start_frame": pair.start_frame,
         "end_frame": pair.end_frame,
-        "files": [
-            _file_identity(p) for p in (pair.source, pair.start_image, pair.end_image) if p is not None
-        ],
+        "files": [_file_identity(p) for p in (pair.source, pair.start_image, pair.end_image) if p is not None],
     }
     return Job(pair=pair, backend=name, key=content_key(fields))
 
@@ -117,7 +115,7 @@ def execute_job(job: Job, backend: Backend, layout: RunLayout) -> dict:
             shutil.rmtree(staged, ignore_errors=True)
             raise DiskFull(
                 f"no space left on the output filesystem ({layout.root}) while writing {job.pair_id}"
-            )
+            ) from None
         return _publish_failure(job, layout, started, backend, exc)
     except Exception as exc:  # noqa: BLE001 - a job's failure is recorded and the batch goes on
         return _publish_failure(job, layout, started, backend, exc)
@@ -159,9 +157,7 @@ def _generate(job: Job, backend: Backend, work: Path, staged: Path) -> int:
     return len(frames)
 
 
-def _publish_failure(
-    job: Job, layout: RunLayout, started: float, backend: Backend, exc: BaseException
-) -> dict:
+def _publish_failure(job: Job, layout: RunLayout, started: float, backend: Backend, exc: BaseException) -> dict:
     message = str(exc) if isinstance(exc, SemfiError) else f"{type(exc).__name__}: {exc}"
     record = _record(job, "failed", message, started, 0, backend)
     staged = layout.work_dir(job.pair_id, job.key) / "failed"
