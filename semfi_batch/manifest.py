@@ -136,7 +136,11 @@ def load_manifest(path: Path, *, check_media: bool = True, known_backends: Itera
 def write_manifest(rows: Iterable[Mapping[str, Any]] | pa.Table, path: Path) -> Path:
     """Write rows (dicts or a table) as a schema-v1 manifest, atomically. Known columns get their
     schema types; other columns keep theirs."""
-    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
+    if not isinstance(rows, pa.Table):
+        rows = list(rows)
+        names = list(dict.fromkeys(name for row in rows for name in row))  # union of keys, first-seen order
+        rows = pa.Table.from_pylist([{n: row.get(n) for n in names} for row in rows])
+    table = rows
     arrays, fields = [], []
     for name in table.column_names:
         col = table.column(name)
@@ -178,6 +182,7 @@ class _Row:
 
     def __init__(self, index: int, values: dict, problems: list[ManifestProblem]):
         self.index, self.values, self.problems = index, values, problems
+        self.invalid: set[str] = set()  # columns already reported, so "is required" is not said as well
         pid = values.get("pair_id")
         self.pair_id = pid if isinstance(pid, str) else None
 
@@ -191,6 +196,7 @@ class _Row:
         if _KIND.get(column) == "int" and isinstance(value, float):
             if not value.is_integer():
                 self.problem(column, f"must be a whole number, got {value}")
+                self.invalid.add(column)
                 return None
             return int(value)
         if _KIND.get(column) == "string" and isinstance(value, str) and value == "" and column != "prompt":
@@ -276,7 +282,8 @@ def _validate_row(
     if is_video:
         for col, value in (("start_frame", start_frame), ("end_frame", end_frame)):
             if value is None:
-                row.problem(col, "is required for a video row")
+                if col not in row.invalid:
+                    row.problem(col, "is required for a video row")
             elif value < 0:
                 row.problem(col, f"must be >= 0, got {value}")
         if start_frame is not None and end_frame is not None and start_frame >= end_frame:
@@ -303,16 +310,17 @@ def _validate_row(
                 )
             keyframe_size = sizes[0]
 
-    if mode == "replace" and is_video and start_frame is not None and end_frame is not None:
-        derived = end_frame - start_frame - 1
-        if derived < 1 and start_frame < end_frame:
-            row.problem("end_frame", "replace needs at least one frame between start_frame and end_frame")
-        elif gap is not None and gap != derived:
-            row.problem(
-                "gap_frames",
-                f"is {gap} but replace between frames {start_frame} and {end_frame} gives {derived}",
-            )
-        gap = derived if gap is None else gap
+    if mode == "replace" and is_video:
+        if start_frame is not None and end_frame is not None:  # a missing index is reported above
+            derived = end_frame - start_frame - 1
+            if derived < 1 and start_frame < end_frame:
+                row.problem("end_frame", "replace needs at least one frame between start_frame and end_frame")
+            elif gap is not None and gap != derived:
+                row.problem(
+                    "gap_frames",
+                    f"is {gap} but replace between frames {start_frame} and {end_frame} gives {derived}",
+                )
+            gap = derived if gap is None else gap
     elif gap is None:
         row.problem("gap_frames", "is required for insert rows")
     if gap is not None and not 1 <= gap <= MAX_GAP_FRAMES:

@@ -8,11 +8,15 @@ import traceback
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 
 from semfi_batch.errors import ManifestError, SemfiError
+
+try:  # Typer >= 0.20 carries its own copy of click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions
 
 app = typer.Typer(
     name="semfi-batch",
@@ -21,11 +25,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    epilog="Example: semfi-batch run manifests/examples/demo.parquet --out runs/demo",
 )
-manifest_app = typer.Typer(help="Inspect, validate and build manifests.", no_args_is_help=True)
+manifest_app = typer.Typer(
+    help="Inspect, validate and build manifests.",
+    no_args_is_help=True,
+    epilog="Example: semfi-batch manifest validate manifests/examples/demo.parquet",
+)
 app.add_typer(manifest_app, name="manifest")
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 stdout = Console(highlight=False)
 
 DEBUG_ENV = "SEMFI_DEBUG"
@@ -70,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="semfi-batch", standalone_mode=False)
-    except click.exceptions.Abort:
+    except typer.Abort:
         console.print("aborted")
         code = 130
-    except click.exceptions.ClickException as exc:
+    except click_exceptions.ClickException as exc:
         exc.show()
         code = exc.exit_code
     except KeyboardInterrupt:

@@ -1,0 +1,168 @@
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from semfi_batch.cli import main
+from semfi_batch.errors import ManifestError
+from semfi_batch.manifest import load_manifest, write_manifest
+from semfi_batch.media.frames import write_png
+from semfi_batch.plan import default_seed
+
+
+@pytest.fixture
+def images(tmp_path):
+    rng = np.random.default_rng(1)
+    for name, (h, w) in {"a.png": (24, 32), "b.png": (24, 32), "big.png": (30, 40)}.items():
+        write_png(tmp_path / name, rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    return tmp_path
+
+
+def test_valid_manifest_defaults(images, clip_factory):
+    clip = clip_factory(20)
+    path = write_manifest(
+        [
+            {"pair_id": "img", "start_image": "a.png", "end_image": "b.png", "gap_frames": 3, "shot": "A"},
+            {"pair_id": "vid", "source": str(clip), "start_frame": 2, "end_frame": 6, "shot": "B"},
+        ],
+        images / "m.parquet",
+    )
+    m = load_manifest(path)
+    img, vid = m.pairs
+    assert (img.mode, img.gap_frames, img.keyframe_size, img.start_image) == ("insert", 3, (32, 24), images / "a.png")
+    assert (vid.mode, vid.gap_frames, vid.keyframe_size) == ("replace", 3, (64, 48))
+    assert vid.seed == default_seed("vid")
+    assert m.extra_columns == ["shot"] and img.extras == {"shot": "A"}
+    assert main(["manifest", "validate", str(path)]) == 0
+
+
+# (row dict, column named, words in the message). Rows are checked one at a time, at row index 1 after a good row.
+BAD_ROWS = [
+    ({"pair_id": None, "start_image": "a.png", "end_image": "b.png", "gap_frames": 1}, "pair_id", "required"),
+    ({"pair_id": "x/y", "start_image": "a.png", "end_image": "b.png", "gap_frames": 1}, "pair_id", "folder"),
+    ({"pair_id": "..", "start_image": "a.png", "end_image": "b.png", "gap_frames": 1}, "pair_id", "'..'"),
+    ({"pair_id": "ok", "start_image": "a.png", "end_image": "b.png", "gap_frames": 1}, "pair_id", "duplicate of row 0"),
+    ({"pair_id": "p", "start_image": "missing.png", "end_image": "b.png", "gap_frames": 1}, "start_image", "not found"),
+    ({"pair_id": "p", "start_image": "a.png", "end_image": "broken.png", "gap_frames": 1}, "end_image", "cannot read"),
+    ({"pair_id": "p", "start_image": "a.png", "end_image": "big.png", "gap_frames": 1}, "end_image", "differs"),
+    ({"pair_id": "p", "start_image": "a.png", "end_image": "b.png"}, "gap_frames", "required for insert"),
+    ({"pair_id": "p", "start_image": "a.png", "end_image": "b.png", "gap_frames": -2}, "gap_frames", "between 1"),
+    ({"pair_id": "p", "start_image": "a.png", "end_image": "b.png", "gap_frames": 0}, "gap_frames", "between 1"),
+    ({"pair_id": "p", "start_image": "a.png", "end_image": "b.png", "gap_frames": 10**7}, "gap_frames", "between 1"),
+    (
+        {"pair_id": "p", "start_image": "a.png", "end_image": "b.png", "gap_frames": 1, "mode": "replace"},
+        "mode",
+        "needs a video",
+    ),
+    ({"pair_id": "p", "start_image": "a.png", "end_image": "b.png", "gap_frames": 1, "mode": "warp"}, "mode", "one of"),
+    (
+        {"pair_id": "p", "start_image": "a.png", "end_image": "b.png", "gap_frames": 1, "width": -4, "height": 8},
+        "width",
+        "positive",
+    ),
+    (
+        {"pair_id": "p", "start_image": "a.png", "end_image": "b.png", "gap_frames": 1, "width": 16},
+        "height",
+        "together",
+    ),
+    ({"pair_id": "p", "start_image": "a.png", "end_image": "b.png", "gap_frames": 1, "steps": 0}, "steps", "positive"),
+    (
+        {"pair_id": "p", "start_image": "a.png", "end_image": "b.png", "gap_frames": 1, "backend": "magic"},
+        "backend",
+        "unknown backend",
+    ),
+    ({"pair_id": "p", "start_image": "a.png", "end_image": "b.png", "gap_frames": 1, "seed": -1}, "seed", ">= 0"),
+    ({"pair_id": "p", "source": "CLIP", "start_frame": 6, "end_frame": 6}, "end_frame", "greater than start_frame"),
+    ({"pair_id": "p", "source": "CLIP", "start_frame": 8, "end_frame": 3}, "end_frame", "greater than start_frame"),
+    ({"pair_id": "p", "source": "CLIP", "start_frame": 3, "end_frame": 4}, "end_frame", "at least one frame"),
+    ({"pair_id": "p", "source": "CLIP", "start_frame": 3, "end_frame": 40}, "end_frame", "past the end"),
+    ({"pair_id": "p", "source": "CLIP", "start_frame": -1, "end_frame": 4}, "start_frame", ">= 0"),
+    ({"pair_id": "p", "source": "CLIP", "start_frame": 1}, "end_frame", "required"),
+    ({"pair_id": "p", "source": "CLIP", "start_frame": 1, "end_frame": 5, "gap_frames": 2}, "gap_frames", "gives 3"),
+    ({"pair_id": "p", "source": "nope.mp4", "start_frame": 1, "end_frame": 5}, "source", "cannot open"),
+    ({"pair_id": "p", "source": "a.png", "start_frame": 1, "end_frame": 5}, "end_frame", "past the end of a.png"),
+    (
+        {"pair_id": "p", "source": "CLIP", "start_image": "a.png", "start_frame": 1, "end_frame": 5},
+        "source",
+        "not both",
+    ),
+    ({"pair_id": "p"}, "start_image", "no keyframes"),
+]
+
+
+@pytest.mark.parametrize(("row", "column", "words"), BAD_ROWS, ids=[f"{c}-{w}" for _, c, w in BAD_ROWS])
+def test_each_problem_names_row_and_column(images, clip_factory, capsys, row, column, words):
+    clip = str(clip_factory(20))
+    good = {"pair_id": "ok", "start_image": "a.png", "end_image": "b.png", "gap_frames": 2}
+    row = {k: (clip if v == "CLIP" else v) for k, v in row.items()}
+    path = write_manifest([good, row], images / "m.parquet")
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path)
+    problems = [p for p in err.value.problems if p.row == 1 and p.column == column]
+    assert problems, err.value.problems
+    assert words in problems[0].message
+    assert all(p.row == 1 for p in err.value.problems)  # the good row is not blamed
+    assert main(["manifest", "validate", str(path)]) == 2
+    out = capsys.readouterr().err
+    assert "row 1" in out and f"column '{column}'" in out and "Traceback" not in out
+
+
+def test_all_problems_listed_at_once(images):
+    rows = [
+        {"pair_id": "a", "start_image": "a.png", "end_image": "missing.png", "gap_frames": 1},
+        {"pair_id": "b", "start_image": "a.png", "end_image": "b.png", "gap_frames": 0},
+        {"pair_id": "a", "start_image": "a.png", "end_image": "b.png", "gap_frames": 1},
+    ]
+    with pytest.raises(ManifestError) as err:
+        load_manifest(write_manifest(rows, images / "m.parquet"))
+    assert {(p.row, p.column) for p in err.value.problems} == {(0, "end_image"), (1, "gap_frames"), (2, "pair_id")}
+
+
+def test_table_level_problems(images, capsys):
+    pq.write_table(pa.table({"start_image": ["a.png"], "end_image": ["b.png"]}), images / "noid.parquet")
+    pq.write_table(
+        pa.table({"pair_id": ["x"], "start_image": ["a.png"], "end_image": ["b.png"], "gap_frames": ["three"]}),
+        images / "types.parquet",
+    )
+    pq.write_table(pa.table({"pair_id": ["x"], "gap_frames": [1]}), images / "nokeys.parquet")
+    (images / "text.parquet").write_text("pair_id,start_image\n")
+    data = (images / "types.parquet").read_bytes()
+    (images / "trunc.parquet").write_bytes(data[: len(data) // 2])
+    expect = {
+        "noid": "'pair_id': required column is missing",
+        "types": "'gap_frames': has type string",
+        "nokeys": "keyframe columns missing",
+        "text": "not a readable Parquet manifest",
+        "trunc": "not a readable Parquet manifest",
+        "absent": "manifest not found",
+    }
+    for stem, words in expect.items():
+        assert main(["manifest", "validate", str(images / f"{stem}.parquet")]) == 2, stem
+        assert words in capsys.readouterr().err, stem
+
+
+def test_float_columns_from_pandas_are_accepted_when_whole(images, clip_factory):
+    clip = str(clip_factory(20))
+    table = pa.table(
+        {
+            "pair_id": ["a", "b"],
+            "source": [clip, clip],
+            "start_frame": [1.0, 2.5],
+            "end_frame": [5.0, 9.0],
+        }
+    )
+    pq.write_table(table, images / "f.parquet")
+    with pytest.raises(ManifestError) as err:
+        load_manifest(images / "f.parquet")
+    assert [(p.row, p.column) for p in err.value.problems] == [(1, "start_frame")]
+
+
+def test_show_prints_rows(images, capsys):
+    path = write_manifest(
+        [{"pair_id": f"p{i}", "start_image": "a.png", "end_image": "b.png", "gap_frames": i + 1} for i in range(3)],
+        images / "m.parquet",
+    )
+    assert main(["manifest", "show", str(path), "--limit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "p0" in out and "p1" in out and "p2" not in out and "1 more rows" in out
