@@ -37,43 +37,52 @@ class FlowBackend(Backend):
         return {"preset": "medium", "max_pixels": _FLOW_MAX_PIXELS, "occ": [_OCC_ABS, _OCC_REL]}
 
     def interpolate(self, request: InterpolationRequest) -> Iterator[np.ndarray]:
-        f01, f10 = self._flows(request.start, request.end)
         h, w = request.start.shape[:2]
-        grid = np.mgrid[0:h, 0:w][::-1].astype(np.float32)  # (2, h, w): x, y
+        g0, g1, scale = _flow_inputs(request.start, request.end)
+        # Flows, occlusion and blend weights are worked out at flow resolution; only the final warps of the
+        # keyframes run at full resolution.
+        f01 = self._dis.calc(g0, g1, None)
+        f10 = self._dis.calc(g1, g0, None)
+        fh, fw = g0.shape
+        grid = _grid(fh, fw)
         v0 = _visibility(f01, f10, grid)  # pixels of frame 0 that are visible in frame 1
         v1 = _visibility(f10, f01, grid)
-        a = request.start.astype(np.float32)
-        b = request.end.astype(np.float32)
+        full_grid = _grid(h, w) if scale < 1.0 else grid
+        a = request.start
+        b = request.end
         for t in inbetween_times(request.gap_frames):
             # Flow from time t back to each keyframe (linear-motion approximation, Jiang et al. 2018).
             ft0 = -(1 - t) * t * f01 + t * t * f10
             ft1 = (1 - t) * (1 - t) * f01 - t * (1 - t) * f10
             w0 = (1 - t) * _warp(v0, ft0, grid)
             w1 = t * _warp(v1, ft1, grid)
-            total = w0 + w1
-            weak = total < 1e-3  # occluded on both sides: fall back to time weights
-            w0 = np.where(weak, 1 - t, w0)
-            w1 = np.where(weak, t, w1)
-            total = w0 + w1
-            out = (_warp(a, ft0, grid) * w0[..., None] + _warp(b, ft1, grid) * w1[..., None]) / total[..., None]
-            yield np.clip(out + 0.5, 0, 255).astype(np.uint8)
-
-    def _flows(self, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        h, w = start.shape[:2]
-        scale = min(1.0, (_FLOW_MAX_PIXELS / (h * w)) ** 0.5)
-        g0, g1 = (cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in (start, end))
-        if scale < 1.0:
-            size = (max(8, round(w * scale)), max(8, round(h * scale)))
-            g0, g1 = (cv2.resize(g, size, interpolation=cv2.INTER_AREA) for g in (g0, g1))
-        f01 = self._dis.calc(g0, g1, None)
-        f10 = self._dis.calc(g1, g0, None)
-        if scale < 1.0:
-            sx, sy = w / g0.shape[1], h / g0.shape[0]
-            f01, f10 = (_upsample(f, w, h, sx, sy) for f in (f01, f10))
-        return f01, f10
+            weak = (w0 + w1) < 1e-3  # occluded on both sides: fall back to time weights
+            w0[weak], w1[weak] = 1 - t, t
+            alpha = w0 / (w0 + w1)
+            if scale < 1.0:
+                ft0, ft1 = (_upsample(f, w, h) for f in (ft0, ft1))
+                alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
+            out = cv2.blendLinear(_warp(a, ft0, full_grid), _warp(b, ft1, full_grid), alpha, 1.0 - alpha)
+            yield out
 
 
-def _upsample(flow: np.ndarray, w: int, h: int, sx: float, sy: float) -> np.ndarray:
+def _flow_inputs(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Grayscale keyframes at flow resolution, and the scale factor applied."""
+    h, w = start.shape[:2]
+    scale = min(1.0, (_FLOW_MAX_PIXELS / (h * w)) ** 0.5)
+    g0, g1 = (cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in (start, end))
+    if scale < 1.0:
+        size = (max(8, round(w * scale)), max(8, round(h * scale)))
+        g0, g1 = (cv2.resize(g, size, interpolation=cv2.INTER_AREA) for g in (g0, g1))
+    return g0, g1, scale
+
+
+def _grid(h: int, w: int) -> np.ndarray:
+    return np.mgrid[0:h, 0:w][::-1].astype(np.float32)  # (2, h, w): x, y
+
+
+def _upsample(flow: np.ndarray, w: int, h: int) -> np.ndarray:
+    sx, sy = w / flow.shape[1], h / flow.shape[0]
     up = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
     up[..., 0] *= sx
     up[..., 1] *= sy
@@ -90,8 +99,7 @@ def _warp(image: np.ndarray, flow: np.ndarray, grid: np.ndarray) -> np.ndarray:
 def _visibility(f_ab: np.ndarray, f_ba: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """1.0 where following f_ab then f_ba returns near the start (visible in both), else 0.0; soft-edged."""
     back = _warp(f_ba, f_ab, grid)
-    err = np.linalg.norm(f_ab + back, axis=-1)
-    mag = np.linalg.norm(f_ab, axis=-1) + np.linalg.norm(back, axis=-1)
-    occluded = err > _OCC_ABS + _OCC_REL * mag
-    vis = (~occluded).astype(np.float32)
+    err = cv2.magnitude(f_ab[..., 0] + back[..., 0], f_ab[..., 1] + back[..., 1])
+    mag = cv2.magnitude(f_ab[..., 0], f_ab[..., 1]) + cv2.magnitude(back[..., 0], back[..., 1])
+    vis = (err <= _OCC_ABS + _OCC_REL * mag).astype(np.float32)
     return cv2.GaussianBlur(vis, (5, 5), 0)
