@@ -36,6 +36,8 @@ app.add_typer(manifest_app, name="manifest")
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 stdout = Console(highlight=False)
+if not stdout.is_terminal and "COLUMNS" not in os.environ:
+    stdout.width = 160  # pipes and logs: wide tables instead of folded ones
 
 DEBUG_ENV = "SEMFI_DEBUG"
 

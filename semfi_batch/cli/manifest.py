@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -33,9 +34,17 @@ def show(
     cols = [c for c in table.column_names if any(r.get(c) not in (None, "") for r in rows)] or table.column_names
     view = Table(title=f"{manifest} ({table.num_rows} rows)", show_edge=False)
     for col in cols:
-        view.add_column(col, overflow="fold")
+        view.add_column(col, no_wrap=col == "pair_id", overflow="fold")
     for row in rows:
-        view.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in cols))
+        view.add_row(*(_cell(c, row.get(c)) for c in cols))
     stdout.print(view)
     if limit > 0 and table.num_rows > limit:
         stdout.print(f"... {table.num_rows - limit} more rows (--limit 0 shows all)")
+
+
+def _cell(column: str, value: object) -> str:
+    if value is None:
+        return ""
+    if column in ("source", "start_image", "end_image"):
+        return Path(str(value)).name  # the folder is the same on most rows; the file name tells them apart
+    return str(value)
