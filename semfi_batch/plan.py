@@ -57,3 +57,9 @@ def content_key(fields: Mapping[str, Any]) -> str:
     """A hex digest over a canonical JSON rendering of `fields` (sorted keys)."""
     blob = json.dumps(fields, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def shard_of(pair_id: str, shards: int) -> int:
+    """The shard (0..shards-1) that owns `pair_id`: a stable hash, so filtering or resuming never reshuffles."""
+    digest = hashlib.sha256(pair_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % shards

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from semfi_batch.backends import DEFAULT_BACKEND, BackendOptions
 from semfi_batch.cli.app import ManifestArg, app, console, stdout
+from semfi_batch.errors import SemfiError
 
 
 @app.command(
@@ -33,6 +34,19 @@ def run(
     ckpt_every: Annotated[
         int, typer.Option(help="Save denoising state every K steps so a killed job resumes (0: off).")
     ] = 0,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="Worker processes (each loads the model once), or Ray actors with --executor ray."),
+    ] = 1,
+    gpus: Annotated[str | None, typer.Option(help="GPUs to pin workers to, round-robin, e.g. 0,1,2,3.")] = None,
+    shard: Annotated[
+        str | None, typer.Option(help="Run only shard i of N (i/N, 0-based), by a stable hash of pair_id.")
+    ] = None,
+    executor: Annotated[str, typer.Option(help="local (processes on this machine) or ray.")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: start a local Ray instance).")
+    ] = None,
+    lease_ttl: Annotated[float, typer.Option(hidden=True, help="Seconds before a dead worker's lease expires.")] = 60.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Run an interpolation job per manifest row, skipping jobs already done.
@@ -51,7 +65,9 @@ def run(
     )
     summary = run_manifest(
         manifest, out, backend=backend, options=options, retry_failed=retry_failed, force=force,
-        show_progress=not quiet,
+        show_progress=not quiet, workers=workers, gpus=gpus.split(",") if gpus else None,
+        shard=parse_shard(shard) if shard else None, executor=executor, ray_address=ray_address,
+        lease_ttl_s=lease_ttl,
     )  # fmt: skip
     table = Table(title=f"semfi-batch run: {manifest}", show_edge=False)
     for col in ("jobs", "done", "failed", "ran now", "skipped (already finished)", "wall s"):
@@ -70,5 +86,26 @@ def run(
         stdout.print(failed)
         console.print("re-run with --retry-failed to try the failed jobs again")
     stdout.print(f"outputs: {summary.out}/jobs/<pair_id>/frames  metrics: {summary.metrics}")
+    _print_report_path(summary.out)
     if summary.failed:
         raise typer.Exit(1)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/N' -> (i, N) with 0 <= i < N."""
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise SemfiError(f"--shard must look like i/N (e.g. 0/4), got {text!r}") from None
+    if not 0 <= index < count:
+        raise SemfiError(f"--shard {text}: need 0 <= i < N")
+    return index, count
+
+
+def _print_report_path(out: Path) -> None:
+    """Write the run's HTML report when the report module is there, and say where it is."""
+    try:
+        from semfi_batch.report import write_report
+    except ImportError:
+        return
+    stdout.print(f"report: {write_report(out)}")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,11 +19,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from semfi_batch.backends import DEFAULT_BACKEND, BackendOptions, backend_class
-from semfi_batch.errors import BackendUnavailable
+from semfi_batch.errors import BackendUnavailable, SemfiError
 from semfi_batch.manifest import Manifest, load_manifest
-from semfi_batch.run.job import Job, execute_job, plan_job
+from semfi_batch.plan import shard_of
+from semfi_batch.run.job import Job, plan_job
 from semfi_batch.run.layout import RunLayout
+from semfi_batch.run.lease import DEFAULT_TTL_S
 from semfi_batch.run.ledger import JobLedger
+from semfi_batch.run.worker import finished_record, work_through, worker_process
 
 METRIC_COLUMNS = (
     "pair_id", "status", "error", "backend", "wall_s", "frames", "s_per_frame", "peak_rss_mb", "peak_gpu_mb",
@@ -41,10 +47,11 @@ class RunSummary:
     ran: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     wall_s: float = 0.0
+    metrics_path: Path | None = None
 
     @property
     def metrics(self) -> Path:
-        return self.out / "metrics.parquet"
+        return self.metrics_path or self.out / "metrics.parquet"
 
 
 @dataclass
@@ -97,50 +104,92 @@ def run_manifest(
     retry_failed: bool = False,
     force: bool = False,
     show_progress: bool = True,
+    workers: int = 1,
+    gpus: list[str] | None = None,
+    shard: tuple[int, int] | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    lease_ttl_s: float = DEFAULT_TTL_S,
 ) -> RunSummary:
-    """Run every job of a manifest that is not already done; resumable after any interruption."""
+    """Run every job of a manifest (or of one shard of it) that is not already done; resumable after any
+    interruption, and safe to run as several processes on one output root."""
     t0 = time.time()
     options = options or BackendOptions()
     manifest, layout, jobs = prepare_run(manifest_path, out_dir, backend, options)
+    if shard is not None:
+        index, count = shard
+        jobs = [job for job in jobs if shard_of(job.pair_id, count) == index]
     ledger = JobLedger(layout).load()
     plan = split_jobs(jobs, ledger, retry_failed=retry_failed, force=force)
     records = dict(plan.finished)
     summary = RunSummary(out=layout.root, total=len(jobs), skipped=len(plan.finished))
+    since = time.time()
     with _progress(len(jobs), len(plan.finished), show_progress) as advance:
-        for job, record in run_jobs(plan.todo, layout, ledger, options):
-            records[job.pair_id] = record
+
+        def on_record(job_or_none, record: dict) -> None:
+            records[record["pair_id"]] = record
             summary.ran += 1
             advance(record)
+
+        if executor == "ray":
+            from semfi_batch.run.ray_executor import run_on_ray
+
+            run_on_ray(plan.todo, layout, options, address=ray_address, workers=workers, since=since,
+                       lease_ttl_s=lease_ttl_s, fresh_only=force, on_record=on_record)  # fmt: skip
+        elif executor != "local":
+            raise SemfiError(f"unknown executor {executor!r}; use local or ray")
+        elif workers > 1:
+            _run_processes(plan.todo, layout, options, workers, gpus, lease_ttl_s, since, force, on_record)
+        else:
+            work_through(
+                plan.todo, layout, options, lease_ttl_s=lease_ttl_s, since=since, on_record=on_record,
+                fresh_only=force,
+            )  # fmt: skip
+    # Jobs another process finished while we waited count with their records.
+    for job in plan.todo:
+        if job.pair_id not in records:
+            record = finished_record(layout, job, since, fresh_only=force)
+            if record is not None:
+                records[job.pair_id] = record
     for record in records.values():
         if record["status"] == "done":
             summary.done += 1
         else:
             summary.failed += 1
             summary.failures.append((record["pair_id"], record.get("error") or ""))
-    write_metrics(layout, manifest, records)
+    name = "metrics.parquet" if shard is None else f"metrics.shard-{shard[0]}-of-{shard[1]}.parquet"
+    write_metrics(layout.root / name, manifest, records)
+    summary.metrics_path = layout.root / name
     summary.wall_s = time.time() - t0
     return summary
 
 
-def run_jobs(jobs: list[Job], layout: RunLayout, ledger: JobLedger, options: BackendOptions):
-    """Run jobs grouped by backend (each constructed once) in the backend's preferred order; yield
-    (job, record) as each one is published."""
-    by_backend: dict[str, list[Job]] = {}
-    for job in jobs:
-        by_backend.setdefault(job.backend, []).append(job)
-    for name, group in by_backend.items():
-        backend = backend_class(name)(options)
+def _run_processes(jobs, layout, options, workers, gpus, lease_ttl_s, since, fresh_only, on_record) -> None:
+    """N worker processes (spawned, so each loads its own model), pinned round-robin to `gpus`."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = []
+    for i in range(workers):
+        gpu = gpus[i % len(gpus)] if gpus else None
+        proc = ctx.Process(
+            target=worker_process,
+            args=(jobs, layout.root, options, lease_ttl_s, since, fresh_only, queue, gpu),
+            daemon=True,
+        )
+        proc.start()
+        procs.append(proc)
+    while any(p.is_alive() for p in procs) or not queue.empty():
         try:
-            group.sort(key=lambda j: backend.order_key(j.pair.gap_frames))
-            for job in group:
-                record = execute_job(job, backend, layout)
-                ledger.append(record, layout.job_dir(job.pair_id))
-                yield job, record
-        finally:
-            backend.close()
+            record = queue.get(timeout=0.2)
+        except Empty:
+            continue
+        on_record(None, record)
+    dead = [p.exitcode for p in procs if p.exitcode]
+    if dead:
+        raise SemfiError(f"{len(dead)} worker process(es) exited with status {dead}; re-run to finish")
 
 
-def write_metrics(layout: RunLayout, manifest: Manifest, records: dict[str, dict]) -> Path:
+def write_metrics(path: Path, manifest: Manifest, records: dict[str, dict]) -> Path:
     """metrics.parquet: one row per pair that has a record, in manifest order, with the user's columns."""
     rows = []
     for pair in manifest.pairs:
@@ -153,10 +202,10 @@ def write_metrics(layout: RunLayout, manifest: Manifest, records: dict[str, dict
             row[col] = pair.extras.get(col)
         rows.append(row)
     table = pa.Table.from_pylist(rows) if rows else pa.table({c: pa.array([], pa.string()) for c in METRIC_COLUMNS})
-    tmp = layout.metrics.with_name(f".{layout.metrics.name}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     pq.write_table(table, tmp)
-    tmp.replace(layout.metrics)
-    return layout.metrics
+    tmp.replace(path)
+    return path
 
 
 def _snapshot_manifest(manifest: Manifest, layout: RunLayout, backend: str) -> None:

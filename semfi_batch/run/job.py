@@ -194,6 +194,7 @@ def _record(job: Job, status: str, error: str | None, started: float, frames: in
         "height": height,
         "seed": pair.seed,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "finished_ts": round(time.time(), 4),
         "notes": dict(backend.notes.values),
     }
 
