@@ -109,3 +109,23 @@ def _print_report_path(out: Path) -> None:
     except ImportError:
         return
     stdout.print(f"report: {write_report(out)}")
+
+
+@app.command(
+    epilog="Example: semfi-batch merge runs/big  (after `semfi-batch run big.parquet --out runs/big --shard i/4`)",
+)
+def merge(
+    roots: Annotated[list[Path], typer.Argument(help="Output root(s) the shards wrote to.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Default: <first root>/metrics.parquet.")] = None,
+) -> None:
+    """Gather the records of a sharded run into one metrics.parquet. Exit 1 when jobs failed or are missing."""
+    from semfi_batch.run.merge import merge_runs
+
+    summary = merge_runs(roots, out)
+    stdout.print(
+        f"{summary.out}: {summary.done} done, {summary.failed} failed, {len(summary.missing)} without a record"
+    )
+    if summary.missing:
+        stdout.print(f"missing (first 20): {', '.join(summary.missing[:20])}")
+    if summary.failed or summary.missing:
+        raise typer.Exit(1)

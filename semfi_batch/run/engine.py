@@ -131,7 +131,9 @@ def run_manifest(
             summary.ran += 1
             advance(record)
 
-        if executor == "ray":
+        if not plan.todo:
+            pass  # all finished: nothing to start (no Ray cluster, no worker processes)
+        elif executor == "ray":
             from semfi_batch.run.ray_executor import run_on_ray
 
             run_on_ray(plan.todo, layout, options, address=ray_address, workers=workers, since=since,

@@ -1,0 +1,129 @@
+"""`--executor ray`: jobs streamed to Ray actors, one per GPU (GPU backends) or per CPU slot (CPU backends),
+each constructing its backend once. The driver holds the jobs' leases, so Ray runs and local runs on the
+same output root never duplicate work, appends each record to the ledger as it arrives, and sends the job
+of an actor that died to another actor."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from semfi_batch.backends import BackendOptions
+from semfi_batch.errors import BackendUnavailable, SemfiError
+from semfi_batch.run.job import Job, execute_job
+from semfi_batch.run.layout import RunLayout
+from semfi_batch.run.lease import LeaseManager
+from semfi_batch.run.ledger import JobLedger
+from semfi_batch.run.worker import POLL_S, finished_record, log_event
+
+# Backends that want a whole GPU per actor.
+GPU_BACKENDS = {"semfi", "wan-flf2v"}
+MAX_ACTOR_RESTARTS = 3
+
+
+class JobActor:
+    """Holds one backend (loaded once) and runs jobs on it, writing outputs to the shared output root."""
+
+    def __init__(self, backend: str, options: BackendOptions, root: str):
+        from semfi_batch.backends import backend_class
+
+        self.backend = backend_class(backend)(options)
+        self.layout = RunLayout(__import__("pathlib").Path(root))
+
+    def run(self, job: Job) -> dict:
+        return execute_job(job, self.backend, self.layout)
+
+    def pid(self) -> int:
+        return __import__("os").getpid()
+
+
+def run_on_ray(
+    jobs: list[Job],
+    layout: RunLayout,
+    options: BackendOptions,
+    *,
+    address: str | None,
+    workers: int,
+    since: float,
+    lease_ttl_s: float,
+    on_record: Callable[[Job | None, dict], None],
+    fresh_only: bool = False,
+) -> None:
+    """Run `jobs` on a Ray cluster (started locally when `address` is None)."""
+    try:
+        import ray
+    except ImportError:
+        raise BackendUnavailable("--executor ray needs Ray: pip install 'semfi-batch[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        groups: dict[str, list[Job]] = {}
+        for job in jobs:
+            groups.setdefault(job.backend, []).append(job)
+        ledger = JobLedger(layout)
+        with LeaseManager(layout.root / "leases", ttl_s=lease_ttl_s) as leases:
+            for name, group in groups.items():
+                _run_group(ray, name, group, layout, options, workers, since, fresh_only, leases, ledger, on_record)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _run_group(ray, name, jobs, layout, options, workers, since, fresh_only, leases, ledger, on_record) -> None:
+    resources = ray.cluster_resources()
+    if name in GPU_BACKENDS:
+        slots = int(resources.get("GPU", 0))
+        if slots == 0:
+            raise BackendUnavailable(f"backend {name!r} needs GPUs and the Ray cluster has none")
+        actor_cls = ray.remote(num_gpus=1)(JobActor)
+    else:
+        slots = int(resources.get("CPU", 1))
+        actor_cls = ray.remote(num_cpus=1)(JobActor)
+    count = max(1, min(slots, workers if workers > 1 else slots, len(jobs)))
+    actors = [actor_cls.remote(name, options, str(layout.root)) for _ in range(count)]
+    restarts = 0
+    pending = list(jobs)
+    in_flight: dict = {}  # ObjectRef -> (job, actor)
+    idle = list(actors) * 2  # two jobs queued per actor keeps each busy while the driver writes records
+    while pending or in_flight:
+        while idle and pending:
+            job = pending.pop(0)
+            if finished_record(layout, job, since, fresh_only=fresh_only) is not None:
+                continue
+            if not leases.try_claim(job.pair_id):
+                pending.append(job)  # held by another worker: try again later
+                if len(pending) == 1 and not in_flight:
+                    time.sleep(POLL_S)
+                continue
+            actor = idle.pop(0)
+            log_event(layout, leases.worker_id, job.pair_id, "start")
+            in_flight[actor.run.remote(job)] = (job, actor)
+        if not in_flight:
+            continue
+        done, _ = ray.wait(list(in_flight), num_returns=1)
+        ref = done[0]
+        job, actor = in_flight.pop(ref)
+        try:
+            record = ray.get(ref)
+        except ray.exceptions.RayActorError:
+            # The actor died (OOM, node lost, killed): its job goes to another actor, and a new actor replaces it.
+            leases.release(job.pair_id)
+            pending.insert(0, job)
+            restarts += 1
+            if restarts > MAX_ACTOR_RESTARTS * count:
+                raise SemfiError(f"Ray actors for backend {name!r} keep dying ({restarts} times); giving up") from None
+            idle = [a for a in idle if a is not actor]
+            for key, (other_job, other_actor) in list(in_flight.items()):
+                if other_actor is actor:
+                    in_flight.pop(key)
+                    leases.release(other_job.pair_id)
+                    pending.insert(0, other_job)
+            replacement = actor_cls.remote(name, options, str(layout.root))
+            idle.extend([replacement, replacement])
+            continue
+        ledger.append(record, layout.job_dir(job.pair_id))
+        log_event(layout, leases.worker_id, job.pair_id, record["status"])
+        leases.release(job.pair_id)
+        idle.append(actor)
+        on_record(job, record)
