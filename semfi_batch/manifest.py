@@ -9,10 +9,13 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from semfi_batch.errors import ManifestError, ManifestProblem, MediaError, SemfiError
@@ -178,30 +181,47 @@ def _type_ok(kind: str, typ: pa.DataType) -> bool:
 
 
 class _Row:
-    """Accessor for one row's values that records problems against the row."""
+    """One row's values (already normalised by `_normalize`) and a way to record problems against it."""
 
-    def __init__(self, index: int, values: dict, problems: list[ManifestProblem]):
+    __slots__ = ("index", "values", "problems", "invalid", "pair_id", "get")
+
+    def __init__(self, index: int, values: dict, problems: list[ManifestProblem], invalid: set[str]):
         self.index, self.values, self.problems = index, values, problems
-        self.invalid: set[str] = set()  # columns already reported, so "is required" is not said as well
+        self.invalid = invalid  # columns already reported, so "is required" is not said as well
+        self.get = values.get
         pid = values.get("pair_id")
         self.pair_id = pid if isinstance(pid, str) else None
 
     def problem(self, column: str | None, message: str) -> None:
         self.problems.append(ManifestProblem(self.index, self.pair_id, column, message))
 
-    def get(self, column: str) -> Any:
-        value = self.values.get(column)
-        if isinstance(value, float) and math.isnan(value):
-            return None
-        if _KIND.get(column) == "int" and isinstance(value, float):
-            if not value.is_integer():
-                self.problem(column, f"must be a whole number, got {value}")
-                self.invalid.add(column)
-                return None
-            return int(value)
-        if _KIND.get(column) == "string" and isinstance(value, str) and value == "" and column != "prompt":
-            return None if column not in ("negative_prompt",) else ""
-        return value
+
+def _normalize(table: pa.Table, problems: list[ManifestProblem]) -> tuple[pa.Table, dict[int, set[str]]]:
+    """Column-wise clean-up before the row loop: NaN -> null, whole floats -> int64 (fractional ones are
+    problems), empty strings -> null (prompts excepted). Returns the table and, per row, the columns
+    already reported."""
+    invalid: dict[int, set[str]] = {}
+    pair_ids = table.column("pair_id").to_pylist() if "pair_id" in table.column_names else None
+    for i, name in enumerate(table.column_names):
+        kind = _KIND.get(name)
+        col = table.column(name)
+        if kind in ("int", "float") and pa.types.is_floating(col.type):
+            values = col.to_numpy(zero_copy_only=False).astype(np.float64)
+            nan = np.isnan(values)
+            if kind == "int":
+                bad = ~nan & (values != np.floor(values))
+                for row in np.flatnonzero(bad):
+                    pid = pair_ids[row] if pair_ids else None
+                    problems.append(ManifestProblem(int(row), pid, name, f"must be a whole number, got {values[row]}"))
+                    invalid.setdefault(int(row), set()).add(name)
+                nan |= bad
+                clean = pa.array(np.where(nan, 0, values).astype(np.int64), mask=nan)
+            else:
+                clean = pa.array(values, mask=nan)
+            table = table.set_column(i, name, clean)
+        elif kind == "string" and name not in ("prompt", "negative_prompt") and not pa.types.is_null(col.type):
+            table = table.set_column(i, name, pc.if_else(pc.equal(col, ""), pa.scalar(None, col.type), col))
+    return table, invalid
 
 
 def _validate(
@@ -236,8 +256,10 @@ def _validate(
     seen: dict[str, int] = {}
     pairs: list[KeyframePair] = []
     extras_cols = [c for c in names if c not in KNOWN_COLUMNS]
+    table, invalid = _normalize(table, problems)
+    no_invalid: set[str] = set()
     for index, values in enumerate(table.to_pylist()):
-        row = _Row(index, values, problems)
+        row = _Row(index, values, problems, invalid.get(index, no_invalid))
         pair = _validate_row(row, base, media, known_backends, extras_cols)
         if row.pair_id is not None:
             if row.pair_id in seen:
@@ -342,7 +364,7 @@ def _validate_row(
     if backend is not None and backend not in known_backends:
         row.problem("backend", f"unknown backend {backend!r}; known: {', '.join(sorted(known_backends))}")
 
-    if len(row.problems) > before:
+    if len(row.problems) > before or row.invalid:
         return None
     return KeyframePair(
         row=row.index,
@@ -367,7 +389,9 @@ def _validate_row(
     )
 
 
+@lru_cache(maxsize=4096)
 def _resolve(base: Path, value: str) -> Path:
+    # Cached: large manifests name the same few videos or folders over and over.
     p = Path(value).expanduser()
     return p if p.is_absolute() else base / p
 

@@ -47,6 +47,7 @@ def run(
         str | None, typer.Option(help="Ray cluster address (default: start a local Ray instance).")
     ] = None,
     lease_ttl: Annotated[float, typer.Option(hidden=True, help="Seconds before a dead worker's lease expires.")] = 60.0,
+    preview: Annotated[bool, typer.Option(help="Encode a preview clip.mp4 per job.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Run an interpolation job per manifest row, skipping jobs already done.
@@ -67,7 +68,7 @@ def run(
         manifest, out, backend=backend, options=options, retry_failed=retry_failed, force=force,
         show_progress=not quiet, workers=workers, gpus=gpus.split(",") if gpus else None,
         shard=parse_shard(shard) if shard else None, executor=executor, ray_address=ray_address,
-        lease_ttl_s=lease_ttl,
+        lease_ttl_s=lease_ttl, preview=preview,
     )  # fmt: skip
     table = Table(title=f"semfi-batch run: {manifest}", show_edge=False)
     for col in ("jobs", "done", "failed", "ran now", "skipped (already finished)", "wall s"):

@@ -22,7 +22,7 @@ from semfi_batch.backends import DEFAULT_BACKEND, BackendOptions, backend_class
 from semfi_batch.errors import BackendUnavailable, SemfiError
 from semfi_batch.manifest import Manifest, load_manifest
 from semfi_batch.plan import shard_of
-from semfi_batch.run.job import Job, plan_job
+from semfi_batch.run.job import Job, JobPlanner
 from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.lease import DEFAULT_TTL_S
 from semfi_batch.run.ledger import JobLedger
@@ -59,7 +59,7 @@ class JobPlan:
     """Jobs split by what the ledger says of them."""
 
     todo: list[Job]
-    finished: dict[str, dict]  # pair_id -> record, for jobs that will not run
+    finished: list[Job]  # published with their current key; will not run
 
 
 def default_out_dir(manifest_path: Path) -> Path:
@@ -72,7 +72,8 @@ def prepare_run(
 ) -> tuple[Manifest, RunLayout, list[Job]]:
     """Validate the manifest, check every backend it needs can run here, create the output root and plan jobs."""
     manifest = load_manifest(manifest_path)
-    jobs = [plan_job(pair, backend, options) for pair in manifest.pairs]
+    planner = JobPlanner(backend, options)
+    jobs = [planner.plan(pair) for pair in manifest.pairs]
     for name in sorted({job.backend for job in jobs} or {backend}):
         ok, why = backend_class(name).availability(options)
         if not ok:
@@ -85,13 +86,13 @@ def prepare_run(
 
 def split_jobs(jobs: Iterable[Job], ledger: JobLedger, *, retry_failed: bool, force: bool) -> JobPlan:
     """Decide which jobs run: not yet published with this key, failed and retried, or forced."""
-    plan = JobPlan(todo=[], finished={})
+    plan = JobPlan(todo=[], finished=[])
     for job in jobs:
-        record = None if force else ledger.record(job.pair_id, job.key)
-        if record is None or (record.get("status") == "failed" and retry_failed):
+        status = None if force else ledger.status(job.pair_id, job.key)
+        if status is None or (status == "failed" and retry_failed):
             plan.todo.append(job)
         else:
-            plan.finished[job.pair_id] = record
+            plan.finished.append(job)
     return plan
 
 
@@ -110,6 +111,7 @@ def run_manifest(
     executor: str = "local",
     ray_address: str | None = None,
     lease_ttl_s: float = DEFAULT_TTL_S,
+    preview: bool = True,
 ) -> RunSummary:
     """Run every job of a manifest (or of one shard of it) that is not already done; resumable after any
     interruption, and safe to run as several processes on one output root."""
@@ -121,7 +123,7 @@ def run_manifest(
         jobs = [job for job in jobs if shard_of(job.pair_id, count) == index]
     ledger = JobLedger(layout).load()
     plan = split_jobs(jobs, ledger, retry_failed=retry_failed, force=force)
-    records = dict(plan.finished)
+    records: dict[str, dict] = {}
     summary = RunSummary(out=layout.root, total=len(jobs), skipped=len(plan.finished))
     since = time.time()
     with _progress(len(jobs), len(plan.finished), show_progress) as advance:
@@ -137,16 +139,20 @@ def run_manifest(
             from semfi_batch.run.ray_executor import run_on_ray
 
             run_on_ray(plan.todo, layout, options, address=ray_address, workers=workers, since=since,
-                       lease_ttl_s=lease_ttl_s, fresh_only=force, on_record=on_record)  # fmt: skip
+                       lease_ttl_s=lease_ttl_s, fresh_only=force, preview=preview, on_record=on_record)  # fmt: skip
         elif executor != "local":
             raise SemfiError(f"unknown executor {executor!r}; use local or ray")
         elif workers > 1:
-            _run_processes(plan.todo, layout, options, workers, gpus, lease_ttl_s, since, force, on_record)
+            _run_processes(plan.todo, layout, options, workers, gpus, lease_ttl_s, since, force, preview, on_record)
         else:
             work_through(
                 plan.todo, layout, options, lease_ttl_s=lease_ttl_s, since=since, on_record=on_record,
-                fresh_only=force,
+                fresh_only=force, preview=preview,
             )  # fmt: skip
+    for job in plan.finished:
+        record = ledger.record(job.pair_id, job.key)
+        if record is not None:
+            records[job.pair_id] = record
     # Jobs another process finished while we waited count with their records.
     for job in plan.todo:
         if job.pair_id not in records:
@@ -166,7 +172,7 @@ def run_manifest(
     return summary
 
 
-def _run_processes(jobs, layout, options, workers, gpus, lease_ttl_s, since, fresh_only, on_record) -> None:
+def _run_processes(jobs, layout, options, workers, gpus, lease_ttl_s, since, fresh_only, preview, on_record) -> None:
     """N worker processes (spawned, so each loads its own model), pinned round-robin to `gpus`."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
@@ -175,7 +181,7 @@ def _run_processes(jobs, layout, options, workers, gpus, lease_ttl_s, since, fre
         gpu = gpus[i % len(gpus)] if gpus else None
         proc = ctx.Process(
             target=worker_process,
-            args=(jobs, layout.root, options, lease_ttl_s, since, fresh_only, queue, gpu),
+            args=(jobs, layout.root, options, lease_ttl_s, since, fresh_only, preview, queue, gpu),
             daemon=True,
         )
         proc.start()

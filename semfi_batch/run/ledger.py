@@ -14,12 +14,17 @@ RECORD_NAME = "record.json"
 
 
 class JobLedger:
-    """Finished-job records of one output root, as of `load()`."""
+    """Finished-job records of one output root, as of `load()`.
+
+    ledger.jsonl lines are `pair_id TAB key TAB inode TAB status TAB record-json`: a resume scan splits each
+    line on its first four tabs and parses a record's JSON only when the record itself is asked for. An
+    entry counts only while jobs/<pair_id> is the very folder it was written for (same inode), so a folder
+    replaced after the entry was written is read from its own record.json."""
 
     def __init__(self, layout: RunLayout):
         self.layout = layout
         self._published: dict[str, int] = {}  # pair_id -> inode of jobs/<pair_id>
-        self._index: dict[str, dict] = {}  # pair_id -> last ledger entry
+        self._index: dict[str, tuple[str, int, str, str]] = {}  # pair_id -> (key, inode, status, record json)
 
     def load(self) -> JobLedger:
         """Scan jobs/ (one directory listing) and read the ledger."""
@@ -29,39 +34,55 @@ class JobLedger:
         if self.layout.ledger.exists():
             with open(self.layout.ledger, encoding="utf-8") as fh:
                 for line in fh:
-                    try:
-                        entry = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # a line cut short by a kill
-                    if isinstance(entry, dict) and "pair_id" in entry:
-                        self._index[entry["pair_id"]] = entry
+                    parts = line.split("\t", 4)
+                    if len(parts) == 5 and line.endswith("\n"):  # else: cut short by a kill
+                        pair_id, key, ino, status, record = parts
+                        self._index[pair_id] = (key, int(ino), status, record)
         return self
+
+    def status(self, pair_id: str, key: str) -> str | None:
+        """'done' or 'failed' when `pair_id` is published with `key`, else None."""
+        entry = self._entry(pair_id, key)
+        if entry is not None:
+            return entry[2]
+        record = self._from_folder(pair_id, key)
+        return None if record is None else record.get("status")
 
     def record(self, pair_id: str, key: str) -> dict | None:
         """The published record of `pair_id` if it was made with `key`, else None."""
+        entry = self._entry(pair_id, key)
+        if entry is not None:
+            try:
+                return json.loads(entry[3])
+            except json.JSONDecodeError:
+                pass
+        return self._from_folder(pair_id, key)
+
+    def _entry(self, pair_id: str, key: str) -> tuple | None:
         ino = self._published.get(pair_id)
-        if ino is None:
-            return None
         entry = self._index.get(pair_id)
-        if entry is not None and entry.get("key") == key and entry.get("_ino") == ino:
-            return entry["record"]
-        record = read_record(self.layout.jobs / pair_id)
-        if record is not None and record.get("key") == key:
-            return record
+        if ino is not None and entry is not None and entry[0] == key and entry[1] == ino:
+            return entry
         return None
+
+    def _from_folder(self, pair_id: str, key: str) -> dict | None:
+        if pair_id not in self._published:
+            return None
+        record = read_record(self.layout.jobs / pair_id)
+        return record if record is not None and record.get("key") == key else None
 
     def append(self, record: dict, job_dir: Path) -> None:
         """Index a record just published in `job_dir` (one write call: atomic for O_APPEND)."""
-        entry = {"pair_id": record["pair_id"], "key": record["key"], "_ino": os.stat(job_dir).st_ino}
-        entry["record"] = record
-        line = (json.dumps(entry, separators=(",", ":"), default=str) + "\n").encode()
+        ino = os.stat(job_dir).st_ino
+        blob = json.dumps(record, separators=(",", ":"), default=str)
+        line = f"{record['pair_id']}\t{record['key']}\t{ino}\t{record['status']}\t{blob}\n".encode()
         fd = os.open(self.layout.ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)
         finally:
             os.close(fd)
-        self._published[record["pair_id"]] = entry["_ino"]
-        self._index[record["pair_id"]] = entry
+        self._published[record["pair_id"]] = ino
+        self._index[record["pair_id"]] = (record["key"], ino, record["status"], blob)
 
 
 def read_record(job_dir: Path) -> dict | None:

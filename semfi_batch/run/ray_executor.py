@@ -30,8 +30,8 @@ class JobActor:
         self.backend = backend_class(backend)(options)
         self.layout = RunLayout(__import__("pathlib").Path(root))
 
-    def run(self, job: Job) -> dict:
-        return execute_job(job, self.backend, self.layout)
+    def run(self, job: Job, preview: bool) -> dict:
+        return execute_job(job, self.backend, self.layout, preview=preview)
 
     def pid(self) -> int:
         return __import__("os").getpid()
@@ -48,6 +48,7 @@ def run_on_ray(
     lease_ttl_s: float,
     on_record: Callable[[Job | None, dict], None],
     fresh_only: bool = False,
+    preview: bool = True,
 ) -> None:
     """Run `jobs` on a Ray cluster (started locally when `address` is None)."""
     try:
@@ -64,13 +65,15 @@ def run_on_ray(
         ledger = JobLedger(layout)
         with LeaseManager(layout.root / "leases", ttl_s=lease_ttl_s) as leases:
             for name, group in groups.items():
-                _run_group(ray, name, group, layout, options, workers, since, fresh_only, leases, ledger, on_record)
+                _run_group(
+                    ray, name, group, layout, options, workers, since, fresh_only, preview, leases, ledger, on_record
+                )
     finally:
         if started_here:
             ray.shutdown()
 
 
-def _run_group(ray, name, jobs, layout, options, workers, since, fresh_only, leases, ledger, on_record) -> None:
+def _run_group(ray, name, jobs, layout, options, workers, since, fresh_only, preview, leases, ledger, on_record):
     resources = ray.cluster_resources()
     if name in GPU_BACKENDS:
         slots = int(resources.get("GPU", 0))
@@ -98,7 +101,7 @@ def _run_group(ray, name, jobs, layout, options, workers, since, fresh_only, lea
                 continue
             actor = idle.pop(0)
             log_event(layout, leases.worker_id, job.pair_id, "start")
-            in_flight[actor.run.remote(job)] = (job, actor)
+            in_flight[actor.run.remote(job, preview)] = (job, actor)
         if not in_flight:
             continue
         done, _ = ray.wait(list(in_flight), num_returns=1)

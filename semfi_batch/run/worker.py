@@ -52,6 +52,7 @@ def work_through(
     on_record: Callable[[Job, dict], None],
     worker_id: str | None = None,
     fresh_only: bool = False,
+    preview: bool = True,
 ) -> None:
     """Run `jobs` (in order, grouped by backend) until each one is finished by this or another worker."""
     ledger = JobLedger(layout)
@@ -72,7 +73,7 @@ def work_through(
                             continue  # finished by another worker just before we claimed it
                         log_event(layout, leases.worker_id, job.pair_id, "start")
                         backend = _backend(job.backend, backends, options)
-                        record = execute_job(job, backend, layout)
+                        record = execute_job(job, backend, layout, preview=preview)
                         ledger.append(record, layout.job_dir(job.pair_id))
                         log_event(layout, leases.worker_id, job.pair_id, record["status"])
                     finally:
@@ -107,12 +108,12 @@ def _ordered(jobs: list[Job], backends: dict[str, Backend], options: BackendOpti
 
 
 def worker_process(jobs: list[Job], root: Path, options: BackendOptions, lease_ttl_s: float, since: float,
-                   fresh_only: bool, queue, gpu: str | None) -> None:  # fmt: skip
+                   fresh_only: bool, preview: bool, queue, gpu: str | None) -> None:  # fmt: skip
     """Entry point of a `--workers N` child process: pin the GPU, then run the claim loop."""
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     layout = RunLayout(root)
     work_through(
-        jobs, layout, options, lease_ttl_s=lease_ttl_s, since=since, fresh_only=fresh_only,
+        jobs, layout, options, lease_ttl_s=lease_ttl_s, since=since, fresh_only=fresh_only, preview=preview,
         on_record=lambda job, record: queue.put(record),
     )  # fmt: skip
