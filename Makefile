@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Everything `make test` needs; a change to pyproject.toml or constraints.txt re-installs.
-EXTRAS := dev,eval,otio,ray
+EXTRAS := dev,otio,ray
 STAMP := $(VENV)/.installed
 
 RUNS ?= runs

@@ -109,7 +109,11 @@ def _print_report_path(out: Path) -> None:
         from semfi_batch.report import write_report
     except ImportError:
         return
-    stdout.print(f"report: {write_report(out)}")
+    try:
+        # Warp error is left for `semfi-batch report` to measure: it costs more per job than `flow` itself.
+        stdout.print(f"report: {write_report(out, quality=False)}  (with quality figures: semfi-batch report {out})")
+    except SemfiError as exc:
+        console.print(f"report not written: {exc}")
 
 
 @app.command(
