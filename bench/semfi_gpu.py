@@ -1,0 +1,430 @@
+"""SemFi on the GPU: folded Mixture-of-LoRA vs the reference's unfolded forward vs the bare Wan DiT.
+
+With a random-init DiT of the real Wan2.1-I2V-14B config in bf16 it measures, per resolution (81 frames):
+seconds per denoise step (two DiT passes: classifier-free guidance) for
+  (a) our way: MoL branch 0 + the bucket's branch folded into the weights,
+  (b) the reference's way: all 7 LoRA branches computed on every pass, inactive ones multiplied by zero,
+  (c) the bare Wan DiT,
+the ratios a/c and b/c, model FLOPs utilisation, and peak GPU memory. Then the time to load the DiT once
+(ours, per worker) vs once per pair (the reference), and the per-clip time of a 4-pair batch our way
+(load once, jobs sorted by bucket, folded) vs the reference's way (reload per pair, all branches, DiT
+offloaded with 6e9 parameters resident), run with few denoise steps and extrapolated to 50.
+
+Only the DiT is in this benchmark: text/image encoding and VAE decoding cost the same both ways and are
+left out, and the reference's reload counts the DiT alone (bf16 shards; the release's fp32 shards and the
+11 GB text encoder would make its reload slower still), so the batch comparison understates our gain.
+
+Examples (GPU; each part fits in one 10-minute session):
+  .venv/bin/python bench/semfi_gpu.py --part steps --resolutions 832x480,1280x720
+  .venv/bin/python bench/semfi_gpu.py --part batch
+CPU smoke run at toy size (shows the script works; the figures mean nothing):
+  .venv/bin/python bench/semfi_gpu.py --tiny --device cpu
+Targets: a/c <= 1.03, MFU >= 45 %, our batch >= 1.3x faster per clip."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from semfi_batch.backends._wan import loading, sampling  # noqa: E402
+from semfi_batch.backends._wan.mol import (  # noqa: E402
+    N_BRANCHES,
+    Branch,
+    MixtureLoRA,
+    MixtureLoRALinear,
+    MolFolder,
+    attach_unfolded,
+    detach_unfolded,
+    set_unfolded_branch,
+)
+from semfi_batch.plan import mol_branch  # noqa: E402
+
+WAN_I2V_14B = dict(
+    dim=5120, in_dim=36, ffn_dim=13824, out_dim=16, text_dim=4096, freq_dim=256, eps=1e-6,
+    patch_size=(1, 2, 2), num_heads=40, num_layers=40, has_image_input=True,
+)  # fmt: skip
+TINY = dict(
+    dim=256, in_dim=36, ffn_dim=512, out_dim=16, text_dim=32, freq_dim=256, eps=1e-6,
+    patch_size=(1, 2, 2), num_heads=2, num_layers=2, has_image_input=True,
+)  # fmt: skip
+TEXT_LEN, IMAGE_TOKENS, MOL_RANK = 512, 257, 16
+REFERENCE_RESIDENT_PARAMS = 6e9
+# Dense bf16 tensor-core peaks (FLOP/s) by device name.
+PEAKS = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "4090": 165e12}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def build_random_dit(cfg: dict, device: torch.device, dtype: torch.dtype, seed: int = 0) -> torch.nn.Module:
+    """A WanModel of `cfg` with random weights made directly on `device` in `dtype` (no fp32 copy)."""
+    from diffsynth.core.vram.initialization import skip_model_initialization
+    from diffsynth.models.wan_video_dit import WanModel
+
+    with skip_model_initialization():
+        dit = WanModel(**cfg)
+    dit = dit.to(dtype=dtype).to_empty(device=device).eval().requires_grad_(False)
+    g = torch.Generator(device).manual_seed(seed)
+    with torch.no_grad():
+        for name, p in dit.named_parameters():
+            if p.ndim >= 2:
+                fan_in = math.prod(p.shape[1:])
+                p.normal_(0.0, 1.0 / math.sqrt(fan_in), generator=g)
+            elif "norm" in name:
+                p.fill_(1.0)
+            else:
+                p.normal_(0.0, 0.02, generator=g)
+    return dit
+
+
+def random_mol(dit: torch.nn.Module, std: float = 1e-3, seed: int = 1) -> MixtureLoRA:
+    """SemFi-shaped Mixture-of-LoRA with random weights on every adapted layer of `dit`."""
+    g = torch.Generator().manual_seed(seed)
+    layers = {}
+    for i, block in enumerate(dit.blocks):
+        named = {
+            f"blocks.{i}.{a}.{p}": getattr(getattr(block, a), p) for a in ("self_attn", "cross_attn") for p in "qkvo"
+        }
+        named |= {f"blocks.{i}.ffn.0": block.ffn[0], f"blocks.{i}.ffn.2": block.ffn[2]}
+        for name, lin in named.items():
+            layers[name] = [
+                Branch(
+                    torch.randn(MOL_RANK, lin.in_features, generator=g) * std,
+                    torch.randn(MOL_RANK, generator=g) * std,
+                    torch.randn(lin.out_features, MOL_RANK, generator=g) * std,
+                    torch.randn(lin.out_features, generator=g) * std,
+                )
+                for _ in range(N_BRANCHES)
+            ]
+    return MixtureLoRA(layers=layers, rank=MOL_RANK)
+
+
+def dit_inputs(cfg: dict, width: int, height: int, frames: int, device, dtype) -> sampling.Conditioning:
+    """Conditioning of the right shapes (random values) for a clip; latent shape included."""
+    f, h, w = (frames - 1) // 4 + 1, height // 8, width // 8
+    g = torch.Generator().manual_seed(0)
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g).to(device=device, dtype=dtype)
+
+    shared = {"clip_feature": rnd(1, IMAGE_TOKENS, 1280), "y": rnd(1, 20, f, h, w)}
+    cond = sampling.Conditioning(
+        shared=shared, posi={"context": rnd(1, TEXT_LEN, cfg["text_dim"])},
+        nega={"context": rnd(1, TEXT_LEN, cfg["text_dim"])}, latent_shape=(1, 16, f, h, w),
+    )  # fmt: skip
+    return cond
+
+
+def flops_per_forward(cfg: dict, width: int, height: int, frames: int) -> float:
+    """Model FLOPs of one DiT pass (matmuls and attention; norms and elementwise work left out)."""
+    d, ff, layers = cfg["dim"], cfg["ffn_dim"], cfg["num_layers"]
+    tokens = ((frames - 1) // 4 + 1) * (height // 16) * (width // 16)
+    per_block = (
+        4 * 2 * tokens * d * d  # self-attention q, k, v, o
+        + 2 * 2 * tokens * tokens * d  # self-attention scores and values
+        + 2 * 2 * tokens * d * d  # cross-attention q, o
+        + 2 * 2 * (TEXT_LEN + IMAGE_TOKENS) * d * d  # cross-attention k, v (text) and k_img, v_img
+        + 2 * 2 * tokens * (TEXT_LEN + IMAGE_TOKENS) * d  # cross-attention scores and values
+        + 2 * 2 * tokens * d * ff  # FFN
+    )
+    embed = 2 * tokens * cfg["in_dim"] * 4 * d + 2 * tokens * d * cfg["out_dim"] * 4
+    embed += 2 * TEXT_LEN * (cfg["text_dim"] * d + d * d) + 2 * IMAGE_TOKENS * (1280 * 1280 + 1280 * d)
+    return layers * per_block + embed
+
+
+class Denoiser:
+    """Runs `steps` denoise steps (CFG: two passes each) of a DiT through the backend's own loop."""
+
+    def __init__(self, dit, cond, device, dtype, cfg_scale: float = 5.0):
+        from diffsynth.pipelines.wan_video import model_fn_wan_video
+
+        self.cond, self.device, self.dtype = cond, device, dtype
+
+        def predict(latents, timestep):
+            posi = model_fn_wan_video(dit=dit, latents=latents, timestep=timestep, **cond.shared, **cond.posi)
+            nega = model_fn_wan_video(dit=dit, latents=latents, timestep=timestep, **cond.shared, **cond.nega)
+            return nega + cfg_scale * (posi - nega)
+
+        self.predict = predict
+
+    @torch.no_grad()
+    def run(self, steps: int) -> float:
+        sync(self.device)
+        t0 = time.perf_counter()
+        sampling.denoise(self.predict, self.cond.latent_shape, 0, steps, self.device, self.dtype)
+        sync(self.device)
+        return time.perf_counter() - t0
+
+    def seconds_per_step(self, steps: int) -> float:
+        self.run(1)  # warm-up: kernels, allocator
+        return self.run(steps) / steps
+
+
+def peak_memory_reset(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_gb(device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 1024**3 if device.type == "cuda" else None
+
+
+def peak_flops(device, override_tflops: float | None) -> float | None:
+    if override_tflops:
+        return override_tflops * 1e12
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAKS.items() if k in name), None)
+
+
+def measure_steps(dit, mol, folder, cfg, args, device, dtype) -> list[dict]:
+    """(a), (b), (c) seconds per step, ratios, MFU and peak memory per resolution."""
+    rows = []
+    peak = peak_flops(device, args.peak_tflops)
+    branch = mol_branch(args.frames)
+    for res in args.resolutions:
+        width, height = res
+        cond = dit_inputs(cfg, width, height, args.frames, device, dtype)
+        row = {"resolution": f"{width}x{height}", "frames": args.frames, "bucket": branch}
+        for mode in ("c_bare", "a_folded", "b_unfolded"):
+            if mode == "a_folded":
+                folder.apply(branch)
+            if mode == "b_unfolded":
+                attach_unfolded(dit, mol)
+                set_unfolded_branch(dit, branch)
+            peak_memory_reset(device)
+            row[f"{mode}_s_per_step"] = Denoiser(dit, cond, device, dtype).seconds_per_step(args.steps)
+            row[f"{mode}_peak_gb"] = peak_memory_gb(device)
+            if mode == "a_folded":
+                folder.restore()
+            if mode == "b_unfolded":
+                detach_unfolded(dit)
+        flops = 2 * flops_per_forward(cfg, width, height, args.frames)
+        row["model_tflop_per_step"] = flops / 1e12
+        row["a_over_c"] = row["a_folded_s_per_step"] / row["c_bare_s_per_step"]
+        row["b_over_c"] = row["b_unfolded_s_per_step"] / row["c_bare_s_per_step"]
+        row["mfu_a"] = flops / row["a_folded_s_per_step"] / peak if peak else None
+        row["mfu_c"] = flops / row["c_bare_s_per_step"] / peak if peak else None
+        rows.append(row)
+        print_step_row(row)
+    return rows
+
+
+def print_step_row(row: dict) -> None:
+    def gb(v):
+        return "n/a" if v is None else f"{v:.1f} GB"
+
+    def pct(v):
+        return "n/a (give --peak-tflops)" if v is None else f"{100 * v:.1f} %"
+
+    print(f"\n{row['resolution']}, {row['frames']} frames (bucket {row['bucket']}), "
+          f"{row['model_tflop_per_step']:.3g} model TFLOP per step")  # fmt: skip
+    print(f"  (a) folded MoL    {row['a_folded_s_per_step']:8.3f} s/step   peak {gb(row['a_folded_peak_gb'])}")
+    print(f"  (b) unfolded (ref){row['b_unfolded_s_per_step']:8.3f} s/step   peak {gb(row['b_unfolded_peak_gb'])}")
+    print(f"  (c) bare Wan DiT  {row['c_bare_s_per_step']:8.3f} s/step   peak {gb(row['c_bare_peak_gb'])}")
+    print(f"  a/c = {row['a_over_c']:.3f} (target <= 1.03)   b/c = {row['b_over_c']:.3f}")
+    print(f"  MFU (a) {pct(row['mfu_a'])} (target >= 45 %)   MFU (c) {pct(row['mfu_c'])}")
+
+
+def measure_load(dit, device, dtype, scratch: Path) -> float:
+    """Seconds to load the DiT from 7 safetensors shards through the backend's loading path (the shards are
+    written first; the read may be served from the page cache, which favours the reference's reloads)."""
+    from diffsynth.core.loader import load_model, load_state_dict
+    from diffsynth.models.wan_video_dit import WanModel
+    from diffsynth.utils.state_dict_converters.wan_video_dit import WanVideoDiTStateDictConverter
+    from safetensors.torch import save_file
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    sd = dit.state_dict()
+    keys = sorted(sd)
+    paths = []
+    for i in range(7):
+        path = scratch / f"diffusion_pytorch_model-{i + 1:05d}-of-00007.safetensors"
+        save_file({k: sd[k].detach().to("cpu").contiguous() for k in keys[i::7]}, str(path))
+        paths.append(str(path))
+    shapes = loading.safetensors_shapes(paths)
+    config = loading.dit_config(shapes)
+    target = str(device)
+    sync(device)
+    t0 = time.perf_counter()
+    state = load_state_dict(paths, torch_dtype=dtype, device=target)
+    loaded = load_model(WanModel, paths, config=config, torch_dtype=dtype, device=target,
+                        state_dict_converter=WanVideoDiTStateDictConverter, state_dict=state)  # fmt: skip
+    sync(device)
+    seconds = time.perf_counter() - t0
+    del state, loaded
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return seconds
+
+
+def offload_reference(dit, device, dtype, resident: float) -> int:
+    """The reference's memory setup: DiT on the CPU under diffsynth VRAM management, with layers made
+    resident on the GPU until `resident` parameters are there; the rest is copied in on every pass."""
+    from diffsynth.core.vram.layers import AutoWrappedLinear, enable_vram_management
+    from diffsynth.models.model_loader import ModelPool
+
+    dit.to("cpu")
+    vram_config = {
+        "offload_dtype": dtype, "offload_device": "cpu", "onload_dtype": dtype, "onload_device": "cpu",
+        "preparing_dtype": dtype, "preparing_device": device, "computation_dtype": dtype, "computation_device": device,
+    }  # fmt: skip
+    module_map = ModelPool().fetch_module_map("diffsynth.models.wan_video_dit.WanModel", vram_config)
+    # vram_limit 0: nothing becomes resident by itself; we choose what does, as the reference's
+    # num_persistent_param_in_dit does.
+    limit = 0.0 if device.type == "cuda" else None
+    enable_vram_management(dit, module_map, vram_config=vram_config, vram_limit=limit)
+    from diffsynth.core.vram.layers import AutoTorchModule, AutoWrappedNonRecurseModule
+
+    for module in dit.modules():
+        if isinstance(module, AutoTorchModule):
+            module.onload()
+    count = 0
+    for module in dit.modules():
+        if isinstance(module, AutoWrappedLinear) and count < resident:
+            module.preparing()
+            count += module.weight.numel()
+    for module in dit.modules():
+        # Small whole-module wrappers (norms, embeddings, head) stay on the GPU. A block wrapper's own
+        # `preparing` would move its whole block, linears included, so blocks keep copying in per pass.
+        if isinstance(module, AutoTorchModule) and not isinstance(
+            module, (AutoWrappedLinear, AutoWrappedNonRecurseModule)
+        ):
+            module.preparing()
+        if isinstance(module, MixtureLoRALinear):
+            module.gates = module.gates.to(device)
+    return count
+
+
+def batch(dit, mol, folder, cfg, args, device, dtype, load_s: float) -> dict:
+    """Per-clip time of a batch: ours (load once, bucket order, folded) vs the reference's way."""
+    width, height = args.batch_resolution
+    frame_counts = args.batch_frames
+    steps = args.batch_steps
+    result = {"pairs": len(frame_counts), "frames": frame_counts, "resolution": f"{width}x{height}", "steps_run": steps}
+
+    # Ours: jobs sorted by bucket; fold once per bucket.
+    ours_denoise, ours_fold = [], 0.0
+    for n in sorted(frame_counts, key=mol_branch):
+        sync(device)
+        ours_fold += folder.apply(mol_branch(n))
+        sync(device)
+        den = Denoiser(dit, dit_inputs(cfg, width, height, n, device, dtype), device, dtype)
+        ours_denoise.append(den.run(steps))
+    folder.restore()
+
+    # The reference's way: all branches every pass, DiT offloaded with 6e9 parameters resident.
+    attach_unfolded(dit, mol)
+    resident = offload_reference(dit, device, dtype, args.resident_params)
+    ref_denoise = []
+    for n in frame_counts:
+        set_unfolded_branch(dit, mol_branch(n))
+        den = Denoiser(dit, dit_inputs(cfg, width, height, n, device, dtype), device, dtype)
+        if not ref_denoise:
+            den.run(1)  # warm-up once, as ours had during the per-step timings
+        ref_denoise.append(den.run(steps))
+    pairs = len(frame_counts)
+
+    def per_clip(load_total, fixed, denoise, target_steps):
+        return (load_total + fixed + sum(d * target_steps / steps for d in denoise)) / pairs
+
+    for label, target in (("measured", steps), ("extrapolated_50", 50)):
+        ours = per_clip(load_s, ours_fold, ours_denoise, target)
+        ref = per_clip(load_s * pairs, 0.0, ref_denoise, target)
+        result[label] = {"ours_s_per_clip": ours, "reference_s_per_clip": ref, "speedup": ref / ours}
+    result.update(load_once_s=load_s, load_per_pair_total_s=load_s * pairs, fold_total_s=ours_fold,
+                  reference_resident_params=resident)  # fmt: skip
+    print(f"\nbatch of {pairs} pairs at {width}x{height}, frames {frame_counts}, {steps} steps run")
+    print(f"  load: once {load_s:.2f} s (ours) vs per pair {pairs} x {load_s:.2f} s (reference)")
+    print(f"  folds (ours, bucket order): {ours_fold:.2f} s in all; reference resident params {resident / 1e6:,.1f}M")
+    for label in ("measured", "extrapolated_50"):
+        r = result[label]
+        print(f"  {label:16s} ours {r['ours_s_per_clip']:9.2f} s/clip   reference {r['reference_s_per_clip']:9.2f} "
+              f"s/clip   speedup {r['speedup']:.2f}x (target >= 1.3x)")  # fmt: skip
+    return result
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    w, h = text.lower().split("x")
+    return int(w), int(h)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu")
+    ap.add_argument("--tiny", action="store_true", help="toy DiT and sizes (CPU smoke run)")
+    ap.add_argument("--part", choices=("all", "steps", "batch"), default="all")
+    ap.add_argument("--resolutions", default=None, help="WxH list for the per-step timings (default 832x480,1280x720)")
+    ap.add_argument("--frames", type=int, default=None, help="frames per clip for the per-step timings (default 81)")
+    ap.add_argument(
+        "--steps", type=int, default=None, help="timed denoise steps per mode after a warm-up (default 1; 3 tiny)"
+    )
+    ap.add_argument("--batch-resolution", default=None, help="WxH of the batch (default 832x480)")
+    ap.add_argument("--batch-frames", default=None, help="frame counts of the batch's pairs (default 81,49,81,49)")
+    ap.add_argument("--batch-steps", type=int, default=2, help="denoise steps run per pair in the batch")
+    ap.add_argument("--resident-params", type=float, default=REFERENCE_RESIDENT_PARAMS)
+    ap.add_argument("--peak-tflops", type=float, default=None, help="peak bf16 TFLOP/s for MFU (default by GPU name)")
+    ap.add_argument("--scratch", default=None, help="folder for the DiT shards of the load test (default: a temp dir)")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args(argv)
+
+    cfg = TINY if args.tiny else WAN_I2V_14B
+    device = loading.resolve_device(args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    default_res = "64x48,96x64" if args.tiny else "832x480,1280x720"
+    args.resolutions = [parse_size(s) for s in (args.resolutions or default_res).split(",")]
+    args.frames = args.frames or (9 if args.tiny else 81)
+    args.steps = args.steps or (3 if args.tiny else 1)
+    args.batch_resolution = parse_size(args.batch_resolution or ("64x48" if args.tiny else "832x480"))
+    args.batch_frames = [int(x) for x in (args.batch_frames or ("9,5,9,5" if args.tiny else "81,49,81,49")).split(",")]
+
+    if device.type == "cpu":
+        # One thread: on a shared CPU, OpenMP barriers between preempted threads make timings erratic.
+        torch.set_num_threads(1)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"device {name}, dtype {dtype}, DiT {'toy' if args.tiny else 'Wan2.1-I2V-14B'} config: {cfg}")
+    t0 = time.perf_counter()
+    dit = build_random_dit(cfg, device, dtype)
+    n_params = sum(p.numel() for p in dit.parameters())
+    mol = random_mol(dit)
+    folder = MolFolder(dit, mol)
+    print(f"random DiT: {n_params / 1e6:,.1f}M parameters; MoL: {len(mol.layers)} layers x {N_BRANCHES} branches, "
+          f"rank {MOL_RANK}; setup {time.perf_counter() - t0:.1f} s")  # fmt: skip
+
+    if args.tiny:  # keep the reference's resident share of the linear weights (6e9 of 14e9) at toy size
+        linear = sum(m.weight.numel() for m in dit.modules() if isinstance(m, torch.nn.Linear))
+        args.resident_params = linear * REFERENCE_RESIDENT_PARAMS / 14e9
+    results = {"device": name, "dtype": str(dtype), "tiny": args.tiny, "dit_params": n_params}
+    if args.part in ("all", "steps"):
+        results["steps"] = measure_steps(dit, mol, folder, cfg, args, device, dtype)
+    if args.part in ("all", "batch"):
+        scratch = Path(args.scratch) if args.scratch else Path(tempfile.mkdtemp(prefix="semfi-bench-"))
+        try:
+            load_s = measure_load(dit, device, dtype, scratch)
+        finally:
+            if not args.scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
+        results["batch"] = batch(dit, mol, folder, cfg, args, device, dtype, load_s)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

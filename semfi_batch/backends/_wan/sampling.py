@@ -1,0 +1,196 @@
+"""Conditioning, the flow-matching denoise loop with resumable step checkpoints, and decoding.
+
+Conditioning runs diffsynth's own WanVideoPipeline units (prompt, VAE condition with the end frame, CLIP),
+with SemFi's CLIP unit swapped in where needed. The denoise loop is ours so that it can checkpoint and
+resume: every K steps it writes the latents, the number of steps done and the noise generator's state to
+one safetensors file (atomically); a run that finds a checkpoint with the same job fingerprint continues
+from it, and since every step is a pure function of the latents, its result equals an uninterrupted run's."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffsynth.diffusion.base_pipeline import PipelineUnit
+from diffsynth.diffusion.flow_match import FlowMatchScheduler
+from diffsynth.pipelines.wan_video import WanVideoPipeline, WanVideoUnit_ImageEmbedderCLIP
+from PIL import Image
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from semfi_batch.backends._wan.defaults import SIGMA_SHIFT
+from semfi_batch.media.frames import write_bytes_atomic
+
+CHECKPOINT_NAME = "denoise.safetensors"
+CHECKPOINT_FORMAT = "semfi-batch/denoise/1"
+# VAE tiling as in diffsynth's pipeline defaults (latent units); bounds VAE memory at 720p. Frames that fit
+# in one tile are encoded and decoded whole.
+TILE_SIZE, TILE_STRIDE = (30, 52), (15, 26)
+
+
+def _tiled(height: int, width: int) -> bool:
+    return height // 8 > TILE_SIZE[0] or width // 8 > TILE_SIZE[1]
+
+
+@contextlib.contextmanager
+def _quiet_progress():
+    """diffsynth's tiled VAE draws tqdm bars on stderr; a batch run has its own progress display."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+# Inputs the pipeline keeps per CFG side; everything else in its signature is shared.
+_SIDE_KEYS = {"prompt", "negative_prompt", "vap_prompt", "negative_vap_prompt", "tea_cache_l1_thresh",
+              "tea_cache_model_id", "num_inference_steps", "progress_bar_cmd", "output_type"}  # fmt: skip
+
+
+class SemfiClipUnit(PipelineUnit):
+    """SemFi's image context: CLIP features of the start and end frames, added element-wise."""
+
+    def __init__(self):
+        super().__init__(
+            input_params=("input_image", "end_image", "height", "width"),
+            output_params=("clip_feature",),
+            onload_model_names=("image_encoder",),
+        )
+
+    def process(self, pipe: WanVideoPipeline, input_image, end_image, height, width):
+        pipe.load_models_to_device(self.onload_model_names)
+        feats = []
+        for img in (input_image, end_image):
+            pixels = pipe.preprocess_image(img.resize((width, height))).to(pipe.device)
+            feats.append(pipe.image_encoder.encode_image([pixels]))
+        return {"clip_feature": (feats[0] + feats[1]).to(dtype=pipe.torch_dtype, device=pipe.device)}
+
+
+def use_semfi_clip(pipe: WanVideoPipeline) -> None:
+    """Swap the pipeline's CLIP unit (start frame only, for I2V) for SemFi's summed start+end unit."""
+    pipe.units = [SemfiClipUnit() if isinstance(u, WanVideoUnit_ImageEmbedderCLIP) else u for u in pipe.units]
+
+
+@dataclass
+class Conditioning:
+    """What the DiT needs besides the latents: shared inputs and the per-side (CFG) inputs."""
+
+    shared: dict
+    posi: dict
+    nega: dict
+    latent_shape: tuple[int, ...]
+
+
+@torch.no_grad()
+def condition(pipe: WanVideoPipeline, start: np.ndarray, end: np.ndarray, n_frames: int, prompt: str,
+              negative_prompt: str, cfg_scale: float, steps: int, seed: int) -> Conditioning:  # fmt: skip
+    """Run the pipeline's units for a first/last-frame job at the frames' size (multiples of 16)."""
+    height, width = start.shape[:2]
+    args = {k: p.default for k, p in inspect.signature(type(pipe).__call__).parameters.items() if k != "self"}
+    args.update(
+        prompt=prompt, negative_prompt=negative_prompt, input_image=Image.fromarray(start),
+        end_image=Image.fromarray(end), seed=seed, rand_device="cpu", height=height, width=width,
+        num_frames=n_frames, cfg_scale=cfg_scale, num_inference_steps=steps, sigma_shift=SIGMA_SHIFT,
+        tiled=_tiled(height, width), tile_size=TILE_SIZE, tile_stride=TILE_STRIDE,
+    )  # fmt: skip
+    pipe.scheduler.set_timesteps(steps, denoising_strength=1.0, shift=SIGMA_SHIFT)
+    side = {"tea_cache_l1_thresh": None, "tea_cache_model_id": "", "num_inference_steps": steps}
+    posi = {"prompt": prompt, "positive": True, "vap_prompt": " ", **side}
+    nega = {"negative_prompt": negative_prompt, "positive": False, "negative_vap_prompt": " ", **side}
+    shared = {k: v for k, v in args.items() if k not in _SIDE_KEYS}
+    with _quiet_progress():
+        for unit in pipe.units:
+            shared, posi, nega = pipe.unit_runner(unit, pipe, shared, posi, nega)
+    latents = shared.pop("latents")
+    shared.pop("noise", None)
+    return Conditioning(shared=shared, posi=posi, nega=nega, latent_shape=tuple(latents.shape))
+
+
+def make_predictor(pipe: WanVideoPipeline, cond: Conditioning, cfg_scale: float) -> Callable:
+    """(latents, timestep) -> guided velocity, the DiT called through diffsynth's `model_fn_wan_video`."""
+    models = {name: getattr(pipe, name) for name in pipe.in_iteration_models}
+
+    def predict(latents: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        posi = pipe.model_fn(**models, **cond.shared, **cond.posi, latents=latents, timestep=timestep)
+        if cfg_scale == 1.0:
+            return posi
+        nega = pipe.model_fn(**models, **cond.shared, **cond.nega, latents=latents, timestep=timestep)
+        return nega + cfg_scale * (posi - nega)
+
+    return predict
+
+
+class DenoiseCheckpoint:
+    """The step checkpoint of one job: latents, steps done and generator state, in one safetensors file.
+    A checkpoint is only used by a job with the same fingerprint (inputs, settings and model)."""
+
+    def __init__(self, folder: Path, fingerprint: str):
+        self.path = Path(folder) / CHECKPOINT_NAME
+        self.fingerprint = fingerprint
+
+    def load(self) -> tuple[int, torch.Tensor, torch.Tensor] | None:
+        """(steps done, latents, generator state), or None when there is no usable checkpoint."""
+        if not self.path.is_file():
+            return None
+        try:
+            data = self.path.read_bytes()
+            tensors = st_load(data)
+            header_len = int.from_bytes(data[:8], "little")
+            meta = json.loads(data[8 : 8 + header_len]).get("__metadata__", {})
+        except Exception:  # a torn or foreign file is ignored: the job starts over
+            return None
+        if meta.get("format") != CHECKPOINT_FORMAT or meta.get("fingerprint") != self.fingerprint:
+            return None
+        return int(meta["step"]), tensors["latents"], tensors["generator_state"]
+
+    def save(self, step: int, latents: torch.Tensor, generator: torch.Generator) -> None:
+        """Write the checkpoint atomically (temporary file, fsync, rename)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {"latents": latents.detach().contiguous().cpu(), "generator_state": generator.get_state()}
+        meta = {"format": CHECKPOINT_FORMAT, "fingerprint": self.fingerprint, "step": str(step)}
+        write_bytes_atomic(self.path, st_save(tensors, metadata=meta))
+
+
+@torch.no_grad()
+def denoise(predict: Callable, latent_shape: tuple[int, ...], seed: int, steps: int, device, dtype,
+            checkpoint: DenoiseCheckpoint | None = None, ckpt_every: int = 0,
+            on_step: Callable[[int], None] | None = None) -> tuple[torch.Tensor, int]:  # fmt: skip
+    """Flow-matching sampling (Wan schedule, shift 5) from noise drawn by a CPU generator seeded with
+    `seed`, resuming from `checkpoint` when it holds one. Returns (latents, step resumed from)."""
+    scheduler = FlowMatchScheduler("Wan")
+    scheduler.set_timesteps(steps, denoising_strength=1.0, shift=SIGMA_SHIFT)
+    generator = torch.Generator("cpu").manual_seed(seed)
+    start = 0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None and tuple(saved[1].shape) == tuple(latent_shape) and saved[0] <= steps:
+        start, latents, state = saved
+        generator.set_state(state)
+        latents = latents.to(device=device, dtype=dtype)
+    else:
+        noise = torch.randn(latent_shape, generator=generator, device="cpu", dtype=torch.float32)
+        latents = noise.to(device=device, dtype=dtype)
+    for i in range(start, steps):
+        t = scheduler.timesteps[i]
+        velocity = predict(latents, t.unsqueeze(0).to(dtype=dtype, device=device))
+        latents = scheduler.step(velocity, t, latents)
+        if checkpoint is not None and ckpt_every > 0 and ((i + 1) % ckpt_every == 0 or i + 1 == steps):
+            checkpoint.save(i + 1, latents, generator)
+        if on_step is not None:
+            on_step(i + 1)
+    return latents, start
+
+
+@torch.no_grad()
+def decode(pipe: WanVideoPipeline, latents: torch.Tensor) -> np.ndarray:
+    """Latents -> (N, H, W, 3) uint8 frames, quantised as diffsynth's pipeline does."""
+    pipe.load_models_to_device(["vae"])
+    tiled = _tiled(latents.shape[-2] * 8, latents.shape[-1] * 8)
+    with _quiet_progress():
+        video = pipe.vae.decode(latents, device=pipe.device, tiled=tiled, tile_size=TILE_SIZE, tile_stride=TILE_STRIDE)
+    pipe.load_models_to_device([])
+    video = video[0].permute(1, 2, 3, 0).float()  # (N, H, W, C) in [-1, 1]
+    return ((video + 1) * 127.5).clip(0, 255).to(device="cpu", dtype=torch.uint8).numpy()
