@@ -31,6 +31,12 @@ def run(
     vram_limit: Annotated[
         float | None, typer.Option(help="GPU memory budget in GB; above it the model is offloaded.")
     ] = None,
+    memory: Annotated[
+        str, typer.Option(help="Model placement: auto (all on the GPU when it fits), gpu, or offload.")
+    ] = "auto",
+    max_area: Annotated[
+        int, typer.Option(help="Largest frame area (pixels) a video model generates at; larger keys are scaled.")
+    ] = 1280 * 720,
     ckpt_every: Annotated[
         int, typer.Option(help="Save denoising state every K steps so a killed job resumes (0: off).")
     ] = 0,
@@ -57,13 +63,12 @@ def run(
     again to finish the rest. Exit status 1 when any job failed."""
     from semfi_batch.run.engine import run_manifest
 
+    if memory not in ("auto", "gpu", "offload"):
+        raise SemfiError(f"--memory must be auto, gpu or offload, got {memory!r}")
     options = BackendOptions(
-        device=device,
-        models_dir=models_dir,
-        semfi_ckpt=semfi_ckpt,
-        vram_limit_gb=vram_limit,
-        ckpt_every=ckpt_every,
-    )
+        device=device, models_dir=models_dir, semfi_ckpt=semfi_ckpt, vram_limit_gb=vram_limit,
+        ckpt_every=ckpt_every, extra={"memory": memory, "max_area": max_area},
+    )  # fmt: skip
     summary = run_manifest(
         manifest, out, backend=backend, options=options, retry_failed=retry_failed, force=force,
         show_progress=not quiet, workers=workers, gpus=gpus.split(",") if gpus else None,
