@@ -413,6 +413,8 @@ class _MediaChecker:
     def image(self, row: _Row, column: str, path: Path) -> tuple[int, int] | None:
         if not self.enabled:
             return None
+        if path not in self._images and path.exists() and not path.is_file():
+            self._images[path] = f"{path} is not a regular file"
         if path not in self._images:
             from semfi_batch.media.frames import image_size
 
@@ -429,6 +431,8 @@ class _MediaChecker:
     def video(self, row: _Row, path: Path):
         if not self.enabled:
             return None
+        if path not in self._videos and path.exists() and not path.is_file():
+            self._videos[path] = f"{path} is not a regular file"
         if path not in self._videos:
             from semfi_batch.media.probe import probe_video
 

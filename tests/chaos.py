@@ -1,0 +1,157 @@
+"""Kill-chaos harness: SIGKILL `semfi-batch run` (and `splice`, when a splice step is given) at random
+moments, re-run after each kill, and check that nothing is lost, duplicated or half-written.
+
+After every kill, each job folder that is published (jobs/<pair_id> with a record saying done) must be
+byte-identical to the same job of an uninterrupted reference run; when a run completes, the whole output
+tree must be. A finished job that starts again counts as a duplicate (from events.jsonl).
+
+    .venv/bin/python tests/chaos.py --kills 50          # `make chaos`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CLIP = REPO.parent / "shared" / "footage" / "clips" / "bottle_640x360_29.83fps.mp4"
+SKIP = {"record.json", "ledger.jsonl", "metrics.parquet", "run.json", "events.jsonl", "report.html"}
+
+
+@dataclass
+class ChaosResult:
+    kills: int = 0
+    reruns: int = 0
+    rounds: int = 0
+    duplicates: int = 0
+    mismatches: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"kills {self.kills}, re-runs {self.reruns}, completed rounds {self.rounds}, "
+            f"duplicates {self.duplicates}, mismatches {self.mismatches}"
+        )
+
+
+def make_manifest(folder: Path, clip: Path, rows: int) -> Path:
+    sys.path.insert(0, str(REPO))
+    from semfi_batch.manifest import write_manifest
+
+    data = [
+        {"pair_id": f"c{i:03d}", "source": str(clip), "start_frame": 10 + 17 * i, "end_frame": 10 + 17 * i + 4,
+         "width": 320, "height": 180}
+        for i in range(rows)
+    ]  # fmt: skip
+    return write_manifest(data, folder / "chaos.parquet")
+
+
+def run_cmd(manifest: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "semfi_batch", "run", str(manifest), "--out", str(out), "--quiet"]
+
+
+def job_files(job_dir: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(job_dir)): p.read_bytes() for p in sorted(job_dir.rglob("*")) if p.is_file()
+            and p.name not in SKIP}  # fmt: skip
+
+
+def check_published(out: Path, reference: Path, result: ChaosResult) -> None:
+    """Every job folder that claims to be done equals the reference's."""
+    jobs = out / "jobs"
+    if not jobs.exists():
+        return
+    for job_dir in jobs.iterdir():
+        try:
+            record = json.loads((job_dir / "record.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            result.mismatches += 1
+            result.problems.append(f"{job_dir.name}: published without a readable record")
+            continue
+        if record.get("status") == "done" and job_files(job_dir) != job_files(reference / "jobs" / job_dir.name):
+            result.mismatches += 1
+            result.problems.append(f"{job_dir.name}: published folder differs from the reference")
+
+
+def count_duplicates(out: Path) -> int:
+    """Starts of a job after it was already done."""
+    done: set[str] = set()
+    duplicates = 0
+    path = out / "events.jsonl"
+    if not path.exists():
+        return 0
+    for line in path.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if event["event"] == "start" and event["pair_id"] in done:
+            duplicates += 1
+        if event["event"] == "done":
+            done.add(event["pair_id"])
+    return duplicates
+
+
+def chaos(kills: int, rows: int, max_wait: float, seed: int, work: Path) -> ChaosResult:
+    rng = random.Random(seed)
+    manifest = make_manifest(work, CLIP, rows)
+    reference = work / "reference"
+    subprocess.run(run_cmd(manifest, reference), cwd=REPO, check=True)
+    result = ChaosResult()
+    while result.kills < kills:
+        out = work / f"round{result.rounds}"
+        while True:
+            proc = subprocess.Popen(run_cmd(manifest, out), cwd=REPO, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)  # fmt: skip
+            try:
+                code = proc.wait(timeout=rng.uniform(0.05, max_wait) if result.kills < kills else None)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                result.kills += 1
+                result.reruns += 1
+                check_published(out, reference, result)
+                continue
+            if code != 0:
+                result.problems.append(f"round {result.rounds}: run exited {code}")
+                result.mismatches += 1
+            break
+        check_published(out, reference, result)
+        ref_files = {str(p.relative_to(reference)): p.read_bytes() for p in sorted((reference / "jobs").rglob("*"))
+                     if p.is_file() and p.name not in SKIP}  # fmt: skip
+        got = {str(p.relative_to(out)): p.read_bytes() for p in sorted((out / "jobs").rglob("*"))
+               if p.is_file() and p.name not in SKIP}  # fmt: skip
+        if got != ref_files:
+            result.mismatches += 1
+            result.problems.append(f"round {result.rounds}: final outputs differ from the reference")
+        result.duplicates += count_duplicates(out)
+        result.rounds += 1
+        shutil.rmtree(out, ignore_errors=True)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kills", type=int, default=50)
+    parser.add_argument("--rows", type=int, default=16)
+    parser.add_argument("--max-wait", type=float, default=4.0, help="longest time before a kill (s)")
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="semfi-chaos-") as tmp:
+        result = chaos(args.kills, args.rows, args.max_wait, args.seed, Path(tmp))
+    print(f"chaos (seed {args.seed}): {result.line()}")
+    for problem in result.problems[:20]:
+        print(f"  {problem}")
+    return 0 if not (result.duplicates or result.mismatches) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
