@@ -14,7 +14,7 @@ RUNS ?= runs
 DEMO_CLIP := demo/bbb_720p25_5s.mp4
 BACKEND ?= flow
 
-.PHONY: help install system-deps test lint format demo bench clean
+.PHONY: help install system-deps test lint format demo bench bench-gpu chaos clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -50,8 +50,16 @@ test: install lint  ## lint, then the test suite
 demo: install  ## the whole pipeline on a real sample clip with the CPU default backend
 	$(BIN)/python pipelines/demo.py --clip $(DEMO_CLIP) --out $(RUNS)/demo --backend $(BACKEND)
 
-bench: install  ## benchmarks: figures and ratios against peers measured in the same run
+bench: install  ## benchmarks: figures and ratios against peers measured in the same run (CPU)
 	$(BIN)/python bench/flow_vs_minterpolate.py
+	$(BIN)/python bench/engine_overhead.py
+
+bench-gpu: install  ## SemFi on a GPU: folded MoL vs reference vs bare DiT, MFU, memory, batch speed-up
+	$(BIN)/python bench/semfi_gpu.py --part steps --resolutions 832x480,1280x720
+	$(BIN)/python bench/semfi_gpu.py --part batch
+
+chaos: install  ## SIGKILL `run` at 50 random moments on a real clip; print kills, re-runs, duplicates, mismatches
+	$(BIN)/python tests/chaos.py --kills 50
 
 clean:  ## remove run outputs and caches (keeps .venv)
 	rm -rf $(RUNS) .pytest_cache .ruff_cache
