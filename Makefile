@@ -14,7 +14,7 @@ RUNS ?= runs
 DEMO_CLIP := demo/bbb_720p25_5s.mp4
 BACKEND ?= flow
 
-.PHONY: help install system-deps test lint format demo bench bench-gpu chaos clean
+.PHONY: help install system-deps test lint format demo bench bench-gpu chaos slurm-submit clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -60,6 +60,12 @@ bench-gpu: install  ## SemFi on a GPU: folded MoL vs reference vs bare DiT, MFU,
 
 chaos: install  ## SIGKILL `run` at 50 random moments on a real clip; print kills, re-runs, duplicates, mismatches
 	$(BIN)/python tests/chaos.py --kills 50
+
+SHARDS ?= 8
+slurm-submit:  ## submit MANIFEST as a Slurm array of SHARDS tasks into OUT, then merge (needs sbatch; not run in CI)
+	@test -n "$(MANIFEST)" -a -n "$(OUT)" || { echo "usage: make slurm-submit MANIFEST=m.parquet OUT=/shared/runs/x [SHARDS=8] [BACKEND=semfi]"; exit 2; }
+	jid=$$(sbatch --parsable --array=0-$$(($(SHARDS)-1)) pipelines/slurm_array.sh $(MANIFEST) $(OUT) $(SHARDS) $(BACKEND)); \
+	sbatch --dependency=afterany:$$jid --wrap "$(BIN)/semfi-batch merge $(OUT)"
 
 clean:  ## remove run outputs and caches (keeps .venv)
 	rm -rf $(RUNS) .pytest_cache .ruff_cache
