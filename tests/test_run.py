@@ -177,13 +177,15 @@ def test_run_on_real_clip_with_blend_and_flow(tmp_path, real_clip):
     ]  # fmt: skip
     manifest = write_manifest(rows, tmp_path / "bbb.parquet")
     out = tmp_path / "out"
-    assert main(["run", str(manifest), "--out", str(out), "--quiet"]) == 0
+    # In its own process, as a user runs it, so that peak memory is the run's alone.
+    cmd = [sys.executable, "-m", "semfi_batch", "run", str(manifest), "--out", str(out), "--quiet"]
+    assert subprocess.run(cmd, cwd=REPO).returncode == 0
     metrics = {m["pair_id"]: m for m in pq.read_table(out / "metrics.parquet").to_pylist()}
     assert metrics["shot_a"]["backend"] == "blend" and metrics["shot_b"]["backend"] == "flow"
     assert read_image(out / "jobs/shot_a/frames/000003.png").shape == (720, 1280, 3)
     assert read_image(out / "jobs/shot_b/frames/000002.png").shape == (360, 640, 3)
     assert len(list((out / "jobs/insert/frames").glob("*.png"))) == 2
-    assert metrics["shot_b"]["peak_rss_mb"] < 1500
+    assert max(m["peak_rss_mb"] for m in metrics.values()) < 1500  # 720p: frames stream, never a whole clip
 
 
 def test_default_out_dir_and_unknown_backend(tmp_path, video_manifest, monkeypatch, capsys):
