@@ -14,7 +14,9 @@ RUNS ?= runs
 DEMO_CLIP := demo/bbb_720p25_5s.mp4
 BACKEND ?= flow
 
-.PHONY: help install system-deps test lint format demo bench bench-gpu chaos slurm-submit clean
+include pipelines/pipeline.mk
+
+.PHONY: pipeline keyframes-pipeline help install system-deps test lint format demo bench bench-gpu chaos slurm-submit clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -47,8 +49,8 @@ format: install  ## apply ruff fixes and formatting
 test: install lint  ## lint, then the test suite
 	$(BIN)/python -m pytest -q
 
-demo: install  ## the whole pipeline on a real sample clip with the CPU default backend
-	$(BIN)/python pipelines/demo.py --clip $(DEMO_CLIP) --out $(RUNS)/demo --backend $(BACKEND)
+demo: install  ## the whole pipeline on a real sample clip with the CPU default backend; says where the results are
+	@$(MAKE) --no-print-directory pipeline SRC=$(DEMO_CLIP) MODE=stride OUT=$(RUNS)/demo BACKEND=$(BACKEND)
 
 bench: install  ## benchmarks: figures and ratios against peers measured in the same run (CPU)
 	$(BIN)/python bench/flow_vs_minterpolate.py
