@@ -130,3 +130,30 @@ def test_ray_executor_matches_local_run(manifest, tmp_path):
     # Resume on Ray runs nothing.
     assert main(["run", str(manifest), "--out", str(on_ray), "--quiet", "--executor", "ray"]) == 0
     assert set(starts(on_ray).values()) == {1}
+
+
+def test_ray_dead_actor_job_is_retried_on_another(manifest, tmp_path):
+    pytest.importorskip("ray")
+    import threading
+
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    assert main(["run", str(manifest), "--out", str(local), "--quiet"]) == 0
+    killed: list[int] = []
+
+    def kill_an_actor_mid_run() -> None:
+        deadline = time.time() + 90
+        while time.time() < deadline and not killed:
+            started = (on_ray / "events.jsonl").exists() and "start" in (on_ray / "events.jsonl").read_text()
+            pids = subprocess.run(["pgrep", "-f", "ray::JobActor"], capture_output=True, text=True).stdout.split()
+            if started and pids:
+                os.kill(int(pids[0]), signal.SIGKILL)
+                killed.append(int(pids[0]))
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_an_actor_mid_run)
+    killer.start()
+    code = main(["run", str(manifest), "--out", str(on_ray), "--quiet", "--executor", "ray", "--workers", "2"])
+    killer.join()
+    assert killed, "no Ray actor was seen to kill"
+    assert code == 0
+    assert tree_bytes(on_ray) == tree_bytes(local)
