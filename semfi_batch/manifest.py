@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from semfi_batch.errors import ManifestError, ManifestProblem, MediaError, SemfiError
+from semfi_batch.errors import ManifestError, ManifestProblem, SemfiError
 from semfi_batch.plan import default_seed
 
 SCHEMA_VERSION = 1
@@ -403,7 +403,7 @@ def _plain(value: Any) -> Any:
 
 
 class _MediaChecker:
-    """File checks shared across rows, each file probed once."""
+    """File checks shared across rows: each file is probed once, however many rows name it."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
@@ -411,37 +411,29 @@ class _MediaChecker:
         self._videos: dict[Path, Any] = {}
 
     def image(self, row: _Row, column: str, path: Path) -> tuple[int, int] | None:
-        if not self.enabled:
-            return None
-        if path not in self._images and path.exists() and not path.is_file():
-            self._images[path] = f"{path} is not a regular file"
-        if path not in self._images:
-            from semfi_batch.media.frames import image_size
+        from semfi_batch.media.frames import image_size
 
-            try:
-                self._images[path] = image_size(path)
-            except MediaError as exc:
-                self._images[path] = str(exc)
-        result = self._images[path]
-        if isinstance(result, str):
-            row.problem(column, result)
-            return None
-        return result
+        return self._check(self._images, image_size, row, column, path)
 
     def video(self, row: _Row, path: Path):
+        from semfi_batch.media.probe import probe_video
+
+        return self._check(self._videos, probe_video, row, "source", path)
+
+    def _check(self, cache: dict, probe, row: _Row, column: str, path: Path):
+        """probe(path), or None with the problem recorded against the row (errors are cached too)."""
         if not self.enabled:
             return None
-        if path not in self._videos and path.exists() and not path.is_file():
-            self._videos[path] = f"{path} is not a regular file"
-        if path not in self._videos:
-            from semfi_batch.media.probe import probe_video
-
-            try:
-                self._videos[path] = probe_video(path)
-            except SemfiError as exc:
-                self._videos[path] = str(exc)
-        result = self._videos[path]
+        if path not in cache:
+            if path.exists() and not path.is_file():
+                cache[path] = f"{path} is not a regular file"
+            else:
+                try:
+                    cache[path] = probe(path)
+                except SemfiError as exc:
+                    cache[path] = str(exc)
+        result = cache[path]
         if isinstance(result, str):
-            row.problem("source", result)
+            row.problem(column, result)
             return None
         return result
