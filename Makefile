@@ -55,6 +55,7 @@ demo: install  ## the whole pipeline on a real sample clip with the CPU default 
 bench: install  ## benchmarks: figures and ratios against peers measured in the same run (CPU)
 	$(BIN)/python bench/flow_vs_minterpolate.py
 	$(BIN)/python bench/engine_overhead.py
+	$(BIN)/python bench/detect_bench.py
 
 bench-gpu: install  ## SemFi on a GPU: folded MoL vs reference vs bare DiT, MFU, memory, batch speed-up
 	$(BIN)/python bench/semfi_gpu.py --part steps --resolutions 832x480,1280x720
