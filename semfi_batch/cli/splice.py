@@ -1,0 +1,95 @@
+"""`semfi-batch splice`: put a run's generated frames back into its source videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from semfi_batch.cli.app import app, console, stdout
+
+
+@app.command(
+    epilog=(
+        "Example: semfi-batch splice runs/demo --out-dir runs/demo/spliced --audio crossfade "
+        "--otio runs/demo/edits.otio"
+    ),
+)
+def splice(
+    run_dir: Annotated[Path, typer.Argument(help="Output folder of `semfi-batch run` (holds manifest.parquet).")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Output video file (runs with one source video).")
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out-dir", help="Folder for <source>.spliced.<ext> files. Default: RUN_DIR/spliced."),
+    ] = None,
+    audio: Annotated[
+        str, typer.Option(help="What fills the time an insert row adds to the audio: silence or crossfade.")
+    ] = "silence",
+    reencode: Annotated[
+        bool, typer.Option("--reencode", help="Re-encode the whole video instead of only the touched GOPs.")
+    ] = False,
+    otio: Annotated[
+        Path | None, typer.Option("--otio", help="Also write an OpenTimelineIO timeline of the result (.otio).")
+    ] = None,
+    edl: Annotated[
+        Path | None, typer.Option("--edl", help="Also write a CMX 3600 EDL of the result (one source video).")
+    ] = None,
+) -> None:
+    """Write one new video per source video of the run, with every finished job applied.
+
+    replace rows swap the frames between their keyframes for the generated ones (timing, audio and every other
+    frame unchanged; audio packets copied). insert rows put the generated frames between their keyframes and
+    add the same time to the audio (silence, or --audio crossfade), so everything after stays in sync.
+    Untouched GOPs are stream-copied; only GOPs holding generated frames are re-encoded, with the source's
+    codec, profile, pixel format and colour tags. Audio, subtitles, chapters and tags are kept. Sources are
+    never modified; outputs are written under a temporary name and renamed into place. Rows whose job failed
+    or is missing leave their range untouched and are listed at the end."""
+    from semfi_batch.splice import SpliceOptions, splice_run
+
+    if output is not None and out_dir is not None:
+        raise typer.BadParameter("give -o/--output or --out-dir, not both")
+    if edl is not None:
+        from semfi_batch.media.otio_export import check_edl_support
+        from semfi_batch.splice import read_run
+
+        check_edl_support(len(read_run(run_dir).sources))  # fail before any encoding
+    summary = splice_run(run_dir, output=output, out_dir=out_dir, options=SpliceOptions(audio=audio, reencode=reencode))
+    table = Table(title=f"semfi-batch splice: {run_dir}", show_edge=False)
+    for col, justify in (
+        ("source", "left"),
+        ("output", "left"),
+        ("method", "left"),
+        ("edits", "right"),
+        ("left out", "right"),
+        ("frames", "right"),
+        ("re-encoded", "right"),
+        ("wall s", "right"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]  # fmt: skip
+    for r in summary.results:
+        table.add_row(
+            escape(r.source.name), escape(str(r.output)), r.method, str(len(r.applied)), str(len(r.skipped)),
+            str(r.frames_out), str(r.frames_reencoded), f"{r.wall_s:.1f}",
+        )  # fmt: skip
+    stdout.print(table)
+    for r in summary.results:
+        stdout.print(f"{escape(r.output.name)}: {escape(r.note)}; {escape(r.audio_note)}", highlight=False)
+        for what in r.dropped_streams:
+            console.print(f"[yellow]warning:[/yellow] {escape(r.output.name)}: not carried over: {escape(what)}")
+    for s in summary.all_skipped:
+        where = f" ({escape(s.source.name)})" if s.source else ""
+        console.print(f"[yellow]left out:[/yellow] {escape(s.pair_id)}{where}: {escape(s.why)}; its range is untouched")
+    if otio is not None or edl is not None:
+        from semfi_batch.media.otio_export import write_edl, write_otio
+
+        if otio is not None:
+            write_otio(summary, otio)
+            stdout.print(f"timeline: {escape(str(otio))}")
+        if edl is not None:
+            write_edl(summary, edl)
+            stdout.print(f"EDL: {escape(str(edl))}")

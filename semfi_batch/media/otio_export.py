@@ -1,0 +1,206 @@
+"""OpenTimelineIO export of a splice, so an editor can review the edits in an NLE instead of taking the baked
+file: per source video, a video track of source ranges and generated clips (separate clips, with the manifest
+row's reason and columns as metadata) and an audio track of the source audio with the inserted time as gaps.
+EDL export goes through OTIO's CMX 3600 adapter (the otio-cmx3600-adapter plugin package since OTIO 0.17)."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from semfi_batch.errors import SemfiError
+
+if TYPE_CHECKING:
+    from semfi_batch.splice import SourceResult, SpliceSummary
+
+EDL_ADAPTER = "cmx_3600"
+EDL_PACKAGE = "otio-cmx3600-adapter==1.0.0"
+
+
+class TimelineExportError(SemfiError):
+    """The timeline or EDL cannot be written (missing adapter, unsupported content)."""
+
+
+def _otio():
+    try:
+        import opentimelineio as otio
+    except ImportError:
+        raise TimelineExportError("--otio/--edl need opentimelineio (pip install opentimelineio==0.18.1)") from None
+    return otio
+
+
+def check_edl_support(sources: int = 1) -> None:
+    """Raise TimelineExportError unless an EDL can be written for a run with `sources` source videos."""
+    otio = _otio()
+    names = {a.name for a in otio.plugins.ActiveManifest().adapters}
+    if EDL_ADAPTER not in names:
+        raise TimelineExportError(
+            f"--edl needs OTIO's {EDL_ADAPTER} adapter, which OpenTimelineIO {otio.__version__} no longer ships; "
+            f"install it with `pip install {EDL_PACKAGE}`, or use --otio"
+        )
+    if sources != 1:
+        raise TimelineExportError(f"--edl describes one video but the run has {sources} source videos; use --otio")
+
+
+def build_timeline(result: SourceResult) -> Any:
+    """The OTIO Timeline of one spliced source."""
+    otio = _otio()
+    from semfi_batch.media.probe import probe_video
+
+    info = probe_video(result.source)
+    rate = _edit_rate(info.avg_fps or float(result.frame_rate))
+    tl = otio.schema.Timeline(name=result.output.name)
+    tl.metadata["semfi_batch"] = {
+        "source": str(result.source),
+        "output": str(result.output),
+        "method": result.method,
+        "note": result.note,
+        "audio": result.audio_note,
+        "left_out": [{"pair_id": s.pair_id, "why": s.why} for s in result.skipped],
+    }
+    video = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
+    source_ref_range = _range(otio, 0, info.frame_count, rate)
+    reel = _reel(result.source.stem)
+    for kind, a, b, first_out in result.timeline.clips():
+        if kind == "source":
+            clip = otio.schema.Clip(
+                name=f"{result.source.name} {a}-{b - 1}",
+                media_reference=otio.schema.ExternalReference(
+                    target_url=result.source.resolve().as_uri(), available_range=source_ref_range
+                ),
+                source_range=_range(otio, a, b - a, rate),
+            )
+            clip.metadata["semfi_batch"] = {
+                "kind": "source",
+                "first_frame": a,
+                "end_frame": b,
+                "output_frame": first_out,
+            }
+            clip.metadata["cmx_3600"] = {"reel": reel}
+        else:
+            edit = result.timeline.edits[a]
+            folder = edit.frames[0].parent if edit.frames else edit.job_dir / "frames"
+            clip = otio.schema.Clip(
+                name=f"{edit.pair_id} ({edit.mode})",
+                media_reference=otio.schema.ImageSequenceReference(
+                    target_url_base=folder.resolve().as_uri() + "/",
+                    name_prefix="",
+                    name_suffix=".png",
+                    start_frame=1,
+                    frame_step=1,
+                    rate=rate,
+                    frame_zero_padding=6,
+                    available_range=_range(otio, 0, edit.gap_frames, rate),
+                ),
+                source_range=_range(otio, 0, b, rate),
+            )
+            clip.metadata["semfi_batch"] = {
+                "kind": "generated",
+                "pair_id": edit.pair_id,
+                "mode": edit.mode,
+                "reason": edit.reason,
+                "start_frame": edit.start_frame,
+                "end_frame": edit.end_frame,
+                "gap_frames": edit.gap_frames,
+                "output_frame": first_out,
+                "manifest": {k: _plain(v) for k, v in edit.extras.items()},
+            }
+            clip.metadata["cmx_3600"] = {"reel": _reel(edit.pair_id)}
+        video.append(clip)
+    tl.tracks.append(video)
+    if info.has_audio:
+        tl.tracks.append(_audio_track(otio, result, rate, source_ref_range))
+    return tl
+
+
+def _audio_track(otio, result: SourceResult, rate: float, available) -> Any:
+    """Source audio split where time was added (gaps: silence or cross-fade) or removed."""
+    track = otio.schema.Track(name="A1", kind=otio.schema.TrackKind.Audio)
+    tb = result.time_base
+    origin = float(Fraction(int(result.timeline.source_pts[0])) * tb) if result.timeline.count else 0.0
+    end = origin + result.duration_s - sum(float(Fraction(s.ticks) * tb) for s in result.timeline.shifts)
+    cursor = origin
+    for shift in result.timeline.shifts:
+        at, delta = float(Fraction(shift.at) * tb), float(Fraction(shift.ticks) * tb)
+        cut = at if delta > 0 else at + delta
+        track.append(_audio_clip(otio, result, cursor - origin, cut - cursor, rate, available))
+        if delta > 0:
+            gap = otio.schema.Gap(source_range=_range(otio, 0, delta * rate, rate))
+            gap.metadata["semfi_batch"] = {"pair_id": shift.pair_id, "inserted_s": delta}
+            track.append(gap)
+        cursor = at
+    track.append(_audio_clip(otio, result, cursor - origin, end - cursor, rate, available))
+    return track
+
+
+def _audio_clip(otio, result: SourceResult, start_s: float, length_s: float, rate: float, available) -> Any:
+    clip = otio.schema.Clip(
+        name=f"{result.source.name} audio",
+        media_reference=otio.schema.ExternalReference(
+            target_url=result.source.resolve().as_uri(), available_range=available
+        ),
+        source_range=_range(otio, start_s * rate, max(length_s, 0.0) * rate, rate),
+    )
+    clip.metadata["cmx_3600"] = {"reel": _reel(result.source.stem)}
+    return clip
+
+
+def _range(otio, start: float, duration: float, rate: float):
+    return otio.opentime.TimeRange(
+        start_time=otio.opentime.RationalTime(start, rate), duration=otio.opentime.RationalTime(duration, rate)
+    )
+
+
+def _edit_rate(fps: float) -> float:
+    """Frame rate for timecode: NTSC rates kept exact, others as given."""
+    for ntsc in (24000 / 1001, 30000 / 1001, 60000 / 1001):
+        if abs(fps - ntsc) < 1e-3:
+            return ntsc
+    return round(fps, 3)
+
+
+def _reel(name: str) -> str:
+    return (re.sub(r"[^A-Za-z0-9]", "", name).upper() or "AX")[:8]
+
+
+def _plain(value: Any) -> Any:
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
+def write_otio(summary: SpliceSummary, path: Path) -> Path:
+    """Write the .otio file: one Timeline, or a collection of them when the run has several sources."""
+    otio = _otio()
+    timelines = [build_timeline(r) for r in summary.results]
+    if len(timelines) == 1:
+        obj = timelines[0]
+    else:
+        obj = otio.schema.SerializableCollection(name=str(summary.run_dir), children=timelines)
+    return _atomic_write(path, otio.adapters.write_to_string(obj, adapter_name="otio_json"))
+
+
+def write_edl(summary: SpliceSummary, path: Path) -> Path:
+    """Write a CMX 3600 EDL of the video track (single-source runs)."""
+    check_edl_support(len(summary.results))
+    otio = _otio()
+    tl = build_timeline(summary.results[0])
+    video_only = otio.schema.Timeline(name=tl.name)
+    video_only.tracks.append(tl.tracks[0].clone())
+    try:
+        text = otio.adapters.write_to_string(video_only, adapter_name=EDL_ADAPTER)
+    except Exception as exc:  # noqa: BLE001 - the adapter raises several OTIO exception types
+        raise TimelineExportError(f"cannot write an EDL of {summary.results[0].output.name}: {exc}") from None
+    return _atomic_write(path, text)
+
+
+def _atomic_write(path: Path, text: str) -> Path:
+    from semfi_batch.media.frames import write_bytes_atomic
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, text.encode())
+    return path
+
+
+__all__ = ["EDL_PACKAGE", "TimelineExportError", "build_timeline", "check_edl_support", "write_edl", "write_otio"]

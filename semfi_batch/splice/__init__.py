@@ -1,0 +1,244 @@
+"""Generated frames back into the source timeline: one new video per source, audio kept, untouched GOPs
+stream-copied (smart cut), the source never modified.
+
+    read_run (runfolder.py)     run folder -> edits per source video, and the rows left out
+    build_timeline (timeline.py) edits -> every output frame's source/generated content and time
+    plan_pieces (timeline.py)   -> whole GOPs to copy or to re-encode
+    assemble_output (assemble.py) -> ffmpeg: encode, join, mux, verify
+
+Python API: splice_run(run_dir, out_dir=..., output=..., options=SpliceOptions()) -> SpliceSummary."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from semfi_batch.errors import OutputPathError, SemfiError
+from semfi_batch.media.encode import probe_stream_facts, smart_cut_blocker
+from semfi_batch.media.probe import probe_video
+from semfi_batch.splice.assemble import Assembly, JoinCheckFailed, assemble_output
+from semfi_batch.splice.runfolder import Edit, RunEdits, RunFolderError, Skipped, read_run
+from semfi_batch.splice.timeline import Piece, Timeline
+
+AUDIO_MODES = ("silence", "crossfade")
+DEFAULT_OUT_SUBDIR = "spliced"
+
+__all__ = [
+    "AUDIO_MODES",
+    "Edit",
+    "RunFolderError",
+    "Skipped",
+    "SourceResult",
+    "SpliceOptions",
+    "SpliceSummary",
+    "output_paths",
+    "read_run",
+    "splice_run",
+    "splice_source",
+]
+
+
+@dataclass(frozen=True)
+class SpliceOptions:
+    """audio: what fills inserted time ("silence" or "crossfade"); reencode: encode the whole video."""
+
+    audio: str = "silence"
+    reencode: bool = False
+
+
+@dataclass
+class SourceResult:
+    """What splicing one source video did."""
+
+    source: Path
+    output: Path
+    method: str
+    note: str
+    applied: list[Edit]
+    skipped: list[Skipped]
+    timeline: Timeline
+    pieces: list[Piece]
+    frame_rate: Fraction
+    time_base: Fraction
+    frames_reencoded: int
+    audio_note: str
+    dropped_streams: list[str]
+    wall_s: float
+
+    @property
+    def frames_out(self) -> int:
+        return self.timeline.count
+
+    @property
+    def duration_s(self) -> float:
+        """Video duration of the output, from the first frame's time to the end of the last frame."""
+        if self.timeline.count == 0:
+            return 0.0
+        t = self.timeline.pts
+        last = float(t[-1] - t[-2]) if t.shape[0] > 1 else 1.0 / float(self.frame_rate or 25)
+        return float((t[-1] - t[0] + last) * self.time_base) if t.shape[0] > 1 else last
+
+
+@dataclass
+class SpliceSummary:
+    """Per-source results and the manifest rows left out (missing or failed jobs, image pairs...)."""
+
+    run_dir: Path
+    results: list[SourceResult]
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def all_skipped(self) -> list[Skipped]:
+        return [*self.skipped, *(s for r in self.results for s in r.skipped)]
+
+
+def output_paths(run: RunEdits, output: Path | None, out_dir: Path | None) -> dict[Path, Path]:
+    """Where each source's spliced video goes: OUTPUT (one source only), else OUT_DIR (default
+    RUN_DIR/spliced) / <source stem>.spliced<ext>."""
+    sources = list(run.sources)
+    if output is not None:
+        if len(sources) != 1:
+            raise OutputPathError(
+                f"-o/--output names one file but the run has {len(sources)} source videos; use --out-dir"
+            )
+        targets = {sources[0]: Path(output)}
+    else:
+        folder = Path(out_dir) if out_dir is not None else run.run_dir / DEFAULT_OUT_SUBDIR
+        targets, used = {}, set()
+        for src in sources:
+            name = f"{src.stem}.spliced{src.suffix}"
+            n = 2
+            while name in used:
+                name = f"{src.stem}.{n}.spliced{src.suffix}"
+                n += 1
+            used.add(name)
+            targets[src] = folder / name
+    for src, target in targets.items():
+        if target.exists() and src.exists() and target.resolve() == src.resolve():
+            raise OutputPathError(f"output {target} is the source video itself; the source is never modified")
+        if target.exists() and target.is_dir():
+            raise OutputPathError(f"output {target} is a folder")
+    return targets
+
+
+def splice_run(
+    run_dir: Path,
+    *,
+    output: Path | None = None,
+    out_dir: Path | None = None,
+    options: SpliceOptions | None = None,
+) -> SpliceSummary:
+    """Splice every source video of a run folder (see `semfi-batch splice --help`)."""
+    options = options or SpliceOptions()
+    if options.audio not in AUDIO_MODES:
+        raise SemfiError(f"--audio must be one of {', '.join(AUDIO_MODES)}, got {options.audio!r}")
+    run = read_run(run_dir)
+    if not run.sources:
+        raise RunFolderError(f"{run_dir}: the manifest has no rows with a source video; nothing to splice")
+    targets = output_paths(run, output, out_dir)
+    results = [splice_source(src, edits, targets[src], options) for src, edits in run.sources.items()]
+    return SpliceSummary(run_dir=Path(run_dir), results=results, skipped=list(run.skipped))
+
+
+def splice_source(source: Path, edits: list[Edit], output: Path, options: SpliceOptions) -> SourceResult:
+    """Write `output`: `source` with `edits` applied. Written under a temporary name and renamed into place."""
+    started = time.time()
+    source, output = Path(source), Path(output)
+    info = probe_video(source)
+    facts = probe_stream_facts(source)
+    usable, skipped = _usable_edits(edits, info.frame_count, source)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(output)
+    tmp = output.with_name(f".{output.stem}.tmp{os.getpid()}{output.suffix}")
+    work = Path(tempfile.mkdtemp(prefix=f".splice-{os.getpid()}-", dir=output.parent))
+    try:
+        blocker = "--reencode given" if options.reencode else smart_cut_blocker(facts)
+        done: Assembly | None = None
+        if blocker is None:
+            try:
+                done = assemble_output(source, facts, usable, tmp, work, smart=True, audio_mode=options.audio, note="")
+            except JoinCheckFailed as exc:
+                blocker = f"smart cut did not verify ({exc})"
+                _clear(work)
+        if done is None:
+            note = f"full re-encode: {blocker}"
+            done = assemble_output(source, facts, usable, tmp, work, smart=False, audio_mode=options.audio, note=note)
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return SourceResult(
+        source=source,
+        output=output,
+        method=done.method,
+        note=done.note,
+        applied=usable,
+        skipped=skipped,
+        timeline=done.timeline,
+        pieces=done.pieces,
+        frame_rate=facts.frame_rate,
+        time_base=probe_stream_facts(output, encoder_settings=False).time_base,
+        frames_reencoded=done.frames_reencoded,
+        audio_note=done.audio_note,
+        dropped_streams=done.dropped_streams,
+        wall_s=time.time() - started,
+    )
+
+
+def _remove_stale(output: Path) -> None:
+    """Remove what killed splices left beside `output` (work folders, temporary outputs): their process is gone."""
+    pattern = re.compile(rf"^(?:\.splice-(\d+)-.*|\.{re.escape(output.stem)}\.tmp(\d+){re.escape(output.suffix)})$")
+    for entry in output.parent.iterdir():
+        match = pattern.match(entry.name)
+        if match is None or _alive(int(match.group(1) or match.group(2))):
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clear(folder: Path) -> None:
+    for child in folder.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _usable_edits(edits: list[Edit], frame_count: int, source: Path) -> tuple[list[Edit], list[Skipped]]:
+    """Edits inside the video, in order, without overlaps (a later overlapping edit is left out)."""
+    usable: list[Edit] = []
+    skipped: list[Skipped] = []
+    for e in sorted(edits, key=lambda e: (e.start_frame, e.end_frame, e.pair_id)):
+        if e.end_frame >= frame_count:
+            skipped.append(
+                Skipped(e.pair_id, source, f"end_frame {e.end_frame} is past the video's {frame_count} frames")
+            )
+        elif usable and e.start_frame < usable[-1].end_frame:
+            prev = usable[-1]
+            skipped.append(
+                Skipped(
+                    e.pair_id, source,
+                    f"overlaps {prev.pair_id} (frames {prev.start_frame}-{prev.end_frame}); kept {prev.pair_id}",
+                )
+            )  # fmt: skip
+        else:
+            usable.append(e)
+    return usable, skipped

@@ -1,0 +1,626 @@
+"""The ffmpeg side of a splice: re-encode the touched GOPs, join them with the stream-copied rest through the
+concat demuxer, rebuild audio where the timeline grew, carry every other stream, chapter and tag, and check
+the result against the plan.
+
+How the joins stay exact:
+- every piece's timestamps are set through the concat script (inpoint/outpoint pick whole GOPs by their
+  packets' timestamps; per-file `duration` offsets place each piece at its planned time, to the tick);
+- the script starts with an empty entry of the file being copied, so the joined stream keeps the source's
+  codec extradata (H.264 SPS/PPS) even when the first GOP is re-encoded;
+- the final mux runs with -copyts: copied packets keep the source's timestamps, and the audio is copied or
+  rebuilt against the same clock."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from semfi_batch.errors import MediaError
+from semfi_batch.media.encode import (
+    AUDIO_ENCODERS,
+    RAW_TIMING,
+    EncoderChoice,
+    PacketIndex,
+    StreamFacts,
+    available_encoders,
+    choose_encoder,
+    convert_images,
+    decode_range,
+    encode_frames,
+    gop_index,
+    probe_stream_facts,
+    read_packets,
+    reorder_delay,
+    round_us,
+    same_parameter_sets,
+    start_and_extradata,
+)
+from semfi_batch.media.tools import run_tool, tool_path
+from semfi_batch.splice.runfolder import Edit
+from semfi_batch.splice.timeline import Piece, Timeline, build_timeline, plan_pieces
+
+# Frames decoded past each join to check that copied GOPs still decode exactly as in the source.
+JOIN_CHECK_FRAMES = 6
+# How far (s) a rebuilt audio stream's first sample may sit from where the source's was heard.
+AUDIO_START_TOLERANCE = 0.0005
+MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
+
+
+class JoinCheckFailed(MediaError):
+    """The smart-cut result does not decode as planned; the caller falls back to a full re-encode."""
+
+
+@dataclass
+class Assembly:
+    """What one attempt produced."""
+
+    method: str  # "smart cut" | "full re-encode"
+    note: str
+    timeline: Timeline
+    pieces: list[Piece]
+    frames_reencoded: int
+    audio_note: str = ""
+    dropped_streams: list[str] = field(default_factory=list)
+
+
+def assemble_output(
+    source: Path,
+    facts: StreamFacts,
+    edits: list[Edit],
+    output: Path,
+    work: Path,
+    *,
+    smart: bool,
+    audio_mode: str,
+    note: str,
+) -> Assembly:
+    """Write the spliced video to `output` (a temporary path the caller renames). `smart`: copy untouched GOPs."""
+    copy_from, cfacts = _video_only(source, facts, work) if smart else (source, facts)
+    packets = read_packets(copy_from, cfacts.index, cfacts.time_base)
+    timeline = build_timeline(packets.frame_pts, edits)
+    gops = gop_index(packets)
+    pieces = plan_pieces(timeline, gops, reencode_all=not smart)
+    if smart and not any(p.copy for p in pieces):
+        why = "every GOP holds generated frames" if len(gops) > 1 else "the video is a single GOP"
+        return assemble_output(source, facts, edits, output, work, smart=False, audio_mode=audio_mode, note=why)
+    choice = choose_encoder(cfacts, full=not smart, reorder=reorder_delay(packets))
+    seg_muxer = cfacts.container if smart else _segment_muxer(output)
+    entries: list[_Entry] = []
+    dts_ranges: list[tuple[int, int]] = []  # decode-time span of each piece on the output clock (smart cut)
+    reencoded = 0
+    for n, piece in enumerate(pieces):
+        if piece.copy:
+            entries.append(_copy_entry(copy_from, cfacts, packets, piece))
+            dts = packets.dts[piece.first_packet : piece.end_packet]
+            dts_ranges.append((int(dts[0]) + piece.shift, int(dts[-1]) + piece.shift))
+            continue
+        seg = work / f"seg{n:04d}.{_ext(seg_muxer)}"
+        _encode_piece(piece, timeline, copy_from, cfacts, choice, seg, seg_muxer, work)
+        seg_start, seg_extradata, seg_tb = start_and_extradata(seg)
+        if choice.headers == "identical" and not same_parameter_sets(seg_extradata, cfacts.extradata):
+            # x264 settings did not reproduce the source's SPS/PPS: own parameter-set ids from here on.
+            choice = choose_encoder(cfacts, full=False, own_ids=True, reorder=reorder_delay(packets))
+            _encode_piece(piece, timeline, copy_from, cfacts, choice, seg, seg_muxer, work)
+            seg_start, seg_extradata, seg_tb = start_and_extradata(seg)
+        if smart and seg_tb != cfacts.time_base:
+            raise JoinCheckFailed(f"re-encoded GOPs got time base {seg_tb}, the source has {cfacts.time_base}")
+        entries.append(_Entry(seg, None, None, round_us(seg_start), int(timeline.pts[piece.out_first]), seg_tb))
+        if smart:
+            seg_dts = read_packets(seg, 0, seg_tb).dts + int(timeline.pts[piece.out_first])
+            dts_ranges.append((int(seg_dts[0]), int(seg_dts[-1])))
+        reencoded += piece.frames_out
+    if smart:
+        # Re-encoded GOPs must decode in step with the copied ones (same B-frame delay), or the joins break.
+        for (_, last), (first, _), piece in zip(dts_ranges, dts_ranges[1:], pieces[1:]):
+            if first <= last:
+                raise JoinCheckFailed(f"decode times overlap at the join before source frame {piece.first_frame}")
+    lead = copy_from if smart and any(p.copy for p in pieces) else None
+    listing, offset_us = _write_concat(entries, cfacts, work, lead)
+    mux_args = (listing, offset_us, source, facts, cfacts, timeline, output, work, audio_mode)
+    try:
+        audio_note, dropped, rebuilt = _mux(*mux_args)
+        # Encoders prime their output and containers signal that differently (MP4 edit lists, Matroska codec
+        # delay): check where each rebuilt stream's first sample is heard, and correct it once if it moved.
+        nudge = {}
+        for idx, (out_idx, want) in rebuilt.items():
+            got = _first_decoded_time(output, out_idx)
+            if abs(got - want) > AUDIO_START_TOLERANCE:
+                nudge[idx] = want - got
+        if nudge:
+            audio_note, dropped, rebuilt = _mux(*mux_args, audio_nudge=nudge)
+            for idx, (out_idx, want) in rebuilt.items():
+                got = _first_decoded_time(output, out_idx)
+                if abs(got - want) > AUDIO_START_TOLERANCE:
+                    raise MediaError(f"audio stream {idx} starts at {got:.4f}s instead of {want:.4f}s")
+    except MediaError as exc:
+        if smart:
+            raise JoinCheckFailed(str(exc)) from None
+        raise
+    ofacts = probe_stream_facts(output, encoder_settings=False)
+    out_pts = read_packets(output, ofacts.index, ofacts.time_base).frame_pts
+    _check_timing(ofacts, out_pts, timeline, cfacts)
+    _check_start(ofacts, out_pts, source, facts)
+    if smart:
+        _check_joins(output, ofacts, out_pts, copy_from, cfacts, timeline, pieces)
+    method = "smart cut" if smart else "full re-encode"
+    details = [note] if note else []
+    details.append(choice.note)
+    return Assembly(method, "; ".join(details), timeline, pieces, reencoded, audio_note, dropped)
+
+
+def _ext(muxer: str) -> str:
+    return {"matroska": "mkv"}.get(muxer or "", muxer or "mkv")
+
+
+def _segment_muxer(output: Path) -> str:
+    """Container for a whole-file re-encode: one whose packet format the output's muxer takes as is
+    (MP4 and Matroska store H.264 as AVCC, AVI as Annex B)."""
+    muxer = MUXERS.get(output.suffix.lower())
+    if muxer in ("mp4", "mov"):
+        return "mp4"
+    return muxer if muxer == "avi" else "matroska"
+
+
+def _video_only(source: Path, facts: StreamFacts, work: Path) -> tuple[Path, StreamFacts]:
+    """The file GOPs are copied from. The concat demuxer ends a piece at the first packet of *any* stream past
+    its outpoint, so interleaved audio would cut video short: copy from a video-only remux."""
+    if facts.nb_streams == 1:
+        return source, facts
+    assert facts.container is not None
+    target = work / f"video.{_ext(facts.container)}"
+    # -copyts: the copy keeps the source's timestamps (by default ffmpeg would move them by the file's start
+    # time, which audio priming can make negative).
+    args = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-copyts", "-i", str(source), "-map", f"0:{facts.index}"]
+    args += ["-c", "copy"]
+    if facts.container in ("mp4", "mov") and facts.time_base.numerator == 1:
+        args += ["-video_track_timescale", str(facts.time_base.denominator)]
+    run_tool([*args, "-f", facts.container, str(target)], what=f"cannot copy the video stream of {source}")
+    # The copy has the source's packets; its encoder settings are the source's (not read twice).
+    return target, replace(probe_stream_facts(target, encoder_settings=False), x264_options=facts.x264_options)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One concat entry: a file (window), and the output time of its first planned frame."""
+
+    path: Path
+    inpoint_us: int | None
+    outpoint_us: int | None
+    file_start_us: int  # where the concat demuxer considers the file to start (inpoint or start_time)
+    out_pts: int  # ticks the file's reference point must land on (shift for copies, first pts for segments)
+    time_base: Fraction
+
+    def start_us(self, tb: Fraction) -> int:
+        return self.file_start_us + round_us(Fraction(self.out_pts) * tb)
+
+
+def _copy_entry(path: Path, cfacts: StreamFacts, packets: PacketIndex, piece: Piece) -> _Entry:
+    tb = cfacts.time_base
+    first = piece.first_packet
+    if first == 0:
+        inpoint, file_start = None, round_us(cfacts.format_start)
+    else:
+        # At or just after the keyframe's time: the demuxer seeks to the last keyframe at or before it.
+        inpoint = math.ceil(Fraction(int(packets.pts[first])) * tb * 1_000_000)
+        file_start = inpoint
+    outpoint = None
+    if piece.end_packet < packets.count:
+        # The demuxer stops at the first packet whose dts reaches the outpoint: the next GOP's keyframe.
+        last = Fraction(int(packets.dts[piece.end_packet - 1])) * tb * 1_000_000
+        nxt = Fraction(int(packets.dts[piece.end_packet])) * tb * 1_000_000
+        outpoint = math.floor(nxt)
+        if outpoint <= last:
+            raise JoinCheckFailed(f"packets at {float(nxt) / 1e6:.6f}s are too close together to cut between")
+    return _Entry(path, inpoint, outpoint, file_start, piece.shift, tb)
+
+
+def _write_concat(entries: list[_Entry], cfacts: StreamFacts, work: Path, lead: Path | None) -> tuple[Path, int]:
+    """The concat script, and the offset (µs) the final mux must add to its timestamps.
+
+    The demuxer starts its first file at 0 and each next one `duration` later, and adds (start - file's
+    inpoint) to the file's timestamps: durations set to the gaps between the planned start times make
+    every file land exactly on its planned time."""
+    tb = cfacts.time_base
+    starts = [e.start_us(tb) for e in entries]
+    if any(b < a for a, b in zip(starts, starts[1:])):
+        raise JoinCheckFailed("pieces would overlap in time")
+    lines = ["ffconcat version 1.0"]
+    offset = starts[0]
+    if lead is not None:
+        # No packets (every dts is past an outpoint far in the past), but its codec parameters and extradata
+        # become the joined stream's: the source's SPS/PPS even when the first GOP is re-encoded.
+        lead_duration = max(starts[0], 0)
+        lines += [f"file '{_quote(lead)}'", "outpoint -100000", f"duration {_us(lead_duration)}"]
+        offset = starts[0] - lead_duration
+    for n, entry in enumerate(entries):
+        lines.append(f"file '{_quote(entry.path)}'")
+        if entry.inpoint_us is not None:
+            lines.append(f"inpoint {_us(entry.inpoint_us)}")
+        if entry.outpoint_us is not None:
+            lines.append(f"outpoint {_us(entry.outpoint_us)}")
+        if n + 1 < len(entries):
+            lines.append(f"duration {_us(starts[n + 1] - starts[n])}")
+    path = work / "concat.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path, offset
+
+
+def _us(value: int) -> str:
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    return f"{sign}{value // 1_000_000}.{value % 1_000_000:06d}"
+
+
+def _quote(path: Path) -> str:
+    return str(Path(path).resolve()).replace("'", "'\\''")
+
+
+def _encode_piece(
+    piece: Piece,
+    timeline: Timeline,
+    copy_from: Path,
+    cfacts: StreamFacts,
+    choice: EncoderChoice,
+    seg: Path,
+    muxer: str,
+    work: Path,
+) -> None:
+    """Decode the piece's source frames, swap in and insert generated frames, encode."""
+    tb = cfacts.time_base
+    lo, hi = piece.first_frame, piece.end_frame
+    t = timeline.source_pts
+    seek = None
+    if lo > 0:
+        seek = float(Fraction(int(t[lo - 1]) + int(t[lo]), 2) * tb) - cfacts.format_start
+    decoder = decode_range(copy_from, cfacts, seek, hi - lo, work)
+    converters: dict[int, object] = {}
+
+    def frames():
+        source_frames = iter(decoder)
+        pos = lo
+        generated: dict[int, object] = {}
+        try:
+            for j in range(piece.out_first, piece.out_end):
+                s = int(timeline.src[j])
+                if s >= 0:
+                    frame = b""
+                    while pos <= s:  # frames replaced or dropped in between are read and discarded
+                        frame = next(source_frames)
+                        pos += 1
+                    yield frame
+                else:
+                    e = int(timeline.edit[j])
+                    if e not in generated:
+                        pipe = convert_images(timeline.edits[e].frames, cfacts, work)
+                        converters[e] = pipe
+                        generated[e] = iter(pipe)
+                    yield next(generated[e])  # type: ignore[call-overload]
+        finally:
+            decoder.close()
+            for pipe in converters.values():
+                pipe.close()  # type: ignore[attr-defined]
+
+    pts = timeline.pts[piece.out_first : piece.out_end] - timeline.pts[piece.out_first]
+    origin = int(timeline.pts[piece.out_first])
+    encode_frames(frames(), pts.tolist(), cfacts, choice, seg, muxer, work, origin=origin)
+
+
+# --- final mux -------------------------------------------------------------------------------------------
+
+
+def _source_streams(source: Path) -> tuple[list[dict], list[dict]]:
+    out = run_tool(
+        ["ffprobe", "-v", "error", "-of", "json", "-show_streams", "-show_chapters", str(source)],
+        what=f"cannot read the streams of {source}",
+    )
+    meta = json.loads(out or b"{}")
+    return meta.get("streams", []), meta.get("chapters", [])
+
+
+def _mux(
+    listing: Path,
+    offset_us: int,
+    source: Path,
+    facts: StreamFacts,
+    cfacts: StreamFacts,
+    timeline: Timeline,
+    output: Path,
+    work: Path,
+    audio_mode: str,
+    audio_nudge: dict[int, float] | None = None,
+) -> tuple[str, list[str], dict[int, tuple[int, float]]]:
+    """Join the video pieces and carry the source's other streams, chapters and tags into `output`.
+    Returns the audio note, the streams left out, and for each rebuilt audio stream (by source index) its
+    output index and the time its first sample must be heard at. `audio_nudge` moves rebuilt streams (s)."""
+    streams, chapters = _source_streams(source)
+    tb = cfacts.time_base
+    shifts = [(float(Fraction(s.at) * tb), float(Fraction(s.ticks) * tb)) for s in timeline.shifts]
+    args = [tool_path("ffmpeg"), "-nostdin", "-v", "error", "-y", "-copyts"]
+    if offset_us:
+        args += ["-itsoffset", _us(offset_us)]
+    args += ["-f", "concat", "-safe", "0", "-auto_convert", "0", "-i", str(listing), "-i", str(source)]
+    chapter_input = 1
+    if shifts and chapters:
+        args += ["-f", "ffmetadata", "-i", str(_shifted_chapters(chapters, shifts, work))]
+        chapter_input = 2
+    maps: list[str] = []
+    graph: list[str] = []
+    dropped: list[str] = []
+    audio_notes: list[str] = []
+    rebuilt: dict[int, tuple[int, float]] = {}
+    out = 0
+    muxer = MUXERS.get(output.suffix.lower())
+    for s in streams:
+        idx, kind = int(s["index"]), s.get("codec_type")
+        if idx == facts.index:
+            maps += ["-map", "0:v:0", f"-c:{out}", "copy"]
+        elif kind == "audio" and shifts:
+            first = _first_decoded_time(source, idx)
+            rebuilt[idx] = (out, first)
+            s["first_sample_s"] = first + (audio_nudge or {}).get(idx, 0.0)
+            label, note = _audio_graph(s, shifts, audio_mode, graph)
+            encoder = AUDIO_ENCODERS.get(s.get("codec_name", ""), "aac")
+            if encoder not in available_encoders():
+                encoder = "aac"
+            maps += ["-map", f"[{label}]", f"-c:{out}", encoder]
+            if s.get("bit_rate") and not encoder.startswith(("pcm", "flac", "alac")):
+                maps += [f"-b:{out}", str(s["bit_rate"])]
+            maps += [f"-disposition:{out}", _disposition(s)]
+            audio_notes.append(note)
+        elif kind in ("audio", "video", "subtitle", "attachment"):
+            maps += ["-map", f"1:{idx}", f"-c:{out}", "copy"]
+            if kind == "subtitle" and shifts:
+                maps += [f"-bsf:{out}", _shift_bsf(shifts)]
+        else:
+            dropped.append(f"stream {idx} ({kind}, {s.get('codec_name', '?')})")
+            continue
+        maps += [f"-map_metadata:s:{out}", f"1:s:{idx}"]
+        out += 1
+    if graph:
+        script = work / "audio.txt"
+        script.write_text(";\n".join(graph))
+        args += ["-filter_complex_script", str(script)]
+    args += maps + ["-map_metadata", "1", "-map_chapters", str(chapter_input)]
+    if facts.rotation:
+        args += ["-metadata:s:v:0", f"rotate={facts.rotation}"]
+    if muxer in ("mp4", "mov") and tb.numerator == 1:
+        args += ["-video_track_timescale", str(tb.denominator)]
+    if muxer in ("matroska", "webm") and graph:
+        # Re-encoded audio starts with encoder priming before its first sample; by default the muxer would
+        # move every stream later to keep that priming at or after zero, and video would drift from the sound.
+        args += ["-avoid_negative_ts", "disabled"]
+    if muxer:
+        args += ["-f", muxer]
+    log = work / "mux.log"
+    with open(log, "wb") as err:
+        code = subprocess.run([*args, str(output)], stdout=subprocess.DEVNULL, stderr=err, check=False).returncode
+    if code != 0:
+        raise MediaError(f"cannot write {output.name}: {_tail(log)}")
+    if not shifts:
+        note = "audio copied" if any(s.get("codec_type") == "audio" for s in streams) else "no audio"
+    else:
+        note = "; ".join(audio_notes) or "no audio"
+    return note, dropped, rebuilt
+
+
+def _first_decoded_time(source: Path, index: int) -> float:
+    """Time of an audio stream's first decoded sample (its start_time may count priming that is never played)."""
+    out = run_tool(
+        ["ffprobe", "-v", "error", "-select_streams", str(index), "-read_intervals", "%+#8", "-show_frames",
+         "-show_entries", "frame=best_effort_timestamp_time,pts_time", "-of", "json", str(source)],
+        what=f"cannot decode audio stream {index} of {source}",
+    )  # fmt: skip
+    frames = json.loads(out or b"{}").get("frames", [])
+    for frame in frames:
+        for key in ("best_effort_timestamp_time", "pts_time"):
+            value = frame.get(key)
+            if value not in (None, "N/A"):
+                return float(value)
+    return 0.0
+
+
+def _tail(path: Path) -> str:
+    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else "no error output"
+
+
+def _disposition(stream: dict) -> str:
+    flags = [k for k, v in (stream.get("disposition") or {}).items() if v == 1]
+    return "+".join(flags) if flags else "0"
+
+
+def _shift_bsf(shifts: list[tuple[float, float]]) -> str:
+    terms = "".join(f"+if(gte(PTS*TB,{at:.6f}),{d:.6f}/TB,0)" for at, d in shifts)
+    return f"setts=ts='PTS{terms}'"
+
+
+def _shifted_chapters(chapters: list[dict], shifts: list[tuple[float, float]], work: Path) -> Path:
+    def moved(t: float) -> float:
+        return t + sum(d for at, d in shifts if t >= at)
+
+    lines = [";FFMETADATA1"]
+    for ch in chapters:
+        start, end = moved(float(ch["start_time"])), moved(float(ch["end_time"]))
+        lines += ["[CHAPTER]", "TIMEBASE=1/1000000", f"START={round(start * 1e6)}", f"END={round(end * 1e6)}"]
+        for key, value in (ch.get("tags") or {}).items():
+            escaped = "".join("\\" + c if c in "=;#\\\n" else c for c in str(value))
+            lines.append(f"{key}={escaped}")
+    path = work / "chapters.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _audio_graph(stream: dict, shifts: list[tuple[float, float]], mode: str, graph: list[str]) -> tuple[str, str]:
+    """Filters rebuilding one audio stream with time inserted (silence or a cross-fade) or removed at each
+    shift, sample-exact. Returns the output label and a note for the summary."""
+    idx = int(stream["index"])
+    rate = int(stream.get("sample_rate") or 48000)
+    start = float(stream["first_sample_s"])
+    total = _audio_samples(stream, rate)
+    pieces: list[tuple[int, int | None]] = []  # source sample ranges, in order
+    joins: list[tuple[str, int]] = []  # between pieces n and n+1: ("silence"|"cut"|"crossfade", samples)
+    cursor = 0
+    faded = 0
+    for at, delta in shifts:
+        pos = max(int(round((at - start) * rate)), 0)
+        n = int(round(abs(delta) * rate))
+        if delta < 0:
+            pieces.append((cursor, max(pos - n, cursor)))
+            joins.append(("cut", 0))
+            cursor = pos
+        elif (
+            mode == "crossfade"
+            and pos - n >= cursor + (joins[-1][1] if joins and joins[-1][0] == "crossfade" else 0)
+            and (total is None or pos + n <= total)
+        ):
+            # The left side plays on into the new time, fading out, while the right side's lead-in fades in.
+            pieces.append((cursor, pos + n))
+            joins.append(("crossfade", n))
+            cursor = pos - n
+            faded += 1
+        else:
+            pieces.append((cursor, pos))
+            joins.append(("silence", n))
+            cursor = pos
+    pieces.append((cursor, None))
+    splits = len(pieces) + sum(1 for kind, _ in joins if kind == "silence")
+    src = f"s{idx}_"
+    graph.append(f"[1:{idx}]asplit={splits}" + "".join(f"[{src}{i}]" for i in range(splits)))
+    labels = []
+    for i, (a, b) in enumerate(pieces):
+        end = f":end_sample={b}" if b is not None else ""
+        graph.append(f"[{src}{i}]atrim=start_sample={a}{end},asetpts=PTS-STARTPTS[p{idx}_{i}]")
+        labels.append(f"p{idx}_{i}")
+    spare = len(pieces)
+    current = labels[0]
+    for i, (kind, n) in enumerate(joins):
+        nxt, out = labels[i + 1], f"j{idx}_{i}"
+        if kind == "crossfade":
+            graph.append(f"[{current}][{nxt}]acrossfade=ns={n}:c1=tri:c2=tri[{out}]")
+        elif kind == "silence":
+            # Silence in exactly the stream's own format: one source sample, muted, padded to length.
+            graph.append(
+                f"[{src}{spare}]atrim=end_sample=1,volume=0,apad=whole_len={n},asetpts=PTS-STARTPTS[z{idx}_{i}]"
+            )
+            graph.append(f"[{current}][z{idx}_{i}][{nxt}]concat=n=3:v=0:a=1[{out}]")
+            spare += 1
+        else:
+            graph.append(f"[{current}][{nxt}]concat=n=2:v=0:a=1[{out}]")
+        current = out
+    label = f"a{idx}"
+    graph.append(f"[{current}]asetpts=PTS+{start:.6f}/TB[{label}]")
+    inserted = sum(1 for kind, _ in joins if kind in ("silence", "crossfade"))
+    if mode == "crossfade" and faded < inserted:
+        note = f"audio {idx}: {faded} cross-fades, {inserted - faded} silences (too little audio around the rest)"
+    elif mode == "crossfade":
+        note = f"audio {idx}: {faded} cross-fades"
+    else:
+        note = f"audio {idx}: {inserted} silences inserted"
+    return label, note
+
+
+def _audio_samples(stream: dict, rate: int) -> int | None:
+    for key in ("duration_ts", "duration"):
+        value = stream.get(key)
+        if value in (None, "N/A"):
+            continue
+        if key == "duration_ts" and stream.get("time_base"):
+            return int(Fraction(int(value)) * Fraction(stream["time_base"]) * rate)
+        if key == "duration":
+            return int(float(value) * rate)
+    return None
+
+
+# --- checks -----------------------------------------------------------------------------------------------
+
+
+def _check_timing(ofacts: StreamFacts, out_pts: np.ndarray, timeline: Timeline, cfacts: StreamFacts) -> None:
+    """The output's video frames are the planned ones, at the planned times relative to the first frame (to
+    half a tick, or 1 ms in millisecond containers). A muxer may move all streams together (encoder priming
+    must not start before zero in Matroska); that keeps sync and is allowed."""
+    got = out_pts.astype(np.float64) * float(ofacts.time_base)
+    want = timeline.pts.astype(np.float64) * float(cfacts.time_base)
+    if got.shape != want.shape:
+        raise JoinCheckFailed(f"output has {got.shape[0]} video frames, planned {want.shape[0]}")
+    if not got.size:
+        return
+    tolerance = max(float(ofacts.time_base), float(cfacts.time_base)) / 2 + 1e-6
+    if ofacts.time_base >= Fraction(1, 1000) or cfacts.time_base >= Fraction(1, 1000):
+        tolerance = max(tolerance, 0.0011)
+    worst = float(np.max(np.abs((got - got[0]) - (want - want[0]))))
+    if worst > tolerance:
+        raise JoinCheckFailed(f"output frame times are off the plan by up to {worst * 1000:.3f} ms")
+
+
+def _check_start(ofacts: StreamFacts, out_pts: np.ndarray, source: Path, facts: StreamFacts) -> None:
+    """The first frame (always a source frame) is shown when it was in the source, so the picture keeps its
+    place against the sound."""
+    src_packets = read_packets(source, facts.index, facts.time_base)
+    want = float(int(src_packets.frame_pts[0]) * facts.time_base)
+    got = float(int(out_pts[0]) * ofacts.time_base)
+    tolerance = max(float(ofacts.time_base), float(facts.time_base)) / 2 + 1e-6
+    if abs(got - want) > max(tolerance, 0.0011 if ofacts.time_base >= Fraction(1, 1000) else tolerance):
+        raise MediaError(f"the video starts at {got:.6f}s instead of {want:.6f}s; audio would drift from it")
+
+
+def _check_joins(
+    output: Path,
+    ofacts: StreamFacts,
+    out_t: np.ndarray,
+    copy_from: Path,
+    cfacts: StreamFacts,
+    timeline: Timeline,
+    pieces: list[Piece],
+) -> None:
+    """Decode every re-encoded piece from its first keyframe on into the copied GOP after it: no decoder
+    errors, every frame there, and the copied frames decode exactly as they do in the source (a wrong
+    parameter set or reference would change them). The join into a piece needs no decode: the piece opens
+    with an IDR picture carrying the parameter sets it uses, and its timing is checked with the rest."""
+    src_t = timeline.source_pts
+    for n, piece in enumerate(pieces):
+        if piece.copy:
+            continue
+        after = pieces[n + 1] if n + 1 < len(pieces) and pieces[n + 1].copy else None
+        tail = min(JOIN_CHECK_FRAMES, after.frames_out) if after else 0
+        count = piece.frames_out + tail
+        hashes, errors = _frame_hashes(output, ofacts, _mid_seconds(out_t, piece.out_first, ofacts), count)
+        where = f"the re-encoded GOPs at source frame {piece.first_frame}"
+        if errors:
+            raise JoinCheckFailed(f"decoding {where} reports: {errors}")
+        if len(hashes) != count:
+            raise JoinCheckFailed(f"decoding {where} gave {len(hashes)} of {count} frames")
+        if after is not None and tail:
+            want, errs = _frame_hashes(copy_from, cfacts, _mid_seconds(src_t, after.first_frame, cfacts), tail)
+            if errs or hashes[piece.frames_out :] != want:
+                raise JoinCheckFailed(f"copied frames after {where} do not decode as in the source")
+
+
+def _mid_seconds(pts: np.ndarray, index: int, facts: StreamFacts) -> float | None:
+    if index <= 0:
+        return None
+    mid = Fraction(int(pts[index - 1]) + int(pts[index]), 2) * facts.time_base
+    return float(mid) - facts.format_start
+
+
+def _frame_hashes(path: Path, facts: StreamFacts, seek: float | None, count: int) -> tuple[list[str], str]:
+    """MD5 of each of `count` decoded frames (native format, stored orientation; hashed by ffmpeg's framemd5)
+    and the decoder's last error line."""
+    args = [tool_path("ffmpeg"), "-nostdin", "-v", "error", "-noautorotate"]
+    if seek is not None and seek > 0:
+        args += ["-ss", f"{seek:.6f}"]
+    args += ["-i", str(path), "-map", f"0:{facts.index}", "-frames:v", str(count), *RAW_TIMING]
+    args += ["-pix_fmt", facts.pix_fmt, "-f", "framemd5", "-"]
+    proc = subprocess.run(args, capture_output=True, check=False)
+    hashes = [
+        line.rsplit(",", 1)[1].strip()
+        for line in proc.stdout.decode(errors="replace").splitlines()
+        if line and not line.startswith("#")
+    ]
+    errors = proc.stderr.decode(errors="replace").strip()
+    return hashes, (errors.splitlines()[-1] if errors else "")

@@ -1,0 +1,193 @@
+"""The spliced timeline, planned before any media is touched: which frame goes where and when, how far later
+media moves (insert rows), and which GOPs must be re-encoded (the rest is stream-copied).
+
+All times are integer ticks of the source video stream's time base, so planned and delivered timestamps
+can be compared exactly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from semfi_batch.media.encode import Gop
+from semfi_batch.splice.runfolder import Edit
+
+
+@dataclass(frozen=True)
+class TimeShift:
+    """From source time `at` on, everything plays `ticks` later (negative: earlier)."""
+
+    at: int
+    ticks: int
+    pair_id: str
+
+
+@dataclass
+class Timeline:
+    """The output video frame by frame. For output frame j: `src[j]` is the source frame shown (-1 when
+    generated), `edit[j]`/`k[j]` the edit and generated-frame number (-1 for source frames), `pts[j]` its
+    presentation time, and `anchor[j]` the source frame it belongs with (for GOP ownership)."""
+
+    src: np.ndarray
+    edit: np.ndarray
+    k: np.ndarray
+    pts: np.ndarray
+    anchor: np.ndarray
+    shifts: list[TimeShift]
+    edits: list[Edit]
+    source_pts: np.ndarray  # the source's frame times, for reference
+
+    @property
+    def count(self) -> int:
+        return int(self.pts.shape[0])
+
+    def clips(self) -> list[tuple[str, int, int, int]]:
+        """Runs of the output in order: ("source", first source frame, end source frame, first output
+        frame) or ("generated", edit number, generated count, first output frame)."""
+        runs: list[tuple[str, int, int, int]] = []
+        j = 0
+        while j < self.count:
+            if self.src[j] >= 0:
+                i = j
+                while i + 1 < self.count and self.src[i + 1] == self.src[i] + 1:
+                    i += 1
+                runs.append(("source", int(self.src[j]), int(self.src[i]) + 1, j))
+            else:
+                i = j
+                while i + 1 < self.count and self.src[i + 1] < 0 and self.edit[i + 1] == self.edit[j]:
+                    i += 1
+                runs.append(("generated", int(self.edit[j]), i - j + 1, j))
+            j = i + 1
+        return runs
+
+
+def build_timeline(frame_pts: np.ndarray, edits: list[Edit]) -> Timeline:
+    """Apply edits (sorted, non-overlapping: each starts at or after the previous one's end frame).
+
+    replace: the frames strictly between the keyframes take the generated frames at their own times.
+    insert: the generated frames fill the span between the keyframes at the span's mean frame interval,
+    and everything from the end keyframe on moves by the added time."""
+    t = np.asarray(frame_pts, np.int64)
+    n = t.shape[0]
+    src, edit_no, k, pts, anchor = [], [], [], [], []
+    shifts: list[TimeShift] = []
+    shift = 0
+    cursor = 0
+
+    def source_frames(lo: int, hi: int) -> None:
+        rng = np.arange(lo, hi)
+        src.append(rng)
+        edit_no.append(np.full(rng.shape, -1))
+        k.append(np.full(rng.shape, -1))
+        pts.append(t[lo:hi] + shift)
+        anchor.append(rng)
+
+    for number, e in enumerate(edits):
+        a, b, g = e.start_frame, e.end_frame, e.gap_frames
+        if not (cursor <= a < b < n):
+            raise ValueError(f"edit {e.pair_id} ({a}, {b}) is out of order or outside 0..{n - 1}")
+        source_frames(cursor, a + 1)
+        if e.mode == "replace":
+            if g != b - a - 1:
+                raise ValueError(f"replace edit {e.pair_id} has {g} frames for a gap of {b - a - 1}")
+            gen_pts = t[a + 1 : b] + shift
+            gen_anchor = np.arange(a + 1, b)
+        else:
+            span = int(t[b] - t[a])
+            step = span / (b - a)  # the span's mean frame interval
+            offsets = np.rint(np.arange(1, g + 1) * step).astype(np.int64)
+            gen_pts = t[a] + shift + offsets
+            gen_anchor = np.full(g, a)
+            delta = int(round((g + 1) * step)) - span
+            if delta:
+                shifts.append(TimeShift(at=int(t[b]), ticks=delta, pair_id=e.pair_id))
+            shift += delta
+        src.append(np.full(g, -1))
+        edit_no.append(np.full(g, number))
+        k.append(np.arange(g))
+        pts.append(gen_pts)
+        anchor.append(gen_anchor)
+        cursor = b
+    source_frames(cursor, n)
+    out = Timeline(
+        src=np.concatenate(src).astype(np.int64),
+        edit=np.concatenate(edit_no).astype(np.int64),
+        k=np.concatenate(k).astype(np.int64),
+        pts=np.concatenate(pts).astype(np.int64),
+        anchor=np.concatenate(anchor).astype(np.int64),
+        shifts=shifts,
+        edits=list(edits),
+        source_pts=t,
+    )
+    if out.count > 1 and np.any(np.diff(out.pts) <= 0):
+        raise ValueError("planned frame times are not strictly increasing")
+    return out
+
+
+def touched_frames(edit: Edit) -> tuple[int, int]:
+    """Inclusive range of source frames whose GOPs must be re-encoded for this edit. An insert re-encodes the
+    GOP of its start keyframe (the new frames follow it) and of any frames between the keyframes."""
+    if edit.mode == "replace":
+        return edit.start_frame + 1, edit.end_frame - 1
+    return edit.start_frame, max(edit.start_frame, edit.end_frame - 1)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A stretch of the output: stream-copied GOPs (`copy`) or re-encoded ones. Source frames
+    [first_frame, end_frame) and packets [first_packet, end_packet); output frames [out_first, out_end)."""
+
+    copy: bool
+    first_frame: int
+    end_frame: int
+    first_packet: int
+    end_packet: int
+    out_first: int
+    out_end: int
+    shift: int  # output pts - source pts, for copied pieces
+
+    @property
+    def frames_out(self) -> int:
+        return self.out_end - self.out_first
+
+
+def plan_pieces(timeline: Timeline, gops: list[Gop], *, reencode_all: bool) -> list[Piece]:
+    """Split the output into copied and re-encoded pieces, each a whole number of GOPs."""
+    if not gops:
+        return []
+    starts = np.array([g.first_frame for g in gops])
+    touched = np.zeros(len(gops), bool)
+    if reencode_all:
+        touched[:] = True
+    for e in timeline.edits:
+        lo, hi = touched_frames(e)
+        first = int(np.searchsorted(starts, lo, side="right")) - 1
+        last = int(np.searchsorted(starts, hi, side="right")) - 1
+        touched[max(first, 0) : last + 1] = True
+    pieces: list[Piece] = []
+    g = 0
+    while g < len(gops):
+        h = g
+        while h + 1 < len(gops) and touched[h + 1] == touched[g]:
+            h += 1
+        lo, hi = gops[g].first_frame, gops[h].end_frame
+        out = np.flatnonzero((timeline.anchor >= lo) & (timeline.anchor < hi))
+        out_first, out_end = (int(out[0]), int(out[-1]) + 1) if out.size else (0, 0)
+        shift = 0
+        if not touched[g] and out.size:
+            shift = int(timeline.pts[out_first] - timeline.source_pts[timeline.src[out_first]])
+        pieces.append(
+            Piece(
+                copy=not touched[g],
+                first_frame=lo,
+                end_frame=hi,
+                first_packet=gops[g].first_packet,
+                end_packet=gops[h].end_packet,
+                out_first=out_first,
+                out_end=out_end,
+                shift=shift,
+            )
+        )
+        g = h + 1
+    return [p for p in pieces if p.frames_out > 0 or p.copy]
