@@ -62,12 +62,23 @@ class Timeline:
         return runs
 
 
+def local_interval(t: np.ndarray, a: int, b: int, window: int = 8) -> float:
+    """The source's frame interval around the gap a..b (median of nearby intervals, the gap's own left out),
+    so that variable frame rate is judged locally."""
+    left = np.diff(t[max(0, a - window) : a + 1])
+    right = np.diff(t[b : min(len(t), b + window + 1)])
+    near = np.concatenate([left, right])
+    near = near[near > 0]
+    return float(np.median(near)) if near.size else float(t[b] - t[a]) / (b - a)
+
+
 def build_timeline(frame_pts: np.ndarray, edits: list[Edit]) -> Timeline:
     """Apply edits (sorted, non-overlapping: each starts at or after the previous one's end frame).
 
     replace: the frames strictly between the keyframes take the generated frames at their own times.
-    insert: the generated frames fill the span between the keyframes at the span's mean frame interval,
-    and everything from the end keyframe on moves by the added time."""
+    insert: the generated frames go between the keyframes at the local frame interval and everything from the
+    end keyframe on moves by the added time; where the span already has room for them (a hole in the
+    timestamps), they fill it evenly and nothing moves."""
     t = np.asarray(frame_pts, np.int64)
     n = t.shape[0]
     src, edit_no, k, pts, anchor = [], [], [], [], []
@@ -95,11 +106,18 @@ def build_timeline(frame_pts: np.ndarray, edits: list[Edit]) -> Timeline:
             gen_anchor = np.arange(a + 1, b)
         else:
             span = int(t[b] - t[a])
-            step = span / (b - a)  # the span's mean frame interval
+            d = local_interval(t, a, b)
+            if span > (g + 1) * d - d / 2:
+                # The span already has room for the frames (a hole in the timestamps, damaged frames and a hole
+                # merged, frames dropped between the keys): they fill it evenly and nothing after moves.
+                step, delta = span / (g + 1), 0
+            else:
+                # A cut, or any gap without room: frames at the local frame interval, the rest moves later.
+                step = d
+                delta = int(round((g + 1) * step)) - span
             offsets = np.rint(np.arange(1, g + 1) * step).astype(np.int64)
             gen_pts = t[a] + shift + offsets
             gen_anchor = np.full(g, a)
-            delta = int(round((g + 1) * step)) - span
             if delta:
                 shifts.append(TimeShift(at=int(t[b]), ticks=delta, pair_id=e.pair_id))
             shift += delta
