@@ -67,15 +67,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--scan-rows", type=int, default=100_000)
+    parser.add_argument("--preview-rows", type=int, default=500)
     parser.add_argument("--no-ray", action="store_true")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="semfi-bench-"))
     try:
         manifest = image_manifest(tmp, args.rows)
+        # The preview clip costs one ffmpeg process per job: measured on fewer jobs.
+        small = image_manifest(tmp, min(args.rows, args.preview_rows))
         results = [
-            ("local, no preview", per_job(manifest, tmp / "local", preview=False)),
-            ("local, with preview clip", per_job(manifest, tmp / "local_preview")),
-        ]
+            (f"local, no preview ({args.rows} jobs)", per_job(manifest, tmp / "local", preview=False)),
+            (f"local, with preview clip ({min(args.rows, args.preview_rows)} jobs)",
+             per_job(small, tmp / "local_preview")),
+        ]  # fmt: skip
         if not args.no_ray:
             results.append(
                 ("ray (local cluster), no preview", per_job(manifest, tmp / "ray", executor="ray", preview=False))
@@ -83,10 +87,10 @@ def main() -> None:
         scan_s, left = resume_scan(tmp, args.scan_rows, args.scan_rows - args.scan_rows // 100)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"per-job overhead, {args.rows} jobs, blend backend on 16x16 px pairs:")
+    print("per-job overhead, blend backend on 16x16 px pairs (its own work is microseconds):")
     for name, ms in results:
         verdict = "MET" if ms < 20 else "NOT MET"
-        print(f"  {name:34} {ms:8.2f} ms/job   (target < 20 ms: {verdict})")
+        print(f"  {name:58} {ms:8.2f} ms/job   (target < 20 ms: {verdict})")
     base = results[0][1]
     for name, ms in results[1:]:
         print(f"  ratio {name} / local, no preview: {ms / base:.2f}x")
