@@ -157,6 +157,25 @@ def _full_disk(d: Path) -> list[str]:
     return ["run", str(d / "m.parquet"), "--out", str(out), "--quiet", "--no-preview"]
 
 
+def _failing_ffmpeg_splice(d: Path) -> list[str]:
+    """A finished run, then `splice` with an ffmpeg that works once and fails from its second call on."""
+    clip = numbered_clip(d / "clip.mp4", 48)
+    write_manifest([{"pair_id": "r", "source": str(clip), "start_frame": 20, "end_frame": 24}], d / "m.parquet")
+    subprocess.run([sys.executable, "-m", "semfi_batch", "run", str(d / "m.parquet"), "--out", str(d / "out"),
+                    "--quiet", "--backend", "blend"], cwd=REPO, check=True, capture_output=True)  # fmt: skip
+    fake = d / "out" / "fakebin"  # under the output root: not an input
+    fake.mkdir()
+    script = fake / "ffmpeg"
+    script.write_text(
+        "#!/bin/bash\n"
+        f'n=$(cat "{fake}/calls" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "{fake}/calls"\n'
+        'if [ "$n" -ge 2 ]; then echo "simulated encoder crash" >&2; exit 1; fi\n'
+        f'exec {shutil.which("ffmpeg")} "$@"\n'
+    )
+    script.chmod(0o755)
+    return ["splice", str(d / "out"), "-o", str(d / "out" / "spliced.mp4")]
+
+
 CASES = [
     Case(
         "not parquet",
@@ -294,6 +313,13 @@ CASES = [
         env={"PATH": "/nonexistent"},
     ),
     Case("output filesystem full", _full_disk, 1, ("no space left",)),
+    Case(
+        "ffmpeg failing mid-splice",
+        _failing_ffmpeg_splice,
+        1,
+        ("simulated encoder crash",),
+        env={"PATH": "{out}/fakebin:" + os.environ.get("PATH", "")},
+    ),
     Case("bad shard", lambda d: manifest_case([image_row()])(d) + ["--shard", "2/2"], 1, ("--shard 2/2",)),
 ]
 
@@ -320,12 +346,13 @@ def test_bad_input(case: Case, tmp_path: Path):
     inputs.mkdir()
     args = case.build(inputs)
     before = snapshot(inputs)
-    env = {**os.environ, **(case.env or {})}
+    env = {**os.environ, **{k: v.replace("{out}", str(inputs / "out")) for k, v in (case.env or {}).items()}}
     try:
         proc = subprocess.run([sys.executable, "-m", "semfi_batch", *args], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=120)  # fmt: skip
         assert proc.returncode == case.code, proc.stderr
         assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+        assert len([line for line in proc.stderr.splitlines() if line.startswith("error:")]) == 1
         for word in case.words:
             assert word in proc.stderr, f"{word!r} not in {proc.stderr!r}"
         assert snapshot(inputs) == before  # no input changed (nor made)
@@ -333,8 +360,8 @@ def test_bad_input(case: Case, tmp_path: Path):
             assert not list((inputs / "elsewhere").iterdir())  # nothing written through the symlink
         for out in (inputs / "out", inputs / "small_fs"):
             if out.is_dir() and not out.is_symlink():
-                leftovers = [p for p in out.rglob("*") if ".tmp" in p.name]
-                assert not leftovers, leftovers
+                leftovers = [p for p in out.rglob("*") if ".tmp" in p.name or "spliced" in p.name]
+                assert not leftovers, leftovers  # no temporary file, no half-written video
                 for job in (out / "jobs").glob("*") if (out / "jobs").is_dir() else []:
                     assert (job / "record.json").exists(), f"{job} published without its record"
     finally:
