@@ -1,6 +1,7 @@
 """Static guarantees: no shell is ever invoked, and model files are only read in safe ways."""
 
 import re
+from pathlib import Path
 
 from tests.conftest import REPO
 
@@ -33,5 +34,5 @@ def test_diffsynth_loader_used_for_pth_files_is_weights_only():
     import importlib.util
 
     spec = importlib.util.find_spec("diffsynth.core.loader.file")
-    source = open(spec.origin).read()  # read, not imported: importing diffsynth pulls in torch
+    source = Path(spec.origin).read_text()  # read, not imported: importing diffsynth pulls in torch
     assert "torch.load(" in source and "weights_only=False" not in source and "weights_only=True" in source
