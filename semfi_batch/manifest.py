@@ -9,7 +9,6 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ MODES = ("replace", "insert")
 PAIR_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class KeyframePair:
     """One validated manifest row, with paths resolved and defaults filled in."""
 
@@ -252,7 +251,11 @@ def _validate(
         known_backends = backend_names()
     known_backends = set(known_backends)
     base = path.parent
-    media = _MediaChecker(check_media)
+    media = _MediaChecker(base, check_media)
+    if "pair_id" in names:  # checked column-wise; rows that fail get their message in the row loop
+        ids = table.column("pair_id").cast(pa.string())
+        safe = pc.and_(pc.match_substring_regex(ids, PAIR_ID_RE.pattern), pc.invert(pc.match_substring(ids, "..")))
+        media.unsafe_ids = {i for i, ok in enumerate(safe.to_pylist()) if ok is False}
     seen: dict[str, int] = {}
     pairs: list[KeyframePair] = []
     extras_cols = [c for c in names if c not in KNOWN_COLUMNS]
@@ -260,7 +263,7 @@ def _validate(
     no_invalid: set[str] = set()
     for index, values in enumerate(table.to_pylist()):
         row = _Row(index, values, problems, invalid.get(index, no_invalid))
-        pair = _validate_row(row, base, media, known_backends, extras_cols)
+        pair = _validate_row(row, media, known_backends, extras_cols)
         if row.pair_id is not None:
             if row.pair_id in seen:
                 row.problem("pair_id", f"duplicate of row {seen[row.pair_id]}")
@@ -273,13 +276,13 @@ def _validate(
 
 
 def _validate_row(
-    row: _Row, base: Path, media: _MediaChecker, known_backends: set[str], extras_cols: list[str]
+    row: _Row, media: _MediaChecker, known_backends: set[str], extras_cols: list[str]
 ) -> KeyframePair | None:
     before = len(row.problems)
     pair_id = row.get("pair_id")
     if pair_id is None:
         row.problem("pair_id", "is required")
-    elif (why := pair_id_problem(pair_id)) is not None:
+    elif row.index in media.unsafe_ids and (why := pair_id_problem(pair_id)) is not None:
         row.problem("pair_id", why)
 
     start_image, end_image, source = row.get("start_image"), row.get("end_image"), row.get("source")
@@ -310,8 +313,7 @@ def _validate_row(
                 row.problem(col, f"must be >= 0, got {value}")
         if start_frame is not None and end_frame is not None and start_frame >= end_frame:
             row.problem("end_frame", f"must be greater than start_frame ({start_frame}), got {end_frame}")
-        source_path = _resolve(base, source)
-        info = media.video(row, source_path)
+        info = media.video(row, source)
         if info is not None:
             keyframe_size = (info.width, info.height)
             for col, value in (("start_frame", start_frame), ("end_frame", end_frame)):
@@ -323,7 +325,7 @@ def _validate_row(
             if value is None:
                 row.problem(col, "is required for an image pair")
             else:
-                sizes.append(media.image(row, col, _resolve(base, value)))
+                sizes.append(media.image(row, col, value))
         if len(sizes) == 2 and None not in sizes:
             if sizes[0] != sizes[1]:
                 row.problem(
@@ -372,9 +374,9 @@ def _validate_row(
         mode=mode,
         gap_frames=int(gap),
         seed=int(seed) if seed is not None else default_seed(pair_id),
-        start_image=_resolve(base, start_image) if start_image else None,
-        end_image=_resolve(base, end_image) if end_image else None,
-        source=_resolve(base, source) if source else None,
+        start_image=media.resolve(start_image) if start_image else None,
+        end_image=media.resolve(end_image) if end_image else None,
+        source=media.resolve(source) if source else None,
         start_frame=start_frame,
         end_frame=end_frame,
         prompt=row.get("prompt") or "",
@@ -389,9 +391,8 @@ def _validate_row(
     )
 
 
-@lru_cache(maxsize=4096)
-def _resolve(base: Path, value: str) -> Path:
-    # Cached: large manifests name the same few videos or folders over and over.
+def resolve_path(base: Path, value: str) -> Path:
+    """A manifest path: absolute, or relative to the manifest's folder."""
     p = Path(value).expanduser()
     return p if p.is_absolute() else base / p
 
@@ -405,34 +406,45 @@ def _plain(value: Any) -> Any:
 class _MediaChecker:
     """File checks shared across rows: each file is probed once, however many rows name it."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, base: Path, enabled: bool):
+        self.base = base
         self.enabled = enabled
-        self._images: dict[Path, tuple[int, int] | str] = {}
-        self._videos: dict[Path, Any] = {}
+        # Keyed by the manifest's own strings: large manifests name the same few files over and over.
+        self._paths: dict[str, Path] = {}
+        self.unsafe_ids: set[int] = set()  # rows whose pair_id fails the folder-name rule
+        self._images: dict[str, tuple[int, int] | str] = {}
+        self._videos: dict[str, Any] = {}
 
-    def image(self, row: _Row, column: str, path: Path) -> tuple[int, int] | None:
+    def resolve(self, value: str) -> Path:
+        path = self._paths.get(value)
+        if path is None:
+            path = self._paths[value] = resolve_path(self.base, value)
+        return path
+
+    def image(self, row: _Row, column: str, value: str) -> tuple[int, int] | None:
         from semfi_batch.media.frames import image_size
 
-        return self._check(self._images, image_size, row, column, path)
+        return self._check(self._images, image_size, row, column, value)
 
-    def video(self, row: _Row, path: Path):
+    def video(self, row: _Row, value: str):
         from semfi_batch.media.probe import probe_video
 
-        return self._check(self._videos, probe_video, row, "source", path)
+        return self._check(self._videos, probe_video, row, "source", value)
 
-    def _check(self, cache: dict, probe, row: _Row, column: str, path: Path):
+    def _check(self, cache: dict, probe, row: _Row, column: str, value: str):
         """probe(path), or None with the problem recorded against the row (errors are cached too)."""
         if not self.enabled:
             return None
-        if path not in cache:
+        if value not in cache:
+            path = self.resolve(value)
             if path.exists() and not path.is_file():
-                cache[path] = f"{path} is not a regular file"
+                cache[value] = f"{path} is not a regular file"
             else:
                 try:
-                    cache[path] = probe(path)
+                    cache[value] = probe(path)
                 except SemfiError as exc:
-                    cache[path] = str(exc)
-        result = cache[path]
+                    cache[value] = str(exc)
+        result = cache[value]
         if isinstance(result, str):
             row.problem(column, result)
             return None

@@ -31,7 +31,7 @@ class DiskFull(SemfiError):
     """The output filesystem is full: the run stops, nothing half-written is kept."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Job:
     """A keyframe pair bound to a backend, identified by a key over everything that shapes its output."""
 
@@ -66,7 +66,8 @@ class JobPlanner:
             ENGINE_VERSION, self._backends[name], pair.mode, pair.gap_frames, pair.seed, pair.prompt,
             pair.negative_prompt, size, pair.steps, pair.cfg_scale, pair.start_frame, pair.end_frame, files,
         ]  # fmt: skip
-        key = hashlib.sha256(json.dumps(fields, separators=(",", ":")).encode()).hexdigest()
+        # repr of plain values (str, int, float, None, lists of them) is stable and much cheaper than JSON.
+        key = hashlib.sha256(repr(fields).encode()).hexdigest()
         return Job(pair=pair, backend=name, key=key)
 
     def _identity(self, path: Path) -> str:
