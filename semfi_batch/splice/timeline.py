@@ -76,8 +76,8 @@ def build_timeline(frame_pts: np.ndarray, edits: list[Edit]) -> Timeline:
     """Apply edits (sorted, non-overlapping: each starts at or after the previous one's end frame).
 
     replace: the frames strictly between the keyframes take the generated frames at their own times.
-    insert: the generated frames go between the keyframes at the local frame interval and everything from the
-    end keyframe on moves by the added time; where the span already has room for them (a hole in the
+    insert: the generated frames go between the keyframes at the gap's own frame interval and everything from
+    the end keyframe on moves by the added time; where the span already has room for them (a hole in the
     timestamps), they fill it evenly and nothing moves."""
     t = np.asarray(frame_pts, np.int64)
     n = t.shape[0]
@@ -112,8 +112,8 @@ def build_timeline(frame_pts: np.ndarray, edits: list[Edit]) -> Timeline:
                 # merged, frames dropped between the keys): they fill it evenly and nothing after moves.
                 step, delta = span / (g + 1), 0
             else:
-                # A cut, or any gap without room: frames at the local frame interval, the rest moves later.
-                step = d
+                # A cut, or any gap without room: frames at the gap's own frame interval, the rest moves later.
+                step = span / (b - a)
                 delta = int(round((g + 1) * step)) - span
             offsets = np.rint(np.arange(1, g + 1) * step).astype(np.int64)
             gen_pts = t[a] + shift + offsets
