@@ -1,9 +1,11 @@
-"""Kill-chaos harness: SIGKILL `semfi-batch run` (and `splice`, when a splice step is given) at random
-moments, re-run after each kill, and check that nothing is lost, duplicated or half-written.
+"""Kill-chaos harness: SIGKILL `semfi-batch run` and `semfi-batch splice` at random moments, re-run after
+each kill, and check that nothing is lost, duplicated or half-written.
 
-After every kill, each job folder that is published (jobs/<pair_id> with a record saying done) must be
-byte-identical to the same job of an uninterrupted reference run; when a run completes, the whole output
-tree must be. A finished job that starts again counts as a duplicate (from events.jsonl).
+After every kill of `run`, each job folder that is published (jobs/<pair_id> with a record saying done) must
+be byte-identical to the same job of an uninterrupted reference run; when a run completes, the whole output
+tree must be. A finished job that starts again counts as a duplicate (from events.jsonl). After every kill
+of `splice`, the output video is either absent or complete and identical to the reference splice; when a
+splice completes, it must be identical and no work file may be left.
 
     .venv/bin/python tests/chaos.py --kills 50          # `make chaos`
 """
@@ -30,6 +32,7 @@ SKIP = {"record.json", "ledger.jsonl", "metrics.parquet", "run.json", "events.js
 @dataclass
 class ChaosResult:
     kills: int = 0
+    splice_kills: int = 0
     reruns: int = 0
     rounds: int = 0
     duplicates: int = 0
@@ -38,7 +41,8 @@ class ChaosResult:
 
     def line(self) -> str:
         return (
-            f"kills {self.kills}, re-runs {self.reruns}, completed rounds {self.rounds}, "
+            f"kills {self.kills} ({self.kills - self.splice_kills} of run, {self.splice_kills} of splice), "
+            f"re-runs {self.reruns}, completed rounds {self.rounds}, "
             f"duplicates {self.duplicates}, mismatches {self.mismatches}"
         )
 
@@ -48,8 +52,7 @@ def make_manifest(folder: Path, clip: Path, rows: int) -> Path:
     from semfi_batch.manifest import write_manifest
 
     data = [
-        {"pair_id": f"c{i:03d}", "source": str(clip), "start_frame": 10 + 17 * i, "end_frame": 10 + 17 * i + 4,
-         "width": 320, "height": 180}
+        {"pair_id": f"c{i:03d}", "source": str(clip), "start_frame": 10 + 37 * i, "end_frame": 10 + 37 * i + 4}
         for i in range(rows)
     ]  # fmt: skip
     return write_manifest(data, folder / "chaos.parquet")
@@ -57,6 +60,28 @@ def make_manifest(folder: Path, clip: Path, rows: int) -> Path:
 
 def run_cmd(manifest: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "semfi_batch", "run", str(manifest), "--out", str(out), "--quiet"]
+
+
+def splice_cmd(run: Path, video: Path) -> list[str]:
+    return [sys.executable, "-m", "semfi_batch", "splice", str(run), "-o", str(video)]
+
+
+def killed_until_done(cmd: list[str], rng: random.Random, max_wait: float, result: ChaosResult, budget: int,
+                      after_kill) -> int:  # fmt: skip
+    """Run `cmd` again and again, SIGKILLing it after a random wait while kills remain in `budget`; call
+    `after_kill()` after each kill. Returns the exit status of the run that finished."""
+    used = 0
+    while True:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            return proc.wait(timeout=rng.uniform(0.05, max_wait) if used < budget else None)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            used += 1
+            result.kills += 1
+            result.reruns += 1
+            after_kill()
 
 
 def job_files(job_dir: Path) -> dict[str, bytes]:
@@ -79,6 +104,18 @@ def check_published(out: Path, reference: Path, result: ChaosResult) -> None:
         if record.get("status") == "done" and job_files(job_dir) != job_files(reference / "jobs" / job_dir.name):
             result.mismatches += 1
             result.problems.append(f"{job_dir.name}: published folder differs from the reference")
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name not in SKIP}  # fmt: skip
+
+
+def check_video(video: Path, reference: Path, result: ChaosResult) -> None:
+    """After a killed splice: no video yet, or the whole, final one."""
+    if video.exists() and video.read_bytes() != reference.read_bytes():
+        result.mismatches += 1
+        result.problems.append(f"{video.name}: a killed splice left a video that differs from the reference")
 
 
 def count_duplicates(out: Path) -> int:
@@ -105,36 +142,39 @@ def chaos(kills: int, rows: int, max_wait: float, seed: int, work: Path) -> Chao
     manifest = make_manifest(work, CLIP, rows)
     reference = work / "reference"
     subprocess.run(run_cmd(manifest, reference), cwd=REPO, check=True)
+    reference_video = work / "reference.mp4"
+    subprocess.run(splice_cmd(reference, reference_video), cwd=REPO, check=True, capture_output=True)
     result = ChaosResult()
     while result.kills < kills:
         out = work / f"round{result.rounds}"
-        while True:
-            proc = subprocess.Popen(run_cmd(manifest, out), cwd=REPO, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)  # fmt: skip
-            try:
-                code = proc.wait(timeout=rng.uniform(0.05, max_wait) if result.kills < kills else None)
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                result.kills += 1
-                result.reruns += 1
-                check_published(out, reference, result)
-                continue
-            if code != 0:
-                result.problems.append(f"round {result.rounds}: run exited {code}")
-                result.mismatches += 1
-            break
+        # Most kills go to `run`, the rest to `splice`.
+        run_budget = max(1, (kills - result.kills) * 3 // 4)
+        code = killed_until_done(run_cmd(manifest, out), rng, max_wait, result, run_budget,
+                                 lambda out=out: check_published(out, reference, result))  # fmt: skip
+        if code != 0:
+            result.problems.append(f"round {result.rounds}: run exited {code}")
+            result.mismatches += 1
         check_published(out, reference, result)
-        ref_files = {str(p.relative_to(reference)): p.read_bytes() for p in sorted((reference / "jobs").rglob("*"))
-                     if p.is_file() and p.name not in SKIP}  # fmt: skip
-        got = {str(p.relative_to(out)): p.read_bytes() for p in sorted((out / "jobs").rglob("*"))
-               if p.is_file() and p.name not in SKIP}  # fmt: skip
-        if got != ref_files:
+        if tree(out / "jobs") != tree(reference / "jobs"):
             result.mismatches += 1
             result.problems.append(f"round {result.rounds}: final outputs differ from the reference")
         result.duplicates += count_duplicates(out)
+
+        video = work / f"round{result.rounds}.mp4"
+        before = result.kills
+        code = killed_until_done(splice_cmd(out, video), rng, max_wait / 2, result, kills - result.kills,
+                                 lambda video=video: check_video(video, reference_video, result))  # fmt: skip
+        result.splice_kills += result.kills - before
+        if code != 0 or not video.exists() or video.read_bytes() != reference_video.read_bytes():
+            result.mismatches += 1
+            result.problems.append(f"round {result.rounds}: splice exited {code} or its video differs")
+        leftovers = [p.name for p in work.iterdir() if p.name.startswith(".") or "tmp" in p.name]
+        if leftovers:
+            result.mismatches += 1
+            result.problems.append(f"round {result.rounds}: splice left {leftovers}")
         result.rounds += 1
         shutil.rmtree(out, ignore_errors=True)
+        video.unlink(missing_ok=True)
     return result
 
 
