@@ -111,6 +111,18 @@ def tree(root: Path) -> dict[str, bytes]:
             if p.is_file() and p.name not in SKIP}  # fmt: skip
 
 
+TIMING = {"wall_s", "s_per_frame", "peak_rss_mb", "peak_gpu_mb", "notes"}
+
+
+def metrics_rows(out: Path) -> list[dict]:
+    """metrics.parquet without the columns that measure time or memory (they differ between any two runs)."""
+    import pyarrow.parquet as pq
+
+    return [
+        {k: v for k, v in row.items() if k not in TIMING} for row in pq.read_table(out / "metrics.parquet").to_pylist()
+    ]
+
+
 def check_video(video: Path, reference: Path, result: ChaosResult) -> None:
     """After a killed splice: no video yet, or the whole, final one."""
     if video.exists() and video.read_bytes() != reference.read_bytes():
@@ -158,6 +170,9 @@ def chaos(kills: int, rows: int, max_wait: float, seed: int, work: Path) -> Chao
         if tree(out / "jobs") != tree(reference / "jobs"):
             result.mismatches += 1
             result.problems.append(f"round {result.rounds}: final outputs differ from the reference")
+        if metrics_rows(out) != metrics_rows(reference):
+            result.mismatches += 1
+            result.problems.append(f"round {result.rounds}: metrics differ from the reference (timing aside)")
         result.duplicates += count_duplicates(out)
 
         video = work / f"round{result.rounds}.mp4"
