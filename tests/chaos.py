@@ -159,8 +159,9 @@ def chaos(kills: int, rows: int, max_wait: float, seed: int, work: Path) -> Chao
     result = ChaosResult()
     while result.kills < kills:
         out = work / f"round{result.rounds}"
-        # Most kills go to `run`, the rest to `splice`.
-        run_budget = max(1, (kills - result.kills) * 3 // 4)
+        # Three quarters of the kills go to `run`, the rest to `splice`, spread over the rounds.
+        run_target = kills * 3 // 4
+        run_budget = max(0, run_target - (result.kills - result.splice_kills))
         code = killed_until_done(run_cmd(manifest, out), rng, max_wait, result, run_budget,
                                  lambda out=out: check_published(out, reference, result))  # fmt: skip
         if code != 0:
@@ -177,7 +178,9 @@ def chaos(kills: int, rows: int, max_wait: float, seed: int, work: Path) -> Chao
 
         video = work / f"round{result.rounds}.mp4"
         before = result.kills
-        code = killed_until_done(splice_cmd(out, video), rng, max_wait / 2, result, kills - result.kills,
+        splice_left = kills - run_target - result.splice_kills
+        splice_budget = splice_left if run_budget == 0 else min(splice_left, 3)
+        code = killed_until_done(splice_cmd(out, video), rng, max_wait / 2, result, splice_budget,
                                  lambda video=video: check_video(video, reference_video, result))  # fmt: skip
         result.splice_kills += result.kills - before
         if code != 0 or not video.exists() or video.read_bytes() != reference_video.read_bytes():
