@@ -206,7 +206,15 @@ def _record(job: Job, status: str, error: str | None, started: float, frames: in
 
 
 def _peak_rss_mb() -> float:
-    """Peak resident memory of this process and of its finished children (ffmpeg), in MB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) / 1024.0
+    """Peak resident memory of this process (so far) and of its largest finished child (ffmpeg), in MB.
+
+    On Linux the process's own figure is VmHWM: getrusage's ru_maxrss survives exec, so a run started by a
+    big process (a test runner, a notebook) would report that process's peak instead of its own."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            own = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024.0
+    except (OSError, StopIteration, ValueError):
+        pass
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    return max(own, children)
