@@ -37,7 +37,7 @@ pipeline: install  ## footage -> detect -> run -> splice -> report (SRC=video [M
 	@test -n "$(SRC)" || { echo "usage: make pipeline SRC=path/to/video.mp4 [MODE=damage|cuts|stride] [BACKEND=flow]"; exit 2; }
 	@$(MAKE) --no-print-directory $(PIPE_VIDEO) $(PIPE_OUT)/report.html
 	@echo
-	@echo "pipeline finished: $(PIPE_OUT)"
+	@echo "pipeline finished: $(abspath $(PIPE_OUT))"
 	@echo "  manifest.parquet   the rows detect found ($(MODE))"
 	@echo "  run/               generated frames (run/jobs/<pair_id>/frames), previews, metrics.parquet"
 	@echo "  $(notdir $(PIPE_VIDEO))  the source with the generated frames spliced in, audio kept"
@@ -68,6 +68,6 @@ keyframes-pipeline: install  ## animation keyframes -> in-betweens -> finished c
 	@test -n "$(KEYS)" || { echo "usage: make keyframes-pipeline KEYS=path/to/keyframes/ [GAP=3 | SHEET=exposure.csv] [FPS=12]"; exit 2; }
 	@$(MAKE) --no-print-directory $(KEYS_OUT)/$(KEYS_NAME).mp4 $(KEYS_OUT)/report.html
 	@echo
-	@echo "keyframes pipeline finished: $(KEYS_OUT)"
+	@echo "keyframes pipeline finished: $(abspath $(KEYS_OUT))"
 	@echo "  $(KEYS_NAME).mp4  keyframes and in-betweens at $(FPS) fps"
 	@echo "  run/              generated frames, metrics.parquet;  report.html"
