@@ -109,16 +109,14 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def _print_report_path(out: Path) -> None:
-    """Write the run's HTML report when the report module is there, and say where it is."""
-    try:
-        from semfi_batch.report import write_report
-    except ImportError:
-        return
+    """Write the run's HTML report and say where it is."""
+    from semfi_batch.report import write_report
+
     try:
         # Warp error is left for `semfi-batch report` to measure: it costs more per job than `flow` itself.
         stdout.print(f"report: {write_report(out, quality=False)}  (with quality figures: semfi-batch report {out})")
-    except SemfiError as exc:
-        console.print(f"report not written: {exc}")
+    except Exception as exc:  # noqa: BLE001 - the run's outputs are done; a report problem must not fail it
+        console.print(f"report not written ({type(exc).__name__}: {exc}); try: semfi-batch report {out}")
 
 
 @app.command(
