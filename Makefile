@@ -16,23 +16,29 @@ BACKEND ?= flow
 
 include pipelines/pipeline.mk
 
-.PHONY: pipeline keyframes-pipeline help install system-deps test lint format demo bench bench-gpu chaos slurm-submit clean
+.PHONY: pipeline keyframes-pipeline help install system-deps test-deps test lint format demo bench bench-gpu chaos slurm-submit clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
-system-deps:  ## ffmpeg (and chromium for the report test) from Debian, where missing
-	@missing=""; \
-	command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
+# Debian packages, installed only where missing: $(call apt-where-missing,command package ...)
+define apt-where-missing
+	@missing=""; for pair in $(1); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing from Debian:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+system-deps:  ## ffmpeg and ffprobe from Debian, where missing
+	$(call apt-where-missing,ffmpeg:ffmpeg ffprobe:ffmpeg)
+
+test-deps:  ## chromium from Debian, where missing (the report test renders the page in it)
+	$(call apt-where-missing,chromium:chromium)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
 	@touch $@
 
@@ -46,7 +52,7 @@ format: install  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix semfi_batch tests bench pipelines
 	$(BIN)/ruff format semfi_batch tests bench pipelines
 
-test: install lint  ## lint, then the test suite
+test: install test-deps lint  ## lint, then the test suite
 	$(BIN)/python -m pytest -q
 
 demo: install  ## the whole pipeline on a real sample clip with the CPU default backend; says where the results are
