@@ -11,7 +11,7 @@ from pathlib import Path
 
 from semfi_batch.errors import SemfiError
 from semfi_batch.manifest import load_manifest
-from semfi_batch.media.frames import encode_preview
+from semfi_batch.media.frames import encode_png_sequence
 from semfi_batch.run.ledger import read_record
 
 
@@ -52,7 +52,7 @@ def assemble_run(run_dir: Path, out: Path, fps: float) -> AssembleSummary:
             sequence.extend([sequence[-1]] * pair.gap_frames)
         sequence.append(_key(run_dir, pair.pair_id, "end.png", pair.end_image))
     out.parent.mkdir(parents=True, exist_ok=True)
-    encode_preview(sequence, out, fps)
+    encode_png_sequence(sequence, out, fps)
     return AssembleSummary(out=out, frames=len(sequence), generated=generated, held=held)
 
 

@@ -100,9 +100,9 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def encode_preview(frames: Iterable[Path], out: Path, fps: float) -> None:
-    """Encode PNG files (in order) into a small H.264 preview clip, written atomically. The same inputs
-    give the same bytes (single-threaded x264, bit-exact muxing, no metadata)."""
+def encode_png_sequence(frames: Iterable[Path], out: Path, fps: float) -> None:
+    """Encode PNG files (in order) into an H.264 clip (job previews, assembled keyframe clips), written
+    atomically. The same inputs give the same bytes (single-threaded x264, bit-exact muxing, no metadata)."""
     frames = list(frames)
     if not frames:
         raise MediaError("no frames to encode")

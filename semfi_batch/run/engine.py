@@ -26,7 +26,7 @@ from semfi_batch.run.job import Job, JobPlanner
 from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.lease import DEFAULT_TTL_S
 from semfi_batch.run.ledger import JobLedger
-from semfi_batch.run.worker import finished_record, work_through, worker_process
+from semfi_batch.run.worker import ClaimSettings, finished_record, work_through, worker_process
 
 METRIC_COLUMNS = (
     "pair_id", "status", "error", "backend", "wall_s", "frames", "s_per_frame", "peak_rss_mb", "peak_gpu_mb",
@@ -125,10 +125,10 @@ def run_manifest(
     plan = split_jobs(jobs, ledger, retry_failed=retry_failed, force=force)
     records: dict[str, dict] = {}
     summary = RunSummary(out=layout.root, total=len(jobs), skipped=len(plan.finished))
-    since = time.time()
+    settings = ClaimSettings(since=time.time(), lease_ttl_s=lease_ttl_s, fresh_only=force, preview=preview)
     with _progress(len(jobs), len(plan.finished), show_progress) as advance:
 
-        def on_record(job_or_none, record: dict) -> None:
+        def on_record(record: dict) -> None:
             records[record["pair_id"]] = record
             summary.ran += 1
             advance(record)
@@ -138,17 +138,13 @@ def run_manifest(
         elif executor == "ray":
             from semfi_batch.run.ray_executor import run_on_ray
 
-            run_on_ray(plan.todo, layout, options, address=ray_address, workers=workers, since=since,
-                       lease_ttl_s=lease_ttl_s, fresh_only=force, preview=preview, on_record=on_record)  # fmt: skip
+            run_on_ray(plan.todo, layout, options, settings, on_record, address=ray_address, workers=workers)
         elif executor != "local":
             raise SemfiError(f"unknown executor {executor!r}; use local or ray")
         elif workers > 1:
-            _run_processes(plan.todo, layout, options, workers, gpus, lease_ttl_s, since, force, preview, on_record)
+            _run_processes(plan.todo, layout, options, settings, on_record, workers, gpus)
         else:
-            work_through(
-                plan.todo, layout, options, lease_ttl_s=lease_ttl_s, since=since, on_record=on_record,
-                fresh_only=force, preview=preview,
-            )  # fmt: skip
+            work_through(plan.todo, layout, options, settings, on_record)
     for job in plan.finished:
         record = ledger.record(job.pair_id, job.key)
         if record is not None:
@@ -156,7 +152,7 @@ def run_manifest(
     # Jobs another process finished while we waited count with their records.
     for job in plan.todo:
         if job.pair_id not in records:
-            record = finished_record(layout, job, since, fresh_only=force)
+            record = finished_record(layout, job, settings)
             if record is not None:
                 records[job.pair_id] = record
     for record in records.values():
@@ -172,7 +168,7 @@ def run_manifest(
     return summary
 
 
-def _run_processes(jobs, layout, options, workers, gpus, lease_ttl_s, since, fresh_only, preview, on_record) -> None:
+def _run_processes(jobs, layout, options, settings, on_record, workers, gpus) -> None:
     """N worker processes (spawned, so each loads its own model), pinned round-robin to `gpus`."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
@@ -181,7 +177,7 @@ def _run_processes(jobs, layout, options, workers, gpus, lease_ttl_s, since, fre
         gpu = gpus[i % len(gpus)] if gpus else None
         proc = ctx.Process(
             target=worker_process,
-            args=(jobs, layout.root, options, lease_ttl_s, since, fresh_only, preview, queue, gpu),
+            args=(jobs, layout.root, options, settings, queue, gpu),
             daemon=True,
         )
         proc.start()
@@ -191,7 +187,7 @@ def _run_processes(jobs, layout, options, workers, gpus, lease_ttl_s, since, fre
             record = queue.get(timeout=0.2)
         except Empty:
             continue
-        on_record(None, record)
+        on_record(record)
     dead = [p.exitcode for p in procs if p.exitcode]
     if dead:
         raise SemfiError(f"{len(dead)} worker process(es) exited with status {dead}; re-run to finish")

@@ -16,7 +16,7 @@ import numpy as np
 from semfi_batch.backends import Backend, BackendOptions, InterpolationRequest, backend_class
 from semfi_batch.errors import MediaError, SemfiError
 from semfi_batch.manifest import KeyframePair
-from semfi_batch.media.frames import encode_preview, extract_frame, read_image, resize, write_png
+from semfi_batch.media.frames import encode_png_sequence, extract_frame, read_image, resize, write_png
 from semfi_batch.media.probe import probe_video
 from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.ledger import write_record
@@ -159,7 +159,7 @@ def _generate(job: Job, backend: Backend, work: Path, staged: Path, preview: boo
     write_png(staged / "start.png", start)
     write_png(staged / "end.png", end)
     if preview:
-        encode_preview([staged / "start.png", *frames, staged / "end.png"], staged / "clip.mp4", fps)
+        encode_png_sequence([staged / "start.png", *frames, staged / "end.png"], staged / "clip.mp4", fps)
     return len(frames)
 
 

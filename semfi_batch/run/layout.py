@@ -46,10 +46,6 @@ class RunLayout:
     def ledger(self) -> Path:
         return self.root / "ledger.jsonl"
 
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.parquet"
-
     def job_dir(self, pair_id: str) -> Path:
         return self.confine(self.jobs / _checked(pair_id))
 

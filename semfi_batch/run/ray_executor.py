@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from semfi_batch.backends import BackendOptions
 from semfi_batch.errors import BackendUnavailable, SemfiError
@@ -14,7 +15,7 @@ from semfi_batch.run.job import Job, execute_job
 from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.lease import LeaseManager
 from semfi_batch.run.ledger import JobLedger
-from semfi_batch.run.worker import POLL_S, finished_record, log_event
+from semfi_batch.run.worker import POLL_S, ClaimSettings, finished_record, log_event
 
 # Backends that want a whole GPU per actor.
 GPU_BACKENDS = {"semfi", "wan-flf2v"}
@@ -28,27 +29,21 @@ class JobActor:
         from semfi_batch.backends import backend_class
 
         self.backend = backend_class(backend)(options)
-        self.layout = RunLayout(__import__("pathlib").Path(root))
+        self.layout = RunLayout(Path(root))
 
     def run(self, job: Job, preview: bool) -> dict:
         return execute_job(job, self.backend, self.layout, preview=preview)
-
-    def pid(self) -> int:
-        return __import__("os").getpid()
 
 
 def run_on_ray(
     jobs: list[Job],
     layout: RunLayout,
     options: BackendOptions,
+    settings: ClaimSettings,
+    on_record: Callable[[dict], None],
     *,
     address: str | None,
     workers: int,
-    since: float,
-    lease_ttl_s: float,
-    on_record: Callable[[Job | None, dict], None],
-    fresh_only: bool = False,
-    preview: bool = True,
 ) -> None:
     """Run `jobs` on a Ray cluster (started locally when `address` is None)."""
     try:
@@ -63,17 +58,15 @@ def run_on_ray(
         for job in jobs:
             groups.setdefault(job.backend, []).append(job)
         ledger = JobLedger(layout)
-        with LeaseManager(layout.root / "leases", ttl_s=lease_ttl_s) as leases:
+        with LeaseManager(layout.root / "leases", ttl_s=settings.lease_ttl_s) as leases:
             for name, group in groups.items():
-                _run_group(
-                    ray, name, group, layout, options, workers, since, fresh_only, preview, leases, ledger, on_record
-                )
+                _run_group(ray, name, group, layout, options, settings, workers, leases, ledger, on_record)
     finally:
         if started_here:
             ray.shutdown()
 
 
-def _run_group(ray, name, jobs, layout, options, workers, since, fresh_only, preview, leases, ledger, on_record):
+def _run_group(ray, name, jobs, layout, options, settings, workers, leases, ledger, on_record) -> None:
     resources = ray.cluster_resources()
     if name in GPU_BACKENDS:
         slots = int(resources.get("GPU", 0))
@@ -92,7 +85,7 @@ def _run_group(ray, name, jobs, layout, options, workers, since, fresh_only, pre
     while pending or in_flight:
         while idle and pending:
             job = pending.pop(0)
-            if finished_record(layout, job, since, fresh_only=fresh_only) is not None:
+            if finished_record(layout, job, settings) is not None:
                 continue
             if not leases.try_claim(job.pair_id):
                 pending.append(job)  # held by another worker: try again later
@@ -101,7 +94,7 @@ def _run_group(ray, name, jobs, layout, options, workers, since, fresh_only, pre
                 continue
             actor = idle.pop(0)
             log_event(layout, leases.worker_id, job.pair_id, "start")
-            in_flight[actor.run.remote(job, preview)] = (job, actor)
+            in_flight[actor.run.remote(job, settings.preview)] = (job, actor)
         if not in_flight:
             continue
         done, _ = ray.wait(list(in_flight), num_returns=1)
@@ -129,4 +122,4 @@ def _run_group(ray, name, jobs, layout, options, workers, since, fresh_only, pre
         log_event(layout, leases.worker_id, job.pair_id, record["status"])
         leases.release(job.pair_id)
         idle.append(actor)
-        on_record(job, record)
+        on_record(record)

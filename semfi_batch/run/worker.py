@@ -9,25 +9,36 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from semfi_batch.backends import Backend, BackendOptions, backend_class
 from semfi_batch.run.job import Job, execute_job
 from semfi_batch.run.layout import RunLayout
-from semfi_batch.run.lease import LeaseManager
+from semfi_batch.run.lease import DEFAULT_TTL_S, LeaseManager
 from semfi_batch.run.ledger import JobLedger, read_record
 
 POLL_S = 0.25
 
 
-def finished_record(layout: RunLayout, job: Job, since: float, *, fresh_only: bool = False) -> dict | None:
-    """The job's published record if it is done with this key, or failed after `since` (during this run).
-    With `fresh_only` (--force) only records written after `since` count."""
+@dataclass(frozen=True)
+class ClaimSettings:
+    """What every worker of one run (process, Ray driver) shares about claiming and running jobs."""
+
+    since: float  # when the run started: records written before it come from earlier runs
+    lease_ttl_s: float = DEFAULT_TTL_S
+    fresh_only: bool = False  # --force: only records written during this run count as finished
+    preview: bool = True
+
+
+def finished_record(layout: RunLayout, job: Job, settings: ClaimSettings) -> dict | None:
+    """The job's published record if it is done with this key, or failed during this run. With
+    `fresh_only` (--force) only records written during this run count."""
     record = read_record(layout.jobs / job.pair_id)
     if record is None or record.get("key") != job.key:
         return None
-    fresh = float(record.get("finished_ts", 0)) >= since
-    if fresh or (record.get("status") == "done" and not fresh_only):
+    fresh = float(record.get("finished_ts", 0)) >= settings.since
+    if fresh or (record.get("status") == "done" and not settings.fresh_only):
         return record
     return None
 
@@ -46,39 +57,34 @@ def work_through(
     jobs: list[Job],
     layout: RunLayout,
     options: BackendOptions,
-    *,
-    lease_ttl_s: float,
-    since: float,
-    on_record: Callable[[Job, dict], None],
-    worker_id: str | None = None,
-    fresh_only: bool = False,
-    preview: bool = True,
+    settings: ClaimSettings,
+    on_record: Callable[[dict], None],
 ) -> None:
     """Run `jobs` (in order, grouped by backend) until each one is finished by this or another worker."""
     ledger = JobLedger(layout)
     backends: dict[str, Backend] = {}
     pending = _ordered(jobs, backends, options)
-    with LeaseManager(layout.root / "leases", worker_id, lease_ttl_s) as leases:
+    with LeaseManager(layout.root / "leases", ttl_s=settings.lease_ttl_s) as leases:
         try:
             while pending:
                 waiting = []
                 for job in pending:
-                    if finished_record(layout, job, since, fresh_only=fresh_only) is not None:
+                    if finished_record(layout, job, settings) is not None:
                         continue
                     if not leases.try_claim(job.pair_id):
                         waiting.append(job)
                         continue
                     try:
-                        if finished_record(layout, job, since, fresh_only=fresh_only) is not None:
+                        if finished_record(layout, job, settings) is not None:
                             continue  # finished by another worker just before we claimed it
                         log_event(layout, leases.worker_id, job.pair_id, "start")
                         backend = _backend(job.backend, backends, options)
-                        record = execute_job(job, backend, layout, preview=preview)
+                        record = execute_job(job, backend, layout, preview=settings.preview)
                         ledger.append(record, layout.job_dir(job.pair_id))
                         log_event(layout, leases.worker_id, job.pair_id, record["status"])
                     finally:
                         leases.release(job.pair_id)
-                    on_record(job, record)
+                    on_record(record)
                 pending = waiting
                 if pending:
                     time.sleep(POLL_S)
@@ -107,13 +113,10 @@ def _ordered(jobs: list[Job], backends: dict[str, Backend], options: BackendOpti
     return ordered
 
 
-def worker_process(jobs: list[Job], root: Path, options: BackendOptions, lease_ttl_s: float, since: float,
-                   fresh_only: bool, preview: bool, queue, gpu: str | None) -> None:  # fmt: skip
+def worker_process(
+    jobs: list[Job], root: Path, options: BackendOptions, settings: ClaimSettings, queue, gpu: str | None
+) -> None:
     """Entry point of a `--workers N` child process: pin the GPU, then run the claim loop."""
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    layout = RunLayout(root)
-    work_through(
-        jobs, layout, options, lease_ttl_s=lease_ttl_s, since=since, fresh_only=fresh_only, preview=preview,
-        on_record=lambda job, record: queue.put(record),
-    )  # fmt: skip
+    work_through(jobs, RunLayout(root), options, settings, queue.put)
