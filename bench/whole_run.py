@@ -1,0 +1,215 @@
+"""Benchmark: the whole `semfi-batch run` against its own backend and against ffmpeg minterpolate (issue 16).
+
+Part 1, real clips at their own sizes. A stretch of each clip of ../shared/footage is decoded once; its even
+frames become PNG keyframes and an image-pair manifest (gap 1: every other frame dropped and rebuilt). Timed,
+in the same run:
+- backend only: the `flow` backend on the keyframes already in memory (no I/O);
+- whole run: `semfi-batch run` as a user types it (CLI start, keyframe reading, PNG writing, records, metrics,
+  report), in a fresh process;
+- minterpolate: ffmpeg reading the same PNG keyframes and writing the rebuilt frames as PNGs (whole process);
+- a no-op resume (the same command again);
+- where the run's time goes, from the job records' `timing` (keys, backend, write, record).
+Targets: whole run >= 2x minterpolate's throughput; the engine's own time per job < 20% of the backend's
+compute at 720p; a no-op resume < 0.6 s.
+
+Part 2 (--film-rows, 0 to skip): a 1,000-row manifest over one 10-minute 720p film (keyframes every 12 frames,
+11 frames replaced per row): the whole run and its keyframe extraction time vs a plain ffmpeg decode of the film.
+
+    .venv/bin/python bench/whole_run.py [--frames 25] [--film-rows 1000] [--film-minutes 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.splice_bench import build_long_clip  # noqa: E402
+from semfi_batch.backends import backend_class  # noqa: E402
+from semfi_batch.backends.base import InterpolationRequest  # noqa: E402
+from semfi_batch.manifest import write_manifest  # noqa: E402
+from semfi_batch.media.frames import write_png  # noqa: E402
+from semfi_batch.media.probe import probe_video  # noqa: E402
+
+FOOTAGE = REPO.parent / "shared" / "footage" / "clips"
+# (clip, first frame of a stretch without cuts)
+CLIPS = [
+    ("bbb_720p25_5s_aac51.mp4", 0),
+    ("bbb_cuts_720p24_audio.mp4", 130),
+    ("bbb_720p24_30s_vp8_vorbis.webm", 300),
+    ("fire_vfr_handheld_720p_audio.mp4", 0),
+    ("chaplin_640x360_25fps_audio.mp4", 0),
+    ("bottle_640x360_29.83fps.mp4", 0),
+    ("asl_book_640x480_30fps.mkv", 0),
+]
+CLI = [sys.executable, "-m", "semfi_batch"]
+TIMING_KEYS = ("keys_s", "backend_s", "write_s", "record_s")
+
+
+def decode(path: Path, first: int, count: int, width: int, height: int) -> np.ndarray:
+    """Frames first..first+count-1 as RGB (count, h, w, 3), decoded sequentially."""
+    args = ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough"]
+    args += ["-vf", f"select=between(n\\,{first}\\,{first + count - 1})", "-frames:v", str(count)]
+    args += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    raw = subprocess.run(args, capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
+
+
+def timed(cmd: list[str], **kw) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, **kw)
+    return time.perf_counter() - t0
+
+
+def backend_only(keys: np.ndarray) -> float:
+    backend = backend_class("flow")()
+    t0 = time.perf_counter()
+    for a, b in zip(keys, keys[1:]):
+        list(backend.interpolate(InterpolationRequest("b", a, b, 1, 0)))
+    return time.perf_counter() - t0
+
+
+def minterpolate(keys_dir: Path, out_dir: Path, fps: float) -> float:
+    out_dir.mkdir()
+    args = ["ffmpeg", "-nostdin", "-v", "error", "-framerate", f"{fps / 2}", "-i", str(keys_dir / "%06d.png")]
+    args += ["-vf", f"minterpolate=fps={fps}:mi_mode=mci", str(out_dir / "%06d.png")]
+    return timed(args)
+
+
+def record_timing(run: Path) -> dict[str, float]:
+    """Sum of the job records' timing breakdown (empty when the records have none)."""
+    total: dict[str, float] = {}
+    for record in (run / "jobs").glob("*/record.json"):
+        timing = json.loads(record.read_text()).get("timing") or {}
+        for key, value in timing.items():
+            total[key] = total.get(key, 0.0) + float(value)
+    return total
+
+
+def clip_row(work: Path, name: str, first: int, frames: int) -> dict:
+    path = FOOTAGE / name
+    info = probe_video(path)
+    count = min(frames, info.frame_count - first)
+    count -= 1 - count % 2  # odd: both ends are kept frames
+    decoded = decode(path, first, count, info.width, info.height)
+    keys = decoded[0::2]
+    folder = work / name.split(".")[0]
+    keys_dir = folder / "keys"
+    keys_dir.mkdir(parents=True)
+    paths = []
+    for i, key in enumerate(keys):
+        paths.append(keys_dir / f"{i:06d}.png")
+        write_png(paths[-1], key)
+    rows = [
+        {"pair_id": f"p{i:04d}", "start_image": str(a), "end_image": str(b), "gap_frames": 1}
+        for i, (a, b) in enumerate(zip(paths, paths[1:]))
+    ]
+    manifest = write_manifest(rows, folder / "m.parquet")
+    n = len(rows)
+    backend_s = backend_only(keys)
+    run_cmd = [*CLI, "run", str(manifest), "--out", str(folder / "run"), "--backend", "flow", "--quiet"]
+    run_s = timed(run_cmd)
+    noop_s = timed(run_cmd)
+    mci_s = minterpolate(keys_dir, folder / "mci", round(info.avg_fps, 3))
+    return {
+        "clip": name, "size": f"{info.width}x{info.height}", "n": n, "backend_fps": n / backend_s,
+        "run_fps": n / run_s, "mci_fps": n / mci_s, "noop_s": noop_s, "run_s": run_s, "backend_s": backend_s,
+        "timing": record_timing(folder / "run"),
+    }  # fmt: skip
+
+
+def film_part(work: Path, cache: Path, rows: int, minutes: float) -> None:
+    film = build_long_clip(cache, minutes)
+    info = probe_video(film)
+    step = 12
+    rows = min(rows, (info.frame_count - 1) // step)
+    data = [
+        {"pair_id": f"r{i:05d}", "source": str(film), "start_frame": i * step, "end_frame": (i + 1) * step}
+        for i in range(rows)
+    ]
+    manifest = write_manifest(data, work / "film.parquet")
+    decode_s = timed(["ffmpeg", "-nostdin", "-v", "error", "-i", str(film), "-map", "0:v:0", "-f", "null", "-"])
+    run_s = timed([*CLI, "run", str(manifest), "--out", str(work / "film_run"), "--backend", "flow", "--quiet"])
+    timing = record_timing(work / "film_run")
+    frames = rows * (step - 1)
+    print()
+    print(f"film: {film.name}, {info.width}x{info.height}, {info.frame_count} frames; {rows} rows, {frames} frames")
+    print(f"  plain ffmpeg decode of the film: {decode_s:8.1f} s")
+    print(f"  whole run (flow):                {run_s:8.1f} s  ({frames / run_s:.1f} frames/s)")
+    if "keys_s" in timing:
+        keys_s = timing["keys_s"]
+        print(f"  keyframe extraction in the run:  {keys_s:8.1f} s  ({keys_s / decode_s:.2f}x decode)")
+    for key in TIMING_KEYS:
+        if key in timing:
+            print(f"    {key:10} {timing[key]:8.1f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=25, help="odd number of frames per clip stretch")
+    parser.add_argument("--film-rows", type=int, default=1000, help="rows of the long-film part (0: skip it)")
+    parser.add_argument("--film-minutes", type=float, default=10.0)
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "semfi-batch" / "bench",
+    )
+    args = parser.parse_args()
+    if not FOOTAGE.exists():
+        raise SystemExit(f"real footage not found: {FOOTAGE}")
+    work = Path(tempfile.mkdtemp(prefix="whole-run-bench-"))
+    try:
+        rows = [clip_row(work, name, first, args.frames) for name, first in CLIPS if (FOOTAGE / name).exists()]
+        head = f"{'clip':34} {'size':9} {'n':>3} | {'backend':>7} {'run':>6} {'run/bk':>6} | {'mci':>6} {'run/mci':>7}"
+        head += f" | {'no-op s':>7} | engine/backend"
+        print("frames per second (every other frame dropped and rebuilt; flow backend):")
+        print(head)
+        print("-" * len(head))
+        for r in rows:
+            engine = sum(r["timing"].get(k, 0.0) for k in TIMING_KEYS if k != "backend_s")
+            backend = r["timing"].get("backend_s")
+            share = f"{engine / backend:.2f}" if backend else "n/a"
+            print(
+                f"{r['clip']:34} {r['size']:9} {r['n']:>3} | {r['backend_fps']:7.2f} {r['run_fps']:6.2f} "
+                f"{r['run_fps'] / r['backend_fps']:6.2f} | {r['mci_fps']:6.2f} {r['run_fps'] / r['mci_fps']:7.2f} "
+                f"| {r['noop_s']:7.2f} | {share}"
+            )
+        ratio = float(np.mean([r["run_fps"] / r["mci_fps"] for r in rows]))
+        noop = max(r["noop_s"] for r in rows)
+        print("-" * len(head))
+        print("where the time goes (sum over all clips, from the job records):")
+        total: dict[str, float] = {}
+        for r in rows:
+            for key, value in r["timing"].items():
+                total[key] = total.get(key, 0.0) + value
+        print("  " + ("  ".join(f"{k} {v:.2f}" for k, v in sorted(total.items())) or "no timing in the records"))
+        hd = [r for r in rows if r["size"] == "1280x720" and r["timing"].get("backend_s")]
+        if hd:
+            eng = sum(sum(r["timing"].get(k, 0.0) for k in TIMING_KEYS if k != "backend_s") for r in hd)
+            share = eng / sum(r["timing"]["backend_s"] for r in hd)
+            print(
+                f"engine's own time / flow compute at 720p: {share:.2f} (target < 0.20: {'MET' if share < 0.2 else 'NOT MET'})"
+            )  # noqa: E501
+        print(
+            f"whole run / minterpolate throughput, mean: {ratio:.2f}x (target >= 2: {'MET' if ratio >= 2 else 'NOT MET'})"
+        )  # noqa: E501
+        print(f"slowest no-op resume: {noop:.2f} s (target < 0.6 s: {'MET' if noop < 0.6 else 'NOT MET'})")
+        if args.film_rows:
+            film_part(work, args.cache, args.film_rows, args.film_minutes)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
