@@ -132,7 +132,7 @@ def test_missing_files_are_all_listed_without_importing_torch(tmp_path):
         backend_class("semfi")(BackendOptions(models_dir=tmp_path / "models", semfi_ckpt=tmp_path / "semfi.ckpt"))
 
 
-def test_offloaded_models_fold_through_vram_management_and_give_the_same_frames(tiny_semfi, semfi_backend):
+def test_offloaded_models_take_the_lora_branches_through_vram_management_unchanged(tiny_semfi, semfi_backend):
     from diffsynth.core.vram.layers import AutoWrappedLinear
 
     options = BackendOptions(

@@ -166,8 +166,8 @@ def _read(path, dtype) -> dict:
         raise BackendUnavailable(f"cannot load {path} (weights only): {exc}") from None
 
 
-def _numel(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def _nbytes(model: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
 @dataclass
@@ -283,9 +283,10 @@ def decide_placement(device, dtype, dit_shapes, pipe, memory, vram_limit_gb) -> 
     if memory == "gpu":
         return Placement("gpu", None, "asked for")
     itemsize = torch.empty((), dtype=dtype).element_size()
-    dit_params = sum(math.prod(s) for s in dit_shapes.values())
-    others = sum(_numel(getattr(pipe, n)) for n in ("text_encoder", "image_encoder", "vae"))
-    need_gb = (dit_params + others) * itemsize / 1024**3
+    dit_bytes = sum(math.prod(s) for s in dit_shapes.values()) * itemsize
+    # Each encoder in its own precision (SemFi's CLIP is float32).
+    others = sum(_nbytes(getattr(pipe, n)) for n in ("text_encoder", "image_encoder", "vae"))
+    need_gb = (dit_bytes + others) / 1024**3
     free_gb = torch.cuda.mem_get_info(device)[0] / 1024**3
     if need_gb + ACTIVATION_HEADROOM_GB <= free_gb:
         return Placement("gpu", None, f"{need_gb:.1f} GB of weights fit in {free_gb:.1f} GB free")
