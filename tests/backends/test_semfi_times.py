@@ -85,14 +85,20 @@ def test_flow_fills_when_rife_is_not_registered_or_cannot_run(fresh_filler, monk
     assert all(s.startswith("flow(") for s in backend.notes.values["delivered_from"])
 
 
+class Crash(Exception):
+    pass
+
+
 def test_a_gap_longer_than_one_clip_is_filled_coarse_to_fine_and_resumes_clip_by_clip(tiny_semfi, tmp_path):
+    from semfi_batch.backends._wan import sampling
+
     options = BackendOptions(
         device="cpu", models_dir=tiny_semfi.models_dir, semfi_ckpt=tiny_semfi.ckpt, extra={"max_clip_frames": 9}
     )
     backend = backend_class("semfi")(options)
+    gap = 40  # one 9-frame clip spans it (a frame every 41/8 = 5.1 in-betweens); each space is generated again
     try:
-        gap = 40  # one 9-frame clip spans it (a frame every 41/8 = 5.1 in-betweens); each space is generated again
-        frames = list(backend.interpolate(_request(gap, work_dir=tmp_path)))
+        frames = list(backend.interpolate(_request(gap, work_dir=tmp_path / "clean")))
         notes = backend.notes.values
         assert len(frames) == gap and all(f.shape == (32, 32, 3) for f in frames)
         assert notes["n_generated"] == 9 and notes["clips"] == 9 and notes["generated_frames"] == 81
@@ -102,9 +108,26 @@ def test_a_gap_longer_than_one_clip_is_filled_coarse_to_fine_and_resumes_clip_by
         assert len(sources) == gap and all(s.startswith(("0.", "flow(0.")) for s in sources)
         assert len({f.tobytes() for f in frames}) == gap  # every in-between is its own frame
 
-        # Killed after the last clip (or anywhere): the re-run finds every clip's final latents.
-        again = list(backend.interpolate(_request(gap, work_dir=tmp_path)))
-        assert all(c["resumed_from_step"] == 1 for c in backend.notes.values["clip_list"])
+        # The job dies while decoding its fourth clip, whose denoising had finished; the re-run takes the first
+        # four from their final latents, generates the other five, and gives the uninterrupted run's frames.
+        decode, calls = sampling.decode, []
+
+        def dying_decode(pipe, latents):
+            calls.append(1)
+            if len(calls) == 4:
+                raise Crash
+            return decode(pipe, latents)
+
+        work = tmp_path / "killed"
+        sampling.decode = dying_decode
+        try:
+            with pytest.raises(Crash):
+                list(backend.interpolate(_request(gap, work_dir=work)))
+        finally:
+            sampling.decode = decode
+        again = list(backend.interpolate(_request(gap, work_dir=work)))
+        resumed = [c["resumed_from_step"] for c in backend.notes.values["clip_list"]]
+        assert resumed == [1, 1, 1, 1] + [0] * 5
         assert all(np.array_equal(a, b) for a, b in zip(frames, again))
     finally:
         backend.close()
