@@ -1,14 +1,17 @@
-"""SemFi on the GPU: folded Mixture-of-LoRA vs the reference's unfolded forward vs the bare Wan DiT.
+"""SemFi on the GPU: our Mixture-of-LoRA paths vs the reference's unfolded forward vs the bare Wan DiT.
 
 With a random-init DiT of the real Wan2.1-I2V-14B config in bf16 it measures, per resolution (81 frames):
 seconds per denoise step (two DiT passes: classifier-free guidance) for
-  (a) our way: MoL branch 0 + the bucket's branch folded into the weights,
+  (a) ours, the default: branch 0 + the bucket's branch added to each adapted layer's output (the
+      reference's numbers, two low-rank products per layer),
+  (f) ours, folded (`mol=fold`): the two branches folded into the weights (no LoRA cost, other rounding),
   (b) the reference's way: all 7 LoRA branches computed on every pass, inactive ones multiplied by zero,
   (c) the bare Wan DiT,
-the ratios a/c and b/c, model FLOPs utilisation, and peak GPU memory. Then the time to load the DiT once
+  (d) as (a) with guidance's two passes as one batch of two,
+the ratios to (c), model FLOPs utilisation, and peak GPU memory. Then the time to load the DiT once
 (ours, per worker) vs once per pair (the reference), and the per-clip time of a 4-pair batch our way
-(load once, jobs sorted by bucket, folded) vs the reference's way (reload per pair, all branches, DiT
-offloaded with 6e9 parameters resident), run with few denoise steps and extrapolated to 50.
+(load once, jobs sorted by bucket, branches added) vs the reference's way (reload per pair, all branches,
+DiT offloaded with 6e9 parameters resident), run with few denoise steps and extrapolated to 50.
 
 Only the DiT is in this benchmark: text/image encoding and VAE decoding cost the same both ways and are
 left out, and the reference's reload counts the DiT alone (bf16 shards; the release's fp32 shards and the
@@ -17,7 +20,7 @@ left out, and the reference's reload counts the DiT alone (bf16 shards; the rele
 Examples (GPU; each part fits in one 10-minute session):
   .venv/bin/python bench/semfi_gpu.py --part steps --resolutions 832x480,1280x720
   .venv/bin/python bench/semfi_gpu.py --part batch
-CPU smoke run at toy size (shows the script works; the figures mean nothing):
+CPU run at toy size (the script works; relative LoRA costs at toy widths, not GPU figures):
   .venv/bin/python bench/semfi_gpu.py --tiny --device cpu
 Targets: a/c <= 1.03, MFU >= 45 %, our batch >= 1.3x faster per clip."""
 
@@ -42,6 +45,7 @@ from semfi_batch.backends._wan.mol import (  # noqa: E402
     Branch,
     MixtureLoRA,
     MixtureLoRALinear,
+    MolBranches,
     MolFolder,
     attach_unfolded,
     detach_unfolded,
@@ -144,32 +148,39 @@ def flops_per_forward(cfg: dict, width: int, height: int, frames: int) -> float:
     return layers * per_block + embed
 
 
-class Denoiser:
-    """Runs `steps` denoise steps (CFG: two passes each) of a DiT through the backend's own loop."""
+def lora_flops_per_forward(cfg: dict, width: int, height: int, frames: int, branches: int) -> float:
+    """FLOPs of `branches` rank-16 LoRA branches on every adapted layer in one DiT pass."""
+    d, ff, layers = cfg["dim"], cfg["ffn_dim"], cfg["num_layers"]
+    tokens = ((frames - 1) // 4 + 1) * (height // 16) * (width // 16)
+    per_branch = (
+        6 * 2 * tokens * MOL_RANK * 2 * d  # self-attention q, k, v, o and cross-attention q, o (x: video tokens)
+        + 2 * 2 * TEXT_LEN * MOL_RANK * 2 * d  # cross-attention k, v (on the text)
+        + 2 * 2 * tokens * MOL_RANK * (d + ff)  # ffn.0 and ffn.2
+    )
+    return layers * branches * per_branch
 
-    def __init__(self, dit, cond, device, dtype, cfg_scale: float = 5.0):
+
+class Denoiser:
+    """Runs `steps` denoise steps (CFG: two passes each) of a DiT through the backend's own loop and guidance."""
+
+    def __init__(self, dit, cond, device, dtype, cfg_scale: float = 5.0, batch_cfg: bool = False):
         from diffsynth.pipelines.wan_video import model_fn_wan_video
 
         self.cond, self.device, self.dtype = cond, device, dtype
-
-        def predict(latents, timestep):
-            posi = model_fn_wan_video(dit=dit, latents=latents, timestep=timestep, **cond.shared, **cond.posi)
-            nega = model_fn_wan_video(dit=dit, latents=latents, timestep=timestep, **cond.shared, **cond.nega)
-            return nega + cfg_scale * (posi - nega)
-
-        self.predict = predict
+        self.predict = sampling.make_guided(
+            lambda **kw: model_fn_wan_video(dit=dit, **kw), cond, cfg_scale, batch_cfg=batch_cfg
+        )
 
     @torch.no_grad()
     def run(self, steps: int) -> float:
+        """Seconds for `steps` steps: wall time on a GPU; on the CPU the process's CPU time (one thread), which
+        leaves out the time other processes held the core (this machine is shared)."""
+        clock = time.perf_counter if self.device.type == "cuda" else time.process_time
         sync(self.device)
-        t0 = time.perf_counter()
+        t0 = clock()
         sampling.denoise(self.predict, self.cond.latent_shape, 0, steps, self.device, self.dtype)
         sync(self.device)
-        return time.perf_counter() - t0
-
-    def seconds_per_step(self, steps: int) -> float:
-        self.run(1)  # warm-up: kernels, allocator
-        return self.run(steps) / steps
+        return clock() - t0
 
 
 def peak_memory_reset(device) -> None:
@@ -191,40 +202,63 @@ def peak_flops(device, override_tflops: float | None) -> float | None:
     return next((v for k, v in PEAKS.items() if k in name), None)
 
 
-def measure_steps(dit, mol, folder, cfg, args, device, dtype) -> list[dict]:
-    """(a), (b), (c) seconds per step, ratios, MFU and peak memory per resolution."""
+MODES = {
+    "c_bare": "(c) bare Wan DiT",
+    "a_branches": "(a) ours: 2 branches",
+    "f_folded": "(f) ours: folded",
+    "b_reference": "(b) reference: 7 br.",
+    "d_branches_batched_cfg": "(d) (a), CFG batched",
+}
+
+
+def measure_steps(dit, mol, branches, folder, cfg, args, device, dtype) -> list[dict]:
+    """Seconds per step, ratios to the bare DiT, MFU and peak memory per resolution for every MODE."""
     rows = []
     peak = peak_flops(device, args.peak_tflops)
     branch = mol_branch(args.frames)
+    modes = [m for m in MODES if folder is not None or m != "f_folded"]
     for res in args.resolutions:
         width, height = res
         cond = dit_inputs(cfg, width, height, args.frames, device, dtype)
         row = {"resolution": f"{width}x{height}", "frames": args.frames, "bucket": branch}
-        for mode in ("c_bare", "a_folded", "b_unfolded"):
-            if mode == "a_folded":
-                folder.apply(branch)
-            if mode == "b_unfolded":
-                attach_unfolded(dit, mol)
-                set_unfolded_branch(dit, branch)
-            peak_memory_reset(device)
-            row[f"{mode}_s_per_step"] = Denoiser(dit, cond, device, dtype).seconds_per_step(args.steps)
-            row[f"{mode}_peak_gb"] = peak_memory_gb(device)
-            if mode == "a_folded":
-                folder.restore()
-            if mode == "b_unfolded":
-                detach_unfolded(dit)
+        Denoiser(dit, cond, device, dtype).run(1)  # warm-up once per resolution: kernels, allocator
+        times: dict[str, list[float]] = {m: [] for m in modes}
+        # Modes take turns, `repeats` rounds, and each keeps its fastest: background load hits all alike.
+        for _ in range(args.repeats):
+            for mode in modes:
+                if mode in ("a_branches", "d_branches_batched_cfg"):
+                    branches.apply(branch)
+                elif mode == "f_folded":
+                    folder.apply(branch)
+                elif mode == "b_reference":
+                    attach_unfolded(dit, mol)
+                    set_unfolded_branch(dit, branch)
+                peak_memory_reset(device)
+                den = Denoiser(dit, cond, device, dtype, batch_cfg=mode == "d_branches_batched_cfg")
+                times[mode].append(den.run(args.steps) / args.steps)
+                row[f"{mode}_peak_gb"] = peak_memory_gb(device)
+                branches.restore()
+                if mode == "f_folded":
+                    folder.restore()
+                if mode == "b_reference":
+                    detach_unfolded(dit)
+        for mode in modes:
+            row[f"{mode}_s_per_step"] = min(times[mode])
         flops = 2 * flops_per_forward(cfg, width, height, args.frames)
         row["model_tflop_per_step"] = flops / 1e12
-        row["a_over_c"] = row["a_folded_s_per_step"] / row["c_bare_s_per_step"]
-        row["b_over_c"] = row["b_unfolded_s_per_step"] / row["c_bare_s_per_step"]
-        row["mfu_a"] = flops / row["a_folded_s_per_step"] / peak if peak else None
-        row["mfu_c"] = flops / row["c_bare_s_per_step"] / peak if peak else None
+        for label, n_branches in (("a_branches", 2), ("b_reference", 7)):
+            lora = 2 * lora_flops_per_forward(cfg, width, height, args.frames, n_branches)
+            row[f"{label}_lora_flop_share"] = lora / flops
+        bare = row["c_bare_s_per_step"]
+        for mode in modes:
+            row[f"{mode}_over_bare"] = row[f"{mode}_s_per_step"] / bare
+            row[f"mfu_{mode}"] = flops / row[f"{mode}_s_per_step"] / peak if peak else None
         rows.append(row)
-        print_step_row(row)
+        print_step_row(row, modes)
     return rows
 
 
-def print_step_row(row: dict) -> None:
+def print_step_row(row: dict, modes: list[str]) -> None:
     def gb(v):
         return "n/a" if v is None else f"{v:.1f} GB"
 
@@ -232,12 +266,12 @@ def print_step_row(row: dict) -> None:
         return "n/a (give --peak-tflops)" if v is None else f"{100 * v:.1f} %"
 
     print(f"\n{row['resolution']}, {row['frames']} frames (bucket {row['bucket']}), "
-          f"{row['model_tflop_per_step']:.3g} model TFLOP per step")  # fmt: skip
-    print(f"  (a) folded MoL    {row['a_folded_s_per_step']:8.3f} s/step   peak {gb(row['a_folded_peak_gb'])}")
-    print(f"  (b) unfolded (ref){row['b_unfolded_s_per_step']:8.3f} s/step   peak {gb(row['b_unfolded_peak_gb'])}")
-    print(f"  (c) bare Wan DiT  {row['c_bare_s_per_step']:8.3f} s/step   peak {gb(row['c_bare_peak_gb'])}")
-    print(f"  a/c = {row['a_over_c']:.3f} (target <= 1.03)   b/c = {row['b_over_c']:.3f}")
-    print(f"  MFU (a) {pct(row['mfu_a'])} (target >= 45 %)   MFU (c) {pct(row['mfu_c'])}")
+          f"{row['model_tflop_per_step']:.3g} model TFLOP per step (bare DiT)")  # fmt: skip
+    for mode in modes:
+        print(f"  {MODES[mode]:22s} {row[f'{mode}_s_per_step']:9.4f} s/step  x{row[f'{mode}_over_bare']:.3f} of bare"
+              f"   peak {gb(row[f'{mode}_peak_gb'])}   MFU {pct(row[f'mfu_{mode}'])}")  # fmt: skip
+    print(f"  LoRA FLOPs over the bare DiT's: (a) {100 * row['a_branches_lora_flop_share']:.2f} %, "
+          f"(b) {100 * row['b_reference_lora_flop_share']:.2f} %;  targets: (a)/(c) <= 1.03, MFU >= 45 %")  # fmt: skip
 
 
 def measure_load(dit, device, dtype, scratch: Path) -> float:
@@ -310,22 +344,22 @@ def offload_reference(dit, device, dtype, resident: float) -> int:
     return count
 
 
-def batch(dit, mol, folder, cfg, args, device, dtype, load_s: float) -> dict:
-    """Per-clip time of a batch: ours (load once, bucket order, folded) vs the reference's way."""
+def batch(dit, mol, branches, cfg, args, device, dtype, load_s: float) -> dict:
+    """Per-clip time of a batch: ours (load once, bucket order, branches added) vs the reference's way."""
     width, height = args.batch_resolution
     frame_counts = args.batch_frames
     steps = args.batch_steps
     result = {"pairs": len(frame_counts), "frames": frame_counts, "resolution": f"{width}x{height}", "steps_run": steps}
 
-    # Ours: jobs sorted by bucket; fold once per bucket.
+    # Ours: jobs sorted by bucket; branches switched once per bucket.
     ours_denoise, ours_fold = [], 0.0
     for n in sorted(frame_counts, key=mol_branch):
         sync(device)
-        ours_fold += folder.apply(mol_branch(n))
+        ours_fold += branches.apply(mol_branch(n))
         sync(device)
         den = Denoiser(dit, dit_inputs(cfg, width, height, n, device, dtype), device, dtype)
         ours_denoise.append(den.run(steps))
-    folder.restore()
+    branches.restore()
 
     # The reference's way: all branches every pass, DiT offloaded with 6e9 parameters resident.
     attach_unfolded(dit, mol)
@@ -350,7 +384,8 @@ def batch(dit, mol, folder, cfg, args, device, dtype, load_s: float) -> dict:
                   reference_resident_params=resident)  # fmt: skip
     print(f"\nbatch of {pairs} pairs at {width}x{height}, frames {frame_counts}, {steps} steps run")
     print(f"  load: once {load_s:.2f} s (ours) vs per pair {pairs} x {load_s:.2f} s (reference)")
-    print(f"  folds (ours, bucket order): {ours_fold:.2f} s in all; reference resident params {resident / 1e6:,.1f}M")
+    print(f"  branch switches (ours, bucket order): {ours_fold:.2f} s in all; "
+          f"reference resident params {resident / 1e6:,.1f}M")  # fmt: skip
     for label in ("measured", "extrapolated_50"):
         r = result[label]
         print(f"  {label:16s} ours {r['ours_s_per_clip']:9.2f} s/clip   reference {r['reference_s_per_clip']:9.2f} "
@@ -375,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--steps", type=int, default=None, help="timed denoise steps per mode after a warm-up (default 1; 3 tiny)"
     )
+    ap.add_argument("--repeats", type=int, default=None, help="timed runs per mode, fastest kept (default 1; 5 tiny)")
     ap.add_argument("--batch-resolution", default=None, help="WxH of the batch (default 832x480)")
     ap.add_argument("--batch-frames", default=None, help="frame counts of the batch's pairs (default 81,49,81,49)")
     ap.add_argument("--batch-steps", type=int, default=2, help="denoise steps run per pair in the batch")
@@ -382,15 +418,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peak-tflops", type=float, default=None, help="peak bf16 TFLOP/s for MFU (default by GPU name)")
     ap.add_argument("--scratch", default=None, help="folder for the DiT shards of the load test (default: a temp dir)")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--dtype", default="auto", help="auto (bf16 on GPUs, float32 on the CPU), bfloat16 or float32")
+    ap.add_argument("--no-fold", action="store_true", help="skip the folded mode (it keeps a CPU copy of the weights)")
     args = ap.parse_args(argv)
 
     cfg = TINY if args.tiny else WAN_I2V_14B
     device = loading.resolve_device(args.device)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = loading.default_dtype(device, args.dtype)
     default_res = "64x48,96x64" if args.tiny else "832x480,1280x720"
     args.resolutions = [parse_size(s) for s in (args.resolutions or default_res).split(",")]
     args.frames = args.frames or (9 if args.tiny else 81)
     args.steps = args.steps or (3 if args.tiny else 1)
+    args.repeats = args.repeats or (5 if args.tiny else 1)
     args.batch_resolution = parse_size(args.batch_resolution or ("64x48" if args.tiny else "832x480"))
     args.batch_frames = [int(x) for x in (args.batch_frames or ("9,5,9,5" if args.tiny else "81,49,81,49")).split(",")]
 
@@ -403,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     dit = build_random_dit(cfg, device, dtype)
     n_params = sum(p.numel() for p in dit.parameters())
     mol = random_mol(dit)
-    folder = MolFolder(dit, mol)
+    branches = MolBranches(dit, mol, device, dtype)
+    folder = None if args.no_fold or args.part == "batch" else MolFolder(dit, mol)
     print(f"random DiT: {n_params / 1e6:,.1f}M parameters; MoL: {len(mol.layers)} layers x {N_BRANCHES} branches, "
           f"rank {MOL_RANK}; setup {time.perf_counter() - t0:.1f} s")  # fmt: skip
 
@@ -412,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         args.resident_params = linear * REFERENCE_RESIDENT_PARAMS / 14e9
     results = {"device": name, "dtype": str(dtype), "tiny": args.tiny, "dit_params": n_params}
     if args.part in ("all", "steps"):
-        results["steps"] = measure_steps(dit, mol, folder, cfg, args, device, dtype)
+        results["steps"] = measure_steps(dit, mol, branches, folder, cfg, args, device, dtype)
     if args.part in ("all", "batch"):
         scratch = Path(args.scratch) if args.scratch else Path(tempfile.mkdtemp(prefix="semfi-bench-"))
         try:
@@ -420,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if not args.scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
-        results["batch"] = batch(dit, mol, folder, cfg, args, device, dtype, load_s)
+        results["batch"] = batch(dit, mol, branches, cfg, args, device, dtype, load_s)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     return 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 # Upper bounds (inclusive) of the SemFi Mixture-of-LoRA frame-count buckets; branch i+1 serves bucket i.
@@ -23,6 +24,38 @@ def semfi_frame_count(gap_frames: int) -> int:
     if gap_frames < 1:
         raise ValueError(f"gap_frames must be >= 1, got {gap_frames}")
     return round_up_4k1(gap_frames + 2)
+
+
+# Frames of the longest clip the video model generates in one go (Wan2.1 is trained on 81; SemFi's last bucket).
+MAX_CLIP_FRAMES = 81
+
+
+def clip_frame_count(n_inbetweens: int, max_frames: int = MAX_CLIP_FRAMES) -> int:
+    """Frames of one generated clip (both ends included) for `n_inbetweens` frames between its ends: the
+    smallest 4k+1 that holds them, at most `max_frames` (a 4k+1 itself); longer gaps are filled coarse to fine."""
+    if max_frames < 5 or max_frames % 4 != 1:
+        raise ValueError(f"the clip frame limit must be a 4k+1 >= 5, got {max_frames}")
+    return min(semfi_frame_count(n_inbetweens), max_frames)
+
+
+def inbetween_fractions(gap_frames: int) -> list[Fraction]:
+    """`inbetween_times` as exact fractions i/(gap+1)."""
+    return [Fraction(i, gap_frames + 1) for i in range(1, gap_frames + 1)]
+
+
+def place_times(times: Sequence[Fraction], n_generated: int) -> list[tuple[int, Fraction]]:
+    """Where each time in [0, 1] falls in a clip of `n_generated` frames spanning [0, 1] evenly: (index m of
+    the generated frame at or before it, fraction of the way on to frame m+1). A fraction of 0 means frame m
+    is exactly at that time; any other time must be made from frames m and m+1."""
+    span = n_generated - 1
+    out = []
+    for t in times:
+        if not 0 <= t <= 1:
+            raise ValueError(f"time {t} is outside [0, 1]")
+        pos = Fraction(t) * span
+        m = min(pos.numerator // pos.denominator, span)
+        out.append((m, pos - m))
+    return out
 
 
 def mol_branch(n_frames: int) -> int:

@@ -47,16 +47,16 @@ def test_semfi_is_deterministic_for_a_seed_and_varies_with_it(semfi_backend):
     assert not np.array_equal(a, c)
 
 
-def test_semfi_orders_jobs_by_bucket_and_folds_once_per_bucket(semfi_backend):
-    gaps = [40, 3, 12, 2, 30, 4]
+def test_semfi_orders_jobs_by_bucket_and_switches_once_per_bucket(semfi_backend):
+    gaps = [40, 3, 12, 2, 30, 4, 300]
     ordered = sorted(gaps, key=semfi_backend.order_key)
-    assert [semfi_backend.order_key(g)[0] for g in ordered] == [1, 1, 2, 3, 4, 4]
+    assert [semfi_backend.order_key(g)[0] for g in ordered] == [1, 1, 2, 3, 4, 4, 6]  # 300: one 81-frame clip
     semfi_backend.folder.restore()
-    folded = []
+    switched = []
     for gap in (2, 3):  # both bucket 1 (5 frames)
         list(semfi_backend.interpolate(_request(gap, steps=1, cfg_scale=1.0)))
-        folded.append(semfi_backend.notes.values["folded_now"])
-    assert folded == [True, False]
+        switched.append(semfi_backend.notes.values["switched"])
+    assert switched == [True, False]
 
 
 @pytest.mark.parametrize("gap", range(1, 101))
@@ -71,18 +71,21 @@ def test_frame_count_rounding_and_bucket(gap):
     assert mol_branch(n) == expected
 
 
-def test_size_policy_pads_to_16_and_crops_back_exactly():
+def test_size_policy_stretches_to_multiples_of_16_as_the_reference():
     geo = plan_geometry(40, 24)
-    assert geo.model_size == (48, 32) and geo.content_size == (40, 24)
+    assert geo.model_size == (48, 32)  # rounded up, as the reference's check_resize_height_width
     start, _ = keyframes(40, 24)
     model = geo.to_model(start)
     assert model.shape == (32, 48, 3)
-    assert np.array_equal(geo.from_model(model), start)
-    big = plan_geometry(1920, 1080)
-    assert big.model_size == (1280, 720) and big.pad == (0, 0, 0, 0)
-    odd = plan_geometry(1000, 700)
-    assert all(v % 16 == 0 for v in odd.model_size)
-    assert abs(odd.content_size[0] / odd.content_size[1] - 1000 / 700) < 0.01
+    # Stretched, not padded: no replicated border rows or columns at the model size.
+    assert not np.array_equal(model[0], model[1]) and not np.array_equal(model[:, 0], model[:, 1])
+    assert geo.from_model(model).shape == (24, 40, 3)
+    assert plan_geometry(1920, 1080).model_size == (1280, 720)  # scaled to --max-area, already 16-aligned
+    for w, h in ((1000, 700), (1918, 802), (720, 1280), (641, 359)):
+        mw, mh = plan_geometry(w, h).model_size
+        assert mw % 16 == 0 and mh % 16 == 0 and mw * mh <= 1280 * 720
+        scale = min(1.0, (1280 * 720 / (w * h)) ** 0.5)
+        assert abs(mw - w * scale) < 16 and abs(mh - h * scale) < 16  # the aspect changes within rounding
 
 
 def test_wan_flf2v_runs_through_the_same_engine(tiny_flf2v):
@@ -129,7 +132,7 @@ def test_missing_files_are_all_listed_without_importing_torch(tmp_path):
         backend_class("semfi")(BackendOptions(models_dir=tmp_path / "models", semfi_ckpt=tmp_path / "semfi.ckpt"))
 
 
-def test_offloaded_models_fold_through_vram_management_and_give_the_same_frames(tiny_semfi, semfi_backend):
+def test_offloaded_models_take_the_lora_branches_through_vram_management_unchanged(tiny_semfi, semfi_backend):
     from diffsynth.core.vram.layers import AutoWrappedLinear
 
     options = BackendOptions(

@@ -12,6 +12,7 @@ from diffsynth.pipelines.wan_video import model_fn_wan_video
 
 from semfi_batch.backends._wan.mol import (
     MixtureLoRALinear,
+    MolBranches,
     MolFolder,
     attach_unfolded,
     load_mixture_lora,
@@ -33,9 +34,32 @@ def _dit_inputs(dit, seed=0):
 
 
 @torch.no_grad()
+def test_active_branches_equal_the_seven_branch_forward_for_every_bucket(semfi_backend):
+    """The default (branch outputs added, the reference's way) against the reference's all-branches layer."""
+    dit, branches = semfi_backend.pipe.dit, semfi_backend.folder
+    assert isinstance(branches, MolBranches)
+    branches.restore()
+    base_state = {k: v.clone() for k, v in dit.state_dict().items()}
+    unfolded = copy.deepcopy(dit)
+    attach_unfolded(unfolded, semfi_backend.mol)
+    inputs = _dit_inputs(dit)
+    base_out = model_fn_wan_video(dit=dit, **inputs)
+    for branch in range(1, 7):
+        branches.apply(branch)
+        set_unfolded_branch(unfolded, branch)
+        ours = model_fn_wan_video(dit=dit, **inputs)
+        torch.testing.assert_close(ours, model_fn_wan_video(dit=unfolded, **inputs), rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(ours, base_out, atol=1e-3)
+    branches.restore()  # the weights were never touched, and without the hooks the DiT is bare again
+    assert all(torch.equal(v, base_state[k]) for k, v in dit.state_dict().items())
+    torch.testing.assert_close(model_fn_wan_video(dit=dit, **inputs), base_out, rtol=0, atol=0)
+
+
+@torch.no_grad()
 def test_folded_dit_equals_the_per_branch_forward_for_every_bucket(semfi_backend):
-    dit, folder = semfi_backend.pipe.dit, semfi_backend.folder
-    folder.restore()
+    semfi_backend.folder.restore()
+    dit = copy.deepcopy(semfi_backend.pipe.dit)
+    folder = MolFolder(dit, semfi_backend.mol)
     base_state = {k: v.clone() for k, v in dit.state_dict().items()}
     unfolded = copy.deepcopy(dit)
     attach_unfolded(unfolded, semfi_backend.mol)

@@ -1,5 +1,16 @@
-"""The body the `semfi` and `wan-flf2v` backends share: load once per worker, frame math, size policy,
-step-checkpoint resume, and one retry with offloading after a CUDA out-of-memory error.
+"""The body the `semfi` and `wan-flf2v` backends share: load once per worker, frame times, gaps of any length,
+size policy, step-checkpoint resume, and one retry with offloading after a CUDA out-of-memory error.
+
+Frames at exact times: in-between i of a gap of g frames is delivered at t = i/(g+1) exactly. A generated
+clip of N frames has frames at m/(N-1); where one of them is at t it is delivered as it is, otherwise the
+frame at t is made from the two generated frames around it by the best non-generative backend here
+(`rife` when it is registered and its weights are there, else `flow`).
+
+Gaps of any length, coarse to fine: one clip has at most `max_clip_frames` (81) frames. A longer gap gets one
+clip spanning all of it at a coarser time step; every space between two of its frames that holds at least
+FINE_MIN_FRAMES delivered frames is filled by the model again (a clip from those two frames), the others by
+the non-generative backend. Each clip keeps its own step checkpoint in the job's work folder (the final
+latents always, for jobs of several clips), so a killed job resumes clip by clip.
 
 This module imports no torch at module level (the registry imports backends to list them); everything
 heavy is imported when a backend is constructed."""
@@ -7,8 +18,11 @@ heavy is imported when a backend is constructed."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import ClassVar
 
@@ -18,20 +32,49 @@ from semfi_batch.backends._wan.defaults import DEFAULT_CFG_SCALE, DEFAULT_STEPS,
 from semfi_batch.backends._wan.geometry import DEFAULT_MAX_AREA, plan_geometry
 from semfi_batch.backends._wan.layout import ModelFiles, WanLayout, missing_report
 from semfi_batch.backends.base import Backend, BackendOptions, Constraints, InterpolationRequest, JobNotes
-from semfi_batch.errors import BackendUnavailable
-from semfi_batch.plan import content_key, even_selection, semfi_frame_count
+from semfi_batch.errors import BackendUnavailable, UnknownBackend
+from semfi_batch.plan import (
+    MAX_CLIP_FRAMES,
+    clip_frame_count,
+    content_key,
+    default_seed,
+    inbetween_fractions,
+    place_times,
+)
+
+# A space between two generated frames that holds at least this many delivered frames is generated again
+# (only happens in gaps longer than one clip); fewer are made by the non-generative backend.
+FINE_MIN_FRAMES = 4
+# Non-generative backends for frames between two generated ones, best first.
+FILL_BACKENDS = ("rife", "flow")
+
+
+@dataclass
+class _Job:
+    """One request's settings and what its clips report."""
+
+    request: InterpolationRequest
+    steps: int
+    cfg: float
+    notes: dict
+    multi_clip: bool
+    clips: list[dict] = field(default_factory=list)
 
 
 class WanBackend(Backend):
     """A first/last-frame video model from the Wan2.1 family, run through diffsynth.
 
     Options read: device, models_dir, vram_limit_gb, ckpt_every, and from `extra`: "memory" ("auto",
-    "gpu" or "offload"), "max_area" (pixels the model generates at most, default 1280*720)."""
+    "gpu" or "offload"), "max_area" (pixels the model generates at most, default 1280*720), "dtype"
+    ("auto", "bfloat16" or "float32"), "max_clip_frames" (default 81), "batch_cfg" (both guidance passes as
+    one batch; default off, as the reference)."""
 
     layout: ClassVar[WanLayout]
     file_options: ClassVar[str] = "--models-dir"
     requires = ("torch", "diffsynth")
     constraints = Constraints(frame_rule="4k+1", size_multiple=16)
+    # CLIP's precision when it differs from the DiT's ("float32" for SemFi, as its reference).
+    image_encoder_dtype: ClassVar[str | None] = None
 
     # --- checks that need no model -------------------------------------------------------------------
     @classmethod
@@ -62,6 +105,9 @@ class WanBackend(Backend):
             "default_steps": DEFAULT_STEPS,
             "default_cfg_scale": DEFAULT_CFG_SCALE,
             "max_area": int(options.extra.get("max_area", DEFAULT_MAX_AREA)),
+            "max_clip_frames": int(options.extra.get("max_clip_frames", MAX_CLIP_FRAMES)),
+            "dtype": str(options.extra.get("dtype", "auto")),
+            "batch_cfg": bool(options.extra.get("batch_cfg", False)),
         }
 
     # --- loading (once per worker) --------------------------------------------------------------------
@@ -72,33 +118,51 @@ class WanBackend(Backend):
         from semfi_batch.backends._wan import loading
 
         self._torch = torch
+        extra = self.options.extra
         self.device = loading.resolve_device(self.options.device)
-        self.dtype = loading.default_dtype(self.device)
-        self.max_area = int(self.options.extra.get("max_area", DEFAULT_MAX_AREA))
+        self.dtype = loading.default_dtype(self.device, extra.get("dtype"))
+        self.max_area = int(extra.get("max_area", DEFAULT_MAX_AREA))
+        self.max_clip_frames = int(extra.get("max_clip_frames", MAX_CLIP_FRAMES))
+        clip_frame_count(1, self.max_clip_frames)  # checks the limit
+        self.batch_cfg = bool(extra.get("batch_cfg", False))
+        clip_dtype = getattr(torch, self.image_encoder_dtype) if self.image_encoder_dtype else None
         t0 = time.perf_counter()
         self.pipe, self.placement = loading.load_pipeline(
             self.model_files(self.options), self.device, self.dtype,
-            memory=str(self.options.extra.get("memory", "auto")), vram_limit_gb=self.options.vram_limit_gb,
+            memory=str(extra.get("memory", "auto")), vram_limit_gb=self.options.vram_limit_gb,
+            image_encoder_dtype=clip_dtype,
         )  # fmt: skip
         self._setup()
         self.load_s = time.perf_counter() - t0
         self._jobs = 0
+        self._filler: Backend | None = None
 
     def _setup(self) -> None:
         """Backend-specific preparation after loading (checks, MoL)."""
 
-    def _before_job(self, n_frames: int, notes: dict) -> None:
-        """Backend-specific preparation of the DiT for a clip of `n_frames` (MoL folding)."""
+    def _before_clip(self, n_frames: int, notes: dict) -> None:
+        """Backend-specific preparation of the DiT for a clip of `n_frames` (MoL branches)."""
+
+    def _condition(self, start: np.ndarray, end: np.ndarray, n_frames: int, job: _Job, seed: int, notes: dict):
+        """The DiT's conditioning for one clip (diffsynth's pipeline units; SemFi overrides this)."""
+        from semfi_batch.backends._wan import sampling
+
+        request = job.request
+        return sampling.condition(
+            self.pipe, start, end, n_frames, request.prompt or "", request.negative_prompt or "", job.cfg,
+            job.steps, seed,
+        )  # fmt: skip
 
     def _identity(self) -> dict:
         """What, besides the job's inputs, decides the result (goes into the checkpoint fingerprint)."""
-        return {"backend": self.name, "version": self.version, "model": self.layout.folder, "dtype": str(self.dtype)}
+        return {
+            "backend": self.name, "version": self.version, "model": self.layout.folder, "dtype": str(self.dtype),
+            "batch_cfg": self.batch_cfg,
+        }  # fmt: skip
 
     # --- one job --------------------------------------------------------------------------------------
     def interpolate(self, request: InterpolationRequest) -> Iterator[np.ndarray]:
         gap = request.gap_frames
-        n = semfi_frame_count(gap)
-        picks = even_selection(n, gap)
         height, width = request.start.shape[:2]
         geo = plan_geometry(width, height, self.max_area)
         start, end = geo.to_model(request.start), geo.to_model(request.end)
@@ -106,13 +170,15 @@ class WanBackend(Backend):
         cfg = DEFAULT_CFG_SCALE if request.cfg_scale is None else float(request.cfg_scale)
         notes = {
             "model": self.layout.folder,
-            "n_generated": n,
-            "picked": picks,
             "model_size": f"{geo.model_size[0]}x{geo.model_size[1]}",
             "steps": steps,
             "cfg_scale": cfg,
+            "dtype": str(self.dtype).removeprefix("torch."),
             "memory": self.placement.mode,
             "oom_retry": False,
+            "condition_s": 0.0,
+            "denoise_s": 0.0,
+            "decode_s": 0.0,
         }
         if self._jobs == 0:
             notes["load_s"] = round(self.load_s, 3)
@@ -121,23 +187,110 @@ class WanBackend(Backend):
         on_gpu = self.device.type == "cuda"
         if on_gpu:
             self._torch.cuda.reset_peak_memory_stats(self.device)
-        try:
-            video = self._generate(start, end, n, steps, cfg, request, notes)
-            retry = False
-        except self._torch.cuda.OutOfMemoryError:
-            if self.placement.mode != "gpu":
-                raise BackendUnavailable(
-                    f"CUDA out of memory with offloading (vram limit {self.placement.vram_limit_gb} GB) for "
-                    f"{geo.model_size[0]}x{geo.model_size[1]}, {n} frames; lower --vram-limit or the size"
-                ) from None
-            retry = True
-        if retry:  # outside the except block, so the failed attempt's tensors can be freed
-            self._switch_to_offload(notes)
-            video = self._generate(start, end, n, steps, cfg, request, notes)
+        job = _Job(request, steps, cfg, notes, multi_clip=gap + 2 > self.max_clip_frames)
+        times = inbetween_fractions(gap)
+        frames, sources = self._fill(start, end, times, job, request.work_dir, "0", request.seed)
+        top = job.clips[0]
+        notes.update({k: v for k, v in top.items() if k not in ("id", "frames", "seed")})
+        notes.update(
+            n_generated=top["frames"],
+            clips=len(job.clips),
+            generated_frames=sum(c["frames"] for c in job.clips),
+            delivered_times=[str(t) for t in times],
+            delivered_from=sources,
+            filled_by=self._filler.name if self._filler is not None else None,
+        )
+        if len(job.clips) > 1:
+            notes["clip_list"] = job.clips
+        for key in ("condition_s", "denoise_s", "decode_s"):
+            notes[key] = round(notes[key], 3)
         if on_gpu:
             notes["peak_gpu_mb"] = round(self._torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
-        for i in picks:
-            yield geo.from_model(video[i])
+        for frame in frames:
+            yield geo.from_model(frame)
+
+    def _fill(self, start, end, times: list[Fraction], job: _Job, work: Path | None, clip_id: str,
+              seed: int) -> tuple[list[np.ndarray], list[str]]:  # fmt: skip
+        """Frames at `times` (in (0, 1)) between `start` and `end`, and where each came from."""
+        n = clip_frame_count(len(times), self.max_clip_frames)
+        clip = self._clip(start, end, n, job, work, clip_id, seed)
+        out: list = [None] * len(times)
+        sources: list = [None] * len(times)
+        between: dict[int, list[tuple[int, Fraction]]] = {}
+        for k, (m, frac) in enumerate(place_times(times, n)):
+            if frac == 0:
+                out[k], sources[k] = clip[m], f"{clip_id}[{m}]"
+            else:
+                between.setdefault(m, []).append((k, frac))
+        for m, items in sorted(between.items()):
+            fracs = [frac for _, frac in items]
+            if len(items) >= FINE_MIN_FRAMES:
+                sub_id = f"{clip_id}.{m}"
+                sub_work = None if work is None else Path(work) / f"clip-{sub_id}"
+                sub_seed = default_seed(f"{seed}/{sub_id}")
+                made, made_from = self._fill(clip[m], clip[m + 1], fracs, job, sub_work, sub_id, sub_seed)
+            else:
+                made = self._between(clip[m], clip[m + 1], fracs)
+                made_from = [f"{self._filler.name}({clip_id}[{m}],{clip_id}[{m + 1}])@{f}" for f in fracs]
+            for (k, _), frame, src in zip(items, made, made_from):
+                out[k], sources[k] = frame, src
+        return out, sources
+
+    # --- frames between two generated ones (non-generative) -------------------------------------------
+    def _fill_backend(self) -> Backend:
+        """The best non-generative backend here, found by name in the registry at run time."""
+        if self._filler is None:
+            from semfi_batch.backends import backend_class
+
+            reasons = []
+            for name in FILL_BACKENDS:
+                try:
+                    cls = backend_class(name)
+                except UnknownBackend:
+                    reasons.append(f"{name}: not registered")
+                    continue
+                ok, why = cls.availability(self.options)
+                if ok:
+                    self._filler = cls(self.options)
+                    break
+                reasons.append(f"{name}: {why}")
+            if self._filler is None:
+                raise BackendUnavailable(f"no backend can make frames between generated ones ({'; '.join(reasons)})")
+        return self._filler
+
+    def _between(self, a: np.ndarray, b: np.ndarray, fracs: list[Fraction]) -> list[np.ndarray]:
+        """Frames at fractions p/q of the way from `a` to `b`. A backend delivers evenly spaced frames, so a
+        frame at p/q is frame p of a q-1 frame fill (taken from the nearer end; the rest is never computed:
+        backends yield frames lazily)."""
+        filler = self._fill_backend()
+        out = []
+        for frac in fracs:
+            p, q = frac.numerator, frac.denominator
+            s, e = (a, b) if 2 * p <= q else (b, a)
+            p = p if 2 * p <= q else q - p
+            request = InterpolationRequest(pair_id="between", start=s, end=e, gap_frames=q - 1, seed=0)
+            frames = filler.interpolate(request)
+            out.append(next(itertools.islice(frames, p - 1, None)))
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+        return out
+
+    # --- one generated clip ---------------------------------------------------------------------------
+    def _clip(self, start, end, n, job: _Job, work, clip_id: str, seed: int) -> np.ndarray:
+        """A generated clip of `n` frames (model size), with one retry offloaded after a CUDA OOM."""
+        try:
+            return self._generate(start, end, n, job, work, clip_id, seed)
+        except self._torch.cuda.OutOfMemoryError:
+            if self.placement.mode != "gpu":
+                w, h = start.shape[1], start.shape[0]
+                raise BackendUnavailable(
+                    f"CUDA out of memory with offloading (vram limit {self.placement.vram_limit_gb} GB) for "
+                    f"{w}x{h}, {n} frames; lower --vram-limit or the size"
+                ) from None
+        # outside the except block, so the failed attempt's tensors can be freed
+        self._switch_to_offload(job.notes)
+        return self._generate(start, end, n, job, work, clip_id, seed)
 
     def _switch_to_offload(self, notes: dict) -> None:
         from semfi_batch.backends._wan import loading
@@ -149,40 +302,44 @@ class WanBackend(Backend):
         loading.place(self.pipe, self.placement)
         notes.update(oom_retry=True, memory="offload")
 
-    def _generate(self, start, end, n, steps, cfg, request, notes) -> np.ndarray:
+    def _generate(self, start, end, n, job: _Job, work, clip_id: str, seed: int) -> np.ndarray:
         from semfi_batch.backends._wan import sampling
 
-        self._before_job(n, notes)
+        request, notes = job.request, job.notes
+        info = {"id": clip_id, "frames": n, "seed": seed}
+        self._before_clip(n, info)
         t0 = time.perf_counter()
-        cond = sampling.condition(
-            self.pipe, start, end, n, request.prompt or "", request.negative_prompt or "", cfg, steps, request.seed
-        )
+        cond = self._condition(start, end, n, job, seed, notes)
         checkpoint = None
-        if request.work_dir is not None:
+        if work is not None:
             fingerprint = content_key({
-                **self._identity(), "n": n, "steps": steps, "cfg": cfg, "seed": request.seed,
+                **self._identity(), "n": n, "steps": job.steps, "cfg": job.cfg, "seed": seed,
                 "prompt": request.prompt or "", "negative_prompt": request.negative_prompt or "",
                 "start": _digest(start), "end": _digest(end),
             })  # fmt: skip
-            checkpoint = sampling.DenoiseCheckpoint(Path(request.work_dir), fingerprint)
+            checkpoint = sampling.DenoiseCheckpoint(Path(work), fingerprint)
+        # A job of several clips always keeps each clip's final latents, so a killed job resumes clip by clip.
+        every = int(self.options.ckpt_every or 0) or (job.steps if job.multi_clip else 0)
         self.pipe.load_models_to_device(self.pipe.in_iteration_models)
         t1 = time.perf_counter()
         latents, resumed = sampling.denoise(
-            sampling.make_predictor(self.pipe, cond, cfg), cond.latent_shape, request.seed, steps,
-            self.device, self.dtype, checkpoint, int(self.options.ckpt_every or 0),
+            sampling.make_predictor(self.pipe, cond, job.cfg, self.batch_cfg), cond.latent_shape, seed, job.steps,
+            self.device, self.dtype, checkpoint, every,
         )  # fmt: skip
         t2 = time.perf_counter()
         frames = sampling.decode(self.pipe, latents)
-        notes.update(
-            resumed_from_step=resumed,
-            condition_s=round(t1 - t0, 3),
-            denoise_s=round(t2 - t1, 3),
-            decode_s=round(time.perf_counter() - t2, 3),
-        )
+        info["resumed_from_step"] = resumed
+        job.clips.append(info)
+        notes["condition_s"] += t1 - t0
+        notes["denoise_s"] += t2 - t1
+        notes["decode_s"] += time.perf_counter() - t2
         return frames
 
     def close(self) -> None:
         self.pipe = None
+        filler = getattr(self, "_filler", None)
+        if filler is not None:
+            filler.close()
         torch = getattr(self, "_torch", None)
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()

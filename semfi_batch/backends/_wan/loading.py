@@ -166,8 +166,8 @@ def _read(path, dtype) -> dict:
         raise BackendUnavailable(f"cannot load {path} (weights only): {exc}") from None
 
 
-def _numel(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def _nbytes(model: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
 @dataclass
@@ -211,27 +211,38 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def default_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on GPUs (the release's precision); float32 on the CPU, where bf16 matmuls are slow."""
+_DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32}
+
+
+def default_dtype(device: torch.device, asked: str | None = None) -> torch.dtype:
+    """The DiT/VAE/text precision: `asked` ("bfloat16" or "float32") when given, else bf16 on GPUs (the
+    release's and the reference's precision) and float32 on the CPU, where bf16 matmuls are slow."""
+    if asked not in (None, "", "auto"):
+        if asked not in _DTYPES:
+            raise BackendUnavailable(f"dtype {asked!r} is not one of {', '.join(sorted(_DTYPES))}")
+        return _DTYPES[asked]
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
 def load_pipeline(files: ModelFiles, device: torch.device, dtype: torch.dtype, memory: str = "auto",
-                  vram_limit_gb: float | None = None) -> tuple[GuardedWanVideoPipeline, Placement]:  # fmt: skip
+                  vram_limit_gb: float | None = None, image_encoder_dtype: torch.dtype | None = None,
+                  ) -> tuple[GuardedWanVideoPipeline, Placement]:  # fmt: skip
     """Load the text encoder, image encoder, VAE, DiT and tokenizer of one Wan2.1 release into a pipeline,
     placed by `memory`: "auto" (everything on the GPU when it fits with activation headroom, else VRAM
-    management), "gpu", or "offload". A `vram_limit_gb` always means VRAM management with that limit."""
+    management), "gpu", or "offload". A `vram_limit_gb` always means VRAM management with that limit.
+    `image_encoder_dtype` keeps CLIP in another precision (SemFi's reference runs it in float32)."""
     pipe = GuardedWanVideoPipeline(device=str(device), torch_dtype=dtype)
+    clip_dtype = image_encoder_dtype or dtype
 
     sd = _read(files.text_encoder, dtype)
     pipe.text_encoder = load_model(
         WanTextEncoder, str(files.text_encoder), config=text_encoder_config(_shapes(sd), files.text_encoder),
         torch_dtype=dtype, device="cpu", state_dict=sd,
     )  # fmt: skip
-    sd = _read(files.image_encoder, dtype)
+    sd = _read(files.image_encoder, clip_dtype)
     pipe.image_encoder = load_model(
         SizedWanImageEncoder, str(files.image_encoder), config=image_encoder_config(_shapes(sd), files.image_encoder),
-        torch_dtype=dtype, device="cpu", state_dict=WanImageEncoderStateDictConverter(sd),
+        torch_dtype=clip_dtype, device="cpu", state_dict=WanImageEncoderStateDictConverter(sd),
     )  # fmt: skip
     sd = _read(files.vae, dtype)
     pipe.vae = load_model(
@@ -272,32 +283,41 @@ def decide_placement(device, dtype, dit_shapes, pipe, memory, vram_limit_gb) -> 
     if memory == "gpu":
         return Placement("gpu", None, "asked for")
     itemsize = torch.empty((), dtype=dtype).element_size()
-    dit_params = sum(math.prod(s) for s in dit_shapes.values())
-    others = sum(_numel(getattr(pipe, n)) for n in ("text_encoder", "image_encoder", "vae"))
-    need_gb = (dit_params + others) * itemsize / 1024**3
+    dit_bytes = sum(math.prod(s) for s in dit_shapes.values()) * itemsize
+    # Each encoder in its own precision (SemFi's CLIP is float32).
+    others = sum(_nbytes(getattr(pipe, n)) for n in ("text_encoder", "image_encoder", "vae"))
+    need_gb = (dit_bytes + others) / 1024**3
     free_gb = torch.cuda.mem_get_info(device)[0] / 1024**3
     if need_gb + ACTIVATION_HEADROOM_GB <= free_gb:
         return Placement("gpu", None, f"{need_gb:.1f} GB of weights fit in {free_gb:.1f} GB free")
     return Placement("offload", default_limit, f"{need_gb:.1f} GB of weights do not fit in {free_gb:.1f} GB free")
 
 
+def _model_dtype(model: torch.nn.Module) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
 def place(pipe: GuardedWanVideoPipeline, placement: Placement) -> None:
-    """Move the pipeline's models where `placement` says, wrapping them for VRAM management when offloading."""
-    device, dtype = pipe.device, pipe.torch_dtype
+    """Move the pipeline's models where `placement` says, wrapping them for VRAM management when offloading.
+    Every model keeps the precision it was loaded in (CLIP may be float32 beside a bf16 DiT)."""
+    device = pipe.device
     if placement.mode in ("gpu", "cpu"):
         for name in _CLASS_PATHS:
-            getattr(pipe, name).to(device=device, dtype=dtype)
+            model = getattr(pipe, name)
+            model.to(device=device, dtype=_model_dtype(model))
         pipe.vram_management_enabled = False
         return
-    vram_config = {
-        "offload_dtype": dtype, "offload_device": "cpu", "onload_dtype": dtype, "onload_device": "cpu",
-        "preparing_dtype": dtype, "preparing_device": device, "computation_dtype": dtype, "computation_device": device,
-    }  # fmt: skip
     limit = placement.vram_limit_gb if torch.device(device).type == "cuda" else None
     for name, class_path in _CLASS_PATHS.items():
         model = getattr(pipe, name)
         if getattr(model, "vram_management_enabled", False):
             continue
+        dtype = _model_dtype(model)
+        vram_config = {
+            "offload_dtype": dtype, "offload_device": "cpu", "onload_dtype": dtype, "onload_device": "cpu",
+            "preparing_dtype": dtype, "preparing_device": device, "computation_dtype": dtype,
+            "computation_device": device,
+        }  # fmt: skip
         model.to("cpu")
         module_map = ModelPool().fetch_module_map(class_path, vram_config)
         assert class_path in VRAM_MANAGEMENT_MODULE_MAPS

@@ -1,10 +1,15 @@
-"""SemFi's Mixture-of-LoRA (MoL): reading the checkpoint, exact folding per frame-count bucket, and the
-unfolded forward (every branch computed, inactive ones multiplied by zero) that folding must equal.
+"""SemFi's Mixture-of-LoRA (MoL): reading the checkpoint, applying the active branches as the reference
+does, folding them (an option), and the reference's unfolded forward (every branch computed, inactive ones
+multiplied by zero).
 
 Each adapted linear layer y = W x + b carries branches j = 0..6, branch_j(x) = B_j (A_j x + a_j) + c_j
-(rank 16, alpha 16, so scale 1). Branch 0 and the bucket's branch k are on, so the layer is exactly
-y = (W + B_0 A_0 + B_k A_k) x + (b + B_0 a_0 + c_0 + B_k a_k + c_k). Folding writes that weight and bias,
-computed in float32 from a kept copy of the base, so switching buckets never accumulates rounding."""
+(rank 16, alpha 16, so scale 1). Branch 0 and the bucket's branch k are on.
+
+- `MolBranches` (the default) computes y = ((W x + b) + branch_0(x)) + branch_k(x) on the DiT's precision
+  path, in that order, which is exactly what the reference computes (its inactive branches add zeros).
+- `MolFolder` writes W + B_0 A_0 + B_k A_k and the matching bias into the layer: the same function in exact
+  arithmetic and no LoRA cost per step, but in bf16 every part of the update below half a step of W is
+  rounded away, so its frames differ from the reference's."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from semfi_batch.errors import BackendUnavailable
 
@@ -178,6 +184,63 @@ def load_mixture_lora(path: Path, dit: torch.nn.Module) -> MixtureLoRA:
     return MixtureLoRA(layers=layers, base_overrides=overrides, ignored_keys=ignored, rank=rank, source=Path(path))
 
 
+class _AddBranches:
+    """Forward hook: adds the active branches' low-rank products to a linear layer's output."""
+
+    def __init__(self, branches: list[tuple[torch.Tensor, ...]]):
+        self.branches = branches
+
+    def __call__(self, module, args, output):
+        x = args[0]
+        for a_w, a_b, b_w, b_b in self.branches:
+            update = F.linear(F.linear(x, a_w, a_b), b_w, b_b)
+            output = output + (update if LORA_SCALE == 1.0 else update * LORA_SCALE)
+        return output
+
+
+class MolBranches:
+    """Applies branch 0 + one bucket branch the reference's way: each adapted linear layer's output gets
+    branch_0(x) and then branch_k(x) added, computed in the DiT's dtype on its compute device (forward hooks,
+    so it works on plain and VRAM-managed layers alike). Only the two active branches are on the device."""
+
+    def __init__(self, dit: torch.nn.Module, mol: MixtureLoRA, device, dtype: torch.dtype):
+        self.dit, self.mol = dit, mol
+        self.device, self.dtype = torch.device(device), dtype
+        self.branch: int | None = None
+        self._handles: list = []
+        with torch.no_grad():
+            plain = {".".join(p for p in n.split(".") if p != "module"): t for n, t in dit.named_parameters()}
+            for key, value in mol.base_overrides.items():
+                # The reference applies its checkpoint with a non-strict state-dict load.
+                plain[key].data.copy_(value.to(plain[key].dtype))
+
+    def _branch_tensors(self, layer: str, branch: int) -> tuple[torch.Tensor, ...]:
+        br = self.mol.layers[layer][branch]
+        return tuple(t.to(device=self.device, dtype=self.dtype) for t in (br.a_w, br.a_b, br.b_w, br.b_b))
+
+    def apply(self, branch: int) -> float:
+        """Switch to branch 0 + `branch` (1..6). Returns the seconds spent (0.0 when already on)."""
+        if not 1 <= branch < N_BRANCHES:
+            raise ValueError(f"MoL bucket branch must be 1..{N_BRANCHES - 1}, got {branch}")
+        if self.branch == branch:
+            return 0.0
+        t0 = time.perf_counter()
+        self.restore()
+        linears = linear_layers(self.dit)
+        for name in self.mol.layers:
+            hook = _AddBranches([self._branch_tensors(name, j) for j in (0, branch)])
+            self._handles.append(linears[name].register_forward_hook(hook))
+        self.branch = branch
+        return time.perf_counter() - t0
+
+    def restore(self) -> None:
+        """Remove the branches: the bare DiT."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self.branch = None
+
+
 def _host_copy(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu", copy=True)
 
@@ -263,9 +326,10 @@ class MixtureLoRALinear(torch.nn.Module):
         self.register_buffer("gates", torch.zeros(len(branches), device=dev, dtype=dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base(x)
-        for j in range(len(self.lora_A)):
-            y = y + self.gates[j] * (LORA_SCALE * self.lora_B[j](self.lora_A[j](x)))
+        # The reference's order: base + branch 0, then each other branch times its 0/1 gate.
+        y = self.base(x) + LORA_SCALE * self.lora_B[0](self.lora_A[0](x))
+        for j in range(1, len(self.lora_A)):
+            y = y + LORA_SCALE * self.lora_B[j](self.lora_A[j](x)) * self.gates[j]
         return y
 
 

@@ -1,10 +1,14 @@
 """Conditioning, the flow-matching denoise loop with resumable step checkpoints, and decoding.
 
-Conditioning runs diffsynth's own WanVideoPipeline units (prompt, VAE condition with the end frame, CLIP),
-with SemFi's CLIP unit swapped in where needed. The denoise loop is ours so that it can checkpoint and
-resume: every K steps it writes the latents, the number of steps done and the noise generator's state to
-one safetensors file (atomically); a run that finds a checkpoint with the same job fingerprint continues
-from it, and since every step is a pure function of the latents, its result equals an uninterrupted run's."""
+SemFi's conditioning follows the reference's `encode_image` step by step (`semfi_condition`): keyframes
+scaled to [-1, 1] in float32, CLIP features of start and end (CLIP in float32) added, the VAE condition
+encoded whole (untiled), the mask of the two known frames, UMT5 prompt and negative prompt (the negative
+only when guidance is on). `wan-flf2v` runs diffsynth's own WanVideoPipeline units (`condition`).
+
+The denoise loop is ours so that it can checkpoint and resume: every K steps it writes the latents, the
+number of steps done and the noise generator's state to one safetensors file (atomically); a run that finds
+a checkpoint with the same job fingerprint continues from it, and since every step is a pure function of the
+latents, its result equals an uninterrupted run's."""
 
 from __future__ import annotations
 
@@ -18,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffsynth.diffusion.base_pipeline import PipelineUnit
 from diffsynth.diffusion.flow_match import FlowMatchScheduler
-from diffsynth.pipelines.wan_video import WanVideoPipeline, WanVideoUnit_ImageEmbedderCLIP
+from diffsynth.pipelines.wan_video import WanVideoPipeline, WanVideoUnit_PromptEmbedder
 from PIL import Image
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
@@ -30,13 +33,85 @@ from semfi_batch.media.frames import write_bytes_atomic
 
 CHECKPOINT_NAME = "denoise.safetensors"
 CHECKPOINT_FORMAT = "semfi-batch/denoise/1"
-# VAE tiling as in diffsynth's pipeline defaults (latent units); bounds VAE memory at 720p. Frames that fit
-# in one tile are encoded and decoded whole.
+# VAE tiles (latent units) of the reference's decode and of diffsynth's pipeline defaults. The reference
+# decodes tiled (a frame that fits in one tile is decoded whole, which is the same result) and encodes the
+# SemFi condition untiled; tiled encoding is only our fallback when the whole encode runs out of memory.
 TILE_SIZE, TILE_STRIDE = (30, 52), (15, 26)
 
 
 def _tiled(height: int, width: int) -> bool:
     return height // 8 > TILE_SIZE[0] or width // 8 > TILE_SIZE[1]
+
+
+def reference_pixels(frame: np.ndarray) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) -> (1, 3, H, W) float32 in [-1, 1], computed in float32 as the reference's
+    `preprocess_image` does (diffsynth's rounds to the pipeline's bf16 before scaling)."""
+    return torch.from_numpy(np.asarray(frame, dtype=np.float32) * (2 / 255) - 1).permute(2, 0, 1).unsqueeze(0)
+
+
+@torch.no_grad()
+def encode_prompt(pipe: WanVideoPipeline, prompt: str) -> torch.Tensor:
+    """UMT5 embedding of `prompt`, padding positions zeroed (the reference's and diffsynth's encoder step)."""
+    pipe.load_models_to_device(["text_encoder"])
+    return WanVideoUnit_PromptEmbedder().encode_prompt(pipe, prompt)
+
+
+@torch.no_grad()
+def clip_context(pipe: WanVideoPipeline, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """CLIP features of the start and end frames, added element-wise, in CLIP's own precision (float32
+    for SemFi), then cast to the DiT's."""
+    pipe.load_models_to_device(["image_encoder"])
+    encoder = pipe.image_encoder
+    dtype = next(encoder.parameters()).dtype
+    feats = [encoder.encode_image([px.to(device=pipe.device, dtype=dtype)]) for px in (start, end)]
+    return (feats[0] + feats[1]).to(dtype=pipe.torch_dtype, device=pipe.device)
+
+
+@torch.no_grad()
+def vae_condition(pipe: WanVideoPipeline, start: torch.Tensor, end: torch.Tensor, n_frames: int,
+                  tiled: bool = False) -> torch.Tensor:  # fmt: skip
+    """The 20-channel condition y: 4 mask channels (frames 0 and N-1 known) + the VAE latents of
+    [start, N-2 black frames, end]."""
+    height, width = start.shape[-2:]
+    device = pipe.device
+    mask = torch.ones(1, n_frames, height // 8, width // 8, device=device)
+    mask[:, 1 : n_frames - 1] = 0
+    mask = torch.concat([torch.repeat_interleave(mask[:, 0:1], repeats=4, dim=1), mask[:, 1:]], dim=1)
+    mask = mask.view(1, mask.shape[1] // 4, 4, height // 8, width // 8).transpose(1, 2)[0]
+    start, end = start.to(device), end.to(device)
+    gap = torch.zeros(3, n_frames - 2, height, width, device=device)
+    video = torch.concat([start.transpose(0, 1), gap, end.transpose(0, 1)], dim=1)
+    pipe.load_models_to_device(["vae"])
+    with _quiet_progress():
+        latents = pipe.vae.encode(
+            [video.to(dtype=pipe.torch_dtype, device=device)], device=device,
+            tiled=tiled, tile_size=TILE_SIZE, tile_stride=TILE_STRIDE,
+        )[0]  # fmt: skip
+    return torch.concat([mask, latents]).unsqueeze(0).to(dtype=pipe.torch_dtype, device=device)
+
+
+@torch.no_grad()
+def semfi_condition(pipe: WanVideoPipeline, start: np.ndarray, end: np.ndarray, n_frames: int, prompt: str,
+                    negative_prompt: str, cfg_scale: float, notes: dict | None = None) -> Conditioning:  # fmt: skip
+    """SemFi's conditioning for keyframes already at the model size (multiples of 16). The VAE condition is
+    encoded whole as the reference does; only if that runs out of GPU memory is it encoded in tiles, and
+    `notes["y_tiled"]` says so."""
+    height, width = start.shape[:2]
+    start_px, end_px = reference_pixels(start), reference_pixels(end)
+    posi = {"context": encode_prompt(pipe, prompt)}
+    nega = {"context": encode_prompt(pipe, negative_prompt)} if cfg_scale != 1.0 else {}
+    clip = clip_context(pipe, start_px, end_px)
+    try:
+        y, fallback = vae_condition(pipe, start_px, end_px, n_frames), False
+    except torch.cuda.OutOfMemoryError:
+        fallback = True
+    if fallback:  # outside the except block, so the failed attempt's tensors can be freed
+        torch.cuda.empty_cache()
+        y = vae_condition(pipe, start_px, end_px, n_frames, tiled=True)
+    if notes is not None:
+        notes["y_tiled"] = "memory fallback (CUDA out of memory encoding it whole)" if fallback else False
+    shape = (1, 16, (n_frames - 1) // 4 + 1, height // 8, width // 8)
+    return Conditioning(shared={"clip_feature": clip, "y": y}, posi=posi, nega=nega, latent_shape=shape)
 
 
 @contextlib.contextmanager
@@ -49,30 +124,6 @@ def _quiet_progress():
 # Inputs the pipeline keeps per CFG side; everything else in its signature is shared.
 _SIDE_KEYS = {"prompt", "negative_prompt", "vap_prompt", "negative_vap_prompt", "tea_cache_l1_thresh",
               "tea_cache_model_id", "num_inference_steps", "progress_bar_cmd", "output_type"}  # fmt: skip
-
-
-class SemfiClipUnit(PipelineUnit):
-    """SemFi's image context: CLIP features of the start and end frames, added element-wise."""
-
-    def __init__(self):
-        super().__init__(
-            input_params=("input_image", "end_image", "height", "width"),
-            output_params=("clip_feature",),
-            onload_model_names=("image_encoder",),
-        )
-
-    def process(self, pipe: WanVideoPipeline, input_image, end_image, height, width):
-        pipe.load_models_to_device(self.onload_model_names)
-        feats = []
-        for img in (input_image, end_image):
-            pixels = pipe.preprocess_image(img.resize((width, height))).to(pipe.device)
-            feats.append(pipe.image_encoder.encode_image([pixels]))
-        return {"clip_feature": (feats[0] + feats[1]).to(dtype=pipe.torch_dtype, device=pipe.device)}
-
-
-def use_semfi_clip(pipe: WanVideoPipeline) -> None:
-    """Swap the pipeline's CLIP unit (start frame only, for I2V) for SemFi's summed start+end unit."""
-    pipe.units = [SemfiClipUnit() if isinstance(u, WanVideoUnit_ImageEmbedderCLIP) else u for u in pipe.units]
 
 
 @dataclass
@@ -110,15 +161,29 @@ def condition(pipe: WanVideoPipeline, start: np.ndarray, end: np.ndarray, n_fram
     return Conditioning(shared=shared, posi=posi, nega=nega, latent_shape=tuple(latents.shape))
 
 
-def make_predictor(pipe: WanVideoPipeline, cond: Conditioning, cfg_scale: float) -> Callable:
-    """(latents, timestep) -> guided velocity, the DiT called through diffsynth's `model_fn_wan_video`."""
+def make_predictor(pipe: WanVideoPipeline, cond: Conditioning, cfg_scale: float, batch_cfg: bool = False) -> Callable:
+    """(latents, timestep) -> guided velocity, the DiT called through diffsynth's `model_fn_wan_video`.
+    Guidance runs the positive and the negative pass one after the other, as the reference does; with
+    `batch_cfg` both go through the DiT as one batch of two (faster on a GPU; matmuls of another shape may
+    round differently, so it is not the default)."""
     models = {name: getattr(pipe, name) for name in pipe.in_iteration_models}
+    return make_guided(lambda **kw: pipe.model_fn(**models, **kw), cond, cfg_scale, batch_cfg)
+
+
+def make_guided(model_fn: Callable, cond: Conditioning, cfg_scale: float, batch_cfg: bool = False) -> Callable:
+    """Classifier-free guidance around `model_fn(latents=, timestep=, **conditioning)`."""
+    if batch_cfg and cfg_scale != 1.0:
+        both = {k: torch.concat([v, v]) for k, v in cond.shared.items()}
+        both["context"] = torch.concat([cond.posi["context"], cond.nega["context"]])
 
     def predict(latents: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
-        posi = pipe.model_fn(**models, **cond.shared, **cond.posi, latents=latents, timestep=timestep)
         if cfg_scale == 1.0:
-            return posi
-        nega = pipe.model_fn(**models, **cond.shared, **cond.nega, latents=latents, timestep=timestep)
+            return model_fn(**cond.shared, **cond.posi, latents=latents, timestep=timestep)
+        if batch_cfg:
+            posi, nega = model_fn(**both, latents=latents, timestep=timestep).chunk(2)
+        else:
+            posi = model_fn(**cond.shared, **cond.posi, latents=latents, timestep=timestep)
+            nega = model_fn(**cond.shared, **cond.nega, latents=latents, timestep=timestep)
         return nega + cfg_scale * (posi - nega)
 
     return predict
