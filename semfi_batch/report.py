@@ -183,6 +183,12 @@ def run_report_html(run_dir: Path, *, max_sheets: int = 200, link_root: str = ".
     return _page("semfi-batch run report", body)
 
 
+def job_quality(run_dir: Path, *, measure: bool = True) -> dict[str, float]:
+    """Warp error per finished job of a run folder (recorded, cached, or measured now and cached)."""
+    jobs, _, _ = load_run(Path(run_dir))
+    return _run_quality(Path(run_dir).absolute(), jobs, measure=measure) if len(jobs) else {}
+
+
 def _col(frame: pd.DataFrame, name: str) -> pd.Series:
     if name not in frame:
         return pd.Series([], dtype=float)

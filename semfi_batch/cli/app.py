@@ -47,6 +47,39 @@ ManifestArg = Annotated[
 ]
 
 
+# Options that take several values after one flag (`review RUN --accept a b c`), per command. Click options take
+# one value each, so main() rewrites `--accept a b` as `--accept a --accept b` before parsing.
+MULTI_VALUE_OPTIONS: dict[str, set[str]] = {}
+
+
+def expand_multi_value_options(args: list[str]) -> list[str]:
+    """`CMD --opt a b c` -> `CMD --opt a --opt b --opt c` for the options CMD declared in MULTI_VALUE_OPTIONS;
+    values also split on commas. Values run until the next argument that starts with '-'."""
+    if not args or args[0] not in MULTI_VALUE_OPTIONS:
+        return args
+    options = MULTI_VALUE_OPTIONS[args[0]]
+    out: list[str] = [args[0]]
+    current: str | None = None
+    for arg in args[1:]:
+        if arg == "--":
+            current = None
+            out.append(arg)
+        elif arg.startswith("-"):
+            name, eq, value = arg.partition("=")
+            current = name if name in options else None
+            if current and eq:
+                out += [x for v in value.split(",") if v for x in (name, v)]
+            else:
+                out.append(arg)
+        elif current is not None:
+            if out[-1] == current:
+                out.pop()  # the flag itself was already written: its values are written with it
+            out += [x for v in arg.split(",") if v for x in (current, v)]
+        else:
+            out.append(arg)
+    return out
+
+
 def report_error(exc: BaseException) -> int:
     """Print `exc` for a user and return the exit code. Tracebacks only with SEMFI_DEBUG=1."""
     if os.environ.get(DEBUG_ENV):
@@ -79,8 +112,9 @@ def _escape(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the app and maps every error to one line and an exit code."""
     command = typer.main.get_command(app)
+    args = expand_multi_value_options(list(sys.argv[1:] if argv is None else argv))
     try:
-        code = command.main(args=argv, prog_name="semfi-batch", standalone_mode=False)
+        code = command.main(args=args, prog_name="semfi-batch", standalone_mode=False)
     except typer.Abort:
         console.print("aborted")
         code = 130
