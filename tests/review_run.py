@@ -1,5 +1,6 @@
 """A tiny real run folder for the review tests: a 64x48 lossless clip whose frame n shows n, three jobs
-(two replace rows, one insert row) run with the blend backend."""
+(two replace rows, one insert row) run with the blend backend. The replace rows straddle frames 14 and 28,
+where the clip's number pattern wraps, so a cross-fade there reads as no original frame."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from semfi_batch.run.engine import run_manifest
 from tests.conftest import numbered_clip
 
 ROWS = [
-    {"pair_id": "a_flash", "start_frame": 2, "end_frame": 6, "mode": "replace", "reason": "flash", "score": 41.25},
-    {"pair_id": "b_black", "start_frame": 10, "end_frame": 14, "mode": "replace", "reason": "black", "score": 1.5},
-    {"pair_id": "c_cut", "start_frame": 20, "end_frame": 21, "mode": "insert", "gap_frames": 3, "reason": "cut"},
+    {"pair_id": "a_flash", "start_frame": 12, "end_frame": 16, "mode": "replace", "reason": "flash", "score": 41.25},
+    {"pair_id": "b_black", "start_frame": 26, "end_frame": 30, "mode": "replace", "reason": "black", "score": 1.5},
+    {"pair_id": "c_cut", "start_frame": 34, "end_frame": 35, "mode": "insert", "gap_frames": 3, "reason": "cut"},
 ]
 
 

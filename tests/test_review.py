@@ -77,7 +77,7 @@ def test_scriptable_review(run_dir, capsys):
     assert main(["review", str(run_dir), "--list"]) == 0
     table = capsys.readouterr().out
     lines = {line.split()[0]: line for line in table.splitlines() if line.split() and "_" in line.split()[0]}
-    assert "accepted" in lines["a_flash"] and "00:00:00:03" in lines["a_flash"] and "flash" in lines["a_flash"]
+    assert "accepted" in lines["a_flash"] and "00:00:00:13" in lines["a_flash"] and "flash" in lines["a_flash"]
     assert "rejected" in lines["b_black"] and "regenerate" in lines["c_cut"] and "seed 7, flow" in lines["c_cut"]
     assert main(["review", str(run_dir), "--accept", "nope"]) == 2
     assert "no such job in this run: nope" in capsys.readouterr().err
@@ -93,19 +93,20 @@ def test_cards_in_source_order_with_pictures(run_dir):
     cards = review.cards()
     assert [c.pair_id for c in cards] == ["a_flash", "b_black", "c_cut"]
     a = cards[0]
-    assert (a.reason, a.score, a.timecode_in, a.timecode_out, a.backend) == ("flash", 41.25, "00:00:00:03",
-                                                                             "00:00:00:05", "blend")  # fmt: skip
+    assert (a.reason, a.score, a.timecode_in, a.timecode_out, a.backend) == ("flash", 41.25, "00:00:00:13",
+                                                                             "00:00:00:15", "blend")  # fmt: skip
     assert a.originals == 3 and a.frames == 3 and cards[2].originals == 0  # inserts replace nothing
     originals = [frame_number(read_image(review.original_frame("a_flash", n))) for n in (1, 2, 3)]
-    assert originals == [3, 4, 5]  # the frames the replace row swaps out
+    assert originals == [13, 14, 15]  # the frames the replace row swaps out
     preview = Image.open(review.preview("a_flash"))
     shown = []
     for i in range(preview.n_frames):
         preview.seek(i)
         shown.append(np.asarray(preview.convert("RGB")))
     # A second of the source before (clipped at frame 0), the 3 generated frames, a second after.
-    assert frame_number(shown[0]) == 0 and frame_number(shown[2]) == 2 and frame_number(shown[-1]) == 31
-    assert preview.n_frames == 3 + 3 + 26
+    assert [frame_number(f) for f in shown[:13]] == list(range(13))
+    assert [frame_number(f) for f in shown[16:]] == list(range(16, 40))  # clipped at the clip's end
+    assert [frame_number(f) for f in shown[13:16]] != [13, 14, 15]
 
 
 def _request(url, data=None, content_type="application/json", host=None):
@@ -142,3 +143,47 @@ def test_server_api(run_dir):
         server.shutdown()
         server.server_close()
         (run_dir / "decisions.json").unlink(missing_ok=True)
+
+
+def test_decisions_drive_run_and_splice(tmp_path):
+    """regenerate -> `run` re-runs that job only, with the new seed and backend, and sets it back to undecided;
+    rejected -> splice keeps the source's frames; --accepted-only splices accepted jobs only; OTIO marks each
+    edit with its decision."""
+    from semfi_batch.backends import BackendOptions
+    from semfi_batch.media.otio_export import build_timeline
+    from semfi_batch.run.engine import run_manifest
+    from semfi_batch.splice import SpliceOptions, splice_run
+    from tests.media_fixtures import decode_all
+
+    run_dir = make_run(tmp_path)
+    before = {p: json.loads((run_dir / "jobs" / p / "record.json").read_text()) for p in ("a_flash", "c_cut")}
+    assert main(["review", str(run_dir), "--regenerate", "c_cut", "--seed", "7", "--backend", "flow"]) == 0
+    options = BackendOptions()
+    summary = run_manifest(tmp_path / "m.parquet", run_dir, backend="blend", options=options, show_progress=False,
+                           preview=False)  # fmt: skip
+    assert summary.ran == 1 and summary.done == 3
+    after = {p: json.loads((run_dir / "jobs" / p / "record.json").read_text()) for p in ("a_flash", "c_cut")}
+    assert (after["c_cut"]["seed"], after["c_cut"]["backend"]) == (7, "flow") and after["c_cut"]["key"] != before[
+        "c_cut"]["key"]  # fmt: skip
+    assert after["a_flash"] == before["a_flash"]  # the rest left alone
+    stored = load_decisions(run_dir)["c_cut"]
+    assert stored.status == "undecided" and stored.overrides == (7, "flow")
+    again = run_manifest(tmp_path / "m.parquet", run_dir, backend="blend", options=options, show_progress=False,
+                         preview=False)  # fmt: skip
+    assert again.ran == 0  # the new settings stay part of the key: nothing goes back to the old frames
+
+    assert main(["review", str(run_dir), "--accept", "a_flash", "--reject", "b_black"]) == 0
+    spliced = splice_run(run_dir, out_dir=tmp_path / "all")
+    assert [(s.pair_id, s.why) for s in spliced.all_skipped] == [("b_black", "rejected in review")]
+    numbers = [frame_number(f) for f in decode_all(spliced.results[0].output)]
+    assert numbers[27:30] == [27, 28, 29]  # b_black's range is the source's own
+    assert numbers[13:16] != [13, 14, 15] and len(numbers) == 43  # a_flash replaced, c_cut inserted 3 frames
+    tl = build_timeline(spliced.results[0])
+    generated = [c for c in tl.tracks[0] if c.metadata["semfi_batch"]["kind"] == "generated"]
+    assert [(c.metadata["semfi_batch"]["pair_id"], c.metadata["semfi_batch"]["decision"]) for c in generated] == [
+        ("a_flash", "accepted"), ("c_cut", "undecided")]  # fmt: skip
+    assert [m.name for c in generated for m in c.markers] == ["review: accepted", "review: undecided"]
+
+    only = splice_run(run_dir, out_dir=tmp_path / "accepted", options=SpliceOptions(accepted_only=True))
+    assert {s.pair_id for s in only.all_skipped} == {"b_black", "c_cut"}
+    assert len(decode_all(only.results[0].output)) == 40  # the insert row was left out

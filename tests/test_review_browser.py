@@ -86,7 +86,7 @@ def test_review_page_in_chromium(tmp_path, browser):
         cards = browser.find_elements(By.CSS_SELECTOR, ".card")
         assert [c.get_attribute("data-pair") for c in cards] == ["a_flash", "b_black", "c_cut"]
         first = _card(browser, "a_flash")
-        assert "00:00:00:03 - 00:00:00:05" in first.text and "flash" in first.text and "blend" in first.text
+        assert "00:00:00:13 - 00:00:00:15" in first.text and "flash" in first.text and "blend" in first.text
         # Originals beside generated frames, keyframes and the looping preview all decoded in the browser.
         WebDriverWait(browser, 60).until(
             lambda d: all(

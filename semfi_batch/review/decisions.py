@@ -61,7 +61,7 @@ def load_decisions(run_dir: Path) -> dict[str, Decision]:
     path = decisions_path(run_dir)
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return {}
     except OSError as exc:
         raise DecisionError(f"cannot read {path}: {exc.strerror or exc}") from None
@@ -182,8 +182,8 @@ def pending_regenerations(run_dir: Path) -> set[str]:
 def mark_regenerated(run_dir: Path, pair_ids: Iterable[str]) -> None:
     """After their jobs ran again: regenerate -> undecided (the new frames need a look); settings kept."""
     pair_ids = set(pair_ids)
-    if not pair_ids:
-        return
+    if not pair_ids & pending_regenerations(run_dir):
+        return  # nothing to change: no lock taken, so a read-only run folder is fine
     with _locked(run_dir):
         decisions = load_decisions(run_dir)
         hits = {p for p in pair_ids if p in decisions and decisions[p].status == REGENERATE}
@@ -197,3 +197,21 @@ def decision_of(decisions: dict[str, Decision], pair_id: str) -> str:
     """The status of `pair_id` (undecided when never decided)."""
     entry = decisions.get(pair_id)
     return entry.status if entry else UNDECIDED
+
+
+class ReviewFilter:
+    """What splice takes of the review: rejected jobs are left out (the source's frames stay), and with
+    `accepted_only` every job not accepted; the edits kept carry their decision (for the OTIO/EDL export)."""
+
+    def __init__(self, run_dir: Path, *, accepted_only: bool = False):
+        self.decisions = load_decisions(run_dir)
+        self.accepted_only = accepted_only
+
+    def apply(self, edit):  # an Edit (splice/runfolder.py); untyped here so review does not import splice
+        """(edit with its decision, "") to splice it, or (None, why) to leave it out."""
+        status = decision_of(self.decisions, edit.pair_id)
+        if status == REJECTED:
+            return None, "rejected in review"
+        if self.accepted_only and status != ACCEPTED:
+            return None, f"{status} in review (--accepted-only splices accepted jobs only)"
+        return replace(edit, decision=status), ""
