@@ -166,3 +166,58 @@ def test_show_prints_rows(images, capsys):
     assert main(["manifest", "show", str(path), "--limit", "2"]) == 0
     out = capsys.readouterr().out
     assert "p0" in out and "p1" in out and "p2" not in out and "1 more rows" in out
+
+
+def test_messages_name_only_what_the_user_wrote(images, clip_factory):
+    """mode='Replace' (a spreadsheet's capital) is replace; a bad mode or end < start says so and nothing about
+    gap_frames, a column the user never set."""
+    clip = str(clip_factory(20))
+    ok = load_manifest(write_manifest([{"pair_id": "a", "source": clip, "start_frame": 1, "end_frame": 5,
+                                        "mode": "Replace"}], images / "cap.parquet"))  # fmt: skip
+    assert (ok.pairs[0].mode, ok.pairs[0].gap_frames) == ("replace", 3)
+    rows = [
+        {"pair_id": "a", "source": clip, "start_frame": 1, "end_frame": 5, "mode": "swap"},
+        {"pair_id": "b", "source": clip, "start_frame": 9, "end_frame": 5},
+    ]
+    with pytest.raises(ManifestError) as err:
+        load_manifest(write_manifest(rows, images / "m.parquet"))
+    assert [(p.row, p.column) for p in err.value.problems] == [(0, "mode"), (1, "end_frame")]
+
+
+def test_columns_of_another_tool_are_listed_with_renames(images, capsys):
+    pq.write_table(pa.table({"id": ["x"], "video": ["a.mp4"], "first": [1], "last": [5]}), images / "o.parquet")
+    assert main(["manifest", "validate", str(images / "o.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert "rename 'id' for pair_id" in err
+    assert "'video' for source, 'first' for start_frame, 'last' for end_frame" in err
+    assert "the file's columns: id, video, first, last" in err
+
+
+def test_csv_manifest_is_read_like_parquet(images, clip_factory, capsys, tmp_path):
+    clip = clip_factory(20)
+    csv = images / "m.csv"
+    csv.write_text(
+        "pair_id,source,start_frame,end_frame,mode,gap_frames,reason,score\n"
+        f"v1,{clip},1,5,,,flash,41.2345678912345\n"
+        "i1,,,,,2,cut,\n"
+    )
+    with pytest.raises(ManifestError) as err:  # same row/column problems as the Parquet file would give
+        load_manifest(csv)
+    assert [(p.row, p.column) for p in err.value.problems] == [(1, "start_image")]
+    csv.write_text(csv.read_text().replace("i1,,,,,2,cut,", "i1,,x,4,insert,2,cut,"))
+    with pytest.raises(ManifestError) as err:
+        load_manifest(csv)
+    problem = err.value.problems[0]
+    assert (problem.row, problem.pair_id, problem.column) == (1, "i1", "start_frame")
+    assert "whole number, got 'x' (line 3)" in problem.message
+    csv.write_text(csv.read_text().replace("i1,,x,4,insert,2,cut,", f"i1,{clip},8,9,insert,2,cut,"))
+    m = load_manifest(csv)
+    assert [(p.pair_id, p.mode, p.gap_frames) for p in m.pairs] == [("v1", "replace", 3), ("i1", "insert", 2)]
+    assert m.pairs[0].extras == {"reason": "flash", "score": 41.2345678912345}
+    assert main(["manifest", "show", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert "41.23" in out and "41.2345678912345" not in out and "start_frame" in out
+    out_dir = tmp_path / "run"
+    assert main(["run", str(csv), "--out", str(out_dir), "--backend", "blend", "--no-preview", "-q"]) == 0
+    kept = pq.read_table(out_dir / "manifest.parquet")  # the run keeps it as Parquet for splice and report
+    assert kept.column("pair_id").to_pylist() == ["v1", "i1"] and kept.schema.field("start_frame").type == pa.int64()

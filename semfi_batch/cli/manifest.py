@@ -34,7 +34,8 @@ def show(
     cols = [c for c in table.column_names if any(r.get(c) not in (None, "") for r in rows)] or table.column_names
     view = Table(title=f"{manifest} ({table.num_rows} rows)", show_edge=False)
     for col in cols:
-        view.add_column(col, no_wrap=col == "pair_id", overflow="fold")
+        # Headers never wrap (a column is at least as wide as its name); long cells fold instead.
+        view.add_column(col, no_wrap=col == "pair_id", overflow="fold", min_width=len(col))
     for row in rows:
         view.add_row(*(_cell(c, row.get(c)) for c in cols))
     stdout.print(view)
@@ -47,4 +48,6 @@ def _cell(column: str, value: object) -> str:
         return ""
     if column in ("source", "start_image", "end_image"):
         return Path(str(value)).name  # the folder is the same on most rows; the file name tells them apart
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.6g}"  # detector scores: 41.23, not 41.2345678912
     return str(value)

@@ -219,7 +219,11 @@ def write_metrics(path: Path, manifest: Manifest, records: dict[str, dict]) -> P
 def _snapshot_manifest(manifest: Manifest, layout: RunLayout, backend: str) -> None:
     """Keep a copy of the manifest and the run's settings beside its outputs (splice and report read them)."""
     target = layout.root / "manifest.parquet"
-    if manifest.path.resolve() != target.resolve():
+    if manifest.path.suffix.lower() == ".csv":  # CSV manifests are kept as Parquet: splice and report read that
+        from semfi_batch.manifest import read_table, write_manifest
+
+        write_manifest(read_table(manifest.path), target)
+    elif manifest.path.resolve() != target.resolve():
         tmp = target.with_name(".manifest.parquet.tmp")
         shutil.copyfile(manifest.path, tmp)
         tmp.replace(target)
