@@ -113,7 +113,7 @@ def test_run_report_renders_with_plots_sheets_and_failures(real_run, tmp_path, c
     # start key + generated frames (at most 4) + end key, per sheet: 5 + 3 + 6 = 14, plus the two plots,
     # plus the original frames under the generated ones (replace rows): 3 + 1 + 4.
     assert images_loaded(dom) == (24, 24)
-    assert len(re.findall(r'<figcaption>original #', dom)) == 8
+    assert len(re.findall(r"<figcaption>original #", dom)) == 8
     # What a reviewer judges by: source, timecode at the source's rate (25 fps), decision.
     assert "<td>p0</td><td>bbb_720p25_5s_aac51.mp4</td><td>00:00:00:11-00:00:00:13</td>" in dom
     assert re.search(r'class="sheet" data-pair="p1" data-decision="rejected"', dom)
