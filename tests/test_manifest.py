@@ -1,3 +1,5 @@
+import subprocess
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -221,3 +223,75 @@ def test_csv_manifest_is_read_like_parquet(images, clip_factory, capsys, tmp_pat
     assert main(["run", str(csv), "--out", str(out_dir), "--backend", "blend", "--no-preview", "-q"]) == 0
     kept = pq.read_table(out_dir / "manifest.parquet")  # the run keeps it as Parquet for splice and report
     assert kept.column("pair_id").to_pylist() == ["v1", "i1"] and kept.schema.field("start_frame").type == pa.int64()
+
+
+def _edit_timeline(tmp_path, clip):
+    """An edit at 25 fps on `clip` (whose start timecode is 00:57:36:00 = frame 86400): a red marker on one frame
+    of the first clip, a green-flagged clip of frames 20-23, and a blue track marker over frames 26-27."""
+    otio = pytest.importorskip("opentimelineio")
+
+    def tr(start, duration):
+        return otio.opentime.TimeRange(otio.opentime.RationalTime(start, 25), otio.opentime.RationalTime(duration, 25))
+
+    def clip_of(name, first, count):
+        ref = otio.schema.ExternalReference(target_url=clip.as_uri(), available_range=tr(86400, 40))
+        return otio.schema.Clip(name=name, media_reference=ref, source_range=tr(86400 + first, count))
+
+    shot1, shot2, shot3 = clip_of("shot1", 0, 20), clip_of("shot2", 20, 4), clip_of("shot3", 24, 10)
+    shot1.markers.append(otio.schema.Marker(name="flash", marked_range=tr(86405, 1), color="RED", comment="white"))
+    shot2.color = otio.core.Color.GREEN
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    track.extend([shot1, shot2, shot3])
+    track.markers.append(otio.schema.Marker(name="dropout", marked_range=tr(26, 2), color="BLUE"))
+    timeline = otio.schema.Timeline(name="edit")
+    timeline.tracks.append(track)
+    return timeline
+
+
+def test_from_otio_markers_and_flagged_clips_become_rows(tmp_path, clip_factory, capsys):
+    otio = pytest.importorskip("opentimelineio")
+    plain = clip_factory(40)
+    clip = tmp_path / "clip_tc.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(plain), "-c", "copy", "-timecode", "00:57:36:00",
+                    str(clip)], check=True)  # fmt: skip
+    timeline = _edit_timeline(tmp_path, clip)
+    otio.adapters.write_to_file(timeline, str(tmp_path / "edit.otio"))
+    out = tmp_path / "repairs.parquet"
+    assert main(["manifest", "from-otio", str(tmp_path / "edit.otio"), "-o", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    m = load_manifest(out)
+    got = [(p.start_frame, p.end_frame, p.mode, p.extras["reason"], p.extras["marker_color"]) for p in m.pairs]
+    assert got == [
+        (4, 6, "replace", "flash", "RED"),  # frame 5 marked: keyframes 4 and 6
+        (19, 24, "replace", "flagged clip shot2", "GREEN"),  # the flagged clip's frames 20-23
+        (25, 28, "replace", "dropout", "BLUE"),  # track time 26-27 is shot3's media frames 26-27
+    ]
+    assert all(p.source == clip for p in m.pairs) and m.pairs[0].extras["comment"] == "white"
+
+    assert main(["manifest", "from-otio", str(tmp_path / "edit.otio"), "-o", str(out), "--color", "RED",
+                 "--mode", "insert", "--gap", "5"]) == 0  # fmt: skip
+    (only,) = load_manifest(out).pairs
+    assert (only.start_frame, only.end_frame, only.mode, only.gap_frames) == (4, 5, "insert", 5)
+
+    # An EDL (through OTIO's cmx_3600 adapter) counts source timecode from the file's own: 00:57:36:05 is frame 5.
+    if "cmx_3600" in {a.name for a in otio.plugins.ActiveManifest().adapters}:
+        otio.adapters.write_to_file(timeline, str(tmp_path / "edit.edl"), adapter_name="cmx_3600")
+        assert main(["manifest", "from-otio", str(tmp_path / "edit.edl"), "-o", str(out)]) == 2
+        assert "give it with --rate" in capsys.readouterr().err
+        assert main(["manifest", "from-otio", str(tmp_path / "edit.edl"), "-o", str(out), "--rate", "25"]) == 0
+        assert [(p.start_frame, p.end_frame) for p in load_manifest(out).pairs] == [(4, 6)]
+
+
+def test_from_otio_bad_input(tmp_path, capsys):
+    otio = pytest.importorskip("opentimelineio")
+    assert main(["manifest", "from-otio", str(tmp_path / "none.otio"), "-o", str(tmp_path / "m.parquet")]) == 2
+    assert "timeline not found" in capsys.readouterr().err
+    (tmp_path / "junk.otio").write_text("not a timeline")
+    assert main(["manifest", "from-otio", str(tmp_path / "junk.otio"), "-o", str(tmp_path / "m.parquet")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    empty = otio.schema.Timeline(name="empty")
+    empty.tracks.append(otio.schema.Track(kind=otio.schema.TrackKind.Video))
+    otio.adapters.write_to_file(empty, str(tmp_path / "empty.otio"))
+    assert main(["manifest", "from-otio", str(tmp_path / "empty.otio"), "-o", str(tmp_path / "m.parquet")]) == 2
+    assert "no markers or flagged clips" in capsys.readouterr().err
+    assert not (tmp_path / "m.parquet").exists()

@@ -187,3 +187,11 @@ def test_decisions_drive_run_and_splice(tmp_path):
     only = splice_run(run_dir, out_dir=tmp_path / "accepted", options=SpliceOptions(accepted_only=True))
     assert {s.pair_id for s in only.all_skipped} == {"b_black", "c_cut"}
     assert len(decode_all(only.results[0].output)) == 40  # the insert row was left out
+
+
+@pytest.mark.parametrize("fps", [25, 24000 / 1001, 29.97, 59.94, 50])
+def test_timecode_round_trip(fps):
+    from semfi_batch.review.timecode import frame_of_timecode
+
+    for frame in (0, 1, 1799, 1800, 1801, 17982, 107892, 123456):
+        assert frame_of_timecode(timecode(frame, fps), fps) == frame

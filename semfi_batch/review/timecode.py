@@ -37,3 +37,19 @@ def timecode(frame: int, fps: float | Fraction) -> str:
     seconds = frame // nominal
     sep = ";" if drop else ":"
     return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}{sep}{ff:02d}"
+
+
+def frame_of_timecode(text: str, fps: float | Fraction) -> int:
+    """0-based frame of timecode `text` (HH:MM:SS:FF, or HH:MM:SS;FF drop-frame) at `fps`: timecode() inverted."""
+    parts = text.replace(";", ":").replace(".", ":").split(":")
+    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"not a timecode: {text!r}")
+    hh, mm, ss, ff = (int(p) for p in parts)
+    rate = exact_rate(fps)
+    nominal = max(1, round(rate))
+    frame = ((hh * 60 + mm) * 60 + ss) * nominal + ff
+    drop = NTSC_DROP_RATES.get(rate, 0) if ";" in text else 0
+    if drop:
+        minutes = hh * 60 + mm
+        frame -= drop * (minutes - minutes // 10)
+    return frame
