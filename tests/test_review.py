@@ -150,7 +150,7 @@ def test_decisions_drive_run_and_splice(tmp_path):
     rejected -> splice keeps the source's frames; --accepted-only splices accepted jobs only; OTIO marks each
     edit with its decision."""
     from semfi_batch.backends import BackendOptions
-    from semfi_batch.media.otio_export import build_timeline
+    from semfi_batch.media.otio_export import build_timeline, write_edl
     from semfi_batch.run.engine import run_manifest
     from semfi_batch.splice import SpliceOptions, splice_run
     from tests.media_fixtures import decode_all
@@ -183,6 +183,8 @@ def test_decisions_drive_run_and_splice(tmp_path):
     assert [(c.metadata["semfi_batch"]["pair_id"], c.metadata["semfi_batch"]["decision"]) for c in generated] == [
         ("a_flash", "accepted"), ("c_cut", "undecided")]  # fmt: skip
     assert [m.name for c in generated for m in c.markers] == ["review: accepted", "review: undecided"]
+    edl = write_edl(spliced, tmp_path / "edits.edl").read_text()  # markers become LOC lines an NLE shows
+    assert "GREEN   REVIEW: ACCEPTED" in edl and "YELLOW  REVIEW: UNDECIDED" in edl and "BBLACK" not in edl
 
     only = splice_run(run_dir, out_dir=tmp_path / "accepted", options=SpliceOptions(accepted_only=True))
     assert {s.pair_id for s in only.all_skipped} == {"b_black", "c_cut"}
