@@ -112,6 +112,8 @@ def test_review_page_in_chromium(tmp_path, browser):
         _saved(browser, 3)
         stored = _stored(run_dir)["c_cut"]
         assert (stored["status"], stored["seed"], stored["backend"]) == ("regenerate", 11, "flow")
+        rerun = browser.find_element(By.ID, "rerun").text
+        assert rerun.startswith("1 job(s) to regenerate: run semfi-batch run ") and str(run_dir) in rerun
 
         # Keyboard: k k goes back to the first card, j to the second; r rejects it... then a accepts it.
         body = browser.find_element(By.TAG_NAME, "body")

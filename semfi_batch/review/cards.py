@@ -25,6 +25,7 @@ from semfi_batch.media.probe import VideoInfo, probe_video
 from semfi_batch.media.tools import tool_path
 from semfi_batch.review.decisions import Decision, load_decisions
 from semfi_batch.review.timecode import exact_rate, timecode
+from semfi_batch.run.layout import RunLayout
 from semfi_batch.splice.runfolder import (
     MANIFEST_NAME,
     RECORD_NAME,
@@ -216,9 +217,10 @@ class RunReview:
     def _cache(self, pair_id: str) -> Path:
         record = self.record(pair_id) or {}
         key = str(record.get("key") or "none")[:16]
-        folder = self.run_dir / CACHE_DIR / pair_id / key
+        layout = RunLayout(self.run_dir)
+        folder = layout.confine(self.run_dir / CACHE_DIR / pair_id / key)  # a symlink out of the run is refused
         folder.mkdir(parents=True, exist_ok=True)
-        return folder
+        return layout.confine(folder)
 
     def original_frame(self, pair_id: str, index: int) -> Path | None:
         """Original frame `index` (1-based) of the stretch a replace row swaps out, at the job's output size;

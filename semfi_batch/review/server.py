@@ -144,8 +144,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _jobs(self) -> dict:
         review = self.server.review
+        manifest = review.original_manifest or review.run_dir / "manifest.parquet"
         return {
             "run": str(review.run_dir),
+            "run_command": f"semfi-batch run {manifest} --out {review.run_dir}",
             "backends": self.server.backends,
             "jobs": [c.as_json() for c in review.cards(self.server.quality)],
         }

@@ -109,6 +109,8 @@ function render() {
   for (const j of state.jobs) counts[j.decision] = (counts[j.decision] || 0) + 1;
   document.getElementById("counts").textContent =
     `${state.jobs.length} jobs: ` + Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(", ");
+  document.getElementById("rerun").textContent = counts.regenerate
+    ? `${counts.regenerate} job(s) to regenerate: run ${state.runCommand}` : "";
   if (!jobs.some((j) => j.pair_id === state.current)) state.current = jobs.length ? jobs[0].pair_id : null;
   markCurrent(false);
 }
@@ -187,6 +189,7 @@ async function load() {
   const data = await res.json();
   state.jobs = data.jobs;
   state.backends = data.backends;
+  state.runCommand = data.run_command;
   document.getElementById("run").textContent = data.run;
   const reasons = [...new Set(state.jobs.map((j) => j.reason).filter(Boolean))].sort();
   const select = document.getElementById("reason");
