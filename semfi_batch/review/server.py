@@ -46,6 +46,7 @@ class ReviewServer(ThreadingHTTPServer):
         self.review = review
         self.backends = backends or []
         self.quality: dict[str, float] = {}
+        self.quality_pending = False
         self.pictures_lock = threading.Lock()  # one decode at a time: the machine is shared with the run
 
     @property
@@ -56,10 +57,13 @@ class ReviewServer(ThreadingHTTPServer):
         """Warp error per finished job (cached in the run folder by the report), for the 'worst first' order."""
         from semfi_batch.report import job_quality
 
+        self.quality_pending = True
         try:
             self.quality = job_quality(self.review.run_dir)
         except Exception:  # noqa: BLE001 - the page works without the figure; the card says so
             self.quality = {}
+        finally:
+            self.quality_pending = False
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -149,6 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
             "run": str(review.run_dir),
             "run_command": f"semfi-batch run {manifest} --out {review.run_dir}",
             "backends": self.server.backends,
+            "quality_pending": self.server.quality_pending,
             "jobs": [c.as_json() for c in review.cards(self.server.quality)],
         }
 

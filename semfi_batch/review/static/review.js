@@ -182,7 +182,22 @@ document.addEventListener("keydown", (ev) => {
   }
 });
 
-for (const id of ["filter", "reason", "sort"]) document.getElementById(id).addEventListener("change", render);
+for (const id of ["filter", "reason"]) document.getElementById(id).addEventListener("change", render);
+
+// Warp errors are measured in the background when review starts: fetch the latest before ordering by them.
+document.getElementById("sort").addEventListener("change", async () => {
+  if (document.getElementById("sort").value === "warp") {
+    try {
+      const data = await (await fetch("/api/jobs")).json();
+      const warp = Object.fromEntries(data.jobs.map((j) => [j.pair_id, j.warp_error]));
+      for (const j of state.jobs) if (j.pair_id in warp) j.warp_error = warp[j.pair_id];
+      document.getElementById("status").textContent = data.quality_pending ? "warp errors are still being measured" : "";
+    } catch (err) {
+      document.getElementById("status").textContent = `cannot refresh warp errors: ${err.message}`;
+    }
+  }
+  render();
+});
 
 async function load() {
   const res = await fetch("/api/jobs");
