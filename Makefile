@@ -34,8 +34,8 @@ endef
 system-deps:  ## ffmpeg and ffprobe from Debian, where missing
 	$(call apt-where-missing,ffmpeg:ffmpeg ffprobe:ffmpeg)
 
-test-deps:  ## chromium from Debian, where missing (the report test renders the page in it)
-	$(call apt-where-missing,chromium:chromium)
+test-deps:  ## chromium and chromedriver from Debian, where missing (the report and review tests drive them)
+	$(call apt-where-missing,chromium:chromium chromedriver:chromium-driver)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -111,16 +111,91 @@ def pair_id_problem(pair_id: str) -> str | None:
 
 
 def read_table(path: Path) -> pa.Table:
-    """Read the Parquet file, turning every read failure into a ManifestError naming the file."""
+    """Read the Parquet (or CSV) file, turning every read failure into a ManifestError naming the file."""
     path = Path(path)
     if not path.exists():
         raise ManifestError(f"manifest not found: {path}")
     if path.is_dir():
         raise ManifestError(f"manifest {path} is a folder, expected a Parquet file")
+    if path.suffix.lower() == ".csv":
+        return read_csv_table(path)
     try:
         return pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise ManifestError(f"{path} is not a readable Parquet manifest: {exc}") from None
+
+
+def read_csv_table(path: Path) -> pa.Table:
+    """A CSV manifest (header row, same columns as the Parquet schema) as a table with the schema's types.
+    Cells that do not fit their column are reported with row (0-based, as for Parquet), column and CSV line;
+    the user's own columns become numbers when every cell is one. Empty cells are missing values."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            lines = list(csv.reader(fh))
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path} is not a UTF-8 CSV file: {exc.reason} at byte {exc.start}") from None
+    except (OSError, csv.Error) as exc:
+        raise ManifestError(f"{path} is not a readable CSV manifest: {exc}") from None
+    if not lines or not any(cell.strip() for cell in lines[0]):
+        raise ManifestError(f"{path} is empty: a CSV manifest starts with a header row (pair_id, source, ...)")
+    header = [name.strip() for name in lines[0]]
+    twice = sorted({n for n in header if header.count(n) > 1})
+    if twice or "" in header:
+        what = f"repeated column name(s) {', '.join(twice)}" if twice else "an empty column name"
+        raise ManifestError(f"{path}: the header row has {what}")
+    body = [(i + 2, cells) for i, cells in enumerate(lines[1:]) if any(c.strip() for c in cells)]
+    problems: list[ManifestProblem] = []
+    pid_col = header.index("pair_id") if "pair_id" in header else None
+    for row, (line, cells) in enumerate(body):
+        if len(cells) > len(header):
+            pid = cells[pid_col] if pid_col is not None and pid_col < len(cells) else None
+            problems.append(
+                ManifestProblem(row, pid, None, f"line {line} has {len(cells)} cells, the header {len(header)}")
+            )
+    columns = {}
+    for j, name in enumerate(header):
+        cells = [cells[j].strip() if j < len(cells) else "" for _, cells in body]
+        kind = _KIND.get(name)
+        if kind == "string" or (kind is None and not _all_numbers(cells)):
+            keep_empty = name in ("prompt", "negative_prompt")
+            columns[name] = pa.array([c if c or keep_empty else None for c in cells], pa.string())
+            continue
+        values = []
+        for row, cell in enumerate(cells):
+            value = _csv_number(cell, kind or ("int" if _all_numbers(cells, whole=True) else "float"))
+            if isinstance(value, str):
+                pid = body[row][1][pid_col] if pid_col is not None and pid_col < len(body[row][1]) else None
+                problems.append(ManifestProblem(row, pid, name, f"{value} (line {body[row][0]})"))
+                value = None
+            values.append(value)
+        whole = kind == "int" or (kind is None and _all_numbers(cells, whole=True))
+        columns[name] = pa.array(values, pa.int64() if whole else pa.float64())
+    if problems:
+        noun = "problem" if len(problems) == 1 else "problems"
+        raise ManifestError(f"{path}: {len(problems)} {noun}; first: {problems[0]}", problems)
+    return pa.table(columns)
+
+
+def _all_numbers(cells: list[str], *, whole: bool = False) -> bool:
+    filled = [c for c in cells if c]
+    return bool(filled) and all(not isinstance(_csv_number(c, "int" if whole else "float"), str) for c in filled)
+
+
+def _csv_number(cell: str, kind: str) -> int | float | str | None:
+    """The cell's number, None when empty, or a message saying why it is not one."""
+    if not cell:
+        return None
+    try:
+        number = float(cell)
+    except ValueError:
+        return f"must be a {'whole number' if kind == 'int' else 'number'}, got {cell!r}"
+    if kind != "int":
+        return number
+    if not math.isfinite(number) or number != int(number):
+        return f"must be a whole number, got {cell!r}"
+    return int(number)
 
 
 def load_manifest(path: Path, *, check_media: bool = True, known_backends: Iterable[str] | None = None) -> Manifest:
@@ -160,6 +235,30 @@ def write_manifest(rows: Iterable[Mapping[str, Any]] | pa.Table, path: Path) -> 
     pq.write_table(out, tmp)
     os.replace(tmp, path)
     return path
+
+
+def check_writable(path: Path) -> None:
+    """Raise OutputPathError unless a manifest can be written at `path` (checked before long work, such as
+    detect's analysis, so it fails in a second instead of after it): not a folder, and its folder (or the
+    nearest existing parent, as write_manifest creates the rest) accepts a new file."""
+    from semfi_batch.errors import OutputPathError
+
+    path = Path(path)
+    if path.is_dir():
+        raise OutputPathError(f"output {path} is a folder; give a file name such as {path / 'manifest.parquet'}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputPathError(f"cannot write {path}: {folder} is not a folder")
+    probe = folder / f".{path.name}.writable{os.getpid()}"
+    try:
+        probe.touch(exist_ok=False)  # os.access says yes for root on a read-only filesystem; creating a file does not
+        probe.unlink()
+    except OSError as exc:
+        raise OutputPathError(f"cannot write {path}: {folder} is not writable ({exc.strerror or exc})") from None
+    if path.exists() and not os.access(path, os.W_OK) and os.geteuid() != 0:
+        raise OutputPathError(f"cannot write {path}: the file exists and is read-only")
 
 
 # --- validation -------------------------------------------------------------------------------------
@@ -229,14 +328,21 @@ def _validate(
     problems: list[ManifestProblem] = []
     names = table.column_names
     if "pair_id" not in names:
-        problems.append(ManifestProblem(None, None, "pair_id", "required column is missing"))
+        hint = _hint(["pair_id"], names)
+        problems.append(ManifestProblem(None, None, "pair_id", "required column is missing" + hint))
     if not ({"start_image", "end_image"} <= set(names) or {"source", "start_frame", "end_frame"} <= set(names)):
+        hints = [_hint([c for c in group if c not in names], names) for group in (_IMAGE_COLUMNS, _VIDEO_COLUMNS)]
         problems.append(
             ManifestProblem(
                 None, None, None,
-                "keyframe columns missing: give start_image and end_image, or source, start_frame and end_frame",
+                "keyframe columns missing: give start_image and end_image, or source, start_frame and end_frame"
+                + max(hints, key=lambda h: h.count(" for ")),
             )
         )  # fmt: skip
+    if problems:  # a manifest from another tool: say what it has
+        last = problems[-1]
+        columns = ", ".join(names) or "none"
+        problems[-1] = ManifestProblem(None, None, last.column, f"{last.message}; the file's columns: {columns}")
     for name in names:
         if name in KNOWN_COLUMNS and not _type_ok(_KIND[name], table.schema.field(name).type):
             problems.append(
@@ -275,6 +381,33 @@ def _validate(
     return pairs, problems
 
 
+def _hint(missing: list[str], names: list[str]) -> str:
+    """'; did you mean ...' for columns of the file that look like the missing ones (other tools' names)."""
+    import difflib
+
+    guesses = []
+    lowered = {n.lower(): n for n in names}
+    for col in missing:
+        near = [lowered[m] for m in difflib.get_close_matches(col.lower(), list(lowered), n=1, cutoff=0.6)]
+        near += [n for n in names if n.lower() in _SYNONYMS.get(col, ()) and n not in near]
+        if near:
+            guesses.append(f"{near[0]!r} for {col}")
+    return f" (rename {', '.join(guesses)}?)" if guesses else ""
+
+
+_IMAGE_COLUMNS = ("start_image", "end_image")
+_VIDEO_COLUMNS = ("source", "start_frame", "end_frame")
+# Column names other tools use for ours, for the rename hint.
+_SYNONYMS = {
+    "pair_id": ("id", "name", "key", "clip_id", "shot", "event"),
+    "source": ("video", "file", "path", "media", "clip", "filename", "source_file"),
+    "start_frame": ("first", "start", "in", "frame_in", "first_frame", "src_in"),
+    "end_frame": ("last", "end", "out", "frame_out", "last_frame", "src_out"),
+    "start_image": ("first_image", "key1", "image_a", "start_key"),
+    "end_image": ("last_image", "key2", "image_b", "end_key"),
+}
+
+
 def _validate_row(
     row: _Row, media: _MediaChecker, known_backends: set[str], extras_cols: list[str]
 ) -> KeyframePair | None:
@@ -296,10 +429,14 @@ def _validate_row(
         row.problem("start_image", "no keyframes: give start_image and end_image, or source with frames")
         return None
 
+    mode_ok = True
     if mode is None:
         mode = "replace" if is_video else "insert"
-    elif mode not in MODES:
+    elif mode.strip().lower() in MODES:
+        mode = mode.strip().lower()  # 'Replace' from a spreadsheet means replace
+    else:
         row.problem("mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
+        mode_ok = False
     if not is_video and mode == "replace":
         row.problem("mode", "replace needs a video source; image pairs can only be insert")
 
@@ -334,10 +471,14 @@ def _validate_row(
                 )
             keyframe_size = sizes[0]
 
-    if mode == "replace" and is_video:
+    frames_ok = start_frame is None or end_frame is None or start_frame < end_frame  # else reported above
+    gap_given = gap is not None
+    if not mode_ok or not frames_ok:
+        pass  # gap_frames follows from mode and frames: nothing to say about a column the user may not have set
+    elif mode == "replace" and is_video:
         if start_frame is not None and end_frame is not None:  # a missing index is reported above
             derived = end_frame - start_frame - 1
-            if derived < 1 and start_frame < end_frame:
+            if derived < 1:
                 row.problem("end_frame", "replace needs at least one frame between start_frame and end_frame")
             elif gap is not None and gap != derived:
                 row.problem(
@@ -347,8 +488,10 @@ def _validate_row(
             gap = derived if gap is None else gap
     elif gap is None:
         row.problem("gap_frames", "is required for insert rows")
-    if gap is not None and not 1 <= gap <= MAX_GAP_FRAMES:
+    if gap_given and not 1 <= gap <= MAX_GAP_FRAMES:
         row.problem("gap_frames", f"must be between 1 and {MAX_GAP_FRAMES}, got {gap}")
+    elif not gap_given and gap is not None and gap > MAX_GAP_FRAMES:
+        row.problem("end_frame", f"replace of {gap} frames is over the {MAX_GAP_FRAMES} frame limit")
 
     width, height = row.get("width"), row.get("height")
     if (width is None) != (height is None):

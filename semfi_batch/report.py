@@ -122,6 +122,7 @@ def run_report_html(run_dir: Path, *, max_sheets: int = 200, link_root: str = ".
     failed = jobs[jobs["status"] != "done"] if len(jobs) else jobs
     measured = _run_quality(run_dir, jobs, measure=quality)
     jobs = jobs.assign(warp_error=[measured.get(p, math.nan) for p in jobs["pair_id"]])
+    jobs = _with_review_facts(run_dir, jobs)
     done = jobs[jobs["status"] == "done"]
 
     pending = [p for p in order if p not in set(jobs["pair_id"])]
@@ -140,6 +141,7 @@ def run_report_html(run_dir: Path, *, max_sheets: int = 200, link_root: str = ".
         ("peak GPU memory", _fmt(_col(jobs, "peak_gpu_mb").max(), 0, " MB")),
         ("backends", ", ".join(f"{b} ({n})" for b, n in jobs["backend"].value_counts().items()) or "-"),
         ("mean warp error", _fmt(_col(done, "warp_error").mean(), 2)),
+        ("review decisions", ", ".join(f"{n} {d}" for d, n in jobs["decision"].value_counts().items()) or "-"),
     ]
     if info.get("manifest"):
         facts.insert(0, ("manifest", str(info["manifest"])))
@@ -174,13 +176,60 @@ def run_report_html(run_dir: Path, *, max_sheets: int = 200, link_root: str = ".
         _section(
             "sheets",
             "Contact sheets",
-            "<p class='sub'>start key, generated frames (numbered within the gap), end key.</p>"
+            "<p class='sub'>start key, generated frames (numbered within the gap), end key; below them, for "
+            "replace rows, the original frames they replace (before / after).</p>"
             + "".join(sheets)
             + (f"<p>{omitted} more finished job(s) not shown (--max-sheets {max_sheets}).</p>" if omitted else ""),
         ),
         _section("jobs", "All jobs", _jobs_table(jobs, pending)),
     ]
     return _page("semfi-batch run report", body)
+
+
+def job_quality(run_dir: Path, *, measure: bool = True) -> dict[str, float]:
+    """Warp error per finished job of a run folder (recorded, cached, or measured now and cached)."""
+    jobs, _, _ = load_run(Path(run_dir))
+    return _run_quality(Path(run_dir).absolute(), jobs, measure=measure) if len(jobs) else {}
+
+
+def _with_review_facts(run_dir: Path, jobs: pd.DataFrame) -> pd.DataFrame:
+    """Add what a reviewer judges by: source file name, timecode of the gap at the source's rate, and the
+    decision from `semfi-batch review` (RUN/decisions.json); reason and score come with the manifest's columns."""
+    from semfi_batch.review.decisions import DecisionError, decision_of, load_decisions
+    from semfi_batch.review.timecode import timecode
+
+    try:
+        decisions = load_decisions(run_dir)
+    except DecisionError:
+        decisions = {}
+    rates: dict[str, float | None] = {}
+    names, codes = [], []
+    for r in jobs.to_dict("records"):
+        source = r.get("source")
+        if not isinstance(source, str) or not source:
+            names.append("")
+            codes.append("")
+            continue
+        if source not in rates:
+            try:
+                rates[source] = probe_video(Path(source)).avg_fps or None
+            except (SemfiError, OSError):
+                rates[source] = None
+        names.append(Path(source).name)
+        start, end, fps = _int(r.get("start_frame")), _int(r.get("end_frame")), rates[source]
+        if fps and start is not None and end is not None:
+            last = end - 1 if r.get("mode") == "replace" else end
+            codes.append(f"{timecode(start + 1, fps)}-{timecode(max(start + 1, last), fps)}")
+        else:
+            codes.append("")
+    return jobs.assign(
+        source_name=names, timecode=codes, decision=[decision_of(decisions, str(p)) for p in jobs["pair_id"]]
+    )
+
+
+def _int(value) -> int | None:
+    number = _float(value)
+    return None if math.isnan(number) else int(number)
 
 
 def _col(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -280,6 +329,18 @@ def _contact_sheet(run_dir: Path, record: dict, link_root: str) -> str:
     cells = [_cell(start, "start key", "key")]
     cells += [_cell(image, f"#{i + 1} of {len(frames)}", "gen") for i, image in generated]
     cells.append(_cell(end, "end key", "key"))
+    before = _original_cells(record, [i for i, _ in generated], len(frames), generated)
+    review = " &middot; ".join(
+        _e(text)
+        for text in (
+            record.get("source_name") or "",
+            f"reason {record.get('reason')}" if _present(record.get("reason")) else "",
+            f"score {_fmt(record.get('score'), 3)}" if _present(record.get("score")) else "",
+            record.get("timecode") or "",
+            f"decision: {record.get('decision', 'undecided')}",
+        )
+        if text
+    )
     facts = (
         f"{_e(str(record.get('backend', '')))} &middot; {len(frames)} frames &middot; "
         f"{_fmt(record.get('wall_s'), 2, ' s')} ({_fmt(record.get('s_per_frame'), 3, ' s/frame')}) &middot; "
@@ -288,9 +349,33 @@ def _contact_sheet(run_dir: Path, record: dict, link_root: str) -> str:
     href = Path(link_root, "jobs", pair_id, "clip.mp4").as_posix()
     link = f" &middot; <a href='{_e(href)}'>preview clip</a>" if (job_dir / "clip.mp4").exists() else ""
     return (
-        f"<div class='sheet' data-pair='{_e(pair_id)}'><h3>{_e(pair_id)}</h3><p class='sub'>{facts}{link}</p>"
-        f"<div class='strip'>{''.join(cells)}</div></div>"
+        f"<div class='sheet' data-pair='{_e(pair_id)}' data-decision='{_e(str(record.get('decision', '')))}'>"
+        f"<h3>{_e(pair_id)}</h3><p class='sub review'>{review}</p><p class='sub'>{facts}{link}</p>"
+        f"<div class='strip after'>{''.join(cells)}</div>"
+        + (f"<div class='strip before'>{before}</div>" if before else "")
+        + "</div>"
     )
+
+
+def _present(value) -> bool:
+    return value is not None and value == value and value != ""  # value == value: not NaN
+
+
+def _original_cells(record: dict, picks: list[int], count: int, generated: list) -> str:
+    """The original frames a replace row swaps out, at the same places in the gap as the generated frames
+    shown above them ('' for insert rows, image pairs or a source that cannot be read)."""
+    source = record.get("source")
+    start = _int(record.get("start_frame"))
+    if record.get("mode") != "replace" or not isinstance(source, str) or start is None or not picks:
+        return ""
+    from semfi_batch.review.cards import decode_frames
+
+    height, width = generated[0][1].shape[:2]
+    try:
+        originals = decode_frames(probe_video(Path(source)), start + 1, max(picks) + 1, (width, height))
+    except (SemfiError, OSError):
+        return ""
+    return "".join(_cell(originals[i], f"original #{i + 1} of {count}", "truth") for i in picks if i < len(originals))
 
 
 def _spread(n: int, k: int) -> list[int]:
@@ -317,6 +402,11 @@ def _jobs_table(jobs: pd.DataFrame, pending: Sequence[str]) -> str:
     rows = [
         [
             r.get("pair_id"),
+            r.get("source_name") or "",
+            r.get("timecode") or "",
+            r.get("reason") if _present(r.get("reason")) else "",
+            _fmt(r.get("score"), 3) if _present(r.get("score")) else "",
+            r.get("decision"),
             r.get("status"),
             r.get("backend"),
             _fmt(r.get("frames"), 0),
@@ -327,8 +417,9 @@ def _jobs_table(jobs: pd.DataFrame, pending: Sequence[str]) -> str:
         ]
         for r in jobs.to_dict("records")
     ]
-    rows += [[p, "not run", "", "", "", "", "", ""] for p in pending]
-    return _table(["pair_id", "status", "backend", "frames", "wall s", "s/frame", "peak RSS MB", "warp error"], rows)
+    rows += [[p, "", "", "", "", "", "not run", "", "", "", "", "", ""] for p in pending]
+    head = ["pair_id", "source", "timecode", "reason", "score", "decision", "status", "backend", "frames", "wall s"]
+    return _table([*head, "s/frame", "peak RSS MB", "warp error"], rows)
 
 
 def _plot_time_per_job(jobs: pd.DataFrame) -> bytes:
@@ -650,7 +741,7 @@ figure{margin:0}.plot-box{margin:10px 0 18px}.plot{max-width:100%;border:1px sol
 .plot-box figcaption{color:#5d6678}.sheet{margin:14px 0;padding:10px;border:1px solid #e6e9ef;border-radius:6px}
 .strip{display:flex;gap:6px;flex-wrap:wrap}.strip figure{text-align:center;font-size:12px;color:#3b4254}
 .strip img{display:block;max-width:200px;border:2px solid #cfd6e2}.strip .key img{border-color:#7a8699}
-.strip .truth img{border-color:#4aa564}.strip .gen img{border-color:#3b7dd8}
+.strip .truth img{border-color:#4aa564}.strip.before{margin-top:4px}.strip .gen img{border-color:#3b7dd8}
 .none{width:160px;height:90px;display:flex;align-items:center;justify-content:center;background:#f3f5f9;color:#8a93a5}
 """
 # Counts the pictures that decoded; a headless browser test reads the attributes from the DOM.

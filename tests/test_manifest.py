@@ -1,3 +1,5 @@
+import subprocess
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -166,3 +168,130 @@ def test_show_prints_rows(images, capsys):
     assert main(["manifest", "show", str(path), "--limit", "2"]) == 0
     out = capsys.readouterr().out
     assert "p0" in out and "p1" in out and "p2" not in out and "1 more rows" in out
+
+
+def test_messages_name_only_what_the_user_wrote(images, clip_factory):
+    """mode='Replace' (a spreadsheet's capital) is replace; a bad mode or end < start says so and nothing about
+    gap_frames, a column the user never set."""
+    clip = str(clip_factory(20))
+    ok = load_manifest(write_manifest([{"pair_id": "a", "source": clip, "start_frame": 1, "end_frame": 5,
+                                        "mode": "Replace"}], images / "cap.parquet"))  # fmt: skip
+    assert (ok.pairs[0].mode, ok.pairs[0].gap_frames) == ("replace", 3)
+    rows = [
+        {"pair_id": "a", "source": clip, "start_frame": 1, "end_frame": 5, "mode": "swap"},
+        {"pair_id": "b", "source": clip, "start_frame": 9, "end_frame": 5},
+    ]
+    with pytest.raises(ManifestError) as err:
+        load_manifest(write_manifest(rows, images / "m.parquet"))
+    assert [(p.row, p.column) for p in err.value.problems] == [(0, "mode"), (1, "end_frame")]
+
+
+def test_columns_of_another_tool_are_listed_with_renames(images, capsys):
+    pq.write_table(pa.table({"id": ["x"], "video": ["a.mp4"], "first": [1], "last": [5]}), images / "o.parquet")
+    assert main(["manifest", "validate", str(images / "o.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert "rename 'id' for pair_id" in err
+    assert "'video' for source, 'first' for start_frame, 'last' for end_frame" in err
+    assert "the file's columns: id, video, first, last" in err
+
+
+def test_csv_manifest_is_read_like_parquet(images, clip_factory, capsys, tmp_path):
+    clip = clip_factory(20)
+    csv = images / "m.csv"
+    csv.write_text(
+        "pair_id,source,start_frame,end_frame,mode,gap_frames,reason,score\n"
+        f"v1,{clip},1,5,,,flash,41.2345678912345\n"
+        "i1,,,,,2,cut,\n"
+    )
+    with pytest.raises(ManifestError) as err:  # same row/column problems as the Parquet file would give
+        load_manifest(csv)
+    assert [(p.row, p.column) for p in err.value.problems] == [(1, "start_image")]
+    csv.write_text(csv.read_text().replace("i1,,,,,2,cut,", "i1,,x,4,insert,2,cut,"))
+    with pytest.raises(ManifestError) as err:
+        load_manifest(csv)
+    problem = err.value.problems[0]
+    assert (problem.row, problem.pair_id, problem.column) == (1, "i1", "start_frame")
+    assert "whole number, got 'x' (line 3)" in problem.message
+    csv.write_text(csv.read_text().replace("i1,,x,4,insert,2,cut,", f"i1,{clip},8,9,insert,2,cut,"))
+    m = load_manifest(csv)
+    assert [(p.pair_id, p.mode, p.gap_frames) for p in m.pairs] == [("v1", "replace", 3), ("i1", "insert", 2)]
+    assert m.pairs[0].extras == {"reason": "flash", "score": 41.2345678912345}
+    assert main(["manifest", "show", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert "41.23" in out and "41.2345678912345" not in out and "start_frame" in out
+    out_dir = tmp_path / "run"
+    assert main(["run", str(csv), "--out", str(out_dir), "--backend", "blend", "--no-preview", "-q"]) == 0
+    kept = pq.read_table(out_dir / "manifest.parquet")  # the run keeps it as Parquet for splice and report
+    assert kept.column("pair_id").to_pylist() == ["v1", "i1"] and kept.schema.field("start_frame").type == pa.int64()
+
+
+def _edit_timeline(tmp_path, clip):
+    """An edit at 25 fps on `clip` (whose start timecode is 00:57:36:00 = frame 86400): a red marker on one frame
+    of the first clip, a green-flagged clip of frames 20-23, and a blue track marker over frames 26-27."""
+    otio = pytest.importorskip("opentimelineio")
+
+    def tr(start, duration):
+        return otio.opentime.TimeRange(otio.opentime.RationalTime(start, 25), otio.opentime.RationalTime(duration, 25))
+
+    def clip_of(name, first, count):
+        ref = otio.schema.ExternalReference(target_url=clip.as_uri(), available_range=tr(86400, 40))
+        return otio.schema.Clip(name=name, media_reference=ref, source_range=tr(86400 + first, count))
+
+    shot1, shot2, shot3 = clip_of("shot1", 0, 20), clip_of("shot2", 20, 4), clip_of("shot3", 24, 10)
+    shot1.markers.append(otio.schema.Marker(name="flash", marked_range=tr(86405, 1), color="RED", comment="white"))
+    shot2.color = otio.core.Color.GREEN
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    track.extend([shot1, shot2, shot3])
+    track.markers.append(otio.schema.Marker(name="dropout", marked_range=tr(26, 2), color="BLUE"))
+    timeline = otio.schema.Timeline(name="edit")
+    timeline.tracks.append(track)
+    return timeline
+
+
+def test_from_otio_markers_and_flagged_clips_become_rows(tmp_path, clip_factory, capsys):
+    otio = pytest.importorskip("opentimelineio")
+    plain = clip_factory(40)
+    clip = tmp_path / "clip_tc.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(plain), "-c", "copy", "-timecode", "00:57:36:00",
+                    str(clip)], check=True)  # fmt: skip
+    timeline = _edit_timeline(tmp_path, clip)
+    otio.adapters.write_to_file(timeline, str(tmp_path / "edit.otio"))
+    out = tmp_path / "repairs.parquet"
+    assert main(["manifest", "from-otio", str(tmp_path / "edit.otio"), "-o", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    m = load_manifest(out)
+    got = [(p.start_frame, p.end_frame, p.mode, p.extras["reason"], p.extras["marker_color"]) for p in m.pairs]
+    assert got == [
+        (4, 6, "replace", "flash", "RED"),  # frame 5 marked: keyframes 4 and 6
+        (19, 24, "replace", "flagged clip shot2", "GREEN"),  # the flagged clip's frames 20-23
+        (25, 28, "replace", "dropout", "BLUE"),  # track time 26-27 is shot3's media frames 26-27
+    ]
+    assert all(p.source == clip for p in m.pairs) and m.pairs[0].extras["comment"] == "white"
+
+    assert main(["manifest", "from-otio", str(tmp_path / "edit.otio"), "-o", str(out), "--color", "RED",
+                 "--mode", "insert", "--gap", "5"]) == 0  # fmt: skip
+    (only,) = load_manifest(out).pairs
+    assert (only.start_frame, only.end_frame, only.mode, only.gap_frames) == (4, 5, "insert", 5)
+
+    # An EDL (through OTIO's cmx_3600 adapter) counts source timecode from the file's own: 00:57:36:05 is frame 5.
+    if "cmx_3600" in {a.name for a in otio.plugins.ActiveManifest().adapters}:
+        otio.adapters.write_to_file(timeline, str(tmp_path / "edit.edl"), adapter_name="cmx_3600")
+        assert main(["manifest", "from-otio", str(tmp_path / "edit.edl"), "-o", str(out)]) == 2
+        assert "give it with --rate" in capsys.readouterr().err
+        assert main(["manifest", "from-otio", str(tmp_path / "edit.edl"), "-o", str(out), "--rate", "25"]) == 0
+        assert [(p.start_frame, p.end_frame) for p in load_manifest(out).pairs] == [(4, 6)]
+
+
+def test_from_otio_bad_input(tmp_path, capsys):
+    otio = pytest.importorskip("opentimelineio")
+    assert main(["manifest", "from-otio", str(tmp_path / "none.otio"), "-o", str(tmp_path / "m.parquet")]) == 2
+    assert "timeline not found" in capsys.readouterr().err
+    (tmp_path / "junk.otio").write_text("not a timeline")
+    assert main(["manifest", "from-otio", str(tmp_path / "junk.otio"), "-o", str(tmp_path / "m.parquet")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    empty = otio.schema.Timeline(name="empty")
+    empty.tracks.append(otio.schema.Track(kind=otio.schema.TrackKind.Video))
+    otio.adapters.write_to_file(empty, str(tmp_path / "empty.otio"))
+    assert main(["manifest", "from-otio", str(tmp_path / "empty.otio"), "-o", str(tmp_path / "m.parquet")]) == 2
+    assert "no markers or flagged clips" in capsys.readouterr().err
+    assert not (tmp_path / "m.parquet").exists()

@@ -96,6 +96,9 @@ def real_run(tmp_path_factory) -> Path:
 
 
 def test_run_report_renders_with_plots_sheets_and_failures(real_run, tmp_path, capsys):
+    from semfi_batch.review.decisions import decide
+
+    decide(real_run, ["p1"], "rejected")
     assert main(["report", str(real_run)]) == 0
     page = real_run / "report.html"
     assert f"report: {page}" in capsys.readouterr().out.replace("\n", "")
@@ -107,8 +110,14 @@ def test_run_report_renders_with_plots_sheets_and_failures(real_run, tmp_path, c
         assert f'id="{section}"' in dom
     assert len(re.findall(r'<img class="plot"', dom)) == 2
     assert re.findall(r'class="sheet" data-pair="([^"]+)"', dom) == ["p0", "p1", "p2"]
-    # start key + generated frames (at most 4) + end key, per sheet: 5 + 3 + 6 = 14, plus the two plots.
-    assert images_loaded(dom) == (16, 16)
+    # start key + generated frames (at most 4) + end key, per sheet: 5 + 3 + 6 = 14, plus the two plots,
+    # plus the original frames under the generated ones (replace rows): 3 + 1 + 4.
+    assert images_loaded(dom) == (24, 24)
+    assert len(re.findall(r"<figcaption>original #", dom)) == 8
+    # What a reviewer judges by: source, timecode at the source's rate (25 fps), decision.
+    assert "<td>p0</td><td>bbb_720p25_5s_aac51.mp4</td><td>00:00:00:11-00:00:00:13</td>" in dom
+    assert re.search(r'class="sheet" data-pair="p1" data-decision="rejected"', dom)
+    assert "decision: rejected" in dom and "decision: undecided" in dom
     assert "minterpolate needs frames of at least 32x32" in dom
     assert 'href="jobs/p0/clip.mp4"' in dom and (real_run / "jobs/p0/clip.mp4").exists()  # relative: moves along
     facts = dict(re.findall(r"<tr><th>([^<]+)</th><td>([^<]*)</td></tr>", dom))
@@ -125,7 +134,7 @@ def test_run_report_counts_jobs_not_run_yet(real_run, tmp_path):
     page = write_report(partial, tmp_path / "partial.html")
     html = page.read_text()
     assert "<th>skipped / not run yet</th><td>1</td>" in html and "<th>done</th><td>2</td>" in html
-    assert "<td>p1</td><td>not run</td>" in html
+    assert re.search(r"<td>p1</td>(<td>[^<]*</td>){5}<td>not run</td>", html)
     # Measured warp errors are cached per job (key and finish time) and not measured again.
     cache_path = partial / ".report-quality.json"
     cache = json.loads(cache_path.read_text())

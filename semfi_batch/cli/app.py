@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -14,8 +15,10 @@ from rich.console import Console
 from semfi_batch.errors import ManifestError, SemfiError
 
 try:  # Typer >= 0.20 carries its own copy of click
+    from typer._click import core as click_core
     from typer._click import exceptions as click_exceptions
 except ImportError:  # pragma: no cover
+    from click import core as click_core
     from click import exceptions as click_exceptions
 
 app = typer.Typer(
@@ -34,6 +37,25 @@ manifest_app = typer.Typer(
 )
 app.add_typer(manifest_app, name="manifest")
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from semfi_batch import __version__
+
+        typer.echo(f"semfi-batch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Fill gaps in video with generated frames, in batch, resumably."""
+
+
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 stdout = Console(highlight=False)
 if not stdout.is_terminal and "COLUMNS" not in os.environ:
@@ -45,6 +67,64 @@ DEBUG_ENV = "SEMFI_DEBUG"
 ManifestArg = Annotated[
     Path, typer.Argument(help="Parquet manifest of keyframe pairs (schema v1, see manifests/README.md).")
 ]
+
+
+# Options that take several values after one flag (`review RUN --accept a b c`), per command. Click options take
+# one value each, so main() rewrites `--accept a b` as `--accept a --accept b` before parsing.
+MULTI_VALUE_OPTIONS: dict[str, set[str]] = {}
+
+
+def expand_multi_value_options(args: list[str]) -> list[str]:
+    """`CMD --opt a b c` -> `CMD --opt a --opt b --opt c` for the options CMD declared in MULTI_VALUE_OPTIONS;
+    values also split on commas. Values run until the next argument that starts with '-'."""
+    if not args or args[0] not in MULTI_VALUE_OPTIONS:
+        return args
+    options = MULTI_VALUE_OPTIONS[args[0]]
+    out: list[str] = [args[0]]
+    current: str | None = None
+    for arg in args[1:]:
+        if arg == "--":
+            current = None
+            out.append(arg)
+        elif arg.startswith("-"):
+            name, eq, value = arg.partition("=")
+            current = name if name in options else None
+            if current and eq:
+                out += [x for v in value.split(",") if v for x in (name, v)]
+            else:
+                out.append(arg)
+        elif current is not None:
+            if out[-1] == current:
+                out.pop()  # the flag itself was already written: its values are written with it
+            out += [x for v in arg.split(",") if v for x in (current, v)]
+        else:
+            out.append(arg)
+    return out
+
+
+def _flags_take_no_value(command) -> None:
+    """Show boolean flags as flags in --help: Typer labels them <bool>, which invites `--force true`."""
+    help_option = command.get_help_option(click_core.Context(command))  # made on demand: make it now
+    for param in [*getattr(command, "params", []), help_option]:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _flags_take_no_value(sub)
+
+
+_FLAG_WORDS = {"true", "false", "yes", "no", "on", "off", "1", "0"}
+
+
+def _plain_usage_message(exc: Exception) -> None:
+    """Usage errors in the user's terms: no pydantic 'Value error, ' prefix, and a hint when a flag got a value."""
+    message = getattr(exc, "message", None)
+    if not isinstance(message, str):
+        return
+    message = message.replace("Value error, ", "")
+    extra = re.match(r"Got unexpected extra argument(?:s|\(s\))? \((.*)\)", message)
+    if extra and extra.group(1).split()[0].lower() in _FLAG_WORDS:
+        message += "; flags such as --force take no value: give the flag to turn it on, leave it out to keep it off"
+    exc.message = message
 
 
 def report_error(exc: BaseException) -> int:
@@ -79,12 +159,15 @@ def _escape(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the app and maps every error to one line and an exit code."""
     command = typer.main.get_command(app)
+    _flags_take_no_value(command)
+    args = expand_multi_value_options(list(sys.argv[1:] if argv is None else argv))
     try:
-        code = command.main(args=argv, prog_name="semfi-batch", standalone_mode=False)
+        code = command.main(args=args, prog_name="semfi-batch", standalone_mode=False)
     except typer.Abort:
         console.print("aborted")
         code = 130
     except click_exceptions.ClickException as exc:
+        _plain_usage_message(exc)
         exc.show()
         code = exc.exit_code
     except KeyboardInterrupt:

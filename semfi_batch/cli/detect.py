@@ -114,6 +114,9 @@ def detect(
         analysis_width=analysis_width,
     )
     options.check()
+    from semfi_batch.manifest import check_writable
+
+    check_writable(output)  # before the analysis, which can take minutes
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

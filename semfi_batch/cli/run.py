@@ -69,6 +69,8 @@ def run(
         device=device, models_dir=models_dir, semfi_ckpt=semfi_ckpt, vram_limit_gb=vram_limit,
         ckpt_every=ckpt_every, extra={"memory": memory, "max_area": max_area},
     )  # fmt: skip
+    if _finished_read_only(manifest, out, backend, options, retry_failed, force, shard):
+        return
     summary = run_manifest(
         manifest, out, backend=backend, options=options, retry_failed=retry_failed, force=force,
         show_progress=not quiet, workers=workers, gpus=gpus.split(",") if gpus else None,
@@ -95,6 +97,50 @@ def run(
     _print_report_path(summary.out)
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _finished_read_only(manifest, out, backend, options, retry_failed, force, shard) -> bool:
+    """On a read-only output root (an archived run, a read-only mount): say that all is done when every job is
+    finished, instead of failing on the first file the run would rewrite. False when the root is writable."""
+    from semfi_batch.errors import OutputPathError
+    from semfi_batch.manifest import check_writable, load_manifest
+    from semfi_batch.review.decisions import regeneration_overrides
+    from semfi_batch.run.engine import default_out_dir, split_jobs
+    from semfi_batch.run.job import JobPlanner
+    from semfi_batch.run.layout import RunLayout
+    from semfi_batch.run.ledger import JobLedger
+
+    root = Path(out) if out else default_out_dir(manifest)
+    if not (root / "jobs").is_dir():
+        return False
+    try:
+        check_writable(root / "run.json")
+        return False
+    except OutputPathError:
+        pass
+    planner = JobPlanner(backend, options, overrides=regeneration_overrides(root))
+    jobs = [planner.plan(pair) for pair in load_manifest(manifest).pairs]
+    if shard:
+        from semfi_batch.plan import shard_of
+
+        index, count = parse_shard(shard)
+        jobs = [job for job in jobs if shard_of(job.pair_id, count) == index]
+    ledger = JobLedger(RunLayout(root.absolute())).load()
+    plan = split_jobs(jobs, ledger, retry_failed=retry_failed, force=force)
+    if plan.todo:
+        raise OutputPathError(
+            f"output root {root} is read-only and {len(plan.todo)} of {len(jobs)} jobs still need to run; "
+            "make it writable or give another --out"
+        )
+    failed = [job.pair_id for job in plan.finished if ledger.status(job.pair_id, job.key) == "failed"]
+    stdout.print(
+        f"all {len(jobs)} jobs are finished in {root} ({len(jobs) - len(failed)} done, {len(failed)} failed); "
+        "nothing to do (the folder is read-only, so nothing was rewritten)"
+    )
+    if failed:
+        stdout.print(f"failed: {', '.join(failed[:20])}")
+        raise typer.Exit(1)
+    return True
 
 
 def parse_shard(text: str) -> tuple[int, int]:

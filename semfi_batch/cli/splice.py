@@ -33,6 +33,10 @@ def splice(
     reencode: Annotated[
         bool, typer.Option("--reencode", help="Re-encode the whole video instead of only the touched GOPs.")
     ] = False,
+    accepted_only: Annotated[
+        bool,
+        typer.Option("--accepted-only", help="Splice only jobs accepted in `semfi-batch review` (rejected: never)."),
+    ] = False,
     otio: Annotated[
         Path | None, typer.Option("--otio", help="Also write an OpenTimelineIO timeline of the result (.otio).")
     ] = None,
@@ -48,7 +52,7 @@ def splice(
     Untouched GOPs are stream-copied; only GOPs holding generated frames are re-encoded, with the source's
     codec, profile, pixel format and colour tags. Audio, subtitles, chapters and tags are kept. Sources are
     never modified; outputs are written under a temporary name and renamed into place. Rows whose job failed
-    or is missing leave their range untouched and are listed at the end."""
+    or is missing, and jobs rejected in `semfi-batch review`, leave their range untouched and are listed."""
     from semfi_batch.splice import SpliceOptions, splice_run
 
     if output is not None and out_dir is not None:
@@ -58,7 +62,8 @@ def splice(
         from semfi_batch.splice import read_run
 
         check_edl_support(len(read_run(run_dir).sources))  # fail before any encoding
-    summary = splice_run(run_dir, output=output, out_dir=out_dir, options=SpliceOptions(audio=audio, reencode=reencode))
+    options = SpliceOptions(audio=audio, reencode=reencode, accepted_only=accepted_only)
+    summary = splice_run(run_dir, output=output, out_dir=out_dir, options=options)
     table = Table(title=f"semfi-batch splice: {run_dir}", show_edge=False)
     for col, justify in (
         ("source", "left"),

@@ -105,14 +105,31 @@ def build_timeline(result: SourceResult) -> Any:
                 "end_frame": edit.end_frame,
                 "gap_frames": edit.gap_frames,
                 "output_frame": first_out,
+                "decision": edit.decision,
                 "manifest": {k: _plain(v) for k, v in edit.extras.items()},
             }
+            _mark_decision(otio, clip, edit.decision, b)
             clip.metadata["cmx_3600"] = {"reel": _reel(edit.pair_id)}
         video.append(clip)
     tl.tracks.append(video)
     if info.has_audio:
         tl.tracks.append(_audio_track(otio, result, rate, source_ref_range))
     return tl
+
+
+# Marker colours an NLE shows on the generated clip: the review decision at a glance.
+DECISION_COLORS = {"accepted": "GREEN", "undecided": "YELLOW", "regenerate": "ORANGE", "rejected": "RED"}
+
+
+def _mark_decision(otio, clip, decision: str, frames: int) -> None:
+    """A marker over the generated clip named after its review decision (EDLs carry it as a LOC comment)."""
+    color = getattr(otio.schema.MarkerColor, DECISION_COLORS.get(decision, "YELLOW"))
+    rate = clip.source_range.start_time.rate
+    marker = otio.schema.Marker(
+        name=f"review: {decision}", marked_range=_range(otio, 0, max(1, frames), rate), color=color
+    )
+    marker.metadata["semfi_batch"] = {"decision": decision}
+    clip.markers.append(marker)
 
 
 def _audio_track(otio, result: SourceResult, rate: float, available) -> Any:

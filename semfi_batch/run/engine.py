@@ -22,6 +22,7 @@ from semfi_batch.backends import DEFAULT_BACKEND, BackendOptions, backend_class
 from semfi_batch.errors import BackendUnavailable, SemfiError
 from semfi_batch.manifest import Manifest, load_manifest
 from semfi_batch.plan import shard_of
+from semfi_batch.review.decisions import mark_regenerated, regeneration_overrides
 from semfi_batch.run.job import Job, JobPlanner
 from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.lease import DEFAULT_TTL_S
@@ -72,13 +73,14 @@ def prepare_run(
 ) -> tuple[Manifest, RunLayout, list[Job]]:
     """Validate the manifest, check every backend it needs can run here, create the output root and plan jobs."""
     manifest = load_manifest(manifest_path)
-    planner = JobPlanner(backend, options)
+    root = Path(out_dir) if out_dir else default_out_dir(manifest_path)
+    planner = JobPlanner(backend, options, overrides=regeneration_overrides(root))
     jobs = [planner.plan(pair) for pair in manifest.pairs]
     for name in sorted({job.backend for job in jobs} or {backend}):
         ok, why = backend_class(name).availability(options)
         if not ok:
             raise BackendUnavailable(f"backend {name!r} cannot run here: {why}")
-    layout = RunLayout.create(Path(out_dir) if out_dir else default_out_dir(manifest_path))
+    layout = RunLayout.create(root)
     layout.empty_trash()
     _snapshot_manifest(manifest, layout, backend)
     return manifest, layout, jobs
@@ -161,6 +163,8 @@ def run_manifest(
         else:
             summary.failed += 1
             summary.failures.append((record["pair_id"], record.get("error") or ""))
+    # Regenerated jobs that finished go back to undecided: their new frames need a look.
+    mark_regenerated(layout.root, [pid for pid, record in records.items() if record["status"] == "done"])
     name = "metrics.parquet" if shard is None else f"metrics.shard-{shard[0]}-of-{shard[1]}.parquet"
     write_metrics(layout.root / name, manifest, records)
     summary.metrics_path = layout.root / name
@@ -215,7 +219,11 @@ def write_metrics(path: Path, manifest: Manifest, records: dict[str, dict]) -> P
 def _snapshot_manifest(manifest: Manifest, layout: RunLayout, backend: str) -> None:
     """Keep a copy of the manifest and the run's settings beside its outputs (splice and report read them)."""
     target = layout.root / "manifest.parquet"
-    if manifest.path.resolve() != target.resolve():
+    if manifest.path.suffix.lower() == ".csv":  # CSV manifests are kept as Parquet: splice and report read that
+        from semfi_batch.manifest import read_table, write_manifest
+
+        write_manifest(read_table(manifest.path), target)
+    elif manifest.path.resolve() != target.resolve():
         tmp = target.with_name(".manifest.parquet.tmp")
         shutil.copyfile(manifest.path, tmp)
         tmp.replace(target)

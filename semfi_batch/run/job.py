@@ -8,7 +8,7 @@ import json
 import resource
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +48,25 @@ class JobPlanner:
     """Binds manifest rows to backends and computes their keys. One planner per planning pass: it caches
     what rows share (backend settings, file identities), which keeps planning 100,000 rows fast."""
 
-    def __init__(self, default_backend: str, options: BackendOptions):
+    def __init__(
+        self,
+        default_backend: str,
+        options: BackendOptions,
+        overrides: dict[str, tuple[int | None, str | None]] | None = None,
+    ):
         self.default_backend = default_backend
         self.options = options
+        # (seed, backend) per pair_id from `semfi-batch review --regenerate` (RUN/decisions.json): they replace
+        # the row's own, so they enter the key and the job runs again with them.
+        self.overrides = overrides or {}
         self._backends: dict[str, str] = {}  # name -> JSON of its version and key params
         self._files: dict[Path, str] = {}
 
     def plan(self, pair: KeyframePair) -> Job:
         """The job for `pair`; its key covers every input and setting that shapes the output."""
+        if pair.pair_id in self.overrides:
+            seed, backend = self.overrides[pair.pair_id]
+            pair = replace(pair, seed=pair.seed if seed is None else seed, backend=backend or pair.backend)
         name = pair.backend or self.default_backend
         if name not in self._backends:
             cls = backend_class(name)

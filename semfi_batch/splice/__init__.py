@@ -46,10 +46,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SpliceOptions:
-    """audio: what fills inserted time ("silence" or "crossfade"); reencode: encode the whole video."""
+    """audio: what fills inserted time ("silence" or "crossfade"); reencode: encode the whole video;
+    accepted_only: splice only the jobs accepted in review (rejected ones are always left out)."""
 
     audio: str = "silence"
     reencode: bool = False
+    accepted_only: bool = False
 
 
 @dataclass
@@ -138,7 +140,7 @@ def splice_run(
     options = options or SpliceOptions()
     if options.audio not in AUDIO_MODES:
         raise SemfiError(f"--audio must be one of {', '.join(AUDIO_MODES)}, got {options.audio!r}")
-    run = read_run(run_dir)
+    run = read_run(run_dir, accepted_only=options.accepted_only)
     if not run.sources:
         raise RunFolderError(f"{run_dir}: the manifest has no rows with a source video; nothing to splice")
     targets = output_paths(run, output, out_dir)

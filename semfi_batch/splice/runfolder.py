@@ -10,6 +10,7 @@ from typing import Any
 
 from semfi_batch.errors import SemfiError
 from semfi_batch.manifest import KeyframePair, load_manifest, read_table
+from semfi_batch.review.decisions import ReviewFilter
 
 MANIFEST_NAME = "manifest.parquet"
 RUN_INFO_NAME = "run.json"
@@ -34,6 +35,7 @@ class Edit:
     job_dir: Path
     reason: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    decision: str = "undecided"  # the reviewer's (semfi-batch review): accepted, undecided; rejected are left out
 
     @property
     def gap_frames(self) -> int:
@@ -58,9 +60,10 @@ class RunEdits:
     skipped: list[Skipped]
 
 
-def read_run(run_dir: Path) -> RunEdits:
+def read_run(run_dir: Path, *, accepted_only: bool = False) -> RunEdits:
     """Load the run's manifest and job records. Rows whose job is missing, failed, stale or incomplete are
-    listed in `skipped`; image-pair rows (no source video) too."""
+    listed in `skipped`; image-pair rows (no source video) too, and jobs rejected in review (with
+    `accepted_only`, every job not accepted)."""
     run_dir = Path(run_dir)
     manifest_path = run_dir / MANIFEST_NAME
     if not run_dir.is_dir():
@@ -68,6 +71,7 @@ def read_run(run_dir: Path) -> RunEdits:
     if not manifest_path.exists():
         raise RunFolderError(f"{run_dir} is not a run folder: no {MANIFEST_NAME} (make one with `semfi-batch run`)")
     manifest = load_manifest(manifest_path, check_media=False)
+    review = ReviewFilter(run_dir, accepted_only=accepted_only)
     original_dir = _original_manifest_dir(run_dir)
     raw_sources = _raw_column(manifest_path, "source")
     sources: dict[Path, list[Edit]] = {}
@@ -79,6 +83,8 @@ def read_run(run_dir: Path) -> RunEdits:
         source = _resolve_source(pair, raw_sources, run_dir, original_dir)
         sources.setdefault(source, [])
         edit, why = _edit_for(pair, run_dir / "jobs" / pair.pair_id)
+        if edit is not None:
+            edit, why = review.apply(edit)
         if edit is None:
             skipped.append(Skipped(pair.pair_id, source, why))
         else:

@@ -1,0 +1,321 @@
+"""A run folder as review cards: one per job, in source order (source by source, by frame), with what the
+reviewer judges by (reason, score, timecode, backend, warp error, decision) and the pictures: the original
+frames a replace row swaps out, the generated ones, the keyframes, and a looping preview of the repaired
+stretch with a second of the source on either side, as it will look spliced.
+
+Pictures that need decoding (originals, previews) are made on first request and cached under
+RUN/review/<pair_id>/<key>/, so a regenerated job (new key) never shows stale pictures."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from semfi_batch.errors import MediaError, SemfiError
+from semfi_batch.manifest import KeyframePair, load_manifest
+from semfi_batch.media.frames import read_image, resize, write_bytes_atomic, write_png
+from semfi_batch.media.probe import VideoInfo, probe_video
+from semfi_batch.media.tools import tool_path
+from semfi_batch.review.decisions import Decision, load_decisions
+from semfi_batch.review.timecode import exact_rate, timecode
+from semfi_batch.run.layout import RunLayout
+from semfi_batch.splice.runfolder import (
+    MANIFEST_NAME,
+    RECORD_NAME,
+    RunFolderError,
+    _original_manifest_dir,
+    _raw_column,
+    _resolve_source,
+)
+
+CACHE_DIR = "review"
+PREVIEW_WIDTH = 480  # the looping preview is scaled down to at most this width
+CONTEXT_S = 1.0  # seconds of the source shown before and after the repaired stretch
+
+
+@dataclass
+class JobCard:
+    """What the page shows of one job."""
+
+    pair_id: str
+    order: int  # position in source order
+    row: int  # manifest row
+    mode: str
+    source: str | None  # path of the source video (None for image pairs)
+    source_name: str | None
+    reason: str | None
+    score: float | None
+    start_frame: int | None
+    end_frame: int | None
+    gap_frames: int
+    fps: float | None
+    timecode_in: str | None  # first generated frame's place in the source
+    timecode_out: str | None  # last replaced frame (replace) or the end keyframe (insert)
+    status: str  # job: done, failed, not run
+    error: str | None
+    backend: str | None  # what the job ran with
+    seed: int | None
+    key: str | None
+    warp_error: float | None
+    decision: str = "undecided"
+    next_seed: int | None = None  # regeneration settings stored for the job
+    next_backend: str | None = None
+    regenerations: int = 0
+    frames: int = 0  # generated frames on disk
+    originals: int = 0  # original frames being replaced (replace rows on a video)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        """The card as plain JSON values (NaN scores become null)."""
+        data = asdict(self)
+        for name in ("score", "warp_error"):
+            value = data[name]
+            if isinstance(value, float) and not math.isfinite(value):
+                data[name] = None
+        data["extras"] = {k: _plain(v) for k, v in self.extras.items()}
+        for name in ("seed", "next_seed"):  # 63-bit seeds: JavaScript numbers would round them
+            data[name] = None if data[name] is None else str(data[name])
+        return data
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
+class RunReview:
+    """The run folder seen by the reviewer: cards, decisions and the pictures behind them."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir).absolute()
+        manifest_path = self.run_dir / MANIFEST_NAME
+        if not self.run_dir.is_dir():
+            raise RunFolderError(f"run folder not found: {run_dir}")
+        if not manifest_path.exists():
+            raise RunFolderError(f"{run_dir} is not a run folder: no {MANIFEST_NAME} (make one with `semfi-batch run`)")
+        self.manifest = load_manifest(manifest_path, check_media=False)
+        self.pairs: dict[str, KeyframePair] = {p.pair_id: p for p in self.manifest.pairs}
+        raw = _raw_column(manifest_path, "source")
+        original_dir = _original_manifest_dir(self.run_dir)
+        self.original_manifest = _original_manifest(self.run_dir)
+        self.sources: dict[str, Path] = {
+            p.pair_id: _resolve_source(p, raw, self.run_dir, original_dir) for p in self.manifest.pairs if p.source
+        }
+        self._infos: dict[Path, VideoInfo | None] = {}
+
+    # ---- facts -----------------------------------------------------------------------------------
+
+    def pair_ids(self) -> list[str]:
+        """Every job of the manifest, in manifest order."""
+        return list(self.pairs)
+
+    def record(self, pair_id: str) -> dict | None:
+        """The job's record.json, or None when it has not finished."""
+        try:
+            record = json.loads((self.run_dir / "jobs" / pair_id / RECORD_NAME).read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return record if isinstance(record, dict) else None
+
+    def video_info(self, pair_id: str) -> VideoInfo | None:
+        """The probed source video of a job (None for image pairs or a source that is gone)."""
+        source = self.sources.get(pair_id)
+        if source is None:
+            return None
+        if source not in self._infos:
+            try:
+                self._infos[source] = probe_video(source)
+            except SemfiError:
+                self._infos[source] = None
+        return self._infos[source]
+
+    def cards(self, quality: dict[str, float] | None = None) -> list[JobCard]:
+        """One card per job, in source order: sources in the order the manifest first names them, then
+        by frame; image pairs last, in manifest order."""
+        decisions = load_decisions(self.run_dir)
+        quality = quality or {}
+        source_rank: dict[Path, int] = {}
+        for pid in self.pairs:
+            if pid in self.sources:
+                source_rank.setdefault(self.sources[pid], len(source_rank))
+
+        def order_key(pair: KeyframePair) -> tuple:
+            if pair.pair_id in self.sources:
+                return (0, source_rank[self.sources[pair.pair_id]], pair.start_frame or 0, pair.end_frame or 0)
+            return (1, pair.row, 0, 0)
+
+        ordered = sorted(self.pairs.values(), key=order_key)
+        return [
+            self._card(i, pair, decisions.get(pair.pair_id, Decision()), quality.get(pair.pair_id))
+            for i, pair in enumerate(ordered)
+        ]
+
+    def _card(self, order: int, pair: KeyframePair, decision: Decision, warp: float | None) -> JobCard:
+        record = self.record(pair.pair_id) or {}
+        info = self.video_info(pair.pair_id)
+        fps = info.avg_fps if info is not None and info.avg_fps else None
+        tc_in = tc_out = None
+        if pair.is_video and fps:
+            rate = exact_rate(fps)
+            tc_in = timecode(pair.start_frame + 1, rate)
+            tc_out = timecode(pair.end_frame - 1 if pair.mode == "replace" else pair.end_frame, rate)
+        score = pair.extras.get("score")
+        reason = pair.extras.get("reason")
+        source = self.sources.get(pair.pair_id)
+        frames_dir = self.run_dir / "jobs" / pair.pair_id / "frames"
+        done = record.get("status") == "done"
+        return JobCard(
+            pair_id=pair.pair_id,
+            order=order,
+            row=pair.row,
+            mode=pair.mode,
+            source=str(source) if source else None,
+            source_name=source.name if source else None,
+            reason=str(reason) if reason not in (None, "") else None,
+            score=float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None,
+            start_frame=pair.start_frame,
+            end_frame=pair.end_frame,
+            gap_frames=pair.gap_frames,
+            fps=fps,
+            timecode_in=tc_in,
+            timecode_out=tc_out,
+            status=record.get("status") or "not run",
+            error=record.get("error"),
+            backend=record.get("backend") or pair.backend,
+            seed=record.get("seed", pair.seed),
+            key=record.get("key"),
+            warp_error=warp if warp is not None and math.isfinite(warp) else None,
+            decision=decision.status,
+            next_seed=decision.seed,
+            next_backend=decision.backend,
+            regenerations=decision.regenerations,
+            frames=len(list(frames_dir.glob("*.png"))) if done else 0,
+            originals=pair.gap_frames if pair.is_video and pair.mode == "replace" and info is not None else 0,
+            extras=dict(pair.extras),
+        )
+
+    # ---- pictures --------------------------------------------------------------------------------
+
+    def generated_frame(self, pair_id: str, index: int) -> Path | None:
+        """The path of generated frame `index` (1-based), or None."""
+        path = self.run_dir / "jobs" / pair_id / "frames" / f"{index:06d}.png"
+        return path if path.is_file() else None
+
+    def keyframe(self, pair_id: str, which: str) -> Path | None:
+        """jobs/<pair_id>/start.png or end.png, or None."""
+        path = self.run_dir / "jobs" / pair_id / f"{which}.png"
+        return path if which in ("start", "end") and path.is_file() else None
+
+    def _cache(self, pair_id: str) -> Path:
+        record = self.record(pair_id) or {}
+        key = str(record.get("key") or "none")[:16]
+        layout = RunLayout(self.run_dir)
+        folder = layout.confine(self.run_dir / CACHE_DIR / pair_id / key)  # a symlink out of the run is refused
+        folder.mkdir(parents=True, exist_ok=True)
+        return layout.confine(folder)
+
+    def original_frame(self, pair_id: str, index: int) -> Path | None:
+        """Original frame `index` (1-based) of the stretch a replace row swaps out, at the job's output size;
+        decoded on first request and cached."""
+        pair = self.pairs.get(pair_id)
+        info = self.video_info(pair_id)
+        if pair is None or info is None or pair.mode != "replace" or not 1 <= index <= pair.gap_frames:
+            return None
+        cached = self._cache(pair_id) / f"original_{index:06d}.png"
+        if not cached.exists():
+            size = self._output_size(pair_id, info)
+            frames = decode_frames(info, pair.start_frame + 1, pair.gap_frames, size)
+            for i, frame in enumerate(frames, start=1):
+                write_png(self._cache(pair_id) / f"original_{i:06d}.png", frame)
+        return cached if cached.exists() else None
+
+    def _output_size(self, pair_id: str, info: VideoInfo | None) -> tuple[int, int]:
+        start = self.keyframe(pair_id, "start")
+        if start is not None:
+            with Image.open(start) as im:
+                return im.size
+        pair = self.pairs[pair_id]
+        if pair.width and pair.height:
+            return pair.width, pair.height
+        assert info is not None
+        return info.width, info.height
+
+    def preview(self, pair_id: str) -> Path | None:
+        """A looping GIF of the repaired stretch as it will look spliced: a second of the source before, the
+        generated frames, a second after (keyframes and generated frames only for image pairs)."""
+        pair = self.pairs.get(pair_id)
+        frames = sorted((self.run_dir / "jobs" / pair_id / "frames").glob("*.png")) if pair else []
+        if pair is None or not frames:
+            return None
+        cached = self._cache(pair_id) / "preview.gif"
+        if cached.exists():
+            return cached
+        width, height = self._output_size(pair_id, self.video_info(pair_id))
+        if width > PREVIEW_WIDTH:
+            width, height = PREVIEW_WIDTH, max(2, round(height * PREVIEW_WIDTH / width))
+        generated = [resize(read_image(p), width, height) for p in frames]
+        info = self.video_info(pair_id)
+        fps = info.avg_fps if info is not None and info.avg_fps else 12.0
+        if info is not None:
+            context = max(1, round(fps * CONTEXT_S))
+            first = max(0, pair.start_frame - context)
+            last = min(info.frame_count - 1, pair.end_frame + context)
+            before = decode_frames(info, first, pair.start_frame - first + 1, (width, height))
+            after = decode_frames(info, pair.end_frame, last - pair.end_frame + 1, (width, height))
+        else:
+            before = [resize(read_image(p), width, height) for p in [self.keyframe(pair_id, "start")] if p]
+            after = [resize(read_image(p), width, height) for p in [self.keyframe(pair_id, "end")] if p]
+        sequence = [*before, *generated, *after]
+        write_bytes_atomic(cached, _gif(sequence, fps))
+        return cached
+
+
+def _original_manifest(run_dir: Path) -> Path | None:
+    """The manifest the run was given (run.json), when it still exists."""
+    try:
+        path = Path(json.loads((run_dir / "run.json").read_text())["manifest"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return path if path.exists() else None
+
+
+def _gif(frames: list[np.ndarray], fps: float) -> bytes:
+    import io
+
+    images = [Image.fromarray(f) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(
+        buf, format="GIF", save_all=True, append_images=images[1:], loop=0,
+        duration=max(20, round(1000 / fps)), disposal=1, optimize=False,
+    )  # fmt: skip
+    return buf.getvalue()
+
+
+def decode_frames(info: VideoInfo, first: int, count: int, size: tuple[int, int]) -> list[np.ndarray]:
+    """`count` consecutive frames of the video from index `first`, as RGB at `size`, in one ffmpeg call
+    (seeking like extract_frame: to the midpoint before the first frame, so decoding starts exactly there)."""
+    count = max(0, min(count, info.frame_count - first))
+    if count == 0:
+        return []
+    width, height = size
+    args = [tool_path("ffmpeg"), "-nostdin", "-v", "error"]
+    if first > 0:
+        args += ["-ss", f"{(info.frame_times[first - 1] + info.frame_times[first]) / 2.0:.6f}"]
+    args += ["-i", str(info.path), "-map", "0:v:0", "-frames:v", str(count), "-an", "-sn", "-dn"]
+    args += ["-vf", f"scale={width}:{height}:flags=area", "-fps_mode", "passthrough"]
+    args += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    proc = subprocess.run(args, capture_output=True, check=False)
+    frame_bytes = width * height * 3
+    got = len(proc.stdout) // frame_bytes
+    if proc.returncode != 0 or got == 0:
+        raise MediaError(f"cannot decode frames {first}-{first + count - 1} of {info.path}: {proc.stderr[-300:]!r}")
+    data = np.frombuffer(proc.stdout[: got * frame_bytes], np.uint8).reshape(got, height, width, 3)
+    return list(data)

@@ -1,0 +1,217 @@
+"""The reviewer's decision per job, kept in RUN/decisions.json beside the run's outputs.
+
+A decision is `undecided`, `accepted`, `rejected` or `regenerate`. Regeneration sets a seed and/or a backend
+for the job; they stay in the store after the job ran again (its key depends on them, so dropping them would
+make the next `run` go back to the old output), while the decision itself goes back to `undecided`.
+
+Every change re-reads the file under an exclusive lock (RUN/.decisions.lock), so the page, the scriptable CLI
+and a running `run` never lose each other's updates, and is written to a temporary file beside the target and
+renamed into place: a kill leaves the old file or the new one, never half of one."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from semfi_batch.errors import SemfiError
+from semfi_batch.plan import default_seed
+
+DECISIONS_NAME = "decisions.json"
+LOCK_NAME = ".decisions.lock"
+UNDECIDED, ACCEPTED, REJECTED, REGENERATE = "undecided", "accepted", "rejected", "regenerate"
+STATUSES = (UNDECIDED, ACCEPTED, REJECTED, REGENERATE)
+FORMAT_VERSION = 1
+
+
+class DecisionError(SemfiError):
+    """A decision names a job the run does not have, an unknown status or backend, or the file is unreadable."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One job's decision, and the settings a regeneration gave it (None: the manifest row's own)."""
+
+    status: str = UNDECIDED
+    seed: int | None = None
+    backend: str | None = None
+    regenerations: int = 0
+    updated_at: str | None = None
+
+    @property
+    def overrides(self) -> tuple[int | None, str | None]:
+        """(seed, backend) the job runs with instead of its manifest row's."""
+        return self.seed, self.backend
+
+
+def decisions_path(run_dir: Path) -> Path:
+    """RUN/decisions.json."""
+    return Path(run_dir) / DECISIONS_NAME
+
+
+def load_decisions(run_dir: Path) -> dict[str, Decision]:
+    """Every stored decision, by pair_id (jobs never decided are absent: they are undecided)."""
+    path = decisions_path(run_dir)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    except OSError as exc:
+        raise DecisionError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+        jobs = data["jobs"]
+        return {str(pid): _decision(entry) for pid, entry in jobs.items()}
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise DecisionError(f"{path} is not a decisions file ({type(exc).__name__}: {exc}); move it away") from None
+
+
+def _decision(entry: dict) -> Decision:
+    status = entry.get("status", UNDECIDED)
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}")
+    seed = entry.get("seed")
+    return Decision(
+        status=status,
+        seed=int(seed) if seed is not None else None,
+        backend=entry.get("backend") or None,
+        regenerations=int(entry.get("regenerations") or 0),
+        updated_at=entry.get("updated_at"),
+    )
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DecisionError(f"run folder not found: {run_dir}")
+    with open(run_dir / LOCK_NAME, "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _save(run_dir: Path, decisions: dict[str, Decision]) -> None:
+    path = decisions_path(run_dir)
+    payload = {
+        "version": FORMAT_VERSION,
+        "jobs": {pid: asdict(d) for pid, d in sorted(decisions.items())},
+    }
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(payload, fh, indent=1, sort_keys=True)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def decide(
+    run_dir: Path,
+    pair_ids: Iterable[str],
+    status: str,
+    *,
+    seed: int | None = None,
+    backend: str | None = None,
+    known_ids: Iterable[str] | None = None,
+    known_backends: Iterable[str] | None = None,
+) -> dict[str, Decision]:
+    """Set `status` for `pair_ids` and save at once; returns the new decisions of those jobs.
+
+    `regenerate` takes `seed` and/or `backend`; without a seed the job gets a new one derived from its
+    pair_id and how often it was regenerated (stable, and different each time)."""
+    pair_ids = list(dict.fromkeys(pair_ids))
+    if status not in STATUSES:
+        raise DecisionError(f"unknown decision {status!r}; use one of {', '.join(STATUSES)}")
+    if status != REGENERATE and (seed is not None or backend is not None):
+        raise DecisionError("--seed and --backend go with --regenerate")
+    if seed is not None and seed < 0:
+        raise DecisionError(f"--seed must be >= 0, got {seed}")
+    if backend is not None and known_backends is not None and backend not in set(known_backends):
+        raise DecisionError(f"unknown backend {backend!r}; known: {', '.join(sorted(known_backends))}")
+    if known_ids is not None:
+        known = set(known_ids)
+        unknown = [p for p in pair_ids if p not in known]
+        if unknown:
+            raise DecisionError(f"no such job in this run: {', '.join(unknown)}")
+    with _locked(run_dir):
+        decisions = load_decisions(run_dir)
+        changed = {}
+        for pid in pair_ids:
+            old = decisions.get(pid, Decision())
+            if status == REGENERATE:
+                count = old.regenerations + 1
+                new = replace(
+                    old,
+                    status=REGENERATE,
+                    seed=seed if seed is not None else default_seed(f"{pid}#regenerate{count}"),
+                    backend=backend if backend is not None else old.backend,
+                    regenerations=count,
+                    updated_at=_now(),
+                )
+            else:
+                new = replace(old, status=status, updated_at=_now())
+            decisions[pid] = changed[pid] = new
+        _save(run_dir, decisions)
+    return changed
+
+
+def regeneration_overrides(run_dir: Path) -> dict[str, tuple[int | None, str | None]]:
+    """(seed, backend) per job that a regeneration gave other settings; `run` plans those jobs with them."""
+    return {pid: d.overrides for pid, d in load_decisions(run_dir).items() if d.seed is not None or d.backend}
+
+
+def pending_regenerations(run_dir: Path) -> set[str]:
+    """Jobs marked for regeneration that have not run again yet."""
+    return {pid for pid, d in load_decisions(run_dir).items() if d.status == REGENERATE}
+
+
+def mark_regenerated(run_dir: Path, pair_ids: Iterable[str]) -> None:
+    """After their jobs ran again: regenerate -> undecided (the new frames need a look); settings kept."""
+    pair_ids = set(pair_ids)
+    if not pair_ids & pending_regenerations(run_dir):
+        return  # nothing to change: no lock taken, so a read-only run folder is fine
+    with _locked(run_dir):
+        decisions = load_decisions(run_dir)
+        hits = {p for p in pair_ids if p in decisions and decisions[p].status == REGENERATE}
+        for pid in hits:
+            decisions[pid] = replace(decisions[pid], status=UNDECIDED, updated_at=_now())
+        if hits:
+            _save(run_dir, decisions)
+
+
+def decision_of(decisions: dict[str, Decision], pair_id: str) -> str:
+    """The status of `pair_id` (undecided when never decided)."""
+    entry = decisions.get(pair_id)
+    return entry.status if entry else UNDECIDED
+
+
+class ReviewFilter:
+    """What splice takes of the review: rejected jobs are left out (the source's frames stay), and with
+    `accepted_only` every job not accepted; the edits kept carry their decision (for the OTIO/EDL export)."""
+
+    def __init__(self, run_dir: Path, *, accepted_only: bool = False):
+        self.decisions = load_decisions(run_dir)
+        self.accepted_only = accepted_only
+
+    def apply(self, edit):  # an Edit (splice/runfolder.py); untyped here so review does not import splice
+        """(edit with its decision, "") to splice it, or (None, why) to leave it out."""
+        status = decision_of(self.decisions, edit.pair_id)
+        if status == REJECTED:
+            return None, "rejected in review"
+        if self.accepted_only and status != ACCEPTED:
+            return None, f"{status} in review (--accepted-only splices accepted jobs only)"
+        return replace(edit, decision=status), ""

@@ -1,0 +1,173 @@
+"""The review page: the standard library's HTTP server on 127.0.0.1, the page and its script from
+semfi_batch/review/static (no CDN: it works offline), a small JSON API for cards and decisions, and the
+pictures.
+
+    GET  /                          the page            GET /api/jobs       cards (JSON)
+    POST /api/decide                {"pair_ids": [...], "decision": "accepted"|"rejected"|"undecided"|
+                                     "regenerate", "seed": int?, "backend": str?} -> updated cards
+    GET  /job/<id>/generated/<n>    generated frame n   GET /job/<id>/original/<n>   original frame n
+    GET  /job/<id>/key/start|end    keyframes           GET /job/<id>/preview.gif    spliced preview
+
+Requests must name this server as Host (a web page elsewhere cannot reach it through DNS rebinding), and a
+decision must come as application/json, which browsers never send cross-site without a preflight that this
+server does not answer."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from semfi_batch.errors import SemfiError
+from semfi_batch.review.cards import RunReview
+from semfi_batch.review.decisions import STATUSES, DecisionError, decide
+
+STATIC = Path(__file__).with_name("static")
+ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),
+          "/static/review.js": ("review.js", "text/javascript; charset=utf-8"),
+          "/static/review.css": ("review.css", "text/css; charset=utf-8")}  # fmt: skip
+PICTURE = re.compile(
+    r"^/job/(?P<pid>[^/]+)/(?:(?P<kind>generated|original)/(?P<n>\d+)|key/(?P<key>start|end)|preview\.gif)$"
+)
+MAX_BODY = 1 << 20
+
+
+class ReviewServer(ThreadingHTTPServer):
+    """Serves one run folder's review page until shut down."""
+
+    daemon_threads = True
+
+    def __init__(self, review: RunReview, port: int = 0, backends: list[str] | None = None):
+        super().__init__(("127.0.0.1", port), _Handler)
+        self.review = review
+        self.backends = backends or []
+        self.quality: dict[str, float] = {}
+        self.quality_pending = False
+        self.pictures_lock = threading.Lock()  # one decode at a time: the machine is shared with the run
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/"
+
+    def measure_quality(self) -> None:
+        """Warp error per finished job (cached in the run folder by the report), for the 'worst first' order."""
+        from semfi_batch.report import job_quality
+
+        self.quality_pending = True
+        try:
+            self.quality = job_quality(self.review.run_dir)
+        except Exception:  # noqa: BLE001 - the page works without the figure; the card says so
+            self.quality = {}
+        finally:
+            self.quality_pending = False
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ReviewServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+        pass  # the terminal shows the URL; a line per picture would bury it
+
+    def _host_ok(self) -> bool:
+        host = (self.headers.get("Host") or "").lower()
+        port = self.server.server_address[1]
+        return host in (f"127.0.0.1:{port}", f"localhost:{port}")
+
+    def do_GET(self) -> None:  # noqa: N802 - the base class's name
+        if not self._host_ok():
+            return self._send_error(HTTPStatus.FORBIDDEN, "wrong Host")
+        path = urlsplit(self.path).path
+        if path in ASSETS:
+            name, ctype = ASSETS[path]
+            return self._send(HTTPStatus.OK, (STATIC / name).read_bytes(), ctype)
+        if path == "/api/jobs":
+            return self._send_json(self._jobs())
+        match = PICTURE.match(path)
+        if match is None:
+            return self._send_error(HTTPStatus.NOT_FOUND, "not found")
+        pid = unquote(match["pid"])
+        review = self.server.review
+        if pid not in review.pairs:  # only the manifest's ids: nothing outside the run folder is served
+            return self._send_error(HTTPStatus.NOT_FOUND, "no such job")
+        try:
+            if match["kind"] == "generated":
+                file = review.generated_frame(pid, int(match["n"]))
+            elif match["kind"] == "original":
+                with self.server.pictures_lock:
+                    file = review.original_frame(pid, int(match["n"]))
+            elif match["key"]:
+                file = review.keyframe(pid, match["key"])
+            else:
+                with self.server.pictures_lock:
+                    file = review.preview(pid)
+        except (SemfiError, OSError) as exc:
+            return self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR, str(exc))
+        if file is None:
+            return self._send_error(HTTPStatus.NOT_FOUND, "not available")
+        ctype = "image/gif" if file.suffix == ".gif" else "image/png"
+        return self._send(HTTPStatus.OK, file.read_bytes(), ctype, cache=False)
+
+    def do_POST(self) -> None:  # noqa: N802 - the base class's name
+        if not self._host_ok():
+            return self._send_error(HTTPStatus.FORBIDDEN, "wrong Host")
+        if urlsplit(self.path).path != "/api/decide":
+            return self._send_error(HTTPStatus.NOT_FOUND, "not found")
+        if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
+            return self._send_error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send application/json")
+        length = int(self.headers.get("Content-Length") or 0)
+        if not 0 < length <= MAX_BODY:
+            return self._send_error(HTTPStatus.BAD_REQUEST, "empty or oversized body")
+        try:
+            body = json.loads(self.rfile.read(length))
+            pair_ids = [str(p) for p in body["pair_ids"]]
+            status = str(body["decision"])
+            seed = body.get("seed")
+            seed = int(seed) if seed not in (None, "") else None
+            backend = body.get("backend") or None
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            return self._send_error(HTTPStatus.BAD_REQUEST, f"bad request: {exc}")
+        if status not in STATUSES:
+            return self._send_error(HTTPStatus.BAD_REQUEST, f"unknown decision {status!r}")
+        review = self.server.review
+        try:
+            decide(
+                review.run_dir, pair_ids, status, seed=seed, backend=backend,
+                known_ids=review.pairs, known_backends=self.server.backends or None,
+            )  # fmt: skip
+        except DecisionError as exc:
+            return self._send_error(HTTPStatus.BAD_REQUEST, str(exc))
+        except OSError as exc:
+            return self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR, f"cannot save the decision: {exc}")
+        cards = [c for c in self._jobs()["jobs"] if c["pair_id"] in set(pair_ids)]
+        return self._send_json({"jobs": cards})
+
+    def _jobs(self) -> dict:
+        review = self.server.review
+        manifest = review.original_manifest or review.run_dir / "manifest.parquet"
+        return {
+            "run": str(review.run_dir),
+            "run_command": f"semfi-batch run {manifest} --out {review.run_dir}",
+            "backends": self.server.backends,
+            "quality_pending": self.server.quality_pending,
+            "jobs": [c.as_json() for c in review.cards(self.server.quality)],
+        }
+
+    def _send_json(self, data: dict, status: HTTPStatus = HTTPStatus.OK) -> None:
+        self._send(status, json.dumps(data).encode(), "application/json")
+
+    def _send_error(self, status: HTTPStatus, message: str) -> None:
+        self._send_json({"error": message}, status)
+
+    def _send(self, status: HTTPStatus, body: bytes, ctype: str, *, cache: bool = False) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store" if not cache else "max-age=3600")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        self.wfile.write(body)

@@ -1,0 +1,216 @@
+// The review page: cards from /api/jobs, decisions posted to /api/decide (saved by the server at once).
+"use strict";
+
+const state = { jobs: [], backends: [], current: null };
+const SHOWN_FRAMES = 8; // frames per strip, evenly spread over the gap
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("data-")) node.setAttribute(k, v);
+    else node[k] = v;
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+
+function spread(n, k) {
+  if (n <= k) return Array.from({ length: n }, (_, i) => i + 1);
+  const out = new Set();
+  for (let i = 0; i < k; i++) out.add(Math.round((i * (n - 1)) / (k - 1)) + 1);
+  return [...out];
+}
+
+function figure(src, caption) {
+  return el("figure", {}, el("img", { src, alt: caption, loading: "lazy" }), el("figcaption", {}, caption));
+}
+
+function fmt(v, digits) {
+  return v === null || v === undefined ? "-" : Number(v).toFixed(digits);
+}
+
+function card(job) {
+  const id = encodeURIComponent(job.pair_id);
+  const base = `/job/${id}`;
+  const where = job.source_name
+    ? `${job.source_name} frames ${job.start_frame}-${job.end_frame}`
+    : "image pair";
+  const tc = job.timecode_in ? `${job.timecode_in} - ${job.timecode_out}` : "-";
+  const facts = el("div", { class: "facts" },
+    el("span", { class: "decision " + job.decision, "data-role": "decision" }, job.decision),
+    el("span", {}, where),
+    el("span", {}, `reason: ${job.reason ?? "-"}`),
+    el("span", {}, `score: ${fmt(job.score, 2)}`),
+    el("span", { "data-role": "timecode" }, `timecode: ${tc}`),
+    el("span", {}, `${job.mode}, ${job.gap_frames} frames`),
+    el("span", {}, `backend: ${job.backend ?? "-"} (seed ${job.seed ?? "-"})`),
+    el("span", {}, `warp error: ${fmt(job.warp_error, 2)}`),
+  );
+  if (job.next_seed !== null || job.next_backend) {
+    facts.append(el("span", {}, `regeneration #${job.regenerations}: seed ${job.next_seed ?? "-"}, backend ${job.next_backend ?? "as before"}`));
+  }
+  const node = el("section", { class: "card", "data-pair": job.pair_id, "data-decision": job.decision, tabIndex: -1 },
+    el("h3", {}, job.pair_id), facts);
+  if (job.status !== "done") {
+    node.append(el("p", { class: "failed" }, `job ${job.status}${job.error ? ": " + job.error : ""}`));
+  }
+  const strips = el("div", { class: "strips" });
+  strips.append(el("div", {}, el("div", { class: "strip-title" }, "start key"),
+    figure(`${base}/key/start`, `frame ${job.start_frame ?? "start"}`)));
+  const picks = spread(job.frames, SHOWN_FRAMES);
+  if (job.originals > 0) {
+    const strip = el("div", { class: "strip originals" });
+    for (const n of spread(job.originals, SHOWN_FRAMES)) strip.append(figure(`${base}/original/${n}`, `original ${n}`));
+    strips.append(el("div", {}, el("div", { class: "strip-title" }, "original (replaced)"), strip));
+  }
+  if (picks.length) {
+    const strip = el("div", { class: "strip generated" });
+    for (const n of picks) strip.append(figure(`${base}/generated/${n}`, `#${n} of ${job.frames}`));
+    strips.append(el("div", {}, el("div", { class: "strip-title" }, "generated"), strip));
+  }
+  strips.append(el("div", {}, el("div", { class: "strip-title" }, "end key"),
+    figure(`${base}/key/end`, `frame ${job.end_frame ?? "end"}`)));
+  if (job.frames) {
+    strips.append(el("div", { class: "preview" }, el("div", { class: "strip-title" }, "spliced, 1 s either side (loops)"),
+      el("img", { src: `${base}/preview.gif`, alt: "preview", loading: "lazy" })));
+  }
+  node.append(strips);
+  const seed = el("input", { type: "number", min: 0, placeholder: "new seed", class: "seed" });
+  const backend = el("select", { class: "backend" }, el("option", { value: "" }, "same backend"));
+  for (const b of state.backends) backend.append(el("option", { value: b }, b));
+  node.append(el("div", { class: "actions" },
+    el("button", { class: "accept", "data-action": "accepted", onclick: () => decideOn(job.pair_id, "accepted") }, "accept (a)"),
+    el("button", { class: "reject", "data-action": "rejected", onclick: () => decideOn(job.pair_id, "rejected") }, "reject (r)"),
+    el("button", { class: "undecide", "data-action": "undecided", onclick: () => decideOn(job.pair_id, "undecided") }, "undecided (u)"),
+    seed, backend,
+    el("button", { class: "regenerate", "data-action": "regenerate", onclick: () => decideOn(job.pair_id, "regenerate") }, "regenerate (g)"),
+  ));
+  node.addEventListener("click", () => setCurrent(job.pair_id, false));
+  return node;
+}
+
+function visibleJobs() {
+  const filter = document.getElementById("filter").value;
+  const reason = document.getElementById("reason").value;
+  let jobs = state.jobs.filter((j) => (filter === "all" || j.decision === filter) && (!reason || j.reason === reason));
+  if (document.getElementById("sort").value === "warp") {
+    jobs = [...jobs].sort((a, b) => (b.warp_error ?? -1) - (a.warp_error ?? -1) || a.order - b.order);
+  }
+  return jobs;
+}
+
+function render() {
+  const main = document.getElementById("cards");
+  const jobs = visibleJobs();
+  main.replaceChildren(...jobs.map(card));
+  if (!jobs.length) main.append(el("p", {}, "No jobs match."));
+  const counts = {};
+  for (const j of state.jobs) counts[j.decision] = (counts[j.decision] || 0) + 1;
+  document.getElementById("counts").textContent =
+    `${state.jobs.length} jobs: ` + Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(", ");
+  document.getElementById("rerun").textContent = counts.regenerate
+    ? `${counts.regenerate} job(s) to regenerate: run ${state.runCommand}` : "";
+  if (!jobs.some((j) => j.pair_id === state.current)) state.current = jobs.length ? jobs[0].pair_id : null;
+  markCurrent(false);
+}
+
+function markCurrent(scroll) {
+  for (const n of document.querySelectorAll(".card")) {
+    const on = n.dataset.pair === state.current;
+    n.classList.toggle("current", on);
+    if (on && scroll) n.scrollIntoView({ block: "nearest" });
+  }
+}
+
+function setCurrent(pairId, scroll = true) {
+  state.current = pairId;
+  markCurrent(scroll);
+}
+
+function move(step) {
+  const jobs = visibleJobs();
+  if (!jobs.length) return;
+  const i = jobs.findIndex((j) => j.pair_id === state.current);
+  const next = Math.min(jobs.length - 1, Math.max(0, (i < 0 ? 0 : i + step)));
+  setCurrent(jobs[next].pair_id);
+}
+
+async function decideOn(pairId, decision) {
+  const body = { pair_ids: [pairId], decision };
+  if (decision === "regenerate") {
+    const node = document.querySelector(`.card[data-pair="${CSS.escape(pairId)}"]`);
+    const seed = node.querySelector("input.seed").value;
+    const backend = node.querySelector("select.backend").value;
+    if (seed !== "") body.seed = Number(seed);
+    if (backend) body.backend = backend;
+  }
+  const status = document.getElementById("status");
+  try {
+    const res = await fetch("/api/decide", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    const data = await res.json();
+    if (!res.ok) throw new Error(data.error || res.statusText);
+    for (const updated of data.jobs) {
+      const i = state.jobs.findIndex((j) => j.pair_id === updated.pair_id);
+      if (i >= 0) state.jobs[i] = updated;
+    }
+    status.textContent = "";
+    const before = state.current;
+    render();
+    if (before === pairId) setCurrent(pairId, false);
+    document.body.dataset.saved = String(Number(document.body.dataset.saved || 0) + 1);
+  } catch (err) {
+    status.textContent = `not saved: ${err.message}`;
+  }
+}
+
+document.addEventListener("keydown", (ev) => {
+  if (ev.target.matches("input, select, textarea") || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  const keys = {
+    j: () => move(1), ArrowDown: () => move(1), ArrowRight: () => move(1),
+    k: () => move(-1), ArrowUp: () => move(-1), ArrowLeft: () => move(-1),
+    a: () => state.current && decideOn(state.current, "accepted"),
+    r: () => state.current && decideOn(state.current, "rejected"),
+    g: () => state.current && decideOn(state.current, "regenerate"),
+    u: () => state.current && decideOn(state.current, "undecided"),
+  };
+  if (keys[ev.key]) {
+    ev.preventDefault();
+    keys[ev.key]();
+  }
+});
+
+for (const id of ["filter", "reason"]) document.getElementById(id).addEventListener("change", render);
+
+// Warp errors are measured in the background when review starts: fetch the latest before ordering by them.
+document.getElementById("sort").addEventListener("change", async () => {
+  if (document.getElementById("sort").value === "warp") {
+    try {
+      const data = await (await fetch("/api/jobs")).json();
+      const warp = Object.fromEntries(data.jobs.map((j) => [j.pair_id, j.warp_error]));
+      for (const j of state.jobs) if (j.pair_id in warp) j.warp_error = warp[j.pair_id];
+      document.getElementById("status").textContent = data.quality_pending ? "warp errors are still being measured" : "";
+    } catch (err) {
+      document.getElementById("status").textContent = `cannot refresh warp errors: ${err.message}`;
+    }
+  }
+  render();
+});
+
+async function load() {
+  const res = await fetch("/api/jobs");
+  const data = await res.json();
+  state.jobs = data.jobs;
+  state.backends = data.backends;
+  state.runCommand = data.run_command;
+  document.getElementById("run").textContent = data.run;
+  const reasons = [...new Set(state.jobs.map((j) => j.reason).filter(Boolean))].sort();
+  const select = document.getElementById("reason");
+  for (const r of reasons) select.append(el("option", { value: r }, r));
+  render();
+  document.body.dataset.ready = "1";
+}
+
+load().catch((err) => { document.getElementById("status").textContent = `cannot load the jobs: ${err.message}`; });

@@ -1,0 +1,55 @@
+"""SMPTE timecode of a frame index at a source's frame rate; drop-frame for the NTSC rates 29.97 and 59.94."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+NTSC_DROP_RATES = {Fraction(30000, 1001): 2, Fraction(60000, 1001): 4}  # frame numbers dropped per minute
+
+
+def exact_rate(fps: float | Fraction) -> Fraction:
+    """The rate as a fraction; probed floats near an NTSC rate (23.976, 29.97, 59.94) become exactly N*1000/1001."""
+    rate = Fraction(fps).limit_denominator(1001)
+    for nominal in (24, 30, 48, 60, 120):
+        ntsc = Fraction(nominal * 1000, 1001)
+        if abs(float(rate) - float(ntsc)) < 1e-3:
+            return ntsc
+    return rate
+
+
+def timecode(frame: int, fps: float | Fraction) -> str:
+    """HH:MM:SS:FF of 0-based `frame` at `fps` (HH:MM:SS;FF drop-frame at 29.97 and 59.94).
+
+    Frames are counted at the nominal integer rate (round(fps)), as editors' timecode does for 23.976 or
+    odd rates such as 29.83; drop-frame skips frame numbers 0 and 1 (0-3 at 59.94) of every minute not
+    divisible by ten, so timecode stays within a frame of the clock."""
+    if frame < 0:
+        raise ValueError(f"frame must be >= 0, got {frame}")
+    rate = exact_rate(fps)
+    nominal = max(1, round(rate))
+    drop = NTSC_DROP_RATES.get(rate, 0)
+    if drop:
+        per_10_min = nominal * 600 - drop * 9
+        per_min = nominal * 60 - drop
+        tens, rest = divmod(frame, per_10_min)
+        frame += drop * 9 * tens + (drop * ((rest - drop) // per_min) if rest > drop else 0)
+    ff = frame % nominal
+    seconds = frame // nominal
+    sep = ";" if drop else ":"
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}{sep}{ff:02d}"
+
+
+def frame_of_timecode(text: str, fps: float | Fraction) -> int:
+    """0-based frame of timecode `text` (HH:MM:SS:FF, or HH:MM:SS;FF drop-frame) at `fps`: timecode() inverted."""
+    parts = text.replace(";", ":").replace(".", ":").split(":")
+    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"not a timecode: {text!r}")
+    hh, mm, ss, ff = (int(p) for p in parts)
+    rate = exact_rate(fps)
+    nominal = max(1, round(rate))
+    frame = ((hh * 60 + mm) * 60 + ss) * nominal + ff
+    drop = NTSC_DROP_RATES.get(rate, 0) if ";" in text else 0
+    if drop:
+        minutes = hh * 60 + mm
+        frame -= drop * (minutes - minutes // 10)
+    return frame

@@ -1,0 +1,199 @@
+"""Review: timecode, the decisions store, the scriptable CLI and the page's HTTP API on a real tiny run."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from semfi_batch.cli import main
+from semfi_batch.media.frames import read_image
+from semfi_batch.review.cards import RunReview
+from semfi_batch.review.decisions import DecisionError, decide, load_decisions, mark_regenerated
+from semfi_batch.review.server import ReviewServer
+from semfi_batch.review.timecode import timecode
+from tests.conftest import frame_number
+from tests.review_run import make_run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("review"))
+
+
+@pytest.mark.parametrize(
+    ("frame", "fps", "expected"),
+    [
+        (0, 25, "00:00:00:00"),
+        (49, 25, "00:00:01:24"),
+        (90_000, 25, "01:00:00:00"),
+        (100, 24000 / 1001, "00:00:04:04"),  # 23.976: counted at 24, no drop
+        (1799, 29.97, "00:00:59;29"),
+        (1800, 29.97, "00:01:00;02"),  # frame numbers 00 and 01 dropped at minute 1
+        (17982, Fraction(30000, 1001), "00:10:00;00"),  # ...but not at minute 10
+        (3600, 59.94, "00:01:00;04"),
+        (107892, 29.97, "01:00:00;00"),
+    ],
+)
+def test_timecode(frame, fps, expected):
+    assert timecode(frame, fps) == expected
+
+
+def test_decisions_are_saved_atomically_and_validated(tmp_path):
+    decide(tmp_path, ["x", "y"], "accepted")
+    decide(tmp_path, ["y"], "rejected")
+    first = decide(tmp_path, ["z"], "regenerate")["z"]
+    second = decide(tmp_path, ["z"], "regenerate", backend="flow")["z"]
+    stored = load_decisions(tmp_path)
+    assert {p: d.status for p, d in stored.items()} == {"x": "accepted", "y": "rejected", "z": "regenerate"}
+    assert first.seed != second.seed and second.regenerations == 2 and second.backend == "flow"
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]  # nothing left of the temporary file
+    mark_regenerated(tmp_path, ["z", "x"])
+    stored = load_decisions(tmp_path)
+    assert stored["z"].status == "undecided" and stored["z"].seed == second.seed  # settings kept for the key
+    assert stored["x"].status == "accepted"
+    with pytest.raises(DecisionError, match="no such job in this run: nope"):
+        decide(tmp_path, ["nope"], "accepted", known_ids=["x"])
+    with pytest.raises(DecisionError, match="unknown backend 'bogus'"):
+        decide(tmp_path, ["x"], "regenerate", backend="bogus", known_backends=["flow"])
+    (tmp_path / "decisions.json").write_text("{not json")
+    with pytest.raises(DecisionError, match="is not a decisions file"):
+        load_decisions(tmp_path)
+
+
+def test_scriptable_review(run_dir, capsys):
+    assert main(["review", str(run_dir), "--accept", "a_flash", "--reject", "b_black"]) == 0
+    assert main(["review", str(run_dir), "--regenerate", "c_cut", "--seed", "7", "--backend", "flow"]) == 0
+    stored = load_decisions(run_dir)
+    assert stored["a_flash"].status == "accepted" and stored["b_black"].status == "rejected"
+    assert stored["c_cut"].status == "regenerate" and stored["c_cut"].overrides == (7, "flow")
+    capsys.readouterr()
+    assert main(["review", str(run_dir), "--list"]) == 0
+    table = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in table.splitlines() if line.split() and "_" in line.split()[0]}
+    assert "accepted" in lines["a_flash"] and "00:00:00:13" in lines["a_flash"] and "flash" in lines["a_flash"]
+    assert "rejected" in lines["b_black"] and "regenerate" in lines["c_cut"] and "seed 7, flow" in lines["c_cut"]
+    assert main(["review", str(run_dir), "--accept", "nope"]) == 2
+    assert "no such job in this run: nope" in capsys.readouterr().err
+    assert main(["review", str(run_dir), "--accept", "a_flash", "--reject", "a_flash"]) == 1
+    assert main(["review", str(run_dir), "--undecide", "a_flash", "b_black", "c_cut"]) == 0
+    assert main(["review", str(run_dir), "--accept-all"]) == 0
+    assert {d.status for d in load_decisions(run_dir).values()} == {"accepted"}
+    (run_dir / "decisions.json").unlink()
+
+
+def test_cards_in_source_order_with_pictures(run_dir):
+    review = RunReview(run_dir)
+    cards = review.cards()
+    assert [c.pair_id for c in cards] == ["a_flash", "b_black", "c_cut"]
+    a = cards[0]
+    assert (a.reason, a.score, a.timecode_in, a.timecode_out, a.backend) == ("flash", 41.25, "00:00:00:13",
+                                                                             "00:00:00:15", "blend")  # fmt: skip
+    assert a.originals == 3 and a.frames == 3 and cards[2].originals == 0  # inserts replace nothing
+    originals = [frame_number(read_image(review.original_frame("a_flash", n))) for n in (1, 2, 3)]
+    assert originals == [13, 14, 15]  # the frames the replace row swaps out
+    preview = Image.open(review.preview("a_flash"))
+    shown = []
+    for i in range(preview.n_frames):
+        preview.seek(i)
+        shown.append(np.asarray(preview.convert("RGB")))
+    # A second of the source before (clipped at frame 0), the 3 generated frames, a second after.
+    assert [frame_number(f) for f in shown[:13]] == list(range(13))
+    assert [frame_number(f) for f in shown[16:]] == list(range(16, 40))  # clipped at the clip's end
+    assert [frame_number(f) for f in shown[13:16]] != [13, 14, 15]
+
+
+def _request(url, data=None, content_type="application/json", host=None):
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": content_type} if data else {})
+    if host:
+        req.add_header("Host", host)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as res:
+            return res.status, res.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_server_api(run_dir):
+    server = ReviewServer(RunReview(run_dir), port=0, backends=["blend", "flow"])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = server.url
+        status, body = _request(url + "api/jobs")
+        assert status == 200 and [j["pair_id"] for j in json.loads(body)["jobs"]] == ["a_flash", "b_black", "c_cut"]
+        reject = json.dumps({"pair_ids": ["b_black"], "decision": "rejected"}).encode()
+        status, body = _request(url + "api/decide", reject)
+        assert status == 200 and json.loads(body)["jobs"][0]["decision"] == "rejected"
+        assert load_decisions(run_dir)["b_black"].status == "rejected"
+        form = b"pair_ids=b_black&decision=accepted"  # what a cross-site form could send: refused
+        assert _request(url + "api/decide", form, "application/x-www-form-urlencoded")[0] == 415
+        assert _request(url + "api/jobs", host="evil.example:80")[0] == 403
+        assert _request(url + "job/..%2f..%2fetc/key/start")[0] == 404
+        status, body = _request(url + "job/a_flash/generated/1")
+        assert status == 200 and body[:8] == b"\x89PNG\r\n\x1a\n"
+        assert _request(url + "job/c_cut/original/1")[0] == 404  # an insert row has no originals
+    finally:
+        server.shutdown()
+        server.server_close()
+        (run_dir / "decisions.json").unlink(missing_ok=True)
+
+
+def test_decisions_drive_run_and_splice(tmp_path):
+    """regenerate -> `run` re-runs that job only, with the new seed and backend, and sets it back to undecided;
+    rejected -> splice keeps the source's frames; --accepted-only splices accepted jobs only; OTIO marks each
+    edit with its decision."""
+    from semfi_batch.backends import BackendOptions
+    from semfi_batch.media.otio_export import build_timeline, write_edl
+    from semfi_batch.run.engine import run_manifest
+    from semfi_batch.splice import SpliceOptions, splice_run
+    from tests.media_fixtures import decode_all
+
+    run_dir = make_run(tmp_path)
+    before = {p: json.loads((run_dir / "jobs" / p / "record.json").read_text()) for p in ("a_flash", "c_cut")}
+    assert main(["review", str(run_dir), "--regenerate", "c_cut", "--seed", "7", "--backend", "flow"]) == 0
+    options = BackendOptions()
+    summary = run_manifest(tmp_path / "m.parquet", run_dir, backend="blend", options=options, show_progress=False,
+                           preview=False)  # fmt: skip
+    assert summary.ran == 1 and summary.done == 3
+    after = {p: json.loads((run_dir / "jobs" / p / "record.json").read_text()) for p in ("a_flash", "c_cut")}
+    assert (after["c_cut"]["seed"], after["c_cut"]["backend"]) == (7, "flow") and after["c_cut"]["key"] != before[
+        "c_cut"]["key"]  # fmt: skip
+    assert after["a_flash"] == before["a_flash"]  # the rest left alone
+    stored = load_decisions(run_dir)["c_cut"]
+    assert stored.status == "undecided" and stored.overrides == (7, "flow")
+    again = run_manifest(tmp_path / "m.parquet", run_dir, backend="blend", options=options, show_progress=False,
+                         preview=False)  # fmt: skip
+    assert again.ran == 0  # the new settings stay part of the key: nothing goes back to the old frames
+
+    assert main(["review", str(run_dir), "--accept", "a_flash", "--reject", "b_black"]) == 0
+    spliced = splice_run(run_dir, out_dir=tmp_path / "all")
+    assert [(s.pair_id, s.why) for s in spliced.all_skipped] == [("b_black", "rejected in review")]
+    numbers = [frame_number(f) for f in decode_all(spliced.results[0].output)]
+    assert numbers[27:30] == [27, 28, 29]  # b_black's range is the source's own
+    assert numbers[13:16] != [13, 14, 15] and len(numbers) == 43  # a_flash replaced, c_cut inserted 3 frames
+    tl = build_timeline(spliced.results[0])
+    generated = [c for c in tl.tracks[0] if c.metadata["semfi_batch"]["kind"] == "generated"]
+    assert [(c.metadata["semfi_batch"]["pair_id"], c.metadata["semfi_batch"]["decision"]) for c in generated] == [
+        ("a_flash", "accepted"), ("c_cut", "undecided")]  # fmt: skip
+    assert [m.name for c in generated for m in c.markers] == ["review: accepted", "review: undecided"]
+    edl = write_edl(spliced, tmp_path / "edits.edl").read_text()  # markers become LOC lines an NLE shows
+    assert "GREEN   REVIEW: ACCEPTED" in edl and "YELLOW  REVIEW: UNDECIDED" in edl and "BBLACK" not in edl
+
+    only = splice_run(run_dir, out_dir=tmp_path / "accepted", options=SpliceOptions(accepted_only=True))
+    assert {s.pair_id for s in only.all_skipped} == {"b_black", "c_cut"}
+    assert len(decode_all(only.results[0].output)) == 40  # the insert row was left out
+
+
+@pytest.mark.parametrize("fps", [25, 24000 / 1001, 29.97, 59.94, 50])
+def test_timecode_round_trip(fps):
+    from semfi_batch.review.timecode import frame_of_timecode
+
+    for frame in (0, 1, 1799, 1800, 1801, 17982, 107892, 123456):
+        assert frame_of_timecode(timecode(frame, fps), fps) == frame

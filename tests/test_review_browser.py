@@ -1,0 +1,154 @@
+"""The review page in a real browser: Debian's headless Chromium driven by Selenium through Debian's
+chromedriver (`make test-deps` installs both). It clicks accept / reject / regenerate and uses the keyboard,
+and the test reads what was saved in RUN/decisions.json; a restarted server shows the same decisions.
+Without chromium/chromedriver these tests skip, except under CI, where they fail."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+
+import pytest
+
+from semfi_batch.review.cards import RunReview
+from semfi_batch.review.server import ReviewServer
+from tests.review_run import make_run
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+
+def _tools() -> tuple[str, str]:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if browser and driver:
+        return browser, driver
+    if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+        pytest.fail("chromium and chromedriver are needed: `make test-deps` (apt-get install chromium chromium-driver)")
+    pytest.skip("chromium/chromedriver not installed (`make test-deps`); under CI this test fails instead")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    path, driver_path = _tools()
+    options = webdriver.ChromeOptions()
+    options.binary_location = path
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1280,2400", f"--user-data-dir={tmp_path / 'chromium-profile'}"):  # fmt: skip
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+class _Served:
+    def __init__(self, run_dir):
+        self.server = ReviewServer(RunReview(run_dir), port=0, backends=["blend", "flow"])
+        self.server.measure_quality()
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _open(driver, url):
+    driver.get(url)
+    WebDriverWait(driver, 60).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+
+
+def _saved(driver, count):
+    WebDriverWait(driver, 30).until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-saved") == str(count)
+    )
+
+
+def _card(driver, pair_id):
+    return driver.find_element(By.CSS_SELECTOR, f".card[data-pair='{pair_id}']")
+
+
+def _stored(run_dir) -> dict:
+    return json.loads((run_dir / "decisions.json").read_text())["jobs"]
+
+
+def test_review_page_in_chromium(tmp_path, browser):
+    run_dir = make_run(tmp_path)
+    served = _Served(run_dir)
+    try:
+        _open(browser, served.server.url)
+        cards = browser.find_elements(By.CSS_SELECTOR, ".card")
+        assert [c.get_attribute("data-pair") for c in cards] == ["a_flash", "b_black", "c_cut"]
+        first = _card(browser, "a_flash")
+        assert "00:00:00:13 - 00:00:00:15" in first.text and "flash" in first.text and "blend" in first.text
+        # Originals beside generated frames, keyframes and the looping preview all decoded in the browser.
+        WebDriverWait(browser, 60).until(
+            lambda d: all(
+                img.get_attribute("naturalWidth") not in (None, "0")
+                for img in _card(d, "a_flash").find_elements(By.TAG_NAME, "img")
+            )
+        )
+        assert len(first.find_elements(By.CSS_SELECTOR, ".originals img")) == 3
+        assert len(first.find_elements(By.CSS_SELECTOR, ".generated img")) == 3
+        assert len(first.find_elements(By.CSS_SELECTOR, ".preview img")) == 1
+        assert not _card(browser, "c_cut").find_elements(By.CSS_SELECTOR, ".originals img")  # insert: none
+
+        first.find_element(By.CSS_SELECTOR, "button.accept").click()
+        _saved(browser, 1)
+        assert _stored(run_dir)["a_flash"]["status"] == "accepted"
+        _card(browser, "b_black").find_element(By.CSS_SELECTOR, "button.reject").click()
+        _saved(browser, 2)
+        assert _stored(run_dir)["b_black"]["status"] == "rejected"
+        cut = _card(browser, "c_cut")
+        cut.find_element(By.CSS_SELECTOR, "input.seed").send_keys("11")
+        Select(cut.find_element(By.CSS_SELECTOR, "select.backend")).select_by_value("flow")
+        cut.find_element(By.CSS_SELECTOR, "button.regenerate").click()
+        _saved(browser, 3)
+        stored = _stored(run_dir)["c_cut"]
+        assert (stored["status"], stored["seed"], stored["backend"]) == ("regenerate", 11, "flow")
+        rerun = browser.find_element(By.ID, "rerun").text
+        assert rerun.startswith("1 job(s) to regenerate: run semfi-batch run ") and str(run_dir) in rerun
+
+        # Keyboard: k k goes back to the first card, j to the second; r rejects it... then a accepts it.
+        body = browser.find_element(By.TAG_NAME, "body")
+        _card(browser, "c_cut").find_element(By.TAG_NAME, "h3").click()
+        body.send_keys("kkj")
+        assert "current" in _card(browser, "b_black").get_attribute("class")
+        body.send_keys("a")
+        _saved(browser, 4)
+        assert _stored(run_dir)["b_black"]["status"] == "accepted"
+        body.send_keys("k", "r")
+        _saved(browser, 5)
+        assert _stored(run_dir)["a_flash"]["status"] == "rejected"
+
+        Select(browser.find_element(By.ID, "filter")).select_by_value("accepted")
+        assert [c.get_attribute("data-pair") for c in browser.find_elements(By.CSS_SELECTOR, ".card")] == ["b_black"]
+        Select(browser.find_element(By.ID, "filter")).select_by_value("all")
+        Select(browser.find_element(By.ID, "reason")).select_by_value("cut")
+        assert [c.get_attribute("data-pair") for c in browser.find_elements(By.CSS_SELECTOR, ".card")] == ["c_cut"]
+        Select(browser.find_element(By.ID, "reason")).select_by_value("")
+        Select(browser.find_element(By.ID, "sort")).select_by_value("warp")
+        quality = served.server.quality
+        worst_first = sorted(quality, key=lambda p: -quality[p])
+        shown = [c.get_attribute("data-pair") for c in browser.find_elements(By.CSS_SELECTOR, ".card")]
+        assert len(quality) == 3 and shown == worst_first
+    finally:
+        served.stop()
+
+    # A restarted review shows what was decided.
+    served = _Served(run_dir)
+    try:
+        _open(browser, served.server.url)
+        badges = {
+            c.get_attribute("data-pair"): c.find_element(By.CSS_SELECTOR, "[data-role=decision]").text
+            for c in browser.find_elements(By.CSS_SELECTOR, ".card")
+        }
+        assert badges == {"a_flash": "rejected", "b_black": "accepted", "c_cut": "regenerate"}
+    finally:
+        served.stop()
