@@ -1,10 +1,14 @@
-"""Reading keyframes (image files or exact frames of a video) and writing frames losslessly."""
+"""Reading keyframes (image files or exact frames of a video) and writing frames losslessly.
+
+Frames are numpy arrays of shape (height, width, channels): RGB (3 channels) or RGBA (4, alpha kept
+wherever the source has it), uint8 for 8-bit sources and uint16 (full 0-65535 range) for deeper ones.
+PNG holds all four kinds, so nothing is reduced on the way through a run."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import cv2
@@ -13,10 +17,17 @@ from PIL import Image
 
 from semfi_batch.errors import FrameExtractError, MediaError
 from semfi_batch.media.probe import VideoInfo
-from semfi_batch.media.tools import run_tool, tool_path
+from semfi_batch.media.tools import tool_path
 
 # Refuse images above this many pixels before decoding them (decompression bombs).
 MAX_IMAGE_PIXELS = 100_000_000
+# A batch whose first frame lies at least this many frames into the video starts with a seek to an earlier
+# keyframe (when the video's frame times allow the landing point to be verified); nearer ones decode from
+# the start, which is always exact.
+SEEK_MIN_FRAMES = 250
+# Seek this far (in seconds) before the first wanted frame: ffmpeg lands on the keyframe at or before that
+# time, and the frames from there to the wanted one are decoded and identified by their times.
+SEEK_LEAD_S = 1.0
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -35,59 +46,291 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Decode an image file to RGB uint8 (alpha dropped, 16-bit scaled to 8)."""
+    """Decode an image file to RGB, or RGBA when it has alpha, at its own depth (uint8, or uint16 for 16-bit
+    PNG/TIFF). Gray becomes RGB (the same levels in each channel); nothing else is changed."""
     image_size(path)  # header checks first: no bomb is ever decoded
     data = np.fromfile(path, dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise MediaError(f"cannot decode image {path}")
-    return _to_rgb8(img)
-
-
-def _to_rgb8(img: np.ndarray) -> np.ndarray:
-    if img.dtype == np.uint16:
-        img = (img / 257.0 + 0.5).astype(np.uint8)
+    if img.dtype not in (np.uint8, np.uint16):
+        raise MediaError(f"image {path} has {img.dtype} samples; 8- and 16-bit images are supported")
     if img.ndim == 2:
+        if _has_gray_alpha(path):
+            raise MediaError(f"image {path} is gray with alpha, which cannot be read without losing the alpha")
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _has_gray_alpha(path: Path) -> bool:
+    with Image.open(path) as im:
+        return im.mode in ("LA", "La", "PA") or "transparency" in im.info
+
+
+def as_rgb8(frame: np.ndarray) -> np.ndarray:
+    """An RGB uint8 view of a frame for display and 8-bit figures: 16-bit scaled down, alpha composited
+    over black. Never used for outputs."""
+    if frame.dtype == np.uint16:
+        frame = (frame.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    if frame.shape[2] == 4:
+        alpha = frame[..., 3:4].astype(np.float32) / 255.0
+        frame = (frame[..., :3].astype(np.float32) * alpha + 0.5).astype(np.uint8)
+    return frame
+
+
+def read_image_rgb8(path: Path) -> np.ndarray:
+    """`read_image` reduced to RGB uint8 by `as_rgb8` (for pictures on a page, not for outputs)."""
+    return as_rgb8(read_image(path))
+
+
+def frame_layout(info: VideoInfo) -> tuple[str, np.dtype, int]:
+    """(ffmpeg raw pixel format, numpy dtype, channels) that `extract_frames` delivers for this video:
+    rgb24 / rgb48le for sources without alpha, rgba / rgba64le with alpha; 16 bits for sources above 8."""
+    deep = info.bit_depth > 8
+    if info.has_alpha:
+        return ("rgba64le", np.dtype("<u2"), 4) if deep else ("rgba", np.dtype(np.uint8), 4)
+    return ("rgb48le", np.dtype("<u2"), 3) if deep else ("rgb24", np.dtype(np.uint8), 3)
 
 
 def extract_frame(info: VideoInfo, index: int) -> np.ndarray:
-    """Decode frame `index` (0-based, presentation order) of the video exactly, as RGB uint8.
+    """Frame `index` (0-based: the index-th frame of a sequential decode, presentation order) of the video,
+    exactly, in `frame_layout(info)`."""
+    return extract_frames(info, [index])[index]
 
-    Seeks to the midpoint between the frame's timestamp and its predecessor's: ffmpeg's accurate seek
-    then delivers the first frame at or after that point, which is exactly frame `index`."""
-    if not 0 <= index < info.frame_count:
-        raise FrameExtractError(f"frame {index} is outside {info.path} (0..{info.frame_count - 1})")
-    args = ["ffmpeg", "-nostdin", "-v", "error"]
-    if index > 0:
-        seek = (info.frame_times[index - 1] + info.frame_times[index]) / 2.0
-        args += ["-ss", f"{seek:.6f}"]
-    args += ["-i", str(info.path), "-map", "0:v:0", "-frames:v", "1", "-an", "-sn", "-dn"]
-    args += ["-f", "image2pipe", "-c:v", "png", "-pix_fmt", "rgb24", "-"]
-    out = run_tool(args, what=f"cannot decode frame {index} of {info.path}")
-    img = cv2.imdecode(np.frombuffer(out, np.uint8), cv2.IMREAD_COLOR) if out else None
-    if img is None:
-        raise FrameExtractError(f"cannot decode frame {index} of {info.path}: no picture came out")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+def extract_frames(info: VideoInfo, indices: Iterable[int]) -> dict[int, np.ndarray]:
+    """Every requested frame of one video (see `extract_frame`), read in one forward decode. Returns
+    {index: frame}."""
+    return dict(iter_frames(info, indices))
+
+
+def iter_frames(info: VideoInfo, indices: Iterable[int]) -> Iterable[tuple[int, np.ndarray]]:
+    """(index, frame) for the requested frames in increasing index order, streamed from one forward decode:
+    from the start of the video, where each decoded frame is counted; or, when the first wanted frame lies
+    deep in a video whose frame times identify frames, from a keyframe at least SEEK_LEAD_S earlier, where
+    each delivered frame is identified by its time. Frames a seek did not deliver are then read by a decode
+    from the start. FrameExtractError for an index outside the video or a decode that falls short."""
+    wanted = sorted({int(i) for i in indices})
+    if not wanted:
+        return
+    for i in (wanted[0], wanted[-1]):
+        if not 0 <= i < info.frame_count:
+            raise FrameExtractError(f"frame {i} is outside {info.path} (0..{info.frame_count - 1})")
+    missing = wanted
+    if info.seekable and wanted[0] >= SEEK_MIN_FRAMES:
+        seek = info.frame_time(wanted[0]) - SEEK_LEAD_S
+        if seek > 0:
+            got = set()
+            for index, frame in _decode_after_seek(info, wanted, seek):
+                got.add(index)
+                yield index, frame
+            missing = [i for i in wanted if i not in got]
+    if missing:
+        yield from _decode_counting(info, missing)
+
+
+def _decode_counting(info: VideoInfo, wanted: list[int]) -> Iterable[tuple[int, np.ndarray]]:
+    """Decode from the start, keeping frames whose position in the decode (select's n) is wanted."""
+    graph = f"select='{_select_expr('n', _runs(wanted))}'"
+    frames = _decode(info, [], graph, len(wanted))
+    count = 0
+    for index, frame in zip(wanted, frames, strict=False):
+        count += 1
+        yield index, frame
+    if count < len(wanted):
+        raise FrameExtractError(
+            f"cannot decode frame {wanted[count]} of {info.path}: the decode ended after {count} of "
+            f"{len(wanted)} wanted frames"
+        )
+
+
+def _decode_after_seek(info: VideoInfo, wanted: list[int], seek: float) -> Iterable[tuple[int, np.ndarray]]:
+    """Seek to the keyframe at or before `seek` (s from the container start), keep frames whose time is a
+    wanted frame's, and name each by its own time (showinfo, after select). Yields only frames it identified."""
+    ft = info.frame_times
+    steps = np.diff(ft)
+    eps = min(1e-3, 0.25 * float(steps.min())) if steps.size else 1e-3
+    # -copyts: filter times are the file's own, so the wanted times are the probed ones plus the container start.
+    centres = [info.start_time + float(ft[i]) for i in wanted]
+    windows = [(c - eps, c + eps) for c in centres]
+    graph = f"select='{_select_expr('t', windows)}',showinfo=checksum=0"
+    # -ss counts from the container start (ffmpeg adds the start time); -copyts keeps the file's own times.
+    args = ["-noaccurate_seek", "-ss", f"{seek:.6f}", "-copyts"]
+    times: list[float] = []
+    frames = _decode(info, args, graph, len(wanted), times=times)
+    for frame in frames:
+        stamp = times[-1] - info.start_time if times else float("nan")
+        k = int(np.searchsorted(ft, stamp - eps))
+        if not (k < ft.shape[0] and abs(float(ft[k]) - stamp) <= eps):
+            return  # a frame that is not where the probe says: trust nothing more from this seek
+        yield k, frame
+
+
+def _runs(indices: list[int]) -> list[tuple[int, int]]:
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return [(a, b) for a, b in runs]
+
+
+def _select_expr(var: str, ranges: Sequence[tuple[float, float]]) -> str:
+    """A select expression true inside any of the sorted, disjoint `ranges` of `var`: a balanced tree of
+    if(lt(...)) tests, so each frame costs log(len(ranges)) comparisons."""
+    if len(ranges) == 1:
+        lo, hi = ranges[0]
+        return f"between({var},{lo!r},{hi!r})" if var == "t" else f"between({var},{lo},{hi})"
+    mid = len(ranges) // 2
+    pivot = ranges[mid][0]
+    pivot_s = repr(pivot) if var == "t" else str(pivot)
+    return f"if(lt({var},{pivot_s}),{_select_expr(var, ranges[:mid])},{_select_expr(var, ranges[mid:])})"
+
+
+def _decode(
+    info: VideoInfo, input_args: list[str], graph: str, count: int, *, times: list[float] | None = None
+) -> Iterable[np.ndarray]:
+    """Run one ffmpeg decode of the first video stream through `graph` and yield up to `count` raw frames in
+    `frame_layout(info)`. With `times`, showinfo's time of each frame is appended before it is yielded."""
+    pix_fmt, dtype, channels = frame_layout(info)
+    width, height = info.display_size  # ffmpeg turns frames upright (its rotation filters come before ours)
+    frame_bytes = width * height * channels * dtype.itemsize
+    script = None
+    cmd = [tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info"]
+    cmd += [*input_args, "-i", str(info.path), "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough"]
+    if len(graph) > 20_000:  # beyond what one argument should carry
+        script = _write_script(graph)
+        cmd += ["-filter_script:v", str(script)]
+    else:
+        cmd += ["-vf", graph]
+    cmd += ["-frames:v", str(count), "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
+    stamps = _TimeLog() if times is not None else None
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1 << 20)
+    log = _StderrReader(proc, stamps)
+    try:
+        for _ in range(count):
+            data = _read_exact(proc.stdout, frame_bytes)
+            if len(data) < frame_bytes:
+                break
+            if stamps is not None and times is not None:
+                times.append(stamps.next())
+            frame = np.frombuffer(data, dtype).reshape(height, width, channels)
+            yield frame.astype(np.uint16) if dtype.itemsize == 2 else frame
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+        rc = proc.wait()
+        log.join()
+        if script is not None:
+            script.unlink(missing_ok=True)
+    if rc != 0 and rc != -9:
+        raise FrameExtractError(f"cannot decode {info.path}: {log.last_error()}")
+
+
+def _read_exact(stream, size: int) -> bytes:
+    chunks, got = [], 0
+    while got < size:
+        chunk = stream.read(size - got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _write_script(text: str) -> Path:
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix="semfi-select-", suffix=".txt")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return Path(name)
+
+
+class _TimeLog:
+    """Frame times from showinfo lines, handed over in order (blocking until the next one is logged)."""
+
+    def __init__(self) -> None:
+        import queue
+
+        self.items: queue.Queue[float | None] = queue.Queue()
+        self.time_base = None
+
+    def next(self) -> float:
+        item = self.items.get(timeout=60)
+        return float("nan") if item is None else item
+
+
+class _StderrReader:
+    """Reads ffmpeg's log on a thread: showinfo times go to `stamps`, the rest is kept for error messages."""
+
+    def __init__(self, proc: subprocess.Popen, stamps: _TimeLog | None):
+        import threading
+
+        self.proc, self.stamps = proc, stamps
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from semfi_batch.media.probe import parse_showinfo_line
+
+        time_base = None
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace")
+            if "showinfo" in line:
+                kind, value = parse_showinfo_line(line, time_base)
+                if kind == "time_base":
+                    time_base = value
+                elif kind == "time" and self.stamps is not None:
+                    self.stamps.items.put(value)
+                continue
+            if line.strip():
+                self.lines.append(line.strip())
+                del self.lines[:-20]
+        if self.stamps is not None:
+            self.stamps.items.put(None)
+
+    def join(self) -> None:
+        self.thread.join(timeout=10)
+        self.proc.stderr.close()
+
+    def last_error(self) -> str:
+        errs = [ln for ln in self.lines if not ln.startswith(("Input #", "Output #", "Stream", "Metadata"))]
+        return (errs or self.lines or ["ffmpeg failed"])[-1]
 
 
 def resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize an RGB frame to (width, height) (area filter when shrinking)."""
+    """Resize a frame (RGB or RGBA, uint8 or uint16) to (width, height) (area filter when shrinking)."""
     if frame.shape[1] == width and frame.shape[0] == height:
         return frame
     shrink = width * height < frame.shape[0] * frame.shape[1]
     return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
-def write_png(path: Path, frame: np.ndarray) -> None:
-    """Write an RGB frame as a lossless PNG, atomically (temporary name, fsync, rename)."""
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+def encode_png(frame: np.ndarray) -> bytes:
+    """A frame (RGB/RGBA, uint8/uint16) as lossless PNG bytes at its own depth and channels."""
+    if frame.dtype not in (np.uint8, np.uint16) or frame.ndim != 3 or frame.shape[2] not in (3, 4):
+        raise MediaError(f"cannot write a frame of shape {frame.shape} {frame.dtype} as PNG")
+    code = cv2.COLOR_RGB2BGR if frame.shape[2] == 3 else cv2.COLOR_RGBA2BGRA
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(frame, code), [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
-        raise MediaError(f"cannot encode PNG for {path}")
-    write_bytes_atomic(path, buf.tobytes())
+        raise MediaError("cannot encode PNG")
+    return buf.tobytes()
+
+
+def write_png(path: Path, frame: np.ndarray) -> None:
+    """Write a frame as a lossless PNG (8 or 16 bits, RGB or RGBA, as the array is), atomically (temporary
+    name, fsync, rename)."""
+    try:
+        data = encode_png(frame)
+    except MediaError as exc:
+        raise MediaError(f"{exc} ({path})") from None
+    write_bytes_atomic(path, data)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
