@@ -80,6 +80,22 @@ def as_rgb8(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
+def common_layout(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two frames in one layout, the richer of theirs, losslessly: uint8 widened to uint16 (x257) when the
+    other is 16-bit, RGB given an opaque alpha when the other has alpha."""
+    deep = np.uint16 if np.uint16 in (a.dtype, b.dtype) else np.uint8
+    channels = max(a.shape[2], b.shape[2])
+
+    def widen(f: np.ndarray) -> np.ndarray:
+        if f.dtype != deep:
+            f = f.astype(np.uint16) * 257
+        if f.shape[2] < channels:
+            f = np.dstack([f, np.full(f.shape[:2], np.iinfo(f.dtype).max, f.dtype)])
+        return f
+
+    return widen(a), widen(b)
+
+
 def read_image_rgb8(path: Path) -> np.ndarray:
     """`read_image` reduced to RGB uint8 by `as_rgb8` (for pictures on a page, not for outputs)."""
     return as_rgb8(read_image(path))
@@ -94,19 +110,22 @@ def frame_layout(info: VideoInfo) -> tuple[str, np.dtype, int]:
     return ("rgb48le", np.dtype("<u2"), 3) if deep else ("rgb24", np.dtype(np.uint8), 3)
 
 
-def extract_frame(info: VideoInfo, index: int) -> np.ndarray:
+def extract_frame(info: VideoInfo, index: int, *, deinterlace: bool = False) -> np.ndarray:
     """Frame `index` (0-based: the index-th frame of a sequential decode, presentation order) of the video,
-    exactly, in `frame_layout(info)`."""
-    return extract_frames(info, [index])[index]
+    exactly, in `frame_layout(info)`, upright (display rotation applied). With `deinterlace`, the frame
+    as ffmpeg's bwdif makes it whole (one frame per frame, so the numbering is the same)."""
+    return extract_frames(info, [index], deinterlace=deinterlace)[index]
 
 
-def extract_frames(info: VideoInfo, indices: Iterable[int]) -> dict[int, np.ndarray]:
+def extract_frames(info: VideoInfo, indices: Iterable[int], *, deinterlace: bool = False) -> dict[int, np.ndarray]:
     """Every requested frame of one video (see `extract_frame`), read in one forward decode. Returns
     {index: frame}."""
-    return dict(iter_frames(info, indices))
+    return dict(iter_frames(info, indices, deinterlace=deinterlace))
 
 
-def iter_frames(info: VideoInfo, indices: Iterable[int]) -> Iterable[tuple[int, np.ndarray]]:
+def iter_frames(
+    info: VideoInfo, indices: Iterable[int], *, deinterlace: bool = False
+) -> Iterable[tuple[int, np.ndarray]]:
     """(index, frame) for the requested frames in increasing index order, streamed from one forward decode:
     from the start of the video, where each decoded frame is counted; or, when the first wanted frame lies
     deep in a video whose frame times identify frames, from a keyframe at least SEEK_LEAD_S earlier, where
@@ -123,17 +142,21 @@ def iter_frames(info: VideoInfo, indices: Iterable[int]) -> Iterable[tuple[int, 
         seek = info.frame_time(wanted[0]) - SEEK_LEAD_S
         if seek > 0:
             got = set()
-            for index, frame in _decode_after_seek(info, wanted, seek):
+            for index, frame in _decode_after_seek(info, wanted, seek, deinterlace):
                 got.add(index)
                 yield index, frame
             missing = [i for i in wanted if i not in got]
     if missing:
-        yield from _decode_counting(info, missing)
+        yield from _decode_counting(info, missing, deinterlace)
 
 
-def _decode_counting(info: VideoInfo, wanted: list[int]) -> Iterable[tuple[int, np.ndarray]]:
+# bwdif, one frame out per frame in, before select (it needs the neighbouring frames).
+_DEINTERLACE = "bwdif=mode=send_frame:parity=auto:deint=all,"
+
+
+def _decode_counting(info: VideoInfo, wanted: list[int], deinterlace: bool) -> Iterable[tuple[int, np.ndarray]]:
     """Decode from the start, keeping frames whose position in the decode (select's n) is wanted."""
-    graph = f"select='{_select_expr('n', _runs(wanted))}'"
+    graph = (_DEINTERLACE if deinterlace else "") + f"select='{_select_expr('n', _runs(wanted))}'"
     frames = _decode(info, [], graph, len(wanted))
     count = 0
     for index, frame in zip(wanted, frames, strict=False):
@@ -146,7 +169,9 @@ def _decode_counting(info: VideoInfo, wanted: list[int]) -> Iterable[tuple[int, 
         )
 
 
-def _decode_after_seek(info: VideoInfo, wanted: list[int], seek: float) -> Iterable[tuple[int, np.ndarray]]:
+def _decode_after_seek(
+    info: VideoInfo, wanted: list[int], seek: float, deinterlace: bool = False
+) -> Iterable[tuple[int, np.ndarray]]:
     """Seek to the keyframe at or before `seek` (s from the container start), keep frames whose time is a
     wanted frame's, and name each by its own time (showinfo, after select). Yields only frames it identified."""
     ft = info.frame_times
@@ -155,7 +180,7 @@ def _decode_after_seek(info: VideoInfo, wanted: list[int], seek: float) -> Itera
     # -copyts: filter times are the file's own, so the wanted times are the probed ones plus the container start.
     centres = [info.start_time + float(ft[i]) for i in wanted]
     windows = [(c - eps, c + eps) for c in centres]
-    graph = f"select='{_select_expr('t', windows)}',showinfo=checksum=0"
+    graph = (_DEINTERLACE if deinterlace else "") + f"select='{_select_expr('t', windows)}',showinfo=checksum=0"
     # -ss counts from the container start (ffmpeg adds the start time); -copyts keeps the file's own times.
     args = ["-noaccurate_seek", "-ss", f"{seek:.6f}", "-copyts"]
     times: list[float] = []
