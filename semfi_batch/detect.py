@@ -68,11 +68,17 @@ CUT_MIN_LUMA_CHANGE = 5.0
 ABRUPT_MIN = 8.0
 ABRUPT_RATIO = 3.0
 BLACK_LUMA = 32.0
-# A near-identical run is a freeze only inside a moving shot: the two steps before it move at least
-# FREEZE_MOTION_MIN and FREEZE_CONTRAST times more than the run's largest step, and the step out of it moves too.
-# Real footage holds still for a few frames all the time; this keeps those out.
-FREEZE_MOTION_MIN = 1.0
+# A near-identical run is a freeze only against the shot's own motion: the steps around it (FREEZE_CONTEXT
+# before, and the one out of it) each move FREEZE_CONTRAST times more than the run's largest step, however
+# slow the shot (a slow pan moving 0.3 a step still shows a frozen frame as a step of ~0). Below
+# FREEZE_NOISE_FLOOR a step is no motion at all (a still shot, an animation hold: repeats there are content).
+# Real footage that settles into stillness slows step by step; this keeps those out.
+FREEZE_CONTEXT = 3
 FREEZE_CONTRAST = 4.0
+FREEZE_NOISE_FLOOR = 0.05
+# Frames that repeat their predecessor this closely are kept from the cut detector (a fixed figure, so that
+# --freeze-threshold, which only says what counts as damage, never changes the cuts found).
+REPEAT_WITHHOLD = 0.5
 # A flash frame differs from both neighbours, which are alike: their difference is at most this share of the
 # smaller jump.
 FLASH_RETURN = 0.25
@@ -526,7 +532,7 @@ class DamageScanner:
     def _release(self, seq: int, frame: np.ndarray, gray: np.ndarray) -> None:
         o = self.options
         std, step = self.std[seq], self.step[seq]
-        if std <= o.blank_std or step <= o.freeze_threshold:
+        if std <= o.blank_std or step <= REPEAT_WITHHOLD:
             return
         nxt = seq + 1
         if (
@@ -587,13 +593,17 @@ class DamageScanner:
         prev_blank = np.concatenate([[True], blank[:-1]])
         repeat = decoded & ~blank & ~prev_blank & (np.nan_to_num(step, nan=np.inf) <= o.freeze_threshold)
         for a, b in _runs(repeat):
-            if a < 3 or b + 1 >= n or np.isnan(step[a - 2 : a]).any() or np.isnan(step[b + 1]):
+            if a <= FREEZE_CONTEXT or b + 1 >= n:
                 continue
-            context = step[a - 2 : a]
+            context = step[a - FREEZE_CONTEXT : a]
+            if np.isnan(context).any() or np.isnan(step[b + 1]):
+                continue
             peak = float(np.max(step[a : b + 1]))
-            moving = context.min() >= max(FREEZE_MOTION_MIN, FREEZE_CONTRAST * peak)
+            # The way out of a freeze catches up the motion it held, so it is judged like the steps before.
+            local = min(float(context.min()), float(step[b + 1]))
+            moving = local >= max(FREEZE_NOISE_FLOOR, FREEZE_CONTRAST * peak)
             steady = context.max() < o.flash_threshold  # a cut or flash just before is no motion to judge by
-            if moving and steady and step[b + 1] >= FREEZE_MOTION_MIN and not reason[a : b + 1].any():
+            if moving and steady and not reason[a : b + 1].any():
                 reason[a : b + 1], score[a : b + 1] = "freeze", peak
 
         reason[~decoded] = "undecodable"

@@ -88,19 +88,19 @@ def test_frames_after_a_seek_are_verified_by_time(fmt, clip_dir, monkeypatch):
     monkeypatch.setattr(frames_mod, "SEEK_LEAD_S", 0.2)
     wanted = [13, 17, 18, info.frame_count - 1]
     seen: list[int] = []
-    real = frames_mod._decode_after_seek
+    real = frames_mod._decode_by_time
 
-    def spy(*args, **kw):
-        for index, frame in real(*args, **kw):
-            seen.append(index)
+    def spy(info, wanted, seek, *rest):
+        for index, frame in real(info, wanted, seek, *rest):
+            seen.append((index, seek is not None))
             yield index, frame
 
-    monkeypatch.setattr(frames_mod, "_decode_after_seek", spy)
+    monkeypatch.setattr(frames_mod, "_decode_by_time", spy)
     got = extract_frames(info, wanted)
     for i in wanted:
         assert np.array_equal(got[i], truth[i]), f"frame {i}"
     if info.seekable:
-        assert seen == wanted  # read after the seek, each identified by its time: no fallback needed
+        assert seen == [(i, True) for i in wanted]  # all read after the seek, each named by its time
 
 
 def test_detect_finds_a_planted_black_frame_at_its_index(fmt_clip):

@@ -128,28 +128,34 @@ def extract_frames(info: VideoInfo, indices: Iterable[int], *, deinterlace: bool
 def iter_frames(
     info: VideoInfo, indices: Iterable[int], *, deinterlace: bool = False
 ) -> Iterable[tuple[int, np.ndarray]]:
-    """(index, frame) for the requested frames in increasing index order, streamed from one forward decode:
-    from the start of the video, where each decoded frame is counted; or, when the first wanted frame lies
-    deep in a video whose frame times identify frames, from a keyframe at least SEEK_LEAD_S earlier, where
-    each delivered frame is identified by its time. Frames a seek did not deliver are then read by a decode
-    from the start. FrameExtractError for an index outside the video or a decode that falls short."""
+    """(index, frame) for the requested frames in increasing index order, streamed from one forward decode.
+
+    Where the probed frame times identify frames (`info.seekable`), each delivered frame is named by its own
+    time: decoding starts at the beginning, or, when the first wanted frame lies SEEK_MIN_FRAMES or more in,
+    at the keyframe at least SEEK_LEAD_S before it (frames the seek did not deliver are read again from the
+    start). Elsewhere frames are counted from the start of a sequential decode, which is what the frame list
+    of such videos is made of. FrameExtractError for an index outside the video or a frame that does not
+    decode."""
     wanted = sorted({int(i) for i in indices})
     if not wanted:
         return
     for i in (wanted[0], wanted[-1]):
         if not 0 <= i < info.frame_count:
             raise FrameExtractError(f"frame {i} is outside {info.path} (0..{info.frame_count - 1})")
+    if not info.seekable:
+        yield from _decode_counting(info, wanted, deinterlace)
+        return
     missing = wanted
-    if info.seekable and wanted[0] >= SEEK_MIN_FRAMES:
-        seek = info.frame_time(wanted[0]) - SEEK_LEAD_S
-        if seek > 0:
-            got = set()
-            for index, frame in _decode_after_seek(info, wanted, seek, deinterlace):
-                got.add(index)
-                yield index, frame
-            missing = [i for i in wanted if i not in got]
-    if missing:
-        yield from _decode_counting(info, missing, deinterlace)
+    seek = info.frame_time(wanted[0]) - SEEK_LEAD_S if wanted[0] >= SEEK_MIN_FRAMES else 0.0
+    for start in [seek, None] if seek > 0 else [None]:
+        got = set()
+        for index, frame in _decode_by_time(info, missing, start, deinterlace):
+            got.add(index)
+            yield index, frame
+        missing = [i for i in missing if i not in got]
+        if not missing:
+            return
+    raise FrameExtractError(f"cannot decode frame {missing[0]} of {info.path}: the decoder delivered no such frame")
 
 
 # bwdif, one frame out per frame in, before select (it needs the neighbouring frames).
@@ -171,11 +177,12 @@ def _decode_counting(info: VideoInfo, wanted: list[int], deinterlace: bool) -> I
         )
 
 
-def _decode_after_seek(
-    info: VideoInfo, wanted: list[int], seek: float, deinterlace: bool = False
+def _decode_by_time(
+    info: VideoInfo, wanted: list[int], seek: float | None, deinterlace: bool = False
 ) -> Iterable[tuple[int, np.ndarray]]:
-    """Seek to the keyframe at or before `seek` (s from the container start), keep frames whose time is a
-    wanted frame's, and name each by its own time (showinfo, after select). Yields only frames it identified."""
+    """Decode from the start, or from the keyframe at or before `seek` (s from the container start), keep the
+    frames whose time is a wanted frame's, and name each by its own time (showinfo, after select). Yields
+    only frames it identified."""
     ft = info.frame_times
     steps = np.diff(ft)
     eps = min(1e-3, 0.25 * float(steps.min())) if steps.size else 1e-3
@@ -184,7 +191,7 @@ def _decode_after_seek(
     windows = [(c - eps, c + eps) for c in centres]
     graph = (_DEINTERLACE if deinterlace else "") + f"select='{_select_expr('t', windows)}',showinfo=checksum=0"
     # -ss counts from the container start (ffmpeg adds the start time); -copyts keeps the file's own times.
-    args = ["-noaccurate_seek", "-ss", f"{seek:.6f}", "-copyts"]
+    args = ["-noaccurate_seek", "-ss", f"{seek:.6f}", "-copyts"] if seek is not None else ["-copyts"]
     times: list[float] = []
     frames = _decode(info, args, graph, len(wanted), times=times)
     for frame in frames:
