@@ -24,10 +24,22 @@ def clip_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("formats")
 
 
+@pytest.fixture(scope="session")
+def decoded(clip_dir):
+    """clip path -> its full sequential decode (made once per session)."""
+    return {}
+
+
 @pytest.fixture(params=FORMATS, ids=IDS)
 def fmt_clip(request, clip_dir):
     fmt: ClipFormat = request.param
     return fmt, make_clip(fmt, clip_dir)
+
+
+def truth_of(path, decoded: dict) -> np.ndarray:
+    if path not in decoded:
+        decoded[path] = sequential_decode(path, probe_video(path))
+    return decoded[path]
 
 
 def sequential_decode(path, info) -> np.ndarray:
@@ -45,10 +57,10 @@ def as8(frame: np.ndarray) -> np.ndarray:
     return rgb if rgb.dtype == np.uint8 else (rgb.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
 
 
-def test_frames_equal_a_sequential_decode(fmt_clip):
+def test_frames_equal_a_sequential_decode(fmt_clip, decoded):
     fmt, path = fmt_clip
     info = probe_video(path)
-    truth = sequential_decode(path, info)
+    truth = truth_of(path, decoded)
     assert info.frame_count == len(truth)
     if not (fmt.edit_list or fmt.rotate or "select" in "".join(fmt.filters)):
         # The clip's own numbering: frame i shows i (the planted black frame aside).
@@ -80,10 +92,10 @@ SEEKABLE = [f for f in FORMATS if f.name in (
 
 
 @pytest.mark.parametrize("fmt", SEEKABLE, ids=[f.name for f in SEEKABLE])
-def test_frames_after_a_seek_are_verified_by_time(fmt, clip_dir, monkeypatch):
+def test_frames_after_a_seek_are_verified_by_time(fmt, clip_dir, decoded, monkeypatch):
     path = make_clip(fmt, clip_dir)
     info = probe_video(path)
-    truth = sequential_decode(path, info)
+    truth = truth_of(path, decoded)
     monkeypatch.setattr(frames_mod, "SEEK_MIN_FRAMES", 0)
     monkeypatch.setattr(frames_mod, "SEEK_LEAD_S", 0.2)
     wanted = [13, 17, 18, info.frame_count - 1]
@@ -103,12 +115,12 @@ def test_frames_after_a_seek_are_verified_by_time(fmt, clip_dir, monkeypatch):
         assert seen == [(i, True) for i in wanted]  # all read after the seek, each named by its time
 
 
-def test_detect_finds_a_planted_black_frame_at_its_index(fmt_clip):
+def test_detect_finds_a_planted_black_frame_at_its_index(fmt_clip, decoded):
     fmt, path = fmt_clip
     if fmt.frames <= BLACK_AT + 1:
         pytest.skip("clip too short for a planted frame (DNxHD's smallest frames are 1280x720)")
     info = probe_video(path)
-    luma = sequential_decode(path, info)[..., :3].reshape(info.frame_count, -1).mean(axis=1)
+    luma = truth_of(path, decoded)[..., :3].reshape(info.frame_count, -1).mean(axis=1)
     black = [int(i) for i in np.flatnonzero(luma < 20)]
     assert len(black) == 1  # where the planted frame lies in this file (edit lists and drops move it)
     assert fmt.edit_list or "select" in "".join(fmt.filters) or black == [BLACK_AT]
