@@ -7,8 +7,11 @@ PNG holds all four kinds, so nothing is reduced on the way through a run."""
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
-from collections.abc import Iterable, Sequence
+import tempfile
+import threading
+from collections.abc import Generator, Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from semfi_batch.errors import FrameExtractError, MediaError
-from semfi_batch.media.probe import VideoInfo
+from semfi_batch.media.probe import VideoInfo, parse_showinfo_line
 from semfi_batch.media.rates import rate_arg
 from semfi_batch.media.tools import tool_path
 
@@ -194,12 +197,15 @@ def _decode_by_time(
     args = ["-noaccurate_seek", "-ss", f"{seek:.6f}", "-copyts"] if seek is not None else ["-copyts"]
     times: list[float] = []
     frames = _decode(info, args, graph, len(wanted), times=times)
-    for frame in frames:
-        stamp = times[-1] - info.start_time if times else float("nan")
-        k = int(np.searchsorted(ft, stamp - eps))
-        if not (k < ft.shape[0] and abs(float(ft[k]) - stamp) <= eps):
-            return  # a frame that is not where the probe says: trust nothing more from this seek
-        yield k, frame
+    try:
+        for frame in frames:
+            stamp = times[-1] - info.start_time if times else float("nan")
+            k = int(np.searchsorted(ft, stamp - eps))
+            if not (k < ft.shape[0] and abs(float(ft[k]) - stamp) <= eps):
+                return  # a frame that is not where the probe says: trust nothing more from this decode
+            yield k, frame
+    finally:
+        frames.close()  # stops ffmpeg at once when this decode is left early
 
 
 def _runs(indices: list[int]) -> list[tuple[int, int]]:
@@ -226,7 +232,7 @@ def _select_expr(var: str, ranges: Sequence[tuple[float, float]]) -> str:
 
 def _decode(
     info: VideoInfo, input_args: list[str], graph: str, count: int, *, times: list[float] | None = None
-) -> Iterable[np.ndarray]:
+) -> Generator[np.ndarray, None, None]:
     """Run one ffmpeg decode of the first video stream through `graph` and yield up to `count` raw frames in
     `frame_layout(info)`. With `times`, showinfo's time of each frame is appended before it is yielded."""
     pix_fmt, dtype, channels = frame_layout(info)
@@ -282,8 +288,6 @@ def _read_exact(stream, size: int) -> bytes:
 
 
 def _write_script(text: str) -> Path:
-    import tempfile
-
     fd, name = tempfile.mkstemp(prefix="semfi-select-", suffix=".txt")
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
@@ -294,10 +298,7 @@ class _TimeLog:
     """Frame times from showinfo lines, handed over in order (blocking until the next one is logged)."""
 
     def __init__(self) -> None:
-        import queue
-
         self.items: queue.Queue[float | None] = queue.Queue()
-        self.time_base = None
 
     def next(self) -> float:
         item = self.items.get(timeout=60)
@@ -308,16 +309,12 @@ class _StderrReader:
     """Reads ffmpeg's log on a thread: showinfo times go to `stamps`, the rest is kept for error messages."""
 
     def __init__(self, proc: subprocess.Popen, stamps: _TimeLog | None):
-        import threading
-
         self.proc, self.stamps = proc, stamps
         self.lines: list[str] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
-        from semfi_batch.media.probe import parse_showinfo_line
-
         time_base = None
         for raw in self.proc.stderr:
             line = raw.decode("utf-8", "replace")
