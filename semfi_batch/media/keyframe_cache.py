@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from semfi_batch.errors import SemfiError
+from semfi_batch.errors import SemfiError, VideoOpenFailure
 from semfi_batch.media.frames import iter_frames, read_image, write_png
-from semfi_batch.media.probe import VideoInfo, probe_video
+from semfi_batch.media.probe import probe_video
 
 # Bump when the frames extraction delivers for the same source change.
 CACHE_VERSION = 1
@@ -31,30 +31,33 @@ class KeyframeCache:
         self.folder = Path(folder)
         self.deinterlace = deinterlace
 
-    def path(self, info: VideoInfo, index: int) -> Path:
-        """Where frame `index` of the video `info` describes is kept."""
-        st = info.path.stat()
-        key = f"{CACHE_VERSION}|{info.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{index}|{self.deinterlace}"
+    def path(self, source: Path, index: int) -> Path:
+        """Where frame `index` of `source` is kept (no probe needed: a worker that finds it reads it)."""
+        source = Path(source)
+        try:
+            st = source.stat()
+        except OSError as exc:
+            raise VideoOpenFailure(f"cannot open video {source}: {exc.strerror or exc}") from None
+        key = f"{CACHE_VERSION}|{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|{index}|{self.deinterlace}"
         return self.folder / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.png"
 
     def fill(self, source: Path, indices: Iterable[int]) -> int:
         """Extract the frames of `source` at `indices` that are not cached yet, in one forward decode.
         Returns how many were written."""
-        info = probe_video(source)
-        missing = sorted({i for i in indices if not self.path(info, i).exists()})
+        missing = sorted({i for i in indices if not self.path(source, i).exists()})
         if not missing:
             return 0
+        info = probe_video(source)
         self.folder.mkdir(parents=True, exist_ok=True)
         written = 0
         for index, frame in iter_frames(info, missing, deinterlace=self.deinterlace):
-            write_png(self.path(info, index), frame)
+            write_png(self.path(source, index), frame)
             written += 1
         return written
 
     def frame(self, source: Path, index: int) -> np.ndarray:
         """Frame `index` of `source`: from the cache, else extracted now and stored."""
-        info = probe_video(source)
-        path = self.path(info, index)
+        path = self.path(source, index)
         if not path.exists():
             self.fill(source, [index])
         return read_image(path)

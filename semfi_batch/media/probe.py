@@ -87,6 +87,46 @@ class VideoInfo:
         return float(self.frame_times[index])
 
 
+@dataclass(frozen=True)
+class StreamFacts:
+    """What a job needs of its source besides the frames themselves, read without listing frames (which for
+    some formats means decoding the whole file): the first video stream's rate and field order."""
+
+    avg_fps: float
+    field_order: str
+
+    @property
+    def interlaced(self) -> bool:
+        return self.field_order in ("tt", "bb", "tb", "bt")
+
+
+def probe_stream(path: Path) -> StreamFacts:
+    """The rate and field order of `path`'s first video stream (one quick ffprobe, cached per path, size and
+    mtime). VideoOpenFailure when unreadable."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise VideoOpenFailure(f"cannot open video {path}: {exc.strerror or exc}") from None
+    return _stream_cached(path.resolve(), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=256)
+def _stream_cached(path: Path, _size: int, _mtime_ns: int) -> StreamFacts:
+    try:
+        meta = _ffprobe_json(path, "-show_streams")
+    except MediaError as exc:
+        raise VideoOpenFailure(str(exc)) from None
+    video = next((s for s in meta.get("streams", []) if s.get("codec_type") == "video" and not _is_cover(s)), None)
+    if video is None:
+        raise VideoOpenFailure(f"{path} has no video stream")
+    return StreamFacts(avg_fps=_stream_rate(video), field_order=str(video.get("field_order") or PROGRESSIVE))
+
+
+def _stream_rate(video: dict) -> float:
+    return _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate")) or 0.0
+
+
 def _ffprobe_json(path: Path, *args: str) -> dict:
     out = run_tool(
         ["ffprobe", "-v", "error", "-of", "json", *args, str(path)],
@@ -158,7 +198,7 @@ def _probe_cached(path: Path, _size: int, _mtime_ns: int) -> VideoInfo:
         height=int(video["height"]),
         codec=codec,
         pix_fmt=pix_fmt,
-        avg_fps=_rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate")) or 0.0,
+        avg_fps=_stream_rate(video),
         time_base=Fraction(video.get("time_base", "1/1")),
         start_time=container_start,
         duration=float(fmt.get("duration", 0.0) or 0.0),

@@ -26,7 +26,7 @@ from semfi_batch.media.frames import (
     write_png,
 )
 from semfi_batch.media.keyframe_cache import KeyframeCache, keyframe_cache_for
-from semfi_batch.media.probe import probe_video
+from semfi_batch.media.probe import probe_stream, probe_video
 from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.ledger import write_record
 
@@ -97,13 +97,12 @@ def load_keyframes(pair: KeyframePair, cache: KeyframeCache | None = None) -> tu
     Video keyframes come from `cache` (filled per source by the engine) when given."""
     interlaced = False
     if pair.source is not None:
-        info = probe_video(pair.source)
-        if cache is not None:
+        if cache is not None:  # filled by the engine: no probe of the source's frames needed here
             start, end = cache.frame(pair.source, pair.start_frame), cache.frame(pair.source, pair.end_frame)
         else:
-            keys = extract_frames(info, [pair.start_frame, pair.end_frame])
+            keys = extract_frames(probe_video(pair.source), [pair.start_frame, pair.end_frame])
             start, end = keys[pair.start_frame], keys[pair.end_frame]
-        fps = info.avg_fps or 24.0
+        fps = probe_stream(pair.source).avg_fps or 24.0
         interlaced = _interlaced(pair, cache)
     else:
         start, end = common_layout(read_image(pair.start_image), read_image(pair.end_image))
@@ -120,7 +119,7 @@ def load_keyframes(pair: KeyframePair, cache: KeyframeCache | None = None) -> tu
 
 def _interlaced(pair: KeyframePair, cache: KeyframeCache | None) -> bool:
     """Whether the pair's frames are made per field (an interlaced source not deinterlaced by the run)."""
-    return pair.source is not None and probe_video(pair.source).interlaced and not (cache and cache.deinterlace)
+    return pair.source is not None and probe_stream(pair.source).interlaced and not (cache and cache.deinterlace)
 
 
 def execute_job(job: Job, backend: Backend, layout: RunLayout, *, preview: bool = True) -> dict:
@@ -174,7 +173,7 @@ def _generate(
         return backend.generate(request)
 
     if _interlaced(pair, cache):
-        backend.notes.values["fields"] = probe_video(pair.source).field_order  # made per field, then woven
+        backend.notes.values["fields"] = probe_stream(pair.source).field_order  # made per field, then woven
         generated = interpolate_by_field(make, start, end)
     else:
         generated = make(start, end)
