@@ -98,3 +98,22 @@ def test_assemble_writes_gif_png_sequence_and_prores_at_exact_rates(tmp_path, ca
     assert "keys.webm" in capsys.readouterr().err
     assert main(["assemble", str(run), "-o", str(tmp_path / "x.mp4")]) == 0
     assert "8-bit without alpha" in capsys.readouterr().err
+
+
+def test_frame_rates_are_exact():
+    from fractions import Fraction
+
+    import pytest
+
+    from semfi_batch.errors import SemfiError
+    from semfi_batch.media.rates import parse_rate
+
+    ntsc = {"23.976": (24000, 1001), "29.97": (30000, 1001), "59.94": (60000, 1001), "119.88": (120000, 1001)}
+    for text, (num, den) in ntsc.items():
+        assert parse_rate(text) == Fraction(num, den)
+    assert parse_rate("12.5") == Fraction(25, 2) and parse_rate("24") == 24
+    assert parse_rate(23.976) == Fraction(24000, 1001)
+    assert parse_rate("30000/1001") == Fraction(30000, 1001)
+    for bad in ("0", "-3", "fast", "1/0"):
+        with pytest.raises(SemfiError, match="frame rate"):
+            parse_rate(bad)
