@@ -1,18 +1,30 @@
-"""Image-pair runs (animation keyframes) -> one clip: each key followed by its generated in-betweens.
+"""Image-pair runs (animation keyframes) -> one clip or PNG sequence: each key followed by its generated
+in-betweens.
 
 Consecutive pairs share a key (pair i's end is pair i+1's start), which appears once. A pair whose job
 failed or has not run holds its start key for the in-between frames, so the timing of the exposure sheet
-is kept and the gap is visible."""
+is kept and the gap is visible. Keys an exposure sheet puts on the frame right next to another key start no
+pair; `manifest from-images` lists them (keys_before / keys_after) and they are placed where they belong.
+
+Outputs, by name: .mp4/.mkv/.mov (H.264; `codec="prores"`: ProRes 422 HQ, or 4444 with alpha, in .mov or
+.mkv), .gif (a real GIF), or a folder (a PNG sequence 000001.png ... holding the frames bit for bit)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 from semfi_batch.errors import SemfiError
 from semfi_batch.manifest import load_manifest
-from semfi_batch.media.frames import encode_png_sequence
+from semfi_batch.media.frames import CLIP_MUXERS, encode_png_sequence
+from semfi_batch.media.rates import parse_rate
 from semfi_batch.run.ledger import read_record
+
+CODECS = ("h264", "prores")
 
 
 @dataclass
@@ -23,11 +35,43 @@ class AssembleSummary:
     frames: int
     generated: int
     held: list[str]  # pair_ids whose gap holds the start key (failed or not run)
+    rate: Fraction = Fraction(12)
+    notes: list[str] = field(default_factory=list)
 
 
-def assemble_run(run_dir: Path, out: Path, fps: float) -> AssembleSummary:
-    """Write `out` (H.264) from a run of image pairs, in manifest order."""
-    run_dir = Path(run_dir)
+def assemble_run(run_dir: Path, out: Path, fps: float | str | Fraction, *, codec: str = "h264") -> AssembleSummary:
+    """Write `out` from a run of image pairs, in manifest order: a clip (by its suffix, see the module
+    docstring) or, for a name without a suffix or an existing folder, a PNG sequence."""
+    run_dir, out = Path(run_dir), Path(out)
+    rate = parse_rate(fps)
+    if codec not in CODECS:
+        raise SemfiError(f"--codec must be one of {', '.join(CODECS)}, got {codec!r}")
+    sequence_out = out.is_dir() or not out.suffix
+    if not sequence_out and out.suffix.lower() not in CLIP_MUXERS:
+        raise SemfiError(
+            f"cannot tell what to write from {out.name!r}: use a name ending in {', '.join(CLIP_MUXERS)}, "
+            "or a folder name (no suffix) for a PNG sequence"
+        )
+    sequence, generated, held = frame_sequence(run_dir)
+    notes = []
+    if sequence_out:
+        write_png_sequence(sequence, out)
+    else:
+        if out.suffix.lower() == ".gif":
+            codec = "gif"
+        elif codec == "h264" and _any_deep_or_alpha(sequence):
+            notes.append("H.264 clips are 8-bit without alpha: use --codec prores or a PNG sequence to keep them")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            encode_png_sequence(sequence, out, rate, codec=codec)
+        except SemfiError as exc:
+            raise SemfiError(str(exc)) from None
+    return AssembleSummary(out=out, frames=len(sequence), generated=generated, held=held, rate=rate, notes=notes)
+
+
+def frame_sequence(run_dir: Path) -> tuple[list[Path], int, list[str]]:
+    """The run's frames in order (PNG paths; a held key repeats its path), the number generated, and the
+    pair_ids whose in-betweens are missing."""
     snapshot = run_dir / "manifest.parquet"
     if not snapshot.exists():
         raise SemfiError(f"{run_dir} is not a run folder (no manifest.parquet)")
@@ -36,10 +80,14 @@ def assemble_run(run_dir: Path, out: Path, fps: float) -> AssembleSummary:
         raise SemfiError(f"{run_dir} has video rows: use `semfi-batch splice` to put them back into their videos")
     if not pairs:
         raise SemfiError(f"{run_dir} has no pairs")
+    base = Path(load_manifest_origin(run_dir)).parent
     sequence: list[Path] = []
     generated, held = 0, []
+    last_key: Path | None = None
     for i, pair in enumerate(pairs):
-        if i == 0 or pair.start_image != pairs[i - 1].end_image:
+        if i == 0:
+            sequence += _listed_keys(pair.extras.get("keys_before"), base, pair.pair_id)
+        if i == 0 or pair.start_image != last_key:
             sequence.append(_key(run_dir, pair.pair_id, "start.png", pair.start_image))
         job = run_dir / "jobs" / pair.pair_id
         record = read_record(job)
@@ -51,9 +99,64 @@ def assemble_run(run_dir: Path, out: Path, fps: float) -> AssembleSummary:
             held.append(pair.pair_id)
             sequence.extend([sequence[-1]] * pair.gap_frames)
         sequence.append(_key(run_dir, pair.pair_id, "end.png", pair.end_image))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    encode_png_sequence(sequence, out, fps)
-    return AssembleSummary(out=out, frames=len(sequence), generated=generated, held=held)
+        last_key = pair.end_image
+        after = _listed_keys(pair.extras.get("keys_after"), base, pair.pair_id)
+        if after:
+            sequence += after
+            last_key = None  # the next pair's start is another key than this end
+    return sequence, generated, held
+
+
+def load_manifest_origin(run_dir: Path) -> str:
+    """Path of the manifest the run was started with (image paths in it are relative to its folder)."""
+    try:
+        return json.loads((run_dir / "run.json").read_text())["manifest"]
+    except (OSError, ValueError, KeyError):
+        return str(run_dir / "manifest.parquet")
+
+
+def _listed_keys(value: object, base: Path, pair_id: str) -> list[Path]:
+    """Keys listed in a keys_before / keys_after cell (a JSON list of image paths relative to the manifest)."""
+    if not value:
+        return []
+    try:
+        names = json.loads(str(value))
+    except ValueError:
+        raise SemfiError(f"row {pair_id}: keys_before/keys_after must be a JSON list of image paths") from None
+    keys = []
+    for name in names:
+        path = Path(name) if Path(name).is_absolute() else base / name
+        if not path.is_file():
+            raise SemfiError(f"row {pair_id}: key {name} listed beside it not found ({path})")
+        keys.append(path)
+    return keys
+
+
+def write_png_sequence(frames: list[Path], folder: Path) -> None:
+    """Copy the frames, bit for bit, into `folder` as 000001.png, 000002.png, ...: built in a temporary folder
+    beside it and renamed into place (an existing sequence folder is replaced whole)."""
+    if folder.exists() and any(p for p in folder.iterdir() if p.suffix.lower() != ".png"):
+        raise SemfiError(f"{folder} exists and holds other files than PNG frames; give a new folder")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for n, src in enumerate(frames, 1):
+        shutil.copyfile(src, tmp / f"{n:06d}.png")
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old{os.getpid()}")
+        folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(folder)
+
+
+def _any_deep_or_alpha(frames: list[Path]) -> bool:
+    from PIL import Image
+
+    with Image.open(frames[0]) as im:
+        return im.mode not in ("RGB", "L", "P") or "transparency" in im.info
 
 
 def _key(run_dir: Path, pair_id: str, name: str, original: Path | None) -> Path:

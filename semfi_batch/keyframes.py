@@ -189,6 +189,28 @@ def _pair_id(a: Exposure, b: Exposure, used: set[str]) -> str:
     return pid
 
 
+def _note_unpaired_keys(keys: list[Exposure], pairs: list, base: Path, data: dict[str, list]) -> None:
+    """Keys that start or end no pair (exposed on the frame right next to another key) would be lost to
+    `assemble`: they go into the columns keys_before (of the first row) and keys_after (of the row they
+    follow), as JSON lists of image paths, only when there are any."""
+    import json
+
+    paired = {id(k) for a, b, _ in pairs for k in (a, b)}
+    before: list[str] = []
+    after: list[list[str]] = [[] for _ in pairs]
+    row = -1
+    for key in keys:
+        while row + 1 < len(pairs) and pairs[row + 1][0] is key:
+            row += 1
+        if id(key) in paired:
+            continue
+        rel = os.path.relpath(key.image.resolve(), base)
+        (before if row < 0 else after[row]).append(rel)
+    if before or any(after):
+        data["keys_before"] = [json.dumps(before) if i == 0 and before else None for i in range(len(pairs))]
+        data["keys_after"] = [json.dumps(a) if a else None for a in after]
+
+
 def write_keyframe_manifest(
     directory: Path, output: Path, *, gap: int | None = None, sheet: Path | None = None
 ) -> KeyframeManifest:
@@ -217,7 +239,13 @@ def write_keyframe_manifest(
         data["end_key_frame"].append(b.frame)
     if sheet is None:
         del data["start_key_frame"], data["end_key_frame"]
-    fields = [pa.field(name, SCHEMA.field(name).type if name in SCHEMA.names else pa.int64()) for name in data]
+    else:
+        _note_unpaired_keys(keys, pairs, base, data)
+    text = {"keys_before", "keys_after"}
+    fields = [
+        pa.field(name, SCHEMA.field(name).type if name in SCHEMA.names else pa.string() if name in text else pa.int64())
+        for name in data
+    ]
     schema = pa.schema(fields)
     table = pa.Table.from_arrays([pa.array(data[f.name], type=f.type) for f in schema], schema=schema)
     write_manifest(table, output)

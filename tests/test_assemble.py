@@ -1,8 +1,10 @@
+import subprocess
+
 import numpy as np
 
 from semfi_batch.cli import main
 from semfi_batch.manifest import write_manifest
-from semfi_batch.media.frames import write_png
+from semfi_batch.media.frames import read_image, write_png
 from semfi_batch.media.probe import probe_video
 
 
@@ -31,3 +33,87 @@ def test_assemble_refuses_video_runs(tmp_path, clip_factory, capsys):
     assert main(["run", str(manifest), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     assert main(["assemble", str(tmp_path / "run"), "-o", str(tmp_path / "x.mp4")]) == 1
     assert "use `semfi-batch splice`" in capsys.readouterr().err
+
+
+def keys_run(tmp_path, sheet_text: str | None = None, rgba: bool = False):
+    """Four keys a..d, a run over them (blend) and its folder."""
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    for i, name in enumerate("abcd"):
+        frame = np.full((32, 48, 4 if rgba else 3), 50 * i + 20, np.uint8)
+        if rgba:
+            frame[..., 3] = 40 * i + 100
+        write_png(folder / f"{name}.png", frame)
+    manifest = tmp_path / "keys.parquet"
+    if sheet_text is None:
+        assert main(["manifest", "from-images", str(folder), "-o", str(manifest), "--gap", "2"]) == 0
+    else:
+        (tmp_path / "sheet.csv").write_text(sheet_text)
+        assert (
+            main(["manifest", "from-images", str(folder), "-o", str(manifest), "--sheet", str(tmp_path / "sheet.csv")])
+            == 0
+        )
+    run = tmp_path / "run"
+    assert main(["run", str(manifest), "--out", str(run), "--quiet", "--backend", "blend", "--no-preview"]) == 0
+    return run
+
+
+def test_exposure_sheet_keys_next_to_each_other_are_all_kept(tmp_path):
+    # a on 1, b on 2 (adjacent: no pair), c on 5, d on 6 (adjacent to c, the last key).
+    run = keys_run(tmp_path, "image,frame\na.png,1\nb.png,2\nc.png,5\nd.png,6\n")
+    seq = tmp_path / "seq"
+    assert main(["assemble", str(run), "-o", str(seq)]) == 0
+    levels = [int(read_image(p)[..., 0].mean()) for p in sorted(seq.glob("*.png"))]
+    # frames 1..6: a, b, two in-betweens of b->c, c, d
+    assert len(levels) == 6 and levels[:2] == [20, 70] and levels[-2:] == [120, 170]
+
+
+def test_assemble_writes_gif_png_sequence_and_prores_at_exact_rates(tmp_path, capsys):
+    run = keys_run(tmp_path, rgba=True)
+    gif = tmp_path / "keys.gif"
+    assert main(["assemble", str(run), "-o", str(gif), "--fps", "12.5"]) == 0
+    assert gif.read_bytes()[:6] == b"GIF89a"  # a GIF, not MP4 bytes under a .gif name
+    assert probe_video(gif).frame_count == 4 + 3 * 2
+    mov = tmp_path / "keys.mov"
+    assert main(["assemble", str(run), "-o", str(mov), "--fps", "23.976", "--codec", "prores"]) == 0
+    info = probe_video(mov)
+    assert (info.codec, info.has_alpha, info.frame_count) == ("prores", True, 10)
+    rate = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=r_frame_rate", "-of", "csv=p=0",
+         str(mov)], capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert rate == "24000/1001"
+    seq = tmp_path / "frames"
+    assert main(["assemble", str(run), "-o", str(seq)]) == 0
+    pngs = sorted(seq.glob("*.png"))
+    assert len(pngs) == 10 and read_image(pngs[0]).shape == (32, 48, 4)  # RGBA kept bit for bit
+    assert (
+        pngs[1].read_bytes()
+        == (run / "jobs")
+        .joinpath(sorted(p.name for p in (run / "jobs").iterdir())[0], "frames", "000001.png")
+        .read_bytes()
+    )
+    capsys.readouterr()
+    assert main(["assemble", str(run), "-o", str(tmp_path / "keys.webm")]) == 1
+    assert "keys.webm" in capsys.readouterr().err
+    assert main(["assemble", str(run), "-o", str(tmp_path / "x.mp4")]) == 0
+    assert "8-bit without alpha" in capsys.readouterr().err
+
+
+def test_frame_rates_are_exact():
+    from fractions import Fraction
+
+    import pytest
+
+    from semfi_batch.errors import SemfiError
+    from semfi_batch.media.rates import parse_rate
+
+    ntsc = {"23.976": (24000, 1001), "29.97": (30000, 1001), "59.94": (60000, 1001), "119.88": (120000, 1001)}
+    for text, (num, den) in ntsc.items():
+        assert parse_rate(text) == Fraction(num, den)
+    assert parse_rate("12.5") == Fraction(25, 2) and parse_rate("24") == 24
+    assert parse_rate(23.976) == Fraction(24000, 1001)
+    assert parse_rate("30000/1001") == Fraction(30000, 1001)
+    for bad in ("0", "-3", "fast", "1/0"):
+        with pytest.raises(SemfiError, match="frame rate"):
+            parse_rate(bad)

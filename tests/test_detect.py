@@ -208,8 +208,11 @@ def test_undecodable_frame_becomes_a_replace_row(tmp_path):
     data[pos : pos + size] = bytes(size)  # frame 20's JPEG is wiped: the decoder drops it
     clip.write_bytes(bytes(data))
     det = detect_video(clip, DetectOptions(mode="damage"))
-    assert det.info.frame_count == 40 and det.frames_decoded == 39
-    assert [(r.start_frame, r.end_frame, r.reason) for r in det.rows] == [(19, 21, "undecodable")]
+    # An AVI's frames are what its decoder delivers (packets carry no presentation times): the wiped frame is
+    # not one of them, and the hole it leaves in the timestamps is filled in place.
+    assert det.info.frame_count == 39 and det.frames_decoded == 39
+    rows = [(r.start_frame, r.end_frame, r.mode, r.gap_frames, r.reason) for r in det.rows]
+    assert rows == [(19, 20, "insert", 1, "timestamp_gap")]
 
 
 # --- stride ---------------------------------------------------------------------------------------------
@@ -345,3 +348,26 @@ def test_progress_reports_every_video_to_its_end(clips):
     det = detect_video(clips["cuts"], DetectOptions(), progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (313, 313) and det.frames_decoded == 313
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def slow_shots_clip(path: Path) -> Path:
+    """Two slow shots (a sine pattern drifting 0.08 and 0.1 pixel a frame: luma steps well under 1) around a
+    testsrc2 shot, cut at 40 and 80; frame 20 of the first slow shot repeats frame 19 (lossless, so exactly)."""
+    slow1 = "nullsrc=s=160x120:r=25:d=2,geq=lum='128+80*sin(2*PI*(X+N*0.08)/40)':cb=128:cr=128"
+    slow2 = "nullsrc=s=160x120:r=25:d=2,geq=lum='120+70*sin(2*PI*(Y+N*0.1)/30)':cb=100:cr=150"
+    shots = [f"{s},trim=end_frame=40,setpts=PTS-STARTPTS,format=yuv420p" for s in (slow1, slow2)]
+    graph = (
+        f"{shots[0]}[a];{shot(40, look='negate')}[b];{shots[1]}[c];[a][b][c]concat=n=3:v=1:a=0,split[x1][x2];"
+        "[x1][x2]freezeframes=first=20:last=20:replace=19[out]"
+    )
+    args = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-filter_complex", graph, "-map", "[out]"]
+    subprocess.run([*args, "-c:v", "libx264", "-qp", "0", "-g", "30", str(path)], check=True)
+    return path
+
+
+def test_freeze_in_a_slow_shot_is_found_and_freeze_threshold_leaves_cuts_alone(tmp_path):
+    clip = slow_shots_clip(tmp_path / "slow.mp4")
+    found = {ft: detect_video(clip, DetectOptions(mode="damage", freeze_threshold=ft)) for ft in (0.5, 2.0)}
+    rows = [(r.start_frame, r.end_frame, r.reason) for r in found[0.5].rows]
+    assert rows == [(19, 21, "freeze")]  # judged against the shot's own (slow) motion
+    assert [c.index for c in found[0.5].cuts] == [c.index for c in found[2.0].cuts] == [40, 80]

@@ -53,6 +53,8 @@ def test_exposure_sheet_gives_each_pair_its_gap(tmp_path, capsys):
     got = [(p.start_image.name, p.end_image.name, p.gap_frames) for p in manifest.pairs]
     assert got == [("a.png", "b.png", 3), ("b.png", "c.png", 6)]
     assert [(p.extras["start_key_frame"], p.extras["end_key_frame"]) for p in manifest.pairs] == [(1, 5), (5, 12)]
+    # d starts no pair: it is listed after the row it follows, so `assemble` keeps it.
+    assert [p.extras["keys_after"] for p in manifest.pairs] == [None, '["anim/d.png"]']
     err = capsys.readouterr().err
     assert "adjacent" in err and "spare.png" in err
 

@@ -37,8 +37,11 @@ class BackendOptions:
 
 @dataclass
 class InterpolationRequest:
-    """One keyframe pair to fill. Frames are RGB uint8 arrays of shape (height, width, 3), already at the
-    job's output size. `work_dir` is a job-private folder that survives a killed run (for step checkpoints)."""
+    """One keyframe pair to fill, already at the job's output size. Frames are arrays of shape
+    (height, width, channels): RGB (3) or RGBA (4, when the source has alpha), uint8 for 8-bit sources and
+    uint16 (0-65535) for deeper ones; both keys share one layout. A backend whose `deep_frames` is False gets
+    RGB uint8 only (see `Backend.generate`). `work_dir` is a job-private folder that survives a killed run
+    (for step checkpoints)."""
 
     pair_id: str
     start: np.ndarray
@@ -68,6 +71,9 @@ class Backend(ABC):
     version: ClassVar[str] = "1"
     requires: ClassVar[tuple[str, ...]] = ()
     constraints: ClassVar[Constraints] = Constraints()
+    # True when `interpolate` takes and returns every frame layout (uint16, RGBA) itself; else it sees RGB
+    # uint8 and `generate` converts at its boundary.
+    deep_frames: ClassVar[bool] = False
 
     def __init__(self, options: BackendOptions | None = None):
         ok, why = type(self).availability(options or BackendOptions())
@@ -99,5 +105,43 @@ class Backend(ABC):
     def interpolate(self, request: InterpolationRequest) -> Iterator[np.ndarray]:
         """Yield exactly `request.gap_frames` frames, in time order, each shaped like `request.start`."""
 
+    def generate(self, request: InterpolationRequest) -> Iterator[np.ndarray]:
+        """`interpolate`, with frames in the keys' own layout whatever the backend handles. A backend without
+        `deep_frames` (the video models, minterpolate) is given RGB uint8 keys; its frames are widened back
+        to 16 bits (x257), and alpha, which it cannot see, is cross-faded between the keys' alpha. What was
+        converted is noted in the job's record (notes.frames_converted)."""
+        start = request.start
+        if self.deep_frames or (start.dtype == np.uint8 and start.shape[2] == 3):
+            yield from self.interpolate(request)
+            return
+        from dataclasses import replace
+
+        from semfi_batch.plan import inbetween_times
+
+        deep, alpha = start.dtype == np.uint16, start.shape[2] == 4
+        self.notes.values["frames_converted"] = (
+            f"{'16-bit ' if deep else ''}{'RGBA' if alpha else 'RGB'} keys given to {self.name} as 8-bit RGB"
+            + (", frames widened to 16 bits" if deep else "")
+            + (", alpha cross-faded between the keys" if alpha else "")
+        )
+        narrow = replace(request, start=_rgb8(request.start), end=_rgb8(request.end))
+        times = inbetween_times(request.gap_frames)
+        for k, frame in enumerate(self.interpolate(narrow)):
+            out = frame.astype(np.uint16) * 257 if deep else frame
+            if alpha:
+                t = times[min(k, len(times) - 1)]
+                a = (1.0 - t) * request.start[..., 3].astype(np.float32) + t * request.end[..., 3].astype(np.float32)
+                a = np.clip(a + 0.5, 0, 65535 if deep else 255).astype(out.dtype)
+                out = np.dstack([out, a])
+            yield out
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to release
         """Release models and devices."""
+
+
+def _rgb8(frame: np.ndarray) -> np.ndarray:
+    """RGB uint8 of a key (alpha left out: `Backend.generate` carries it itself; 16 bits rounded to 8)."""
+    rgb = frame[..., :3]
+    if rgb.dtype == np.uint16:
+        rgb = ((rgb.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    return np.ascontiguousarray(rgb)

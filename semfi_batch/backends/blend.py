@@ -15,9 +15,11 @@ class BlendBackend(Backend):
 
     name = "blend"
     description = "cross-fade between the keyframes (baseline; CPU, no weights)"
+    deep_frames = True  # any depth and channels: alpha fades with the colour
 
     def interpolate(self, request: InterpolationRequest) -> Iterator[np.ndarray]:
         a = request.start.astype(np.float32)
         b = request.end.astype(np.float32)
+        top = float(np.iinfo(request.start.dtype).max)
         for t in inbetween_times(request.gap_frames):
-            yield np.clip((1.0 - t) * a + t * b + 0.5, 0, 255).astype(np.uint8)
+            yield np.clip((1.0 - t) * a + t * b + 0.5, 0, top).astype(request.start.dtype)

@@ -27,6 +27,7 @@ class FlowBackend(Backend):
     name = "flow"
     description = "bidirectional optical flow (OpenCV DIS) with occlusion-aware blending (CPU, no weights)"
     version = "1"
+    deep_frames = True  # uint16 and RGBA frames are warped as they are; alpha moves with the colour
 
     def __init__(self, options=None):
         super().__init__(options)
@@ -62,15 +63,26 @@ class FlowBackend(Backend):
             if scale < 1.0:
                 ft0, ft1 = (_upsample(f, w, h) for f in (ft0, ft1))
                 alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
-            out = cv2.blendLinear(_warp(a, ft0, full_grid), _warp(b, ft1, full_grid), alpha, 1.0 - alpha)
-            yield out
+            yield _blend(_warp(a, ft0, full_grid), _warp(b, ft1, full_grid), alpha)
+
+
+def _blend(a: np.ndarray, b: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """alpha * a + (1 - alpha) * b per pixel, in the frames' own dtype (blendLinear takes 8-bit and float only)."""
+    if a.dtype == np.uint8:
+        return cv2.blendLinear(a, b, alpha, 1.0 - alpha)
+    w = alpha[..., None]
+    out = w * a.astype(np.float32) + (1.0 - w) * b.astype(np.float32)
+    return np.clip(out + 0.5, 0, np.iinfo(a.dtype).max).astype(a.dtype)
 
 
 def _flow_inputs(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Grayscale keyframes at flow resolution, and the scale factor applied."""
     h, w = start.shape[:2]
     scale = min(1.0, (_FLOW_MAX_PIXELS / (h * w)) ** 0.5)
-    g0, g1 = (cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in (start, end))
+    code = cv2.COLOR_RGBA2GRAY if start.shape[2] == 4 else cv2.COLOR_RGB2GRAY
+    g0, g1 = (cv2.cvtColor(im, code) for im in (start, end))
+    if g0.dtype != np.uint8:  # DIS estimates on 8-bit gray; the warps below use the frames at full depth
+        g0, g1 = ((g.astype(np.float32) / 257.0 + 0.5).astype(np.uint8) for g in (g0, g1))
     if scale < 1.0:
         size = (max(8, round(w * scale)), max(8, round(h * scale)))
         g0, g1 = (cv2.resize(g, size, interpolation=cv2.INTER_AREA) for g in (g0, g1))

@@ -55,6 +55,10 @@ def run(
     lease_ttl: Annotated[float, typer.Option(hidden=True, help="Seconds before a dead worker's lease expires.")] = 60.0,
     preview: Annotated[bool, typer.Option(help="Encode a preview clip.mp4 per job.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    deinterlace: Annotated[
+        bool,
+        typer.Option(help="Interlaced sources: deinterlace the keys (bwdif) instead of generating per field."),
+    ] = False,
 ) -> None:
     """Run an interpolation job per manifest row, skipping jobs already done.
 
@@ -67,7 +71,8 @@ def run(
         raise SemfiError(f"--memory must be auto, gpu or offload, got {memory!r}")
     options = BackendOptions(
         device=device, models_dir=models_dir, semfi_ckpt=semfi_ckpt, vram_limit_gb=vram_limit,
-        ckpt_every=ckpt_every, extra={"memory": memory, "max_area": max_area},
+        ckpt_every=ckpt_every,
+        extra={"memory": memory, "max_area": max_area, **({"deinterlace": True} if deinterlace else {})},
     )  # fmt: skip
     if _finished_read_only(manifest, out, backend, options, retry_failed, force, shard):
         return

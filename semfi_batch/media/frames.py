@@ -1,10 +1,18 @@
-"""Reading keyframes (image files or exact frames of a video) and writing frames losslessly."""
+"""Reading keyframes (image files or exact frames of a video) and writing frames losslessly.
+
+Frames are numpy arrays of shape (height, width, channels): RGB (3 channels) or RGBA (4, alpha kept
+wherever the source has it), uint8 for 8-bit sources and uint16 (full 0-65535 range) for deeper ones.
+PNG holds all four kinds, so nothing is reduced on the way through a run."""
 
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
-from collections.abc import Iterable
+import tempfile
+import threading
+from collections.abc import Generator, Iterable, Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -12,11 +20,19 @@ import numpy as np
 from PIL import Image
 
 from semfi_batch.errors import FrameExtractError, MediaError
-from semfi_batch.media.probe import VideoInfo
-from semfi_batch.media.tools import run_tool, tool_path
+from semfi_batch.media.probe import VideoInfo, parse_showinfo_line
+from semfi_batch.media.rates import rate_arg
+from semfi_batch.media.tools import tool_path
 
 # Refuse images above this many pixels before decoding them (decompression bombs).
 MAX_IMAGE_PIXELS = 100_000_000
+# A batch whose first frame lies at least this many frames into the video starts with a seek to an earlier
+# keyframe (when the video's frame times allow the landing point to be verified); nearer ones decode from
+# the start, which is always exact.
+SEEK_MIN_FRAMES = 250
+# Seek this far (in seconds) before the first wanted frame: ffmpeg lands on the keyframe at or before that
+# time, and the frames from there to the wanted one are decoded and identified by their times.
+SEEK_LEAD_S = 1.0
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -35,59 +51,322 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Decode an image file to RGB uint8 (alpha dropped, 16-bit scaled to 8)."""
+    """Decode an image file to RGB, or RGBA when it has alpha, at its own depth (uint8, or uint16 for 16-bit
+    PNG/TIFF). Gray becomes RGB (the same levels in each channel); nothing else is changed."""
     image_size(path)  # header checks first: no bomb is ever decoded
     data = np.fromfile(path, dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise MediaError(f"cannot decode image {path}")
-    return _to_rgb8(img)
-
-
-def _to_rgb8(img: np.ndarray) -> np.ndarray:
-    if img.dtype == np.uint16:
-        img = (img / 257.0 + 0.5).astype(np.uint8)
+    if img.dtype not in (np.uint8, np.uint16):
+        raise MediaError(f"image {path} has {img.dtype} samples; 8- and 16-bit images are supported")
     if img.ndim == 2:
+        if _has_gray_alpha(path):
+            raise MediaError(f"image {path} is gray with alpha, which cannot be read without losing the alpha")
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def extract_frame(info: VideoInfo, index: int) -> np.ndarray:
-    """Decode frame `index` (0-based, presentation order) of the video exactly, as RGB uint8.
+def _has_gray_alpha(path: Path) -> bool:
+    with Image.open(path) as im:
+        return im.mode in ("LA", "La", "PA") or "transparency" in im.info
 
-    Seeks to the midpoint between the frame's timestamp and its predecessor's: ffmpeg's accurate seek
-    then delivers the first frame at or after that point, which is exactly frame `index`."""
-    if not 0 <= index < info.frame_count:
-        raise FrameExtractError(f"frame {index} is outside {info.path} (0..{info.frame_count - 1})")
-    args = ["ffmpeg", "-nostdin", "-v", "error"]
-    if index > 0:
-        seek = (info.frame_times[index - 1] + info.frame_times[index]) / 2.0
-        args += ["-ss", f"{seek:.6f}"]
-    args += ["-i", str(info.path), "-map", "0:v:0", "-frames:v", "1", "-an", "-sn", "-dn"]
-    args += ["-f", "image2pipe", "-c:v", "png", "-pix_fmt", "rgb24", "-"]
-    out = run_tool(args, what=f"cannot decode frame {index} of {info.path}")
-    img = cv2.imdecode(np.frombuffer(out, np.uint8), cv2.IMREAD_COLOR) if out else None
-    if img is None:
-        raise FrameExtractError(f"cannot decode frame {index} of {info.path}: no picture came out")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+def as_rgb8(frame: np.ndarray) -> np.ndarray:
+    """An RGB uint8 view of a frame for display and 8-bit figures: 16-bit scaled down, alpha composited
+    over black. Never used for outputs."""
+    if frame.dtype == np.uint16:
+        frame = (frame.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    if frame.shape[2] == 4:
+        alpha = frame[..., 3:4].astype(np.float32) / 255.0
+        frame = (frame[..., :3].astype(np.float32) * alpha + 0.5).astype(np.uint8)
+    return frame
+
+
+def common_layout(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two frames in one layout, the richer of theirs, losslessly: uint8 widened to uint16 (x257) when the
+    other is 16-bit, RGB given an opaque alpha when the other has alpha."""
+    deep = np.uint16 if np.uint16 in (a.dtype, b.dtype) else np.uint8
+    channels = max(a.shape[2], b.shape[2])
+
+    def widen(f: np.ndarray) -> np.ndarray:
+        if f.dtype != deep:
+            f = f.astype(np.uint16) * 257
+        if f.shape[2] < channels:
+            f = np.dstack([f, np.full(f.shape[:2], np.iinfo(f.dtype).max, f.dtype)])
+        return f
+
+    return widen(a), widen(b)
+
+
+def read_image_rgb8(path: Path) -> np.ndarray:
+    """`read_image` reduced to RGB uint8 by `as_rgb8` (for pictures on a page, not for outputs)."""
+    return as_rgb8(read_image(path))
+
+
+def frame_layout(info: VideoInfo) -> tuple[str, np.dtype, int]:
+    """(ffmpeg raw pixel format, numpy dtype, channels) that `extract_frames` delivers for this video:
+    rgb24 / rgb48le for sources without alpha, rgba / rgba64le with alpha; 16 bits for sources above 8."""
+    deep = info.bit_depth > 8
+    if info.has_alpha:
+        return ("rgba64le", np.dtype("<u2"), 4) if deep else ("rgba", np.dtype(np.uint8), 4)
+    return ("rgb48le", np.dtype("<u2"), 3) if deep else ("rgb24", np.dtype(np.uint8), 3)
+
+
+def extract_frame(info: VideoInfo, index: int, *, deinterlace: bool = False) -> np.ndarray:
+    """Frame `index` (0-based: the index-th frame of a sequential decode, presentation order) of the video,
+    exactly, in `frame_layout(info)`, upright (display rotation applied). With `deinterlace`, the frame
+    as ffmpeg's bwdif makes it whole (one frame per frame, so the numbering is the same)."""
+    return extract_frames(info, [index], deinterlace=deinterlace)[index]
+
+
+def extract_frames(info: VideoInfo, indices: Iterable[int], *, deinterlace: bool = False) -> dict[int, np.ndarray]:
+    """Every requested frame of one video (see `extract_frame`), read in one forward decode. Returns
+    {index: frame}."""
+    return dict(iter_frames(info, indices, deinterlace=deinterlace))
+
+
+def iter_frames(
+    info: VideoInfo, indices: Iterable[int], *, deinterlace: bool = False
+) -> Iterable[tuple[int, np.ndarray]]:
+    """(index, frame) for the requested frames in increasing index order, streamed from one forward decode.
+
+    Where the probed frame times identify frames (`info.seekable`), each delivered frame is named by its own
+    time: decoding starts at the beginning, or, when the first wanted frame lies SEEK_MIN_FRAMES or more in,
+    at the keyframe at least SEEK_LEAD_S before it (frames the seek did not deliver are read again from the
+    start). Elsewhere frames are counted from the start of a sequential decode, which is what the frame list
+    of such videos is made of. FrameExtractError for an index outside the video or a frame that does not
+    decode."""
+    wanted = sorted({int(i) for i in indices})
+    if not wanted:
+        return
+    for i in (wanted[0], wanted[-1]):
+        if not 0 <= i < info.frame_count:
+            raise FrameExtractError(f"frame {i} is outside {info.path} (0..{info.frame_count - 1})")
+    if not info.seekable:
+        yield from _decode_counting(info, wanted, deinterlace)
+        return
+    missing = wanted
+    seek = info.frame_time(wanted[0]) - SEEK_LEAD_S if wanted[0] >= SEEK_MIN_FRAMES else 0.0
+    for start in [seek, None] if seek > 0 else [None]:
+        got = set()
+        for index, frame in _decode_by_time(info, missing, start, deinterlace):
+            got.add(index)
+            yield index, frame
+        missing = [i for i in missing if i not in got]
+        if not missing:
+            return
+    raise FrameExtractError(f"cannot decode frame {missing[0]} of {info.path}: the decoder delivered no such frame")
+
+
+# bwdif, one frame out per frame in, before select (it needs the neighbouring frames).
+_DEINTERLACE = "bwdif=mode=send_frame:parity=auto:deint=all,"
+
+
+def _decode_counting(info: VideoInfo, wanted: list[int], deinterlace: bool) -> Iterable[tuple[int, np.ndarray]]:
+    """Decode from the start, keeping frames whose position in the decode (select's n) is wanted."""
+    graph = (_DEINTERLACE if deinterlace else "") + f"select='{_select_expr('n', _runs(wanted))}'"
+    frames = _decode(info, [], graph, len(wanted))
+    count = 0
+    for index, frame in zip(wanted, frames, strict=False):
+        count += 1
+        yield index, frame
+    if count < len(wanted):
+        raise FrameExtractError(
+            f"cannot decode frame {wanted[count]} of {info.path}: the decode ended after {count} of "
+            f"{len(wanted)} wanted frames"
+        )
+
+
+def _decode_by_time(
+    info: VideoInfo, wanted: list[int], seek: float | None, deinterlace: bool = False
+) -> Iterable[tuple[int, np.ndarray]]:
+    """Decode from the start, or from the keyframe at or before `seek` (s from the container start), keep the
+    frames whose time is a wanted frame's, and name each by its own time (showinfo, after select). Yields
+    only frames it identified."""
+    ft = info.frame_times
+    steps = np.diff(ft)
+    eps = min(1e-3, 0.25 * float(steps.min())) if steps.size else 1e-3
+    # -copyts: filter times are the file's own, so the wanted times are the probed ones plus the container start.
+    centres = [info.start_time + float(ft[i]) for i in wanted]
+    windows = [(c - eps, c + eps) for c in centres]
+    graph = (_DEINTERLACE if deinterlace else "") + f"select='{_select_expr('t', windows)}',showinfo=checksum=0"
+    # -ss counts from the container start (ffmpeg adds the start time); -copyts keeps the file's own times.
+    args = ["-noaccurate_seek", "-ss", f"{seek:.6f}", "-copyts"] if seek is not None else ["-copyts"]
+    times: list[float] = []
+    frames = _decode(info, args, graph, len(wanted), times=times)
+    try:
+        for frame in frames:
+            stamp = times[-1] - info.start_time if times else float("nan")
+            k = int(np.searchsorted(ft, stamp - eps))
+            if not (k < ft.shape[0] and abs(float(ft[k]) - stamp) <= eps):
+                return  # a frame that is not where the probe says: trust nothing more from this decode
+            yield k, frame
+    finally:
+        frames.close()  # stops ffmpeg at once when this decode is left early
+
+
+def _runs(indices: list[int]) -> list[tuple[int, int]]:
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return [(a, b) for a, b in runs]
+
+
+def _select_expr(var: str, ranges: Sequence[tuple[float, float]]) -> str:
+    """A select expression true inside any of the sorted, disjoint `ranges` of `var`: a balanced tree of
+    if(lt(...)) tests, so each frame costs log(len(ranges)) comparisons."""
+    if len(ranges) == 1:
+        lo, hi = ranges[0]
+        return f"between({var},{lo!r},{hi!r})" if var == "t" else f"between({var},{lo},{hi})"
+    mid = len(ranges) // 2
+    pivot = ranges[mid][0]
+    pivot_s = repr(pivot) if var == "t" else str(pivot)
+    return f"if(lt({var},{pivot_s}),{_select_expr(var, ranges[:mid])},{_select_expr(var, ranges[mid:])})"
+
+
+def _decode(
+    info: VideoInfo, input_args: list[str], graph: str, count: int, *, times: list[float] | None = None
+) -> Generator[np.ndarray, None, None]:
+    """Run one ffmpeg decode of the first video stream through `graph` and yield up to `count` raw frames in
+    `frame_layout(info)`. With `times`, showinfo's time of each frame is appended before it is yielded."""
+    pix_fmt, dtype, channels = frame_layout(info)
+    width, height = info.display_size  # ffmpeg turns frames upright (its rotation filters come before ours)
+    frame_bytes = width * height * channels * dtype.itemsize
+    script = None
+    cmd = [tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info"]
+    cmd += [*input_args, "-i", str(info.path), "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough"]
+    if len(graph) > 20_000:  # beyond what one argument should carry
+        script = _write_script(graph)
+        cmd += ["-filter_script:v", str(script)]
+    else:
+        cmd += ["-vf", graph]
+    cmd += ["-frames:v", str(count), "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
+    stamps = _TimeLog() if times is not None else None
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1 << 20)
+    log = _StderrReader(proc, stamps)
+    delivered = 0
+    try:
+        for _ in range(count):
+            data = _read_exact(proc.stdout, frame_bytes)
+            if len(data) < frame_bytes:
+                if data:  # a frame of another size than the probe's: the stream changes size mid-way
+                    raise FrameExtractError(
+                        f"cannot read frames of {info.path}: a decoded frame is not {width}x{height} as probed"
+                    )
+                break
+            if stamps is not None and times is not None:
+                times.append(stamps.next())
+            delivered += 1
+            yield np.frombuffer(data, dtype).reshape(height, width, channels).astype(dtype.newbyteorder("="))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+        rc = proc.wait()
+        log.join()
+        if script is not None:
+            script.unlink(missing_ok=True)
+    if delivered < count and rc not in (0, -9):  # a failure after every wanted frame is no failure of ours
+        raise FrameExtractError(f"cannot decode {info.path}: {log.last_error()}")
+
+
+def _read_exact(stream, size: int) -> bytes:
+    chunks, got = [], 0
+    while got < size:
+        chunk = stream.read(size - got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _write_script(text: str) -> Path:
+    fd, name = tempfile.mkstemp(prefix="semfi-select-", suffix=".txt")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return Path(name)
+
+
+class _TimeLog:
+    """Frame times from showinfo lines, handed over in order (blocking until the next one is logged)."""
+
+    def __init__(self) -> None:
+        self.items: queue.Queue[float | None] = queue.Queue()
+
+    def next(self) -> float:
+        item = self.items.get(timeout=60)
+        return float("nan") if item is None else item
+
+
+class _StderrReader:
+    """Reads ffmpeg's log on a thread: showinfo times go to `stamps`, the rest is kept for error messages."""
+
+    def __init__(self, proc: subprocess.Popen, stamps: _TimeLog | None):
+        self.proc, self.stamps = proc, stamps
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        time_base = None
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace")
+            if "showinfo" in line:
+                kind, value = parse_showinfo_line(line, time_base)
+                if kind == "time_base":
+                    time_base = value
+                elif kind == "time" and self.stamps is not None:
+                    self.stamps.items.put(value)
+                continue
+            if line.strip():
+                self.lines.append(line.strip())
+                del self.lines[:-20]
+        if self.stamps is not None:
+            self.stamps.items.put(None)
+
+    def join(self) -> None:
+        self.thread.join(timeout=10)
+        self.proc.stderr.close()
+
+    def last_error(self) -> str:
+        errs = [ln for ln in self.lines if not ln.startswith(("Input #", "Output #", "Stream", "Metadata"))]
+        return (errs or self.lines or ["ffmpeg failed"])[-1]
 
 
 def resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize an RGB frame to (width, height) (area filter when shrinking)."""
+    """Resize a frame (RGB or RGBA, uint8 or uint16) to (width, height) (area filter when shrinking)."""
     if frame.shape[1] == width and frame.shape[0] == height:
         return frame
     shrink = width * height < frame.shape[0] * frame.shape[1]
     return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
-def write_png(path: Path, frame: np.ndarray) -> None:
-    """Write an RGB frame as a lossless PNG, atomically (temporary name, fsync, rename)."""
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+def encode_png(frame: np.ndarray) -> bytes:
+    """A frame (RGB/RGBA, uint8/uint16) as lossless PNG bytes at its own depth and channels."""
+    if frame.dtype not in (np.uint8, np.uint16) or frame.ndim != 3 or frame.shape[2] not in (3, 4):
+        raise MediaError(f"cannot write a frame of shape {frame.shape} {frame.dtype} as PNG")
+    code = cv2.COLOR_RGB2BGR if frame.shape[2] == 3 else cv2.COLOR_RGBA2BGRA
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(frame, code), [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
-        raise MediaError(f"cannot encode PNG for {path}")
-    write_bytes_atomic(path, buf.tobytes())
+        raise MediaError("cannot encode PNG")
+    return buf.tobytes()
+
+
+def write_png(path: Path, frame: np.ndarray) -> None:
+    """Write a frame as a lossless PNG (8 or 16 bits, RGB or RGBA, as the array is), atomically (temporary
+    name, fsync, rename)."""
+    try:
+        data = encode_png(frame)
+    except MediaError as exc:
+        raise MediaError(f"{exc} ({path})") from None
+    write_bytes_atomic(path, data)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -100,19 +379,28 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def encode_png_sequence(frames: Iterable[Path], out: Path, fps: float) -> None:
-    """Encode PNG files (in order) into an H.264 clip (job previews, assembled keyframe clips), written
-    atomically. The same inputs give the same bytes (single-threaded x264, bit-exact muxing, no metadata)."""
+def encode_png_sequence(frames: Iterable[Path], out: Path, fps: float | Fraction, *, codec: str = "h264") -> None:
+    """Encode PNG files (in order) into a clip, written atomically: `codec` "h264" (job previews, assembled
+    clips; 8-bit 4:2:0, alpha not kept), "prores" (ProRes 422 HQ 10-bit, or 4444 with alpha when the frames
+    have it; .mov) or "gif" (one palette for the clip, looping). The rate is exact (23.976 is 24000/1001).
+    The same inputs give the same bytes (single-threaded encoders, bit-exact muxing, no metadata)."""
     frames = list(frames)
     if not frames:
         raise MediaError("no frames to encode")
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}.mp4")
+    if codec not in CLIP_CODECS:
+        raise MediaError(f"unknown clip codec {codec!r}; use one of {', '.join(CLIP_CODECS)}")
+    muxer = CLIP_MUXERS.get(out.suffix.lower())
+    if muxer is None or codec not in _MUXER_CODECS[muxer]:
+        fits = ", ".join(s for s, m in CLIP_MUXERS.items() if codec in _MUXER_CODECS[m])
+        raise MediaError(f"cannot write {codec} into {out.name}: give a name ending in {fits}")
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    faststart = ["-movflags", "+faststart"] if muxer in ("mp4", "mov") else []
     cmd = [
         tool_path("ffmpeg"), "-nostdin", "-v", "error", "-y",
-        "-f", "image2pipe", "-c:v", "png", "-framerate", f"{fps:.6f}", "-i", "pipe:0",
-        "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
-        "-pix_fmt", "yuv420p", "-threads", "1", "-fflags", "+bitexact", "-flags:v", "+bitexact",
-        "-map_metadata", "-1", "-movflags", "+faststart", str(tmp),
+        "-f", "image2pipe", "-c:v", "png", "-framerate", rate_arg(fps), "-i", "pipe:0",
+        *CLIP_CODECS[codec](_has_alpha_png(frames[0])),
+        "-threads", "1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1",
+        *faststart, "-f", muxer, str(tmp),
     ]  # fmt: skip
     with subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         try:
@@ -125,5 +413,31 @@ def encode_png_sequence(frames: Iterable[Path], out: Path, fps: float) -> None:
         proc.wait()
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
-        raise MediaError(f"cannot encode preview {out}: {stderr.decode(errors='replace').strip()[-300:]}")
+        raise MediaError(f"cannot encode {out}: {stderr.decode(errors='replace').strip()[-300:]}")
     os.replace(tmp, out)
+
+
+def _has_alpha_png(path: Path) -> bool:
+    with Image.open(path) as im:
+        return im.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in im.info
+
+
+# Encoder arguments per clip codec, given whether the frames carry alpha.
+CLIP_CODECS = {
+    "h264": lambda alpha: [
+        "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
+        "-pix_fmt", "yuv420p",
+    ],
+    "prores": lambda alpha: [
+        "-c:v", "prores_ks", "-profile:v", "4444" if alpha else "3", "-vendor", "apl0",
+        "-pix_fmt", "yuva444p10le" if alpha else "yuv422p10le",
+    ],
+    "gif": lambda alpha: [
+        "-filter_complex", "[0:v]split[a][b];[a]palettegen=reserve_transparent=1[p];[b][p]paletteuse",
+        "-loop", "0",
+    ],
+}  # fmt: skip
+# Muxer per file suffix: the container is always the one the name says.
+CLIP_MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".gif": "gif"}
+# Which codecs each container can hold here.
+_MUXER_CODECS = {"mp4": {"h264"}, "mov": {"h264", "prores"}, "matroska": {"h264", "prores"}, "gif": {"gif"}}

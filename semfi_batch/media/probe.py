@@ -1,8 +1,17 @@
-"""Probing videos: stream facts and exact per-frame presentation timestamps."""
+"""Probing videos: stream facts and the exact list of frames a sequential decode delivers.
+
+Frame i of a video is the i-th frame ffmpeg's decoder delivers, in presentation order (`-fps_mode passthrough`):
+that is the numbering `detect` writes and `extract_frames` reads. The packet list says the same thing, and is
+read without decoding, only for containers and codecs where one packet is one frame with its own presentation
+time (MP4/MOV, Matroska/WebM with modern codecs, progressive). Everywhere else (AVI, where packets carry no
+presentation times and DivX packs two frames into one packet followed by an empty N-VOP; MPEG-TS/PS; MXF;
+MPEG-1/2/4 Part 2; field-coded video; empty "repeat" chunks in sparse AVIs), the list comes from one decode."""
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -11,13 +20,30 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.errors import MediaError, VideoOpenFailure
-from semfi_batch.media.tools import run_tool
+from semfi_batch.media.tools import run_tool, tool_path
+
+# Containers whose packets carry presentation times one frame each (ffprobe's format_name parts).
+_PACKET_EXACT_FORMATS = {"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm"}
+# Codecs whose packets are whole frames (no field pairs, no packed frames, no empty repeat packets).
+_PACKET_EXACT_CODECS = {
+    "h264", "hevc", "vp8", "vp9", "av1", "prores", "dnxhd", "ffv1", "mjpeg", "png", "qtrle", "rawvideo",
+    "utvideo", "huffyuv", "ffvhuff", "magicyuv", "cfhd", "theora",
+}  # fmt: skip
+PROGRESSIVE = "progressive"
 
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """Facts about a video's first video stream. `frame_times` are presentation timestamps in seconds,
-    in presentation order, relative to the container start (what ffmpeg's `-ss` counts from)."""
+    """Facts about a video's first video stream. `frame_times` are presentation timestamps in seconds of every
+    frame a sequential decode delivers, in that order, relative to the container start (what ffmpeg's `-ss`
+    counts from); NaN where the decoder gave a frame no time.
+
+    `width`/`height` are the stored size; `rotation` is the display rotation (ffprobe's, degrees) and
+    `display_size` the size frames are read at (a player's orientation: generated frames are made upright).
+    `bit_depth` is the deepest component of the source's pixel format and `has_alpha` whether it carries
+    alpha: frames are read at 8 bits when bit_depth is 8, else at 16. `field_order` is ffprobe's
+    (progressive, tt, bb, tb, bt, or unknown). `seekable` is True when the frame times are strictly
+    increasing and came with every packet, so a frame landed on after a seek can be identified by its time."""
 
     path: Path
     width: int
@@ -30,14 +56,75 @@ class VideoInfo:
     duration: float
     has_audio: bool
     frame_times: np.ndarray
+    bit_depth: int = 8
+    has_alpha: bool = False
+    field_order: str = PROGRESSIVE
+    rotation: int = 0
+    seekable: bool = True
+    frames_from: str = "packets"  # how frame_times were listed: "packets" or "decode"
 
     @property
     def frame_count(self) -> int:
         return int(self.frame_times.shape[0])
 
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) as shown, after the display rotation: the size of extracted frames."""
+        return (self.height, self.width) if abs(self.rotation) % 180 == 90 else (self.width, self.height)
+
+    @property
+    def interlaced(self) -> bool:
+        """True for field-coded sources with a known field order."""
+        return self.field_order in ("tt", "bb", "tb", "bt")
+
+    @property
+    def top_field_first(self) -> bool:
+        """For interlaced sources: whether the top field is the earlier one (tt, tb)."""
+        return self.field_order in ("tt", "tb")
+
     def frame_time(self, index: int) -> float:
         """Timestamp (s) of frame `index` relative to the container start."""
         return float(self.frame_times[index])
+
+
+@dataclass(frozen=True)
+class StreamFacts:
+    """What a job needs of its source besides the frames themselves, read without listing frames (which for
+    some formats means decoding the whole file): the first video stream's rate and field order."""
+
+    avg_fps: float
+    field_order: str
+
+    @property
+    def interlaced(self) -> bool:
+        return self.field_order in ("tt", "bb", "tb", "bt")
+
+
+def probe_stream(path: Path) -> StreamFacts:
+    """The rate and field order of `path`'s first video stream (one quick ffprobe, cached per path, size and
+    mtime). VideoOpenFailure when unreadable."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise VideoOpenFailure(f"cannot open video {path}: {exc.strerror or exc}") from None
+    return _stream_cached(path.resolve(), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=256)
+def _stream_cached(path: Path, _size: int, _mtime_ns: int) -> StreamFacts:
+    try:
+        meta = _ffprobe_json(path, "-show_streams")
+    except MediaError as exc:
+        raise VideoOpenFailure(str(exc)) from None
+    video = next((s for s in meta.get("streams", []) if s.get("codec_type") == "video" and not _is_cover(s)), None)
+    if video is None:
+        raise VideoOpenFailure(f"{path} has no video stream")
+    return StreamFacts(avg_fps=_stream_rate(video), field_order=str(video.get("field_order") or PROGRESSIVE))
+
+
+def _stream_rate(video: dict) -> float:
+    return _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate")) or 0.0
 
 
 def _ffprobe_json(path: Path, *args: str) -> dict:
@@ -64,7 +151,11 @@ def _probe_cached(path: Path, _size: int, _mtime_ns: int) -> VideoInfo:
     try:
         # One ffprobe call for streams, format and every packet's timestamps (half the start-up of two calls).
         meta = _ffprobe_json(
-            path, "-show_format", "-show_streams", "-show_entries", "packet=stream_index,pts_time,dts_time,flags"
+            path,
+            "-show_format",
+            "-show_streams",
+            "-show_entries",
+            "packet=stream_index,pts_time,dts_time,flags,size",
         )
     except MediaError as exc:
         raise VideoOpenFailure(str(exc)) from None
@@ -75,29 +166,126 @@ def _probe_cached(path: Path, _size: int, _mtime_ns: int) -> VideoInfo:
     fmt = meta.get("format", {})
     container_start = float(fmt.get("start_time", 0.0) or 0.0)
     packets = [p for p in meta.get("packets", []) if p.get("stream_index") == video["index"]]
-    times = []
-    for p in packets:
-        if "D" in p.get("flags", ""):
-            continue  # discarded by an edit list: never presented
-        t = p.get("pts_time", p.get("dts_time"))
-        if t is not None:
-            times.append(float(t))
-    if not times:
+    if not packets:
         raise VideoOpenFailure(f"{path} has a video stream but no decodable frames")
-    frame_times = np.sort(np.asarray(times, dtype=np.float64)) - container_start
+    codec = str(video.get("codec_name", ""))
+    field_order = str(video.get("field_order") or PROGRESSIVE)
+    every_pts = all(p.get("pts_time") not in (None, "N/A") for p in packets)
+    formats = set(str(fmt.get("format_name", "")).split(","))
+    packet_exact = (
+        bool(formats & _PACKET_EXACT_FORMATS)
+        and codec in _PACKET_EXACT_CODECS
+        and field_order in (PROGRESSIVE, "unknown")
+        and every_pts
+        and all(int(p.get("size", 1) or 0) > 0 for p in packets)
+    )
+    if packet_exact:
+        times = [float(p["pts_time"]) for p in packets if "D" not in p.get("flags", "")]  # D: cut by an edit list
+        frame_times = np.sort(np.asarray(times, dtype=np.float64)) - container_start
+        frames_from = "packets"
+    else:
+        frame_times = decoded_frame_times(path)
+        frames_from = "decode"
+    if frame_times.size == 0:
+        raise VideoOpenFailure(f"{path} has a video stream but no decodable frames")
+    steps = np.diff(frame_times)
+    seekable = bool(every_pts and not np.isnan(frame_times).any() and (steps > 0).all())
+    pix_fmt = str(video.get("pix_fmt", ""))
+    depth, alpha = pixel_format_facts(pix_fmt)
     return VideoInfo(
         path=path,
         width=int(video["width"]),
         height=int(video["height"]),
-        codec=str(video.get("codec_name", "")),
-        pix_fmt=str(video.get("pix_fmt", "")),
-        avg_fps=_rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate")) or 0.0,
+        codec=codec,
+        pix_fmt=pix_fmt,
+        avg_fps=_stream_rate(video),
         time_base=Fraction(video.get("time_base", "1/1")),
         start_time=container_start,
         duration=float(fmt.get("duration", 0.0) or 0.0),
         has_audio=any(s.get("codec_type") == "audio" for s in streams),
         frame_times=frame_times,
+        bit_depth=depth,
+        has_alpha=alpha,
+        field_order=field_order,
+        rotation=_rotation(video),
+        seekable=seekable,
+        frames_from=frames_from,
     )
+
+
+_CONFIG_RE = re.compile(r"config in time_base: (\d+)/(\d+)")
+_SHOWINFO_RE = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(\S+)")
+
+
+def decoded_frame_times(path: Path) -> np.ndarray:
+    """Presentation times (s, relative to the container start) of every frame ffmpeg decodes from the first
+    video stream, in delivery order: the same decode, options and timestamps `extract_frames` and `detect`
+    use. NaN for a frame delivered without a time."""
+    cmd = [
+        tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-noautorotate",
+        "-i", str(path), "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough",
+        "-vf", "showinfo=checksum=0", "-f", "null", "-",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, check=False)
+    log = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        last = [ln for ln in log.splitlines() if ln.strip()][-1:] or ["no error output"]
+        raise VideoOpenFailure(f"cannot decode video {path}: {last[0].strip()}")
+    return parse_showinfo_times(log)
+
+
+def parse_showinfo_times(log: str) -> np.ndarray:
+    """Frame times (s) from a showinfo log, one per frame line, in order (NaN where pts is NOPTS)."""
+    time_base: Fraction | None = None
+    times: list[float] = []
+    for line in log.splitlines():
+        if "showinfo" not in line:
+            continue
+        kind, value = parse_showinfo_line(line, time_base)
+        if kind == "time_base":
+            time_base = value
+        elif kind == "time":
+            times.append(float("nan") if value is None else value)
+    return np.asarray(times, dtype=np.float64)
+
+
+def parse_showinfo_line(line: str, time_base: Fraction | None) -> tuple[str, object]:
+    """One showinfo log line: ("time_base", Fraction) for its configuration line, ("time", seconds or None)
+    for a frame line (the integer pts in the filter's time base is exact; pts_time is printed rounded), or
+    ("other", None)."""
+    if (m := _CONFIG_RE.search(line)) is not None:
+        return "time_base", Fraction(int(m.group(1)), int(m.group(2)))
+    if (m := _SHOWINFO_RE.search(line)) is not None:
+        pts = m.group(2)
+        known = time_base is not None and pts.lstrip("-").isdigit()
+        return "time", (float(int(pts) * time_base) if known else None)
+    return "other", None
+
+
+@lru_cache(maxsize=1)
+def _pixel_formats() -> dict[str, tuple[int, int]]:
+    """name -> (number of components, deepest component in bits), from `ffprobe -pix_fmts`."""
+    out = run_tool(["ffprobe", "-hide_banner", "-pix_fmts"], what="cannot list pixel formats").decode()
+    table: dict[str, tuple[int, int]] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 5 and parts[1] != "NAME" and parts[2].isdigit():
+            depths = [int(d) for d in parts[4].split("-") if d.isdigit()]
+            table[parts[1]] = (int(parts[2]), max(depths, default=8))
+    return table
+
+
+def pixel_format_facts(pix_fmt: str) -> tuple[int, bool]:
+    """(deepest component in bits, has alpha) of an ffmpeg pixel format; (8, False) when unknown."""
+    components, depth = _pixel_formats().get(pix_fmt, (3, 8))
+    return depth, components in (2, 4)
+
+
+def _rotation(stream: dict) -> int:
+    for side in stream.get("side_data_list", []) or []:
+        if "rotation" in side:
+            return int(side["rotation"])
+    return int(stream.get("tags", {}).get("rotate", 0) or 0)
 
 
 def _is_cover(stream: dict) -> bool:

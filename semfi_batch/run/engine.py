@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from semfi_batch.backends import DEFAULT_BACKEND, BackendOptions, backend_class
 from semfi_batch.errors import BackendUnavailable, SemfiError
 from semfi_batch.manifest import Manifest, load_manifest
+from semfi_batch.media.keyframe_cache import fill_for_pairs, keyframe_cache_for
 from semfi_batch.plan import shard_of
 from semfi_batch.review.decisions import mark_regenerated, regeneration_overrides
 from semfi_batch.run.job import Job, JobPlanner
@@ -125,6 +126,8 @@ def run_manifest(
         jobs = [job for job in jobs if shard_of(job.pair_id, count) == index]
     ledger = JobLedger(layout).load()
     plan = split_jobs(jobs, ledger, retry_failed=retry_failed, force=force)
+    # Keyframes of video rows: one forward decode per source, before its jobs run (media/keyframe_cache.py).
+    fill_for_pairs(keyframe_cache_for(layout.root, options.extra), [job.pair for job in plan.todo])
     records: dict[str, dict] = {}
     summary = RunSummary(out=layout.root, total=len(jobs), skipped=len(plan.finished))
     settings = ClaimSettings(since=time.time(), lease_ttl_s=lease_ttl_s, fresh_only=force, preview=preview)

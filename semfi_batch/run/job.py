@@ -16,8 +16,17 @@ import numpy as np
 from semfi_batch.backends import Backend, BackendOptions, InterpolationRequest, backend_class
 from semfi_batch.errors import MediaError, SemfiError
 from semfi_batch.manifest import KeyframePair
-from semfi_batch.media.frames import encode_png_sequence, extract_frame, read_image, resize, write_png
-from semfi_batch.media.probe import probe_video
+from semfi_batch.media.fields import interpolate_by_field, resize_interlaced
+from semfi_batch.media.frames import (
+    common_layout,
+    encode_png_sequence,
+    extract_frames,
+    read_image,
+    resize,
+    write_png,
+)
+from semfi_batch.media.keyframe_cache import KeyframeCache, keyframe_cache_for
+from semfi_batch.media.probe import probe_stream, probe_video
 from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.ledger import write_record
 
@@ -77,6 +86,8 @@ class JobPlanner:
             ENGINE_VERSION, self._backends[name], pair.mode, pair.gap_frames, pair.seed, pair.prompt,
             pair.negative_prompt, size, pair.steps, pair.cfg_scale, pair.start_frame, pair.end_frame, files,
         ]  # fmt: skip
+        if self.options.extra.get("deinterlace") and pair.source is not None:
+            fields.append("deinterlace")  # other keys stay as they were
         # repr of plain values (str, int, float, None, lists of them) is stable and much cheaper than JSON.
         key = hashlib.sha256(repr(fields).encode()).hexdigest()
         return Job(pair=pair, backend=name, key=key)
@@ -91,22 +102,35 @@ class JobPlanner:
         return self._files[path]
 
 
-def load_keyframes(pair: KeyframePair) -> tuple[np.ndarray, np.ndarray, float]:
-    """The pair's two keyframes as RGB arrays at the output size, and the preview frame rate."""
+def load_keyframes(pair: KeyframePair, cache: KeyframeCache | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """The pair's two keyframes at the output size, in the source's layout (RGB or RGBA, uint8 or uint16;
+    image keys of different layouts are both widened to the richer one), and the preview frame rate.
+    Video keyframes come from `cache` (filled per source by the engine) when given."""
+    interlaced = False
     if pair.source is not None:
-        info = probe_video(pair.source)
-        start, end = extract_frame(info, pair.start_frame), extract_frame(info, pair.end_frame)
-        fps = info.avg_fps or 24.0
+        if cache is not None:  # filled by the engine: no probe of the source's frames needed here
+            start, end = cache.frame(pair.source, pair.start_frame), cache.frame(pair.source, pair.end_frame)
+        else:
+            keys = extract_frames(probe_video(pair.source), [pair.start_frame, pair.end_frame])
+            start, end = keys[pair.start_frame], keys[pair.end_frame]
+        fps = probe_stream(pair.source).avg_fps or 24.0
+        interlaced = _interlaced(pair, cache)
     else:
-        start, end = read_image(pair.start_image), read_image(pair.end_image)
+        start, end = common_layout(read_image(pair.start_image), read_image(pair.end_image))
         fps = PREVIEW_FPS_IMAGES
-        if start.shape != end.shape:
+        if start.shape[:2] != end.shape[:2]:
             raise MediaError(
                 f"end_image {pair.end_image} is {end.shape[1]}x{end.shape[0]}, "
                 f"start_image is {start.shape[1]}x{start.shape[0]}"
             )
     width, height = pair.width or start.shape[1], pair.height or start.shape[0]
-    return resize(start, width, height), resize(end, width, height), fps
+    fit = resize_interlaced if interlaced else resize
+    return fit(start, width, height), fit(end, width, height), fps
+
+
+def _interlaced(pair: KeyframePair, cache: KeyframeCache | None) -> bool:
+    """Whether the pair's frames are made per field (an interlaced source not deinterlaced by the run)."""
+    return pair.source is not None and probe_stream(pair.source).interlaced and not (cache and cache.deinterlace)
 
 
 def execute_job(job: Job, backend: Backend, layout: RunLayout, *, preview: bool = True) -> dict:
@@ -120,7 +144,7 @@ def execute_job(job: Job, backend: Backend, layout: RunLayout, *, preview: bool 
             shutil.rmtree(staged)  # frames from a killed attempt: regenerated (backends are deterministic)
         (staged / "frames").mkdir(parents=True)
         backend.notes.values = {}
-        count = _generate(job, backend, work, staged, preview)
+        count = _generate(job, backend, work, staged, preview, keyframe_cache_for(layout.root, backend.options.extra))
         record = _record(job, "done", None, started, count, backend)
         write_record(staged, record)
         layout.publish(staged, job.pair_id)
@@ -137,28 +161,39 @@ def execute_job(job: Job, backend: Backend, layout: RunLayout, *, preview: bool 
         return _publish_failure(job, layout, started, backend, exc)
 
 
-def _generate(job: Job, backend: Backend, work: Path, staged: Path, preview: bool) -> int:
+def _generate(
+    job: Job, backend: Backend, work: Path, staged: Path, preview: bool, cache: KeyframeCache | None = None
+) -> int:
     pair = job.pair
-    start, end, fps = load_keyframes(pair)
-    request = InterpolationRequest(
-        pair_id=pair.pair_id,
-        start=start,
-        end=end,
-        gap_frames=pair.gap_frames,
-        seed=pair.seed,
-        prompt=pair.prompt,
-        negative_prompt=pair.negative_prompt,
-        steps=pair.steps,
-        cfg_scale=pair.cfg_scale,
-        work_dir=work / "backend",
-    )
-    request.work_dir.mkdir(parents=True, exist_ok=True)
+    start, end, fps = load_keyframes(pair, cache)
+
+    def make(first: np.ndarray, last: np.ndarray, part: str = ""):
+        request = InterpolationRequest(
+            pair_id=pair.pair_id,
+            start=first,
+            end=last,
+            gap_frames=pair.gap_frames,
+            seed=pair.seed,
+            prompt=pair.prompt,
+            negative_prompt=pair.negative_prompt,
+            steps=pair.steps,
+            cfg_scale=pair.cfg_scale,
+            work_dir=work / "backend" / part if part else work / "backend",
+        )
+        request.work_dir.mkdir(parents=True, exist_ok=True)
+        return backend.generate(request)
+
+    if _interlaced(pair, cache):
+        backend.notes.values["fields"] = probe_stream(pair.source).field_order  # made per field, then woven
+        generated = interpolate_by_field(make, start, end)
+    else:
+        generated = make(start, end)
     frames = []
-    for frame in backend.interpolate(request):
-        if frame.shape != start.shape or frame.dtype != np.uint8:
+    for frame in generated:
+        if frame.shape != start.shape or frame.dtype != start.dtype:
             raise SemfiError(
                 f"backend {job.backend} returned a frame of shape {frame.shape} {frame.dtype}, "
-                f"expected {start.shape} uint8"
+                f"expected {start.shape} {start.dtype}"
             )
         if len(frames) >= pair.gap_frames:
             raise SemfiError(f"backend {job.backend} returned more than {pair.gap_frames} frames")

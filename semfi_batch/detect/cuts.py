@@ -1,0 +1,148 @@
+"""Hard cuts: PySceneDetect's detectors fed frame by frame, minus the steps of fades and dissolves."""
+
+from __future__ import annotations
+
+from array import array
+from collections import deque
+from dataclasses import dataclass
+from fractions import Fraction
+
+import cv2
+import numpy as np
+from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode, SceneDetector
+
+from semfi_batch.detect.options import Cut, DetectOptions, parse_min_scene_len
+
+# Consecutive frames whose luma correlation is at least this are the same picture with a brightness or
+# blend change (a fade or dissolve step), not two shots: hard cuts measured here are below 0.25, the steps
+# of fades and dissolves in ../shared/footage above 0.98.
+GRADUAL_CORRELATION = 0.9
+# A hard cut changes the luma picture (mean absolute difference, 0-255, at analysis size); cuts measured here
+# change it by 30 or more. Below this the detector reacted to hue noise in a dark fade.
+CUT_MIN_LUMA_CHANGE = 5.0
+
+# --- cuts ---------------------------------------------------------------------------------------------
+
+
+def make_detector(options: DetectOptions) -> SceneDetector:
+    """The PySceneDetect detector the options name, with PySceneDetect's CLI defaults."""
+    min_len = parse_min_scene_len(options.min_scene_len)
+    if options.detector == "adaptive":
+        return AdaptiveDetector(
+            adaptive_threshold=options.effective_threshold,
+            min_scene_len=min_len,
+            min_content_val=options.min_content_val,
+        )
+    return ContentDetector(threshold=options.effective_threshold, min_scene_len=min_len)
+
+
+@dataclass(frozen=True)
+class _CutCandidate:
+    seq: int  # decode sequence number of the first frame of the new shot
+    prev_seq: int  # decode sequence number of the frame it was compared with
+    score: float
+    content_val: float
+    correlation: float
+    luma_change: float
+    flatness: float
+
+
+class CutFinder:
+    """Feeds frames to a PySceneDetect detector and reports its cuts by decode sequence number. Frames may be
+    left out (damage mode keeps damaged frames away from it).
+
+    Frames are timed as PySceneDetect's CLI times them, by count at the nominal frame rate (it only matters
+    for a --min-scene-len given in seconds); where each frame really is comes from the probe afterwards."""
+
+    def __init__(self, options: DetectOptions, fps: float):
+        self.options = options
+        self._fps = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(25)
+        self.detector = make_detector(options)
+        self._fed: list[int] = []
+        self._score = array("d")
+        # The detector reports a cut up to event_buffer_length frames late; the frames on both sides of it
+        # are still here then, to measure whether it is a fade/dissolve step.
+        self._recent: deque[tuple[int, np.ndarray]] = deque(maxlen=self.detector.event_buffer_length + 4)
+        self._cut_stats: dict[int, tuple[float, float, float]] = {}
+        self._last_tc: FrameTimecode | None = None
+
+    def feed(self, seq: int, frame: np.ndarray) -> None:
+        """Give the detector frame `seq` of the decode order (BGR at analysis size)."""
+        tc = FrameTimecode(seq, fps=self._fps)
+        self._last_tc = tc
+        self._recent.append((seq, frame))
+        found = self.detector.process_frame(tc, frame)
+        # PySceneDetect keeps the latest frame score on the detector (scenedetect==0.7.2, pinned).
+        self._score.append(float(getattr(self.detector, "_frame_score", None) or 0.0))
+        self._fed.append(seq)
+        for c in found:
+            self._note_cut(c.frame_num)
+
+    def _note_cut(self, seq: int) -> None:
+        frames = [f for s, f in self._recent]
+        seqs = [s for s, _ in self._recent]
+        if seq in seqs and seqs.index(seq) > 0:
+            k = seqs.index(seq)
+            self._cut_stats[seq] = cut_pair_stats(frames[k - 1], frames[k])
+        else:
+            self._cut_stats[seq] = (np.nan, np.nan, np.nan)
+
+    def finish(self) -> list[_CutCandidate]:
+        """Every cut the detector reported, in order."""
+        if self._last_tc is not None:
+            for c in self.detector.post_process(self._last_tc):
+                self._note_cut(c.frame_num)
+        position = {seq: k for k, seq in enumerate(self._fed)}
+        out = []
+        for seq in sorted(self._cut_stats):
+            k = position[seq]
+            prev = self._fed[k - 1] if k > 0 else seq
+            out.append(_CutCandidate(seq, prev, self._decision_score(k), self._score[k], *self._cut_stats[seq]))
+        return out
+
+    def _decision_score(self, k: int) -> float:
+        if self.options.detector == "content":
+            return self._score[k]
+        # AdaptiveDetector's ratio: the frame's score over the mean of its window_width neighbours each side.
+        w = self.detector.window_width
+        around = list(self._score[max(0, k - w) : k]) + list(self._score[k + 1 : k + 1 + w])
+        mean = sum(around) / len(around) if around else 0.0
+        return min(self._score[k] / mean, 255.0) if mean > 1e-5 else 255.0
+
+
+def cut_pair_stats(before: np.ndarray, after: np.ndarray) -> tuple[float, float, float]:
+    """(luma correlation, mean absolute luma change 0-255, smaller luma deviation) of two BGR frames either side
+    of a cut."""
+    a = cv2.cvtColor(before, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    b = cv2.cvtColor(after, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    return _correlation(a, b), float(np.abs(a - b).mean()), float(min(a.std(), b.std()))
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two gray frames; flat frames have no structure to correlate."""
+    sa, sb = float(a.std()), float(b.std())
+    if sa < 1.0 or sb < 1.0:
+        return 1.0 if sa < 1.0 and sb < 1.0 else 0.0
+    return float(((a - a.mean()) * (b - b.mean())).mean() / (sa * sb))
+
+
+def is_gradual(cut: Cut, options: DetectOptions) -> bool:
+    """A detector cut that is a step of a fade or dissolve rather than a cut from shot to shot: the two frames
+    are the same picture, their luma barely differs (the detector reacted to hue noise in a dark fade), or one
+    of them is black/blank (a fade or dip through black meets the next shot there)."""
+    return (
+        cut.correlation >= GRADUAL_CORRELATION
+        or cut.luma_change < CUT_MIN_LUMA_CHANGE
+        or cut.flatness <= options.blank_std
+    )
+
+
+def stands_out(cut: Cut, options: DetectOptions) -> bool:
+    """Whether a cut found across left-out damaged frames is more than the shot's motion over that time.
+
+    The detector compares the good frames on both sides as if they were neighbours, but motion adds up over
+    the frames in between (after a freeze the picture jumps by all the motion it missed). AdaptiveDetector's
+    ratio is therefore taken per frame interval; ContentDetector's fixed threshold is left as it is."""
+    if cut.span <= 1 or options.detector == "content":
+        return True
+    return cut.score / cut.span >= options.effective_threshold

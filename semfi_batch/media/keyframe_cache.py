@@ -1,0 +1,86 @@
+"""Keyframes of video rows, extracted once per source and kept as PNG files named by what they hold.
+
+`run` fills the cache for each source before its jobs run: one forward decode per source reads every
+keyframe its rows name (`extract_frames`), instead of one decode per keyframe. Jobs then read their keys
+from the cache; a key that is not there (another node's run, a cache emptied by hand) is extracted on the
+spot and stored. A file's name is a hash of the source's identity (resolved path, size, modification time),
+the frame index and how it was read (deinterlaced or not), so a changed source never reuses old frames;
+files are written under a temporary name and renamed, so concurrent workers never see half a file."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from semfi_batch.errors import SemfiError, VideoOpenFailure
+from semfi_batch.media.frames import iter_frames, read_image, write_png
+from semfi_batch.media.probe import probe_video
+
+# Bump when the frames extraction delivers for the same source change.
+CACHE_VERSION = 1
+
+
+class KeyframeCache:
+    """Keyframes of source videos under `folder` (created on first write)."""
+
+    def __init__(self, folder: Path, *, deinterlace: bool = False):
+        self.folder = Path(folder)
+        self.deinterlace = deinterlace
+
+    def path(self, source: Path, index: int) -> Path:
+        """Where frame `index` of `source` is kept (no probe needed: a worker that finds it reads it)."""
+        source = Path(source)
+        try:
+            st = source.stat()
+        except OSError as exc:
+            raise VideoOpenFailure(f"cannot open video {source}: {exc.strerror or exc}") from None
+        key = f"{CACHE_VERSION}|{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|{index}|{self.deinterlace}"
+        return self.folder / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.png"
+
+    def fill(self, source: Path, indices: Iterable[int]) -> int:
+        """Extract the frames of `source` at `indices` that are not cached yet, in one forward decode.
+        Returns how many were written."""
+        missing = sorted({i for i in indices if not self.path(source, i).exists()})
+        if not missing:
+            return 0
+        info = probe_video(source)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        written = 0
+        for index, frame in iter_frames(info, missing, deinterlace=self.deinterlace):
+            write_png(self.path(source, index), frame)
+            written += 1
+        return written
+
+    def frame(self, source: Path, index: int) -> np.ndarray:
+        """Frame `index` of `source`: from the cache, else extracted now and stored."""
+        path = self.path(source, index)
+        if not path.exists():
+            self.fill(source, [index])
+        return read_image(path)
+
+
+def keyframe_cache_for(run_root: Path, extra: dict | None = None) -> KeyframeCache:
+    """The keyframe cache of a run's output root (RUN/cache/keyframes), deinterlacing when the run's
+    options (BackendOptions.extra) say --deinterlace."""
+    return KeyframeCache(Path(run_root) / "cache" / "keyframes", deinterlace=bool((extra or {}).get("deinterlace")))
+
+
+def fill_for_pairs(cache: KeyframeCache, pairs: Iterable) -> dict[Path, int]:
+    """Fill `cache` with both keyframes of every video row among `pairs` (KeyframePair), one decode per
+    source. Returns {source: frames written}. Unreadable sources are left to their jobs, which fail with the
+    reason in their records."""
+    wanted: dict[Path, set[int]] = defaultdict(set)
+    for pair in pairs:
+        if pair.source is not None:
+            wanted[Path(pair.source)].update((int(pair.start_frame), int(pair.end_frame)))
+    written = {}
+    for source, indices in wanted.items():
+        try:
+            written[source] = cache.fill(source, indices)
+        except (SemfiError, OSError):  # each job reports its own source's problem in its record
+            written[source] = 0
+    return written

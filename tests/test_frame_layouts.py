@@ -1,0 +1,155 @@
+"""Bit depth, alpha and fields through a run: 16-bit and RGBA keys give 16-bit and RGBA frames, alpha moves
+with the colour, interlaced sources are generated per field (or deinterlaced on request), and a run's
+keyframes come from one forward decode per source through the keyframe cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from semfi_batch.backends import BackendOptions
+from semfi_batch.backends.blend import BlendBackend
+from semfi_batch.backends.flow import FlowBackend
+from semfi_batch.cli import main
+from semfi_batch.manifest import write_manifest
+from semfi_batch.media import keyframe_cache as cache_mod
+from semfi_batch.media.fields import interpolate_by_field, split_fields, weave
+from semfi_batch.media.frames import extract_frames, read_image, write_png
+from semfi_batch.media.keyframe_cache import KeyframeCache, fill_for_pairs
+from semfi_batch.media.probe import probe_video
+from semfi_batch.run.job import JobPlanner
+from tests.formats import FORMATS, make_clip
+
+BY_NAME = {f.name: f for f in FORMATS}
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("layout-clips")
+    return lambda name: make_clip(BY_NAME[name], folder)
+
+
+@pytest.mark.parametrize(("dtype", "channels"), [(np.uint8, 3), (np.uint8, 4), (np.uint16, 3), (np.uint16, 4)], ids=str)
+def test_png_keeps_depth_and_alpha(tmp_path, dtype, channels):
+    frame = np.random.default_rng(1).integers(0, np.iinfo(dtype).max, (7, 11, channels), dtype=dtype)
+    write_png(tmp_path / "f.png", frame)
+    back = read_image(tmp_path / "f.png")
+    assert back.dtype == dtype and np.array_equal(back, frame)
+
+
+def test_gray_and_palette_alpha_become_rgba_not_flattened(tmp_path):
+    from PIL import Image
+
+    Image.new("LA", (4, 4), (90, 10)).save(tmp_path / "la.png")
+    assert read_image(tmp_path / "la.png")[0, 0].tolist() == [90, 90, 90, 10]
+    pal = Image.new("P", (4, 4))
+    pal.putpalette([200, 0, 0] * 256)
+    pal.save(tmp_path / "p.png", transparency=0)
+    assert read_image(tmp_path / "p.png")[0, 0].tolist() == [200, 0, 0, 0]
+
+
+@pytest.mark.parametrize("backend", [FlowBackend, BlendBackend], ids=["flow", "blend"])
+def test_flow_and_blend_work_at_16_bits_with_alpha(backend):
+    from semfi_batch.backends.base import InterpolationRequest
+
+    a = np.zeros((32, 48, 4), np.uint16)
+    a[..., :3] = 1000
+    a[..., 3] = 0
+    b = a.copy()
+    b[..., :3] = 1003  # a difference 8 bits cannot hold
+    b[..., 3] = 65535
+    out = list(backend().generate(InterpolationRequest("p", a, b, 3, 0)))
+    assert [f.dtype for f in out] == [np.uint16] * 3 and out[0].shape == a.shape
+    # 1000 + 3t for t = 1/4, 2/4, 3/4, rounded: steps 8 bits cannot hold
+    assert [round(float(f[..., 0].mean())) for f in out] == [1001, 1002, 1002]
+    alphas = [float(f[..., 3].mean()) for f in out]
+    assert alphas == sorted(alphas) and 0 < alphas[0] < alphas[-1] < 65535  # alpha moves with the colour
+
+
+def test_fields_are_interpolated_apart_and_woven_back():
+    # Keys whose two fields differ (combing): each field sequence is interpolated with itself only.
+    start, end = np.zeros((8, 6, 3), np.uint8), np.zeros((8, 6, 3), np.uint8)
+    start[0::2], start[1::2] = 100, 20
+    end[0::2], end[1::2] = 200, 60
+
+    def blend(first, last, part):
+        from semfi_batch.backends.base import InterpolationRequest
+
+        return BlendBackend().generate(InterpolationRequest("p", first, last, 1, 0))
+
+    (mid,) = interpolate_by_field(blend, start, end)
+    top, bottom = split_fields(mid)
+    assert int(top.mean()) == 150 and int(bottom.mean()) == 40
+    assert np.array_equal(weave(*split_fields(start)), start)
+
+
+def run_rows(tmp_path, rows, *extra):
+    manifest = write_manifest(rows, tmp_path / "m.parquet")
+    out = tmp_path / "out"
+    assert main(["run", str(manifest), "--out", str(out), "--quiet", "--backend", "blend", "--no-preview", *extra]) == 0
+    return out
+
+
+def test_ten_bit_and_alpha_sources_give_16_bit_and_rgba_frames(tmp_path, clips):
+    rows = [
+        {"pair_id": "deep", "source": str(clips("h264_10bit_mov")), "start_frame": 2, "end_frame": 6},
+        {"pair_id": "alpha", "source": str(clips("prores_4444_alpha_mov")), "start_frame": 3, "end_frame": 5},
+        {"pair_id": "qtrle", "source": str(clips("qtrle_alpha_mov")), "start_frame": 3, "end_frame": 5},
+    ]
+    out = run_rows(tmp_path, rows)
+    deep = read_image(out / "jobs/deep/frames/000001.png")
+    assert deep.dtype == np.uint16 and deep.shape == (48, 64, 3)
+    for pair_id, dtype in (("alpha", np.uint16), ("qtrle", np.uint8)):
+        start, end = read_image(out / f"jobs/{pair_id}/start.png"), read_image(out / f"jobs/{pair_id}/end.png")
+        mid = read_image(out / f"jobs/{pair_id}/frames/000001.png")
+        assert mid.dtype == dtype and mid.shape[2] == 4
+        expected = (start[..., 3].astype(float) + end[..., 3]) / 2
+        assert np.abs(mid[..., 3] - expected).max() <= 1  # alpha cross-faded with the colour
+        info = probe_video(rows[1 if pair_id == "alpha" else 2]["source"])
+        assert np.array_equal(start, extract_frames(info, [3])[3])  # the key is the source frame, exactly
+
+
+def test_interlaced_source_is_generated_per_field_or_deinterlaced(tmp_path, clips):
+    src = clips("mpeg2_ts_tff")
+    rows = [{"pair_id": "i", "source": str(src), "start_frame": 4, "end_frame": 6}]
+    out = run_rows(tmp_path / "fields", rows)
+    import json
+
+    record = json.loads((out / "jobs/i/record.json").read_text())
+    assert record["notes"]["fields"] == "tt"
+    start, end = (read_image(out / f"jobs/i/{k}.png").astype(int) for k in ("start", "end"))
+    mid = read_image(out / "jobs/i/frames/000001.png").astype(int)
+    assert np.abs(mid - (start + end) / 2).max() <= 1  # blend per field of the same field rows
+    deint = run_rows(tmp_path / "deint", rows, "--deinterlace")
+    record = json.loads((deint / "jobs/i/record.json").read_text())
+    assert "fields" not in record["notes"]
+    # The deinterlaced run is another job (its key says so) with keys of its own.
+    planner = JobPlanner("blend", BackendOptions())
+    deint_planner = JobPlanner("blend", BackendOptions(extra={"deinterlace": True}))
+    from semfi_batch.manifest import load_manifest
+
+    pair = load_manifest(tmp_path / "fields" / "m.parquet").pairs[0]
+    assert planner.plan(pair).key != deint_planner.plan(pair).key
+
+
+def test_run_reads_each_sources_keyframes_in_one_decode(tmp_path, clips, monkeypatch):
+    src = clips("mpeg4_avi_packed")
+    calls = []
+    real = cache_mod.iter_frames
+
+    def counting(info, indices, **kw):
+        calls.append(sorted(indices))
+        return real(info, indices, **kw)
+
+    monkeypatch.setattr(cache_mod, "iter_frames", counting)
+    rows = [{"pair_id": f"r{s}", "source": str(src), "start_frame": s, "end_frame": s + 3} for s in (1, 9, 17, 25)]
+    out = run_rows(tmp_path, rows)
+    assert calls == [[1, 4, 9, 12, 17, 20, 25, 28]]  # one forward decode for all eight keys
+    info = probe_video(src)
+    truth = extract_frames(info, [17, 20])
+    assert np.array_equal(read_image(out / "jobs/r17/start.png"), truth[17])
+    assert np.array_equal(read_image(out / "jobs/r17/end.png"), truth[20])
+    cache = KeyframeCache(out / "cache" / "keyframes")
+    assert fill_for_pairs(cache, []) == {}
+    assert cache.fill(src, [1, 4]) == 0  # already there: nothing decoded again
+    assert len(calls) == 1
