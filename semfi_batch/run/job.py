@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.backends import Backend, BackendOptions, InterpolationRequest, backend_class
+from semfi_batch.backends.routing import BackendRouter
 from semfi_batch.errors import MediaError, SemfiError
 from semfi_batch.manifest import KeyframePair
 from semfi_batch.media.frames import encode_png_sequence, extract_frame, read_image, resize, write_png
@@ -38,6 +39,7 @@ class Job:
     pair: KeyframePair
     backend: str
     key: str
+    requested_backend: str | None = None  # what the row or --backend asked for, e.g. "auto"
 
     @property
     def pair_id(self) -> str:
@@ -53,10 +55,11 @@ class JobPlanner:
         self.options = options
         self._backends: dict[str, str] = {}  # name -> JSON of its version and key params
         self._files: dict[Path, str] = {}
+        self.router = BackendRouter(default_backend, options)
 
     def plan(self, pair: KeyframePair) -> Job:
         """The job for `pair`; its key covers every input and setting that shapes the output."""
-        name = pair.backend or self.default_backend
+        name = self.router.choose(pair)
         if name not in self._backends:
             cls = backend_class(name)
             self._backends[name] = json.dumps([name, cls.version, cls.key_params(self.options)], sort_keys=True)
@@ -68,7 +71,7 @@ class JobPlanner:
         ]  # fmt: skip
         # repr of plain values (str, int, float, None, lists of them) is stable and much cheaper than JSON.
         key = hashlib.sha256(repr(fields).encode()).hexdigest()
-        return Job(pair=pair, backend=name, key=key)
+        return Job(pair=pair, backend=name, key=key, requested_backend=pair.backend or self.default_backend)
 
     def _identity(self, path: Path) -> str:
         if path not in self._files:
@@ -184,6 +187,7 @@ def _record(job: Job, status: str, error: str | None, started: float, frames: in
         "status": status,
         "error": error,
         "backend": job.backend,
+        "requested_backend": job.requested_backend or job.backend,
         "wall_s": round(wall, 4),
         "frames": frames,
         "s_per_frame": round(wall / frames, 5) if frames else None,
