@@ -58,11 +58,12 @@ format: install  ## apply ruff fixes and formatting
 test: install test-deps lint  ## lint, then the test suite
 	SEMFI_REQUIRE_RIFE=1 $(BIN)/python -m pytest -q
 
-demo: install  ## the whole pipeline on a real sample clip with the CPU default backend; says where the results are
-	@$(MAKE) --no-print-directory pipeline SRC=$(DEMO_CLIP) MODE=stride OUT=$(RUNS)/demo BACKEND=$(BACKEND)
+demo: install  ## the demo clip's frozen frames found (detect damage), rebuilt (auto: rife), spliced, reported
+	@$(MAKE) --no-print-directory pipeline SRC=$(DEMO_CLIP) MODE=damage OUT=$(RUNS)/demo BACKEND=auto
 
 bench: install  ## benchmarks: figures and ratios against peers measured in the same run (CPU)
 	$(BIN)/python bench/flow_vs_minterpolate.py
+	$(BIN)/python bench/rife_vs_minterpolate.py
 	$(BIN)/python bench/engine_overhead.py
 	$(BIN)/python bench/detect_bench.py
 	$(BIN)/python bench/splice_bench.py

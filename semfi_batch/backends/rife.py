@@ -116,7 +116,9 @@ class RifeBackend(Backend):
 
         def tensor(image: np.ndarray):
             if id(image) not in cache:
-                x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)
+                array = np.ascontiguousarray(image)
+                array = array if array.flags.writeable else array.copy()  # torch wants writable memory
+                x = torch.from_numpy(array).to(self.device).permute(2, 0, 1)
                 x = x.to(self.dtype).div_(255.0)
                 cache[id(image)] = torch.nn.functional.pad(x, (0, pw - w, 0, ph - h))
             return cache[id(image)]
