@@ -177,3 +177,25 @@ def test_keyframes_from_different_shots_fail_unless_allow_morph(backend):
 def test_missing_weights_make_the_backend_unavailable(tmp_path):
     ok, why = RifeBackend.availability(BackendOptions(extra={"rife_model": str(tmp_path / "none.pkl")}))
     assert not ok and "none.pkl" in why and "make install" in why
+
+
+def _installer():
+    path = Path(__file__).resolve().parents[2] / "pipelines" / "install_rife_weights.py"
+    spec = importlib.util.spec_from_file_location("install_rife_weights", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_install_is_skipped_when_present_and_verified_and_not_when_altered(tmp_path):
+    installer = _installer()
+    dest = tmp_path / "rife"
+    (dest / installer.REFERENCE_DIR).mkdir(parents=True)
+    (dest / installer.REFERENCE_DIR / "ifnet.py").write_bytes(REFERENCE_IFNET.read_bytes())
+    data = bytearray(WEIGHTS.read_bytes())
+    (dest / "flownet.pkl").write_bytes(data)
+    assert installer.WEIGHTS_SHA256 == "1195a2f0de8fcc06228590670c15cee18e27dd4f562864bf10454bed6f1e9c44"
+    assert "present and verified" in installer.install(dest)  # no download: nothing to do
+    data[1000] ^= 0xFF
+    (dest / "flownet.pkl").write_bytes(data)
+    assert not installer.is_installed(dest)  # an altered file would be fetched again
