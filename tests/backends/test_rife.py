@@ -199,3 +199,16 @@ def test_install_is_skipped_when_present_and_verified_and_not_when_altered(tmp_p
     data[1000] ^= 0xFF
     (dest / "flownet.pkl").write_bytes(data)
     assert not installer.is_installed(dest)  # an altered file would be fetched again
+
+
+def test_shot_check_on_real_footage_separates_cuts_from_frozen_frames(real_clip):
+    from semfi_batch.backends._rife.shots import same_shot
+    from semfi_batch.media.frames import extract_frame
+    from semfi_batch.media.probe import probe_video
+
+    cuts = probe_video(real_clip("bbb_cuts_720p24_audio.mp4"))
+    for last, first in ((19, 20), (54, 55)):  # hard cuts detect finds in this clip
+        assert not same_shot(extract_frame(cuts, last), extract_frame(cuts, first))[0]
+    frozen = probe_video(real_clip("bbb_720p25_5s_aac51.mp4"))
+    for start in (6, 31):  # keyframes around its first frozen frames (detect --mode damage)
+        assert same_shot(extract_frame(frozen, start), extract_frame(frozen, start + 2))[0]
