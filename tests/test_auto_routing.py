@@ -112,9 +112,12 @@ def test_rife_fails_a_job_whose_keyframes_are_different_shots(tmp_path, keys, we
     row = {**_cut_row(keys, "rife"), "reason": "freeze"}  # not marked as a cut, but the content says so
     manifest = write_manifest([row], tmp_path / "m.parquet")
     out = tmp_path / "out"
-    assert main(["run", str(manifest), "--out", str(out), "--rife-model", str(weights), "-q", "--no-preview"]) == 1
+    args = ["run", str(manifest), "--out", str(out), "--rife-model", str(weights), "-q", "--no-preview"]
+    assert main(args) == 1
     record = json.loads((out / "jobs/across_cut/record.json").read_text())
     assert record["status"] == "failed" and "keyframes belong to different shots" in record["error"]
+    assert main([*args, "--allow-morph", "--retry-failed"]) == 0  # the failed job, retried, morphs
+    assert json.loads((out / "jobs/across_cut/record.json").read_text())["status"] == "done"
 
 
 def test_auto_sends_cuts_and_long_gaps_to_semfi_when_it_can_run(tmp_path, keys, weights, monkeypatch):

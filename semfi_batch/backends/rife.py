@@ -69,12 +69,14 @@ class RifeBackend(Backend):
 
     @classmethod
     def key_params(cls, options: BackendOptions) -> dict:
+        # --allow-morph is not part of the key: it changes no frame, only whether a job across shots fails
+        # (such a job is retried with --retry-failed, like any failure).
         settings = rife_settings(options)
         path: Path = settings["model"]
         size = path.stat().st_size if path.is_file() else None
         return {
             "model": path.name, "model_bytes": size, "scale": settings["scale"],
-            "ensemble": settings["ensemble"], "allow_morph": settings["allow_morph"],
+            "ensemble": settings["ensemble"],
         }  # fmt: skip
 
     def __init__(self, options: BackendOptions | None = None):
