@@ -121,11 +121,17 @@ def size_multiple(scale: float = 1.0) -> int:
 
 
 def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """out(x) = image(x + flow(x)), bilinear, edges replicated; flow in pixels, (B, 2, H, W) as (dx, dy)."""
+    """out(x) = image(x + flow(x)), bilinear, edges replicated; flow in pixels, (B, 2, H, W) as (dx, dy).
+
+    Sampling is done in float32 whatever the model's dtype: fp16 sampling positions are up to half a pixel
+    off at 1920 wide (11 bits of mantissa over [-1, 1]), and the CPU's fp16/bf16 grid_sample returns NaN
+    for channels-last input (PyTorch 2.13)."""
     n, _, h, w = flow.shape
-    xs = torch.linspace(-1.0, 1.0, w, device=flow.device, dtype=flow.dtype).view(1, 1, 1, w).expand(n, 1, h, w)
-    ys = torch.linspace(-1.0, 1.0, h, device=flow.device, dtype=flow.dtype).view(1, 1, h, 1).expand(n, 1, h, w)
+    flow = flow.float()
+    xs = torch.linspace(-1.0, 1.0, w, device=flow.device).view(1, 1, 1, w).expand(n, 1, h, w)
+    ys = torch.linspace(-1.0, 1.0, h, device=flow.device).view(1, 1, h, 1).expand(n, 1, h, w)
     # Pixels to grid_sample's [-1, 1] with align_corners=True: the image's own size sets the step.
     norm = torch.cat((flow[:, 0:1] / ((image.shape[3] - 1.0) / 2.0), flow[:, 1:2] / ((image.shape[2] - 1.0) / 2.0)), 1)
     grid = (torch.cat((xs, ys), 1) + norm).permute(0, 2, 3, 1)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    out = F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out.to(image.dtype)
