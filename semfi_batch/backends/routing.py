@@ -60,11 +60,6 @@ class BackendRouter:
         return self._available[name]
 
 
-def requested_backend(pair, default_backend: str) -> str:
-    """What the row or the command line asked for (possibly `auto`)."""
-    return pair.backend or default_backend
-
-
 def refuse_cut_morphs(jobs: Iterable, options: BackendOptions) -> None:
     """Refuse, in one line naming them, rows across a hard cut bound to a non-generative backend, unless
     --allow-morph. `jobs`: planned jobs (their `pair` and resolved `backend`)."""
