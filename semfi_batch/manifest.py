@@ -354,7 +354,7 @@ def _validate(
     if known_backends is None:
         from semfi_batch.backends import backend_names
 
-        known_backends = backend_names()
+        known_backends = [*backend_names(), "auto"]  # auto: resolved per row by backends/routing.py
     known_backends = set(known_backends)
     base = path.parent
     media = _MediaChecker(base, check_media)

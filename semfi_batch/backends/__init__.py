@@ -14,6 +14,7 @@ _REGISTRY: dict[str, str] = {
     "flow": "semfi_batch.backends.flow:FlowBackend",
     "blend": "semfi_batch.backends.blend:BlendBackend",
     "minterpolate": "semfi_batch.backends.minterpolate:MinterpolateBackend",
+    "rife": "semfi_batch.backends.rife:RifeBackend",
     "semfi": "semfi_batch.backends.semfi:SemfiBackend",
     "wan-flf2v": "semfi_batch.backends.wan_flf2v:WanFlf2vBackend",
 }

@@ -21,7 +21,9 @@ def run(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output root. Default: runs/<manifest stem>.")] = None,
     backend: Annotated[
         str,
-        typer.Option("--backend", "-b", help="Backend for rows without their own (see `semfi-batch backends`)."),
+        typer.Option(
+            "--backend", "-b", help="Backend for rows without their own (see `semfi-batch backends`), or auto."
+        ),
     ] = DEFAULT_BACKEND,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run again the jobs that failed.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Run every job again, finished or not.")] = False,
@@ -54,6 +56,19 @@ def run(
     ] = None,
     lease_ttl: Annotated[float, typer.Option(hidden=True, help="Seconds before a dead worker's lease expires.")] = 60.0,
     preview: Annotated[bool, typer.Option(help="Encode a preview clip.mp4 per job.")] = True,
+    rife_model: Annotated[
+        Path | None, typer.Option(help="Practical-RIFE flownet.pkl for rife. Default: models/rife/flownet.pkl.")
+    ] = None,
+    rife_scale: Annotated[float, typer.Option(help="RIFE flow scale: 1.0, or 0.5 for 4K.")] = 1.0,
+    rife_ensemble: Annotated[
+        bool, typer.Option(help="RIFE: average flipped and time-reversed passes (4x the cost).")
+    ] = False,
+    allow_morph: Annotated[
+        bool, typer.Option(help="Let non-generative backends bridge cuts and different shots (a morph).")
+    ] = False,
+    semantic_gap: Annotated[
+        int, typer.Option(min=1, help="auto: gaps of at least this many frames go to semfi (with a GPU).")
+    ] = 12,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     deinterlace: Annotated[
         bool,
@@ -71,8 +86,11 @@ def run(
         raise SemfiError(f"--memory must be auto, gpu or offload, got {memory!r}")
     options = BackendOptions(
         device=device, models_dir=models_dir, semfi_ckpt=semfi_ckpt, vram_limit_gb=vram_limit,
-        ckpt_every=ckpt_every,
-        extra={"memory": memory, "max_area": max_area, **({"deinterlace": True} if deinterlace else {})},
+        ckpt_every=ckpt_every, extra={
+            "memory": memory, "max_area": max_area, "rife_model": rife_model, "rife_scale": rife_scale,
+            "rife_ensemble": rife_ensemble, "allow_morph": allow_morph, "semantic_gap": semantic_gap,
+            **({"deinterlace": True} if deinterlace else {}),
+        },
     )  # fmt: skip
     if _finished_read_only(manifest, out, backend, options, retry_failed, force, shard):
         return

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from semfi_batch.backends import DEFAULT_BACKEND, BackendOptions, backend_class
+from semfi_batch.backends.routing import refuse_cut_morphs
 from semfi_batch.errors import BackendUnavailable, SemfiError
 from semfi_batch.manifest import Manifest, load_manifest
 from semfi_batch.media.keyframe_cache import fill_for_pairs, keyframe_cache_for
@@ -33,7 +34,7 @@ from semfi_batch.run.worker import ClaimSettings, finished_record, work_through,
 METRIC_COLUMNS = (
     "pair_id", "status", "error", "backend", "wall_s", "frames", "s_per_frame", "peak_rss_mb", "peak_gpu_mb",
     "mode", "source", "start_frame", "end_frame", "start_image", "end_image", "gap_frames", "width", "height",
-    "seed",
+    "seed", "requested_backend",
 )  # fmt: skip
 
 
@@ -77,6 +78,7 @@ def prepare_run(
     root = Path(out_dir) if out_dir else default_out_dir(manifest_path)
     planner = JobPlanner(backend, options, overrides=regeneration_overrides(root))
     jobs = [planner.plan(pair) for pair in manifest.pairs]
+    refuse_cut_morphs(jobs, options)
     for name in sorted({job.backend for job in jobs} or {backend}):
         ok, why = backend_class(name).availability(options)
         if not ok:

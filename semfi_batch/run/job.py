@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.backends import Backend, BackendOptions, InterpolationRequest, backend_class
+from semfi_batch.backends.routing import BackendRouter
 from semfi_batch.errors import MediaError, SemfiError
 from semfi_batch.manifest import KeyframePair
 from semfi_batch.media.fields import interpolate_by_field, resize_interlaced
@@ -47,6 +48,7 @@ class Job:
     pair: KeyframePair
     backend: str
     key: str
+    requested_backend: str | None = None  # what the row or --backend asked for, e.g. "auto"
 
     @property
     def pair_id(self) -> str:
@@ -70,13 +72,14 @@ class JobPlanner:
         self.overrides = overrides or {}
         self._backends: dict[str, str] = {}  # name -> JSON of its version and key params
         self._files: dict[Path, str] = {}
+        self.router = BackendRouter(default_backend, options)
 
     def plan(self, pair: KeyframePair) -> Job:
         """The job for `pair`; its key covers every input and setting that shapes the output."""
         if pair.pair_id in self.overrides:
             seed, backend = self.overrides[pair.pair_id]
             pair = replace(pair, seed=pair.seed if seed is None else seed, backend=backend or pair.backend)
-        name = pair.backend or self.default_backend
+        name = self.router.choose(pair)
         if name not in self._backends:
             cls = backend_class(name)
             self._backends[name] = json.dumps([name, cls.version, cls.key_params(self.options)], sort_keys=True)
@@ -90,7 +93,7 @@ class JobPlanner:
             fields.append("deinterlace")  # other keys stay as they were
         # repr of plain values (str, int, float, None, lists of them) is stable and much cheaper than JSON.
         key = hashlib.sha256(repr(fields).encode()).hexdigest()
-        return Job(pair=pair, backend=name, key=key)
+        return Job(pair=pair, backend=name, key=key, requested_backend=pair.backend or self.default_backend)
 
     def _identity(self, path: Path) -> str:
         if path not in self._files:
@@ -230,6 +233,7 @@ def _record(job: Job, status: str, error: str | None, started: float, frames: in
         "status": status,
         "error": error,
         "backend": job.backend,
+        "requested_backend": job.requested_backend or job.backend,
         "wall_s": round(wall, 4),
         "frames": frames,
         "s_per_frame": round(wall / frames, 5) if frames else None,
