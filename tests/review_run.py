@@ -23,7 +23,9 @@ def make_run(folder: Path, frames: int = 40) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     numbered_clip(folder / "clip.mp4", frames)
     manifest = write_manifest([{"source": "clip.mp4", **row} for row in ROWS], folder / "m.parquet")
-    summary = run_manifest(manifest, folder / "run", backend="blend", options=BackendOptions(), show_progress=False,
+    # The cut row is bridged by a cross-fade on purpose (a morph): the review tests need one insert job.
+    options = BackendOptions(extra={"allow_morph": True})
+    summary = run_manifest(manifest, folder / "run", backend="blend", options=options, show_progress=False,
                            preview=False)  # fmt: skip
     assert summary.done == len(ROWS), summary.failures
     return folder / "run"

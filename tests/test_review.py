@@ -158,7 +158,7 @@ def test_decisions_drive_run_and_splice(tmp_path):
     run_dir = make_run(tmp_path)
     before = {p: json.loads((run_dir / "jobs" / p / "record.json").read_text()) for p in ("a_flash", "c_cut")}
     assert main(["review", str(run_dir), "--regenerate", "c_cut", "--seed", "7", "--backend", "flow"]) == 0
-    options = BackendOptions()
+    options = BackendOptions(extra={"allow_morph": True})  # as make_run: the cut row is a morph on purpose
     summary = run_manifest(tmp_path / "m.parquet", run_dir, backend="blend", options=options, show_progress=False,
                            preview=False)  # fmt: skip
     assert summary.ran == 1 and summary.done == 3
