@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 # scikit-image gives inf for identical frames, which no mean survives; identical frames count as 100 dB.
 PSNR_CAP_DB = 100.0
@@ -45,6 +44,8 @@ def psnr(reference: np.ndarray, test: np.ndarray) -> float:
     _check_pair(reference, test)
     if np.array_equal(reference, test):
         return PSNR_CAP_DB
+    from skimage.metrics import peak_signal_noise_ratio  # scipy underneath: imported when used
+
     value = float(peak_signal_noise_ratio(reference, test, data_range=255))
     return min(value, PSNR_CAP_DB)
 
@@ -53,6 +54,8 @@ def ssim(reference: np.ndarray, test: np.ndarray) -> float:
     """Mean SSIM of an RGB uint8 frame against the original (scikit-image defaults: 7x7 uniform window,
     computed per channel and averaged)."""
     _check_pair(reference, test)
+    from skimage.metrics import structural_similarity
+
     return float(structural_similarity(reference, test, channel_axis=-1, data_range=255))
 
 

@@ -19,18 +19,21 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from matplotlib.figure import Figure
 
 from semfi_batch.errors import SemfiError
 from semfi_batch.evaluate import BackendSummary, format_seconds, is_eval_file, read_eval, summarize
-from semfi_batch.media.frames import extract_frame, read_image, resize, write_bytes_atomic
+from semfi_batch.media.frames import as_rgb8, extract_frames, read_image_rgb8, resize, write_bytes_atomic
 from semfi_batch.media.probe import probe_video
 from semfi_batch.metrics import job_warp_error
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SHEET_FRAMES = 4  # generated frames shown per contact sheet, evenly spread over the gap
 SHEET_THUMB_WIDTH = 200
@@ -297,7 +300,7 @@ def _job_warp_error(job_dir: Path) -> float:
     if not frames or not all(p.exists() for p in keys):
         return math.nan
     try:
-        return job_warp_error(read_image(keys[0]), [read_image(p) for p in frames], read_image(keys[1]))
+        return job_warp_error(read_image_rgb8(keys[0]), [read_image_rgb8(p) for p in frames], read_image_rgb8(keys[1]))
     except SemfiError:
         return math.nan
 
@@ -305,13 +308,15 @@ def _job_warp_error(job_dir: Path) -> float:
 def _job_keys(job_dir: Path, record: dict) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The job's keyframes: the copies the run kept, else the manifest's images or video frames."""
     if (job_dir / "start.png").exists() and (job_dir / "end.png").exists():
-        return read_image(job_dir / "start.png"), read_image(job_dir / "end.png")
+        return read_image_rgb8(job_dir / "start.png"), read_image_rgb8(job_dir / "end.png")
     try:
         if record.get("start_image") and record.get("end_image"):
-            return read_image(Path(record["start_image"])), read_image(Path(record["end_image"]))
+            return read_image_rgb8(Path(record["start_image"])), read_image_rgb8(Path(record["end_image"]))
         if record.get("source"):
             info = probe_video(Path(record["source"]))
-            return extract_frame(info, int(record["start_frame"])), extract_frame(info, int(record["end_frame"]))
+            start, end = int(record["start_frame"]), int(record["end_frame"])
+            keys = extract_frames(info, [start, end])  # one forward decode for both
+            return as_rgb8(keys[start]), as_rgb8(keys[end])
     except (SemfiError, OSError, ValueError, TypeError):
         pass  # keys that moved or vanished since the run: the sheet shows the frames without them
     return None, None
@@ -321,7 +326,7 @@ def _contact_sheet(run_dir: Path, record: dict, link_root: str) -> str:
     pair_id = str(record["pair_id"])
     job_dir = run_dir / "jobs" / pair_id
     frames = _job_frames(job_dir)
-    generated = [(i, read_image(frames[i])) for i in _spread(len(frames), SHEET_FRAMES)]
+    generated = [(i, read_image_rgb8(frames[i])) for i in _spread(len(frames), SHEET_FRAMES)]
     start, end = _job_keys(job_dir, record)
     if generated:  # keys read from the manifest's files may be at the source size: show them at the job's
         w, h = generated[0][1].shape[1], generated[0][1].shape[0]
@@ -423,7 +428,7 @@ def _jobs_table(jobs: pd.DataFrame, pending: Sequence[str]) -> str:
 
 
 def _plot_time_per_job(jobs: pd.DataFrame) -> bytes:
-    fig = Figure(figsize=(10, 3.6), dpi=100, layout="constrained")
+    fig = _new_figure(figsize=(10, 3.6), dpi=100, layout="constrained")
     ax_time, ax_mem = fig.subplots(1, 2, width_ratios=[3, 1])
     wall = _col(jobs, "wall_s").fillna(0).to_numpy()
     colors = [COLORS.get(s, COLORS["failed"]) for s in jobs["status"]]
@@ -448,7 +453,7 @@ def _plot_time_per_job(jobs: pd.DataFrame) -> bytes:
 
 
 def _plot_run_quality(done: pd.DataFrame) -> bytes:
-    fig = Figure(figsize=(10, 3.4), dpi=100, layout="constrained")
+    fig = _new_figure(figsize=(10, 3.4), dpi=100, layout="constrained")
     ax_hist, ax_gap = fig.subplots(1, 2)
     we = _col(done, "warp_error")
     ok = we.notna()
@@ -549,7 +554,7 @@ def _backend_colors(names: Sequence[str]) -> dict[str, str]:
 def _plot_backend_bars(summaries: Sequence[BackendSummary]) -> bytes:
     names = [s.backend for s in summaries]
     colors = _backend_colors(names)
-    fig = Figure(figsize=(10, 3.4), dpi=100, layout="constrained")
+    fig = _new_figure(figsize=(10, 3.4), dpi=100, layout="constrained")
     axes = fig.subplots(1, 3)
     x = np.arange(len(names))
     for ax, mean, worst, label in (
@@ -581,7 +586,7 @@ def _plot_backend_bars(summaries: Sequence[BackendSummary]) -> bytes:
 def _plot_distributions(done: pd.DataFrame) -> bytes:
     names = list(dict.fromkeys(done["backend"]))
     colors = _backend_colors(names)
-    fig = Figure(figsize=(10, 3.4), dpi=100, layout="constrained")
+    fig = _new_figure(figsize=(10, 3.4), dpi=100, layout="constrained")
     for ax, column, label in zip(fig.subplots(1, 2), ("psnr", "ssim"), ("PSNR (dB)", "SSIM"), strict=True):
         data = [done.loc[done["backend"] == n, column].dropna().to_numpy() for n in names]
         parts = ax.boxplot(data, patch_artist=True, showmeans=True)
@@ -597,7 +602,7 @@ def _plot_distributions(done: pd.DataFrame) -> bytes:
 def _plot_speed_quality(done: pd.DataFrame, summaries: Sequence[BackendSummary]) -> bytes:
     names = [s.backend for s in summaries]
     colors = _backend_colors(names)
-    fig = Figure(figsize=(10, 3.4), dpi=100, layout="constrained")
+    fig = _new_figure(figsize=(10, 3.4), dpi=100, layout="constrained")
     ax_scatter, ax_time = fig.subplots(1, 2)
     for name in names:
         part = done[done["backend"] == name]
@@ -620,7 +625,7 @@ def _plot_per_clip(done: pd.DataFrame) -> bytes:
     table = done.pivot_table(index="clip_name", columns="backend", values="psnr", aggfunc="mean", sort=False)
     names = list(table.columns)
     colors = _backend_colors(list(dict.fromkeys(done["backend"])))
-    fig = Figure(figsize=(10, 3.6), dpi=100, layout="constrained")
+    fig = _new_figure(figsize=(10, 3.6), dpi=100, layout="constrained")
     ax = fig.subplots()
     x = np.arange(len(table.index))
     width = 0.8 / max(1, len(names))
@@ -665,6 +670,13 @@ def _bytes_cell(data, caption: str, kind: str) -> str:
 
 
 # -------------------------------------------------------------------------------------------- HTML
+
+
+def _new_figure(**kw) -> Figure:
+    # matplotlib is imported when a plot is drawn, not when a run that writes no plot starts.
+    from matplotlib.figure import Figure
+
+    return Figure(**kw)
 
 
 def _png(fig: Figure) -> bytes:

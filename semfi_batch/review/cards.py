@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from semfi_batch.errors import MediaError, SemfiError
+from semfi_batch.errors import SemfiError
 from semfi_batch.manifest import KeyframePair, load_manifest
-from semfi_batch.media.frames import read_image, resize, write_bytes_atomic, write_png
+from semfi_batch.media.frames import as_rgb8, extract_frames, read_image_rgb8, resize, write_bytes_atomic, write_png
 from semfi_batch.media.probe import VideoInfo, probe_video
-from semfi_batch.media.tools import tool_path
 from semfi_batch.review.decisions import Decision, load_decisions
 from semfi_batch.review.timecode import exact_rate, timecode
 from semfi_batch.run.layout import RunLayout
@@ -261,7 +259,7 @@ class RunReview:
         width, height = self._output_size(pair_id, self.video_info(pair_id))
         if width > PREVIEW_WIDTH:
             width, height = PREVIEW_WIDTH, max(2, round(height * PREVIEW_WIDTH / width))
-        generated = [resize(read_image(p), width, height) for p in frames]
+        generated = [resize(read_image_rgb8(p), width, height) for p in frames]
         info = self.video_info(pair_id)
         fps = info.avg_fps if info is not None and info.avg_fps else 12.0
         if info is not None:
@@ -271,8 +269,8 @@ class RunReview:
             before = decode_frames(info, first, pair.start_frame - first + 1, (width, height))
             after = decode_frames(info, pair.end_frame, last - pair.end_frame + 1, (width, height))
         else:
-            before = [resize(read_image(p), width, height) for p in [self.keyframe(pair_id, "start")] if p]
-            after = [resize(read_image(p), width, height) for p in [self.keyframe(pair_id, "end")] if p]
+            before = [resize(read_image_rgb8(p), width, height) for p in [self.keyframe(pair_id, "start")] if p]
+            after = [resize(read_image_rgb8(p), width, height) for p in [self.keyframe(pair_id, "end")] if p]
         sequence = [*before, *generated, *after]
         write_bytes_atomic(cached, _gif(sequence, fps))
         return cached
@@ -300,22 +298,11 @@ def _gif(frames: list[np.ndarray], fps: float) -> bytes:
 
 
 def decode_frames(info: VideoInfo, first: int, count: int, size: tuple[int, int]) -> list[np.ndarray]:
-    """`count` consecutive frames of the video from index `first`, as RGB at `size`, in one ffmpeg call
-    (seeking like extract_frame: to the midpoint before the first frame, so decoding starts exactly there)."""
+    """`count` consecutive frames of the video from index `first` (the frame-exact numbering of
+    `extract_frames`, in one forward decode), as RGB uint8 for display, resized to `size`."""
     count = max(0, min(count, info.frame_count - first))
     if count == 0:
         return []
     width, height = size
-    args = [tool_path("ffmpeg"), "-nostdin", "-v", "error"]
-    if first > 0:
-        args += ["-ss", f"{(info.frame_times[first - 1] + info.frame_times[first]) / 2.0:.6f}"]
-    args += ["-i", str(info.path), "-map", "0:v:0", "-frames:v", str(count), "-an", "-sn", "-dn"]
-    args += ["-vf", f"scale={width}:{height}:flags=area", "-fps_mode", "passthrough"]
-    args += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    proc = subprocess.run(args, capture_output=True, check=False)
-    frame_bytes = width * height * 3
-    got = len(proc.stdout) // frame_bytes
-    if proc.returncode != 0 or got == 0:
-        raise MediaError(f"cannot decode frames {first}-{first + count - 1} of {info.path}: {proc.stderr[-300:]!r}")
-    data = np.frombuffer(proc.stdout[: got * frame_bytes], np.uint8).reshape(got, height, width, 3)
-    return list(data)
+    frames = extract_frames(info, range(first, first + count))
+    return [resize(as_rgb8(frames[i]), width, height) for i in range(first, first + count)]
