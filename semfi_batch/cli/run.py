@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -52,7 +53,9 @@ def run(
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster address (default: start a local Ray instance).")
     ] = None,
-    lease_ttl: Annotated[float, typer.Option(hidden=True, help="Seconds before a dead worker's lease expires.")] = 60.0,
+    lease_ttl: Annotated[
+        float | None, typer.Option(hidden=True, help="Seconds before a silent worker's lease expires (tests).")
+    ] = None,
     preview: Annotated[bool, typer.Option(help="Encode a preview clip.mp4 per job.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
@@ -75,6 +78,13 @@ def run(
         shard=parse_shard(shard) if shard else None, executor=executor, ray_address=ray_address,
         lease_ttl_s=lease_ttl, preview=preview,
     )  # fmt: skip
+    if summary.interrupted is not None:
+        name = signal.Signals(summary.interrupted.signum).name
+        console.print(
+            f"interrupted by {name}: {summary.done} of {summary.total} jobs done, {summary.failed} failed; "
+            f"metrics: {summary.metrics}. Re-run the same command to resume."
+        )
+        raise typer.Exit(summary.interrupted.exit_code)
     table = Table(title=f"semfi-batch run: {manifest}", show_edge=False)
     for col in ("jobs", "done", "failed", "ran now", "skipped (already finished)", "wall s"):
         table.add_column(col, justify="right")
@@ -93,7 +103,11 @@ def run(
         console.print("re-run with --retry-failed to try the failed jobs again")
     stdout.print(f"outputs: {summary.out}/jobs/<pair_id>/frames  metrics: {summary.metrics}")
     _print_report_path(summary.out)
-    if summary.failed:
+    for death in summary.dead_workers:
+        console.print(f"[red]error:[/red] {death}; the other workers went on", markup=True)
+    if summary.dead_workers and summary.done + summary.failed < summary.total:
+        console.print("re-run the same command to finish the jobs left")
+    if summary.failed or summary.dead_workers:
         raise typer.Exit(1)
 
 
@@ -131,9 +145,12 @@ def merge(
 
     summary = merge_runs(roots, out)
     stdout.print(
-        f"{summary.out}: {summary.done} done, {summary.failed} failed, {len(summary.missing)} without a record"
+        f"{summary.out}: {summary.done} done, {summary.failed} failed, {len(summary.missing)} without a record, "
+        f"{len(summary.stale)} stale"
     )
     if summary.missing:
         stdout.print(f"missing (first 20): {', '.join(summary.missing[:20])}")
-    if summary.failed or summary.missing:
+    for pair_id, why in summary.stale[:20]:
+        stdout.print(f"left out {pair_id}: {why}", markup=False)
+    if summary.failed or summary.missing or summary.stale:
         raise typer.Exit(1)
