@@ -38,6 +38,8 @@ def published_job(
         return None, "no finished job (run `semfi-batch run` on the manifest first)"
     if source is not None:
         pair = dataclasses.replace(pair, source=source)
+    if planner is None and "outputs" not in record:
+        return record, ""  # a run made before records listed their outputs: only its frame count can be checked
     if record.get("status") == "done":
         why = stale_reason(record, pair, planner)
         if why:

@@ -24,6 +24,10 @@ from semfi_batch.run.ledger import JobLedger, check_job_folder, read_record
 from semfi_batch.run.notices import notice
 
 POLL_S = 0.25
+# Fault injection for tests/faults: "<point>:<pair_id>" makes the worker stop itself (SIGSTOP) at that point,
+# so a test can pause it past its lease, deterministically. Points: running (job claimed, attempt not yet
+# started), publishing (attempt complete, not yet published).
+FAULT_ENV = "SEMFI_FAULT_STOP"
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,9 @@ def work_through(
                             continue  # finished by another worker just before we claimed it
                         log_event(layout, leases.worker_id, job.pair_id, "start")
                         backend = _backend(job.backend, backends, options)
+                        _fault_point("running", job.pair_id)
                         attempt = execute_job(job, backend, layout, preview=settings.preview, token=token)
+                        _fault_point("publishing", job.pair_id)
                         try:
                             record = publish_attempt(
                                 layout, attempt, lambda j=job, t=token: leases.holds(j.pair_id, t),
@@ -117,6 +123,11 @@ def work_through(
             for backend in backends.values():
                 with contextlib.suppress(Exception):
                     backend.close()
+
+
+def _fault_point(point: str, pair_id: str) -> None:
+    if os.environ.get(FAULT_ENV) == f"{point}:{pair_id}":
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def _backend(name: str, backends: dict[str, Backend], options: BackendOptions) -> Backend:
