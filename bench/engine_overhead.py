@@ -49,10 +49,12 @@ def resume_scan(folder: Path, rows: int, done: int) -> tuple[float, int]:
     out = folder / "scan"
     _, layout, jobs = prepare_run(manifest, out, "blend", BackendOptions())
     ledger = JobLedger(layout)
-    template = {"status": "done", "error": None, "backend": "blend", "frames": 1, "finished_ts": time.time()}
+    # A done record lists its outputs (here none: the scan never opens them; it checks each folder's fingerprint).
+    template = {"status": "done", "error": None, "backend": "blend", "frames": 0, "outputs": {},
+                "finished_ts": time.time()}  # fmt: skip
     for job in jobs[:done]:  # publish `done` jobs the way the engine does: folder with record, then ledger
-        staged = layout.work_dir(job.pair_id, job.key)
-        staged.mkdir(parents=True)
+        staged = layout.attempt_dir(job.pair_id, job.key, "bench")
+        (staged / "frames").mkdir(parents=True)
         record = {**template, "pair_id": job.pair_id, "key": job.key}
         write_record(staged, record)
         layout.publish(staged, job.pair_id)
