@@ -111,6 +111,7 @@ def prepare_run(
     hashes.save(layout.root / CACHE_NAME)
     leases = LeaseManager(layout.leases, ttl_s=lease_ttl_s)
     layout.remove_leftovers(leases.attempt_is_live, leases.ttl_s)
+    layout.end_cut_lines()
     return manifest, layout, jobs
 
 

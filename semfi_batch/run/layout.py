@@ -104,6 +104,20 @@ class RunLayout:
             raise OutputPathError(f"{path} resolves to {resolved}, outside the output root {root}")
         return Path(path)
 
+    def end_cut_lines(self) -> None:
+        """A kill or a full disk can cut the last line of ledger.jsonl or events.jsonl: end it, so that the next
+        line appended is not glued to it (readers skip the cut line)."""
+        for path in (self.ledger, self.events):
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(-1, os.SEEK_END)
+                    cut = fh.read(1) != b"\n"
+            except OSError:
+                continue
+            if cut:
+                with contextlib.suppress(OSError):
+                    append_line(path, b"\n")
+
     def remove_leftovers(self, attempt_is_live: Callable[[str, str], bool], ttl_s: float) -> None:
         """Remove what killed processes left: trash/, temporary files whose writer is gone, and attempt folders
         whose lease is gone. `attempt_is_live(pair_id, folder name)` asks the job's lease, after the folder

@@ -128,6 +128,7 @@ class JobLedger:
         except OSError:
             data = b""
         damaged = 0
+        kept: dict[str, bytes] = {}
         for raw in data.split(b"\n")[:-1]:  # the part after the last newline is a line cut short
             parts = raw.decode("utf-8", errors="replace").split("\t", 5)
             if len(parts) == 5 and not parts[0].startswith(LEDGER_VERSION):
@@ -136,13 +137,15 @@ class JobLedger:
                 damaged += bool(raw.strip())
             else:
                 self._index[parts[1]] = (parts[2], parts[3], parts[4], parts[5])
-        if data and not data.endswith(b"\n"):
-            damaged += 1
-            with contextlib.suppress(OSError):
-                append_line(self.layout.ledger, b"\n")  # later lines start on a line of their own
+                kept[parts[1]] = raw
+        damaged += bool(data) and not data.endswith(b"\n")
         if damaged:
             notice(f"{self.layout.ledger}: {damaged} damaged line(s) skipped (cut by a kill or a full disk); "
                    "the index is rebuilt from the job records")  # fmt: skip
+            # Rewritten without them (one entry per job), so the next run starts clean. A line another run
+            # appends meanwhile may be lost: the ledger is an index, and the record it pointed to stays.
+            with contextlib.suppress(Exception):
+                write_file_atomic(self.layout.ledger, b"".join(line + b"\n" for line in kept.values()))
         return self
 
     def status(self, pair_id: str, key: str) -> str | None:
