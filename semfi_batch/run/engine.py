@@ -287,6 +287,7 @@ def _stop_workers(procs, conns: dict, on_record: Callable[[dict], None]) -> None
     for proc in procs:
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGCONT)  # a stopped worker must run to handle it
     deadline = time.time() + STOP_GRACE_S
     for proc in procs:
         while proc.is_alive() and time.time() < deadline:

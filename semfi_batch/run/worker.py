@@ -94,9 +94,9 @@ def work_through(
                             continue  # finished by another worker just before we claimed it
                         log_event(layout, leases.worker_id, job.pair_id, "start")
                         backend = _backend(job.backend, backends, options)
-                        _fault_point("running", job.pair_id)
+                        _fault_point(layout, "running", job.pair_id)
                         attempt = execute_job(job, backend, layout, preview=settings.preview, token=token)
-                        _fault_point("publishing", job.pair_id)
+                        _fault_point(layout, "publishing", job.pair_id)
                         try:
                             record = publish_attempt(
                                 layout, attempt, lambda j=job, t=token: leases.holds(j.pair_id, t),
@@ -125,9 +125,15 @@ def work_through(
                     backend.close()
 
 
-def _fault_point(point: str, pair_id: str) -> None:
-    if os.environ.get(FAULT_ENV) == f"{point}:{pair_id}":
-        os.kill(os.getpid(), signal.SIGSTOP)
+def _fault_point(layout: RunLayout, point: str, pair_id: str) -> None:
+    """Test hook: the first worker of an output root to reach `point` for `pair_id` stops itself."""
+    if os.environ.get(FAULT_ENV) != f"{point}:{pair_id}":
+        return
+    try:
+        os.close(os.open(layout.root / "work" / f".fault-{point}-{pair_id}", os.O_CREAT | os.O_EXCL, 0o644))
+    except OSError:
+        return
+    os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def _backend(name: str, backends: dict[str, Backend], options: BackendOptions) -> Backend:
