@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
@@ -57,7 +58,7 @@ def resume_scan(folder: Path, rows: int, done: int) -> tuple[float, int]:
         (staged / "frames").mkdir(parents=True)
         record = {**template, "pair_id": job.pair_id, "key": job.key}
         write_record(staged, record)
-        layout.publish(staged, job.pair_id)
+        os.rename(staged, layout.job_dir(job.pair_id))  # publish: one rename
         ledger.append(record, layout.job_dir(job.pair_id))
     t0 = time.perf_counter()
     _, layout, jobs = prepare_run(manifest, out, "blend", BackendOptions())

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from semfi_batch.backends import DEFAULT_BACKEND, BackendOptions
 from semfi_batch.cli.app import ManifestArg, app, console, stdout
-from semfi_batch.errors import SemfiError
+from semfi_batch.errors import RunInterrupted, SemfiError
 
 
 @app.command(
@@ -72,12 +72,16 @@ def run(
         device=device, models_dir=models_dir, semfi_ckpt=semfi_ckpt, vram_limit_gb=vram_limit,
         ckpt_every=ckpt_every, extra={"memory": memory, "max_area": max_area},
     )  # fmt: skip
-    summary = run_manifest(
-        manifest, out, backend=backend, options=options, retry_failed=retry_failed, force=force,
-        show_progress=not quiet, workers=workers, gpus=gpus.split(",") if gpus else None,
-        shard=parse_shard(shard) if shard else None, executor=executor, ray_address=ray_address,
-        lease_ttl_s=lease_ttl, preview=preview,
-    )  # fmt: skip
+    try:
+        summary = run_manifest(
+            manifest, out, backend=backend, options=options, retry_failed=retry_failed, force=force,
+            show_progress=not quiet, workers=workers, gpus=gpus.split(",") if gpus else None,
+            shard=parse_shard(shard) if shard else None, executor=executor, ray_address=ray_address,
+            lease_ttl_s=lease_ttl, preview=preview,
+        )  # fmt: skip
+    except RunInterrupted as exc:  # before any job ran (reading the manifest, preparing the output root)
+        console.print(f"interrupted by {signal.Signals(exc.signum).name}; re-run the same command to resume")
+        raise typer.Exit(exc.exit_code) from None
     if summary.interrupted is not None:
         name = signal.Signals(summary.interrupted.signum).name
         console.print(

@@ -65,7 +65,7 @@ def test_runs_starting_together_on_a_new_root(images, tmp_path):
         out = tmp_path / f"out{attempt}"
         errors = []
 
-        def prepare():
+        def prepare(out=out, errors=errors):
             try:
                 prepare_run(images, out, "blend", BackendOptions(), preview=False)
             except Exception as exc:  # noqa: BLE001 - collected and asserted below

@@ -33,8 +33,19 @@ def write_lease(out, pair_id: str, content, *, age_s: float = 0.0):
         ("folder", "is a folder"),
         (b"", "is empty"),
         # A writer whose clock ran an hour ahead: an expiry no lease time explains.
-        (json.dumps({"worker": "far:1:x", "token": "t", "claimed": time.time() + 3600, "expires": time.time() + 3660,
-                     "host": "far", "pid": 1}).encode(), "has an impossible time"),  # fmt: skip
+        (
+            json.dumps(
+                {
+                    "worker": "far:1:x",
+                    "token": "t",
+                    "claimed": time.time() + 3600,
+                    "expires": time.time() + 3660,
+                    "host": "far",
+                    "pid": 1,
+                }
+            ).encode(),
+            "has an impossible time",
+        ),  # fmt: skip
     ],
     ids=["garbage", "folder", "empty", "future-time"],
 )
