@@ -131,3 +131,29 @@ def test_leftovers_of_killed_runs_are_removed(images, tmp_path, capsys):
     assert not (out / ".metrics.parquet.tmp999999999").exists()
     assert not list((out / "leases").iterdir()) and not list((out / "trash").iterdir())
     assert not list((out / "work").iterdir())
+
+
+def test_full_tmpfs_mid_run_publishes_only_whole_jobs(tmp_path, capsys):
+    """A real ENOSPC on a small tmpfs (needs root to mount; skipped elsewhere, the rlimit case above stands)."""
+    import pytest
+
+    from semfi_batch.run.ledger import check_job_folder
+
+    small = tmp_path / "small"
+    small.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(small)],
+                                           capture_output=True).returncode != 0:  # fmt: skip
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        manifest = image_manifest(tmp_path, 8, size=64)
+        out = small / "out"
+        assert main(run_args(manifest, out)) == 1
+        err = capsys.readouterr().err
+        assert "no space left" in err and str(out) in err and ".tmp" not in err, err
+        published = list((out / "jobs").iterdir())
+        assert published and len(published) < 8
+        for job_dir in published:
+            record, why = check_job_folder(job_dir)
+            assert record is not None and record["status"] == "done", why
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
