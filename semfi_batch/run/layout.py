@@ -91,9 +91,12 @@ class RunLayout:
         for name in (*RUN_FILES, *RUN_FOLDERS):
             path = self.root / name
             if path.is_symlink():
+                target = path.resolve()
+                root = self.root.resolve()
+                where = "" if target == root or root in target.parents else f", outside the output root {root}"
                 raise OutputPathError(
-                    f"{path} is a symlink (to {os.readlink(path)}); run files are never written through a "
-                    f"symlink: remove it or choose another --out"
+                    f"{path} is a symlink (to {os.readlink(path)}{where}); run files are never written through "
+                    f"a symlink: remove it or choose another --out"
                 )
 
     def confine(self, path: Path) -> Path:
