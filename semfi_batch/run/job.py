@@ -57,6 +57,7 @@ class JobPlanner:
         self.hashes = hashes or InputHashes()
         self._backends: dict[str, str] = {}  # name -> JSON of its version and key params
         self._files: dict[Path, tuple[StatIdentity | None, str]] = {}
+        self._rows: dict[tuple, tuple[list[str], dict]] = {}
 
     @classmethod
     def from_settings(cls, settings: dict, hashes: InputHashes | None = None) -> JobPlanner:
@@ -76,17 +77,24 @@ class JobPlanner:
             cls = backend_class(name)
             self._backends[name] = json.dumps([name, cls.version, cls.key_params(self.options)], sort_keys=True)
         size = list(pair.output_size) if pair.keyframe_size or pair.width else None
-        paths = [p for p in (pair.source, pair.start_image, pair.end_image) if p is not None]
-        identities = [self._identity(p) for p in paths]
-        files = [digest for _, digest in identities]
+        files, inputs = self._inputs(pair.source, pair.start_image, pair.end_image)
         fields = [
             ENGINE_VERSION, self._backends[name], pair.mode, pair.gap_frames, pair.seed, pair.prompt,
             pair.negative_prompt, size, pair.steps, pair.cfg_scale, pair.start_frame, pair.end_frame, files,
         ]  # fmt: skip
         # repr of plain values (str, int, float, None, lists of them) is stable and much cheaper than JSON.
         key = hashlib.sha256(repr(fields).encode()).hexdigest()
-        inputs = {str(p): ident for p, ident in zip(paths, identities, strict=True)}
         return Job(pair=pair, backend=name, key=key, inputs=inputs)
+
+    def _inputs(self, *paths: Path | None) -> tuple[list[str], dict]:
+        """(content digests, path -> identity) of a row's files; rows naming the same files share one answer
+        (read only), which keeps planning 100,000 rows over a few files fast."""
+        if paths not in self._rows:
+            present = [p for p in paths if p is not None]
+            identities = [self._identity(p) for p in present]
+            inputs = {str(p): ident for p, ident in zip(present, identities, strict=True)}
+            self._rows[paths] = ([digest for _, digest in identities], inputs)
+        return self._rows[paths]
 
     def _identity(self, path: Path) -> tuple[StatIdentity | None, str]:
         if path not in self._files:

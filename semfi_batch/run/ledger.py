@@ -90,15 +90,15 @@ def check_job_folder(job_dir: Path, key: str | None = None, *, hashes: bool = Tr
     return record, None
 
 
-def folder_fingerprint(job_dir: Path) -> str | None:
+def folder_fingerprint(job_dir: Path | str) -> str | None:
     """Inode, mtime and ctime of a job folder and its frames/: any output deleted, added or renamed over
-    changes it."""
+    changes it. (String paths: a resume scan calls this once per finished job.)"""
     try:
         top = os.stat(job_dir)
     except OSError:
         return None
     try:
-        frames = os.stat(job_dir / "frames")
+        frames = os.stat(f"{job_dir}/frames")
         inner = f"{frames.st_ino}.{frames.st_mtime_ns}.{frames.st_ctime_ns}"
     except OSError:
         inner = "-"
@@ -117,6 +117,7 @@ class JobLedger:
         self._published: set[str] = set()
         self._index: dict[str, tuple[str, str, str, str]] = {}  # pair_id -> (key, status, fingerprint, json)
         self.rerun: list[tuple[str, str]] = []  # (pair_id, why) of done jobs that no longer verify
+        self._jobs = str(layout.jobs)
 
     def load(self) -> JobLedger:
         """Scan jobs/ (one directory listing) and read the ledger, skipping damaged lines with one notice."""
@@ -155,7 +156,7 @@ class JobLedger:
         entry = self._index.get(pair_id)
         if (
             entry is not None and entry[0] == key and not (self.deep and entry[1] == "done")
-            and entry[2] == folder_fingerprint(self.layout.jobs / pair_id)
+            and entry[2] == folder_fingerprint(f"{self._jobs}/{pair_id}")
         ):  # fmt: skip
             return entry[1]
         record = self._verified(pair_id, key)
