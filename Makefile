@@ -69,7 +69,7 @@ bench-gpu: install  ## SemFi on a GPU: folded MoL vs reference vs bare DiT, MFU,
 	$(BIN)/python bench/semfi_gpu.py --part batch
 
 chaos: install  ## 50 rounds on a real clip: kills of run / run --workers 3 / splice, lease takeovers; print the figures
-	$(BIN)/python tests/chaos.py --kills 50 --rounds 50 --modes single,workers,takeover
+	$(BIN)/python tests/chaos.py --kills 50 --rounds 50 --rows 8 --modes single,workers,takeover
 
 SHARDS ?= 8
 slurm-submit:  ## submit MANIFEST as a Slurm array of SHARDS tasks into OUT, then merge (needs sbatch; not run in CI)
