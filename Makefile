@@ -72,8 +72,8 @@ bench-gpu: install  ## SemFi on a GPU: folded MoL vs reference vs bare DiT, MFU,
 	$(BIN)/python bench/semfi_gpu.py --part steps --resolutions 832x480,1280x720
 	$(BIN)/python bench/semfi_gpu.py --part batch
 
-chaos: install  ## SIGKILL `run` at 50 random moments on a real clip; print kills, re-runs, duplicates, mismatches
-	$(BIN)/python tests/chaos.py --kills 50
+chaos: install  ## 50 rounds on a real clip: kills of run / run --workers 3 / splice, lease takeovers; print the figures
+	$(BIN)/python tests/chaos.py --kills 50 --rounds 50 --rows 8 --modes single,workers,takeover
 
 SHARDS ?= 8
 slurm-submit:  ## submit MANIFEST as a Slurm array of SHARDS tasks into OUT, then merge (needs sbatch; not run in CI)

@@ -71,3 +71,27 @@ class OutputPathError(SemfiError):
     """A path the tool would write lies outside the output root, or the output root is unusable."""
 
     exit_code = 2
+
+
+class DiskFull(SemfiError):
+    """The output filesystem is full (or a file-size limit was hit): the run stops, nothing half-written is kept."""
+
+
+class RunSettingsMismatch(SemfiError):
+    """The output root holds results made with other settings (backend, its parameters, previews)."""
+
+    exit_code = 2
+
+
+class RunInterrupted(BaseException):
+    """SIGINT or SIGTERM reached a run: it stops claiming, abandons its current job and cleans up.
+
+    A BaseException, so that no `except Exception` around a job records the interruption as the job's failure."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

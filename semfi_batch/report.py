@@ -16,6 +16,7 @@ import io
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,8 +102,8 @@ def load_run(run_dir: Path) -> tuple[pd.DataFrame, list[str], dict]:
             continue  # a record is written atomically; an unreadable one belongs to no finished job
         records[record.get("pair_id", path.parent.name)] = record
     frame = pd.DataFrame(list(records.values()))
-    if (run_dir / "metrics.parquet").exists():
-        metrics = pq.read_table(run_dir / "metrics.parquet").to_pandas()
+    metrics = _read_metrics(run_dir / "metrics.parquet")
+    if metrics is not None:
         if frame.empty:
             frame = metrics
         elif "pair_id" in metrics:
@@ -114,6 +115,17 @@ def load_run(run_dir: Path) -> tuple[pd.DataFrame, list[str], dict]:
     frame = frame.assign(_rank=[rank.get(p, len(rank)) for p in frame["pair_id"]])
     frame = frame.sort_values(["_rank", "pair_id"], kind="stable").drop(columns="_rank").reset_index(drop=True)
     return frame, order, info
+
+
+def _read_metrics(path: Path) -> pd.DataFrame | None:
+    """metrics.parquet as a table; None when absent or unreadable (the job records are the truth anyway)."""
+    if not path.exists():
+        return None
+    try:
+        return pq.read_table(path).to_pandas()
+    except Exception as exc:  # noqa: BLE001 - a damaged metrics file must not take the page down
+        print(f"notice: {path} is unreadable ({type(exc).__name__}); the report uses the job records", file=sys.stderr)
+        return None
 
 
 def run_report_html(run_dir: Path, *, max_sheets: int = 200, link_root: str = ".", quality: bool = True) -> str:

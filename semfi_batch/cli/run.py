@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +11,7 @@ from rich.table import Table
 
 from semfi_batch.backends import DEFAULT_BACKEND, BackendOptions
 from semfi_batch.cli.app import ManifestArg, app, console, stdout
-from semfi_batch.errors import SemfiError
+from semfi_batch.errors import RunInterrupted, SemfiError
 
 
 @app.command(
@@ -54,7 +55,9 @@ def run(
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster address (default: start a local Ray instance).")
     ] = None,
-    lease_ttl: Annotated[float, typer.Option(hidden=True, help="Seconds before a dead worker's lease expires.")] = 60.0,
+    lease_ttl: Annotated[
+        float | None, typer.Option(hidden=True, help="Seconds before a silent worker's lease expires (tests).")
+    ] = None,
     preview: Annotated[bool, typer.Option(help="Encode a preview clip.mp4 per job.")] = True,
     rife_model: Annotated[
         Path | None, typer.Option(help="Practical-RIFE flownet.pkl for rife. Default: models/rife/flownet.pkl.")
@@ -94,12 +97,23 @@ def run(
     )  # fmt: skip
     if _finished_read_only(manifest, out, backend, options, retry_failed, force, shard):
         return
-    summary = run_manifest(
-        manifest, out, backend=backend, options=options, retry_failed=retry_failed, force=force,
-        show_progress=not quiet, workers=workers, gpus=gpus.split(",") if gpus else None,
-        shard=parse_shard(shard) if shard else None, executor=executor, ray_address=ray_address,
-        lease_ttl_s=lease_ttl, preview=preview,
-    )  # fmt: skip
+    try:
+        summary = run_manifest(
+            manifest, out, backend=backend, options=options, retry_failed=retry_failed, force=force,
+            show_progress=not quiet, workers=workers, gpus=gpus.split(",") if gpus else None,
+            shard=parse_shard(shard) if shard else None, executor=executor, ray_address=ray_address,
+            lease_ttl_s=lease_ttl, preview=preview,
+        )  # fmt: skip
+    except RunInterrupted as exc:  # before any job ran (reading the manifest, preparing the output root)
+        console.print(f"interrupted by {signal.Signals(exc.signum).name}; re-run the same command to resume")
+        raise typer.Exit(exc.exit_code) from None
+    if summary.interrupted is not None:
+        name = signal.Signals(summary.interrupted.signum).name
+        console.print(
+            f"interrupted by {name}: {summary.done} of {summary.total} jobs done, {summary.failed} failed; "
+            f"metrics: {summary.metrics}. Re-run the same command to resume."
+        )
+        raise typer.Exit(summary.interrupted.exit_code)
     table = Table(title=f"semfi-batch run: {manifest}", show_edge=False)
     for col in ("jobs", "done", "failed", "ran now", "skipped (already finished)", "wall s"):
         table.add_column(col, justify="right")
@@ -118,7 +132,11 @@ def run(
         console.print("re-run with --retry-failed to try the failed jobs again")
     stdout.print(f"outputs: {summary.out}/jobs/<pair_id>/frames  metrics: {summary.metrics}")
     _print_report_path(summary.out)
-    if summary.failed:
+    for death in summary.dead_workers:
+        console.print(f"[red]error:[/red] {death}; the other workers went on", markup=True)
+    if summary.dead_workers and summary.done + summary.failed < summary.total:
+        console.print("re-run the same command to finish the jobs left")
+    if summary.failed or summary.dead_workers:
         raise typer.Exit(1)
 
 
@@ -200,9 +218,12 @@ def merge(
 
     summary = merge_runs(roots, out)
     stdout.print(
-        f"{summary.out}: {summary.done} done, {summary.failed} failed, {len(summary.missing)} without a record"
+        f"{summary.out}: {summary.done} done, {summary.failed} failed, {len(summary.missing)} without a record, "
+        f"{len(summary.stale)} stale"
     )
     if summary.missing:
         stdout.print(f"missing (first 20): {', '.join(summary.missing[:20])}")
-    if summary.failed or summary.missing:
+    for pair_id, why in summary.stale[:20]:
+        stdout.print(f"left out {pair_id}: {why}", markup=False)
+    if summary.failed or summary.missing or summary.stale:
         raise typer.Exit(1)

@@ -3,7 +3,7 @@
 `run` fills the cache for each source before its jobs run: one forward decode per source reads every
 keyframe its rows name (`extract_frames`), instead of one decode per keyframe. Jobs then read their keys
 from the cache; a key that is not there (another node's run, a cache emptied by hand) is extracted on the
-spot and stored. A file's name is a hash of the source's identity (resolved path, size, modification time),
+spot and stored. A file's name is a hash of the source's identity (resolved path, device, inode, size, mtime, ctime),
 the frame index and how it was read (deinterlaced or not), so a changed source never reuses old frames;
 files are written under a temporary name and renamed, so concurrent workers never see half a file."""
 
@@ -38,7 +38,9 @@ class KeyframeCache:
             st = source.stat()
         except OSError as exc:
             raise VideoOpenFailure(f"cannot open video {source}: {exc.strerror or exc}") from None
-        key = f"{CACHE_VERSION}|{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|{index}|{self.deinterlace}"
+        # ctime and inode too: a file rewritten in place with its old size and mtime set back is still noticed.
+        identity = f"{source.resolve()}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
+        key = f"{CACHE_VERSION}|{identity}|{index}|{self.deinterlace}"
         return self.folder / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.png"
 
     def fill(self, source: Path, indices: Iterable[int]) -> int:

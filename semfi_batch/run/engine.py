@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import multiprocessing
 import os
-import shutil
+import signal
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from multiprocessing.connection import wait as wait_for
 from pathlib import Path
-from queue import Empty
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,22 +24,32 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from semfi_batch.backends import DEFAULT_BACKEND, BackendOptions, backend_class
 from semfi_batch.backends.routing import refuse_cut_morphs
-from semfi_batch.errors import BackendUnavailable, SemfiError
+from semfi_batch.errors import BackendUnavailable, RunInterrupted, RunSettingsMismatch, SemfiError
 from semfi_batch.manifest import Manifest, load_manifest
 from semfi_batch.media.keyframe_cache import fill_for_pairs, keyframe_cache_for
 from semfi_batch.plan import shard_of
 from semfi_batch.review.decisions import mark_regenerated, regeneration_overrides
-from semfi_batch.run.job import Job, JobPlanner
-from semfi_batch.run.layout import RunLayout
-from semfi_batch.run.lease import DEFAULT_TTL_S
+from semfi_batch.run.inputs import CACHE_NAME, InputHashes
+from semfi_batch.run.job import ENGINE_VERSION, Job, JobPlanner
+from semfi_batch.run.layout import RunLayout, file_error, write_file_atomic
+from semfi_batch.run.lease import LeaseManager, default_ttl
 from semfi_batch.run.ledger import JobLedger
-from semfi_batch.run.worker import ClaimSettings, finished_record, work_through, worker_process
+from semfi_batch.run.notices import notice
+from semfi_batch.run.worker import (
+    ClaimSettings,
+    finished_record,
+    raise_on_signals,
+    restore_signals,
+    work_through,
+    worker_process,
+)
 
 METRIC_COLUMNS = (
     "pair_id", "status", "error", "backend", "wall_s", "frames", "s_per_frame", "peak_rss_mb", "peak_gpu_mb",
     "mode", "source", "start_frame", "end_frame", "start_image", "end_image", "gap_frames", "width", "height",
     "seed", "requested_backend",
 )  # fmt: skip
+STOP_GRACE_S = 15.0  # how long stopped workers get to abandon their job and release its lease
 
 
 @dataclass
@@ -51,6 +65,8 @@ class RunSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
     wall_s: float = 0.0
     metrics_path: Path | None = None
+    dead_workers: list[str] = field(default_factory=list)  # "worker 2 (pid 123) was killed by SIGKILL"
+    interrupted: RunInterrupted | None = None  # SIGINT/SIGTERM stopped the run
 
     @property
     def metrics(self) -> Path:
@@ -71,12 +87,21 @@ def default_out_dir(manifest_path: Path) -> Path:
 
 
 def prepare_run(
-    manifest_path: Path, out_dir: Path | None, backend: str, options: BackendOptions
+    manifest_path: Path,
+    out_dir: Path | None,
+    backend: str,
+    options: BackendOptions,
+    *,
+    preview: bool = True,
+    lease_ttl_s: float | None = None,
 ) -> tuple[Manifest, RunLayout, list[Job]]:
-    """Validate the manifest, check every backend it needs can run here, create the output root and plan jobs."""
+    """Validate the manifest, check every backend it needs can run here and that the output root was made with
+    the same settings, create it, remove what killed runs left there, and plan the jobs."""
     manifest = load_manifest(manifest_path)
     root = Path(out_dir) if out_dir else default_out_dir(manifest_path)
-    planner = JobPlanner(backend, options, overrides=regeneration_overrides(root))
+    cache = root.expanduser().absolute() / CACHE_NAME
+    hashes = InputHashes(cache if root.is_dir() else None)
+    planner = JobPlanner(backend, options, hashes, overrides=regeneration_overrides(root))
     jobs = [planner.plan(pair) for pair in manifest.pairs]
     refuse_cut_morphs(jobs, options)
     for name in sorted({job.backend for job in jobs} or {backend}):
@@ -84,13 +109,19 @@ def prepare_run(
         if not ok:
             raise BackendUnavailable(f"backend {name!r} cannot run here: {why}")
     layout = RunLayout.create(root)
-    layout.empty_trash()
-    _snapshot_manifest(manifest, layout, backend)
+    settings = {"engine_version": ENGINE_VERSION, "backend": backend, "key_settings": planner.key_settings(),
+                "preview": preview}  # fmt: skip
+    _claim_root(layout, manifest, settings)
+    hashes.save(layout.root / CACHE_NAME)
+    leases = LeaseManager(layout.leases, ttl_s=lease_ttl_s)
+    layout.remove_leftovers(leases.attempt_is_live, leases.ttl_s)
+    layout.end_cut_lines()
     return manifest, layout, jobs
 
 
 def split_jobs(jobs: Iterable[Job], ledger: JobLedger, *, retry_failed: bool, force: bool) -> JobPlan:
-    """Decide which jobs run: not yet published with this key, failed and retried, or forced."""
+    """Decide which jobs run: not yet published with this key (or published with outputs missing or altered),
+    failed and retried, or forced."""
     plan = JobPlan(todo=[], finished=[])
     for job in jobs:
         status = None if force else ledger.status(job.pair_id, job.key)
@@ -98,6 +129,9 @@ def split_jobs(jobs: Iterable[Job], ledger: JobLedger, *, retry_failed: bool, fo
             plan.todo.append(job)
         else:
             plan.finished.append(job)
+    if ledger.rerun:
+        first = ", ".join(f"jobs/{p}: {why}" for p, why in ledger.rerun[:3])
+        notice(f"{len(ledger.rerun)} finished job(s) run again: their outputs no longer match their records ({first})")
     return plan
 
 
@@ -115,25 +149,50 @@ def run_manifest(
     shard: tuple[int, int] | None = None,
     executor: str = "local",
     ray_address: str | None = None,
-    lease_ttl_s: float = DEFAULT_TTL_S,
+    lease_ttl_s: float | None = None,
     preview: bool = True,
 ) -> RunSummary:
     """Run every job of a manifest (or of one shard of it) that is not already done; resumable after any
-    interruption, and safe to run as several processes on one output root."""
+    interruption, and safe to run as several processes on one output root. SIGINT/SIGTERM stop it cleanly:
+    the summary then says so (`interrupted`) after metrics for what is done were written."""
     t0 = time.time()
     options = options or BackendOptions()
-    manifest, layout, jobs = prepare_run(manifest_path, out_dir, backend, options)
-    if shard is not None:
-        index, count = shard
-        jobs = [job for job in jobs if shard_of(job.pair_id, count) == index]
-    ledger = JobLedger(layout).load()
-    plan = split_jobs(jobs, ledger, retry_failed=retry_failed, force=force)
-    # Keyframes of video rows: one forward decode per source, before its jobs run (media/keyframe_cache.py).
-    fill_for_pairs(keyframe_cache_for(layout.root, options.extra), [job.pair for job in plan.todo])
-    records: dict[str, dict] = {}
-    summary = RunSummary(out=layout.root, total=len(jobs), skipped=len(plan.finished))
-    settings = ClaimSettings(since=time.time(), lease_ttl_s=lease_ttl_s, fresh_only=force, preview=preview)
-    with _progress(len(jobs), len(plan.finished), show_progress) as advance:
+    lease_ttl_s = lease_ttl_s if lease_ttl_s is not None else default_ttl()
+    if executor not in ("local", "ray"):
+        raise SemfiError(f"unknown executor {executor!r}; use local or ray")
+    previous = raise_on_signals() if threading.current_thread() is threading.main_thread() else None
+    try:
+        manifest, layout, jobs = prepare_run(
+            manifest_path, out_dir, backend, options, preview=preview, lease_ttl_s=lease_ttl_s
+        )
+        if shard is not None:
+            index, count = shard
+            jobs = [job for job in jobs if shard_of(job.pair_id, count) == index]
+        ledger = JobLedger(layout, deep=retry_failed).load()
+        plan = split_jobs(jobs, ledger, retry_failed=retry_failed, force=force)
+        # Keyframes of video rows: one forward decode per source, before its jobs run (media/keyframe_cache.py).
+        fill_for_pairs(keyframe_cache_for(layout.root, options.extra), [job.pair for job in plan.todo])
+        records: dict[str, dict] = {}
+        summary = RunSummary(out=layout.root, total=len(jobs), skipped=len(plan.finished))
+        settings = ClaimSettings(since=time.time(), lease_ttl_s=lease_ttl_s, fresh_only=force, preview=preview)
+        try:
+            _execute(plan, layout, options, settings, records, summary, show_progress, executor, ray_address,
+                     workers, gpus)  # fmt: skip
+        except RunInterrupted as exc:
+            summary.interrupted = exc
+        _collect(plan, ledger, layout, settings, records, summary)
+        name = "metrics.parquet" if shard is None else f"metrics.shard-{shard[0]}-of-{shard[1]}.parquet"
+        write_metrics(layout.root / name, manifest, records)
+        summary.metrics_path = layout.root / name
+        summary.wall_s = time.time() - t0
+        return summary
+    finally:
+        if previous is not None:
+            restore_signals(previous)
+
+
+def _execute(plan, layout, options, settings, records, summary, show_progress, executor, address, workers, gpus):
+    with _progress(summary.total, len(plan.finished), show_progress) as advance:
 
         def on_record(record: dict) -> None:
             records[record["pair_id"]] = record
@@ -141,20 +200,21 @@ def run_manifest(
             advance(record)
 
         if not plan.todo:
-            pass  # all finished: nothing to start (no Ray cluster, no worker processes)
-        elif executor == "ray":
+            return  # all finished: nothing to start (no Ray cluster, no worker processes)
+        if executor == "ray":
             from semfi_batch.run.ray_executor import run_on_ray
 
-            run_on_ray(plan.todo, layout, options, settings, on_record, address=ray_address, workers=workers)
-        elif executor != "local":
-            raise SemfiError(f"unknown executor {executor!r}; use local or ray")
+            run_on_ray(plan.todo, layout, options, settings, on_record, address=address, workers=workers)
         elif workers > 1:
-            _run_processes(plan.todo, layout, options, settings, on_record, workers, gpus)
+            summary.dead_workers = _run_processes(plan.todo, layout, options, settings, on_record, workers, gpus)
         else:
             work_through(plan.todo, layout, options, settings, on_record)
+
+
+def _collect(plan, ledger, layout, settings, records, summary) -> None:
+    """Every job's record as the output root holds it now, counted into the summary."""
     for job in plan.finished:
-        record = ledger.record(job.pair_id, job.key)
-        if record is not None:
+        if job.pair_id not in records and (record := ledger.record(job.pair_id, job.key)) is not None:
             records[job.pair_id] = record
     # Jobs another process finished while we waited count with their records.
     for job in plan.todo:
@@ -170,40 +230,97 @@ def run_manifest(
             summary.failures.append((record["pair_id"], record.get("error") or ""))
     # Regenerated jobs that finished go back to undecided: their new frames need a look.
     mark_regenerated(layout.root, [pid for pid, record in records.items() if record["status"] == "done"])
-    name = "metrics.parquet" if shard is None else f"metrics.shard-{shard[0]}-of-{shard[1]}.parquet"
-    write_metrics(layout.root / name, manifest, records)
-    summary.metrics_path = layout.root / name
-    summary.wall_s = time.time() - t0
-    return summary
 
 
-def _run_processes(jobs, layout, options, settings, on_record, workers, gpus) -> None:
-    """N worker processes (spawned, so each loads its own model), pinned round-robin to `gpus`."""
+def _run_processes(jobs, layout, options, settings, on_record, workers, gpus) -> list[str]:
+    """N worker processes (spawned, so each loads its own model), pinned round-robin to `gpus`, each in its own
+    process group and sending records through its own pipe. Returns the workers that died, named; the others
+    finish the jobs. RunInterrupted stops every worker (SIGTERM to its group, then SIGKILL) and propagates."""
     ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    procs = []
-    for i in range(workers):
-        gpu = gpus[i % len(gpus)] if gpus else None
-        proc = ctx.Process(
-            target=worker_process,
-            args=(jobs, layout.root, options, settings, queue, gpu),
-            daemon=True,
-        )
-        proc.start()
-        procs.append(proc)
-    while any(p.is_alive() for p in procs) or not queue.empty():
+    procs: list[tuple[int, multiprocessing.Process]] = []
+    conns: dict = {}  # receiving end -> worker number
+    dead: list[str] = []
+    try:
+        for i in range(1, workers + 1):
+            gpu = gpus[(i - 1) % len(gpus)] if gpus else None
+            receive, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(
+                target=worker_process, args=(jobs, layout.root, options, settings, send, gpu), daemon=True,
+                name=f"semfi-worker-{i}",
+            )  # fmt: skip
+            proc.start()
+            send.close()
+            procs.append((i, proc))
+            conns[receive] = i
+        running = dict(procs)
+        while running or conns:
+            sentinels = {proc.sentinel: i for i, proc in running.items()}
+            for ready in wait_for([*conns, *sentinels], timeout=1.0):
+                if ready in conns:
+                    _receive(ready, conns, on_record)
+                elif ready in sentinels:
+                    i = sentinels[ready]
+                    proc = running.pop(i)
+                    proc.join()
+                    with contextlib.suppress(OSError):
+                        os.killpg(proc.pid, signal.SIGKILL)  # what it left running (ffmpeg) goes with it
+                    if proc.exitcode:
+                        dead.append(f"worker {i} (pid {proc.pid}) {_how_it_ended(proc.exitcode)}")
+            if not running:
+                for conn in list(conns):  # what the last workers sent before exiting
+                    while conn in conns and conn.poll():
+                        _receive(conn, conns, on_record)
+                    if conn in conns:
+                        conns.pop(conn).close()
+    except RunInterrupted:
+        _stop_workers([p for _, p in procs], conns, on_record)
+        raise
+    return dead
+
+
+def _receive(conn, conns: dict, on_record: Callable[[dict], None]) -> None:
+    try:
+        record = conn.recv()
+    except (EOFError, OSError, ValueError, TypeError, AttributeError, ImportError, Exception):
+        conns.pop(conn, None)  # the worker exited, or died mid-message: only its own pipe is affected
+        with contextlib.suppress(OSError):
+            conn.close()
+        return
+    on_record(record)
+
+
+def _stop_workers(procs, conns: dict, on_record: Callable[[dict], None]) -> None:
+    """SIGTERM every worker's process group: each abandons its job, releases its lease and exits; SIGKILL the
+    ones still there after STOP_GRACE_S. Records sent meanwhile still count."""
+    for proc in procs:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGCONT)  # a stopped worker must run to handle it
+    deadline = time.time() + STOP_GRACE_S
+    for proc in procs:
+        while proc.is_alive() and time.time() < deadline:
+            for conn in list(conns):
+                while conn in conns and conn.poll(0):
+                    _receive(conn, conns, on_record)
+            proc.join(0.1)
+    for proc in procs:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.join(5)
+
+
+def _how_it_ended(exitcode: int) -> str:
+    if exitcode < 0:
         try:
-            record = queue.get(timeout=0.2)
-        except Empty:
-            continue
-        on_record(record)
-    dead = [p.exitcode for p in procs if p.exitcode]
-    if dead:
-        raise SemfiError(f"{len(dead)} worker process(es) exited with status {dead}; re-run to finish")
+            return f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"was killed by signal {-exitcode}"
+    return f"exited with status {exitcode}"
 
 
 def write_metrics(path: Path, manifest: Manifest, records: dict[str, dict]) -> Path:
-    """metrics.parquet: one row per pair that has a record, in manifest order, with the user's columns."""
+    """metrics.parquet: one row per pair that has a record, in manifest order, with the user's columns. Each
+    row comes from the job's own record (backend included)."""
     rows = []
     for pair in manifest.pairs:
         record = records.get(pair.pair_id)
@@ -215,27 +332,78 @@ def write_metrics(path: Path, manifest: Manifest, records: dict[str, dict]) -> P
             row[col] = pair.extras.get(col)
         rows.append(row)
     table = pa.Table.from_pylist(rows) if rows else pa.table({c: pa.array([], pa.string()) for c in METRIC_COLUMNS})
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    write_file_atomic(path, buffer.getvalue())
     return path
 
 
-def _snapshot_manifest(manifest: Manifest, layout: RunLayout, backend: str) -> None:
-    """Keep a copy of the manifest and the run's settings beside its outputs (splice and report read them)."""
+def _claim_root(layout: RunLayout, manifest: Manifest, settings: dict) -> None:
+    """One settings set per output root: the first run writes run.json (created exclusively, so of two runs
+    starting together one writes it and the other compares); a run with other settings is refused (exit 2).
+    Also keeps a copy of the manifest beside the outputs (splice and report read it)."""
+    path = layout.root / "run.json"
+    info = {"manifest": str(manifest.path.resolve()), "backend": settings["backend"], "schema_version": 1,
+            "settings": settings}  # fmt: skip
+    existing = _read_json(path)
+    if existing is None and not path.exists():
+        tmp = path.with_name(f".run.json.tmp{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        write_file_atomic(tmp, json.dumps(info, indent=2).encode())
+        try:
+            os.link(tmp, path)
+            existing = info
+        except FileExistsError:
+            existing = _read_json(path)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    if existing is None:
+        notice(f"{path} was unreadable; written again with this run's settings")
+    elif isinstance(existing.get("settings"), dict):
+        old = existing["settings"]
+        differences = _differences(old, settings)
+        if differences:
+            raise RunSettingsMismatch(
+                f"output root {layout.root} holds results made with other settings: {'; '.join(differences)}. "
+                "Run with the same settings, or choose another --out"
+            )
+        info["settings"] = {**settings, "key_settings": {**old.get("key_settings", {}), **settings["key_settings"]}}
+    if existing != info:
+        write_file_atomic(path, json.dumps(info, indent=2).encode())
     target = layout.root / "manifest.parquet"
     if manifest.path.suffix.lower() == ".csv":  # CSV manifests are kept as Parquet: splice and report read that
         from semfi_batch.manifest import read_table, write_manifest
 
         write_manifest(read_table(manifest.path), target)
     elif manifest.path.resolve() != target.resolve():
-        tmp = target.with_name(".manifest.parquet.tmp")
-        shutil.copyfile(manifest.path, tmp)
-        tmp.replace(target)
-    info = {"manifest": str(manifest.path.resolve()), "backend": backend, "schema_version": 1}
-    tmp = layout.root / ".run.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2))
-    tmp.replace(layout.root / "run.json")
+        try:
+            data = manifest.path.read_bytes()
+        except OSError as exc:
+            raise file_error(exc, manifest.path) from None
+        write_file_atomic(target, data)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    """What differs between the settings of an output root and of this run, in the words of the options."""
+    found = []
+    if old.get("backend") != new.get("backend"):
+        found.append(f"--backend {old.get('backend')} (this run: {new.get('backend')})")
+    for name, params in (new.get("key_settings") or {}).items():
+        before = (old.get("key_settings") or {}).get(name)
+        if before is not None and before != params:
+            found.append(f"settings of backend {name}: {before} (this run: {params})")
+    if old.get("preview", True) != new.get("preview", True):
+        found.append("previews " + ("on" if old.get("preview", True) else "off (--no-preview)")
+                     + " (this run: " + ("on" if new.get("preview", True) else "off") + ")")  # fmt: skip
+    return found
 
 
 class _progress:

@@ -1,21 +1,25 @@
-"""One job: a manifest row bound to a backend, its content key, and how it is executed."""
+"""One job: a manifest row bound to a backend, its content key, how one attempt at it is executed in a folder
+of its own, and how that attempt is published (fenced by its lease)."""
 
 from __future__ import annotations
 
 import errno
 import hashlib
 import json
+import os
 import resource
 import shutil
 import time
-from dataclasses import dataclass, replace
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from semfi_batch.backends import Backend, BackendOptions, InterpolationRequest, backend_class
 from semfi_batch.backends.routing import BackendRouter
-from semfi_batch.errors import MediaError, SemfiError
+from semfi_batch.errors import DiskFull, MediaError, SemfiError
 from semfi_batch.manifest import KeyframePair
 from semfi_batch.media.fields import interpolate_by_field, resize_interlaced
 from semfi_batch.media.frames import (
@@ -28,17 +32,14 @@ from semfi_batch.media.frames import (
 )
 from semfi_batch.media.keyframe_cache import KeyframeCache, keyframe_cache_for
 from semfi_batch.media.probe import probe_stream, probe_video
-from semfi_batch.run.layout import RunLayout
-from semfi_batch.run.ledger import write_record
+from semfi_batch.run.inputs import InputHashes, StatIdentity, file_sha256, pixels_sha256, stat_identity
+from semfi_batch.run.layout import DISK_FULL_ERRNOS, RunLayout, fsync_dir
+from semfi_batch.run.ledger import check_job_folder, output_entries, write_record
 
-# Bump when the engine's outputs for the same inputs change.
-ENGINE_VERSION = 1
+# Bump when the engine's outputs for the same inputs change (2: inputs by content, outputs listed in the record).
+ENGINE_VERSION = 2
 PREVIEW_FPS_IMAGES = 12.0
-DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
-
-
-class DiskFull(SemfiError):
-    """The output filesystem is full: the run stops, nothing half-written is kept."""
+__all__ = ["DISK_FULL_ERRNOS", "DiskFull", "Job", "JobPlanner", "execute_job", "load_keyframes", "publish_attempt"]
 
 
 @dataclass(slots=True)
@@ -49,6 +50,8 @@ class Job:
     backend: str
     key: str
     requested_backend: str | None = None  # what the row or --backend asked for, e.g. "auto"
+    # The input files by content: path -> (stat identity at planning, SHA-256), to notice a file replaced mid-run.
+    inputs: dict[str, tuple[StatIdentity | None, str]] = field(default_factory=dict)
 
     @property
     def pair_id(self) -> str:
@@ -57,25 +60,44 @@ class Job:
 
 class JobPlanner:
     """Binds manifest rows to backends and computes their keys. One planner per planning pass: it caches
-    what rows share (backend settings, file identities), which keeps planning 100,000 rows fast."""
+    what rows share (backend settings, file contents), which keeps planning 100,000 rows fast."""
 
     def __init__(
         self,
         default_backend: str,
         options: BackendOptions,
+        hashes: InputHashes | None = None,
         overrides: dict[str, tuple[int | None, str | None]] | None = None,
     ):
         self.default_backend = default_backend
         self.options = options
+        self.hashes = hashes or InputHashes()
         # (seed, backend) per pair_id from `semfi-batch review --regenerate` (RUN/decisions.json): they replace
         # the row's own, so they enter the key and the job runs again with them.
         self.overrides = overrides or {}
         self._backends: dict[str, str] = {}  # name -> JSON of its version and key params
-        self._files: dict[Path, str] = {}
+        self._files: dict[Path, tuple[StatIdentity | None, str]] = {}
+        self._rows: dict[tuple, tuple[list[str], dict]] = {}
         self.router = BackendRouter(default_backend, options)
 
+    @classmethod
+    def from_settings(
+        cls,
+        settings: dict,
+        hashes: InputHashes | None = None,
+        overrides: dict[str, tuple[int | None, str | None]] | None = None,
+    ) -> JobPlanner:
+        """A planner that gives the keys a run with these run.json settings gave (splice, merge)."""
+        planner = cls(settings.get("backend") or "flow", BackendOptions(), hashes, overrides)
+        planner._backends.update(settings.get("key_settings") or {})
+        return planner
+
+    def key_settings(self) -> dict[str, str]:
+        """The settings of each backend planned so far, as they enter job keys (kept in run.json)."""
+        return dict(self._backends)
+
     def plan(self, pair: KeyframePair) -> Job:
-        """The job for `pair`; its key covers every input and setting that shapes the output."""
+        """The job for `pair`; its key covers every input (by content) and setting that shapes the output."""
         if pair.pair_id in self.overrides:
             seed, backend = self.overrides[pair.pair_id]
             pair = replace(pair, seed=pair.seed if seed is None else seed, backend=backend or pair.backend)
@@ -84,7 +106,7 @@ class JobPlanner:
             cls = backend_class(name)
             self._backends[name] = json.dumps([name, cls.version, cls.key_params(self.options)], sort_keys=True)
         size = list(pair.output_size) if pair.keyframe_size or pair.width else None
-        files = [self._identity(p) for p in (pair.source, pair.start_image, pair.end_image) if p is not None]
+        files, inputs = self._inputs(pair.source, pair.start_image, pair.end_image)
         fields = [
             ENGINE_VERSION, self._backends[name], pair.mode, pair.gap_frames, pair.seed, pair.prompt,
             pair.negative_prompt, size, pair.steps, pair.cfg_scale, pair.start_frame, pair.end_frame, files,
@@ -93,15 +115,23 @@ class JobPlanner:
             fields.append("deinterlace")  # other keys stay as they were
         # repr of plain values (str, int, float, None, lists of them) is stable and much cheaper than JSON.
         key = hashlib.sha256(repr(fields).encode()).hexdigest()
-        return Job(pair=pair, backend=name, key=key, requested_backend=pair.backend or self.default_backend)
+        return Job(
+            pair=pair, backend=name, key=key, requested_backend=pair.backend or self.default_backend, inputs=inputs
+        )
 
-    def _identity(self, path: Path) -> str:
+    def _inputs(self, *paths: Path | None) -> tuple[list[str], dict]:
+        """(content digests, path -> identity) of a row's files; rows naming the same files share one answer
+        (read only), which keeps planning 100,000 rows over a few files fast."""
+        if paths not in self._rows:
+            present = [p for p in paths if p is not None]
+            identities = [self._identity(p) for p in present]
+            inputs = {str(p): ident for p, ident in zip(present, identities, strict=True)}
+            self._rows[paths] = ([digest for _, digest in identities], inputs)
+        return self._rows[paths]
+
+    def _identity(self, path: Path) -> tuple[StatIdentity | None, str]:
         if path not in self._files:
-            try:
-                st = path.stat()
-                self._files[path] = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-            except OSError:
-                self._files[path] = f"{path}|missing"
+            self._files[path] = self.hashes.identity(path)
         return self._files[path]
 
 
@@ -136,39 +166,143 @@ def _interlaced(pair: KeyframePair, cache: KeyframeCache | None) -> bool:
     return pair.source is not None and probe_stream(pair.source).interlaced and not (cache and cache.deinterlace)
 
 
-def execute_job(job: Job, backend: Backend, layout: RunLayout, *, preview: bool = True) -> dict:
-    """Run one job to a published folder and return its record. Job-level failures (bad media, backend
-    errors) give a 'failed' record; a full disk raises DiskFull and publishes nothing."""
+class LeaseLost(SemfiError):
+    """An attempt lost its job's lease before publishing (paused past its expiry): its output was discarded."""
+
+    def __init__(self, pair_id: str, holder: str):
+        super().__init__(f"{pair_id}: lost its lease to {holder} before publishing; this attempt was discarded")
+        self.pair_id, self.holder = pair_id, holder
+
+
+@dataclass
+class Attempt:
+    """One attempt at a job, staged in a folder of its own (outputs, then record.json), not yet published."""
+
+    job: Job
+    folder: Path
+    record: dict
+
+
+def execute_job(
+    job: Job, backend: Backend, layout: RunLayout, *, preview: bool = True, token: str | None = None
+) -> Attempt:
+    """Run one attempt at a job in its own folder and return it staged with its record, unpublished. Job-level
+    failures (bad media, backend errors) give a 'failed' record; a full disk raises DiskFull and an
+    interruption (RunInterrupted) propagates; either way nothing of the attempt is left."""
     started = time.time()
-    work = layout.work_dir(job.pair_id, job.key)
-    staged = work / "out"
+    token = token or uuid.uuid4().hex
+    folder = layout.attempt_dir(job.pair_id, job.key, token)
     try:
-        if staged.exists():
-            shutil.rmtree(staged)  # frames from a killed attempt: regenerated (backends are deterministic)
-        (staged / "frames").mkdir(parents=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        (folder / "frames").mkdir(parents=True)
         backend.notes.values = {}
-        count = _generate(job, backend, work, staged, preview, keyframe_cache_for(layout.root, backend.options.extra))
-        record = _record(job, "done", None, started, count, backend)
-        write_record(staged, record)
-        layout.publish(staged, job.pair_id)
-        shutil.rmtree(work, ignore_errors=True)
-        return record
+        cache = keyframe_cache_for(layout.root, backend.options.extra)
+        backend_dir = layout.job_work(job.pair_id, job.key) / "backend"
+        count, keyframes = _generate(job, backend, backend_dir, folder, preview, cache)
+        record = _record(job, "done", None, started, count, backend, token)
+        record["keyframes"] = keyframes
+        record["outputs"] = output_entries(folder)
+        write_record(folder, record)
+        return Attempt(job, folder, record)
+    except DiskFull:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     except OSError as exc:
         if exc.errno in DISK_FULL_ERRNOS:
-            shutil.rmtree(staged, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
             raise DiskFull(
                 f"no space left on the output filesystem ({layout.root}) while writing {job.pair_id}"
             ) from None
-        return _publish_failure(job, layout, started, backend, exc)
+        return _failed_attempt(job, folder, started, backend, token, exc)
     except Exception as exc:  # noqa: BLE001 - a job's failure is recorded and the batch goes on
-        return _publish_failure(job, layout, started, backend, exc)
+        return _failed_attempt(job, folder, started, backend, token, exc)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # interrupted: the attempt is abandoned whole
+        raise
+
+
+def publish_attempt(
+    layout: RunLayout, attempt: Attempt, still_holds: Callable[[], bool], *, since: float = 0.0
+) -> dict:
+    """Publish an attempt by one rename, only while `still_holds()` (the fencing check: renew the lease and find
+    this claim's token in it). The first complete attempt wins: when jobs/<pair_id> already holds a verified
+    done record of this key (finished after `since`: --force replaces older ones), this attempt is discarded
+    and that record returned. Raises LeaseLost."""
+    job = attempt.job
+    target = layout.job_dir(job.pair_id)
+    if not still_holds():
+        _discard(attempt)
+        raise LeaseLost(job.pair_id, "another worker")
+    try:
+        os.rename(attempt.folder, target)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            _discard(attempt)
+            raise
+        winner, _ = check_job_folder(target, job.key)
+        if winner is not None and float(winner.get("finished_ts") or 0) < since:
+            winner = None
+        if winner is not None and (winner["status"] == "done" or attempt.record["status"] == "failed"):
+            _discard(attempt)
+            return winner
+        if not still_holds():
+            _discard(attempt)
+            raise LeaseLost(job.pair_id, "another worker") from None
+        trash = layout.confine(layout.root / "trash" / f"{job.pair_id}-{uuid.uuid4().hex[:8]}")
+        os.rename(target, trash)  # an older folder (other key, failed, damaged): replaced
+        try:
+            os.rename(attempt.folder, target)
+        except OSError:
+            _discard(attempt)  # another attempt published in between: the first complete one stands
+            shutil.rmtree(trash, ignore_errors=True)
+            winner, _ = check_job_folder(target, job.key)
+            if winner is None:
+                raise LeaseLost(job.pair_id, "another worker") from None
+            return winner
+        shutil.rmtree(trash, ignore_errors=True)
+    fsync_dir(layout.jobs)
+    _tidy_work(layout, job)
+    return attempt.record
+
+
+def _discard(attempt: Attempt) -> None:
+    shutil.rmtree(attempt.folder, ignore_errors=True)
+
+
+def _tidy_work(layout: RunLayout, job: Job) -> None:
+    """Drop the job's backend state once published, and its work folders when no other attempt is in them."""
+    work = layout.job_work(job.pair_id, job.key)
+    shutil.rmtree(work / "backend", ignore_errors=True)
+    for folder in (work, work.parent):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def _check_inputs(job: Job) -> dict[str, dict]:
+    """The job's input files as read now, by content; an input replaced since planning fails the job."""
+    found = {}
+    for path, (ident, digest) in job.inputs.items():
+        if stat_identity(Path(path)) != ident:
+            try:
+                now = file_sha256(Path(path))
+            except OSError:
+                now = "missing"
+            if now != digest:
+                raise MediaError(f"{path} changed since this run planned {job.pair_id}; run again to use the new file")
+        found[path] = {"sha256": digest}
+    return found
 
 
 def _generate(
-    job: Job, backend: Backend, work: Path, staged: Path, preview: bool, cache: KeyframeCache | None = None
-) -> int:
+    job: Job, backend: Backend, backend_dir: Path, folder: Path, preview: bool, cache: KeyframeCache | None = None
+) -> tuple[int, dict]:
+    """Write the job's frames, keyframes and preview into `folder`; return the frame count and the keyframes
+    by content (pixel hashes of the frames as used, and the input files' hashes)."""
     pair = job.pair
     start, end, fps = load_keyframes(pair, cache)
+    keyframes = {"start_sha256": pixels_sha256(start), "end_sha256": pixels_sha256(end), "files": _check_inputs(job)}
 
     def make(first: np.ndarray, last: np.ndarray, part: str = ""):
         request = InterpolationRequest(
@@ -181,7 +315,7 @@ def _generate(
             negative_prompt=pair.negative_prompt,
             steps=pair.steps,
             cfg_scale=pair.cfg_scale,
-            work_dir=work / "backend" / part if part else work / "backend",
+            work_dir=backend_dir / part if part else backend_dir,
         )
         request.work_dir.mkdir(parents=True, exist_ok=True)
         return backend.generate(request)
@@ -200,30 +334,33 @@ def _generate(
             )
         if len(frames) >= pair.gap_frames:
             raise SemfiError(f"backend {job.backend} returned more than {pair.gap_frames} frames")
-        path = staged / "frames" / f"{len(frames) + 1:06d}.png"
+        path = folder / "frames" / f"{len(frames) + 1:06d}.png"
         write_png(path, frame)
         frames.append(path)
     if len(frames) != pair.gap_frames:
         raise SemfiError(f"backend {job.backend} returned {len(frames)} frames, expected {pair.gap_frames}")
-    write_png(staged / "start.png", start)
-    write_png(staged / "end.png", end)
+    write_png(folder / "start.png", start)
+    write_png(folder / "end.png", end)
     if preview:
-        encode_png_sequence([staged / "start.png", *frames, staged / "end.png"], staged / "clip.mp4", fps)
-    return len(frames)
+        encode_png_sequence([folder / "start.png", *frames, folder / "end.png"], folder / "clip.mp4", fps)
+    return len(frames), keyframes
 
 
-def _publish_failure(job: Job, layout: RunLayout, started: float, backend: Backend, exc: BaseException) -> dict:
+def _failed_attempt(
+    job: Job, folder: Path, started: float, backend: Backend, token: str, exc: BaseException
+) -> Attempt:
     message = str(exc) if isinstance(exc, SemfiError) else f"{type(exc).__name__}: {exc}"
-    record = _record(job, "failed", message, started, 0, backend)
-    staged = layout.work_dir(job.pair_id, job.key) / "failed"
-    shutil.rmtree(staged, ignore_errors=True)
-    staged.mkdir(parents=True)
-    write_record(staged, record)
-    layout.publish(staged, job.pair_id)
-    return record
+    record = _record(job, "failed", message, started, 0, backend, token)
+    record["outputs"] = {}
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    write_record(folder, record)
+    return Attempt(job, folder, record)
 
 
-def _record(job: Job, status: str, error: str | None, started: float, frames: int, backend: Backend) -> dict:
+def _record(
+    job: Job, status: str, error: str | None, started: float, frames: int, backend: Backend, token: str
+) -> dict:
     pair = job.pair
     wall = time.time() - started
     width, height = pair.output_size if (pair.keyframe_size or pair.width) else (None, None)
@@ -252,6 +389,9 @@ def _record(job: Job, status: str, error: str | None, started: float, frames: in
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "finished_ts": round(time.time(), 4),
         "notes": dict(backend.notes.values),
+        "attempt": token,
+        "host": os.uname().nodename,
+        "pid": os.getpid(),
     }
 
 

@@ -1,40 +1,61 @@
-"""Where a run keeps its files, and the guarantee that every path it writes lies inside the output root."""
+"""Where a run keeps its files, the guarantee that every path it writes lies inside the output root and is
+never a symlink written through, and the low-level writes every run file goes through (no short write
+is ever ignored; temporary names are unique and removed at the next start when a kill left them)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import re
 import shutil
+import stat
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from semfi_batch.errors import OutputPathError
+from semfi_batch.errors import DiskFull, OutputPathError, SemfiError
 from semfi_batch.manifest import pair_id_problem
+from semfi_batch.run.notices import notice
+
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+# Files and folders of the root that runs, splice and report write: none may be a symlink.
+RUN_FILES = ("ledger.jsonl", "events.jsonl", "run.json", "manifest.parquet", "metrics.parquet", "report.html",
+             ".input-hashes.jsonl", ".report-quality.json")  # fmt: skip
+RUN_FOLDERS = ("jobs", "work", "trash", "leases", "spliced", "cache", "review")
+# Temporary names: ".<target>.tmp<pid>..." (this module and media.frames) or ".<lease>.renew-..." / ".stale-".
+_TEMP = re.compile(r"^\..+\.(?:tmp-?(\d+)|renew-|stale-)")
 
 
 @dataclass(frozen=True)
 class RunLayout:
     """Paths of one run's output root:
 
-    jobs/<pair_id>/      finished jobs (frames/, clip.mp4, start.png, end.png, record.json)
-    work/<pair_id>-<k>/  jobs in progress (k: first 16 hex digits of the job key), survives a kill
-    trash/               job folders being replaced (removed right after)
-    ledger.jsonl         append-only index of finished jobs (a cache; record.json files are the truth)
-    metrics.parquet      one row per pair
+    jobs/<pair_id>/                 finished jobs (frames/, clip.mp4, start.png, end.png, record.json)
+    work/<pair_id>/<k>/<attempt>/   one attempt at a job (k: first 16 hex digits of its key); published by a
+                                    rename to jobs/<pair_id> while the attempt still holds the job's lease
+    work/<pair_id>/<k>/backend/     the backend's own state (step checkpoints), shared by attempts
+    leases/<pair_id>.lease          who works on a job, until when
+    trash/                          job folders being replaced (removed right after)
+    ledger.jsonl                    an index of published records (rebuilt from record.json files)
     """
 
     root: Path
 
     @classmethod
     def create(cls, root: Path) -> RunLayout:
-        """Make the output root (and its sub-folders), refusing roots that are files."""
+        """Make the output root (and its sub-folders), refusing roots that are files and symlinked run files."""
         root = Path(root).expanduser().absolute()
         if root.exists() and not root.is_dir():
             raise OutputPathError(f"output root {root} exists and is not a folder")
         layout = cls(root)
-        for sub in ("jobs", "work", "trash"):
+        root.mkdir(parents=True, exist_ok=True)
+        layout.check_no_symlinks()
+        for sub in ("jobs", "work", "trash", "leases"):
             path = root / sub
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(exist_ok=True)
             layout.confine(path)
         return layout
 
@@ -46,11 +67,37 @@ class RunLayout:
     def ledger(self) -> Path:
         return self.root / "ledger.jsonl"
 
+    @property
+    def events(self) -> Path:
+        return self.root / "events.jsonl"
+
+    @property
+    def leases(self) -> Path:
+        return self.root / "leases"
+
     def job_dir(self, pair_id: str) -> Path:
         return self.confine(self.jobs / _checked(pair_id))
 
-    def work_dir(self, pair_id: str, key: str) -> Path:
-        return self.confine(self.root / "work" / f"{_checked(pair_id)}-{key[:16]}")
+    def job_work(self, pair_id: str, key: str) -> Path:
+        """work/<pair_id>/<k>: every attempt at this job (and its backend state) lives below."""
+        return self.confine(self.root / "work" / _checked(pair_id) / key[:16])
+
+    def attempt_dir(self, pair_id: str, key: str, token: str) -> Path:
+        """The folder of one attempt (its lease token names it); what it holds is published as one rename."""
+        return self.job_work(pair_id, key) / f"attempt-{token[:16]}"
+
+    def check_no_symlinks(self) -> None:
+        """Refuse (exit 2) when a run file or folder of the root is a symlink: it would be written through."""
+        for name in (*RUN_FILES, *RUN_FOLDERS):
+            path = self.root / name
+            if path.is_symlink():
+                target = path.resolve()
+                root = self.root.resolve()
+                where = "" if target == root or root in target.parents else f", outside the output root {root}"
+                raise OutputPathError(
+                    f"{path} is a symlink (to {os.readlink(path)}{where}); run files are never written through "
+                    f"a symlink: remove it or choose another --out"
+                )
 
     def confine(self, path: Path) -> Path:
         """Return `path` if it resolves (symlinks followed) inside the output root, else OutputPathError."""
@@ -60,25 +107,70 @@ class RunLayout:
             raise OutputPathError(f"{path} resolves to {resolved}, outside the output root {root}")
         return Path(path)
 
-    def publish(self, staged: Path, pair_id: str) -> Path:
-        """Move a finished job folder into jobs/<pair_id> atomically, replacing an older one.
+    def end_cut_lines(self) -> None:
+        """A kill or a full disk can cut the last line of ledger.jsonl or events.jsonl: end it, so that the next
+        line appended is not glued to it (readers skip the cut line)."""
+        for path in (self.ledger, self.events):
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(-1, os.SEEK_END)
+                    cut = fh.read(1) != b"\n"
+            except OSError:
+                continue
+            if cut:
+                with contextlib.suppress(OSError):
+                    append_line(path, b"\n")
 
-        A kill between the two renames leaves no jobs/<pair_id>, so the job simply runs again."""
-        target = self.job_dir(pair_id)
-        if target.exists():
-            trash = self.confine(self.root / "trash" / f"{pair_id}-{uuid.uuid4().hex[:8]}")
-            os.rename(target, trash)
-            os.rename(staged, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(staged, target)
-        _fsync_dir(self.jobs)
-        return target
-
-    def empty_trash(self) -> None:
-        """Remove leftovers of replacements interrupted by a kill."""
+    def remove_leftovers(self, attempt_is_live: Callable[[str, str], bool], ttl_s: float) -> None:
+        """Remove what killed processes left: trash/, temporary files whose writer is gone, and attempt folders
+        whose lease is gone. `attempt_is_live(pair_id, folder name)` asks the job's lease, after the folder
+        was seen (a live attempt creates its lease before its folder)."""
+        removed = 0
         for child in (self.root / "trash").iterdir():
             shutil.rmtree(child, ignore_errors=True)
+            removed += 1
+        for folder in (self.root, self.leases):
+            with contextlib.suppress(OSError), os.scandir(folder) as entries:
+                for entry in entries:
+                    if _dead_temp(entry, ttl_s):
+                        _remove(Path(entry.path))
+                        removed += 1
+        work = self.root / "work"
+        for pair_dir in list(work.iterdir()):
+            if pair_dir.is_symlink() or not pair_dir.is_dir():
+                _remove(pair_dir)
+                continue
+            for key_dir in list(pair_dir.iterdir()):
+                for attempt in list(key_dir.iterdir()) if key_dir.is_dir() and not key_dir.is_symlink() else []:
+                    if attempt.name.startswith("attempt-") and not attempt_is_live(pair_dir.name, attempt.name):
+                        _remove(attempt)
+                        removed += 1
+                with contextlib.suppress(OSError):
+                    key_dir.rmdir()  # only when empty: a backend checkpoint stays for the next attempt
+            with contextlib.suppress(OSError):
+                pair_dir.rmdir()
+        if removed:
+            notice(f"removed {removed} leftover(s) of interrupted runs in {self.root}")
+
+
+def _dead_temp(entry: os.DirEntry, ttl_s: float) -> bool:
+    match = _TEMP.match(entry.name)
+    if match is None:
+        return False
+    pid = match.group(1)
+    if pid is not None and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+        return True
+    with contextlib.suppress(OSError):
+        return entry.stat(follow_symlinks=False).st_mtime < time.time() - max(ttl_s, 60.0)
+    return False
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _checked(pair_id: str) -> str:
@@ -87,9 +179,66 @@ def _checked(pair_id: str) -> str:
     return pair_id
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_all(fd: int, data: bytes, name: Path | str) -> None:
+    """os.write until every byte is written; a write that makes no progress is a full disk."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "short write (disk full?)", str(name))
+        view = view[written:]
+
+
+def append_line(path: Path, line: bytes) -> None:
+    """Append one line with one write (atomic among O_APPEND writers); never through a symlink. A write cut
+    short raises: the cut line is what readers skip."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        written = os.write(fd, line)
+        if written != len(line):
+            raise OSError(errno.ENOSPC, f"short write ({written} of {len(line)} bytes; disk full?)", str(path))
+    finally:
+        os.close(fd)
+
+
+def write_file_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` under a unique temporary name beside it (created exclusively, so never through a
+    symlink), fsynced, then renamed into place. Errors name `path`, never the temporary name."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            write_all(fd, data, path)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise file_error(exc, path) from None
+
+
+def file_error(exc: OSError, path: Path) -> SemfiError:
+    """An OSError met while writing `path` (or its temporary), as a one-line error naming `path`."""
+    why = exc.strerror or str(exc)
+    if exc.errno in DISK_FULL_ERRNOS:
+        return DiskFull(f"cannot write {path}: {why} (output filesystem full or file size limit reached)")
+    return SemfiError(f"cannot write {path}: {why}")
+
+
+def is_regular(path: Path) -> bool:
+    """True for a plain file (not a symlink, folder or special file)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False

@@ -1,41 +1,80 @@
-"""Job leases: a job is claimed by atomically creating leases/<pair_id>.lease (O_EXCL, which holds on local
-and NFSv3+ filesystems, unlike flock). A lease carries its holder and an expiry that a heartbeat thread
-pushes forward; a lease whose worker died expires and the job can be taken again.
+"""Job leases with fencing tokens.
 
-Expiry compares wall clocks, so nodes sharing an output root need synchronised clocks (NTP); the TTL
-(default 60 s) is far longer than the heartbeat (TTL/6) so that a live worker never loses its lease."""
+A job is claimed by atomically creating leases/<pair_id>.lease (O_EXCL, which holds on local and NFSv3+
+filesystems, unlike flock). A lease names its holder, a token unique to this claim, and an expiry that a
+heartbeat pushes forward. Renewal rewrites the holder's own file in place (same inode) and never creates
+one, so a worker that lost its lease cannot resurrect it over its successor's.
+
+Fencing: an attempt publishes only after `holds()` renewed its lease and found its own token in the very
+file it created (as lock services such as Chubby and ZooKeeper prescribe for locks held past expiry). A
+worker paused past its expiry (a stopped VM, an NFS stall) finds a successor's lease, or none, and discards
+its attempt.
+
+Expiry compares wall clocks, so nodes sharing an output root need synchronised clocks (NTP). A lease that
+cannot be read, is a folder, is empty, or gives an impossible time (a writer's clock far ahead) is judged by
+its mtime instead: stale once the mtime is older than the TTL, with a one-line notice."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import socket
+import stat
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
+from semfi_batch.run.layout import write_all
+from semfi_batch.run.notices import notice
+
 DEFAULT_TTL_S = 60.0
+# Tests set a short lease time for subprocesses through this variable (a hidden --lease-ttl does the same).
+TTL_ENV = "SEMFI_LEASE_TTL"
+_HOST = socket.gethostname()
 
 
-def new_worker_id() -> str:
-    """host:pid:random, unique per worker process."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+def default_ttl() -> float:
+    """DEFAULT_TTL_S, or SEMFI_LEASE_TTL when set (tests)."""
+    try:
+        return float(os.environ.get(TTL_ENV, DEFAULT_TTL_S))
+    except ValueError:
+        return DEFAULT_TTL_S
+
+
+def new_worker_id(run_tag: str | None = None) -> str:
+    """host:pid:tag, unique per worker process; the workers of one run share the tag."""
+    return f"{_HOST}:{os.getpid()}:{run_tag or uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class LeaseView:
+    """What a lease file says: live or stale, who holds it and until when, and what is wrong with it."""
+
+    live: bool
+    holder: str
+    until: float
+    token: str | None
+    damage: str | None = None  # why the content cannot be trusted (then mtime decides)
 
 
 class LeaseManager:
-    """Claims, renews and releases the leases of one worker."""
+    """Claims, renews, checks and releases the leases of one worker."""
 
-    def __init__(self, folder: Path, worker_id: str | None = None, ttl_s: float = DEFAULT_TTL_S):
+    def __init__(self, folder: Path, worker_id: str | None = None, ttl_s: float | None = None):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.worker_id = worker_id or new_worker_id()
-        self.ttl_s = ttl_s
-        self._held: set[str] = set()
+        self.ttl_s = ttl_s if ttl_s is not None else default_ttl()
+        self._held: dict[str, tuple[str, int, float]] = {}  # pair_id -> (token, inode, claimed)
+        self.lost: dict[str, str] = {}  # pair_id -> who holds it now
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._waiting_noted: set[tuple[str, str]] = set()
 
     def __enter__(self) -> LeaseManager:
         self._thread = threading.Thread(target=self._heartbeat, name="lease-heartbeat", daemon=True)
@@ -52,101 +91,209 @@ class LeaseManager:
     def path(self, pair_id: str) -> Path:
         return self.folder / f"{pair_id}.lease"
 
-    def try_claim(self, pair_id: str) -> bool:
-        """Claim the job, or take over its lease if expired. False when a live worker holds it."""
-        if self._create(pair_id):
-            return True
-        info = self.read(pair_id)
-        if info is None or (info["expires"] > time.time() and not _holder_dead(info)):
-            return False
-        # Expired: move it aside under a unique name; of several workers doing this at once, one wins.
-        stale = self.folder / f"{pair_id}.stale-{uuid.uuid4().hex}"
+    def try_claim(self, pair_id: str) -> str | None:
+        """Claim the job and return this claim's token, taking over a stale lease; None while a live worker
+        holds it (said once per holder: who and until when)."""
+        token = uuid.uuid4().hex
+        if self._create(pair_id, token):
+            return token
+        view = inspect_lease(self.path(pair_id), self.ttl_s)
+        if view is None:
+            return token if self._create(pair_id, token) else None
+        if view.live:
+            sibling = view.holder.rsplit(":", 1)[-1] == self.worker_id.rsplit(":", 1)[-1]
+            if not sibling and (pair_id, view.holder) not in self._waiting_noted:
+                self._waiting_noted.add((pair_id, view.holder))
+                until = time.strftime("%H:%M:%S", time.localtime(view.until))
+                notice(f"{pair_id}: waiting, leased by {view.holder} until {until} ({view.until - time.time():.0f} s)")
+            return None
+        if view.damage:
+            notice(f"{self.path(pair_id)} {view.damage}; stale (mtime older than {self.ttl_s:g} s): taking it over")
+        # Move it aside under a unique name: of several workers doing this at once, one wins.
+        aside = self.folder / f".{pair_id}.stale-{uuid.uuid4().hex}"
         try:
-            os.rename(self.path(pair_id), stale)
+            os.rename(self.path(pair_id), aside)
         except FileNotFoundError:
-            return False
-        moved = _read(stale)
-        os.unlink(stale)
-        if moved is not None and moved["expires"] > time.time() and not _holder_dead(moved):
-            return False  # renewed or re-created between our read and rename; its holder will go on
-        return self._create(pair_id)
+            return None
+        except OSError:  # a folder where a file was expected, and the like: nothing we can move: leave it
+            return None
+        moved = inspect_lease(aside, self.ttl_s)
+        if moved is not None and moved.live and moved.damage is None:
+            # Renewed between our look and the rename: put it back unless a new lease appeared meanwhile
+            # (then its holder finds its inode gone at its next renewal and gives the job up).
+            with contextlib.suppress(OSError):
+                os.link(aside, self.path(pair_id))
+            _remove(aside)
+            return None
+        _remove(aside)
+        return token if self._create(pair_id, token) else None
+
+    def holds(self, pair_id: str, token: str) -> bool:
+        """Renew the lease and confirm it is still this claim's: the fencing check right before publishing."""
+        with self._lock:
+            held = self._held.get(pair_id)
+            if held is None or held[0] != token:
+                return False
+            return self._renew(pair_id)
 
     def release(self, pair_id: str) -> None:
-        """Drop the lease if this worker still holds it."""
+        """Drop the lease if this worker still holds it (its own file, same inode)."""
         with self._lock:
-            self._held.discard(pair_id)
-            info = self.read(pair_id)
-            if info is not None and info.get("worker") == self.worker_id:
+            held = self._held.pop(pair_id, None)
+            if held is None:
+                return
+            path = self.path(pair_id)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                return
+            view = inspect_lease(path, self.ttl_s)
+            if st.st_ino == held[1] and view is not None and view.token == held[0]:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path(pair_id))
+                    os.unlink(path)
 
-    def read(self, pair_id: str) -> dict | None:
-        """The lease's content; a lease being written (empty) counts as live for one TTL from its mtime."""
-        return _read(self.path(pair_id), self.ttl_s)
+    def attempt_is_live(self, pair_id: str, attempt_name: str) -> bool:
+        """True when the job's lease is live and its token names this attempt folder (attempt-<token[:16]>)."""
+        view = inspect_lease(self.path(pair_id), self.ttl_s)
+        if view is None or not view.live:
+            return False
+        return view.token is None or attempt_name == f"attempt-{view.token[:16]}"  # unreadable but live: keep
 
-    def _content(self) -> bytes:
+    def _content(self, token: str, claimed: float) -> bytes:
         now = time.time()
-        info = {"worker": self.worker_id, "claimed": now, "expires": now + self.ttl_s, "host": _HOST}
-        info.update(pid=os.getpid(), pid_start=_process_start(os.getpid()))
+        info = {"worker": self.worker_id, "token": token, "claimed": claimed, "renewed": now,
+                "expires": now + self.ttl_s, "ttl": self.ttl_s, "host": _HOST, "pid": os.getpid(),
+                "pid_start": _process_start(os.getpid())}  # fmt: skip
         return json.dumps(info).encode()
 
-    def _create(self, pair_id: str) -> bool:
+    def _create(self, pair_id: str, token: str) -> bool:
         try:
-            fd = os.open(self.path(pair_id), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fd = os.open(self.path(pair_id), os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
         except FileExistsError:
             return False
+        claimed = time.time()
         try:
-            os.write(fd, self._content())
+            write_all(fd, self._content(token, claimed), self.path(pair_id))
             os.fsync(fd)
+            ino = os.fstat(fd).st_ino
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self.path(pair_id))
+            raise
+        os.close(fd)
+        with self._lock:
+            self._held[pair_id] = (token, ino, claimed)
+            self.lost.pop(pair_id, None)
+        return True
+
+    def _renew(self, pair_id: str) -> bool:
+        """Push the expiry of a held lease forward, in place; False (and the lease dropped) when the file is no
+        longer the one this worker created, or holds another token. Call with the lock held."""
+        token, ino, claimed = self._held[pair_id]
+        path = self.path(pair_id)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:
+            return self._lose(pair_id, "nobody (the lease was removed)")
+        try:
+            if os.fstat(fd).st_ino != ino:
+                view = inspect_lease(path, self.ttl_s)
+                return self._lose(pair_id, view.holder if view else "another worker")
+            content = self._content(token, claimed)
+            os.lseek(fd, 0, os.SEEK_SET)
+            write_all(fd, content, path)
+            os.ftruncate(fd, len(content))
+            return True
+        except OSError:
+            return self._lose(pair_id, "nobody (the lease could not be renewed)")
         finally:
             os.close(fd)
-        with self._lock:
-            self._held.add(pair_id)
-        return True
+
+    def _lose(self, pair_id: str, holder: str) -> bool:
+        self._held.pop(pair_id, None)
+        self.lost[pair_id] = holder
+        return False
 
     def _heartbeat(self) -> None:
         interval = max(0.05, self.ttl_s / 6)
         while not self._stop.wait(interval):
             with self._lock:
                 for pair_id in list(self._held):
-                    info = self.read(pair_id)
-                    if info is None or info.get("worker") != self.worker_id:
-                        self._held.discard(pair_id)  # taken over: our expiry passed (clock jump, long stall)
-                        continue
-                    tmp = self.folder / f".{pair_id}.renew-{uuid.uuid4().hex[:8]}"
-                    tmp.write_bytes(self._content())
-                    os.replace(tmp, self.path(pair_id))
+                    self._renew(pair_id)
 
 
-_HOST = socket.gethostname()
+def inspect_lease(path: Path, ttl_s: float) -> LeaseView | None:
+    """Read a lease file; None when there is none. Damaged leases are judged by their mtime."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    now = time.time()
+    damage = None
+    info: dict = {}
+    if stat.S_ISDIR(st.st_mode):
+        damage = "is a folder"
+    elif not stat.S_ISREG(st.st_mode):
+        damage = "is not a plain file"
+    else:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                data = os.read(fd, 65536)
+            finally:
+                os.close(fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            data, damage = b"", f"cannot be read ({exc.strerror})"
+        if damage is None and not data.strip():
+            damage = "is empty"
+        elif damage is None:
+            try:
+                info = json.loads(data)
+                expires, claimed = float(info["expires"]), float(info.get("claimed", 0))
+                ttl = float(info.get("ttl", ttl_s))
+                if expires > now + ttl + max(ttl, ttl_s) or claimed > now + max(ttl, ttl_s):
+                    damage = f"has an impossible time (expires {expires - now:.0f} s from now: clock skew?)"
+            except (ValueError, KeyError, TypeError, AttributeError):
+                damage, info = "cannot be read (not a lease)", {}
+    holder = str(info.get("worker") or "an unknown worker")
+    if damage is not None:
+        until = st.st_mtime + ttl_s
+        return LeaseView(live=until > now, holder=holder, until=until, token=None, damage=damage)
+    until = float(info["expires"])
+    live = until > now and not _holder_dead(info)
+    return LeaseView(live=live, holder=holder, until=until, token=info.get("token"))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _process_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux), to tell a live pid from a reused one."""
+    """The process's start time in clock ticks since boot (Linux), to tell a live pid from a reused one;
+    None for a process that is gone or a zombie (dead, not yet reaped)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[19].decode()
+            fields = fh.read().rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
         return None
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return fields[19].decode()
 
 
 def _holder_dead(info: dict) -> bool:
     """True when the lease's holder ran on this host and its process is gone: no need to wait for expiry."""
     if info.get("host") != _HOST or not info.get("pid"):
         return False
-    start = _process_start(int(info["pid"]))
+    try:
+        start = _process_start(int(info["pid"]))
+    except (TypeError, ValueError):
+        return False
     return start is None or (info.get("pid_start") is not None and start != info["pid_start"])
-
-
-def _read(path: Path, ttl_s: float = DEFAULT_TTL_S) -> dict | None:
-    try:
-        data = path.read_bytes()
-        mtime = path.stat().st_mtime
-    except FileNotFoundError:
-        return None
-    try:
-        info = json.loads(data)
-        float(info["expires"])
-        return info
-    except (ValueError, KeyError, TypeError):
-        return {"worker": None, "expires": mtime + ttl_s}

@@ -1,88 +1,207 @@
-"""Which jobs are finished. Each job folder's record.json is the truth; ledger.jsonl is an append-only index
-of published records so that resuming a large run reads one file instead of one per job."""
+"""What counts as done, written once.
+
+A job is done when jobs/<pair_id>/record.json says so for the job's key AND every output the record lists
+(frames, keyframes, preview, each with its size and SHA-256) is present and matches. record.json is written
+last, inside the attempt's own folder, and the folder is published by one rename: it is the completion marker
+(as datatrove's are), and the truth.
+
+ledger.jsonl is only an index, so that resuming 100,000 jobs reads one file instead of 100,000 folders. Each
+line carries a fingerprint of the job folder it was written for (inode, mtime and ctime of the folder and of
+frames/): deleting, adding or replacing any output changes it, and the entry is then ignored and the folder's
+record verified by content instead (and indexed again). Cut or corrupt lines are skipped with one notice.
+`deep=True` (--retry-failed, splice, merge) verifies every done job by content, catching a file rewritten in
+place as well."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 from pathlib import Path
 
-from semfi_batch.media.frames import write_bytes_atomic
-from semfi_batch.run.layout import RunLayout
+from semfi_batch.run.inputs import file_sha256
+from semfi_batch.run.layout import RunLayout, append_line, write_file_atomic
+from semfi_batch.run.notices import notice
 
 RECORD_NAME = "record.json"
+LEDGER_VERSION = "2"
+
+
+def output_entries(folder: Path) -> dict[str, dict]:
+    """Every file of a staged job folder but its record: relative path -> size and SHA-256."""
+    entries = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink() and path.name != RECORD_NAME:
+            entries[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
+    return entries
+
+
+def verify_outputs(job_dir: Path, record: dict, *, hashes: bool = True) -> str | None:
+    """None when every output the record lists is present with its size (and content, with `hashes`), and a done
+    job has exactly its frames; else what is wrong, in a few words."""
+    outputs = record.get("outputs")
+    if not isinstance(outputs, dict):
+        return "its record lists no outputs (written by an older version)"
+    if record.get("status") == "done":
+        listed = sum(name.startswith("frames/") for name in outputs)
+        if listed != record.get("frames") or listed != record.get("gap_frames", listed):
+            return f"its record lists {listed} frames for {record.get('gap_frames')} wanted"
+        try:
+            present = len(os.listdir(job_dir / "frames")) if listed else 0
+        except OSError:
+            present = 0
+        if present != listed:
+            return f"frames/ holds {present} files, its record lists {listed}"
+    for name, meta in outputs.items():
+        path = job_dir / name
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return f"{name} is missing"
+        if not stat.S_ISREG(st.st_mode):
+            return f"{name} is not a plain file"
+        if not isinstance(meta, dict) or st.st_size != meta.get("size"):
+            return (
+                f"{name} has {st.st_size} bytes, its record says {meta.get('size') if isinstance(meta, dict) else '?'}"
+            )
+        if hashes:
+            try:
+                digest = file_sha256(path)
+            except OSError:
+                return f"{name} cannot be read"
+            if digest != meta.get("sha256"):
+                return f"{name} was altered (its content differs from the record)"
+    return None
+
+
+def check_job_folder(job_dir: Path, key: str | None = None, *, hashes: bool = True) -> tuple[dict | None, str | None]:
+    """(record, None) when `job_dir` holds a record (made with `key`, when given) whose outputs all match;
+    (None, why) otherwise. A failed record has no outputs to check."""
+    record = read_record(job_dir)
+    if record is None:
+        return None, "no readable record.json"
+    if key is not None and record.get("key") != key:
+        return None, "made from other inputs or settings (its key differs)"
+    if record.get("status") not in ("done", "failed"):
+        return None, f"its record has status {record.get('status')!r}"
+    if record.get("status") == "done" and (why := verify_outputs(job_dir, record, hashes=hashes)) is not None:
+        return None, why
+    return record, None
+
+
+def folder_fingerprint(job_dir: Path | str) -> str | None:
+    """Inode, mtime and ctime of a job folder and its frames/: any output deleted, added or renamed over
+    changes it. (String paths: a resume scan calls this once per finished job.)"""
+    try:
+        top = os.stat(job_dir)
+    except OSError:
+        return None
+    try:
+        frames = os.stat(f"{job_dir}/frames")
+        inner = f"{frames.st_ino}.{frames.st_mtime_ns}.{frames.st_ctime_ns}"
+    except OSError:
+        inner = "-"
+    return f"{top.st_ino}.{top.st_mtime_ns}.{top.st_ctime_ns}.{inner}"
 
 
 class JobLedger:
     """Finished-job records of one output root, as of `load()`.
 
-    ledger.jsonl lines are `pair_id TAB key TAB inode TAB status TAB record-json`: a resume scan splits each
-    line on its first four tabs and parses a record's JSON only when the record itself is asked for. An
-    entry counts only while jobs/<pair_id> is the very folder it was written for (same inode), so a folder
-    replaced after the entry was written is read from its own record.json."""
+    ledger.jsonl lines: `2 TAB pair_id TAB key TAB status TAB fingerprint TAB record-json`. A resume scan splits
+    each line on its first five tabs and parses a record's JSON only when the record itself is asked for."""
 
-    def __init__(self, layout: RunLayout):
+    def __init__(self, layout: RunLayout, *, deep: bool = False):
         self.layout = layout
-        self._published: dict[str, int] = {}  # pair_id -> inode of jobs/<pair_id>
-        self._index: dict[str, tuple[str, int, str, str]] = {}  # pair_id -> (key, inode, status, record json)
+        self.deep = deep  # verify every done job by content, not only by its folder's fingerprint
+        self._published: set[str] = set()
+        self._index: dict[str, tuple[str, str, str, str]] = {}  # pair_id -> (key, status, fingerprint, json)
+        self.rerun: list[tuple[str, str]] = []  # (pair_id, why) of done jobs that no longer verify
+        self._jobs = str(layout.jobs)
 
     def load(self) -> JobLedger:
-        """Scan jobs/ (one directory listing) and read the ledger."""
+        """Scan jobs/ (one directory listing) and read the ledger, skipping damaged lines with one notice."""
         with os.scandir(self.layout.jobs) as entries:
-            self._published = {e.name: e.inode() for e in entries if e.is_dir(follow_symlinks=False)}
+            self._published = {e.name for e in entries if e.is_dir(follow_symlinks=False)}
         self._index = {}
-        if self.layout.ledger.exists():
-            with open(self.layout.ledger, encoding="utf-8") as fh:
-                for line in fh:
-                    parts = line.split("\t", 4)
-                    if len(parts) == 5 and line.endswith("\n"):  # else: cut short by a kill
-                        pair_id, key, ino, status, record = parts
-                        self._index[pair_id] = (key, int(ino), status, record)
+        try:
+            data = self.layout.ledger.read_bytes() if not self.layout.ledger.is_symlink() else b""
+        except OSError:
+            data = b""
+        damaged = 0
+        kept: dict[str, bytes] = {}
+        for raw in data.split(b"\n")[:-1]:  # the part after the last newline is a line cut short
+            parts = raw.decode("utf-8", errors="replace").split("\t", 5)
+            if len(parts) == 5 and not parts[0].startswith(LEDGER_VERSION):
+                continue  # a version-1 line: its job's record is verified by content instead
+            if len(parts) != 6 or parts[0] != LEDGER_VERSION or parts[3] not in ("done", "failed"):
+                damaged += bool(raw.strip())
+            else:
+                self._index[parts[1]] = (parts[2], parts[3], parts[4], parts[5])
+                kept[parts[1]] = raw
+        damaged += bool(data) and not data.endswith(b"\n")
+        if damaged:
+            notice(f"{self.layout.ledger}: {damaged} damaged line(s) skipped (cut by a kill or a full disk); "
+                   "the index is rebuilt from the job records")  # fmt: skip
+            # Rewritten without them (one entry per job), so the next run starts clean. A line another run
+            # appends meanwhile may be lost: the ledger is an index, and the record it pointed to stays.
+            with contextlib.suppress(Exception):
+                write_file_atomic(self.layout.ledger, b"".join(line + b"\n" for line in kept.values()))
         return self
 
     def status(self, pair_id: str, key: str) -> str | None:
-        """'done' or 'failed' when `pair_id` is published with `key`, else None."""
-        entry = self._entry(pair_id, key)
-        if entry is not None:
-            return entry[2]
-        record = self._from_folder(pair_id, key)
-        return None if record is None else record.get("status")
+        """'done' or 'failed' when `pair_id` is published with `key` (done: with every output intact), else None."""
+        if pair_id not in self._published:
+            return None
+        entry = self._index.get(pair_id)
+        if (
+            entry is not None and entry[0] == key and not (self.deep and entry[1] == "done")
+            and entry[2] == folder_fingerprint(f"{self._jobs}/{pair_id}")
+        ):  # fmt: skip
+            return entry[1]
+        record = self._verified(pair_id, key)
+        return None if record is None else record["status"]
 
     def record(self, pair_id: str, key: str) -> dict | None:
-        """The published record of `pair_id` if it was made with `key`, else None."""
-        entry = self._entry(pair_id, key)
-        if entry is not None:
+        """The published record of `pair_id` if it was made with `key` and (when done) its outputs are intact."""
+        if pair_id not in self._published:
+            return None
+        entry = self._index.get(pair_id)
+        if entry is not None and entry[0] == key and entry[2] == folder_fingerprint(self.layout.jobs / pair_id):
             try:
                 return json.loads(entry[3])
             except json.JSONDecodeError:
                 pass
-        return self._from_folder(pair_id, key)
+        return self._verified(pair_id, key)
 
-    def _entry(self, pair_id: str, key: str) -> tuple | None:
-        ino = self._published.get(pair_id)
-        entry = self._index.get(pair_id)
-        if ino is not None and entry is not None and entry[0] == key and entry[1] == ino:
-            return entry
-        return None
-
-    def _from_folder(self, pair_id: str, key: str) -> dict | None:
-        if pair_id not in self._published:
+    def _verified(self, pair_id: str, key: str) -> dict | None:
+        job_dir = self.layout.jobs / pair_id
+        raw = read_record(job_dir)
+        if raw is None or raw.get("key") != key:
             return None
-        record = read_record(self.layout.jobs / pair_id)
-        return record if record is not None and record.get("key") == key else None
+        record, why = check_job_folder(job_dir, key)
+        if record is None:
+            self.rerun.append((pair_id, why or "damaged"))
+            return None
+        entry = self._index.get(pair_id)
+        if entry is None or entry[0] != key or entry[2] != folder_fingerprint(job_dir):
+            self.append(record, job_dir)  # the index agrees with the record again
+        return record
 
     def append(self, record: dict, job_dir: Path) -> None:
-        """Index a record just published in `job_dir` (one write call: atomic for O_APPEND)."""
-        ino = os.stat(job_dir).st_ino
+        """Index a record just published in `job_dir` (one write call: atomic for O_APPEND). The record is the
+        truth: a line that cannot be written only costs a slower resume."""
+        fingerprint = folder_fingerprint(job_dir) or "-"
         blob = json.dumps(record, separators=(",", ":"), default=str)
-        line = f"{record['pair_id']}\t{record['key']}\t{ino}\t{record['status']}\t{blob}\n".encode()
-        fd = os.open(self.layout.ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        pair_id = record["pair_id"]
+        line = f"{LEDGER_VERSION}\t{pair_id}\t{record['key']}\t{record['status']}\t{fingerprint}\t{blob}\n"
         try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
-        self._published[record["pair_id"]] = ino
-        self._index[record["pair_id"]] = (record["key"], ino, record["status"], blob)
+            append_line(self.layout.ledger, line.encode())
+        except OSError as exc:
+            notice(f"{self.layout.ledger}: cannot index {pair_id} ({exc.strerror}); its record.json stands")
+            return
+        self._published.add(pair_id)
+        self._index[pair_id] = (record["key"], record["status"], fingerprint, blob)
 
 
 def read_record(job_dir: Path) -> dict | None:
@@ -90,7 +209,7 @@ def read_record(job_dir: Path) -> dict | None:
     try:
         with open(job_dir / RECORD_NAME, encoding="utf-8") as fh:
             record = json.load(fh)
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
 
@@ -98,4 +217,4 @@ def read_record(job_dir: Path) -> dict | None:
 def write_record(job_dir: Path, record: dict) -> None:
     """Write record.json atomically: the last file of a job, its completion marker."""
     data = json.dumps(record, indent=2, sort_keys=True, default=str).encode()
-    write_bytes_atomic(job_dir / RECORD_NAME, data)
+    write_file_atomic(job_dir / RECORD_NAME, data)

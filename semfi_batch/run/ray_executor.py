@@ -11,10 +11,11 @@ from pathlib import Path
 
 from semfi_batch.backends import BackendOptions
 from semfi_batch.errors import BackendUnavailable, SemfiError
-from semfi_batch.run.job import Job, execute_job
+from semfi_batch.run.job import Attempt, Job, LeaseLost, execute_job, publish_attempt
 from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.lease import LeaseManager
 from semfi_batch.run.ledger import JobLedger
+from semfi_batch.run.notices import notice
 from semfi_batch.run.worker import POLL_S, ClaimSettings, finished_record, log_event
 
 # Backends that want a whole GPU per actor.
@@ -31,8 +32,9 @@ class JobActor:
         self.backend = backend_class(backend)(options)
         self.layout = RunLayout(Path(root))
 
-    def run(self, job: Job, preview: bool) -> dict:
-        return execute_job(job, self.backend, self.layout, preview=preview)
+    def run(self, job: Job, preview: bool, token: str) -> Attempt:
+        """One attempt, staged in its own folder; the driver publishes it while it still holds the lease."""
+        return execute_job(job, self.backend, self.layout, preview=preview, token=token)
 
 
 def run_on_ray(
@@ -58,7 +60,7 @@ def run_on_ray(
         for job in jobs:
             groups.setdefault(job.backend, []).append(job)
         ledger = JobLedger(layout)
-        with LeaseManager(layout.root / "leases", ttl_s=settings.lease_ttl_s) as leases:
+        with LeaseManager(layout.leases, ttl_s=settings.lease_ttl_s) as leases:
             for name, group in groups.items():
                 _run_group(ray, name, group, layout, options, settings, workers, leases, ledger, on_record)
     finally:
@@ -87,21 +89,22 @@ def _run_group(ray, name, jobs, layout, options, settings, workers, leases, ledg
             job = pending.pop(0)
             if finished_record(layout, job, settings) is not None:
                 continue
-            if not leases.try_claim(job.pair_id):
+            token = leases.try_claim(job.pair_id)
+            if token is None:
                 pending.append(job)  # held by another worker: try again later
                 if len(pending) == 1 and not in_flight:
                     time.sleep(POLL_S)
                 continue
             actor = idle.pop(0)
             log_event(layout, leases.worker_id, job.pair_id, "start")
-            in_flight[actor.run.remote(job, settings.preview)] = (job, actor)
+            in_flight[actor.run.remote(job, settings.preview, token)] = (job, actor, token)
         if not in_flight:
             continue
         done, _ = ray.wait(list(in_flight), num_returns=1)
         ref = done[0]
-        job, actor = in_flight.pop(ref)
+        job, actor, token = in_flight.pop(ref)
         try:
-            record = ray.get(ref)
+            attempt = ray.get(ref)
         except ray.exceptions.RayActorError:
             # The actor died (OOM, node lost, killed): its job goes to another actor, and a new actor replaces it.
             leases.release(job.pair_id)
@@ -110,7 +113,7 @@ def _run_group(ray, name, jobs, layout, options, settings, workers, leases, ledg
             if restarts > MAX_ACTOR_RESTARTS * count:
                 raise SemfiError(f"Ray actors for backend {name!r} keep dying ({restarts} times); giving up") from None
             idle = [a for a in idle if a is not actor]
-            for key, (other_job, other_actor) in list(in_flight.items()):
+            for key, (other_job, other_actor, _) in list(in_flight.items()):
                 if other_actor is actor:
                     in_flight.pop(key)
                     leases.release(other_job.pair_id)
@@ -118,8 +121,18 @@ def _run_group(ray, name, jobs, layout, options, settings, workers, leases, ledg
             replacement = actor_cls.remote(name, options, str(layout.root))
             idle.extend([replacement, replacement])
             continue
+        idle.append(actor)
+        try:
+            record = publish_attempt(
+                layout, attempt, lambda j=job, t=token: leases.holds(j.pair_id, t),
+                since=settings.since if settings.fresh_only else 0.0,
+            )  # fmt: skip
+        except LeaseLost:
+            notice(f"{job.pair_id}: the driver lost its lease (stalled past {leases.ttl_s:g} s); attempt discarded")
+            leases.release(job.pair_id)
+            pending.append(job)
+            continue
         ledger.append(record, layout.job_dir(job.pair_id))
         log_event(layout, leases.worker_id, job.pair_id, record["status"])
         leases.release(job.pair_id)
-        idle.append(actor)
         on_record(record)

@@ -5,20 +5,29 @@ over those whose lease expired."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
+import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from semfi_batch.backends import Backend, BackendOptions, backend_class
-from semfi_batch.run.job import Job, execute_job
-from semfi_batch.run.layout import RunLayout
-from semfi_batch.run.lease import DEFAULT_TTL_S, LeaseManager
-from semfi_batch.run.ledger import JobLedger, read_record
+from semfi_batch.errors import RunInterrupted
+from semfi_batch.run.job import Job, LeaseLost, execute_job, publish_attempt
+from semfi_batch.run.layout import RunLayout, append_line
+from semfi_batch.run.lease import DEFAULT_TTL_S, LeaseManager, new_worker_id
+from semfi_batch.run.ledger import JobLedger, check_job_folder, read_record
+from semfi_batch.run.notices import notice
 
 POLL_S = 0.25
+# Fault injection for tests/faults: "<point>:<pair_id>" makes the worker stop itself (SIGSTOP) at that point,
+# so a test can pause it past its lease, deterministically. Points: running (job claimed, attempt not yet
+# started), publishing (attempt complete, not yet published).
+FAULT_ENV = "SEMFI_FAULT_STOP"
 
 
 @dataclass(frozen=True)
@@ -29,28 +38,31 @@ class ClaimSettings:
     lease_ttl_s: float = DEFAULT_TTL_S
     fresh_only: bool = False  # --force: only records written during this run count as finished
     preview: bool = True
+    run_tag: str = field(default_factory=lambda: os.urandom(3).hex())  # shared by the workers of one run
 
 
 def finished_record(layout: RunLayout, job: Job, settings: ClaimSettings) -> dict | None:
-    """The job's published record if it is done with this key, or failed during this run. With
-    `fresh_only` (--force) only records written during this run count."""
-    record = read_record(layout.jobs / job.pair_id)
+    """The job's published record if it is done with this key and its outputs verify, or failed during this
+    run. With `fresh_only` (--force) only records written during this run count."""
+    job_dir = layout.jobs / job.pair_id
+    record = read_record(job_dir)
     if record is None or record.get("key") != job.key:
         return None
-    fresh = float(record.get("finished_ts", 0)) >= settings.since
-    if fresh or (record.get("status") == "done" and not settings.fresh_only):
-        return record
-    return None
+    fresh = float(record.get("finished_ts", 0) or 0) >= settings.since
+    if record.get("status") == "done" and (fresh or not settings.fresh_only):
+        verified, _ = check_job_folder(job_dir, job.key)
+        return verified
+    return record if fresh else None
 
 
 def log_event(layout: RunLayout, worker: str, pair_id: str, event: str) -> None:
-    """Append one line to events.jsonl (an audit trail of who ran what, when)."""
+    """Append one line to events.jsonl (an audit trail of who ran what, when); a line that cannot be written
+    is reported once and the run goes on."""
     line = json.dumps({"t": round(time.time(), 4), "worker": worker, "pair_id": pair_id, "event": event})
-    fd = os.open(layout.root / "events.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
+        append_line(layout.events, (line + "\n").encode())
+    except OSError as exc:
+        notice(f"{layout.events}: cannot append ({exc.strerror}); the audit trail misses lines", once_key="events")
 
 
 def work_through(
@@ -60,18 +72,21 @@ def work_through(
     settings: ClaimSettings,
     on_record: Callable[[dict], None],
 ) -> None:
-    """Run `jobs` (in order, grouped by backend) until each one is finished by this or another worker."""
+    """Run `jobs` (in order, grouped by backend) until each one is finished by this or another worker. An
+    attempt that lost its lease is discarded and the job waits for its new holder (or is claimed again)."""
     ledger = JobLedger(layout)
     backends: dict[str, Backend] = {}
     pending = _ordered(jobs, backends, options)
-    with LeaseManager(layout.root / "leases", ttl_s=settings.lease_ttl_s) as leases:
+    worker_id = new_worker_id(settings.run_tag)
+    with LeaseManager(layout.leases, worker_id, ttl_s=settings.lease_ttl_s) as leases:
         try:
             while pending:
                 waiting = []
                 for job in pending:
                     if finished_record(layout, job, settings) is not None:
                         continue
-                    if not leases.try_claim(job.pair_id):
+                    token = leases.try_claim(job.pair_id)
+                    if token is None:
                         waiting.append(job)
                         continue
                     try:
@@ -79,7 +94,23 @@ def work_through(
                             continue  # finished by another worker just before we claimed it
                         log_event(layout, leases.worker_id, job.pair_id, "start")
                         backend = _backend(job.backend, backends, options)
-                        record = execute_job(job, backend, layout, preview=settings.preview)
+                        _fault_point(layout, "running", job.pair_id)
+                        attempt = execute_job(job, backend, layout, preview=settings.preview, token=token)
+                        _fault_point(layout, "publishing", job.pair_id)
+                        try:
+                            record = publish_attempt(
+                                layout, attempt, lambda j=job, t=token: leases.holds(j.pair_id, t),
+                                since=settings.since if settings.fresh_only else 0.0,
+                            )  # fmt: skip
+                        except LeaseLost:
+                            holder = leases.lost.get(job.pair_id) or "another worker"
+                            notice(
+                                f"{job.pair_id}: this worker lost its lease to {holder} (paused or stalled past the "
+                                f"{leases.ttl_s:g} s lease); its attempt was discarded, not published"
+                            )
+                            log_event(layout, leases.worker_id, job.pair_id, "lost")
+                            waiting.append(job)
+                            continue
                         ledger.append(record, layout.job_dir(job.pair_id))
                         log_event(layout, leases.worker_id, job.pair_id, record["status"])
                     finally:
@@ -90,7 +121,19 @@ def work_through(
                     time.sleep(POLL_S)
         finally:
             for backend in backends.values():
-                backend.close()
+                with contextlib.suppress(Exception):
+                    backend.close()
+
+
+def _fault_point(layout: RunLayout, point: str, pair_id: str) -> None:
+    """Test hook: the first worker of an output root to reach `point` for `pair_id` stops itself."""
+    if os.environ.get(FAULT_ENV) != f"{point}:{pair_id}":
+        return
+    try:
+        os.close(os.open(layout.root / "work" / f".fault-{point}-{pair_id}", os.O_CREAT | os.O_EXCL, 0o644))
+    except OSError:
+        return
+    os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def _backend(name: str, backends: dict[str, Backend], options: BackendOptions) -> Backend:
@@ -113,10 +156,49 @@ def _ordered(jobs: list[Job], backends: dict[str, Backend], options: BackendOpti
     return ordered
 
 
+def raise_on_signals() -> dict:
+    """SIGINT/SIGTERM raise RunInterrupted (once) in the main thread; returns the previous handlers."""
+    fired = []
+
+    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
+        if not fired:
+            fired.append(signum)
+            raise RunInterrupted(signum)
+
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def restore_signals(previous: dict) -> None:
+    """Put back the handlers `raise_on_signals` replaced."""
+    for sig, old in previous.items():
+        signal.signal(sig, old)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this worker when its parent dies (even by SIGKILL): no orphans."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def worker_process(
-    jobs: list[Job], root: Path, options: BackendOptions, settings: ClaimSettings, queue, gpu: str | None
+    jobs: list[Job], root: Path, options: BackendOptions, settings: ClaimSettings, conn, gpu: str | None
 ) -> None:
-    """Entry point of a `--workers N` child process: pin the GPU, then run the claim loop."""
+    """Entry point of a `--workers N` child process: its own process group (so the parent can stop it and its
+    ffmpeg children at once), dies with its parent, pins the GPU, then runs the claim loop, sending each
+    record through its own pipe (no lock shared with other workers)."""
+    parent = os.getppid()
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    _die_with_parent()
+    raise_on_signals()
+    if os.getppid() != parent:  # the parent died before PDEATHSIG was set
+        raise SystemExit(143)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    work_through(jobs, RunLayout(root), options, settings, queue.put)
+    try:
+        work_through(jobs, RunLayout(root), options, settings, conn.send)
+    except RunInterrupted as exc:
+        raise SystemExit(exc.exit_code) from None
+    finally:
+        with contextlib.suppress(OSError):
+            conn.close()

@@ -11,6 +11,8 @@ from typing import Any
 from semfi_batch.errors import SemfiError
 from semfi_batch.manifest import KeyframePair, load_manifest, read_table
 from semfi_batch.review.decisions import ReviewFilter
+from semfi_batch.run.job import JobPlanner
+from semfi_batch.run.stale import published_job, run_planner
 
 MANIFEST_NAME = "manifest.parquet"
 RUN_INFO_NAME = "run.json"
@@ -70,8 +72,12 @@ def read_run(run_dir: Path, *, accepted_only: bool = False) -> RunEdits:
         raise RunFolderError(f"run folder not found: {run_dir}")
     if not manifest_path.exists():
         raise RunFolderError(f"{run_dir} is not a run folder: no {MANIFEST_NAME} (make one with `semfi-batch run`)")
+    spliced = run_dir / "spliced"
+    if spliced.is_symlink():
+        raise RunFolderError(f"{spliced} is a symlink; splice never writes through one: remove it")
     manifest = load_manifest(manifest_path, check_media=False)
     review = ReviewFilter(run_dir, accepted_only=accepted_only)
+    planner = run_planner(run_dir)
     original_dir = _original_manifest_dir(run_dir)
     raw_sources = _raw_column(manifest_path, "source")
     sources: dict[Path, list[Edit]] = {}
@@ -82,7 +88,7 @@ def read_run(run_dir: Path, *, accepted_only: bool = False) -> RunEdits:
             continue
         source = _resolve_source(pair, raw_sources, run_dir, original_dir)
         sources.setdefault(source, [])
-        edit, why = _edit_for(pair, run_dir / "jobs" / pair.pair_id)
+        edit, why = _edit_for(pair, run_dir / "jobs" / pair.pair_id, planner, source)
         if edit is not None:
             edit, why = review.apply(edit)
         if edit is None:
@@ -117,16 +123,14 @@ def _resolve_source(pair: KeyframePair, raw: list[Any], run_dir: Path, original_
     return pair.source.resolve() if pair.source.exists() else pair.source
 
 
-def _edit_for(pair: KeyframePair, job_dir: Path) -> tuple[Edit | None, str]:
+def _edit_for(pair: KeyframePair, job_dir: Path, planner: JobPlanner | None, source: Path) -> tuple[Edit | None, str]:
     record_path = job_dir / RECORD_NAME
     if not record_path.exists():
         return None, "no finished job (run `semfi-batch run` on the manifest first)"
-    try:
-        record = json.loads(record_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        return None, f"unreadable job record {record_path}: {exc}"
-    if not isinstance(record, dict):
-        return None, f"unreadable job record {record_path}"
+    # The job must be this row's as it stands now (its source by content) and its outputs must match its record.
+    record, why = published_job(job_dir, pair, planner, source)
+    if record is None:
+        return None, why
     if record.get("status") != "done":
         error = record.get("error") or "no error message"
         return None, f"job {record.get('status', 'unknown')}: {error}"

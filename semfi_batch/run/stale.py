@@ -1,0 +1,81 @@
+"""Is a published job still the job of its manifest row? `splice` and `merge` ask before using one: its record's
+key must be the key the row gives now (inputs by content, settings from run.json), and every output must match
+the record. A job made from an older version of its source (the file replaced under the same name), or before
+the row's source changed, is stale: left out, with the reason."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from semfi_batch.manifest import KeyframePair
+from semfi_batch.review.decisions import regeneration_overrides
+from semfi_batch.run.inputs import CACHE_NAME, InputHashes
+from semfi_batch.run.job import JobPlanner
+from semfi_batch.run.ledger import check_job_folder, read_record
+
+
+def run_planner(run_dir: Path) -> JobPlanner | None:
+    """A planner giving the keys the run in `run_dir` gave (its run.json settings), or None for runs made before
+    settings were kept."""
+    try:
+        info = json.loads((Path(run_dir) / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    settings = info.get("settings") if isinstance(info, dict) else None
+    if not isinstance(settings, dict):
+        return None
+    # Jobs regenerated from `review` were planned with their new seed/backend: so are their keys here.
+    overrides = regeneration_overrides(Path(run_dir))
+    return JobPlanner.from_settings(settings, InputHashes(Path(run_dir) / CACHE_NAME), overrides)
+
+
+def published_job(
+    job_dir: Path, pair: KeyframePair, planner: JobPlanner | None, source: Path | None = None
+) -> tuple[dict | None, str]:
+    """(record, "") when `job_dir` holds a finished or failed job of `pair` as the row stands now (`source`: the
+    row's source as resolved by the caller), else (None, why it cannot be used)."""
+    record = read_record(job_dir)
+    if record is None:
+        return None, "no finished job (run `semfi-batch run` on the manifest first)"
+    if source is not None:
+        pair = dataclasses.replace(pair, source=source)
+    if planner is None and "outputs" not in record:
+        return record, ""  # a run made before records listed their outputs: only its frame count can be checked
+    if record.get("status") == "done":
+        why = stale_reason(record, pair, planner)
+        if why:
+            return None, f"stale job: {why}"
+    checked, why = check_job_folder(job_dir, None)
+    if checked is None:
+        return None, f"job folder does not match its record: {why}"
+    return checked, ""
+
+
+def stale_reason(record: dict, pair: KeyframePair, planner: JobPlanner | None) -> str:
+    """Why a done record is not the job `pair` gives now; "" when it is."""
+    recorded = str(record.get("source") or record.get("start_image") or "")
+    current = str(pair.source or pair.start_image or "")
+    if recorded and current and Path(recorded).resolve() != Path(current).resolve():
+        return f"made from {recorded}, the row now names {current}"
+    files = (record.get("keyframes") or {}).get("files")
+    if planner is None or not isinstance(files, dict):
+        return "" if isinstance(files, dict) else "made by an older version (no input hashes in its record)"
+    if pair.keyframe_size is None and not pair.width and record.get("width") and record.get("height"):
+        pair = dataclasses.replace(pair, keyframe_size=(int(record["width"]), int(record["height"])))
+    if record.get("requested_backend") == "auto" and (pair.backend or planner.default_backend) == "auto":
+        # `auto` chose by what this machine had when the job ran; the key is the chosen backend's.
+        pair = dataclasses.replace(pair, backend=str(record.get("backend")))
+    try:
+        job = planner.plan(pair)
+    except Exception as exc:  # noqa: BLE001 - an unknown backend and the like: the job cannot be confirmed
+        return f"its key cannot be computed ({exc})"
+    if job.key == record.get("key"):
+        return ""
+    old = list(files.values())
+    for (path, (_, digest)), before in zip(job.inputs.items(), old, strict=False):
+        if isinstance(before, dict) and before.get("sha256") != digest:
+            what = "is missing" if digest == "missing" else "was replaced or changed (its content differs)"
+            return f"{path} {what} since the job ran"
+    return "the row or the run's settings changed since the job ran (its key differs)"

@@ -1,0 +1,39 @@
+"""splice and merge use a job only while it is the job of its row as the row stands now: a source replaced under
+the same name, or a row whose source changed, leaves the job out with the reason."""
+
+import shutil
+
+from semfi_batch.backends import BackendOptions
+from semfi_batch.cli import main
+from semfi_batch.manifest import write_manifest
+from semfi_batch.run.engine import prepare_run
+from semfi_batch.splice.runfolder import read_run
+from tests.conftest import numbered_clip
+
+
+def test_replaced_source_and_changed_row_are_left_out(tmp_path, capsys):
+    clip = numbered_clip(tmp_path / "clip.mp4", 24)
+    other = numbered_clip(tmp_path / "other.mp4", 24, size="96x64")
+    rows = [{"pair_id": f"v{i}", "source": str(clip), "start_frame": 2 + 8 * i, "end_frame": 5 + 8 * i}
+            for i in range(2)]  # fmt: skip
+    manifest = write_manifest(rows, tmp_path / "v.parquet")
+    out = tmp_path / "out"
+    assert main(["run", str(manifest), "--out", str(out), "--quiet", "--backend", "blend", "--no-preview"]) == 0
+    assert [e.pair_id for e in read_run(out).sources[clip.resolve()]] == ["v0", "v1"]
+
+    # v1's source changes in the manifest, and the re-run is killed before v1 runs again (only planned here).
+    rows[1]["source"] = str(other)
+    write_manifest(rows, manifest)
+    prepare_run(manifest, out, "blend", BackendOptions(), preview=False)
+    skipped = {s.pair_id: s.why for s in read_run(out).skipped}
+    assert "made from" in skipped["v1"] and "other.mp4" in skipped["v1"], skipped
+    assert "v0" not in skipped
+
+    # The source file replaced under the same name: v0 was made from the old one.
+    shutil.copyfile(numbered_clip(tmp_path / "new.mp4", 30), clip)
+    skipped = {s.pair_id: s.why for s in read_run(out).skipped}
+    assert "clip.mp4 was replaced or changed" in skipped["v0"], skipped
+    capsys.readouterr()
+    assert main(["merge", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "2 stale" in printed and "left out v0" in printed and "was replaced or changed" in printed
