@@ -120,7 +120,10 @@ def read_table(path: Path) -> pa.Table:
     if path.suffix.lower() == ".csv":
         return read_csv_table(path)
     try:
-        return pq.read_table(path)
+        # ParquetFile, not pq.read_table: the latter imports pyarrow.dataset (and pandas), a quarter second
+        # that every `run`, a resume with nothing to do included, would pay.
+        with pq.ParquetFile(path) as parquet:
+            return parquet.read()
     except (pa.ArrowException, OSError) as exc:
         raise ManifestError(f"{path} is not a readable Parquet manifest: {exc}") from None
 

@@ -55,9 +55,12 @@ def default_report_path(source: Path) -> Path:
     return source / "report.html" if source.is_dir() else source.with_suffix(".html")
 
 
-def write_report(source: Path, out: Path | None = None, *, max_sheets: int = 200, quality: bool = True) -> Path:
+def write_report(
+    source: Path, out: Path | None = None, *, max_sheets: int = 200, quality: bool = True, plots: bool = True
+) -> Path:
     """Write the HTML page for a run folder or an eval Parquet file; return its path. `quality=False`
-    skips measuring warp error for jobs that lack it (about 0.5 s per 720p job)."""
+    skips measuring warp error for jobs that lack it (about 0.5 s per 720p job); `plots=False` leaves the
+    run page's plots out (drawing them costs seconds: the page `run` writes at its end has none)."""
     source = Path(source)
     out = Path(out) if out else default_report_path(source)
     if out.is_dir():
@@ -65,7 +68,7 @@ def write_report(source: Path, out: Path | None = None, *, max_sheets: int = 200
     if source.is_dir():
         # Links to the preview clips are relative to the page, so a run folder can be moved with its report.
         link_root = os.path.relpath(source.absolute(), out.absolute().parent)
-        page = run_report_html(source, max_sheets=max_sheets, link_root=link_root, quality=quality)
+        page = run_report_html(source, max_sheets=max_sheets, link_root=link_root, quality=quality, plots=plots)
     elif source.is_file() and is_eval_file(source):
         page = eval_report_html(source)
     elif source.exists():
@@ -128,7 +131,9 @@ def _read_metrics(path: Path) -> pd.DataFrame | None:
         return None
 
 
-def run_report_html(run_dir: Path, *, max_sheets: int = 200, link_root: str = ".", quality: bool = True) -> str:
+def run_report_html(
+    run_dir: Path, *, max_sheets: int = 200, link_root: str = ".", quality: bool = True, plots: bool = True
+) -> str:
     """The HTML page for a run folder; links to files of the run start with `link_root` (the run folder
     relative to where the page will be)."""
     run_dir = Path(run_dir).absolute()
@@ -161,11 +166,15 @@ def run_report_html(run_dir: Path, *, max_sheets: int = 200, link_root: str = ".
     if info.get("manifest"):
         facts.insert(0, ("manifest", str(info["manifest"])))
 
-    plots = []
-    if len(jobs):
-        plots.append(("time-per-job", "Time per job", _plot_time_per_job(jobs)))
+    figures = []
+    if len(jobs) and plots:
+        figures.append(("time-per-job", "Time per job", _plot_time_per_job(jobs)))
         if len(done):
-            plots.append(("quality", "Quality: temporal consistency per job", _plot_run_quality(done)))
+            figures.append(("quality", "Quality: temporal consistency per job", _plot_run_quality(done)))
+    if not plots:
+        plot_html = f"<p>Plots are drawn by <code>semfi-batch report {_e(str(run_dir))}</code>.</p>"
+    else:
+        plot_html = "".join(_figure(i, t, png) for i, t, png in figures) or "<p>No finished jobs.</p>"
     max_sheets = max(0, max_sheets)
     sheets = [_contact_sheet(run_dir, row, link_root) for row in done.head(max_sheets).to_dict("records")]
     omitted = max(0, len(done) - max_sheets)
@@ -173,7 +182,7 @@ def run_report_html(run_dir: Path, *, max_sheets: int = 200, link_root: str = ".
     body = [
         f"<h1>semfi-batch run report</h1><p class='sub'>{_e(str(run_dir))} &middot; written {_now()}</p>",
         _section("summary", "Summary", _facts_table(facts)),
-        _section("plots", "Plots", "".join(_figure(i, t, png) for i, t, png in plots) or "<p>No finished jobs.</p>"),
+        _section("plots", "Plots", plot_html),
         _section(
             "failures",
             f"Failures ({len(failed)})",

@@ -74,6 +74,9 @@ class Backend(ABC):
     # True when `interpolate` takes and returns every frame layout (uint16, RGBA) itself; else it sees RGB
     # uint8 and `generate` converts at its boundary.
     deep_frames: ClassVar[bool] = False
+    # True for single-threaded CPU backends, whose throughput grows with worker processes (`--workers auto`
+    # gives them one per physical core); model backends use all cores (or the GPU) in one process.
+    scales_with_workers: ClassVar[bool] = False
 
     def __init__(self, options: BackendOptions | None = None):
         ok, why = type(self).availability(options or BackendOptions())

@@ -13,6 +13,8 @@ from semfi_batch.plan import inbetween_times
 class BlendBackend(Backend):
     """Linear cross-fade between the two keyframes."""
 
+    scales_with_workers = True
+
     name = "blend"
     description = "cross-fade between the keyframes (baseline; CPU, no weights)"
     deep_frames = True  # any depth and channels: alpha fades with the colour

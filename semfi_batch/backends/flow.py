@@ -24,6 +24,8 @@ _OCC_ABS, _OCC_REL = 1.0, 0.05
 class FlowBackend(Backend):
     """Optical-flow in-betweening with forward-backward occlusion handling."""
 
+    scales_with_workers = True
+
     name = "flow"
     description = "bidirectional optical flow (OpenCV DIS) with occlusion-aware blending (CPU, no weights)"
     version = "1"

@@ -66,6 +66,8 @@ def _ffmpeg_facts() -> tuple[bool, str]:
 class MinterpolateBackend(Backend):
     """ffmpeg minterpolate (motion-compensated interpolation) between two keyframes."""
 
+    scales_with_workers = True
+
     name = "minterpolate"
     description = "ffmpeg minterpolate, motion-compensated (external reference; CPU, no weights)"
     version = "1"

@@ -44,9 +44,12 @@ def run(
         int, typer.Option(help="Save denoising state every K steps so a killed job resumes (0: off).")
     ] = 0,
     workers: Annotated[
-        int,
-        typer.Option(min=1, help="Worker processes (each loads the model once), or Ray actors with --executor ray."),
-    ] = 1,
+        str,
+        typer.Option(
+            help="Worker processes (each loads the model once), or Ray actors with --executor ray. auto: one per "
+            "physical core for the CPU backends (flow, blend, minterpolate) when there are enough jobs, else 1."
+        ),
+    ] = "auto",
     gpus: Annotated[str | None, typer.Option(help="GPUs to pin workers to, round-robin, e.g. 0,1,2,3.")] = None,
     shard: Annotated[
         str | None, typer.Option(help="Run only shard i of N (i/N, 0-based), by a stable hash of pair_id.")
@@ -100,7 +103,7 @@ def run(
     try:
         summary = run_manifest(
             manifest, out, backend=backend, options=options, retry_failed=retry_failed, force=force,
-            show_progress=not quiet, workers=workers, gpus=gpus.split(",") if gpus else None,
+            show_progress=not quiet, workers=parse_workers(workers), gpus=gpus.split(",") if gpus else None,
             shard=parse_shard(shard) if shard else None, executor=executor, ray_address=ray_address,
             lease_ttl_s=lease_ttl, preview=preview,
         )  # fmt: skip
@@ -131,7 +134,7 @@ def run(
         stdout.print(failed)
         console.print("re-run with --retry-failed to try the failed jobs again")
     stdout.print(f"outputs: {summary.out}/jobs/<pair_id>/frames  metrics: {summary.metrics}")
-    _print_report_path(summary.out)
+    _print_report_path(summary.out, up_to_date=summary.ran == 0)
     for death in summary.dead_workers:
         console.print(f"[red]error:[/red] {death}; the other workers went on", markup=True)
     if summary.dead_workers and summary.done + summary.failed < summary.total:
@@ -184,6 +187,15 @@ def _finished_read_only(manifest, out, backend, options, retry_failed, force, sh
     return True
 
 
+def parse_workers(text: str) -> int | str:
+    """--workers: "auto" or a positive whole number."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise typer.BadParameter(f"{text!r} is not a positive whole number or auto", param_hint="'--workers'")
+    return int(text)
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """'i/N' -> (i, N) with 0 <= i < N."""
     try:
@@ -195,13 +207,18 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def _print_report_path(out: Path) -> None:
-    """Write the run's HTML report and say where it is."""
+def _print_report_path(out: Path, *, up_to_date: bool = False) -> None:
+    """Write the run's HTML report (unless nothing ran and it exists) and say where it is."""
+    page = out / "report.html"
+    if up_to_date and page.is_file():
+        stdout.print(f"report: {page}  (with plots and quality figures: semfi-batch report {out})")
+        return
     from semfi_batch.report import write_report
 
     try:
-        # Warp error is left for `semfi-batch report` to measure: it costs more per job than `flow` itself.
-        stdout.print(f"report: {write_report(out, quality=False)}  (with quality figures: semfi-batch report {out})")
+        # Warp error and plots are left for `semfi-batch report`: they cost more per job than `flow` itself.
+        page = write_report(out, quality=False, plots=False)
+        stdout.print(f"report: {page}  (with plots and quality figures: semfi-batch report {out})")
     except Exception as exc:  # noqa: BLE001 - the run's outputs are done; a report problem must not fail it
         console.print(f"report not written ({type(exc).__name__}: {exc}); try: semfi-batch report {out}")
 

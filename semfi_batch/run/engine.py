@@ -144,7 +144,7 @@ def run_manifest(
     retry_failed: bool = False,
     force: bool = False,
     show_progress: bool = True,
-    workers: int = 1,
+    workers: int | str = 1,
     gpus: list[str] | None = None,
     shard: tuple[int, int] | None = None,
     executor: str = "local",
@@ -182,7 +182,9 @@ def run_manifest(
             summary.interrupted = exc
         _collect(plan, ledger, layout, settings, records, summary)
         name = "metrics.parquet" if shard is None else f"metrics.shard-{shard[0]}-of-{shard[1]}.parquet"
-        write_metrics(layout.root / name, manifest, records)
+        inputs = (layout.root / "manifest.parquet", layout.ledger, layout.root / "run.json")
+        if plan.todo or not _newer_than(layout.root / name, inputs):
+            write_metrics(layout.root / name, manifest, records)  # (a resume with nothing to do keeps it)
         summary.metrics_path = layout.root / name
         summary.wall_s = time.time() - t0
         return summary
@@ -201,6 +203,8 @@ def _execute(plan, layout, options, settings, records, summary, show_progress, e
 
         if not plan.todo:
             return  # all finished: nothing to start (no Ray cluster, no worker processes)
+        if workers == "auto":
+            workers = auto_workers(plan.todo)
         if executor == "ray":
             from semfi_batch.run.ray_executor import run_on_ray
 
@@ -209,6 +213,28 @@ def _execute(plan, layout, options, settings, records, summary, show_progress, e
             summary.dead_workers = _run_processes(plan.todo, layout, options, settings, on_record, workers, gpus)
         else:
             work_through(plan.todo, layout, options, settings, on_record)
+
+
+def auto_workers(jobs: list[Job]) -> int:
+    """`--workers auto`: one worker per physical core when every job's backend scales with workers (the CPU
+    backends), at most one per 4 jobs (starting a worker costs about a second); else 1."""
+    if not jobs or not all(backend_class(job.backend).scales_with_workers for job in jobs):
+        return 1
+    return max(1, min(physical_cores(), len(jobs) // 4))
+
+
+def physical_cores() -> int:
+    """Physical cores this process may use: distinct (package, core) pairs among the CPUs in its affinity mask
+    (hyper-threads share a core's units, and flow gains nothing from a second one)."""
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in cpus:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add((topology.joinpath("physical_package_id").read_text(), topology.joinpath("core_id").read_text()))
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    return max(1, len(cores))
 
 
 def _collect(plan, ledger, layout, settings, records, summary) -> None:
@@ -380,7 +406,17 @@ def _claim_root(layout: RunLayout, manifest: Manifest, settings: dict) -> None:
             data = manifest.path.read_bytes()
         except OSError as exc:
             raise file_error(exc, manifest.path) from None
-        write_file_atomic(target, data)
+        if not (target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data):
+            write_file_atomic(target, data)
+
+
+def _newer_than(path: Path, inputs: tuple[Path, ...]) -> bool:
+    """Whether `path` exists and was written after every one of `inputs` that exists."""
+    try:
+        written = path.stat().st_mtime_ns
+    except OSError:
+        return False
+    return all(not p.exists() or p.stat().st_mtime_ns <= written for p in inputs)
 
 
 def _read_json(path: Path) -> dict | None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from semfi_batch.backends import Backend, BackendOptions, InterpolationRequest, backend_class
 from semfi_batch.backends.routing import BackendRouter
@@ -198,10 +199,14 @@ def execute_job(
         backend.notes.values = {}
         cache = keyframe_cache_for(layout.root, backend.options.extra)
         backend_dir = layout.job_work(job.pair_id, job.key) / "backend"
-        count, keyframes = _generate(job, backend, backend_dir, folder, preview, cache)
+        count, keyframes, timing = _generate(job, backend, backend_dir, folder, preview, cache)
+        t0 = time.perf_counter()
+        outputs = output_entries(folder)
+        timing["record_s"] = round(time.perf_counter() - t0, 4)
         record = _record(job, "done", None, started, count, backend, token)
         record["keyframes"] = keyframes
-        record["outputs"] = output_entries(folder)
+        record["outputs"] = outputs
+        record["timing"] = timing
         write_record(folder, record)
         return Attempt(job, folder, record)
     except DiskFull:
@@ -301,8 +306,10 @@ def _generate(
     """Write the job's frames, keyframes and preview into `folder`; return the frame count and the keyframes
     by content (pixel hashes of the frames as used, and the input files' hashes)."""
     pair = job.pair
+    t0 = time.perf_counter()
     start, end, fps = load_keyframes(pair, cache)
     keyframes = {"start_sha256": pixels_sha256(start), "end_sha256": pixels_sha256(end), "files": _check_inputs(job)}
+    keys_s = time.perf_counter() - t0
 
     def make(first: np.ndarray, last: np.ndarray, part: str = ""):
         request = InterpolationRequest(
@@ -326,6 +333,8 @@ def _generate(
     else:
         generated = make(start, end)
     frames = []
+    write_s = 0.0
+    t_loop = time.perf_counter()
     for frame in generated:
         if frame.shape != start.shape or frame.dtype != start.dtype:
             raise SemfiError(
@@ -335,15 +344,34 @@ def _generate(
         if len(frames) >= pair.gap_frames:
             raise SemfiError(f"backend {job.backend} returned more than {pair.gap_frames} frames")
         path = folder / "frames" / f"{len(frames) + 1:06d}.png"
+        t0 = time.perf_counter()
         write_png(path, frame)
+        write_s += time.perf_counter() - t0
         frames.append(path)
+    backend_s = time.perf_counter() - t_loop - write_s
     if len(frames) != pair.gap_frames:
         raise SemfiError(f"backend {job.backend} returned {len(frames)} frames, expected {pair.gap_frames}")
-    write_png(folder / "start.png", start)
-    write_png(folder / "end.png", end)
+    t0 = time.perf_counter()
+    _write_key(folder / "start.png", start, pair.start_image)
+    _write_key(folder / "end.png", end, pair.end_image)
     if preview:
         encode_png_sequence([folder / "start.png", *frames, folder / "end.png"], folder / "clip.mp4", fps)
-    return len(frames), keyframes
+    write_s += time.perf_counter() - t0
+    timing = {"keys_s": round(keys_s, 4), "backend_s": round(backend_s, 4), "write_s": round(write_s, 4)}
+    return len(frames), keyframes, timing
+
+
+def _write_key(path: Path, frame: np.ndarray, image: Path | None) -> None:
+    """The keyframe as used. An 8-bit RGB(A) PNG keyframe used at its own size is copied byte for byte (its
+    pixels are the file's: decoding and encoding it again would only cost time); anything else is encoded."""
+    if image is not None and image.suffix.lower() == ".png" and frame.dtype == np.uint8:
+        with Image.open(image) as im:
+            same = im.format == "PNG" and im.size == (frame.shape[1], frame.shape[0])
+            same = same and im.mode == {3: "RGB", 4: "RGBA"}[frame.shape[2]] and "transparency" not in im.info
+        if same:
+            shutil.copyfile(image, path)
+            return
+    write_png(path, frame)
 
 
 def _failed_attempt(

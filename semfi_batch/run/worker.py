@@ -195,6 +195,9 @@ def worker_process(
         raise SystemExit(143)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    import cv2
+
+    cv2.setNumThreads(1)  # one core per worker: OpenCV's own threads would only contend with the other workers
     try:
         work_through(jobs, RunLayout(root), options, settings, conn.send)
     except RunInterrupted as exc:
