@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from semfi_batch.backends import DEFAULT_BACKEND, BackendOptions, backend_class
 from semfi_batch.backends.routing import refuse_cut_morphs
-from semfi_batch.errors import BackendUnavailable, RunInterrupted, RunSettingsMismatch, SemfiError
+from semfi_batch.errors import BackendUnavailable, DiskFull, RunInterrupted, RunSettingsMismatch, SemfiError
 from semfi_batch.manifest import Manifest, load_manifest
 from semfi_batch.media.keyframe_cache import fill_for_pairs, keyframe_cache_for
 from semfi_batch.plan import shard_of
@@ -36,6 +36,7 @@ from semfi_batch.run.lease import LeaseManager, default_ttl
 from semfi_batch.run.ledger import JobLedger
 from semfi_batch.run.notices import notice
 from semfi_batch.run.worker import (
+    FATAL_EXIT,
     ClaimSettings,
     finished_record,
     raise_on_signals,
@@ -266,6 +267,14 @@ def _run_processes(jobs, layout, options, settings, on_record, workers, gpus) ->
     procs: list[tuple[int, multiprocessing.Process]] = []
     conns: dict = {}  # receiving end -> worker number
     dead: list[str] = []
+    fatal: list[str] = []  # what stopped a worker that the whole run must stop for (a full disk)
+
+    def on_message(message: dict) -> None:
+        if "fatal" in message:
+            fatal.append(message["fatal"])
+        else:
+            on_record(message)
+
     try:
         for i in range(1, workers + 1):
             gpu = gpus[(i - 1) % len(gpus)] if gpus else None
@@ -283,24 +292,28 @@ def _run_processes(jobs, layout, options, settings, on_record, workers, gpus) ->
             sentinels = {proc.sentinel: i for i, proc in running.items()}
             for ready in wait_for([*conns, *sentinels], timeout=1.0):
                 if ready in conns:
-                    _receive(ready, conns, on_record)
+                    _receive(ready, conns, on_message)
                 elif ready in sentinels:
                     i = sentinels[ready]
                     proc = running.pop(i)
                     proc.join()
                     with contextlib.suppress(OSError):
                         os.killpg(proc.pid, signal.SIGKILL)  # what it left running (ffmpeg) goes with it
-                    if proc.exitcode:
+                    if proc.exitcode == FATAL_EXIT:
+                        pass  # it said why (a full disk): raised below
+                    elif proc.exitcode:
                         dead.append(f"worker {i} (pid {proc.pid}) {_how_it_ended(proc.exitcode)}")
             if not running:
                 for conn in list(conns):  # what the last workers sent before exiting
                     while conn in conns and conn.poll():
-                        _receive(conn, conns, on_record)
+                        _receive(conn, conns, on_message)
                     if conn in conns:
                         conns.pop(conn).close()
     except RunInterrupted:
         _stop_workers([p for _, p in procs], conns, on_record)
         raise
+    if fatal:
+        raise DiskFull(fatal[0])  # as a single-process run would: the same one line, nothing half-written kept
     return dead
 
 

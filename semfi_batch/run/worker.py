@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from semfi_batch.backends import Backend, BackendOptions, backend_class
-from semfi_batch.errors import RunInterrupted
+from semfi_batch.errors import DiskFull, RunInterrupted
 from semfi_batch.run.job import Job, LeaseLost, execute_job, publish_attempt
 from semfi_batch.run.layout import RunLayout, append_line
 from semfi_batch.run.lease import DEFAULT_TTL_S, LeaseManager, new_worker_id
@@ -24,6 +24,7 @@ from semfi_batch.run.ledger import JobLedger, check_job_folder, read_record
 from semfi_batch.run.notices import notice
 
 POLL_S = 0.25
+FATAL_EXIT = 3  # a worker that stopped for a reason the whole run stops for (it sent the message first)
 # Fault injection for tests/faults: "<point>:<pair_id>" makes the worker stop itself (SIGSTOP) at that point,
 # so a test can pause it past its lease, deterministically. Points: running (job claimed, attempt not yet
 # started), publishing (attempt complete, not yet published).
@@ -202,6 +203,10 @@ def worker_process(
         work_through(jobs, RunLayout(root), options, settings, conn.send)
     except RunInterrupted as exc:
         raise SystemExit(exc.exit_code) from None
+    except DiskFull as exc:  # the whole run stops for it: the parent prints this message, not "worker died"
+        with contextlib.suppress(OSError, ValueError):
+            conn.send({"fatal": str(exc)})
+        raise SystemExit(FATAL_EXIT) from None
     finally:
         with contextlib.suppress(OSError):
             conn.close()
