@@ -28,23 +28,14 @@ import numpy as np
 from semfi_batch.errors import MediaError, VideoOpenFailure
 from semfi_batch.media.tools import run_tool, tool_path
 
-# Video codecs whose GOPs can be re-encoded in place, with the encoder that does it.
+# Video codecs whose GOPs can be re-encoded in place, with the encoder that does it (others: media/codecs.py).
 SMART_CODECS = {"h264": "libx264", "vp8": "libvpx", "vp9": "libvpx-vp9"}
-# Same-codec encoders for a full re-encode of codecs that cannot be smart-cut.
-FULL_ENCODERS = {
-    "hevc": ("libx265", ("-crf", "18", "-preset", "medium")),
-    "mpeg4": ("mpeg4", ("-q:v", "2")),
-    "mpeg2video": ("mpeg2video", ("-q:v", "2")),
-    "mjpeg": ("mjpeg", ("-q:v", "2")),
-    "prores": ("prores_ks", ()),
-    "ffv1": ("ffv1", ()),
-    "theora": ("libtheora", ("-q:v", "8")),
-    "av1": ("libaom-av1", ("-crf", "24", "-b:v", "0", "-cpu-used", "6")),
-}
 # Encoders for audio that has to be re-encoded (insert mode), by source codec.
 AUDIO_ENCODERS = {
     "aac": "aac", "mp3": "libmp3lame", "vorbis": "libvorbis", "opus": "libopus", "flac": "flac",
     "ac3": "ac3", "eac3": "eac3", "alac": "alac", "mp2": "mp2",
+    **{f"pcm_{k}": f"pcm_{k}" for k in ("s16le", "s16be", "s24le", "s24be", "s32le", "s32be", "f32le", "u8",
+                                        "alaw", "mulaw")},
 }  # fmt: skip
 # Quality of re-encoded GOPs when the source's own settings are unknown (visually close to lossless).
 DEFAULT_CRF = 16
@@ -81,6 +72,15 @@ class StreamFacts:
     format_start: float
     nb_streams: int
     x264_options: str | None = None
+    codec_tag: str | None = None  # the four-character code, when printable (DIVX, hvc1, apch...)
+    timecode: str | None = None  # start timecode (QuickTime tmcd track, MXF, stream or file tag)
+
+    @property
+    def intra_only(self) -> bool:
+        """Every frame coded on its own (ProRes, DNxHD, FFV1, MJPEG...)."""
+        from semfi_batch.media.codecs import INTRA_CODECS
+
+        return self.codec in INTRA_CODECS
 
     @property
     def container(self) -> str | None:
@@ -147,10 +147,25 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
         format_name=str(fmt.get("format_name", "")),
         format_start=float(fmt.get("start_time", 0.0) or 0.0),
         nb_streams=len(streams),
+        codec_tag=_codec_tag(video.get("codec_tag_string")),
+        timecode=_timecode(streams, fmt),
     )
     if facts.codec == "h264" and encoder_settings:
         facts = replace(facts, x264_options=_x264_options(path, facts.index))
     return facts
+
+
+def _codec_tag(value) -> str | None:
+    tag = str(value or "")
+    return tag if len(tag) == 4 and tag.isprintable() and "[" not in tag and tag != "0000" else None
+
+
+def _timecode(streams: list[dict], fmt: dict) -> str | None:
+    """The start timecode, wherever the container keeps it (video stream, tmcd data stream, file tags)."""
+    for tags in [s.get("tags") or {} for s in streams] + [fmt.get("tags") or {}]:
+        if tags.get("timecode"):
+            return str(tags["timecode"])
+    return None
 
 
 def _known(value, unknown: tuple[str, ...] = ("unknown",)) -> str | None:
@@ -331,6 +346,16 @@ class EncoderChoice:
     note: str
     time_base: Fraction | None = None  # encoder time base; None: the source stream's
     filters: tuple[str, ...] = field(default_factory=tuple)
+    output_args: tuple[str, ...] = ()  # options for the muxer (field order) rather than the encoder
+
+
+# Decoders that report a wider format than their encoder takes (ProRes 4444 decodes to 12 bits).
+_ENCODER_PIX_FMT = {("prores", "yuva444p12le"): "yuva444p10le", ("prores", "yuv444p12le"): "yuv444p10le"}
+
+
+def encoder_pix_fmt(facts: StreamFacts) -> str:
+    """The pixel format to encode in: the source's, or the nearest its encoder takes."""
+    return _ENCODER_PIX_FMT.get((facts.codec, facts.pix_fmt), facts.pix_fmt)
 
 
 def available_encoders() -> frozenset[str]:
@@ -351,15 +376,33 @@ def _encoders(ffmpeg: str) -> frozenset[str]:
 
 def smart_cut_blocker(facts: StreamFacts) -> str | None:
     """Why GOPs of this file cannot be re-encoded in place (None when they can)."""
-    if facts.container is None:
-        return f"container {facts.format_name} is not supported for smart cut (mp4, mov, mkv, webm are)"
-    if facts.codec not in SMART_CODECS:
-        return f"codec {facts.codec} cannot be re-encoded in place (h264, vp8, vp9 can)"
-    if SMART_CODECS[facts.codec] not in available_encoders():
-        return f"this ffmpeg has no {SMART_CODECS[facts.codec]} encoder for {facts.codec}"
-    if facts.field_order:
-        return f"interlaced video ({facts.field_order}) is re-encoded whole"
+    from semfi_batch.media.codecs import KEYFRAME_CODECS, codec_plan
+
+    if facts.codec in ("h264", "hevc") and facts.container is None:
+        return f"{facts.codec} in {facts.format_name} is re-encoded whole (smart cut of it: mp4, mov, mkv)"
+    if facts.codec == "h264":
+        if "libx264" not in available_encoders():
+            return "this ffmpeg has no libx264 encoder for h264"
+        if facts.field_order:
+            return f"interlaced h264 ({facts.field_order}) is re-encoded whole"
+        return None
+    if facts.codec not in SMART_CODECS and facts.codec != "hevc" and facts.codec not in KEYFRAME_CODECS:
+        return f"codec {facts.codec} cannot be re-encoded in place"
+    plan = codec_plan(facts, reorder=0, full=False)
+    encoder = SMART_CODECS.get(facts.codec) or (plan.encoder if plan else None)
+    if encoder is None or encoder not in available_encoders():
+        return f"this ffmpeg has no encoder for {facts.codec}"
     return None
+
+
+def copy_muxer(facts: StreamFacts) -> str:
+    """The container the smart cut copies packets through and writes re-encoded GOPs in: the source's own
+    when it is MP4, MOV, Matroska or WebM, else MOV (MP4 for AV1), with the source's clock as its track
+    timescale. MXF, AVI and MPEG-TS are poor at both cutting and exact timestamps; NUT would pick its own
+    time base."""
+    if facts.container is not None:
+        return facts.container
+    return "mp4" if facts.codec == "av1" else "mov"
 
 
 def colour_args(facts: StreamFacts) -> list[str]:
@@ -380,8 +423,10 @@ def choose_encoder(facts: StreamFacts, *, full: bool, own_ids: bool = False, reo
     """Encoder settings reproducing the source. `full`: for a whole-file re-encode (no joins);
     `own_ids`: H.264 with private parameter-set ids (after identical headers could not be reproduced);
     `reorder`: the source's B-frame delay in frames (see `reorder_delay`), kept so timestamps join."""
+    from semfi_batch.media.codecs import KEEP_TAG, codec_plan
+
     encoders = available_encoders()
-    base = ["-pix_fmt", facts.pix_fmt, *colour_args(facts)]
+    base = ["-pix_fmt", encoder_pix_fmt(facts), *colour_args(facts)]
     filters = (f"setsar={facts.sar.replace(':', '/')}",) if facts.sar else ()
     if facts.codec == "h264" and "libx264" in encoders:
         return _x264_choice(facts, base, filters, full=full, own_ids=own_ids, reorder=reorder)
@@ -396,16 +441,21 @@ def choose_encoder(facts: StreamFacts, *, full: bool, own_ids: bool = False, reo
         return EncoderChoice(
             SMART_CODECS[facts.codec], tuple(args), headers, f"{facts.codec} re-encoded", None, filters
         )
-    if facts.codec in FULL_ENCODERS and FULL_ENCODERS[facts.codec][0] in encoders:
-        name, extra = FULL_ENCODERS[facts.codec]
+    plan = codec_plan(facts, reorder=reorder, full=full)
+    if plan is not None and plan.encoder in encoders:
+        args = [*base, *plan.args]
+        if facts.codec_tag and facts.codec in KEEP_TAG:
+            args += ["-tag:v", facts.codec_tag]
+        how = "re-encoded whole" if full else "re-encoded"
         return EncoderChoice(
-            name, (*base, *extra), "full", f"{facts.codec} re-encoded whole with {name}", None, filters
-        )
-    # The source codec cannot be produced here (old AVI codecs and the like): H.264 in its place.
+            plan.encoder, tuple(args), "full" if full else "keyframe", f"{facts.codec} {how} with {plan.encoder}",
+            plan.time_base, filters, plan.output_args,
+        )  # fmt: skip
+    # The source codec cannot be produced here: H.264 in its place, and the summary says so.
     args = ["-pix_fmt", "yuv420p", *colour_args(facts), "-crf", str(DEFAULT_CRF), "-preset", "medium"]
     return EncoderChoice(
         "libx264", tuple(args), "full",
-        f"source codec {facts.codec or 'unknown'} cannot be matched here; re-encoded whole as H.264",
+        f"this ffmpeg cannot encode {facts.codec or 'the source codec'}; re-encoded whole as H.264",
         None, filters,
     )  # fmt: skip
 
@@ -699,9 +749,10 @@ RAW_TIMING = ("-fps_mode", "passthrough", "-enc_time_base", "-1")
 
 @lru_cache(maxsize=32)
 def raw_frame_bytes(pix_fmt: str, width: int, height: int) -> int:
-    """Size in bytes of one rawvideo frame (as ffmpeg packs it) of this format and size."""
+    """Size in bytes of one rawvideo frame (as ffmpeg packs it) of this format and size. Measured from an RGB
+    source: lavfi's YUV sources round odd sizes down, which would misframe every odd-sized frame after."""
     out = run_tool(
-        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", f"color=s={width}x{height}:d=1",
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", f"color=s={width}x{height}:d=1,format=rgb24",
          "-frames:v", "1", "-pix_fmt", pix_fmt, "-f", "rawvideo", "-"],
         what=f"cannot size a {pix_fmt} frame",
     )  # fmt: skip
@@ -837,10 +888,10 @@ def encode_frames(
     stream's time base, relative to the segment's start, which lies at `origin` ticks in the source."""
     tb = facts.time_base
     enc_tb = choice.time_base or tb
-    exact = [Fraction(origin + int(p)) * tb / enc_tb for p in pts]
+    exact = [Fraction(int(p) - int(pts[0])) * tb / enc_tb for p in pts] if pts else []
     grid = [round(x) for x in exact]
-    # The encoder's clock may be coarser than the container's (1/30 s vs 1 ms): usable when every frame time
-    # is that clock's tick rounded into the container's.
+    # The encoder's clock may be coarser than the container's (1/30 s vs 1 ms): usable when every frame time,
+    # from the segment's start, is that clock's tick rounded into the container's.
     if all(abs(x - g) * enc_tb <= tb / 2 for x, g in zip(exact, grid)):
         scaled = [g - grid[0] for g in grid]
     else:
@@ -855,10 +906,9 @@ def encode_frames(
         "-r", f"{rate.numerator}/{rate.denominator}", "-i", "-",
         "-filter_script:v", str(script), "-fps_mode", "passthrough",
         "-enc_time_base", f"{enc_tb.numerator}/{enc_tb.denominator}",
-        "-c:v", choice.encoder, *choice.args, "-an", "-sn", "-dn", "-map_metadata", "-1",
+        "-c:v", choice.encoder, *choice.args, *choice.output_args, "-an", "-sn", "-dn", "-map_metadata", "-1",
     ]  # fmt: skip
-    if muxer in ("mp4", "mov") and tb.numerator == 1:
-        args += ["-video_track_timescale", str(tb.denominator)]
+    args += track_timescale_args(muxer, tb)
     args += ["-f", muxer, str(out)]
     log = work / f"encode-{out.stem}.log"
     with open(log, "wb") as err:
@@ -877,6 +927,14 @@ def encode_frames(
             code = proc.wait()
     if code != 0 or written != len(pts):
         raise MediaError(f"cannot encode {out.name} with {choice.encoder}: {_tail(log)} ({written}/{len(pts)} frames)")
+
+
+def track_timescale_args(muxer: str, time_base: Fraction) -> list[str]:
+    """MP4/MOV options that keep a stream's clock (1/90000, 1001/30000 -> 1/30000) instead of the muxer's
+    choice, so copied and re-encoded packets keep exact timestamps; no timecode track of their own."""
+    if muxer not in ("mp4", "mov"):
+        return []
+    return ["-video_track_timescale", str(time_base.denominator), "-write_tmcd", "0"]
 
 
 def start_and_extradata(path: Path) -> tuple[float, bytes, Fraction]:
