@@ -308,8 +308,8 @@ def decode_frames(path: Path, pix_fmt: str = "rgb24", *, rotated: bool = False) 
     st = json.loads(out)["streams"][0]
     w, h = (int(st["height"]), int(st["width"])) if rotated else (int(st["width"]), int(st["height"]))
     raw = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", *([] if rotated else ["-noautorotate"]), "-i", str(path), "-map", "0:v:0", "-fps_mode",
-         "passthrough", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"],
+        ["ffmpeg", "-nostdin", "-v", "error", *([] if rotated else ["-noautorotate"]), "-i", str(path),
+         "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"],
         capture_output=True, check=True,
     ).stdout  # fmt: skip
     channels = 4 if pix_fmt == "rgba" else 3

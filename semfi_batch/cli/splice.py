@@ -48,7 +48,8 @@ def splice(
     Untouched GOPs are stream-copied; only GOPs holding generated frames are re-encoded, with the source's
     codec, profile, pixel format and colour tags. Audio, subtitles, chapters and tags are kept. Sources are
     never modified; outputs are written under a temporary name and renamed into place. Rows whose job failed
-    or is missing leave their range untouched and are listed at the end."""
+    or is missing leave their range untouched and are listed at the end. Each source is spliced on its own:
+    one that fails is named with the reason, the others still go on, and the exit status is 1."""
     from semfi_batch.splice import SpliceOptions, splice_run
 
     if output is not None and out_dir is not None:
@@ -76,6 +77,8 @@ def splice(
             escape(r.source.name), escape(str(r.output)), r.method, str(len(r.applied)), str(len(r.skipped)),
             str(r.frames_out), str(r.frames_reencoded), f"{r.wall_s:.1f}",
         )  # fmt: skip
+    for f in summary.failed:
+        table.add_row(escape(f.source.name), "-", "[red]failed[/red]", "", "", "", "", "")
     stdout.print(table)
     for r in summary.results:
         stdout.print(f"{escape(r.output.name)}: {escape(r.note)}; {escape(r.audio_note)}", highlight=False)
@@ -90,6 +93,14 @@ def splice(
         if otio is not None:
             write_otio(summary, otio)
             stdout.print(f"timeline: {escape(str(otio))}")
-        if edl is not None:
+        if edl is not None and summary.results:
             write_edl(summary, edl)
             stdout.print(f"EDL: {escape(str(edl))}")
+    if summary.failed:
+        for f in summary.failed:
+            console.print(f"[red]error:[/red] {escape(str(f.source))}: {escape(f.why)}")
+        done = len(summary.results)
+        console.print(
+            f"{len(summary.failed)} of {done + len(summary.failed)} source videos failed; the others are done"
+        )
+        raise typer.Exit(1)

@@ -106,7 +106,11 @@ def _dnxhd(facts, reorder, full) -> CodecPlan:
 
 
 def _ffv1(facts, reorder, full) -> CodecPlan:
-    return CodecPlan("ffv1", ("-level", "3", "-g", "1", "-slicecrc", "1"))
+    # Version 3 keeps its settings in the stream's extradata, which re-encoded frames would have to match;
+    # versions 0/1 carry them in every keyframe. Either way FFV1 is lossless.
+    if facts.extradata:
+        return CodecPlan("ffv1", ("-level", "3", "-g", "1", "-slicecrc", "1"))
+    return CodecPlan("ffv1", ("-g", "1"))  # the version ffmpeg picks for the format, as it did for the source
 
 
 def _mjpeg(facts, reorder, full) -> CodecPlan:
@@ -124,7 +128,12 @@ def _mpeg2(facts, reorder, full) -> CodecPlan:
 
 def _mpeg4(facts, reorder, full) -> CodecPlan:
     enc, out = interlace_args("mpeg4", facts.field_order)
-    return CodecPlan("mpeg4", (*_mpeg_family(facts, reorder, full), *enc), _frame_clock(facts), out)
+    advanced = facts.profile.lower().startswith("advanced simple")
+    # AVI keeps no presentation times, so the B-frame delay is not measurable there: an Advanced Simple
+    # source re-encoded whole gets B-frames (and keeps its profile).
+    depth = reorder if reorder or not (advanced and full) else 1
+    args = [*_mpeg_family(facts, depth, full), *enc, "-profile:v", "15" if advanced else "0"]
+    return CodecPlan("mpeg4", tuple(args), _frame_clock(facts), out)
 
 
 def _msmpeg4(encoder: str) -> Callable:

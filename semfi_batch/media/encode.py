@@ -260,6 +260,7 @@ def read_packets(path: Path, stream_index: int, time_base: Fraction) -> PacketIn
         what=f"cannot index the packets of {path}",
     ).decode()  # fmt: skip
     pts, dts, key, discard, size = [], [], [], [], []
+    missing: list[int] = []
     for line in out.splitlines():
         fields = dict(part.split("=", 1) for part in line.split("|") if "=" in part)
         p, d = _tick(fields.get("pts")), _tick(fields.get("dts"))
@@ -267,12 +268,15 @@ def read_packets(path: Path, stream_index: int, time_base: Fraction) -> PacketIn
             continue
         pts.append(p if p is not None else d)
         dts.append(d if d is not None else p)
+        if p is None:
+            missing.append(len(pts) - 1)
         flags = fields.get("flags", "")
         key.append("K" in flags)
         discard.append("D" in flags)
         size.append(int(fields.get("size", 0) or 0))
     if not pts:
         raise VideoOpenFailure(f"{path} has a video stream but no packets")
+    _fill_missing_pts(pts, missing)
     return PacketIndex(
         path=Path(path),
         time_base=time_base,
@@ -282,6 +286,16 @@ def read_packets(path: Path, stream_index: int, time_base: Fraction) -> PacketIn
         discard=np.asarray(discard, bool),
         size=np.asarray(size, np.int64),
     )
+
+
+def _fill_missing_pts(pts: list, missing: list[int]) -> None:
+    """A packet without a presentation time (the last B-frame-reordered packet of some MXF files) is shown
+    after every frame before it: its decode time would collide with a reordered frame's."""
+    for i in missing:
+        earlier = pts[:i]
+        if earlier and pts[i] <= max(earlier):
+            steps = sorted(b - a for a, b in zip(sorted(earlier), sorted(earlier)[1:]) if b > a)
+            pts[i] = max(earlier) + (steps[len(steps) // 2] if steps else 1)
 
 
 def _tick(value: str | None) -> int | None:

@@ -89,9 +89,15 @@ def assemble_output(
     """Write the spliced video to `output` (a temporary path the caller renames). `smart`: copy untouched GOPs."""
     copy_from, cfacts = _video_only(source, facts, work) if smart else (source, facts)
     packets = read_packets(copy_from, cfacts.index, cfacts.time_base)
-    timeline = build_timeline(packets.frame_pts, edits)
+    try:
+        timeline = build_timeline(packets.frame_pts, edits)
+    except ValueError as exc:
+        if not smart:
+            raise
+        # The copy lost a presentation time (a packet without one, re-timed by the muxer): re-encode whole.
+        raise JoinCheckFailed(f"frame times of the copied stream: {exc}") from None
     gops = gop_index(packets)
-    pieces = plan_pieces(timeline, gops, reencode_all=not smart)
+    pieces = plan_pieces(timeline, gops, reencode_all=not smart, intra=facts.intra_only)
     if smart and not any(p.copy for p in pieces):
         why = "every GOP holds generated frames" if len(gops) > 1 else "the video is a single GOP"
         return assemble_output(source, facts, edits, output, work, smart=False, audio_mode=audio_mode, note=why)
@@ -294,11 +300,11 @@ def _encode_piece(
     seek = None
     if lo > 0:
         seek = float(Fraction(int(t[lo - 1]) + int(t[lo]), 2) * tb) - cfacts.format_start
-    decoder = decode_range(copy_from, cfacts, seek, hi - lo, work)
+    decoder = decode_range(copy_from, cfacts, seek, hi - lo, work) if hi > lo else None
     converters: dict[int, object] = {}
 
     def frames():
-        source_frames = iter(decoder)
+        source_frames = iter(decoder) if decoder is not None else iter(())
         pos = lo
         generated: dict[int, object] = {}
         try:
@@ -318,7 +324,8 @@ def _encode_piece(
                         generated[e] = iter(pipe)
                     yield next(generated[e])  # type: ignore[call-overload]
         finally:
-            decoder.close()
+            if decoder is not None:
+                decoder.close()
             for pipe in converters.values():
                 pipe.close()  # type: ignore[attr-defined]
 
