@@ -63,7 +63,7 @@ def run_cell(recipe, folder: Path, frames_mode: str, env: dict) -> CellResult:
         if done.returncode != 0:
             return CellResult(recipe.name, method="run failed", problems=[_last(done)])
     else:
-        write_run_folder(run_dir, clip, EDITS, facts.display_size)
+        write_run_folder(run_dir, clip, EDITS, facts.display_size, facts.pix_fmt)
     output = folder / f"{recipe.name}.spliced.{recipe.ext}"
     output.unlink(missing_ok=True)
     done = cli("splice", str(run_dir), "-o", str(output), env=env)
@@ -71,7 +71,7 @@ def run_cell(recipe, folder: Path, frames_mode: str, env: dict) -> CellResult:
         return CellResult(recipe.name, method="splice failed", problems=[_last(done)], seconds=time.time() - started)
     order = expected_order(len(_frame_pts(clip)), EDITS)
     result = check_splice(recipe, clip, output, order, generated_pictures(run_dir, EDITS, order), facts.rotation)
-    result.method = _method(done.stdout, output.name)
+    result.method = _method(done.stdout, output.name, recipe.intra)
     result.seconds = time.time() - started
     return result
 
@@ -82,11 +82,14 @@ def _frame_pts(path: Path) -> list[float]:
     return list(probe_video(path).frame_times)
 
 
-def _method(stdout: str, name: str) -> str:
+def _method(stdout: str, name: str, intra: bool) -> str:
+    """How the cell was spliced, from the summary line `<output>: <note>; <audio note>`."""
     for line in stdout.splitlines():
         if line.startswith(f"{name}:"):
             note = line.split(":", 1)[1].strip()
-            return note.split(";")[0]
+            if note.startswith("full re-encode"):
+                return "re-encode: " + note.split(":", 1)[1].split(";")[0].strip()[:48]
+            return "packet copy" if intra else "smart cut"
     return "?"
 
 

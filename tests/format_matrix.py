@@ -297,7 +297,7 @@ def stream_report(path: Path) -> StreamReport:
     )
 
 
-def decode_frames(path: Path, pix_fmt: str = "rgb24", *, rotated: bool = False) -> np.ndarray:
+def decode_frames(path: Path, pix_fmt: str = "rgb24", *, rotated: bool = False, keep_alpha: bool = False) -> np.ndarray:
     """Every frame as decoded in presentation order (stored orientation, or as displayed with `rotated`;
     no frame-rate conversion)."""
     out = subprocess.run(
@@ -313,7 +313,9 @@ def decode_frames(path: Path, pix_fmt: str = "rgb24", *, rotated: bool = False) 
         capture_output=True, check=True,
     ).stdout  # fmt: skip
     channels = 4 if pix_fmt == "rgba" else 3
-    return np.frombuffer(raw, np.uint8).reshape(-1, h, w, channels)[..., :3]
+    dtype = np.uint16 if pix_fmt == "rgb48le" else np.uint8
+    frames = np.frombuffer(raw, dtype).reshape(-1, h, w, channels)
+    return frames if keep_alpha else frames[..., :3]
 
 
 def frame_hashes(path: Path) -> list[str]:
@@ -324,6 +326,11 @@ def frame_hashes(path: Path) -> list[str]:
         capture_output=True, check=True, text=True,
     ).stdout  # fmt: skip
     return [ln.rsplit(",", 1)[1].strip() for ln in out.splitlines() if ln and not ln.startswith("#")]
+
+
+def _rgb8(picture: np.ndarray) -> np.ndarray:
+    rgb = picture[..., :3]
+    return (rgb.astype(np.float64) / 257.0).round().astype(np.uint8) if rgb.dtype == np.uint16 else rgb
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -391,10 +398,27 @@ def check_splice(
     gen = [j for j, s in enumerate(expected) if s < 0]
     if rotation in (90, 270):
         out_rgb = decode_frames(output, rotated=True)
-    worst_gen = min((psnr(gen_frames[j], out_rgb[j]) for j in gen), default=100.0)
+    worst_gen = min((psnr(_rgb8(gen_frames[j]), out_rgb[j]) for j in gen), default=100.0)
     res.generated = f"{len(gen)} at >= {worst_gen:.1f} dB"
     if worst_gen < 30.0:
         res.problems.append(f"generated frames not in place ({worst_gen:.1f} dB)")
+    deep = [j for j in gen if gen_frames[j].dtype == np.uint16]
+    if deep:
+        # Deep frames are encoded from their 16 bits: the colour comes back off the 8-bit grid.
+        out16 = decode_frames(output, "rgb48le", rotated=rotation in (90, 270))
+        error = max(float(np.abs(out16[j].astype(float) - gen_frames[j][..., :3]).mean()) for j in deep)
+        res.generated += f", 16-bit error {error:.0f}"
+        if error > DEEP_OFFSET / 2:
+            res.problems.append(f"deep generated frames went through 8 bits (error {error:.0f} of 65535)")
+    with_alpha = [j for j in gen if gen_frames[j].shape[2] == 4]
+    if with_alpha:
+        alpha = decode_frames(output, "rgba", rotated=rotation in (90, 270), keep_alpha=True)
+        scale = 257.0 if gen_frames[with_alpha[0]].dtype == np.uint16 else 1.0
+        error = max(abs(float(alpha[j][..., 3].mean()) - float(gen_frames[j][..., 3].mean()) / scale)
+                    for j in with_alpha)  # fmt: skip
+        res.generated += f", alpha error {error:.1f}"
+        if error > 2.0:
+            res.problems.append(f"alpha of generated frames lost (error {error:.1f})")
     res.ok = not res.problems
     return res
 
@@ -418,12 +442,29 @@ def expected_order(frame_count: int, edits: Sequence[dict]) -> list[int]:
     return order + list(range(cursor, frame_count))
 
 
-def write_run_folder(run_dir: Path, source: Path, edits: Sequence[dict], size: tuple[int, int]) -> Path:
-    """A run folder as `semfi-batch run` lays it out (manifest copy, run.json, jobs/<pair_id>/frames and
-    record.json), with solid-colour generated frames of `size` (width, height: the display size)."""
-    from semfi_batch.manifest import write_manifest
-    from semfi_batch.media.frames import write_png
+def frame_format(pix_fmt: str) -> tuple[bool, bool]:
+    """(more than 8 bits, has alpha) for a source pixel format: what its generated PNGs hold (16-bit RGB for
+    deep sources, RGBA for sources with alpha: the contract with frame extraction)."""
+    deep = any(t in pix_fmt for t in ("10", "12", "14", "16"))
+    alpha = pix_fmt.startswith(("yuva", "rgba", "bgra", "argb", "abgr", "gbrap", "ya"))
+    return deep, alpha
 
+
+# In deep PNGs the generated colour sits half an 8-bit step off the 8-bit grid, so a path through 8 bits shows.
+DEEP_OFFSET = 128
+
+
+def write_run_folder(
+    run_dir: Path, source: Path, edits: Sequence[dict], size: tuple[int, int], pix_fmt: str = "yuv420p"
+) -> Path:
+    """A run folder as `semfi-batch run` lays it out (manifest copy, run.json, jobs/<pair_id>/frames and
+    record.json), with solid-colour generated frames of `size` (width, height: the display size): 16-bit RGB
+    PNGs for deep sources, RGBA (alpha 40 + 50 k) for sources with alpha."""
+    import cv2
+
+    from semfi_batch.manifest import write_manifest
+
+    deep, alpha = frame_format(pix_fmt)
     rows = []
     for n, e in enumerate(edits):
         gap = e.get("gap", e["end"] - e["start"] - 1)
@@ -432,8 +473,14 @@ def write_run_folder(run_dir: Path, source: Path, edits: Sequence[dict], size: t
         folder = run_dir / "jobs" / e["pair_id"]
         (folder / "frames").mkdir(parents=True, exist_ok=True)
         for k in range(gap):
-            colour = (200 - 60 * (n % 3), 40 + 70 * (n % 2), 40 + 30 * k)
-            write_png(folder / "frames" / f"{k + 1:06d}.png", np.full((size[1], size[0], 3), colour, np.uint8))
+            colour = [200 - 60 * (n % 3), 40 + 70 * (n % 2), 40 + 30 * k]
+            if alpha:
+                colour.append(40 + 50 * k)
+            picture = np.full((size[1], size[0], len(colour)), colour, np.uint8)
+            if deep:
+                picture = picture.astype(np.uint16) * 257 + DEEP_OFFSET
+            order = cv2.COLOR_RGBA2BGRA if alpha else cv2.COLOR_RGB2BGR
+            cv2.imwrite(str(folder / "frames" / f"{k + 1:06d}.png"), cv2.cvtColor(picture, order))
         record = {"pair_id": e["pair_id"], "status": "done", "error": None, "mode": e["mode"],
                   "start_frame": e["start"], "end_frame": e["end"], "gap_frames": gap, "frames": gap}  # fmt: skip
         (folder / "record.json").write_text(json.dumps(record))
@@ -442,13 +489,19 @@ def write_run_folder(run_dir: Path, source: Path, edits: Sequence[dict], size: t
     return run_dir
 
 
-def generated_pictures(run_dir: Path, edits: Sequence[dict], order: Sequence[int]) -> dict[int, np.ndarray]:
-    """Output frame index -> the RGB picture of the generated frame that belongs there."""
-    from PIL import Image
+def read_png(path: Path) -> np.ndarray:
+    """A PNG as RGB or RGBA, 8 or 16 bits, as stored."""
+    import cv2
 
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+
+
+def generated_pictures(run_dir: Path, edits: Sequence[dict], order: Sequence[int]) -> dict[int, np.ndarray]:
+    """Output frame index -> the picture (RGB or RGBA, 8 or 16 bits) generated for that place."""
     pictures: list[np.ndarray] = []
     for e in sorted(edits, key=lambda e: e["start"]):
         for png in sorted((run_dir / "jobs" / e["pair_id"] / "frames").glob("*.png")):
-            pictures.append(np.asarray(Image.open(png).convert("RGB")))
+            pictures.append(read_png(png))
     slots = [j for j, s in enumerate(order) if s < 0]
     return dict(zip(slots, pictures))

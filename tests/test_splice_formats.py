@@ -5,6 +5,7 @@ does not stop the others."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -52,7 +53,7 @@ def test_splice_returns_the_source_format(name, matrix_clips, tmp_path):
         pytest.skip(f"this ffmpeg has no {', '.join(missing)}")
     clip = matrix_clips(name)
     facts = probe_stream_facts(clip)
-    run_dir = write_run_folder(tmp_path / "run", clip, EDITS, facts.display_size)
+    run_dir = write_run_folder(tmp_path / "run", clip, EDITS, facts.display_size, facts.pix_fmt)
     output = tmp_path / f"out.{r.ext}"
     summary = splice_run(run_dir, output=output)
     assert not summary.failed, summary.failed
@@ -94,7 +95,7 @@ def test_one_failing_source_does_not_stop_the_others(matrix_clips, tmp_path):
     out_dir = tmp_path / "spliced"
     proc = subprocess.run(
         [sys.executable, "-m", "semfi_batch", "splice", str(run_dir), "--out-dir", str(out_dir)],
-        capture_output=True, text=True,
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "250"},
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]

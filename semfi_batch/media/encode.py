@@ -76,13 +76,6 @@ class StreamFacts:
     timecode: str | None = None  # start timecode (QuickTime tmcd track, MXF, stream or file tag)
 
     @property
-    def intra_only(self) -> bool:
-        """Every frame coded on its own (ProRes, DNxHD, FFV1, MJPEG...)."""
-        from semfi_batch.media.codecs import INTRA_CODECS
-
-        return self.codec in INTRA_CODECS
-
-    @property
     def container(self) -> str | None:
         """The muxer family for smart cut (mp4, mov, matroska, webm), or None when unsupported."""
         names = set(self.format_name.split(","))

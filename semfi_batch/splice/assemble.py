@@ -97,7 +97,10 @@ def assemble_output(
         # The copy lost a presentation time (a packet without one, re-timed by the muxer): re-encode whole.
         raise JoinCheckFailed(f"frame times of the copied stream: {exc}") from None
     gops = gop_index(packets)
-    pieces = plan_pieces(timeline, gops, reencode_all=not smart, intra=facts.intra_only)
+    # Every presented frame a keyframe (ProRes, DNxHD, FFV1, MJPEG; Cinepak or QuickTime Animation made
+    # that way): only the generated frames are encoded, every source packet is copied.
+    intra = bool(packets.key[~packets.discard].all())
+    pieces = plan_pieces(timeline, gops, reencode_all=not smart, intra=intra)
     if smart and not any(p.copy for p in pieces):
         why = "every GOP holds generated frames" if len(gops) > 1 else "the video is a single GOP"
         return assemble_output(source, facts, edits, output, work, smart=False, audio_mode=audio_mode, note=why)
