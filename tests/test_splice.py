@@ -16,9 +16,7 @@ import pytest
 from semfi_batch.cli import main
 from semfi_batch.manifest import write_manifest
 from semfi_batch.media.encode import (
-    Gop,
     avcc_parameter_sets,
-    gop_index,
     h264_parameter_set_ids,
     h264_sps_timing,
     pts_expression,
@@ -28,6 +26,7 @@ from semfi_batch.media.encode import (
 from semfi_batch.media.frames import write_png
 from semfi_batch.media.probe import probe_video
 from semfi_batch.splice import SpliceOptions, splice_run
+from semfi_batch.splice.gop_plan import Gop, gop_index
 from semfi_batch.splice.runfolder import Edit
 from semfi_batch.splice.timeline import build_timeline, plan_pieces
 from tests.conftest import frame_number, numbered_clip

@@ -55,8 +55,8 @@ def splice(
     if output is not None and out_dir is not None:
         raise typer.BadParameter("give -o/--output or --out-dir, not both")
     if edl is not None:
-        from semfi_batch.media.otio_export import check_edl_support
         from semfi_batch.splice import read_run
+        from semfi_batch.splice.otio_export import check_edl_support
 
         check_edl_support(len(read_run(run_dir).sources))  # fail before any encoding
     summary = splice_run(run_dir, output=output, out_dir=out_dir, options=SpliceOptions(audio=audio, reencode=reencode))
@@ -88,7 +88,7 @@ def splice(
         where = f" ({escape(s.source.name)})" if s.source else ""
         console.print(f"[yellow]left out:[/yellow] {escape(s.pair_id)}{where}: {escape(s.why)}; its range is untouched")
     if otio is not None or edl is not None:
-        from semfi_batch.media.otio_export import write_edl, write_otio
+        from semfi_batch.splice.otio_export import write_edl, write_otio
 
         if otio is not None:
             write_otio(summary, otio)

@@ -34,7 +34,6 @@ from semfi_batch.media.encode import (
     copy_muxer,
     decode_range,
     encode_frames,
-    gop_index,
     probe_stream_facts,
     read_packets,
     reorder_delay,
@@ -44,6 +43,7 @@ from semfi_batch.media.encode import (
     track_timescale_args,
 )
 from semfi_batch.media.tools import run_tool, tool_path
+from semfi_batch.splice.gop_plan import gop_index
 from semfi_batch.splice.runfolder import Edit
 from semfi_batch.splice.timeline import Piece, Timeline, build_timeline, plan_pieces
 

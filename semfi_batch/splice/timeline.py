@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from semfi_batch.media.encode import Gop
+from semfi_batch.splice.gop_plan import Gop
 from semfi_batch.splice.runfolder import Edit
 
 
