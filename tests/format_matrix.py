@@ -266,6 +266,7 @@ class StreamReport:
     field_order: str
     timecode: str
     frame_rate: str
+    colour: str = "-"  # range/matrix/primaries/transfer as tagged
     audio: list[str] = field(default_factory=list)
     frames: int = 0
 
@@ -293,6 +294,9 @@ def stream_report(path: Path) -> StreamReport:
         field_order=video.get("field_order", "unknown") if video.get("field_order") not in (None, "unknown") else "-",
         timecode=timecode or "-",
         frame_rate=video.get("r_frame_rate", ""),
+        colour="/".join(
+            str(video.get(k, "unknown")) for k in ("color_range", "color_space", "color_primaries", "color_transfer")
+        ),  # fmt: skip
         audio=audio,
     )
 
@@ -373,6 +377,10 @@ def check_splice(
     for key in ("codec", "profile", "pix_fmt", "field_order", "timecode"):
         a, b = getattr(want, key), getattr(got, key)
         setattr(res, key, b if a == b else f"{b} (src {a})")
+        if a != b:
+            res.problems.append(f"{key} {b} != {a}")
+    for key in ("frame_rate", "colour"):  # checked, not shown
+        a, b = getattr(want, key), getattr(got, key)
         if a != b:
             res.problems.append(f"{key} {b} != {a}")
     res.audio = ",".join(got.audio) or "-"
