@@ -6,7 +6,7 @@ splice` puts them back, and the result is checked: codec, profile, pixel format,
 audio streams, frame count, untouched frames (bit-identical for intra codecs, >= 45 dB otherwise) and the
 generated frames in their places.
 
-    .venv/bin/python bench/formats_matrix.py [--only NAME,...] [--frames run|synthetic] [--keep DIR]
+    .venv/bin/python bench/formats_matrix.py [--only NAME,...] [--frames run|synthetic] [--reencode] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def cli(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "semfi_batch", *args], capture_output=True, text=True, env=env)
 
 
-def run_cell(recipe, folder: Path, frames_mode: str, env: dict) -> CellResult:
+def run_cell(recipe, folder: Path, frames_mode: str, env: dict, reencode: bool = False) -> CellResult:
     started = time.time()
     missing = [e for e in recipe.needs if e not in available_encoders()]
     if missing:
@@ -66,11 +66,12 @@ def run_cell(recipe, folder: Path, frames_mode: str, env: dict) -> CellResult:
         write_run_folder(run_dir, clip, EDITS, facts.display_size, facts.pix_fmt)
     output = folder / f"{recipe.name}.spliced.{recipe.ext}"
     output.unlink(missing_ok=True)
-    done = cli("splice", str(run_dir), "-o", str(output), env=env)
+    done = cli("splice", str(run_dir), "-o", str(output), *(["--reencode"] if reencode else []), env=env)
     if done.returncode != 0:
         return CellResult(recipe.name, method="splice failed", problems=[_last(done)], seconds=time.time() - started)
     order = expected_order(len(_frame_pts(clip)), EDITS)
-    result = check_splice(recipe, clip, output, order, generated_pictures(run_dir, EDITS, order), facts.rotation)
+    pictures = generated_pictures(run_dir, EDITS, order)
+    result = check_splice(recipe, clip, output, order, pictures, facts.rotation, reencoded=reencode)
     result.method = _method(done.stdout, output.name, recipe.intra)
     result.seconds = time.time() - started
     return result
@@ -112,6 +113,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="", help="comma-separated cell names")
     parser.add_argument("--frames", choices=("run", "synthetic"), default="run")
+    parser.add_argument("--reencode", action="store_true", help="splice with --reencode (the fallback) everywhere")
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: a temporary one)")
     args = parser.parse_args()
     wanted = {n for n in args.only.split(",") if n}
@@ -123,7 +125,7 @@ def main() -> int:
         if wanted and recipe.name not in wanted:
             continue
         try:
-            result = run_cell(recipe, folder, args.frames, env)
+            result = run_cell(recipe, folder, args.frames, env, args.reencode)
         except Exception as exc:  # a broken cell is a row of the table, not the end of the matrix
             result = CellResult(recipe.name, method="error", problems=[f"{type(exc).__name__}: {exc}"])
         results.append(result)

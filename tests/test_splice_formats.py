@@ -8,10 +8,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
-from semfi_batch.media.encode import available_encoders, probe_stream_facts, raw_frame_bytes, read_packets
+from semfi_batch.media.encode import (
+    StreamFacts,
+    available_encoders,
+    choose_encoder,
+    probe_stream_facts,
+    raw_frame_bytes,
+    read_packets,
+    smart_cut_blocker,
+)
 from semfi_batch.splice import splice_run
 from tests.format_matrix import (
     EDITS,
@@ -103,3 +113,32 @@ def test_one_failing_source_does_not_stop_the_others(matrix_clips, tmp_path):
     assert "failed" in proc.stdout and "ffv1-odd-mkv.mkv" in proc.stdout
     assert (out_dir / "ffv1-odd-mkv.spliced.mkv").exists()
     assert not list(out_dir.glob("broken*")) and not [p for p in out_dir.iterdir() if p.name.startswith(".")]
+
+
+def _facts(codec: str, **kw) -> StreamFacts:
+    base = dict(path=Path("x"), index=0, codec=codec, profile="", level=-99, pix_fmt="yuv420p", width=64, height=48,
+                sar=None, color_range=None, color_space=None, color_primaries=None, color_transfer=None,
+                field_order=None, time_base=Fraction(1, 90000), frame_rate=Fraction(30000, 1001), bit_rate=None,
+                extradata=b"", rotation=0, format_name="mpegts", format_start=0.0, nb_streams=1)  # fmt: skip
+    return StreamFacts(**{**base, **kw})
+
+
+def test_encoder_choice_keeps_the_codec_profile_and_field_order():
+    if not {"prores_ks", "dnxhd", "mpeg2video", "msmpeg4"} <= available_encoders():
+        pytest.skip("this ffmpeg lacks one of the encoders")
+    prores = choose_encoder(_facts("prores", profile="HQ", pix_fmt="yuv422p10le"), full=False)
+    assert prores.encoder == "prores_ks" and "-profile:v" in prores.args and "3" in prores.args
+    alpha = choose_encoder(_facts("prores", profile="4444", pix_fmt="yuva444p12le"), full=False)
+    assert "yuva444p10le" in alpha.args and "-alpha_bits" in alpha.args  # the nearest format prores_ks takes
+    dnxhr = choose_encoder(_facts("dnxhd", profile="DNXHR HQ", pix_fmt="yuv422p"), full=False)
+    assert dnxhr.encoder == "dnxhd" and "dnxhr_hq" in dnxhr.args
+    dnxhd = choose_encoder(_facts("dnxhd", profile="DNXHD", pix_fmt="yuv422p", bit_rate=91_750_400), full=False)
+    assert "90M" in dnxhd.args  # the listed DNxHD rate nearest the measured one
+    tff = choose_encoder(_facts("mpeg2video", field_order="tt"), full=False, reorder=1)
+    assert tff.encoder == "mpeg2video" and "+ilme+ildct" in tff.args and tff.args[tff.args.index("-top") + 1] == "1"
+    assert tff.output_args == ("-field_order", "tt") and tff.time_base == Fraction(1001, 30000)
+    bff = choose_encoder(_facts("mpeg2video", field_order="bb"), full=True)
+    assert bff.args[bff.args.index("-top") + 1] == "0"
+    assert choose_encoder(_facts("msmpeg4v3"), full=True).encoder == "msmpeg4"  # not H.264
+    assert smart_cut_blocker(_facts("h264", format_name="avi")) is not None  # AVC in AVI: whole re-encode
+    assert smart_cut_blocker(_facts("dnxhd", format_name="mxf")) is None  # intra: copied through MOV

@@ -162,7 +162,7 @@ def choose_encoder(facts: StreamFacts, *, full: bool, own_ids: bool = False, reo
     """Encoder settings reproducing the source. `full`: for a whole-file re-encode (no joins);
     `own_ids`: H.264 with private parameter-set ids (after identical headers could not be reproduced);
     `reorder`: the source's B-frame delay in frames (see `reorder_delay`), kept so timestamps join."""
-    from semfi_batch.media.codecs import KEEP_TAG, codec_plan
+    from semfi_batch.media.codecs import codec_plan
 
     encoders = available_encoders()
     base = ["-pix_fmt", encoder_pix_fmt(facts), *colour_args(facts)]
@@ -183,8 +183,6 @@ def choose_encoder(facts: StreamFacts, *, full: bool, own_ids: bool = False, reo
     plan = codec_plan(facts, reorder=reorder, full=full)
     if plan is not None and plan.encoder in encoders:
         args = [*base, *plan.args]
-        if facts.codec_tag and facts.codec in KEEP_TAG:
-            args += ["-tag:v", facts.codec_tag]
         how = "re-encoded whole" if full else "re-encoded"
         return EncoderChoice(
             plan.encoder, tuple(args), "full" if full else "keyframe", f"{facts.codec} {how} with {plan.encoder}",

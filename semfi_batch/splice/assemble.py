@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.errors import MediaError
+from semfi_batch.media.codecs import KEEP_TAG
 from semfi_batch.media.encode import (
     AUDIO_ENCODERS,
     RAW_TIMING,
@@ -417,6 +418,10 @@ def _mux(
     args += maps + ["-map_metadata", "1", "-map_chapters", str(chapter_input)]
     if facts.rotation:
         args += ["-metadata:s:v:0", f"rotate={facts.rotation}"]
+    if facts.codec_tag and (muxer == "avi" or (facts.codec in KEEP_TAG and muxer in ("mov", "mp4"))):
+        # The source's four-character code (DIVX, MP43, hvc1): players pick decoders by it. Set here, on the
+        # copy, because the intermediate MOV segments may not accept the AVI tags.
+        args += ["-tag:v:0", facts.codec_tag]
     timecode = facts.timecode if muxer in TIMECODE_MUXERS else None
     if timecode:
         # The tmcd track (QuickTime) or the material package timecode (MXF) is written anew from the start
