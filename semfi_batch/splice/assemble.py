@@ -31,6 +31,7 @@ from semfi_batch.media.encode import (
     StreamFacts,
     available_encoders,
     choose_encoder,
+    colour_args,
     convert_images,
     copy_muxer,
     decode_range,
@@ -139,7 +140,7 @@ def assemble_output(
         for (_, last), (first, _), piece in zip(dts_ranges, dts_ranges[1:], pieces[1:]):
             if first <= last:
                 raise JoinCheckFailed(f"decode times overlap at the join before source frame {piece.first_frame}")
-    lead = copy_from if smart and any(p.copy for p in pieces) else None
+    lead = _lead_file(copy_from, cfacts, work) if smart and any(p.copy for p in pieces) else None
     listing, offset_us = _write_concat(entries, cfacts, work, lead)
     mux_args = (listing, offset_us, source, facts, cfacts, timeline, output, work, audio_mode)
     try:
@@ -209,6 +210,22 @@ def _video_only(source: Path, facts: StreamFacts, work: Path) -> tuple[Path, Str
         raise JoinCheckFailed(str(exc)) from None
     # The copy has the source's packets; its encoder settings are the source's (not read twice).
     return target, replace(probe_stream_facts(target, encoder_settings=False), x264_options=facts.x264_options)
+
+
+def _lead_file(copy_from: Path, cfacts: StreamFacts, work: Path) -> Path:
+    """The file whose codec parameters the joined stream takes (see _write_concat). Matroska stores no decode
+    times, so the first packets of an H.264/HEVC stream with B-frames have none, and the concat demuxer lets
+    packets without one through an outpoint: their extradata comes from a one-frame MP4 copy instead."""
+    if cfacts.codec not in ("h264", "hevc") or cfacts.container not in ("matroska", "webm"):
+        return copy_from
+    lead = work / "lead.mp4"
+    args = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(copy_from), "-map", f"0:{cfacts.index}", "-c", "copy"]
+    args += ["-frames:v", "1", *track_timescale_args("mp4", cfacts.time_base), "-f", "mp4", str(lead)]
+    try:
+        run_tool(args, what=f"cannot copy the parameter sets of {copy_from}")
+    except MediaError as exc:
+        raise JoinCheckFailed(str(exc)) from None
+    return lead
 
 
 @dataclass(frozen=True)
@@ -427,6 +444,9 @@ def _mux(
         # The tmcd track (QuickTime) or the material package timecode (MXF) is written anew from the start
         # timecode; the source's own timecode data stream is not copied.
         args += ["-timecode", timecode]
+    # The source's colour tags on the joined stream, whichever file the concat took its parameters from.
+    colour = colour_args(facts)
+    args += [f"{opt}:v:0" if opt.startswith("-") else opt for opt in colour]
     field_order = next((s.get("field_order") for s in streams if int(s["index"]) == facts.index), None)
     if field_order in ("progressive", "tt", "bb", "tb", "bt"):
         args += ["-field_order:v:0", field_order]  # the container's flag (MOV fiel, Matroska FieldOrder)
