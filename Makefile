@@ -16,7 +16,7 @@ BACKEND ?= flow
 
 include pipelines/pipeline.mk
 
-.PHONY: pipeline keyframes-pipeline help install rife-weights system-deps test-deps test lint format demo bench bench-gpu chaos slurm-submit clean
+.PHONY: pipeline keyframes-pipeline help install rife-weights system-deps test-deps test lint format demo bench bench-gpu formats chaos slurm-submit clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -71,6 +71,9 @@ bench: install  ## benchmarks: figures and ratios against peers measured in the 
 bench-gpu: install  ## SemFi on a GPU: folded MoL vs reference vs bare DiT, MFU, memory, batch speed-up
 	$(BIN)/python bench/semfi_gpu.py --part steps --resolutions 832x480,1280x720
 	$(BIN)/python bench/semfi_gpu.py --part batch
+
+formats: install  ## splice every format of the matrix (codecs x containers) and print the table (bench/formats_matrix.py)
+	$(BIN)/python bench/formats_matrix.py
 
 chaos: install  ## 50 rounds on a real clip: kills of run / run --workers 3 / splice, lease takeovers; print the figures
 	$(BIN)/python tests/chaos.py --kills 50 --rounds 50 --rows 8 --modes single,workers,takeover

@@ -16,9 +16,7 @@ import pytest
 from semfi_batch.cli import main
 from semfi_batch.manifest import write_manifest
 from semfi_batch.media.encode import (
-    Gop,
     avcc_parameter_sets,
-    gop_index,
     h264_parameter_set_ids,
     h264_sps_timing,
     pts_expression,
@@ -28,6 +26,7 @@ from semfi_batch.media.encode import (
 from semfi_batch.media.frames import write_png
 from semfi_batch.media.probe import probe_video
 from semfi_batch.splice import SpliceOptions, splice_run
+from semfi_batch.splice.gop_plan import Gop, gop_index
 from semfi_batch.splice.runfolder import Edit
 from semfi_batch.splice.timeline import build_timeline, plan_pieces
 from tests.conftest import frame_number, numbered_clip
@@ -396,7 +395,7 @@ def test_crossfade_fills_inserted_time_with_sound(numbered_with_audio, tmp_path)
     assert generated_positions(decode_rgb(result.output)) == [31, 32, 33, 34, 35]
 
 
-def test_old_avi_codec_falls_back_to_full_reencode(tmp_path):
+def test_old_avi_codec_comes_back_in_its_own_codec(tmp_path):
     src = tmp_path / "old.avi"
     subprocess.run(
         ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=160x96:r=25:d=2",
@@ -405,9 +404,9 @@ def test_old_avi_codec_falls_back_to_full_reencode(tmp_path):
     )  # fmt: skip
     run = make_run(tmp_path / "run", src, [{"pair_id": "r", "mode": "replace", "start": 10, "end": 14}])
     result = splice_run(run).results[0]
-    assert result.method == "full re-encode"
-    assert "cannot be matched" in result.note and "H.264" in result.note
+    assert result.method == "smart cut" and "msmpeg4v2" in result.note  # not H.264 in its place
     assert result.output.suffix == ".avi"
+    assert probe_video(result.output).codec == "msmpeg4v2"
     frames = decode_rgb(result.output)
     assert len(frames) == 50 and generated_positions(frames) == [11, 12, 13]
 

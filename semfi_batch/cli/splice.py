@@ -52,14 +52,16 @@ def splice(
     Untouched GOPs are stream-copied; only GOPs holding generated frames are re-encoded, with the source's
     codec, profile, pixel format and colour tags. Audio, subtitles, chapters and tags are kept. Sources are
     never modified; outputs are written under a temporary name and renamed into place. Rows whose job failed
-    or is missing, and jobs rejected in `semfi-batch review`, leave their range untouched and are listed."""
+    or is missing, and jobs rejected in `semfi-batch review`, leave their range untouched and are listed at the
+    end. Each source is spliced on its own: one that fails is named with the reason, the others still go on, and
+    the exit status is 1."""
     from semfi_batch.splice import SpliceOptions, splice_run
 
     if output is not None and out_dir is not None:
         raise typer.BadParameter("give -o/--output or --out-dir, not both")
     if edl is not None:
-        from semfi_batch.media.otio_export import check_edl_support
         from semfi_batch.splice import read_run
+        from semfi_batch.splice.otio_export import check_edl_support
 
         check_edl_support(len(read_run(run_dir).sources))  # fail before any encoding
     options = SpliceOptions(audio=audio, reencode=reencode, accepted_only=accepted_only)
@@ -81,6 +83,8 @@ def splice(
             escape(r.source.name), escape(str(r.output)), r.method, str(len(r.applied)), str(len(r.skipped)),
             str(r.frames_out), str(r.frames_reencoded), f"{r.wall_s:.1f}",
         )  # fmt: skip
+    for f in summary.failed:
+        table.add_row(escape(f.source.name), "-", "[red]failed[/red]", "", "", "", "", "")
     stdout.print(table)
     for r in summary.results:
         stdout.print(f"{escape(r.output.name)}: {escape(r.note)}; {escape(r.audio_note)}", highlight=False)
@@ -90,11 +94,19 @@ def splice(
         where = f" ({escape(s.source.name)})" if s.source else ""
         console.print(f"[yellow]left out:[/yellow] {escape(s.pair_id)}{where}: {escape(s.why)}; its range is untouched")
     if otio is not None or edl is not None:
-        from semfi_batch.media.otio_export import write_edl, write_otio
+        from semfi_batch.splice.otio_export import write_edl, write_otio
 
         if otio is not None:
             write_otio(summary, otio)
             stdout.print(f"timeline: {escape(str(otio))}")
-        if edl is not None:
+        if edl is not None and summary.results:
             write_edl(summary, edl)
             stdout.print(f"EDL: {escape(str(edl))}")
+    if summary.failed:
+        for f in summary.failed:
+            console.print(f"[red]error:[/red] {escape(str(f.source))}: {escape(f.why)}")
+        done = len(summary.results)
+        console.print(
+            f"{len(summary.failed)} of {done + len(summary.failed)} source videos failed; the others are done"
+        )
+        raise typer.Exit(1)

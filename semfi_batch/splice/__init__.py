@@ -34,6 +34,7 @@ __all__ = [
     "Edit",
     "RunFolderError",
     "Skipped",
+    "SourceFailure",
     "SourceResult",
     "SpliceOptions",
     "SpliceSummary",
@@ -87,13 +88,24 @@ class SourceResult:
         return float((t[-1] - t[0] + last) * self.time_base) if t.shape[0] > 1 else last
 
 
+@dataclass(frozen=True)
+class SourceFailure:
+    """A source video that could not be spliced, and why; no output was written for it."""
+
+    source: Path
+    output: Path
+    why: str
+
+
 @dataclass
 class SpliceSummary:
-    """Per-source results and the manifest rows left out (missing or failed jobs, image pairs...)."""
+    """Per-source results, the sources that failed, and the manifest rows left out (missing or failed jobs,
+    image pairs...)."""
 
     run_dir: Path
     results: list[SourceResult]
     skipped: list[Skipped] = field(default_factory=list)
+    failed: list[SourceFailure] = field(default_factory=list)
 
     @property
     def all_skipped(self) -> list[Skipped]:
@@ -144,8 +156,15 @@ def splice_run(
     if not run.sources:
         raise RunFolderError(f"{run_dir}: the manifest has no rows with a source video; nothing to splice")
     targets = output_paths(run, output, out_dir)
-    results = [splice_source(src, edits, targets[src], options) for src, edits in run.sources.items()]
-    return SpliceSummary(run_dir=Path(run_dir), results=results, skipped=list(run.skipped))
+    summary = SpliceSummary(run_dir=Path(run_dir), results=[], skipped=list(run.skipped))
+    # One source at a time: a source that fails is reported with its reason and the others still go on.
+    for src, edits in run.sources.items():
+        try:
+            summary.results.append(splice_source(src, edits, targets[src], options))
+        except (SemfiError, OSError, ValueError) as exc:
+            why = exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
+            summary.failed.append(SourceFailure(src, targets[src], why or type(exc).__name__))
+    return summary
 
 
 def splice_source(source: Path, edits: list[Edit], output: Path, options: SpliceOptions) -> SourceResult:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.errors import MediaError
+from semfi_batch.media.codecs import KEEP_TAG
 from semfi_batch.media.encode import (
     AUDIO_ENCODERS,
     RAW_TIMING,
@@ -30,18 +31,21 @@ from semfi_batch.media.encode import (
     StreamFacts,
     available_encoders,
     choose_encoder,
+    colour_args,
     convert_images,
+    copy_muxer,
     decode_range,
     encode_frames,
-    gop_index,
     probe_stream_facts,
     read_packets,
     reorder_delay,
     round_us,
     same_parameter_sets,
     start_and_extradata,
+    track_timescale_args,
 )
 from semfi_batch.media.tools import run_tool, tool_path
+from semfi_batch.splice.gop_plan import gop_index
 from semfi_batch.splice.runfolder import Edit
 from semfi_batch.splice.timeline import Piece, Timeline, build_timeline, plan_pieces
 
@@ -49,7 +53,11 @@ from semfi_batch.splice.timeline import Piece, Timeline, build_timeline, plan_pi
 JOIN_CHECK_FRAMES = 6
 # How far (s) a rebuilt audio stream's first sample may sit from where the source's was heard.
 AUDIO_START_TOLERANCE = 0.0005
-MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
+MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
+          ".mxf": "mxf", ".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts", ".mpg": "vob", ".mpeg": "vob",
+          ".nut": "nut"}  # fmt: skip
+# Muxers that write a timecode given as `-timecode` (QuickTime tmcd track, MXF material package).
+TIMECODE_MUXERS = ("mov", "mp4", "mxf", "mxf_opatom", "gxf", "matroska")
 
 
 class JoinCheckFailed(MediaError):
@@ -83,14 +91,23 @@ def assemble_output(
     """Write the spliced video to `output` (a temporary path the caller renames). `smart`: copy untouched GOPs."""
     copy_from, cfacts = _video_only(source, facts, work) if smart else (source, facts)
     packets = read_packets(copy_from, cfacts.index, cfacts.time_base)
-    timeline = build_timeline(packets.frame_pts, edits)
+    try:
+        timeline = build_timeline(packets.frame_pts, edits)
+    except ValueError as exc:
+        if not smart:
+            raise
+        # The copy lost a presentation time (a packet without one, re-timed by the muxer): re-encode whole.
+        raise JoinCheckFailed(f"frame times of the copied stream: {exc}") from None
     gops = gop_index(packets)
-    pieces = plan_pieces(timeline, gops, reencode_all=not smart)
+    # Every presented frame a keyframe (ProRes, DNxHD, FFV1, MJPEG; Cinepak or QuickTime Animation made
+    # that way): only the generated frames are encoded, every source packet is copied.
+    intra = bool(packets.key[~packets.discard].all())
+    pieces = plan_pieces(timeline, gops, reencode_all=not smart, intra=intra)
     if smart and not any(p.copy for p in pieces):
         why = "every GOP holds generated frames" if len(gops) > 1 else "the video is a single GOP"
         return assemble_output(source, facts, edits, output, work, smart=False, audio_mode=audio_mode, note=why)
     choice = choose_encoder(cfacts, full=not smart, reorder=reorder_delay(packets))
-    seg_muxer = cfacts.container if smart else _segment_muxer(output)
+    seg_muxer = copy_muxer(facts) if smart else _segment_muxer(output, facts)
     entries: list[_Entry] = []
     dts_ranges: list[tuple[int, int]] = []  # decode-time span of each piece on the output clock (smart cut)
     reencoded = 0
@@ -108,11 +125,14 @@ def assemble_output(
             choice = choose_encoder(cfacts, full=False, own_ids=True, reorder=reorder_delay(packets))
             _encode_piece(piece, timeline, copy_from, cfacts, choice, seg, seg_muxer, work)
             seg_start, seg_extradata, seg_tb = start_and_extradata(seg)
-        if smart and seg_tb != cfacts.time_base:
+        if smart and (seg_tb / cfacts.time_base).denominator != 1:
+            # The concat demuxer rescales each file's timestamps to the first file's clock: exact only when
+            # the segment's ticks are whole numbers of the source's.
             raise JoinCheckFailed(f"re-encoded GOPs got time base {seg_tb}, the source has {cfacts.time_base}")
         entries.append(_Entry(seg, None, None, round_us(seg_start), int(timeline.pts[piece.out_first]), seg_tb))
         if smart:
-            seg_dts = read_packets(seg, 0, seg_tb).dts + int(timeline.pts[piece.out_first])
+            ratio = int(seg_tb / cfacts.time_base)
+            seg_dts = read_packets(seg, 0, seg_tb).dts * ratio + int(timeline.pts[piece.out_first])
             dts_ranges.append((int(seg_dts[0]), int(seg_dts[-1])))
         reencoded += piece.frames_out
     if smart:
@@ -120,7 +140,7 @@ def assemble_output(
         for (_, last), (first, _), piece in zip(dts_ranges, dts_ranges[1:], pieces[1:]):
             if first <= last:
                 raise JoinCheckFailed(f"decode times overlap at the join before source frame {piece.first_frame}")
-    lead = copy_from if smart and any(p.copy for p in pieces) else None
+    lead = _lead_file(copy_from, cfacts, work) if smart and any(p.copy for p in pieces) else None
     listing, offset_us = _write_concat(entries, cfacts, work, lead)
     mux_args = (listing, offset_us, source, facts, cfacts, timeline, output, work, audio_mode)
     try:
@@ -158,31 +178,54 @@ def _ext(muxer: str) -> str:
     return {"matroska": "mkv"}.get(muxer or "", muxer or "mkv")
 
 
-def _segment_muxer(output: Path) -> str:
-    """Container for a whole-file re-encode: one whose packet format the output's muxer takes as is
-    (MP4 and Matroska store H.264 as AVCC, AVI as Annex B)."""
+def _segment_muxer(output: Path, facts: StreamFacts) -> str:
+    """Container for a whole-file re-encode: one that holds the codec and whose packet format the output's
+    muxer takes as is (MP4 and Matroska store H.264 as AVCC, AVI and MPEG-TS as Annex B; NUT keeps the
+    packets of every other codec as they are)."""
+    if facts.codec not in ("h264", "hevc"):
+        return copy_muxer(facts)
     muxer = MUXERS.get(output.suffix.lower())
-    if muxer in ("mp4", "mov"):
-        return "mp4"
-    return muxer if muxer == "avi" else "matroska"
+    if muxer in ("mp4", "mov", "avi"):
+        return muxer
+    return "matroska"
 
 
 def _video_only(source: Path, facts: StreamFacts, work: Path) -> tuple[Path, StreamFacts]:
     """The file GOPs are copied from. The concat demuxer ends a piece at the first packet of *any* stream past
     its outpoint, so interleaved audio would cut video short: copy from a video-only remux."""
-    if facts.nb_streams == 1:
+    muxer = copy_muxer(facts)
+    if facts.nb_streams == 1 and muxer == facts.container:
         return source, facts
-    assert facts.container is not None
-    target = work / f"video.{_ext(facts.container)}"
+    target = work / f"video.{_ext(muxer)}"
     # -copyts: the copy keeps the source's timestamps (by default ffmpeg would move them by the file's start
     # time, which audio priming can make negative).
     args = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-copyts", "-i", str(source), "-map", f"0:{facts.index}"]
     args += ["-c", "copy"]
-    if facts.container in ("mp4", "mov") and facts.time_base.numerator == 1:
-        args += ["-video_track_timescale", str(facts.time_base.denominator)]
-    run_tool([*args, "-f", facts.container, str(target)], what=f"cannot copy the video stream of {source}")
+    args += track_timescale_args(muxer, facts.time_base)
+    try:
+        run_tool([*args, "-f", muxer, str(target)], what=f"cannot copy the video stream of {source}")
+    except MediaError as exc:
+        # Packets without timestamps (B-frames in AVI, the last frames of some MXF files) cannot be copied
+        # through another container: the caller re-encodes the whole video instead.
+        raise JoinCheckFailed(str(exc)) from None
     # The copy has the source's packets; its encoder settings are the source's (not read twice).
     return target, replace(probe_stream_facts(target, encoder_settings=False), x264_options=facts.x264_options)
+
+
+def _lead_file(copy_from: Path, cfacts: StreamFacts, work: Path) -> Path:
+    """The file whose codec parameters the joined stream takes (see _write_concat). Matroska stores no decode
+    times, so the first packets of an H.264/HEVC stream with B-frames have none, and the concat demuxer lets
+    packets without one through an outpoint: their extradata comes from a one-frame MP4 copy instead."""
+    if cfacts.codec not in ("h264", "hevc") or cfacts.container not in ("matroska", "webm"):
+        return copy_from
+    lead = work / "lead.mp4"
+    args = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(copy_from), "-map", f"0:{cfacts.index}", "-c", "copy"]
+    args += ["-frames:v", "1", *track_timescale_args("mp4", cfacts.time_base), "-f", "mp4", str(lead)]
+    try:
+        run_tool(args, what=f"cannot copy the parameter sets of {copy_from}")
+    except MediaError as exc:
+        raise JoinCheckFailed(str(exc)) from None
+    return lead
 
 
 @dataclass(frozen=True)
@@ -278,11 +321,11 @@ def _encode_piece(
     seek = None
     if lo > 0:
         seek = float(Fraction(int(t[lo - 1]) + int(t[lo]), 2) * tb) - cfacts.format_start
-    decoder = decode_range(copy_from, cfacts, seek, hi - lo, work)
+    decoder = decode_range(copy_from, cfacts, seek, hi - lo, work) if hi > lo else None
     converters: dict[int, object] = {}
 
     def frames():
-        source_frames = iter(decoder)
+        source_frames = iter(decoder) if decoder is not None else iter(())
         pos = lo
         generated: dict[int, object] = {}
         try:
@@ -302,7 +345,8 @@ def _encode_piece(
                         generated[e] = iter(pipe)
                     yield next(generated[e])  # type: ignore[call-overload]
         finally:
-            decoder.close()
+            if decoder is not None:
+                decoder.close()
             for pipe in converters.values():
                 pipe.close()  # type: ignore[attr-defined]
 
@@ -377,6 +421,8 @@ def _mux(
             maps += ["-map", f"1:{idx}", f"-c:{out}", "copy"]
             if kind == "subtitle" and shifts:
                 maps += [f"-bsf:{out}", _shift_bsf(shifts)]
+        elif kind == "data" and s.get("codec_tag_string") == "tmcd" and facts.timecode and muxer in TIMECODE_MUXERS:
+            continue  # written anew from the start timecode (-timecode below)
         else:
             dropped.append(f"stream {idx} ({kind}, {s.get('codec_name', '?')})")
             continue
@@ -389,6 +435,27 @@ def _mux(
     args += maps + ["-map_metadata", "1", "-map_chapters", str(chapter_input)]
     if facts.rotation:
         args += ["-metadata:s:v:0", f"rotate={facts.rotation}"]
+    if facts.codec_tag and (muxer == "avi" or (facts.codec in KEEP_TAG and muxer in ("mov", "mp4"))):
+        # The source's four-character code (DIVX, MP43, hvc1): players pick decoders by it. Set here, on the
+        # copy, because the intermediate MOV segments may not accept the AVI tags.
+        args += ["-tag:v:0", facts.codec_tag]
+    timecode = facts.timecode if muxer in TIMECODE_MUXERS else None
+    if timecode:
+        # The tmcd track (QuickTime) or the material package timecode (MXF) is written anew from the start
+        # timecode; the source's own timecode data stream is not copied.
+        args += ["-timecode", timecode]
+    # The source's colour tags on the joined stream, whichever file the concat took its parameters from.
+    colour = colour_args(facts)
+    args += [f"{opt}:v:0" if opt.startswith("-") else opt for opt in colour]
+    field_order = next((s.get("field_order") for s in streams if int(s["index"]) == facts.index), None)
+    if field_order in ("progressive", "tt", "bb", "tb", "bt"):
+        args += ["-field_order:v:0", field_order]  # the container's flag (MOV fiel, Matroska FieldOrder)
+    if muxer == "avi" or (muxer == "mpegts" and graph):
+        # AVI has no timestamps to shift and MPEG-TS would add its own delay: priming of re-encoded audio
+        # must not move the video.
+        args += ["-avoid_negative_ts", "disabled"]
+    if muxer == "mpegts":
+        args += ["-muxdelay", "0", "-muxpreload", "0"]
     if muxer in ("mp4", "mov") and tb.numerator == 1:
         args += ["-video_track_timescale", str(tb.denominator)]
     if muxer in ("matroska", "webm") and graph:

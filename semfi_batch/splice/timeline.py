@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from semfi_batch.media.encode import Gop
+from semfi_batch.splice.gop_plan import Gop
 from semfi_batch.splice.runfolder import Edit
 
 
@@ -170,10 +170,15 @@ class Piece:
         return self.out_end - self.out_first
 
 
-def plan_pieces(timeline: Timeline, gops: list[Gop], *, reencode_all: bool) -> list[Piece]:
-    """Split the output into copied and re-encoded pieces, each a whole number of GOPs."""
+def plan_pieces(timeline: Timeline, gops: list[Gop], *, reencode_all: bool, intra: bool = False) -> list[Piece]:
+    """Split the output into copied and re-encoded pieces, each a whole number of GOPs. `intra`: every frame
+    is its own GOP, so only the generated frames are encoded and every source frame is copied."""
     if not gops:
         return []
+    if intra and not reencode_all:
+        pieces = _intra_pieces(timeline, gops)
+        if pieces is not None:
+            return pieces
     starts = np.array([g.first_frame for g in gops])
     touched = np.zeros(len(gops), bool)
     if reencode_all:
@@ -209,3 +214,24 @@ def plan_pieces(timeline: Timeline, gops: list[Gop], *, reencode_all: bool) -> l
         )
         g = h + 1
     return [p for p in pieces if p.frames_out > 0 or p.copy]
+
+
+def _intra_pieces(timeline: Timeline, gops: list[Gop]) -> list[Piece] | None:
+    """Runs of source frames copied, runs of generated frames encoded on their own (None when some GOP holds
+    more than one frame after all)."""
+    by_frame = {g.first_frame: g for g in gops if g.end_frame - g.first_frame == 1}
+    if len(by_frame) != len(gops):
+        return None
+    pieces: list[Piece] = []
+    for kind, a, b, out_first in timeline.clips():
+        if kind == "source":
+            out_end = out_first + (b - a)
+            shift = int(timeline.pts[out_first] - timeline.source_pts[a])
+            pieces.append(Piece(True, a, b, by_frame[a].first_packet, by_frame[b - 1].end_packet, out_first, out_end,
+                                shift))  # fmt: skip
+        else:
+            # No source frame to decode: the piece is the generated frames alone (b of them).
+            nxt = int(timeline.src[out_first - 1]) + 1 if out_first > 0 else 0
+            packet = by_frame[nxt].first_packet if nxt in by_frame else gops[-1].end_packet
+            pieces.append(Piece(False, nxt, nxt, packet, packet, out_first, out_first + b, 0))
+    return pieces

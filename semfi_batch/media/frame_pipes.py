@@ -1,0 +1,214 @@
+"""Raw frames through ffmpeg: decode a range of a video, turn generated images into the source's pixel format,
+and encode raw frames at exact timestamps."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterable, Iterator, Sequence
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from semfi_batch.errors import MediaError
+from semfi_batch.media.stream_facts import StreamFacts
+from semfi_batch.media.tools import run_tool, tool_path
+
+if TYPE_CHECKING:
+    from semfi_batch.media.encode import EncoderChoice
+
+
+# Raw frame output keeps every frame: no frame-rate conversion, and the stream's own clock so that close
+# timestamps (VFR, millisecond containers) never collide in the 1/frame-rate default.
+RAW_TIMING = ("-fps_mode", "passthrough", "-enc_time_base", "-1")
+
+
+@lru_cache(maxsize=32)
+def raw_frame_bytes(pix_fmt: str, width: int, height: int) -> int:
+    """Size in bytes of one rawvideo frame (as ffmpeg packs it) of this format and size. Measured from an RGB
+    source: lavfi's YUV sources round odd sizes down, which would misframe every odd-sized frame after."""
+    out = run_tool(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", f"color=s={width}x{height}:d=1,format=rgb24",
+         "-frames:v", "1", "-pix_fmt", pix_fmt, "-f", "rawvideo", "-"],
+        what=f"cannot size a {pix_fmt} frame",
+    )  # fmt: skip
+    if not out:
+        raise MediaError(f"ffmpeg gave no {pix_fmt} frame")
+    return len(out)
+
+
+class FramePipe:
+    """Reads fixed-size raw frames from an ffmpeg process's stdout, checking it produced all of them."""
+
+    def __init__(self, args: Sequence[str], frame_bytes: int, count: int, what: str, stderr_path: Path):
+        self.frame_bytes, self.count, self.what = frame_bytes, count, what
+        self.stderr_path = stderr_path
+        # A file, not a pipe, so a chatty ffmpeg never blocks; closed in close().
+        self._err = open(stderr_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [tool_path(args[0]), *args[1:]], stdout=subprocess.PIPE, stderr=self._err, stdin=subprocess.DEVNULL
+        )
+
+    def __iter__(self) -> Iterator[bytes]:
+        assert self.proc.stdout is not None
+        try:
+            for n in range(self.count):
+                frame = self.proc.stdout.read(self.frame_bytes)
+                if len(frame) != self.frame_bytes:
+                    self.close()
+                    raise MediaError(f"{self.what}: got {n} of {self.count} frames; {_tail(self.stderr_path)}")
+                yield frame
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self._err.close()
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no error output"
+    return lines[-1] if lines else "no error output"
+
+
+def decode_range(path: Path, facts: StreamFacts, seek_s: float | None, count: int, work: Path) -> FramePipe:
+    """Decode `count` frames of `path`'s video in the source's own pixel format and stored orientation,
+    starting at the first frame at or after `seek_s` (seconds from the container start)."""
+    args = ["ffmpeg", "-nostdin", "-v", "error", "-noautorotate"]
+    if seek_s is not None and seek_s > 0:
+        args += ["-ss", f"{seek_s:.6f}"]
+    args += ["-i", str(path), "-map", f"0:{facts.index}", "-frames:v", str(count), *RAW_TIMING]
+    args += ["-an", "-sn", "-dn", "-f", "rawvideo", "-pix_fmt", facts.pix_fmt, "-"]
+    size = raw_frame_bytes(facts.pix_fmt, facts.width, facts.height)
+    return FramePipe(args, size, count, f"cannot decode frames of {path}", work / f"decode-{id(args)}.log")
+
+
+def rgb_to_yuv_matrix(facts: StreamFacts) -> str:
+    """The matrix that inverts how frames were turned into RGB (ffmpeg: the tagged matrix, else BT.601)."""
+    return {
+        "bt709": "bt709", "bt2020nc": "bt2020", "bt2020c": "bt2020", "smpte240m": "smpte240m",
+        "fcc": "fcc", "bt470bg": "bt601", "smpte170m": "bt601",
+    }.get(facts.color_space or "", "bt601")  # fmt: skip
+
+
+def full_range(facts: StreamFacts) -> bool:
+    return facts.color_range == "pc" or facts.pix_fmt.startswith("yuvj")
+
+
+def convert_images(images: Sequence[Path], facts: StreamFacts, work: Path) -> FramePipe:
+    """Turn RGB image files (generated frames, display orientation, any size) into raw frames in the
+    source's pixel format, matrix, range, size and stored orientation."""
+    dw, dh = facts.display_size
+    listing = work / f"images-{id(images)}.txt"
+    listing.write_text("ffconcat version 1.0\n" + "".join(f"file '{_quote(p)}'\n" for p in images))
+    rng = "pc" if full_range(facts) else "tv"
+    chain = [
+        f"scale=w={dw}:h={dh}:flags=bicubic+accurate_rnd+full_chroma_int:"
+        f"out_color_matrix={rgb_to_yuv_matrix(facts)}:out_range={rng}",
+        f"format={facts.pix_fmt}",
+    ]
+    chain += {90: ["transpose=cclock"], 180: ["hflip", "vflip"], 270: ["transpose=clock"]}.get(facts.rotation, [])
+    args = ["ffmpeg", "-nostdin", "-v", "error", "-f", "concat", "-safe", "0", "-i", str(listing)]
+    args += ["-vf", ",".join(chain), "-fps_mode", "passthrough", "-frames:v", str(len(images))]
+    args += ["-f", "rawvideo", "-pix_fmt", facts.pix_fmt, "-"]
+    size = raw_frame_bytes(facts.pix_fmt, facts.width, facts.height)
+    return FramePipe(args, size, len(images), "cannot convert generated frames", work / f"convert-{id(images)}.log")
+
+
+def _quote(path: Path) -> str:
+    return str(Path(path).resolve()).replace("'", "'\\''")
+
+
+def pts_expression(pts: Sequence[int]) -> str:
+    """An ffmpeg expression of N (frame number) giving pts[N]: piecewise-linear runs joined by a balanced
+    if-tree, so constant-rate stretches stay short and any timing is exact."""
+    values = [int(v) for v in pts]
+    runs: list[tuple[int, int, int]] = []  # (first N, pts at first N, step)
+    i = 0
+    while i < len(values):
+        step = values[i + 1] - values[i] if i + 1 < len(values) else 0
+        j = i + 1
+        while j + 1 < len(values) and values[j + 1] - values[j] == step:
+            j += 1
+        runs.append((i, values[i], step))
+        i = j + 1
+
+    def tree(lo: int, hi: int) -> str:
+        if hi - lo == 1:
+            first, start, step = runs[lo]
+            return f"{start}+(N-{first})*{step}" if step else str(start)
+        mid = (lo + hi) // 2
+        return f"if(lt(N,{runs[mid][0]}),{tree(lo, mid)},{tree(mid, hi)})"
+
+    return tree(0, len(runs)) if runs else "0"
+
+
+def encode_frames(
+    frames: Iterable[bytes],
+    pts: Sequence[int],
+    facts: StreamFacts,
+    choice: EncoderChoice,
+    out: Path,
+    muxer: str,
+    work: Path,
+    origin: int = 0,
+) -> None:
+    """Encode raw frames (source pixel format and size) to `out`, frame k at pts[k] ticks of the source
+    stream's time base, relative to the segment's start, which lies at `origin` ticks in the source."""
+    tb = facts.time_base
+    enc_tb = choice.time_base or tb
+    exact = [Fraction(int(p) - int(pts[0])) * tb / enc_tb for p in pts] if pts else []
+    grid = [round(x) for x in exact]
+    # The encoder's clock may be coarser than the container's (1/30 s vs 1 ms): usable when every frame time,
+    # from the segment's start, is that clock's tick rounded into the container's.
+    if all(abs(x - g) * enc_tb <= tb / 2 for x, g in zip(exact, grid)):
+        scaled = [g - grid[0] for g in grid]
+    else:
+        enc_tb, scaled = tb, [int(p) for p in pts]  # timing needs the stream's finer clock
+    script = work / f"filter-{out.stem}.txt"
+    chain = [f"settb={enc_tb.numerator}/{enc_tb.denominator}", f"setpts='{pts_expression(scaled)}'"]
+    script.write_text(",".join([*chain, *choice.filters]))
+    rate = facts.frame_rate
+    args = [
+        tool_path("ffmpeg"), "-nostdin", "-v", "error", "-y",
+        "-f", "rawvideo", "-pix_fmt", facts.pix_fmt, "-s", f"{facts.width}x{facts.height}",
+        "-r", f"{rate.numerator}/{rate.denominator}", "-i", "-",
+        "-filter_script:v", str(script), "-fps_mode", "passthrough",
+        "-enc_time_base", f"{enc_tb.numerator}/{enc_tb.denominator}",
+        "-c:v", choice.encoder, *choice.args, *choice.output_args, "-an", "-sn", "-dn", "-map_metadata", "-1",
+    ]  # fmt: skip
+    args += track_timescale_args(muxer, tb)
+    args += ["-f", muxer, str(out)]
+    log = work / f"encode-{out.stem}.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+        written = 0
+        assert proc.stdin is not None
+        try:
+            for frame in frames:
+                proc.stdin.write(frame)
+                written += 1
+        except BrokenPipeError:
+            pass  # the encoder stopped early; its log says why
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+            code = proc.wait()
+    if code != 0 or written != len(pts):
+        raise MediaError(f"cannot encode {out.name} with {choice.encoder}: {_tail(log)} ({written}/{len(pts)} frames)")
+
+
+def track_timescale_args(muxer: str, time_base: Fraction) -> list[str]:
+    """MP4/MOV options that keep a stream's clock (1/90000, 1001/30000 -> 1/30000) instead of the muxer's
+    choice, so copied and re-encoded packets keep exact timestamps; no timecode track of their own."""
+    if muxer not in ("mp4", "mov"):
+        return []
+    return ["-video_track_timescale", str(time_base.denominator), "-write_tmcd", "0"]

@@ -1,0 +1,198 @@
+"""What a re-encode must reproduce about a file's first video stream (codec, profile, pixel format, colour
+tags, field order, timecode, rotation, x264 settings), read with ffprobe."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+
+from semfi_batch.errors import VideoOpenFailure
+from semfi_batch.media.tools import run_tool
+
+
+@dataclass(frozen=True)
+class StreamFacts:
+    """What a re-encode must reproduce about a file's first video stream, and where it sits."""
+
+    path: Path
+    index: int  # absolute stream index
+    codec: str
+    profile: str
+    level: int
+    pix_fmt: str
+    width: int
+    height: int
+    sar: str | None
+    color_range: str | None
+    color_space: str | None
+    color_primaries: str | None
+    color_transfer: str | None
+    field_order: str | None
+    time_base: Fraction
+    frame_rate: Fraction
+    bit_rate: int | None
+    extradata: bytes
+    rotation: int  # clockwise degrees a player turns the stored picture: 0, 90, 180, 270
+    format_name: str
+    format_start: float
+    nb_streams: int
+    x264_options: str | None = None
+    codec_tag: str | None = None  # the four-character code, when printable (DIVX, hvc1, apch...)
+    timecode: str | None = None  # start timecode (QuickTime tmcd track, MXF, stream or file tag)
+
+    @property
+    def container(self) -> str | None:
+        """The muxer family for smart cut (mp4, mov, matroska, webm), or None when unsupported."""
+        names = set(self.format_name.split(","))
+        if "mov" in names or "mp4" in names:
+            return "mov" if self.path.suffix.lower() == ".mov" else "mp4"
+        if "matroska" in names or "webm" in names:
+            return "webm" if self.path.suffix.lower() == ".webm" else "matroska"
+        return None
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) as shown, after the display rotation."""
+        return (self.height, self.width) if self.rotation in (90, 270) else (self.width, self.height)
+
+
+def probe_stream_facts(path: Path, *, encoder_settings: bool = True) -> StreamFacts:
+    """Facts about `path`'s first (non cover-art) video stream. VideoOpenFailure if there is none.
+    `encoder_settings`: also read x264's settings from the first packet (H.264 only)."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise VideoOpenFailure(f"cannot open video {path}: {exc.strerror or exc}") from None
+    return _facts_cached(path.resolve(), st.st_size, st.st_mtime_ns, encoder_settings)
+
+
+@lru_cache(maxsize=64)
+def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool) -> StreamFacts:
+    out = run_tool(
+        ["ffprobe", "-v", "error", "-of", "json", "-show_format", "-show_streams", "-show_data", str(path)],
+        what=f"cannot read video {path}",
+    )
+    meta = json.loads(out or b"{}")
+    streams = meta.get("streams", [])
+    video = next(
+        (s for s in streams if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")),
+        None,
+    )
+    if video is None:
+        raise VideoOpenFailure(f"{path} has no video stream")
+    fmt = meta.get("format", {})
+    facts = StreamFacts(
+        path=path,
+        index=int(video["index"]),
+        codec=str(video.get("codec_name", "")),
+        profile=str(video.get("profile", "")),
+        level=int(video.get("level", -99) or -99),
+        pix_fmt=str(video.get("pix_fmt", "")),
+        width=int(video["width"]),
+        height=int(video["height"]),
+        sar=_known(video.get("sample_aspect_ratio"), ("0:1", "N/A")),
+        color_range=_known(video.get("color_range")),
+        color_space=_known(video.get("color_space")),
+        color_primaries=_known(video.get("color_primaries")),
+        color_transfer=_known(video.get("color_transfer")),
+        field_order=_known(video.get("field_order"), ("unknown", "progressive")),
+        time_base=Fraction(video.get("time_base", "1/1000")),
+        frame_rate=_rate(video.get("r_frame_rate")) or _rate(video.get("avg_frame_rate")) or Fraction(25),
+        bit_rate=_int_or_none(video.get("bit_rate")) or _int_or_none(fmt.get("bit_rate")),
+        extradata=_hexdump_bytes(video.get("extradata", "")),
+        rotation=_rotation(video),
+        format_name=str(fmt.get("format_name", "")),
+        format_start=float(fmt.get("start_time", 0.0) or 0.0),
+        nb_streams=len(streams),
+        codec_tag=_codec_tag(video.get("codec_tag_string")),
+        timecode=_timecode(streams, fmt),
+    )
+    if facts.codec == "h264" and encoder_settings:
+        facts = replace(facts, x264_options=_x264_options(path, facts.index))
+    return facts
+
+
+def _codec_tag(value) -> str | None:
+    tag = str(value or "")
+    return tag if len(tag) == 4 and tag.isprintable() and "[" not in tag and tag != "0000" else None
+
+
+def _timecode(streams: list[dict], fmt: dict) -> str | None:
+    """The start timecode, wherever the container keeps it (video stream, tmcd data stream, file tags)."""
+    for tags in [s.get("tags") or {} for s in streams] + [fmt.get("tags") or {}]:
+        if tags.get("timecode"):
+            return str(tags["timecode"])
+    return None
+
+
+def _known(value, unknown: tuple[str, ...] = ("unknown",)) -> str | None:
+    return None if value in (None, "", *unknown) else str(value)
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _rate(value: str | None) -> Fraction | None:
+    if not value or value in ("0/0", "0"):
+        return None
+    rate = Fraction(value)
+    return rate if rate > 0 else None
+
+
+def _rotation(video: dict) -> int:
+    for sd in video.get("side_data_list", []) or []:
+        if "rotation" in sd:
+            # ffprobe reports counter-clockwise degrees; players turn the picture clockwise by the negation.
+            return int(round(-float(sd["rotation"]))) % 360
+    tag = (video.get("tags") or {}).get("rotate")
+    return int(tag) % 360 if tag and tag.lstrip("-").isdigit() else 0
+
+
+def _hexdump_bytes(dump: str) -> bytes:
+    """Bytes of an ffprobe -show_data hex dump ("00000000: 0164 001f ...  .d..")."""
+    data = bytearray()
+    for line in dump.splitlines():
+        if ":" not in line:
+            continue
+        hexpart = line.split(":", 1)[1][1:41]  # fixed-width hex column, then the ASCII column
+        data += bytes.fromhex("".join(hexpart.split()))
+    return bytes(data)
+
+
+def _x264_options(path: Path, index: int) -> str | None:
+    """The option string x264 writes into its first SEI message, when the stream was made by x264."""
+    out = run_tool(
+        ["ffprobe", "-v", "error", "-select_streams", str(index), "-read_intervals", "%+#1",
+         "-show_packets", "-show_data", "-of", "json", str(path)],
+        what=f"cannot read the first packet of {path}",
+    )  # fmt: skip
+    packets = json.loads(out or b"{}").get("packets", [])
+    if not packets:
+        return None
+    data = _hexdump_bytes(packets[0].get("data", ""))
+    match = re.search(rb"x264 - core \d+.*? - options: ([ -~]+)", data)
+    return match.group(1).decode("ascii") if match else None
+
+
+def start_and_extradata(path: Path) -> tuple[float, bytes, Fraction]:
+    """(container start_time in seconds, extradata, time base) of a file's first video stream."""
+    out = run_tool(
+        ["ffprobe", "-v", "error", "-of", "json", "-select_streams", "v:0", "-show_entries",
+         "stream=extradata,time_base:format=start_time", "-show_data", str(path)],
+        what=f"cannot read {path}",
+    )  # fmt: skip
+    meta = json.loads(out or b"{}")
+    streams = meta.get("streams", [])
+    if not streams:
+        raise VideoOpenFailure(f"{path} has no video stream")
+    start = float(meta.get("format", {}).get("start_time", 0.0) or 0.0)
+    return start, _hexdump_bytes(streams[0].get("extradata", "")), Fraction(streams[0].get("time_base", "1/1000"))

@@ -1,0 +1,144 @@
+"""splice on the formats archives hold (a subset of `make formats`, tests/format_matrix.py): the output keeps
+the source's codec, profile, pixel format, field order, timecode, audio and frame count; intra-only codecs
+keep every untouched frame bit-identical; generated frames land where they belong. Also: one failing source
+does not stop the others."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from semfi_batch.media.encode import (
+    StreamFacts,
+    available_encoders,
+    choose_encoder,
+    probe_stream_facts,
+    raw_frame_bytes,
+    read_packets,
+    smart_cut_blocker,
+)
+from semfi_batch.splice import splice_run
+from tests.format_matrix import (
+    EDITS,
+    check_splice,
+    expected_order,
+    generated_pictures,
+    make_clip,
+    recipe,
+    write_run_folder,
+)
+
+# One cell per way a format can break: intra packet copy in MOV with a tmcd track and in MXF with its
+# timecode, interlaced MPEG-2 in TS, odd-sized FFV1, a sparse Cinepak AVI, an AVI codec with no peer in
+# newer containers, MPEG-4 B-frames in AVI (no presentation times), 10-bit HEVC smart cut.
+CELLS = (
+    "prores-hq-mov",
+    "dnxhr-hq-mxf",
+    "mpeg2-tff-ts",
+    "ffv1-odd-mkv",
+    "cinepak-sparse-avi",
+    "msmpeg4v3-avi",
+    "mpeg4-bframes-avi",
+    "hevc-10bit-mp4",
+)
+
+
+@pytest.fixture(scope="session")
+def matrix_clips(tmp_path_factory):
+    """Each cell's clip, made once per session."""
+    folder = tmp_path_factory.mktemp("formats")
+    return lambda name: make_clip(recipe(name), folder)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_splice_returns_the_source_format(name, matrix_clips, tmp_path):
+    r = recipe(name)
+    missing = [e for e in r.needs if e not in available_encoders()]
+    if missing:
+        pytest.skip(f"this ffmpeg has no {', '.join(missing)}")
+    clip = matrix_clips(name)
+    facts = probe_stream_facts(clip)
+    run_dir = write_run_folder(tmp_path / "run", clip, EDITS, facts.display_size, facts.pix_fmt)
+    output = tmp_path / f"out.{r.ext}"
+    summary = splice_run(run_dir, output=output)
+    assert not summary.failed, summary.failed
+    frames = read_packets(clip, facts.index, facts.time_base).frame_pts.shape[0]
+    order = expected_order(frames, EDITS)
+    result = check_splice(r, clip, output, order, generated_pictures(run_dir, EDITS, order), facts.rotation)
+    assert result.ok, f"{name}: {result.problems} ({summary.results[0].note})"
+    if r.intra:
+        assert summary.results[0].method == "smart cut"  # only the generated frames' packets are new
+        assert summary.results[0].frames_reencoded == 7
+
+
+def test_raw_frame_size_of_odd_sizes():
+    # 4:2:0 chroma of a 175x143 picture is 88x72: a YUV lavfi source would measure 174x142.
+    assert raw_frame_bytes("yuv420p", 175, 143) == 175 * 143 + 2 * 88 * 72
+    assert raw_frame_bytes("yuv422p10le", 175, 143) == 2 * (175 * 143 + 2 * 88 * 143)
+
+
+def test_one_failing_source_does_not_stop_the_others(matrix_clips, tmp_path):
+    good = matrix_clips("ffv1-odd-mkv")
+    bad = tmp_path / "broken.mkv"
+    bad.write_bytes(b"not a video" * 100)
+    run_dir = tmp_path / "run"
+    write_run_folder(run_dir, good, EDITS, (175, 143))
+    # A second source in the same manifest: rows of the broken file.
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(run_dir / "manifest.parquet").to_pylist()
+    extra = [{**row, "pair_id": f"b-{row['pair_id']}", "source": str(bad)} for row in table]
+    from semfi_batch.manifest import write_manifest
+
+    write_manifest(table + extra, run_dir / "manifest.parquet")
+    for row in extra:
+        src = run_dir / "jobs" / row["pair_id"][2:]
+        dst = run_dir / "jobs" / row["pair_id"]
+        subprocess.run(["cp", "-r", str(src), str(dst)], check=True)
+        record = (dst / "record.json").read_text().replace(f'"{row["pair_id"][2:]}"', f'"{row["pair_id"]}"')
+        (dst / "record.json").write_text(record)
+    out_dir = tmp_path / "spliced"
+    proc = subprocess.run(
+        [sys.executable, "-m", "semfi_batch", "splice", str(run_dir), "--out-dir", str(out_dir)],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "250"},
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "broken.mkv" in errors[0], proc.stderr
+    assert "failed" in proc.stdout and "ffv1-odd-mkv.mkv" in proc.stdout
+    assert (out_dir / "ffv1-odd-mkv.spliced.mkv").exists()
+    assert not list(out_dir.glob("broken*")) and not [p for p in out_dir.iterdir() if p.name.startswith(".")]
+
+
+def _facts(codec: str, **kw) -> StreamFacts:
+    base = dict(path=Path("x"), index=0, codec=codec, profile="", level=-99, pix_fmt="yuv420p", width=64, height=48,
+                sar=None, color_range=None, color_space=None, color_primaries=None, color_transfer=None,
+                field_order=None, time_base=Fraction(1, 90000), frame_rate=Fraction(30000, 1001), bit_rate=None,
+                extradata=b"", rotation=0, format_name="mpegts", format_start=0.0, nb_streams=1)  # fmt: skip
+    return StreamFacts(**{**base, **kw})
+
+
+def test_encoder_choice_keeps_the_codec_profile_and_field_order():
+    if not {"prores_ks", "dnxhd", "mpeg2video", "msmpeg4"} <= available_encoders():
+        pytest.skip("this ffmpeg lacks one of the encoders")
+    prores = choose_encoder(_facts("prores", profile="HQ", pix_fmt="yuv422p10le"), full=False)
+    assert prores.encoder == "prores_ks" and "-profile:v" in prores.args and "3" in prores.args
+    alpha = choose_encoder(_facts("prores", profile="4444", pix_fmt="yuva444p12le"), full=False)
+    assert "yuva444p10le" in alpha.args and "-alpha_bits" in alpha.args  # the nearest format prores_ks takes
+    dnxhr = choose_encoder(_facts("dnxhd", profile="DNXHR HQ", pix_fmt="yuv422p"), full=False)
+    assert dnxhr.encoder == "dnxhd" and "dnxhr_hq" in dnxhr.args
+    dnxhd = choose_encoder(_facts("dnxhd", profile="DNXHD", pix_fmt="yuv422p", bit_rate=91_750_400), full=False)
+    assert "90M" in dnxhd.args  # the listed DNxHD rate nearest the measured one
+    tff = choose_encoder(_facts("mpeg2video", field_order="tt"), full=False, reorder=1)
+    assert tff.encoder == "mpeg2video" and "+ilme+ildct" in tff.args and tff.args[tff.args.index("-top") + 1] == "1"
+    assert tff.output_args == ("-field_order", "tt") and tff.time_base == Fraction(1001, 30000)
+    bff = choose_encoder(_facts("mpeg2video", field_order="bb"), full=True)
+    assert bff.args[bff.args.index("-top") + 1] == "0"
+    assert choose_encoder(_facts("msmpeg4v3"), full=True).encoder == "msmpeg4"  # not H.264
+    assert smart_cut_blocker(_facts("h264", format_name="avi")) is not None  # AVC in AVI: whole re-encode
+    assert smart_cut_blocker(_facts("dnxhd", format_name="mxf")) is None  # intra: copied through MOV
