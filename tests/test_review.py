@@ -150,9 +150,9 @@ def test_decisions_drive_run_and_splice(tmp_path):
     rejected -> splice keeps the source's frames; --accepted-only splices accepted jobs only; OTIO marks each
     edit with its decision."""
     from semfi_batch.backends import BackendOptions
-    from semfi_batch.splice.otio_export import build_timeline, write_edl
     from semfi_batch.run.engine import run_manifest
     from semfi_batch.splice import SpliceOptions, splice_run
+    from semfi_batch.splice.otio_export import build_timeline, write_edl
     from tests.media_fixtures import decode_all
 
     run_dir = make_run(tmp_path)
