@@ -118,12 +118,14 @@ class JobLedger:
         self._index: dict[str, tuple[str, str, str, str]] = {}  # pair_id -> (key, status, fingerprint, json)
         self.rerun: list[tuple[str, str]] = []  # (pair_id, why) of done jobs that no longer verify
         self._jobs = str(layout.jobs)
+        self._fresh: set[str] = set()  # pair_ids whose fingerprint matched in this scan (not stat'ed twice)
 
     def load(self) -> JobLedger:
         """Scan jobs/ (one directory listing) and read the ledger, skipping damaged lines with one notice."""
         with os.scandir(self.layout.jobs) as entries:
             self._published = {e.name for e in entries if e.is_dir(follow_symlinks=False)}
         self._index = {}
+        self._fresh = set()
         try:
             data = self.layout.ledger.read_bytes() if not self.layout.ledger.is_symlink() else b""
         except OSError:
@@ -165,6 +167,7 @@ class JobLedger:
             entry is not None and entry[0] == key and not (self.deep and entry[1] == "done")
             and entry[2] == self._fingerprint(pair_id)
         ):  # fmt: skip
+            self._fresh.add(pair_id)
             return entry[1]
         record = self._verified(pair_id, key)
         return None if record is None else record["status"]
@@ -174,7 +177,7 @@ class JobLedger:
         if pair_id not in self._published:
             return None
         entry = self._index.get(pair_id)
-        if entry is not None and entry[0] == key and entry[2] == folder_fingerprint(self.layout.jobs / pair_id):
+        if entry is not None and entry[0] == key and (pair_id in self._fresh or entry[2] == self._fingerprint(pair_id)):
             try:
                 return json.loads(entry[3])
             except json.JSONDecodeError:
