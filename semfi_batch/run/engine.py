@@ -419,8 +419,10 @@ def _claim_root(layout: RunLayout, manifest: Manifest, settings: dict) -> None:
             data = manifest.path.read_bytes()
         except OSError as exc:
             raise file_error(exc, manifest.path) from None
-        if not (target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data):
-            write_file_atomic(target, data)
+        with contextlib.suppress(OSError):
+            if target.stat().st_size == len(data) and target.read_bytes() == data:
+                return  # the same manifest again (a resume): no rewrite, no fsync
+        write_file_atomic(target, data)
 
 
 def _newer_than(path: Path, inputs: tuple[Path, ...]) -> bool:

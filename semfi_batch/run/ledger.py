@@ -118,36 +118,45 @@ class JobLedger:
         self._index: dict[str, tuple[str, str, str, str]] = {}  # pair_id -> (key, status, fingerprint, json)
         self.rerun: list[tuple[str, str]] = []  # (pair_id, why) of done jobs that no longer verify
         self._jobs = str(layout.jobs)
+        self._fresh: set[str] = set()  # pair_ids whose fingerprint matched in this scan (not stat'ed twice)
 
     def load(self) -> JobLedger:
         """Scan jobs/ (one directory listing) and read the ledger, skipping damaged lines with one notice."""
         with os.scandir(self.layout.jobs) as entries:
             self._published = {e.name for e in entries if e.is_dir(follow_symlinks=False)}
         self._index = {}
+        self._fresh = set()
         try:
             data = self.layout.ledger.read_bytes() if not self.layout.ledger.is_symlink() else b""
         except OSError:
             data = b""
         damaged = 0
-        kept: dict[str, bytes] = {}
-        for raw in data.split(b"\n")[:-1]:  # the part after the last newline is a line cut short
-            parts = raw.decode("utf-8", errors="replace").split("\t", 5)
-            if len(parts) == 5 and not parts[0].startswith(LEDGER_VERSION):
+        text = data.decode("utf-8", errors="replace")  # one decode for the whole file: a resume reads 100,000 lines
+        lines = text.split("\n")
+        index = self._index
+        for line in lines[:-1]:  # the part after the last newline is a line cut short
+            parts = line.split("\t", 5)
+            if len(parts) == 6 and parts[0] == LEDGER_VERSION and parts[3] in ("done", "failed"):
+                index[parts[1]] = (parts[2], parts[3], parts[4], parts[5])
+            elif len(parts) == 5 and not parts[0].startswith(LEDGER_VERSION):
                 continue  # a version-1 line: its job's record is verified by content instead
-            if len(parts) != 6 or parts[0] != LEDGER_VERSION or parts[3] not in ("done", "failed"):
-                damaged += bool(raw.strip())
             else:
-                self._index[parts[1]] = (parts[2], parts[3], parts[4], parts[5])
-                kept[parts[1]] = raw
-        damaged += bool(data) and not data.endswith(b"\n")
+                damaged += bool(line.strip())
+        damaged += bool(lines[-1])
         if damaged:
             notice(f"{self.layout.ledger}: {damaged} damaged line(s) skipped (cut by a kill or a full disk); "
                    "the index is rebuilt from the job records")  # fmt: skip
             # Rewritten without them (one entry per job), so the next run starts clean. A line another run
             # appends meanwhile may be lost: the ledger is an index, and the record it pointed to stays.
+            kept = "".join(
+                f"{LEDGER_VERSION}\t{p}\t{k}\t{st}\t{fp}\t{blob}\n" for p, (k, st, fp, blob) in index.items()
+            )
             with contextlib.suppress(Exception):
-                write_file_atomic(self.layout.ledger, b"".join(line + b"\n" for line in kept.values()))
+                write_file_atomic(self.layout.ledger, kept.encode())
         return self
+
+    def _fingerprint(self, pair_id: str) -> str | None:
+        return folder_fingerprint(f"{self._jobs}/{pair_id}")
 
     def status(self, pair_id: str, key: str) -> str | None:
         """'done' or 'failed' when `pair_id` is published with `key` (done: with every output intact), else None."""
@@ -156,8 +165,9 @@ class JobLedger:
         entry = self._index.get(pair_id)
         if (
             entry is not None and entry[0] == key and not (self.deep and entry[1] == "done")
-            and entry[2] == folder_fingerprint(f"{self._jobs}/{pair_id}")
+            and entry[2] == self._fingerprint(pair_id)
         ):  # fmt: skip
+            self._fresh.add(pair_id)
             return entry[1]
         record = self._verified(pair_id, key)
         return None if record is None else record["status"]
@@ -167,7 +177,7 @@ class JobLedger:
         if pair_id not in self._published:
             return None
         entry = self._index.get(pair_id)
-        if entry is not None and entry[0] == key and entry[2] == folder_fingerprint(self.layout.jobs / pair_id):
+        if entry is not None and entry[0] == key and (pair_id in self._fresh or entry[2] == self._fingerprint(pair_id)):
             try:
                 return json.loads(entry[3])
             except json.JSONDecodeError:
