@@ -201,18 +201,18 @@ def test_csv_manifest_is_read_like_parquet(images, clip_factory, capsys, tmp_pat
     csv.write_text(
         "pair_id,source,start_frame,end_frame,mode,gap_frames,reason,score\n"
         f"v1,{clip},1,5,,,flash,41.2345678912345\n"
-        "i1,,,,,2,cut,\n"
+        "i1,,,,,2,timestamp_gap,\n"
     )
     with pytest.raises(ManifestError) as err:  # same row/column problems as the Parquet file would give
         load_manifest(csv)
     assert [(p.row, p.column) for p in err.value.problems] == [(1, "start_image")]
-    csv.write_text(csv.read_text().replace("i1,,,,,2,cut,", "i1,,x,4,insert,2,cut,"))
+    csv.write_text(csv.read_text().replace("i1,,,,,2,timestamp_gap,", "i1,,x,4,insert,2,timestamp_gap,"))
     with pytest.raises(ManifestError) as err:
         load_manifest(csv)
     problem = err.value.problems[0]
     assert (problem.row, problem.pair_id, problem.column) == (1, "i1", "start_frame")
     assert "whole number, got 'x' (line 3)" in problem.message
-    csv.write_text(csv.read_text().replace("i1,,x,4,insert,2,cut,", f"i1,{clip},8,9,insert,2,cut,"))
+    csv.write_text(csv.read_text().replace("i1,,x,4,insert,2,timestamp_gap,", f"i1,{clip},8,9,insert,2,timestamp_gap,"))
     m = load_manifest(csv)
     assert [(p.pair_id, p.mode, p.gap_frames) for p in m.pairs] == [("v1", "replace", 3), ("i1", "insert", 2)]
     assert m.pairs[0].extras == {"reason": "flash", "score": 41.2345678912345}

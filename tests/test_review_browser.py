@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import threading
+import time
 
 import pytest
 
@@ -136,8 +137,7 @@ def test_review_page_in_chromium(tmp_path, browser):
         Select(browser.find_element(By.ID, "sort")).select_by_value("warp")
         quality = served.server.quality
         worst_first = sorted(quality, key=lambda p: -quality[p])
-        shown = [c.get_attribute("data-pair") for c in browser.find_elements(By.CSS_SELECTOR, ".card")]
-        assert len(quality) == 3 and shown == worst_first
+        assert len(quality) == 3 and _shown_order(browser, worst_first) == worst_first
     finally:
         served.stop()
 
@@ -152,3 +152,19 @@ def test_review_page_in_chromium(tmp_path, browser):
         assert badges == {"a_flash": "rejected", "b_black": "accepted", "c_cut": "regenerate"}
     finally:
         served.stop()
+
+
+def _shown_order(browser, expected: list[str], timeout: float = 15.0) -> list[str]:
+    """The cards' order, read again until it is `expected` or `timeout` passes: sorting by warp error fetches
+    fresh figures and draws the cards again, so cards found before that can go stale."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            order = [c.get_attribute("data-pair") for c in browser.find_elements(By.CSS_SELECTOR, ".card")]
+        except StaleElementReferenceException:
+            order = []
+        if order == expected or time.time() > deadline:
+            return order
+        time.sleep(0.2)

@@ -105,7 +105,7 @@ def test_a_gap_longer_than_one_clip_is_filled_coarse_to_fine_and_resumes_clip_by
         assert [c["id"] for c in notes["clip_list"]] == ["0"] + [f"0.{m}" for m in range(8)]
         assert all(c["mol_branch"] == 2 for c in notes["clip_list"])
         sources = notes["delivered_from"]
-        assert len(sources) == gap and all(s.startswith(("0.", "flow(0.")) for s in sources)
+        assert len(sources) == gap and all(s.startswith(("0.", "flow(0.", "rife(0.")) for s in sources)
         assert len({f.tobytes() for f in frames}) == gap  # every in-between is its own frame
 
         # The job dies while decoding its fourth clip, whose denoising had finished; the re-run takes the first

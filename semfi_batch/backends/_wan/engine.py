@@ -17,6 +17,7 @@ heavy is imported when a backend is constructed."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import time
@@ -251,7 +252,9 @@ class WanBackend(Backend):
                     continue
                 ok, why = cls.availability(self.options)
                 if ok:
-                    self._filler = cls(self.options)
+                    # Two generated frames of one clip are one shot by construction: no different-shots check.
+                    extra = {**(self.options.extra or {}), "allow_morph": True}
+                    self._filler = cls(dataclasses.replace(self.options, extra=extra))
                     break
                 reasons.append(f"{name}: {why}")
             if self._filler is None:
