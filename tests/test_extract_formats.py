@@ -128,3 +128,26 @@ def test_detect_finds_a_planted_black_frame_at_its_index(fmt_clip, decoded):
     found = detect_video(path, DetectOptions(mode="damage"))
     spans = [(r.start_frame, r.end_frame, r.mode) for r in found.rows]
     assert (b - 1, b + 1, "replace") in spans, spans
+
+
+def test_transport_stream_whose_audio_starts_first(tmp_path):
+    """In a TS the audio often starts before the video (here by about 21 ms): frame times are the file's own
+    minus the container start on every path, so each frame is found by its time and equals the sequential
+    decode's (a frame list made relative to the video's own start found no frame at all)."""
+    clip = tmp_path / "av.ts"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=s=64x48:r=25", "-f", "lavfi", "-i",
+         "sine=r=48000", "-t", "1.2", "-c:v", "libx264", "-bf", "2", "-c:a", "aac", str(clip)],
+        check=True,
+    )  # fmt: skip
+    info = probe_video(clip)
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(clip), "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo",
+         "-pix_fmt", "rgb24", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    sequential = np.frombuffer(raw, np.uint8).reshape(-1, 48, 64, 3)
+    assert info.frame_times[0] > 0  # the video starts after the container's start
+    got = extract_frames(info, range(info.frame_count))
+    assert len(sequential) == info.frame_count
+    assert all(np.array_equal(got[k], sequential[k]) for k in range(info.frame_count))

@@ -184,7 +184,7 @@ def _probe_cached(path: Path, _size: int, _mtime_ns: int) -> VideoInfo:
         frame_times = np.sort(np.asarray(times, dtype=np.float64)) - container_start
         frames_from = "packets"
     else:
-        frame_times = decoded_frame_times(path)
+        frame_times = decoded_frame_times(path) - container_start
         frames_from = "decode"
     if frame_times.size == 0:
         raise VideoOpenFailure(f"{path} has a video stream but no decodable frames")
@@ -218,12 +218,13 @@ _SHOWINFO_RE = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(\S+)")
 
 
 def decoded_frame_times(path: Path) -> np.ndarray:
-    """Presentation times (s, relative to the container start) of every frame ffmpeg decodes from the first
-    video stream, in delivery order: the same decode, options and timestamps `extract_frames` and `detect`
-    use. NaN for a frame delivered without a time."""
+    """Presentation times (s, the file's own: -copyts) of every frame ffmpeg decodes from the first video
+    stream, in delivery order: the same decode, options and timestamps `extract_frames` uses. NaN for a frame
+    delivered without a time. (Without -copyts ffmpeg shifts them by a start it picks itself, which is not
+    the container start when the audio starts first, as in many transport streams.)"""
     cmd = [
         tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-noautorotate",
-        "-i", str(path), "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough",
+        "-copyts", "-i", str(path), "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough",
         "-vf", "showinfo=checksum=0", "-f", "null", "-",
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, check=False)
