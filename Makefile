@@ -67,6 +67,7 @@ bench: install  ## benchmarks: figures and ratios against peers measured in the 
 	$(BIN)/python bench/engine_overhead.py
 	$(BIN)/python bench/detect_bench.py
 	$(BIN)/python bench/splice_bench.py
+	$(BIN)/python bench/whole_run.py
 
 bench-gpu: install  ## SemFi on a GPU: folded MoL vs reference vs bare DiT, MFU, memory, batch speed-up
 	$(BIN)/python bench/semfi_gpu.py --part steps --resolutions 832x480,1280x720

@@ -35,6 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.flow_vs_minterpolate import decode  # noqa: E402
 from bench.splice_bench import build_long_clip  # noqa: E402
 from semfi_batch.backends import backend_class  # noqa: E402
 from semfi_batch.backends.base import InterpolationRequest  # noqa: E402
@@ -55,15 +56,6 @@ CLIPS = [
 ]
 CLI = [sys.executable, "-m", "semfi_batch"]
 TIMING_KEYS = ("keys_s", "backend_s", "write_s", "record_s")
-
-
-def decode(path: Path, first: int, count: int, width: int, height: int) -> np.ndarray:
-    """Frames first..first+count-1 as RGB (count, h, w, 3), decoded sequentially."""
-    args = ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough"]
-    args += ["-vf", f"select=between(n\\,{first}\\,{first + count - 1})", "-frames:v", str(count)]
-    args += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    raw = subprocess.run(args, capture_output=True, check=True).stdout
-    return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
 
 
 def timed(cmd: list[str], **kw) -> float:
