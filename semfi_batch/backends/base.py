@@ -62,6 +62,20 @@ class JobNotes:
     values: dict = field(default_factory=dict)
 
 
+def resolve_torch_device(device: str | None):
+    """A torch device for `--device`: "auto" -> the first CUDA device when there is one, else the CPU; a CUDA
+    device asked for where torch sees none is BackendUnavailable. (torch is imported here, not at module level:
+    the registry imports every backend to list them.)"""
+    import torch
+
+    if device in ("auto", "", None):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailable(f"device {device!r} was asked for but torch sees no CUDA device")
+    return dev
+
+
 class Backend(ABC):
     """An interpolator. Subclasses set `name`, `description`, `constraints` and optionally
     `requires` (importable module names), and implement `interpolate`."""

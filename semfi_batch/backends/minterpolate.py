@@ -27,6 +27,7 @@ import numpy as np
 
 from semfi_batch.backends.base import Backend, BackendOptions, InterpolationRequest
 from semfi_batch.errors import MediaError, ToolMissing
+from semfi_batch.media.frames import read_exact
 from semfi_batch.media.tools import run_tool, tool_path
 
 # minterpolate's own defaults, spelled out so they are part of the job key and of the documentation.
@@ -112,9 +113,12 @@ class MinterpolateBackend(Backend):
         try:
             index = 0  # output frame k sits at t = k / (gap + 1); 1..gap are the in-betweens
             while index <= gap + 1:
-                data = _read_exactly(proc.stdout, frame_bytes)
-                if data is None:
+                data = read_exact(proc.stdout, frame_bytes)
+                if not data:
                     break
+                if len(data) < frame_bytes:
+                    got = len(data)
+                    raise MediaError(f"ffmpeg minterpolate output ended inside a frame ({got} of {frame_bytes} bytes)")
                 if 1 <= index <= gap:
                     yield np.frombuffer(data, np.uint8).reshape(h, w, 3).copy()
                 index += 1
@@ -145,19 +149,3 @@ def _feed(proc: subprocess.Popen, payload: bytes) -> None:
         proc.stdin.write(payload)
     with contextlib.suppress(BrokenPipeError, ValueError):
         proc.stdin.close()
-
-
-def _read_exactly(stream, size: int) -> bytes | None:
-    """`size` bytes from a pipe, or None at end of stream (a short tail is an error for the caller)."""
-    chunks, got = [], 0
-    while got < size:
-        chunk = stream.read(size - got)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        got += len(chunk)
-    if got == 0:
-        return None
-    if got < size:
-        raise MediaError(f"ffmpeg minterpolate output ended inside a frame ({got} of {size} bytes)")
-    return b"".join(chunks)

@@ -21,8 +21,8 @@ import numpy as np
 
 from semfi_batch.backends._rife.shots import DIFFERENT_SHOTS_SSIM, same_shot
 from semfi_batch.backends._rife.weights import INSTALL_HINT, WEIGHTS_SHA256, load_ifnet, weights_path
-from semfi_batch.backends.base import Backend, BackendOptions, InterpolationRequest
-from semfi_batch.errors import BackendUnavailable, SemfiError
+from semfi_batch.backends.base import Backend, BackendOptions, InterpolationRequest, resolve_torch_device
+from semfi_batch.errors import SemfiError
 from semfi_batch.plan import inbetween_times
 
 # Samples (frame times) per forward are capped by padded pixels: about 8 at 720p on a CPU, where larger
@@ -85,7 +85,7 @@ class RifeBackend(Backend):
 
         self._torch = torch
         self.settings = rife_settings(self.options)
-        self.device = _resolve_device(torch, self.options.device)
+        self.device = resolve_torch_device(self.options.device)
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         model = load_ifnet(self.settings["model"])
         self.model = model.to(self.device, self.dtype, memory_format=torch.channels_last)
@@ -166,15 +166,6 @@ def _size_multiple(scale: float) -> int:
     from semfi_batch.backends._rife.ifnet import size_multiple
 
     return size_multiple(scale)
-
-
-def _resolve_device(torch, device: str):
-    if device in ("auto", "", None):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailable(f"device {device!r} was asked for but torch sees no CUDA device")
-    return dev
 
 
 __all__ = ["RifeBackend", "DifferentShots", "WEIGHTS_SHA256", "rife_settings"]

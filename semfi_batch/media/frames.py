@@ -254,7 +254,7 @@ def _decode(
     delivered = 0
     try:
         for _ in range(count):
-            data = _read_exact(proc.stdout, frame_bytes)
+            data = read_exact(proc.stdout, frame_bytes)
             if len(data) < frame_bytes:
                 if data:  # a frame of another size than the probe's: the stream changes size mid-way
                     raise FrameExtractError(
@@ -277,7 +277,8 @@ def _decode(
         raise FrameExtractError(f"cannot decode {info.path}: {log.last_error()}")
 
 
-def _read_exact(stream, size: int) -> bytes:
+def read_exact(stream, size: int) -> bytes:
+    """`size` bytes from a pipe, or fewer when it ends first (b"" at its end)."""
     chunks, got = [], 0
     while got < size:
         chunk = stream.read(size - got)

@@ -32,7 +32,14 @@ import numpy as np
 from semfi_batch.backends._wan.defaults import DEFAULT_CFG_SCALE, DEFAULT_STEPS, SIGMA_SHIFT
 from semfi_batch.backends._wan.geometry import DEFAULT_MAX_AREA, plan_geometry
 from semfi_batch.backends._wan.layout import ModelFiles, WanLayout, missing_report
-from semfi_batch.backends.base import Backend, BackendOptions, Constraints, InterpolationRequest, JobNotes
+from semfi_batch.backends.base import (
+    Backend,
+    BackendOptions,
+    Constraints,
+    InterpolationRequest,
+    JobNotes,
+    resolve_torch_device,
+)
 from semfi_batch.errors import BackendUnavailable, UnknownBackend
 from semfi_batch.plan import (
     MAX_CLIP_FRAMES,
@@ -120,7 +127,7 @@ class WanBackend(Backend):
 
         self._torch = torch
         extra = self.options.extra
-        self.device = loading.resolve_device(self.options.device)
+        self.device = resolve_torch_device(self.options.device)
         self.dtype = loading.default_dtype(self.device, extra.get("dtype"))
         self.max_area = int(extra.get("max_area", DEFAULT_MAX_AREA))
         self.max_clip_frames = int(extra.get("max_clip_frames", MAX_CLIP_FRAMES))

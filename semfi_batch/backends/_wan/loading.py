@@ -201,16 +201,6 @@ class GuardedWanVideoPipeline(WanVideoPipeline):
                         module.onload()
 
 
-def resolve_device(device: str) -> torch.device:
-    """ "auto" -> the first CUDA device when there is one, else the CPU."""
-    if device in ("auto", "", None):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailable(f"device {device!r} was asked for but torch sees no CUDA device")
-    return dev
-
-
 _DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32}
 
 
