@@ -55,12 +55,11 @@ def default_report_path(source: Path) -> Path:
     return source / "report.html" if source.is_dir() else source.with_suffix(".html")
 
 
-def write_report(
-    source: Path, out: Path | None = None, *, max_sheets: int = 200, quality: bool = True, plots: bool = True
-) -> Path:
-    """Write the HTML page for a run folder or an eval Parquet file; return its path. `quality=False`
-    skips measuring warp error for jobs that lack it (about 0.5 s per 720p job); `plots=False` leaves the
-    run page's plots out (drawing them costs seconds: the page `run` writes at its end has none)."""
+def write_report(source: Path, out: Path | None = None, *, max_sheets: int = 200, quick: bool = False) -> Path:
+    """Write the HTML page for a run folder or an eval Parquet file; return its path. `quick` is the page
+    `run` writes at its end, in a small fraction of the backend's time: no warp error measured for jobs that
+    lack it (about 0.5 s per 720p job), no plots (seconds to draw), and the contact sheets show the run's own
+    frame files scaled by the browser instead of thumbnails decoded and drawn in (a decode per picture)."""
     source = Path(source)
     out = Path(out) if out else default_report_path(source)
     if out.is_dir():
@@ -68,7 +67,7 @@ def write_report(
     if source.is_dir():
         # Links to the preview clips are relative to the page, so a run folder can be moved with its report.
         link_root = os.path.relpath(source.absolute(), out.absolute().parent)
-        page = run_report_html(source, max_sheets=max_sheets, link_root=link_root, quality=quality, plots=plots)
+        page = run_report_html(source, max_sheets=max_sheets, link_root=link_root, quick=quick)
     elif source.is_file() and is_eval_file(source):
         page = eval_report_html(source)
     elif source.exists():
@@ -131,16 +130,14 @@ def _read_metrics(path: Path) -> pd.DataFrame | None:
         return None
 
 
-def run_report_html(
-    run_dir: Path, *, max_sheets: int = 200, link_root: str = ".", quality: bool = True, plots: bool = True
-) -> str:
+def run_report_html(run_dir: Path, *, max_sheets: int = 200, link_root: str = ".", quick: bool = False) -> str:
     """The HTML page for a run folder; links to files of the run start with `link_root` (the run folder
     relative to where the page will be)."""
     run_dir = Path(run_dir).absolute()
     jobs, order, info = load_run(run_dir)
     done = jobs[jobs["status"] == "done"] if len(jobs) else jobs
     failed = jobs[jobs["status"] != "done"] if len(jobs) else jobs
-    measured = _run_quality(run_dir, jobs, measure=quality)
+    measured = _run_quality(run_dir, jobs, measure=not quick)
     jobs = jobs.assign(warp_error=[measured.get(p, math.nan) for p in jobs["pair_id"]])
     jobs = _with_review_facts(run_dir, jobs)
     done = jobs[jobs["status"] == "done"]
@@ -167,16 +164,16 @@ def run_report_html(
         facts.insert(0, ("manifest", str(info["manifest"])))
 
     figures = []
-    if len(jobs) and plots:
+    if len(jobs) and not quick:
         figures.append(("time-per-job", "Time per job", _plot_time_per_job(jobs)))
         if len(done):
             figures.append(("quality", "Quality: temporal consistency per job", _plot_run_quality(done)))
-    if not plots:
+    if quick:
         plot_html = f"<p>Plots are drawn by <code>semfi-batch report {_e(str(run_dir))}</code>.</p>"
     else:
         plot_html = "".join(_figure(i, t, png) for i, t, png in figures) or "<p>No finished jobs.</p>"
     max_sheets = max(0, max_sheets)
-    sheets = [_contact_sheet(run_dir, row, link_root) for row in done.head(max_sheets).to_dict("records")]
+    sheets = [_contact_sheet(run_dir, row, link_root, linked=quick) for row in done.head(max_sheets).to_dict("records")]
     omitted = max(0, len(done) - max_sheets)
 
     body = [
@@ -343,19 +340,25 @@ def _job_keys(job_dir: Path, record: dict) -> tuple[np.ndarray | None, np.ndarra
     return None, None
 
 
-def _contact_sheet(run_dir: Path, record: dict, link_root: str) -> str:
+def _contact_sheet(run_dir: Path, record: dict, link_root: str, *, linked: bool = False) -> str:
+    """One job's strip: start key, a few generated frames, end key (and, for replace rows, the originals they
+    replace). `linked`: pictures are the job's own files, scaled by the browser (nothing decoded here)."""
     pair_id = str(record["pair_id"])
     job_dir = run_dir / "jobs" / pair_id
     frames = _job_frames(job_dir)
-    generated = [(i, read_image_rgb8(frames[i])) for i in _spread(len(frames), SHEET_FRAMES)]
-    start, end = _job_keys(job_dir, record)
-    if generated:  # keys read from the manifest's files may be at the source size: show them at the job's
-        w, h = generated[0][1].shape[1], generated[0][1].shape[0]
-        start, end = (None if k is None else resize(k, w, h) for k in (start, end))
-    cells = [_cell(start, "start key", "key")]
-    cells += [_cell(image, f"#{i + 1} of {len(frames)}", "gen") for i, image in generated]
-    cells.append(_cell(end, "end key", "key"))
-    before = _original_cells(record, [i for i, _ in generated], len(frames), generated)
+    picks = _spread(len(frames), SHEET_FRAMES)
+    if linked:
+        cells, before = _linked_cells(job_dir, frames, picks, link_root), ""
+    else:
+        generated = [(i, read_image_rgb8(frames[i])) for i in picks]
+        start, end = _job_keys(job_dir, record)
+        if generated:  # keys read from the manifest's files may be at the source size: show them at the job's
+            w, h = generated[0][1].shape[1], generated[0][1].shape[0]
+            start, end = (None if k is None else resize(k, w, h) for k in (start, end))
+        cells = [_cell(start, "start key", "key")]
+        cells += [_cell(image, f"#{i + 1} of {len(frames)}", "gen") for i, image in generated]
+        cells.append(_cell(end, "end key", "key"))
+        before = _original_cells(record, picks, len(frames), generated)
     review = " &middot; ".join(
         _e(text)
         for text in (
@@ -381,6 +384,20 @@ def _contact_sheet(run_dir: Path, record: dict, link_root: str) -> str:
         + (f"<div class='strip before'>{before}</div>" if before else "")
         + "</div>"
     )
+
+
+def _linked_cells(job_dir: Path, frames: list[Path], picks: list[int], link_root: str) -> list[str]:
+    """A strip whose pictures link to the job's files (start.png, the picked frames, end.png)."""
+
+    def cell(path: Path, caption: str, kind: str) -> str:
+        if not path.is_file():
+            return _img_cell(None, caption, kind)
+        href = Path(link_root, *path.relative_to(job_dir.parent.parent).parts).as_posix()
+        return _img_cell(href, caption, kind, lazy=True)
+
+    cells = [cell(job_dir / "start.png", "start key", "key")]
+    cells += [cell(frames[i], f"#{i + 1} of {len(frames)}", "gen") for i in picks]
+    return [*cells, cell(job_dir / "end.png", "end key", "key")]
 
 
 def _present(value) -> bool:
@@ -415,10 +432,13 @@ def _cell(image: np.ndarray | None, caption: str, kind: str) -> str:
     return _img_cell(None if image is None else _jpeg_uri(_small(image, SHEET_THUMB_WIDTH)), caption, kind)
 
 
-def _img_cell(uri: str | None, caption: str, kind: str) -> str:
-    """A captioned picture of a strip, or a 'not available' box of the same shape."""
+def _img_cell(uri: str | None, caption: str, kind: str, *, lazy: bool = False) -> str:
+    """A captioned picture of a strip, or a 'not available' box of the same shape. `lazy`: a full-size file
+    the browser loads when it scrolls into view, shown at the thumbnails' width."""
     if uri is None:
         picture, kind = "<div class='none'>not available</div>", f"{kind} missing"
+    elif lazy:
+        picture = f"<img src='{_e(uri)}' alt='{_e(caption)}' loading='lazy' width='{SHEET_THUMB_WIDTH}'>"
     else:
         picture = f"<img src='{uri}' alt='{_e(caption)}'>"
     return f"<figure class='{kind}'>{picture}<figcaption>{_e(caption)}</figcaption></figure>"

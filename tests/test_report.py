@@ -91,8 +91,19 @@ def real_run(tmp_path_factory) -> Path:
     )
     manifest = write_manifest(rows, tmp / "shots.parquet")
     out = tmp / "out"
-    assert main(["run", str(manifest), "--out", str(out), "--quiet"]) == 1  # 1: a job failed
+    assert main(["run", str(manifest), "--out", str(out), "--quiet", "--preview"]) == 1  # 1: a job failed
     return out
+
+
+def test_the_page_run_writes_links_the_jobs_files_and_decodes_nothing(real_run):
+    """`run`'s own page (quick): no plots, no warp error measured, and each sheet's pictures are the job's
+    own files, linked relative to the page (so the run folder moves with it), not thumbnails drawn in."""
+    dom = (real_run / "report.html").read_text()
+    assert "data:image" not in dom and "<img class='plot'" not in dom
+    sources = re.findall(r"<img src='([^']+)' alt='([^']+)' loading='lazy'", dom)
+    assert len(sources) == 5 + 3 + 6  # start key + generated frames (at most 4) + end key, per sheet
+    assert all(not Path(src).is_absolute() and (real_run / src).is_file() for src, _ in sources)
+    assert ("jobs/p2/frames/000006.png", "#6 of 6") in sources and ("jobs/p0/start.png", "start key") in sources
 
 
 def test_run_report_renders_with_plots_sheets_and_failures(real_run, tmp_path, capsys):

@@ -38,7 +38,7 @@ def video_manifest(tmp_path, clip_factory):
 
 def test_run_end_to_end_on_synthetic_clip(video_manifest, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["run", str(video_manifest), "--out", str(out), "--quiet"]) == 0
+    assert main(["run", str(video_manifest), "--out", str(out), "--quiet", "--preview"]) == 0
     metrics = pq.read_table(out / "metrics.parquet").to_pylist()
     assert [m["pair_id"] for m in metrics] == [f"r{i:02d}" for i in range(6)]
     assert all(m["status"] == "done" and m["backend"] == "flow" for m in metrics)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.abc
 import os
 import re
 import sys
@@ -156,8 +157,34 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+def _pyarrow_without_pandas() -> None:
+    """Keep pyarrow from importing pandas (about 0.3 s) on its first conversion of a Python value.
+
+    pyarrow 26 tries `import pandas` once, on the first conversion of any Python or NumPy value (to learn
+    whether a value is a pandas Series), and remembers the answer. Its first try is made here with pandas
+    hidden, so it converts plain values without pandas; `to_pandas()` and `from_pandas()` still import pandas
+    when a command asks for them (pyarrow tries again when pandas is required). Only commands that use
+    pandas themselves (report, eval) pay for it."""
+    if "pandas" in sys.modules:
+        return
+    import pyarrow as pa
+
+    class HidePandas(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):  # noqa: ARG002 - the finder protocol
+            if name == "pandas" or name.startswith("pandas."):
+                raise ImportError("pandas is imported when a command needs it")
+
+    hide = HidePandas()
+    sys.meta_path.insert(0, hide)
+    try:
+        pa.scalar(0)
+    finally:
+        sys.meta_path.remove(hide)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the app and maps every error to one line and an exit code."""
+    _pyarrow_without_pandas()
     command = typer.main.get_command(app)
     _flags_take_no_value(command)
     args = expand_multi_value_options(list(sys.argv[1:] if argv is None else argv))

@@ -61,7 +61,13 @@ def run(
     lease_ttl: Annotated[
         float | None, typer.Option(hidden=True, help="Seconds before a silent worker's lease expires (tests).")
     ] = None,
-    preview: Annotated[bool, typer.Option(help="Encode a preview clip.mp4 per job.")] = True,
+    preview: Annotated[
+        bool,
+        typer.Option(
+            help="Also encode a preview clip.mp4 per job (an ffmpeg process per job: more than flow's own cost; "
+            "`semfi-batch review` makes its own previews)."
+        ),
+    ] = False,
     rife_model: Annotated[
         Path | None, typer.Option(help="Practical-RIFE flownet.pkl for rife. Default: models/rife/flownet.pkl.")
     ] = None,
@@ -83,8 +89,8 @@ def run(
 ) -> None:
     """Run an interpolation job per manifest row, skipping jobs already done.
 
-    Outputs go to OUT/jobs/<pair_id>/frames/*.png (exactly gap_frames lossless frames), a preview
-    OUT/jobs/<pair_id>/clip.mp4, and OUT/metrics.parquet. Kill it at any moment and run the same command
+    Outputs go to OUT/jobs/<pair_id>/frames/*.png (exactly gap_frames lossless frames), with --preview a
+    preview OUT/jobs/<pair_id>/clip.mp4, and OUT/metrics.parquet. Kill it at any moment and run the same command
     again to finish the rest. Exit status 1 when any job failed."""
     from semfi_batch.run.engine import run_manifest
 
@@ -216,8 +222,9 @@ def _print_report_path(out: Path, *, up_to_date: bool = False) -> None:
     from semfi_batch.report import write_report
 
     try:
-        # Warp error and plots are left for `semfi-batch report`: they cost more per job than `flow` itself.
-        page = write_report(out, quality=False, plots=False)
+        # Warp error, plots and drawn thumbnails are left for `semfi-batch report`: they cost more per job
+        # than `flow` itself.
+        page = write_report(out, quick=True)
         stdout.print(f"report: {page}  (with plots and quality figures: semfi-batch report {out})")
     except Exception as exc:  # noqa: BLE001 - the run's outputs are done; a report problem must not fail it
         console.print(f"report not written ({type(exc).__name__}: {exc}); try: semfi-batch report {out}")

@@ -359,12 +359,24 @@ def png_level() -> int:
     return int(value)
 
 
+def png_params() -> list[int]:
+    """cv2.imencode parameters for our PNGs. At the fast levels (0-3) every row is filtered by 'up' alone:
+    libpng's default tries all five filters on each row, which costs more than the deflate at level 1; 'up'
+    suits video frames (rows alike) and gave files of the same size in 0.6x the time on real 720p frames,
+    8 and 16 bit (see bench/whole_run.py). Levels 4-9 ask for small files and keep the adaptive choice."""
+    level = png_level()
+    params = [cv2.IMWRITE_PNG_COMPRESSION, level]
+    if level <= 3:
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
+    return params
+
+
 def encode_png(frame: np.ndarray) -> bytes:
     """A frame (RGB/RGBA, uint8/uint16) as lossless PNG bytes at its own depth and channels."""
     if frame.dtype not in (np.uint8, np.uint16) or frame.ndim != 3 or frame.shape[2] not in (3, 4):
         raise MediaError(f"cannot write a frame of shape {frame.shape} {frame.dtype} as PNG")
     code = cv2.COLOR_RGB2BGR if frame.shape[2] == 3 else cv2.COLOR_RGBA2BGRA
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(frame, code), [cv2.IMWRITE_PNG_COMPRESSION, png_level()])
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(frame, code), png_params())
     if not ok:
         raise MediaError("cannot encode PNG")
     return buf.tobytes()

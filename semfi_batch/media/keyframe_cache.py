@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -57,12 +57,12 @@ class KeyframeCache:
             written += 1
         return written
 
-    def frame(self, source: Path, index: int) -> np.ndarray:
-        """Frame `index` of `source`: from the cache, else extracted now and stored."""
+    def frame(self, source: Path, index: int, read: Callable[[Path], np.ndarray] = read_image) -> np.ndarray:
+        """Frame `index` of `source`: from the cache (decoded by `read`), else extracted now and stored."""
         path = self.path(source, index)
         if not path.exists():
             self.fill(source, [index])
-        return read_image(path)
+        return read(path)
 
 
 def keyframe_cache_for(run_root: Path, extra: dict | None = None) -> KeyframeCache:

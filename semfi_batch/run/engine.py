@@ -93,7 +93,7 @@ def prepare_run(
     backend: str,
     options: BackendOptions,
     *,
-    preview: bool = True,
+    preview: bool = False,
     lease_ttl_s: float | None = None,
 ) -> tuple[Manifest, RunLayout, list[Job]]:
     """Validate the manifest, check every backend it needs can run here and that the output root was made with
@@ -151,7 +151,7 @@ def run_manifest(
     executor: str = "local",
     ray_address: str | None = None,
     lease_ttl_s: float | None = None,
-    preview: bool = True,
+    preview: bool = False,
 ) -> RunSummary:
     """Run every job of a manifest (or of one shard of it) that is not already done; resumable after any
     interruption, and safe to run as several processes on one output root. SIGINT/SIGTERM stop it cleanly:
@@ -280,7 +280,8 @@ def _run_processes(jobs, layout, options, settings, on_record, workers, gpus) ->
             gpu = gpus[(i - 1) % len(gpus)] if gpus else None
             receive, send = ctx.Pipe(duplex=False)
             proc = ctx.Process(
-                target=worker_process, args=(jobs, layout.root, options, settings, send, gpu), daemon=True,
+                target=worker_process, args=(jobs, layout.root, options, settings, send, gpu, (i - 1, workers)),
+                daemon=True,
                 name=f"semfi-worker-{i}",
             )  # fmt: skip
             proc.start()
@@ -451,9 +452,10 @@ def _differences(old: dict, new: dict) -> list[str]:
         before = (old.get("key_settings") or {}).get(name)
         if before is not None and before != params:
             found.append(f"settings of backend {name}: {before} (this run: {params})")
-    if old.get("preview", True) != new.get("preview", True):
-        found.append("previews " + ("on" if old.get("preview", True) else "off (--no-preview)")
-                     + " (this run: " + ("on" if new.get("preview", True) else "off") + ")")  # fmt: skip
+    # Roots written before previews became opt-in have no "preview" setting: they had them.
+    if old.get("preview", True) != new.get("preview", False):
+        found.append("previews " + ("on (--preview)" if old.get("preview", True) else "off")
+                     + " (this run: " + ("on" if new.get("preview", False) else "off") + ")")  # fmt: skip
     return found
 
 

@@ -11,6 +11,7 @@ import resource
 import shutil
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -136,21 +137,50 @@ class JobPlanner:
         return self._files[path]
 
 
+class RecentImages:
+    """The last few images this process decoded, by path and file identity (device, inode, size, mtime,
+    ctime): consecutive rows share a keyframe (one row's end is the next one's start), which is then decoded
+    once. The arrays are read-only, so no caller can change what the next job gets."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._images: OrderedDict[tuple[str, StatIdentity | None], np.ndarray] = OrderedDict()
+
+    def read(self, path: Path) -> np.ndarray:
+        """`read_image(path)`, or the array decoded from the same file before."""
+        key = (str(path), stat_identity(Path(path)))
+        image = self._images.get(key)
+        if image is None:
+            image = read_image(path)
+            image.flags.writeable = False
+            self._images[key] = image
+            while len(self._images) > self.size:
+                self._images.popitem(last=False)
+        else:
+            self._images.move_to_end(key)
+        return image
+
+
+RECENT_IMAGES = RecentImages()
+
+
 def load_keyframes(pair: KeyframePair, cache: KeyframeCache | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """The pair's two keyframes at the output size, in the source's layout (RGB or RGBA, uint8 or uint16;
     image keys of different layouts are both widened to the richer one), and the preview frame rate.
-    Video keyframes come from `cache` (filled per source by the engine) when given."""
+    Video keyframes come from `cache` (filled per source by the engine) when given. Images are read through
+    RECENT_IMAGES: the arrays returned may be shared and read-only."""
     interlaced = False
+    read = RECENT_IMAGES.read
     if pair.source is not None:
         if cache is not None:  # filled by the engine: no probe of the source's frames needed here
-            start, end = cache.frame(pair.source, pair.start_frame), cache.frame(pair.source, pair.end_frame)
+            start, end = (cache.frame(pair.source, i, read) for i in (pair.start_frame, pair.end_frame))
         else:
             keys = extract_frames(probe_video(pair.source), [pair.start_frame, pair.end_frame])
             start, end = keys[pair.start_frame], keys[pair.end_frame]
         fps = probe_stream(pair.source).avg_fps or 24.0
         interlaced = _interlaced(pair, cache)
     else:
-        start, end = common_layout(read_image(pair.start_image), read_image(pair.end_image))
+        start, end = common_layout(read(pair.start_image), read(pair.end_image))
         fps = PREVIEW_FPS_IMAGES
         if start.shape[:2] != end.shape[:2]:
             raise MediaError(
@@ -185,7 +215,7 @@ class Attempt:
 
 
 def execute_job(
-    job: Job, backend: Backend, layout: RunLayout, *, preview: bool = True, token: str | None = None
+    job: Job, backend: Backend, layout: RunLayout, *, preview: bool = False, token: str | None = None
 ) -> Attempt:
     """Run one attempt at a job in its own folder and return it staged with its record, unpublished. Job-level
     failures (bad media, backend errors) give a 'failed' record; a full disk raises DiskFull and an

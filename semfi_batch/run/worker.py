@@ -38,7 +38,7 @@ class ClaimSettings:
     since: float  # when the run started: records written before it come from earlier runs
     lease_ttl_s: float = DEFAULT_TTL_S
     fresh_only: bool = False  # --force: only records written during this run count as finished
-    preview: bool = True
+    preview: bool = False
     run_tag: str = field(default_factory=lambda: os.urandom(3).hex())  # shared by the workers of one run
 
 
@@ -72,12 +72,18 @@ def work_through(
     options: BackendOptions,
     settings: ClaimSettings,
     on_record: Callable[[dict], None],
+    part: tuple[int, int] = (0, 1),
 ) -> None:
     """Run `jobs` (in order, grouped by backend) until each one is finished by this or another worker. An
-    attempt that lost its lease is discarded and the job waits for its new holder (or is claimed again)."""
+    attempt that lost its lease is discarded and the job waits for its new holder (or is claimed again).
+    Worker i of n (`part`) starts at the i-th n-th of the list and goes round: each worker runs a stretch
+    of consecutive rows, which share keyframes (decoded once, RecentImages), and meets the others only where
+    their stretches end."""
     ledger = JobLedger(layout)
     backends: dict[str, Backend] = {}
     pending = _ordered(jobs, backends, options)
+    first = len(pending) * part[0] // max(1, part[1])
+    pending = pending[first:] + pending[:first]
     worker_id = new_worker_id(settings.run_tag)
     with LeaseManager(layout.leases, worker_id, ttl_s=settings.lease_ttl_s) as leases:
         try:
@@ -182,7 +188,13 @@ def _die_with_parent() -> None:
 
 
 def worker_process(
-    jobs: list[Job], root: Path, options: BackendOptions, settings: ClaimSettings, conn, gpu: str | None
+    jobs: list[Job],
+    root: Path,
+    options: BackendOptions,
+    settings: ClaimSettings,
+    conn,
+    gpu: str | None,
+    part: tuple[int, int] = (0, 1),
 ) -> None:
     """Entry point of a `--workers N` child process: its own process group (so the parent can stop it and its
     ffmpeg children at once), dies with its parent, pins the GPU, then runs the claim loop, sending each
@@ -200,7 +212,7 @@ def worker_process(
 
     cv2.setNumThreads(1)  # one core per worker: OpenCV's own threads would only contend with the other workers
     try:
-        work_through(jobs, RunLayout(root), options, settings, conn.send)
+        work_through(jobs, RunLayout(root), options, settings, conn.send, part)
     except RunInterrupted as exc:
         raise SystemExit(exc.exit_code) from None
     except DiskFull as exc:  # the whole run stops for it: the parent prints this message, not "worker died"

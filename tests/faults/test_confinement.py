@@ -22,8 +22,8 @@ def test_other_backend_on_the_same_root_is_refused(images, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "holds results made with other settings: --backend blend (this run: flow)" in err
     assert (out / "metrics.parquet").read_bytes() == before
-    assert main([*run_args(images, out)[:-1]]) == 2  # previews on now, off before
-    assert "previews off (--no-preview) (this run: on)" in capsys.readouterr().err
+    assert main([*run_args(images, out)[:-1], "--preview"]) == 2  # previews on now, off before
+    assert "previews off (this run: on)" in capsys.readouterr().err
     assert {r["backend"] for r in pq.read_table(out / "metrics.parquet").to_pylist()} == {"blend"}
 
 

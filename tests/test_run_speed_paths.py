@@ -1,0 +1,104 @@
+"""The paths that make a whole `run` fast (issue 16), checked for what they must keep true: PNGs stay lossless
+at the fast filter, a shared keyframe is decoded once yet a changed file is read again, workers start on
+their own stretch of rows, and a run with nothing to do imports no pandas."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from semfi_batch.backends import BackendOptions
+from semfi_batch.media.frames import PNG_LEVEL_ENV, encode_png, read_image, write_png
+from semfi_batch.run.engine import prepare_run
+from semfi_batch.run.job import RecentImages
+from semfi_batch.run.worker import ClaimSettings, work_through
+from tests.conftest import REPO
+from tests.faults.conftest import image_manifest, run_args
+
+
+def png_filters(data: bytes) -> set[int]:
+    """The filter type byte of every row of an 8-bit RGB, non-interlaced PNG."""
+    import io
+
+    with Image.open(io.BytesIO(data)) as im:
+        width, height = im.size
+    pos, idat = 8, b""
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"IDAT":
+            idat += data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    stride = 1 + width * 3
+    return {raw[row * stride] for row in range(height)}
+
+
+@pytest.mark.parametrize("level", ["0", "1", "3", "6", "9"])
+@pytest.mark.parametrize(("dtype", "channels"), [(np.uint8, 3), (np.uint8, 4), (np.uint16, 3), (np.uint16, 4)])
+def test_png_is_lossless_at_every_level(tmp_path, monkeypatch, level, dtype, channels):
+    monkeypatch.setenv(PNG_LEVEL_ENV, level)
+    rng = np.random.default_rng(int(level))
+    top = 256 if dtype == np.uint8 else 65536
+    frame = rng.integers(0, top, (37, 53, channels), dtype=dtype)
+    frame[10:20] = frame[9]  # rows alike, as in video
+    write_png(tmp_path / "f.png", frame)
+    back = read_image(tmp_path / "f.png")
+    assert back.dtype == frame.dtype and np.array_equal(back, frame)
+
+
+def test_fast_levels_filter_rows_by_up_and_slow_levels_choose(monkeypatch):
+    x = np.linspace(0, 255, 64)
+    frame = np.stack([np.add.outer(x, x) % 256] * 3, axis=-1).astype(np.uint8)  # a gradient: filters differ
+    monkeypatch.setenv(PNG_LEVEL_ENV, "1")
+    assert png_filters(encode_png(frame)) == {2}  # 2: up
+    monkeypatch.setenv(PNG_LEVEL_ENV, "9")
+    assert png_filters(encode_png(frame)) != {2}  # libpng's adaptive choice
+
+
+def test_recent_images_decode_once_and_notice_a_changed_file(tmp_path):
+    path = tmp_path / "k.png"
+    write_png(path, np.zeros((8, 8, 3), np.uint8))
+    recent = RecentImages(size=2)
+    first = recent.read(path)
+    assert recent.read(path) is first  # the same array: decoded once
+    with pytest.raises(ValueError):
+        first[0, 0, 0] = 1  # read-only: no job can change what the next one gets
+    write_png(path, np.full((8, 8, 3), 7, np.uint8))  # replaced: another inode
+    assert recent.read(path)[0, 0, 0] == 7
+    others = [tmp_path / f"o{i}.png" for i in range(3)]
+    for other in others:
+        write_png(other, np.ones((4, 4, 3), np.uint8))
+        recent.read(other)
+    assert len(recent._images) == 2  # bounded
+
+
+def test_a_worker_starts_on_its_own_stretch_of_rows(tmp_path):
+    manifest = image_manifest(tmp_path, 6, size=8, gap=1)
+    _, layout, jobs = prepare_run(manifest, tmp_path / "out", "blend", BackendOptions())
+    order = []
+    settings = ClaimSettings(since=0.0)
+    work_through(jobs, layout, BackendOptions(), settings, lambda r: order.append(r["pair_id"]), part=(1, 2))
+    assert order == ["p03", "p04", "p05", "p00", "p01", "p02"]  # worker 2 of 2 starts half way, goes round
+
+
+def test_a_run_with_nothing_to_do_imports_no_pandas(tmp_path):
+    manifest = image_manifest(tmp_path, 3, size=8, gap=1)
+    out = tmp_path / "out"
+    args = [a for a in run_args(manifest, out) if a != "--no-preview"]
+    probe = (
+        f"import sys\nfrom semfi_batch.cli import main\ncode = main({args!r})\nprint(code, 'pandas' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    first = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert first.stdout.split()[-2:] == ["0", "True"], first.stderr  # the report at the end reads with pandas
+    again = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert again.stdout.split()[-2:] == ["0", "False"], again.stderr
+    assert json.loads((out / "run.json").read_text())["settings"]["preview"] is False  # previews are opt-in
