@@ -42,7 +42,7 @@ pipeline: install  ## footage -> detect -> run -> splice -> report (SRC=video [M
 	@echo
 	@echo "pipeline finished: $(abspath $(PIPE_OUT))"
 	@echo "  manifest.parquet   the rows detect found ($(MODE))"
-	@echo "  run/               generated frames (run/jobs/<pair_id>/frames), previews, metrics.parquet"
+	@echo "  run/               generated frames (run/jobs/<pair_id>/frames), records, metrics.parquet"
 	@echo "  $(notdir $(PIPE_VIDEO))  the source with the generated frames spliced in, audio kept"
 	@echo "  report.html        summary, plots, contact sheets, failures"
 
