@@ -15,7 +15,7 @@ compute at 720p; a no-op resume < 0.6 s.
 Part 2 (--film-rows, 0 to skip): a 1,000-row manifest over one 10-minute 720p film (keyframes every 12 frames,
 11 frames replaced per row): the whole run and its keyframe extraction time vs a plain ffmpeg decode of the film.
 
-    .venv/bin/python bench/whole_run.py [--frames 25] [--film-rows 1000] [--film-minutes 10]
+    .venv/bin/python bench/whole_run.py [--frames 121] [--film-rows 1000] [--film-minutes 10]
 """
 
 from __future__ import annotations
@@ -149,7 +149,9 @@ def film_part(work: Path, cache: Path, rows: int, minutes: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=25, help="odd number of frames per clip stretch")
+    parser.add_argument(
+        "--frames", type=int, default=121, help="odd number of frames per clip stretch (fewer where the clip is short)"
+    )
     parser.add_argument("--film-rows", type=int, default=1000, help="rows of the long-film part (0: skip it)")
     parser.add_argument("--film-minutes", type=float, default=10.0)
     parser.add_argument(

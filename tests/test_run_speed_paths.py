@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -102,3 +103,16 @@ def test_a_run_with_nothing_to_do_imports_no_pandas(tmp_path):
     again = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert again.stdout.split()[-2:] == ["0", "False"], again.stderr
     assert json.loads((out / "run.json").read_text())["settings"]["preview"] is False  # previews are opt-in
+
+
+def test_auto_workers_start_only_what_the_work_pays_for(tmp_path, monkeypatch):
+    from semfi_batch.run import engine
+
+    monkeypatch.setattr(engine, "physical_cores", lambda: 8)
+    small = image_manifest(tmp_path, 12, size=8, gap=1)
+    _, _, jobs = prepare_run(small, tmp_path / "small", "flow", BackendOptions())
+    assert engine.auto_workers(jobs) == 1  # 12 tiny jobs: a second process would cost more than it saves
+    sized = [replace(job, pair=replace(job.pair, width=1280, height=720)) for job in jobs * 8]
+    assert engine.auto_workers(sized) == 8  # 96 jobs at 720p: every core
+    _, _, blends = prepare_run(small, tmp_path / "blend", "minterpolate", BackendOptions())
+    assert engine.auto_workers([replace(j, backend="rife") for j in blends]) == 1  # a model backend: one process

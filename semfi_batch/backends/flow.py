@@ -6,6 +6,7 @@ a pixel is occluded in that keyframe."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import cv2
@@ -91,8 +92,12 @@ def _flow_inputs(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.nda
     return g0, g1, scale
 
 
+@functools.lru_cache(maxsize=4)
 def _grid(h: int, w: int) -> np.ndarray:
-    return np.mgrid[0:h, 0:w][::-1].astype(np.float32)  # (2, h, w): x, y
+    """(2, h, w) pixel coordinates x, y; made once per size (a batch's frames share it), read-only."""
+    grid = np.mgrid[0:h, 0:w][::-1].astype(np.float32)
+    grid.flags.writeable = False
+    return grid
 
 
 def _upsample(flow: np.ndarray, w: int, h: int) -> np.ndarray:

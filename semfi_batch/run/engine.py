@@ -216,12 +216,24 @@ def _execute(plan, layout, options, settings, records, summary, show_progress, e
             work_through(plan.todo, layout, options, settings, on_record)
 
 
+# Work (pixels read or made: two keys and the gap's frames per job) that pays for one more worker process:
+# starting one costs about half a second of a core, and flow handles about 40 Mpixel/s of this per core.
+WORKER_PIXELS = 20e6
+
+
 def auto_workers(jobs: list[Job]) -> int:
     """`--workers auto`: one worker per physical core when every job's backend scales with workers (the CPU
-    backends), at most one per 4 jobs (starting a worker costs about a second); else 1."""
+    backends) and there is work enough to pay for starting them (WORKER_PIXELS each; at least 4 jobs each
+    when frame sizes are unknown); else 1."""
     if not jobs or not all(backend_class(job.backend).scales_with_workers for job in jobs):
         return 1
-    return max(1, min(physical_cores(), len(jobs) // 4))
+    sizes = [job.pair.output_size if job.pair.keyframe_size or job.pair.width else None for job in jobs]
+    if all(sizes):
+        pixels = sum(w * h * (2 + job.pair.gap_frames) for job, (w, h) in zip(jobs, sizes, strict=True))
+        enough = int(pixels // WORKER_PIXELS)
+    else:
+        enough = len(jobs) // 4
+    return max(1, min(physical_cores(), enough))
 
 
 def physical_cores() -> int:
