@@ -69,9 +69,10 @@ bench: install  ## benchmarks: figures and ratios against peers measured in the 
 	$(BIN)/python bench/splice_bench.py
 	$(BIN)/python bench/whole_run.py
 
-bench-gpu: install  ## SemFi on a GPU: folded MoL vs reference vs bare DiT, MFU, memory, batch speed-up
+bench-gpu: install  ## on a GPU: SemFi (MoL vs reference vs bare DiT, MFU, memory, batch speed-up), rife at 1080p
 	$(BIN)/python bench/semfi_gpu.py --part steps --resolutions 832x480,1280x720
 	$(BIN)/python bench/semfi_gpu.py --part batch
+	$(BIN)/python bench/rife_gpu.py
 
 formats: install  ## splice every format of the matrix (codecs x containers) and print the table (bench/formats_matrix.py)
 	$(BIN)/python bench/formats_matrix.py

@@ -20,6 +20,8 @@ left out, and the reference's reload counts the DiT alone (bf16 shards; the rele
 Examples (GPU; each part fits in one 10-minute session):
   .venv/bin/python bench/semfi_gpu.py --part steps --resolutions 832x480,1280x720
   .venv/bin/python bench/semfi_gpu.py --part batch
+Both resolutions and a shortened batch in one process (about 7 minutes on an H200):
+  .venv/bin/python bench/semfi_gpu.py --part all --warmup first --batch-steps 1 --batch-frames 81,49
 CPU run at toy size (the script works; relative LoRA costs at toy widths, not GPU figures):
   .venv/bin/python bench/semfi_gpu.py --tiny --device cpu
 Targets: a/c <= 1.03, MFU >= 45 %, our batch >= 1.3x faster per clip."""
@@ -51,6 +53,7 @@ from semfi_batch.backends._wan.mol import (  # noqa: E402
     detach_unfolded,
     set_unfolded_branch,
 )
+from semfi_batch.backends.base import resolve_torch_device  # noqa: E402
 from semfi_batch.plan import mol_branch  # noqa: E402
 
 WAN_I2V_14B = dict(
@@ -216,12 +219,15 @@ def measure_steps(dit, mol, branches, folder, cfg, args, device, dtype) -> list[
     rows = []
     peak = peak_flops(device, args.peak_tflops)
     branch = mol_branch(args.frames)
-    modes = [m for m in MODES if folder is not None or m != "f_folded"]
-    for res in args.resolutions:
+    modes = [m for m in args.modes if folder is not None or m != "f_folded"]
+    for i, res in enumerate(args.resolutions):
         width, height = res
         cond = dit_inputs(cfg, width, height, args.frames, device, dtype)
         row = {"resolution": f"{width}x{height}", "frames": args.frames, "bucket": branch}
-        Denoiser(dit, cond, device, dtype).run(1)  # warm-up once per resolution: kernels, allocator
+        if i == 0 or args.warmup == "each":
+            # Warm-up (kernels, allocator) per resolution, or only before the first one where device time is
+            # short: the kernels are the same at the next size and the allocator grows in milliseconds.
+            Denoiser(dit, cond, device, dtype).run(1)
         times: dict[str, list[float]] = {m: [] for m in modes}
         # Modes take turns, `repeats` rounds, and each keeps its fastest: background load hits all alike.
         for _ in range(args.repeats):
@@ -237,6 +243,8 @@ def measure_steps(dit, mol, branches, folder, cfg, args, device, dtype) -> list[
                 den = Denoiser(dit, cond, device, dtype, batch_cfg=mode == "d_branches_batched_cfg")
                 times[mode].append(den.run(args.steps) / args.steps)
                 row[f"{mode}_peak_gb"] = peak_memory_gb(device)
+                # Each timing as it comes: a run cut short by its time limit still shows what it measured.
+                print(f"  {width}x{height} {mode}: {times[mode][-1]:.4f} s/step", flush=True)
                 branches.restore()
                 if mode == "f_folded":
                     folder.restore()
@@ -411,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", type=int, default=None, help="timed denoise steps per mode after a warm-up (default 1; 3 tiny)"
     )
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per mode, fastest kept (default 1; 5 tiny)")
+    ap.add_argument("--modes", default=",".join(MODES), help=f"modes timed per step (default all: {','.join(MODES)})")
+    ap.add_argument("--warmup", choices=("each", "first"), default="each",
+                    help="warm-up step before each resolution (default) or only before the first")  # fmt: skip
     ap.add_argument("--batch-resolution", default=None, help="WxH of the batch (default 832x480)")
     ap.add_argument("--batch-frames", default=None, help="frame counts of the batch's pairs (default 81,49,81,49)")
     ap.add_argument("--batch-steps", type=int, default=2, help="denoise steps run per pair in the batch")
@@ -421,9 +432,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", default="auto", help="auto (bf16 on GPUs, float32 on the CPU), bfloat16 or float32")
     ap.add_argument("--no-fold", action="store_true", help="skip the folded mode (it keeps a CPU copy of the weights)")
     args = ap.parse_args(argv)
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if any(m not in MODES for m in args.modes) or "c_bare" not in args.modes:
+        ap.error(f"--modes takes some of {','.join(MODES)}, c_bare included (the ratios' base); got {args.modes}")
 
     cfg = TINY if args.tiny else WAN_I2V_14B
-    device = loading.resolve_device(args.device)
+    device = resolve_torch_device(args.device)
     dtype = loading.default_dtype(device, args.dtype)
     default_res = "64x48,96x64" if args.tiny else "832x480,1280x720"
     args.resolutions = [parse_size(s) for s in (args.resolutions or default_res).split(",")]
@@ -450,9 +464,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny:  # keep the reference's resident share of the linear weights (6e9 of 14e9) at toy size
         linear = sum(m.weight.numel() for m in dit.modules() if isinstance(m, torch.nn.Linear))
         args.resident_params = linear * REFERENCE_RESIDENT_PARAMS / 14e9
-    results = {"device": name, "dtype": str(dtype), "tiny": args.tiny, "dit_params": n_params}
+    results = {"device": name, "dtype": str(dtype), "tiny": args.tiny, "dit_params": n_params,
+               "torch": torch.__version__}  # fmt: skip
+
+    def save() -> None:  # after each part: a later part that runs out of time keeps the earlier figures
+        if args.json:
+            tmp = Path(args.json).with_suffix(".tmp")
+            tmp.write_text(json.dumps(results, indent=2, default=str))
+            tmp.replace(args.json)
+
     if args.part in ("all", "steps"):
         results["steps"] = measure_steps(dit, mol, branches, folder, cfg, args, device, dtype)
+        save()
     if args.part in ("all", "batch"):
         scratch = Path(args.scratch) if args.scratch else Path(tempfile.mkdtemp(prefix="semfi-bench-"))
         try:
@@ -461,8 +484,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
         results["batch"] = batch(dit, mol, branches, cfg, args, device, dtype, load_s)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+        save()
     return 0
 
 
