@@ -6,7 +6,7 @@ several frames asks for. Each timing is one `frames_at` call of the backend itse
 host-to-device copies, padding, the forward, the crop and the copy back included) over --samples samples,
 with the backend's batch budget (_BATCH_PIXELS) set so that each forward stacks exactly B samples; the
 fastest of --repeats calls is kept, after one warm-up call per batch size. "default" marks the batch size
-the backend picks by itself at that size (14 at 1080p: frames padded to 1152x1920), when it is among
+the backend picks by itself at that size (4 at 1080p: frames padded to 1152x1920), when it is among
 --batches. fp16 is the backend's precision on CUDA; fp32 is the same model cast to float32 (convolutions
 may use TF32, PyTorch's default for cuDNN).
 

@@ -26,8 +26,9 @@ from semfi_batch.errors import SemfiError
 from semfi_batch.plan import inbetween_times
 
 # Samples (frame times) per forward are capped by padded pixels: about 8 at 720p on a CPU, where larger
-# batches only cost memory; a GPU takes more.
-_BATCH_PIXELS = {"cpu": 8 * 768 * 1280, "cuda": 32 * 768 * 1280}
+# batches only cost memory. On a GPU, four padded 1080p frames: on an H200 (bench/rife_gpu.py) 2-4 samples
+# per forward gave 114-120 frames/s in fp16, 8 gave 109 and 14-15 gave 94, with memory growing all along.
+_BATCH_PIXELS = {"cpu": 8 * 768 * 1280, "cuda": 4 * 1152 * 1920}
 VALID_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
