@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import zlib
 from dataclasses import replace
 
@@ -18,7 +19,7 @@ from PIL import Image
 from semfi_batch.backends import BackendOptions
 from semfi_batch.media.frames import PNG_LEVEL_ENV, encode_png, read_image, write_png
 from semfi_batch.run.engine import prepare_run
-from semfi_batch.run.job import RecentImages
+from semfi_batch.run.frame_io import RecentImages
 from semfi_batch.run.worker import ClaimSettings, work_through
 from tests.conftest import REPO
 from tests.faults.conftest import image_manifest, run_args
@@ -116,3 +117,22 @@ def test_auto_workers_start_only_what_the_work_pays_for(tmp_path, monkeypatch):
     assert engine.auto_workers(sized) == 8  # 96 jobs at 720p: every core
     _, _, blends = prepare_run(small, tmp_path / "blend", "minterpolate", BackendOptions())
     assert engine.auto_workers([replace(j, backend="rife") for j in blends]) == 1  # a model backend: one process
+
+
+@pytest.mark.parametrize("threads", [0, 3])
+def test_frame_writer_writes_every_frame_and_raises_the_first_error(tmp_path, threads):
+    from semfi_batch.run.frame_io import FrameWriter
+
+    rng = np.random.default_rng(threads)
+    frames = [rng.integers(0, 256, (24, 32, 3), dtype=np.uint8) for _ in range(9)]
+    with FrameWriter(threads) as writer:
+        for i, frame in enumerate(frames):
+            writer.write(tmp_path / f"{i}.png", frame)
+        writer.finish()
+    assert all(np.array_equal(read_image(tmp_path / f"{i}.png"), f) for i, f in enumerate(frames))
+    assert writer.blocked_s > 0
+    with pytest.raises(OSError), FrameWriter(threads) as writer:  # a folder that is not there: like a full disk
+        for i, frame in enumerate(frames):
+            writer.write(tmp_path / "missing" / f"{i}.png", frame)
+        writer.finish()
+    assert not [t for t in threading.enumerate() if t.name.startswith("semfi-png")]

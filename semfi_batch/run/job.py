@@ -11,7 +11,6 @@ import resource
 import shutil
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,12 +27,12 @@ from semfi_batch.media.frames import (
     common_layout,
     encode_png_sequence,
     extract_frames,
-    read_image,
     resize,
     write_png,
 )
 from semfi_batch.media.keyframe_cache import KeyframeCache, keyframe_cache_for
 from semfi_batch.media.probe import probe_stream, probe_video
+from semfi_batch.run.frame_io import RECENT_IMAGES, FrameWriter, writer_threads
 from semfi_batch.run.inputs import InputHashes, StatIdentity, file_sha256, pixels_sha256, stat_identity
 from semfi_batch.run.layout import DISK_FULL_ERRNOS, RunLayout, fsync_dir
 from semfi_batch.run.ledger import check_job_folder, output_entries, write_record
@@ -135,33 +134,6 @@ class JobPlanner:
         if path not in self._files:
             self._files[path] = self.hashes.identity(path)
         return self._files[path]
-
-
-class RecentImages:
-    """The last few images this process decoded, by path and file identity (device, inode, size, mtime,
-    ctime): consecutive rows share a keyframe (one row's end is the next one's start), which is then decoded
-    once. The arrays are read-only, so no caller can change what the next job gets."""
-
-    def __init__(self, size: int = 4):
-        self.size = size
-        self._images: OrderedDict[tuple[str, StatIdentity | None], np.ndarray] = OrderedDict()
-
-    def read(self, path: Path) -> np.ndarray:
-        """`read_image(path)`, or the array decoded from the same file before."""
-        key = (str(path), stat_identity(Path(path)))
-        image = self._images.get(key)
-        if image is None:
-            image = read_image(path)
-            image.flags.writeable = False
-            self._images[key] = image
-            while len(self._images) > self.size:
-                self._images.popitem(last=False)
-        else:
-            self._images.move_to_end(key)
-        return image
-
-
-RECENT_IMAGES = RecentImages()
 
 
 def load_keyframes(pair: KeyframePair, cache: KeyframeCache | None = None) -> tuple[np.ndarray, np.ndarray, float]:
@@ -363,21 +335,20 @@ def _generate(
     else:
         generated = make(start, end)
     frames = []
-    write_s = 0.0
     t_loop = time.perf_counter()
-    for frame in generated:
-        if frame.shape != start.shape or frame.dtype != start.dtype:
-            raise SemfiError(
-                f"backend {job.backend} returned a frame of shape {frame.shape} {frame.dtype}, "
-                f"expected {start.shape} {start.dtype}"
-            )
-        if len(frames) >= pair.gap_frames:
-            raise SemfiError(f"backend {job.backend} returned more than {pair.gap_frames} frames")
-        path = folder / "frames" / f"{len(frames) + 1:06d}.png"
-        t0 = time.perf_counter()
-        write_png(path, frame)
-        write_s += time.perf_counter() - t0
-        frames.append(path)
+    with FrameWriter(0 if backend.scales_with_workers else writer_threads()) as writer:
+        for frame in generated:
+            if frame.shape != start.shape or frame.dtype != start.dtype:
+                raise SemfiError(
+                    f"backend {job.backend} returned a frame of shape {frame.shape} {frame.dtype}, "
+                    f"expected {start.shape} {start.dtype}"
+                )
+            if len(frames) >= pair.gap_frames:
+                raise SemfiError(f"backend {job.backend} returned more than {pair.gap_frames} frames")
+            frames.append(folder / "frames" / f"{len(frames) + 1:06d}.png")
+            writer.write(frames[-1], frame)
+        writer.finish()
+    write_s = writer.blocked_s
     backend_s = time.perf_counter() - t_loop - write_s
     if len(frames) != pair.gap_frames:
         raise SemfiError(f"backend {job.backend} returned {len(frames)} frames, expected {pair.gap_frames}")

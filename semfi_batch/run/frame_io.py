@@ -1,0 +1,94 @@
+"""How a job reads and writes frames: keyframe images decoded once for consecutive rows (RecentImages), and
+generated frames written as PNG while the backend makes the next ones (FrameWriter)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from semfi_batch.media.frames import read_image, write_png
+from semfi_batch.run.inputs import StatIdentity, stat_identity
+
+
+class RecentImages:
+    """The last few images this process decoded, by path and file identity (device, inode, size, mtime,
+    ctime): consecutive rows share a keyframe (one row's end is the next one's start), which is then decoded
+    once. The arrays are read-only, so no caller can change what the next job gets."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._images: OrderedDict[tuple[str, StatIdentity | None], np.ndarray] = OrderedDict()
+
+    def read(self, path: Path) -> np.ndarray:
+        """`read_image(path)`, or the array decoded from the same file before."""
+        key = (str(path), stat_identity(Path(path)))
+        image = self._images.get(key)
+        if image is None:
+            image = read_image(path)
+            image.flags.writeable = False
+            self._images[key] = image
+            while len(self._images) > self.size:
+                self._images.popitem(last=False)
+        else:
+            self._images.move_to_end(key)
+        return image
+
+
+RECENT_IMAGES = RecentImages()
+
+
+def writer_threads() -> int:
+    """Threads that encode a job's PNGs beside a model backend (one process per run, often on a GPU, with CPU
+    cores to spare): one per usable core, at most 4 (OpenCV's encoder releases the GIL)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
+
+
+class FrameWriter:
+    """Writes a job's frames as PNG (write_png) while the backend makes the next ones: with `threads` > 0
+    the encoding runs on that many threads, with at most two frames per thread waiting (memory stays
+    bounded); with 0 each frame is written at once. `blocked_s` is the time the job waited for writing.
+    The first error of any write (a full disk) is raised by `write` or `finish`; on leaving the block every
+    pending write has ended, so nothing is written into the attempt folder after the job is over."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.blocked_s = 0.0
+        self._pending: list = []
+        self._pool = None
+        if threads > 0:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(threads, thread_name_prefix="semfi-png")
+
+    def write(self, path: Path, frame: np.ndarray) -> None:
+        t0 = time.perf_counter()
+        if self._pool is None:
+            write_png(path, frame)
+        else:
+            self._pending.append(self._pool.submit(write_png, path, frame))
+            while len(self._pending) > 2 * self.threads:
+                self._pending.pop(0).result()
+        self.blocked_s += time.perf_counter() - t0
+
+    def finish(self) -> None:
+        """Wait for every pending write; raise the first error."""
+        t0 = time.perf_counter()
+        try:
+            while self._pending:
+                self._pending.pop(0).result()
+        finally:
+            self.blocked_s += time.perf_counter() - t0
+
+    def __enter__(self) -> FrameWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            for future in self._pending:
+                future.cancel()
+            self._pool.shutdown(wait=True)  # a write still running ends before the attempt is cleaned up
