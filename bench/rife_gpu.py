@@ -100,6 +100,54 @@ def measure(backend, frames, batch: int, samples: int, repeats: int, pixels: int
             "peak_gb": peak}  # fmt: skip
 
 
+def whole_run(args, model: Path, size: tuple[int, int]) -> list[dict]:
+    """The whole run (engine: keys read, frames written as PNG, records, metrics, its end-of-run report) of
+    --whole-run image pairs with --gap in-betweens each, against the backend's own time in it; once with the
+    frames written on the job's thread, once with the background writer (FrameWriter) the engine uses for
+    model backends."""
+    import tempfile
+
+    from semfi_batch import report
+    from semfi_batch.manifest import write_manifest
+    from semfi_batch.media.frames import write_png
+    from semfi_batch.run import job as job_module
+    from semfi_batch.run.engine import run_manifest
+
+    work = Path(tempfile.mkdtemp(prefix="rife-whole-run-"))
+    frames, _ = keyframes(Path(args.clip), args.start, args.whole_run + 1, size)
+    keys = []
+    for i, frame in enumerate(frames):
+        keys.append(work / f"k{i:04d}.png")
+        write_png(keys[-1], frame)
+    rows = [{"pair_id": f"p{i:04d}", "start_image": str(a), "end_image": str(b), "gap_frames": args.gap}
+            for i, (a, b) in enumerate(zip(keys, keys[1:]))]  # fmt: skip
+    manifest = write_manifest(rows, work / "m.parquet")
+    options = BackendOptions(device=args.device, extra={"rife_model": str(model)})
+    threads = job_module.writer_threads
+    out = []
+    print(f"whole run: {len(rows)} pairs of {size[0]}x{size[1]} keys, {args.gap} in-betweens each (one process)")
+    for label, writer in (("frames written on the job's thread", lambda: 0), ("background PNG writer", threads)):
+        job_module.writer_threads = writer
+        root = work / f"run-{writer()}"
+        t0 = time.perf_counter()
+        summary = run_manifest(manifest, root, backend="rife", options=options, show_progress=False, workers=1)
+        report.write_report(root, quick=True)
+        wall = time.perf_counter() - t0
+        timing: dict[str, float] = {}
+        for record in root.glob("jobs/*/record.json"):
+            for key, value in (json.loads(record.read_text()).get("timing") or {}).items():
+                timing[key] = timing.get(key, 0.0) + value
+        n = summary.done * args.gap
+        row = {"writer": label, "threads": writer(), "frames": n, "wall_s": wall, "fps": n / wall, **timing}
+        row["backend_share"] = timing.get("backend_s", 0.0) / wall
+        out.append(row)
+        parts = "  ".join(f"{k} {v:.2f}" for k, v in sorted(timing.items()))
+        print(f"  {label:36} {row['fps']:7.1f} frames/s ({wall:.1f} s; backend {100 * row['backend_share']:.0f}%"
+              f" of it)  {parts}", flush=True)  # fmt: skip
+    job_module.writer_threads = threads
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -114,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", type=int, default=40, help="first frame of the clip used")
     ap.add_argument("--rife-model", default=None, help="flownet.pkl (default models/rife/flownet.pkl)")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--whole-run", type=int, default=0, help="also time a whole run of this many pairs (0: no)")
+    ap.add_argument("--gap", type=int, default=3, help="in-betweens per pair of the whole run")
     args = ap.parse_args(argv)
 
     import torch
@@ -156,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     if fp16 and fp32:
         results["best_fp16_over_fp32"] = max(fp16) / max(fp32)
         print(f"  best fp16 {max(fp16):.1f} frames/s vs best fp32 {max(fp32):.1f}: x{max(fp16) / max(fp32):.2f}")
+    if args.whole_run:
+        results["whole_run"] = whole_run(args, model, size)
     print("JSON " + json.dumps(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
