@@ -136,3 +136,24 @@ def test_frame_writer_writes_every_frame_and_raises_the_first_error(tmp_path, th
             writer.write(tmp_path / "missing" / f"{i}.png", frame)
         writer.finish()
     assert not [t for t in threading.enumerate() if t.name.startswith("semfi-png")]
+
+
+def test_video_keys_are_the_cached_files_copied_not_encoded_again(tmp_path):
+    from semfi_batch.manifest import write_manifest
+    from semfi_batch.media.keyframe_cache import keyframe_cache_for
+    from tests.conftest import numbered_clip
+
+    clip = numbered_clip(tmp_path / "clip.mp4", 20)
+    rows = [
+        {"pair_id": "a", "source": str(clip), "start_frame": 2, "end_frame": 6},
+        {"pair_id": "b", "source": str(clip), "start_frame": 6, "end_frame": 9, "width": 32, "height": 24},
+    ]
+    manifest = write_manifest(rows, tmp_path / "m.parquet")
+    out = tmp_path / "out"
+    from semfi_batch.cli import main
+
+    assert main(["run", str(manifest), "--out", str(out), "--quiet", "--backend", "blend"]) == 0
+    cache = keyframe_cache_for(out)
+    assert (out / "jobs/a/start.png").read_bytes() == cache.path(clip, 2).read_bytes()
+    assert (out / "jobs/a/end.png").read_bytes() == cache.path(clip, 6).read_bytes()
+    assert read_image(out / "jobs/b/start.png").shape == (24, 32, 3)  # scaled: encoded as used

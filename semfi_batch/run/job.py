@@ -353,8 +353,12 @@ def _generate(
     if len(frames) != pair.gap_frames:
         raise SemfiError(f"backend {job.backend} returned {len(frames)} frames, expected {pair.gap_frames}")
     t0 = time.perf_counter()
-    _write_key(folder / "start.png", start, pair.start_image)
-    _write_key(folder / "end.png", end, pair.end_image)
+    for name, frame, image, index in (
+        ("start.png", start, pair.start_image, pair.start_frame),
+        ("end.png", end, pair.end_image, pair.end_frame),
+    ):
+        cached = cache.path(pair.source, index) if pair.source is not None and cache is not None else None
+        _write_key(folder / name, frame, image, cached)
     if preview:
         encode_png_sequence([folder / "start.png", *frames, folder / "end.png"], folder / "clip.mp4", fps)
     write_s += time.perf_counter() - t0
@@ -362,9 +366,17 @@ def _generate(
     return len(frames), keyframes, timing
 
 
-def _write_key(path: Path, frame: np.ndarray, image: Path | None) -> None:
+def _write_key(path: Path, frame: np.ndarray, image: Path | None, cached: Path | None = None) -> None:
     """The keyframe as used. An 8-bit RGB(A) PNG keyframe used at its own size is copied byte for byte (its
-    pixels are the file's: decoding and encoding it again would only cost time); anything else is encoded."""
+    pixels are the file's: decoding and encoding it again would only cost time), and so is a video keyframe
+    from the run's keyframe cache (`cached`, written by write_png from the decoded frame, any depth) used at
+    its own size; anything else is encoded."""
+    if cached is not None and cached.is_file():
+        with Image.open(cached) as im:
+            same = im.size == (frame.shape[1], frame.shape[0])
+        if same:
+            shutil.copyfile(cached, path)
+            return
     if image is not None and image.suffix.lower() == ".png" and frame.dtype == np.uint8:
         with Image.open(image) as im:
             same = im.format == "PNG" and im.size == (frame.shape[1], frame.shape[0])
