@@ -250,6 +250,14 @@ CASES = [
         ("column 'end_image'", "bad.png"),
     ),
     Case(
+        "image cut short",
+        _with(
+            lambda d: (d / "cut.png").write_bytes((d / "a.png").read_bytes()[:-40]), [image_row(end_image="cut.png")]
+        ),  # noqa: E501
+        2,
+        ("column 'end_image'", "cut.png", "cut short"),
+    ),
+    Case(
         "decompression bomb",
         _with(lambda d: _bomb_png(d / "bomb.png"), [image_row(start_image="bomb.png")]),
         2,
