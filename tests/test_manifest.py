@@ -44,6 +44,7 @@ BAD_ROWS = [
     ({"pair_id": None, "start_image": "a.png", "end_image": "b.png", "gap_frames": 1}, "pair_id", "required"),
     ({"pair_id": "x/y", "start_image": "a.png", "end_image": "b.png", "gap_frames": 1}, "pair_id", "folder"),
     ({"pair_id": "..", "start_image": "a.png", "end_image": "b.png", "gap_frames": 1}, "pair_id", "'..'"),
+    ({"pair_id": "p1\n", "start_image": "a.png", "end_image": "b.png", "gap_frames": 1}, "pair_id", "folder"),
     ({"pair_id": "ok", "start_image": "a.png", "end_image": "b.png", "gap_frames": 1}, "pair_id", "duplicate of row 0"),
     ({"pair_id": "p", "start_image": "missing.png", "end_image": "b.png", "gap_frames": 1}, "start_image", "not found"),
     ({"pair_id": "p", "start_image": "a.png", "end_image": "broken.png", "gap_frames": 1}, "end_image", "cannot read"),
