@@ -1,3 +1,3 @@
-from semfi_batch.cli import main
+from semfi_batch.entry import main
 
 main()

@@ -157,6 +157,10 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+# The command line as the user gave it (before options were expanded): `run` records it in its finished stamp.
+INVOCATION: list[str] = []
+
+
 def _pyarrow_without_pandas() -> None:
     """Keep pyarrow from importing pandas (about 0.3 s) on its first conversion of a Python value.
 
@@ -187,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     _pyarrow_without_pandas()
     command = typer.main.get_command(app)
     _flags_take_no_value(command)
-    args = expand_multi_value_options(list(sys.argv[1:] if argv is None else argv))
+    INVOCATION[:] = list(sys.argv[1:] if argv is None else argv)
+    args = expand_multi_value_options(list(INVOCATION))
     try:
         code = command.main(args=args, prog_name="semfi-batch", standalone_mode=False)
     except typer.Abort:

@@ -10,8 +10,9 @@ import typer
 from rich.table import Table
 
 from semfi_batch.backends import DEFAULT_BACKEND, BackendOptions
-from semfi_batch.cli.app import ManifestArg, app, console, stdout
+from semfi_batch.cli.app import INVOCATION, ManifestArg, app, console, stdout
 from semfi_batch.errors import RunInterrupted, SemfiError
+from semfi_batch.run.finished import FAST_BACKENDS, print_counts, write_stamp
 
 
 @app.command(
@@ -123,14 +124,10 @@ def run(
             f"metrics: {summary.metrics}. Re-run the same command to resume."
         )
         raise typer.Exit(summary.interrupted.exit_code)
-    table = Table(title=f"semfi-batch run: {manifest}", show_edge=False)
-    for col in ("jobs", "done", "failed", "ran now", "skipped (already finished)", "wall s"):
-        table.add_column(col, justify="right")
-    table.add_row(
-        str(summary.total), str(summary.done), str(summary.failed), str(summary.ran), str(summary.skipped),
-        f"{summary.wall_s:.1f}",
+    print_counts(
+        stdout, str(manifest), summary.total, summary.done, summary.failed, summary.ran, summary.skipped,
+        summary.wall_s,
     )  # fmt: skip
-    stdout.print(table)
     if summary.failures:
         failed = Table(title="failed jobs", show_edge=False)
         failed.add_column("pair_id")
@@ -147,6 +144,15 @@ def run(
         console.print("re-run the same command to finish the jobs left")
     if summary.failed or summary.dead_workers:
         raise typer.Exit(1)
+    if (
+        summary.done == summary.total
+        and not (shard or force or retry_failed)
+        and summary.requested_backends <= FAST_BACKENDS
+    ):
+        root = summary.out
+        files = [manifest, root / "run.json", root / "ledger.jsonl", summary.metrics, root / "decisions.json"]
+        counts = {"manifest": str(manifest), "total": summary.total}
+        write_stamp(root, INVOCATION, [*files, *sorted(summary.input_files)], summary.pair_ids, counts)
 
 
 def _finished_read_only(manifest, out, backend, options, retry_failed, force, shard) -> bool:

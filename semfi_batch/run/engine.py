@@ -68,6 +68,10 @@ class RunSummary:
     metrics_path: Path | None = None
     dead_workers: list[str] = field(default_factory=list)  # "worker 2 (pid 123) was killed by SIGKILL"
     interrupted: RunInterrupted | None = None  # SIGINT/SIGTERM stopped the run
+    # What the finished stamp (run/finished.py) is made of: the jobs, their input files, the backends asked for.
+    pair_ids: list[str] = field(default_factory=list)
+    input_files: set[str] = field(default_factory=set)
+    requested_backends: set[str] = field(default_factory=set)
 
     @property
     def metrics(self) -> Path:
@@ -175,6 +179,9 @@ def run_manifest(
         fill_for_pairs(keyframe_cache_for(layout.root, options.extra), [job.pair for job in plan.todo])
         records: dict[str, dict] = {}
         summary = RunSummary(out=layout.root, total=len(jobs), skipped=len(plan.finished))
+        summary.pair_ids = [job.pair_id for job in jobs]
+        summary.input_files = {path for job in jobs for path in job.inputs}
+        summary.requested_backends = {job.requested_backend or job.backend for job in jobs}
         settings = ClaimSettings(since=time.time(), lease_ttl_s=lease_ttl_s, fresh_only=force, preview=preview)
         try:
             _execute(plan, layout, options, settings, records, summary, show_progress, executor, ray_address,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.media.frames import read_image, write_png
-from semfi_batch.run.inputs import StatIdentity, stat_identity
+from semfi_batch.run.identity import StatIdentity, stat_identity
 
 
 class RecentImages:

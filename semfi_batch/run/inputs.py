@@ -9,26 +9,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from semfi_batch.run.identity import StatIdentity, stat_identity
 from semfi_batch.run.layout import write_file_atomic
 from semfi_batch.run.notices import notice
 
 CACHE_NAME = ".input-hashes.jsonl"
-
-StatIdentity = tuple[int, int, int, int, int]
-
-
-def stat_identity(path: Path) -> StatIdentity | None:
-    """(device, inode, size, mtime_ns, ctime_ns) of a file, or None when it cannot be stat'ed."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def file_sha256(path: Path) -> str:

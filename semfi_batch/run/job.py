@@ -33,7 +33,8 @@ from semfi_batch.media.frames import (
 from semfi_batch.media.keyframe_cache import KeyframeCache, keyframe_cache_for
 from semfi_batch.media.probe import probe_stream, probe_video
 from semfi_batch.run.frame_io import RECENT_IMAGES, FrameWriter, writer_threads
-from semfi_batch.run.inputs import InputHashes, StatIdentity, file_sha256, pixels_sha256, stat_identity
+from semfi_batch.run.identity import StatIdentity, stat_identity
+from semfi_batch.run.inputs import InputHashes, file_sha256, pixels_sha256
 from semfi_batch.run.layout import DISK_FULL_ERRNOS, RunLayout, fsync_dir
 from semfi_batch.run.ledger import check_job_folder, output_entries, write_record
 

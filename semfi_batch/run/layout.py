@@ -18,12 +18,13 @@ from pathlib import Path
 
 from semfi_batch.errors import DiskFull, OutputPathError, SemfiError
 from semfi_batch.manifest import pair_id_problem
+from semfi_batch.run.finished import STAMP
 from semfi_batch.run.notices import notice
 
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 # Files and folders of the root that runs, splice and report write: none may be a symlink.
 RUN_FILES = ("ledger.jsonl", "events.jsonl", "run.json", "manifest.parquet", "metrics.parquet", "report.html",
-             ".input-hashes.jsonl", ".report-quality.json")  # fmt: skip
+             ".input-hashes.jsonl", ".report-quality.json", STAMP)  # fmt: skip
 RUN_FOLDERS = ("jobs", "work", "trash", "leases", "spliced", "cache", "review")
 # Temporary names: ".<target>.tmp<pid>..." (this module and media.frames) or ".<lease>.renew-..." / ".stale-".
 _TEMP = re.compile(r"^\..+\.(?:tmp-?(\d+)|renew-|stale-)")

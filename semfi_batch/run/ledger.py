@@ -20,6 +20,7 @@ import os
 import stat
 from pathlib import Path
 
+from semfi_batch.run.identity import folder_fingerprint
 from semfi_batch.run.inputs import file_sha256
 from semfi_batch.run.layout import RunLayout, append_line, write_file_atomic
 from semfi_batch.run.notices import notice
@@ -88,21 +89,6 @@ def check_job_folder(job_dir: Path, key: str | None = None, *, hashes: bool = Tr
     if record.get("status") == "done" and (why := verify_outputs(job_dir, record, hashes=hashes)) is not None:
         return None, why
     return record, None
-
-
-def folder_fingerprint(job_dir: Path | str) -> str | None:
-    """Inode, mtime and ctime of a job folder and its frames/: any output deleted, added or renamed over
-    changes it. (String paths: a resume scan calls this once per finished job.)"""
-    try:
-        top = os.stat(job_dir)
-    except OSError:
-        return None
-    try:
-        frames = os.stat(f"{job_dir}/frames")
-        inner = f"{frames.st_ino}.{frames.st_mtime_ns}.{frames.st_ctime_ns}"
-    except OSError:
-        inner = "-"
-    return f"{top.st_ino}.{top.st_mtime_ns}.{top.st_ctime_ns}.{inner}"
 
 
 class JobLedger:

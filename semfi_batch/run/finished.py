@@ -1,0 +1,135 @@
+"""A finished run answered without loading it (the no-op resume in a tenth of a second).
+
+When a `run` ends with every job of its manifest done (none failed, none left, no --shard, --force or
+--retry-failed, only the CPU backends flow/blend/minterpolate asked for), the CLI writes RUN/finished.json:
+the command line, the working folder, the SEMFI_* environment, the installed code, the identity (device,
+inode, size, mtime, ctime) of the manifest, run.json, ledger, metrics, review decisions and every input
+file, and the fingerprint of every job folder. The same command again first looks for that stamp
+(`answer`): when every one of those is still what it was, and no lease or attempt is present, nothing can
+have changed what the run would do, and it prints the summary without importing the engine. Any
+difference, or anything it cannot read, sends the command down the normal path, which plans and verifies
+everything again. Checking costs a few os.stat calls per job; only the standard library and rich are
+imported.
+
+Backends with model files (rife, semfi, wan-flf2v) and `auto` (which routes by what this machine has) always
+take the normal path: what their keys depend on is not all in the files above."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from semfi_batch.run.identity import folder_fingerprint, stat_identity
+
+STAMP = "finished.json"
+STAMP_VERSION = 1
+FAST_BACKENDS = frozenset({"flow", "blend", "minterpolate"})
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def code_identity() -> str:
+    """The installed semfi_batch code: a digest of every module's path, size and mtime."""
+    entries = []
+    for folder, dirs, files in os.walk(_PACKAGE):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith(".py"):
+                st = os.stat(os.path.join(folder, name))
+                entries.append(f"{os.path.relpath(os.path.join(folder, name), _PACKAGE)}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()
+
+
+def invocation(argv: list[str]) -> dict:
+    """What, besides files, decides what a `run` does: its arguments, folder, SEMFI_* variables and code."""
+    env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("SEMFI_")}
+    return {"argv": list(argv), "cwd": os.getcwd(), "env": env, "code": code_identity()}
+
+
+def write_stamp(root: Path, argv: list[str], files: list[Path | str], pair_ids: list[str], counts: dict) -> None:
+    """Record that the run in `root`, made by `argv`, is finished (see the module's docstring). Best effort:
+    a stamp that cannot be written only means the next resume takes the normal path."""
+    root = Path(root)
+    stamp = {
+        "version": STAMP_VERSION,
+        "invocation": invocation(argv),
+        "root": str(root.absolute()),
+        "files": {str(Path(f).absolute()): stat_identity(f) for f in files},
+        "jobs": {pid: folder_fingerprint(root / "jobs" / pid) for pid in pair_ids},
+        "counts": counts,
+    }
+    tmp = root / f".{STAMP}.tmp{os.getpid()}"
+    with contextlib.suppress(OSError):
+        tmp.write_text(json.dumps(stamp))
+        os.replace(tmp, root / STAMP)
+
+
+def _candidate_roots(args: list[str]) -> list[Path]:
+    """Output roots a `run` command line may name: --out/-o's value, else runs/<stem> of each argument that
+    looks like a manifest (the stamp's own command line decides which, if any, is meant)."""
+    for i, arg in enumerate(args):
+        if arg in ("--out", "-o") and i + 1 < len(args):
+            return [Path(args[i + 1])]
+        if arg.startswith("--out="):
+            return [Path(arg.split("=", 1)[1])]
+    return [Path("runs") / Path(a).stem for a in args if a.lower().endswith((".parquet", ".csv"))]
+
+
+def answer(argv: list[str]) -> int | None:
+    """The exit status of `semfi-batch <argv>` when it is a `run` whose finished stamp still holds (the
+    summary printed), else None: the command must run the normal way."""
+    # --force runs everything; --retry-failed verifies every output by content: both go the normal way.
+    if not argv or argv[0] != "run" or any(a in ("--help", "-h", "--force", "--retry-failed") for a in argv):
+        return None
+    for root in _candidate_roots(argv[1:]):
+        try:
+            stamp = json.loads((root / STAMP).read_text())
+            if _holds(stamp, root, argv):
+                _print_finished(root, stamp["counts"])
+                return 0
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            continue  # no stamp, or not one this code wrote: the normal path decides
+    return None
+
+
+def _holds(stamp: dict, root: Path, argv: list[str]) -> bool:
+    if not isinstance(stamp, dict) or stamp.get("version") != STAMP_VERSION:
+        return False
+    if stamp.get("root") != str(root.absolute()) or stamp.get("invocation") != invocation(argv):
+        return False
+    for path, ident in (stamp.get("files") or {}).items():
+        now = stat_identity(path)
+        if (list(now) if now else None) != ident:
+            return False
+    for sub in ("leases", "work"):  # another run at work here, or an attempt left behind
+        with contextlib.suppress(FileNotFoundError):
+            if any(os.scandir(root / sub)):
+                return False
+    jobs = stamp.get("jobs") or {}
+    return bool(jobs) and all(fp is not None and folder_fingerprint(root / "jobs" / p) == fp for p, fp in jobs.items())
+
+
+def print_counts(console, manifest: str, total: int, done: int, failed: int, ran: int, skipped: int, wall_s: float):
+    """The table every `run` ends with."""
+    from rich.table import Table
+
+    table = Table(title=f"semfi-batch run: {manifest}", show_edge=False)
+    for col in ("jobs", "done", "failed", "ran now", "skipped (already finished)", "wall s"):
+        table.add_column(col, justify="right")
+    table.add_row(str(total), str(done), str(failed), str(ran), str(skipped), f"{wall_s:.1f}")
+    console.print(table)
+
+
+def _print_finished(root: Path, counts: dict) -> None:
+    from rich.console import Console
+
+    stdout = Console(highlight=False)
+    total = int(counts["total"])
+    print_counts(stdout, counts["manifest"], total, total, 0, 0, total, 0.0)
+    stdout.print(f"outputs: {root}/jobs/<pair_id>/frames  metrics: {root / 'metrics.parquet'}")
+    if (root / "report.html").is_file():
+        stdout.print(f"report: {root / 'report.html'}  (with plots and quality figures: semfi-batch report {root})")
+    sys.stdout.flush()

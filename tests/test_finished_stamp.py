@@ -1,0 +1,138 @@
+"""The finished stamp (run/finished.py): a resume with nothing to do is answered before the engine loads, and
+only while nothing that could change the run's outcome has changed; any change takes the normal path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from semfi_batch.media.frames import write_png
+from semfi_batch.run import finished
+from tests.conftest import REPO
+from tests.faults.conftest import image_manifest
+
+PROBE = (
+    "import sys\n"
+    "sys.argv = ['semfi-batch', *sys.argv[1:]]\n"
+    "from semfi_batch.entry import main\n"
+    "try:\n"
+    "    main()\n"
+    "except SystemExit as exc:\n"
+    "    print('EXIT', exc.code or 0, 'pyarrow' in sys.modules)\n"
+)
+
+
+def semfi(cwd, *args: str, env: dict | None = None) -> tuple[int, bool, str]:
+    """(exit status, whether the engine was loaded (pyarrow imported), stdout) of `semfi-batch args`."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=cwd, env=full_env, capture_output=True, text=True)
+    last = [line for line in done.stdout.splitlines() if line.startswith("EXIT")][-1].split()
+    return int(last[1]), last[2] == "True", done.stdout + done.stderr
+
+
+@pytest.fixture
+def finished_run(tmp_path):
+    manifest = image_manifest(tmp_path, 4, size=16, gap=1)
+    args = ["run", str(manifest), "--out", "out", "--quiet", "--backend", "blend"]
+    code, loaded, out = semfi(tmp_path, *args)
+    assert code == 0 and loaded, out
+    assert (tmp_path / "out" / finished.STAMP).is_file()
+    return tmp_path, args
+
+
+def test_a_finished_run_is_answered_without_loading_the_engine(finished_run):
+    folder, args = finished_run
+    code, loaded, out = semfi(folder, *args)
+    assert (code, loaded) == (0, False), out
+    assert "│    4 │      0 │       0 │                          4 │" in out  # 4 jobs, 4 done, 4 skipped
+
+
+def test_a_rewritten_key_takes_the_normal_path_and_then_the_stamp_again(finished_run):
+    folder, args = finished_run
+    key = folder / "k002.png"
+    data = key.read_bytes()
+    time.sleep(0.01)
+    key.write_bytes(data)  # the same pixels, a new mtime: only the normal path can tell it is the same
+    code, loaded, _ = semfi(folder, *args)
+    assert (code, loaded) == (0, True)
+    assert semfi(folder, *args)[:2] == (0, False)  # the normal run wrote the stamp anew
+
+
+def test_a_changed_key_runs_its_jobs_again(finished_run):
+    folder, args = finished_run
+    write_png(folder / "k002.png", np.full((16, 16, 3), 9, np.uint8))
+    code, loaded, out = semfi(folder, *args)
+    assert (code, loaded) == (0, True)
+    assert "│       2 │                          2 │" in out, out  # p01 and p02 name k002: run again
+
+
+def test_a_deleted_output_runs_its_job_again(finished_run):
+    folder, args = finished_run
+    (folder / "out/jobs/p03/frames/000001.png").unlink()
+    code, loaded, out = semfi(folder, *args)
+    assert (code, loaded) == (0, True)
+    assert (folder / "out/jobs/p03/frames/000001.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "other arguments",
+        "retry failed",
+        "environment",
+        "leftover attempt",
+        "review decisions",
+        "manifest",
+        "other folder",
+    ],
+)
+def test_anything_else_that_differs_takes_the_normal_path(finished_run, change):
+    folder, args = finished_run
+    env, cwd = None, folder
+    if change == "other arguments":
+        args = [*args, "--workers", "1"]
+    elif change == "retry failed":  # verifies every output by content: never answered from the stamp
+        finished_args = [*args, "--retry-failed"]
+        assert semfi(folder, *finished_args)[:2] == (0, True)
+        args = finished_args
+    elif change == "environment":
+        env = {"SEMFI_PNG_LEVEL": "6"}
+    elif change == "leftover attempt":
+        (folder / "out/work/p00").mkdir(parents=True)
+    elif change == "review decisions":
+        (folder / "out/decisions.json").write_text("{}")
+    elif change == "manifest":
+        os.utime(folder / "m.parquet")
+    elif change == "other folder":
+        (folder / "elsewhere").mkdir()
+        cwd = folder / "elsewhere"
+        args = [a if a != "out" else str(folder / "out") for a in args]
+    code, loaded, out = semfi(cwd, *args, env=env)
+    assert loaded, f"{change}: answered from the stamp"
+    assert code in (0, 2), out  # 2: the review file is not one `review` wrote
+
+
+def test_code_identity_follows_the_installed_code(tmp_path, monkeypatch):
+    (tmp_path / "a.py").write_text("x = 1\n")
+    monkeypatch.setattr(finished, "_PACKAGE", tmp_path)
+    before = finished.code_identity()
+    time.sleep(0.01)
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert finished.code_identity() != before
+
+
+def test_no_stamp_for_auto_routing_or_failures(tmp_path):
+    manifest = image_manifest(tmp_path, 2, size=16, gap=1)
+    code, _, out = semfi(tmp_path, "run", str(manifest), "--out", "auto", "--quiet", "--backend", "auto")
+    assert code == 0, out
+    assert not (tmp_path / "auto" / finished.STAMP).exists()  # routing depends on this machine
+    (tmp_path / "t").mkdir()
+    tiny = image_manifest(tmp_path / "t", 1, size=8, gap=1)
+    code, _, _ = semfi(tmp_path, "run", str(tiny), "--out", "mi", "--quiet", "--backend", "minterpolate")
+    assert code == 1  # minterpolate refuses frames under 32x32: a failed job
+    assert not (tmp_path / "mi" / finished.STAMP).exists()
