@@ -89,6 +89,7 @@ def test_a_deleted_output_runs_its_job_again(finished_run):
         "review decisions",
         "manifest",
         "other folder",
+        "symlinked run file",
     ],
 )
 def test_anything_else_that_differs_takes_the_normal_path(finished_run, change):
@@ -112,6 +113,10 @@ def test_anything_else_that_differs_takes_the_normal_path(finished_run, change):
         (folder / "elsewhere").mkdir()
         cwd = folder / "elsewhere"
         args = [a if a != "out" else str(folder / "out") for a in args]
+    elif change == "symlinked run file":
+        (folder / "victim").write_bytes(b"precious")
+        (folder / "out/events.jsonl").unlink()
+        (folder / "out/events.jsonl").symlink_to(folder / "victim")
     code, loaded, out = semfi(cwd, *args, env=env)
     assert loaded, f"{change}: answered from the stamp"
     assert code in (0, 2), out  # 2: the review file is not one `review` wrote

@@ -4,7 +4,8 @@ When a `run` ends with every job of its manifest done (none failed, none left, n
 --retry-failed, only the CPU backends flow/blend/minterpolate asked for), the CLI writes RUN/finished.json:
 the command line, the working folder, the SEMFI_* environment, the installed code, the identity (device,
 inode, size, mtime, ctime) of the manifest, run.json, ledger, metrics, review decisions and every input
-file, and the fingerprint of every job folder. The same command again first looks for that stamp
+file, the root's entries (so a run file replaced by a symlink is noticed), and the fingerprint of every
+job folder. The same command again first looks for that stamp
 (`answer`): when every one of those is still what it was, and no lease or attempt is present, nothing can
 have changed what the run would do, and it prints the summary without importing the engine. Any
 difference, or anything it cannot read, sends the command down the normal path, which plans and verifies
@@ -58,6 +59,7 @@ def write_stamp(root: Path, argv: list[str], files: list[Path | str], pair_ids: 
         "invocation": invocation(argv),
         "root": str(root.absolute()),
         "files": {str(Path(f).absolute()): stat_identity(f) for f in files},
+        "entries": _entries(root),
         "jobs": {pid: folder_fingerprint(root / "jobs" / pid) for pid in pair_ids},
         "counts": counts,
     }
@@ -65,6 +67,17 @@ def write_stamp(root: Path, argv: list[str], files: list[Path | str], pair_ids: 
     with contextlib.suppress(OSError):
         tmp.write_text(json.dumps(stamp))
         os.replace(tmp, root / STAMP)
+
+
+def _entries(root: Path) -> dict[str, list]:
+    """The root's own files and folders by name: inode and whether it is a symlink (a run file replaced by
+    a link, or a file added or removed, and the normal path decides)."""
+    found = {}
+    with os.scandir(root) as it:
+        for entry in it:
+            if entry.name != STAMP and not entry.name.startswith(f".{STAMP}"):
+                found[entry.name] = [entry.inode(), entry.is_symlink()]
+    return found
 
 
 def _candidate_roots(args: list[str]) -> list[Path]:
@@ -104,6 +117,8 @@ def _holds(stamp: dict, root: Path, argv: list[str]) -> bool:
         now = stat_identity(path)
         if (list(now) if now else None) != ident:
             return False
+    if _entries(root) != stamp.get("entries"):
+        return False
     for sub in ("leases", "work"):  # another run at work here, or an attempt left behind
         with contextlib.suppress(FileNotFoundError):
             if any(os.scandir(root / sub)):
