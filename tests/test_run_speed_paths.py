@@ -54,6 +54,17 @@ def test_png_is_lossless_at_every_level(tmp_path, monkeypatch, level, dtype, cha
     write_png(tmp_path / "f.png", frame)
     back = read_image(tmp_path / "f.png")
     assert back.dtype == frame.dtype and np.array_equal(back, frame)
+    if dtype == np.uint8:  # a second decoder: PIL (16-bit RGB it cannot hold)
+        with Image.open(tmp_path / "f.png") as im:
+            assert np.array_equal(np.asarray(im), frame)
+    # and ffmpeg's, which splice and assemble read the frames with
+    pix = {(np.uint8, 3): "rgb24", (np.uint8, 4): "rgba", (np.uint16, 3): "rgb48le", (np.uint16, 4): "rgba64le"}
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(tmp_path / "f.png"), "-f", "rawvideo", "-pix_fmt",
+         pix[(dtype, channels)], "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    assert np.array_equal(np.frombuffer(raw, np.dtype(dtype).newbyteorder("<")).reshape(frame.shape), frame)
 
 
 def test_fast_levels_filter_rows_by_up_and_slow_levels_choose(monkeypatch):

@@ -20,11 +20,11 @@ import numpy as np
 from PIL import Image
 
 from semfi_batch.errors import FrameExtractError, MediaError
+from semfi_batch.media.png import PNG_LEVEL_ENV, encode_png, png_level  # noqa: F401 - re-exported
 from semfi_batch.media.probe import VideoInfo, parse_showinfo_line
 from semfi_batch.media.rates import rate_arg
 from semfi_batch.media.tools import tool_path
 
-PNG_LEVEL_ENV = "SEMFI_PNG_LEVEL"
 # Refuse images above this many pixels before decoding them (decompression bombs).
 MAX_IMAGE_PIXELS = 100_000_000
 # A batch whose first frame lies at least this many frames into the video starts with a seek to an earlier
@@ -359,40 +359,6 @@ def resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
         return frame
     shrink = width * height < frame.shape[0] * frame.shape[1]
     return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-
-
-def png_level() -> int:
-    """zlib level of the PNGs we write: SEMFI_PNG_LEVEL (0-9), default 1. Every level is lossless; 1 encodes
-    720p in about two thirds of level 3's time for files about 5% larger, and frames are written once each."""
-    value = os.environ.get(PNG_LEVEL_ENV, "1")
-    if not value.isdigit() or int(value) > 9:
-        raise MediaError(f"{PNG_LEVEL_ENV} must be a zlib level 0-9, got {value!r}")
-    return int(value)
-
-
-def png_params() -> list[int]:
-    """cv2.imencode parameters for our PNGs. At the fast levels (0-3) every row is filtered by 'up' alone:
-    libpng's default tries all five filters on each row, which costs more than the deflate at level 1; 'up'
-    suits video frames (rows alike) and gave files of the same size in 0.6x the time on real 720p frames,
-    8 and 16 bit (see bench/whole_run.py). Levels 4-9 ask for small files and keep the adaptive choice."""
-    level = png_level()
-    params = [cv2.IMWRITE_PNG_COMPRESSION, level]
-    if level == 0:  # stored, not compressed: filtering would only cost time (5x faster than level 1, 2x larger)
-        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
-    elif level <= 3:
-        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
-    return params
-
-
-def encode_png(frame: np.ndarray) -> bytes:
-    """A frame (RGB/RGBA, uint8/uint16) as lossless PNG bytes at its own depth and channels."""
-    if frame.dtype not in (np.uint8, np.uint16) or frame.ndim != 3 or frame.shape[2] not in (3, 4):
-        raise MediaError(f"cannot write a frame of shape {frame.shape} {frame.dtype} as PNG")
-    code = cv2.COLOR_RGB2BGR if frame.shape[2] == 3 else cv2.COLOR_RGBA2BGRA
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(frame, code), png_params())
-    if not ok:
-        raise MediaError("cannot encode PNG")
-    return buf.tobytes()
 
 
 def write_png(path: Path, frame: np.ndarray) -> None:
