@@ -141,3 +141,26 @@ def test_no_stamp_for_auto_routing_or_failures(tmp_path):
     code, _, _ = semfi(tmp_path, "run", str(tiny), "--out", "mi", "--quiet", "--backend", "minterpolate")
     assert code == 1  # minterpolate refuses frames under 32x32: a failed job
     assert not (tmp_path / "mi" / finished.STAMP).exists()
+
+
+def test_a_key_changed_while_the_run_ran_is_not_taken_as_finished(tmp_path, monkeypatch):
+    """The stamp holds the identities of the files as the run read them, not as they are when it ends: a
+    key rewritten after its jobs ran (here: just before the run collects its records) is noticed."""
+    from semfi_batch.cli import main
+    from semfi_batch.run import engine
+
+    manifest = image_manifest(tmp_path, 3, size=16, gap=1)
+    collect = engine._collect
+
+    def edit_then_collect(*args, **kwargs):
+        write_png(tmp_path / "k001.png", np.full((16, 16, 3), 200, np.uint8))
+        return collect(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_collect", edit_then_collect)
+    monkeypatch.chdir(tmp_path)
+    args = ["run", str(manifest), "--out", "out", "--quiet", "--backend", "blend"]
+    assert main(args) == 0
+    assert (tmp_path / "out" / finished.STAMP).is_file()
+    code, loaded, out = semfi(tmp_path, *args)
+    assert (code, loaded) == (0, True), out  # the normal path: p00 and p01 name k001, made from its old pixels
+    assert "│       2 │                          1 │" in out, out

@@ -12,7 +12,7 @@ from rich.table import Table
 from semfi_batch.backends import DEFAULT_BACKEND, BackendOptions
 from semfi_batch.cli.app import INVOCATION, ManifestArg, app, console, stdout
 from semfi_batch.errors import RunInterrupted, SemfiError
-from semfi_batch.run.finished import FAST_BACKENDS, print_counts, write_stamp
+from semfi_batch.run.finished import FAST_BACKENDS, invocation, print_counts, write_stamp
 
 
 @app.command(
@@ -95,6 +95,8 @@ def run(
     again to finish the rest. Exit status 1 when any job failed."""
     from semfi_batch.run.engine import run_manifest
 
+    started = invocation(INVOCATION)  # the code and settings this run starts with (its finished stamp)
+
     if memory not in ("auto", "gpu", "offload"):
         raise SemfiError(f"--memory must be auto, gpu or offload, got {memory!r}")
     options = BackendOptions(
@@ -150,9 +152,9 @@ def run(
         and summary.requested_backends <= FAST_BACKENDS
     ):
         root = summary.out
-        files = [manifest, root / "run.json", root / "ledger.jsonl", summary.metrics, root / "decisions.json"]
+        outputs = [root / "run.json", root / "ledger.jsonl", summary.metrics]
         counts = {"manifest": str(manifest), "total": summary.total}
-        write_stamp(root, INVOCATION, [*files, *sorted(summary.input_files)], summary.pair_ids, counts)
+        write_stamp(root, started, summary.planned_files, outputs, summary.pair_ids, counts)
 
 
 def _finished_read_only(manifest, out, backend, options, retry_failed, force, shard) -> bool:

@@ -28,7 +28,8 @@ from semfi_batch.errors import BackendUnavailable, DiskFull, RunInterrupted, Run
 from semfi_batch.manifest import Manifest, load_manifest
 from semfi_batch.media.keyframe_cache import fill_for_pairs, keyframe_cache_for
 from semfi_batch.plan import shard_of
-from semfi_batch.review.decisions import mark_regenerated, regeneration_overrides
+from semfi_batch.review.decisions import DECISIONS_NAME, mark_regenerated, regeneration_overrides
+from semfi_batch.run.identity import stat_identity
 from semfi_batch.run.inputs import CACHE_NAME, InputHashes
 from semfi_batch.run.job import ENGINE_VERSION, Job, JobPlanner
 from semfi_batch.run.layout import RunLayout, file_error, write_file_atomic
@@ -68,9 +69,10 @@ class RunSummary:
     metrics_path: Path | None = None
     dead_workers: list[str] = field(default_factory=list)  # "worker 2 (pid 123) was killed by SIGKILL"
     interrupted: RunInterrupted | None = None  # SIGINT/SIGTERM stopped the run
-    # What the finished stamp (run/finished.py) is made of: the jobs, their input files, the backends asked for.
+    # What the finished stamp (run/finished.py) is made of: the jobs, the identities of the files the run read
+    # as it read them (manifest, review decisions, inputs: before any job ran), the backends asked for.
     pair_ids: list[str] = field(default_factory=list)
-    input_files: set[str] = field(default_factory=set)
+    planned_files: dict[str, tuple | None] = field(default_factory=dict)
     requested_backends: set[str] = field(default_factory=set)
 
     @property
@@ -166,6 +168,9 @@ def run_manifest(
     if executor not in ("local", "ray"):
         raise SemfiError(f"unknown executor {executor!r}; use local or ray")
     previous = raise_on_signals() if threading.current_thread() is threading.main_thread() else None
+    root = Path(out_dir) if out_dir else default_out_dir(manifest_path)
+    # Taken before they are read: a file changed while the run reads it or later does not match them.
+    read_first = {str(path): stat_identity(path) for path in (Path(manifest_path), root / DECISIONS_NAME)}
     try:
         manifest, layout, jobs = prepare_run(
             manifest_path, out_dir, backend, options, preview=preview, lease_ttl_s=lease_ttl_s
@@ -180,7 +185,7 @@ def run_manifest(
         records: dict[str, dict] = {}
         summary = RunSummary(out=layout.root, total=len(jobs), skipped=len(plan.finished))
         summary.pair_ids = [job.pair_id for job in jobs]
-        summary.input_files = {path for job in jobs for path in job.inputs}
+        summary.planned_files = read_first | {path: ident for job in jobs for path, (ident, _) in job.inputs.items()}
         summary.requested_backends = {job.requested_backend or job.backend for job in jobs}
         settings = ClaimSettings(since=time.time(), lease_ttl_s=lease_ttl_s, fresh_only=force, preview=preview)
         try:

@@ -2,15 +2,16 @@
 
 When a `run` ends with every job of its manifest done (none failed, none left, no --shard, --force or
 --retry-failed, only the CPU backends flow/blend/minterpolate asked for), the CLI writes RUN/finished.json:
-the command line, the working folder, the SEMFI_* environment, the installed code, the identity (device,
-inode, size, mtime, ctime) of the manifest, run.json, ledger, metrics, review decisions and every input
-file, the root's entries (so a run file replaced by a symlink is noticed), and the fingerprint of every
-job folder. The same command again first looks for that stamp
-(`answer`): when every one of those is still what it was, and no lease or attempt is present, nothing can
-have changed what the run would do, and it prints the summary without importing the engine. Any
-difference, or anything it cannot read, sends the command down the normal path, which plans and verifies
-everything again. Checking costs a few os.stat calls per job; only the standard library and rich are
-imported.
+- the command line, working folder, SEMFI_* environment and installed code, as the run began;
+- the identity (device, inode, size, mtime, ctime) of the manifest, review decisions and every input file
+  as the run read them, before its jobs ran (a file changed during the run does not match);
+- the identity of run.json, ledger and metrics, and the root's entries (name, inode, symlink or not), as the
+  run left them, and the fingerprint of every job folder.
+The same command again first looks for that stamp (`answer`): when every one of those is still what it
+was, and no lease or attempt is present, nothing can have changed what the run would do, and it prints the
+summary without importing the engine. Any difference, or anything it cannot read, sends the command down
+the normal path, which plans and verifies everything again. Checking costs a few os.stat calls per job;
+only the standard library and rich are imported.
 
 Backends with model files (rife, semfi, wan-flf2v) and `auto` (which routes by what this machine has) always
 take the normal path: what their keys depend on is not all in the files above."""
@@ -50,15 +51,22 @@ def invocation(argv: list[str]) -> dict:
     return {"argv": list(argv), "cwd": os.getcwd(), "env": env, "code": code_identity()}
 
 
-def write_stamp(root: Path, argv: list[str], files: list[Path | str], pair_ids: list[str], counts: dict) -> None:
-    """Record that the run in `root`, made by `argv`, is finished (see the module's docstring). Best effort:
-    a stamp that cannot be written only means the next resume takes the normal path."""
+def write_stamp(
+    root: Path, started: dict, planned: dict[str, tuple | None], outputs: list[Path], pair_ids: list[str], counts: dict
+) -> None:
+    """Record that the run in `root` is finished (see the module's docstring). `started` is `invocation()` as
+    the run began, `planned` the identities of the files it read (manifest, review decisions, inputs) as
+    they were when it read them, before the jobs ran: a file changed during the run then fails the check
+    next time, as it must. `outputs` are the run's own files, taken as they are now. Best effort: a stamp
+    that cannot be written only means the next resume takes the normal path."""
     root = Path(root)
+    files = {str(Path(f).absolute()): list(ident) if ident else None for f, ident in planned.items()}
+    files |= {str(Path(f).absolute()): stat_identity(f) for f in outputs}
     stamp = {
         "version": STAMP_VERSION,
-        "invocation": invocation(argv),
+        "invocation": started,
         "root": str(root.absolute()),
-        "files": {str(Path(f).absolute()): stat_identity(f) for f in files},
+        "files": files,
         "entries": _entries(root),
         "jobs": {pid: folder_fingerprint(root / "jobs" / pid) for pid in pair_ids},
         "counts": counts,
