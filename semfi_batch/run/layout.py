@@ -134,17 +134,17 @@ class RunLayout:
             with contextlib.suppress(OSError), os.scandir(folder) as entries:
                 for entry in entries:
                     if _dead_temp(entry, ttl_s):
-                        _remove(Path(entry.path))
+                        remove_path(Path(entry.path))
                         removed += 1
         work = self.root / "work"
         for pair_dir in list(work.iterdir()):
             if pair_dir.is_symlink() or not pair_dir.is_dir():
-                _remove(pair_dir)
+                remove_path(pair_dir)
                 continue
             for key_dir in list(pair_dir.iterdir()):
                 for attempt in list(key_dir.iterdir()) if key_dir.is_dir() and not key_dir.is_symlink() else []:
                     if attempt.name.startswith("attempt-") and not attempt_is_live(pair_dir.name, attempt.name):
-                        _remove(attempt)
+                        remove_path(attempt)
                         removed += 1
                 with contextlib.suppress(OSError):
                     key_dir.rmdir()  # only when empty: a backend checkpoint stays for the next attempt
@@ -166,7 +166,8 @@ def _dead_temp(entry: os.DirEntry, ttl_s: float) -> bool:
     return False
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
+    """Remove a file, a link or a folder tree; what cannot be removed is left."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:

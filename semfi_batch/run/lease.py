@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import socket
 import stat
 import threading
@@ -28,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from semfi_batch.run.layout import write_all
+from semfi_batch.run.layout import remove_path, write_all
 from semfi_batch.run.notices import notice
 
 DEFAULT_TTL_S = 60.0
@@ -123,9 +122,9 @@ class LeaseManager:
             # (then its holder finds its inode gone at its next renewal and gives the job up).
             with contextlib.suppress(OSError):
                 os.link(aside, self.path(pair_id))
-            _remove(aside)
+            remove_path(aside)
             return None
-        _remove(aside)
+        remove_path(aside)
         return token if self._create(pair_id, token) else None
 
     def holds(self, pair_id: str, token: str) -> bool:
@@ -265,14 +264,6 @@ def inspect_lease(path: Path, ttl_s: float) -> LeaseView | None:
     until = float(info["expires"])
     live = until > now and not _holder_dead(info)
     return LeaseView(live=live, holder=holder, until=until, token=info.get("token"))
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(OSError):
-            path.unlink()
 
 
 def _process_start(pid: int) -> str | None:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from semfi_batch.backends import BackendOptions
 from semfi_batch.errors import BackendUnavailable, SemfiError
-from semfi_batch.run.job import Attempt, Job, LeaseLost, execute_job, publish_attempt
+from semfi_batch.run.job import Attempt, Job, LeaseLost, execute_job
 from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.lease import LeaseManager
 from semfi_batch.run.ledger import JobLedger
 from semfi_batch.run.notices import notice
-from semfi_batch.run.worker import POLL_S, ClaimSettings, finished_record, log_event
+from semfi_batch.run.worker import POLL_S, ClaimSettings, finished_record, log_event, publish_held
 
 # Backends that want a whole GPU per actor.
 GPU_BACKENDS = {"semfi", "wan-flf2v"}
@@ -123,10 +123,7 @@ def _run_group(ray, name, jobs, layout, options, settings, workers, leases, ledg
             continue
         idle.append(actor)
         try:
-            record = publish_attempt(
-                layout, attempt, lambda j=job, t=token: leases.holds(j.pair_id, t),
-                since=settings.since if settings.fresh_only else 0.0,
-            )  # fmt: skip
+            record = publish_held(layout, attempt, leases, token, settings)
         except LeaseLost:
             notice(f"{job.pair_id}: the driver lost its lease (stalled past {leases.ttl_s:g} s); attempt discarded")
             leases.release(job.pair_id)

@@ -56,6 +56,14 @@ def finished_record(layout: RunLayout, job: Job, settings: ClaimSettings) -> dic
     return record if fresh else None
 
 
+def publish_held(layout: RunLayout, attempt, leases: LeaseManager, token: str, settings: ClaimSettings) -> dict:
+    """Publish `attempt` fenced by this claim (`token` still in the job's lease), the first complete attempt
+    winning (with --force only those of this run count). Raises LeaseLost."""
+    pair_id = attempt.job.pair_id
+    since = settings.since if settings.fresh_only else 0.0
+    return publish_attempt(layout, attempt, lambda: leases.holds(pair_id, token), since=since)
+
+
 def log_event(layout: RunLayout, worker: str, pair_id: str, event: str) -> None:
     """Append one line to events.jsonl (an audit trail of who ran what, when); a line that cannot be written
     is reported once and the run goes on."""
@@ -105,10 +113,7 @@ def work_through(
                         attempt = execute_job(job, backend, layout, preview=settings.preview, token=token)
                         _fault_point(layout, "publishing", job.pair_id)
                         try:
-                            record = publish_attempt(
-                                layout, attempt, lambda j=job, t=token: leases.holds(j.pair_id, t),
-                                since=settings.since if settings.fresh_only else 0.0,
-                            )  # fmt: skip
+                            record = publish_held(layout, attempt, leases, token, settings)
                         except LeaseLost:
                             holder = leases.lost.get(job.pair_id) or "another worker"
                             notice(
