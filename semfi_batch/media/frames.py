@@ -6,6 +6,7 @@ PNG holds all four kinds, so nothing is reduced on the way through a run."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import queue
 import subprocess
@@ -20,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from semfi_batch.errors import FrameExtractError, MediaError
-from semfi_batch.media.png import PNG_LEVEL_ENV, encode_png, png_level  # noqa: F401 - re-exported
+from semfi_batch.media.png import PNG_LEVEL_ENV, decode_png, encode_png, png_level  # noqa: F401 - re-exported
 from semfi_batch.media.probe import VideoInfo, parse_showinfo_line
 from semfi_batch.media.rates import rate_arg
 from semfi_batch.media.tools import tool_path
@@ -65,9 +66,16 @@ def image_size(path: Path) -> tuple[int, int]:
 def read_image(path: Path) -> np.ndarray:
     """Decode an image file to RGB, or RGBA when it has alpha, at its own depth (uint8, or uint16 for 16-bit
     PNG/TIFF). Gray becomes RGB (the same levels in each channel); nothing else is changed."""
-    image_size(path)  # header checks first: no bomb is ever decoded
-    data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        data = b""  # image_size names what is wrong
+    fast = decode_png(data, MAX_IMAGE_PIXELS)  # ours, the keyframe cache's and ffmpeg's PNGs, checked whole
+    if fast is not None:
+        return fast
+    image_size(path)  # header checks before OpenCV decodes anything: no bomb is ever decoded
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise MediaError(f"cannot decode image {path}")
     if img.dtype not in (np.uint8, np.uint16):
@@ -361,14 +369,15 @@ def resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
-def write_png(path: Path, frame: np.ndarray) -> None:
+def write_png(path: Path, frame: np.ndarray) -> str:
     """Write a frame as a lossless PNG (8 or 16 bits, RGB or RGBA, as the array is), atomically (temporary
-    name, fsync, rename)."""
+    name, fsync, rename). Returns the SHA-256 of the bytes written (a job's record lists it)."""
     try:
         data = encode_png(frame)
     except MediaError as exc:
         raise MediaError(f"{exc} ({path})") from None
     write_bytes_atomic(path, data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -12,16 +12,19 @@ import numpy as np
 
 from semfi_batch.media.frames import read_image, write_png
 from semfi_batch.run.identity import StatIdentity, stat_identity
+from semfi_batch.run.inputs import pixels_sha256
 
 
 class RecentImages:
     """The last few images this process decoded, by path and file identity (device, inode, size, mtime,
     ctime): consecutive rows share a keyframe (one row's end is the next one's start), which is then decoded
-    once. The arrays are read-only, so no caller can change what the next job gets."""
+    once, and its pixels hashed once (`pixels_sha256`). The arrays are read-only, so no caller can change
+    what the next job gets."""
 
     def __init__(self, size: int = 4):
         self.size = size
         self._images: OrderedDict[tuple[str, StatIdentity | None], np.ndarray] = OrderedDict()
+        self._digests: dict[int, tuple[np.ndarray, str]] = {}  # id -> (array held, its pixels' hash)
 
     def read(self, path: Path) -> np.ndarray:
         """`read_image(path)`, or the array decoded from the same file before."""
@@ -32,10 +35,21 @@ class RecentImages:
             image.flags.writeable = False
             self._images[key] = image
             while len(self._images) > self.size:
-                self._images.popitem(last=False)
+                _, dropped = self._images.popitem(last=False)
+                self._digests.pop(id(dropped), None)
         else:
             self._images.move_to_end(key)
         return image
+
+    def pixels_sha256(self, frame: np.ndarray) -> str:
+        """`pixels_sha256(frame)`, computed once for an array this cache holds (read-only, so it stays true)."""
+        held = self._digests.get(id(frame))
+        if held is not None and held[0] is frame:
+            return held[1]
+        digest = pixels_sha256(frame)
+        if any(image is frame for image in self._images.values()):
+            self._digests[id(frame)] = (frame, digest)
+        return digest
 
 
 RECENT_IMAGES = RecentImages()
@@ -51,13 +65,15 @@ def writer_threads() -> int:
 class FrameWriter:
     """Writes a job's frames as PNG (write_png) while the backend makes the next ones: with `threads` > 0
     the encoding runs on that many threads, with at most two frames per thread waiting (memory stays
-    bounded); with 0 each frame is written at once. `blocked_s` is the time the job waited for writing.
+    bounded); with 0 each frame is written at once. `blocked_s` is the time the job waited for writing;
+    `digests` the SHA-256 of each file written (after `finish`).
     The first error of any write (a full disk) is raised by `write` or `finish`; on leaving the block every
     pending write has ended, so nothing is written into the attempt folder after the job is over."""
 
     def __init__(self, threads: int):
         self.threads = threads
         self.blocked_s = 0.0
+        self.digests: dict[Path, str] = {}
         self._pending: list = []
         self._pool = None
         if threads > 0:
@@ -68,19 +84,23 @@ class FrameWriter:
     def write(self, path: Path, frame: np.ndarray) -> None:
         t0 = time.perf_counter()
         if self._pool is None:
-            write_png(path, frame)
+            self.digests[path] = write_png(path, frame)
         else:
-            self._pending.append(self._pool.submit(write_png, path, frame))
+            self._pending.append((path, self._pool.submit(write_png, path, frame)))
             while len(self._pending) > 2 * self.threads:
-                self._pending.pop(0).result()
+                self._collect()
         self.blocked_s += time.perf_counter() - t0
+
+    def _collect(self) -> None:
+        path, future = self._pending.pop(0)
+        self.digests[path] = future.result()
 
     def finish(self) -> None:
         """Wait for every pending write; raise the first error."""
         t0 = time.perf_counter()
         try:
             while self._pending:
-                self._pending.pop(0).result()
+                self._collect()
         finally:
             self.blocked_s += time.perf_counter() - t0
 
@@ -89,6 +109,6 @@ class FrameWriter:
 
     def __exit__(self, *exc) -> None:
         if self._pool is not None:
-            for future in self._pending:
+            for _, future in self._pending:
                 future.cancel()
             self._pool.shutdown(wait=True)  # a write still running ends before the attempt is cleaned up

@@ -28,13 +28,14 @@ from semfi_batch.media.frames import (
     encode_png_sequence,
     extract_frames,
     resize,
+    write_bytes_atomic,
     write_png,
 )
 from semfi_batch.media.keyframe_cache import KeyframeCache, keyframe_cache_for
 from semfi_batch.media.probe import probe_stream, probe_video
 from semfi_batch.run.frame_io import RECENT_IMAGES, FrameWriter, writer_threads
 from semfi_batch.run.identity import StatIdentity, stat_identity
-from semfi_batch.run.inputs import InputHashes, file_sha256, pixels_sha256
+from semfi_batch.run.inputs import InputHashes, file_sha256
 from semfi_batch.run.layout import DISK_FULL_ERRNOS, RunLayout, fsync_dir
 from semfi_batch.run.ledger import check_job_folder, output_entries, write_record
 
@@ -202,9 +203,9 @@ def execute_job(
         backend.notes.values = {}
         cache = keyframe_cache_for(layout.root, backend.options.extra)
         backend_dir = layout.job_work(job.pair_id, job.key) / "backend"
-        count, keyframes, timing = _generate(job, backend, backend_dir, folder, preview, cache)
+        count, keyframes, timing, written = _generate(job, backend, backend_dir, folder, preview, cache)
         t0 = time.perf_counter()
-        outputs = output_entries(folder)
+        outputs = output_entries(folder, written)
         timing["record_s"] = round(time.perf_counter() - t0, 4)
         record = _record(job, "done", None, started, count, backend, token)
         record["keyframes"] = keyframes
@@ -305,13 +306,15 @@ def _check_inputs(job: Job) -> dict[str, dict]:
 
 def _generate(
     job: Job, backend: Backend, backend_dir: Path, folder: Path, preview: bool, cache: KeyframeCache | None = None
-) -> tuple[int, dict]:
-    """Write the job's frames, keyframes and preview into `folder`; return the frame count and the keyframes
-    by content (pixel hashes of the frames as used, and the input files' hashes)."""
+) -> tuple[int, dict, dict, dict[Path, str]]:
+    """Write the job's frames, keyframes and preview into `folder`; return the frame count, the keyframes by
+    content (pixel hashes of the frames as used, and the input files' hashes), the time spent per step and
+    the SHA-256 of each file written."""
     pair = job.pair
     t0 = time.perf_counter()
     start, end, fps = load_keyframes(pair, cache)
-    keyframes = {"start_sha256": pixels_sha256(start), "end_sha256": pixels_sha256(end), "files": _check_inputs(job)}
+    digest = RECENT_IMAGES.pixels_sha256  # a key shared with the previous row is hashed once
+    keyframes = {"start_sha256": digest(start), "end_sha256": digest(end), "files": _check_inputs(job)}
     keys_s = time.perf_counter() - t0
 
     def make(first: np.ndarray, last: np.ndarray, part: str = ""):
@@ -350,6 +353,7 @@ def _generate(
             writer.write(frames[-1], frame)
         writer.finish()
     write_s = writer.blocked_s
+    written = writer.digests
     backend_s = time.perf_counter() - t_loop - write_s
     if len(frames) != pair.gap_frames:
         raise SemfiError(f"backend {job.backend} returned {len(frames)} frames, expected {pair.gap_frames}")
@@ -359,33 +363,49 @@ def _generate(
         ("end.png", end, pair.end_image, pair.end_frame),
     ):
         cached = cache.path(pair.source, index) if pair.source is not None and cache is not None else None
-        _write_key(folder / name, frame, image, cached)
+        known = job.inputs.get(str(image)) if image is not None else None
+        written[folder / name] = _write_key(folder / name, frame, image, cached, known)
     if preview:
         encode_png_sequence([folder / "start.png", *frames, folder / "end.png"], folder / "clip.mp4", fps)
     write_s += time.perf_counter() - t0
     timing = {"keys_s": round(keys_s, 4), "backend_s": round(backend_s, 4), "write_s": round(write_s, 4)}
-    return len(frames), keyframes, timing
+    return len(frames), keyframes, timing, written
 
 
-def _write_key(path: Path, frame: np.ndarray, image: Path | None, cached: Path | None = None) -> None:
-    """The keyframe as used. An 8-bit RGB(A) PNG keyframe used at its own size is copied byte for byte (its
-    pixels are the file's: decoding and encoding it again would only cost time), and so is a video keyframe
-    from the run's keyframe cache (`cached`, written by write_png from the decoded frame, any depth) used at
-    its own size; anything else is encoded."""
+def _write_key(
+    path: Path,
+    frame: np.ndarray,
+    image: Path | None,
+    cached: Path | None = None,
+    known: tuple[StatIdentity | None, str] | None = None,
+) -> str:
+    """Write the keyframe as used; return the SHA-256 of the bytes written. An 8-bit RGB(A) PNG keyframe used
+    at its own size is copied byte for byte (its pixels are the file's: decoding and encoding it again would
+    only cost time), and so is a video keyframe from the run's keyframe cache (`cached`, written by write_png
+    from the decoded frame, any depth) used at its own size; anything else is encoded. Copies are written
+    like frames: atomically and fsynced. `known`: the image's (stat identity, SHA-256) as planned."""
     if cached is not None and cached.is_file():
         with Image.open(cached) as im:
             same = im.size == (frame.shape[1], frame.shape[0])
         if same:
-            shutil.copyfile(cached, path)
-            return
+            return _copy_bytes(cached, path)
     if image is not None and image.suffix.lower() == ".png" and frame.dtype == np.uint8:
         with Image.open(image) as im:
             same = im.format == "PNG" and im.size == (frame.shape[1], frame.shape[0])
             same = same and im.mode == {3: "RGB", 4: "RGBA"}[frame.shape[2]] and "transparency" not in im.info
         if same:
-            shutil.copyfile(image, path)
-            return
-    write_png(path, frame)
+            return _copy_bytes(image, path, known)
+    return write_png(path, frame)
+
+
+def _copy_bytes(source: Path, target: Path, known: tuple[StatIdentity | None, str] | None = None) -> str:
+    """Copy a file's bytes; return their SHA-256: `known`'s when the file still has its identity after the
+    read (the bytes are the ones hashed then: any write since changes the ctime), else computed."""
+    data = source.read_bytes()
+    write_bytes_atomic(target, data)
+    if known is not None and known[0] is not None and stat_identity(source) == known[0]:
+        return known[1]
+    return hashlib.sha256(data).hexdigest()
 
 
 def _failed_attempt(

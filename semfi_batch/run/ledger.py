@@ -29,12 +29,15 @@ RECORD_NAME = "record.json"
 LEDGER_VERSION = "2"
 
 
-def output_entries(folder: Path) -> dict[str, dict]:
-    """Every file of a staged job folder but its record: relative path -> size and SHA-256."""
+def output_entries(folder: Path, written: dict[Path, str] | None = None) -> dict[str, dict]:
+    """Every file of a staged job folder but its record: relative path -> size and SHA-256. `written`: the
+    SHA-256 of files this process just wrote from bytes in memory (not read back); the others are read."""
+    written = written or {}
     entries = {}
     for path in sorted(folder.rglob("*")):
         if path.is_file() and not path.is_symlink() and path.name != RECORD_NAME:
-            entries[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
+            digest = written.get(path) or file_sha256(path)
+            entries[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": digest}
     return entries
 
 
