@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -102,15 +103,16 @@ def measure(backend, frames, batch: int, samples: int, repeats: int, pixels: int
 
 def whole_run(args, model: Path, size: tuple[int, int]) -> list[dict]:
     """The whole run (engine: keys read, frames written as PNG, records, metrics, its end-of-run report) of
-    --whole-run image pairs with --gap in-betweens each, against the backend's own time in it; once with the
-    frames written on the job's thread, once with the background writer (FrameWriter) the engine uses for
-    model backends."""
+    --whole-run image pairs with --gap in-betweens each, against the backend's own time in it; once per
+    --writer-threads count: 0 writes the frames on the job's thread, others through the background writer
+    (FrameWriter) the engine uses for model backends (its own count: writer_threads()); and once per
+    --whole-run-workers count (worker processes sharing the GPU, each with its own model)."""
     import tempfile
 
     from semfi_batch import report
     from semfi_batch.manifest import write_manifest
     from semfi_batch.media.frames import write_png
-    from semfi_batch.run import job as job_module
+    from semfi_batch.run import frame_io
     from semfi_batch.run.engine import run_manifest
 
     work = Path(tempfile.mkdtemp(prefix="rife-whole-run-"))
@@ -123,14 +125,17 @@ def whole_run(args, model: Path, size: tuple[int, int]) -> list[dict]:
             for i, (a, b) in enumerate(zip(keys, keys[1:]))]  # fmt: skip
     manifest = write_manifest(rows, work / "m.parquet")
     options = BackendOptions(device=args.device, extra={"rife_model": str(model)})
-    threads = job_module.writer_threads
     out = []
-    print(f"whole run: {len(rows)} pairs of {size[0]}x{size[1]} keys, {args.gap} in-betweens each (one process)")
-    for label, writer in (("frames written on the job's thread", lambda: 0), ("background PNG writer", threads)):
-        job_module.writer_threads = writer
-        root = work / f"run-{writer()}"
+    print(f"whole run: {len(rows)} pairs of {size[0]}x{size[1]} keys, {args.gap} in-betweens each (one process); "
+          f"the engine's own writer threads here: {frame_io.writer_threads()}")  # fmt: skip
+    runs = [(int(w), int(n)) for w in args.whole_run_workers.split(",") for n in args.writer_threads.split(",")]
+    for workers, count in runs:
+        label = f"background PNG writer, {count} threads" if count else "frames written on the job's thread"
+        label = f"{workers} worker{'s' if workers > 1 else ''}, {label}"
+        os.environ[frame_io.WRITER_THREADS_ENV] = str(count)
+        root = work / f"run-{workers}-{count}"
         t0 = time.perf_counter()
-        summary = run_manifest(manifest, root, backend="rife", options=options, show_progress=False, workers=1)
+        summary = run_manifest(manifest, root, backend="rife", options=options, show_progress=False, workers=workers)
         report.write_report(root, quick=True)
         wall = time.perf_counter() - t0
         timing: dict[str, float] = {}
@@ -138,13 +143,21 @@ def whole_run(args, model: Path, size: tuple[int, int]) -> list[dict]:
             for key, value in (json.loads(record.read_text()).get("timing") or {}).items():
                 timing[key] = timing.get(key, 0.0) + value
         n = summary.done * args.gap
-        row = {"writer": label, "threads": writer(), "frames": n, "wall_s": wall, "fps": n / wall, **timing}
+        row = {
+            "writer": label,
+            "workers": workers,
+            "threads": count,
+            "frames": n,
+            "wall_s": wall,
+            "fps": n / wall,
+            **timing,
+        }
         row["backend_share"] = timing.get("backend_s", 0.0) / wall
         out.append(row)
         parts = "  ".join(f"{k} {v:.2f}" for k, v in sorted(timing.items()))
-        print(f"  {label:36} {row['fps']:7.1f} frames/s ({wall:.1f} s; backend {100 * row['backend_share']:.0f}%"
+        print(f"  {label:48} {row['fps']:7.1f} frames/s ({wall:.1f} s; backend {100 * row['backend_share']:.0f}%"
               f" of it)  {parts}", flush=True)  # fmt: skip
-    job_module.writer_threads = threads
+    os.environ.pop(frame_io.WRITER_THREADS_ENV, None)
     return out
 
 
@@ -164,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--whole-run", type=int, default=0, help="also time a whole run of this many pairs (0: no)")
     ap.add_argument("--gap", type=int, default=3, help="in-betweens per pair of the whole run")
+    ap.add_argument("--writer-threads", default="0,4", help="PNG writer threads to time the whole run with")
+    ap.add_argument("--whole-run-workers", default="1", help="worker processes to time the whole run with")
     args = ap.parse_args(argv)
 
     import torch

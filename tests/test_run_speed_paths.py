@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from semfi_batch.backends import BackendOptions
+from semfi_batch.errors import MediaError
 from semfi_batch.media.frames import PNG_LEVEL_ENV, encode_png, read_image, write_png
 from semfi_batch.run.engine import prepare_run
 from semfi_batch.run.frame_io import RecentImages
@@ -91,6 +92,29 @@ def test_recent_images_decode_once_and_notice_a_changed_file(tmp_path):
         write_png(other, np.ones((4, 4, 3), np.uint8))
         recent.read(other)
     assert len(recent._images) == 2  # bounded
+
+
+def test_keys_read_ahead_are_decoded_once_and_only_used_while_the_file_is_unchanged(tmp_path, monkeypatch):
+    from semfi_batch.run import frame_io
+
+    decoded = []
+    monkeypatch.setattr(frame_io, "read_image", lambda path: decoded.append(path) or read_image(path))
+    path = tmp_path / "k.png"
+    write_png(path, np.full((8, 8, 3), 1, np.uint8))
+    recent = RecentImages(size=2)
+    recent.read_ahead([path])
+    recent._ahead[str(path)].result()
+    assert recent.read(path)[0, 0, 0] == 1 and len(decoded) == 1  # the decode made ahead, not another
+    other = tmp_path / "o.png"
+    write_png(other, np.full((8, 8, 3), 2, np.uint8))
+    recent.read_ahead([other])
+    recent._ahead[str(other)].result()
+    write_png(other, np.full((8, 8, 3), 3, np.uint8))  # replaced after the decode ahead
+    assert recent.read(other)[0, 0, 0] == 3 and len(decoded) == 3
+    missing = tmp_path / "gone.png"
+    recent.read_ahead([missing])  # its error is met again by the job's own read, naming the file
+    with pytest.raises(MediaError, match="gone.png"):
+        recent.read(missing)
 
 
 def test_a_worker_starts_on_its_own_stretch_of_rows(tmp_path):

@@ -1,37 +1,49 @@
-"""How a job reads and writes frames: keyframe images decoded once for consecutive rows (RecentImages), and
-generated frames written as PNG while the backend makes the next ones (FrameWriter)."""
+"""How a job reads and writes frames: keyframe images decoded once for consecutive rows, or ahead of the job
+on a spare core (RecentImages), and generated frames written as PNG while the backend makes the next ones
+(FrameWriter)."""
 
 from __future__ import annotations
 
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from semfi_batch.errors import SemfiError
 from semfi_batch.media.frames import read_image, write_png
 from semfi_batch.run.identity import StatIdentity, stat_identity
 from semfi_batch.run.inputs import pixels_sha256
+
+WRITER_THREADS_ENV = "SEMFI_WRITER_THREADS"
 
 
 class RecentImages:
     """The last few images this process decoded, by path and file identity (device, inode, size, mtime,
     ctime): consecutive rows share a keyframe (one row's end is the next one's start), which is then decoded
     once, and its pixels hashed once (`pixels_sha256`). The arrays are read-only, so no caller can change
-    what the next job gets."""
+    what the next job gets. `read_ahead` decodes the next job's keys on a background thread while this one
+    runs (model backends, whose process leaves cores idle)."""
 
     def __init__(self, size: int = 4):
         self.size = size
         self._images: OrderedDict[tuple[str, StatIdentity | None], np.ndarray] = OrderedDict()
         self._digests: dict[int, tuple[np.ndarray, str]] = {}  # id -> (array held, its pixels' hash)
+        self._ahead: dict[str, Future] = {}  # path -> decode under way: (identity throughout, image)
+        self._pool: ThreadPoolExecutor | None = None
 
     def read(self, path: Path) -> np.ndarray:
-        """`read_image(path)`, or the array decoded from the same file before."""
+        """`read_image(path)`, or the array decoded from the same file before (or ahead, by `read_ahead`,
+        when the file kept its identity from before that decode to after it and until now)."""
         key = (str(path), stat_identity(Path(path)))
         image = self._images.get(key)
         if image is None:
-            image = read_image(path)
+            image = self._decoded_ahead(key)
+            if image is None:
+                image = read_image(path)
             image.flags.writeable = False
             self._images[key] = image
             while len(self._images) > self.size:
@@ -40,6 +52,29 @@ class RecentImages:
         else:
             self._images.move_to_end(key)
         return image
+
+    def read_ahead(self, paths: list[Path]) -> None:
+        """Start decoding `paths` (the next job's keys) on a background thread. Errors are left for `read` to
+        meet again in its own decode; at most `size` decodes are kept waiting."""
+        for path in paths:
+            name = str(path)
+            if name in self._ahead or any(key[0] == name for key in self._images):
+                continue
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="semfi-keys")
+            self._ahead[name] = self._pool.submit(_decode_unchanged, Path(path))
+            while len(self._ahead) > self.size:
+                self._ahead.pop(next(iter(self._ahead))).cancel()
+
+    def _decoded_ahead(self, key: tuple[str, StatIdentity | None]) -> np.ndarray | None:
+        future = self._ahead.pop(key[0], None)
+        if future is None or key[1] is None:
+            return None
+        try:
+            identity, image = future.result()
+        except Exception:  # noqa: BLE001 - read decodes it again and raises what is wrong, naming the file
+            return None
+        return image if identity == key[1] else None
 
     def pixels_sha256(self, frame: np.ndarray) -> str:
         """`pixels_sha256(frame)`, computed once for an array this cache holds (read-only, so it stays true)."""
@@ -52,12 +87,25 @@ class RecentImages:
         return digest
 
 
+def _decode_unchanged(path: Path) -> tuple[StatIdentity | None, np.ndarray]:
+    """(identity, image): the identity is None when the file changed while it was read."""
+    before = stat_identity(path)
+    image = read_image(path)
+    return (before if stat_identity(path) == before else None), image
+
+
 RECENT_IMAGES = RecentImages()
 
 
 def writer_threads() -> int:
-    """Threads that encode a job's PNGs beside a model backend (one process per run, often on a GPU, with CPU
-    cores to spare): one per usable core, at most 4 (OpenCV's encoder releases the GIL)."""
+    """Threads that write a job's PNGs beside a model backend (one process per run, often on a GPU, with CPU
+    cores to spare): SEMFI_WRITER_THREADS (0: on the job's own thread), else one per usable core, at most 4
+    (the PNG encoder, hashing and fsync release the GIL)."""
+    value = os.environ.get(WRITER_THREADS_ENV)
+    if value is not None:
+        if not value.isdigit() or int(value) > 64:
+            raise SemfiError(f"{WRITER_THREADS_ENV} must be a number of threads 0-64, got {value!r}")
+        return int(value)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(4, cores))
 
@@ -75,18 +123,19 @@ class FrameWriter:
         self.blocked_s = 0.0
         self.digests: dict[Path, str] = {}
         self._pending: list = []
-        self._pool = None
-        if threads > 0:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(threads, thread_name_prefix="semfi-png")
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="semfi-png") if threads > 0 else None
 
     def write(self, path: Path, frame: np.ndarray) -> None:
+        """Write `frame` to `path` as PNG (write_png)."""
+        self.submit(path, write_png, path, frame)
+
+    def submit(self, path: Path, write: Callable[..., str], *args) -> None:
+        """Run `write(*args)`, which writes `path` and returns the SHA-256 of its bytes, on the writer."""
         t0 = time.perf_counter()
         if self._pool is None:
-            self.digests[path] = write_png(path, frame)
+            self.digests[path] = write(*args)
         else:
-            self._pending.append((path, self._pool.submit(write_png, path, frame)))
+            self._pending.append((path, self._pool.submit(write, *args)))
             while len(self._pending) > 2 * self.threads:
                 self._collect()
         self.blocked_s += time.perf_counter() - t0

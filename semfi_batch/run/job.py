@@ -166,6 +166,17 @@ def load_keyframes(pair: KeyframePair, cache: KeyframeCache | None = None) -> tu
     return fit(start, width, height), fit(end, width, height), fps
 
 
+def key_files(pair: KeyframePair, cache: KeyframeCache) -> list[Path]:
+    """The image files a job reads its keys from (a video row's: the cache's, where already extracted)."""
+    if pair.source is None:
+        return [pair.start_image, pair.end_image]
+    try:
+        paths = [cache.path(pair.source, i) for i in (pair.start_frame, pair.end_frame)]
+    except SemfiError:
+        return []  # the job reports its source's problem
+    return [path for path in paths if path.exists()]
+
+
 def _interlaced(pair: KeyframePair, cache: KeyframeCache | None) -> bool:
     """Whether the pair's frames are made per field (an interlaced source not deinterlaced by the run)."""
     return pair.source is not None and probe_stream(pair.source).interlaced and not (cache and cache.deinterlace)
@@ -351,23 +362,23 @@ def _generate(
                 raise SemfiError(f"backend {job.backend} returned more than {pair.gap_frames} frames")
             frames.append(folder / "frames" / f"{len(frames) + 1:06d}.png")
             writer.write(frames[-1], frame)
+        loop_blocked = writer.blocked_s  # the backend's loop waited this long for writes
+        backend_s = time.perf_counter() - t_loop - loop_blocked
+        if len(frames) != pair.gap_frames:
+            raise SemfiError(f"backend {job.backend} returned {len(frames)} frames, expected {pair.gap_frames}")
+        t0 = time.perf_counter()
+        for name, frame, image, index in (
+            ("start.png", start, pair.start_image, pair.start_frame),
+            ("end.png", end, pair.end_image, pair.end_frame),
+        ):
+            cached = cache.path(pair.source, index) if pair.source is not None and cache is not None else None
+            known = job.inputs.get(str(image)) if image is not None else None
+            writer.submit(folder / name, _write_key, folder / name, frame, image, cached, known)
         writer.finish()
-    write_s = writer.blocked_s
     written = writer.digests
-    backend_s = time.perf_counter() - t_loop - write_s
-    if len(frames) != pair.gap_frames:
-        raise SemfiError(f"backend {job.backend} returned {len(frames)} frames, expected {pair.gap_frames}")
-    t0 = time.perf_counter()
-    for name, frame, image, index in (
-        ("start.png", start, pair.start_image, pair.start_frame),
-        ("end.png", end, pair.end_image, pair.end_frame),
-    ):
-        cached = cache.path(pair.source, index) if pair.source is not None and cache is not None else None
-        known = job.inputs.get(str(image)) if image is not None else None
-        written[folder / name] = _write_key(folder / name, frame, image, cached, known)
     if preview:
         encode_png_sequence([folder / "start.png", *frames, folder / "end.png"], folder / "clip.mp4", fps)
-    write_s += time.perf_counter() - t0
+    write_s = loop_blocked + time.perf_counter() - t0
     timing = {"keys_s": round(keys_s, 4), "backend_s": round(backend_s, 4), "write_s": round(write_s, 4)}
     return len(frames), keyframes, timing, written
 

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from semfi_batch.backends import Backend, BackendOptions, backend_class
 from semfi_batch.errors import DiskFull, RunInterrupted
-from semfi_batch.run.job import Job, LeaseLost, execute_job, publish_attempt
+from semfi_batch.media.keyframe_cache import keyframe_cache_for
+from semfi_batch.run.frame_io import RECENT_IMAGES
+from semfi_batch.run.job import Job, LeaseLost, execute_job, key_files, publish_attempt
 from semfi_batch.run.layout import RunLayout, append_line
 from semfi_batch.run.lease import DEFAULT_TTL_S, LeaseManager, new_worker_id
 from semfi_batch.run.ledger import JobLedger, check_job_folder, read_record
@@ -97,7 +99,7 @@ def work_through(
         try:
             while pending:
                 waiting = []
-                for job in pending:
+                for i, job in enumerate(pending):
                     if finished_record(layout, job, settings) is not None:
                         continue
                     token = leases.try_claim(job.pair_id)
@@ -109,6 +111,9 @@ def work_through(
                             continue  # finished by another worker just before we claimed it
                         log_event(layout, leases.worker_id, job.pair_id, "start")
                         backend = _backend(job.backend, backends, options)
+                        if not backend.scales_with_workers and i + 1 < len(pending):  # cores to spare
+                            cache = keyframe_cache_for(layout.root, options.extra)
+                            RECENT_IMAGES.read_ahead(key_files(pending[i + 1].pair, cache))
                         _fault_point(layout, "running", job.pair_id)
                         attempt = execute_job(job, backend, layout, preview=settings.preview, token=token)
                         _fault_point(layout, "publishing", job.pair_id)
