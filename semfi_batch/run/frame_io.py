@@ -115,8 +115,9 @@ class FrameWriter:
     the encoding runs on that many threads, with at most two frames per thread waiting (memory stays
     bounded); with 0 each frame is written at once. `blocked_s` is the time the job waited for writing;
     `digests` the SHA-256 of each file written (after `finish`).
-    The first error of any write (a full disk) is raised by `write` or `finish`; on leaving the block every
-    pending write has ended, so nothing is written into the attempt folder after the job is over."""
+    The first error of any write (a full disk) is raised by `write` or `finish`; after `close` (or the end of
+    a `with` block) every pending write has ended, so nothing is written into the attempt folder after the
+    job is over."""
 
     def __init__(self, threads: int):
         self.threads = threads
@@ -157,6 +158,10 @@ class FrameWriter:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Cancel the writes not begun and wait for those running: after it, nothing writes any more."""
         if self._pool is not None:
             for _, future in self._pending:
                 future.cancel()

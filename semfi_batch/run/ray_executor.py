@@ -11,7 +11,8 @@ from pathlib import Path
 
 from semfi_batch.backends import BackendOptions
 from semfi_batch.errors import BackendUnavailable, SemfiError
-from semfi_batch.run.job import Attempt, Job, LeaseLost, execute_job
+from semfi_batch.run.attempt import Attempt, execute_job
+from semfi_batch.run.job import Job, LeaseLost
 from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.lease import LeaseManager
 from semfi_batch.run.ledger import JobLedger

@@ -18,8 +18,9 @@ from pathlib import Path
 from semfi_batch.backends import Backend, BackendOptions, backend_class
 from semfi_batch.errors import DiskFull, RunInterrupted
 from semfi_batch.media.keyframe_cache import keyframe_cache_for
+from semfi_batch.run.attempt import StartedAttempt, start_job
 from semfi_batch.run.frame_io import RECENT_IMAGES
-from semfi_batch.run.job import Job, LeaseLost, execute_job, key_files, publish_attempt
+from semfi_batch.run.job import Job, LeaseLost, key_files, publish_attempt
 from semfi_batch.run.layout import RunLayout, append_line
 from semfi_batch.run.lease import DEFAULT_TTL_S, LeaseManager, new_worker_id
 from semfi_batch.run.ledger import JobLedger, check_job_folder, read_record
@@ -88,7 +89,8 @@ def work_through(
     attempt that lost its lease is discarded and the job waits for its new holder (or is claimed again).
     Worker i of n (`part`) starts at the i-th n-th of the list and goes round: each worker runs a stretch
     of consecutive rows, which share keyframes (decoded once, RecentImages), and meets the others only where
-    their stretches end."""
+    their stretches end. With a model backend the next job's keys are decoded ahead, and a job is published
+    after the next one's frames are made: its PNG writes go on meanwhile (run/attempt.py)."""
     ledger = JobLedger(layout)
     backends: dict[str, Backend] = {}
     pending = _ordered(jobs, backends, options)
@@ -96,9 +98,35 @@ def work_through(
     pending = pending[first:] + pending[:first]
     worker_id = new_worker_id(settings.run_tag)
     with LeaseManager(layout.leases, worker_id, ttl_s=settings.lease_ttl_s) as leases:
+        # An attempt whose writes go on while the next job runs (model backends): (job, token, attempt).
+        deferred: list[tuple[Job, str, StartedAttempt]] = []
+
+        def settle(waiting: list[Job]) -> None:
+            """Finish and publish the oldest deferred attempt, then release its lease."""
+            job, token, started = deferred.pop(0)
+            try:
+                attempt = started.finish()
+                _fault_point(layout, "publishing", job.pair_id)
+                try:
+                    record = publish_held(layout, attempt, leases, token, settings)
+                except LeaseLost:
+                    holder = leases.lost.get(job.pair_id) or "another worker"
+                    notice(
+                        f"{job.pair_id}: this worker lost its lease to {holder} (paused or stalled past the "
+                        f"{leases.ttl_s:g} s lease); its attempt was discarded, not published"
+                    )
+                    log_event(layout, leases.worker_id, job.pair_id, "lost")
+                    waiting.append(job)
+                    return
+                ledger.append(record, layout.job_dir(job.pair_id))
+                log_event(layout, leases.worker_id, job.pair_id, record["status"])
+            finally:
+                leases.release(job.pair_id)
+            on_record(record)
+
         try:
             while pending:
-                waiting = []
+                waiting: list[Job] = []
                 for i, job in enumerate(pending):
                     if finished_record(layout, job, settings) is not None:
                         continue
@@ -108,35 +136,31 @@ def work_through(
                         continue
                     try:
                         if finished_record(layout, job, settings) is not None:
+                            leases.release(job.pair_id)
                             continue  # finished by another worker just before we claimed it
                         log_event(layout, leases.worker_id, job.pair_id, "start")
                         backend = _backend(job.backend, backends, options)
-                        if not backend.scales_with_workers and i + 1 < len(pending):  # cores to spare
+                        overlap = not backend.scales_with_workers  # a model backend: its process has cores to spare
+                        if overlap and i + 1 < len(pending):
                             cache = keyframe_cache_for(layout.root, options.extra)
                             RECENT_IMAGES.read_ahead(key_files(pending[i + 1].pair, cache))
                         _fault_point(layout, "running", job.pair_id)
-                        attempt = execute_job(job, backend, layout, preview=settings.preview, token=token)
-                        _fault_point(layout, "publishing", job.pair_id)
-                        try:
-                            record = publish_held(layout, attempt, leases, token, settings)
-                        except LeaseLost:
-                            holder = leases.lost.get(job.pair_id) or "another worker"
-                            notice(
-                                f"{job.pair_id}: this worker lost its lease to {holder} (paused or stalled past the "
-                                f"{leases.ttl_s:g} s lease); its attempt was discarded, not published"
-                            )
-                            log_event(layout, leases.worker_id, job.pair_id, "lost")
-                            waiting.append(job)
-                            continue
-                        ledger.append(record, layout.job_dir(job.pair_id))
-                        log_event(layout, leases.worker_id, job.pair_id, record["status"])
-                    finally:
+                        started = start_job(job, backend, layout, preview=settings.preview, token=token)
+                    except BaseException:
                         leases.release(job.pair_id)
-                    on_record(record)
+                        raise
+                    deferred.append((job, token, started))
+                    while len(deferred) > (1 if overlap else 0):
+                        settle(waiting)  # the previous job, whose writes went on while this one's frames were made
+                while deferred:
+                    settle(waiting)
                 pending = waiting
                 if pending:
                     time.sleep(POLL_S)
         finally:
+            for job, _, started in deferred:  # interrupted, or stopping for a full disk: dropped whole
+                started.abandon()
+                leases.release(job.pair_id)
             for backend in backends.values():
                 with contextlib.suppress(Exception):
                     backend.close()

@@ -44,8 +44,9 @@ def test_worker_paused_past_its_lease_discards_its_attempt(tmp_path):
 def test_first_complete_attempt_wins(tmp_path):
     """Two attempts of one job complete; the second to publish keeps the first's folder and discards its own."""
     from semfi_batch.backends import BackendOptions, backend_class
+    from semfi_batch.run.attempt import execute_job
     from semfi_batch.run.engine import prepare_run
-    from semfi_batch.run.job import execute_job, publish_attempt
+    from semfi_batch.run.job import publish_attempt
 
     manifest = image_manifest(tmp_path, 1)
     _, layout, jobs = prepare_run(manifest, tmp_path / "out", "blend", BackendOptions(), preview=False)

@@ -1,0 +1,121 @@
+"""A worker running a model backend publishes each job after the next one's frames are made, its PNG writes
+going on meanwhile (run/attempt.py, run/worker.py). What must stay true: every job is published complete
+and verified, in order; an interruption or a full disk while a job's writes are pending drops that job
+whole (nothing published, no lease left) and a resume finishes it byte for byte as a straight run does."""
+
+from __future__ import annotations
+
+import errno
+import json
+
+import pytest
+
+from semfi_batch import backends
+from semfi_batch.backends.blend import BlendBackend
+from semfi_batch.errors import DiskFull, RunInterrupted
+from semfi_batch.run import frame_io, worker
+from semfi_batch.run.engine import run_manifest
+from semfi_batch.run.frame_io import WRITER_THREADS_ENV
+from semfi_batch.run.ledger import check_job_folder
+from tests.faults.conftest import image_manifest
+
+EVENTS: list[tuple[str, str]] = []
+
+
+class ModelLikeBlend(BlendBackend):
+    """A cross-fade that runs like a model backend (one per process, frames written on the writer's threads);
+    it notes when it makes each job's frames, and stops the run (as SIGINT would) at the pair in `stop_at`."""
+
+    name = "modellike"
+    scales_with_workers = False
+    stop_at: str | None = None
+
+    def interpolate(self, request):
+        EVENTS.append(("make", request.pair_id))
+        if request.pair_id == self.stop_at:
+            raise RunInterrupted(2)
+        yield from super().interpolate(request)
+
+
+@pytest.fixture
+def modellike(monkeypatch):
+    monkeypatch.setitem(backends._REGISTRY, "modellike", f"{__name__}:ModelLikeBlend")
+    monkeypatch.setenv(WRITER_THREADS_ENV, "2")
+    EVENTS.clear()
+    publish = worker.publish_held
+
+    def noting_publish(layout, attempt, *args, **kw):
+        EVENTS.append(("publish", attempt.job.pair_id))
+        return publish(layout, attempt, *args, **kw)
+
+    monkeypatch.setattr(worker, "publish_held", noting_publish)
+    ModelLikeBlend.stop_at = None
+    yield
+    ModelLikeBlend.stop_at = None
+
+
+def job_files(root) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted((root / "jobs").rglob("*"))
+        if p.is_file() and p.name != "record.json"
+    }
+
+
+def leftovers(root) -> list[str]:
+    """Leases held and attempt folders left in the output root."""
+    found = [p.name for p in (root / "leases").glob("*")] if (root / "leases").exists() else []
+    return found + [str(p) for p in (root / "work").rglob("attempt-*")] if (root / "work").exists() else found
+
+
+def test_each_job_is_published_after_the_next_ones_frames_complete_and_verified(tmp_path, modellike):
+    manifest = image_manifest(tmp_path, 4, size=24, gap=3)
+    summary = run_manifest(manifest, tmp_path / "out", backend="modellike", show_progress=False)
+    assert summary.done == 4 and summary.failed == 0
+    assert EVENTS == [
+        ("make", "p00"), ("make", "p01"), ("publish", "p00"), ("make", "p02"), ("publish", "p01"),
+        ("make", "p03"), ("publish", "p02"), ("publish", "p03"),
+    ]  # fmt: skip
+    for i in range(4):
+        record, problem = check_job_folder(tmp_path / "out" / "jobs" / f"p{i:02d}", None)
+        assert problem is None and record["status"] == "done" and len(record["outputs"]) == 5
+    reference = tmp_path / "ref"  # the same jobs by the CPU path (each job written and published at once)
+    run_manifest(manifest, reference, backend="blend", show_progress=False)
+    assert job_files(tmp_path / "out") == job_files(reference)
+
+
+def test_an_interruption_while_a_job_is_being_written_drops_it_whole_and_a_resume_finishes_it(tmp_path, modellike):
+    manifest = image_manifest(tmp_path, 4, size=24, gap=3)
+    out = tmp_path / "out"
+    ModelLikeBlend.stop_at = "p02"  # p01's writes are pending when p02 is stopped
+    summary = run_manifest(manifest, out, backend="modellike", show_progress=False)
+    assert summary.interrupted
+    assert sorted(p.name for p in (out / "jobs").iterdir()) == ["p00"]  # p01 was not published
+    assert leftovers(out) == []
+    ModelLikeBlend.stop_at = None
+    summary = run_manifest(manifest, out, backend="modellike", show_progress=False)
+    assert summary.done == 4
+    reference = tmp_path / "ref"
+    run_manifest(manifest, reference, backend="modellike", show_progress=False)
+    assert job_files(out) == job_files(reference)
+
+
+def test_a_full_disk_during_a_pending_write_stops_the_run_and_publishes_nothing_of_that_job(
+    tmp_path, modellike, monkeypatch
+):
+    manifest = image_manifest(tmp_path, 4, size=24, gap=3)
+    out = tmp_path / "out"
+    write_png = frame_io.write_png
+
+    def full_on_p01(path, frame):
+        if "p01" in str(path) and path.name == "000002.png":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_png(path, frame)
+
+    monkeypatch.setattr(frame_io, "write_png", full_on_p01)
+    with pytest.raises(DiskFull, match="p01"):
+        run_manifest(manifest, out, backend="modellike", show_progress=False)
+    assert sorted(p.name for p in (out / "jobs").iterdir()) == ["p00"]
+    assert leftovers(out) == []
+    record = json.loads((out / "jobs" / "p00" / "record.json").read_text())
+    assert record["status"] == "done"
