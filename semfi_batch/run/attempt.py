@@ -69,9 +69,20 @@ class StartedAttempt:
     threads. `finish` waits for them and stages the attempt (as `execute_job` returns it); `abandon` drops
     it whole. One of the two must be called."""
 
-    def __init__(self, job: Job, layout: RunLayout, folder: Path, token: str, started: float, notes: dict, *,
-                 writer: FrameWriter | None = None, made: _Made | None = None, preview: bool = False,
-                 staged: Attempt | None = None):  # fmt: skip
+    def __init__(
+        self,
+        job: Job,
+        layout: RunLayout,
+        folder: Path,
+        token: str,
+        started: float,
+        notes: dict,
+        *,
+        writer: FrameWriter | None = None,
+        made: _Made | None = None,
+        preview: bool = False,
+        staged: Attempt | None = None,
+    ):
         self.job, self.layout, self.folder, self.token = job, layout, folder, token
         self.started, self.notes = started, notes
         self.writer, self.made, self.preview = writer, made, preview
@@ -145,11 +156,12 @@ def _failed_or_raise(
 ) -> Attempt:
     """What an exception during an attempt leaves: a job-level failure (bad media, a backend error) a 'failed'
     attempt; a full disk raises DiskFull and an interruption propagates, nothing of the attempt left."""
-    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
-        exc = DiskFull(f"no space left on the output filesystem ({layout.root}) while writing {job.pair_id}")
     if isinstance(exc, DiskFull) or not isinstance(exc, Exception):
         shutil.rmtree(folder, ignore_errors=True)  # the run stops, or was interrupted: abandoned whole
         raise exc
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise DiskFull(f"no space left on the output filesystem ({layout.root}) while writing {job.pair_id}") from None
     return _failed_attempt(job, folder, started, notes, token, exc)
 
 
