@@ -1,7 +1,8 @@
-"""A worker running a model backend publishes each job after the next one's frames are made, its PNG writes
-going on meanwhile (run/attempt.py, run/worker.py). What must stay true: every job is published complete
-and verified, in order; an interruption or a full disk while a job's writes are pending drops that job
-whole (nothing published, no lease left) and a resume finishes it byte for byte as a straight run does."""
+"""A worker running a quick model backend publishes each job after the next one's frames are made, its PNG
+writes going on meanwhile (run/attempt.py, run/worker.py). What must stay true: every job is published
+complete and verified, in order; a slow backend's jobs are published at once; an interruption while a job's
+writes are pending still publishes it (its frames are complete), and a full disk drops it whole (nothing
+published, no lease left); a resume finishes the rest byte for byte as a straight run does."""
 
 from __future__ import annotations
 
@@ -73,8 +74,9 @@ def test_each_job_is_published_after_the_next_ones_frames_complete_and_verified(
     summary = run_manifest(manifest, tmp_path / "out", backend="modellike", show_progress=False)
     assert summary.done == 4 and summary.failed == 0
     assert EVENTS == [
-        ("make", "p00"), ("make", "p01"), ("publish", "p00"), ("make", "p02"), ("publish", "p01"),
-        ("make", "p03"), ("publish", "p02"), ("publish", "p03"),
+        ("make", "p00"), ("publish", "p00"),  # how long its jobs take is not known yet
+        ("make", "p01"), ("make", "p02"), ("publish", "p01"), ("make", "p03"), ("publish", "p02"),
+        ("publish", "p03"),
     ]  # fmt: skip
     for i in range(4):
         record, problem = check_job_folder(tmp_path / "out" / "jobs" / f"p{i:02d}", None)
@@ -84,13 +86,22 @@ def test_each_job_is_published_after_the_next_ones_frames_complete_and_verified(
     assert job_files(tmp_path / "out") == job_files(reference)
 
 
-def test_an_interruption_while_a_job_is_being_written_drops_it_whole_and_a_resume_finishes_it(tmp_path, modellike):
+def test_a_slow_backends_jobs_are_published_at_once(tmp_path, modellike, monkeypatch):
+    monkeypatch.setattr(worker, "OVERLAP_MAX_BACKEND_S", 0.0)
+    manifest = image_manifest(tmp_path, 3, size=24, gap=3)
+    assert run_manifest(manifest, tmp_path / "out", backend="modellike", show_progress=False).done == 3
+    made_then_published = [(kind, f"p0{i}") for i in range(3) for kind in ("make", "publish")]
+    assert made_then_published == EVENTS
+
+
+def test_an_interruption_publishes_the_job_being_written_and_a_resume_finishes_the_rest(tmp_path, modellike):
     manifest = image_manifest(tmp_path, 4, size=24, gap=3)
     out = tmp_path / "out"
     ModelLikeBlend.stop_at = "p02"  # p01's writes are pending when p02 is stopped
     summary = run_manifest(manifest, out, backend="modellike", show_progress=False)
     assert summary.interrupted
-    assert sorted(p.name for p in (out / "jobs").iterdir()) == ["p00"]  # p01 was not published
+    assert sorted(p.name for p in (out / "jobs").iterdir()) == ["p00", "p01"]  # p01's frames were complete
+    assert check_job_folder(out / "jobs" / "p01", None)[1] is None
     assert leftovers(out) == []
     ModelLikeBlend.stop_at = None
     summary = run_manifest(manifest, out, backend="modellike", show_progress=False)

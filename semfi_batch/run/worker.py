@@ -27,6 +27,10 @@ from semfi_batch.run.ledger import JobLedger, check_job_folder, read_record
 from semfi_batch.run.notices import notice
 
 POLL_S = 0.25
+# A model backend's job is published after the next one's frames are made (its writes overlapping them) once
+# its jobs are seen to take less than this: for slower ones (semfi, wan: minutes a job) the writes are a
+# small part and publishing at once keeps progress current.
+OVERLAP_MAX_BACKEND_S = 5.0
 FATAL_EXIT = 3  # a worker that stopped for a reason the whole run stops for (it sent the message first)
 # Fault injection for tests/faults: "<point>:<pair_id>" makes the worker stop itself (SIGSTOP) at that point,
 # so a test can pause it past its lease, deterministically. Points: running (job claimed, attempt not yet
@@ -89,8 +93,10 @@ def work_through(
     attempt that lost its lease is discarded and the job waits for its new holder (or is claimed again).
     Worker i of n (`part`) starts at the i-th n-th of the list and goes round: each worker runs a stretch
     of consecutive rows, which share keyframes (decoded once, RecentImages), and meets the others only where
-    their stretches end. With a model backend the next job's keys are decoded ahead, and a job is published
-    after the next one's frames are made: its PNG writes go on meanwhile (run/attempt.py)."""
+    their stretches end. With a model backend the next job's keys are decoded ahead, and, where its jobs are
+    quick (OVERLAP_MAX_BACKEND_S), a job is published after the next one's frames are made: its PNG writes
+    go on meanwhile (run/attempt.py). An interruption still publishes such a job (its frames are complete);
+    a full disk drops it whole."""
     ledger = JobLedger(layout)
     backends: dict[str, Backend] = {}
     pending = _ordered(jobs, backends, options)
@@ -100,6 +106,7 @@ def work_through(
     with LeaseManager(layout.leases, worker_id, ttl_s=settings.lease_ttl_s) as leases:
         # An attempt whose writes go on while the next job runs (model backends): (job, token, attempt).
         deferred: list[tuple[Job, str, StartedAttempt]] = []
+        quick: dict[str, bool] = {}  # backend -> its last job took under OVERLAP_MAX_BACKEND_S
 
         def settle(waiting: list[Job]) -> None:
             """Finish and publish the oldest deferred attempt, then release its lease."""
@@ -122,6 +129,8 @@ def work_through(
                 log_event(layout, leases.worker_id, job.pair_id, record["status"])
             finally:
                 leases.release(job.pair_id)
+            if record["status"] == "done":
+                quick[job.backend] = record["timing"]["backend_s"] < OVERLAP_MAX_BACKEND_S
             on_record(record)
 
         try:
@@ -140,8 +149,9 @@ def work_through(
                             continue  # finished by another worker just before we claimed it
                         log_event(layout, leases.worker_id, job.pair_id, "start")
                         backend = _backend(job.backend, backends, options)
-                        overlap = not backend.scales_with_workers  # a model backend: its process has cores to spare
-                        if overlap and i + 1 < len(pending):
+                        spare_cores = not backend.scales_with_workers  # a model backend, alone in its process
+                        overlap = spare_cores and quick.get(job.backend, False)
+                        if spare_cores and i + 1 < len(pending):
                             cache = keyframe_cache_for(layout.root, options.extra)
                             RECENT_IMAGES.read_ahead(key_files(pending[i + 1].pair, cache))
                         _fault_point(layout, "running", job.pair_id)
@@ -157,8 +167,15 @@ def work_through(
                 pending = waiting
                 if pending:
                     time.sleep(POLL_S)
+        except RunInterrupted:
+            while deferred:  # complete work (its frames made) is published, not thrown away
+                try:
+                    settle([])
+                except BaseException:  # noqa: BLE001 - what is left is dropped below; the interruption stands
+                    break
+            raise
         finally:
-            for job, _, started in deferred:  # interrupted, or stopping for a full disk: dropped whole
+            for job, _, started in deferred:  # stopping for a full disk (or an error): dropped whole
                 started.abandon()
                 leases.release(job.pair_id)
             for backend in backends.values():
