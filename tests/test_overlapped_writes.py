@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import time
 
 import pytest
 
@@ -25,16 +26,19 @@ EVENTS: list[tuple[str, str]] = []
 
 class ModelLikeBlend(BlendBackend):
     """A cross-fade that runs like a model backend (one per process, frames written on the writer's threads);
-    it notes when it makes each job's frames, and stops the run (as SIGINT would) at the pair in `stop_at`."""
+    it notes when it makes each job's frames, stops the run (as SIGINT would) at the pair in `stop_at`, and
+    takes at least `seconds` a job."""
 
     name = "modellike"
     scales_with_workers = False
     stop_at: str | None = None
+    seconds = 0.0
 
     def interpolate(self, request):
         EVENTS.append(("make", request.pair_id))
         if request.pair_id == self.stop_at:
             raise RunInterrupted(2)
+        time.sleep(self.seconds)
         yield from super().interpolate(request)
 
 
@@ -50,9 +54,9 @@ def modellike(monkeypatch):
         return publish(layout, attempt, *args, **kw)
 
     monkeypatch.setattr(worker, "publish_held", noting_publish)
-    ModelLikeBlend.stop_at = None
+    ModelLikeBlend.stop_at, ModelLikeBlend.seconds = None, 0.0
     yield
-    ModelLikeBlend.stop_at = None
+    ModelLikeBlend.stop_at, ModelLikeBlend.seconds = None, 0.0
 
 
 def job_files(root) -> dict[str, bytes]:
@@ -74,9 +78,8 @@ def test_each_job_is_published_after_the_next_ones_frames_complete_and_verified(
     summary = run_manifest(manifest, tmp_path / "out", backend="modellike", show_progress=False)
     assert summary.done == 4 and summary.failed == 0
     assert EVENTS == [
-        ("make", "p00"), ("publish", "p00"),  # how long its jobs take is not known yet
-        ("make", "p01"), ("make", "p02"), ("publish", "p01"), ("make", "p03"), ("publish", "p02"),
-        ("publish", "p03"),
+        ("make", "p00"), ("make", "p01"), ("publish", "p00"), ("make", "p02"), ("publish", "p01"),
+        ("make", "p03"), ("publish", "p02"), ("publish", "p03"),
     ]  # fmt: skip
     for i in range(4):
         record, problem = check_job_folder(tmp_path / "out" / "jobs" / f"p{i:02d}", None)
@@ -84,6 +87,14 @@ def test_each_job_is_published_after_the_next_ones_frames_complete_and_verified(
     reference = tmp_path / "ref"  # the same jobs by the CPU path (each job written and published at once)
     run_manifest(manifest, reference, backend="blend", show_progress=False)
     assert job_files(tmp_path / "out") == job_files(reference)
+
+
+def test_a_records_wall_time_is_its_own_job_not_the_next_ones(tmp_path, modellike):
+    ModelLikeBlend.seconds = 0.4
+    manifest = image_manifest(tmp_path, 3, size=24, gap=3)
+    run_manifest(manifest, tmp_path / "out", backend="modellike", show_progress=False)
+    walls = [json.loads(p.read_text())["wall_s"] for p in sorted((tmp_path / "out" / "jobs").glob("*/record.json"))]
+    assert len(walls) == 3 and all(0.4 <= wall < 0.75 for wall in walls)  # deferred ones counted 0.8 s and more
 
 
 def test_a_slow_backends_jobs_are_published_at_once(tmp_path, modellike, monkeypatch):
@@ -126,6 +137,7 @@ def test_a_full_disk_during_a_pending_write_stops_the_run_and_publishes_nothing_
     monkeypatch.setattr(frame_io, "write_png", full_on_p01)
     with pytest.raises(DiskFull, match="p01"):
         run_manifest(manifest, out, backend="modellike", show_progress=False)
+    assert ("make", "p02") in EVENTS and ("publish", "p01") not in EVENTS  # met while p01 was pending
     assert sorted(p.name for p in (out / "jobs").iterdir()) == ["p00"]
     assert leftovers(out) == []
     record = json.loads((out / "jobs" / "p00" / "record.json").read_text())

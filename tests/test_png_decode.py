@@ -177,3 +177,35 @@ def test_a_header_over_the_pixel_limit_is_refused_before_anything_is_inflated(tm
         read_image(tmp_path / "huge.png")
     with pytest.raises(MediaError, match="image not found"):
         read_image(tmp_path / "absent.png")
+
+
+def test_hand_built_chunk_orders_are_read_as_opencv_reads_them_or_left_to_it(tmp_path):
+    frame = video_like(12, 10, 3, np.uint8, seed=3)
+    write_png(tmp_path / "f.png", frame)
+    ihdr, idat, iend = chunks((tmp_path / "f.png").read_bytes())
+    text = (b"tEXt", b"Comment\x00x")
+    cases = {
+        "two IHDR": ([ihdr, ihdr, idat, iend], False),
+        "IDAT after IEND": ([ihdr, idat, iend, (b"IDAT", b"")], True),  # nothing after IEND is read
+        "empty IDAT first": ([ihdr, (b"IDAT", b""), idat, iend], True),
+        "IDATs split by a text chunk": ([ihdr, (b"IDAT", idat[1][:20]), text, (b"IDAT", idat[1][20:]), iend], False),
+        "no IDAT": ([ihdr, iend], False),
+        "no IEND": ([ihdr, idat], False),
+        "wider than libpng takes": (
+            [
+                (b"IHDR", struct.pack(">II", 2_000_000, 1) + ihdr[1][8:]),
+                (b"IDAT", zlib.compress(bytes(6_000_001))),
+                iend,
+            ],
+            False,
+        ),  # a whole, valid row of 2,000,000 pixels: OpenCV refuses it, so must this reader
+    }
+    for name, (parts, taken) in cases.items():
+        data = assemble(parts)
+        fast = decode_png(data, MAX_IMAGE_PIXELS)
+        assert (fast is not None) == taken, name
+        if fast is not None:
+            assert np.array_equal(fast, frame), name
+            path = tmp_path / "case.png"
+            path.write_bytes(data)
+            assert np.array_equal(fast, opencv_pixels(path)), name

@@ -192,3 +192,47 @@ def test_video_keys_are_the_cached_files_copied_not_encoded_again(tmp_path):
     assert (out / "jobs/a/start.png").read_bytes() == cache.path(clip, 2).read_bytes()
     assert (out / "jobs/a/end.png").read_bytes() == cache.path(clip, 6).read_bytes()
     assert read_image(out / "jobs/b/start.png").shape == (24, 32, 3)  # scaled: encoded as used
+
+
+@pytest.mark.parametrize(("variable", "value"), [("SEMFI_WRITER_THREADS", "lots"), (PNG_LEVEL_ENV, "11")])
+def test_a_bad_speed_setting_stops_the_run_before_any_job(tmp_path, monkeypatch, capsys, variable, value):
+    from semfi_batch.cli import main
+
+    manifest = image_manifest(tmp_path, 2, size=8, gap=1)
+    monkeypatch.setenv(variable, value)
+    assert main(run_args(manifest, tmp_path / "out")) != 0
+    assert variable in capsys.readouterr().err
+    assert not (tmp_path / "out" / "jobs").exists() or not any((tmp_path / "out" / "jobs").iterdir())
+
+
+def test_a_key_replaced_after_its_job_read_it_is_kept_as_used_not_copied(tmp_path):
+    from semfi_batch.run.attempt import _write_key
+    from semfi_batch.run.identity import stat_identity
+    from semfi_batch.run.inputs import file_sha256
+
+    key = tmp_path / "k.png"
+    used = np.full((8, 8, 3), 5, np.uint8)
+    write_png(key, used)
+    known = (stat_identity(key), file_sha256(key))
+    assert _write_key(tmp_path / "copy.png", used, key, None, known) == known[1]  # unchanged: copied as is
+    assert (tmp_path / "copy.png").read_bytes() == key.read_bytes()
+    write_png(key, np.full((8, 8, 3), 9, np.uint8))  # replaced after the job read it
+    digest = _write_key(tmp_path / "kept.png", used, key, None, known)
+    assert np.array_equal(read_image(tmp_path / "kept.png"), used)
+    assert digest == file_sha256(tmp_path / "kept.png")
+
+
+def test_a_key_rewritten_in_place_after_its_read_ahead_is_decoded_again(tmp_path, monkeypatch):
+    monkeypatch.setenv(PNG_LEVEL_ENV, "0")  # stored rows: both versions have the same size
+    path = tmp_path / "k.png"
+    write_png(path, np.full((8, 8, 3), 1, np.uint8))
+    second = encode_png(np.full((8, 8, 3), 2, np.uint8))
+    assert len(second) == path.stat().st_size
+    recent = RecentImages(size=2)
+    recent.read_ahead([path])
+    recent._ahead[str(path)].result()
+    inode = path.stat().st_ino
+    with open(path, "r+b") as fh:  # same inode, same size
+        fh.write(second)
+    assert path.stat().st_ino == inode
+    assert recent.read(path)[0, 0, 0] == 2

@@ -120,7 +120,9 @@ class Backend(ABC):
 
     @abstractmethod
     def interpolate(self, request: InterpolationRequest) -> Iterator[np.ndarray]:
-        """Yield exactly `request.gap_frames` frames, in time order, each shaped like `request.start`."""
+        """Yield exactly `request.gap_frames` frames, in time order, each shaped like `request.start`. Each
+        frame is a new array, never changed after it is yielded: the engine writes it on other threads while
+        the backend goes on (run/frame_io.FrameWriter)."""
 
     def generate(self, request: InterpolationRequest) -> Iterator[np.ndarray]:
         """`interpolate`, with frames in the keys' own layout whatever the backend handles. A backend without

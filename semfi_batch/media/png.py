@@ -32,6 +32,7 @@ except ImportError:  # pragma: no cover - isal is installed by `make install`
 PNG_LEVEL_ENV = "SEMFI_PNG_LEVEL"
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _FILTER_NONE, _FILTER_SUB, _FILTER_UP = 0, 1, 2
+_MAX_SIDE = 1_000_000  # libpng's own limit on width and height: OpenCV refuses wider or taller PNGs
 _COLOR_TYPES = {2: 3, 6: 4}  # PNG colour type -> channels: RGB, RGBA (the layouts decode_png takes)
 # Chunks decode_png passes over: text, time, pixel size and colour descriptions, which OpenCV does not apply
 # either (the test compares both readers on files carrying them). Any other chunk sends the file to OpenCV.
@@ -112,7 +113,7 @@ def decode_png(data: bytes, max_pixels: int) -> np.ndarray | None:
     channels = _COLOR_TYPES.get(color_type)
     if channels is None or depth not in (8, 16) or (compression, filter_method, interlace) != (0, 0, 0):
         return None
-    if width == 0 or height == 0 or width * height > max_pixels:
+    if not 0 < width <= _MAX_SIDE or not 0 < height <= _MAX_SIDE or width * height > max_pixels:
         return None
     pixel_bytes = channels * depth // 8
     row_bytes = width * pixel_bytes

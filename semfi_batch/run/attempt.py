@@ -87,12 +87,20 @@ class StartedAttempt:
         self.started, self.notes = started, notes
         self.writer, self.made, self.preview = writer, made, preview
         self._staged = staged
+        self.made_at = time.time()  # the frames are made: the job's own time stops until `finish`
+
+    @property
+    def backend_s(self) -> float | None:
+        """How long the backend took to make this attempt's frames (None: it failed before)."""
+        return self.made.backend_s if self.made is not None else None
 
     def finish(self) -> Attempt:
         """Wait for the writes and stage the record: failures as `execute_job`."""
         if self._staged is not None:
             return self._staged
         job, folder, made = self.job, self.folder, self.made
+        # The record's wall time is the job's own: the time another job ran in between is left out.
+        started = self.started + (time.time() - self.made_at)
         try:
             try:
                 self.writer.finish()
@@ -107,14 +115,14 @@ class StartedAttempt:
             outputs = output_entries(folder, self.writer.digests)
             timing = {"keys_s": made.keys_s, "backend_s": made.backend_s, "write_s": write_s}
             timing["record_s"] = time.perf_counter() - t0
-            record = _record(job, "done", None, self.started, len(made.frames), self.notes, self.token)
+            record = _record(job, "done", None, started, len(made.frames), self.notes, self.token)
             record["keyframes"] = made.keyframes
             record["outputs"] = outputs
             record["timing"] = {key: round(value, 4) for key, value in timing.items()}
             write_record(folder, record)
             self._staged = Attempt(job, folder, record)
         except BaseException as exc:  # noqa: BLE001 - sorted out by _failed_or_raise
-            self._staged = _failed_or_raise(exc, job, self.layout, folder, self.started, self.notes, self.token)
+            self._staged = _failed_or_raise(exc, job, self.layout, folder, started, self.notes, self.token)
         return self._staged
 
     def abandon(self) -> None:
@@ -254,23 +262,28 @@ def _write_key(
         with Image.open(cached) as im:
             same = im.size == (frame.shape[1], frame.shape[0])
         if same:
-            return _copy_bytes(cached, path)
+            return _copy_bytes(cached, path) or write_png(path, frame)
     if image is not None and image.suffix.lower() == ".png" and frame.dtype == np.uint8:
         with Image.open(image) as im:
             same = im.format == "PNG" and im.size == (frame.shape[1], frame.shape[0])
             same = same and im.mode == {3: "RGB", 4: "RGBA"}[frame.shape[2]] and "transparency" not in im.info
         if same:
-            return _copy_bytes(image, path, known)
+            return _copy_bytes(image, path, known) or write_png(path, frame)
     return write_png(path, frame)
 
 
-def _copy_bytes(source: Path, target: Path, known: tuple[StatIdentity | None, str] | None = None) -> str:
-    """Copy a file's bytes; return their SHA-256: `known`'s when the file still has its identity after the
-    read (the bytes are the ones hashed then: any write since changes the ctime), else computed."""
+def _copy_bytes(source: Path, target: Path, known: tuple[StatIdentity | None, str] | None = None) -> str | None:
+    """Copy a file's bytes; return their SHA-256. With `known` (the file's stat identity and SHA-256 as
+    planned, the key the frames were made from) the copy is made only while the file still has that
+    identity after the read (any write since changes its ctime), and None is returned otherwise: the caller
+    then encodes the pixels it used."""
     data = source.read_bytes()
-    write_bytes_atomic(target, data)
-    if known is not None and known[0] is not None and stat_identity(source) == known[0]:
+    if known is not None:
+        if known[0] is None or stat_identity(source) != known[0]:
+            return None
+        write_bytes_atomic(target, data)
         return known[1]
+    write_bytes_atomic(target, data)
     return hashlib.sha256(data).hexdigest()
 
 

@@ -27,8 +27,10 @@ from semfi_batch.backends.routing import refuse_cut_morphs
 from semfi_batch.errors import BackendUnavailable, DiskFull, RunInterrupted, RunSettingsMismatch, SemfiError
 from semfi_batch.manifest import Manifest, load_manifest
 from semfi_batch.media.keyframe_cache import fill_for_pairs, keyframe_cache_for
+from semfi_batch.media.png import png_level
 from semfi_batch.plan import shard_of
 from semfi_batch.review.decisions import DECISIONS_NAME, mark_regenerated, regeneration_overrides
+from semfi_batch.run.frame_io import writer_threads
 from semfi_batch.run.identity import stat_identity
 from semfi_batch.run.inputs import CACHE_NAME, InputHashes
 from semfi_batch.run.job import ENGINE_VERSION, Job, JobPlanner
@@ -104,6 +106,8 @@ def prepare_run(
 ) -> tuple[Manifest, RunLayout, list[Job]]:
     """Validate the manifest, check every backend it needs can run here and that the output root was made with
     the same settings, create it, remove what killed runs left there, and plan the jobs."""
+    png_level()  # a bad SEMFI_PNG_LEVEL or SEMFI_WRITER_THREADS stops the run here, not each of its jobs
+    writer_threads()
     manifest = load_manifest(manifest_path)
     root = Path(out_dir) if out_dir else default_out_dir(manifest_path)
     cache = root.expanduser().absolute() / CACHE_NAME

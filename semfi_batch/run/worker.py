@@ -27,9 +27,9 @@ from semfi_batch.run.ledger import JobLedger, check_job_folder, read_record
 from semfi_batch.run.notices import notice
 
 POLL_S = 0.25
-# A model backend's job is published after the next one's frames are made (its writes overlapping them) once
-# its jobs are seen to take less than this: for slower ones (semfi, wan: minutes a job) the writes are a
-# small part and publishing at once keeps progress current.
+# A model backend's job whose frames took less than this is published after the next one's frames are made
+# (its writes overlapping them); slower ones (semfi, wan: minutes a job) are published at once: their writes
+# are a small part, and progress stays current.
 OVERLAP_MAX_BACKEND_S = 5.0
 FATAL_EXIT = 3  # a worker that stopped for a reason the whole run stops for (it sent the message first)
 # Fault injection for tests/faults: "<point>:<pair_id>" makes the worker stop itself (SIGSTOP) at that point,
@@ -93,10 +93,10 @@ def work_through(
     attempt that lost its lease is discarded and the job waits for its new holder (or is claimed again).
     Worker i of n (`part`) starts at the i-th n-th of the list and goes round: each worker runs a stretch
     of consecutive rows, which share keyframes (decoded once, RecentImages), and meets the others only where
-    their stretches end. With a model backend the next job's keys are decoded ahead, and, where its jobs are
-    quick (OVERLAP_MAX_BACKEND_S), a job is published after the next one's frames are made: its PNG writes
-    go on meanwhile (run/attempt.py). An interruption still publishes such a job (its frames are complete);
-    a full disk drops it whole."""
+    their stretches end. With a model backend the next job's keys are decoded ahead, and a job whose frames
+    came quickly (OVERLAP_MAX_BACKEND_S) is published after the next one's frames are made: its PNG writes go
+    on meanwhile (run/attempt.py). An interruption still publishes such a job (its frames are complete)
+    unless it comes while its writes are being waited for; a full disk drops it whole."""
     ledger = JobLedger(layout)
     backends: dict[str, Backend] = {}
     pending = _ordered(jobs, backends, options)
@@ -104,13 +104,13 @@ def work_through(
     pending = pending[first:] + pending[:first]
     worker_id = new_worker_id(settings.run_tag)
     with LeaseManager(layout.leases, worker_id, ttl_s=settings.lease_ttl_s) as leases:
-        # An attempt whose writes go on while the next job runs (model backends): (job, token, attempt).
+        # Attempts not yet published, oldest first: (job, token, attempt). At most one stays while the next job
+        # runs (a quick model backend's, whose writes go on meanwhile).
         deferred: list[tuple[Job, str, StartedAttempt]] = []
-        quick: dict[str, bool] = {}  # backend -> its last job took under OVERLAP_MAX_BACKEND_S
 
         def settle(waiting: list[Job]) -> None:
             """Finish and publish the oldest deferred attempt, then release its lease."""
-            job, token, started = deferred.pop(0)
+            job, token, started = deferred[0]
             try:
                 attempt = started.finish()
                 _fault_point(layout, "publishing", job.pair_id)
@@ -128,9 +128,8 @@ def work_through(
                 ledger.append(record, layout.job_dir(job.pair_id))
                 log_event(layout, leases.worker_id, job.pair_id, record["status"])
             finally:
+                deferred.pop(0)
                 leases.release(job.pair_id)
-            if record["status"] == "done":
-                quick[job.backend] = record["timing"]["backend_s"] < OVERLAP_MAX_BACKEND_S
             on_record(record)
 
         try:
@@ -143,6 +142,7 @@ def work_through(
                     if token is None:
                         waiting.append(job)
                         continue
+                    started = None
                     try:
                         if finished_record(layout, job, settings) is not None:
                             leases.release(job.pair_id)
@@ -150,16 +150,20 @@ def work_through(
                         log_event(layout, leases.worker_id, job.pair_id, "start")
                         backend = _backend(job.backend, backends, options)
                         spare_cores = not backend.scales_with_workers  # a model backend, alone in its process
-                        overlap = spare_cores and quick.get(job.backend, False)
                         if spare_cores and i + 1 < len(pending):
                             cache = keyframe_cache_for(layout.root, options.extra)
                             RECENT_IMAGES.read_ahead(key_files(pending[i + 1].pair, cache))
                         _fault_point(layout, "running", job.pair_id)
                         started = start_job(job, backend, layout, preview=settings.preview, token=token)
+                        deferred.append((job, token, started))
                     except BaseException:
-                        leases.release(job.pair_id)
+                        if not deferred or deferred[-1][2] is not started:  # not handed over to `deferred`
+                            if started is not None:
+                                started.abandon()
+                            leases.release(job.pair_id)
                         raise
-                    deferred.append((job, token, started))
+                    quick = started.backend_s is not None and started.backend_s < OVERLAP_MAX_BACKEND_S
+                    overlap = spare_cores and quick
                     while len(deferred) > (1 if overlap else 0):
                         settle(waiting)  # the previous job, whose writes went on while this one's frames were made
                 while deferred:
