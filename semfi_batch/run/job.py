@@ -18,7 +18,7 @@ import numpy as np
 
 from semfi_batch.backends import BackendOptions, backend_class
 from semfi_batch.backends.routing import BackendRouter
-from semfi_batch.errors import DiskFull, MediaError, SemfiError
+from semfi_batch.errors import MediaError, SemfiError
 from semfi_batch.manifest import KeyframePair
 from semfi_batch.media.fields import resize_interlaced
 from semfi_batch.media.frames import (
@@ -31,7 +31,7 @@ from semfi_batch.media.probe import probe_stream, probe_video
 from semfi_batch.run.frame_io import RECENT_IMAGES
 from semfi_batch.run.identity import StatIdentity
 from semfi_batch.run.inputs import InputHashes
-from semfi_batch.run.layout import DISK_FULL_ERRNOS, RunLayout, fsync_dir
+from semfi_batch.run.layout import RunLayout, fsync_dir
 from semfi_batch.run.ledger import check_job_folder
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 # Bump when the engine's outputs for the same inputs change (2: inputs by content, outputs listed in the record).
 ENGINE_VERSION = 2
 PREVIEW_FPS_IMAGES = 12.0
-__all__ = ["DISK_FULL_ERRNOS", "DiskFull", "Job", "JobPlanner", "LeaseLost", "load_keyframes", "publish_attempt"]
+__all__ = ["Job", "JobPlanner", "LeaseLost", "interlaced", "key_files", "load_keyframes", "publish_attempt"]
 
 
 @dataclass(slots=True)
