@@ -173,27 +173,6 @@ def test_frame_writer_writes_every_frame_and_raises_the_first_error(tmp_path, th
     assert not [t for t in threading.enumerate() if t.name.startswith("semfi-png")]
 
 
-def test_video_keys_are_the_cached_files_copied_not_encoded_again(tmp_path):
-    from semfi_batch.manifest import write_manifest
-    from semfi_batch.media.keyframe_cache import keyframe_cache_for
-    from tests.conftest import numbered_clip
-
-    clip = numbered_clip(tmp_path / "clip.mp4", 20)
-    rows = [
-        {"pair_id": "a", "source": str(clip), "start_frame": 2, "end_frame": 6},
-        {"pair_id": "b", "source": str(clip), "start_frame": 6, "end_frame": 9, "width": 32, "height": 24},
-    ]
-    manifest = write_manifest(rows, tmp_path / "m.parquet")
-    out = tmp_path / "out"
-    from semfi_batch.cli import main
-
-    assert main(["run", str(manifest), "--out", str(out), "--quiet", "--backend", "blend"]) == 0
-    cache = keyframe_cache_for(out)
-    assert (out / "jobs/a/start.png").read_bytes() == cache.path(clip, 2).read_bytes()
-    assert (out / "jobs/a/end.png").read_bytes() == cache.path(clip, 6).read_bytes()
-    assert read_image(out / "jobs/b/start.png").shape == (24, 32, 3)  # scaled: encoded as used
-
-
 @pytest.mark.parametrize(("variable", "value"), [("SEMFI_WRITER_THREADS", "lots"), (PNG_LEVEL_ENV, "11")])
 def test_a_bad_speed_setting_stops_the_run_before_any_job(tmp_path, monkeypatch, capsys, variable, value):
     from semfi_batch.cli import main
@@ -203,23 +182,6 @@ def test_a_bad_speed_setting_stops_the_run_before_any_job(tmp_path, monkeypatch,
     assert main(run_args(manifest, tmp_path / "out")) != 0
     assert variable in capsys.readouterr().err
     assert not (tmp_path / "out" / "jobs").exists() or not any((tmp_path / "out" / "jobs").iterdir())
-
-
-def test_a_key_replaced_after_its_job_read_it_is_kept_as_used_not_copied(tmp_path):
-    from semfi_batch.run.attempt import _write_key
-    from semfi_batch.run.identity import stat_identity
-    from semfi_batch.run.inputs import file_sha256
-
-    key = tmp_path / "k.png"
-    used = np.full((8, 8, 3), 5, np.uint8)
-    write_png(key, used)
-    known = (stat_identity(key), file_sha256(key))
-    assert _write_key(tmp_path / "copy.png", used, key, None, known) == known[1]  # unchanged: copied as is
-    assert (tmp_path / "copy.png").read_bytes() == key.read_bytes()
-    write_png(key, np.full((8, 8, 3), 9, np.uint8))  # replaced after the job read it
-    digest = _write_key(tmp_path / "kept.png", used, key, None, known)
-    assert np.array_equal(read_image(tmp_path / "kept.png"), used)
-    assert digest == file_sha256(tmp_path / "kept.png")
 
 
 def test_a_key_rewritten_in_place_after_its_read_ahead_is_decoded_again(tmp_path, monkeypatch):

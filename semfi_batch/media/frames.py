@@ -21,7 +21,13 @@ import numpy as np
 from PIL import Image
 
 from semfi_batch.errors import FrameExtractError, MediaError
-from semfi_batch.media.png import PNG_LEVEL_ENV, decode_png, encode_png, png_level  # noqa: F401 - re-exported
+from semfi_batch.media.png import (  # noqa: F401 - re-exported
+    PNG_LEVEL_ENV,
+    decode_png,
+    encode_png,
+    encode_png_parts,
+    png_level,
+)
 from semfi_batch.media.probe import VideoInfo, parse_showinfo_line
 from semfi_batch.media.rates import rate_arg
 from semfi_batch.media.tools import tool_path
@@ -369,24 +375,31 @@ def resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
-def write_png(path: Path, frame: np.ndarray) -> str:
+def write_png(path: Path, frame: np.ndarray, *, sync: bool = True) -> str:
     """Write a frame as a lossless PNG (8 or 16 bits, RGB or RGBA, as the array is), atomically (temporary
-    name, fsync, rename). Returns the SHA-256 of the bytes written (a job's record lists it)."""
+    name, fsync, rename). Returns the SHA-256 of the bytes written (a job's record lists it). `sync=False`
+    leaves the fsync to the caller (a job's writer syncs its files behind it)."""
     try:
-        data = encode_png(frame)
+        parts = encode_png_parts(frame)
     except MediaError as exc:
         raise MediaError(f"{exc} ({path})") from None
-    write_bytes_atomic(path, data)
-    return hashlib.sha256(data).hexdigest()
+    write_bytes_atomic(path, *parts, sync=sync)
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same folder, fsynced, then renamed into place."""
+def write_bytes_atomic(path: Path, *parts: bytes, sync: bool = True) -> None:
+    """Write `parts` (one after the other) to `path` via a temporary file in the same folder, fsynced (unless
+    `sync=False`: the caller syncs it), then renamed into place."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+        for part in parts:
+            fh.write(part)
+        if sync:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 

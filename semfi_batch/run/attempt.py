@@ -9,7 +9,6 @@ two, so the writes of one job overlap the next one's frames (run/worker.py); oth
 
 from __future__ import annotations
 
-import hashlib
 import os
 import resource
 import shutil
@@ -19,18 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from semfi_batch.backends import Backend, InterpolationRequest
 from semfi_batch.errors import DiskFull, MediaError, SemfiError
 from semfi_batch.media.fields import interpolate_by_field
-from semfi_batch.media.frames import encode_png_sequence, write_bytes_atomic, write_png
+from semfi_batch.media.frames import encode_png_sequence
 from semfi_batch.media.keyframe_cache import KeyframeCache, keyframe_cache_for
 from semfi_batch.media.probe import probe_stream
-from semfi_batch.run.frame_io import RECENT_IMAGES, FrameWriter, writer_threads
-from semfi_batch.run.identity import StatIdentity, stat_identity
+from semfi_batch.run.frame_io import FrameWriter, writer_threads
+from semfi_batch.run.identity import stat_identity
 from semfi_batch.run.inputs import file_sha256
 from semfi_batch.run.job import Job, interlaced, load_keyframes
+from semfi_batch.run.kept_keys import keep_key
 from semfi_batch.run.layout import DISK_FULL_ERRNOS, RunLayout
 from semfi_batch.run.ledger import output_entries, write_record
 
@@ -148,8 +147,11 @@ def start_job(
         (folder / "frames").mkdir(parents=True)
         cache = keyframe_cache_for(layout.root, backend.options.extra)
         backend_dir = layout.job_work(job.pair_id, job.key) / "backend"
-        writer = FrameWriter(0 if backend.scales_with_workers else writer_threads())
-        made = _generate(job, backend, backend_dir, folder, cache, writer)
+        # A CPU backend's worker has no core to spare: it writes on its own thread and only the fsyncs wait
+        # behind it; a model backend's process writes on threads of their own (run/frame_io.py).
+        cpu = backend.scales_with_workers
+        writer = FrameWriter(0, sync_behind=True) if cpu else FrameWriter(writer_threads())
+        made = _generate(job, backend, backend_dir, folder, cache, writer, layout.key_store)
         notes = dict(backend.notes.values)  # the next job's run resets the backend's own
         return StartedAttempt(job, layout, folder, token, started, notes, writer=writer, made=made, preview=preview)
     except BaseException as exc:  # noqa: BLE001 - sorted out by _failed_or_raise
@@ -189,15 +191,22 @@ def _check_inputs(job: Job) -> dict[str, dict]:
 
 
 def _generate(
-    job: Job, backend: Backend, backend_dir: Path, folder: Path, cache: KeyframeCache, writer: FrameWriter
+    job: Job,
+    backend: Backend,
+    backend_dir: Path,
+    folder: Path,
+    cache: KeyframeCache,
+    writer: FrameWriter,
+    key_store: Path,
 ) -> _Made:
-    """Read the job's keys, run the backend and hand its frames and the keys as used to `writer`, for
-    `folder`."""
+    """Read the job's keys, run the backend and hand its frames and the keys as used (run/kept_keys.py) to
+    `writer`, for `folder`."""
     pair = job.pair
     t0 = time.perf_counter()
     start, end, fps = load_keyframes(pair, cache)
-    digest = RECENT_IMAGES.pixels_sha256  # a key shared with the previous row is hashed once
-    keyframes = {"start_sha256": digest(start), "end_sha256": digest(end), "files": _check_inputs(job)}
+    # The keys as used are start.png and end.png (their own files, or the pixels encoded), listed with the
+    # outputs by SHA-256; the input files they came from are listed here.
+    keyframes = {"files": _check_inputs(job)}
     keys_s = time.perf_counter() - t0
 
     def make(first: np.ndarray, last: np.ndarray, part: str = ""):
@@ -242,49 +251,8 @@ def _generate(
     ):
         cached = cache.path(pair.source, index) if pair.source is not None else None
         known = job.inputs.get(str(image)) if image is not None else None
-        writer.submit(folder / name, _write_key, folder / name, frame, image, cached, known)
+        writer.submit(folder / name, keep_key, folder / name, frame, image, cached, known, key_store)
     return _Made(frames, keyframes, fps, keys_s, backend_s)
-
-
-def _write_key(
-    path: Path,
-    frame: np.ndarray,
-    image: Path | None,
-    cached: Path | None = None,
-    known: tuple[StatIdentity | None, str] | None = None,
-) -> str:
-    """Write the keyframe as used; return the SHA-256 of the bytes written. An 8-bit RGB(A) PNG keyframe used
-    at its own size is copied byte for byte (its pixels are the file's: decoding and encoding it again would
-    only cost time), and so is a video keyframe from the run's keyframe cache (`cached`, written by write_png
-    from the decoded frame, any depth) used at its own size; anything else is encoded. Copies are written
-    like frames: atomically and fsynced. `known`: the image's (stat identity, SHA-256) as planned."""
-    if cached is not None and cached.is_file():
-        with Image.open(cached) as im:
-            same = im.size == (frame.shape[1], frame.shape[0])
-        if same:
-            return _copy_bytes(cached, path) or write_png(path, frame)
-    if image is not None and image.suffix.lower() == ".png" and frame.dtype == np.uint8:
-        with Image.open(image) as im:
-            same = im.format == "PNG" and im.size == (frame.shape[1], frame.shape[0])
-            same = same and im.mode == {3: "RGB", 4: "RGBA"}[frame.shape[2]] and "transparency" not in im.info
-        if same:
-            return _copy_bytes(image, path, known) or write_png(path, frame)
-    return write_png(path, frame)
-
-
-def _copy_bytes(source: Path, target: Path, known: tuple[StatIdentity | None, str] | None = None) -> str | None:
-    """Copy a file's bytes; return their SHA-256. With `known` (the file's stat identity and SHA-256 as
-    planned, the key the frames were made from) the copy is made only while the file still has that
-    identity after the read (any write since changes its ctime), and None is returned otherwise: the caller
-    then encodes the pixels it used."""
-    data = source.read_bytes()
-    if known is not None:
-        if known[0] is None or stat_identity(source) != known[0]:
-            return None
-        write_bytes_atomic(target, data)
-        return known[1]
-    write_bytes_atomic(target, data)
-    return hashlib.sha256(data).hexdigest()
 
 
 def _failed_attempt(job: Job, folder: Path, started: float, notes: dict, token: str, exc: BaseException) -> Attempt:

@@ -16,7 +16,7 @@ import numpy as np
 from semfi_batch.errors import SemfiError
 from semfi_batch.media.frames import read_image, write_png
 from semfi_batch.run.identity import StatIdentity, stat_identity
-from semfi_batch.run.inputs import pixels_sha256
+from semfi_batch.run.layout import fsync_path
 
 WRITER_THREADS_ENV = "SEMFI_WRITER_THREADS"
 
@@ -24,14 +24,13 @@ WRITER_THREADS_ENV = "SEMFI_WRITER_THREADS"
 class RecentImages:
     """The last few images this process decoded, by path and file identity (device, inode, size, mtime,
     ctime): consecutive rows share a keyframe (one row's end is the next one's start), which is then decoded
-    once, and its pixels hashed once (`pixels_sha256`). The arrays are read-only, so no caller can change
-    what the next job gets. `read_ahead` decodes the next job's keys on a background thread while this one
-    runs (model backends, whose process leaves cores idle)."""
+    once. The arrays are read-only, so no caller can change what the next job gets. `read_ahead` decodes the
+    next job's keys on a background thread while this one runs (model backends, whose process leaves cores
+    idle)."""
 
     def __init__(self, size: int = 4):
         self.size = size
         self._images: OrderedDict[tuple[str, StatIdentity | None], np.ndarray] = OrderedDict()
-        self._digests: dict[int, tuple[np.ndarray, str]] = {}  # id -> (array held, its pixels' hash)
         self._ahead: dict[str, Future] = {}  # path -> decode under way: (identity throughout, image)
         self._pool: ThreadPoolExecutor | None = None
 
@@ -47,8 +46,7 @@ class RecentImages:
             image.flags.writeable = False
             self._images[key] = image
             while len(self._images) > self.size:
-                _, dropped = self._images.popitem(last=False)
-                self._digests.pop(id(dropped), None)
+                self._images.popitem(last=False)
         else:
             self._images.move_to_end(key)
         return image
@@ -75,16 +73,6 @@ class RecentImages:
         except Exception:  # noqa: BLE001 - read decodes it again and raises what is wrong, naming the file
             return None
         return image if identity == key[1] else None
-
-    def pixels_sha256(self, frame: np.ndarray) -> str:
-        """`pixels_sha256(frame)`, computed once for an array this cache holds (read-only, so it stays true)."""
-        held = self._digests.get(id(frame))
-        if held is not None and held[0] is frame:
-            return held[1]
-        digest = pixels_sha256(frame)
-        if any(image is frame for image in self._images.values()):
-            self._digests[id(frame)] = (frame, digest)
-        return digest
 
 
 def _decode_unchanged(path: Path) -> tuple[StatIdentity | None, np.ndarray]:
@@ -113,27 +101,35 @@ def writer_threads() -> int:
 class FrameWriter:
     """Writes a job's frames as PNG (write_png) while the backend makes the next ones: with `threads` > 0
     the encoding runs on that many threads, with at most two frames per thread waiting (memory stays
-    bounded); with 0 each frame is written at once. `blocked_s` is the time the job waited for writing;
-    `digests` the SHA-256 of each file written (after `finish`).
-    The first error of any write (a full disk) is raised by `write` or `finish`; after `close` (or the end of
-    a `with` block) every pending write has ended, so nothing is written into the attempt folder after the
-    job is over."""
+    bounded); with 0 each frame is written at once. With `sync_behind` the files are written without their
+    fsync, which one thread of its own then makes, file by file, while the job goes on: a CPU backend's
+    worker computes the next frames instead of waiting for the disk (`finish` waits for the fsyncs).
+    `blocked_s` is the time the job waited for writing; `digests` the SHA-256 of each file written (after
+    `finish`). The first error of any write or fsync (a full disk) is raised by `write` or `finish`; after
+    `close` (or the end of a `with` block) every pending write has ended, so nothing is written into the
+    attempt folder after the job is over."""
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, *, sync_behind: bool = False):
         self.threads = threads
         self.blocked_s = 0.0
         self.digests: dict[Path, str] = {}
         self._pending: list = []
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="semfi-png") if threads > 0 else None
+        self._syncer = ThreadPoolExecutor(1, thread_name_prefix="semfi-sync") if sync_behind else None
+        self._syncs: list[Future] = []
 
     def write(self, path: Path, frame: np.ndarray) -> None:
         """Write `frame` to `path` as PNG (write_png)."""
         self.submit(path, write_png, path, frame)
 
     def submit(self, path: Path, write: Callable[..., str], *args) -> None:
-        """Run `write(*args)`, which writes `path` and returns the SHA-256 of its bytes, on the writer."""
+        """Run `write(*args)`, which writes `path` and returns the SHA-256 of its bytes, on the writer. With
+        `sync_behind` it is called with `sync=False`, and `path` is fsynced behind it."""
         t0 = time.perf_counter()
-        if self._pool is None:
+        if self._syncer is not None:
+            self.digests[path] = write(*args, sync=False)
+            self._syncs.append(self._syncer.submit(fsync_path, path))
+        elif self._pool is None:
             self.digests[path] = write(*args)
         else:
             self._pending.append((path, self._pool.submit(write, *args)))
@@ -146,11 +142,13 @@ class FrameWriter:
         self.digests[path] = future.result()
 
     def finish(self) -> None:
-        """Wait for every pending write; raise the first error."""
+        """Wait for every pending write and fsync; raise the first error."""
         t0 = time.perf_counter()
         try:
             while self._pending:
                 self._collect()
+            while self._syncs:
+                self._syncs.pop(0).result()
         finally:
             self.blocked_s += time.perf_counter() - t0
 
@@ -166,3 +164,7 @@ class FrameWriter:
             for _, future in self._pending:
                 future.cancel()
             self._pool.shutdown(wait=True)  # a write still running ends before the attempt is cleaned up
+        if self._syncer is not None:
+            for future in self._syncs:
+                future.cancel()
+            self._syncer.shutdown(wait=True)

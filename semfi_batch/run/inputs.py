@@ -11,8 +11,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
-
 from semfi_batch.run.identity import StatIdentity, stat_identity
 from semfi_batch.run.layout import write_file_atomic
 from semfi_batch.run.notices import notice
@@ -24,13 +22,6 @@ def file_sha256(path: Path) -> str:
     """SHA-256 of a file's bytes."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def pixels_sha256(frame: np.ndarray) -> str:
-    """SHA-256 over a decoded frame's shape, type and pixels: the keyframe as the job used it."""
-    digest = hashlib.sha256(f"{frame.shape}|{frame.dtype}|".encode())
-    digest.update(np.ascontiguousarray(frame).data)
-    return digest.hexdigest()
 
 
 class InputHashes:

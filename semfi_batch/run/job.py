@@ -31,7 +31,7 @@ from semfi_batch.media.probe import probe_stream, probe_video
 from semfi_batch.run.frame_io import RECENT_IMAGES
 from semfi_batch.run.identity import StatIdentity
 from semfi_batch.run.inputs import InputHashes
-from semfi_batch.run.layout import RunLayout, fsync_dir
+from semfi_batch.run.layout import RunLayout, fsync_path
 from semfi_batch.run.ledger import check_job_folder
 
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ def publish_attempt(
                 raise LeaseLost(job.pair_id, "another worker") from None
             return winner
         shutil.rmtree(trash, ignore_errors=True)
-    fsync_dir(layout.jobs)
+    fsync_path(layout.jobs)
     _tidy_work(layout, job)
     return attempt.record
 

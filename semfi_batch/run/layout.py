@@ -39,6 +39,8 @@ class RunLayout:
                                     rename to jobs/<pair_id> while the attempt still holds the job's lease
     work/<pair_id>/<k>/backend/     the backend's own state (step checkpoints), shared by attempts
     leases/<pair_id>.lease          who works on a job, until when
+    cache/keyframes/, cache/keys/   video keyframes read once; PNG keys copied once (start.png and end.png
+                                    of the jobs are hard links to them)
     trash/                          job folders being replaced (removed right after)
     ledger.jsonl                    an index of published records (rebuilt from record.json files)
     """
@@ -75,6 +77,11 @@ class RunLayout:
     @property
     def leases(self) -> Path:
         return self.root / "leases"
+
+    @property
+    def key_store(self) -> Path:
+        """cache/keys: PNG keyframe images as the jobs used them, by SHA-256 (run/kept_keys.py)."""
+        return self.root / "cache" / "keys"
 
     def job_dir(self, pair_id: str) -> Path:
         return self.confine(self.jobs / _checked(pair_id))
@@ -130,7 +137,7 @@ class RunLayout:
         for child in (self.root / "trash").iterdir():
             shutil.rmtree(child, ignore_errors=True)
             removed += 1
-        for folder in (self.root, self.leases):
+        for folder in (self.root, self.leases, self.key_store, self.root / "cache" / "keyframes"):
             with contextlib.suppress(OSError), os.scandir(folder) as entries:
                 for entry in entries:
                     if _dead_temp(entry, ttl_s):
@@ -181,8 +188,8 @@ def _checked(pair_id: str) -> str:
     return pair_id
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename in `path` durable."""
+def fsync_path(path: Path) -> None:
+    """Make a folder's renames, or a file's bytes, durable (an fsync through a descriptor of its own)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -212,15 +219,17 @@ def append_line(path: Path, line: bytes) -> None:
         os.close(fd)
 
 
-def write_file_atomic(path: Path, data: bytes) -> None:
+def write_file_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
     """Write `data` to `path` under a unique temporary name beside it (created exclusively, so never through a
-    symlink), fsynced, then renamed into place. Errors name `path`, never the temporary name."""
+    symlink), fsynced (unless `sync=False`: the caller syncs it), then renamed into place. Errors name
+    `path`, never the temporary name."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         try:
             write_all(fd, data, path)
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)

@@ -27,9 +27,9 @@ from semfi_batch.run.ledger import JobLedger, check_job_folder, read_record
 from semfi_batch.run.notices import notice
 
 POLL_S = 0.25
-# A model backend's job whose frames took less than this is published after the next one's frames are made
-# (its writes overlapping them); slower ones (semfi, wan: minutes a job) are published at once: their writes
-# are a small part, and progress stays current.
+# A job whose frames took less than this is published after the next one's frames are made (its writes, or
+# a CPU backend's fsyncs, overlapping them); slower ones (semfi, wan: minutes a job) are published at once:
+# their writes are a small part, and progress stays current.
 OVERLAP_MAX_BACKEND_S = 5.0
 FATAL_EXIT = 3  # a worker that stopped for a reason the whole run stops for (it sent the message first)
 # Fault injection for tests/faults: "<point>:<pair_id>" makes the worker stop itself (SIGSTOP) at that point,
@@ -93,10 +93,12 @@ def work_through(
     attempt that lost its lease is discarded and the job waits for its new holder (or is claimed again).
     Worker i of n (`part`) starts at the i-th n-th of the list and goes round: each worker runs a stretch
     of consecutive rows, which share keyframes (decoded once, RecentImages), and meets the others only where
-    their stretches end. With a model backend the next job's keys are decoded ahead, and a job whose frames
-    came quickly (OVERLAP_MAX_BACKEND_S) is published after the next one's frames are made: its PNG writes go
-    on meanwhile (run/attempt.py). An interruption still publishes such a job (its frames are complete)
-    unless it comes while its writes are being waited for; a full disk drops it whole."""
+    their stretches end. With a model backend the next job's keys are decoded ahead. A job whose frames came
+    quickly (OVERLAP_MAX_BACKEND_S) is published after the next one's frames are made: its PNG writes (a
+    model backend's) or its fsyncs (a CPU backend's) go on meanwhile (run/attempt.py). An interruption still
+    publishes such a job (its frames are complete) unless it comes while its writes are being waited for; a
+    full disk drops it whole."""
+    keep_freed_memory()
     ledger = JobLedger(layout)
     backends: dict[str, Backend] = {}
     pending = _ordered(jobs, backends, options)
@@ -162,8 +164,7 @@ def work_through(
                                 started.abandon()
                             leases.release(job.pair_id)
                         raise
-                    quick = started.backend_s is not None and started.backend_s < OVERLAP_MAX_BACKEND_S
-                    overlap = spare_cores and quick
+                    overlap = started.backend_s is not None and started.backend_s < OVERLAP_MAX_BACKEND_S
                     while len(deferred) > (1 if overlap else 0):
                         settle(waiting)  # the previous job, whose writes went on while this one's frames were made
                 while deferred:
@@ -240,6 +241,25 @@ def _die_with_parent() -> None:
     """Ask Linux to send SIGTERM to this worker when its parent dies (even by SIGKILL): no orphans."""
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+# glibc's malloc (mallopt): blocks over this get a mapping of their own, and freed memory is returned to the
+# system only beyond this much at the top of the heap.
+_MMAP_THRESHOLD = 32 << 20
+_TRIM_THRESHOLD = 256 << 20
+
+
+def keep_freed_memory() -> None:
+    """Let freed frames be reused instead of returned to the system. By default glibc gives each block of a
+    few MB a mapping of its own, or trims the heap once twice the last such block is free: every job's
+    keys, frames and PNG buffers then come back as fresh pages, each 4 KiB faulted in on first touch, about
+    40 % of a 720p PNG encode or decode on a virtual machine (bench/whole_run.py). Blocks over 32 MB (4K
+    working arrays) are still mapped on their own, and up to 256 MB freed stays for the next job. Elsewhere
+    than glibc, nothing is changed."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, _MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, _TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
 
 
 def worker_process(
