@@ -85,6 +85,7 @@ def test_a_deleted_output_runs_its_job_again(finished_run):
         "other arguments",
         "retry failed",
         "environment",
+        "PATH",
         "leftover attempt",
         "review decisions",
         "manifest",
@@ -103,6 +104,8 @@ def test_anything_else_that_differs_takes_the_normal_path(finished_run, change):
         args = finished_args
     elif change == "environment":
         env = {"SEMFI_PNG_LEVEL": "6"}
+    elif change == "PATH":  # another ffmpeg may come first
+        env = {"PATH": f"{folder}:{os.environ['PATH']}"}
     elif change == "leftover attempt":
         (folder / "out/work/p00").mkdir(parents=True)
     elif change == "review decisions":
@@ -131,16 +134,50 @@ def test_code_identity_follows_the_installed_code(tmp_path, monkeypatch):
     assert finished.code_identity() != before
 
 
-def test_no_stamp_for_auto_routing_or_failures(tmp_path):
+def test_auto_is_answered_while_the_files_it_routes_by_hold(tmp_path):
+    """`auto` picks rife or flow by whether rife's weights (and torch) are here: the stamp holds their
+    identity, so weights that appear after the run send the same command down the normal path, which runs
+    the jobs again with rife (here the weights are not a checkpoint: those jobs fail, loudly)."""
     manifest = image_manifest(tmp_path, 2, size=16, gap=1)
-    code, _, out = semfi(tmp_path, "run", str(manifest), "--out", "auto", "--quiet", "--backend", "auto")
+    weights = tmp_path / "weights.pkl"
+    args = ["run", str(manifest), "--out", "auto", "--quiet", "--backend", "auto", "--rife-model", str(weights)]
+    code, loaded, out = semfi(tmp_path, *args)
+    assert (code, loaded) == (0, True), out
+    assert (tmp_path / "auto" / finished.STAMP).is_file()
+    assert semfi(tmp_path, *args)[:2] == (0, False)  # answered from the stamp
+    weights.write_bytes(b"not a checkpoint")
+    code, loaded, out = semfi(tmp_path, *args)
+    assert (code, loaded) == (1, True), out  # routed to rife now: the jobs ran again
+
+
+def test_no_stamp_where_more_than_files_decides_or_a_job_failed(tmp_path):
+    manifest = image_manifest(tmp_path, 2, size=16, gap=1)
+    # Rows auto could give to semfi: whether it does depends on a GPU.
+    args = ["run", str(manifest), "--out", "semantic", "--quiet", "--backend", "auto", "--semantic-gap", "1"]
+    code, _, out = semfi(tmp_path, *args)
     assert code == 0, out
-    assert not (tmp_path / "auto" / finished.STAMP).exists()  # routing depends on this machine
+    assert not (tmp_path / "semantic" / finished.STAMP).exists()
     (tmp_path / "t").mkdir()
     tiny = image_manifest(tmp_path / "t", 1, size=8, gap=1)
     code, _, _ = semfi(tmp_path, "run", str(tiny), "--out", "mi", "--quiet", "--backend", "minterpolate")
     assert code == 1  # minterpolate refuses frames under 32x32: a failed job
     assert not (tmp_path / "mi" / finished.STAMP).exists()
+
+
+def test_a_rife_run_is_answered_from_its_stamp(tmp_path):
+    from semfi_batch.backends._rife.weights import DEFAULT_WEIGHTS
+
+    weights = (REPO / DEFAULT_WEIGHTS).absolute()
+    if not weights.is_file():
+        pytest.skip("RIFE weights not installed (make install)")
+    manifest = image_manifest(tmp_path, 2, size=32, gap=1)
+    args = ["run", str(manifest), "--out", "rife", "--quiet", "--backend", "rife", "--rife-model", str(weights)]
+    args.append("--allow-morph")  # random keys: two different shots
+    code, loaded, out = semfi(tmp_path, *args)
+    assert (code, loaded) == (0, True), out
+    code, loaded, out = semfi(tmp_path, *args)
+    assert (code, loaded) == (0, False), out
+    assert "│    2 │      0 │       0 │                          2 │" in out
 
 
 def test_a_key_changed_while_the_run_ran_is_not_taken_as_finished(tmp_path, monkeypatch):

@@ -14,6 +14,17 @@ import numpy as np
 from semfi_batch.errors import BackendUnavailable
 
 
+def package_marker(name: str) -> Path:
+    """A file whose identity says whether package `name` is installed, and which: its __init__.py, or, when
+    it is not installed, the folder packages are installed into (installing one changes it)."""
+    spec = importlib.util.find_spec(name)
+    if spec is not None and spec.origin:
+        return Path(spec.origin)
+    import sysconfig
+
+    return Path(sysconfig.get_paths()["purelib"])
+
+
 @dataclass(frozen=True)
 class Constraints:
     """What a backend needs of a job. `frame_rule` is "any" or "4k+1" (of the total generated count)."""
@@ -110,6 +121,14 @@ class Backend(ABC):
     def order_key(self, gap_frames: int) -> tuple:
         """Sort key that groups jobs a worker should run together (e.g. by model bucket)."""
         return ()
+
+    @classmethod
+    def deciding_files(cls, options: BackendOptions) -> list[Path] | None:
+        """The files, besides a job's own inputs, whose identity (or absence) decides whether this backend
+        can run here and its jobs' keys: a finished run's stamp holds them, and a resume that finds any
+        changed takes the normal path (run/finished.py). None when more than files decides (models, a GPU):
+        no stamp is written for such a run."""
+        return None
 
     @classmethod
     def key_params(cls, options: BackendOptions) -> dict:

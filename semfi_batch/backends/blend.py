@@ -19,6 +19,10 @@ class BlendBackend(Backend):
     description = "cross-fade between the keyframes (baseline; CPU, no weights)"
     deep_frames = True  # any depth and channels: alpha fades with the colour
 
+    @classmethod
+    def deciding_files(cls, options) -> list:
+        return []  # no model: the code and the command line decide all
+
     def interpolate(self, request: InterpolationRequest) -> Iterator[np.ndarray]:
         a = request.start.astype(np.float32)
         b = request.end.astype(np.float32)

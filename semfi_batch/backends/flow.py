@@ -37,6 +37,10 @@ class FlowBackend(Backend):
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
 
     @classmethod
+    def deciding_files(cls, options) -> list:
+        return []  # no model: the code and the command line decide all
+
+    @classmethod
     def key_params(cls, options) -> dict:
         return {"preset": "medium", "max_pixels": _FLOW_MAX_PIXELS, "occ": [_OCC_ABS, _OCC_REL]}
 

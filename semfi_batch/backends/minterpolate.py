@@ -22,6 +22,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -83,6 +84,10 @@ class MinterpolateBackend(Backend):
         if not has_filter:
             return False, "this ffmpeg build has no minterpolate filter"
         return True, ""
+
+    @classmethod
+    def deciding_files(cls, options: BackendOptions) -> list[Path]:
+        return [Path(tool_path("ffmpeg"))]  # its build is part of the key (PATH is part of the stamp too)
 
     @classmethod
     def key_params(cls, options: BackendOptions) -> dict:

@@ -21,7 +21,13 @@ import numpy as np
 
 from semfi_batch.backends._rife.shots import DIFFERENT_SHOTS_SSIM, same_shot
 from semfi_batch.backends._rife.weights import INSTALL_HINT, WEIGHTS_SHA256, load_ifnet, weights_path
-from semfi_batch.backends.base import Backend, BackendOptions, InterpolationRequest, resolve_torch_device
+from semfi_batch.backends.base import (
+    Backend,
+    BackendOptions,
+    InterpolationRequest,
+    package_marker,
+    resolve_torch_device,
+)
 from semfi_batch.errors import SemfiError
 from semfi_batch.plan import inbetween_times
 
@@ -67,6 +73,12 @@ class RifeBackend(Backend):
         if not path.is_file():
             return False, f"RIFE weights not found at {path}; {INSTALL_HINT}, or pass --rife-model PATH"
         return True, ""
+
+    @classmethod
+    def deciding_files(cls, options: BackendOptions) -> list[Path]:
+        """The weights (their size is part of the key; their presence is what `auto` asks) and torch's
+        package (whether it is installed), or where it would be."""
+        return [rife_settings(options)["model"], package_marker("torch")]
 
     @classmethod
     def key_params(cls, options: BackendOptions) -> dict:

@@ -11,6 +11,7 @@ before anything runs unless --allow-morph."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from semfi_batch.backends.base import BackendOptions
 from semfi_batch.errors import SemfiError
@@ -40,12 +41,16 @@ class BackendRouter:
         self.semantic_gap = int((options.extra or {}).get("semantic_gap") or DEFAULT_SEMANTIC_GAP)
         self._available: dict[str, bool] = {}
 
+    def wants_new_content(self, pair) -> bool:
+        """`auto` gives this row to semfi where it can: it bridges a cut, or its gap is --semantic-gap or more."""
+        return bridges_cut(pair) or pair.gap_frames >= self.semantic_gap
+
     def choose(self, pair) -> str:
         """The backend that runs `pair`: its own or the default, with `auto` resolved."""
         requested = pair.backend or self.default_backend
         if requested != AUTO:
             return requested
-        if (bridges_cut(pair) or pair.gap_frames >= self.semantic_gap) and self._can_run("semfi", need_gpu=True):
+        if self.wants_new_content(pair) and self._can_run("semfi", need_gpu=True):
             return "semfi"
         if self._can_run("rife"):
             return "rife"
@@ -58,6 +63,32 @@ class BackendRouter:
             ok, _ = backend_class(name).availability(self.options)
             self._available[name] = ok and (not need_gpu or _cuda_available())
         return self._available[name]
+
+
+def deciding_files(jobs: Iterable, options: BackendOptions) -> list[Path] | None:
+    """The files besides the jobs' own inputs whose identity decides which backend runs each of `jobs` and
+    their keys (Backend.deciding_files of each backend a row asks for; for `auto`, of rife and flow, which
+    it picks between by whether rife's weights and torch are here). None when more than files decides:
+    a backend with models, or an `auto` row it could give to semfi (whether it does depends on a GPU)."""
+    from semfi_batch.backends import backend_class
+
+    names: set[str] = set()
+    router = BackendRouter(AUTO, options)
+    for job in jobs:
+        requested = job.requested_backend or job.backend
+        if requested == AUTO:
+            if router.wants_new_content(job.pair):
+                return None
+            names.update(("rife", "flow"))
+        else:
+            names.add(requested)
+    files: list[Path] = []
+    for name in sorted(names):
+        found = backend_class(name).deciding_files(options)
+        if found is None:
+            return None
+        files.extend(found)
+    return files
 
 
 def refuse_cut_morphs(jobs: Iterable, options: BackendOptions) -> None:

@@ -12,7 +12,7 @@ from rich.table import Table
 from semfi_batch.backends import DEFAULT_BACKEND, BackendOptions
 from semfi_batch.cli.app import INVOCATION, ManifestArg, app, console, stdout
 from semfi_batch.errors import RunInterrupted, SemfiError
-from semfi_batch.run.finished import FAST_BACKENDS, invocation, print_counts, write_stamp
+from semfi_batch.run.finished import invocation, print_counts, write_stamp
 
 
 @app.command(
@@ -146,15 +146,12 @@ def run(
         console.print("re-run the same command to finish the jobs left")
     if summary.failed or summary.dead_workers:
         raise typer.Exit(1)
-    if (
-        summary.done == summary.total
-        and not (shard or force or retry_failed)
-        and summary.requested_backends <= FAST_BACKENDS
-    ):
+    if summary.done == summary.total and not (shard or force or retry_failed) and summary.deciding_files is not None:
         root = summary.out
         outputs = [root / "run.json", root / "ledger.jsonl", summary.metrics]
         counts = {"manifest": str(manifest), "total": summary.total}
-        write_stamp(root, started, summary.planned_files, outputs, summary.pair_ids, counts)
+        planned = summary.planned_files | summary.deciding_files
+        write_stamp(root, started, planned, outputs, summary.pair_ids, counts)
 
 
 def _finished_read_only(manifest, out, backend, options, retry_failed, force, shard) -> bool:

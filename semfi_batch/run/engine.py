@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from semfi_batch.backends import DEFAULT_BACKEND, BackendOptions, backend_class
-from semfi_batch.backends.routing import refuse_cut_morphs
+from semfi_batch.backends.routing import deciding_files, refuse_cut_morphs
 from semfi_batch.errors import BackendUnavailable, DiskFull, RunInterrupted, RunSettingsMismatch, SemfiError
 from semfi_batch.manifest import Manifest, load_manifest
 from semfi_batch.media.keyframe_cache import fill_for_pairs, keyframe_cache_for
@@ -75,7 +75,9 @@ class RunSummary:
     # as it read them (manifest, review decisions, inputs: before any job ran), the backends asked for.
     pair_ids: list[str] = field(default_factory=list)
     planned_files: dict[str, tuple | None] = field(default_factory=dict)
-    requested_backends: set[str] = field(default_factory=set)
+    # The identities of the files that decide the jobs' backends and keys (routing.deciding_files); None when
+    # more than files decides them, and no stamp is written.
+    deciding_files: dict[str, tuple | None] | None = None
 
     @property
     def metrics(self) -> Path:
@@ -190,7 +192,8 @@ def run_manifest(
         summary = RunSummary(out=layout.root, total=len(jobs), skipped=len(plan.finished))
         summary.pair_ids = [job.pair_id for job in jobs]
         summary.planned_files = read_first | {path: ident for job in jobs for path, (ident, _) in job.inputs.items()}
-        summary.requested_backends = {job.requested_backend or job.backend for job in jobs}
+        deciding = deciding_files(jobs, options)
+        summary.deciding_files = None if deciding is None else {str(p): stat_identity(p) for p in deciding}
         settings = ClaimSettings(since=time.time(), lease_ttl_s=lease_ttl_s, fresh_only=force, preview=preview)
         try:
             _execute(plan, layout, options, settings, records, summary, show_progress, executor, ray_address,

@@ -1,10 +1,11 @@
 """A finished run answered without loading it (the no-op resume in a tenth of a second).
 
 When a `run` ends with every job of its manifest done (none failed, none left, no --shard, --force or
---retry-failed, only the CPU backends flow/blend/minterpolate asked for), the CLI writes RUN/finished.json:
-- the command line, working folder, SEMFI_* environment and installed code, as the run began;
-- the identity (device, inode, size, mtime, ctime) of the manifest, review decisions and every input file
-  as the run read them, before its jobs ran (a file changed during the run does not match);
+--retry-failed) and files alone decide its backends and keys (see below), the CLI writes RUN/finished.json:
+- the command line, working folder, SEMFI_* variables, PATH and installed code, as the run began;
+- the identity (device, inode, size, mtime, ctime) of the manifest, review decisions, every input file and
+  the files that decide the backends (rife's weights, torch's package, minterpolate's ffmpeg; or their
+  absence) as the run read them, before its jobs ran (a file changed during the run does not match);
 - the identity of run.json, ledger and metrics, and the root's entries (name, inode, symlink or not), as the
   run left them, and the fingerprint of every job folder.
 The same command again first looks for that stamp (`answer`): when every one of those is still what it
@@ -13,8 +14,10 @@ summary without importing the engine. Any difference, or anything it cannot read
 the normal path, which plans and verifies everything again. Checking costs a few os.stat calls per job;
 only the standard library and rich are imported.
 
-Backends with model files (rife, semfi, wan-flf2v) and `auto` (which routes by what this machine has) always
-take the normal path: what their keys depend on is not all in the files above."""
+Which files decide is each backend's `deciding_files` (backends/routing.deciding_files): none for flow and
+blend, the ffmpeg binary for minterpolate, the weights and torch's package for rife, and for `auto` those of
+rife and flow, which it picks between by them. semfi and wan-flf2v, and `auto` with a row it could give to
+semfi (whether it does depends on a GPU), always take the normal path: more than files decides them."""
 
 from __future__ import annotations
 
@@ -29,7 +32,6 @@ from semfi_batch.run.identity import folder_fingerprint, stat_identity
 
 STAMP = "finished.json"
 STAMP_VERSION = 1
-FAST_BACKENDS = frozenset({"flow", "blend", "minterpolate"})
 _PACKAGE = Path(__file__).resolve().parents[1]
 
 
@@ -46,8 +48,9 @@ def code_identity() -> str:
 
 
 def invocation(argv: list[str]) -> dict:
-    """What, besides files, decides what a `run` does: its arguments, folder, SEMFI_* variables and code."""
-    env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("SEMFI_")}
+    """What, besides files, decides what a `run` does: its arguments, folder, SEMFI_* variables, PATH (which
+    ffmpeg runs) and code."""
+    env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("SEMFI_") or k == "PATH"}
     return {"argv": list(argv), "cwd": os.getcwd(), "env": env, "code": code_identity()}
 
 
