@@ -1,8 +1,9 @@
-"""A worker running a quick model backend publishes each job after the next one's frames are made, its PNG
-writes going on meanwhile (run/attempt.py, run/worker.py). What must stay true: every job is published
-complete and verified, in order; a slow backend's jobs are published at once; an interruption while a job's
-writes are pending still publishes it (its frames are complete), and a full disk drops it whole (nothing
-published, no lease left); a resume finishes the rest byte for byte as a straight run does."""
+"""A worker running a quick backend publishes each job after the next one's frames are made, a model
+backend's PNG writes, or a CPU backend's fsyncs, going on meanwhile (run/attempt.py, run/worker.py). What must
+stay true: every job is published complete and verified, in order, every file of it fsynced; a slow backend's
+jobs are published at once; an interruption while a job's writes are pending still publishes it (its frames
+are complete), and a full disk drops it whole (nothing published, no lease left), as does a failed fsync
+(the job fails); a resume finishes the rest byte for byte as a straight run does."""
 
 from __future__ import annotations
 
@@ -142,3 +143,57 @@ def test_a_full_disk_during_a_pending_write_stops_the_run_and_publishes_nothing_
     assert leftovers(out) == []
     record = json.loads((out / "jobs" / "p00" / "record.json").read_text())
     assert record["status"] == "done"
+
+
+@pytest.fixture
+def cpulike(modellike, monkeypatch):
+    """The same cross-fade run like a CPU backend: written on the job's own thread, fsynced behind it."""
+    monkeypatch.setattr(ModelLikeBlend, "scales_with_workers", True)
+    synced: list[str] = []
+    fsync_path = frame_io.fsync_path
+
+    def noting_fsync(path):
+        synced.append(str(path))
+        return fsync_path(path)
+
+    monkeypatch.setattr(frame_io, "fsync_path", noting_fsync)
+    return synced
+
+
+def test_a_cpu_backends_files_are_fsynced_behind_it_and_its_job_published_after_the_next_ones_frames(tmp_path, cpulike):
+    manifest = image_manifest(tmp_path, 3, size=24, gap=2)
+    summary = run_manifest(manifest, tmp_path / "out", backend="modellike", show_progress=False, workers=1)
+    assert summary.done == 3
+    assert EVENTS == [
+        ("make", "p00"), ("make", "p01"), ("publish", "p00"), ("make", "p02"), ("publish", "p01"),
+        ("publish", "p02"),
+    ]  # fmt: skip
+    for i in range(3):  # every file of every job fsynced: its two frames, start.png and end.png
+        names = sorted(p.rsplit("/", 1)[1] for p in cpulike if f"/p{i:02d}/" in p)
+        assert names == ["000001.png", "000002.png", "end.png", "start.png"], names
+        assert check_job_folder(tmp_path / "out" / "jobs" / f"p{i:02d}", None)[1] is None
+
+
+@pytest.mark.parametrize("code", [errno.EIO, errno.ENOSPC])
+def test_an_fsync_that_fails_behind_a_cpu_job_fails_it_or_stops_the_run(tmp_path, cpulike, monkeypatch, code):
+    manifest = image_manifest(tmp_path, 3, size=24, gap=2)
+    out = tmp_path / "out"
+    fsync_path = frame_io.fsync_path
+
+    def failing_on_p01(path):
+        if "/p01/" in str(path) and path.name == "000002.png":
+            raise OSError(code, "fsync failed")
+        return fsync_path(path)
+
+    monkeypatch.setattr(frame_io, "fsync_path", failing_on_p01)
+    if code == errno.ENOSPC:  # a full disk: the run stops, nothing of p01 published, no lease left
+        with pytest.raises(DiskFull, match="p01"):
+            run_manifest(manifest, out, backend="modellike", show_progress=False, workers=1)
+        assert sorted(p.name for p in (out / "jobs").iterdir()) == ["p00"]
+        assert leftovers(out) == []
+        return
+    summary = run_manifest(manifest, out, backend="modellike", show_progress=False, workers=1)
+    assert (summary.done, summary.failed) == (2, 1)
+    record = json.loads((out / "jobs" / "p01" / "record.json").read_text())
+    assert record["status"] == "failed" and "fsync failed" in record["error"]
+    assert not (out / "jobs" / "p01" / "frames").exists()
