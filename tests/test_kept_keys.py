@@ -125,3 +125,23 @@ def test_a_full_disk_while_linking_is_raised_not_copied_around(tmp_path, plain_k
         kept_keys.keep_key(tmp_path / "start.png", used, key, None, known, tmp_path / "store")
     assert caught.value.errno == errno.ENOSPC
     assert not (tmp_path / "start.png").exists()
+
+
+def test_a_key_whose_file_is_not_its_pixels_is_encoded_as_used(tmp_path):
+    """A transparency key, 16 bits, another size: the file is not the pixels used, so it is not kept as is."""
+    from PIL import Image
+
+    used = np.full((8, 8, 3), 7, np.uint8)
+    keyed = tmp_path / "keyed.png"
+    Image.fromarray(used).save(keyed, transparency=(1, 2, 3))
+    deep = tmp_path / "deep.png"
+    write_png(deep, used.astype(np.uint16) * 257)
+    big = tmp_path / "big.png"
+    write_png(big, np.full((16, 16, 3), 7, np.uint8))
+    store = tmp_path / "store"
+    for image in (keyed, deep, big):
+        known = (stat_identity(image), file_sha256(image))
+        target = tmp_path / f"kept_{image.name}"
+        assert kept_keys.keep_key(target, used, image, None, known, store) == file_sha256(target)
+        assert np.array_equal(read_image(target), used) and target.read_bytes() != image.read_bytes()
+    assert not store.exists()

@@ -17,7 +17,7 @@ from PIL import Image, PngImagePlugin
 
 from semfi_batch.errors import MediaError
 from semfi_batch.media.frames import MAX_IMAGE_PIXELS, PNG_LEVEL_ENV, read_image, write_png
-from semfi_batch.media.png import decode_png
+from semfi_batch.media.png import decode_png, png_header
 
 
 def opencv_pixels(path: Path) -> np.ndarray:
@@ -209,3 +209,31 @@ def test_hand_built_chunk_orders_are_read_as_opencv_reads_them_or_left_to_it(tmp
             path = tmp_path / "case.png"
             path.write_bytes(data)
             assert np.array_equal(fast, opencv_pixels(path)), name
+
+
+def test_png_header_says_what_pil_says_of_size_layout_and_transparency(tmp_path):
+    """kept_keys decides from png_header whether a key file holds the pixels used (8-bit RGB or RGBA, its
+    size, no transparency key): on ffmpeg's layouts and PIL's files it must agree with PIL."""
+    files = [ffmpeg_png(tmp_path, c.replace(" ", "_"), fmt, *extra) for c, (fmt, extra, _) in FFMPEG_CASES.items()]
+    frame = video_like(23, 31, 3, np.uint8, seed=7)
+    for name, kwargs in (("plain", {}), ("keyed", {"transparency": (1, 2, 3)}), ("icc", {"icc_profile": b"\0" * 64})):
+        files.append(tmp_path / f"pil_{name}.png")
+        Image.fromarray(frame).save(files[-1], **kwargs)
+    files.append(tmp_path / "rgba.png")
+    Image.fromarray(video_like(5, 9, 4, np.uint8, seed=8)).save(files[-1])
+    files.append(tmp_path / "keyed_gray.png")
+    Image.fromarray(frame[..., 0]).save(files[-1], transparency=4)
+    seen = set()
+    for path in files:
+        width, height, depth, color_type, transparency = png_header(path)
+        with Image.open(path) as im:
+            assert (width, height) == im.size, path.name
+            assert transparency == ("transparency" in im.info), path.name
+            plain = depth == 8 and color_type in (2, 6)  # PIL says RGB of 16-bit files too: the dtype tells
+            expected = im.mode in ("RGB", "RGBA") and read_image(path).dtype == np.uint8
+            assert plain == expected, (path.name, im.mode, depth, color_type)
+            seen.add((im.mode, transparency))
+    assert {("RGB", False), ("RGB", True), ("RGBA", False), ("L", True)} <= seen
+    assert png_header(tmp_path / "missing.png") is None
+    (tmp_path / "cut.png").write_bytes(files[0].read_bytes()[:20])
+    assert png_header(tmp_path / "cut.png") is None

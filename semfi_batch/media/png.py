@@ -157,6 +157,32 @@ def decode_png(data: bytes, max_pixels: int) -> np.ndarray | None:
     return out.reshape(height, width, channels)
 
 
+def png_header(path) -> tuple[int, int, int, int, bool] | None:
+    """(width, height, bit depth, colour type, whether a tRNS chunk comes before the image data) of a PNG
+    file, read from its chunk headers alone; None when it is not a PNG or cannot be read that far."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(8) != _SIGNATURE:
+                return None
+            length, kind = struct.unpack(">I4s", fh.read(8))
+            if kind != b"IHDR" or length != 13:
+                return None
+            width, height, depth, color_type = struct.unpack(">IIBB", fh.read(10))
+            fh.seek(length - 10 + 4, os.SEEK_CUR)  # the rest of IHDR and its CRC
+            while True:
+                head = fh.read(8)
+                if len(head) < 8:
+                    return None
+                length, kind = struct.unpack(">I4s", head)
+                if kind in (b"IDAT", b"IEND"):
+                    return width, height, depth, color_type, False
+                if kind == b"tRNS":
+                    return width, height, depth, color_type, True
+                fh.seek(length + 4, os.SEEK_CUR)
+    except (OSError, struct.error):
+        return None
+
+
 def _inflate(data: bytes, expected: int) -> bytes | bytearray | None:
     """The zlib stream `data` inflated, Adler-32 checked, never to more than `expected` bytes (a buffer of that
     size: no decompression bomb); None when it is damaged or holds more."""

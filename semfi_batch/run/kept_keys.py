@@ -22,9 +22,9 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from semfi_batch.media.frames import write_bytes_atomic, write_png
+from semfi_batch.media.png import png_header
 from semfi_batch.run.identity import StatIdentity, stat_identity
 from semfi_batch.run.inputs import file_sha256
 from semfi_batch.run.layout import DISK_FULL_ERRNOS, write_file_atomic
@@ -66,22 +66,19 @@ def keep_key(
 
 
 def _png_size(path: Path) -> tuple[int, int] | None:
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except OSError:
-        return None
+    header = png_header(path)
+    return None if header is None else header[:2]
 
 
 def _is_plain_png(image: Path, frame: np.ndarray) -> bool:
     """True when `image` is a PNG whose file holds exactly `frame` as decoded: 8-bit RGB(A), same size, no
     transparency key (a keyframe used at its own size)."""
-    try:
-        with Image.open(image) as im:
-            same = im.format == "PNG" and im.size == (frame.shape[1], frame.shape[0])
-            return same and im.mode == {3: "RGB", 4: "RGBA"}.get(frame.shape[2]) and "transparency" not in im.info
-    except OSError:
+    header = png_header(image)
+    if header is None:
         return False
+    width, height, depth, color_type, transparency = header
+    channels = {2: 3, 6: 4}.get(color_type) if depth == 8 else None
+    return (width, height, channels) == (frame.shape[1], frame.shape[0], frame.shape[2]) and not transparency
 
 
 def _stored(
