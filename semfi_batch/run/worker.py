@@ -253,7 +253,7 @@ def keep_freed_memory() -> None:
     """Let freed frames be reused instead of returned to the system. By default glibc gives each block of a
     few MB a mapping of its own, or trims the heap once twice the last such block is free: every job's
     keys, frames and PNG buffers then come back as fresh pages, each 4 KiB faulted in on first touch, about
-    40 % of a 720p PNG encode or decode on a virtual machine (bench/whole_run.py). Blocks over 32 MB (4K
+    40 % of a 720p PNG encode or decode on this project's virtual machine. Blocks over 32 MB (4K
     working arrays) are still mapped on their own, and up to 256 MB freed stays for the next job. Elsewhere
     than glibc, nothing is changed."""
     with contextlib.suppress(Exception):
