@@ -126,8 +126,8 @@ class Backend(ABC):
     def deciding_files(cls, options: BackendOptions) -> list[Path] | None:
         """The files, besides a job's own inputs, whose identity (or absence) decides whether this backend
         can run here and its jobs' keys: a finished run's stamp holds them, and a resume that finds any
-        changed takes the normal path (run/finished.py). None when more than files decides (models, a GPU):
-        no stamp is written for such a run."""
+        changed takes the normal path (run/finished.py). None (the default, for a backend that does not
+        say) when more than files may decide: no stamp is written for such a run."""
         return None
 
     @classmethod

@@ -69,7 +69,7 @@ def deciding_files(jobs: Iterable, options: BackendOptions) -> list[Path] | None
     """The files besides the jobs' own inputs whose identity decides which backend runs each of `jobs` and
     their keys (Backend.deciding_files of each backend a row asks for; for `auto`, of rife and flow, which
     it picks between by whether rife's weights and torch are here). None when more than files decides:
-    a backend with models, or an `auto` row it could give to semfi (whether it does depends on a GPU)."""
+    an `auto` row it could give to semfi (whether it does depends on a GPU), or a backend that says so."""
     from semfi_batch.backends import backend_class
 
     names: set[str] = set()

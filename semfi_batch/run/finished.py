@@ -4,8 +4,9 @@ When a `run` ends with every job of its manifest done (none failed, none left, n
 --retry-failed) and files alone decide its backends and keys (see below), the CLI writes RUN/finished.json:
 - the command line, working folder, SEMFI_* variables, PATH and installed code, as the run began;
 - the identity (device, inode, size, mtime, ctime) of the manifest, review decisions, every input file and
-  the files that decide the backends (rife's weights, torch's package, minterpolate's ffmpeg; or their
-  absence) as the run read them, before its jobs ran (a file changed during the run does not match);
+  the files that decide the backends (model files and weights, the packages they need, minterpolate's
+  ffmpeg; or their absence) as the run read them, before its jobs ran (a file changed during the run does
+  not match);
 - the identity of run.json, ledger and metrics, and the root's entries (name, inode, symlink or not), as the
   run left them, and the fingerprint of every job folder.
 The same command again first looks for that stamp (`answer`): when every one of those is still what it
@@ -15,9 +16,10 @@ the normal path, which plans and verifies everything again. Checking costs a few
 only the standard library and rich are imported.
 
 Which files decide is each backend's `deciding_files` (backends/routing.deciding_files): none for flow and
-blend, the ffmpeg binary for minterpolate, the weights and torch's package for rife, and for `auto` those of
-rife and flow, which it picks between by them. semfi and wan-flf2v, and `auto` with a row it could give to
-semfi (whether it does depends on a GPU), always take the normal path: more than files decides them."""
+blend, the ffmpeg binary for minterpolate, the weights and torch's package for rife, every model file and
+the checkpoint, torch's and diffsynth's packages for semfi and wan-flf2v, and for `auto` those of rife and
+flow, which it picks between by them. `auto` with a row it could give to semfi always takes the normal path:
+whether it does depends on a GPU, not on files."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -48,3 +49,13 @@ def test_run_backend_semfi_on_a_two_row_manifest(tiny_semfi, semfi_backend, tmp_
             )
             assert np.array_equal(got, np.stack(list(semfi_backend.interpolate(request))))
     assert not list((out / "work").iterdir())  # step checkpoints went with the finished jobs' work folders
+
+    # The same command again is answered from the finished stamp, which holds the model files' identities: a
+    # checkpoint touched since sends it down the normal path (which finds the same key and runs nothing).
+    from semfi_batch.run import finished
+
+    assert finished.answer(args) == 0
+    os.utime(tiny_semfi.ckpt)
+    assert finished.answer(args) is None
+    assert main(args) == 0
+    assert finished.answer(args) == 0

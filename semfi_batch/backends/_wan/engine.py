@@ -31,13 +31,14 @@ import numpy as np
 
 from semfi_batch.backends._wan.defaults import DEFAULT_CFG_SCALE, DEFAULT_STEPS, SIGMA_SHIFT
 from semfi_batch.backends._wan.geometry import DEFAULT_MAX_AREA, plan_geometry
-from semfi_batch.backends._wan.layout import ModelFiles, WanLayout, missing_report
+from semfi_batch.backends._wan.layout import TOKENIZER_FILES, ModelFiles, WanLayout, missing_report
 from semfi_batch.backends.base import (
     Backend,
     BackendOptions,
     Constraints,
     InterpolationRequest,
     JobNotes,
+    package_marker,
     resolve_torch_device,
 )
 from semfi_batch.errors import BackendUnavailable, UnknownBackend
@@ -104,6 +105,15 @@ class WanBackend(Backend):
         if report:
             return False, f"{report}. Point {cls.file_options} at them; see README 'SemFi backend'"
         return True, ""
+
+    @classmethod
+    def deciding_files(cls, options: BackendOptions) -> list[Path]:
+        """Every model file (whether they are all there decides availability; the SemFi checkpoint's size is
+        in its key) and the packages this backend needs (whether they are installed)."""
+        files = cls.model_files(options)
+        paths = [path for path, _ in files.expected()] + [files.tokenizer / name for name in TOKENIZER_FILES]
+        paths += [Path(path) for path, _ in cls.extra_files(options)]
+        return paths + [package_marker(name) for name in cls.requires]
 
     @classmethod
     def key_params(cls, options: BackendOptions) -> dict:
