@@ -52,6 +52,21 @@ def test_a_finished_run_is_answered_without_loading_the_engine(finished_run):
     assert "│    4 │      0 │       0 │                          4 │" in out  # 4 jobs, 4 done, 4 skipped
 
 
+def test_what_report_splice_and_review_write_keeps_the_stamp_but_a_symlink_there_does_not(finished_run):
+    folder, args = finished_run
+    out = folder / "out"
+    (out / ".report-quality.json.new").write_text("{}")
+    os.replace(out / ".report-quality.json.new", out / ".report-quality.json")  # `report` rewrote its cache
+    (out / "report.html.new").write_text("<html></html>")
+    os.replace(out / "report.html.new", out / "report.html")
+    (out / "spliced").mkdir()
+    (out / "review").mkdir()
+    assert semfi(folder, *args)[:2] == (0, False)
+    (out / "report.html").unlink()
+    (out / "report.html").symlink_to(folder / "elsewhere.html")
+    assert semfi(folder, *args)[1], "answered from the stamp through a symlinked report.html"
+
+
 def test_a_rewritten_key_takes_the_normal_path_and_then_the_stamp_again(finished_run):
     folder, args = finished_run
     key = folder / "k002.png"

@@ -82,14 +82,24 @@ def write_stamp(
         os.replace(tmp, root / STAMP)
 
 
+# What `report`, `splice` and `review` write in a run's root: none of it changes what `run` does (review
+# decisions are checked as a file the run read), so writing them again keeps the stamp; a symlink there does
+# not (the normal path refuses to write through one).
+_OTHER_COMMANDS_FILES = frozenset({"report.html", ".report-quality.json", "spliced", "review"})
+
+
 def _entries(root: Path) -> dict[str, list]:
     """The root's own files and folders by name: inode and whether it is a symlink (a run file replaced by
-    a link, or a file added or removed, and the normal path decides)."""
+    a link, or a file added or removed, and the normal path decides). What other commands write there is
+    left out unless it is a symlink."""
     found = {}
     with os.scandir(root) as it:
         for entry in it:
-            if entry.name != STAMP and not entry.name.startswith(f".{STAMP}"):
-                found[entry.name] = [entry.inode(), entry.is_symlink()]
+            if entry.name == STAMP or entry.name.startswith(f".{STAMP}"):
+                continue
+            if entry.name in _OTHER_COMMANDS_FILES and not entry.is_symlink():
+                continue
+            found[entry.name] = [entry.inode(), entry.is_symlink()]
     return found
 
 
