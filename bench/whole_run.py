@@ -231,9 +231,7 @@ def main() -> None:
         print(head)
         print("-" * len(head))
         for r in rows:
-            engine = sum(r["timing"].get(k, 0.0) for k in TIMING_KEYS if k != "backend_s")
-            backend = r["timing"].get("backend_s")
-            share = f"{engine / backend:.2f}" if backend else "n/a"
+            share = f"{engine_share([r['timing']]):.2f}" if r["timing"].get("backend_s") else "n/a"
             print(
                 f"{r['clip']:34} {r['size']:9} {r['n']:>3} | {r['backend_fps']:7.2f} {r['run_fps']:6.2f} "
                 f"{r['run_fps'] / r['backend_fps']:6.2f} | {r['mci_fps']:6.2f} {r['run_fps'] / r['mci_fps']:7.2f} "

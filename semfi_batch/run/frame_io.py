@@ -101,8 +101,8 @@ def writer_threads() -> int:
 class FrameWriter:
     """Writes a job's frames as PNG (write_png) while the backend makes the next ones: with `threads` > 0
     the encoding runs on that many threads, with at most two frames per thread waiting (memory stays
-    bounded); with 0 each frame is written at once. With `sync_behind` the files are written without their
-    fsync, which one thread of its own then makes, file by file, while the job goes on: a CPU backend's
+    bounded); with 0 each frame is written at once. With `sync_behind` (and 0 threads) the files are written
+    without their fsync, which one thread of its own then makes, file by file, while the job goes on: a CPU backend's
     worker computes the next frames instead of waiting for the disk (`finish` waits for the fsyncs).
     `blocked_s` is the time the job waited for writing; `digests` the SHA-256 of each file written (after
     `finish`). The first error of any write or fsync (a full disk) is raised by `write` or `finish`; after
@@ -110,6 +110,8 @@ class FrameWriter:
     attempt folder after the job is over."""
 
     def __init__(self, threads: int, *, sync_behind: bool = False):
+        if sync_behind and threads:
+            raise ValueError("sync_behind writes on the job's own thread: threads must be 0")
         self.threads = threads
         self.blocked_s = 0.0
         self.digests: dict[Path, str] = {}

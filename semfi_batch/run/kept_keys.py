@@ -50,8 +50,8 @@ def keep_key(
     keyframe image it was read from, with `known` its (stat identity, SHA-256) as planned; `cached`: the
     keyframe cache file of a video key; `store`: RUN/cache/keys. `sync=False`: the caller fsyncs `path`
     (which also makes a new store file's bytes durable: a link is the same file)."""
-    size = (frame.shape[1], frame.shape[0])
-    if cached is not None and cached.is_file() and _png_size(cached) == size:
+    header = png_header(cached) if cached is not None else None  # None too when the file is not there
+    if header is not None and header[:2] == (frame.shape[1], frame.shape[0]):
         source = cached, None
     elif image is not None and frame.dtype == np.uint8 and _is_plain_png(image, frame):
         source = image, known
@@ -63,11 +63,6 @@ def keep_key(
         if digest is not None:
             return digest
     return write_png(path, frame, sync=sync)  # the file changed since the job read it: the pixels it used
-
-
-def _png_size(path: Path) -> tuple[int, int] | None:
-    header = png_header(path)
-    return None if header is None else header[:2]
 
 
 def _is_plain_png(image: Path, frame: np.ndarray) -> bool:
