@@ -32,9 +32,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from semfi_batch.atomic_write import write_atomic
 from semfi_batch.backends import Backend, BackendOptions, InterpolationRequest, backend_class
 from semfi_batch.errors import MediaError, SemfiError
-from semfi_batch.media.frames import read_image, resize, write_bytes_atomic
+from semfi_batch.media.frames import read_image, resize
 from semfi_batch.media.probe import probe_video
 from semfi_batch.media.tools import tool_path
 from semfi_batch.metrics import motion_fields, psnr, ssim, warp_error
@@ -514,7 +515,7 @@ def write_eval(rows: Sequence[dict], path: Path, settings: EvalSettings | None =
     table = table.replace_schema_metadata({EVAL_META_KEY: json.dumps(meta, default=str).encode()})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    write_bytes_atomic(path, sink.getvalue().to_pybytes())
+    write_atomic(path, sink.getvalue().to_pybytes())
     return path
 
 

@@ -27,9 +27,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from semfi_batch.atomic_write import write_atomic
 from semfi_batch.errors import SemfiError
 from semfi_batch.evaluate import BackendSummary, format_seconds, is_eval_file, read_eval, summarize
-from semfi_batch.media.frames import as_rgb8, extract_frames, read_image_rgb8, resize, write_bytes_atomic
+from semfi_batch.media.frames import as_rgb8, extract_frames, read_image_rgb8, resize
 from semfi_batch.media.probe import probe_video
 from semfi_batch.metrics import job_warp_error
 
@@ -75,7 +76,7 @@ def write_report(source: Path, out: Path | None = None, *, max_sheets: int = 200
     else:
         raise ReportError(f"not found: {source}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(out, page.encode("utf-8"))
+    write_atomic(out, page.encode("utf-8"))
     return out
 
 
@@ -299,8 +300,8 @@ def _run_quality(run_dir: Path, jobs: pd.DataFrame, *, measure: bool = True) -> 
         kept[pid] = entry
         quality[pid] = _float(entry.get("warp_error"))
     if kept != cache:
-        with contextlib.suppress(OSError):  # a read-only run folder only costs the cache
-            write_bytes_atomic(cache_path, json.dumps(kept, sort_keys=True).encode())
+        with contextlib.suppress(SemfiError):  # a read-only run folder only costs the cache
+            write_atomic(cache_path, json.dumps(kept, sort_keys=True).encode())
     return quality
 
 

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from semfi_batch.atomic_write import write_atomic
 from semfi_batch.errors import FrameExtractError, MediaError
 from semfi_batch.media.png import (  # noqa: F401 - re-exported
     PNG_LEVEL_ENV,
@@ -383,24 +384,11 @@ def write_png(path: Path, frame: np.ndarray, *, sync: bool = True) -> str:
         parts = encode_png_parts(frame)
     except MediaError as exc:
         raise MediaError(f"{exc} ({path})") from None
-    write_bytes_atomic(path, *parts, sync=sync)
+    write_atomic(path, *parts, sync=sync)
     digest = hashlib.sha256()
     for part in parts:
         digest.update(part)
     return digest.hexdigest()
-
-
-def write_bytes_atomic(path: Path, *parts: bytes, sync: bool = True) -> None:
-    """Write `parts` (one after the other) to `path` via a temporary file in the same folder, fsynced (unless
-    `sync=False`: the caller syncs it), then renamed into place."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        for part in parts:
-            fh.write(part)
-        if sync:
-            fh.flush()
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def encode_png_sequence(frames: Iterable[Path], out: Path, fps: float | Fraction, *, codec: str = "h264") -> None:

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from semfi_batch.atomic_write import write_atomic
 from semfi_batch.errors import SemfiError
 from semfi_batch.manifest import KeyframePair, load_manifest
-from semfi_batch.media.frames import as_rgb8, extract_frames, read_image_rgb8, resize, write_bytes_atomic, write_png
+from semfi_batch.media.frames import as_rgb8, extract_frames, read_image_rgb8, resize, write_png
 from semfi_batch.media.probe import VideoInfo, probe_video
 from semfi_batch.review.decisions import Decision, load_decisions
 from semfi_batch.review.timecode import exact_rate, timecode
@@ -272,7 +273,7 @@ class RunReview:
             before = [resize(read_image_rgb8(p), width, height) for p in [self.keyframe(pair_id, "start")] if p]
             after = [resize(read_image_rgb8(p), width, height) for p in [self.keyframe(pair_id, "end")] if p]
         sequence = [*before, *generated, *after]
-        write_bytes_atomic(cached, _gif(sequence, fps))
+        write_atomic(cached, _gif(sequence, fps))
         return cached
 
 

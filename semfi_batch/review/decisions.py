@@ -13,12 +13,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from semfi_batch.atomic_write import write_atomic
 from semfi_batch.errors import SemfiError
 from semfi_batch.plan import default_seed
 
@@ -106,13 +106,7 @@ def _save(run_dir: Path, decisions: dict[str, Decision]) -> None:
         "version": FORMAT_VERSION,
         "jobs": {pid: asdict(d) for pid, d in sorted(decisions.items())},
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=1, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(payload, indent=1, sort_keys=True) + "\n").encode())
 
 
 def _now() -> str:

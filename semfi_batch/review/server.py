@@ -141,7 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
             )  # fmt: skip
         except DecisionError as exc:
             return self._send_error(HTTPStatus.BAD_REQUEST, str(exc))
-        except OSError as exc:
+        except (SemfiError, OSError) as exc:  # a full disk, a read-only run folder
             return self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR, f"cannot save the decision: {exc}")
         cards = [c for c in self._jobs()["jobs"] if c["pair_id"] in set(pair_ids)]
         return self._send_json({"jobs": cards})

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from semfi_batch.atomic_write import DISK_FULL_ERRNOS
 from semfi_batch.backends import Backend, InterpolationRequest
 from semfi_batch.errors import DiskFull, MediaError, SemfiError
 from semfi_batch.media.fields import interpolate_by_field
@@ -30,7 +31,7 @@ from semfi_batch.run.identity import stat_identity
 from semfi_batch.run.inputs import file_sha256
 from semfi_batch.run.job import Job, interlaced, load_keyframes
 from semfi_batch.run.kept_keys import keep_key
-from semfi_batch.run.layout import DISK_FULL_ERRNOS, RunLayout
+from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.ledger import output_entries, write_record
 
 
@@ -166,12 +167,12 @@ def _failed_or_raise(
 ) -> Attempt:
     """What an exception during an attempt leaves: a job-level failure (bad media, a backend error) a 'failed'
     attempt; a full disk raises DiskFull and an interruption propagates, nothing of the attempt left."""
-    if isinstance(exc, DiskFull) or not isinstance(exc, Exception):
-        shutil.rmtree(folder, ignore_errors=True)  # the run stops, or was interrupted: abandoned whole
-        raise exc
-    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
-        shutil.rmtree(folder, ignore_errors=True)
+    if isinstance(exc, DiskFull) or (isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS):
+        shutil.rmtree(folder, ignore_errors=True)  # the run stops: abandoned whole
         raise DiskFull(f"no space left on the output filesystem ({layout.root}) while writing {job.pair_id}") from None
+    if not isinstance(exc, Exception):
+        shutil.rmtree(folder, ignore_errors=True)  # interrupted: abandoned whole
+        raise exc
     return _failed_attempt(job, folder, started, notes, token, exc)
 
 

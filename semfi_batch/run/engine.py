@@ -11,7 +11,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait as wait_for
@@ -22,6 +21,7 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from semfi_batch.atomic_write import file_error, write_atomic
 from semfi_batch.backends import DEFAULT_BACKEND, BackendOptions, backend_class
 from semfi_batch.backends.routing import deciding_files, refuse_cut_morphs
 from semfi_batch.errors import BackendUnavailable, DiskFull, RunInterrupted, RunSettingsMismatch, SemfiError
@@ -34,7 +34,7 @@ from semfi_batch.run.frame_io import writer_threads
 from semfi_batch.run.identity import stat_identity
 from semfi_batch.run.inputs import CACHE_NAME, InputHashes
 from semfi_batch.run.job import ENGINE_VERSION, Job, JobPlanner
-from semfi_batch.run.layout import RunLayout, file_error, write_file_atomic
+from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.lease import LeaseManager, default_ttl
 from semfi_batch.run.ledger import JobLedger
 from semfi_batch.run.notices import notice
@@ -405,7 +405,7 @@ def write_metrics(path: Path, manifest: Manifest, records: dict[str, dict]) -> P
     table = pa.Table.from_pylist(rows) if rows else pa.table({c: pa.array([], pa.string()) for c in METRIC_COLUMNS})
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
-    write_file_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
     return path
 
 
@@ -418,16 +418,11 @@ def _claim_root(layout: RunLayout, manifest: Manifest, settings: dict) -> None:
             "settings": settings}  # fmt: skip
     existing = _read_json(path)
     if existing is None and not path.exists():
-        tmp = path.with_name(f".run.json.tmp{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        write_file_atomic(tmp, json.dumps(info, indent=2).encode())
         try:
-            os.link(tmp, path)
+            write_atomic(path, json.dumps(info, indent=2).encode(), exclusive=True)
             existing = info
         except FileExistsError:
             existing = _read_json(path)
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
     if existing is None:
         notice(f"{path} was unreadable; written again with this run's settings")
     elif isinstance(existing.get("settings"), dict):
@@ -440,7 +435,7 @@ def _claim_root(layout: RunLayout, manifest: Manifest, settings: dict) -> None:
             )
         info["settings"] = {**settings, "key_settings": {**old.get("key_settings", {}), **settings["key_settings"]}}
     if existing != info:
-        write_file_atomic(path, json.dumps(info, indent=2).encode())
+        write_atomic(path, json.dumps(info, indent=2).encode())
     target = layout.root / "manifest.parquet"
     if manifest.path.suffix.lower() == ".csv":  # CSV manifests are kept as Parquet: splice and report read that
         from semfi_batch.manifest import read_table, write_manifest
@@ -450,11 +445,11 @@ def _claim_root(layout: RunLayout, manifest: Manifest, settings: dict) -> None:
         try:
             data = manifest.path.read_bytes()
         except OSError as exc:
-            raise file_error(exc, manifest.path) from None
+            raise file_error(exc, manifest.path, "read") from None
         with contextlib.suppress(OSError):
             if target.stat().st_size == len(data) and target.read_bytes() == data:
                 return  # the same manifest again (a resume): no rewrite, no fsync
-        write_file_atomic(target, data)
+        write_atomic(target, data)
 
 
 def _newer_than(path: Path, inputs: tuple[Path, ...]) -> bool:

@@ -11,8 +11,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from semfi_batch.atomic_write import write_atomic
 from semfi_batch.run.identity import StatIdentity, stat_identity
-from semfi_batch.run.layout import write_file_atomic
 from semfi_batch.run.notices import notice
 
 CACHE_NAME = ".input-hashes.jsonl"
@@ -59,7 +59,7 @@ class InputHashes:
             return
         lines = [json.dumps({"path": p, "id": list(i), "sha256": d}) for p, (i, d) in self._known.items()]
         with contextlib.suppress(Exception):
-            write_file_atomic(target, ("\n".join(lines) + "\n").encode())
+            write_atomic(target, ("\n".join(lines) + "\n").encode())
             self._dirty = False
 
     def _load(self, cache: Path) -> None:

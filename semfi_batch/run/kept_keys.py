@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from semfi_batch.media.frames import write_bytes_atomic, write_png
+from semfi_batch.atomic_write import DISK_FULL_ERRNOS, write_atomic
+from semfi_batch.media.frames import write_png
 from semfi_batch.media.png import png_header
 from semfi_batch.run.identity import StatIdentity, stat_identity
 from semfi_batch.run.inputs import file_sha256
-from semfi_batch.run.layout import DISK_FULL_ERRNOS, write_file_atomic
 
 # SHA-256 of the key files this process hashed or wrote (store files, keyframe cache files), by (device, inode,
 # size, mtime): a link changes a file's ctime, and these files are never written in place.
@@ -94,7 +94,7 @@ def _stored(
     if stat_identity(source) != identity:
         return None
     store.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(kept, data, sync=sync)  # a unique temporary name: two threads may keep a key at once
+    write_atomic(kept, data, sync=sync)  # its unique temporary name lets two threads keep a key at once
     _remember(kept, digest)
     return kept
 
@@ -144,5 +144,5 @@ def _remember(path: Path, digest: str, key: tuple[int, int, int, int] | None = N
 def _copy_bytes(source: Path, target: Path, *, sync: bool = True) -> str:
     """Copy a file's bytes (atomically, fsynced unless `sync=False`); return their SHA-256."""
     data = source.read_bytes()
-    write_bytes_atomic(target, data, sync=sync)
+    write_atomic(target, data, sync=sync)
     return hashlib.sha256(data).hexdigest()

@@ -1,6 +1,6 @@
 """Where a run keeps its files, the guarantee that every path it writes lies inside the output root and is
-never a symlink written through, and the low-level writes every run file goes through (no short write
-is ever ignored; temporary names are unique and removed at the next start when a kill left them)."""
+never a symlink written through, the appends and fsyncs of run files (whole files: atomic_write), and the
+removal of temporary files that a kill left."""
 
 from __future__ import annotations
 
@@ -11,22 +11,20 @@ import re
 import shutil
 import stat
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from semfi_batch.errors import DiskFull, OutputPathError, SemfiError
+from semfi_batch.errors import OutputPathError
 from semfi_batch.manifest import pair_id_problem
 from semfi_batch.run.finished import STAMP
 from semfi_batch.run.notices import notice
 
-DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 # Files and folders of the root that runs, splice and report write: none may be a symlink.
 RUN_FILES = ("ledger.jsonl", "events.jsonl", "run.json", "manifest.parquet", "metrics.parquet", "report.html",
              ".input-hashes.jsonl", ".report-quality.json", STAMP)  # fmt: skip
 RUN_FOLDERS = ("jobs", "work", "trash", "leases", "spliced", "cache", "review")
-# Temporary names: ".<target>.tmp<pid>..." (this module and media.frames) or ".<lease>.renew-..." / ".stale-".
+# Temporary names: ".<target>.tmp<pid>..." (atomic_write) or ".<lease>.renew-..." / ".stale-".
 _TEMP = re.compile(r"^\..+\.(?:tmp-?(\d+)|renew-|stale-)")
 
 
@@ -197,16 +195,6 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def write_all(fd: int, data: bytes, name: Path | str) -> None:
-    """os.write until every byte is written; a write that makes no progress is a full disk."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written <= 0:
-            raise OSError(errno.ENOSPC, "short write (disk full?)", str(name))
-        view = view[written:]
-
-
 def append_line(path: Path, line: bytes) -> None:
     """Append one line with one write (atomic among O_APPEND writers); never through a symlink. A write cut
     short raises: the cut line is what readers skip."""
@@ -217,34 +205,6 @@ def append_line(path: Path, line: bytes) -> None:
             raise OSError(errno.ENOSPC, f"short write ({written} of {len(line)} bytes; disk full?)", str(path))
     finally:
         os.close(fd)
-
-
-def write_file_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
-    """Write `data` to `path` under a unique temporary name beside it (created exclusively, so never through a
-    symlink), fsynced (unless `sync=False`: the caller syncs it), then renamed into place. Errors name
-    `path`, never the temporary name."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        try:
-            write_all(fd, data, path)
-            if sync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise file_error(exc, path) from None
-
-
-def file_error(exc: OSError, path: Path) -> SemfiError:
-    """An OSError met while writing `path` (or its temporary), as a one-line error naming `path`."""
-    why = exc.strerror or str(exc)
-    if exc.errno in DISK_FULL_ERRNOS:
-        return DiskFull(f"cannot write {path}: {why} (output filesystem full or file size limit reached)")
-    return SemfiError(f"cannot write {path}: {why}")
 
 
 def is_regular(path: Path) -> bool:

@@ -20,9 +20,10 @@ import os
 import stat
 from pathlib import Path
 
+from semfi_batch.atomic_write import write_atomic
 from semfi_batch.run.identity import folder_fingerprint
 from semfi_batch.run.inputs import file_sha256
-from semfi_batch.run.layout import RunLayout, append_line, write_file_atomic
+from semfi_batch.run.layout import RunLayout, append_line
 from semfi_batch.run.notices import notice
 
 RECORD_NAME = "record.json"
@@ -141,7 +142,7 @@ class JobLedger:
                 f"{LEDGER_VERSION}\t{p}\t{k}\t{st}\t{fp}\t{blob}\n" for p, (k, st, fp, blob) in index.items()
             )
             with contextlib.suppress(Exception):
-                write_file_atomic(self.layout.ledger, kept.encode())
+                write_atomic(self.layout.ledger, kept.encode())
         return self
 
     def _fingerprint(self, pair_id: str) -> str | None:
@@ -216,4 +217,4 @@ def read_record(job_dir: Path) -> dict | None:
 def write_record(job_dir: Path, record: dict) -> None:
     """Write record.json atomically: the last file of a job, its completion marker."""
     data = json.dumps(record, indent=2, sort_keys=True, default=str).encode()
-    write_file_atomic(job_dir / RECORD_NAME, data)
+    write_atomic(job_dir / RECORD_NAME, data)

@@ -212,11 +212,11 @@ def write_edl(summary: SpliceSummary, path: Path) -> Path:
 
 
 def _atomic_write(path: Path, text: str) -> Path:
-    from semfi_batch.media.frames import write_bytes_atomic
+    from semfi_batch.atomic_write import write_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, text.encode())
+    write_atomic(path, text.encode())
     return path
 
 

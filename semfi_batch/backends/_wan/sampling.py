@@ -28,8 +28,8 @@ from PIL import Image
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from semfi_batch.atomic_write import write_atomic
 from semfi_batch.backends._wan.defaults import SIGMA_SHIFT
-from semfi_batch.media.frames import write_bytes_atomic
 
 CHECKPOINT_NAME = "denoise.safetensors"
 CHECKPOINT_FORMAT = "semfi-batch/denoise/1"
@@ -217,7 +217,7 @@ class DenoiseCheckpoint:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"latents": latents.detach().contiguous().cpu(), "generator_state": generator.get_state()}
         meta = {"format": CHECKPOINT_FORMAT, "fingerprint": self.fingerprint, "step": str(step)}
-        write_bytes_atomic(self.path, st_save(tensors, metadata=meta))
+        write_atomic(self.path, st_save(tensors, metadata=meta))
 
 
 @torch.no_grad()

@@ -1,0 +1,70 @@
+"""Files written whole or not at all. Every file this tool writes in one piece (frames, records, metrics, the
+report, caches, checkpoints) goes through `write_atomic`: its bytes go to a temporary name beside the target
+(".<name>.tmp<pid>-<random>": unique, created exclusively, so never written through a symlink, and removed
+by the next run when a kill left it), every byte is written (a write that makes no progress is a full disk),
+fsynced, then renamed into place. A failure removes the temporary file and raises one error that names the
+target, never the temporary name. Standard library only: the finished stamp's quick answer imports it."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from pathlib import Path
+
+from semfi_batch.errors import DiskFull, SemfiError
+
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def temporary_path(path: Path) -> Path:
+    """A unique temporary name beside `path` (the process id in it tells a later run whose it was)."""
+    return path.with_name(f".{path.name}.tmp{os.getpid()}-{os.urandom(4).hex()}")
+
+
+def write_atomic(path: Path, *parts: bytes, sync: bool = True, exclusive: bool = False) -> None:
+    """Write `parts`, one after the other, as the file `path`, atomically. `sync=False` leaves the fsync to the
+    caller (a job's writer syncs its files behind it). `exclusive`: create `path` only where there is none
+    (FileExistsError otherwise), so that of two processes creating it at once one wins, whole. Raises
+    DiskFull or SemfiError naming `path`."""
+    tmp = temporary_path(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            for part in parts:
+                write_all(fd, part, path)
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        if exclusive:
+            os.link(tmp, path)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if exclusive and isinstance(exc, FileExistsError):
+            raise
+        raise file_error(exc, path) from None
+
+
+def write_all(fd: int, data: bytes, name: Path | str) -> None:
+    """os.write until every byte is written; a write that makes no progress is a full disk."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "short write (disk full?)", str(name))
+        view = view[written:]
+
+
+def file_error(exc: OSError, path: Path, doing: str = "write") -> SemfiError:
+    """An OSError met while writing (or reading: `doing`) `path`, as a one-line error naming `path`: DiskFull
+    for a full filesystem or a file size limit."""
+    why = exc.strerror or str(exc)
+    if exc.errno in DISK_FULL_ERRNOS:
+        return DiskFull(f"cannot {doing} {path}: {why} (output filesystem full or file size limit reached)")
+    return SemfiError(f"cannot {doing} {path}: {why}")
