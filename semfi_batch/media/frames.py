@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import re
 import subprocess
 import tempfile
 import threading
@@ -163,9 +164,10 @@ def iter_frames(
     Where the probed frame times identify frames (`info.seekable`), each delivered frame is named by its own
     time: decoding starts at the beginning, or, when the first wanted frame lies SEEK_MIN_FRAMES or more in,
     at the keyframe at least SEEK_LEAD_S before it (frames the seek did not deliver are read again from the
-    start). Elsewhere frames are counted from the start of a sequential decode, which is what the frame list
-    of such videos is made of. FrameExtractError for an index outside the video or a frame that does not
-    decode."""
+    start, and all of them when it did not land on a keyframe the decoder confirms). Elsewhere frames are
+    counted from the start of a sequential decode, which is what the frame list of such videos is made of.
+    FrameExtractError for an index outside the video, a frame that does not decode, or frames that change
+    size mid-way."""
     wanted = sorted({int(i) for i in indices})
     if not wanted:
         return
@@ -195,7 +197,7 @@ _DEINTERLACE = "bwdif=mode=send_frame:parity=auto:deint=all,"
 def _decode_counting(info: VideoInfo, wanted: list[int], deinterlace: bool) -> Iterable[tuple[int, np.ndarray]]:
     """Decode from the start, keeping frames whose position in the decode (select's n) is wanted."""
     graph = (_DEINTERLACE if deinterlace else "") + f"select='{_select_expr('n', _runs(wanted))}'"
-    frames = _decode(info, [], graph, len(wanted))
+    frames = _decode(info, [], graph, len(wanted), counted=True)
     count = 0
     for index, frame in zip(wanted, frames, strict=False):
         count += 1
@@ -219,17 +221,27 @@ def _decode_by_time(
     # -copyts: filter times are the file's own, so the wanted times are the probed ones plus the container start.
     centres = [info.start_time + float(ft[i]) for i in wanted]
     windows = [(c - eps, c + eps) for c in centres]
-    graph = (_DEINTERLACE if deinterlace else "") + f"select='{_select_expr('t', windows)}',showinfo=checksum=0"
+    select = _select_expr("t", windows)
+    if seek is not None:
+        # The decode starts where the container's index says a keyframe is. Some indexes flag every frame (old
+        # AVIs, an MP4 without its keyframe table), and the decoder then makes pictures from missing references,
+        # with the right times. So the seek is trusted only when the first frame it delivers is a keyframe coded
+        # intra (or of no stated type: decoders that give none). Else only that frame passes; it names no wanted
+        # frame, this decode is dropped and the frames are read from the start.
+        select = f"if(eq(n,0),st(0,key*lte(pict_type,PICT_TYPE_I)));if(ld(0),{select},eq(n,0))"
+    graph = (_DEINTERLACE if deinterlace else "") + f"select='{select}'"
     # -ss counts from the container start (ffmpeg adds the start time); -copyts keeps the file's own times.
     args = ["-noaccurate_seek", "-ss", f"{seek:.6f}", "-copyts"] if seek is not None else ["-copyts"]
     times: list[float] = []
     frames = _decode(info, args, graph, len(wanted), times=times)
+    expected = set(wanted)
     try:
         for frame in frames:
             stamp = times[-1] - info.start_time if times else float("nan")
             k = int(np.searchsorted(ft, stamp - eps))
-            if not (k < ft.shape[0] and abs(float(ft[k]) - stamp) <= eps):
-                return  # a frame that is not where the probe says: trust nothing more from this decode
+            if not (k < ft.shape[0] and abs(float(ft[k]) - stamp) <= eps and k in expected):
+                return  # not a wanted frame where the probe says it is: trust nothing more from this decode
+            expected.discard(k)
             yield k, frame
     finally:
         frames.close()  # stops ffmpeg at once when this decode is left early
@@ -258,13 +270,23 @@ def _select_expr(var: str, ranges: Sequence[tuple[float, float]]) -> str:
 
 
 def _decode(
-    info: VideoInfo, input_args: list[str], graph: str, count: int, *, times: list[float] | None = None
+    info: VideoInfo,
+    input_args: list[str],
+    graph: str,
+    count: int,
+    *,
+    times: list[float] | None = None,
+    counted: bool = False,
 ) -> Generator[np.ndarray, None, None]:
     """Run one ffmpeg decode of the first video stream through `graph` and yield up to `count` raw frames in
-    `frame_layout(info)`. With `times`, showinfo's time of each frame is appended before it is yielded."""
+    `frame_layout(info)`. With `times`, showinfo's time of each frame is appended before it is yielded.
+    FrameExtractError for a frame of another size than the probe's (ffmpeg would scale it to the first size),
+    and, when `graph` selects frames by their count (`counted`), for a decode whose filters ffmpeg set up
+    again mid-way (a change of size or pixel format): the count starts again from zero there."""
     pix_fmt, dtype, channels = frame_layout(info)
     width, height = info.display_size  # ffmpeg turns frames upright (its rotation filters come before ours)
     frame_bytes = width * height * channels * dtype.itemsize
+    graph += ",showinfo=checksum=0"  # each frame's time and size as decoded, before any scaling to the output
     script = None
     cmd = [tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info"]
     cmd += [*input_args, "-i", str(info.path), "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough"]
@@ -274,7 +296,7 @@ def _decode(
     else:
         cmd += ["-vf", graph]
     cmd += ["-frames:v", str(count), "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
-    stamps = _TimeLog() if times is not None else None
+    stamps = _TimeLog()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1 << 20)
     log = _StderrReader(proc, stamps)
     delivered = 0
@@ -287,8 +309,16 @@ def _decode(
                         f"cannot read frames of {info.path}: a decoded frame is not {width}x{height} as probed"
                     )
                 break
-            if stamps is not None and times is not None:
-                times.append(stamps.next())
+            stamp, size, setups = stamps.next()
+            if size is not None and size != (width, height):
+                raise FrameExtractError(
+                    f"cannot read frames of {info.path}: its frames change size mid-way ({size[0]}x{size[1]} "
+                    f"after {width}x{height} at the start); split it where the size changes"
+                )
+            if counted and setups > 1:
+                raise _changes_format(info)
+            if times is not None:
+                times.append(stamp)
             delivered += 1
             yield np.frombuffer(data, dtype).reshape(height, width, channels).astype(dtype.newbyteorder("="))
     finally:
@@ -299,8 +329,17 @@ def _decode(
         log.join()
         if script is not None:
             script.unlink(missing_ok=True)
+    if delivered < count and counted and log.setups > 1:
+        raise _changes_format(info)
     if delivered < count and rc not in (0, -9):  # a failure after every wanted frame is no failure of ours
         raise FrameExtractError(f"cannot decode {info.path}: {log.last_error()}")
+
+
+def _changes_format(info: VideoInfo) -> FrameExtractError:
+    return FrameExtractError(
+        f"cannot count the frames of {info.path}: its frames change size or pixel format mid-way; split it where "
+        "they change"
+    )
 
 
 def read_exact(stream, size: int) -> bytes:
@@ -323,21 +362,33 @@ def _write_script(text: str) -> Path:
 
 
 class _TimeLog:
-    """Frame times from showinfo lines, handed over in order (blocking until the next one is logged)."""
+    """Each frame's (time, (width, height), how many times the filters had been set up) from showinfo lines,
+    handed over in order (blocking until the next one is logged; NaN, None, 0 when the log ended first)."""
 
     def __init__(self) -> None:
-        self.items: queue.Queue[float | None] = queue.Queue()
+        self.items: queue.Queue[tuple[float | None, tuple[int, int] | None, int] | None] = queue.Queue()
+        self.ended = False
 
-    def next(self) -> float:
-        item = self.items.get(timeout=60)
-        return float("nan") if item is None else item
+    def next(self) -> tuple[float, tuple[int, int] | None, int]:
+        item = None if self.ended else self.items.get(timeout=60)
+        if item is None:
+            self.ended = True
+            return float("nan"), None, 0
+        stamp, size, setups = item
+        return (float("nan") if stamp is None else stamp), size, setups
+
+
+_FRAME_SIZE_RE = re.compile(r"\bs:(\d+)x(\d+)")
 
 
 class _StderrReader:
-    """Reads ffmpeg's log on a thread: showinfo times go to `stamps`, the rest is kept for error messages."""
+    """Reads ffmpeg's log on a thread: showinfo's frame times and sizes go to `stamps`, the rest is kept for
+    error messages. `setups`: how many times showinfo was configured (more than once: ffmpeg set the filters
+    up again for frames of another size or pixel format)."""
 
-    def __init__(self, proc: subprocess.Popen, stamps: _TimeLog | None):
+    def __init__(self, proc: subprocess.Popen, stamps: _TimeLog):
         self.proc, self.stamps = proc, stamps
+        self.setups = 0
         self.lines: list[str] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -350,14 +401,15 @@ class _StderrReader:
                 kind, value = parse_showinfo_line(line, time_base)
                 if kind == "time_base":
                     time_base = value
-                elif kind == "time" and self.stamps is not None:
-                    self.stamps.items.put(value)
+                    self.setups += 1
+                elif kind == "time":
+                    size = _FRAME_SIZE_RE.search(line)
+                    self.stamps.items.put((value, (int(size[1]), int(size[2])) if size else None, self.setups))
                 continue
             if line.strip():
                 self.lines.append(line.strip())
                 del self.lines[:-20]
-        if self.stamps is not None:
-            self.stamps.items.put(None)
+        self.stamps.items.put(None)
 
     def join(self) -> None:
         self.thread.join(timeout=10)

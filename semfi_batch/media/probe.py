@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -148,17 +149,25 @@ def probe_video(path: Path) -> VideoInfo:
 
 @lru_cache(maxsize=64)
 def _probe_cached(path: Path, _size: int, _mtime_ns: int) -> VideoInfo:
-    try:
-        # One ffprobe call for streams, format and every packet's timestamps (half the start-up of two calls).
-        meta = _ffprobe_json(
-            path,
-            "-show_format",
-            "-show_streams",
-            "-show_entries",
-            "packet=stream_index,pts_time,dts_time,flags,size",
-        )
-    except MediaError as exc:
-        raise VideoOpenFailure(str(exc)) from None
+    with ThreadPoolExecutor(1) as pool:
+        # The first frame the decoder delivers, found while ffprobe lists the packets (the packets are the
+        # frames only when the decoder starts at the first of them).
+        first_decoded = pool.submit(decoded_frame_times, path, frames=1)
+        try:
+            # One ffprobe call for streams, format and every packet's timestamps (half the start-up of two calls).
+            meta = _ffprobe_json(
+                path,
+                "-show_format",
+                "-show_streams",
+                "-show_entries",
+                "packet=stream_index,pts_time,dts_time,flags,size",
+            )
+        except MediaError as exc:
+            raise VideoOpenFailure(str(exc)) from None
+        return _video_info(path, meta, first_decoded)
+
+
+def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
     streams = meta.get("streams", [])
     video = next((s for s in streams if s.get("codec_type") == "video" and not _is_cover(s)), None)
     if video is None:
@@ -183,7 +192,11 @@ def _probe_cached(path: Path, _size: int, _mtime_ns: int) -> VideoInfo:
         times = [float(p["pts_time"]) for p in packets if "D" not in p.get("flags", "")]  # D: cut by an edit list
         frame_times = np.sort(np.asarray(times, dtype=np.float64)) - container_start
         frames_from = "packets"
-    else:
+    if packet_exact and (frame_times.size == 0 or not _starts_at(first_decoded, container_start, frame_times)):
+        # The decoder does not deliver every listed packet from the first: a stream cut before its first keyframe,
+        # or the leading pictures of an open GOP at its start. The frames are the ones it delivers.
+        packet_exact = False
+    if not packet_exact:
         frame_times = decoded_frame_times(path) - container_start
         frames_from = "decode"
     if frame_times.size == 0:
@@ -217,15 +230,17 @@ _CONFIG_RE = re.compile(r"config in time_base: (\d+)/(\d+)")
 _SHOWINFO_RE = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(\S+)")
 
 
-def decoded_frame_times(path: Path) -> np.ndarray:
+def decoded_frame_times(path: Path, *, frames: int | None = None) -> np.ndarray:
     """Presentation times (s, the file's own: -copyts) of every frame ffmpeg decodes from the first video
-    stream, in delivery order: the same decode, options and timestamps `extract_frames` uses. NaN for a frame
-    delivered without a time. (Without -copyts ffmpeg shifts them by a start it picks itself, which is not
-    the container start when the audio starts first, as in many transport streams.)"""
+    stream (or of its first `frames`), in delivery order: the same decode, options and timestamps
+    `extract_frames` uses. NaN for a frame delivered without a time. (Without -copyts ffmpeg shifts them by a
+    start it picks itself, which is not the container start when the audio starts first, as in many transport
+    streams.)"""
+    limit = ["-frames:v", str(frames)] if frames is not None else []
     cmd = [
         tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-noautorotate",
         "-copyts", "-i", str(path), "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough",
-        "-vf", "showinfo=checksum=0", "-f", "null", "-",
+        "-vf", "showinfo=checksum=0", *limit, "-f", "null", "-",
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, check=False)
     log = proc.stderr.decode("utf-8", "replace")
@@ -233,6 +248,20 @@ def decoded_frame_times(path: Path) -> np.ndarray:
         last = [ln for ln in log.splitlines() if ln.strip()][-1:] or ["no error output"]
         raise VideoOpenFailure(f"cannot decode video {path}: {last[0].strip()}")
     return parse_showinfo_times(log)
+
+
+def _starts_at(first_decoded: Future, container_start: float, frame_times: np.ndarray) -> bool:
+    """True when the first frame the decoder delivered (`first_decoded`: decoded_frame_times' of the first
+    frame) has the time of the first of `frame_times` (s from `container_start`), to within a quarter of the
+    shortest frame interval."""
+    first = container_start + float(frame_times[0])
+    steps = np.diff(frame_times)
+    eps = min(1e-3, 0.25 * float(steps.min())) if steps.size else 1e-3
+    try:
+        delivered = first_decoded.result()
+    except VideoOpenFailure:
+        return False  # the full decode names what is wrong
+    return delivered.size > 0 and abs(float(delivered[0]) - first) <= eps
 
 
 def parse_showinfo_times(log: str) -> np.ndarray:

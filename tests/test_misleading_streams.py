@@ -1,0 +1,156 @@
+"""Streams whose container misleads about their frames, and frame i is still the i-th frame of a sequential
+decode: a stream cut before its first keyframe or inside an open GOP (the container lists frames the decoder
+drops), an index that flags every frame as a keyframe (a seek lands on a frame made from missing
+references), and a stream that changes size mid-way (ffmpeg would scale it: an error instead)."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+
+import numpy as np
+import pytest
+
+from semfi_batch.errors import FrameExtractError
+from semfi_batch.media import frames as frames_mod
+from semfi_batch.media.frames import extract_frames
+from semfi_batch.media.probe import probe_video
+
+NUMBERED = "testsrc2=s=64x48:r=25"
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+def sequential_decode(path) -> np.ndarray:
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo",
+         "-pix_fmt", "rgb24", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return np.frombuffer(raw, np.uint8).reshape(-1, 48, 64, 3)
+
+
+def packet_flags(path) -> list[str]:
+    """The flags of each video packet, in decode order."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=flags", "-of", "json",
+         str(path)],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return [p["flags"] for p in json.loads(out)["packets"]]
+
+
+def key_packets(path) -> list[int]:
+    """Indices (decode order) of the video packets the container flags as keyframes."""
+    return [i for i, flags in enumerate(packet_flags(path)) if "K" in flags]
+
+
+def drop_packets_before(source, out, first: int) -> None:
+    """A stream copy of `source` without its first `first` video packets (as a cut by packets does)."""
+    ffmpeg("-i", str(source), "-map", "0:v:0", "-c", "copy", "-bsf:v", f"noise=drop=lt(n\\,{first})", str(out))
+
+
+def assert_frames_are_the_decodes(path, wanted) -> None:
+    truth = sequential_decode(path)
+    info = probe_video(path)
+    assert info.frame_count == len(truth)
+    got = extract_frames(info, wanted)
+    for i in wanted:
+        assert np.array_equal(got[i], truth[i]), f"frame {i} of {path.name}"
+
+
+def test_h264_cut_before_its_first_keyframe(tmp_path):
+    full = tmp_path / "full.mkv"
+    ffmpeg("-f", "lavfi", "-i", NUMBERED, "-frames:v", "60", "-c:v", "libx264", "-g", "25", "-bf", "2", str(full))
+    cut = tmp_path / "cut.mkv"
+    ffmpeg("-i", str(full), "-ss", "0.3", "-c", "copy", "-copyinkf", str(cut))  # starts on 10 non-key frames
+    info = probe_video(cut)
+    assert info.frames_from == "decode" and info.frame_count < len(packet_flags(cut))  # the decoder drops some
+    assert_frames_are_the_decodes(cut, [0, 1, 12, 30, info.frame_count - 1])
+
+
+@pytest.mark.parametrize(
+    "encoder",
+    [
+        ("libx264", "-x264-params", "keyint=12:min-keyint=12:bframes=3:open-gop=1:scenecut=0"),
+        ("libx265", "-x265-params", "keyint=12:min-keyint=12:bframes=4:open-gop=1:scenecut=0:log-level=error"),
+    ],
+    ids=["h264", "hevc"],
+)
+def test_open_gop_cut_at_a_recovery_point_keeps_leading_pictures_the_decoder_drops(tmp_path, encoder):
+    full = tmp_path / "full.mkv"
+    ffmpeg("-f", "lavfi", "-i", NUMBERED, "-frames:v", "48", "-c:v", encoder[0], *encoder[1:], str(full))
+    cut = tmp_path / "cut.mkv"
+    drop_packets_before(full, cut, key_packets(full)[1])  # starts on an I (CRA) picture with its leading B/RASL
+    assert_frames_are_the_decodes(cut, [0, 3, 4, 20, 30])
+
+
+def _avi_index_flags_every_frame_key(path) -> None:
+    data = bytearray(path.read_bytes())
+    at = data.rfind(b"idx1")
+    (size,) = struct.unpack_from("<I", data, at + 4)
+    for entry in range(at + 8, at + 8 + size, 16):
+        if data[entry : entry + 2] == b"00":
+            (flags,) = struct.unpack_from("<I", data, entry + 4)
+            struct.pack_into("<I", data, entry + 4, flags | 0x10)  # AVIIF_KEYFRAME
+    path.write_bytes(bytes(data))
+
+
+def _mp4_without_keyframe_table(path) -> None:
+    data = bytearray(path.read_bytes())
+    at = data.find(b"stss")
+    data[at : at + 4] = b"free"  # no stss box: every sample counts as a sync sample
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("name", "encode", "damage"),
+    [
+        ("msmpeg4.avi", ("-c:v", "msmpeg4", "-q:v", "3"), _avi_index_flags_every_frame_key),
+        ("mpeg4.mp4", ("-c:v", "mpeg4", "-q:v", "3", "-bf", "2"), _mp4_without_keyframe_table),
+    ],
+    ids=["avi-index", "mp4-no-stss"],
+)
+def test_seek_to_a_frame_the_index_calls_a_keyframe_is_not_trusted(tmp_path, monkeypatch, name, encode, damage):
+    """Frames 0 and 50 are I frames; the seek for frame 30 lands on frame 25 (P); in the AVI (no B-frames) the
+    seek for frame 60 lands on frame 50 itself."""
+    path = tmp_path / name
+    ffmpeg("-f", "lavfi", "-i", NUMBERED, "-frames:v", "90", *encode, "-g", "50", str(path))
+    damage(path)
+    assert len(key_packets(path)) == 90  # the container now calls every frame a keyframe
+    monkeypatch.setattr(frames_mod, "SEEK_MIN_FRAMES", 0)
+    monkeypatch.setattr(frames_mod, "SEEK_LEAD_S", 0.2)
+    starts: list[bool] = []
+    real = frames_mod._decode_by_time
+
+    def spy(info, wanted, seek, *rest):
+        for index, frame in real(info, wanted, seek, *rest):
+            starts.append(seek is not None)
+            yield index, frame
+
+    monkeypatch.setattr(frames_mod, "_decode_by_time", spy)
+    assert_frames_are_the_decodes(path, [30, 34, 40])  # the seek lands on frame 25, a P frame
+    assert starts == [False, False, False]  # all read from the start, none after the seek
+    if name.endswith(".avi"):
+        starts.clear()
+        monkeypatch.setattr(frames_mod, "SEEK_LEAD_S", 0.4)
+        assert_frames_are_the_decodes(path, [60, 70])  # a seek that lands on frame 50, a real I frame: kept
+        assert starts == [True, True]
+
+
+def test_a_stream_that_changes_size_mid_way_is_an_error(tmp_path):
+    parts = []
+    for i, size in enumerate(("64x48", "128x96")):
+        parts.append(tmp_path / f"part{i}.ts")
+        ffmpeg("-f", "lavfi", "-i", f"testsrc2=s={size}:r=25", "-frames:v", "25", "-c:v", "libx264",
+               "-output_ts_offset", str(i), str(parts[-1]))  # fmt: skip
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
+    info = probe_video(joined)
+    assert extract_frames(info, [3])[3].shape == (48, 64, 3)
+    changes = r"change size mid-way \(128x96 after 64x48|change size or pixel format mid-way"
+    with pytest.raises(FrameExtractError, match=changes):
+        extract_frames(info, [30])
