@@ -8,6 +8,7 @@ halves), so a decoded frame says which source frame it is."""
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -210,6 +211,71 @@ RECIPES: tuple[Recipe, ...] = (
         notes="a 100 ms hole at frame 15",
     ),  # fmt: skip
     Recipe("h264-rotated-mp4", "mp4", _x264(), extra=("-metadata:s:v:0", "rotate=90"), audio=AAC),
+    Recipe(
+        "prores-xq-alpha-mov",
+        "mov",
+        ("-c:v", "prores_ks", "-profile:v", "5", "-pix_fmt", "yuva444p10le"),
+        pix="yuva444p",
+        fps="30000/1001",
+        extra=("-timecode", "01:00:00;00"),
+        audio=PCM,
+        intra=True,
+        notes="ProRes 4444 XQ: profile and alpha kept; drop-frame timecode",
+    ),  # fmt: skip
+    Recipe(
+        "prores-hq-bff-mov",
+        "mov",
+        ("-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le", "-flags", "+ildct", "-top", "0"),
+        filters=("setfield=bff",),
+        extra=("-field_order", "bb"),
+        audio=PCM,
+        intra=True,
+        notes="interlaced ProRes: generated frames coded interlaced too",
+    ),  # fmt: skip
+    Recipe(
+        "dnxhr-sq-2997-mxf",
+        "mxf",
+        ("-c:v", "dnxhd", "-profile:v", "dnxhr_sq", "-pix_fmt", "yuv422p"),
+        size="256x144",
+        fps="30000/1001",
+        extra=("-timecode", "01:00:00;00"),
+        audio=PCM,
+        intra=True,
+        notes="MXF at 29.97: its clock is the frame period, 1001/30000",
+    ),  # fmt: skip
+    Recipe(
+        "v210-mov",
+        "mov",
+        (
+            "-c:v",
+            "v210",
+        ),
+        pix="yuv422p10le",
+        audio=PCM,
+        intra=True,
+        lossless_frames=True,
+    ),
+    Recipe(
+        "dv-pal-avi",
+        "avi",
+        ("-c:v", "dvvideo", "-pix_fmt", "yuv420p", "-flags", "+ildct", "-top", "0"),
+        size="720x576",
+        frames=26,
+        filters=("setfield=bff",),
+        audio=PCM,
+        intra=True,
+        notes="DV: AVI says no field order, the decoder says bottom first",
+    ),  # fmt: skip
+    Recipe(
+        "ffv1-rgb-mkv",
+        "mkv",
+        ("-c:v", "ffv1", "-level", "3", "-g", "1", "-pix_fmt", "gbrp10le"),
+        pix="gbrp",
+        audio=FLAC,
+        intra=True,
+        lossless_frames=True,
+        notes="an RGB source: its matrix is tagged gbr",
+    ),  # fmt: skip
 )
 
 
@@ -303,6 +369,28 @@ def stream_report(path: Path) -> StreamReport:
     )
 
 
+def avi_index_flags_every_frame_key(path: Path) -> None:
+    """Rewrite an AVI's idx1 so that it calls every video chunk a keyframe, as some old writers did."""
+    data = bytearray(path.read_bytes())
+    at = data.rfind(b"idx1")
+    (size,) = struct.unpack_from("<I", data, at + 4)
+    for entry in range(at + 8, at + 8 + size, 16):
+        if data[entry : entry + 2] == b"00":
+            (flags,) = struct.unpack_from("<I", data, entry + 4)
+            struct.pack_into("<I", data, entry + 4, flags | 0x10)  # AVIIF_KEYFRAME
+    path.write_bytes(bytes(data))
+
+
+def interlaced_frames(path: Path) -> list[bool]:
+    """Whether each decoded frame is coded interlaced (the decoder's flag)."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=interlaced_frame", "-of",
+         "csv=p=0", str(path)],
+        capture_output=True, check=True, text=True,
+    ).stdout  # fmt: skip
+    return [line.strip().startswith("1") for line in out.splitlines() if line.strip()]
+
+
 def decode_frames(path: Path, pix_fmt: str = "rgb24", *, rotated: bool = False, keep_alpha: bool = False) -> np.ndarray:
     """Every frame as decoded in presentation order (stored orientation, or as displayed with `rotated`;
     no frame-rate conversion)."""
@@ -388,6 +476,11 @@ def check_splice(
         a, b = getattr(want, key), getattr(got, key)
         if a != b:
             res.problems.append(f"{key} {b} != {a}")
+    coded = interlaced_frames(source)
+    if coded and all(coded):  # an interlaced source: so must every frame of the output be
+        progressive = interlaced_frames(output).count(False)
+        if progressive:
+            res.problems.append(f"{progressive} frames coded progressive in an interlaced source")
     res.audio = ",".join(got.audio) or "-"
     if want.audio != got.audio:
         res.problems.append(f"audio {got.audio} != {want.audio}")

@@ -6,7 +6,6 @@ references), and a stream that changes size mid-way (ffmpeg would scale it: an e
 from __future__ import annotations
 
 import json
-import struct
 import subprocess
 
 import numpy as np
@@ -16,6 +15,7 @@ from semfi_batch.errors import FrameExtractError
 from semfi_batch.media import frames as frames_mod
 from semfi_batch.media.frames import extract_frames
 from semfi_batch.media.probe import probe_video
+from tests.format_matrix import avi_index_flags_every_frame_key
 
 NUMBERED = "testsrc2=s=64x48:r=25"
 
@@ -88,17 +88,6 @@ def test_open_gop_cut_at_a_recovery_point_keeps_leading_pictures_the_decoder_dro
     assert_frames_are_the_decodes(cut, [0, 3, 4, 20, 30])
 
 
-def _avi_index_flags_every_frame_key(path) -> None:
-    data = bytearray(path.read_bytes())
-    at = data.rfind(b"idx1")
-    (size,) = struct.unpack_from("<I", data, at + 4)
-    for entry in range(at + 8, at + 8 + size, 16):
-        if data[entry : entry + 2] == b"00":
-            (flags,) = struct.unpack_from("<I", data, entry + 4)
-            struct.pack_into("<I", data, entry + 4, flags | 0x10)  # AVIIF_KEYFRAME
-    path.write_bytes(bytes(data))
-
-
 def _mp4_without_keyframe_table(path) -> None:
     data = bytearray(path.read_bytes())
     at = data.find(b"stss")
@@ -109,7 +98,7 @@ def _mp4_without_keyframe_table(path) -> None:
 @pytest.mark.parametrize(
     ("name", "encode", "damage"),
     [
-        ("msmpeg4.avi", ("-c:v", "msmpeg4", "-q:v", "3"), _avi_index_flags_every_frame_key),
+        ("msmpeg4.avi", ("-c:v", "msmpeg4", "-q:v", "3"), avi_index_flags_every_frame_key),
         ("mpeg4.mp4", ("-c:v", "mpeg4", "-q:v", "3", "-bf", "2"), _mp4_without_keyframe_table),
     ],
     ids=["avi-index", "mp4-no-stss"],

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from semfi_batch.backends import BackendOptions
-from semfi_batch.errors import MediaError
+from semfi_batch.errors import MediaError, SemfiError
 from semfi_batch.media.frames import PNG_LEVEL_ENV, encode_png, read_image, write_png
 from semfi_batch.run.engine import prepare_run
 from semfi_batch.run.frame_io import RecentImages
@@ -166,9 +166,10 @@ def test_frame_writer_writes_every_frame_and_raises_the_first_error(tmp_path, th
         writer.finish()
     assert all(np.array_equal(read_image(tmp_path / f"{i}.png"), f) for i, f in enumerate(frames))
     assert writer.blocked_s > 0
-    with pytest.raises(OSError), FrameWriter(threads) as writer:  # a folder that is not there: like a full disk
+    missing = tmp_path / "missing"  # a folder that is not there: like a full disk
+    with pytest.raises(SemfiError, match=f"cannot write {missing}/"), FrameWriter(threads) as writer:
         for i, frame in enumerate(frames):
-            writer.write(tmp_path / "missing" / f"{i}.png", frame)
+            writer.write(missing / f"{i}.png", frame)
         writer.finish()
     assert not [t for t in threading.enumerate() if t.name.startswith("semfi-png")]
 

@@ -25,6 +25,7 @@ from semfi_batch.media.encode import (
 from semfi_batch.splice import splice_run
 from tests.format_matrix import (
     EDITS,
+    avi_index_flags_every_frame_key,
     check_splice,
     expected_order,
     generated_pictures,
@@ -35,7 +36,9 @@ from tests.format_matrix import (
 
 # One cell per way a format can break: intra packet copy in MOV with a tmcd track and in MXF with its
 # timecode, interlaced MPEG-2 in TS, odd-sized FFV1, a sparse Cinepak AVI, an AVI codec with no peer in
-# newer containers, MPEG-4 B-frames in AVI (no presentation times), 10-bit HEVC smart cut.
+# newer containers, MPEG-4 B-frames in AVI (no presentation times), 10-bit HEVC smart cut; ProRes 4444 XQ with
+# alpha, interlaced ProRes, MXF at 29.97, uncompressed v210, DV in AVI (interlaced, no field order stated),
+# an RGB-tagged FFV1.
 CELLS = (
     "prores-hq-mov",
     "dnxhr-hq-mxf",
@@ -45,6 +48,12 @@ CELLS = (
     "msmpeg4v3-avi",
     "mpeg4-bframes-avi",
     "hevc-10bit-mp4",
+    "prores-xq-alpha-mov",
+    "prores-hq-bff-mov",
+    "dnxhr-sq-2997-mxf",
+    "v210-mov",
+    "dv-pal-avi",
+    "ffv1-rgb-mkv",
 )
 
 
@@ -74,6 +83,25 @@ def test_splice_returns_the_source_format(name, matrix_clips, tmp_path):
     if r.intra:
         assert summary.results[0].method == "smart cut"  # only the generated frames' packets are new
         assert summary.results[0].frames_reencoded == 7
+
+
+def test_an_avi_index_that_calls_every_frame_a_keyframe_is_checked_not_trusted(matrix_clips, tmp_path):
+    """Copying packets around generated frames of an MS-MPEG4 AVI whose index flags every frame as a keyframe
+    would leave P frames that point at the generated ones: the decoder is asked, and the video is re-encoded
+    from a decode from the start."""
+    clip = tmp_path / "lying.avi"
+    clip.write_bytes(matrix_clips("msmpeg4v3-avi").read_bytes())
+    avi_index_flags_every_frame_key(clip)
+    facts = probe_stream_facts(clip)
+    assert read_packets(clip, facts.index, facts.time_base).key.all()
+    run_dir = write_run_folder(tmp_path / "run", clip, EDITS, facts.display_size, facts.pix_fmt)
+    summary = splice_run(run_dir, output=tmp_path / "out.avi")
+    assert not summary.failed, summary.failed
+    assert "calls every frame a keyframe" in summary.results[0].note
+    order = expected_order(read_packets(clip, facts.index, facts.time_base).frame_pts.shape[0], EDITS)
+    r = recipe("msmpeg4v3-avi")
+    result = check_splice(r, clip, tmp_path / "out.avi", order, generated_pictures(run_dir, EDITS, order), 0, True)
+    assert result.ok, result.problems
 
 
 def test_raw_frame_size_of_odd_sizes():

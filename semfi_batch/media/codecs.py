@@ -19,7 +19,9 @@ from fractions import Fraction
 
 # Codecs whose every frame is coded on its own: splicing replaces only the generated frames' packets.
 INTRA_CODECS = frozenset({"prores", "dnxhd", "ffv1", "mjpeg", "huffyuv", "ffvhuff", "utvideo", "png", "v210",
-                          "rawvideo", "jpeg2000", "magicyuv"})  # fmt: skip
+                          "rawvideo", "jpeg2000", "magicyuv", "dvvideo", "r210", "r10k", "v410", "v308", "v408",
+                          "ayuv", "yuv4", "y41p", "tiff", "dpx", "cfhd", "hap", "qoi", "bmp", "targa", "sgi",
+                          "exr"})  # fmt: skip
 # Codecs whose keyframes reset the decoder and whose packets are the same bytes in every container (no
 # length-prefixed NAL units): their GOPs can be re-encoded in place and copied through MOV or Matroska.
 KEYFRAME_CODECS = frozenset(
@@ -56,7 +58,9 @@ class CodecPlan:
     output_args: tuple[str, ...] = ()  # muxer-level options (field order)
 
 
-PRORES_PROFILES = {"proxy": "0", "lt": "1", "standard": "2", "hq": "3", "4444": "4", "4444xq": "5"}
+# ProRes profiles by ffprobe's name (ffmpeg 5: Proxy, LT, Standard, HQ, 4444, XQ) and by the codec tag.
+PRORES_PROFILES = {"proxy": "0", "lt": "1", "standard": "2", "hq": "3", "4444": "4", "xq": "5", "4444xq": "5"}
+PRORES_TAGS = {"apco": "0", "apcs": "1", "apcn": "2", "apch": "3", "ap4h": "4", "ap4x": "5"}
 DNXHR_PROFILES = {"dnxhr lb": "dnxhr_lb", "dnxhr sq": "dnxhr_sq", "dnxhr hq": "dnxhr_hq", "dnxhr hqx": "dnxhr_hqx",
                   "dnxhr 444": "dnxhr_444"}  # fmt: skip
 
@@ -70,7 +74,7 @@ def interlace_args(codec: str, field_order: str | None) -> tuple[tuple[str, ...]
         return (), ()
     top = "1" if field_order in ("tt", "tb") else "0"
     enc: tuple[str, ...] = ()
-    if codec in ("mpeg2video", "mpeg4", "dnxhd", "mjpeg"):
+    if codec in ("mpeg2video", "mpeg4", "dnxhd", "mjpeg", "prores", "dvvideo"):
         enc = ("-flags", "+ilme+ildct", "-top", top)
     elif codec == "hevc":
         enc = ()
@@ -87,22 +91,36 @@ def _mpeg_family(facts, reorder: int, full: bool) -> tuple[str, ...]:
 
 
 def _prores(facts, reorder, full) -> CodecPlan:
-    profile = PRORES_PROFILES.get(facts.profile.lower().replace(" ", ""), "3")
-    args = ["-profile:v", profile, "-vendor", "apl0"]
+    profile = PRORES_PROFILES.get(facts.profile.lower().replace(" ", "")) or PRORES_TAGS.get(facts.codec_tag or "")
+    if profile is None:  # neither name nor tag known: the 4:4:4 or 4:2:2 profile its pixel format needs
+        profile = "4" if "444" in facts.pix_fmt else "3"
+    enc, out = interlace_args("prores", facts.field_order)
+    args = ["-profile:v", profile, "-vendor", "apl0", *enc]
     if "a" in facts.pix_fmt.split("p")[0][3:]:  # yuva...: keep the alpha channel at full precision
         args += ["-alpha_bits", "16"]
-    return CodecPlan("prores_ks", tuple(args))
+    return CodecPlan("prores_ks", tuple(args), None, out)
 
 
 def _dnxhd(facts, reorder, full) -> CodecPlan:
+    enc, out = interlace_args("dnxhd", facts.field_order)
     profile = DNXHR_PROFILES.get(facts.profile.lower())
     if profile:
-        return CodecPlan("dnxhd", ("-profile:v", profile))
+        return CodecPlan("dnxhd", ("-profile:v", profile, *enc), None, out)
     # DNxHD: the bit rate picks the compression ID; take the listed rate nearest the measured one (which
     # counts container overhead).
     rate = (facts.bit_rate or 0) / 1_000_000
     mbps = min(DNXHD_MBPS, key=lambda m: abs(m - rate))
-    return CodecPlan("dnxhd", ("-profile:v", "dnxhd", "-b:v", f"{mbps}M"))
+    return CodecPlan("dnxhd", ("-profile:v", "dnxhd", "-b:v", f"{mbps}M", *enc), None, out)
+
+
+def _dv(facts, reorder, full) -> CodecPlan:
+    enc, out = interlace_args("dvvideo", facts.field_order)
+    return CodecPlan("dvvideo", enc, None, out)
+
+
+def _hap(facts, reorder, full) -> CodecPlan:
+    kind = {"Hap5": "hap_alpha", "HapY": "hap_q"}.get(facts.codec_tag or "", "hap")
+    return CodecPlan("hap", ("-format", kind))
 
 
 def _ffv1(facts, reorder, full) -> CodecPlan:
@@ -164,6 +182,15 @@ def _av1(facts, reorder, full) -> CodecPlan:
     return CodecPlan("libaom-av1", ("-crf", "6", "-b:v", "0", "-cpu-used", "6", "-g", "600"))
 
 
+def _intra(encoder: str, *args: str) -> Callable:
+    """An intra-only codec's own encoder: every frame coded alone, so any settings join the source's packets."""
+
+    def plan(facts, reorder, full) -> CodecPlan:
+        return CodecPlan(encoder, args)
+
+    return plan
+
+
 def _simple(encoder: str, *args: str) -> Callable:
     def plan(facts, reorder, full) -> CodecPlan:
         extra = () if full or encoder in ("ffv1",) else ("-g", "600")
@@ -200,10 +227,20 @@ CODEC_PLANS: dict[str, Callable] = {
     "flv1": _simple("flv", "-q:v", "1"),
     "wmv2": _simple("wmv2", "-q:v", "1"),
     "wmv1": _simple("wmv1", "-q:v", "1"),
-}
+    "dvvideo": _dv,
+    "hap": _hap,
+    "jpeg2000": _intra("jpeg2000", "-pred", "1"),  # lossless (5/3 wavelet)
+    **{codec: _intra(codec) for codec in ("v210", "r210", "r10k", "v410", "v308", "v408", "ayuv", "yuv4", "y41p",
+                                          "rawvideo", "tiff", "dpx", "cfhd", "qoi", "bmp", "targa", "sgi", "exr")},
+}  # fmt: skip
 
 
 def codec_plan(facts, *, reorder: int, full: bool) -> CodecPlan | None:
-    """Encoder settings that produce the source's codec (None when this module has no rule for it)."""
+    """Encoder settings that produce the source's codec: this module's rule for it, else the encoder of the
+    codec's own name with its defaults, where ffmpeg has one (None: neither)."""
+    from semfi_batch.media.encode import available_encoders
+
     rule = CODEC_PLANS.get(facts.codec)
-    return rule(facts, reorder, full) if rule else None
+    if rule is not None:
+        return rule(facts, reorder, full)
+    return CodecPlan(facts.codec, ()) if facts.codec in available_encoders() else None

@@ -144,6 +144,10 @@ def copy_muxer(facts: StreamFacts) -> str:
     return "mp4" if facts.codec == "av1" else "mov"
 
 
+# Colour names ffprobe prints that ffmpeg's options spell otherwise (the matrix of RGB sources is "gbr").
+_OPTION_NAMES = {"gbr": "rgb", "ycgco": "ycocg"}
+
+
 def colour_args(facts: StreamFacts) -> list[str]:
     """ffmpeg output options that tag the encode with the source's colour range, primaries, transfer, matrix."""
     args = []
@@ -154,7 +158,7 @@ def colour_args(facts: StreamFacts) -> list[str]:
         ("-colorspace", facts.color_space),
     ):
         if value:
-            args += [option, value]
+            args += [option, _OPTION_NAMES.get(value, value)]
     return args
 
 

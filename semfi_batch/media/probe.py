@@ -9,6 +9,7 @@ MPEG-1/2/4 Part 2; field-coded video; empty "repeat" chunks in sparse AVIs), the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -121,7 +122,10 @@ def _stream_cached(path: Path, _size: int, _mtime_ns: int) -> StreamFacts:
     video = next((s for s in meta.get("streams", []) if s.get("codec_type") == "video" and not _is_cover(s)), None)
     if video is None:
         raise VideoOpenFailure(f"{path} has no video stream")
-    return StreamFacts(avg_fps=_stream_rate(video), field_order=str(video.get("field_order") or PROGRESSIVE))
+    field_order = str(video.get("field_order") or "unknown")  # ffprobe's JSON leaves "unknown" out
+    if field_order == "unknown":  # AVI and raw DV say nothing: the decoder's flags on the first frame
+        field_order = decoded_field_order(path)
+    return StreamFacts(avg_fps=_stream_rate(video), field_order=field_order)
 
 
 def _stream_rate(video: dict) -> float:
@@ -152,7 +156,7 @@ def _probe_cached(path: Path, _size: int, _mtime_ns: int) -> VideoInfo:
     with ThreadPoolExecutor(1) as pool:
         # The first frame the decoder delivers, found while ffprobe lists the packets (the packets are the
         # frames only when the decoder starts at the first of them).
-        first_decoded = pool.submit(decoded_frame_times, path, frames=1)
+        first_decoded = pool.submit(first_decoded_frame, path)
         try:
             # One ffprobe call for streams, format and every packet's timestamps (half the start-up of two calls).
             meta = _ffprobe_json(
@@ -178,7 +182,10 @@ def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
     if not packets:
         raise VideoOpenFailure(f"{path} has a video stream but no decodable frames")
     codec = str(video.get("codec_name", ""))
-    field_order = str(video.get("field_order") or PROGRESSIVE)
+    field_order = str(video.get("field_order") or "unknown")  # ffprobe's JSON leaves "unknown" out
+    if field_order == "unknown":  # AVI and raw DV say nothing: the decoder's flags on the first frame
+        with contextlib.suppress(VideoOpenFailure):
+            field_order = first_decoded.result()[1]
     every_pts = all(p.get("pts_time") not in (None, "N/A") for p in packets)
     formats = set(str(fmt.get("format_name", "")).split(","))
     packet_exact = (
@@ -230,12 +237,54 @@ _CONFIG_RE = re.compile(r"config in time_base: (\d+)/(\d+)")
 _SHOWINFO_RE = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(\S+)")
 
 
-def decoded_frame_times(path: Path, *, frames: int | None = None) -> np.ndarray:
+def decoded_frame_times(path: Path) -> np.ndarray:
     """Presentation times (s, the file's own: -copyts) of every frame ffmpeg decodes from the first video
-    stream (or of its first `frames`), in delivery order: the same decode, options and timestamps
-    `extract_frames` uses. NaN for a frame delivered without a time. (Without -copyts ffmpeg shifts them by a
-    start it picks itself, which is not the container start when the audio starts first, as in many transport
-    streams.)"""
+    stream, in delivery order: the same decode, options and timestamps `extract_frames` uses. NaN for a frame
+    delivered without a time. (Without -copyts ffmpeg shifts them by a start it picks itself, which is not
+    the container start when the audio starts first, as in many transport streams.)"""
+    return parse_showinfo_times(_showinfo_decode(path))
+
+
+def first_decoded_frame(path: Path) -> tuple[float | None, str]:
+    """(time, field order) of the first frame ffmpeg decodes from the first video stream: its time as
+    `decoded_frame_times` gives it (None without one), and whether the decoder calls it interlaced, top or
+    bottom field first ("tt", "bb", "progressive", or "unknown")."""
+    log = _showinfo_decode(path, frames=1)
+    times = parse_showinfo_times(log)
+    first = float(times[0]) if times.size and not np.isnan(times[0]) else None
+    flag = _INTERLACE_FLAG_RE.search(log)
+    return first, _DECODED_FIELDS.get(flag[1] if flag else "?", "unknown")
+
+
+def decoded_field_order(path: Path) -> str:
+    """The field order the decoder gives the first frame (see `first_decoded_frame`); "unknown" when it
+    cannot be decoded."""
+    try:
+        return first_decoded_frame(path)[1]
+    except VideoOpenFailure:
+        return "unknown"
+
+
+def decoder_keyframe_at(path: Path, seek_s: float) -> bool:
+    """Whether the first frame ffmpeg decodes after seeking to `seek_s` (s from the container start; it lands
+    on the frame the container's index calls a keyframe at or before it) is one the decoder calls an intra
+    keyframe, or gives no type (decoders that state none)."""
+    cmd = [
+        tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-noaccurate_seek",
+        "-ss", f"{max(seek_s, 0.0):.6f}", "-i", str(path), "-map", "0:v:0", "-an", "-sn", "-dn",
+        "-vf", "showinfo=checksum=0", "-frames:v", "1", "-f", "null", "-",
+    ]  # fmt: skip
+    log = subprocess.run(cmd, capture_output=True, check=False).stderr.decode("utf-8", "replace")
+    found = re.search(r"showinfo.*\biskey:(\d) type:(\S)", log)
+    return found is not None and found[1] == "1" and found[2] in ("I", "?")
+
+
+_INTERLACE_FLAG_RE = re.compile(r"showinfo.*\bn:\s*\d+\s.*\bi:([PTB?])\b")
+_DECODED_FIELDS = {"T": "tt", "B": "bb", "P": PROGRESSIVE}
+
+
+def _showinfo_decode(path: Path, frames: int | None = None) -> str:
+    """ffmpeg's log of a decode of the first video stream (or of its first `frames`) through showinfo."""
     limit = ["-frames:v", str(frames)] if frames is not None else []
     cmd = [
         tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-noautorotate",
@@ -247,21 +296,21 @@ def decoded_frame_times(path: Path, *, frames: int | None = None) -> np.ndarray:
     if proc.returncode != 0:
         last = [ln for ln in log.splitlines() if ln.strip()][-1:] or ["no error output"]
         raise VideoOpenFailure(f"cannot decode video {path}: {last[0].strip()}")
-    return parse_showinfo_times(log)
+    return log
 
 
 def _starts_at(first_decoded: Future, container_start: float, frame_times: np.ndarray) -> bool:
-    """True when the first frame the decoder delivered (`first_decoded`: decoded_frame_times' of the first
-    frame) has the time of the first of `frame_times` (s from `container_start`), to within a quarter of the
-    shortest frame interval."""
+    """True when the first frame the decoder delivered (`first_decoded`: first_decoded_frame's answer) has
+    the time of the first of `frame_times` (s from `container_start`), to within a quarter of the shortest
+    frame interval."""
     first = container_start + float(frame_times[0])
     steps = np.diff(frame_times)
     eps = min(1e-3, 0.25 * float(steps.min())) if steps.size else 1e-3
     try:
-        delivered = first_decoded.result()
+        delivered = first_decoded.result()[0]
     except VideoOpenFailure:
         return False  # the full decode names what is wrong
-    return delivered.size > 0 and abs(float(delivered[0]) - first) <= eps
+    return delivered is not None and abs(delivered - first) <= eps
 
 
 def parse_showinfo_times(log: str) -> np.ndarray:

@@ -100,7 +100,7 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
         color_space=_known(video.get("color_space")),
         color_primaries=_known(video.get("color_primaries")),
         color_transfer=_known(video.get("color_transfer")),
-        field_order=_known(video.get("field_order"), ("unknown", "progressive")),
+        field_order=_field_order(path, video.get("field_order")),
         time_base=Fraction(video.get("time_base", "1/1000")),
         frame_rate=_rate(video.get("r_frame_rate")) or _rate(video.get("avg_frame_rate")) or Fraction(25),
         bit_rate=_int_or_none(video.get("bit_rate")) or _int_or_none(fmt.get("bit_rate")),
@@ -115,6 +115,16 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
     if facts.codec == "h264" and encoder_settings:
         facts = replace(facts, x264_options=_x264_options(path, facts.index))
     return facts
+
+
+def _field_order(path: Path, probed: str | None) -> str | None:
+    """tt, bb, tb or bt for interlaced video, else None. Where the container says "unknown" (AVI, raw DV), the
+    decoder's flags on the first frame decide (DV is interlaced, bottom field first)."""
+    if probed in (None, "unknown"):  # ffprobe's JSON leaves "unknown" out
+        from semfi_batch.media.probe import decoded_field_order
+
+        probed = decoded_field_order(path)
+    return _known(probed, ("unknown", "progressive"))
 
 
 def _codec_tag(value) -> str | None:

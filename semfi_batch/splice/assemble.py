@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.errors import MediaError
-from semfi_batch.media.codecs import KEEP_TAG
+from semfi_batch.media.codecs import INTRA_CODECS, KEEP_TAG
 from semfi_batch.media.encode import (
     AUDIO_ENCODERS,
     RAW_TIMING,
@@ -44,6 +44,7 @@ from semfi_batch.media.encode import (
     start_and_extradata,
     track_timescale_args,
 )
+from semfi_batch.media.probe import decoder_keyframe_at
 from semfi_batch.media.tools import run_tool, tool_path
 from semfi_batch.splice.gop_plan import gop_index
 from semfi_batch.splice.runfolder import Edit
@@ -55,7 +56,7 @@ JOIN_CHECK_FRAMES = 6
 AUDIO_START_TOLERANCE = 0.0005
 MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
           ".mxf": "mxf", ".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts", ".mpg": "vob", ".mpeg": "vob",
-          ".nut": "nut"}  # fmt: skip
+          ".nut": "nut", ".dv": "dv"}  # fmt: skip
 # Muxers that write a timecode given as `-timecode` (QuickTime tmcd track, MXF material package).
 TIMECODE_MUXERS = ("mov", "mp4", "mxf", "mxf_opatom", "gxf", "matroska")
 
@@ -102,9 +103,17 @@ def assemble_output(
     # Every presented frame a keyframe (ProRes, DNxHD, FFV1, MJPEG; Cinepak or QuickTime Animation made
     # that way): only the generated frames are encoded, every source packet is copied.
     intra = bool(packets.key[~packets.discard].all())
+    if smart and intra and facts.codec not in INTRA_CODECS and not _keyframes_confirmed(copy_from, cfacts, packets):
+        why = (f"its index calls every frame a keyframe, which {facts.codec} frames are not (the decoder says so): "
+               "decoded from the start")  # fmt: skip
+        return assemble_output(source, facts, edits, output, work, smart=False, audio_mode=audio_mode, note=why)
     pieces = plan_pieces(timeline, gops, reencode_all=not smart, intra=intra)
     if smart and not any(p.copy for p in pieces):
-        why = "every GOP holds generated frames" if len(gops) > 1 else "the video is a single GOP"
+        why = (
+            "every GOP holds generated frames"
+            if len(gops) > 1
+            else "the container flags no keyframe after the first (one GOP)"
+        )
         return assemble_output(source, facts, edits, output, work, smart=False, audio_mode=audio_mode, note=why)
     choice = choose_encoder(cfacts, full=not smart, reorder=reorder_delay(packets))
     seg_muxer = copy_muxer(facts) if smart else _segment_muxer(output, facts)
@@ -404,6 +413,9 @@ def _mux(
         idx, kind = int(s["index"]), s.get("codec_type")
         if idx == facts.index:
             maps += ["-map", "0:v:0", f"-c:{out}", "copy"]
+            if muxer in ("mxf", "mxf_d10", "mxf_opatom") and facts.frame_rate:
+                # MXF counts time in frame periods (29.97: 1001/30000); the pieces' clock is a MOV timescale.
+                maps += [f"-bsf:{out}", f"setts=time_base={1 / facts.frame_rate}"]
         elif kind == "audio" and shifts:
             first = _first_decoded_time(source, idx)
             rebuilt[idx] = (out, first)
@@ -666,6 +678,17 @@ def _check_joins(
             want, errs = _frame_hashes(copy_from, cfacts, _mid_seconds(src_t, after.first_frame, cfacts), tail)
             if errs or hashes[piece.frames_out :] != want:
                 raise JoinCheckFailed(f"copied frames after {where} do not decode as in the source")
+
+
+def _keyframes_confirmed(path: Path, facts: StreamFacts, packets: PacketIndex) -> bool:
+    """For a stream of a long-GOP codec whose every packet is flagged a keyframe (all-intra H.264 or MPEG-2, or
+    an index that lies, as old AVIs' do): whether the decoder, seeking to three of them, finds intra keyframes.
+    Copying packets around generated frames is safe only then."""
+    pts = packets.frame_pts
+    for k in (len(pts) // 4 + 1, len(pts) // 2 + 1, 3 * len(pts) // 4 + 1):
+        if k < len(pts) and not decoder_keyframe_at(path, float(int(pts[k]) * facts.time_base) - facts.format_start):
+            return False
+    return True
 
 
 def _mid_seconds(pts: np.ndarray, index: int, facts: StreamFacts) -> float | None:
