@@ -244,6 +244,14 @@ RECIPES: tuple[Recipe, ...] = (
         notes="MXF at 29.97: its clock is the frame period, 1001/30000",
     ),  # fmt: skip
     Recipe(
+        "mpeg2-ps-mpg",
+        "mpg",
+        ("-c:v", "mpeg2video", "-q:v", "1", "-qmin", "1", "-g", "12", "-bf", "2"),
+        size="176x144",
+        audio=MP2,
+        notes="a program stream: frames that share a PES carry no presentation time",
+    ),  # fmt: skip
+    Recipe(
         "v210-mov",
         "mov",
         (

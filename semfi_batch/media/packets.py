@@ -25,6 +25,7 @@ class PacketIndex:
     key: np.ndarray  # bool
     discard: np.ndarray  # bool: dropped by an edit list, never presented
     size: np.ndarray  # int64
+    missing: tuple[int, ...] = ()  # packets that carried no presentation time (theirs is worked out)
 
     @property
     def count(self) -> int:
@@ -43,9 +44,27 @@ class PacketIndex:
 
 
 def read_packets(path: Path, stream_index: int, time_base: Fraction) -> PacketIndex:
-    """Index every packet of one stream (ffprobe, no decoding)."""
+    """Index every packet of one stream (ffprobe, no decoding). Packets without a presentation time get the
+    one ffmpeg's demuxer works out from the decode order (-fflags +genpts: MPEG program streams leave it out
+    of frames that share a PES), when that changes nothing else; else see `_fill_missing_pts`."""
+    index = _read_packets(path, stream_index, time_base)
+    if index.missing:
+        generated = _read_packets(path, stream_index, time_base, genpts=True)
+        kept = np.ones(len(index.pts), bool)
+        kept[list(index.missing)] = False
+        if (
+            not generated.missing
+            and np.array_equal(generated.dts, index.dts)
+            and np.array_equal(generated.pts[kept], index.pts[kept])
+        ):
+            return generated
+    return index
+
+
+def _read_packets(path: Path, stream_index: int, time_base: Fraction, *, genpts: bool = False) -> PacketIndex:
+    flags = ["-fflags", "+genpts"] if genpts else []
     out = run_tool(
-        ["ffprobe", "-v", "error", "-select_streams", str(stream_index),
+        ["ffprobe", "-v", "error", *flags, "-select_streams", str(stream_index),
          "-show_entries", "packet=pts,dts,size,flags", "-of", "compact=p=0:nk=0", str(path)],
         what=f"cannot index the packets of {path}",
     ).decode()  # fmt: skip
@@ -75,6 +94,7 @@ def read_packets(path: Path, stream_index: int, time_base: Fraction) -> PacketIn
         key=np.asarray(key, bool),
         discard=np.asarray(discard, bool),
         size=np.asarray(size, np.int64),
+        missing=tuple(missing),
     )
 
 

@@ -208,8 +208,10 @@ def _video_only(source: Path, facts: StreamFacts, work: Path) -> tuple[Path, Str
     target = work / f"video.{_ext(muxer)}"
     # -copyts: the copy keeps the source's timestamps (by default ffmpeg would move them by the file's start
     # time, which audio priming can make negative).
-    args = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-copyts", "-i", str(source), "-map", f"0:{facts.index}"]
-    args += ["-c", "copy"]
+    args = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-copyts"]
+    if "mpeg" in facts.format_name.split(","):
+        args += ["-fflags", "+genpts"]  # a program stream (VOB) leaves the time out of frames that share a PES
+    args += ["-i", str(source), "-map", f"0:{facts.index}", "-c", "copy"]
     args += track_timescale_args(muxer, facts.time_base)
     try:
         run_tool([*args, "-f", muxer, str(target)], what=f"cannot copy the video stream of {source}")
