@@ -44,34 +44,32 @@ class PacketIndex:
 
 
 def read_packets(path: Path, stream_index: int, time_base: Fraction) -> PacketIndex:
-    """Index every packet of one stream (ffprobe, no decoding). Packets without a presentation time get the
-    one ffmpeg's demuxer works out from the decode order (-fflags +genpts: MPEG program streams leave it out
-    of frames that share a PES), when that changes nothing else; else see `_fill_missing_pts`."""
-    index = _read_packets(path, stream_index, time_base)
-    if index.missing:
-        generated = _read_packets(path, stream_index, time_base, genpts=True)
-        kept = np.ones(len(index.pts), bool)
-        kept[list(index.missing)] = False
-        if (
-            not generated.missing
-            and np.array_equal(generated.dts, index.dts)
-            and np.array_equal(generated.pts[kept], index.pts[kept])
-        ):
-            return generated
+    """Index every packet of one stream (ffprobe, no decoding). In an MPEG program stream (.mpg, .vob), frames
+    that share a PES carry no presentation time: those get the one ffmpeg's demuxer works out from the decode
+    order (-fflags +genpts). Elsewhere a packet without one is placed by `_fill_missing_pts`."""
+    index, format_name = _read_packets(path, stream_index, time_base)
+    if index.missing and "mpeg" in format_name.split(","):
+        index, _ = _read_packets(path, stream_index, time_base, genpts=True)
     return index
 
 
-def _read_packets(path: Path, stream_index: int, time_base: Fraction, *, genpts: bool = False) -> PacketIndex:
+def _read_packets(
+    path: Path, stream_index: int, time_base: Fraction, *, genpts: bool = False
+) -> tuple[PacketIndex, str]:
     flags = ["-fflags", "+genpts"] if genpts else []
     out = run_tool(
         ["ffprobe", "-v", "error", *flags, "-select_streams", str(stream_index),
-         "-show_entries", "packet=pts,dts,size,flags", "-of", "compact=p=0:nk=0", str(path)],
+         "-show_entries", "packet=pts,dts,size,flags:format=format_name", "-of", "compact=p=0:nk=0", str(path)],
         what=f"cannot index the packets of {path}",
     ).decode()  # fmt: skip
+    format_name = ""
     pts, dts, key, discard, size = [], [], [], [], []
     missing: list[int] = []
     for line in out.splitlines():
         fields = dict(part.split("=", 1) for part in line.split("|") if "=" in part)
+        if "format_name" in fields:
+            format_name = fields["format_name"]
+            continue
         p, d = _tick(fields.get("pts")), _tick(fields.get("dts"))
         if p is None and d is None:
             continue
@@ -86,7 +84,7 @@ def _read_packets(path: Path, stream_index: int, time_base: Fraction, *, genpts:
     if not pts:
         raise VideoOpenFailure(f"{path} has a video stream but no packets")
     _fill_missing_pts(pts, missing)
-    return PacketIndex(
+    index = PacketIndex(
         path=Path(path),
         time_base=time_base,
         pts=np.asarray(pts, np.int64),
@@ -96,6 +94,7 @@ def _read_packets(path: Path, stream_index: int, time_base: Fraction, *, genpts:
         size=np.asarray(size, np.int64),
         missing=tuple(missing),
     )
+    return index, format_name
 
 
 def _fill_missing_pts(pts: list, missing: list[int]) -> None:
