@@ -143,3 +143,23 @@ def test_a_stream_that_changes_size_mid_way_is_an_error(tmp_path):
     changes = r"change size mid-way \(128x96 after 64x48|change size or pixel format mid-way"
     with pytest.raises(FrameExtractError, match=changes):
         extract_frames(info, [30])
+
+
+def test_dv_in_avi_states_no_field_order_and_the_decoder_gives_it(tmp_path):
+    """AVI has no field order to state: DV is interlaced, bottom field first, by the decoder's flags, so its
+    keys are generated per field (and spliced back coded interlaced)."""
+    from semfi_batch.media.probe import probe_stream
+    from semfi_batch.media.stream_facts import probe_stream_facts
+
+    clip = tmp_path / "dv.avi"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=720x576:r=25", "-frames:v", "4", "-vf", "setfield=bff", "-c:v", "dvvideo",
+           "-pix_fmt", "yuv420p", "-flags", "+ildct", "-top", "0", str(clip))  # fmt: skip
+    probed = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=field_order", "-of", "csv=p=0",
+         str(clip)],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert probed in ("", "unknown")
+    assert probe_video(clip).field_order == "bb"
+    assert probe_stream(clip).interlaced
+    assert probe_stream_facts(clip).field_order == "bb"
