@@ -171,3 +171,16 @@ def test_encoder_choice_keeps_the_codec_profile_and_field_order():
     assert choose_encoder(_facts("msmpeg4v3"), full=True).encoder == "msmpeg4"  # not H.264
     assert smart_cut_blocker(_facts("h264", format_name="avi")) is not None  # AVC in AVI: whole re-encode
     assert smart_cut_blocker(_facts("dnxhd", format_name="mxf")) is None  # intra: copied through MOV
+    # Which field comes first: the decoder's word (top_field_first) over the container's label, whose tb/bt
+    # writers read differently; without it, the label's displayed field (tb: bottom first).
+    labelled = choose_encoder(_facts("mpeg2video", field_order="tb"), full=True)
+    assert labelled.args[labelled.args.index("-top") + 1] == "0" and labelled.output_args == ("-field_order", "tb")
+    decoded = choose_encoder(_facts("prores", profile="HQ", field_order="bt", top_field_first=False), full=False)
+    assert "+ilme+ildct" in decoded.args and decoded.args[decoded.args.index("-top") + 1] == "0"
+    xq = choose_encoder(_facts("prores", profile="XQ", pix_fmt="yuva444p12le"), full=False)
+    assert xq.args[xq.args.index("-profile:v") + 1] == "5"  # ffprobe says "XQ" for 4444 XQ
+    tagged = choose_encoder(_facts("prores", profile="", codec_tag="ap4x", pix_fmt="yuv444p12le"), full=False)
+    assert tagged.args[tagged.args.index("-profile:v") + 1] == "5"
+    assert choose_encoder(_facts("v210", pix_fmt="yuv422p10le"), full=True).encoder == "v210"  # its own encoder
+    assert smart_cut_blocker(_facts("rawvideo", format_name="avi", pix_fmt="yuv422p")) is not None
+    assert choose_encoder(_facts("dnxhd", color_space="gbr", profile="DNXHR 444"), full=True).args.count("rgb") == 1

@@ -68,11 +68,15 @@ DNXHR_PROFILES = {"dnxhr lb": "dnxhr_lb", "dnxhr sq": "dnxhr_sq", "dnxhr hq": "d
 DNXHD_MBPS = (36, 45, 60, 75, 85, 90, 100, 110, 115, 120, 145, 175, 180, 185, 220, 240, 290, 365, 440)
 
 
-def interlace_args(codec: str, field_order: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Encoder options for interlaced coding and the output options that flag the field order."""
+def interlace_args(
+    codec: str, field_order: str | None, top_first: bool | None = None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Encoder options for interlaced coding and the output options that flag the field order. `top_first`:
+    whether the frames show the top field first (the source decoder's word); else the order's display field
+    (tt, bt: top first)."""
     if field_order not in ("tt", "bb", "tb", "bt"):
         return (), ()
-    top = "1" if field_order in ("tt", "tb") else "0"
+    top = "1" if (top_first if top_first is not None else field_order in ("tt", "bt")) else "0"
     enc: tuple[str, ...] = ()
     if codec in ("mpeg2video", "mpeg4", "dnxhd", "mjpeg", "prores", "dvvideo"):
         enc = ("-flags", "+ilme+ildct", "-top", top)
@@ -94,7 +98,7 @@ def _prores(facts, reorder, full) -> CodecPlan:
     profile = PRORES_PROFILES.get(facts.profile.lower().replace(" ", "")) or PRORES_TAGS.get(facts.codec_tag or "")
     if profile is None:  # neither name nor tag known: the 4:4:4 or 4:2:2 profile its pixel format needs
         profile = "4" if "444" in facts.pix_fmt else "3"
-    enc, out = interlace_args("prores", facts.field_order)
+    enc, out = interlace_args("prores", facts.field_order, facts.top_field_first)
     args = ["-profile:v", profile, "-vendor", "apl0", *enc]
     if "a" in facts.pix_fmt.split("p")[0][3:]:  # yuva...: keep the alpha channel at full precision
         args += ["-alpha_bits", "16"]
@@ -102,7 +106,7 @@ def _prores(facts, reorder, full) -> CodecPlan:
 
 
 def _dnxhd(facts, reorder, full) -> CodecPlan:
-    enc, out = interlace_args("dnxhd", facts.field_order)
+    enc, out = interlace_args("dnxhd", facts.field_order, facts.top_field_first)
     profile = DNXHR_PROFILES.get(facts.profile.lower())
     if profile:
         return CodecPlan("dnxhd", ("-profile:v", profile, *enc), None, out)
@@ -114,7 +118,7 @@ def _dnxhd(facts, reorder, full) -> CodecPlan:
 
 
 def _dv(facts, reorder, full) -> CodecPlan:
-    enc, out = interlace_args("dvvideo", facts.field_order)
+    enc, out = interlace_args("dvvideo", facts.field_order, facts.top_field_first)
     return CodecPlan("dvvideo", enc, None, out)
 
 
@@ -136,7 +140,7 @@ def _mjpeg(facts, reorder, full) -> CodecPlan:
 
 
 def _mpeg2(facts, reorder, full) -> CodecPlan:
-    enc, out = interlace_args("mpeg2video", facts.field_order)
+    enc, out = interlace_args("mpeg2video", facts.field_order, facts.top_field_first)
     args = [*_mpeg_family(facts, reorder, full), *enc, "-intra_vlc", "1", "-b:v", "50M", "-maxrate", "80M",
             "-bufsize", "20M"]  # fmt: skip
     if facts.pix_fmt.startswith("yuv422"):
@@ -145,7 +149,7 @@ def _mpeg2(facts, reorder, full) -> CodecPlan:
 
 
 def _mpeg4(facts, reorder, full) -> CodecPlan:
-    enc, out = interlace_args("mpeg4", facts.field_order)
+    enc, out = interlace_args("mpeg4", facts.field_order, facts.top_field_first)
     advanced = facts.profile.lower().startswith("advanced simple")
     # AVI keeps no presentation times, so the B-frame delay is not measurable there: an Advanced Simple
     # source re-encoded whole gets B-frames (and keeps its profile).
@@ -169,7 +173,7 @@ def _hevc(facts, reorder, full) -> CodecPlan:
     if not full:
         params += f":keyint=600:min-keyint=1:scenecut=0:open-gop=0:bframes={min(max(reorder, 0) * 2, 4)}"
     args = ["-preset", "medium", "-x265-params", params]
-    enc, out = interlace_args("hevc", facts.field_order)
+    enc, out = interlace_args("hevc", facts.field_order, facts.top_field_first)
     return CodecPlan("libx265", tuple(args), None, out)
 
 

@@ -125,6 +125,9 @@ def smart_cut_blocker(facts: StreamFacts) -> str | None:
         if facts.field_order:
             return f"interlaced h264 ({facts.field_order}) is re-encoded whole"
         return None
+    if facts.codec == "rawvideo" and facts.container is None:
+        # Copies go through MOV, which holds few raw layouts (no planar 4:2:2, for one).
+        return f"rawvideo in {facts.format_name} is re-encoded whole"
     if facts.codec not in SMART_CODECS and facts.codec != "hevc" and facts.codec not in KEYFRAME_CODECS:
         return f"codec {facts.codec} cannot be re-encoded in place"
     plan = codec_plan(facts, reorder=0, full=False)

@@ -43,6 +43,7 @@ class StreamFacts:
     x264_options: str | None = None
     codec_tag: str | None = None  # the four-character code, when printable (DIVX, hvc1, apch...)
     timecode: str | None = None  # start timecode (QuickTime tmcd track, MXF, stream or file tag)
+    top_field_first: bool | None = None  # interlaced frames as displayed, by the decoder's flags
 
     @property
     def container(self) -> str | None:
@@ -86,6 +87,7 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
     if video is None:
         raise VideoOpenFailure(f"{path} has no video stream")
     fmt = meta.get("format", {})
+    fields = _fields(path, video.get("field_order"))
     facts = StreamFacts(
         path=path,
         index=int(video["index"]),
@@ -100,7 +102,7 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
         color_space=_known(video.get("color_space")),
         color_primaries=_known(video.get("color_primaries")),
         color_transfer=_known(video.get("color_transfer")),
-        field_order=_field_order(path, video.get("field_order")),
+        field_order=fields[0],
         time_base=Fraction(video.get("time_base", "1/1000")),
         frame_rate=_rate(video.get("r_frame_rate")) or _rate(video.get("avg_frame_rate")) or Fraction(25),
         bit_rate=_int_or_none(video.get("bit_rate")) or _int_or_none(fmt.get("bit_rate")),
@@ -111,20 +113,29 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
         nb_streams=len(streams),
         codec_tag=_codec_tag(video.get("codec_tag_string")),
         timecode=_timecode(streams, fmt),
+        top_field_first=fields[1],
     )
     if facts.codec == "h264" and encoder_settings:
         facts = replace(facts, x264_options=_x264_options(path, facts.index))
     return facts
 
 
-def _field_order(path: Path, probed: str | None) -> str | None:
-    """tt, bb, tb or bt for interlaced video, else None. Where the container says "unknown" (AVI, raw DV), the
-    decoder's flags on the first frame decide (DV is interlaced, bottom field first)."""
-    if probed in (None, "unknown"):  # ffprobe's JSON leaves "unknown" out
-        from semfi_batch.media.probe import decoded_field_order
+def _fields(path: Path, probed: str | None) -> tuple[str | None, bool | None]:
+    """(field order: tt, bb, tb or bt for interlaced video, else None; whether its frames show the top field
+    first). Where the container says "unknown" (AVI, raw DV), the decoder's flags on the first frame give the
+    order (DV is interlaced, bottom field first); which field comes first is always the decoder's word where
+    it has one (a container's tb or bt label is read differently by different writers)."""
+    from semfi_batch.media.probe import decoded_field_order
 
-        probed = decoded_field_order(path)
-    return _known(probed, ("unknown", "progressive"))
+    if probed == "progressive":
+        return None, None
+    decoded = decoded_field_order(path)
+    if probed in (None, "unknown"):  # ffprobe's JSON leaves "unknown" out
+        probed = decoded
+    order = _known(probed, ("unknown", "progressive"))
+    if order is None:
+        return None, None
+    return order, (decoded == "tt") if decoded in ("tt", "bb") else order in ("tt", "bt")
 
 
 def _codec_tag(value) -> str | None:
