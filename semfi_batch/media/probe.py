@@ -3,9 +3,12 @@
 Frame i of a video is the i-th frame ffmpeg's decoder delivers, in presentation order (`-fps_mode passthrough`):
 that is the numbering `detect` writes and `extract_frames` reads. The packet list says the same thing, and is
 read without decoding, only for containers and codecs where one packet is one frame with its own presentation
-time (MP4/MOV, Matroska/WebM with modern codecs, progressive). Everywhere else (AVI, where packets carry no
-presentation times and DivX packs two frames into one packet followed by an empty N-VOP; MPEG-TS/PS; MXF;
-MPEG-1/2/4 Part 2; field-coded video; empty "repeat" chunks in sparse AVIs), the list comes from one decode."""
+time (MP4/MOV, Matroska/WebM with modern codecs, progressive), and only when the decoder's first frame is the
+first packet's (a stream cut before its first keyframe or inside an open GOP lists frames the decoder drops).
+Everywhere else (AVI, where packets carry no presentation times and DivX packs two frames into one packet
+followed by an empty N-VOP; MPEG-TS/PS; MXF; MPEG-1/2/4 Part 2; field-coded video; empty "repeat" chunks in
+sparse AVIs), the list comes from one decode. Where a container states no field order (AVI, raw DV), the
+decoder's flags on the first frame give it."""
 
 from __future__ import annotations
 
