@@ -264,6 +264,15 @@ RECIPES: tuple[Recipe, ...] = (
         lossless_frames=True,
     ),
     Recipe(
+        "raw-yuv422p-avi",
+        "avi",
+        ("-c:v", "rawvideo", "-pix_fmt", "yuv422p"),
+        audio=PCM,
+        intra=True,
+        lossless_frames=True,
+        notes="planar 4:2:2 raw (Y42B): MOV cannot carry it, so it is re-encoded whole",
+    ),  # fmt: skip
+    Recipe(
         "dv-pal-avi",
         "avi",
         ("-c:v", "dvvideo", "-pix_fmt", "yuv420p", "-flags", "+ildct", "-top", "0"),

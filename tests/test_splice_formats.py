@@ -105,6 +105,30 @@ def test_an_avi_index_that_calls_every_frame_a_keyframe_is_checked_not_trusted(m
     assert result.ok, result.problems
 
 
+def test_generated_frames_that_decode_as_another_picture_send_the_video_to_a_whole_re_encode(
+    matrix_clips, tmp_path, monkeypatch
+):
+    """Planar 4:2:2 raw video copied through MOV (which cannot hold that layout) gives generated frames that
+    decode without error, in their places, as garbage: the output's generated frames are decoded and compared
+    with their pictures, and the video is re-encoded whole."""
+    import semfi_batch.splice as splice_pkg
+
+    monkeypatch.setattr(
+        splice_pkg, "smart_cut_blocker", lambda facts: None if facts.codec == "rawvideo" else smart_cut_blocker(facts)
+    )
+    clip = matrix_clips("raw-yuv422p-avi")
+    facts = probe_stream_facts(clip)
+    run_dir = write_run_folder(tmp_path / "run", clip, EDITS, facts.display_size, facts.pix_fmt)
+    summary = splice_run(run_dir, output=tmp_path / "out.avi")
+    assert not summary.failed, summary.failed
+    assert summary.results[0].method == "full re-encode"
+    assert "decodes as another picture" in summary.results[0].note
+    order = expected_order(read_packets(clip, facts.index, facts.time_base).frame_pts.shape[0], EDITS)
+    r = recipe("raw-yuv422p-avi")
+    result = check_splice(r, clip, tmp_path / "out.avi", order, generated_pictures(run_dir, EDITS, order), 0, True)
+    assert result.ok, result.problems
+
+
 def test_raw_frame_size_of_odd_sizes():
     # 4:2:0 chroma of a 175x143 picture is 88x72: a YUV lavfi source would measure 174x142.
     assert raw_frame_bytes("yuv420p", 175, 143) == 175 * 143 + 2 * 88 * 72

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from semfi_batch.errors import MediaError
@@ -44,7 +45,8 @@ from semfi_batch.media.encode import (
     start_and_extradata,
     track_timescale_args,
 )
-from semfi_batch.media.probe import decoder_keyframe_at
+from semfi_batch.media.frames import as_rgb8, extract_frames, read_image
+from semfi_batch.media.probe import decoder_keyframe_at, probe_video
 from semfi_batch.media.tools import run_tool, tool_path
 from semfi_batch.splice.gop_plan import gop_index
 from semfi_batch.splice.runfolder import Edit
@@ -54,6 +56,11 @@ from semfi_batch.splice.timeline import Piece, Timeline, build_timeline, plan_pi
 JOIN_CHECK_FRAMES = 6
 # How far (s) a rebuilt audio stream's first sample may sit from where the source's was heard.
 AUDIO_START_TOLERANCE = 0.0005
+# Generated frames checked in the output against their pictures (the first few: an encoder that does not fit
+# the stream spoils them all), and the least PSNR (8-bit, at an eighth of the size) they must show. Lossy codecs
+# give 35 dB and more; a raw layout read as another gives under 16.
+GENERATED_CHECK_FRAMES = 4
+GENERATED_CHECK_DB = 24.0
 MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
           ".mxf": "mxf", ".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts", ".mpg": "vob", ".mpeg": "vob",
           ".nut": "nut", ".dv": "dv"}  # fmt: skip
@@ -177,6 +184,12 @@ def assemble_output(
     _check_start(ofacts, out_pts, source, facts)
     if smart:
         _check_joins(output, ofacts, out_pts, copy_from, cfacts, timeline, pieces)
+    try:
+        _check_generated(output, timeline)
+    except MediaError as exc:
+        if smart:
+            raise JoinCheckFailed(str(exc)) from None
+        raise
     method = "smart cut" if smart else "full re-encode"
     details = [note] if note else []
     details.append(choice.note)
@@ -648,6 +661,32 @@ def _check_start(ofacts: StreamFacts, out_pts: np.ndarray, source: Path, facts: 
     tolerance = max(float(ofacts.time_base), float(facts.time_base)) / 2 + 1e-6
     if abs(got - want) > max(tolerance, 0.0011 if ofacts.time_base >= Fraction(1, 1000) else tolerance):
         raise MediaError(f"the video starts at {got:.6f}s instead of {want:.6f}s; audio would drift from it")
+
+
+def _check_generated(output: Path, timeline: Timeline) -> None:
+    """Decode the output's first generated frames and compare each with its picture: an encoder whose output
+    the stream does not carry as meant (a raw layout the copy's container cannot hold) gives frames that decode
+    without error, in the right places, and show something else."""
+    wanted = [int(j) for j in np.flatnonzero(timeline.src < 0)[:GENERATED_CHECK_FRAMES]]
+    if not wanted:
+        return
+    decoded = extract_frames(probe_video(output), wanted)
+    for j in wanted:
+        picture = timeline.edits[int(timeline.edit[j])].frames[int(timeline.k[j])]
+        score = _small_psnr(as_rgb8(decoded[j]), as_rgb8(read_image(picture)))
+        if score < GENERATED_CHECK_DB:
+            raise MediaError(
+                f"generated frame {j} decodes as another picture ({score:.1f} dB against {picture}); this "
+                "codec's encoder does not fit the stream"
+            )
+
+
+def _small_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR of two RGB uint8 pictures of one size, each reduced to an eighth (at least 8 pixels a side)."""
+    size = (max(8, a.shape[1] // 8), max(8, a.shape[0] // 8))
+    small = [cv2.resize(x, size, interpolation=cv2.INTER_AREA).astype(np.float64) for x in (a, b)]
+    mse = float(np.mean((small[0] - small[1]) ** 2))
+    return 99.0 if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def _check_joins(
