@@ -284,6 +284,18 @@ RECIPES: tuple[Recipe, ...] = (
         notes="DV: AVI says no field order, the decoder says bottom first",
     ),  # fmt: skip
     Recipe(
+        "dv-ntsc-avi",
+        "avi",
+        ("-c:v", "dvvideo", "-pix_fmt", "yuv411p", "-flags", "+ildct", "-top", "0"),
+        size="720x480",
+        fps="30000/1001",
+        frames=26,
+        filters=("setfield=bff",),
+        audio=PCM,
+        intra=True,
+        notes="DV NTSC: AVI's clock is the frame period (the pieces' MOV clock made it 59.94)",
+    ),  # fmt: skip
+    Recipe(
         "ffv1-rgb-mkv",
         "mkv",
         ("-c:v", "ffv1", "-level", "3", "-g", "1", "-pix_fmt", "gbrp10le"),
@@ -353,6 +365,7 @@ class StreamReport:
     tag: str = "-"  # the four-character code
     audio: list[str] = field(default_factory=list)
     frames: int = 0
+    time_base: str = "-"  # the video's clock: in AVI and MXF, the frame period the header states
 
 
 def stream_report(path: Path) -> StreamReport:
@@ -383,6 +396,7 @@ def stream_report(path: Path) -> StreamReport:
         ),  # fmt: skip
         audio=audio,
         tag=video.get("codec_tag_string", "-"),
+        time_base=video.get("time_base", "-"),
     )
 
 
@@ -489,7 +503,8 @@ def check_splice(
         setattr(res, key, b if a == b else f"{b} (src {a})")
         if a != b:
             res.problems.append(f"{key} {b} != {a}")
-    for key in ("frame_rate", "colour", "tag"):  # checked, not shown
+    clock = ("time_base",) if output.suffix.lower() in (".avi", ".mxf") else ()  # the frame period as stated
+    for key in ("frame_rate", "colour", "tag", *clock):  # checked, not shown
         a, b = getattr(want, key), getattr(got, key)
         if a != b:
             res.problems.append(f"{key} {b} != {a}")

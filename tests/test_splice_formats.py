@@ -37,8 +37,8 @@ from tests.format_matrix import (
 # One cell per way a format can break: intra packet copy in MOV with a tmcd track and in MXF with its
 # timecode, interlaced MPEG-2 in TS, odd-sized FFV1, a sparse Cinepak AVI, an AVI codec with no peer in
 # newer containers, MPEG-4 B-frames in AVI (no presentation times), 10-bit HEVC smart cut; ProRes 4444 XQ with
-# alpha, interlaced ProRes, MXF at 29.97, an MPEG program stream, uncompressed v210, DV in AVI (interlaced, no
-# field order stated), an RGB-tagged FFV1.
+# alpha, interlaced ProRes, MXF at 29.97, an MPEG program stream, uncompressed v210, DV PAL and NTSC in AVI
+# (interlaced, no field order stated; AVI's clock is the frame period), an RGB-tagged FFV1.
 CELLS = (
     "prores-hq-mov",
     "dnxhr-hq-mxf",
@@ -54,6 +54,7 @@ CELLS = (
     "mpeg2-ps-mpg",
     "v210-mov",
     "dv-pal-avi",
+    "dv-ntsc-avi",
     "ffv1-rgb-mkv",
 )
 

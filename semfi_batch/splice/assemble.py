@@ -64,6 +64,8 @@ GENERATED_CHECK_DB = 24.0
 MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
           ".mxf": "mxf", ".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts", ".mpg": "vob", ".mpeg": "vob",
           ".nut": "nut", ".dv": "dv"}  # fmt: skip
+# Muxers whose clock is the frame period: the joined video is handed over on that clock.
+FRAME_CLOCK_MUXERS = ("mxf", "mxf_d10", "mxf_opatom", "avi")
 # Muxers that write a timecode given as `-timecode` (QuickTime tmcd track, MXF material package).
 TIMECODE_MUXERS = ("mov", "mp4", "mxf", "mxf_opatom", "gxf", "matroska")
 
@@ -428,8 +430,9 @@ def _mux(
         idx, kind = int(s["index"]), s.get("codec_type")
         if idx == facts.index:
             maps += ["-map", "0:v:0", f"-c:{out}", "copy"]
-            if muxer in ("mxf", "mxf_d10", "mxf_opatom") and facts.frame_rate:
-                # MXF counts time in frame periods (29.97: 1001/30000); the pieces' clock is a MOV timescale.
+            if muxer in FRAME_CLOCK_MUXERS and facts.frame_rate:
+                # MXF and AVI count time in frame periods (29.97: 1001/30000); the pieces' clock is a MOV
+                # timescale, which AVI would take for its frame rate (DV NTSC came back at 59.94 frames/s).
                 maps += [f"-bsf:{out}", f"setts=time_base={1 / facts.frame_rate}"]
         elif kind == "audio" and shifts:
             first = _first_decoded_time(source, idx)
