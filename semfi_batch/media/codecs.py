@@ -234,9 +234,9 @@ CODEC_PLANS: dict[str, Callable] = {
     "dvvideo": _dv,
     "hap": _hap,
     "jpeg2000": _intra("jpeg2000", "-pred", "1"),  # lossless (5/3 wavelet)
-    **{codec: _intra(codec) for codec in ("v210", "r210", "r10k", "v410", "v308", "v408", "ayuv", "yuv4", "y41p",
-                                          "rawvideo", "tiff", "dpx", "cfhd", "qoi", "bmp", "targa", "sgi", "exr")},
 }  # fmt: skip
+# The other intra codecs (v210, rawvideo, TIFF, DPX, CineForm, ...) go through their own encoder with its
+# defaults: `codec_plan`'s rule for any codec without one here.
 
 
 def codec_plan(facts, *, reorder: int, full: bool) -> CodecPlan | None:

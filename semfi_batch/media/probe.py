@@ -272,12 +272,10 @@ def decoder_keyframe_at(path: Path, seek_s: float) -> bool:
     """Whether the first frame ffmpeg decodes after seeking to `seek_s` (s from the container start; it lands
     on the frame the container's index calls a keyframe at or before it) is one the decoder calls an intra
     keyframe, or gives no type (decoders that state none)."""
-    cmd = [
-        tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-noaccurate_seek",
-        "-ss", f"{max(seek_s, 0.0):.6f}", "-i", str(path), "-map", "0:v:0", "-an", "-sn", "-dn",
-        "-vf", "showinfo=checksum=0", "-frames:v", "1", "-f", "null", "-",
-    ]  # fmt: skip
-    log = subprocess.run(cmd, capture_output=True, check=False).stderr.decode("utf-8", "replace")
+    try:
+        log = _showinfo_decode(path, frames=1, seek_s=seek_s)
+    except VideoOpenFailure:
+        return False
     found = re.search(r"showinfo.*\biskey:(\d) type:(\S)", log)
     return found is not None and found[1] == "1" and found[2] in ("I", "?")
 
@@ -286,12 +284,14 @@ _INTERLACE_FLAG_RE = re.compile(r"showinfo.*\bn:\s*\d+\s.*\bi:([PTB?])\b")
 _DECODED_FIELDS = {"T": "tt", "B": "bb", "P": PROGRESSIVE}
 
 
-def _showinfo_decode(path: Path, frames: int | None = None) -> str:
-    """ffmpeg's log of a decode of the first video stream (or of its first `frames`) through showinfo."""
+def _showinfo_decode(path: Path, frames: int | None = None, seek_s: float | None = None) -> str:
+    """ffmpeg's log of a decode of the first video stream (or of its first `frames`) through showinfo, from its
+    start or from the keyframe the container's index gives at or before `seek_s` (s from the container start)."""
     limit = ["-frames:v", str(frames)] if frames is not None else []
+    seek = ["-noaccurate_seek", "-ss", f"{max(seek_s, 0.0):.6f}"] if seek_s is not None else []
     cmd = [
         tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-noautorotate",
-        "-copyts", "-i", str(path), "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough",
+        *seek, "-copyts", "-i", str(path), "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough",
         "-vf", "showinfo=checksum=0", *limit, "-f", "null", "-",
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, check=False)
