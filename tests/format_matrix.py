@@ -19,6 +19,8 @@ import numpy as np
 # The numbered pattern (see tests/conftest.py): left half 16*(n % 14) + 16, right half 16*(n // 14) + 16.
 LUMA = "if(lt(X,W/2),16*mod(N,14)+16,16*floor(N/14)+16)"
 SINE = "sine=f=440:r=48000"
+# Alpha of the clips that have it: opaque above, translucent below (a splice that drops it shows).
+ALPHA = "if(lt(Y,H/2),255,96)"
 
 
 @dataclass(frozen=True)
@@ -305,6 +307,26 @@ RECIPES: tuple[Recipe, ...] = (
         lossless_frames=True,
         notes="an RGB source: its matrix is tagged gbr",
     ),  # fmt: skip
+    Recipe(
+        "vp9-alpha-webm",
+        "webm",
+        ("-c:v", "libvpx-vp9", "-pix_fmt", "yuva420p", "-crf", "10", "-b:v", "0", "-g", "12", "-auto-alt-ref", "0"),
+        pix="yuva420p",
+        audio=OPUS,
+        needs=("libvpx-vp9",),
+        notes="alpha beside the picture (BlockAdditional, AlphaMode): read by libvpx, kept",
+    ),  # fmt: skip
+    Recipe(
+        "vp8-webm", "webm", ("-c:v", "libvpx", "-crf", "4", "-b:v", "4M", "-g", "12"), audio=OPUS, needs=("libvpx",)
+    ),
+    Recipe(
+        "vp8-alpha-webm",
+        "webm",
+        ("-c:v", "libvpx", "-pix_fmt", "yuva420p", "-crf", "4", "-b:v", "4M", "-g", "12", "-auto-alt-ref", "0"),
+        pix="yuva420p",
+        needs=("libvpx",),
+        notes="as VP9: alpha beside the picture",
+    ),  # fmt: skip
 )
 
 
@@ -319,7 +341,7 @@ def make_clip(r: Recipe, folder: Path) -> Path:
     if out.exists():
         return out
     tmp = folder / f".{r.name}.tmp.{r.ext}"
-    chain = [f"geq=lum='{LUMA}':cb=128:cr=128" + (":a=255" if "yuva" in r.pix else ""), *r.filters]
+    chain = [f"geq=lum='{LUMA}':cb=128:cr=128" + (f":a='{ALPHA}'" if "yuva" in r.pix else ""), *r.filters]
     base = "yuva444p" if "yuva" in r.pix else "yuv444p"
     chain.insert(0, f"format={base}")
     if r.pix == "rgb24":
@@ -387,7 +409,7 @@ def stream_report(path: Path) -> StreamReport:
     return StreamReport(
         codec=video.get("codec_name", ""),
         profile=str(video.get("profile", "")),
-        pix_fmt=video.get("pix_fmt", ""),
+        pix_fmt="yuva420p" if _side_alpha(video) else video.get("pix_fmt", ""),
         field_order=video.get("field_order", "unknown") if video.get("field_order") not in (None, "unknown") else "-",
         timecode=timecode or "-",
         frame_rate=video.get("r_frame_rate", ""),
@@ -422,6 +444,24 @@ def interlaced_frames(path: Path) -> list[bool]:
     return [line.strip().startswith("1") for line in out.splitlines() if line.strip()]
 
 
+def _side_alpha(video: dict) -> bool:
+    """Whether a VP8/VP9 stream keeps alpha beside its picture (Matroska AlphaMode): only libvpx decodes it."""
+    tags = {k.lower(): v for k, v in (video.get("tags") or {}).items()}
+    return video.get("codec_name") in ("vp8", "vp9") and tags.get("alpha_mode") == "1"
+
+
+def decoder(path: Path) -> list[str]:
+    """Input options that pick the decoder reading all of `path`'s first video stream (its alpha included)."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_streams", "-of", "json", str(path)],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    video = json.loads(out)["streams"][0]
+    if not _side_alpha(video):
+        return []
+    return ["-c:v", "libvpx-vp9" if video["codec_name"] == "vp9" else "libvpx"]
+
+
 def decode_frames(path: Path, pix_fmt: str = "rgb24", *, rotated: bool = False, keep_alpha: bool = False) -> np.ndarray:
     """Every frame as decoded in presentation order (stored orientation, or as displayed with `rotated`;
     no frame-rate conversion)."""
@@ -433,7 +473,7 @@ def decode_frames(path: Path, pix_fmt: str = "rgb24", *, rotated: bool = False, 
     st = json.loads(out)["streams"][0]
     w, h = (int(st["height"]), int(st["width"])) if rotated else (int(st["width"]), int(st["height"]))
     raw = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", *([] if rotated else ["-noautorotate"]), "-i", str(path),
+        ["ffmpeg", "-nostdin", "-v", "error", *([] if rotated else ["-noautorotate"]), *decoder(path), "-i", str(path),
          "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"],
         capture_output=True, check=True,
     ).stdout  # fmt: skip
@@ -446,8 +486,8 @@ def decode_frames(path: Path, pix_fmt: str = "rgb24", *, rotated: bool = False, 
 def frame_hashes(path: Path) -> list[str]:
     """MD5 of each decoded frame in its own pixel format (ffmpeg framemd5), presentation order."""
     out = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-noautorotate", "-i", str(path), "-map", "0:v:0", "-fps_mode",
-         "passthrough", "-f", "framemd5", "-"],
+        ["ffmpeg", "-nostdin", "-v", "error", "-noautorotate", *decoder(path), "-i", str(path), "-map", "0:v:0",
+         "-fps_mode", "passthrough", "-f", "framemd5", "-"],
         capture_output=True, check=True, text=True,
     ).stdout  # fmt: skip
     return [ln.rsplit(",", 1)[1].strip() for ln in out.splitlines() if ln and not ln.startswith("#")]
@@ -533,6 +573,12 @@ def check_splice(
         res.untouched = f">= {worst:.1f} dB"
         if worst < 45.0:
             res.problems.append(f"untouched frames down to {worst:.1f} dB")
+    if frame_format(want.pix_fmt)[1]:  # the source has alpha: so must the untouched frames, as they were
+        src_a = decode_frames(source, "rgba", keep_alpha=True)[..., 3]
+        out_a = decode_frames(output, "rgba", keep_alpha=True)[..., 3]
+        error = max(float(np.abs(src_a[expected[j]].astype(float) - out_a[j]).mean()) for j in untouched)
+        if error > 2.0:
+            res.problems.append(f"alpha of untouched frames lost (error {error:.1f})")
     gen = [j for j, s in enumerate(expected) if s < 0]
     if rotation in (90, 270):
         out_rgb = decode_frames(output, rotated=True)

@@ -47,6 +47,7 @@ class ClipFormat:
 
 X264 = ("-c:v", "libx264", "-crf", "8", "-g", "12", "-bf", "2", "-pix_fmt", "yuv420p")
 MPEG2 = ("-c:v", "mpeg2video", "-q:v", "2", "-g", "12", "-bf", "2")
+VP9_ALPHA = ("-c:v", "libvpx-vp9", "-pix_fmt", "yuva420p", "-crf", "10", "-b:v", "0", "-auto-alt-ref", "0")
 
 FORMATS: tuple[ClipFormat, ...] = (
     ClipFormat("h264_mp4", "mp4", X264),
@@ -112,6 +113,8 @@ FORMATS: tuple[ClipFormat, ...] = (
         deep=True,
     ),
     ClipFormat("qtrle_alpha_mov", "mov", ("-c:v", "qtrle", "-pix_fmt", "argb"), alpha=True),
+    # VP9's alpha rides beside the picture (WebM BlockAdditional): ffmpeg's own decoder drops it, libvpx reads it.
+    ClipFormat("vp9_alpha_webm", "webm", (*VP9_ALPHA, "-g", "12"), alpha=True),
     # DNxHR needs at least 256x120; DNxHD only its broadcast sizes and bit rates.
     ClipFormat(
         "dnxhr_hq_mxf", "mxf", ("-c:v", "dnxhd", "-profile:v", "dnxhr_hq", "-pix_fmt", "yuv422p"), size="256x144"

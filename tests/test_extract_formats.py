@@ -14,6 +14,7 @@ from semfi_batch.media import frames as frames_mod
 from semfi_batch.media.frames import extract_frame, extract_frames, frame_layout
 from semfi_batch.media.probe import probe_video
 from tests.conftest import frame_number
+from tests.format_matrix import decoder
 from tests.formats import BLACK_AT, FORMATS, ClipFormat, make_clip
 
 IDS = [f.name for f in FORMATS]
@@ -45,7 +46,7 @@ def truth_of(path, decoded: dict) -> np.ndarray:
 def sequential_decode(path, info) -> np.ndarray:
     """Every frame of a full decode from the start, in the layout extraction delivers: the ground truth."""
     pix_fmt, dtype, channels = frame_layout(info)
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0"]
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", *decoder(path), "-i", str(path), "-map", "0:v:0"]
     cmd += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
     raw = subprocess.run(cmd, capture_output=True, check=True).stdout
     width, height = info.display_size
@@ -87,7 +88,7 @@ def test_frames_equal_a_sequential_decode(fmt_clip, decoded):
 
 SEEKABLE = [f for f in FORMATS if f.name in (
     "h264_mp4", "h264_mkv_opengop", "h264_ts", "hevc_10bit_mp4", "vp9_webm", "mpeg2_ts_tff", "dnxhr_hq_mxf",
-    "prores_hq_mov", "h264_mp4_editlist",
+    "prores_hq_mov", "h264_mp4_editlist", "vp9_alpha_webm",
 )]  # fmt: skip
 
 

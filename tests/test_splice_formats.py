@@ -38,7 +38,8 @@ from tests.format_matrix import (
 # timecode, interlaced MPEG-2 in TS, odd-sized FFV1, a sparse Cinepak AVI, an AVI codec with no peer in
 # newer containers, MPEG-4 B-frames in AVI (no presentation times), 10-bit HEVC smart cut; ProRes 4444 XQ with
 # alpha, interlaced ProRes, MXF at 29.97, an MPEG program stream, uncompressed v210, DV PAL and NTSC in AVI
-# (interlaced, no field order stated; AVI's clock is the frame period), an RGB-tagged FFV1.
+# (interlaced, no field order stated; AVI's clock is the frame period), an RGB-tagged FFV1, VP9 with its alpha
+# beside the picture (WebM).
 CELLS = (
     "prores-hq-mov",
     "dnxhr-hq-mxf",
@@ -56,6 +57,7 @@ CELLS = (
     "dv-pal-avi",
     "dv-ntsc-avi",
     "ffv1-rgb-mkv",
+    "vp9-alpha-webm",
 )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from semfi_batch.errors import MediaError
+from semfi_batch.media.side_alpha import decoder_args
 from semfi_batch.media.stream_facts import StreamFacts
 from semfi_batch.media.tools import run_tool, tool_path
 
@@ -82,7 +83,7 @@ def _tail(path: Path) -> str:
 def decode_range(path: Path, facts: StreamFacts, seek_s: float | None, count: int, work: Path) -> FramePipe:
     """Decode `count` frames of `path`'s video in the source's own pixel format and stored orientation,
     starting at the first frame at or after `seek_s` (seconds from the container start)."""
-    args = ["ffmpeg", "-nostdin", "-v", "error", "-noautorotate"]
+    args = ["ffmpeg", "-nostdin", "-v", "error", "-noautorotate", *decoder_args(facts.decoder)]
     if seek_s is not None and seek_s > 0:
         args += ["-ss", f"{seek_s:.6f}"]
     args += ["-i", str(path), "-map", f"0:{facts.index}", "-frames:v", str(count), *RAW_TIMING]

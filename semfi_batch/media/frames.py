@@ -32,6 +32,7 @@ from semfi_batch.media.png import (  # noqa: F401 - re-exported
 )
 from semfi_batch.media.probe import VideoInfo, parse_showinfo_line
 from semfi_batch.media.rates import rate_arg
+from semfi_batch.media.side_alpha import decoder_args
 from semfi_batch.media.tools import tool_path
 
 # Refuse images above this many pixels before decoding them (decompression bombs).
@@ -289,7 +290,8 @@ def _decode(
     graph += ",showinfo=checksum=0"  # each frame's time and size as decoded, before any scaling to the output
     script = None
     cmd = [tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info"]
-    cmd += [*input_args, "-i", str(info.path), "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough"]
+    cmd += [*decoder_args(info.decoder), *input_args, "-i", str(info.path), "-map", "0:v:0", "-an", "-sn", "-dn"]
+    cmd += ["-fps_mode", "passthrough"]
     if len(graph) > 20_000:  # beyond what one argument should carry
         script = _write_script(graph)
         cmd += ["-filter_script:v", str(script)]

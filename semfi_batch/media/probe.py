@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.errors import MediaError, VideoOpenFailure
+from semfi_batch.media.side_alpha import SIDE_ALPHA_PIX_FMT, side_alpha_decoder
 from semfi_batch.media.tools import run_tool, tool_path
 
 # Containers whose packets carry presentation times one frame each (ffprobe's format_name parts).
@@ -46,7 +47,8 @@ class VideoInfo:
     `width`/`height` are the stored size; `rotation` is the display rotation (ffprobe's, degrees) and
     `display_size` the size frames are read at (a player's orientation: generated frames are made upright).
     `bit_depth` is the deepest component of the source's pixel format and `has_alpha` whether it carries
-    alpha: frames are read at 8 bits when bit_depth is 8, else at 16. `field_order` is ffprobe's
+    alpha: frames are read at 8 bits when bit_depth is 8, else at 16. `decoder` is the decoder its pixels must
+    be read with, when ffmpeg's default would drop its alpha (media/side_alpha.py). `field_order` is ffprobe's
     (progressive, tt, bb, tb, bt, or unknown). `seekable` is True when the frame times are strictly
     increasing and came with every packet, so a frame landed on after a seek can be identified by its time."""
 
@@ -67,6 +69,7 @@ class VideoInfo:
     rotation: int = 0
     seekable: bool = True
     frames_from: str = "packets"  # how frame_times were listed: "packets" or "decode"
+    decoder: str | None = None
 
     @property
     def frame_count(self) -> int:
@@ -213,7 +216,8 @@ def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
         raise VideoOpenFailure(f"{path} has a video stream but no decodable frames")
     steps = np.diff(frame_times)
     seekable = bool(every_pts and not np.isnan(frame_times).any() and (steps > 0).all())
-    pix_fmt = str(video.get("pix_fmt", ""))
+    decoder = side_alpha_decoder(video, path)
+    pix_fmt = SIDE_ALPHA_PIX_FMT if decoder else str(video.get("pix_fmt", ""))
     depth, alpha = pixel_format_facts(pix_fmt)
     return VideoInfo(
         path=path,
@@ -233,6 +237,7 @@ def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
         rotation=_rotation(video),
         seekable=seekable,
         frames_from=frames_from,
+        decoder=decoder,
     )
 
 

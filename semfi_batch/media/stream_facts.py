@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from semfi_batch.errors import VideoOpenFailure
+from semfi_batch.media.side_alpha import SIDE_ALPHA_PIX_FMT, side_alpha_decoder
 from semfi_batch.media.tools import run_tool
 
 
@@ -44,6 +45,7 @@ class StreamFacts:
     codec_tag: str | None = None  # the four-character code, when printable (DIVX, hvc1, apch...)
     timecode: str | None = None  # start timecode (QuickTime tmcd track, MXF, stream or file tag)
     top_field_first: bool | None = None  # interlaced frames as displayed, by the decoder's flags
+    decoder: str | None = None  # the decoder that reads alpha kept beside the picture (media/side_alpha.py)
 
     @property
     def container(self) -> str | None:
@@ -88,13 +90,14 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
         raise VideoOpenFailure(f"{path} has no video stream")
     fmt = meta.get("format", {})
     fields = _fields(path, video.get("field_order"))
+    decoder = side_alpha_decoder(video, path)
     facts = StreamFacts(
         path=path,
         index=int(video["index"]),
         codec=str(video.get("codec_name", "")),
         profile=str(video.get("profile", "")),
         level=int(video.get("level", -99) or -99),
-        pix_fmt=str(video.get("pix_fmt", "")),
+        pix_fmt=SIDE_ALPHA_PIX_FMT if decoder else str(video.get("pix_fmt", "")),
         width=int(video["width"]),
         height=int(video["height"]),
         sar=_known(video.get("sample_aspect_ratio"), ("0:1", "N/A")),
@@ -114,6 +117,7 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
         codec_tag=_codec_tag(video.get("codec_tag_string")),
         timecode=_timecode(streams, fmt),
         top_field_first=fields[1],
+        decoder=decoder,
     )
     if facts.codec == "h264" and encoder_settings:
         facts = replace(facts, x264_options=_x264_options(path, facts.index))

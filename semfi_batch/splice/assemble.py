@@ -47,6 +47,7 @@ from semfi_batch.media.encode import (
 )
 from semfi_batch.media.frames import as_rgb8, extract_frames, read_image
 from semfi_batch.media.probe import decoder_keyframe_at, probe_video
+from semfi_batch.media.side_alpha import ALPHA_MODE_TAG, decoder_args
 from semfi_batch.media.tools import run_tool, tool_path
 from semfi_batch.splice.gop_plan import gop_index
 from semfi_batch.splice.runfolder import Edit
@@ -430,6 +431,8 @@ def _mux(
         idx, kind = int(s["index"]), s.get("codec_type")
         if idx == facts.index:
             maps += ["-map", "0:v:0", f"-c:{out}", "copy"]
+            if facts.decoder:  # the pieces' alpha rides beside their pictures: flag it as the source did
+                maps += [f"-metadata:s:{out}", f"{ALPHA_MODE_TAG}=1"]
             if muxer in FRAME_CLOCK_MUXERS and facts.frame_rate:
                 # MXF and AVI count time in frame periods (29.97: 1001/30000); the pieces' clock is a MOV
                 # timescale, which AVI would take for its frame rate (DV NTSC came back at 59.94 frames/s).
@@ -745,7 +748,7 @@ def _mid_seconds(pts: np.ndarray, index: int, facts: StreamFacts) -> float | Non
 def _frame_hashes(path: Path, facts: StreamFacts, seek: float | None, count: int) -> tuple[list[str], str]:
     """MD5 of each of `count` decoded frames (native format, stored orientation; hashed by ffmpeg's framemd5)
     and the decoder's last error line."""
-    args = [tool_path("ffmpeg"), "-nostdin", "-v", "error", "-noautorotate"]
+    args = [tool_path("ffmpeg"), "-nostdin", "-v", "error", "-noautorotate", *decoder_args(facts.decoder)]
     if seek is not None and seek > 0:
         args += ["-ss", f"{seek:.6f}"]
     args += ["-i", str(path), "-map", f"0:{facts.index}", "-frames:v", str(count), *RAW_TIMING]
