@@ -49,14 +49,19 @@ from semfi_batch.media.frames import as_rgb8, extract_frames, read_image
 from semfi_batch.media.probe import decoder_keyframe_at, probe_video
 from semfi_batch.media.side_alpha import ALPHA_MODE_TAG, decoder_args
 from semfi_batch.media.tools import run_tool, tool_path
+from semfi_batch.splice.audio import (
+    AUDIO_START_TOLERANCE,
+    LOSSLESS,
+    audio_graph,
+    first_decoded_time,
+    priming_samples,
+)
 from semfi_batch.splice.gop_plan import gop_index
 from semfi_batch.splice.runfolder import Edit
 from semfi_batch.splice.timeline import Piece, Timeline, build_timeline, plan_pieces
 
 # Frames decoded past each join to check that copied GOPs still decode exactly as in the source.
 JOIN_CHECK_FRAMES = 6
-# How far (s) a rebuilt audio stream's first sample may sit from where the source's was heard.
-AUDIO_START_TOLERANCE = 0.0005
 # Generated frames checked in the output against their pictures (the first few: an encoder that does not fit
 # the stream spoils them all), and the least PSNR (8-bit, at an eighth of the size) they must show. Lossy codecs
 # give 35 dB and more; a raw layout read as another gives under 16.
@@ -64,7 +69,7 @@ GENERATED_CHECK_FRAMES = 4
 GENERATED_CHECK_DB = 24.0
 MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
           ".mxf": "mxf", ".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts", ".mpg": "vob", ".mpeg": "vob",
-          ".nut": "nut", ".dv": "dv"}  # fmt: skip
+          ".vob": "vob", ".nut": "nut", ".dv": "dv"}  # fmt: skip
 # Muxers whose clock is the frame period: the joined video is handed over on that clock.
 FRAME_CLOCK_MUXERS = ("mxf", "mxf_d10", "mxf_opatom", "avi")
 # Muxers that write a timecode given as `-timecode` (QuickTime tmcd track, MXF material package).
@@ -168,13 +173,13 @@ def assemble_output(
         # delay): check where each rebuilt stream's first sample is heard, and correct it once if it moved.
         nudge = {}
         for idx, (out_idx, want) in rebuilt.items():
-            got = _first_decoded_time(output, out_idx)
+            got = first_decoded_time(output, out_idx)
             if abs(got - want) > AUDIO_START_TOLERANCE:
                 nudge[idx] = want - got
         if nudge:
             audio_note, dropped, rebuilt = _mux(*mux_args, audio_nudge=nudge)
             for idx, (out_idx, want) in rebuilt.items():
-                got = _first_decoded_time(output, out_idx)
+                got = first_decoded_time(output, out_idx)
                 if abs(got - want) > AUDIO_START_TOLERANCE:
                     raise MediaError(f"audio stream {idx} starts at {got:.4f}s instead of {want:.4f}s")
     except MediaError as exc:
@@ -438,16 +443,19 @@ def _mux(
                 # timescale, which AVI would take for its frame rate (DV NTSC came back at 59.94 frames/s).
                 maps += [f"-bsf:{out}", f"setts=time_base={1 / facts.frame_rate}"]
         elif kind == "audio" and shifts:
-            first = _first_decoded_time(source, idx)
+            first = first_decoded_time(source, idx)
             rebuilt[idx] = (out, first)
             s["first_sample_s"] = first + (audio_nudge or {}).get(idx, 0.0)
-            label, note = _audio_graph(s, shifts, audio_mode, graph)
             encoder = AUDIO_ENCODERS.get(s.get("codec_name", ""), "aac")
             if encoder not in available_encoders():
                 encoder = "aac"
+            options = ("-b:a", str(s["bit_rate"])) if s.get("bit_rate") and not encoder.startswith(LOSSLESS) else ()
+            rate, channels = int(s.get("sample_rate") or 48000), int(s.get("channels") or 2)
+            primed = muxer is not None and not encoder.startswith(LOSSLESS)
+            lead = priming_samples(encoder, rate, channels, options, muxer) if primed else 0
+            label, note = audio_graph(s, shifts, audio_mode, graph, lead)
             maps += ["-map", f"[{label}]", f"-c:{out}", encoder]
-            if s.get("bit_rate") and not encoder.startswith(("pcm", "flac", "alac")):
-                maps += [f"-b:{out}", str(s["bit_rate"])]
+            maps += [opt.replace(":a", f":{out}") for opt in options]
             maps += [f"-disposition:{out}", _disposition(s)]
             audio_notes.append(note)
         elif kind in ("audio", "video", "subtitle", "attachment"):
@@ -509,22 +517,6 @@ def _mux(
     return note, dropped, rebuilt
 
 
-def _first_decoded_time(source: Path, index: int) -> float:
-    """Time of an audio stream's first decoded sample (its start_time may count priming that is never played)."""
-    out = run_tool(
-        ["ffprobe", "-v", "error", "-select_streams", str(index), "-read_intervals", "%+#8", "-show_frames",
-         "-show_entries", "frame=best_effort_timestamp_time,pts_time", "-of", "json", str(source)],
-        what=f"cannot decode audio stream {index} of {source}",
-    )  # fmt: skip
-    frames = json.loads(out or b"{}").get("frames", [])
-    for frame in frames:
-        for key in ("best_effort_timestamp_time", "pts_time"):
-            value = frame.get(key)
-            if value not in (None, "N/A"):
-                return float(value)
-    return 0.0
-
-
 def _tail(path: Path) -> str:
     lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     return lines[-1] if lines else "no error output"
@@ -554,87 +546,6 @@ def _shifted_chapters(chapters: list[dict], shifts: list[tuple[float, float]], w
     path = work / "chapters.txt"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def _audio_graph(stream: dict, shifts: list[tuple[float, float]], mode: str, graph: list[str]) -> tuple[str, str]:
-    """Filters rebuilding one audio stream with time inserted (silence or a cross-fade) or removed at each
-    shift, sample-exact. Returns the output label and a note for the summary."""
-    idx = int(stream["index"])
-    rate = int(stream.get("sample_rate") or 48000)
-    start = float(stream["first_sample_s"])
-    total = _audio_samples(stream, rate)
-    pieces: list[tuple[int, int | None]] = []  # source sample ranges, in order
-    joins: list[tuple[str, int]] = []  # between pieces n and n+1: ("silence"|"cut"|"crossfade", samples)
-    cursor = 0
-    faded = 0
-    for at, delta in shifts:
-        pos = max(int(round((at - start) * rate)), 0)
-        n = int(round(abs(delta) * rate))
-        if delta < 0:
-            pieces.append((cursor, max(pos - n, cursor)))
-            joins.append(("cut", 0))
-            cursor = pos
-        elif (
-            mode == "crossfade"
-            and pos - n >= cursor + (joins[-1][1] if joins and joins[-1][0] == "crossfade" else 0)
-            and (total is None or pos + n <= total)
-        ):
-            # The left side plays on into the new time, fading out, while the right side's lead-in fades in.
-            pieces.append((cursor, pos + n))
-            joins.append(("crossfade", n))
-            cursor = pos - n
-            faded += 1
-        else:
-            pieces.append((cursor, pos))
-            joins.append(("silence", n))
-            cursor = pos
-    pieces.append((cursor, None))
-    splits = len(pieces) + sum(1 for kind, _ in joins if kind == "silence")
-    src = f"s{idx}_"
-    graph.append(f"[1:{idx}]asplit={splits}" + "".join(f"[{src}{i}]" for i in range(splits)))
-    labels = []
-    for i, (a, b) in enumerate(pieces):
-        end = f":end_sample={b}" if b is not None else ""
-        graph.append(f"[{src}{i}]atrim=start_sample={a}{end},asetpts=PTS-STARTPTS[p{idx}_{i}]")
-        labels.append(f"p{idx}_{i}")
-    spare = len(pieces)
-    current = labels[0]
-    for i, (kind, n) in enumerate(joins):
-        nxt, out = labels[i + 1], f"j{idx}_{i}"
-        if kind == "crossfade":
-            graph.append(f"[{current}][{nxt}]acrossfade=ns={n}:c1=tri:c2=tri[{out}]")
-        elif kind == "silence":
-            # Silence in exactly the stream's own format: one source sample, muted, padded to length.
-            graph.append(
-                f"[{src}{spare}]atrim=end_sample=1,volume=0,apad=whole_len={n},asetpts=PTS-STARTPTS[z{idx}_{i}]"
-            )
-            graph.append(f"[{current}][z{idx}_{i}][{nxt}]concat=n=3:v=0:a=1[{out}]")
-            spare += 1
-        else:
-            graph.append(f"[{current}][{nxt}]concat=n=2:v=0:a=1[{out}]")
-        current = out
-    label = f"a{idx}"
-    graph.append(f"[{current}]asetpts=PTS+{start:.6f}/TB[{label}]")
-    inserted = sum(1 for kind, _ in joins if kind in ("silence", "crossfade"))
-    if mode == "crossfade" and faded < inserted:
-        note = f"audio {idx}: {faded} cross-fades, {inserted - faded} silences (too little audio around the rest)"
-    elif mode == "crossfade":
-        note = f"audio {idx}: {faded} cross-fades"
-    else:
-        note = f"audio {idx}: {inserted} silences inserted"
-    return label, note
-
-
-def _audio_samples(stream: dict, rate: int) -> int | None:
-    for key in ("duration_ts", "duration"):
-        value = stream.get(key)
-        if value in (None, "N/A"):
-            continue
-        if key == "duration_ts" and stream.get("time_base"):
-            return int(Fraction(int(value)) * Fraction(stream["time_base"]) * rate)
-        if key == "duration":
-            return int(float(value) * rate)
-    return None
 
 
 # --- checks -----------------------------------------------------------------------------------------------

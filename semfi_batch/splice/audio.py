@@ -1,0 +1,171 @@
+"""Audio rebuilt for a splice whose timeline grew or shrank: the source's samples cut and joined around each
+shift with silence or a cross-fade (`audio_graph`), sample-exact, and placed so that every sample is heard
+where the source's was.
+
+Two things move audio that timestamps do not show:
+- a container may shift a stream to hide its encoder's priming (MP4 edit lists, Matroska codec delay):
+  `first_decoded_time` finds where the first sample is heard, and the splice corrects it;
+- where the container cannot say so (AVI, MPEG-PS/TS; AC-3 in Matroska), the priming is played: the encoder's
+  own delay (LAME 1105 samples, MP2 480, AC-3 256) comes before the first sample and every sample after it
+  is that much late. `priming_samples` measures it, for the encoder, settings and muxer the splice uses,
+  by encoding a burst of noise and finding it in the decode; the rebuilt stream leaves that many samples
+  out at its start."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from semfi_batch.media.tools import run_tool, tool_path
+
+# How far (s) a rebuilt audio stream's first sample may sit from where the source's was heard.
+AUDIO_START_TOLERANCE = 0.0005
+# Encoders (by name prefix) that neither prime nor take a bit rate.
+LOSSLESS = ("pcm", "flac", "alac")
+# Longest encoder delay looked for (samples), and the noise burst it is measured with (s).
+MAX_PRIMING = 8192
+_BURST_S = 0.5
+
+
+def first_decoded_time(source: Path, index: int) -> float:
+    """Time of an audio stream's first decoded sample (its start_time may count priming that is never played)."""
+    out = run_tool(
+        ["ffprobe", "-v", "error", "-select_streams", str(index), "-read_intervals", "%+#8", "-show_frames",
+         "-show_entries", "frame=best_effort_timestamp_time,pts_time", "-of", "json", str(source)],
+        what=f"cannot decode audio stream {index} of {source}",
+    )  # fmt: skip
+    frames = json.loads(out or b"{}").get("frames", [])
+    for frame in frames:
+        for key in ("best_effort_timestamp_time", "pts_time"):
+            value = frame.get(key)
+            if value not in (None, "N/A"):
+                return float(value)
+    return 0.0
+
+
+def audio_graph(
+    stream: dict, shifts: list[tuple[float, float]], mode: str, graph: list[str], lead: int = 0
+) -> tuple[str, str]:
+    """Filters rebuilding one audio stream with time inserted (silence or a cross-fade) or removed at each
+    shift, sample-exact. `lead`: samples left out at the start, where the encoder's priming will sound in
+    their place (`priming_samples`). Returns the output label and a note for the summary."""
+    idx = int(stream["index"])
+    rate = int(stream.get("sample_rate") or 48000)
+    start = float(stream["first_sample_s"])
+    total = audio_samples(stream, rate)
+    pieces: list[tuple[int, int | None]] = []  # source sample ranges, in order
+    joins: list[tuple[str, int]] = []  # between pieces n and n+1: ("silence"|"cut"|"crossfade", samples)
+    cursor = lead
+    faded = 0
+    for at, delta in shifts:
+        pos = max(int(round((at - start) * rate)), cursor)
+        n = int(round(abs(delta) * rate))
+        if delta < 0:
+            pieces.append((cursor, max(pos - n, cursor)))
+            joins.append(("cut", 0))
+            cursor = pos
+        elif (
+            mode == "crossfade"
+            and pos - n >= cursor + (joins[-1][1] if joins and joins[-1][0] == "crossfade" else 0)
+            and (total is None or pos + n <= total)
+        ):
+            # The left side plays on into the new time, fading out, while the right side's lead-in fades in.
+            pieces.append((cursor, pos + n))
+            joins.append(("crossfade", n))
+            cursor = pos - n
+            faded += 1
+        else:
+            pieces.append((cursor, pos))
+            joins.append(("silence", n))
+            cursor = pos
+    pieces.append((cursor, None))
+    splits = len(pieces) + sum(1 for kind, _ in joins if kind == "silence")
+    src = f"s{idx}_"
+    graph.append(f"[1:{idx}]asplit={splits}" + "".join(f"[{src}{i}]" for i in range(splits)))
+    labels = []
+    for i, (a, b) in enumerate(pieces):
+        end = f":end_sample={b}" if b is not None else ""
+        graph.append(f"[{src}{i}]atrim=start_sample={a}{end},asetpts=PTS-STARTPTS[p{idx}_{i}]")
+        labels.append(f"p{idx}_{i}")
+    spare = len(pieces)
+    current = labels[0]
+    for i, (kind, n) in enumerate(joins):
+        nxt, out = labels[i + 1], f"j{idx}_{i}"
+        if kind == "crossfade":
+            graph.append(f"[{current}][{nxt}]acrossfade=ns={n}:c1=tri:c2=tri[{out}]")
+        elif kind == "silence":
+            # Silence in exactly the stream's own format: one source sample, muted, padded to length.
+            graph.append(
+                f"[{src}{spare}]atrim=end_sample=1,volume=0,apad=whole_len={n},asetpts=PTS-STARTPTS[z{idx}_{i}]"
+            )
+            graph.append(f"[{current}][z{idx}_{i}][{nxt}]concat=n=3:v=0:a=1[{out}]")
+            spare += 1
+        else:
+            graph.append(f"[{current}][{nxt}]concat=n=2:v=0:a=1[{out}]")
+        current = out
+    label = f"a{idx}"
+    graph.append(f"[{current}]asetpts=PTS+{start:.6f}/TB[{label}]")
+    inserted = sum(1 for kind, _ in joins if kind in ("silence", "crossfade"))
+    if mode == "crossfade" and faded < inserted:
+        note = f"audio {idx}: {faded} cross-fades, {inserted - faded} silences (too little audio around the rest)"
+    elif mode == "crossfade":
+        note = f"audio {idx}: {faded} cross-fades"
+    else:
+        note = f"audio {idx}: {inserted} silences inserted"
+    return label, note
+
+
+def audio_samples(stream: dict, rate: int) -> int | None:
+    for key in ("duration_ts", "duration"):
+        value = stream.get(key)
+        if value in (None, "N/A"):
+            continue
+        if key == "duration_ts" and stream.get("time_base"):
+            return int(Fraction(int(value)) * Fraction(stream["time_base"]) * rate)
+        if key == "duration":
+            return int(float(value) * rate)
+    return None
+
+
+@lru_cache(maxsize=32)
+def priming_samples(encoder: str, rate: int, channels: int, options: tuple[str, ...], muxer: str) -> int:
+    """Samples by which `encoder` (with `options`, at `rate` and `channels`), written by `muxer`, plays its
+    input late when the file is decoded from its first sample: its priming, where the container does not
+    hide it (0 where it does). Measured on a burst of noise (seeded, so always the same): encoded, decoded,
+    and found by cross-correlation. 0 when the burst cannot be found (the encoder or muxer refuses it)."""
+    noise = f"anoisesrc=d={_BURST_S}:c=white:r={rate}:a=0.5:seed=5"
+    reference = np.frombuffer(_raw(["-f", "lavfi", "-i", noise]), np.float32)
+    with tempfile.TemporaryDirectory(prefix="semfi-priming-") as folder:
+        path = Path(folder) / f"burst.{muxer}"
+        encode = [tool_path("ffmpeg"), "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", noise, "-ac",
+                  str(channels), "-c:a", encoder, *options, "-f", muxer, str(path)]  # fmt: skip
+        if subprocess.run(encode, capture_output=True, check=False).returncode != 0:
+            return 0
+        decoded = np.frombuffer(_raw(["-i", str(path)]), np.float32)
+    return _lag(reference, decoded)
+
+
+def _raw(input_args: list[str]) -> bytes:
+    """The first audio stream of an ffmpeg input as mono 32-bit float samples, from its first decoded one."""
+    cmd = [tool_path("ffmpeg"), "-nostdin", "-v", "error", *input_args, "-map", "0:a:0", "-ac", "1", "-f", "f32le"]
+    proc = subprocess.run([*cmd, "-"], capture_output=True, check=False)
+    return proc.stdout[: len(proc.stdout) // 4 * 4]
+
+
+def _lag(reference: np.ndarray, decoded: np.ndarray) -> int:
+    """Where `reference` starts in `decoded` (samples, 0..MAX_PRIMING), by cross-correlation; 0 when no lag
+    stands out (the peak under five times the typical correlation)."""
+    if reference.size == 0 or decoded.size == 0:
+        return 0
+    size = 1 << int(np.ceil(np.log2(reference.size + decoded.size)))
+    corr = np.fft.irfft(np.fft.rfft(decoded, size) * np.conj(np.fft.rfft(reference, size)), size)
+    window = np.abs(corr[: MAX_PRIMING + 1])
+    best = int(np.argmax(window))
+    typical = float(np.median(window)) or 1e-12
+    return best if window[best] > 5 * typical else 0

@@ -1,0 +1,77 @@
+"""Audio stays in sync with the picture through a splice that rebuilds it (insert rows), whatever its encoder
+and container: where the container cannot hide the encoder's priming (MP3 in AVI, MP2 in MPEG-PS, AAC in
+MPEG-TS and Matroska, AC-3 in Matroska), the rebuilt stream leaves it out (splice/audio.py)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from semfi_batch.splice import splice_run
+from semfi_batch.splice.audio import priming_samples
+from tests.test_splice import make_run
+
+FLASH_AT = 50  # frame of the white flash; the beep starts with it (2.0 s at 25 fps)
+CELLS = {
+    "mp3-avi": ("avi", ("-c:v", "mpeg4", "-q:v", "2", "-g", "12"), ("-c:a", "libmp3lame")),
+    "mp2-mpg": ("mpg", ("-c:v", "mpeg2video", "-q:v", "2", "-g", "12"), ("-c:a", "mp2")),
+    "aac-ts": ("ts", ("-c:v", "libx264", "-g", "12"), ("-c:a", "aac")),
+    "ac3-mkv": ("mkv", ("-c:v", "libx264", "-g", "12"), ("-c:a", "ac3")),
+    "aac-mkv": ("mkv", ("-c:v", "libx264", "-g", "12"), ("-c:a", "aac")),
+    "aac-mp4": ("mp4", ("-c:v", "libx264", "-g", "12"), ("-c:a", "aac")),  # priming hidden by the edit list
+}
+
+
+def _clip(path, video: tuple[str, ...], audio: tuple[str, ...]):
+    picture = f"testsrc2=s=352x288:r=25:d=3,drawbox=t=fill:c=white:enable=between(n\\,{FLASH_AT}\\,{FLASH_AT + 1})"
+    beep = f"sine=f=1000:r=48000:d=3,volume='if(between(t,{FLASH_AT / 25},{FLASH_AT / 25 + 0.2}),1,0)':eval=frame"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", picture, "-f", "lavfi", "-i", beep,
+         *video, *audio, str(path)],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+def beep_after_flash(path) -> float:
+    """Seconds from the flash (the first white frame) to the beep's first sound, as a player presents them."""
+    log = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-an", "-vf",
+         "signalstats,metadata=print:key=lavfi.signalstats.YAVG:file=-", "-f", "null", "-"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    times = [float(t) for t in re.findall(r"pts_time:([-\d.]+)", log)]
+    levels = [float(v) for v in re.findall(r"YAVG=([\d.]+)", log)]
+    flash = next(t for t, y in zip(times, levels) if y > 200)
+    log = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "info", "-i", str(path), "-map", "0:a:0", "-af",
+         "silencedetect=n=-30dB:d=0.05", "-f", "null", "-"],
+        capture_output=True, text=True, check=True,
+    ).stderr  # fmt: skip
+    return float(re.findall(r"silence_end: ([-\d.]+)", log)[0]) - flash
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_rebuilt_audio_stays_in_sync(name, tmp_path):
+    ext, video, audio = CELLS[name]
+    src = _clip(tmp_path / f"src.{ext}", video, audio)
+    jobs = [
+        {"pair_id": "a", "mode": "insert", "start": 10, "end": 11, "gap": 3},
+        {"pair_id": "b", "mode": "insert", "start": 30, "end": 31, "gap": 2},
+    ]
+    summary = splice_run(make_run(tmp_path / "run", src, jobs), output=tmp_path / f"out.{ext}")
+    assert not summary.failed, summary.failed
+    assert "silences inserted" in summary.results[0].audio_note
+    # The picture moved 5 frames later; the sound must have moved with it, to the sample the codec allows.
+    drift = beep_after_flash(tmp_path / f"out.{ext}") - beep_after_flash(src)
+    assert abs(drift) < 0.0015, f"{name}: the beep moved {drift * 1000:+.1f} ms against the picture"
+
+
+def test_priming_is_measured_per_encoder_and_container():
+    # LAME's delay (576 + 529 samples) is played in AVI; MP4's edit list hides AAC's 1024; AC-3 primes 256.
+    assert priming_samples("libmp3lame", 48000, 1, (), "avi") == 1105
+    assert priming_samples("aac", 48000, 2, (), "mp4") == 0
+    assert priming_samples("aac", 48000, 2, (), "mpegts") == 1024
+    assert priming_samples("ac3", 48000, 2, (), "matroska") == 256
