@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from functools import lru_cache
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from semfi_batch.errors import MediaError
+from semfi_batch.media.probe import parse_showinfo_line
 from semfi_batch.media.side_alpha import decoder_args
 from semfi_batch.media.stream_facts import StreamFacts
 from semfi_batch.media.tools import run_tool, tool_path
@@ -72,24 +74,72 @@ class FramePipe:
         self._err.close()
 
 
+class TimedFramePipe(FramePipe):
+    """A FramePipe over a decode whose graph ends in showinfo: yields (seconds or None, frame). showinfo logs
+    a frame before ffmpeg writes it out, so its line is in the log file by the time the frame is read."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._log = open(self.stderr_path, "rb")  # noqa: SIM115 - closed in close()
+        self._partial = b""
+        self._lines: list[str] = []
+        self._time_base: Fraction | None = None
+
+    def __iter__(self) -> Iterator[tuple[float | None, bytes]]:  # type: ignore[override]
+        for frame in super().__iter__():
+            yield self._next_time(), frame
+
+    def _next_time(self) -> float | None:
+        waited = 0.0
+        while True:
+            while self._lines:
+                kind, value = parse_showinfo_line(self._lines.pop(0), self._time_base)
+                if kind == "time_base":
+                    self._time_base = value  # type: ignore[assignment]
+                elif kind == "time":
+                    return value  # type: ignore[return-value]
+            chunk = self._log.read()
+            if chunk:
+                lines = (self._partial + chunk).split(b"\n")
+                self._partial = lines.pop()
+                self._lines = [line.decode("utf-8", "replace") for line in lines]
+            elif waited > 10.0:  # never expected: the line comes before the frame
+                return None
+            else:
+                time.sleep(0.001)
+                waited += 0.001
+
+    def close(self) -> None:
+        super().close()
+        self._log.close()
+
+
 def _tail(path: Path) -> str:
+    """ffmpeg's last error line in a log (where it tags lines with their level, the last error-level one)."""
     try:
         lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return "no error output"
+    errors = [ln.split("] ", 1)[1] for ln in lines if ln.startswith(("[error]", "[fatal]", "[panic]"))]
+    if errors or any(ln.startswith("[info]") for ln in lines):
+        lines = errors
     return lines[-1] if lines else "no error output"
 
 
-def decode_range(path: Path, facts: StreamFacts, seek_s: float | None, count: int, work: Path) -> FramePipe:
-    """Decode `count` frames of `path`'s video in the source's own pixel format and stored orientation,
-    starting at the first frame at or after `seek_s` (seconds from the container start)."""
-    args = ["ffmpeg", "-nostdin", "-v", "error", "-noautorotate", *decoder_args(facts.decoder)]
+def decode_range(path: Path, facts: StreamFacts, seek_s: float | None, count: int, work: Path) -> TimedFramePipe:
+    """Decode up to `count` frames of `path`'s video in the source's own pixel format and stored orientation,
+    starting at the first frame at or after `seek_s` (seconds from the container start). Yields (time, frame):
+    each frame's presentation time in seconds on the file's own clock (the decoder's; None where it gave
+    none), so that a caller places frames by their time, not by their count (a decoder skips a damaged
+    frame without a word)."""
+    args = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+info", "-noautorotate"]
+    args += decoder_args(facts.decoder)
     if seek_s is not None and seek_s > 0:
         args += ["-ss", f"{seek_s:.6f}"]
-    args += ["-i", str(path), "-map", f"0:{facts.index}", "-frames:v", str(count), *RAW_TIMING]
-    args += ["-an", "-sn", "-dn", "-f", "rawvideo", "-pix_fmt", facts.pix_fmt, "-"]
+    args += ["-copyts", "-i", str(path), "-map", f"0:{facts.index}", "-frames:v", str(count), *RAW_TIMING]
+    args += ["-vf", "showinfo=checksum=0", "-an", "-sn", "-dn", "-f", "rawvideo", "-pix_fmt", facts.pix_fmt, "-"]
     size = raw_frame_bytes(facts.pix_fmt, facts.width, facts.height)
-    return FramePipe(args, size, count, f"cannot decode frames of {path}", work / f"decode-{id(args)}.log")
+    return TimedFramePipe(args, size, count, f"cannot decode frames of {path}", work / f"decode-{id(args)}.log")
 
 
 def rgb_to_yuv_matrix(facts: StreamFacts) -> str:

@@ -46,7 +46,7 @@ from semfi_batch.media.encode import (
     track_timescale_args,
 )
 from semfi_batch.media.frames import as_rgb8, extract_frames, read_image
-from semfi_batch.media.probe import decoder_keyframe_at, probe_video
+from semfi_batch.media.probe import VideoInfo, decoder_keyframe_at, probe_video
 from semfi_batch.media.side_alpha import ALPHA_MODE_TAG, decoder_args
 from semfi_batch.media.tools import run_tool, tool_path
 from semfi_batch.splice.audio import (
@@ -56,7 +56,7 @@ from semfi_batch.splice.audio import (
     first_decoded_time,
     priming_samples,
 )
-from semfi_batch.splice.gop_plan import gop_index
+from semfi_batch.splice.gop_plan import Gop, gop_index
 from semfi_batch.splice.runfolder import Edit
 from semfi_batch.splice.timeline import Piece, Timeline, build_timeline, plan_pieces
 
@@ -107,14 +107,28 @@ def assemble_output(
     """Write the spliced video to `output` (a temporary path the caller renames). `smart`: copy untouched GOPs."""
     copy_from, cfacts = _video_only(source, facts, work) if smart else (source, facts)
     packets = read_packets(copy_from, cfacts.index, cfacts.time_base)
+    info = probe_video(source)
+    frame_pts, gops = packets.frame_pts, gop_index(packets)
     try:
-        timeline = build_timeline(packets.frame_pts, edits)
+        planned, clock = _edits_on_packets(edits, info, packets, source)
+    except MediaError as exc:
+        if smart:
+            raise JoinCheckFailed(str(exc)) from None
+        if np.isnan(info.frame_times).any():
+            raise
+        # A whole re-encode needs no packet: its frames are the decoded ones, at the decoder's times.
+        planned, clock = edits, 0.0
+        frame_pts = np.rint((info.frame_times + info.start_time) / float(cfacts.time_base)).astype(np.int64)
+        gops = [Gop(0, packets.count, 0, int(frame_pts.shape[0]))]
+    if smart:  # the copy's decoder keeps its packets' times (a source whose decoder does not is re-encoded whole)
+        clock = 0.0
+    try:
+        timeline = build_timeline(frame_pts, planned)
     except ValueError as exc:
         if not smart:
             raise
         # The copy lost a presentation time (a packet without one, re-timed by the muxer): re-encode whole.
         raise JoinCheckFailed(f"frame times of the copied stream: {exc}") from None
-    gops = gop_index(packets)
     # Every presented frame a keyframe (ProRes, DNxHD, FFV1, MJPEG; Cinepak or QuickTime Animation made
     # that way): only the generated frames are encoded, every source packet is copied.
     intra = bool(packets.key[~packets.discard].all())
@@ -135,6 +149,15 @@ def assemble_output(
     entries: list[_Entry] = []
     dts_ranges: list[tuple[int, int]] = []  # decode-time span of each piece on the output clock (smart cut)
     reencoded = 0
+
+    def encode(piece: Piece, seg: Path) -> None:
+        try:
+            _encode_piece(source, piece, timeline, copy_from, cfacts, choice, seg, seg_muxer, work, clock)
+        except MediaError as exc:
+            if smart:  # a source frame not where the copy's packets say: decoded whole, from the start
+                raise JoinCheckFailed(str(exc)) from None
+            raise
+
     for n, piece in enumerate(pieces):
         if piece.copy:
             entries.append(_copy_entry(copy_from, cfacts, packets, piece))
@@ -142,12 +165,12 @@ def assemble_output(
             dts_ranges.append((int(dts[0]) + piece.shift, int(dts[-1]) + piece.shift))
             continue
         seg = work / f"seg{n:04d}.{_ext(seg_muxer)}"
-        _encode_piece(piece, timeline, copy_from, cfacts, choice, seg, seg_muxer, work)
+        encode(piece, seg)
         seg_start, seg_extradata, seg_tb = start_and_extradata(seg)
         if choice.headers == "identical" and not same_parameter_sets(seg_extradata, cfacts.extradata):
             # x264 settings did not reproduce the source's SPS/PPS: own parameter-set ids from here on.
             choice = choose_encoder(cfacts, full=False, own_ids=True, reorder=reorder_delay(packets))
-            _encode_piece(piece, timeline, copy_from, cfacts, choice, seg, seg_muxer, work)
+            encode(piece, seg)
             seg_start, seg_extradata, seg_tb = start_and_extradata(seg)
         if smart and (seg_tb / cfacts.time_base).denominator != 1:
             # The concat demuxer rescales each file's timestamps to the first file's clock: exact only when
@@ -202,6 +225,45 @@ def assemble_output(
     details = [note] if note else []
     details.append(choice.note)
     return Assembly(method, "; ".join(details), timeline, pieces, reencoded, audio_note, dropped)
+
+
+def _edits_on_packets(
+    edits: list[Edit], info: VideoInfo, packets: PacketIndex, source: Path
+) -> tuple[list[Edit], float]:
+    """The edits' frame numbers (a sequential decode's, as every manifest counts them) as numbers in the
+    packet list the splice copies from, and how much later the source's decoder times its frames than
+    their packets (s: AVI's B-frames, which carry no presentation time, come out a frame late). The two
+    numberings differ where the decoder skips a damaged frame the packets list (in the files whose frames
+    were listed by decoding: MPEG-TS/PS, AVI, MXF): each decoded frame is found among the packets by its
+    time, relative to the first frame (the copy the splice works from may start its clock elsewhere).
+    MediaError when they cannot be matched, or a replace row spans a frame that does not decode."""
+    decoded = info.frame_times
+    listed = packets.frame_pts.astype(np.float64) * float(packets.time_base)
+    steps = np.diff(listed)
+    tolerance = 0.5 * float(steps[steps > 0].min()) if (steps > 0).any() else 1e-3
+    clock = float(decoded[0]) + info.start_time
+    if listed.size == decoded.size and np.allclose(listed - listed[0], decoded - decoded[0], rtol=0, atol=tolerance):
+        return edits, clock - float(listed[0])
+    for first in range(min(4, listed.size)):  # the first packets may be frames that do not decode
+        shown = decoded - decoded[0] + listed[first]
+        at = np.minimum(np.searchsorted(listed, shown - tolerance), listed.size - 1)
+        if np.all(np.abs(listed[at] - shown) <= tolerance) and np.all(np.diff(at) > 0):
+            break
+    else:
+        raise MediaError(
+            f"the frames of {source} as decoded ({decoded.size}) cannot be matched with its packets "
+            f"({listed.size}) by their times: it cannot be spliced frame-exactly"
+        )
+    moved = []
+    for e in edits:
+        start, end = int(at[e.start_frame]), int(at[e.end_frame])
+        if e.mode == "replace" and end - start != e.end_frame - e.start_frame:
+            raise MediaError(
+                f"row {e.pair_id}: between frames {e.start_frame} and {e.end_frame} of {source} lies a frame that "
+                "does not decode (a damaged frame); give it a row of its own (`detect --mode damage` writes one)"
+            )
+        moved.append(replace(e, start_frame=start, end_frame=end))
+    return moved, clock - float(listed[first])
 
 
 def _ext(muxer: str) -> str:
@@ -337,6 +399,7 @@ def _quote(path: Path) -> str:
 
 
 def _encode_piece(
+    source: Path,
     piece: Piece,
     timeline: Timeline,
     copy_from: Path,
@@ -345,8 +408,10 @@ def _encode_piece(
     seg: Path,
     muxer: str,
     work: Path,
+    clock: float = 0.0,
 ) -> None:
-    """Decode the piece's source frames, swap in and insert generated frames, encode."""
+    """Decode the piece's source frames, swap in and insert generated frames, encode. `clock`: how much later
+    the decoder times frames than their packets (s)."""
     tb = cfacts.time_base
     lo, hi = piece.first_frame, piece.end_frame
     t = timeline.source_pts
@@ -356,19 +421,35 @@ def _encode_piece(
     decoder = decode_range(copy_from, cfacts, seek, hi - lo, work) if hi > lo else None
     converters: dict[int, object] = {}
 
+    steps = np.diff(t[lo:hi]) if hi - lo > 1 else np.diff(t)
+    tolerance = float(Fraction(int(steps[steps > 0].min()) if (steps > 0).any() else 1, 2) * tb)
+
+    def source_frame(source_frames, s: int) -> bytes:
+        """The decoded frame shown at source frame `s`'s time: frames before it (replaced or dropped in
+        between) are read and passed over; a frame of a later time means the decoder skipped frame `s`."""
+        at = float(int(t[s]) * tb) - cfacts.format_start  # as a player counts it, from the start
+        want = float(int(t[s]) * tb) + clock
+        while True:
+            try:
+                shown, frame = next(source_frames)
+            except StopIteration:
+                raise MediaError(f"the decode of {source} ended before its frame at {at:.3f} s") from None
+            if shown is None or abs(shown - want) <= tolerance:
+                return frame  # placed by its time (by its count where the decoder gave no time)
+            if shown > want:
+                raise MediaError(
+                    f"the frame of {source} at {at:.3f} s does not decode (the decoder skips it: a damaged "
+                    "frame); give it a row of its own (`detect --mode damage` writes one) or repair the file"
+                )
+
     def frames():
         source_frames = iter(decoder) if decoder is not None else iter(())
-        pos = lo
         generated: dict[int, object] = {}
         try:
             for j in range(piece.out_first, piece.out_end):
                 s = int(timeline.src[j])
                 if s >= 0:
-                    frame = b""
-                    while pos <= s:  # frames replaced or dropped in between are read and discarded
-                        frame = next(source_frames)
-                        pos += 1
-                    yield frame
+                    yield source_frame(source_frames, s)
                 else:
                     e = int(timeline.edit[j])
                     if e not in generated:

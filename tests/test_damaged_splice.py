@@ -1,0 +1,101 @@
+"""A file with a damaged frame mid-stream, which the decoder skips without a word: the splice places every
+source frame by its time, never by its count, so nothing after the damage moves by a frame; a damaged frame
+that no row replaces, where the splice has to decode it, is an error naming its time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from semfi_batch.media.probe import probe_video
+from semfi_batch.splice import splice_run
+from tests.conftest import frame_number, numbered_clip
+from tests.test_splice import decode_rgb, job_colour, make_run, solid
+
+FPS = 25
+DAMAGED = 60  # a keyframe (GOPs of 12)
+
+
+def damage_frame(path, frame: int) -> None:
+    """Overwrite the packet of `frame` (presentation order) with bytes no decoder takes."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts,dts,pos,size", "-of",
+         "json", str(path)],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    packets = json.loads(out)["packets"]
+    order = sorted(packets, key=lambda p: int(p["pts"] if p.get("pts") not in (None, "N/A") else p["dts"]))
+    packet = order[frame]
+    data = bytearray(path.read_bytes())
+    pos, size = int(packet["pos"]), int(packet["size"])
+    data[pos : pos + size] = np.random.default_rng(7).integers(0, 256, size, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+def shown_by_time(path) -> dict[int, object]:
+    """Output frame slot (time x 25) -> the source frame number it shows, or "generated:<job>:<k>"."""
+    info = probe_video(path)
+    frames = decode_rgb(path)
+    assert len(frames) == info.frame_count
+    return {int(round(t * FPS)): frame for t, frame in zip(info.frame_times, frames)}
+
+
+def check(path, generated: dict[int, tuple[int, int]]) -> None:
+    """Every frame at slot n shows source frame n, except the generated ones: slot -> (job, k)."""
+    for slot, frame in shown_by_time(path).items():
+        if slot in generated:
+            assert solid(frame, job_colour(*generated[slot])), f"slot {slot} should be generated"
+        else:
+            assert frame_number(frame) == slot, f"slot {slot} shows source frame {frame_number(frame)}"
+
+
+@pytest.fixture
+def damaged_mp4(tmp_path):
+    clip = numbered_clip(tmp_path / "damaged.mp4", 120)
+    damage_frame(clip, DAMAGED)
+    info = probe_video(clip)
+    assert info.frame_count == 120  # listed by its packets: the damaged frame keeps its number
+    return clip
+
+
+def test_a_damaged_frame_moves_nothing_after_it(damaged_mp4, tmp_path):
+    jobs = [
+        {"pair_id": "damaged", "mode": "replace", "start": DAMAGED - 1, "end": DAMAGED + 1},
+        {"pair_id": "later", "mode": "replace", "start": 89, "end": 91},
+    ]
+    summary = splice_run(make_run(tmp_path / "run", damaged_mp4, jobs), output=tmp_path / "out.mp4")
+    assert not summary.failed, summary.failed
+    check(tmp_path / "out.mp4", {DAMAGED: (0, 0), 90: (1, 0)})
+
+
+def test_a_damaged_frame_no_row_replaces_is_an_error_naming_its_time(damaged_mp4, tmp_path):
+    jobs = [{"pair_id": "near", "mode": "replace", "start": DAMAGED + 2, "end": DAMAGED + 4}]  # same GOP
+    summary = splice_run(make_run(tmp_path / "run", damaged_mp4, jobs), output=tmp_path / "out.mp4")
+    assert len(summary.failed) == 1 and not (tmp_path / "out.mp4").exists()
+    assert "at 2.400 s does not decode" in summary.failed[0].why
+
+
+def test_avi_whose_decoder_skips_a_frame_is_spliced_in_the_decoders_numbering(tmp_path):
+    clip = tmp_path / "damaged.avi"
+    lum = "if(lt(X,W/2),16*mod(N,14)+16,16*floor(N/14)+16)"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "nullsrc=s=64x48:r=25", "-vf",
+         f"geq=lum='{lum}':cb=128:cr=128", "-frames:v", "120", "-c:v", "mpeg4", "-q:v", "1", "-g", "12",
+         str(clip)],
+        check=True,
+    )  # fmt: skip
+    damage_frame(clip, DAMAGED)
+    info = probe_video(clip)
+    assert info.frame_count == 119  # listed by a decode, which skips the damaged frame
+    # As `detect --mode damage` writes them, in the decoder's numbering: an insert that fills the damaged
+    # frame's time (decoded frames 59 and 60 are 2 frames apart), and a replace of decoded frame 89 (#90).
+    jobs = [
+        {"pair_id": "hole", "mode": "insert", "start": DAMAGED - 1, "end": DAMAGED, "gap": 1},
+        {"pair_id": "later", "mode": "replace", "start": 88, "end": 90},
+    ]
+    summary = splice_run(make_run(tmp_path / "run", clip, jobs), output=tmp_path / "out.avi")
+    assert not summary.failed, summary.failed
+    check(tmp_path / "out.avi", {DAMAGED: (0, 0), 90: (1, 0)})
