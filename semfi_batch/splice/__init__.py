@@ -4,7 +4,9 @@ stream-copied (smart cut), the source never modified.
     read_run (runfolder.py)     run folder -> edits per source video, and the rows left out
     build_timeline (timeline.py) edits -> every output frame's source/generated content and time
     plan_pieces (timeline.py)   -> whole GOPs to copy or to re-encode
-    assemble_output (assemble.py) -> ffmpeg: encode, join, mux, verify
+    assemble_output (join.py)   -> ffmpeg: copy or re-encode the pieces and join them
+    mux_output (final_mux.py)   -> the joined video with the source's other streams (audio.py: rebuilt audio)
+    output_checks.py            -> the result checked against the plan (a smart cut that fails: re-encoded whole)
 
 Python API: splice_run(run_dir, out_dir=..., output=..., options=SpliceOptions()) -> SpliceSummary."""
 
@@ -22,7 +24,8 @@ from pathlib import Path
 from semfi_batch.errors import OutputPathError, SemfiError
 from semfi_batch.media.encode import probe_stream_facts, smart_cut_blocker
 from semfi_batch.media.probe import probe_video
-from semfi_batch.splice.assemble import Assembly, JoinCheckFailed, assemble_output
+from semfi_batch.splice.join import Assembly, assemble_output
+from semfi_batch.splice.output_checks import JoinCheckFailed
 from semfi_batch.splice.runfolder import Edit, RunEdits, RunFolderError, Skipped, read_run
 from semfi_batch.splice.timeline import Piece, Timeline
 

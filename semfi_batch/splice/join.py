@@ -12,27 +12,20 @@ How the joins stay exact:
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from semfi_batch.errors import MediaError
-from semfi_batch.media.codecs import INTRA_CODECS, KEEP_TAG
+from semfi_batch.media.codecs import INTRA_CODECS
 from semfi_batch.media.encode import (
-    AUDIO_ENCODERS,
-    RAW_TIMING,
     EncoderChoice,
     PacketIndex,
     StreamFacts,
-    available_encoders,
     choose_encoder,
-    colour_args,
     convert_images,
     copy_muxer,
     decode_range,
@@ -45,39 +38,24 @@ from semfi_batch.media.encode import (
     start_and_extradata,
     track_timescale_args,
 )
-from semfi_batch.media.frames import as_rgb8, extract_frames, read_image
-from semfi_batch.media.probe import VideoInfo, decoder_keyframe_at, probe_video
-from semfi_batch.media.side_alpha import ALPHA_MODE_TAG, decoder_args
-from semfi_batch.media.tools import run_tool, tool_path
+from semfi_batch.media.probe import VideoInfo, probe_video
+from semfi_batch.media.tools import run_tool
 from semfi_batch.splice.audio import (
     AUDIO_START_TOLERANCE,
-    LOSSLESS,
-    audio_graph,
     first_decoded_time,
-    priming_samples,
 )
+from semfi_batch.splice.final_mux import MUXERS, mux_output, seconds_text
 from semfi_batch.splice.gop_plan import Gop, gop_index
+from semfi_batch.splice.output_checks import (
+    JoinCheckFailed,
+    check_generated,
+    check_joins,
+    check_start,
+    check_timing,
+    keyframes_confirmed,
+)
 from semfi_batch.splice.runfolder import Edit
 from semfi_batch.splice.timeline import Piece, Timeline, build_timeline, plan_pieces
-
-# Frames decoded past each join to check that copied GOPs still decode exactly as in the source.
-JOIN_CHECK_FRAMES = 6
-# Generated frames checked in the output against their pictures (the first few: an encoder that does not fit
-# the stream spoils them all), and the least PSNR (8-bit, at an eighth of the size) they must show. Lossy codecs
-# give 35 dB and more; a raw layout read as another gives under 16.
-GENERATED_CHECK_FRAMES = 4
-GENERATED_CHECK_DB = 24.0
-MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
-          ".mxf": "mxf", ".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts", ".mpg": "vob", ".mpeg": "vob",
-          ".vob": "vob", ".nut": "nut", ".dv": "dv"}  # fmt: skip
-# Muxers whose clock is the frame period: the joined video is handed over on that clock.
-FRAME_CLOCK_MUXERS = ("mxf", "mxf_d10", "mxf_opatom", "avi")
-# Muxers that write a timecode given as `-timecode` (QuickTime tmcd track, MXF material package).
-TIMECODE_MUXERS = ("mov", "mp4", "mxf", "mxf_opatom", "gxf", "matroska")
-
-
-class JoinCheckFailed(MediaError):
-    """The smart-cut result does not decode as planned; the caller falls back to a full re-encode."""
 
 
 @dataclass
@@ -132,7 +110,7 @@ def assemble_output(
     # Every presented frame a keyframe (ProRes, DNxHD, FFV1, MJPEG; Cinepak or QuickTime Animation made
     # that way): only the generated frames are encoded, every source packet is copied.
     intra = bool(packets.key[~packets.discard].all())
-    if smart and intra and facts.codec not in INTRA_CODECS and not _keyframes_confirmed(copy_from, cfacts, packets):
+    if smart and intra and facts.codec not in INTRA_CODECS and not keyframes_confirmed(copy_from, cfacts, packets):
         why = (f"its index calls every frame a keyframe, which {facts.codec} frames are not (the decoder says so): "
                "decoded from the start")  # fmt: skip
         return assemble_output(source, facts, edits, output, work, smart=False, audio_mode=audio_mode, note=why)
@@ -191,7 +169,7 @@ def assemble_output(
     listing, offset_us = _write_concat(entries, cfacts, work, lead)
     mux_args = (listing, offset_us, source, facts, cfacts, timeline, output, work, audio_mode)
     try:
-        audio_note, dropped, rebuilt = _mux(*mux_args)
+        audio_note, dropped, rebuilt = mux_output(*mux_args)
         # Encoders prime their output and containers signal that differently (MP4 edit lists, Matroska codec
         # delay): check where each rebuilt stream's first sample is heard, and correct it once if it moved.
         nudge = {}
@@ -200,7 +178,7 @@ def assemble_output(
             if abs(got - want) > AUDIO_START_TOLERANCE:
                 nudge[idx] = want - got
         if nudge:
-            audio_note, dropped, rebuilt = _mux(*mux_args, audio_nudge=nudge)
+            audio_note, dropped, rebuilt = mux_output(*mux_args, audio_nudge=nudge)
             for idx, (out_idx, want) in rebuilt.items():
                 got = first_decoded_time(output, out_idx)
                 if abs(got - want) > AUDIO_START_TOLERANCE:
@@ -211,12 +189,12 @@ def assemble_output(
         raise
     ofacts = probe_stream_facts(output, encoder_settings=False)
     out_pts = read_packets(output, ofacts.index, ofacts.time_base).frame_pts
-    _check_timing(ofacts, out_pts, timeline, cfacts)
-    _check_start(ofacts, out_pts, source, facts)
+    check_timing(ofacts, out_pts, timeline, cfacts)
+    check_start(ofacts, out_pts, source, facts)
     if smart:
-        _check_joins(output, ofacts, out_pts, copy_from, cfacts, timeline, pieces)
+        check_joins(output, ofacts, out_pts, copy_from, cfacts, timeline, pieces)
     try:
-        _check_generated(output, timeline)
+        check_generated(output, timeline)
     except MediaError as exc:
         if smart:
             raise JoinCheckFailed(str(exc)) from None
@@ -333,7 +311,7 @@ class _Entry:
     out_pts: int  # ticks the file's reference point must land on (shift for copies, first pts for segments)
     time_base: Fraction
 
-    def start_us(self, tb: Fraction) -> int:
+    def startseconds_text(self, tb: Fraction) -> int:
         return self.file_start_us + round_us(Fraction(self.out_pts) * tb)
 
 
@@ -364,7 +342,7 @@ def _write_concat(entries: list[_Entry], cfacts: StreamFacts, work: Path, lead: 
     inpoint) to the file's timestamps: durations set to the gaps between the planned start times make
     every file land exactly on its planned time."""
     tb = cfacts.time_base
-    starts = [e.start_us(tb) for e in entries]
+    starts = [e.startseconds_text(tb) for e in entries]
     if any(b < a for a, b in zip(starts, starts[1:])):
         raise JoinCheckFailed("pieces would overlap in time")
     lines = ["ffconcat version 1.0"]
@@ -373,25 +351,19 @@ def _write_concat(entries: list[_Entry], cfacts: StreamFacts, work: Path, lead: 
         # No packets (every dts is past an outpoint far in the past), but its codec parameters and extradata
         # become the joined stream's: the source's SPS/PPS even when the first GOP is re-encoded.
         lead_duration = max(starts[0], 0)
-        lines += [f"file '{_quote(lead)}'", "outpoint -100000", f"duration {_us(lead_duration)}"]
+        lines += [f"file '{_quote(lead)}'", "outpoint -100000", f"duration {seconds_text(lead_duration)}"]
         offset = starts[0] - lead_duration
     for n, entry in enumerate(entries):
         lines.append(f"file '{_quote(entry.path)}'")
         if entry.inpoint_us is not None:
-            lines.append(f"inpoint {_us(entry.inpoint_us)}")
+            lines.append(f"inpoint {seconds_text(entry.inpoint_us)}")
         if entry.outpoint_us is not None:
-            lines.append(f"outpoint {_us(entry.outpoint_us)}")
+            lines.append(f"outpoint {seconds_text(entry.outpoint_us)}")
         if n + 1 < len(entries):
-            lines.append(f"duration {_us(starts[n + 1] - starts[n])}")
+            lines.append(f"duration {seconds_text(starts[n + 1] - starts[n])}")
     path = work / "concat.txt"
     path.write_text("\n".join(lines) + "\n")
     return path, offset
-
-
-def _us(value: int) -> str:
-    sign = "-" if value < 0 else ""
-    value = abs(value)
-    return f"{sign}{value // 1_000_000}.{value % 1_000_000:06d}"
 
 
 def _quote(path: Path) -> str:
@@ -466,290 +438,3 @@ def _encode_piece(
     pts = timeline.pts[piece.out_first : piece.out_end] - timeline.pts[piece.out_first]
     origin = int(timeline.pts[piece.out_first])
     encode_frames(frames(), pts.tolist(), cfacts, choice, seg, muxer, work, origin=origin)
-
-
-# --- final mux -------------------------------------------------------------------------------------------
-
-
-def _source_streams(source: Path) -> tuple[list[dict], list[dict]]:
-    out = run_tool(
-        ["ffprobe", "-v", "error", "-of", "json", "-show_streams", "-show_chapters", str(source)],
-        what=f"cannot read the streams of {source}",
-    )
-    meta = json.loads(out or b"{}")
-    return meta.get("streams", []), meta.get("chapters", [])
-
-
-def _mux(
-    listing: Path,
-    offset_us: int,
-    source: Path,
-    facts: StreamFacts,
-    cfacts: StreamFacts,
-    timeline: Timeline,
-    output: Path,
-    work: Path,
-    audio_mode: str,
-    audio_nudge: dict[int, float] | None = None,
-) -> tuple[str, list[str], dict[int, tuple[int, float]]]:
-    """Join the video pieces and carry the source's other streams, chapters and tags into `output`.
-    Returns the audio note, the streams left out, and for each rebuilt audio stream (by source index) its
-    output index and the time its first sample must be heard at. `audio_nudge` moves rebuilt streams (s)."""
-    streams, chapters = _source_streams(source)
-    tb = cfacts.time_base
-    shifts = [(float(Fraction(s.at) * tb), float(Fraction(s.ticks) * tb)) for s in timeline.shifts]
-    args = [tool_path("ffmpeg"), "-nostdin", "-v", "error", "-y", "-copyts"]
-    if offset_us:
-        args += ["-itsoffset", _us(offset_us)]
-    args += ["-f", "concat", "-safe", "0", "-auto_convert", "0", "-i", str(listing), "-i", str(source)]
-    chapter_input = 1
-    if shifts and chapters:
-        args += ["-f", "ffmetadata", "-i", str(_shifted_chapters(chapters, shifts, work))]
-        chapter_input = 2
-    maps: list[str] = []
-    graph: list[str] = []
-    dropped: list[str] = []
-    audio_notes: list[str] = []
-    rebuilt: dict[int, tuple[int, float]] = {}
-    out = 0
-    muxer = MUXERS.get(output.suffix.lower())
-    for s in streams:
-        idx, kind = int(s["index"]), s.get("codec_type")
-        if idx == facts.index:
-            maps += ["-map", "0:v:0", f"-c:{out}", "copy"]
-            if facts.decoder:  # the pieces' alpha rides beside their pictures: flag it as the source did
-                maps += [f"-metadata:s:{out}", f"{ALPHA_MODE_TAG}=1"]
-            if muxer in FRAME_CLOCK_MUXERS and facts.frame_rate:
-                # MXF and AVI count time in frame periods (29.97: 1001/30000); the pieces' clock is a MOV
-                # timescale, which AVI would take for its frame rate (DV NTSC came back at 59.94 frames/s).
-                maps += [f"-bsf:{out}", f"setts=time_base={1 / facts.frame_rate}"]
-        elif kind == "audio" and shifts:
-            first = first_decoded_time(source, idx)
-            rebuilt[idx] = (out, first)
-            s["first_sample_s"] = first + (audio_nudge or {}).get(idx, 0.0)
-            encoder = AUDIO_ENCODERS.get(s.get("codec_name", ""), "aac")
-            if encoder not in available_encoders():
-                encoder = "aac"
-            options = ("-b:a", str(s["bit_rate"])) if s.get("bit_rate") and not encoder.startswith(LOSSLESS) else ()
-            rate, channels = int(s.get("sample_rate") or 48000), int(s.get("channels") or 2)
-            primed = muxer is not None and not encoder.startswith(LOSSLESS)
-            lead = priming_samples(encoder, rate, channels, options, muxer) if primed else 0
-            label, note = audio_graph(s, shifts, audio_mode, graph, lead)
-            maps += ["-map", f"[{label}]", f"-c:{out}", encoder]
-            maps += [opt.replace(":a", f":{out}") for opt in options]
-            maps += [f"-disposition:{out}", _disposition(s)]
-            audio_notes.append(note)
-        elif kind in ("audio", "video", "subtitle", "attachment"):
-            maps += ["-map", f"1:{idx}", f"-c:{out}", "copy"]
-            if kind == "subtitle" and shifts:
-                maps += [f"-bsf:{out}", _shift_bsf(shifts)]
-        elif kind == "data" and s.get("codec_tag_string") == "tmcd" and facts.timecode and muxer in TIMECODE_MUXERS:
-            continue  # written anew from the start timecode (-timecode below)
-        else:
-            dropped.append(f"stream {idx} ({kind}, {s.get('codec_name', '?')})")
-            continue
-        maps += [f"-map_metadata:s:{out}", f"1:s:{idx}"]
-        out += 1
-    if graph:
-        script = work / "audio.txt"
-        script.write_text(";\n".join(graph))
-        args += ["-filter_complex_script", str(script)]
-    args += maps + ["-map_metadata", "1", "-map_chapters", str(chapter_input)]
-    if facts.rotation:
-        args += ["-metadata:s:v:0", f"rotate={facts.rotation}"]
-    if facts.codec_tag and (muxer == "avi" or (facts.codec in KEEP_TAG and muxer in ("mov", "mp4"))):
-        # The source's four-character code (DIVX, MP43, hvc1): players pick decoders by it. Set here, on the
-        # copy, because the intermediate MOV segments may not accept the AVI tags.
-        args += ["-tag:v:0", facts.codec_tag]
-    timecode = facts.timecode if muxer in TIMECODE_MUXERS else None
-    if timecode:
-        # The tmcd track (QuickTime) or the material package timecode (MXF) is written anew from the start
-        # timecode; the source's own timecode data stream is not copied.
-        args += ["-timecode", timecode]
-    # The source's colour tags on the joined stream, whichever file the concat took its parameters from.
-    colour = colour_args(facts)
-    args += [f"{opt}:v:0" if opt.startswith("-") else opt for opt in colour]
-    field_order = next((s.get("field_order") for s in streams if int(s["index"]) == facts.index), None)
-    if field_order in ("progressive", "tt", "bb", "tb", "bt"):
-        args += ["-field_order:v:0", field_order]  # the container's flag (MOV fiel, Matroska FieldOrder)
-    if muxer == "avi" or (muxer == "mpegts" and graph):
-        # AVI has no timestamps to shift and MPEG-TS would add its own delay: priming of re-encoded audio
-        # must not move the video.
-        args += ["-avoid_negative_ts", "disabled"]
-    if muxer == "mpegts":
-        args += ["-muxdelay", "0", "-muxpreload", "0"]
-    if muxer in ("mp4", "mov") and tb.numerator == 1:
-        args += ["-video_track_timescale", str(tb.denominator)]
-    if muxer in ("matroska", "webm") and graph:
-        # Re-encoded audio starts with encoder priming before its first sample; by default the muxer would
-        # move every stream later to keep that priming at or after zero, and video would drift from the sound.
-        args += ["-avoid_negative_ts", "disabled"]
-    if muxer:
-        args += ["-f", muxer]
-    log = work / "mux.log"
-    with open(log, "wb") as err:
-        code = subprocess.run([*args, str(output)], stdout=subprocess.DEVNULL, stderr=err, check=False).returncode
-    if code != 0:
-        raise MediaError(f"cannot write {output.name}: {_tail(log)}")
-    if not shifts:
-        note = "audio copied" if any(s.get("codec_type") == "audio" for s in streams) else "no audio"
-    else:
-        note = "; ".join(audio_notes) or "no audio"
-    return note, dropped, rebuilt
-
-
-def _tail(path: Path) -> str:
-    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    return lines[-1] if lines else "no error output"
-
-
-def _disposition(stream: dict) -> str:
-    flags = [k for k, v in (stream.get("disposition") or {}).items() if v == 1]
-    return "+".join(flags) if flags else "0"
-
-
-def _shift_bsf(shifts: list[tuple[float, float]]) -> str:
-    terms = "".join(f"+if(gte(PTS*TB,{at:.6f}),{d:.6f}/TB,0)" for at, d in shifts)
-    return f"setts=ts='PTS{terms}'"
-
-
-def _shifted_chapters(chapters: list[dict], shifts: list[tuple[float, float]], work: Path) -> Path:
-    def moved(t: float) -> float:
-        return t + sum(d for at, d in shifts if t >= at)
-
-    lines = [";FFMETADATA1"]
-    for ch in chapters:
-        start, end = moved(float(ch["start_time"])), moved(float(ch["end_time"]))
-        lines += ["[CHAPTER]", "TIMEBASE=1/1000000", f"START={round(start * 1e6)}", f"END={round(end * 1e6)}"]
-        for key, value in (ch.get("tags") or {}).items():
-            escaped = "".join("\\" + c if c in "=;#\\\n" else c for c in str(value))
-            lines.append(f"{key}={escaped}")
-    path = work / "chapters.txt"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-# --- checks -----------------------------------------------------------------------------------------------
-
-
-def _check_timing(ofacts: StreamFacts, out_pts: np.ndarray, timeline: Timeline, cfacts: StreamFacts) -> None:
-    """The output's video frames are the planned ones, at the planned times relative to the first frame (to
-    half a tick, or 1 ms in millisecond containers). A muxer may move all streams together (encoder priming
-    must not start before zero in Matroska); that keeps sync and is allowed."""
-    got = out_pts.astype(np.float64) * float(ofacts.time_base)
-    want = timeline.pts.astype(np.float64) * float(cfacts.time_base)
-    if got.shape != want.shape:
-        raise JoinCheckFailed(f"output has {got.shape[0]} video frames, planned {want.shape[0]}")
-    if not got.size:
-        return
-    tolerance = max(float(ofacts.time_base), float(cfacts.time_base)) / 2 + 1e-6
-    if ofacts.time_base >= Fraction(1, 1000) or cfacts.time_base >= Fraction(1, 1000):
-        tolerance = max(tolerance, 0.0011)
-    worst = float(np.max(np.abs((got - got[0]) - (want - want[0]))))
-    if worst > tolerance:
-        raise JoinCheckFailed(f"output frame times are off the plan by up to {worst * 1000:.3f} ms")
-
-
-def _check_start(ofacts: StreamFacts, out_pts: np.ndarray, source: Path, facts: StreamFacts) -> None:
-    """The first frame (always a source frame) is shown when it was in the source, so the picture keeps its
-    place against the sound."""
-    src_packets = read_packets(source, facts.index, facts.time_base)
-    want = float(int(src_packets.frame_pts[0]) * facts.time_base)
-    got = float(int(out_pts[0]) * ofacts.time_base)
-    tolerance = max(float(ofacts.time_base), float(facts.time_base)) / 2 + 1e-6
-    if abs(got - want) > max(tolerance, 0.0011 if ofacts.time_base >= Fraction(1, 1000) else tolerance):
-        raise MediaError(f"the video starts at {got:.6f}s instead of {want:.6f}s; audio would drift from it")
-
-
-def _check_generated(output: Path, timeline: Timeline) -> None:
-    """Decode the output's first generated frames and compare each with its picture: an encoder whose output
-    the stream does not carry as meant (a raw layout the copy's container cannot hold) gives frames that decode
-    without error, in the right places, and show something else."""
-    wanted = [int(j) for j in np.flatnonzero(timeline.src < 0)[:GENERATED_CHECK_FRAMES]]
-    if not wanted:
-        return
-    decoded = extract_frames(probe_video(output), wanted)
-    for j in wanted:
-        picture = timeline.edits[int(timeline.edit[j])].frames[int(timeline.k[j])]
-        score = _small_psnr(as_rgb8(decoded[j]), as_rgb8(read_image(picture)))
-        if score < GENERATED_CHECK_DB:
-            raise MediaError(
-                f"generated frame {j} decodes as another picture ({score:.1f} dB against {picture}); this "
-                "codec's encoder does not fit the stream"
-            )
-
-
-def _small_psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR of two RGB uint8 pictures of one size, each reduced to an eighth (at least 8 pixels a side)."""
-    size = (max(8, a.shape[1] // 8), max(8, a.shape[0] // 8))
-    small = [cv2.resize(x, size, interpolation=cv2.INTER_AREA).astype(np.float64) for x in (a, b)]
-    mse = float(np.mean((small[0] - small[1]) ** 2))
-    return 99.0 if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
-def _check_joins(
-    output: Path,
-    ofacts: StreamFacts,
-    out_t: np.ndarray,
-    copy_from: Path,
-    cfacts: StreamFacts,
-    timeline: Timeline,
-    pieces: list[Piece],
-) -> None:
-    """Decode every re-encoded piece from its first keyframe on into the copied GOP after it: no decoder
-    errors, every frame there, and the copied frames decode exactly as they do in the source (a wrong
-    parameter set or reference would change them). The join into a piece needs no decode: the piece opens
-    with an IDR picture carrying the parameter sets it uses, and its timing is checked with the rest."""
-    src_t = timeline.source_pts
-    for n, piece in enumerate(pieces):
-        if piece.copy:
-            continue
-        after = pieces[n + 1] if n + 1 < len(pieces) and pieces[n + 1].copy else None
-        tail = min(JOIN_CHECK_FRAMES, after.frames_out) if after else 0
-        count = piece.frames_out + tail
-        hashes, errors = _frame_hashes(output, ofacts, _mid_seconds(out_t, piece.out_first, ofacts), count)
-        where = f"the re-encoded GOPs at source frame {piece.first_frame}"
-        if errors:
-            raise JoinCheckFailed(f"decoding {where} reports: {errors}")
-        if len(hashes) != count:
-            raise JoinCheckFailed(f"decoding {where} gave {len(hashes)} of {count} frames")
-        if after is not None and tail:
-            want, errs = _frame_hashes(copy_from, cfacts, _mid_seconds(src_t, after.first_frame, cfacts), tail)
-            if errs or hashes[piece.frames_out :] != want:
-                raise JoinCheckFailed(f"copied frames after {where} do not decode as in the source")
-
-
-def _keyframes_confirmed(path: Path, facts: StreamFacts, packets: PacketIndex) -> bool:
-    """For a stream of a long-GOP codec whose every packet is flagged a keyframe (all-intra H.264 or MPEG-2, or
-    an index that lies, as old AVIs' do): whether the decoder, seeking to three of them, finds intra keyframes.
-    Copying packets around generated frames is safe only then."""
-    pts = packets.frame_pts
-    for k in (len(pts) // 4 + 1, len(pts) // 2 + 1, 3 * len(pts) // 4 + 1):
-        if k < len(pts) and not decoder_keyframe_at(path, float(int(pts[k]) * facts.time_base) - facts.format_start):
-            return False
-    return True
-
-
-def _mid_seconds(pts: np.ndarray, index: int, facts: StreamFacts) -> float | None:
-    if index <= 0:
-        return None
-    mid = Fraction(int(pts[index - 1]) + int(pts[index]), 2) * facts.time_base
-    return float(mid) - facts.format_start
-
-
-def _frame_hashes(path: Path, facts: StreamFacts, seek: float | None, count: int) -> tuple[list[str], str]:
-    """MD5 of each of `count` decoded frames (native format, stored orientation; hashed by ffmpeg's framemd5)
-    and the decoder's last error line."""
-    args = [tool_path("ffmpeg"), "-nostdin", "-v", "error", "-noautorotate", *decoder_args(facts.decoder)]
-    if seek is not None and seek > 0:
-        args += ["-ss", f"{seek:.6f}"]
-    args += ["-i", str(path), "-map", f"0:{facts.index}", "-frames:v", str(count), *RAW_TIMING]
-    args += ["-pix_fmt", facts.pix_fmt, "-f", "framemd5", "-"]
-    proc = subprocess.run(args, capture_output=True, check=False)
-    hashes = [
-        line.rsplit(",", 1)[1].strip()
-        for line in proc.stdout.decode(errors="replace").splitlines()
-        if line and not line.startswith("#")
-    ]
-    errors = proc.stderr.decode(errors="replace").strip()
-    return hashes, (errors.splitlines()[-1] if errors else "")

@@ -1,0 +1,201 @@
+"""The last step of a splice: the joined video (the concat script of its pieces) muxed with every other
+stream of the source (audio copied, or rebuilt where time was inserted or removed), its chapters (moved with
+the shifts), tags, timecode and colour tags, into the container the output's name asks for."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+from semfi_batch.errors import MediaError
+from semfi_batch.media.codecs import KEEP_TAG
+from semfi_batch.media.encode import (
+    AUDIO_ENCODERS,
+    StreamFacts,
+    available_encoders,
+    colour_args,
+)
+from semfi_batch.media.side_alpha import ALPHA_MODE_TAG
+from semfi_batch.media.tools import run_tool, tool_path
+from semfi_batch.splice.audio import (
+    LOSSLESS,
+    audio_graph,
+    first_decoded_time,
+    priming_samples,
+)
+from semfi_batch.splice.timeline import Timeline
+
+MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
+          ".mxf": "mxf", ".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts", ".mpg": "vob", ".mpeg": "vob",
+          ".vob": "vob", ".nut": "nut", ".dv": "dv"}  # fmt: skip
+# Muxers whose clock is the frame period: the joined video is handed over on that clock.
+FRAME_CLOCK_MUXERS = ("mxf", "mxf_d10", "mxf_opatom", "avi")
+# Muxers that write a timecode given as `-timecode` (QuickTime tmcd track, MXF material package).
+TIMECODE_MUXERS = ("mov", "mp4", "mxf", "mxf_opatom", "gxf", "matroska")
+
+
+def seconds_text(value: int) -> str:
+    """Microseconds as ffmpeg reads a time in seconds (exact: no float on the way)."""
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    return f"{sign}{value // 1_000_000}.{value % 1_000_000:06d}"
+
+
+def _source_streams(source: Path) -> tuple[list[dict], list[dict]]:
+    out = run_tool(
+        ["ffprobe", "-v", "error", "-of", "json", "-show_streams", "-show_chapters", str(source)],
+        what=f"cannot read the streams of {source}",
+    )
+    meta = json.loads(out or b"{}")
+    return meta.get("streams", []), meta.get("chapters", [])
+
+
+def mux_output(
+    listing: Path,
+    offset_us: int,
+    source: Path,
+    facts: StreamFacts,
+    cfacts: StreamFacts,
+    timeline: Timeline,
+    output: Path,
+    work: Path,
+    audio_mode: str,
+    audio_nudge: dict[int, float] | None = None,
+) -> tuple[str, list[str], dict[int, tuple[int, float]]]:
+    """Join the video pieces and carry the source's other streams, chapters and tags into `output`.
+    Returns the audio note, the streams left out, and for each rebuilt audio stream (by source index) its
+    output index and the time its first sample must be heard at. `audio_nudge` moves rebuilt streams (s)."""
+    streams, chapters = _source_streams(source)
+    tb = cfacts.time_base
+    shifts = [(float(Fraction(s.at) * tb), float(Fraction(s.ticks) * tb)) for s in timeline.shifts]
+    args = [tool_path("ffmpeg"), "-nostdin", "-v", "error", "-y", "-copyts"]
+    if offset_us:
+        args += ["-itsoffset", seconds_text(offset_us)]
+    args += ["-f", "concat", "-safe", "0", "-auto_convert", "0", "-i", str(listing), "-i", str(source)]
+    chapter_input = 1
+    if shifts and chapters:
+        args += ["-f", "ffmetadata", "-i", str(_shifted_chapters(chapters, shifts, work))]
+        chapter_input = 2
+    maps: list[str] = []
+    graph: list[str] = []
+    dropped: list[str] = []
+    audio_notes: list[str] = []
+    rebuilt: dict[int, tuple[int, float]] = {}
+    out = 0
+    muxer = MUXERS.get(output.suffix.lower())
+    for s in streams:
+        idx, kind = int(s["index"]), s.get("codec_type")
+        if idx == facts.index:
+            maps += ["-map", "0:v:0", f"-c:{out}", "copy"]
+            if facts.decoder:  # the pieces' alpha rides beside their pictures: flag it as the source did
+                maps += [f"-metadata:s:{out}", f"{ALPHA_MODE_TAG}=1"]
+            if muxer in FRAME_CLOCK_MUXERS and facts.frame_rate:
+                # MXF and AVI count time in frame periods (29.97: 1001/30000); the pieces' clock is a MOV
+                # timescale, which AVI would take for its frame rate (DV NTSC came back at 59.94 frames/s).
+                maps += [f"-bsf:{out}", f"setts=time_base={1 / facts.frame_rate}"]
+        elif kind == "audio" and shifts:
+            first = first_decoded_time(source, idx)
+            rebuilt[idx] = (out, first)
+            s["first_sample_s"] = first + (audio_nudge or {}).get(idx, 0.0)
+            encoder = AUDIO_ENCODERS.get(s.get("codec_name", ""), "aac")
+            if encoder not in available_encoders():
+                encoder = "aac"
+            options = ("-b:a", str(s["bit_rate"])) if s.get("bit_rate") and not encoder.startswith(LOSSLESS) else ()
+            rate, channels = int(s.get("sample_rate") or 48000), int(s.get("channels") or 2)
+            primed = muxer is not None and not encoder.startswith(LOSSLESS)
+            lead = priming_samples(encoder, rate, channels, options, muxer) if primed else 0
+            label, note = audio_graph(s, shifts, audio_mode, graph, lead)
+            maps += ["-map", f"[{label}]", f"-c:{out}", encoder]
+            maps += [opt.replace(":a", f":{out}") for opt in options]
+            maps += [f"-disposition:{out}", _disposition(s)]
+            audio_notes.append(note)
+        elif kind in ("audio", "video", "subtitle", "attachment"):
+            maps += ["-map", f"1:{idx}", f"-c:{out}", "copy"]
+            if kind == "subtitle" and shifts:
+                maps += [f"-bsf:{out}", _shift_bsf(shifts)]
+        elif kind == "data" and s.get("codec_tag_string") == "tmcd" and facts.timecode and muxer in TIMECODE_MUXERS:
+            continue  # written anew from the start timecode (-timecode below)
+        else:
+            dropped.append(f"stream {idx} ({kind}, {s.get('codec_name', '?')})")
+            continue
+        maps += [f"-map_metadata:s:{out}", f"1:s:{idx}"]
+        out += 1
+    if graph:
+        script = work / "audio.txt"
+        script.write_text(";\n".join(graph))
+        args += ["-filter_complex_script", str(script)]
+    args += maps + ["-map_metadata", "1", "-map_chapters", str(chapter_input)]
+    if facts.rotation:
+        args += ["-metadata:s:v:0", f"rotate={facts.rotation}"]
+    if facts.codec_tag and (muxer == "avi" or (facts.codec in KEEP_TAG and muxer in ("mov", "mp4"))):
+        # The source's four-character code (DIVX, MP43, hvc1): players pick decoders by it. Set here, on the
+        # copy, because the intermediate MOV segments may not accept the AVI tags.
+        args += ["-tag:v:0", facts.codec_tag]
+    timecode = facts.timecode if muxer in TIMECODE_MUXERS else None
+    if timecode:
+        # The tmcd track (QuickTime) or the material package timecode (MXF) is written anew from the start
+        # timecode; the source's own timecode data stream is not copied.
+        args += ["-timecode", timecode]
+    # The source's colour tags on the joined stream, whichever file the concat took its parameters from.
+    colour = colour_args(facts)
+    args += [f"{opt}:v:0" if opt.startswith("-") else opt for opt in colour]
+    field_order = next((s.get("field_order") for s in streams if int(s["index"]) == facts.index), None)
+    if field_order in ("progressive", "tt", "bb", "tb", "bt"):
+        args += ["-field_order:v:0", field_order]  # the container's flag (MOV fiel, Matroska FieldOrder)
+    if muxer == "avi" or (muxer == "mpegts" and graph):
+        # AVI has no timestamps to shift and MPEG-TS would add its own delay: priming of re-encoded audio
+        # must not move the video.
+        args += ["-avoid_negative_ts", "disabled"]
+    if muxer == "mpegts":
+        args += ["-muxdelay", "0", "-muxpreload", "0"]
+    if muxer in ("mp4", "mov") and tb.numerator == 1:
+        args += ["-video_track_timescale", str(tb.denominator)]
+    if muxer in ("matroska", "webm") and graph:
+        # Re-encoded audio starts with encoder priming before its first sample; by default the muxer would
+        # move every stream later to keep that priming at or after zero, and video would drift from the sound.
+        args += ["-avoid_negative_ts", "disabled"]
+    if muxer:
+        args += ["-f", muxer]
+    log = work / "mux.log"
+    with open(log, "wb") as err:
+        code = subprocess.run([*args, str(output)], stdout=subprocess.DEVNULL, stderr=err, check=False).returncode
+    if code != 0:
+        raise MediaError(f"cannot write {output.name}: {_tail(log)}")
+    if not shifts:
+        note = "audio copied" if any(s.get("codec_type") == "audio" for s in streams) else "no audio"
+    else:
+        note = "; ".join(audio_notes) or "no audio"
+    return note, dropped, rebuilt
+
+
+def _tail(path: Path) -> str:
+    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else "no error output"
+
+
+def _disposition(stream: dict) -> str:
+    flags = [k for k, v in (stream.get("disposition") or {}).items() if v == 1]
+    return "+".join(flags) if flags else "0"
+
+
+def _shift_bsf(shifts: list[tuple[float, float]]) -> str:
+    terms = "".join(f"+if(gte(PTS*TB,{at:.6f}),{d:.6f}/TB,0)" for at, d in shifts)
+    return f"setts=ts='PTS{terms}'"
+
+
+def _shifted_chapters(chapters: list[dict], shifts: list[tuple[float, float]], work: Path) -> Path:
+    def moved(t: float) -> float:
+        return t + sum(d for at, d in shifts if t >= at)
+
+    lines = [";FFMETADATA1"]
+    for ch in chapters:
+        start, end = moved(float(ch["start_time"])), moved(float(ch["end_time"]))
+        lines += ["[CHAPTER]", "TIMEBASE=1/1000000", f"START={round(start * 1e6)}", f"END={round(end * 1e6)}"]
+        for key, value in (ch.get("tags") or {}).items():
+            escaped = "".join("\\" + c if c in "=;#\\\n" else c for c in str(value))
+            lines.append(f"{key}={escaped}")
+    path = work / "chapters.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
