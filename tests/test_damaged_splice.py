@@ -10,6 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from semfi_batch.media.encode import probe_stream_facts, read_packets
 from semfi_batch.media.probe import probe_video
 from semfi_batch.splice import splice_run
 from tests.conftest import frame_number, numbered_clip
@@ -99,3 +100,38 @@ def test_avi_whose_decoder_skips_a_frame_is_spliced_in_the_decoders_numbering(tm
     summary = splice_run(make_run(tmp_path / "run", clip, jobs), output=tmp_path / "out.avi")
     assert not summary.failed, summary.failed
     check(tmp_path / "out.avi", {DAMAGED: (0, 0), 90: (1, 0)})
+
+
+def _by_time(path) -> dict[float, np.ndarray]:
+    """Each decoded frame by its presentation time on the file's own clock (ms)."""
+    info = probe_video(path)
+    return {round(info.start_time + t, 3): f for t, f in zip(info.frame_times, decode_rgb(path), strict=True)}
+
+
+def test_a_stream_cut_inside_a_gop_whose_first_frames_do_not_decode(tmp_path):
+    """A stream copy cut between keyframes of an open-GOP MPEG-2 stream: its first packets are B-frames that
+    refer to a frame left behind, and the decoder skips them. The rows count the decoded frames; the splice
+    finds them among the packets by time (before, every frame was two off and the splice failed)."""
+    full, cut = tmp_path / "full.ts", tmp_path / "cut.ts"
+    lum = "if(lt(X,W/2),16*mod(N,14)+16,16*floor(N/14)+16)"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "nullsrc=s=64x48:r=25", "-vf",
+         f"geq=lum='{lum}':cb=128:cr=128", "-frames:v", "150", "-c:v", "mpeg2video", "-q:v", "2", "-g", "12",
+         "-bf", "2", str(full)],
+        check=True,
+    )  # fmt: skip
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-ss", "2.1", "-i", str(full), "-c", "copy", str(cut)])
+    info = probe_video(cut)
+    facts = probe_stream_facts(cut)
+    assert read_packets(cut, facts.index, facts.time_base).frame_pts.size > info.frame_count  # undecodable
+    jobs = [{"pair_id": "r", "mode": "replace", "start": 60, "end": 63}]
+    summary = splice_run(make_run(tmp_path / "run", cut, jobs), output=tmp_path / "out.ts")
+    assert not summary.failed, summary.failed
+    source, output = _by_time(cut), _by_time(tmp_path / "out.ts")
+    replaced = {round(info.start_time + info.frame_times[i], 3) for i in (61, 62)}
+    assert set(output) == set(source)
+    for t, frame in output.items():
+        if t in replaced:
+            assert solid(frame), f"{t} s should be generated"
+        else:
+            assert frame_number(frame) == frame_number(source[t]), f"{t} s shows another frame than the source"

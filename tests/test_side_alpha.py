@@ -45,3 +45,14 @@ def test_an_ffmpeg_without_libvpx_is_an_error_naming_the_file(tmp_path, monkeypa
     monkeypatch.setattr(side_alpha, "_decoders", lambda ffmpeg: frozenset({"vp9", "vp8"}))
     with pytest.raises(MediaError, match=r"alpha\.webm.*libvpx-vp9"):
         probe_stream_facts(clip)
+
+
+def test_a_splice_that_would_drop_the_alpha_is_an_error(tmp_path):
+    from semfi_batch.splice import splice_run
+    from tests.test_splice import make_run
+
+    clip = _webm(tmp_path / "alpha.webm", alpha=True)
+    run = make_run(tmp_path / "run", clip, [{"pair_id": "a", "mode": "replace", "start": 10, "end": 13}])
+    summary = splice_run(run, output=tmp_path / "out.mp4")
+    assert len(summary.failed) == 1 and "write the output as .webm or .mkv" in summary.failed[0].why
+    assert not (tmp_path / "out.mp4").exists()

@@ -75,3 +75,5 @@ def test_priming_is_measured_per_encoder_and_container():
     assert priming_samples("aac", 48000, 2, (), "mp4") == 0
     assert priming_samples("aac", 48000, 2, (), "mpegts") == 1024
     assert priming_samples("ac3", 48000, 2, (), "matroska") == 256
+    # Counted in the source's samples where the encoder works at another rate (AAC at 96 kHz for 192 kHz).
+    assert priming_samples("aac", 192000, 2, (), "mpegts") == 2048

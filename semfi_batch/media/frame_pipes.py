@@ -4,6 +4,7 @@ and encode raw frames at exact timestamps."""
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 # Raw frame output keeps every frame: no frame-rate conversion, and the stream's own clock so that close
 # timestamps (VFR, millisecond containers) never collide in the 1/frame-rate default.
 RAW_TIMING = ("-fps_mode", "passthrough", "-enc_time_base", "-1")
+# The level tag of a log line written with `-loglevel level+...`.
+_LEVEL_TAG = re.compile(r"\[(panic|fatal|error|warning|info|verbose|debug|trace)\] ")
 
 
 @lru_cache(maxsize=32)
@@ -120,9 +123,9 @@ def _tail(path: Path) -> str:
         lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return "no error output"
-    errors = [ln.split("] ", 1)[1] for ln in lines if ln.startswith(("[error]", "[fatal]", "[panic]"))]
-    if errors or any(ln.startswith("[info]") for ln in lines):
-        lines = errors
+    tagged = [(m, ln) for ln in lines if (m := _LEVEL_TAG.search(ln)) is not None]
+    if tagged:  # "[h264 @ 0x...] [error] no frame!": the error-level lines, without their tag
+        lines = [ln[: m.start()] + ln[m.end() :] for m, ln in tagged if m[1] in ("error", "fatal", "panic")]
     return lines[-1] if lines else "no error output"
 
 

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from semfi_batch.errors import OutputPathError, SemfiError
+from semfi_batch.errors import MediaError, OutputPathError, SemfiError
 from semfi_batch.media.encode import probe_stream_facts, smart_cut_blocker
 from semfi_batch.media.probe import probe_video
+from semfi_batch.splice.final_mux import MUXERS
 from semfi_batch.splice.join import Assembly, assemble_output
 from semfi_batch.splice.output_checks import JoinCheckFailed
 from semfi_batch.splice.runfolder import Edit, RunEdits, RunFolderError, Skipped, read_run
@@ -176,6 +177,11 @@ def splice_source(source: Path, edits: list[Edit], output: Path, options: Splice
     source, output = Path(source), Path(output)
     info = probe_video(source)
     facts = probe_stream_facts(source)
+    if facts.decoder and MUXERS.get(output.suffix.lower()) not in ("matroska", "webm"):
+        raise MediaError(
+            f"{source.name} keeps alpha beside its {facts.codec} picture, which only Matroska and WebM hold: "
+            f"write the output as .webm or .mkv, not {output.suffix or 'without a suffix'}"
+        )
     usable, skipped = _usable_edits(edits, info.frame_count, source)
     output.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(output)

@@ -147,13 +147,16 @@ def priming_samples(encoder: str, rate: int, channels: int, options: tuple[str, 
                   str(channels), "-c:a", encoder, *options, "-f", muxer, str(path)]  # fmt: skip
         if subprocess.run(encode, capture_output=True, check=False).returncode != 0:
             return 0
-        decoded = np.frombuffer(_raw(["-i", str(path)]), np.float32)
+        decoded = np.frombuffer(_raw(["-i", str(path)], rate), np.float32)  # at `rate`, whatever the encoder's
     return _lag(reference, decoded)
 
 
-def _raw(input_args: list[str]) -> bytes:
-    """The first audio stream of an ffmpeg input as mono 32-bit float samples, from its first decoded one."""
-    cmd = [tool_path("ffmpeg"), "-nostdin", "-v", "error", *input_args, "-map", "0:a:0", "-ac", "1", "-f", "f32le"]
+def _raw(input_args: list[str], rate: int | None = None) -> bytes:
+    """The first audio stream of an ffmpeg input as mono 32-bit float samples, from its first decoded one;
+    resampled to `rate` (an encoder may work at another rate: the lag is then counted in the source's samples)."""
+    resample = ["-ar", str(rate)] if rate else []
+    cmd = [tool_path("ffmpeg"), "-nostdin", "-v", "error", *input_args, "-map", "0:a:0", "-ac", "1", *resample]
+    cmd += ["-f", "f32le"]
     proc = subprocess.run([*cmd, "-"], capture_output=True, check=False)
     return proc.stdout[: len(proc.stdout) // 4 * 4]
 

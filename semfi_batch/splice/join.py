@@ -88,13 +88,14 @@ def assemble_output(
     info = probe_video(source)
     frame_pts, gops = packets.frame_pts, gop_index(packets)
     try:
-        planned, clock = _edits_on_packets(edits, info, packets, source)
+        planned, clock, same = _edits_on_packets(edits, info, packets, source)
     except MediaError as exc:
-        if smart:
-            raise JoinCheckFailed(str(exc)) from None
-        if np.isnan(info.frame_times).any():
-            raise
-        # A whole re-encode needs no packet: its frames are the decoded ones, at the decoder's times.
+        if smart or np.isnan(info.frame_times).any():
+            raise JoinCheckFailed(str(exc)) if smart else exc from None
+        same = False
+    if not smart and not same:
+        # A whole re-encode needs no packet: where the decoder skips frames the packets list, its frames are
+        # the decoded ones, at the decoder's times.
         planned, clock = edits, 0.0
         frame_pts = np.rint((info.frame_times + info.start_time) / float(cfacts.time_base)).astype(np.int64)
         gops = [Gop(0, packets.count, 0, int(frame_pts.shape[0]))]
@@ -190,7 +191,7 @@ def assemble_output(
     ofacts = probe_stream_facts(output, encoder_settings=False)
     out_pts = read_packets(output, ofacts.index, ofacts.time_base).frame_pts
     check_timing(ofacts, out_pts, timeline, cfacts)
-    check_start(ofacts, out_pts, source, facts)
+    check_start(ofacts, out_pts, source, facts, None if smart or same else info.start_time + float(info.frame_times[0]))
     if smart:
         check_joins(output, ofacts, out_pts, copy_from, cfacts, timeline, pieces)
     try:
@@ -207,31 +208,35 @@ def assemble_output(
 
 def _edits_on_packets(
     edits: list[Edit], info: VideoInfo, packets: PacketIndex, source: Path
-) -> tuple[list[Edit], float]:
+) -> tuple[list[Edit], float, bool]:
     """The edits' frame numbers (a sequential decode's, as every manifest counts them) as numbers in the
-    packet list the splice copies from, and how much later the source's decoder times its frames than
-    their packets (s: AVI's B-frames, which carry no presentation time, come out a frame late). The two
-    numberings differ where the decoder skips a damaged frame the packets list (in the files whose frames
-    were listed by decoding: MPEG-TS/PS, AVI, MXF): each decoded frame is found among the packets by its
-    time, relative to the first frame (the copy the splice works from may start its clock elsewhere).
-    MediaError when they cannot be matched, or a replace row spans a frame that does not decode."""
+    packet list the splice copies from; how much later the source's decoder times its frames than their
+    packets (s: AVI's B-frames, which carry no presentation time, come out a frame late); and whether the
+    two lists are the same frames. They differ where the decoder skips frames the packets list: a damaged
+    frame, or the leading pictures of a stream cut inside a GOP. Each decoded frame is found among the packets
+    by its time, relative to the first: of the alignments that match every frame, the one nearest the file's
+    own clock (the copy a smart cut works from keeps it). MediaError when none does, or a replace row spans
+    a frame that does not decode."""
     decoded = info.frame_times
     listed = packets.frame_pts.astype(np.float64) * float(packets.time_base)
     steps = np.diff(listed)
     tolerance = 0.5 * float(steps[steps > 0].min()) if (steps > 0).any() else 1e-3
-    clock = float(decoded[0]) + info.start_time
-    if listed.size == decoded.size and np.allclose(listed - listed[0], decoded - decoded[0], rtol=0, atol=tolerance):
-        return edits, clock - float(listed[0])
+    start = float(decoded[0]) + info.start_time  # the first decoded frame, on the file's own clock
+    found = None  # (|offset|, offset, packet index of each decoded frame)
     for first in range(min(4, listed.size)):  # the first packets may be frames that do not decode
-        shown = decoded - decoded[0] + listed[first]
+        offset = float(listed[first]) - start
+        shown = decoded - decoded[0] + float(listed[first])
         at = np.minimum(np.searchsorted(listed, shown - tolerance), listed.size - 1)
-        if np.all(np.abs(listed[at] - shown) <= tolerance) and np.all(np.diff(at) > 0):
-            break
-    else:
+        matched = np.all(np.abs(listed[at] - shown) <= tolerance) and np.all(np.diff(at) > 0)
+        if matched and (found is None or abs(offset) < found[0]):
+            found = (abs(offset), offset, at)
+    if found is None:
         raise MediaError(
             f"the frames of {source} as decoded ({decoded.size}) cannot be matched with its packets "
             f"({listed.size}) by their times: it cannot be spliced frame-exactly"
         )
+    _, offset, at = found
+    same = at.size == listed.size and bool(np.all(at == np.arange(at.size)))
     moved = []
     for e in edits:
         start, end = int(at[e.start_frame]), int(at[e.end_frame])
@@ -241,7 +246,7 @@ def _edits_on_packets(
                 "does not decode (a damaged frame); give it a row of its own (`detect --mode damage` writes one)"
             )
         moved.append(replace(e, start_frame=start, end_frame=end))
-    return moved, clock - float(listed[first])
+    return moved, -offset, same
 
 
 def _ext(muxer: str) -> str:
@@ -311,7 +316,7 @@ class _Entry:
     out_pts: int  # ticks the file's reference point must land on (shift for copies, first pts for segments)
     time_base: Fraction
 
-    def startseconds_text(self, tb: Fraction) -> int:
+    def start_us(self, tb: Fraction) -> int:
         return self.file_start_us + round_us(Fraction(self.out_pts) * tb)
 
 
@@ -342,7 +347,7 @@ def _write_concat(entries: list[_Entry], cfacts: StreamFacts, work: Path, lead: 
     inpoint) to the file's timestamps: durations set to the gaps between the planned start times make
     every file land exactly on its planned time."""
     tb = cfacts.time_base
-    starts = [e.startseconds_text(tb) for e in entries]
+    starts = [e.start_us(tb) for e in entries]
     if any(b < a for a, b in zip(starts, starts[1:])):
         raise JoinCheckFailed("pieces would overlap in time")
     lines = ["ffconcat version 1.0"]

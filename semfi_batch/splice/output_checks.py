@@ -57,11 +57,17 @@ def check_timing(ofacts: StreamFacts, out_pts: np.ndarray, timeline: Timeline, c
         raise JoinCheckFailed(f"output frame times are off the plan by up to {worst * 1000:.3f} ms")
 
 
-def check_start(ofacts: StreamFacts, out_pts: np.ndarray, source: Path, facts: StreamFacts) -> None:
+def check_start(
+    ofacts: StreamFacts, out_pts: np.ndarray, source: Path, facts: StreamFacts, decoded_start: float | None = None
+) -> None:
     """The first frame (always a source frame) is shown when it was in the source, so the picture keeps its
-    place against the sound."""
-    src_packets = read_packets(source, facts.index, facts.time_base)
-    want = float(int(src_packets.frame_pts[0]) * facts.time_base)
+    place against the sound: the first packet's time, or `decoded_start` (s) where the plan is made of the
+    decoded frames (the decoder skips the first packets)."""
+    if decoded_start is None:
+        src_packets = read_packets(source, facts.index, facts.time_base)
+        want = float(int(src_packets.frame_pts[0]) * facts.time_base)
+    else:
+        want = decoded_start
     got = float(int(out_pts[0]) * ofacts.time_base)
     tolerance = max(float(ofacts.time_base), float(facts.time_base)) / 2 + 1e-6
     if abs(got - want) > max(tolerance, 0.0011 if ofacts.time_base >= Fraction(1, 1000) else tolerance):
