@@ -450,31 +450,34 @@ def _side_alpha(video: dict) -> bool:
     return video.get("codec_name") in ("vp8", "vp9") and tags.get("alpha_mode") == "1"
 
 
-def decoder(path: Path) -> list[str]:
-    """Input options that pick the decoder reading all of `path`'s first video stream (its alpha included)."""
+def _first_video(path: Path) -> dict:
+    """ffprobe's description of `path`'s first video stream."""
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_streams", "-of", "json", str(path)],
         capture_output=True, check=True,
     ).stdout  # fmt: skip
-    video = json.loads(out)["streams"][0]
+    return json.loads(out)["streams"][0]
+
+
+def _decoder_args(video: dict) -> list[str]:
     if not _side_alpha(video):
         return []
     return ["-c:v", "libvpx-vp9" if video["codec_name"] == "vp9" else "libvpx"]
 
 
+def decoder(path: Path) -> list[str]:
+    """Input options that pick the decoder reading all of `path`'s first video stream (its alpha included)."""
+    return _decoder_args(_first_video(path))
+
+
 def decode_frames(path: Path, pix_fmt: str = "rgb24", *, rotated: bool = False, keep_alpha: bool = False) -> np.ndarray:
     """Every frame as decoded in presentation order (stored orientation, or as displayed with `rotated`;
     no frame-rate conversion)."""
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "json",
-         str(path)],
-        capture_output=True, check=True,
-    ).stdout  # fmt: skip
-    st = json.loads(out)["streams"][0]
+    st = _first_video(path)
     w, h = (int(st["height"]), int(st["width"])) if rotated else (int(st["width"]), int(st["height"]))
     raw = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", *([] if rotated else ["-noautorotate"]), *decoder(path), "-i", str(path),
-         "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"],
+        ["ffmpeg", "-nostdin", "-v", "error", *([] if rotated else ["-noautorotate"]), *_decoder_args(st), "-i",
+         str(path), "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"],
         capture_output=True, check=True,
     ).stdout  # fmt: skip
     channels = 4 if pix_fmt == "rgba" else 3

@@ -36,17 +36,21 @@ def damage_frame(path, frame: int) -> None:
     path.write_bytes(bytes(data))
 
 
-def shown_by_time(path) -> dict[int, object]:
-    """Output frame slot (time x 25) -> the source frame number it shows, or "generated:<job>:<k>"."""
+def frames_by_time(path, *, slots: bool = False) -> dict:
+    """Each decoded frame by its presentation time: on the file's own clock (s, to the ms), or with `slots`
+    as its frame slot from the start (time x 25)."""
     info = probe_video(path)
     frames = decode_rgb(path)
     assert len(frames) == info.frame_count
-    return {int(round(t * FPS)): frame for t, frame in zip(info.frame_times, frames)}
+    return {
+        int(round(t * FPS)) if slots else round(info.start_time + t, 3): frame
+        for t, frame in zip(info.frame_times, frames)
+    }
 
 
 def check(path, generated: dict[int, tuple[int, int]]) -> None:
     """Every frame at slot n shows source frame n, except the generated ones: slot -> (job, k)."""
-    for slot, frame in shown_by_time(path).items():
+    for slot, frame in frames_by_time(path, slots=True).items():
         if slot in generated:
             assert solid(frame, job_colour(*generated[slot])), f"slot {slot} should be generated"
         else:
@@ -102,12 +106,6 @@ def test_avi_whose_decoder_skips_a_frame_is_spliced_in_the_decoders_numbering(tm
     check(tmp_path / "out.avi", {DAMAGED: (0, 0), 90: (1, 0)})
 
 
-def _by_time(path) -> dict[float, np.ndarray]:
-    """Each decoded frame by its presentation time on the file's own clock (ms)."""
-    info = probe_video(path)
-    return {round(info.start_time + t, 3): f for t, f in zip(info.frame_times, decode_rgb(path), strict=True)}
-
-
 def test_a_stream_cut_inside_a_gop_whose_first_frames_do_not_decode(tmp_path):
     """A stream copy cut between keyframes of an open-GOP MPEG-2 stream: its first packets are B-frames that
     refer to a frame left behind, and the decoder skips them. The rows count the decoded frames; the splice
@@ -127,7 +125,7 @@ def test_a_stream_cut_inside_a_gop_whose_first_frames_do_not_decode(tmp_path):
     jobs = [{"pair_id": "r", "mode": "replace", "start": 60, "end": 63}]
     summary = splice_run(make_run(tmp_path / "run", cut, jobs), output=tmp_path / "out.ts")
     assert not summary.failed, summary.failed
-    source, output = _by_time(cut), _by_time(tmp_path / "out.ts")
+    source, output = frames_by_time(cut), frames_by_time(tmp_path / "out.ts")
     replaced = {round(info.start_time + info.frame_times[i], 3) for i in (61, 62)}
     assert set(output) == set(source)
     for t, frame in output.items():

@@ -42,7 +42,7 @@ def test_vp9_alpha_is_read_through_libvpx(tmp_path):
 
 def test_an_ffmpeg_without_libvpx_is_an_error_naming_the_file(tmp_path, monkeypatch):
     clip = _webm(tmp_path / "alpha.webm", alpha=True)
-    monkeypatch.setattr(side_alpha, "_decoders", lambda ffmpeg: frozenset({"vp9", "vp8"}))
+    monkeypatch.setattr(side_alpha, "ffmpeg_codecs", lambda kind: frozenset({"vp9", "vp8"}))
     with pytest.raises(MediaError, match=r"alpha\.webm.*libvpx-vp9"):
         probe_stream_facts(clip)
 

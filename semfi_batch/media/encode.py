@@ -11,10 +11,8 @@ packets.py, bitstream.py and frame_pipes.py; splice/gop_plan.py finds the GOPs."
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import lru_cache
 
 from semfi_batch.media.bitstream import (
     avcc_parameter_sets,
@@ -37,7 +35,7 @@ from semfi_batch.media.frame_pipes import (
 )
 from semfi_batch.media.packets import PacketIndex, read_packets, reorder_delay, round_us
 from semfi_batch.media.stream_facts import StreamFacts, probe_stream_facts, start_and_extradata
-from semfi_batch.media.tools import tool_path
+from semfi_batch.media.tools import ffmpeg_codecs
 
 # Splice imports these from here; each lives in its own module (stream facts, packets, bitstream, pipes).
 __all__ = [
@@ -99,18 +97,7 @@ def encoder_pix_fmt(facts: StreamFacts) -> str:
 
 def available_encoders() -> frozenset[str]:
     """Names of the encoders this ffmpeg build has."""
-    return _encoders(tool_path("ffmpeg"))
-
-
-@lru_cache(maxsize=4)
-def _encoders(ffmpeg: str) -> frozenset[str]:
-    out = subprocess.run([ffmpeg, "-hide_banner", "-encoders"], capture_output=True, check=False).stdout.decode()
-    names = set()
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and len(parts[0]) == 6 and parts[0][0] in "VAS":
-            names.add(parts[1])
-    return frozenset(names)
+    return ffmpeg_codecs("encoders")
 
 
 def smart_cut_blocker(facts: StreamFacts) -> str | None:

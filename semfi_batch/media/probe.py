@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.errors import MediaError, VideoOpenFailure
-from semfi_batch.media.side_alpha import SIDE_ALPHA_PIX_FMT, side_alpha_decoder
+from semfi_batch.media.side_alpha import stream_decoding
 from semfi_batch.media.tools import run_tool, tool_path
 
 # Containers whose packets carry presentation times one frame each (ffprobe's format_name parts).
@@ -216,8 +216,7 @@ def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
         raise VideoOpenFailure(f"{path} has a video stream but no decodable frames")
     steps = np.diff(frame_times)
     seekable = bool(every_pts and not np.isnan(frame_times).any() and (steps > 0).all())
-    decoder = side_alpha_decoder(video, path)
-    pix_fmt = SIDE_ALPHA_PIX_FMT if decoder else str(video.get("pix_fmt", ""))
+    decoder, pix_fmt = stream_decoding(video, path)
     depth, alpha = pixel_format_facts(pix_fmt)
     return VideoInfo(
         path=path,

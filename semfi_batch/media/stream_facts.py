@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from semfi_batch.errors import VideoOpenFailure
-from semfi_batch.media.side_alpha import SIDE_ALPHA_PIX_FMT, side_alpha_decoder
+from semfi_batch.media.side_alpha import stream_decoding
 from semfi_batch.media.tools import run_tool
 
 
@@ -90,14 +90,14 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
         raise VideoOpenFailure(f"{path} has no video stream")
     fmt = meta.get("format", {})
     fields = _fields(path, video.get("field_order"))
-    decoder = side_alpha_decoder(video, path)
+    decoder, pix_fmt = stream_decoding(video, path)
     facts = StreamFacts(
         path=path,
         index=int(video["index"]),
         codec=str(video.get("codec_name", "")),
         profile=str(video.get("profile", "")),
         level=int(video.get("level", -99) or -99),
-        pix_fmt=SIDE_ALPHA_PIX_FMT if decoder else str(video.get("pix_fmt", "")),
+        pix_fmt=pix_fmt,
         width=int(video["width"]),
         height=int(video["height"]),
         sar=_known(video.get("sample_aspect_ratio"), ("0:1", "N/A")),

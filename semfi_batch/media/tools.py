@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Sequence
+from functools import lru_cache
 
 from semfi_batch.errors import MediaError, ToolMissing
 
@@ -30,3 +31,19 @@ def run_tool(args: Sequence[str], *, what: str, input_bytes: bytes | None = None
 def _last_line(stderr: bytes) -> str:
     lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
     return lines[-1] if lines else "no error output"
+
+
+def ffmpeg_codecs(kind: str) -> frozenset[str]:
+    """Names of the encoders or decoders (`kind`: "encoders", "decoders") this ffmpeg build has."""
+    return _codecs(tool_path("ffmpeg"), kind)
+
+
+@lru_cache(maxsize=8)
+def _codecs(ffmpeg: str, kind: str) -> frozenset[str]:
+    out = subprocess.run([ffmpeg, "-hide_banner", f"-{kind}"], capture_output=True, check=False).stdout.decode()
+    names = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and len(parts[0]) == 6 and parts[0][0] in "VAS":
+            names.add(parts[1])
+    return frozenset(names)

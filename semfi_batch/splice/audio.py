@@ -5,8 +5,8 @@ where the source's was.
 Two things move audio that timestamps do not show:
 - a container may shift a stream to hide its encoder's priming (MP4 edit lists, Matroska codec delay):
   `first_decoded_time` finds where the first sample is heard, and the splice corrects it;
-- where the container cannot say so (AVI, MPEG-PS/TS; AC-3 in Matroska), the priming is played: the encoder's
-  own delay (LAME 1105 samples, MP2 480, AC-3 256) comes before the first sample and every sample after it
+- where the container cannot say so (AVI, MPEG-PS/TS; AAC and AC-3 in Matroska), the priming is played: the encoder's
+  own delay (LAME 1105 samples, AAC 1024, MP2 481, AC-3 256) comes before the first sample and every sample after it
   is that much late. `priming_samples` measures it, for the encoder, settings and muxer the splice uses,
   by encoding a burst of noise and finding it in the decode; the rebuilt stream leaves that many samples
   out at its start."""

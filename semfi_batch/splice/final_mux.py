@@ -102,13 +102,14 @@ def mux_output(
             encoder = AUDIO_ENCODERS.get(s.get("codec_name", ""), "aac")
             if encoder not in available_encoders():
                 encoder = "aac"
-            options = ("-b:a", str(s["bit_rate"])) if s.get("bit_rate") and not encoder.startswith(LOSSLESS) else ()
+            lossless = encoder.startswith(LOSSLESS)
+            bit_rate = str(s["bit_rate"]) if s.get("bit_rate") and not lossless else None
+            options = ("-b:a", bit_rate) if bit_rate else ()
             rate, channels = int(s.get("sample_rate") or 48000), int(s.get("channels") or 2)
-            primed = muxer is not None and not encoder.startswith(LOSSLESS)
-            lead = priming_samples(encoder, rate, channels, options, muxer) if primed else 0
+            lead = priming_samples(encoder, rate, channels, options, muxer) if muxer and not lossless else 0
             label, note = audio_graph(s, shifts, audio_mode, graph, lead)
             maps += ["-map", f"[{label}]", f"-c:{out}", encoder]
-            maps += [opt.replace(":a", f":{out}") for opt in options]
+            maps += [f"-b:{out}", bit_rate] if bit_rate else []
             maps += [f"-disposition:{out}", _disposition(s)]
             audio_notes.append(note)
         elif kind in ("audio", "video", "subtitle", "attachment"):

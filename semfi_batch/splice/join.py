@@ -221,10 +221,10 @@ def _edits_on_packets(
     listed = packets.frame_pts.astype(np.float64) * float(packets.time_base)
     steps = np.diff(listed)
     tolerance = 0.5 * float(steps[steps > 0].min()) if (steps > 0).any() else 1e-3
-    start = float(decoded[0]) + info.start_time  # the first decoded frame, on the file's own clock
+    first_shown = float(decoded[0]) + info.start_time  # the first decoded frame, on the file's own clock
     found = None  # (|offset|, offset, packet index of each decoded frame)
     for first in range(min(4, listed.size)):  # the first packets may be frames that do not decode
-        offset = float(listed[first]) - start
+        offset = float(listed[first]) - first_shown
         shown = decoded - decoded[0] + float(listed[first])
         at = np.minimum(np.searchsorted(listed, shown - tolerance), listed.size - 1)
         matched = np.all(np.abs(listed[at] - shown) <= tolerance) and np.all(np.diff(at) > 0)
