@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from semfi_batch.errors import MediaError
 from semfi_batch.media.encode import (
     StreamFacts,
     available_encoders,
@@ -202,7 +203,9 @@ def test_encoder_choice_keeps_the_codec_profile_and_field_order():
     # writers read differently; without it, the label's displayed field (tb: bottom first).
     labelled = choose_encoder(_facts("mpeg2video", field_order="tb"), full=True)
     assert labelled.args[labelled.args.index("-top") + 1] == "0" and labelled.output_args == ("-field_order", "tb")
-    decoded = choose_encoder(_facts("prores", profile="HQ", field_order="bt", top_field_first=False), full=False)
+    decoded = choose_encoder(
+        _facts("prores", profile="HQ", pix_fmt="yuv422p10le", field_order="bt", top_field_first=False), full=False
+    )
     assert "+ilme+ildct" in decoded.args and decoded.args[decoded.args.index("-top") + 1] == "0"
     xq = choose_encoder(_facts("prores", profile="XQ", pix_fmt="yuva444p12le"), full=False)
     assert xq.args[xq.args.index("-profile:v") + 1] == "5"  # ffprobe says "XQ" for 4444 XQ
@@ -210,4 +213,22 @@ def test_encoder_choice_keeps_the_codec_profile_and_field_order():
     assert tagged.args[tagged.args.index("-profile:v") + 1] == "5"
     assert choose_encoder(_facts("v210", pix_fmt="yuv422p10le"), full=True).encoder == "v210"  # its own encoder
     assert smart_cut_blocker(_facts("rawvideo", format_name="avi", pix_fmt="yuv422p")) is not None
-    assert choose_encoder(_facts("dnxhd", color_space="gbr", profile="DNXHR 444"), full=True).args.count("rgb") == 1
+    dnxhr_rgb = _facts("dnxhd", color_space="gbr", profile="DNXHR 444", pix_fmt="gbrp10le")
+    assert choose_encoder(dnxhr_rgb, full=True).args.count("rgb") == 1
+
+
+def test_encoder_choice_keeps_interlacing_and_the_pixel_format():
+    if not {"libx264", "libaom-av1", "libvpx"} <= available_encoders():
+        pytest.skip("this ffmpeg lacks one of the encoders")
+    # Interlaced H.264 (re-encoded whole) is coded interlaced again, in its field order (it came back
+    # progressive: x264 was given neither the flags nor the field).
+    tff = choose_encoder(_facts("h264", field_order="tt", format_name="mpegts"), full=True)
+    assert "+ilme+ildct" in tff.args and tff.args[tff.args.index("-top") + 1] == "1"
+    assert tff.output_args == ("-field_order", "tt") and "interlaced (tt)" in tff.note
+    assert "-top" not in choose_encoder(_facts("h264", format_name="mpegts"), full=True).args
+    # AV1 outside SVT-AV1's 4:2:0 at 8/10 bits goes to libaom (SVT turned 4:4:4 12-bit GOPs into 4:2:0 10-bit).
+    for pix_fmt in ("yuv444p12le", "yuv444p", "yuv420p12le"):
+        assert choose_encoder(_facts("av1", pix_fmt=pix_fmt), full=False).encoder == "libaom-av1", pix_fmt
+    # An encoder that cannot take the source's pixel format is an error, never a silent conversion.
+    with pytest.raises(MediaError, match=r"libvpx cannot encode vp8 in yuv444p"):
+        choose_encoder(_facts("vp8", pix_fmt="yuv444p"), full=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from semfi_batch.errors import MediaError
 from semfi_batch.media.bitstream import (
     avcc_parameter_sets,
     h264_parameter_set_ids,
@@ -35,7 +36,7 @@ from semfi_batch.media.frame_pipes import (
 )
 from semfi_batch.media.packets import PacketIndex, read_packets, reorder_delay, round_us
 from semfi_batch.media.stream_facts import StreamFacts, probe_stream_facts, start_and_extradata
-from semfi_batch.media.tools import ffmpeg_codecs
+from semfi_batch.media.tools import encoder_pixel_formats, ffmpeg_codecs
 
 # Splice imports these from here; each lives in its own module (stream facts, packets, bitstream, pipes).
 __all__ = [
@@ -155,7 +156,20 @@ def colour_args(facts: StreamFacts) -> list[str]:
 def choose_encoder(facts: StreamFacts, *, full: bool, own_ids: bool = False, reorder: int = 0) -> EncoderChoice:
     """Encoder settings reproducing the source. `full`: for a whole-file re-encode (no joins);
     `own_ids`: H.264 with private parameter-set ids (after identical headers could not be reproduced);
-    `reorder`: the source's B-frame delay in frames (see `reorder_delay`), kept so timestamps join."""
+    `reorder`: the source's B-frame delay in frames (see `reorder_delay`), kept so timestamps join. An
+    encoder that does not take the pixel format asked of it is an error: ffmpeg would convert the frames."""
+    choice = _encoder_for(facts, full=full, own_ids=own_ids, reorder=reorder)
+    asked = [value for option, value in zip(choice.args, choice.args[1:]) if option == "-pix_fmt"]
+    takes = encoder_pixel_formats(choice.encoder)
+    if asked and takes and asked[-1] not in takes:
+        raise MediaError(
+            f"this ffmpeg's {choice.encoder} cannot encode {facts.codec} in {asked[-1]} (it takes "
+            f"{', '.join(sorted(takes))}): re-encoded frames would change pixel format"
+        )
+    return choice
+
+
+def _encoder_for(facts: StreamFacts, *, full: bool, own_ids: bool, reorder: int) -> EncoderChoice:
     from semfi_batch.media.codecs import codec_plan
 
     encoders = available_encoders()
@@ -221,7 +235,15 @@ def _x264_choice(
                 x264[k] = params[k]
     args += ["-preset", "medium", "-x264-params", ":".join(f"{k}={v}" for k, v in x264.items())]
     note = "h264 re-encoded" + ("" if full else " with its own parameter-set ids")
-    return EncoderChoice("libx264", tuple(args), "full" if full else "own-ids", note, None, filters)
+    # Interlaced sources (re-encoded whole, see smart_cut_blocker) are coded interlaced again, in their field
+    # order: x264 takes it from each frame's flag, which -top sets.
+    from semfi_batch.media.codecs import interlace_args
+
+    interlace, field_order = interlace_args("h264", facts.field_order, facts.top_field_first)
+    if interlace:
+        args += list(interlace)
+        note += f", interlaced ({facts.field_order})"
+    return EncoderChoice("libx264", tuple(args), "full" if full else "own-ids", note, None, filters, field_order)
 
 
 def _bframes_for_delay(delay: int) -> dict:

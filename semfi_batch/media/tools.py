@@ -38,6 +38,21 @@ def ffmpeg_codecs(kind: str) -> frozenset[str]:
     return _codecs(tool_path("ffmpeg"), kind)
 
 
+def encoder_pixel_formats(encoder: str) -> frozenset[str]:
+    """The pixel formats this ffmpeg's `encoder` takes (empty: it lists none, so any it is given). ffmpeg
+    would convert a frame of any other format to one of these, silently."""
+    return _pixel_formats(tool_path("ffmpeg"), encoder)
+
+
+@lru_cache(maxsize=32)
+def _pixel_formats(ffmpeg: str, encoder: str) -> frozenset[str]:
+    out = subprocess.run([ffmpeg, "-hide_banner", "-h", f"encoder={encoder}"], capture_output=True, check=False)
+    for line in out.stdout.decode(errors="replace").splitlines():
+        if line.strip().startswith("Supported pixel formats:"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
 @lru_cache(maxsize=8)
 def _codecs(ffmpeg: str, kind: str) -> frozenset[str]:
     out = subprocess.run([ffmpeg, "-hide_banner", f"-{kind}"], capture_output=True, check=False).stdout.decode()

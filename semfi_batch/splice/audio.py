@@ -49,6 +49,24 @@ def first_decoded_time(source: Path, index: int) -> float:
     return 0.0
 
 
+def packet_times(path: Path, index: int, count: int = 8) -> tuple[np.ndarray, Fraction] | None:
+    """Times (s) of a stream's first `count` packets as ffmpeg reads them, with the stream's time base; None
+    when it has none. A copied stream must keep them: a container may count a codec's delay differently when
+    it reads than when it writes (Matroska takes Opus's codec delay off on reading, not back on writing)."""
+    out = run_tool(
+        ["ffprobe", "-v", "error", "-select_streams", str(index), "-read_intervals", f"%+#{count}",
+         "-show_entries", "packet=pts_time:stream=time_base", "-of", "json", str(path)],
+        what=f"cannot read stream {index} of {path}",
+    )  # fmt: skip
+    meta = json.loads(out or b"{}")
+    times = [p.get("pts_time") for p in meta.get("packets", [])]
+    times = [float(t) for t in times if t not in (None, "N/A")]
+    streams = meta.get("streams", [])
+    if not times or not streams:
+        return None
+    return np.array(times), Fraction(streams[0]["time_base"])
+
+
 def audio_graph(
     stream: dict, shifts: list[tuple[float, float]], mode: str, graph: list[str], lead: int = 0
 ) -> tuple[str, str]:

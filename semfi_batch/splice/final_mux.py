@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -52,6 +53,18 @@ def _source_streams(source: Path) -> tuple[list[dict], list[dict]]:
     return meta.get("streams", []), meta.get("chapters", [])
 
 
+@dataclass
+class Muxed:
+    """What `mux_output` wrote besides the video: the audio note for the summary, the streams left out, each
+    rebuilt audio stream's (output index, time its first sample must be heard at) and each copied audio
+    stream's output index, both by source index."""
+
+    audio_note: str
+    dropped: list[str]
+    rebuilt: dict[int, tuple[int, float]] = field(default_factory=dict)
+    copied: dict[int, int] = field(default_factory=dict)
+
+
 def mux_output(
     listing: Path,
     offset_us: int,
@@ -63,10 +76,11 @@ def mux_output(
     work: Path,
     audio_mode: str,
     audio_nudge: dict[int, float] | None = None,
-) -> tuple[str, list[str], dict[int, tuple[int, float]]]:
+    copy_nudge: dict[int, int] | None = None,
+) -> Muxed:
     """Join the video pieces and carry the source's other streams, chapters and tags into `output`.
-    Returns the audio note, the streams left out, and for each rebuilt audio stream (by source index) its
-    output index and the time its first sample must be heard at. `audio_nudge` moves rebuilt streams (s)."""
+    `audio_nudge` moves rebuilt audio streams (s), `copy_nudge` copied ones (ticks of their time base), both
+    by source index: the corrections join.py measures after a first mux."""
     streams, chapters = _source_streams(source)
     tb = cfacts.time_base
     shifts = [(float(Fraction(s.at) * tb), float(Fraction(s.ticks) * tb)) for s in timeline.shifts]
@@ -83,6 +97,8 @@ def mux_output(
     dropped: list[str] = []
     audio_notes: list[str] = []
     rebuilt: dict[int, tuple[int, float]] = {}
+    copied: dict[int, int] = {}
+    attached: list[tuple[Path, dict]] = []  # Matroska attachments that ffmpeg reads as pictures
     out = 0
     muxer = MUXERS.get(output.suffix.lower())
     for s in streams:
@@ -112,15 +128,24 @@ def mux_output(
             maps += [f"-b:{out}", bit_rate] if bit_rate else []
             maps += [f"-disposition:{out}", _disposition(s)]
             audio_notes.append(note)
+        elif kind == "video" and muxer == "matroska" and _matroska_picture(s):
+            attached.append(_attachment_file(source, s, work))
+            continue
         elif kind in ("audio", "video", "subtitle", "attachment"):
             maps += ["-map", f"1:{idx}", f"-c:{out}", "copy"]
             if kind == "subtitle" and shifts:
                 maps += [f"-bsf:{out}", _shift_bsf(shifts)]
+            if kind == "audio":
+                copied[idx] = out
+                if (copy_nudge or {}).get(idx):
+                    maps += [f"-bsf:{out}", f"setts=ts=TS{copy_nudge[idx]:+d}"]
         elif kind == "data" and s.get("codec_tag_string") == "tmcd" and facts.timecode and muxer in TIMECODE_MUXERS:
             continue  # written anew from the start timecode (-timecode below)
         else:
             dropped.append(f"stream {idx} ({kind}, {s.get('codec_name', '?')})")
             continue
+        if f"-disposition:{out}" not in maps:  # the source's flags (default, attached picture, ...), not the muxer's
+            maps += [f"-disposition:{out}", _disposition(s)]
         maps += [f"-map_metadata:s:{out}", f"1:s:{idx}"]
         out += 1
     if graph:
@@ -128,6 +153,11 @@ def mux_output(
         script.write_text(";\n".join(graph))
         args += ["-filter_complex_script", str(script)]
     args += maps + ["-map_metadata", "1", "-map_chapters", str(chapter_input)]
+    for n, (path, tags) in enumerate(attached):
+        # ffmpeg copies such a picture as a one-frame video track: attached again, as the source had it.
+        args += ["-attach", str(path)]
+        for key in ("mimetype", "filename"):
+            args += [f"-metadata:s:t:{n}", f"{key}={tags[key]}"] if key in tags else []
     if facts.rotation:
         args += ["-metadata:s:v:0", f"rotate={facts.rotation}"]
     if facts.codec_tag and (muxer == "avi" or (facts.codec in KEEP_TAG and muxer in ("mov", "mp4"))):
@@ -153,9 +183,10 @@ def mux_output(
         args += ["-muxdelay", "0", "-muxpreload", "0"]
     if muxer in ("mp4", "mov") and tb.numerator == 1:
         args += ["-video_track_timescale", str(tb.denominator)]
-    if muxer in ("matroska", "webm") and graph:
-        # Re-encoded audio starts with encoder priming before its first sample; by default the muxer would
-        # move every stream later to keep that priming at or after zero, and video would drift from the sound.
+    if muxer in ("matroska", "webm"):
+        # Audio may start before zero: re-encoded audio's priming, or a copied stream's (AAC from MP4, Opus,
+        # whose codec delay the demuxer takes off). By default the muxer would move every stream later to keep
+        # it at or after zero, and the video would drift from the sound.
         args += ["-avoid_negative_ts", "disabled"]
     if muxer:
         args += ["-f", muxer]
@@ -168,7 +199,26 @@ def mux_output(
         note = "audio copied" if any(s.get("codec_type") == "audio" for s in streams) else "no audio"
     else:
         note = "; ".join(audio_notes) or "no audio"
-    return note, dropped, rebuilt
+    return Muxed(note, dropped, rebuilt, copied)
+
+
+def _matroska_picture(stream: dict) -> bool:
+    """Whether a source stream is a Matroska attachment (an image file), which ffmpeg reads as a video stream
+    holding one attached picture."""
+    tags = {k.lower(): v for k, v in (stream.get("tags") or {}).items()}
+    return bool((stream.get("disposition") or {}).get("attached_pic")) and "mimetype" in tags
+
+
+def _attachment_file(source: Path, stream: dict, work: Path) -> tuple[Path, dict]:
+    """The attached file's bytes (its one packet) written to `work`, with its tags (lower-case keys)."""
+    tags = {k.lower(): v for k, v in (stream.get("tags") or {}).items()}
+    path = work / f"attachment{stream['index']}"
+    run_tool(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(source), "-map", f"0:{stream['index']}", "-c", "copy",
+         "-frames:v", "1", "-update", "1", "-f", "image2", str(path)],
+        what=f"cannot read attachment {tags.get('filename', stream['index'])} of {source}",
+    )  # fmt: skip
+    return path, tags
 
 
 def _tail(path: Path) -> str:

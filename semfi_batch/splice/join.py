@@ -43,8 +43,9 @@ from semfi_batch.media.tools import run_tool
 from semfi_batch.splice.audio import (
     AUDIO_START_TOLERANCE,
     first_decoded_time,
+    packet_times,
 )
-from semfi_batch.splice.final_mux import MUXERS, mux_output, seconds_text
+from semfi_batch.splice.final_mux import MUXERS, Muxed, mux_output, seconds_text
 from semfi_batch.splice.gop_plan import Gop, gop_index
 from semfi_batch.splice.output_checks import (
     JoinCheckFailed,
@@ -170,20 +171,7 @@ def assemble_output(
     listing, offset_us = _write_concat(entries, cfacts, work, lead)
     mux_args = (listing, offset_us, source, facts, cfacts, timeline, output, work, audio_mode)
     try:
-        audio_note, dropped, rebuilt = mux_output(*mux_args)
-        # Encoders prime their output and containers signal that differently (MP4 edit lists, Matroska codec
-        # delay): check where each rebuilt stream's first sample is heard, and correct it once if it moved.
-        nudge = {}
-        for idx, (out_idx, want) in rebuilt.items():
-            got = first_decoded_time(output, out_idx)
-            if abs(got - want) > AUDIO_START_TOLERANCE:
-                nudge[idx] = want - got
-        if nudge:
-            audio_note, dropped, rebuilt = mux_output(*mux_args, audio_nudge=nudge)
-            for idx, (out_idx, want) in rebuilt.items():
-                got = first_decoded_time(output, out_idx)
-                if abs(got - want) > AUDIO_START_TOLERANCE:
-                    raise MediaError(f"audio stream {idx} starts at {got:.4f}s instead of {want:.4f}s")
+        muxed = _mux_checked(mux_args, source, output)
     except MediaError as exc:
         if smart:
             raise JoinCheckFailed(str(exc)) from None
@@ -203,7 +191,47 @@ def assemble_output(
     method = "smart cut" if smart else "full re-encode"
     details = [note] if note else []
     details.append(choice.note)
-    return Assembly(method, "; ".join(details), timeline, pieces, reencoded, audio_note, dropped)
+    return Assembly(method, "; ".join(details), timeline, pieces, reencoded, muxed.audio_note, muxed.dropped)
+
+
+def _mux_checked(mux_args: tuple, source: Path, output: Path) -> Muxed:
+    """`mux_output`, then a check of where each audio stream starts, corrected once by a second mux where it
+    moved. Encoders prime their output and containers signal that differently (MP4 edit lists, Matroska codec
+    delay): a rebuilt stream's first sample must be heard where the source's was. A copied stream must keep
+    its packets' times: a container may read them back moved (Matroska takes Opus's codec delay off when it
+    reads and does not put it back when it writes)."""
+    muxed = mux_output(*mux_args)
+    audio_nudge, copy_nudge = _audio_moves(muxed, source, output)
+    if not audio_nudge and not copy_nudge:
+        return muxed
+    muxed = mux_output(*mux_args, audio_nudge=audio_nudge, copy_nudge=copy_nudge)
+    audio_left, copy_left = _audio_moves(muxed, source, output)
+    if audio_left or copy_left:
+        idx = min([*audio_left, *copy_left])
+        raise MediaError(f"audio stream {idx} of {source.name} starts elsewhere in {output.name} than in the source")
+    return muxed
+
+
+def _audio_moves(muxed: Muxed, source: Path, output: Path) -> tuple[dict[int, float], dict[int, int]]:
+    """How far each rebuilt audio stream must move (s) and each copied one (ticks of its time base), by
+    source index, for its sound to start where the source's did."""
+    audio_nudge = {}
+    for idx, (out_idx, want) in muxed.rebuilt.items():
+        got = first_decoded_time(output, out_idx)
+        if abs(got - want) > AUDIO_START_TOLERANCE:
+            audio_nudge[idx] = want - got
+    copy_nudge = {}
+    for idx, out_idx in muxed.copied.items():
+        want, got = packet_times(source, idx), packet_times(output, out_idx)
+        if want is None or got is None or want[0].size != got[0].size:
+            continue
+        moved = want[0] - got[0]
+        if np.all(np.abs(moved) <= max(float(want[1]), float(got[1])) / 2 + 1e-6):
+            continue
+        # In the source's ticks, the shift most packets need (a delay of half a tick rounds either way).
+        ticks, counts = np.unique(np.round(moved / float(want[1])).astype(np.int64), return_counts=True)
+        copy_nudge[idx] = int(ticks[np.argmax(counts)])  # 0: no shift puts it back (a second check fails)
+    return audio_nudge, copy_nudge
 
 
 def _edits_on_packets(

@@ -1,0 +1,92 @@
+"""The streams around the video keep their times and kinds through a splice: Opus in Matroska/WebM (whose
+codec delay ffmpeg takes off when it reads and does not put back when it writes), a Matroska attachment that
+ffmpeg reads as a picture, and interlaced H.264 re-encoded whole (coded interlaced again)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from semfi_batch.splice import splice_run
+from tests.test_splice import make_run
+
+VIDEO = "testsrc2=s=96x64:r=25:d=2"
+
+
+def _ffmpeg(*args) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *map(str, args)], check=True)
+
+
+def _probe(path, *entries: str) -> dict:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", *entries, "-of", "json", str(path)], capture_output=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
+def _packets(path, stream: str) -> list[tuple[str, str]]:
+    meta = _probe(path, "-select_streams", stream, "-show_entries", "packet=pts,size")
+    return [(p["pts"], p["size"]) for p in meta["packets"]]
+
+
+def _starts(path) -> dict[str, str]:
+    return {
+        s["codec_type"]: s["start_time"]
+        for s in _probe(path, "-show_entries", "stream=codec_type,start_time")["streams"]
+    }
+
+
+def _splice(tmp_path, clip, suffix):
+    run = make_run(tmp_path / "run", clip, [{"pair_id": "a", "mode": "replace", "start": 20, "end": 24}])
+    summary = splice_run(run, output=tmp_path / f"out{suffix}")
+    assert not summary.failed, summary.failed
+    return summary.results[0].output
+
+
+def test_opus_in_webm_keeps_its_packets_and_the_video_its_start(tmp_path):
+    # The most common WebM: VP9 and Opus. Opus starts 7 ms before zero (its codec delay); the splice was
+    # refused ("the video starts at 0.014s instead of 0.007s"), and a second Opus track moved 7 ms early.
+    clip = tmp_path / "opus.webm"
+    _ffmpeg("-f", "lavfi", "-i", VIDEO, "-f", "lavfi", "-i", "sine=r=48000:d=2", "-c:v", "libvpx-vp9", "-crf", "30",
+            "-b:v", "0", "-deadline", "realtime", "-cpu-used", "8", "-g", "25", "-c:a", "libopus", clip)  # fmt: skip
+    out = _splice(tmp_path, clip, ".webm")
+    assert _starts(out) == _starts(clip)
+    assert _packets(out, "a:0") == _packets(clip, "a:0")
+
+
+def test_a_second_opus_track_in_matroska_keeps_its_packets(tmp_path):
+    clip = tmp_path / "two.mkv"
+    _ffmpeg("-f", "lavfi", "-i", VIDEO, "-f", "lavfi", "-i", "sine=r=48000:d=2", "-f", "lavfi", "-i",
+            "sine=f=880:r=44100:d=2", "-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-preset",
+            "ultrafast", "-g", "25", "-c:a:0", "aac", "-c:a:1", "libopus", clip)  # fmt: skip
+    out = _splice(tmp_path, clip, ".mkv")
+    for stream in ("a:0", "a:1"):
+        assert _packets(out, stream) == _packets(clip, stream), stream
+
+
+def test_a_matroska_attachment_stays_an_attachment(tmp_path):
+    cover = tmp_path / "cover.png"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=s=32x32", "-frames:v", "1", cover)
+    clip = tmp_path / "cover.mkv"
+    _ffmpeg("-f", "lavfi", "-i", VIDEO, "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-attach", cover,
+            "-metadata:s:t", "mimetype=image/png", "-metadata:s:t", "filename=cover.png", clip)  # fmt: skip
+    out = _splice(tmp_path, clip, ".mkv")
+    entries = ("-show_entries", "stream=codec_name:stream_disposition=attached_pic:stream_tags=filename,mimetype")
+    assert _probe(out, *entries)["streams"] == _probe(clip, *entries)["streams"]
+    picture = tmp_path / "back.png"
+    _ffmpeg("-i", out, "-map", "0:1", "-c", "copy", "-frames:v", "1", "-update", "1", "-f", "image2", picture)
+    assert picture.read_bytes() == cover.read_bytes()  # before: a one-frame PNG video track
+
+
+def test_interlaced_h264_comes_back_coded_interlaced(tmp_path):
+    clip = tmp_path / "tff.ts"
+    _ffmpeg("-f", "lavfi", "-i", VIDEO, "-c:v", "libx264", "-preset", "ultrafast", "-flags", "+ildct+ilme",
+            "-x264-params", "tff=1", "-g", "25", clip)  # fmt: skip
+    out = _splice(tmp_path, clip, ".ts")
+    frames = _probe(out, "-select_streams", "v", "-show_entries", "frame=interlaced_frame")["frames"]
+    assert len(frames) == 50 and all(f["interlaced_frame"] == 1 for f in frames)  # before: every frame 0
+    order = _probe(out, "-select_streams", "v", "-show_entries", "stream=field_order")["streams"][0]
+    assert (
+        order["field_order"]
+        == _probe(clip, "-select_streams", "v", "-show_entries", "stream=field_order")["streams"][0]["field_order"]
+    )
