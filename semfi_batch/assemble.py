@@ -11,6 +11,7 @@ Outputs, by name: .mp4/.mkv/.mov (H.264; `codec="prores"`: ProRes 422 HQ, or 444
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -18,11 +19,11 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from semfi_batch.errors import SemfiError
+from semfi_batch.errors import OutputPathError, SemfiError
 from semfi_batch.manifest import load_manifest
 from semfi_batch.media.frames import CLIP_MUXERS, encode_png_sequence
 from semfi_batch.media.rates import parse_rate
-from semfi_batch.run.ledger import read_record
+from semfi_batch.run.stale import published_job, run_planner
 
 CODECS = ("h264", "prores")
 
@@ -52,6 +53,10 @@ def assemble_run(run_dir: Path, out: Path, fps: float | str | Fraction, *, codec
             f"cannot tell what to write from {out.name!r}: use a name ending in {', '.join(CLIP_MUXERS)}, "
             "or a folder name (no suffix) for a PNG sequence"
         )
+    inside = out.expanduser().absolute()
+    for folder in ("jobs", "work", "cache", "leases", "trash"):
+        if inside.is_relative_to((run_dir / folder).expanduser().absolute()):
+            raise OutputPathError(f"output {out} is inside the run's {folder}/ folder; write it elsewhere")
     sequence, generated, held = frame_sequence(run_dir)
     notes = []
     if sequence_out:
@@ -81,30 +86,46 @@ def frame_sequence(run_dir: Path) -> tuple[list[Path], int, list[str]]:
     if not pairs:
         raise SemfiError(f"{run_dir} has no pairs")
     base = Path(load_manifest_origin(run_dir)).parent
+    pairs = [_from_origin(pair, run_dir, base) for pair in pairs]
+    planner = run_planner(run_dir)
     sequence: list[Path] = []
     generated, held = 0, []
     last_key: Path | None = None
     for i, pair in enumerate(pairs):
         if i == 0:
             sequence += _listed_keys(pair.extras.get("keys_before"), base, pair.pair_id)
-        if i == 0 or pair.start_image != last_key:
-            sequence.append(_key(run_dir, pair.pair_id, "start.png", pair.start_image))
         job = run_dir / "jobs" / pair.pair_id
-        record = read_record(job)
-        frames = sorted((job / "frames").glob("*.png")) if record and record.get("status") == "done" else []
+        # The job as splice takes it: this row's as it stands now (its keys by content), its files those its
+        # record lists; else its in-betweens are held and the keys are the user's files as they are now.
+        record, _ = published_job(job, pair, planner) if job.is_dir() else (None, "")
+        usable = record is not None and record.get("status") == "done"
+        if i == 0 or pair.start_image != last_key:
+            sequence.append(_key(run_dir, pair.pair_id, "start.png", pair.start_image, usable))
+        frames = sorted((job / "frames").glob("*.png")) if usable else []
         if len(frames) == pair.gap_frames:
             sequence.extend(frames)
             generated += len(frames)
         else:
             held.append(pair.pair_id)
             sequence.extend([sequence[-1]] * pair.gap_frames)
-        sequence.append(_key(run_dir, pair.pair_id, "end.png", pair.end_image))
+        sequence.append(_key(run_dir, pair.pair_id, "end.png", pair.end_image, usable))
         last_key = pair.end_image
         after = _listed_keys(pair.extras.get("keys_after"), base, pair.pair_id)
         if after:
             sequence += after
             last_key = None  # the next pair's start is another key than this end
     return sequence, generated, held
+
+
+def _from_origin(pair, run_dir: Path, base: Path):
+    """The pair with its images where the run read them: the run's copy of the manifest resolves relative
+    image paths against the run folder, the run against the folder of the manifest it was given."""
+    moved = {}
+    for name in ("start_image", "end_image"):
+        path = getattr(pair, name)
+        if path is not None and not path.exists() and path.is_relative_to(run_dir.absolute()):
+            moved[name] = base / path.relative_to(run_dir.absolute())
+    return dataclasses.replace(pair, **moved) if moved else pair
 
 
 def load_manifest_origin(run_dir: Path) -> str:
@@ -159,10 +180,10 @@ def _any_deep_or_alpha(frames: list[Path]) -> bool:
         return im.mode not in ("RGB", "L", "P") or "transparency" in im.info
 
 
-def _key(run_dir: Path, pair_id: str, name: str, original: Path | None) -> Path:
-    """The key as the run used it (resized to the output size), else the original file."""
+def _key(run_dir: Path, pair_id: str, name: str, original: Path | None, usable: bool) -> Path:
+    """The key as the run used it (resized to the output size) when its job is usable, else the original."""
     used = run_dir / "jobs" / pair_id / name
-    if used.exists():
+    if usable and used.exists():
         return used
     if original is None or not original.exists():
         raise SemfiError(f"keyframe of {pair_id} not found: {original}")

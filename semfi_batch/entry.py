@@ -8,6 +8,9 @@ import sys
 
 def main() -> None:
     """Console entry point."""
+    from semfi_batch.termination import handle_sigterm
+
+    handle_sigterm()  # before the imports below: a SIGTERM during them is reported, not a silent death
     from semfi_batch.run.finished import answer
 
     code = answer(sys.argv[1:])

@@ -117,14 +117,19 @@ def read_table(path: Path) -> pa.Table:
     if path.is_dir():
         raise ManifestError(f"manifest {path} is a folder, expected a Parquet file")
     if path.suffix.lower() == ".csv":
-        return read_csv_table(path)
-    try:
-        # ParquetFile, not pq.read_table: the latter imports pyarrow.dataset (and pandas), a quarter second
-        # that every `run`, a resume with nothing to do included, would pay.
-        with pq.ParquetFile(path) as parquet:
-            return parquet.read()
-    except (pa.ArrowException, OSError) as exc:
-        raise ManifestError(f"{path} is not a readable Parquet manifest: {exc}") from None
+        table = read_csv_table(path)
+    else:
+        try:
+            # ParquetFile, not pq.read_table: the latter imports pyarrow.dataset (and pandas), a quarter second
+            # that every `run`, a resume with nothing to do included, would pay.
+            with pq.ParquetFile(path) as parquet:
+                table = parquet.read()
+        except (pa.ArrowException, OSError) as exc:
+            raise ManifestError(f"{path} is not a readable Parquet manifest: {exc}") from None
+    twice = sorted({name for name in table.column_names if table.column_names.count(name) > 1})
+    if twice:
+        raise ManifestError(f"{path}: column {twice[0]!r} appears more than once; keep one of them")
+    return table
 
 
 def read_csv_table(path: Path) -> pa.Table:
@@ -309,7 +314,7 @@ def _normalize(table: pa.Table, problems: list[ManifestProblem]) -> tuple[pa.Tab
             values = col.to_numpy(zero_copy_only=False).astype(np.float64)
             nan = np.isnan(values)
             if kind == "int":
-                bad = ~nan & (values != np.floor(values))
+                bad = ~nan & ~(np.isfinite(values) & (values == np.floor(values)))
                 for row in np.flatnonzero(bad):
                     pid = pair_ids[row] if pair_ids else None
                     problems.append(ManifestProblem(int(row), pid, name, f"must be a whole number, got {values[row]}"))
@@ -494,6 +499,14 @@ def _validate_row(
             gap = derived if gap is None else gap
     elif gap is None:
         row.problem("gap_frames", "is required for insert rows")
+    elif is_video and start_frame is not None and end_frame is not None and gap < end_frame - start_frame - 1:
+        # An insert keeps every frame: across frames it may replace them (damage beside a hole in the
+        # timestamps), never drop some (the splice would play the stretch with fewer frames, exit 0).
+        row.problem(
+            "gap_frames",
+            f"is {gap} but insert between frames {start_frame} and {end_frame} must fill at least the "
+            f"{end_frame - start_frame - 1} frames between them (replace regenerates frames in place)",
+        )
     if gap_given and not 1 <= gap <= MAX_GAP_FRAMES:
         row.problem("gap_frames", f"must be between 1 and {MAX_GAP_FRAMES}, got {gap}")
     elif not gap_given and gap is not None and gap > MAX_GAP_FRAMES:
@@ -509,8 +522,8 @@ def _validate_row(
     if cfg is not None and (not math.isfinite(cfg) or cfg < 0):
         row.problem("cfg_scale", f"must be a finite number >= 0, got {cfg}")
     seed = row.get("seed")
-    if seed is not None and seed < 0:
-        row.problem("seed", f"must be >= 0, got {seed}")
+    if seed is not None and not 0 <= seed < 2**63:
+        row.problem("seed", f"must be between 0 and 2**63 - 1, got {seed}")
     backend = row.get("backend")
     if backend is not None and backend not in known_backends:
         row.problem("backend", f"unknown backend {backend!r}; known: {', '.join(sorted(known_backends))}")

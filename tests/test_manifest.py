@@ -75,7 +75,12 @@ BAD_ROWS = [
         "backend",
         "unknown backend",
     ),
-    ({"pair_id": "p", "start_image": "a.png", "end_image": "b.png", "gap_frames": 1, "seed": -1}, "seed", ">= 0"),
+    ({"pair_id": "p", "start_image": "a.png", "end_image": "b.png", "gap_frames": 1, "seed": -1}, "seed", "between 0"),
+    (  # an insert keeps every frame: fewer generated frames than it spans would drop source frames
+        {"pair_id": "p", "source": "CLIP", "start_frame": 3, "end_frame": 9, "mode": "insert", "gap_frames": 2},
+        "gap_frames",
+        "at least the 5 frames",
+    ),
     ({"pair_id": "p", "source": "CLIP", "start_frame": 6, "end_frame": 6}, "end_frame", "greater than start_frame"),
     ({"pair_id": "p", "source": "CLIP", "start_frame": 8, "end_frame": 3}, "end_frame", "greater than start_frame"),
     ({"pair_id": "p", "source": "CLIP", "start_frame": 3, "end_frame": 4}, "end_frame", "at least one frame"),
@@ -296,3 +301,27 @@ def test_from_otio_bad_input(tmp_path, capsys):
     assert main(["manifest", "from-otio", str(tmp_path / "empty.otio"), "-o", str(tmp_path / "m.parquet")]) == 2
     assert "no markers or flagged clips" in capsys.readouterr().err
     assert not (tmp_path / "m.parquet").exists()
+
+
+def test_a_seed_past_int64_and_a_column_given_twice_are_manifest_errors(images):
+    # A uint64 seed of 2**64 - 1 was valid, then broke every later run of the root (OverflowError); two
+    # columns of one name gave an internal KeyError.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {"pair_id": ["p"], "start_image": ["a.png"], "end_image": ["b.png"], "gap_frames": [1]}
+    table = pa.table({**columns, "seed": pa.array([2**64 - 1], pa.uint64())})
+    pq.write_table(table, images / "seed.parquet")
+    with pytest.raises(ManifestError) as err:
+        load_manifest(images / "seed.parquet")
+    assert [(p.column, "2**63 - 1" in p.message) for p in err.value.problems] == [("seed", True)]
+    twice = pa.Table.from_arrays([pa.array(["p"]), pa.array(["a.png"]), pa.array(["b.png"]), pa.array(["c.png"])],
+                                 names=["pair_id", "start_image", "end_image", "start_image"])  # fmt: skip
+    pq.write_table(twice, images / "twice.parquet")
+    with pytest.raises(ManifestError, match="column 'start_image' appears more than once"):
+        load_manifest(images / "twice.parquet")
+    endless = pa.table({**columns, "seed": pa.array([1.0]), "steps": pa.array([float("inf")])})
+    pq.write_table(endless, images / "inf.parquet")
+    with pytest.raises(ManifestError) as err:
+        load_manifest(images / "inf.parquet")
+    assert [(p.column, p.message) for p in err.value.problems] == [("steps", "must be a whole number, got inf")]

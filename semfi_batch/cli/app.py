@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from semfi_batch.errors import ManifestError, SemfiError
+from semfi_batch.termination import TERMINATED, handle_sigterm
 
 try:  # Typer >= 0.20 carries its own copy of click
     from typer._click import core as click_core
@@ -188,6 +189,7 @@ def _pyarrow_without_pandas() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the app and maps every error to one line and an exit code."""
+    handle_sigterm()  # `run` puts its own in place while it runs
     _pyarrow_without_pandas()
     command = typer.main.get_command(app)
     _flags_take_no_value(command)
@@ -208,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
         code = report_error(exc)
     code = code if isinstance(code, int) else 0
+    if TERMINATED and code == 130:
+        console.print("terminated (SIGTERM)")
+        code = 143
     if __name__ == "__main__" or argv is None:
         sys.exit(code)
     return code

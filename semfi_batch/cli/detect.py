@@ -115,7 +115,9 @@ def detect(
     )
     options.check()
     from semfi_batch.manifest import check_writable
+    from semfi_batch.output_files import check_output_file
 
+    check_output_file(output, (".parquet",), "a Parquet manifest", videos)
     check_writable(output)  # before the analysis, which can take minutes
     columns = (
         TextColumn("{task.description}"),
@@ -180,7 +182,10 @@ def from_images(
     """Make a manifest of insert pairs from a folder of keyframes: consecutive images in name order (or in the
     sheet's frame order) become pairs."""
     from semfi_batch.keyframes import write_keyframe_manifest
+    from semfi_batch.output_files import check_output_file
 
+    keys = list(directory.iterdir()) if directory.is_dir() else []
+    check_output_file(output, (".parquet",), "a Parquet manifest", [*keys, *([sheet] if sheet else [])])
     result = write_keyframe_manifest(directory, output, gap=gap, sheet=sheet)
     for note in result.notes:
         console.print(f"note: {escape(note)}")

@@ -55,6 +55,9 @@ def eval_command(
     Gaps never span a scene cut. Prints a summary per backend; `semfi-batch report EVAL.parquet` draws it.
     """
     from semfi_batch.evaluate import DropSpec, EvalSettings, evaluate, read_eval, summarize, write_eval
+    from semfi_batch.output_files import check_output_file
+
+    check_output_file(out, (".parquet",), "Parquet results", clips)
 
     settings = EvalSettings(
         backends=[b.strip() for b in backends.split(",") if b.strip()],
@@ -137,7 +140,10 @@ def report_command(
     For a run folder: summary, time per job, quality, a contact sheet per job and the failures.
     For an eval file: the per-backend comparison and the held-out frames side by side.
     """
+    from semfi_batch.output_files import check_output_file
     from semfi_batch.report import write_report
 
+    if out is not None:
+        check_output_file(out, (".html", ".htm"), "an HTML page", [source])
     path = write_report(source, out, max_sheets=max_sheets)
     stdout.print(f"report: {path}")

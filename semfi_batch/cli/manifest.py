@@ -83,8 +83,10 @@ def from_otio(
     marked in an NLE becomes a manifest without retyping frame numbers."""
     from rich.markup import escape
 
+    from semfi_batch.output_files import check_output_file
     from semfi_batch.timeline_manifest import timeline_to_manifest
 
+    check_output_file(output, (".parquet",), "a Parquet manifest", [timeline])
     result = timeline_to_manifest(timeline, output, mode=mode, gap=gap, color=color, rate=rate)
     for note in result.notes:
         console.print(f"note: {escape(note)}")

@@ -151,7 +151,7 @@ def run(
         outputs = [root / "run.json", root / "ledger.jsonl", summary.metrics]
         counts = {"manifest": str(manifest), "total": summary.total}
         planned = summary.planned_files | summary.deciding_files
-        write_stamp(root, started, planned, outputs, summary.pair_ids, counts)
+        write_stamp(root, started, planned, outputs, summary.job_keys, counts)
 
 
 def _finished_read_only(manifest, out, backend, options, retry_failed, force, shard) -> bool:
@@ -243,8 +243,11 @@ def merge(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Default: <first root>/metrics.parquet.")] = None,
 ) -> None:
     """Gather the records of a sharded run into one metrics.parquet. Exit 1 when jobs failed or are missing."""
+    from semfi_batch.output_files import check_output_file
     from semfi_batch.run.merge import merge_runs
 
+    if out is not None:
+        check_output_file(out, (".parquet",), "Parquet metrics", roots)
     summary = merge_runs(roots, out)
     stdout.print(
         f"{summary.out}: {summary.done} done, {summary.failed} failed, {len(summary.missing)} without a record, "

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from semfi_batch.errors import MediaError
-from semfi_batch.media.probe import VideoInfo
+from semfi_batch.media.probe import VideoInfo, video_file_stat
 from semfi_batch.media.tools import tool_path
 
 # --- decoding -----------------------------------------------------------------------------------------
@@ -51,6 +51,7 @@ class AnalysisFrames:
     def __enter__(self) -> AnalysisFrames:
         if self._proc is not None:
             return self  # already started (see open_frames)
+        video_file_stat(self.path)
         aw = self.analysis_width
         scale = f"scale=w='if(gt(iw,{aw}),{aw},iw)':h=-1:flags={self.sampling}" if aw > 0 else "null"
         graph = f"{scale},format=bgr24" + (",showinfo=checksum=0" if self.timestamps else "")

@@ -58,11 +58,17 @@ class KeyframeCache:
         return written
 
     def frame(self, source: Path, index: int, read: Callable[[Path], np.ndarray] = read_image) -> np.ndarray:
-        """Frame `index` of `source`: from the cache (decoded by `read`), else extracted now and stored."""
+        """Frame `index` of `source`: from the cache (decoded by `read`), else extracted now and stored. A
+        cache file that does not decode (damaged on disk) is removed and extracted again from the source."""
         path = self.path(source, index)
         if not path.exists():
             self.fill(source, [index])
-        return read(path)
+        try:
+            return read(path)
+        except SemfiError:
+            path.unlink(missing_ok=True)
+            self.fill(source, [index])
+            return read(path)
 
 
 def keyframe_cache_for(run_root: Path, extra: dict | None = None) -> KeyframeCache:

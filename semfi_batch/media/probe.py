@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import stat
 import subprocess
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -150,11 +152,20 @@ def probe_video(path: Path) -> VideoInfo:
     """Probe `path` (cached per path, size and mtime). Raises VideoOpenFailure for unreadable files or
     files without a video stream."""
     path = Path(path)
+    st = video_file_stat(path)
+    return _probe_cached(path.resolve(), st.st_size, st.st_mtime_ns)
+
+
+def video_file_stat(path: Path) -> os.stat_result:
+    """`path`'s stat; VideoOpenFailure when it cannot be read or is not a regular file (a pipe or a device
+    would be read until it ends, maybe never)."""
     try:
-        st = path.stat()
+        st = Path(path).stat()
     except OSError as exc:
         raise VideoOpenFailure(f"cannot open video {path}: {exc.strerror or exc}") from None
-    return _probe_cached(path.resolve(), st.st_size, st.st_mtime_ns)
+    if not stat.S_ISREG(st.st_mode):
+        raise VideoOpenFailure(f"cannot open video {path}: it is not a regular file")
+    return st
 
 
 @lru_cache(maxsize=64)

@@ -73,7 +73,7 @@ class RunSummary:
     interrupted: RunInterrupted | None = None  # SIGINT/SIGTERM stopped the run
     # What the finished stamp (run/finished.py) is made of: the jobs, the identities of the files the run read
     # as it read them (manifest, review decisions, inputs: before any job ran), the backends asked for.
-    pair_ids: list[str] = field(default_factory=list)
+    job_keys: dict[str, str] = field(default_factory=dict)  # pair_id -> the job's key
     planned_files: dict[str, tuple | None] = field(default_factory=dict)
     # The identities of the files that decide the jobs' backends and keys (routing.deciding_files); None when
     # more than files decides them, and no stamp is written.
@@ -190,7 +190,7 @@ def run_manifest(
         fill_for_pairs(keyframe_cache_for(layout.root, options.extra), [job.pair for job in plan.todo])
         records: dict[str, dict] = {}
         summary = RunSummary(out=layout.root, total=len(jobs), skipped=len(plan.finished))
-        summary.pair_ids = [job.pair_id for job in jobs]
+        summary.job_keys = {job.pair_id: job.key for job in jobs}
         summary.planned_files = read_first | {path: ident for job in jobs for path, (ident, _) in job.inputs.items()}
         deciding = deciding_files(jobs, options)
         summary.deciding_files = None if deciding is None else {str(p): stat_identity(p) for p in deciding}

@@ -59,14 +59,26 @@ def invocation(argv: list[str]) -> dict:
 
 
 def write_stamp(
-    root: Path, started: dict, planned: dict[str, tuple | None], outputs: list[Path], pair_ids: list[str], counts: dict
+    root: Path,
+    started: dict,
+    planned: dict[str, tuple | None],
+    outputs: list[Path],
+    job_keys: dict[str, str],
+    counts: dict,
 ) -> None:
     """Record that the run in `root` is finished (see the module's docstring). `started` is `invocation()` as
     the run began, `planned` the identities of the files it read (manifest, review decisions, inputs) as
     they were when it read them, before the jobs ran: a file changed during the run then fails the check
-    next time, as it must. `outputs` are the run's own files, taken as they are now. Best effort: a stamp
-    that cannot be written only means the next resume takes the normal path."""
+    next time, as it must. `outputs` are the run's own files, taken as they are now; `job_keys` each job's
+    key by pair_id. No stamp when a job folder holds another job's record (another run on the root, with
+    another manifest, published there after this run's job) or changes while it is taken. Best effort: a
+    stamp that cannot be written only means the next resume takes the normal path."""
     root = Path(root)
+    jobs = {pid: folder_fingerprint(root / "jobs" / pid) for pid in job_keys}
+    if any(_record_key(root / "jobs" / pid) != key for pid, key in job_keys.items()):
+        return
+    if jobs != {pid: folder_fingerprint(root / "jobs" / pid) for pid in job_keys}:
+        return
     files = {str(Path(f).absolute()): list(ident) if ident else None for f, ident in planned.items()}
     files |= {str(Path(f).absolute()): stat_identity(f) for f in outputs}
     stamp = {
@@ -75,11 +87,19 @@ def write_stamp(
         "root": str(root.absolute()),
         "files": files,
         "entries": _entries(root),
-        "jobs": {pid: folder_fingerprint(root / "jobs" / pid) for pid in pair_ids},
+        "jobs": jobs,
         "counts": counts,
     }
     with contextlib.suppress(SemfiError):  # no stamp: the next run takes the normal path
         write_atomic(root / STAMP, json.dumps(stamp).encode(), sync=False)
+
+
+def _record_key(folder: Path) -> str | None:
+    """The job key its record.json names; None when it cannot be read."""
+    try:
+        return json.loads((folder / "record.json").read_text()).get("key")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 # What `report`, `splice` and `review` write in a run's root: none of it changes what `run` does (review

@@ -18,6 +18,7 @@ from pathlib import Path
 from semfi_batch.errors import OutputPathError
 from semfi_batch.manifest import pair_id_problem
 from semfi_batch.run.finished import STAMP
+from semfi_batch.run.inputs import CACHE_NAME
 from semfi_batch.run.notices import notice
 
 # Files and folders of the root that runs, splice and report write: none may be a symlink.
@@ -26,6 +27,9 @@ RUN_FILES = ("ledger.jsonl", "events.jsonl", "run.json", "manifest.parquet", "me
 RUN_FOLDERS = ("jobs", "work", "trash", "leases", "spliced", "cache", "review")
 # Temporary names: ".<target>.tmp<pid>..." (atomic_write) or ".<lease>.renew-..." / ".stale-".
 _TEMP = re.compile(r"^\..+\.(?:tmp-?(\d+)|renew-|stale-)")
+
+
+_SUBFOLDERS = ("jobs", "work", "trash", "leases")  # made by RunLayout.create in every output root
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,19 @@ class RunLayout:
         if root.exists() and not root.is_dir():
             raise OutputPathError(f"output root {root} exists and is not a folder")
         layout = cls(root)
+        if root.is_dir() and not (root / "run.json").exists():
+            # A root a run never claimed: only what RunLayout.create itself makes may be there. Leftover
+            # cleaning would otherwise remove the user's own files (work/, trash/, .name.tmp123.ext).
+            own = {*_SUBFOLDERS, "cache", "run.json", CACHE_NAME}
+            theirs = sorted(entry.name for entry in root.iterdir() if entry.name not in own)
+            if theirs:
+                raise OutputPathError(
+                    f"output root {root} already holds files that are not a run's ({', '.join(theirs[:3])}"
+                    f"{', ...' if len(theirs) > 3 else ''}): give a new or empty folder"
+                )
         root.mkdir(parents=True, exist_ok=True)
         layout.check_no_symlinks()
-        for sub in ("jobs", "work", "trash", "leases"):
+        for sub in _SUBFOLDERS:
             path = root / sub
             path.mkdir(exist_ok=True)
             layout.confine(path)

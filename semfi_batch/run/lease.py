@@ -27,7 +27,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from semfi_batch.atomic_write import write_all
+from semfi_batch.atomic_write import DISK_FULL_ERRNOS, write_all
+from semfi_batch.errors import DiskFull
 from semfi_batch.run.layout import remove_path
 from semfi_batch.run.notices import notice
 
@@ -171,21 +172,29 @@ class LeaseManager:
             fd = os.open(self.path(pair_id), os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
         except FileExistsError:
             return False
+        except OSError as exc:
+            raise self._full(exc, pair_id) from None
         claimed = time.time()
         try:
             write_all(fd, self._content(token, claimed), self.path(pair_id))
             os.fsync(fd)
             ino = os.fstat(fd).st_ino
-        except OSError:
+        except OSError as exc:
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(self.path(pair_id))
-            raise
+            raise self._full(exc, pair_id) from None
         os.close(fd)
         with self._lock:
             self._held[pair_id] = (token, ino, claimed)
             self.lost.pop(pair_id, None)
         return True
+
+    def _full(self, exc: OSError, pair_id: str) -> OSError | DiskFull:
+        """A full disk as the run stops for it (one line naming the filesystem); any other error as it is."""
+        if exc.errno in DISK_FULL_ERRNOS:
+            return DiskFull(f"no space left on the output filesystem ({self.folder}) while claiming {pair_id}")
+        return exc
 
     def _renew(self, pair_id: str) -> bool:
         """Push the expiry of a held lease forward, in place; False (and the lease dropped) when the file is no

@@ -12,6 +12,7 @@ Python API: splice_run(run_dir, out_dir=..., output=..., options=SpliceOptions()
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from semfi_batch.errors import MediaError, OutputPathError, SemfiError
+from semfi_batch.atomic_write import DISK_FULL_ERRNOS
+from semfi_batch.errors import DiskFull, MediaError, OutputPathError, SemfiError
 from semfi_batch.media.encode import probe_stream_facts, smart_cut_blocker
 from semfi_batch.media.probe import probe_video
 from semfi_batch.splice.final_mux import MUXERS
@@ -183,9 +185,59 @@ def splice_source(source: Path, edits: list[Edit], output: Path, options: Splice
             f"write the output as .webm or .mkv, not {output.suffix or 'without a suffix'}"
         )
     usable, skipped = _usable_edits(edits, info.frame_count, source)
+    tmp = output.with_name(f".{output.stem}.tmp{os.getpid()}{output.suffix}")
+    try:
+        done = _write_output(source, facts, usable, output, tmp, options)
+    except (SemfiError, OSError, ValueError) as exc:
+        raise _about_output(exc, output, tmp) from None
+    return SourceResult(
+        source=source,
+        output=output,
+        method=done.method,
+        note=done.note,
+        applied=usable,
+        skipped=skipped,
+        timeline=done.timeline,
+        pieces=done.pieces,
+        frame_rate=facts.frame_rate,
+        time_base=probe_stream_facts(output, encoder_settings=False).time_base,
+        frames_reencoded=done.frames_reencoded,
+        audio_note=done.audio_note,
+        dropped_streams=done.dropped_streams,
+        wall_s=time.time() - started,
+    )
+
+
+_FULL_BYTES = 1 << 20  # an output filesystem with less free than this is full for a splice's failure
+
+
+def _about_output(exc: Exception, output: Path, tmp: Path) -> SemfiError:
+    """A splice's failure said of the user's output file: a full or read-only output filesystem named as
+    such (not as the source, nor as the unreadable piece it left), the temporary name replaced by the
+    output's."""
+    why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+    folder = output.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    errno_ = exc.errno if isinstance(exc, OSError) else None
+    if errno_ in DISK_FULL_ERRNOS or (free is not None and free < _FULL_BYTES) or "No space left" in why:
+        return DiskFull(f"no space left on the output filesystem ({folder}) while writing {output}")
+    if errno_ in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return OutputPathError(f"cannot write {output}: {why}")
+    if isinstance(exc, SemfiError):
+        exc.args = (why.replace(tmp.name, output.name),)
+        return exc
+    return MediaError(why.replace(tmp.name, output.name))
+
+
+def _write_output(source: Path, facts, usable: list[Edit], output: Path, tmp: Path, options: SpliceOptions) -> Assembly:
+    """Assemble `output` from `source` and the usable edits under `tmp`, beside it, and rename it into place."""
     output.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(output)
-    tmp = output.with_name(f".{output.stem}.tmp{os.getpid()}{output.suffix}")
     work = Path(tempfile.mkdtemp(prefix=f".splice-{os.getpid()}-", dir=output.parent))
     try:
         blocker = "--reencode given" if options.reencode else smart_cut_blocker(facts)
@@ -203,22 +255,7 @@ def splice_source(source: Path, edits: list[Edit], output: Path, options: Splice
     finally:
         tmp.unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
-    return SourceResult(
-        source=source,
-        output=output,
-        method=done.method,
-        note=done.note,
-        applied=usable,
-        skipped=skipped,
-        timeline=done.timeline,
-        pieces=done.pieces,
-        frame_rate=facts.frame_rate,
-        time_base=probe_stream_facts(output, encoder_settings=False).time_base,
-        frames_reencoded=done.frames_reencoded,
-        audio_note=done.audio_note,
-        dropped_streams=done.dropped_streams,
-        wall_s=time.time() - started,
-    )
+    return done
 
 
 def _remove_stale(output: Path) -> None:

@@ -5,6 +5,7 @@ the shifts), tags, timecode and colour tags, into the container the output's nam
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -222,8 +223,11 @@ def _attachment_file(source: Path, stream: dict, work: Path) -> tuple[Path, dict
 
 
 def _tail(path: Path) -> str:
+    """The reason in ffmpeg's log: the first message a muxer or codec gave ("[webm @ 0x...] Only VP8 or VP9
+    ... are supported"), which its closing lines ("Error initializing output stream") leave out."""
     lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    return lines[-1] if lines else "no error output"
+    tagged = [re.sub(r"^\[[^]]* @ 0x[0-9a-f]+\]\s*", "", ln) for ln in lines if re.match(r"^\[[^]]* @ 0x", ln)]
+    return (tagged or lines or ["no error output"])[0 if tagged else -1]
 
 
 def _disposition(stream: dict) -> str:

@@ -3,6 +3,7 @@ that every process it starts can be found afterwards, and waiting for events."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -99,3 +100,17 @@ def process_state(pid: int) -> str:
 def images(tmp_path) -> Path:
     """A manifest of 4 image pairs (16x16, 2 in-betweens each)."""
     return image_manifest(tmp_path, 4)
+
+
+@contextlib.contextmanager
+def small_tmpfs(folder: Path, size: str):
+    """A tmpfs of `size` (ffmpeg's units: 192k) mounted on `folder`, for a real ENOSPC; the test is skipped
+    where mounting needs root this process lacks."""
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                                           capture_output=True).returncode != 0:  # fmt: skip
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

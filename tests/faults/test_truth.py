@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from semfi_batch.cli import main
 from semfi_batch.media.frames import write_png
 from tests.conftest import REPO
-from tests.faults.conftest import events, image_manifest, run_args
+from tests.faults.conftest import events, image_manifest, run_args, small_tmpfs
 
 
 def starts(out) -> list[str]:
@@ -135,16 +135,9 @@ def test_leftovers_of_killed_runs_are_removed(images, tmp_path, capsys):
 
 def test_full_tmpfs_mid_run_publishes_only_whole_jobs(tmp_path, capsys):
     """A real ENOSPC on a small tmpfs (needs root to mount; skipped elsewhere, the rlimit case above stands)."""
-    import pytest
-
     from semfi_batch.run.ledger import check_job_folder
 
-    small = tmp_path / "small"
-    small.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(small)],
-                                           capture_output=True).returncode != 0:  # fmt: skip
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with small_tmpfs(tmp_path / "small", "192k") as small:
         manifest = image_manifest(tmp_path, 8, size=64)
         out = small / "out"
         assert main(run_args(manifest, out)) == 1
@@ -155,5 +148,3 @@ def test_full_tmpfs_mid_run_publishes_only_whole_jobs(tmp_path, capsys):
         for job_dir in published:
             record, why = check_job_folder(job_dir)
             assert record is not None and record["status"] == "done", why
-    finally:
-        subprocess.run(["umount", "-l", str(small)], check=False)
