@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -53,9 +54,9 @@ def assemble_run(run_dir: Path, out: Path, fps: float | str | Fraction, *, codec
             f"cannot tell what to write from {out.name!r}: use a name ending in {', '.join(CLIP_MUXERS)}, "
             "or a folder name (no suffix) for a PNG sequence"
         )
-    inside = out.expanduser().absolute()
+    inside = out.expanduser().resolve()
     for folder in ("jobs", "work", "cache", "leases", "trash"):
-        if inside.is_relative_to((run_dir / folder).expanduser().absolute()):
+        if inside.is_relative_to((run_dir / folder).expanduser().resolve()):
             raise OutputPathError(f"output {out} is inside the run's {folder}/ folder; write it elsewhere")
     sequence, generated, held = frame_sequence(run_dir)
     notes = []
@@ -155,9 +156,10 @@ def _listed_keys(value: object, base: Path, pair_id: str) -> list[Path]:
 
 def write_png_sequence(frames: list[Path], folder: Path) -> None:
     """Copy the frames, bit for bit, into `folder` as 000001.png, 000002.png, ...: built in a temporary folder
-    beside it and renamed into place (an existing sequence folder is replaced whole)."""
-    if folder.exists() and any(p for p in folder.iterdir() if p.suffix.lower() != ".png"):
-        raise SemfiError(f"{folder} exists and holds other files than PNG frames; give a new folder")
+    beside it and renamed into place (an existing sequence folder is replaced whole: only one holding nothing
+    but such numbered frames, never a folder of the user's own PNGs, keyframes included)."""
+    if folder.exists() and any(not re.fullmatch(r"\d{6}\.png", p.name) for p in folder.iterdir()):
+        raise OutputPathError(f"{folder} exists and holds other files than a frame sequence; give a new folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -61,6 +61,11 @@ def write_all(fd: int, data: bytes, name: Path | str) -> None:
         view = view[written:]
 
 
+def no_space(folder: Path, doing: str) -> DiskFull:
+    """The one line a full output filesystem stops a run or a splice with: where, and while doing what."""
+    return DiskFull(f"no space left on the output filesystem ({folder}) while {doing}")
+
+
 def file_error(exc: OSError, path: Path, doing: str = "write") -> SemfiError:
     """An OSError met while writing (or reading: `doing`) `path`, as a one-line error naming `path`: DiskFull
     for a full filesystem or a file size limit."""

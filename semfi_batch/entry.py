@@ -8,16 +8,19 @@ import sys
 
 def main() -> None:
     """Console entry point."""
-    from semfi_batch.termination import handle_sigterm
+    from semfi_batch.termination import Terminated, handle_sigterm
 
     handle_sigterm()  # before the imports below: a SIGTERM during them is reported, not a silent death
-    from semfi_batch.run.finished import answer
+    try:
+        from semfi_batch.run.finished import answer
 
-    code = answer(sys.argv[1:])
-    if code is not None:
-        sys.exit(code)
-    from semfi_batch.cli import main as cli_main
-
+        code = answer(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
+        from semfi_batch.cli import main as cli_main
+    except Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        sys.exit(143)
     cli_main()
 
 

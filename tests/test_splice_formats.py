@@ -229,6 +229,9 @@ def test_encoder_choice_keeps_interlacing_and_the_pixel_format():
     # AV1 outside SVT-AV1's 4:2:0 at 8/10 bits goes to libaom (SVT turned 4:4:4 12-bit GOPs into 4:2:0 10-bit).
     for pix_fmt in ("yuv444p12le", "yuv444p", "yuv420p12le"):
         assert choose_encoder(_facts("av1", pix_fmt=pix_fmt), full=False).encoder == "libaom-av1", pix_fmt
+    # DNxHR HQX at 12 bits: its generated frames at the encoder's 10 bits, as ProRes 4444's (not refused).
+    hqx = choose_encoder(_facts("dnxhd", profile="DNXHR HQX", pix_fmt="yuv422p12le"), full=False)
+    assert hqx.args[hqx.args.index("-pix_fmt") + 1] == "yuv422p10le"
     # An encoder that cannot take the source's pixel format is an error, never a silent conversion.
     with pytest.raises(MediaError, match=r"libvpx cannot encode vp8 in yuv444p"):
         choose_encoder(_facts("vp8", pix_fmt="yuv444p"), full=True)

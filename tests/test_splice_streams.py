@@ -90,3 +90,46 @@ def test_interlaced_h264_comes_back_coded_interlaced(tmp_path):
         order["field_order"]
         == _probe(clip, "-select_streams", "v", "-show_entries", "stream=field_order")["streams"][0]["field_order"]
     )
+
+
+def _start_against_picture(path, stream: str) -> float:
+    """When a stream's first packet comes, against the picture's first time (the smallest of its first packets')."""
+    video = _probe(path, "-select_streams", "v:0", "-read_intervals", "%+#8", "-show_entries", "packet=pts_time")
+    other = _probe(path, "-select_streams", stream, "-read_intervals", "%+#1", "-show_entries", "packet=pts_time")
+    return float(other["packets"][0]["pts_time"]) - min(float(p["pts_time"]) for p in video["packets"])
+
+
+def test_copied_audio_keeps_its_place_across_containers(tmp_path):
+    # Opus from MP4 into Matroska: the correction is in seconds (-itsoffset); as ticks of the source's 1/48000
+    # in a bitstream filter that saw Matroska's 1/1000, it moved the sound 0.3 s.
+    clip = tmp_path / "opus.mp4"
+    _ffmpeg("-f", "lavfi", "-i", VIDEO, "-f", "lavfi", "-i", "sine=r=48000:d=2", "-c:v", "libx264", "-preset",
+            "ultrafast", "-g", "25", "-c:a", "libopus", clip)  # fmt: skip
+    out = _splice(tmp_path, clip, ".mkv")
+    assert abs(_start_against_picture(out, "a:0") - _start_against_picture(clip, "a:0")) <= 0.0011
+
+
+def test_fonts_and_a_cover_stay_attached_with_their_names(tmp_path):
+    font = tmp_path / "font.ttf"
+    font.write_bytes(bytes(range(256)) * 4)  # any bytes: Matroska keeps attachments as files
+    cover = tmp_path / "cover.png"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=s=32x32", "-frames:v", "1", cover)
+    clip = tmp_path / "both.mkv"
+    _ffmpeg("-f", "lavfi", "-i", VIDEO, "-c:v", "libx264", "-preset", "ultrafast", "-g", "25",
+            "-attach", font, "-metadata:s:t:0", "mimetype=application/x-truetype-font",
+            "-metadata:s:t:0", "filename=font.ttf", "-attach", cover, "-metadata:s:t:1", "mimetype=image/png",
+            "-metadata:s:t:1", "filename=cover.png", clip)  # fmt: skip
+    out = _splice(tmp_path, clip, ".mkv")  # the cover's names went onto the font, and the mux failed
+    entries = ("-show_entries", "stream=codec_type:stream_tags=filename,mimetype")
+    tags = sorted(str(s.get("tags")) for s in _probe(out, *entries)["streams"])
+    assert tags == sorted(str(s.get("tags")) for s in _probe(clip, *entries)["streams"])
+
+
+def test_a_container_that_cannot_hold_the_codec_is_named_with_its_own_reason(tmp_path, clip_factory):
+    clip = clip_factory(30)
+    run = make_run(tmp_path / "run", clip, [{"pair_id": "a", "mode": "replace", "start": 10, "end": 14}])
+    summary = splice_run(run, output=tmp_path / "out.webm")
+    why = summary.failed[0].why
+    # Before: "cannot write .out.tmp123.webm: Error initializing output stream 0:0 --".
+    assert "Only VP8 or VP9" in why and "out.webm" in why and ".tmp" not in why, why
+    assert not list(tmp_path.glob("*.webm")) and not list(tmp_path.glob(".*"))

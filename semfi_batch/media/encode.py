@@ -87,8 +87,11 @@ class EncoderChoice:
     output_args: tuple[str, ...] = ()  # options for the muxer (field order) rather than the encoder
 
 
-# Decoders that report a wider format than their encoder takes (ProRes 4444 decodes to 12 bits).
-_ENCODER_PIX_FMT = {("prores", "yuva444p12le"): "yuva444p10le", ("prores", "yuv444p12le"): "yuv444p10le"}
+# Decoders that report a wider format than their encoder takes (ProRes 4444 decodes to 12 bits, DNxHR
+# HQX/444 may be 12-bit): the generated frames are written at the encoder's 10 bits.
+_ENCODER_PIX_FMT = {("prores", "yuva444p12le"): "yuva444p10le", ("prores", "yuv444p12le"): "yuv444p10le",
+                    ("dnxhd", "yuv422p12le"): "yuv422p10le", ("dnxhd", "yuv444p12le"): "yuv444p10le",
+                    ("dnxhd", "gbrp12le"): "gbrp10le"}  # fmt: skip
 
 
 def encoder_pix_fmt(facts: StreamFacts) -> str:

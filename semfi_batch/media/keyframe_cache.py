@@ -19,6 +19,7 @@ import numpy as np
 from semfi_batch.errors import SemfiError, VideoOpenFailure
 from semfi_batch.media.frames import iter_frames, read_image, write_png
 from semfi_batch.media.probe import probe_video
+from semfi_batch.run.identity import stat_identity
 
 # Bump when the frames extraction delivers for the same source change.
 CACHE_VERSION = 1
@@ -63,10 +64,12 @@ class KeyframeCache:
         path = self.path(source, index)
         if not path.exists():
             self.fill(source, [index])
+        seen = stat_identity(path)
         try:
             return read(path)
         except SemfiError:
-            path.unlink(missing_ok=True)
+            if stat_identity(path) == seen:  # not already replaced by another worker's extraction
+                path.unlink(missing_ok=True)
             self.fill(source, [index])
             return read(path)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from semfi_batch.atomic_write import DISK_FULL_ERRNOS
+from semfi_batch.atomic_write import DISK_FULL_ERRNOS, no_space
 from semfi_batch.backends import Backend, InterpolationRequest
 from semfi_batch.errors import DiskFull, MediaError, SemfiError
 from semfi_batch.media.fields import interpolate_by_field
@@ -169,7 +169,7 @@ def _failed_or_raise(
     attempt; a full disk raises DiskFull and an interruption propagates, nothing of the attempt left."""
     if isinstance(exc, DiskFull) or (isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS):
         shutil.rmtree(folder, ignore_errors=True)  # the run stops: abandoned whole
-        raise DiskFull(f"no space left on the output filesystem ({layout.root}) while writing {job.pair_id}") from None
+        raise no_space(layout.root, f"writing {job.pair_id}") from None
     if not isinstance(exc, Exception):
         shutil.rmtree(folder, ignore_errors=True)  # interrupted: abandoned whole
         raise exc

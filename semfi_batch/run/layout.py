@@ -18,7 +18,6 @@ from pathlib import Path
 from semfi_batch.errors import OutputPathError
 from semfi_batch.manifest import pair_id_problem
 from semfi_batch.run.finished import STAMP
-from semfi_batch.run.inputs import CACHE_NAME
 from semfi_batch.run.notices import notice
 
 # Files and folders of the root that runs, splice and report write: none may be a symlink.
@@ -30,6 +29,11 @@ _TEMP = re.compile(r"^\..+\.(?:tmp-?(\d+)|renew-|stale-)")
 
 
 _SUBFOLDERS = ("jobs", "work", "trash", "leases")  # made by RunLayout.create in every output root
+
+
+def _run_entry(name: str) -> bool:
+    """Whether a root entry is a run's own: one of its files or folders, or one of its files being written."""
+    return name in RUN_FILES or name in RUN_FOLDERS or any(name.startswith(f".{own}.tmp") for own in RUN_FILES)
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,10 @@ class RunLayout:
             raise OutputPathError(f"output root {root} exists and is not a folder")
         layout = cls(root)
         if root.is_dir() and not (root / "run.json").exists():
-            # A root a run never claimed: only what RunLayout.create itself makes may be there. Leftover
-            # cleaning would otherwise remove the user's own files (work/, trash/, .name.tmp123.ext).
-            own = {*_SUBFOLDERS, "cache", "run.json", CACHE_NAME}
-            theirs = sorted(entry.name for entry in root.iterdir() if entry.name not in own)
+            # A root no run has claimed yet: only a run's own files may be there (another run's being made,
+            # .run.json.tmp123 included). Leftover cleaning would otherwise remove the user's own files
+            # (work/, trash/, .name.tmp123.ext).
+            theirs = sorted(entry.name for entry in root.iterdir() if not _run_entry(entry.name))
             if theirs:
                 raise OutputPathError(
                     f"output root {root} already holds files that are not a run's ({', '.join(theirs[:3])}"

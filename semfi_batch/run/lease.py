@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from semfi_batch.atomic_write import DISK_FULL_ERRNOS, write_all
+from semfi_batch.atomic_write import DISK_FULL_ERRNOS, no_space, write_all
 from semfi_batch.errors import DiskFull
 from semfi_batch.run.layout import remove_path
 from semfi_batch.run.notices import notice
@@ -193,7 +193,7 @@ class LeaseManager:
     def _full(self, exc: OSError, pair_id: str) -> OSError | DiskFull:
         """A full disk as the run stops for it (one line naming the filesystem); any other error as it is."""
         if exc.errno in DISK_FULL_ERRNOS:
-            return DiskFull(f"no space left on the output filesystem ({self.folder}) while claiming {pair_id}")
+            return no_space(self.folder, f"claiming {pair_id}")
         return exc
 
     def _renew(self, pair_id: str) -> bool:

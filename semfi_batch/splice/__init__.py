@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from semfi_batch.atomic_write import DISK_FULL_ERRNOS
-from semfi_batch.errors import DiskFull, MediaError, OutputPathError, SemfiError
+from semfi_batch.atomic_write import DISK_FULL_ERRNOS, no_space
+from semfi_batch.errors import MediaError, OutputPathError, SemfiError
 from semfi_batch.media.encode import probe_stream_facts, smart_cut_blocker
 from semfi_batch.media.probe import probe_video
 from semfi_batch.splice.final_mux import MUXERS
@@ -189,7 +189,7 @@ def splice_source(source: Path, edits: list[Edit], output: Path, options: Splice
     try:
         done = _write_output(source, facts, usable, output, tmp, options)
     except (SemfiError, OSError, ValueError) as exc:
-        raise _about_output(exc, output, tmp) from None
+        raise _about_output(exc, output, tmp, _WORK_PREFIX) from exc
     return SourceResult(
         source=source,
         output=output,
@@ -208,25 +208,28 @@ def splice_source(source: Path, edits: list[Edit], output: Path, options: Splice
     )
 
 
-_FULL_BYTES = 1 << 20  # an output filesystem with less free than this is full for a splice's failure
+_WORK_PREFIX = ".splice-"  # a splice's work folder, beside its output: .splice-<pid>-<random>
+_FULL_BYTES = 1 << 20  # an output filesystem with less free than this is full for a splice's own files
 
 
-def _about_output(exc: Exception, output: Path, tmp: Path) -> SemfiError:
+def _about_output(exc: Exception, output: Path, tmp: Path, work_prefix: str) -> SemfiError:
     """A splice's failure said of the user's output file: a full or read-only output filesystem named as
-    such (not as the source, nor as the unreadable piece it left), the temporary name replaced by the
-    output's."""
+    such (not as the source, nor as the unreadable piece it left: ffmpeg may stop writing a piece without a
+    word when the disk fills), the temporary name replaced by the output's."""
     why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
     folder = output.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     try:
-        free = shutil.disk_usage(folder).free
+        nearly_full = shutil.disk_usage(folder).free < _FULL_BYTES
     except OSError:
-        free = None
+        nearly_full = False
     errno_ = exc.errno if isinstance(exc, OSError) else None
-    if errno_ in DISK_FULL_ERRNOS or (free is not None and free < _FULL_BYTES) or "No space left" in why:
-        return DiskFull(f"no space left on the output filesystem ({folder}) while writing {output}")
-    if errno_ in (errno.EROFS, errno.EACCES, errno.EPERM):
+    ours = work_prefix in why or tmp.name in why  # a failure on the splice's own files, not on an input
+    if errno_ in DISK_FULL_ERRNOS or "No space left" in why or (nearly_full and ours):
+        return no_space(folder, f"writing {output}")
+    written = isinstance(exc, OSError) and exc.filename is not None and Path(exc.filename).parent == output.parent
+    if errno_ in (errno.EROFS, errno.EACCES, errno.EPERM) and (written or not output.parent.exists()):
         return OutputPathError(f"cannot write {output}: {why}")
     if isinstance(exc, SemfiError):
         exc.args = (why.replace(tmp.name, output.name),)
@@ -238,7 +241,7 @@ def _write_output(source: Path, facts, usable: list[Edit], output: Path, tmp: Pa
     """Assemble `output` from `source` and the usable edits under `tmp`, beside it, and rename it into place."""
     output.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(output)
-    work = Path(tempfile.mkdtemp(prefix=f".splice-{os.getpid()}-", dir=output.parent))
+    work = Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-", dir=output.parent))
     try:
         blocker = "--reencode given" if options.reencode else smart_cut_blocker(facts)
         done: Assembly | None = None
@@ -260,7 +263,9 @@ def _write_output(source: Path, facts, usable: list[Edit], output: Path, tmp: Pa
 
 def _remove_stale(output: Path) -> None:
     """Remove what killed splices left beside `output` (work folders, temporary outputs): their process is gone."""
-    pattern = re.compile(rf"^(?:\.splice-(\d+)-.*|\.{re.escape(output.stem)}\.tmp(\d+){re.escape(output.suffix)})$")
+    pattern = re.compile(
+        rf"^(?:{re.escape(_WORK_PREFIX)}(\d+)-.*|\.{re.escape(output.stem)}\.tmp(\d+){re.escape(output.suffix)})$"
+    )
     for entry in output.parent.iterdir():
         match = pattern.match(entry.name)
         if match is None or _alive(int(match.group(1) or match.group(2))):

@@ -5,7 +5,6 @@ the shifts), tags, timecode and colour tags, into the container the output's nam
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -58,12 +57,13 @@ def _source_streams(source: Path) -> tuple[list[dict], list[dict]]:
 class Muxed:
     """What `mux_output` wrote besides the video: the audio note for the summary, the streams left out, each
     rebuilt audio stream's (output index, time its first sample must be heard at) and each copied audio
-    stream's output index, both by source index."""
+    stream's output index, both by source index; the video's output index."""
 
     audio_note: str
     dropped: list[str]
     rebuilt: dict[int, tuple[int, float]] = field(default_factory=dict)
     copied: dict[int, int] = field(default_factory=dict)
+    video: int = 0
 
 
 def mux_output(
@@ -77,10 +77,10 @@ def mux_output(
     work: Path,
     audio_mode: str,
     audio_nudge: dict[int, float] | None = None,
-    copy_nudge: dict[int, int] | None = None,
+    copy_nudge: dict[int, float] | None = None,
 ) -> Muxed:
     """Join the video pieces and carry the source's other streams, chapters and tags into `output`.
-    `audio_nudge` moves rebuilt audio streams (s), `copy_nudge` copied ones (ticks of their time base), both
+    `audio_nudge` moves rebuilt audio streams (s), `copy_nudge` copied ones (s), both
     by source index: the corrections join.py measures after a first mux."""
     streams, chapters = _source_streams(source)
     tb = cfacts.time_base
@@ -93,18 +93,26 @@ def mux_output(
     if shifts and chapters:
         args += ["-f", "ffmetadata", "-i", str(_shifted_chapters(chapters, shifts, work))]
         chapter_input = 2
+    # A copied stream to move is read from the source opened again with -itsoffset (seconds, exact, whatever
+    # clock the muxer keeps): one more input per distinct move.
+    moves = sorted({value for value in (copy_nudge or {}).values() if value})
+    moved_input = {value: chapter_input + 1 + n for n, value in enumerate(moves)}
+    for value in moves:
+        args += ["-itsoffset", f"{value:.9f}", "-i", str(source)]
     maps: list[str] = []
     graph: list[str] = []
     dropped: list[str] = []
     audio_notes: list[str] = []
     rebuilt: dict[int, tuple[int, float]] = {}
     copied: dict[int, int] = {}
+    video = 0
     attached: list[tuple[Path, dict]] = []  # Matroska attachments that ffmpeg reads as pictures
     out = 0
     muxer = MUXERS.get(output.suffix.lower())
     for s in streams:
         idx, kind = int(s["index"]), s.get("codec_type")
         if idx == facts.index:
+            video = out
             maps += ["-map", "0:v:0", f"-c:{out}", "copy"]
             if facts.decoder:  # the pieces' alpha rides beside their pictures: flag it as the source did
                 maps += [f"-metadata:s:{out}", f"{ALPHA_MODE_TAG}=1"]
@@ -133,13 +141,12 @@ def mux_output(
             attached.append(_attachment_file(source, s, work))
             continue
         elif kind in ("audio", "video", "subtitle", "attachment"):
-            maps += ["-map", f"1:{idx}", f"-c:{out}", "copy"]
+            moved = (copy_nudge or {}).get(idx) if kind == "audio" else None
+            maps += ["-map", f"{moved_input[moved] if moved else 1}:{idx}", f"-c:{out}", "copy"]
             if kind == "subtitle" and shifts:
                 maps += [f"-bsf:{out}", _shift_bsf(shifts)]
             if kind == "audio":
                 copied[idx] = out
-                if (copy_nudge or {}).get(idx):
-                    maps += [f"-bsf:{out}", f"setts=ts=TS{copy_nudge[idx]:+d}"]
         elif kind == "data" and s.get("codec_tag_string") == "tmcd" and facts.timecode and muxer in TIMECODE_MUXERS:
             continue  # written anew from the start timecode (-timecode below)
         else:
@@ -157,8 +164,8 @@ def mux_output(
     for n, (path, tags) in enumerate(attached):
         # ffmpeg copies such a picture as a one-frame video track: attached again, as the source had it.
         args += ["-attach", str(path)]
-        for key in ("mimetype", "filename"):
-            args += [f"-metadata:s:t:{n}", f"{key}={tags[key]}"] if key in tags else []
+        for key in ("mimetype", "filename"):  # attached files follow every mapped stream
+            args += [f"-metadata:s:{out + n}", f"{key}={tags[key]}"] if key in tags else []
     if facts.rotation:
         args += ["-metadata:s:v:0", f"rotate={facts.rotation}"]
     if facts.codec_tag and (muxer == "avi" or (facts.codec in KEEP_TAG and muxer in ("mov", "mp4"))):
@@ -195,12 +202,12 @@ def mux_output(
     with open(log, "wb") as err:
         code = subprocess.run([*args, str(output)], stdout=subprocess.DEVNULL, stderr=err, check=False).returncode
     if code != 0:
-        raise MediaError(f"cannot write {output.name}: {_tail(log)}")
+        raise MediaError(f"cannot write {output.name}: {_tail(log, muxer)}")
     if not shifts:
         note = "audio copied" if any(s.get("codec_type") == "audio" for s in streams) else "no audio"
     else:
         note = "; ".join(audio_notes) or "no audio"
-    return Muxed(note, dropped, rebuilt, copied)
+    return Muxed(note, dropped, rebuilt, copied, video)
 
 
 def _matroska_picture(stream: dict) -> bool:
@@ -222,12 +229,14 @@ def _attachment_file(source: Path, stream: dict, work: Path) -> tuple[Path, dict
     return path, tags
 
 
-def _tail(path: Path) -> str:
-    """The reason in ffmpeg's log: the first message a muxer or codec gave ("[webm @ 0x...] Only VP8 or VP9
-    ... are supported"), which its closing lines ("Error initializing output stream") leave out."""
+def _tail(path: Path, muxer: str | None) -> str:
+    """The reason in ffmpeg's log: a full disk first; else what the output's muxer said ("[webm @ 0x...] Only
+    VP8 or VP9 ... are supported"), which the closing lines ("Error initializing output stream") leave out;
+    else the last line."""
     lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    tagged = [re.sub(r"^\[[^]]* @ 0x[0-9a-f]+\]\s*", "", ln) for ln in lines if re.match(r"^\[[^]]* @ 0x", ln)]
-    return (tagged or lines or ["no error output"])[0 if tagged else -1]
+    full = [ln for ln in lines if "No space left" in ln]
+    said = [ln.split("]", 1)[1].strip() for ln in lines if muxer and ln.startswith(f"[{muxer} @ 0x")]
+    return (full or said or lines or ["no error output"])[0 if full or said else -1]
 
 
 def _disposition(stream: dict) -> str:

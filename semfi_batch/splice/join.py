@@ -171,9 +171,9 @@ def assemble_output(
     listing, offset_us = _write_concat(entries, cfacts, work, lead)
     mux_args = (listing, offset_us, source, facts, cfacts, timeline, output, work, audio_mode)
     try:
-        muxed = _mux_checked(mux_args, source, output)
+        muxed = _mux_checked(mux_args, source, output, facts.index)
     except MediaError as exc:
-        if smart:
+        if smart and not isinstance(exc, AudioMoved):
             raise JoinCheckFailed(str(exc)) from None
         raise
     ofacts = probe_stream_facts(output, encoder_settings=False)
@@ -194,43 +194,64 @@ def assemble_output(
     return Assembly(method, "; ".join(details), timeline, pieces, reencoded, muxed.audio_note, muxed.dropped)
 
 
-def _mux_checked(mux_args: tuple, source: Path, output: Path) -> Muxed:
-    """`mux_output`, then a check of where each audio stream starts, corrected once by a second mux where it
-    moved. Encoders prime their output and containers signal that differently (MP4 edit lists, Matroska codec
-    delay): a rebuilt stream's first sample must be heard where the source's was. A copied stream must keep
-    its packets' times: a container may read them back moved (Matroska takes Opus's codec delay off when it
-    reads and does not put it back when it writes)."""
+class AudioMoved(MediaError):
+    """An audio stream that does not start where the source's did, even after a second mux: a whole re-encode
+    of the video cannot mend it, so it is not a failed join (JoinCheckFailed)."""
+
+
+def _mux_checked(mux_args: tuple, source: Path, output: Path, video_index: int) -> Muxed:
+    """`mux_output`, then a check of where each audio stream starts against the picture, corrected once by
+    a second mux where it moved. Encoders prime their output and containers signal that differently (MP4
+    edit lists, Matroska codec delay): a rebuilt stream's first sample must be heard where the source's was.
+    A copied stream must keep its packets' times against the video's: a container may read them back moved
+    (Matroska takes Opus's codec delay off when it reads and does not put it back when it writes). AVI,
+    which cannot hold a stream starting before another, is not checked for copied streams."""
     muxed = mux_output(*mux_args)
-    audio_nudge, copy_nudge = _audio_moves(muxed, source, output)
+    audio_nudge, copy_nudge = _audio_moves(muxed, source, output, video_index)
     if not audio_nudge and not copy_nudge:
         return muxed
     muxed = mux_output(*mux_args, audio_nudge=audio_nudge, copy_nudge=copy_nudge)
-    audio_left, copy_left = _audio_moves(muxed, source, output)
-    if audio_left or copy_left:
-        idx = min([*audio_left, *copy_left])
-        raise MediaError(f"audio stream {idx} of {source.name} starts elsewhere in {output.name} than in the source")
+    audio_left, copy_left = _audio_moves(muxed, source, output, video_index)
+    left = {**audio_left, **copy_left}
+    if left:
+        idx = min(left)
+        moved = left[idx]
+        raise AudioMoved(
+            f"audio stream {idx} of {source.name} would be {abs(moved) * 1000:.1f} ms "
+            f"{'late' if moved > 0 else 'early'} against the picture in {output.name}, even after a correction"
+        )
     return muxed
 
 
-def _audio_moves(muxed: Muxed, source: Path, output: Path) -> tuple[dict[int, float], dict[int, int]]:
-    """How far each rebuilt audio stream must move (s) and each copied one (ticks of its time base), by
-    source index, for its sound to start where the source's did."""
+def _audio_moves(
+    muxed: Muxed, source: Path, output: Path, video_index: int
+) -> tuple[dict[int, float], dict[int, float]]:
+    """How far (s) each rebuilt and each copied audio stream must move, by source index, for its sound to
+    start where the source's did against the picture."""
     audio_nudge = {}
     for idx, (out_idx, want) in muxed.rebuilt.items():
         got = first_decoded_time(output, out_idx)
         if abs(got - want) > AUDIO_START_TOLERANCE:
             audio_nudge[idx] = want - got
-    copy_nudge = {}
+    copy_nudge: dict[int, float] = {}
+    if not muxed.copied or MUXERS.get(output.suffix.lower()) == "avi":
+        return audio_nudge, copy_nudge
+    # The picture's first time in each file (the smallest of its first packets': B-frames come out of order):
+    # a muxer may move every stream together, which keeps them in step.
+    starts = [packet_times(path, index) for path, index in ((source, video_index), (output, muxed.video))]
+    if starts[0] is None or starts[1] is None:
+        return audio_nudge, copy_nudge
+    picture = float(starts[1][0].min() - starts[0][0].min())
     for idx, out_idx in muxed.copied.items():
         want, got = packet_times(source, idx), packet_times(output, out_idx)
         if want is None or got is None or want[0].size != got[0].size:
             continue
-        moved = want[0] - got[0]
+        moved = want[0] + picture - got[0]
         if np.all(np.abs(moved) <= max(float(want[1]), float(got[1])) / 2 + 1e-6):
             continue
         # In the source's ticks, the shift most packets need (a delay of half a tick rounds either way).
         ticks, counts = np.unique(np.round(moved / float(want[1])).astype(np.int64), return_counts=True)
-        copy_nudge[idx] = int(ticks[np.argmax(counts)])  # 0: no shift puts it back (a second check fails)
+        copy_nudge[idx] = float(ticks[np.argmax(counts)] * want[1])  # 0: nothing puts it back; checked again
     return audio_nudge, copy_nudge
 
 

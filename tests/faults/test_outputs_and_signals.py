@@ -153,3 +153,5 @@ def test_assemble_holds_a_job_edited_by_hand_and_never_writes_into_one(tmp_path,
     assert "key held): a" in capsys.readouterr().err  # before: the hand-placed picture was frame 3
     assert main(["assemble", str(run), "-o", str(run / "jobs" / "b" / "frames")]) == 2
     assert len(list((run / "jobs" / "b" / "frames").iterdir())) == 2
+    assert main(["assemble", str(run), "-o", str(tmp_path)]) == 2  # the keys' own folder: replaced whole
+    assert (tmp_path / "k0.png").exists() and (tmp_path / "keys.parquet").exists()
