@@ -371,3 +371,16 @@ def test_freeze_in_a_slow_shot_is_found_and_freeze_threshold_leaves_cuts_alone(t
     rows = [(r.start_frame, r.end_frame, r.reason) for r in found[0.5].rows]
     assert rows == [(19, 21, "freeze")]  # judged against the shot's own (slow) motion
     assert [c.index for c in found[0.5].cuts] == [c.index for c in found[2.0].cuts] == [40, 80]
+
+
+def test_a_cut_after_frames_that_did_not_decode_generates_over_all_of_them():
+    # Frames between the keys of a cut row did not decode; an insert keeps every frame, so the row must
+    # generate at least as many (with 11 as before, `run` refused the manifest detect had written).
+    from semfi_batch.detect.options import Cut
+    from semfi_batch.detect.scan import _cut_rows
+
+    decoded = np.ones(60, bool)
+    decoded[20:40] = False  # 20 frames before the cut at 40 did not decode
+    cuts = [Cut(40, 5.0, 40.0, 0.1, 50.0, 30.0), Cut(50, 5.0, 40.0, 0.1, 50.0, 30.0)]
+    rows = _cut_rows(cuts, decoded, DetectOptions(mode="cuts"))
+    assert [(r.start_frame, r.end_frame, r.gap_frames) for r in rows] == [(19, 40, 20), (49, 50, 11)]

@@ -28,9 +28,9 @@ def _cut_rows(cuts: list[Cut], decoded: np.ndarray, options: DetectOptions) -> l
         before = np.flatnonzero(decoded[: cut.index])
         if before.size:
             extras = {"content_val": cut.content_val}
-            rows.append(
-                DetectedRow(int(before[-1]), cut.index, "insert", options.transition_frames, "cut", cut.score, extras)
-            )
+            # Frames between the keys (they did not decode) are generated over: an insert keeps every frame.
+            gap = max(options.transition_frames, cut.index - int(before[-1]) - 1)
+            rows.append(DetectedRow(int(before[-1]), cut.index, "insert", gap, "cut", cut.score, extras))
     return rows
 
 
