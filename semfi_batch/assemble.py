@@ -58,7 +58,9 @@ def assemble_run(run_dir: Path, out: Path, fps: float | str | Fraction, *, codec
     for folder in ("jobs", "work", "cache", "leases", "trash"):
         if inside.is_relative_to((run_dir / folder).expanduser().resolve()):
             raise OutputPathError(f"output {out} is inside the run's {folder}/ folder; write it elsewhere")
-    sequence, generated, held = frame_sequence(run_dir)
+    sequence, generated, held, keys = frame_sequence(run_dir)
+    if sequence_out and out.is_dir() and any(key.parent.resolve() == inside for key in keys):
+        raise OutputPathError(f"output folder {out} holds the run's keyframes; give a new folder")
     notes = []
     if sequence_out:
         write_png_sequence(sequence, out)
@@ -75,9 +77,9 @@ def assemble_run(run_dir: Path, out: Path, fps: float | str | Fraction, *, codec
     return AssembleSummary(out=out, frames=len(sequence), generated=generated, held=held, rate=rate, notes=notes)
 
 
-def frame_sequence(run_dir: Path) -> tuple[list[Path], int, list[str]]:
-    """The run's frames in order (PNG paths; a held key repeats its path), the number generated, and the
-    pair_ids whose in-betweens are missing."""
+def frame_sequence(run_dir: Path) -> tuple[list[Path], int, list[str], set[Path]]:
+    """The run's frames in order (PNG paths; a held key repeats its path), the number generated, the
+    pair_ids whose in-betweens are missing, and the user's keyframe files the run read."""
     snapshot = run_dir / "manifest.parquet"
     if not snapshot.exists():
         raise SemfiError(f"{run_dir} is not a run folder (no manifest.parquet)")
@@ -115,7 +117,8 @@ def frame_sequence(run_dir: Path) -> tuple[list[Path], int, list[str]]:
         if after:
             sequence += after
             last_key = None  # the next pair's start is another key than this end
-    return sequence, generated, held
+    keys = {path for pair in pairs for path in (pair.start_image, pair.end_image) if path is not None}
+    return sequence, generated, held, keys
 
 
 def _from_origin(pair, run_dir: Path, base: Path):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from semfi_batch.splice import splice_run
 from tests.test_splice import make_run
 
@@ -133,3 +135,29 @@ def test_a_container_that_cannot_hold_the_codec_is_named_with_its_own_reason(tmp
     # Before: "cannot write .out.tmp123.webm: Error initializing output stream 0:0 --".
     assert "Only VP8 or VP9" in why and "out.webm" in why and ".tmp" not in why, why
     assert not list(tmp_path.glob("*.webm")) and not list(tmp_path.glob(".*"))
+
+
+@pytest.mark.parametrize("rotate", [90, 270])
+def test_a_video_shown_turned_a_quarter_keeps_its_turn(tmp_path, rotate):
+    # ffmpeg's rotate tag counts counterclockwise: the output was tagged the other way (shown 180° off) and
+    # every such splice failed its generated-frame check. The matrix's own rotated clip had no rotation at all
+    # (ffmpeg 5.1 drops the tag while encoding), so it is tagged here on a copy, as phones' files carry it.
+    plain = tmp_path / "plain.mp4"
+    _ffmpeg("-f", "lavfi", "-i", VIDEO, "-c:v", "libx264", "-preset", "ultrafast", "-g", "10", plain)
+    clip = tmp_path / "turned.mp4"
+    _ffmpeg("-i", plain, "-c", "copy", "-metadata:s:v:0", f"rotate={rotate}", clip)
+    entries = ("-select_streams", "v", "-show_entries", "stream_side_data=rotation")
+    assert _probe(clip, *entries)["streams"][0]["side_data_list"][0]["rotation"] in (rotate, rotate - 360)
+    out = _splice(tmp_path, clip, ".mp4")
+    assert _probe(out, *entries) == _probe(clip, *entries)
+
+
+def test_rows_left_out_are_counted_with_their_source(tmp_path, clip_factory):
+    # The table's "left out" column and the OTIO timeline's left_out list read 0 and [] while the lines
+    # after the table named the failed job.
+    clip = clip_factory(30)
+    jobs = [{"pair_id": "a", "mode": "replace", "start": 5, "end": 9},
+            {"pair_id": "b", "mode": "replace", "start": 15, "end": 19, "status": "failed"}]  # fmt: skip
+    summary = splice_run(make_run(tmp_path / "run", clip, jobs), output=tmp_path / "out.mp4")
+    assert [s.pair_id for s in summary.results[0].skipped] == ["b"]
+    assert [s.pair_id for s in summary.all_skipped] == ["b"]

@@ -166,7 +166,12 @@ def splice_run(
     # One source at a time: a source that fails is reported with its reason and the others still go on.
     for src, edits in run.sources.items():
         try:
-            summary.results.append(splice_source(src, edits, targets[src], options))
+            result = splice_source(src, edits, targets[src], options)
+            # The rows of this source left out before splicing (failed, stale, rejected) are its own: in its
+            # table row's count and its timeline's list, as well as in the lines printed after the table.
+            result.skipped = [*(s for s in summary.skipped if s.source == src), *result.skipped]
+            summary.skipped = [s for s in summary.skipped if s.source != src]
+            summary.results.append(result)
         except (SemfiError, OSError, ValueError) as exc:
             why = exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
             summary.failed.append(SourceFailure(src, targets[src], why or type(exc).__name__))

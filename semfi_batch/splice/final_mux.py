@@ -167,7 +167,9 @@ def mux_output(
         for key in ("mimetype", "filename"):  # attached files follow every mapped stream
             args += [f"-metadata:s:{out + n}", f"{key}={tags[key]}"] if key in tags else []
     if facts.rotation:
-        args += ["-metadata:s:v:0", f"rotate={facts.rotation}"]
+        # ffmpeg's rotate tag counts counterclockwise, as ffprobe's rotation does; ours counts clockwise (the
+        # source's 90° clockwise display came back turned the other way, 180° off).
+        args += ["-metadata:s:v:0", f"rotate={-facts.rotation % 360}"]
     if facts.codec_tag and (muxer == "avi" or (facts.codec in KEEP_TAG and muxer in ("mov", "mp4"))):
         # The source's four-character code (DIVX, MP43, hvc1): players pick decoders by it. Set here, on the
         # copy, because the intermediate MOV segments may not accept the AVI tags.

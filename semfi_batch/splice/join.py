@@ -177,6 +177,8 @@ def assemble_output(
             raise JoinCheckFailed(str(exc)) from None
         raise
     ofacts = probe_stream_facts(output, encoder_settings=False)
+    if ofacts.rotation != facts.rotation:
+        raise MediaError(f"{output.name} would be shown turned {ofacts.rotation}°, the source {facts.rotation}°")
     out_pts = read_packets(output, ofacts.index, ofacts.time_base).frame_pts
     check_timing(ofacts, out_pts, timeline, cfacts)
     check_start(ofacts, out_pts, source, facts, None if smart or same else info.start_time + float(info.frame_times[0]))

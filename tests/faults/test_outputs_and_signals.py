@@ -155,3 +155,16 @@ def test_assemble_holds_a_job_edited_by_hand_and_never_writes_into_one(tmp_path,
     assert len(list((run / "jobs" / "b" / "frames").iterdir())) == 2
     assert main(["assemble", str(run), "-o", str(tmp_path)]) == 2  # the keys' own folder: replaced whole
     assert (tmp_path / "k0.png").exists() and (tmp_path / "keys.parquet").exists()
+    # Keys named as a sequence's frames (000001.png, ...) in a folder of their own: still the run's input.
+    keys = tmp_path / "numbered"
+    keys.mkdir()
+    for i in range(1, 4):
+        write_png(keys / f"{i:06d}.png", np.full((32, 48, 3), 50 * i, np.uint8))
+    numbered = write_manifest(
+        [{"pair_id": "n", "start_image": str(keys / "000001.png"), "end_image": str(keys / "000002.png"),
+          "gap_frames": 2}], tmp_path / "numbered.parquet",
+    )  # fmt: skip
+    assert main(["run", str(numbered), "--out", str(tmp_path / "nrun"), "--quiet", "--backend", "blend"]) == 0
+    before = {p.name: _digest(p) for p in keys.iterdir()}
+    assert main(["assemble", str(tmp_path / "nrun"), "-o", str(keys)]) == 2
+    assert {p.name: _digest(p) for p in keys.iterdir()} == before
