@@ -37,7 +37,8 @@ class Recipe:
     pix: str = "yuv420p"  # pixel format the pattern is drawn in before the encoder's conversion
     filters: tuple[str, ...] = ()  # extra filters after the pattern (VFR timing, dropped frames)
     extra: tuple[str, ...] = ()  # other output options (timecode, rotation, field order)
-    remux: tuple[str, ...] = ()  # a second pass with -c copy and these options (edit lists)
+    remux: tuple[str, ...] = ()  # a second pass with -c copy and these input options (edit lists)
+    retag: tuple[str, ...] = ()  # output options of that second pass (a display rotation tagged on a copy)
     intra: bool = False  # every untouched frame must come back bit-identical (packets copied)
     lossless_frames: bool = False  # intra and lossless: decoded frames equal the source's exactly
     needs: tuple[str, ...] = ()  # encoders the clip needs (the cell is skipped without them)
@@ -212,7 +213,8 @@ RECIPES: tuple[Recipe, ...] = (
         audio=AAC,
         notes="a 100 ms hole at frame 15",
     ),  # fmt: skip
-    Recipe("h264-rotated-mp4", "mp4", _x264(), extra=("-metadata:s:v:0", "rotate=90"), audio=AAC),
+    # Rotation tagged on a copy (ffmpeg 5.1 drops the tag while encoding: the cell had no rotation at all).
+    Recipe("h264-rotated-mp4", "mp4", _x264(), retag=("-metadata:s:v:0", "rotate=90"), audio=AAC),
     Recipe(
         "prores-xq-alpha-mov",
         "mov",
@@ -355,11 +357,13 @@ def make_clip(r: Recipe, folder: Path) -> Path:
         args += ["-map", "1:a", *r.audio, "-t", f"{seconds:.3f}"]
     args += [*r.video, *r.extra]
     subprocess.run([*args, str(tmp)], check=True, capture_output=True)
-    if r.remux:
+    if r.remux or r.retag:
         cut = folder / f".{r.name}.cut.{r.ext}"
         subprocess.run(
-            ["ffmpeg", "-nostdin", "-v", "error", "-y", *r.remux, "-i", str(tmp), "-c", "copy", str(cut)], check=True
-        )
+            ["ffmpeg", "-nostdin", "-v", "error", "-y", *r.remux, "-i", str(tmp), "-map", "0", "-c", "copy",
+             *r.retag, str(cut)],
+            check=True,
+        )  # fmt: skip
         cut.replace(tmp)
     tmp.replace(out)
     return out
