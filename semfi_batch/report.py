@@ -65,6 +65,8 @@ def write_report(source: Path, out: Path | None = None, *, max_sheets: int = 200
     out = Path(out) if out else default_report_path(source)
     if out.is_dir():
         raise ReportError(f"-o {out} is a folder; give a file name such as {out / 'report.html'}")
+    if out.is_symlink():  # as every run file that is a symlink: refused, never written through nor replaced
+        raise ReportError(f"{out} is a symlink; the report is never written through one: remove it")
     if source.is_dir():
         # Links to the preview clips are relative to the page, so a run folder can be moved with its report.
         link_root = os.path.relpath(source.absolute(), out.absolute().parent)

@@ -190,3 +190,18 @@ def test_report_on_wrong_input_gives_one_clear_error(tmp_path, capsys, make, mes
     assert main(["report", str(make(tmp_path))]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_symlinked_report_is_refused_not_replaced(tmp_path, capsys):
+    # Like every run file that is a symlink: refused with exit 2 (it was silently replaced by a file).
+    from tests.faults.conftest import image_manifest, run_args
+
+    manifest = image_manifest(tmp_path, 2)
+    out = tmp_path / "out"
+    assert main(run_args(manifest, out)) == 0
+    (out / "report.html").unlink()
+    (tmp_path / "elsewhere.html").write_text("keep")
+    (out / "report.html").symlink_to(tmp_path / "elsewhere.html")
+    assert main(["report", str(out)]) == 2
+    assert "is a symlink" in capsys.readouterr().err
+    assert (out / "report.html").is_symlink() and (tmp_path / "elsewhere.html").read_text() == "keep"
