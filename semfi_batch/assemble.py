@@ -24,6 +24,7 @@ from semfi_batch.errors import OutputPathError, SemfiError
 from semfi_batch.manifest import load_manifest
 from semfi_batch.media.frames import CLIP_MUXERS, encode_png_sequence
 from semfi_batch.media.rates import parse_rate
+from semfi_batch.run.layout import STATE_FOLDERS
 from semfi_batch.run.stale import published_job, run_planner
 
 CODECS = ("h264", "prores")
@@ -55,7 +56,7 @@ def assemble_run(run_dir: Path, out: Path, fps: float | str | Fraction, *, codec
             "or a folder name (no suffix) for a PNG sequence"
         )
     inside = out.expanduser().resolve()
-    for folder in ("jobs", "work", "cache", "leases", "trash"):
+    for folder in STATE_FOLDERS:
         if inside.is_relative_to((run_dir / folder).expanduser().resolve()):
             raise OutputPathError(f"output {out} is inside the run's {folder}/ folder; write it elsewhere")
     sequence, generated, held, keys = frame_sequence(run_dir)

@@ -23,12 +23,12 @@ from semfi_batch.run.notices import notice
 # Files and folders of the root that runs, splice and report write: none may be a symlink.
 RUN_FILES = ("ledger.jsonl", "events.jsonl", "run.json", "manifest.parquet", "metrics.parquet", "report.html",
              ".input-hashes.jsonl", ".report-quality.json", STAMP)  # fmt: skip
-RUN_FOLDERS = ("jobs", "work", "trash", "leases", "spliced", "cache", "review")
+_SUBFOLDERS = ("jobs", "work", "trash", "leases")  # made by RunLayout.create in every output root
+# The engine's own state: no other command writes inside these.
+STATE_FOLDERS = (*_SUBFOLDERS, "cache")
+RUN_FOLDERS = (*STATE_FOLDERS, "spliced", "review")
 # Temporary names: ".<target>.tmp<pid>..." (atomic_write) or ".<lease>.renew-..." / ".stale-".
 _TEMP = re.compile(r"^\..+\.(?:tmp-?(\d+)|renew-|stale-)")
-
-
-_SUBFOLDERS = ("jobs", "work", "trash", "leases")  # made by RunLayout.create in every output root
 
 
 def _run_entry(name: str) -> bool:
