@@ -1,7 +1,8 @@
 """Streams whose container misleads about their frames, and frame i is still the i-th frame of a sequential
 decode: a stream cut before its first keyframe or inside an open GOP (the container lists frames the decoder
 drops), an index that flags every frame as a keyframe (a seek lands on a frame made from missing
-references), and a stream that changes size mid-way (ffmpeg would scale it: an error instead)."""
+references), a stream whose packets' times do not give the order the decoder delivers frames in, and a
+stream that changes size mid-way (ffmpeg would scale it: an error instead)."""
 
 from __future__ import annotations
 
@@ -128,6 +129,58 @@ def test_seek_to_a_frame_the_index_calls_a_keyframe_is_not_trusted(tmp_path, mon
         monkeypatch.setattr(frames_mod, "SEEK_LEAD_S", 0.4)
         assert_frames_are_the_decodes(path, [60, 70])  # a seek that lands on frame 50, a real I frame: kept
         assert starts == [True, True]
+
+
+def test_b_frames_muxed_without_composition_offsets_are_listed_by_a_decode(tmp_path):
+    """A one-second track timescale loses the B-frames' offsets: every packet's time is its decode time, and the
+    decoder (which delivers in picture order) stamps frames two later than the sorted packet times say."""
+    path = tmp_path / "timescale1.mp4"
+    ffmpeg("-f", "lavfi", "-i", NUMBERED, "-frames:v", "99", "-c:v", "libx264", "-bf", "3", "-g", "25",
+           "-video_track_timescale", "1", str(path))  # fmt: skip
+    info = probe_video(path)
+    assert info.frames_from == "decode"
+    assert_frames_are_the_decodes(path, [1, 24, 27, 50, 53, info.frame_count - 1])
+
+
+def mjpeg_with_times_swapped(path, first: int, frames: int) -> None:
+    """Intra MJPEG in MOV whose samples `first` and `first + 1` have their display times swapped: the decoder
+    then stamps every later frame with its decode time, one frame earlier than its display time."""
+    plain = path.with_name("plain.mov")
+    ffmpeg("-f", "lavfi", "-i", NUMBERED, "-frames:v", str(frames), "-c:v", "mjpeg", "-q:v", "3", str(plain))
+    swap = f"if(eq(N\\,{first})\\,PTS+512\\,if(eq(N\\,{first + 1})\\,PTS-512\\,PTS))"
+    ffmpeg("-i", str(plain), "-c", "copy", "-bsf:v", f"setts=dts=DTS-512:pts={swap}", str(path))
+
+
+@pytest.mark.parametrize("seek", [False, True], ids=["from-start", "after-a-seek"])
+def test_times_out_of_order_past_the_listing_check_give_the_decoded_frames(tmp_path, monkeypatch, seek):
+    path = tmp_path / "swap.mov"
+    mjpeg_with_times_swapped(path, 60, 120)
+    info = probe_video(path)
+    assert info.frames_from == "packets" and info.seekable  # the first frames decode as listed
+    if seek:  # the seek for frame 90 lands before the swap, and the decode from there meets it
+        monkeypatch.setattr(frames_mod, "SEEK_MIN_FRAMES", 0)
+        monkeypatch.setattr(frames_mod, "SEEK_LEAD_S", 1.5)
+    assert_frames_are_the_decodes(path, [10, 59, 63, 66, 90])
+
+
+def test_a_seek_that_lands_on_a_damaged_keyframe_is_not_trusted(tmp_path):
+    """Frame 250, the keyframe a seek for frame 290 lands on, is damaged: from the start the decoder conceals
+    it from frame 249; after the seek it has nothing to conceal it from, and every frame to the next keyframe
+    came out another picture (mean difference about 100 of 255)."""
+    clean = tmp_path / "clean.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25", "-frames:v", "320", "-c:v", "libx264", "-g", "250",
+           "-bf", "0", "-pix_fmt", "yuv420p", str(clean))  # fmt: skip
+    damaged = tmp_path / "damaged.mp4"
+    ffmpeg("-i", str(clean), "-c", "copy", "-bsf:v", "noise=amount=if(eq(n\\,250)\\,40\\,0)", str(damaged))
+    truth = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(damaged), "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt",
+         "rgb24", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    truth = np.frombuffer(truth, np.uint8).reshape(-1, 120, 160, 3)
+    got = extract_frames(probe_video(damaged), [290, 300])
+    for i in (290, 300):
+        assert np.array_equal(got[i], truth[i]), f"frame {i}"
 
 
 def test_a_stream_that_changes_size_mid_way_is_an_error(tmp_path):

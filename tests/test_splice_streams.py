@@ -1,6 +1,7 @@
 """The streams around the video keep their times and kinds through a splice: Opus in Matroska/WebM (whose
 codec delay ffmpeg takes off when it reads and does not put back when it writes), a Matroska attachment that
-ffmpeg reads as a picture, and interlaced H.264 re-encoded whole (coded interlaced again)."""
+ffmpeg reads as a picture, and interlaced H.264 re-encoded whole (coded interlaced again, also where a remux
+labelled it progressive)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import subprocess
 
 import pytest
 
+from semfi_batch.media.probe import decoded_field_order, probe_stream, probe_video
+from semfi_batch.media.stream_facts import probe_stream_facts
 from semfi_batch.splice import splice_run
 from tests.test_splice import make_run
 
@@ -80,11 +83,22 @@ def test_a_matroska_attachment_stays_an_attachment(tmp_path):
     assert picture.read_bytes() == cover.read_bytes()  # before: a one-frame PNG video track
 
 
-def test_interlaced_h264_comes_back_coded_interlaced(tmp_path):
+@pytest.mark.parametrize("label", [None, "progressive"], ids=["as-coded", "labelled-progressive"])
+def test_interlaced_h264_comes_back_coded_interlaced(tmp_path, label):
+    """Also when a remux labelled the fields "progressive": the decoder's flags say how the frames are coded."""
     clip = tmp_path / "tff.ts"
     _ffmpeg("-f", "lavfi", "-i", VIDEO, "-c:v", "libx264", "-preset", "ultrafast", "-flags", "+ildct+ilme",
             "-x264-params", "tff=1", "-g", "25", clip)  # fmt: skip
-    out = _splice(tmp_path, clip, ".ts")
+    suffix = ".ts"
+    if label:
+        clip, suffix = tmp_path / "labelled.mkv", ".mkv"
+        _ffmpeg("-i", tmp_path / "tff.ts", "-c", "copy", "-field_order", label, clip)
+        stated = _probe(clip, "-select_streams", "v", "-show_entries", "stream=field_order")["streams"][0]
+        assert stated["field_order"] == label
+        decoded = decoded_field_order(clip)  # (x264 codes this one bottom field first, whatever tff=1 says)
+        assert decoded in ("tt", "bb") and probe_video(clip).field_order == probe_stream(clip).field_order == decoded
+        assert probe_stream_facts(clip).field_order == decoded
+    out = _splice(tmp_path, clip, suffix)
     frames = _probe(out, "-select_streams", "v", "-show_entries", "frame=interlaced_frame")["frames"]
     assert len(frames) == 50 and all(f["interlaced_frame"] == 1 for f in frames)  # before: every frame 0
     order = _probe(out, "-select_streams", "v", "-show_entries", "stream=field_order")["streams"][0]

@@ -165,8 +165,10 @@ def iter_frames(
     Where the probed frame times identify frames (`info.seekable`), each delivered frame is named by its own
     time: decoding starts at the beginning, or, when the first wanted frame lies SEEK_MIN_FRAMES or more in,
     at the keyframe at least SEEK_LEAD_S before it (frames the seek did not deliver are read again from the
-    start, and all of them when it did not land on a keyframe the decoder confirms). Elsewhere frames are
-    counted from the start of a sequential decode, which is what the frame list of such videos is made of.
+    start, and all of them when it did not land on a keyframe the decoder confirms; those after a picture the
+    decoder reports concealing, which it conceals from other pictures than a decode from the start has).
+    Elsewhere frames are counted from the start of a sequential decode, which is what the frame list of such
+    videos is made of.
     FrameExtractError for an index outside the video, a frame that does not decode, or frames that change
     size mid-way."""
     wanted = sorted({int(i) for i in indices})
@@ -182,13 +184,27 @@ def iter_frames(
     seek = info.frame_time(wanted[0]) - SEEK_LEAD_S if wanted[0] >= SEEK_MIN_FRAMES else 0.0
     for start in [seek, None] if seek > 0 else [None]:
         got = set()
-        for index, frame in _decode_by_time(info, missing, start, deinterlace):
-            got.add(index)
-            yield index, frame
+        try:
+            for index, frame in _decode_by_time(info, missing, start, deinterlace):
+                got.add(index)
+                yield index, frame
+        except _TimesOutOfOrder:
+            if start is not None:
+                missing = [i for i in missing if i not in got]
+                continue
+            # From the start, the frames delivered so far came in the probed order; after this point the
+            # frames' times do not say which frame is which. The decode's own count does.
+            yield from _decode_counting(info, [i for i in missing if i not in got], deinterlace)
+            return
         missing = [i for i in missing if i not in got]
         if not missing:
             return
     raise FrameExtractError(f"cannot decode frame {missing[0]} of {info.path}: the decoder delivered no such frame")
+
+
+class _TimesOutOfOrder(Exception):
+    """A decode delivered a frame whose time is not later than the one before it: from there on, the frames'
+    times do not identify them (times edited out of order; a decoder stamping frames by decode times)."""
 
 
 # bwdif, one frame out per frame in, before select (it needs the neighbouring frames).
@@ -215,14 +231,16 @@ def _decode_by_time(
 ) -> Iterable[tuple[int, np.ndarray]]:
     """Decode from the start, or from the keyframe at or before `seek` (s from the container start), keep the
     frames whose time is a wanted frame's, and name each by its own time (showinfo, after select). Yields
-    only frames it identified."""
+    only frames it identified; _TimesOutOfOrder when a frame's time is not later than the one's before it."""
     ft = info.frame_times
     steps = np.diff(ft)
     eps = min(1e-3, 0.25 * float(steps.min())) if steps.size else 1e-3
     # -copyts: filter times are the file's own, so the wanted times are the probed ones plus the container start.
     centres = [info.start_time + float(ft[i]) for i in wanted]
     windows = [(c - eps, c + eps) for c in centres]
-    select = _select_expr("t", windows)
+    # Every frame whose time is not later than the frame's before it passes too (variables 1-3), and ends the
+    # identification by time (_TimesOutOfOrder).
+    select = f"st(3,ld(2)*lte(t,ld(1)));st(1,t);st(2,1);if(ld(3),1,{_select_expr('t', windows)})"
     if seek is not None:
         # The decode starts where the container's index says a keyframe is. Some indexes flag every frame (old
         # AVIs, an MP4 without its keyframe table), and the decoder then makes pictures from missing references,
@@ -234,14 +252,25 @@ def _decode_by_time(
     # -ss counts from the container start (ffmpeg adds the start time); -copyts keeps the file's own times.
     args = ["-noaccurate_seek", "-ss", f"{seek:.6f}", "-copyts"] if seek is not None else ["-copyts"]
     times: list[float] = []
-    frames = _decode(info, args, graph, len(wanted), times=times)
+    concealed: list[int] = []
+    frames = _decode(info, args, graph, len(wanted), times=times, concealed=concealed)
     expected = set(wanted)
+    last = -np.inf
     try:
         for frame in frames:
+            if seek is not None and concealed[-1]:
+                # A damaged picture met after the seek (the keyframe it landed on, or one before this frame) was
+                # concealed from other pictures than in a decode from the start: trust nothing more from it.
+                return
             stamp = times[-1] - info.start_time if times else float("nan")
+            if stamp <= last:
+                raise _TimesOutOfOrder
+            last = stamp
             k = int(np.searchsorted(ft, stamp - eps))
             if not (k < ft.shape[0] and abs(float(ft[k]) - stamp) <= eps and k in expected):
-                return  # not a wanted frame where the probe says it is: trust nothing more from this decode
+                if seek is not None and len(times) == 1:
+                    return  # the seek landed on a frame the decoder does not call a keyframe: trust nothing
+                raise _TimesOutOfOrder  # a frame whose time went back passed select
             expected.discard(k)
             yield k, frame
     finally:
@@ -277,10 +306,13 @@ def _decode(
     count: int,
     *,
     times: list[float] | None = None,
+    concealed: list[int] | None = None,
     counted: bool = False,
 ) -> Generator[np.ndarray, None, None]:
     """Run one ffmpeg decode of the first video stream through `graph` and yield up to `count` raw frames in
-    `frame_layout(info)`. With `times`, showinfo's time of each frame is appended before it is yielded.
+    `frame_layout(info)`. With `times`, showinfo's time of each frame is appended before it is yielded; with
+    `concealed`, how many pictures the decoder had reported concealing before that frame's time (it reports
+    a damaged picture while decoding it, before the filters see it).
     FrameExtractError for a frame of another size than the probe's (ffmpeg would scale it to the first size),
     and, when `graph` selects frames by their count (`counted`), for a decode whose filters ffmpeg set up
     again mid-way (a change of size or pixel format): the count starts again from zero there."""
@@ -311,7 +343,7 @@ def _decode(
                         f"cannot read frames of {info.path}: a decoded frame is not {width}x{height} as probed"
                     )
                 break
-            stamp, size, setups = stamps.next()
+            stamp, size, setups, concealed_before = stamps.next()
             if size is not None and size != (width, height):
                 raise FrameExtractError(
                     f"cannot read frames of {info.path}: its frames change size mid-way ({size[0]}x{size[1]} "
@@ -321,6 +353,8 @@ def _decode(
                 raise _changes_format(info)
             if times is not None:
                 times.append(stamp)
+            if concealed is not None:
+                concealed.append(concealed_before)
             delivered += 1
             yield np.frombuffer(data, dtype).reshape(height, width, channels).astype(dtype.newbyteorder("="))
     finally:
@@ -364,33 +398,39 @@ def _write_script(text: str) -> Path:
 
 
 class _TimeLog:
-    """Each frame's (time, (width, height), how many times the filters had been set up) from showinfo lines,
-    handed over in order (blocking until the next one is logged; NaN, None, 0 when the log ended first)."""
+    """Each frame's (time, (width, height), how many times the filters had been set up, how many pictures the
+    decoder had reported concealing) from showinfo lines, handed over in order (blocking until the next one is
+    logged; NaN, None, 0, 0 when the log ended first)."""
 
     def __init__(self) -> None:
-        self.items: queue.Queue[tuple[float | None, tuple[int, int] | None, int] | None] = queue.Queue()
+        self.items: queue.Queue[tuple[float | None, tuple[int, int] | None, int, int] | None] = queue.Queue()
         self.ended = False
 
-    def next(self) -> tuple[float, tuple[int, int] | None, int]:
+    def next(self) -> tuple[float, tuple[int, int] | None, int, int]:
         item = None if self.ended else self.items.get(timeout=60)
         if item is None:
             self.ended = True
-            return float("nan"), None, 0
-        stamp, size, setups = item
-        return (float("nan") if stamp is None else stamp), size, setups
+            return float("nan"), None, 0, 0
+        stamp, size, setups, concealed = item
+        return (float("nan") if stamp is None else stamp), size, setups, concealed
 
 
 _FRAME_SIZE_RE = re.compile(r"\bs:(\d+)x(\d+)")
+# libavcodec's error resilience (H.264, MPEG-1/2/4, H.263 and their kin) reports each damaged picture it
+# conceals so; decoders without it (HEVC, VP9, AV1) say nothing comparable.
+_CONCEALED_RE = re.compile(r"concealing \d+ DC, \d+ AC, \d+ MV errors")
 
 
 class _StderrReader:
     """Reads ffmpeg's log on a thread: showinfo's frame times and sizes go to `stamps`, the rest is kept for
     error messages. `setups`: how many times showinfo was configured (more than once: ffmpeg set the filters
-    up again for frames of another size or pixel format)."""
+    up again for frames of another size or pixel format); `concealed`: how many damaged pictures the decoder
+    reported concealing."""
 
     def __init__(self, proc: subprocess.Popen, stamps: _TimeLog):
         self.proc, self.stamps = proc, stamps
         self.setups = 0
+        self.concealed = 0
         self.lines: list[str] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -406,8 +446,10 @@ class _StderrReader:
                     self.setups += 1
                 elif kind == "time":
                     size = _FRAME_SIZE_RE.search(line)
-                    self.stamps.items.put((value, (int(size[1]), int(size[2])) if size else None, self.setups))
+                    frame_size = (int(size[1]), int(size[2])) if size else None
+                    self.stamps.items.put((value, frame_size, self.setups, self.concealed))
                 continue
+            self.concealed += _CONCEALED_RE.search(line) is not None
             if line.strip():
                 self.lines.append(line.strip())
                 del self.lines[:-20]

@@ -12,12 +12,12 @@ decoder's flags on the first frame give it."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import stat
 import subprocess
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -38,6 +38,9 @@ _PACKET_EXACT_CODECS = {
     "utvideo", "huffyuv", "ffvhuff", "magicyuv", "cfhd", "theora",
 }  # fmt: skip
 PROGRESSIVE = "progressive"
+# How many of the decoder's first frames must have the packet list's first times, one to one, for the list to
+# be taken: enough to cover the deepest B-frame reordering (16), whose loss shows from the second frame on.
+LISTING_CHECK_FRAMES = 24
 
 
 @dataclass(frozen=True)
@@ -130,9 +133,7 @@ def _stream_cached(path: Path, _size: int, _mtime_ns: int) -> StreamFacts:
     video = next((s for s in meta.get("streams", []) if s.get("codec_type") == "video" and not _is_cover(s)), None)
     if video is None:
         raise VideoOpenFailure(f"{path} has no video stream")
-    field_order = str(video.get("field_order") or "unknown")  # ffprobe's JSON leaves "unknown" out
-    if field_order == "unknown":  # AVI and raw DV say nothing: the decoder's flags on the first frame
-        field_order = decoded_field_order(path)
+    field_order = field_order_of(video.get("field_order"), lambda: decoded_field_order(path))
     return StreamFacts(avg_fps=_stream_rate(video), field_order=field_order)
 
 
@@ -171,9 +172,9 @@ def video_file_stat(path: Path) -> os.stat_result:
 @lru_cache(maxsize=64)
 def _probe_cached(path: Path, _size: int, _mtime_ns: int) -> VideoInfo:
     with ThreadPoolExecutor(1) as pool:
-        # The first frame the decoder delivers, found while ffprobe lists the packets (the packets are the
-        # frames only when the decoder starts at the first of them).
-        first_decoded = pool.submit(first_decoded_frame, path)
+        # The first frames the decoder delivers, found while ffprobe lists the packets (the packets are the
+        # frames only when the decoder delivers the first of them with their times).
+        first_decoded = pool.submit(first_decoded_frames, path, LISTING_CHECK_FRAMES)
         try:
             # One ffprobe call for streams, format and every packet's timestamps (half the start-up of two calls).
             meta = _ffprobe_json(
@@ -199,10 +200,7 @@ def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
     if not packets:
         raise VideoOpenFailure(f"{path} has a video stream but no decodable frames")
     codec = str(video.get("codec_name", ""))
-    field_order = str(video.get("field_order") or "unknown")  # ffprobe's JSON leaves "unknown" out
-    if field_order == "unknown":  # AVI and raw DV say nothing: the decoder's flags on the first frame
-        with contextlib.suppress(VideoOpenFailure):
-            field_order = first_decoded.result()[1]
+    field_order = field_order_of(video.get("field_order"), lambda: _decoded_fields(first_decoded))
     every_pts = all(p.get("pts_time") not in (None, "N/A") for p in packets)
     formats = set(str(fmt.get("format_name", "")).split(","))
     packet_exact = (
@@ -216,9 +214,10 @@ def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
         times = [float(p["pts_time"]) for p in packets if "D" not in p.get("flags", "")]  # D: cut by an edit list
         frame_times = np.sort(np.asarray(times, dtype=np.float64)) - container_start
         frames_from = "packets"
-    if packet_exact and (frame_times.size == 0 or not _starts_at(first_decoded, container_start, frame_times)):
-        # The decoder does not deliver every listed packet from the first: a stream cut before its first keyframe,
-        # or the leading pictures of an open GOP at its start. The frames are the ones it delivers.
+    if packet_exact and (frame_times.size == 0 or not _decodes_as_listed(first_decoded, container_start, frame_times)):
+        # The decoder does not deliver the listed packets from the first, at their times: a stream cut before
+        # its first keyframe, the leading pictures of an open GOP at its start, B-frames whose composition
+        # offsets were lost, times edited out of order. The frames are the ones it delivers.
         packet_exact = False
     if not packet_exact:
         frame_times = decoded_frame_times(path) - container_start
@@ -267,11 +266,39 @@ def first_decoded_frame(path: Path) -> tuple[float | None, str]:
     """(time, field order) of the first frame ffmpeg decodes from the first video stream: its time as
     `decoded_frame_times` gives it (None without one), and whether the decoder calls it interlaced, top or
     bottom field first ("tt", "bb", "progressive", or "unknown")."""
-    log = _showinfo_decode(path, frames=1)
-    times = parse_showinfo_times(log)
-    first = float(times[0]) if times.size and not np.isnan(times[0]) else None
+    times, fields = first_decoded_frames(path, 1)
+    return (float(times[0]) if times.size and not np.isnan(times[0]) else None), fields
+
+
+def first_decoded_frames(path: Path, count: int) -> tuple[np.ndarray, str]:
+    """(times, field order) of the first `count` frames ffmpeg decodes from the first video stream (fewer when
+    it has fewer): their times as `decoded_frame_times` gives them, and the first frame's field order (see
+    `first_decoded_frame`)."""
+    log = _showinfo_decode(path, frames=count)
     flag = _INTERLACE_FLAG_RE.search(log)
-    return first, _DECODED_FIELDS.get(flag[1] if flag else "?", "unknown")
+    return parse_showinfo_times(log), _DECODED_FIELDS.get(flag[1] if flag else "?", "unknown")
+
+
+def field_order_of(stated: str | None, decoded: Callable[[], str]) -> str:
+    """A video's field order from what its container or codec header states (ffprobe's `field_order`; None
+    where it states nothing) and, when asked, the decoder's flags on its first frame (`decoded`: "tt", "bb",
+    "progressive" or "unknown"). Where nothing is stated (AVI, raw DV) the decoder's word is taken; where
+    "progressive" is stated of frames the decoder says are coded as fields (a label written by a remux),
+    the coding is: its frames are interlaced pictures, and generating them whole would interpolate combing."""
+    stated = str(stated or "unknown")  # ffprobe's JSON leaves "unknown" out
+    if stated not in ("unknown", PROGRESSIVE):
+        return stated
+    found = decoded()
+    if stated == "unknown" or found in ("tt", "bb"):
+        return found
+    return stated
+
+
+def _decoded_fields(first_decoded: Future) -> str:
+    try:
+        return first_decoded.result()[1]
+    except VideoOpenFailure:
+        return "unknown"
 
 
 def decoded_field_order(path: Path) -> str:
@@ -317,18 +344,20 @@ def _showinfo_decode(path: Path, frames: int | None = None, seek_s: float | None
     return log
 
 
-def _starts_at(first_decoded: Future, container_start: float, frame_times: np.ndarray) -> bool:
-    """True when the first frame the decoder delivered (`first_decoded`: first_decoded_frame's answer) has
-    the time of the first of `frame_times` (s from `container_start`), to within a quarter of the shortest
-    frame interval."""
-    first = container_start + float(frame_times[0])
+def _decodes_as_listed(first_decoded: Future, container_start: float, frame_times: np.ndarray) -> bool:
+    """True when the first frames the decoder delivered (`first_decoded`: first_decoded_frames's answer) have
+    the first of `frame_times` (s from `container_start`), one to one, each to within a quarter of the
+    shortest frame interval (and there are as many of them as the list holds, up to the count decoded)."""
     steps = np.diff(frame_times)
     eps = min(1e-3, 0.25 * float(steps.min())) if steps.size else 1e-3
     try:
         delivered = first_decoded.result()[0]
     except VideoOpenFailure:
         return False  # the full decode names what is wrong
-    return delivered is not None and abs(delivered - first) <= eps
+    listed = container_start + frame_times[: delivered.shape[0]]
+    if delivered.size == 0 or listed.shape[0] < delivered.shape[0]:
+        return False
+    return bool(np.all(np.abs(delivered - listed) <= eps))  # NaN (a frame without time) compares False
 
 
 def parse_showinfo_times(log: str) -> np.ndarray:

@@ -126,17 +126,14 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
 
 def _fields(path: Path, probed: str | None) -> tuple[str | None, bool | None]:
     """(field order: tt, bb, tb or bt for interlaced video, else None; whether its frames show the top field
-    first). Where the container says "unknown" (AVI, raw DV), the decoder's flags on the first frame give the
-    order (DV is interlaced, bottom field first); which field comes first is always the decoder's word where
-    it has one (a container's tb or bt label is read differently by different writers)."""
-    from semfi_batch.media.probe import decoded_field_order
+    first). The order is `probe.field_order_of`'s (the decoder's flags on the first frame where the container
+    states none, as AVI and raw DV do not, or states "progressive" of frames coded as fields); which field
+    comes first is always the decoder's word where it has one (a container's tb or bt label is read
+    differently by different writers)."""
+    from semfi_batch.media.probe import decoded_field_order, field_order_of
 
-    if probed == "progressive":
-        return None, None
     decoded = decoded_field_order(path)
-    if probed in (None, "unknown"):  # ffprobe's JSON leaves "unknown" out
-        probed = decoded
-    order = _known(probed, ("unknown", "progressive"))
+    order = _known(field_order_of(probed, lambda: decoded), ("unknown", "progressive"))
     if order is None:
         return None, None
     return order, (decoded == "tt") if decoded in ("tt", "bb") else order in ("tt", "bt")

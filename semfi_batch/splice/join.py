@@ -466,8 +466,9 @@ def _encode_piece(
                 return frame  # placed by its time (by its count where the decoder gave no time)
             if shown > want:
                 raise MediaError(
-                    f"the frame of {source} at {at:.3f} s does not decode (the decoder skips it: a damaged "
-                    "frame); give it a row of its own (`detect --mode damage` writes one) or repair the file"
+                    f"the frame of {source} at {at:.3f} s does not decode at its time (the decoder skips it, as "
+                    "it does a damaged frame, or gives it another time); give it a row of its own (`detect --mode "
+                    "damage` writes one for a damaged frame) or repair the file"
                 )
 
     def frames():
