@@ -22,7 +22,7 @@ from pathlib import Path
 
 from semfi_batch.errors import OutputPathError, SemfiError
 from semfi_batch.manifest import load_manifest
-from semfi_batch.media.frames import CLIP_MUXERS, encode_png_sequence
+from semfi_batch.media.clips import CLIP_MUXERS, encode_png_sequence
 from semfi_batch.media.rates import parse_rate
 from semfi_batch.run.layout import STATE_FOLDERS
 from semfi_batch.run.stale import published_job, run_planner

@@ -30,8 +30,9 @@ import pyarrow.parquet as pq
 from semfi_batch.atomic_write import write_atomic
 from semfi_batch.errors import SemfiError
 from semfi_batch.evaluate import BackendSummary, format_seconds, is_eval_file, read_eval, summarize
-from semfi_batch.media.frames import as_rgb8, extract_frames, read_image_rgb8, resize
+from semfi_batch.media.frames import as_rgb8, read_image_rgb8, resize
 from semfi_batch.media.probe import probe_video
+from semfi_batch.media.video_frames import extract_frames
 from semfi_batch.metrics import job_warp_error
 
 if TYPE_CHECKING:

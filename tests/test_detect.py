@@ -14,8 +14,8 @@ import pytest
 from semfi_batch.cli import main
 from semfi_batch.detect import DetectOptions, DetectOptionsError, detect_video, timestamp_holes
 from semfi_batch.manifest import load_manifest
-from semfi_batch.media.frames import extract_frame
 from semfi_batch.media.probe import probe_video
+from semfi_batch.media.video_frames import extract_frame
 from tests.media_fixtures import BARCODE, LOOKS, concat_shots, decode_all, frame_number, make_clip, shot
 
 # --- clips (made once per module) ---------------------------------------------------------------------

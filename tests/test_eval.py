@@ -28,8 +28,9 @@ from semfi_batch.evaluate import (
     read_eval,
     summarize,
 )
-from semfi_batch.media.frames import extract_frame, write_png
+from semfi_batch.media.frames import write_png
 from semfi_batch.media.probe import probe_video
+from semfi_batch.media.video_frames import extract_frame
 from tests.conftest import FOOTAGE
 
 CUT = 24  # first frame of the second shot of `moving_clip`

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from semfi_batch.detect import DetectOptions, detect_video
-from semfi_batch.media import frames as frames_mod
-from semfi_batch.media.frames import extract_frame, extract_frames, frame_layout
+from semfi_batch.media import video_frames as video_frames_mod
 from semfi_batch.media.probe import probe_video
+from semfi_batch.media.video_frames import extract_frame, extract_frames, frame_layout
 from tests.conftest import frame_number
 from tests.format_matrix import decoder
 from tests.formats import BLACK_AT, FORMATS, ClipFormat, make_clip
@@ -97,18 +97,18 @@ def test_frames_after_a_seek_are_verified_by_time(fmt, clip_dir, decoded, monkey
     path = make_clip(fmt, clip_dir)
     info = probe_video(path)
     truth = truth_of(path, decoded)
-    monkeypatch.setattr(frames_mod, "SEEK_MIN_FRAMES", 0)
-    monkeypatch.setattr(frames_mod, "SEEK_LEAD_S", 0.2)
+    monkeypatch.setattr(video_frames_mod, "SEEK_MIN_FRAMES", 0)
+    monkeypatch.setattr(video_frames_mod, "SEEK_LEAD_S", 0.2)
     wanted = [13, 17, 18, info.frame_count - 1]
     seen: list[int] = []
-    real = frames_mod._decode_by_time
+    real = video_frames_mod._decode_by_time
 
     def spy(info, wanted, seek, *rest):
         for index, frame in real(info, wanted, seek, *rest):
             seen.append((index, seek is not None))
             yield index, frame
 
-    monkeypatch.setattr(frames_mod, "_decode_by_time", spy)
+    monkeypatch.setattr(video_frames_mod, "_decode_by_time", spy)
     got = extract_frames(info, wanted)
     for i in wanted:
         assert np.array_equal(got[i], truth[i]), f"frame {i}"

@@ -14,9 +14,10 @@ from semfi_batch.cli import main
 from semfi_batch.manifest import write_manifest
 from semfi_batch.media import keyframe_cache as cache_mod
 from semfi_batch.media.fields import interpolate_by_field, split_fields, weave
-from semfi_batch.media.frames import extract_frames, read_image, write_png
+from semfi_batch.media.frames import read_image, write_png
 from semfi_batch.media.keyframe_cache import KeyframeCache, fill_for_pairs
 from semfi_batch.media.probe import probe_video
+from semfi_batch.media.video_frames import extract_frames
 from semfi_batch.run.job import JobPlanner
 from tests.formats import FORMATS, make_clip
 

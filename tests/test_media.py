@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from semfi_batch.errors import FrameExtractError, MediaError, VideoOpenFailure
-from semfi_batch.media.frames import extract_frame, image_size, read_image, write_png
+from semfi_batch.media.frames import image_size, read_image, write_png
 from semfi_batch.media.probe import probe_video
+from semfi_batch.media.video_frames import extract_frame
 from tests.conftest import frame_number
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from semfi_batch.errors import FrameExtractError
-from semfi_batch.media import frames as frames_mod
-from semfi_batch.media.frames import extract_frames
+from semfi_batch.media import video_frames as video_frames_mod
 from semfi_batch.media.probe import probe_video
+from semfi_batch.media.video_frames import extract_frames
 from tests.format_matrix import avi_index_flags_every_frame_key
 
 NUMBERED = "testsrc2=s=64x48:r=25"
@@ -111,22 +111,22 @@ def test_seek_to_a_frame_the_index_calls_a_keyframe_is_not_trusted(tmp_path, mon
     ffmpeg("-f", "lavfi", "-i", NUMBERED, "-frames:v", "90", *encode, "-g", "50", str(path))
     damage(path)
     assert len(key_packets(path)) == 90  # the container now calls every frame a keyframe
-    monkeypatch.setattr(frames_mod, "SEEK_MIN_FRAMES", 0)
-    monkeypatch.setattr(frames_mod, "SEEK_LEAD_S", 0.2)
+    monkeypatch.setattr(video_frames_mod, "SEEK_MIN_FRAMES", 0)
+    monkeypatch.setattr(video_frames_mod, "SEEK_LEAD_S", 0.2)
     starts: list[bool] = []
-    real = frames_mod._decode_by_time
+    real = video_frames_mod._decode_by_time
 
     def spy(info, wanted, seek, *rest):
         for index, frame in real(info, wanted, seek, *rest):
             starts.append(seek is not None)
             yield index, frame
 
-    monkeypatch.setattr(frames_mod, "_decode_by_time", spy)
+    monkeypatch.setattr(video_frames_mod, "_decode_by_time", spy)
     assert_frames_are_the_decodes(path, [30, 34, 40])  # the seek lands on frame 25, a P frame
     assert starts == [False, False, False]  # all read from the start, none after the seek
     if name.endswith(".avi"):
         starts.clear()
-        monkeypatch.setattr(frames_mod, "SEEK_LEAD_S", 0.4)
+        monkeypatch.setattr(video_frames_mod, "SEEK_LEAD_S", 0.4)
         assert_frames_are_the_decodes(path, [60, 70])  # a seek that lands on frame 50, a real I frame: kept
         assert starts == [True, True]
 
@@ -158,8 +158,8 @@ def test_times_out_of_order_past_the_listing_check_give_the_decoded_frames(tmp_p
     info = probe_video(path)
     assert info.frames_from == "packets" and info.seekable  # the first frames decode as listed
     if seek:  # the seek for frame 90 lands before the swap, and the decode from there meets it
-        monkeypatch.setattr(frames_mod, "SEEK_MIN_FRAMES", 0)
-        monkeypatch.setattr(frames_mod, "SEEK_LEAD_S", 1.5)
+        monkeypatch.setattr(video_frames_mod, "SEEK_MIN_FRAMES", 0)
+        monkeypatch.setattr(video_frames_mod, "SEEK_LEAD_S", 1.5)
     assert_frames_are_the_decodes(path, [10, 59, 63, 66, 90])
 
 

@@ -8,9 +8,9 @@ import pytest
 
 from semfi_batch.errors import MediaError
 from semfi_batch.media import side_alpha
-from semfi_batch.media.frames import extract_frames
 from semfi_batch.media.probe import probe_video
 from semfi_batch.media.stream_facts import probe_stream_facts
+from semfi_batch.media.video_frames import extract_frames
 
 ALPHA = "if(lt(Y,H/2),255,96)"
 

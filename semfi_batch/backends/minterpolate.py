@@ -28,8 +28,8 @@ import numpy as np
 
 from semfi_batch.backends.base import Backend, BackendOptions, InterpolationRequest
 from semfi_batch.errors import MediaError, ToolMissing
-from semfi_batch.media.frames import read_exact
 from semfi_batch.media.tools import run_tool, tool_path
+from semfi_batch.media.video_frames import read_exact
 
 # minterpolate's own defaults, spelled out so they are part of the job key and of the documentation.
 MI_SETTINGS = {

@@ -5,7 +5,7 @@ many videos, rows per mode), manifest_rows (rows -> manifest).
 
 Every video is decoded once, streaming, at a small analysis size through an ffmpeg pipe, while `probe_video`
 lists its frames. Indices are positions in that list (`frame_times`, presentation order), so the index a row
-names is the frame `media.frames.extract_frame` returns for it, also for odd and variable frame rates: when
+names is the frame `media.video_frames.extract_frame` returns for it, also for odd and variable frame rates: when
 ffmpeg decodes exactly the frames the probe lists, the k-th decoded frame is index k; when it does not (a
 frame fails to decode), the video is decoded again with ffmpeg reporting every frame's presentation time,
 and each frame is placed by that time. Indices are never computed from a time and an assumed rate. Cuts come

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.errors import SemfiError, VideoOpenFailure
-from semfi_batch.media.frames import iter_frames, read_image, write_png
+from semfi_batch.media.frames import read_image, write_png
 from semfi_batch.media.probe import probe_video
+from semfi_batch.media.video_frames import iter_frames
 from semfi_batch.run.identity import stat_identity
 
 # Bump when the frames extraction delivers for the same source change.

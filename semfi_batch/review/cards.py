@@ -20,8 +20,9 @@ from PIL import Image
 from semfi_batch.atomic_write import write_atomic
 from semfi_batch.errors import SemfiError
 from semfi_batch.manifest import KeyframePair, load_manifest
-from semfi_batch.media.frames import as_rgb8, extract_frames, read_image_rgb8, resize, write_png
+from semfi_batch.media.frames import as_rgb8, read_image_rgb8, resize, write_png
 from semfi_batch.media.probe import VideoInfo, probe_video
+from semfi_batch.media.video_frames import extract_frames
 from semfi_batch.review.decisions import Decision, load_decisions
 from semfi_batch.review.timecode import exact_rate, timecode
 from semfi_batch.run.layout import RunLayout

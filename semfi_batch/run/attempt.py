@@ -22,8 +22,8 @@ import numpy as np
 from semfi_batch.atomic_write import DISK_FULL_ERRNOS, no_space
 from semfi_batch.backends import Backend, InterpolationRequest
 from semfi_batch.errors import DiskFull, MediaError, SemfiError
+from semfi_batch.media.clips import encode_png_sequence
 from semfi_batch.media.fields import interpolate_by_field
-from semfi_batch.media.frames import encode_png_sequence
 from semfi_batch.media.keyframe_cache import KeyframeCache, keyframe_cache_for
 from semfi_batch.media.probe import probe_stream
 from semfi_batch.run.frame_io import FrameWriter, writer_threads

@@ -21,13 +21,10 @@ from semfi_batch.backends.routing import BackendRouter
 from semfi_batch.errors import MediaError, SemfiError
 from semfi_batch.manifest import KeyframePair
 from semfi_batch.media.fields import resize_interlaced
-from semfi_batch.media.frames import (
-    common_layout,
-    extract_frames,
-    resize,
-)
+from semfi_batch.media.frames import common_layout, resize
 from semfi_batch.media.keyframe_cache import KeyframeCache
 from semfi_batch.media.probe import probe_stream, probe_video
+from semfi_batch.media.video_frames import extract_frames
 from semfi_batch.run.frame_io import RECENT_IMAGES
 from semfi_batch.run.identity import StatIdentity
 from semfi_batch.run.inputs import InputHashes

@@ -20,10 +20,11 @@ from semfi_batch.media.encode import (
     StreamFacts,
     read_packets,
 )
-from semfi_batch.media.frames import as_rgb8, extract_frames, read_image
+from semfi_batch.media.frames import as_rgb8, read_image
 from semfi_batch.media.probe import decoder_keyframe_at, probe_video
 from semfi_batch.media.side_alpha import decoder_args
 from semfi_batch.media.tools import tool_path
+from semfi_batch.media.video_frames import extract_frames
 from semfi_batch.splice.timeline import Piece, Timeline
 
 # Frames decoded past each join to check that copied GOPs still decode exactly as in the source.

@@ -203,8 +203,8 @@ def test_install_is_skipped_when_present_and_verified_and_not_when_altered(tmp_p
 
 def test_shot_check_on_real_footage_separates_cuts_from_frozen_frames(real_clip):
     from semfi_batch.backends._rife.shots import same_shot
-    from semfi_batch.media.frames import extract_frame
     from semfi_batch.media.probe import probe_video
+    from semfi_batch.media.video_frames import extract_frame
 
     cuts = probe_video(real_clip("bbb_cuts_720p24_audio.mp4"))
     for last, first in ((19, 20), (54, 55)):  # hard cuts detect finds in this clip
@@ -219,8 +219,8 @@ def test_fp16_as_on_a_gpu_matches_fp32(backend, real_clip):
     is float32 in both)."""
     import cv2
 
-    from semfi_batch.media.frames import extract_frame
     from semfi_batch.media.probe import probe_video
+    from semfi_batch.media.video_frames import extract_frame
 
     info = probe_video(real_clip("bbb_cuts_720p24_audio.mp4"))
     start, end = (cv2.resize(extract_frame(info, k), (160, 96), interpolation=cv2.INTER_AREA) for k in (130, 132))

@@ -1,0 +1,361 @@
+"""Exact frames of a video: frame i is the i-th frame a sequential decode delivers (media/probe.py lists them),
+read in one forward decode per batch of wanted frames, by their own times where the probe's times identify
+them, else by their count from the start.
+
+Frames come in `frame_layout(info)`: RGB or RGBA, uint8 for 8-bit sources and uint16 for deeper ones,
+upright (display rotation applied)."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import subprocess
+import tempfile
+import threading
+from collections.abc import Generator, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from semfi_batch.errors import FrameExtractError
+from semfi_batch.media.probe import VideoInfo, parse_showinfo_line
+from semfi_batch.media.side_alpha import decoder_args
+from semfi_batch.media.tools import tool_path
+
+# A batch whose first frame lies at least this many frames into the video starts with a seek to an earlier
+# keyframe (when the video's frame times allow the landing point to be verified); nearer ones decode from
+# the start, which is always exact.
+SEEK_MIN_FRAMES = 250
+# Seek this far (in seconds) before the first wanted frame: ffmpeg lands on the keyframe at or before that
+# time, and the frames from there to the wanted one are decoded and identified by their times.
+SEEK_LEAD_S = 1.0
+
+
+def frame_layout(info: VideoInfo) -> tuple[str, np.dtype, int]:
+    """(ffmpeg raw pixel format, numpy dtype, channels) that `extract_frames` delivers for this video:
+    rgb24 / rgb48le for sources without alpha, rgba / rgba64le with alpha; 16 bits for sources above 8."""
+    deep = info.bit_depth > 8
+    if info.has_alpha:
+        return ("rgba64le", np.dtype("<u2"), 4) if deep else ("rgba", np.dtype(np.uint8), 4)
+    return ("rgb48le", np.dtype("<u2"), 3) if deep else ("rgb24", np.dtype(np.uint8), 3)
+
+
+def extract_frame(info: VideoInfo, index: int, *, deinterlace: bool = False) -> np.ndarray:
+    """Frame `index` (0-based: the index-th frame of a sequential decode, presentation order) of the video,
+    exactly, in `frame_layout(info)`, upright (display rotation applied). With `deinterlace`, the frame
+    as ffmpeg's bwdif makes it whole (one frame per frame, so the numbering is the same)."""
+    return extract_frames(info, [index], deinterlace=deinterlace)[index]
+
+
+def extract_frames(info: VideoInfo, indices: Iterable[int], *, deinterlace: bool = False) -> dict[int, np.ndarray]:
+    """Every requested frame of one video (see `extract_frame`), read in one forward decode. Returns
+    {index: frame}."""
+    return dict(iter_frames(info, indices, deinterlace=deinterlace))
+
+
+def iter_frames(
+    info: VideoInfo, indices: Iterable[int], *, deinterlace: bool = False
+) -> Iterable[tuple[int, np.ndarray]]:
+    """(index, frame) for the requested frames in increasing index order, streamed from one forward decode.
+
+    Where the probed frame times identify frames (`info.seekable`), each delivered frame is named by its own
+    time: decoding starts at the beginning, or, when the first wanted frame lies SEEK_MIN_FRAMES or more in,
+    at the keyframe at least SEEK_LEAD_S before it (frames the seek did not deliver are read again from the
+    start, and all of them when it did not land on a keyframe the decoder confirms; those after a picture the
+    decoder reports concealing, which it conceals from other pictures than a decode from the start has).
+    Elsewhere frames are counted from the start of a sequential decode, which is what the frame list of such
+    videos is made of.
+    FrameExtractError for an index outside the video, a frame that does not decode, or frames that change
+    size mid-way."""
+    wanted = sorted({int(i) for i in indices})
+    if not wanted:
+        return
+    for i in (wanted[0], wanted[-1]):
+        if not 0 <= i < info.frame_count:
+            raise FrameExtractError(f"frame {i} is outside {info.path} (0..{info.frame_count - 1})")
+    if not info.seekable:
+        yield from _decode_counting(info, wanted, deinterlace)
+        return
+    missing = wanted
+    seek = info.frame_time(wanted[0]) - SEEK_LEAD_S if wanted[0] >= SEEK_MIN_FRAMES else 0.0
+    for start in [seek, None] if seek > 0 else [None]:
+        got = set()
+        try:
+            for index, frame in _decode_by_time(info, missing, start, deinterlace):
+                got.add(index)
+                yield index, frame
+        except _TimesOutOfOrder:
+            if start is not None:
+                missing = [i for i in missing if i not in got]
+                continue
+            # From the start, the frames delivered so far came in the probed order; after this point the
+            # frames' times do not say which frame is which. The decode's own count does.
+            yield from _decode_counting(info, [i for i in missing if i not in got], deinterlace)
+            return
+        missing = [i for i in missing if i not in got]
+        if not missing:
+            return
+    raise FrameExtractError(f"cannot decode frame {missing[0]} of {info.path}: the decoder delivered no such frame")
+
+
+class _TimesOutOfOrder(Exception):
+    """A decode delivered a frame whose time is not later than the one before it: from there on, the frames'
+    times do not identify them (times edited out of order; a decoder stamping frames by decode times)."""
+
+
+# bwdif, one frame out per frame in, before select (it needs the neighbouring frames).
+_DEINTERLACE = "bwdif=mode=send_frame:parity=auto:deint=all,"
+
+
+def _decode_counting(info: VideoInfo, wanted: list[int], deinterlace: bool) -> Iterable[tuple[int, np.ndarray]]:
+    """Decode from the start, keeping frames whose position in the decode (select's n) is wanted."""
+    graph = (_DEINTERLACE if deinterlace else "") + f"select='{_select_expr('n', _runs(wanted))}'"
+    frames = _decode(info, [], graph, len(wanted), counted=True)
+    count = 0
+    for index, frame in zip(wanted, frames, strict=False):
+        count += 1
+        yield index, frame
+    if count < len(wanted):
+        raise FrameExtractError(
+            f"cannot decode frame {wanted[count]} of {info.path}: the decode ended after {count} of "
+            f"{len(wanted)} wanted frames"
+        )
+
+
+def _decode_by_time(
+    info: VideoInfo, wanted: list[int], seek: float | None, deinterlace: bool = False
+) -> Iterable[tuple[int, np.ndarray]]:
+    """Decode from the start, or from the keyframe at or before `seek` (s from the container start), keep the
+    frames whose time is a wanted frame's, and name each by its own time (showinfo, after select). Yields
+    only frames it identified; _TimesOutOfOrder when a frame's time is not later than the one's before it."""
+    ft = info.frame_times
+    steps = np.diff(ft)
+    eps = min(1e-3, 0.25 * float(steps.min())) if steps.size else 1e-3
+    # -copyts: filter times are the file's own, so the wanted times are the probed ones plus the container start.
+    centres = [info.start_time + float(ft[i]) for i in wanted]
+    windows = [(c - eps, c + eps) for c in centres]
+    # Every frame whose time is not later than the frame's before it passes too (variables 1-3), and ends the
+    # identification by time (_TimesOutOfOrder).
+    select = f"st(3,ld(2)*lte(t,ld(1)));st(1,t);st(2,1);if(ld(3),1,{_select_expr('t', windows)})"
+    if seek is not None:
+        # The decode starts where the container's index says a keyframe is. Some indexes flag every frame (old
+        # AVIs, an MP4 without its keyframe table), and the decoder then makes pictures from missing references,
+        # with the right times. So the seek is trusted only when the first frame it delivers is a keyframe coded
+        # intra (or of no stated type: decoders that give none). Else only that frame passes; it names no wanted
+        # frame, this decode is dropped and the frames are read from the start.
+        select = f"if(eq(n,0),st(0,key*lte(pict_type,PICT_TYPE_I)));if(ld(0),{select},eq(n,0))"
+    graph = (_DEINTERLACE if deinterlace else "") + f"select='{select}'"
+    # -ss counts from the container start (ffmpeg adds the start time); -copyts keeps the file's own times.
+    args = ["-noaccurate_seek", "-ss", f"{seek:.6f}", "-copyts"] if seek is not None else ["-copyts"]
+    times: list[float] = []
+    concealed: list[int] = []
+    frames = _decode(info, args, graph, len(wanted), times=times, concealed=concealed)
+    expected = set(wanted)
+    last = -np.inf
+    try:
+        for frame in frames:
+            if seek is not None and concealed[-1]:
+                # A damaged picture met after the seek (the keyframe it landed on, or one before this frame) was
+                # concealed from other pictures than in a decode from the start: trust nothing more from it.
+                return
+            stamp = times[-1] - info.start_time if times else float("nan")
+            if stamp <= last:
+                raise _TimesOutOfOrder
+            last = stamp
+            k = int(np.searchsorted(ft, stamp - eps))
+            if not (k < ft.shape[0] and abs(float(ft[k]) - stamp) <= eps and k in expected):
+                if seek is not None and len(times) == 1:
+                    return  # the seek landed on a frame the decoder does not call a keyframe: trust nothing
+                raise _TimesOutOfOrder  # a frame whose time went back passed select
+            expected.discard(k)
+            yield k, frame
+    finally:
+        frames.close()  # stops ffmpeg at once when this decode is left early
+
+
+def _runs(indices: list[int]) -> list[tuple[int, int]]:
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return [(a, b) for a, b in runs]
+
+
+def _select_expr(var: str, ranges: Sequence[tuple[float, float]]) -> str:
+    """A select expression true inside any of the sorted, disjoint `ranges` of `var`: a balanced tree of
+    if(lt(...)) tests, so each frame costs log(len(ranges)) comparisons."""
+    if len(ranges) == 1:
+        lo, hi = ranges[0]
+        return f"between({var},{lo!r},{hi!r})" if var == "t" else f"between({var},{lo},{hi})"
+    mid = len(ranges) // 2
+    pivot = ranges[mid][0]
+    pivot_s = repr(pivot) if var == "t" else str(pivot)
+    return f"if(lt({var},{pivot_s}),{_select_expr(var, ranges[:mid])},{_select_expr(var, ranges[mid:])})"
+
+
+def _decode(
+    info: VideoInfo,
+    input_args: list[str],
+    graph: str,
+    count: int,
+    *,
+    times: list[float] | None = None,
+    concealed: list[int] | None = None,
+    counted: bool = False,
+) -> Generator[np.ndarray, None, None]:
+    """Run one ffmpeg decode of the first video stream through `graph` and yield up to `count` raw frames in
+    `frame_layout(info)`. With `times`, showinfo's time of each frame is appended before it is yielded; with
+    `concealed`, how many pictures the decoder had reported concealing before that frame's time (it reports
+    a damaged picture while decoding it, before the filters see it).
+    FrameExtractError for a frame of another size than the probe's (ffmpeg would scale it to the first size),
+    and, when `graph` selects frames by their count (`counted`), for a decode whose filters ffmpeg set up
+    again mid-way (a change of size or pixel format): the count starts again from zero there."""
+    pix_fmt, dtype, channels = frame_layout(info)
+    width, height = info.display_size  # ffmpeg turns frames upright (its rotation filters come before ours)
+    frame_bytes = width * height * channels * dtype.itemsize
+    graph += ",showinfo=checksum=0"  # each frame's time and size as decoded, before any scaling to the output
+    script = None
+    cmd = [tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info"]
+    cmd += [*decoder_args(info.decoder), *input_args, "-i", str(info.path), "-map", "0:v:0", "-an", "-sn", "-dn"]
+    cmd += ["-fps_mode", "passthrough"]
+    if len(graph) > 20_000:  # beyond what one argument should carry
+        script = _write_script(graph)
+        cmd += ["-filter_script:v", str(script)]
+    else:
+        cmd += ["-vf", graph]
+    cmd += ["-frames:v", str(count), "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
+    stamps = _TimeLog()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1 << 20)
+    log = _StderrReader(proc, stamps)
+    delivered = 0
+    try:
+        for _ in range(count):
+            data = read_exact(proc.stdout, frame_bytes)
+            if len(data) < frame_bytes:
+                if data:  # a frame of another size than the probe's: the stream changes size mid-way
+                    raise FrameExtractError(
+                        f"cannot read frames of {info.path}: a decoded frame is not {width}x{height} as probed"
+                    )
+                break
+            stamp, size, setups, concealed_before = stamps.next()
+            if size is not None and size != (width, height):
+                raise FrameExtractError(
+                    f"cannot read frames of {info.path}: its frames change size mid-way ({size[0]}x{size[1]} "
+                    f"after {width}x{height} at the start); split it where the size changes"
+                )
+            if counted and setups > 1:
+                raise _changes_format(info)
+            if times is not None:
+                times.append(stamp)
+            if concealed is not None:
+                concealed.append(concealed_before)
+            delivered += 1
+            yield np.frombuffer(data, dtype).reshape(height, width, channels).astype(dtype.newbyteorder("="))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+        rc = proc.wait()
+        log.join()
+        if script is not None:
+            script.unlink(missing_ok=True)
+    if delivered < count and counted and log.setups > 1:
+        raise _changes_format(info)
+    if delivered < count and rc not in (0, -9):  # a failure after every wanted frame is no failure of ours
+        raise FrameExtractError(f"cannot decode {info.path}: {log.last_error()}")
+
+
+def _changes_format(info: VideoInfo) -> FrameExtractError:
+    return FrameExtractError(
+        f"cannot count the frames of {info.path}: its frames change size or pixel format mid-way; split it where "
+        "they change"
+    )
+
+
+def read_exact(stream, size: int) -> bytes:
+    """`size` bytes from a pipe, or fewer when it ends first (b"" at its end)."""
+    chunks, got = [], 0
+    while got < size:
+        chunk = stream.read(size - got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _write_script(text: str) -> Path:
+    fd, name = tempfile.mkstemp(prefix="semfi-select-", suffix=".txt")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return Path(name)
+
+
+class _TimeLog:
+    """Each frame's (time, (width, height), how many times the filters had been set up, how many pictures the
+    decoder had reported concealing) from showinfo lines, handed over in order (blocking until the next one is
+    logged; NaN, None, 0, 0 when the log ended first)."""
+
+    def __init__(self) -> None:
+        self.items: queue.Queue[tuple[float | None, tuple[int, int] | None, int, int] | None] = queue.Queue()
+        self.ended = False
+
+    def next(self) -> tuple[float, tuple[int, int] | None, int, int]:
+        item = None if self.ended else self.items.get(timeout=60)
+        if item is None:
+            self.ended = True
+            return float("nan"), None, 0, 0
+        stamp, size, setups, concealed = item
+        return (float("nan") if stamp is None else stamp), size, setups, concealed
+
+
+_FRAME_SIZE_RE = re.compile(r"\bs:(\d+)x(\d+)")
+# libavcodec's error resilience (H.264, MPEG-1/2/4, H.263 and their kin) reports each damaged picture it
+# conceals so; decoders without it (HEVC, VP9, AV1) say nothing comparable.
+_CONCEALED_RE = re.compile(r"concealing \d+ DC, \d+ AC, \d+ MV errors")
+
+
+class _StderrReader:
+    """Reads ffmpeg's log on a thread: showinfo's frame times and sizes go to `stamps`, the rest is kept for
+    error messages. `setups`: how many times showinfo was configured (more than once: ffmpeg set the filters
+    up again for frames of another size or pixel format); `concealed`: how many damaged pictures the decoder
+    reported concealing."""
+
+    def __init__(self, proc: subprocess.Popen, stamps: _TimeLog):
+        self.proc, self.stamps = proc, stamps
+        self.setups = 0
+        self.concealed = 0
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        time_base = None
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace")
+            if "showinfo" in line:
+                kind, value = parse_showinfo_line(line, time_base)
+                if kind == "time_base":
+                    time_base = value
+                    self.setups += 1
+                elif kind == "time":
+                    size = _FRAME_SIZE_RE.search(line)
+                    frame_size = (int(size[1]), int(size[2])) if size else None
+                    self.stamps.items.put((value, frame_size, self.setups, self.concealed))
+                continue
+            self.concealed += _CONCEALED_RE.search(line) is not None
+            if line.strip():
+                self.lines.append(line.strip())
+                del self.lines[:-20]
+        self.stamps.items.put(None)
+
+    def join(self) -> None:
+        self.thread.join(timeout=10)
+        self.proc.stderr.close()
+
+    def last_error(self) -> str:
+        errs = [ln for ln in self.lines if not ln.startswith(("Input #", "Output #", "Stream", "Metadata"))]
+        return (errs or self.lines or ["ffmpeg failed"])[-1]
