@@ -10,8 +10,10 @@ import subprocess
 import numpy as np
 import pytest
 
+from semfi_batch.errors import FrameExtractError
 from semfi_batch.media.encode import probe_stream_facts, read_packets
 from semfi_batch.media.probe import probe_video
+from semfi_batch.media.video_frames import extract_frames
 from semfi_batch.splice import splice_run
 from tests.conftest import frame_number, numbered_clip
 from tests.test_splice import decode_rgb, job_colour, make_run, solid
@@ -64,6 +66,22 @@ def damaged_mp4(tmp_path):
     info = probe_video(clip)
     assert info.frame_count == 120  # listed by its packets: the damaged frame keeps its number
     return clip
+
+
+@pytest.mark.parametrize("damaged", [DAMAGED, 12], ids=["mid-stream", "among-the-first-frames-probed"])
+def test_a_damaged_frame_keeps_its_number_and_is_never_read_as_another(tmp_path, damaged):
+    """Frame 12 lies among the frames the probe decodes to check the packet list: its skip does not make the
+    file listed by a decode (which would renumber every later frame). Reading the damaged frame is an
+    error, alone or with its neighbours, never the next frame under its number."""
+    clip = numbered_clip(tmp_path / "damaged.mp4", 120)
+    damage_frame(clip, damaged)
+    info = probe_video(clip)
+    assert (info.frame_count, info.frames_from) == (120, "packets")
+    got = extract_frames(info, [damaged - 1, damaged + 5])
+    assert [frame_number(got[i]) for i in (damaged - 1, damaged + 5)] == [damaged - 1, damaged + 5]
+    for wanted in ([damaged], [damaged - 1, damaged, damaged + 1]):
+        with pytest.raises(FrameExtractError, match=f"cannot decode frame {damaged} "):
+            extract_frames(info, wanted)
 
 
 def test_a_damaged_frame_moves_nothing_after_it(damaged_mp4, tmp_path):

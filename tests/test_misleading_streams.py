@@ -142,25 +142,52 @@ def test_b_frames_muxed_without_composition_offsets_are_listed_by_a_decode(tmp_p
     assert_frames_are_the_decodes(path, [1, 24, 27, 50, 53, info.frame_count - 1])
 
 
-def mjpeg_with_times_swapped(path, first: int, frames: int) -> None:
-    """Intra MJPEG in MOV whose samples `first` and `first + 1` have their display times swapped: the decoder
-    then stamps every later frame with its decode time, one frame earlier than its display time."""
-    plain = path.with_name("plain.mov")
-    ffmpeg("-f", "lavfi", "-i", NUMBERED, "-frames:v", str(frames), "-c:v", "mjpeg", "-q:v", "3", str(plain))
+def times_swapped(path, codec: str, first: int, frames: int, *, early_dts: bool = False) -> None:
+    """Intra MJPEG or H.264 without B-frames in MP4 whose samples `first` and `first + 1` have their display
+    times swapped: the decoder delivers them in decode order and, from there on, stamps frames with their
+    decode times (with `early_dts`, made one frame earlier: every later frame stamped one frame early; else
+    frame `first + 1` is stamped a frame late, and the time of `first` is skipped)."""
+    plain = path.with_name(f"plain-{codec}.mp4")
+    encode = ("-c:v", "mjpeg", "-q:v", "3") if codec == "mjpeg" else ("-c:v", "libx264", "-bf", "0", "-g", "50")
+    ffmpeg("-f", "lavfi", "-i", NUMBERED, "-frames:v", str(frames), *encode, "-video_track_timescale", "12800",
+           str(plain))  # fmt: skip
     swap = f"if(eq(N\\,{first})\\,PTS+512\\,if(eq(N\\,{first + 1})\\,PTS-512\\,PTS))"
-    ffmpeg("-i", str(plain), "-c", "copy", "-bsf:v", f"setts=dts=DTS-512:pts={swap}", str(path))
+    times = f"dts=DTS-512:pts={swap}" if early_dts else f"pts={swap}"
+    ffmpeg("-i", str(plain), "-c", "copy", "-bsf:v", f"setts={times}", str(path))
 
 
+SWAPS = [("mjpeg", True), ("mjpeg", False), ("h264", False)]
+
+
+@pytest.mark.parametrize(("codec", "early_dts"), SWAPS, ids=["mjpeg-early-dts", "mjpeg", "h264"])
 @pytest.mark.parametrize("seek", [False, True], ids=["from-start", "after-a-seek"])
-def test_times_out_of_order_past_the_listing_check_give_the_decoded_frames(tmp_path, monkeypatch, seek):
-    path = tmp_path / "swap.mov"
-    mjpeg_with_times_swapped(path, 60, 120)
+def test_times_out_of_order_past_the_listing_check_give_the_decoded_frames(
+    tmp_path, monkeypatch, seek, codec, early_dts
+):
+    """Read by time, the decode meets the swap (at frame 60, past the probe's check) and stops; the frames are
+    then read again from the start (after a seek) or counted from it (from the start)."""
+    path = tmp_path / "swap.mp4"
+    times_swapped(path, codec, 60, 120, early_dts=early_dts)
     info = probe_video(path)
     assert info.frames_from == "packets" and info.seekable  # the first frames decode as listed
-    if seek:  # the seek for frame 90 lands before the swap, and the decode from there meets it
+    if seek:  # every batch below seeks to 1.5 s before its first frame, landing before the swap
         monkeypatch.setattr(video_frames_mod, "SEEK_MIN_FRAMES", 0)
         monkeypatch.setattr(video_frames_mod, "SEEK_LEAD_S", 1.5)
-    assert_frames_are_the_decodes(path, [10, 59, 63, 66, 90])
+    stopped: list[bool] = []
+    real = video_frames_mod._decode_by_time
+
+    def spy(info, wanted, start, *rest):
+        try:
+            yield from real(info, wanted, start, *rest)
+        except video_frames_mod._TimesOutOfOrder:
+            stopped.append(start is not None)
+            raise
+
+    monkeypatch.setattr(video_frames_mod, "_decode_by_time", spy)
+    for wanted in ([60], [61], [60, 61, 62], [59, 63, 66, 90]):  # each alone: the frame after a swapped one tells
+        stopped.clear()
+        assert_frames_are_the_decodes(path, wanted)
+        assert stopped == ([True, False] if seek else [False]), wanted
 
 
 def test_a_seek_that_lands_on_a_damaged_keyframe_is_not_trusted(tmp_path):

@@ -8,7 +8,13 @@ first packet's (a stream cut before its first keyframe or inside an open GOP lis
 Everywhere else (AVI, where packets carry no presentation times and DivX packs two frames into one packet
 followed by an empty N-VOP; MPEG-TS/PS; MXF; MPEG-1/2/4 Part 2; field-coded video; empty "repeat" chunks in
 sparse AVIs), the list comes from one decode. Where a container states no field order (AVI, raw DV), the
-decoder's flags on the first frame give it."""
+decoder's flags on the first frame give it.
+
+The packet list is checked against the decoder's first frames (LISTING_CHECK_FRAMES of them): the first must
+be the first packet's, and each must come in order with its own packet's time (found by the packet's byte
+position). A file whose packets' times are not the times the decoder delivers frames with (B-frames muxed
+without their composition offsets, times edited out of order) is listed by a decode instead; a packet the
+decoder skips (a damaged frame) does not change the list."""
 
 from __future__ import annotations
 
@@ -38,8 +44,8 @@ _PACKET_EXACT_CODECS = {
     "utvideo", "huffyuv", "ffvhuff", "magicyuv", "cfhd", "theora",
 }  # fmt: skip
 PROGRESSIVE = "progressive"
-# How many of the decoder's first frames must have the packet list's first times, one to one, for the list to
-# be taken: enough to cover the deepest B-frame reordering (16), whose loss shows from the second frame on.
+# How many of the decoder's first frames must come with their packets' times for the packet list to be taken:
+# enough to cover the deepest B-frame reordering (16), whose loss shows from the second frame on.
 LISTING_CHECK_FRAMES = 24
 
 
@@ -75,6 +81,11 @@ class VideoInfo:
     seekable: bool = True
     frames_from: str = "packets"  # how frame_times were listed: "packets" or "decode"
     decoder: str | None = None
+    # Where the frames are listed from packets: each packet's byte position in the file and its presentation
+    # time (s from the container start), sorted by position; what a decoded frame's time must be, found by
+    # the position of the packet it came from (showinfo's pos). None where a decode lists the frames.
+    packet_positions: np.ndarray | None = None
+    packet_times: np.ndarray | None = None
 
     @property
     def frame_count(self) -> int:
@@ -182,7 +193,7 @@ def _probe_cached(path: Path, _size: int, _mtime_ns: int) -> VideoInfo:
                 "-show_format",
                 "-show_streams",
                 "-show_entries",
-                "packet=stream_index,pts_time,dts_time,flags,size",
+                "packet=stream_index,pts_time,dts_time,flags,size,pos",
             )
         except MediaError as exc:
             raise VideoOpenFailure(str(exc)) from None
@@ -214,7 +225,10 @@ def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
         times = [float(p["pts_time"]) for p in packets if "D" not in p.get("flags", "")]  # D: cut by an edit list
         frame_times = np.sort(np.asarray(times, dtype=np.float64)) - container_start
         frames_from = "packets"
-    if packet_exact and (frame_times.size == 0 or not _decodes_as_listed(first_decoded, container_start, frame_times)):
+        by_position = _packet_times(packets, container_start)
+    if packet_exact and (
+        frame_times.size == 0 or not _decodes_as_listed(first_decoded, container_start, frame_times, by_position)
+    ):
         # The decoder does not deliver the listed packets from the first, at their times: a stream cut before
         # its first keyframe, the leading pictures of an open GOP at its start, B-frames whose composition
         # offsets were lost, times edited out of order. The frames are the ones it delivers.
@@ -246,8 +260,17 @@ def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
         rotation=_rotation(video),
         seekable=seekable,
         frames_from=frames_from,
+        **(by_position if frames_from == "packets" else {}),
         decoder=decoder,
     )
+
+
+def _packet_times(packets: list[dict], container_start: float) -> dict[str, np.ndarray]:
+    """VideoInfo's packet_positions and packet_times, from ffprobe's packet list (packets without a position
+    left out)."""
+    known = [(int(p["pos"]), float(p["pts_time"])) for p in packets if str(p.get("pos", "N/A")).isdigit()]
+    table = np.asarray(sorted(known), dtype=np.float64).reshape(-1, 2)
+    return {"packet_positions": table[:, 0].astype(np.int64), "packet_times": table[:, 1] - container_start}
 
 
 _CONFIG_RE = re.compile(r"config in time_base: (\d+)/(\d+)")
@@ -266,17 +289,20 @@ def first_decoded_frame(path: Path) -> tuple[float | None, str]:
     """(time, field order) of the first frame ffmpeg decodes from the first video stream: its time as
     `decoded_frame_times` gives it (None without one), and whether the decoder calls it interlaced, top or
     bottom field first ("tt", "bb", "progressive", or "unknown")."""
-    times, fields = first_decoded_frames(path, 1)
+    times, _, fields = first_decoded_frames(path, 1)
     return (float(times[0]) if times.size and not np.isnan(times[0]) else None), fields
 
 
-def first_decoded_frames(path: Path, count: int) -> tuple[np.ndarray, str]:
-    """(times, field order) of the first `count` frames ffmpeg decodes from the first video stream (fewer when
-    it has fewer): their times as `decoded_frame_times` gives them, and the first frame's field order (see
+def first_decoded_frames(path: Path, count: int) -> tuple[np.ndarray, list[int], str]:
+    """(times, packet positions, field order) of the first `count` frames ffmpeg decodes from the first video
+    stream (fewer when it has fewer): their times as `decoded_frame_times` gives them, the byte position of
+    the packet each came from (-1 where the decoder gives none), and the first frame's field order (see
     `first_decoded_frame`)."""
     log = _showinfo_decode(path, frames=count)
     flag = _INTERLACE_FLAG_RE.search(log)
-    return parse_showinfo_times(log), _DECODED_FIELDS.get(flag[1] if flag else "?", "unknown")
+    positions: list[int] = []
+    times = parse_showinfo_times(log, positions)
+    return times, positions, _DECODED_FIELDS.get(flag[1] if flag else "?", "unknown")
 
 
 def field_order_of(stated: str | None, decoded: Callable[[], str]) -> str:
@@ -296,7 +322,7 @@ def field_order_of(stated: str | None, decoded: Callable[[], str]) -> str:
 
 def _decoded_fields(first_decoded: Future) -> str:
     try:
-        return first_decoded.result()[1]
+        return first_decoded.result()[2]
     except VideoOpenFailure:
         return "unknown"
 
@@ -344,24 +370,41 @@ def _showinfo_decode(path: Path, frames: int | None = None, seek_s: float | None
     return log
 
 
-def _decodes_as_listed(first_decoded: Future, container_start: float, frame_times: np.ndarray) -> bool:
-    """True when the first frames the decoder delivered (`first_decoded`: first_decoded_frames's answer) have
-    the first of `frame_times` (s from `container_start`), one to one, each to within a quarter of the
-    shortest frame interval (and there are as many of them as the list holds, up to the count decoded)."""
+def _decodes_as_listed(
+    first_decoded: Future, container_start: float, frame_times: np.ndarray, by_position: dict[str, np.ndarray]
+) -> bool:
+    """True when the first frames the decoder delivered (`first_decoded`: first_decoded_frames's answer) start
+    with the first of `frame_times` (s from `container_start`), come in order, and each has its own packet's
+    time (by its packet's position in `by_position`, _packet_times's answer; where the decoder gives none, a
+    listed time), each to within a quarter of the shortest frame interval. A listed frame may be missing
+    (a damaged packet the decoder skips keeps its number)."""
     steps = np.diff(frame_times)
     eps = min(1e-3, 0.25 * float(steps.min())) if steps.size else 1e-3
     try:
-        delivered = first_decoded.result()[0]
+        delivered, positions, _ = first_decoded.result()
     except VideoOpenFailure:
         return False  # the full decode names what is wrong
-    listed = container_start + frame_times[: delivered.shape[0]]
-    if delivered.size == 0 or listed.shape[0] < delivered.shape[0]:
+    if delivered.size == 0 or np.isnan(delivered).any() or (np.diff(delivered) <= 0).any():
         return False
-    return bool(np.all(np.abs(delivered - listed) <= eps))  # NaN (a frame without time) compares False
+    delivered = delivered - container_start
+    if abs(delivered[0] - frame_times[0]) > eps:
+        return False  # the decoder does not start at the first listed frame
+    known, times = by_position["packet_positions"], by_position["packet_times"]
+    for stamp, position in zip(delivered.tolist(), positions, strict=True):
+        at = int(np.searchsorted(known, position))
+        if position >= 0 and at < known.shape[0] and known[at] == position:
+            if abs(float(times[at]) - stamp) > eps:
+                return False  # stamped with another time than its packet's
+        else:  # no packet starts there: the time must be a listed one
+            k = int(np.searchsorted(frame_times, stamp - eps))
+            if k == frame_times.shape[0] or abs(float(frame_times[k]) - stamp) > eps:
+                return False
+    return True
 
 
-def parse_showinfo_times(log: str) -> np.ndarray:
-    """Frame times (s) from a showinfo log, one per frame line, in order (NaN where pts is NOPTS)."""
+def parse_showinfo_times(log: str, positions: list[int] | None = None) -> np.ndarray:
+    """Frame times (s) from a showinfo log, one per frame line, in order (NaN where pts is NOPTS). With
+    `positions`, each frame's packet position is appended to it (-1 where none is given)."""
     time_base: Fraction | None = None
     times: list[float] = []
     for line in log.splitlines():
@@ -372,7 +415,14 @@ def parse_showinfo_times(log: str) -> np.ndarray:
             time_base = value
         elif kind == "time":
             times.append(float("nan") if value is None else value)
+            if positions is not None:
+                found = SHOWINFO_POSITION_RE.search(line)
+                positions.append(int(found[1]) if found else -1)
     return np.asarray(times, dtype=np.float64)
+
+
+# The byte position of the packet a frame came from, as showinfo logs it (-1, not matched, where none).
+SHOWINFO_POSITION_RE = re.compile(r"\bpos:\s*(\d+)")
 
 
 def parse_showinfo_line(line: str, time_base: Fraction | None) -> tuple[str, object]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.errors import FrameExtractError
-from semfi_batch.media.probe import VideoInfo, parse_showinfo_line
+from semfi_batch.media.probe import SHOWINFO_POSITION_RE, VideoInfo, parse_showinfo_line
 from semfi_batch.media.side_alpha import decoder_args
 from semfi_batch.media.tools import tool_path
 
@@ -135,9 +135,8 @@ def _decode_by_time(
     # -copyts: filter times are the file's own, so the wanted times are the probed ones plus the container start.
     centres = [info.start_time + float(ft[i]) for i in wanted]
     windows = [(c - eps, c + eps) for c in centres]
-    # Every frame whose time is not later than the frame's before it passes too (variables 1-3), and ends the
-    # identification by time (_TimesOutOfOrder).
-    select = f"st(3,ld(2)*lte(t,ld(1)));st(1,t);st(2,1);if(ld(3),1,{_select_expr('t', windows)})"
+    # The frame after the last wanted one passes too: its time, logged before select, confirms the last one's.
+    select = f"if(gt(t,{windows[-1][1]!r}),1,{_select_expr('t', windows)})"
     if seek is not None:
         # The decode starts where the container's index says a keyframe is. Some indexes flag every frame (old
         # AVIs, an MP4 without its keyframe table), and the decoder then makes pictures from missing references,
@@ -145,16 +144,21 @@ def _decode_by_time(
         # intra (or of no stated type: decoders that give none). Else only that frame passes; it names no wanted
         # frame, this decode is dropped and the frames are read from the start.
         select = f"if(eq(n,0),st(0,key*lte(pict_type,PICT_TYPE_I)));if(ld(0),{select},eq(n,0))"
-    graph = (_DEINTERLACE if deinterlace else "") + f"select='{select}'"
+    # Every decoded frame's time is logged before select too (_OrderLog): a frame is taken by its time only once
+    # the frame decoded after it came later, and every frame before it in this decode came in order.
+    graph = (_DEINTERLACE if deinterlace else "") + f"showinfo=checksum=0,select='{select}'"
     # -ss counts from the container start (ffmpeg adds the start time); -copyts keeps the file's own times.
     args = ["-noaccurate_seek", "-ss", f"{seek:.6f}", "-copyts"] if seek is not None else ["-copyts"]
     times: list[float] = []
     concealed: list[int] = []
-    frames = _decode(info, args, graph, len(wanted), times=times, concealed=concealed)
+    order = _OrderLog(f"Parsed_showinfo_{1 if deinterlace else 0}", info, eps)  # ffmpeg names the filters of -vf so
+    frames = _decode(info, args, graph, len(wanted) + 1, times=times, concealed=concealed, order=order)
     expected = set(wanted)
     last = -np.inf
     try:
         for frame in frames:
+            if not expected:
+                return  # the frame after the last wanted one
             if seek is not None and concealed[-1]:
                 # A damaged picture met after the seek (the keyframe it landed on, or one before this frame) was
                 # concealed from other pictures than in a decode from the start: trust nothing more from it.
@@ -165,9 +169,10 @@ def _decode_by_time(
             last = stamp
             k = int(np.searchsorted(ft, stamp - eps))
             if not (k < ft.shape[0] and abs(float(ft[k]) - stamp) <= eps and k in expected):
-                if seek is not None and len(times) == 1:
-                    return  # the seek landed on a frame the decoder does not call a keyframe: trust nothing
-                raise _TimesOutOfOrder  # a frame whose time went back passed select
+                # In order, and not a wanted frame where the probe says it is: a seek that landed on a frame the
+                # decoder does not call a keyframe, or the frame after a wanted one the decoder skipped (a
+                # damaged frame keeps its number: no other frame is taken for it). Trust nothing more from it.
+                return
             expected.discard(k)
             yield k, frame
     finally:
@@ -205,11 +210,15 @@ def _decode(
     times: list[float] | None = None,
     concealed: list[int] | None = None,
     counted: bool = False,
+    order: _OrderLog | None = None,
 ) -> Generator[np.ndarray, None, None]:
     """Run one ffmpeg decode of the first video stream through `graph` and yield up to `count` raw frames in
     `frame_layout(info)`. With `times`, showinfo's time of each frame is appended before it is yielded; with
     `concealed`, how many pictures the decoder had reported concealing before that frame's time (it reports
-    a damaged picture while decoding it, before the filters see it).
+    a damaged picture while decoding it, before the filters see it). With `order` (`graph` holds a showinfo
+    before its select, named by `order`), each frame is yielded only when the frame decoded after it (or the
+    end of the decode) has been logged, and _TimesOutOfOrder is raised instead when a frame decoded up to then
+    came with a time not later than the one before it.
     FrameExtractError for a frame of another size than the probe's (ffmpeg would scale it to the first size),
     and, when `graph` selects frames by their count (`counted`), for a decode whose filters ffmpeg set up
     again mid-way (a change of size or pixel format): the count starts again from zero there."""
@@ -229,7 +238,7 @@ def _decode(
     cmd += ["-frames:v", str(count), "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
     stamps = _TimeLog()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1 << 20)
-    log = _StderrReader(proc, stamps)
+    log = _StderrReader(proc, stamps, order)
     delivered = 0
     try:
         for _ in range(count):
@@ -240,7 +249,7 @@ def _decode(
                         f"cannot read frames of {info.path}: a decoded frame is not {width}x{height} as probed"
                     )
                 break
-            stamp, size, setups, concealed_before = stamps.next()
+            stamp, size, setups, concealed_before, decoded = stamps.next()
             if size is not None and size != (width, height):
                 raise FrameExtractError(
                     f"cannot read frames of {info.path}: its frames change size mid-way ({size[0]}x{size[1]} "
@@ -252,6 +261,11 @@ def _decode(
                 times.append(stamp)
             if concealed is not None:
                 concealed.append(concealed_before)
+            if order is not None:
+                if decoded == 0:  # the graph's first showinfo is not the one `order` names
+                    raise RuntimeError(f"no frame logged by {order.prefix}...] before select")
+                if not order.in_order_through(decoded):
+                    raise _TimesOutOfOrder
             delivered += 1
             yield np.frombuffer(data, dtype).reshape(height, width, channels).astype(dtype.newbyteorder("="))
     finally:
@@ -296,20 +310,76 @@ def _write_script(text: str) -> Path:
 
 class _TimeLog:
     """Each frame's (time, (width, height), how many times the filters had been set up, how many pictures the
-    decoder had reported concealing) from showinfo lines, handed over in order (blocking until the next one is
-    logged; NaN, None, 0, 0 when the log ended first)."""
+    decoder had reported concealing, how many frames the _OrderLog had logged) from showinfo lines, handed
+    over in order (blocking until the next one is logged; NaN, None, 0, 0, 0 when the log ended first)."""
 
     def __init__(self) -> None:
-        self.items: queue.Queue[tuple[float | None, tuple[int, int] | None, int, int] | None] = queue.Queue()
+        self.items: queue.Queue[tuple[float | None, tuple[int, int] | None, int, int, int] | None] = queue.Queue()
         self.ended = False
 
-    def next(self) -> tuple[float, tuple[int, int] | None, int, int]:
+    def next(self) -> tuple[float, tuple[int, int] | None, int, int, int]:
         item = None if self.ended else self.items.get(timeout=60)
         if item is None:
             self.ended = True
-            return float("nan"), None, 0, 0
-        stamp, size, setups, concealed = item
-        return (float("nan") if stamp is None else stamp), size, setups, concealed
+            return float("nan"), None, 0, 0, 0
+        stamp, size, setups, concealed, decoded = item
+        return (float("nan") if stamp is None else stamp), size, setups, concealed, decoded
+
+
+class _OrderLog:
+    """The times of every frame a decode delivers, from a showinfo before select (`instance`: its name in
+    ffmpeg's log), as far as they go in order: `disordered_at` is the position of the first frame whose time
+    is not later than the one's before it, or (where `info` lists frames from packets) is not the time of the
+    packet it came from (showinfo's pos): a decoder that stamps frames with their decode times once their
+    packets' times went out of order. None while there is none."""
+
+    def __init__(self, instance: str, info: VideoInfo, eps: float) -> None:
+        self.prefix = f"[{instance} @"
+        self._positions, self._times = info.packet_positions, info.packet_times
+        self._start, self._eps = info.start_time, eps
+        self.decoded = 0
+        self.disordered_at: int | None = None
+        self.ended = False
+        self._time_base = None
+        self._last: float | None = None
+        self._changed = threading.Condition()
+
+    def log(self, line: str) -> None:
+        kind, value = parse_showinfo_line(line, self._time_base)
+        if kind == "time_base":
+            self._time_base = value
+        elif kind == "time":
+            with self._changed:
+                if value is not None:
+                    back = self._last is not None and value <= self._last
+                    if (back or not self._packet_time(line, value)) and self.disordered_at is None:
+                        self.disordered_at = self.decoded
+                    self._last = value
+                self.decoded += 1
+                self._changed.notify_all()
+
+    def _packet_time(self, line: str, stamp: float) -> bool:
+        """False when the frame's packet (by its position) has another time than `stamp` (s, the file's own)."""
+        found = SHOWINFO_POSITION_RE.search(line) if self._positions is not None else None
+        if found is None:
+            return True
+        at = int(np.searchsorted(self._positions, int(found[1])))
+        if at == self._positions.shape[0] or self._positions[at] != int(found[1]):
+            return True  # no packet starts there (a position the demuxer does not give): nothing to compare
+        return abs(float(self._times[at]) + self._start - stamp) <= self._eps
+
+    def end(self) -> None:
+        with self._changed:
+            self.ended = True
+            self._changed.notify_all()
+
+    def in_order_through(self, decoded: int) -> bool:
+        """Whether the first `decoded` frames and the one after them (once logged, or the decode ended) came
+        in order."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.decoded > decoded or self.ended, timeout=600):
+                raise FrameExtractError("ffmpeg logged no frame for 10 minutes while decoding (stalled?)")
+            return self.disordered_at is None or self.disordered_at > decoded
 
 
 _FRAME_SIZE_RE = re.compile(r"\bs:(\d+)x(\d+)")
@@ -324,8 +394,8 @@ class _StderrReader:
     up again for frames of another size or pixel format); `concealed`: how many damaged pictures the decoder
     reported concealing."""
 
-    def __init__(self, proc: subprocess.Popen, stamps: _TimeLog):
-        self.proc, self.stamps = proc, stamps
+    def __init__(self, proc: subprocess.Popen, stamps: _TimeLog, order: _OrderLog | None = None):
+        self.proc, self.stamps, self.order = proc, stamps, order
         self.setups = 0
         self.concealed = 0
         self.lines: list[str] = []
@@ -336,6 +406,11 @@ class _StderrReader:
         time_base = None
         for raw in self.proc.stderr:
             line = raw.decode("utf-8", "replace")
+            # (before anything else: a decoder thread's message can land inside a showinfo line)
+            self.concealed += _CONCEALED_RE.search(line) is not None
+            if self.order is not None and line.startswith(self.order.prefix):
+                self.order.log(line)
+                continue
             if "showinfo" in line:
                 kind, value = parse_showinfo_line(line, time_base)
                 if kind == "time_base":
@@ -344,13 +419,15 @@ class _StderrReader:
                 elif kind == "time":
                     size = _FRAME_SIZE_RE.search(line)
                     frame_size = (int(size[1]), int(size[2])) if size else None
-                    self.stamps.items.put((value, frame_size, self.setups, self.concealed))
+                    decoded = self.order.decoded if self.order is not None else 0
+                    self.stamps.items.put((value, frame_size, self.setups, self.concealed, decoded))
                 continue
-            self.concealed += _CONCEALED_RE.search(line) is not None
             if line.strip():
                 self.lines.append(line.strip())
                 del self.lines[:-20]
         self.stamps.items.put(None)
+        if self.order is not None:
+            self.order.end()
 
     def join(self) -> None:
         self.thread.join(timeout=10)
