@@ -220,11 +220,11 @@ def job_quality(run_dir: Path, *, measure: bool = True) -> dict[str, float]:
 def _with_review_facts(run_dir: Path, jobs: pd.DataFrame) -> pd.DataFrame:
     """Add what a reviewer judges by: source file name, timecode of the gap at the source's rate, and the
     decision from `semfi-batch review` (RUN/decisions.json); reason and score come with the manifest's columns."""
-    from semfi_batch.review.decisions import DecisionError, decision_of, load_decisions
+    from semfi_batch.review.decisions import DecisionError, current_decisions, decision_of
     from semfi_batch.review.timecode import timecode
 
     try:
-        decisions = load_decisions(run_dir)
+        decisions = current_decisions(run_dir)
     except DecisionError:
         decisions = {}
     rates: dict[str, float | None] = {}

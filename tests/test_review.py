@@ -191,6 +191,40 @@ def test_decisions_drive_run_and_splice(tmp_path):
     assert len(decode_all(only.results[0].output)) == 40  # the insert row was left out
 
 
+def test_a_decision_holds_for_the_frames_it_was_made_on(tmp_path):
+    """Accepted and rejected jobs whose rows were edited and run again deliver frames nobody looked at: they
+    are undecided again (splice --accepted-only leaves the accepted one out, a plain splice no longer leaves
+    the rejected one out). A job run again to the same frames keeps its decision."""
+    from semfi_batch.backends import BackendOptions
+    from semfi_batch.manifest import write_manifest
+    from semfi_batch.run.engine import run_manifest
+    from semfi_batch.splice import SpliceOptions, splice_run
+    from tests.review_run import ROWS
+
+    run_dir = make_run(tmp_path)
+    assert main(["review", str(run_dir), "--accept", "a_flash", "c_cut", "--reject", "b_black"]) == 0
+    rows = [{"source": "clip.mp4", **row} for row in ROWS]
+    rows[0]["end_frame"] = 17  # a_flash now replaces 13-16: other frames
+    rows[1]["start_frame"] = 25  # b_black now replaces 26-29
+    manifest = write_manifest(rows, tmp_path / "edited.parquet")
+    options = BackendOptions(extra={"allow_morph": True})
+    summary = run_manifest(manifest, run_dir, backend="blend", options=options, show_progress=False, preview=False,
+                           force=True)  # fmt: skip
+    assert summary.ran == 3  # c_cut too, to the same frames
+    cards = {c.pair_id: c for c in RunReview(run_dir).cards()}
+    assert {p: (c.decision, c.decided_earlier) for p, c in cards.items()} == {
+        "a_flash": ("undecided", "accepted"),
+        "b_black": ("undecided", "rejected"),
+        "c_cut": ("accepted", None),
+    }
+    only = splice_run(run_dir, out_dir=tmp_path / "accepted", options=SpliceOptions(accepted_only=True))
+    assert {s.pair_id for s in only.all_skipped} == {"a_flash", "b_black"}
+    plain = splice_run(run_dir, out_dir=tmp_path / "all")
+    assert not plain.all_skipped  # the rejected frames are gone; the new ones are undecided
+    assert main(["review", str(run_dir), "--accept", "a_flash"]) == 0  # a look at the new frames
+    assert {c.pair_id: c.decision for c in RunReview(run_dir).cards()}["a_flash"] == "accepted"
+
+
 @pytest.mark.parametrize("fps", [25, 24000 / 1001, 29.97, 59.94, 50])
 def test_timecode_round_trip(fps):
     from semfi_batch.review.timecode import frame_of_timecode

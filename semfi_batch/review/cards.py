@@ -23,7 +23,7 @@ from semfi_batch.manifest import KeyframePair, load_manifest
 from semfi_batch.media.frames import as_rgb8, read_image_rgb8, resize, write_png
 from semfi_batch.media.probe import VideoInfo, probe_video
 from semfi_batch.media.video_frames import extract_frames
-from semfi_batch.review.decisions import Decision, load_decisions
+from semfi_batch.review.decisions import Decision, current_decisions
 from semfi_batch.review.timecode import exact_rate, timecode
 from semfi_batch.run.layout import RunLayout
 from semfi_batch.splice.runfolder import (
@@ -65,6 +65,7 @@ class JobCard:
     key: str | None
     warp_error: float | None
     decision: str = "undecided"
+    decided_earlier: str | None = None  # accepted/rejected on outputs the job no longer has (now undecided)
     next_seed: int | None = None  # regeneration settings stored for the job
     next_backend: str | None = None
     regenerations: int = 0
@@ -140,7 +141,7 @@ class RunReview:
     def cards(self, quality: dict[str, float] | None = None) -> list[JobCard]:
         """One card per job, in source order: sources in the order the manifest first names them, then
         by frame; image pairs last, in manifest order."""
-        decisions = load_decisions(self.run_dir)
+        decisions = current_decisions(self.run_dir)
         quality = quality or {}
         source_rank: dict[Path, int] = {}
         for pid in self.pairs:
@@ -194,6 +195,7 @@ class RunReview:
             key=record.get("key"),
             warp_error=warp if warp is not None and math.isfinite(warp) else None,
             decision=decision.status,
+            decided_earlier=decision.earlier,
             next_seed=decision.seed,
             next_backend=decision.backend,
             regenerations=decision.regenerations,

@@ -4,6 +4,11 @@ A decision is `undecided`, `accepted`, `rejected` or `regenerate`. Regeneration 
 for the job; they stay in the store after the job ran again (its key depends on them, so dropping them would
 make the next `run` go back to the old output), while the decision itself goes back to `undecided`.
 
+An accept or a reject holds for the frames it was made on: it keeps a digest of the job's outputs as its
+record listed them then (run/ledger.py `outputs_digest`). Once the job delivered other frames (its row edited
+and run again, `run --force` of a backend that does not repeat itself, a changed source), `current_decisions`
+gives it as undecided: nothing unseen is spliced as accepted, and nothing new is left out as rejected.
+
 Every change re-reads the file under an exclusive lock (RUN/.decisions.lock), so the page, the scriptable CLI
 and a running `run` never lose each other's updates, and is written to a temporary file beside the target and
 renamed into place: a kill leaves the old file or the new one, never half of one."""
@@ -26,7 +31,7 @@ DECISIONS_NAME = "decisions.json"
 LOCK_NAME = ".decisions.lock"
 UNDECIDED, ACCEPTED, REJECTED, REGENERATE = "undecided", "accepted", "rejected", "regenerate"
 STATUSES = (UNDECIDED, ACCEPTED, REJECTED, REGENERATE)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: accepted and rejected name the outputs they were made on (older ones hold for none)
 
 
 class DecisionError(SemfiError):
@@ -44,6 +49,8 @@ class Decision:
     backend: str | None = None
     regenerations: int = 0
     updated_at: str | None = None
+    outputs: str | None = None  # accepted/rejected: the digest of the job's outputs when decided
+    earlier: str | None = None  # set by current_decisions: the status made on outputs the job no longer has
 
     @property
     def overrides(self) -> tuple[int | None, str | None]:
@@ -84,7 +91,22 @@ def _decision(entry: dict) -> Decision:
         backend=entry.get("backend") or None,
         regenerations=int(entry.get("regenerations") or 0),
         updated_at=entry.get("updated_at"),
+        outputs=entry.get("outputs") or None,
     )
+
+
+def current_decisions(run_dir: Path) -> dict[str, Decision]:
+    """`load_decisions`, with every accept or reject made on other outputs than the job's record lists now
+    (or on a job without a done record) given as undecided, its old status in `earlier`."""
+    from semfi_batch.run.ledger import outputs_digest, read_record
+
+    decisions = load_decisions(run_dir)
+    for pid, d in decisions.items():
+        if d.status in (ACCEPTED, REJECTED):
+            now = outputs_digest(read_record(Path(run_dir) / "jobs" / pid))
+            if now is None or now != d.outputs:
+                decisions[pid] = replace(d, status=UNDECIDED, outputs=None, earlier=d.status)
+    return decisions
 
 
 @contextlib.contextmanager
@@ -104,7 +126,7 @@ def _save(run_dir: Path, decisions: dict[str, Decision]) -> None:
     path = decisions_path(run_dir)
     payload = {
         "version": FORMAT_VERSION,
-        "jobs": {pid: asdict(d) for pid, d in sorted(decisions.items())},
+        "jobs": {pid: {k: v for k, v in asdict(d).items() if k != "earlier"} for pid, d in sorted(decisions.items())},
     }
     write_atomic(path, (json.dumps(payload, indent=1, sort_keys=True) + "\n").encode())
 
@@ -123,10 +145,13 @@ def decide(
     known_ids: Iterable[str] | None = None,
     known_backends: Iterable[str] | None = None,
 ) -> dict[str, Decision]:
-    """Set `status` for `pair_ids` and save at once; returns the new decisions of those jobs.
+    """Set `status` for `pair_ids` and save at once; returns the new decisions of those jobs. An accept or a
+    reject names the outputs the job's record lists now (see the module's docstring).
 
     `regenerate` takes `seed` and/or `backend`; without a seed the job gets a new one derived from its
     pair_id and how often it was regenerated (stable, and different each time)."""
+    from semfi_batch.run.ledger import outputs_digest, read_record
+
     pair_ids = list(dict.fromkeys(pair_ids))
     if status not in STATUSES:
         raise DecisionError(f"unknown decision {status!r}; use one of {', '.join(STATUSES)}")
@@ -151,13 +176,17 @@ def decide(
                 new = replace(
                     old,
                     status=REGENERATE,
+                    outputs=None,
                     seed=seed if seed is not None else default_seed(f"{pid}#regenerate{count}"),
                     backend=backend if backend is not None else old.backend,
                     regenerations=count,
                     updated_at=_now(),
                 )
             else:
-                new = replace(old, status=status, updated_at=_now())
+                seen = None
+                if status in (ACCEPTED, REJECTED):
+                    seen = outputs_digest(read_record(Path(run_dir) / "jobs" / pid))
+                new = replace(old, status=status, outputs=seen, updated_at=_now())
             decisions[pid] = changed[pid] = new
         _save(run_dir, decisions)
     return changed
@@ -182,7 +211,7 @@ def mark_regenerated(run_dir: Path, pair_ids: Iterable[str]) -> None:
         decisions = load_decisions(run_dir)
         hits = {p for p in pair_ids if p in decisions and decisions[p].status == REGENERATE}
         for pid in hits:
-            decisions[pid] = replace(decisions[pid], status=UNDECIDED, updated_at=_now())
+            decisions[pid] = replace(decisions[pid], status=UNDECIDED, outputs=None, updated_at=_now())
         if hits:
             _save(run_dir, decisions)
 
@@ -198,7 +227,7 @@ class ReviewFilter:
     `accepted_only` every job not accepted; the edits kept carry their decision (for the OTIO/EDL export)."""
 
     def __init__(self, run_dir: Path, *, accepted_only: bool = False):
-        self.decisions = load_decisions(run_dir)
+        self.decisions = current_decisions(run_dir)
         self.accepted_only = accepted_only
 
     def apply(self, edit):  # an Edit (splice/runfolder.py); untyped here so review does not import splice

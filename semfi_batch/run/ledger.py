@@ -15,6 +15,7 @@ place as well."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import stat
@@ -202,6 +203,15 @@ class JobLedger:
             return
         self._published.add(pair_id)
         self._index[pair_id] = (record["key"], record["status"], fingerprint, blob)
+
+
+def outputs_digest(record: dict | None) -> str | None:
+    """A digest of what a finished job delivered (its key and every output file's SHA-256, as its record lists
+    them): what a reviewer's decision is about. None for a job without a done record."""
+    if not record or record.get("status") != "done" or not isinstance(record.get("outputs"), dict):
+        return None
+    listed = json.dumps({"key": record.get("key"), "outputs": record["outputs"]}, sort_keys=True)
+    return hashlib.sha256(listed.encode()).hexdigest()
 
 
 def read_record(job_dir: Path) -> dict | None:

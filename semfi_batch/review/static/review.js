@@ -11,7 +11,9 @@ function el(tag, attrs = {}, ...children) {
     else if (k.startsWith("data-")) node.setAttribute(k, v);
     else node[k] = v;
   }
-  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  for (const c of children) {
+    if (c !== null && c !== undefined) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
   return node;
 }
 
@@ -39,6 +41,9 @@ function card(job) {
   const tc = job.timecode_in ? `${job.timecode_in} - ${job.timecode_out}` : "-";
   const facts = el("div", { class: "facts" },
     el("span", { class: "decision " + job.decision, "data-role": "decision" }, job.decision),
+    job.decided_earlier
+      ? el("span", { "data-role": "earlier" }, `(was ${job.decided_earlier}: other frames)`)
+      : null,
     el("span", {}, where),
     el("span", {}, `reason: ${job.reason ?? "-"}`),
     el("span", {}, `score: ${fmt(job.score, 2)}`),
