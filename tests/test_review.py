@@ -15,7 +15,7 @@ from PIL import Image
 from semfi_batch.cli import main
 from semfi_batch.media.frames import read_image
 from semfi_batch.review.cards import RunReview
-from semfi_batch.review.decisions import DecisionError, decide, load_decisions, mark_regenerated
+from semfi_batch.review.decisions import DecisionError, OtherFramesNow, decide, load_decisions, mark_regenerated
 from semfi_batch.review.server import ReviewServer
 from semfi_batch.review.timecode import timecode
 from tests.conftest import frame_number
@@ -46,18 +46,23 @@ def test_timecode(frame, fps, expected):
 
 
 def test_decisions_are_saved_atomically_and_validated(tmp_path):
-    decide(tmp_path, ["x", "y"], "accepted")
-    decide(tmp_path, ["y"], "rejected")
-    first = decide(tmp_path, ["z"], "regenerate")["z"]
+    decide(tmp_path, ["x", "y"], "undecided")
+    first = decide(tmp_path, ["z", "w"], "regenerate")["z"]
     second = decide(tmp_path, ["z"], "regenerate", backend="flow")["z"]
     stored = load_decisions(tmp_path)
-    assert {p: d.status for p, d in stored.items()} == {"x": "accepted", "y": "rejected", "z": "regenerate"}
+    assert {p: d.status for p, d in stored.items()} == {"x": "undecided", "y": "undecided", "z": "regenerate",
+                                                        "w": "regenerate"}  # fmt: skip
     assert first.seed != second.seed and second.regenerations == 2 and second.backend == "flow"
     assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]  # nothing left of the temporary file
-    mark_regenerated(tmp_path, ["z", "x"])
+    # z ran with its new settings; w's run was planned before its regeneration (its old seed): it waits
+    w_seed = stored["w"].seed
+    mark_regenerated(tmp_path, {"z": {"seed": second.seed, "backend": "flow"}, "w": {"seed": w_seed + 1}})
     stored = load_decisions(tmp_path)
     assert stored["z"].status == "undecided" and stored["z"].seed == second.seed  # settings kept for the key
-    assert stored["x"].status == "accepted"
+    assert stored["w"].status == "regenerate"
+    for verb in ("accepted", "rejected"):  # nothing to decide on: no job folder
+        with pytest.raises(DecisionError, match=f"x has no finished frames to {verb[:6]}"):
+            decide(tmp_path, ["x"], verb)
     with pytest.raises(DecisionError, match="no such job in this run: nope"):
         decide(tmp_path, ["nope"], "accepted", known_ids=["x"])
     with pytest.raises(DecisionError, match="unknown backend 'bogus'"):
@@ -127,8 +132,15 @@ def test_server_api(run_dir):
     try:
         url = server.url
         status, body = _request(url + "api/jobs")
-        assert status == 200 and [j["pair_id"] for j in json.loads(body)["jobs"]] == ["a_flash", "b_black", "c_cut"]
-        reject = json.dumps({"pair_ids": ["b_black"], "decision": "rejected"}).encode()
+        jobs = json.loads(body)["jobs"]
+        assert status == 200 and [j["pair_id"] for j in jobs] == ["a_flash", "b_black", "c_cut"]
+        shown = {j["pair_id"]: j["outputs"] for j in jobs}
+        unseen = json.dumps({"pair_ids": ["b_black"], "decision": "rejected"}).encode()
+        assert _request(url + "api/decide", unseen)[0] == 400  # a reject names the frames it was made on
+        other = json.dumps({"pair_ids": ["b_black"], "decision": "rejected", "outputs": {"b_black": shown["a_flash"]}})
+        status, body = _request(url + "api/decide", other.encode())
+        assert status == 409 and b"reload the page" in body  # frames the page did not show
+        reject = json.dumps({"pair_ids": ["b_black"], "decision": "rejected", "outputs": shown}).encode()
         status, body = _request(url + "api/decide", reject)
         assert status == 200 and json.loads(body)["jobs"][0]["decision"] == "rejected"
         assert load_decisions(run_dir)["b_black"].status == "rejected"
@@ -194,7 +206,8 @@ def test_decisions_drive_run_and_splice(tmp_path):
 def test_a_decision_holds_for_the_frames_it_was_made_on(tmp_path):
     """Accepted and rejected jobs whose rows were edited and run again deliver frames nobody looked at: they
     are undecided again (splice --accepted-only leaves the accepted one out, a plain splice no longer leaves
-    the rejected one out). A job run again to the same frames keeps its decision."""
+    the rejected one out). A job run again to the same frames keeps its decision, even under a new key. An
+    accept from a page showing the old frames, or of a job folder changed by hand, is refused."""
     from semfi_batch.backends import BackendOptions
     from semfi_batch.manifest import write_manifest
     from semfi_batch.run.engine import run_manifest
@@ -206,6 +219,7 @@ def test_a_decision_holds_for_the_frames_it_was_made_on(tmp_path):
     rows = [{"source": "clip.mp4", **row} for row in ROWS]
     rows[0]["end_frame"] = 17  # a_flash now replaces 13-16: other frames
     rows[1]["start_frame"] = 25  # b_black now replaces 26-29
+    rows[2]["seed"] = 7  # a new key for c_cut, whose blend frames do not depend on the seed
     manifest = write_manifest(rows, tmp_path / "edited.parquet")
     options = BackendOptions(extra={"allow_morph": True})
     summary = run_manifest(manifest, run_dir, backend="blend", options=options, show_progress=False, preview=False,
@@ -221,8 +235,14 @@ def test_a_decision_holds_for_the_frames_it_was_made_on(tmp_path):
     assert {s.pair_id for s in only.all_skipped} == {"a_flash", "b_black"}
     plain = splice_run(run_dir, out_dir=tmp_path / "all")
     assert not plain.all_skipped  # the rejected frames are gone; the new ones are undecided
+    with pytest.raises(OtherFramesNow, match="a_flash has other frames than the page showed"):
+        decide(run_dir, ["a_flash"], "accepted", seen={"a_flash": cards["c_cut"].outputs})  # a page left open
     assert main(["review", str(run_dir), "--accept", "a_flash"]) == 0  # a look at the new frames
     assert {c.pair_id: c.decision for c in RunReview(run_dir).cards()}["a_flash"] == "accepted"
+    frame = run_dir / "jobs" / "b_black" / "frames" / "000001.png"
+    frame.write_bytes((run_dir / "jobs" / "a_flash" / "frames" / "000001.png").read_bytes())  # by hand
+    with pytest.raises(DecisionError, match="cannot accept b_black: its job folder does not match its record"):
+        decide(run_dir, ["b_black"], "accepted")
 
 
 @pytest.mark.parametrize("fps", [25, 24000 / 1001, 29.97, 59.94, 50])

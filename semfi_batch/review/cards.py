@@ -26,6 +26,7 @@ from semfi_batch.media.video_frames import extract_frames
 from semfi_batch.review.decisions import Decision, current_decisions
 from semfi_batch.review.timecode import exact_rate, timecode
 from semfi_batch.run.layout import RunLayout
+from semfi_batch.run.ledger import outputs_digest
 from semfi_batch.splice.runfolder import (
     MANIFEST_NAME,
     RECORD_NAME,
@@ -66,6 +67,7 @@ class JobCard:
     warp_error: float | None
     decision: str = "undecided"
     decided_earlier: str | None = None  # accepted/rejected on outputs the job no longer has (now undecided)
+    outputs: str | None = None  # the digest of the outputs shown (run/ledger.py); the page decides on these
     next_seed: int | None = None  # regeneration settings stored for the job
     next_backend: str | None = None
     regenerations: int = 0
@@ -102,6 +104,21 @@ class RunReview:
             raise RunFolderError(f"run folder not found: {run_dir}")
         if not manifest_path.exists():
             raise RunFolderError(f"{run_dir} is not a run folder: no {MANIFEST_NAME} (make one with `semfi-batch run`)")
+        self._manifest_seen: tuple | None = None
+        self._infos: dict[Path, VideoInfo | None] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the run's manifest again when a `run` replaced it since (a page left open follows the rows as
+        they stand: their ranges are what a decision places)."""
+        manifest_path = self.run_dir / MANIFEST_NAME
+        try:
+            st = manifest_path.stat()
+        except OSError as exc:
+            raise RunFolderError(f"cannot read {manifest_path}: {exc.strerror or exc}") from None
+        seen = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if seen == self._manifest_seen:
+            return
         self.manifest = load_manifest(manifest_path, check_media=False)
         self.pairs: dict[str, KeyframePair] = {p.pair_id: p for p in self.manifest.pairs}
         raw = _raw_column(manifest_path, "source")
@@ -110,7 +127,7 @@ class RunReview:
         self.sources: dict[str, Path] = {
             p.pair_id: _resolve_source(p, raw, self.run_dir, original_dir) for p in self.manifest.pairs if p.source
         }
-        self._infos: dict[Path, VideoInfo | None] = {}
+        self._manifest_seen = seen
 
     # ---- facts -----------------------------------------------------------------------------------
 
@@ -141,6 +158,7 @@ class RunReview:
     def cards(self, quality: dict[str, float] | None = None) -> list[JobCard]:
         """One card per job, in source order: sources in the order the manifest first names them, then
         by frame; image pairs last, in manifest order."""
+        self.refresh()
         decisions = current_decisions(self.run_dir)
         quality = quality or {}
         source_rank: dict[Path, int] = {}
@@ -193,6 +211,7 @@ class RunReview:
             backend=record.get("backend") or pair.backend,
             seed=record.get("seed", pair.seed),
             key=record.get("key"),
+            outputs=outputs_digest(record),
             warp_error=warp if warp is not None and math.isfinite(warp) else None,
             decision=decision.status,
             decided_earlier=decision.earlier,

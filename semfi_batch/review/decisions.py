@@ -40,6 +40,10 @@ class DecisionError(SemfiError):
     exit_code = 2
 
 
+class OtherFramesNow(DecisionError):
+    """A decision made on a view of a job's frames that it no longer has (it ran again since)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """One job's decision, and the settings a regeneration gave it (None: the manifest row's own)."""
@@ -144,14 +148,15 @@ def decide(
     backend: str | None = None,
     known_ids: Iterable[str] | None = None,
     known_backends: Iterable[str] | None = None,
+    seen: dict[str, str | None] | None = None,
 ) -> dict[str, Decision]:
     """Set `status` for `pair_ids` and save at once; returns the new decisions of those jobs. An accept or a
-    reject names the outputs the job's record lists now (see the module's docstring).
+    reject names the outputs the job's record lists now (see the module's docstring); DecisionError for a job
+    without finished frames, whose folder does not match its record, or (`seen`: pair_id -> the digest of
+    the outputs the reviewer was shown) that has other frames than the reviewer saw.
 
     `regenerate` takes `seed` and/or `backend`; without a seed the job gets a new one derived from its
     pair_id and how often it was regenerated (stable, and different each time)."""
-    from semfi_batch.run.ledger import outputs_digest, read_record
-
     pair_ids = list(dict.fromkeys(pair_ids))
     if status not in STATUSES:
         raise DecisionError(f"unknown decision {status!r}; use one of {', '.join(STATUSES)}")
@@ -183,13 +188,31 @@ def decide(
                     updated_at=_now(),
                 )
             else:
-                seen = None
+                outputs = None
                 if status in (ACCEPTED, REJECTED):
-                    seen = outputs_digest(read_record(Path(run_dir) / "jobs" / pid))
-                new = replace(old, status=status, outputs=seen, updated_at=_now())
+                    outputs = _outputs_to_decide_on(Path(run_dir) / "jobs" / pid, pid, status, seen)
+                new = replace(old, status=status, outputs=outputs, updated_at=_now())
             decisions[pid] = changed[pid] = new
         _save(run_dir, decisions)
     return changed
+
+
+def _outputs_to_decide_on(job_dir: Path, pair_id: str, status: str, seen: dict[str, str | None] | None) -> str:
+    """The digest of the outputs an accept or reject of `pair_id` is made on (see `decide`)."""
+    from semfi_batch.run.ledger import check_job_folder, outputs_digest
+
+    verb = "accept" if status == ACCEPTED else "reject"
+    record, why = check_job_folder(job_dir)
+    if record is None and why == "no readable record.json":
+        raise DecisionError(f"{pair_id} has no finished frames to {verb}: run it first")
+    if record is None:
+        raise DecisionError(f"cannot {verb} {pair_id}: its job folder does not match its record ({why}); run it again")
+    digest = outputs_digest(record)
+    if digest is None:
+        raise DecisionError(f"{pair_id} has no finished frames to {verb} (its job {record.get('status')})")
+    if seen is not None and seen.get(pair_id) != digest:
+        raise OtherFramesNow(f"{pair_id} has other frames than the page showed (it ran again): reload the page")
+    return digest
 
 
 def regeneration_overrides(run_dir: Path) -> dict[str, tuple[int | None, str | None]]:
@@ -202,18 +225,29 @@ def pending_regenerations(run_dir: Path) -> set[str]:
     return {pid for pid, d in load_decisions(run_dir).items() if d.status == REGENERATE}
 
 
-def mark_regenerated(run_dir: Path, pair_ids: Iterable[str]) -> None:
-    """After their jobs ran again: regenerate -> undecided (the new frames need a look); settings kept."""
-    pair_ids = set(pair_ids)
-    if not pair_ids & pending_regenerations(run_dir):
+def mark_regenerated(run_dir: Path, records: dict[str, dict]) -> None:
+    """After their jobs ran again (`records`: pair_id -> its done record): regenerate -> undecided (the new
+    frames need a look), for each job whose record was made with the regeneration's seed and backend;
+    settings kept. A regeneration asked for while the run was under way waits for the next run."""
+    if not set(records) & pending_regenerations(run_dir):
         return  # nothing to change: no lock taken, so a read-only run folder is fine
     with _locked(run_dir):
         decisions = load_decisions(run_dir)
-        hits = {p for p in pair_ids if p in decisions and decisions[p].status == REGENERATE}
+        hits = {
+            p for p, record in records.items()
+            if p in decisions and decisions[p].status == REGENERATE and _made_with(record, decisions[p])
+        }  # fmt: skip
         for pid in hits:
             decisions[pid] = replace(decisions[pid], status=UNDECIDED, outputs=None, updated_at=_now())
         if hits:
             _save(run_dir, decisions)
+
+
+def _made_with(record: dict, decision: Decision) -> bool:
+    """Whether a job's record was made with the seed and backend a regeneration gave it."""
+    if decision.seed is not None and record.get("seed") != decision.seed:
+        return False
+    return decision.backend is None or decision.backend in (record.get("requested_backend"), record.get("backend"))
 
 
 def decision_of(decisions: dict[str, Decision], pair_id: str) -> str:

@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 from semfi_batch.errors import SemfiError
 from semfi_batch.review.cards import RunReview
-from semfi_batch.review.decisions import STATUSES, DecisionError, decide
+from semfi_batch.review.decisions import ACCEPTED, REJECTED, STATUSES, DecisionError, OtherFramesNow, decide
 
 STATIC = Path(__file__).with_name("static")
 ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),
@@ -129,16 +129,24 @@ class _Handler(BaseHTTPRequestHandler):
             seed = body.get("seed")
             seed = int(seed) if seed not in (None, "") else None
             backend = body.get("backend") or None
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            # The outputs the page showed, per job: an accept or reject is made on those or refused.
+            seen = body.get("outputs")
+            seen = {str(k): (str(v) if v else None) for k, v in seen.items()} if seen is not None else None
+            if seen is None and status in (ACCEPTED, REJECTED):
+                raise KeyError("outputs (the digest of the frames the page showed, per job)")
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             return self._send_error(HTTPStatus.BAD_REQUEST, f"bad request: {exc}")
         if status not in STATUSES:
             return self._send_error(HTTPStatus.BAD_REQUEST, f"unknown decision {status!r}")
         review = self.server.review
+        review.refresh()
         try:
             decide(
                 review.run_dir, pair_ids, status, seed=seed, backend=backend,
-                known_ids=review.pairs, known_backends=self.server.backends or None,
+                known_ids=review.pairs, known_backends=self.server.backends or None, seen=seen,
             )  # fmt: skip
+        except OtherFramesNow as exc:
+            return self._send_error(HTTPStatus.CONFLICT, str(exc))
         except DecisionError as exc:
             return self._send_error(HTTPStatus.BAD_REQUEST, str(exc))
         except (SemfiError, OSError) as exc:  # a full disk, a read-only run folder

@@ -287,7 +287,7 @@ def _collect(plan, ledger, layout, settings, records, summary) -> None:
             summary.failed += 1
             summary.failures.append((record["pair_id"], record.get("error") or ""))
     # Regenerated jobs that finished go back to undecided: their new frames need a look.
-    mark_regenerated(layout.root, [pid for pid, record in records.items() if record["status"] == "done"])
+    mark_regenerated(layout.root, {pid: record for pid, record in records.items() if record["status"] == "done"})
 
 
 def _run_processes(jobs, layout, options, settings, on_record, workers, gpus) -> list[str]:

@@ -205,13 +205,18 @@ class JobLedger:
         self._index[pair_id] = (record["key"], record["status"], fingerprint, blob)
 
 
+# What a reviewer sees of a job besides its frames: where they go.
+_PLACEMENT = ("source", "start_image", "end_image", "start_frame", "end_frame", "mode", "gap_frames")
+
+
 def outputs_digest(record: dict | None) -> str | None:
-    """A digest of what a finished job delivered (its key and every output file's SHA-256, as its record lists
-    them): what a reviewer's decision is about. None for a job without a done record."""
+    """A digest of what a finished job delivered, as its record lists it: every output file's SHA-256 and
+    where the frames go (source, keys, range, mode): what a reviewer's decision is about. The same frames
+    made with other settings (a seed a backend does not use) digest the same. None without a done record."""
     if not record or record.get("status") != "done" or not isinstance(record.get("outputs"), dict):
         return None
-    listed = json.dumps({"key": record.get("key"), "outputs": record["outputs"]}, sort_keys=True)
-    return hashlib.sha256(listed.encode()).hexdigest()
+    listed = {"outputs": record["outputs"], "placement": [record.get(name) for name in _PLACEMENT]}
+    return hashlib.sha256(json.dumps(listed, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def read_record(job_dir: Path) -> dict | None:

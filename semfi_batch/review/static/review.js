@@ -142,7 +142,8 @@ function move(step) {
 }
 
 async function decideOn(pairId, decision) {
-  const body = { pair_ids: [pairId], decision };
+  const shown = state.jobs.find((j) => j.pair_id === pairId);
+  const body = { pair_ids: [pairId], decision, outputs: { [pairId]: shown ? shown.outputs : null } };
   if (decision === "regenerate") {
     const node = document.querySelector(`.card[data-pair="${CSS.escape(pairId)}"]`);
     const seed = node.querySelector("input.seed").value;
