@@ -207,7 +207,9 @@ def test_a_seek_that_lands_on_a_damaged_keyframe_is_not_trusted(tmp_path):
     truth = np.frombuffer(truth, np.uint8).reshape(-1, 120, 160, 3)
     got = extract_frames(probe_video(damaged), [290, 300])
     for i in (290, 300):
-        assert np.array_equal(got[i], truth[i]), f"frame {i}"
+        # Not bit-exact: a frame-threaded decoder conceals a damaged picture a little differently from run to
+        # run (1 run in about 30 on a loaded machine); concealed from the wrong pictures it differs by ~100.
+        assert np.abs(got[i].astype(np.int16) - truth[i]).mean() < 2, f"frame {i}"
 
 
 def test_a_stream_that_changes_size_mid_way_is_an_error(tmp_path):
