@@ -199,12 +199,12 @@ def decide(
 
 def _outputs_to_decide_on(job_dir: Path, pair_id: str, status: str, seen: dict[str, str | None] | None) -> str:
     """The digest of the outputs an accept or reject of `pair_id` is made on (see `decide`)."""
-    from semfi_batch.run.ledger import check_job_folder, outputs_digest
+    from semfi_batch.run.ledger import check_job_folder, outputs_digest, read_record
 
     verb = "accept" if status == ACCEPTED else "reject"
-    record, why = check_job_folder(job_dir)
-    if record is None and why == "no readable record.json":
+    if read_record(job_dir) is None:
         raise DecisionError(f"{pair_id} has no finished frames to {verb}: run it first")
+    record, why = check_job_folder(job_dir)
     if record is None:
         raise DecisionError(f"cannot {verb} {pair_id}: its job folder does not match its record ({why}); run it again")
     digest = outputs_digest(record)
