@@ -87,6 +87,18 @@ class VideoInfo:
     packet_positions: np.ndarray | None = None
     packet_times: np.ndarray | None = None
 
+    def packet_time(self, position: int) -> float | None:
+        """The time (s from the container start) of the packet at byte `position`; None where no packet starts
+        there or a decode lists the frames."""
+        if self.packet_positions is None:
+            return None
+        return packet_time_at(self.packet_positions, self.packet_times, position)
+
+    @property
+    def time_tolerance(self) -> float:
+        """How far a decoded frame's time may be from a listed one and still be that frame (`time_tolerance`)."""
+        return time_tolerance(self.frame_times)
+
     @property
     def frame_count(self) -> int:
         return int(self.frame_times.shape[0])
@@ -265,6 +277,20 @@ def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
     )
 
 
+def time_tolerance(frame_times: np.ndarray) -> float:
+    """How far a decoded frame's time (s) may be from one of `frame_times` and still be that frame: a quarter
+    of the shortest interval between them, at most 1 ms."""
+    steps = np.diff(frame_times)
+    return min(1e-3, 0.25 * float(steps.min())) if steps.size else 1e-3
+
+
+def packet_time_at(positions: np.ndarray, times: np.ndarray, position: int) -> float | None:
+    """`times[i]` where `positions[i]` is `position` (`positions` sorted: _packet_times's arrays); None where no
+    packet starts there."""
+    at = int(np.searchsorted(positions, position))
+    return float(times[at]) if position >= 0 and at < positions.shape[0] and positions[at] == position else None
+
+
 def _packet_times(packets: list[dict], container_start: float) -> dict[str, np.ndarray]:
     """VideoInfo's packet_positions and packet_times, from ffprobe's packet list (packets without a position
     left out)."""
@@ -378,8 +404,7 @@ def _decodes_as_listed(
     time (by its packet's position in `by_position`, _packet_times's answer; where the decoder gives none, a
     listed time), each to within a quarter of the shortest frame interval. A listed frame may be missing
     (a damaged packet the decoder skips keeps its number)."""
-    steps = np.diff(frame_times)
-    eps = min(1e-3, 0.25 * float(steps.min())) if steps.size else 1e-3
+    eps = time_tolerance(frame_times)
     try:
         delivered, positions, _ = first_decoded.result()
     except VideoOpenFailure:
@@ -389,11 +414,10 @@ def _decodes_as_listed(
     delivered = delivered - container_start
     if abs(delivered[0] - frame_times[0]) > eps:
         return False  # the decoder does not start at the first listed frame
-    known, times = by_position["packet_positions"], by_position["packet_times"]
     for stamp, position in zip(delivered.tolist(), positions, strict=True):
-        at = int(np.searchsorted(known, position))
-        if position >= 0 and at < known.shape[0] and known[at] == position:
-            if abs(float(times[at]) - stamp) > eps:
+        own = packet_time_at(by_position["packet_positions"], by_position["packet_times"], position)
+        if own is not None:
+            if abs(own - stamp) > eps:
                 return False  # stamped with another time than its packet's
         else:  # no packet starts there: the time must be a listed one
             k = int(np.searchsorted(frame_times, stamp - eps))

@@ -130,8 +130,7 @@ def _decode_by_time(
     frames whose time is a wanted frame's, and name each by its own time (showinfo, after select). Yields
     only frames it identified; _TimesOutOfOrder when a frame's time is not later than the one's before it."""
     ft = info.frame_times
-    steps = np.diff(ft)
-    eps = min(1e-3, 0.25 * float(steps.min())) if steps.size else 1e-3
+    eps = info.time_tolerance
     # -copyts: filter times are the file's own, so the wanted times are the probed ones plus the container start.
     centres = [info.start_time + float(ft[i]) for i in wanted]
     windows = [(c - eps, c + eps) for c in centres]
@@ -151,10 +150,9 @@ def _decode_by_time(
     args = ["-noaccurate_seek", "-ss", f"{seek:.6f}", "-copyts"] if seek is not None else ["-copyts"]
     times: list[float] = []
     concealed: list[int] = []
-    order = _OrderLog(f"Parsed_showinfo_{1 if deinterlace else 0}", info, eps)  # ffmpeg names the filters of -vf so
+    order = _OrderLog(f"Parsed_showinfo_{1 if deinterlace else 0}", info)  # ffmpeg names the filters of -vf so
     frames = _decode(info, args, graph, len(wanted) + 1, times=times, concealed=concealed, order=order)
     expected = set(wanted)
-    last = -np.inf
     try:
         for frame in frames:
             if not expected:
@@ -164,9 +162,6 @@ def _decode_by_time(
                 # concealed from other pictures than in a decode from the start: trust nothing more from it.
                 return
             stamp = times[-1] - info.start_time if times else float("nan")
-            if stamp <= last:
-                raise _TimesOutOfOrder
-            last = stamp
             k = int(np.searchsorted(ft, stamp - eps))
             if not (k < ft.shape[0] and abs(float(ft[k]) - stamp) <= eps and k in expected):
                 # In order, and not a wanted frame where the probe says it is: a seek that landed on a frame the
@@ -333,10 +328,9 @@ class _OrderLog:
     packet it came from (showinfo's pos): a decoder that stamps frames with their decode times once their
     packets' times went out of order. None while there is none."""
 
-    def __init__(self, instance: str, info: VideoInfo, eps: float) -> None:
+    def __init__(self, instance: str, info: VideoInfo) -> None:
         self.prefix = f"[{instance} @"
-        self._positions, self._times = info.packet_positions, info.packet_times
-        self._start, self._eps = info.start_time, eps
+        self._info, self._eps = info, info.time_tolerance  # (per frame below: worked out once)
         self.decoded = 0
         self.disordered_at: int | None = None
         self.ended = False
@@ -360,13 +354,11 @@ class _OrderLog:
 
     def _packet_time(self, line: str, stamp: float) -> bool:
         """False when the frame's packet (by its position) has another time than `stamp` (s, the file's own)."""
-        found = SHOWINFO_POSITION_RE.search(line) if self._positions is not None else None
-        if found is None:
-            return True
-        at = int(np.searchsorted(self._positions, int(found[1])))
-        if at == self._positions.shape[0] or self._positions[at] != int(found[1]):
+        found = SHOWINFO_POSITION_RE.search(line) if self._info.packet_positions is not None else None
+        own = self._info.packet_time(int(found[1])) if found is not None else None
+        if own is None:
             return True  # no packet starts there (a position the demuxer does not give): nothing to compare
-        return abs(float(self._times[at]) + self._start - stamp) <= self._eps
+        return abs(own + self._info.start_time - stamp) <= self._eps
 
     def end(self) -> None:
         with self._changed:
