@@ -1,7 +1,8 @@
 """Is a published job still the job of its manifest row? `splice` and `merge` ask before using one: its record's
 key must be the key the row gives now (inputs by content, settings from run.json), and every output must match
 the record. A job made from an older version of its source (the file replaced under the same name), or before
-the row's source changed, is stale: left out, with the reason."""
+the row's source changed to other content, is stale: left out, with the reason. A row that names the same
+content at another path (the source moved) keeps its job, as `run` does (the key is by content)."""
 
 from __future__ import annotations
 
@@ -57,11 +58,12 @@ def stale_reason(record: dict, pair: KeyframePair, planner: JobPlanner | None) -
     """Why a done record is not the job `pair` gives now; "" when it is."""
     recorded = str(record.get("source") or record.get("start_image") or "")
     current = str(pair.source or pair.start_image or "")
+    moved = ""
     if recorded and current and Path(recorded).resolve() != Path(current).resolve():
-        return f"made from {recorded}, the row now names {current}"
+        moved = f"made from {recorded}, the row now names {current}"
     files = (record.get("keyframes") or {}).get("files")
     if planner is None or not isinstance(files, dict):
-        return "" if isinstance(files, dict) else "made by an older version (no input hashes in its record)"
+        return moved or ("" if isinstance(files, dict) else "made by an older version (no input hashes in its record)")
     if pair.keyframe_size is None and not pair.width and record.get("width") and record.get("height"):
         pair = dataclasses.replace(pair, keyframe_size=(int(record["width"]), int(record["height"])))
     if record.get("requested_backend") == "auto" and (pair.backend or planner.default_backend) == "auto":
@@ -72,7 +74,9 @@ def stale_reason(record: dict, pair: KeyframePair, planner: JobPlanner | None) -
     except Exception as exc:  # noqa: BLE001 - an unknown backend and the like: the job cannot be confirmed
         return f"its key cannot be computed ({exc})"
     if job.key == record.get("key"):
-        return ""
+        return ""  # the same content and settings: a source moved or copied elsewhere gives the same frames
+    if moved:
+        return moved
     old = list(files.values())
     for (path, (_, digest)), before in zip(job.inputs.items(), old, strict=False):
         if isinstance(before, dict) and before.get("sha256") != digest:

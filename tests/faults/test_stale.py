@@ -29,6 +29,21 @@ def test_replaced_source_and_changed_row_are_left_out(tmp_path, capsys):
     assert "made from" in skipped["v1"] and "other.mp4" in skipped["v1"], skipped
     assert "v0" not in skipped
 
+    # The same content moved to another folder and the row updated: the job is still v0's, as `run` finds it
+    # (its key is by content), so splice keeps it.
+    moved = tmp_path / "moved" / "clip.mp4"
+    moved.parent.mkdir()
+    shutil.copyfile(clip, moved)
+    rows[0]["source"] = str(moved)
+    write_manifest(rows, manifest)
+    prepare_run(manifest, out, "blend", BackendOptions(), preview=False)
+    kept = read_run(out)
+    assert "v0" not in {s.pair_id for s in kept.skipped}
+    assert [e.pair_id for e in kept.sources[moved.resolve()]] == ["v0"]
+    rows[0]["source"] = str(clip)
+    write_manifest(rows, manifest)
+    prepare_run(manifest, out, "blend", BackendOptions(), preview=False)
+
     # The source file replaced under the same name: v0 was made from the old one.
     shutil.copyfile(numbered_clip(tmp_path / "new.mp4", 30), clip)
     skipped = {s.pair_id: s.why for s in read_run(out).skipped}
