@@ -126,7 +126,7 @@ def test_a_worker_starts_on_its_own_stretch_of_rows(tmp_path):
     assert order == ["p03", "p04", "p05", "p00", "p01", "p02"]  # worker 2 of 2 starts half way, goes round
 
 
-def test_a_run_with_nothing_to_do_imports_no_pandas(tmp_path):
+def test_a_run_imports_no_pandas_with_or_without_work(tmp_path):
     manifest = image_manifest(tmp_path, 3, size=8, gap=1)
     out = tmp_path / "out"
     args = [a for a in run_args(manifest, out) if a != "--no-preview"]
@@ -135,7 +135,8 @@ def test_a_run_with_nothing_to_do_imports_no_pandas(tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     first = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert first.stdout.split()[-2:] == ["0", "True"], first.stderr  # the report at the end reads with pandas
+    assert first.stdout.split()[-2:] == ["0", "False"], first.stderr  # its report is made without pandas
+    assert "p01" in (out / "report.html").read_text()
     again = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert again.stdout.split()[-2:] == ["0", "False"], again.stderr
     assert json.loads((out / "run.json").read_text())["settings"]["preview"] is False  # previews are opt-in
