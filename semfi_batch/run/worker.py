@@ -27,6 +27,10 @@ from semfi_batch.run.ledger import JobLedger, check_job_folder, read_record
 from semfi_batch.run.notices import notice
 
 POLL_S = 0.25
+# Jobs that other workers hold are looked at again after FIRST_POLL_S, then twice as long each time up to
+# POLL_S: at a run's end a worker waits for the others' last jobs (tens of ms each with flow) and exits as
+# soon as they are published, not up to POLL_S later (bench/whole_run.py).
+FIRST_POLL_S = 0.01
 # A job whose frames took less than this is published after the next one's frames are made (its writes, or
 # a CPU backend's fsyncs, overlapping them); slower ones (semfi, wan: minutes a job) are published at once:
 # their writes are a small part, and progress stays current.
@@ -134,6 +138,7 @@ def work_through(
                 leases.release(job.pair_id)
             on_record(record)
 
+        poll_s = FIRST_POLL_S
         try:
             while pending:
                 waiting: list[Job] = []
@@ -171,7 +176,8 @@ def work_through(
                     settle(waiting)
                 pending = waiting
                 if pending:
-                    time.sleep(POLL_S)
+                    time.sleep(poll_s)
+                    poll_s = min(POLL_S, 2 * poll_s)
         except RunInterrupted:
             while deferred:  # complete work (its frames made) is published, not thrown away
                 try:
