@@ -2,7 +2,8 @@
 in-betweens.
 
 Consecutive pairs share a key (pair i's end is pair i+1's start), which appears once. A pair whose job
-failed or has not run holds its start key for the in-between frames, so the timing of the exposure sheet
+failed or has not run, or whose in-betweens the review leaves out (rejected; with `accepted_only`, not
+accepted: as splice), holds its start key for the in-between frames, so the timing of the exposure sheet
 is kept and the gap is visible. Keys an exposure sheet puts on the frame right next to another key start no
 pair; `manifest from-images` lists them (keys_before / keys_after) and they are placed where they belong.
 
@@ -24,6 +25,7 @@ from semfi_batch.errors import OutputPathError, SemfiError
 from semfi_batch.manifest import load_manifest
 from semfi_batch.media.clips import CLIP_MUXERS, encode_png_sequence
 from semfi_batch.media.rates import parse_rate
+from semfi_batch.review.decisions import ReviewFilter
 from semfi_batch.run.layout import STATE_FOLDERS
 from semfi_batch.run.stale import published_job, run_planner
 
@@ -37,14 +39,17 @@ class AssembleSummary:
     out: Path
     frames: int
     generated: int
-    held: list[str]  # pair_ids whose gap holds the start key (failed or not run)
+    held: list[str]  # pair_ids whose gap holds the start key as their job failed or has not run
     rate: Fraction = Fraction(12)
     notes: list[str] = field(default_factory=list)
 
 
-def assemble_run(run_dir: Path, out: Path, fps: float | str | Fraction, *, codec: str = "h264") -> AssembleSummary:
+def assemble_run(
+    run_dir: Path, out: Path, fps: float | str | Fraction, *, codec: str = "h264", accepted_only: bool = False
+) -> AssembleSummary:
     """Write `out` from a run of image pairs, in manifest order: a clip (by its suffix, see the module
-    docstring) or, for a name without a suffix or an existing folder, a PNG sequence."""
+    docstring) or, for a name without a suffix or an existing folder, a PNG sequence. `accepted_only`: only
+    in-betweens accepted in `semfi-batch review` (rejected ones never)."""
     run_dir, out = Path(run_dir), Path(out)
     rate = parse_rate(fps)
     if codec not in CODECS:
@@ -59,10 +64,10 @@ def assemble_run(run_dir: Path, out: Path, fps: float | str | Fraction, *, codec
     for folder in STATE_FOLDERS:
         if inside.is_relative_to((run_dir / folder).expanduser().resolve()):
             raise OutputPathError(f"output {out} is inside the run's {folder}/ folder; write it elsewhere")
-    sequence, generated, held, keys = frame_sequence(run_dir)
+    sequence, generated, held, keys, reviewed_out = frame_sequence(run_dir, accepted_only=accepted_only)
     if sequence_out and out.is_dir() and any(key.parent.resolve() == inside for key in keys):
         raise OutputPathError(f"output folder {out} holds the run's keyframes; give a new folder")
-    notes = []
+    notes = [f"{len(ids)} pair(s) {why}, key held: {', '.join(ids[:10])}" for why, ids in reviewed_out.items()]
     if sequence_out:
         write_png_sequence(sequence, out)
     else:
@@ -78,9 +83,12 @@ def assemble_run(run_dir: Path, out: Path, fps: float | str | Fraction, *, codec
     return AssembleSummary(out=out, frames=len(sequence), generated=generated, held=held, rate=rate, notes=notes)
 
 
-def frame_sequence(run_dir: Path) -> tuple[list[Path], int, list[str], set[Path]]:
+def frame_sequence(
+    run_dir: Path, *, accepted_only: bool = False
+) -> tuple[list[Path], int, list[str], set[Path], dict[str, list[str]]]:
     """The run's frames in order (PNG paths; a held key repeats its path), the number generated, the
-    pair_ids whose in-betweens are missing, and the user's keyframe files the run read."""
+    pair_ids whose in-betweens are missing, the user's keyframe files the run read, and the pair_ids whose
+    in-betweens the review left out, by why (ReviewFilter)."""
     snapshot = run_dir / "manifest.parquet"
     if not snapshot.exists():
         raise SemfiError(f"{run_dir} is not a run folder (no manifest.parquet)")
@@ -92,6 +100,8 @@ def frame_sequence(run_dir: Path) -> tuple[list[Path], int, list[str], set[Path]
     base = Path(load_manifest_origin(run_dir)).parent
     pairs = [_from_origin(pair, run_dir, base) for pair in pairs]
     planner = run_planner(run_dir)
+    review = ReviewFilter(run_dir, accepted_only=accepted_only)
+    reviewed_out: dict[str, list[str]] = {}
     sequence: list[Path] = []
     generated, held = 0, []
     last_key: Path | None = None
@@ -106,7 +116,11 @@ def frame_sequence(run_dir: Path) -> tuple[list[Path], int, list[str], set[Path]
         if i == 0 or pair.start_image != last_key:
             sequence.append(_key(run_dir, pair.pair_id, "start.png", pair.start_image, usable))
         frames = sorted((job / "frames").glob("*.png")) if usable else []
-        if len(frames) == pair.gap_frames:
+        why = review.why_left_out(pair.pair_id) if len(frames) == pair.gap_frames else ""
+        if why:  # left out by the review: its start key held, as for a job that failed
+            reviewed_out.setdefault(why, []).append(pair.pair_id)
+            sequence.extend([sequence[-1]] * pair.gap_frames)
+        elif len(frames) == pair.gap_frames:
             sequence.extend(frames)
             generated += len(frames)
         else:
@@ -119,7 +133,7 @@ def frame_sequence(run_dir: Path) -> tuple[list[Path], int, list[str], set[Path]
             sequence += after
             last_key = None  # the next pair's start is another key than this end
     keys = {path for pair in pairs for path in (pair.start_image, pair.end_image) if path is not None}
-    return sequence, generated, held, keys
+    return sequence, generated, held, keys, reviewed_out
 
 
 def _from_origin(pair, run_dir: Path, base: Path):

@@ -117,3 +117,31 @@ def test_frame_rates_are_exact():
     for bad in ("0", "-3", "fast", "1/0"):
         with pytest.raises(SemfiError, match="frame rate"):
             parse_rate(bad)
+
+
+def test_assemble_takes_the_review_decisions_as_splice_does(tmp_path, capsys):
+    """A rejected pair's in-betweens are never assembled (its start key is held, keeping the timing); with
+    --accepted-only only accepted pairs' in-betweens are."""
+    from semfi_batch.review.decisions import decide
+
+    run = keys_run(tmp_path)  # pairs a-b, b-c, c-d, 2 in-betweens each
+    pairs = sorted(p.name for p in (run / "jobs").iterdir())
+    decide(run, [pairs[1]], "rejected")
+    decide(run, [pairs[2]], "accepted")
+    held_key = read_image(run / "jobs" / pairs[1] / "start.png")
+
+    def assembled(*extra: str) -> list[np.ndarray]:
+        out = tmp_path / f"seq{len(extra)}"
+        assert main(["assemble", str(run), "-o", str(out), *extra]) == 0
+        return [read_image(p) for p in sorted(out.glob("*.png"))]
+
+    frames = assembled()
+    assert len(frames) == 4 + 3 * 2  # the timing is kept
+    assert all(np.array_equal(f, held_key) for f in frames[4:6])  # the rejected pair holds its start key
+    assert not np.array_equal(frames[1], frames[0]) and not np.array_equal(frames[7], frames[6])
+    printed = capsys.readouterr()
+    assert "4 generated" in printed.out and f"1 pair(s) rejected in review, key held: {pairs[1]}" in printed.err
+    frames = assembled("--accepted-only")
+    assert all(np.array_equal(f, frames[0]) for f in frames[1:3])  # undecided: held under --accepted-only
+    assert not np.array_equal(frames[7], frames[6])  # the accepted pair's in-betweens
+    assert "2 generated" in capsys.readouterr().out

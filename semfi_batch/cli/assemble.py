@@ -25,13 +25,20 @@ def assemble(
     codec: Annotated[
         str, typer.Option(help="h264, or prores (422 HQ; 4444 when the frames have alpha) in .mov/.mkv.")
     ] = "h264",
+    accepted_only: Annotated[
+        bool,
+        typer.Option(
+            "--accepted-only", help="Only in-betweens accepted in `semfi-batch review` (rejected: never; key held)."
+        ),
+    ] = False,
 ) -> None:
     """Put keyframes and their in-betweens in order into one clip (animation keyframes -> finished clip).
 
-    A pair whose job failed or has not run holds its start key for its in-between frames, so timing is kept."""
+    A pair whose job failed or has not run, or whose in-betweens were rejected in `semfi-batch review`, holds
+    its start key for its in-between frames, so timing is kept."""
     from semfi_batch.assemble import assemble_run
 
-    summary = assemble_run(run_dir, output, fps, codec=codec)
+    summary = assemble_run(run_dir, output, fps, codec=codec, accepted_only=accepted_only)
     rate = summary.rate
     shown = f"{rate.numerator}/{rate.denominator}" if rate.denominator != 1 else str(rate.numerator)
     stdout.print(f"{summary.out}: {summary.frames} frames at {shown} fps, {summary.generated} generated")

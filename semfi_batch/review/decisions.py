@@ -257,18 +257,26 @@ def decision_of(decisions: dict[str, Decision], pair_id: str) -> str:
 
 
 class ReviewFilter:
-    """What splice takes of the review: rejected jobs are left out (the source's frames stay), and with
-    `accepted_only` every job not accepted; the edits kept carry their decision (for the OTIO/EDL export)."""
+    """What splice and assemble take of the review: rejected jobs are left out (splice: the source's frames
+    stay; assemble: the start key is held), and with `accepted_only` every job not accepted; the edits kept
+    carry their decision (for the OTIO/EDL export)."""
 
     def __init__(self, run_dir: Path, *, accepted_only: bool = False):
         self.decisions = current_decisions(run_dir)
         self.accepted_only = accepted_only
 
+    def why_left_out(self, pair_id: str) -> str:
+        """Why the review leaves `pair_id`'s frames out; "" when they are taken."""
+        status = decision_of(self.decisions, pair_id)
+        if status == REJECTED:
+            return "rejected in review"
+        if self.accepted_only and status != ACCEPTED:
+            return f"{status} in review (--accepted-only takes accepted jobs only)"
+        return ""
+
     def apply(self, edit):  # an Edit (splice/runfolder.py); untyped here so review does not import splice
         """(edit with its decision, "") to splice it, or (None, why) to leave it out."""
-        status = decision_of(self.decisions, edit.pair_id)
-        if status == REJECTED:
-            return None, "rejected in review"
-        if self.accepted_only and status != ACCEPTED:
-            return None, f"{status} in review (--accepted-only splices accepted jobs only)"
-        return replace(edit, decision=status), ""
+        why = self.why_left_out(edit.pair_id)
+        if why:
+            return None, why
+        return replace(edit, decision=decision_of(self.decisions, edit.pair_id)), ""
