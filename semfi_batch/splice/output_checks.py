@@ -29,10 +29,11 @@ from semfi_batch.splice.timeline import Piece, Timeline
 
 # Frames decoded past each join to check that copied GOPs still decode exactly as in the source.
 JOIN_CHECK_FRAMES = 6
-# Generated frames checked in the output against their pictures (the first few: an encoder that does not fit
-# the stream spoils them all), and the least PSNR (8-bit, at an eighth of the size) they must show. Lossy codecs
-# give 35 dB and more; a raw layout read as another gives under 16.
-GENERATED_CHECK_FRAMES = 4
+# Generated frames checked in the output against their pictures (spread over all of them: an encoder that does
+# not fit the stream spoils them all, one that loses detail it should keep spoils some), and the least PSNR
+# (8-bit, at an eighth of the size) they must show. Lossy codecs give 35 dB and more; a raw layout read as
+# another gives under 16.
+GENERATED_CHECK_FRAMES = 16
 GENERATED_CHECK_DB = 24.0
 
 
@@ -76,10 +77,14 @@ def check_start(
 
 
 def check_generated(output: Path, timeline: Timeline) -> None:
-    """Decode the output's first generated frames and compare each with its picture: an encoder whose output
-    the stream does not carry as meant (a raw layout the copy's container cannot hold) gives frames that decode
-    without error, in the right places, and show something else."""
-    wanted = [int(j) for j in np.flatnonzero(timeline.src < 0)[:GENERATED_CHECK_FRAMES]]
+    """Decode up to GENERATED_CHECK_FRAMES generated frames of the output, spread over all of them (the first
+    and last included), and compare each with its picture: an encoder whose output the stream does not carry
+    as meant (a raw layout the copy's container cannot hold), or that loses what it should keep on some
+    pictures and not others, gives frames that decode without error, in the right places, and show
+    something else."""
+    generated = np.flatnonzero(timeline.src < 0)
+    picks = np.unique(np.linspace(0, len(generated) - 1, min(len(generated), GENERATED_CHECK_FRAMES)).round())
+    wanted = [int(generated[int(i)]) for i in picks] if len(generated) else []
     if not wanted:
         return
     decoded = extract_frames(probe_video(output), wanted)

@@ -1,0 +1,90 @@
+"""Archive and broadcast formats the format matrix does not make (found by trying them, exit 0 with a wrong
+result or a misleading refusal): a 16-bit JPEG 2000 master gets lossless generated frames (ffmpeg's own
+jpeg2000 encoder is not lossless at 16 bits; libopenjpeg is), DVCPRO HD keeps its variant's tag in MOV, and
+an HDV-style `.m2t` is written as the MPEG-TS it is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from semfi_batch.cli import main
+from semfi_batch.manifest import write_manifest
+from semfi_batch.media.encode import available_encoders
+from semfi_batch.media.frames import read_image
+from semfi_batch.splice import splice_run
+from tests.test_splice import make_run
+
+
+def _ffmpeg(*args) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *map(str, args)], check=True)
+
+
+def _stream(path, entries: str) -> dict:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", f"stream={entries}", "-of", "json",
+         str(path)], capture_output=True, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout)["streams"][0]
+
+
+def _frames(path, pix_fmt: str, width: int, height: int, channels: int, dtype) -> np.ndarray:
+    raw = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
+         "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"], capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return np.frombuffer(raw, dtype).reshape(-1, height, width, channels)
+
+
+def test_a_16_bit_jpeg_2000_master_gets_lossless_generated_frames(tmp_path):
+    if "libopenjpeg" not in available_encoders():
+        pytest.skip("this ffmpeg has no libopenjpeg")
+    master = tmp_path / "master.mxf"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=1.2", "-c:v", "libopenjpeg", "-pix_fmt", "rgb48le", master)
+    rows = [
+        {"pair_id": "r", "source": str(master), "start_frame": 10, "end_frame": 14, "mode": "replace"},
+        {"pair_id": "i", "source": str(master), "start_frame": 20, "end_frame": 21, "mode": "insert", "gap_frames": 2},
+    ]
+    manifest = write_manifest(rows, tmp_path / "m.parquet")
+    run = tmp_path / "run"
+    assert main(["run", str(manifest), "--out", str(run), "--quiet", "--backend", "blend", "--no-preview"]) == 0
+    summary = splice_run(run, output=tmp_path / "out.mxf")
+    assert not summary.failed, summary.failed
+    source = _frames(master, "rgb48le", 160, 120, 3, "<u2")
+    output = _frames(summary.results[0].output, "rgb48le", 160, 120, 3, "<u2")
+    assert len(output) == 30 + 2
+    generated = {11: ("r", 1), 12: ("r", 2), 13: ("r", 3), 21: ("i", 1), 22: ("i", 2)}
+    for j, (pair_id, k) in generated.items():
+        picture = read_image(run / "jobs" / pair_id / "frames" / f"{k:06d}.png")
+        assert picture.dtype == np.uint16
+        assert np.array_equal(output[j], picture), f"output frame {j} is not {pair_id}'s frame {k} exactly"
+    untouched = [j for j in range(len(output)) if j not in generated]
+    kept = [j if j <= 20 else j - 2 for j in untouched]
+    assert all(np.array_equal(output[j], source[s]) for j, s in zip(untouched, kept, strict=True))
+
+
+def test_dvcpro_hd_keeps_its_variant_in_mov(tmp_path):
+    clip = tmp_path / "dvhd.mov"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=1440x1080:r=25:d=0.8,setfield=tff", "-c:v", "dvvideo", "-pix_fmt",
+            "yuv422p", "-flags", "+ildct", "-top", "1", clip)  # fmt: skip
+    assert _stream(clip, "codec_tag_string")["codec_tag_string"] == "dvh5"  # DVCPRO HD 1080i50
+    run = make_run(tmp_path / "run", clip, [{"pair_id": "a", "mode": "replace", "start": 5, "end": 9}])
+    summary = splice_run(run, output=tmp_path / "out.mov")
+    assert not summary.failed, summary.failed
+    out = _stream(summary.results[0].output, "codec_tag_string,r_frame_rate,nb_frames")
+    assert (out["codec_tag_string"], out["r_frame_rate"], out["nb_frames"]) == ("dvh5", "25/1", "20")
+
+
+def test_an_hdv_style_m2t_is_written_as_mpeg_ts(tmp_path):
+    clip = tmp_path / "tape.m2t"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=96x64:r=25:d=2", "-f", "lavfi", "-i", "sine=r=48000:d=2", "-c:v",
+            "mpeg2video", "-g", "12", "-bf", "2", "-c:a", "mp2", "-f", "mpegts", clip)  # fmt: skip
+    run = make_run(tmp_path / "run", clip, [{"pair_id": "a", "mode": "replace", "start": 20, "end": 24}])
+    summary = splice_run(run, output=tmp_path / "out.m2t")
+    assert not summary.failed, summary.failed
+    first = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=format_name,start_time", "-of",
+                            "json", str(summary.results[0].output)], capture_output=True, check=True)  # fmt: skip
+    assert json.loads(first.stdout)["format"]["format_name"] == "mpegts"
