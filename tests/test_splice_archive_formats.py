@@ -88,3 +88,40 @@ def test_an_hdv_style_m2t_is_written_as_mpeg_ts(tmp_path):
     first = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=format_name,start_time", "-of",
                             "json", str(summary.results[0].output)], capture_output=True, check=True)  # fmt: skip
     assert json.loads(first.stdout)["format"]["format_name"] == "mpegts"
+
+
+def _picture_types(path) -> set[str]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pict_type", "-of", "csv=p=0",
+         str(path)], capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return {line.strip(",") for line in out.split() if line.strip(",")}
+
+
+def _frame_md5s(path) -> list[str]:
+    out = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-f", "framemd5", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [line.split(",")[-1].strip() for line in out.splitlines() if line and not line.startswith("#")]
+
+
+@pytest.mark.parametrize("delay", ["+low_delay", "-low_delay"])
+def test_an_i_frame_only_mpeg2_master_stays_i_frame_only(tmp_path, delay):
+    """IMX/D-10 style: MPEG-2 4:2:2, every frame an I-frame, decoded as it is shown (low delay; the other
+    kind decodes a frame ahead). Only the generated frames are encoded, as I-frames; the rest are its own
+    packets (the low-delay kind came back long-GOP, every frame re-encoded)."""
+    clip = tmp_path / "imx.mxf"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=2", "-c:v", "mpeg2video", "-pix_fmt", "yuv422p", "-g",
+            "1", "-flags", delay, "-intra_vlc", "1", "-b:v", "20M", clip)  # fmt: skip
+    assert _picture_types(clip) == {"I"}
+    run = make_run(tmp_path / "run", clip, [{"pair_id": "a", "mode": "replace", "start": 10, "end": 14}])
+    summary = splice_run(run, output=tmp_path / "out.mxf")
+    assert not summary.failed, summary.failed
+    result = summary.results[0]
+    assert (result.method, result.frames_reencoded) == ("smart cut", 3), result.note
+    assert _picture_types(result.output) == {"I"}
+    source, output = _frame_md5s(clip), _frame_md5s(result.output)
+    assert len(output) == 50 and output[:11] == source[:11] and output[14:] == source[14:]

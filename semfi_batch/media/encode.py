@@ -11,7 +11,7 @@ packets.py, bitstream.py and frame_pipes.py; splice/gop_plan.py finds the GOPs."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from semfi_batch.errors import MediaError
@@ -156,12 +156,24 @@ def colour_args(facts: StreamFacts) -> list[str]:
     return args
 
 
-def choose_encoder(facts: StreamFacts, *, full: bool, own_ids: bool = False, reorder: int = 0) -> EncoderChoice:
+# Encoders of long-GOP codecs that code every frame alone with `-g 1 -bf 0`: a source of such a codec whose
+# every frame is a keyframe (MPEG-2 I-frame only: IMX/D-10, HDV intermediates) stays intra-only.
+GOP_ENCODERS = frozenset({"mpeg2video", "mpeg1video", "mpeg4", "msmpeg4", "msmpeg4v2", "h263", "flv", "wmv1", "wmv2"})
+
+
+def choose_encoder(
+    facts: StreamFacts, *, full: bool, own_ids: bool = False, reorder: int = 0, intra: bool = False
+) -> EncoderChoice:
     """Encoder settings reproducing the source. `full`: for a whole-file re-encode (no joins);
     `own_ids`: H.264 with private parameter-set ids (after identical headers could not be reproduced);
-    `reorder`: the source's B-frame delay in frames (see `reorder_delay`), kept so timestamps join. An
-    encoder that does not take the pixel format asked of it is an error: ffmpeg would convert the frames."""
+    `reorder`: the source's B-frame delay in frames (see `reorder_delay`), kept so timestamps join;
+    `intra`: every frame of the source is a keyframe, and so is every frame encoded (GOP_ENCODERS; H.264
+    keeps the source's own x264 settings). An encoder that does not take the pixel format asked of it is an
+    error: ffmpeg would convert the frames."""
     choice = _encoder_for(facts, full=full, own_ids=own_ids, reorder=reorder)
+    if intra and choice.encoder in GOP_ENCODERS:
+        args = _intra_only(choice.encoder, choice.args, low_delay=reorder == 0)
+        choice = replace(choice, args=args, note=f"{choice.note}, intra-only")
     asked = [value for option, value in zip(choice.args, choice.args[1:]) if option == "-pix_fmt"]
     takes = encoder_pixel_formats(choice.encoder)
     if asked and takes and asked[-1] not in takes:
@@ -170,6 +182,20 @@ def choose_encoder(facts: StreamFacts, *, full: bool, own_ids: bool = False, reo
             f"{', '.join(sorted(takes))}): re-encoded frames would change pixel format"
         )
     return choice
+
+
+def _intra_only(encoder: str, args: tuple[str, ...], *, low_delay: bool) -> tuple[str, ...]:
+    """`args` with every frame coded alone. `low_delay`: the source's I-frames decode as they show (IMX/D-10;
+    others decode a frame ahead, as MPEG-2 does without it), so MPEG-2 gets low_delay, added to the flags
+    that hold (ffmpeg takes the last -flags): the joins' decode times step as the source's."""
+    out = [*args, "-g", "1", "-bf", "0"]
+    if encoder == "mpeg2video" and low_delay:
+        flags = [i for i, arg in enumerate(out) if arg == "-flags"]
+        if flags:
+            out[flags[-1] + 1] += "+low_delay"
+        else:
+            out += ["-flags", "+low_delay"]
+    return tuple(out)
 
 
 def _encoder_for(facts: StreamFacts, *, full: bool, own_ids: bool, reorder: int) -> EncoderChoice:

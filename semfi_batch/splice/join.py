@@ -124,7 +124,7 @@ def assemble_output(
             else "the container flags no keyframe after the first (one GOP)"
         )
         return assemble_output(source, facts, edits, output, work, smart=False, audio_mode=audio_mode, note=why)
-    choice = choose_encoder(cfacts, full=not smart, reorder=reorder_delay(packets))
+    choice = choose_encoder(cfacts, full=not smart, reorder=reorder_delay(packets), intra=intra)
     seg_muxer = copy_muxer(facts) if smart else _segment_muxer(output, facts)
     entries: list[_Entry] = []
     dts_ranges: list[tuple[int, int]] = []  # decode-time span of each piece on the output clock (smart cut)
@@ -149,7 +149,7 @@ def assemble_output(
         seg_start, seg_extradata, seg_tb = start_and_extradata(seg)
         if choice.headers == "identical" and not same_parameter_sets(seg_extradata, cfacts.extradata):
             # x264 settings did not reproduce the source's SPS/PPS: own parameter-set ids from here on.
-            choice = choose_encoder(cfacts, full=False, own_ids=True, reorder=reorder_delay(packets))
+            choice = choose_encoder(cfacts, full=False, own_ids=True, reorder=reorder_delay(packets), intra=intra)
             encode(piece, seg)
             seg_start, seg_extradata, seg_tb = start_and_extradata(seg)
         if smart and (seg_tb / cfacts.time_base).denominator != 1:
