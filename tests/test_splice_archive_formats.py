@@ -125,3 +125,18 @@ def test_an_i_frame_only_mpeg2_master_stays_i_frame_only(tmp_path, delay):
     assert _picture_types(result.output) == {"I"}
     source, output = _frame_md5s(clip), _frame_md5s(result.output)
     assert len(output) == 50 and output[:11] == source[:11] and output[14:] == source[14:]
+
+
+def test_avc_intra_in_mxf_is_written_with_its_parameter_sets_in_band(tmp_path):
+    """H.264 High 4:2:2 Intra in MXF (as ffmpeg writes it): the re-encoded video reaches the MXF muxer in Annex B
+    form, from which it reads the profile (it was refused: "h264 profile not supported")."""
+    clip = tmp_path / "avci.mxf"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=1.2", "-c:v", "libx264", "-pix_fmt", "yuv422p10le",
+            "-profile:v", "high422", "-x264-params", "keyint=1:bframes=0", "-crf", "12", "-timecode",
+            "01:00:00:00", clip)  # fmt: skip
+    assert _stream(clip, "profile")["profile"] == "High 4:2:2 Intra"
+    run = make_run(tmp_path / "run", clip, [{"pair_id": "a", "mode": "replace", "start": 10, "end": 14}])
+    summary = splice_run(run, output=tmp_path / "out.mxf")
+    assert not summary.failed, summary.failed
+    assert _stream(summary.results[0].output, "profile")["profile"] == "High 4:2:2 Intra"
+    assert len(_frame_md5s(summary.results[0].output)) == 30

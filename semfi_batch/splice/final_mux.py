@@ -31,6 +31,9 @@ from semfi_batch.splice.timeline import Timeline
 MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
           ".mxf": "mxf", ".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts", ".m2t": "mpegts", ".trp": "mpegts",
           ".tp": "mpegts", ".mpg": "vob", ".mpeg": "vob", ".vob": "vob", ".nut": "nut", ".dv": "dv"}  # fmt: skip
+# Bitstream filters that turn length-prefixed H.264/HEVC (MOV, Matroska) into start codes with the parameter
+# sets in band (Annex B), which MXF needs; a stream already in that form passes through unchanged.
+ANNEX_B_FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
 # Muxers whose clock is the frame period: the joined video is handed over on that clock.
 FRAME_CLOCK_MUXERS = ("mxf", "mxf_d10", "mxf_opatom", "avi")
 # Muxers that write a timecode given as `-timecode` (QuickTime tmcd track, MXF material package).
@@ -116,13 +119,20 @@ def mux_output(
             maps += ["-map", "0:v:0", f"-c:{out}", "copy"]
             if facts.decoder:  # the pieces' alpha rides beside their pictures: flag it as the source did
                 maps += [f"-metadata:s:{out}", f"{ALPHA_MODE_TAG}=1"]
+            bsfs = []
             # MOV names DVCPRO HD by the clock the stream is handed on (1080i50 is dvh5 on a clock of 1/25,
             # dvh6 on any other; 720p50 dvhq or dvhp), whatever -tag says: DV goes on its frame clock too.
             dv_in_mov = facts.codec == "dvvideo" and muxer in ("mov", "mp4")
             if (muxer in FRAME_CLOCK_MUXERS or dv_in_mov) and facts.frame_rate:
                 # MXF and AVI count time in frame periods (29.97: 1001/30000); the pieces' clock is a MOV
                 # timescale, which AVI would take for its frame rate (DV NTSC came back at 59.94 frames/s).
-                maps += [f"-bsf:{out}", f"setts=time_base={1 / facts.frame_rate}"]
+                bsfs.append(f"setts=time_base={1 / facts.frame_rate}")
+            if muxer in ("mxf", "mxf_d10", "mxf_opatom") and facts.codec in ANNEX_B_FILTERS:
+                # MXF reads the profile from in-band parameter sets: the pieces come from MOV, length-prefixed
+                # ("h264 profile not supported" for an AVC-Intra source whose MXF ffmpeg itself wrote).
+                bsfs.append(ANNEX_B_FILTERS[facts.codec])
+            if bsfs:
+                maps += [f"-bsf:{out}", ",".join(bsfs)]
         elif kind == "audio" and shifts:
             first = first_decoded_time(source, idx)
             rebuilt[idx] = (out, first)
