@@ -140,3 +140,27 @@ def test_avc_intra_in_mxf_is_written_with_its_parameter_sets_in_band(tmp_path):
     assert not summary.failed, summary.failed
     assert _stream(summary.results[0].output, "profile")["profile"] == "High 4:2:2 Intra"
     assert len(_frame_md5s(summary.results[0].output)) == 30
+
+
+@pytest.mark.parametrize(
+    ("second", "change"),
+    [("-s 352x288", "352x288 yuv420p"), ("-vf setsar=4/3", "(aspect 4/3)"),
+     ("-pix_fmt yuv422p", "320x240 yuv422p")],
+)  # fmt: skip
+def test_a_recording_whose_picture_changes_mid_way_is_refused_not_converted(tmp_path, second, change):
+    """A broadcast recording joined at an ad break: the second half has another size, aspect ratio or pixel
+    format. An MPEG-TS source is re-encoded whole, and ffmpeg would scale or convert the second half to the
+    first's format without a word (it came back so, exit 0): the splice refuses, naming the change."""
+    parts = []
+    for n, extra in enumerate(("", second)):
+        parts.append(tmp_path / f"part{n}.ts")
+        _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=2", "-c:v", "libx264", "-g", "25", *extra.split(),
+                "-output_ts_offset", str(2.08 * n), "-f", "mpegts", parts[-1])  # fmt: skip
+    clip = tmp_path / "recording.ts"
+    clip.write_bytes(b"".join(p.read_bytes() for p in parts))
+    run = make_run(tmp_path / "run", clip, [{"pair_id": "a", "mode": "replace", "start": 10, "end": 14}], (320, 240))
+    summary = splice_run(run, output=tmp_path / "out.ts")
+    assert not summary.results and len(summary.failed) == 1
+    why = summary.failed[0].why
+    assert "its picture changes at" in why and change in why and "split the file" in why, why
+    assert not (tmp_path / "out.ts").exists()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from semfi_batch.errors import MediaError
-from semfi_batch.media.probe import parse_showinfo_line
+from semfi_batch.media.probe import parse_showinfo_line, showinfo_picture
 from semfi_batch.media.side_alpha import decoder_args
 from semfi_batch.media.stream_facts import StreamFacts
 from semfi_batch.media.tools import run_tool, tool_path
@@ -79,14 +79,18 @@ class FramePipe:
 
 class TimedFramePipe(FramePipe):
     """A FramePipe over a decode whose graph ends in showinfo: yields (seconds or None, frame). showinfo logs
-    a frame before ffmpeg writes it out, so its line is in the log file by the time the frame is read."""
+    a frame before ffmpeg writes it out, so its line is in the log file by the time the frame is read.
+    `stream`: the video the frames must all be like (its size and pixel format, and one aspect ratio
+    throughout): ffmpeg would scale or convert a frame that is not, without a word, to the output's format."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, stream: StreamFacts | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._log = open(self.stderr_path, "rb")  # noqa: SIM115 - closed in close()
         self._partial = b""
         self._lines: list[str] = []
         self._time_base: Fraction | None = None
+        self._stream = stream
+        self._first_sar: Fraction | None = None
 
     def __iter__(self) -> Iterator[tuple[float | None, bytes]]:  # type: ignore[override]
         for frame in super().__iter__():
@@ -96,10 +100,12 @@ class TimedFramePipe(FramePipe):
         waited = 0.0
         while True:
             while self._lines:
-                kind, value = parse_showinfo_line(self._lines.pop(0), self._time_base)
+                line = self._lines.pop(0)
+                kind, value = parse_showinfo_line(line, self._time_base)
                 if kind == "time_base":
                     self._time_base = value  # type: ignore[assignment]
                 elif kind == "time":
+                    self._check_picture(line, value)  # type: ignore[arg-type]
                     return value  # type: ignore[return-value]
             chunk = self._log.read()
             if chunk:
@@ -111,6 +117,24 @@ class TimedFramePipe(FramePipe):
             else:
                 time.sleep(0.001)
                 waited += 0.001
+
+    def _check_picture(self, line: str, seconds: float | None) -> None:
+        """MediaError when the frame `line` describes is not of the stream's size and pixel format, or has
+        another aspect ratio than the decode's first frame (a recording whose picture changes mid-way)."""
+        picture = showinfo_picture(line)
+        if self._stream is None or picture is None:
+            return
+        width, height, pix_fmt, sar = picture
+        if self._first_sar is None:
+            self._first_sar = sar
+        facts = self._stream
+        if (width, height, pix_fmt) != (facts.width, facts.height, facts.pix_fmt) or sar != self._first_sar:
+            at = f"at {seconds:.3f} s" if seconds is not None else "mid-way"
+            raise MediaError(
+                f"its picture changes {at}: {width}x{height} {pix_fmt} (aspect {sar}) where the video is "
+                f"{facts.width}x{facts.height} {facts.pix_fmt} (aspect {self._first_sar}); one encode cannot keep "
+                "both: split the file where it changes (ffmpeg -c copy with -ss/-to) and splice each part"
+            )
 
     def close(self) -> None:
         super().close()
@@ -142,7 +166,8 @@ def decode_range(path: Path, facts: StreamFacts, seek_s: float | None, count: in
     args += ["-copyts", "-i", str(path), "-map", f"0:{facts.index}", "-frames:v", str(count), *RAW_TIMING]
     args += ["-vf", "showinfo=checksum=0", "-an", "-sn", "-dn", "-f", "rawvideo", "-pix_fmt", facts.pix_fmt, "-"]
     size = raw_frame_bytes(facts.pix_fmt, facts.width, facts.height)
-    return TimedFramePipe(args, size, count, f"cannot decode frames of {path}", work / f"decode-{id(args)}.log")
+    what = f"cannot decode frames of {path}"
+    return TimedFramePipe(args, size, count, what, work / f"decode-{id(args)}.log", stream=facts)
 
 
 def rgb_to_yuv_matrix(facts: StreamFacts) -> str:

@@ -301,6 +301,7 @@ def _packet_times(packets: list[dict], container_start: float) -> dict[str, np.n
 
 _CONFIG_RE = re.compile(r"config in time_base: (\d+)/(\d+)")
 _SHOWINFO_RE = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(\S+)")
+_PICTURE_RE = re.compile(r"\bfmt:(\S+)\s+sar:(\d+)/(\d+)\s+s:(\d+)x(\d+)")
 
 
 def decoded_frame_times(path: Path) -> np.ndarray:
@@ -460,6 +461,15 @@ def parse_showinfo_line(line: str, time_base: Fraction | None) -> tuple[str, obj
         known = time_base is not None and pts.lstrip("-").isdigit()
         return "time", (float(int(pts) * time_base) if known else None)
     return "other", None
+
+
+def showinfo_picture(line: str) -> tuple[int, int, str, Fraction] | None:
+    """(width, height, pixel format, sample aspect ratio) of the frame a showinfo line describes (an unknown
+    aspect ratio, 0/1, as 1); None for any other line."""
+    if (m := _PICTURE_RE.search(line)) is None:
+        return None
+    num, den = int(m.group(2)), int(m.group(3))
+    return int(m.group(4)), int(m.group(5)), m.group(1), Fraction(num, den) if num and den else Fraction(1)
 
 
 @lru_cache(maxsize=1)
