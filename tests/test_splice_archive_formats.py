@@ -164,3 +164,35 @@ def test_a_recording_whose_picture_changes_mid_way_is_refused_not_converted(tmp_
     why = summary.failed[0].why
     assert "its picture changes at" in why and change in why and "split the file" in why, why
     assert not (tmp_path / "out.ts").exists()
+
+
+def _audio_layouts(path) -> list[str]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries", "frame=channel_layout", "-of",
+         "csv=p=0", str(path)], capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return list(dict.fromkeys(line.strip(",") for line in out.split() if line.strip(",")))
+
+
+def test_audio_that_turns_5_1_mid_way_is_copied_or_refused_never_downmixed(tmp_path):
+    """A recording whose audio is stereo, then 5.1 (a programme after the ads). Inserted frames rebuild the
+    audio, which would keep stereo throughout (it came back downmixed, exit 0): refused, naming the change.
+    Replaced frames keep the audio's packets: both layouts stay."""
+    parts = []
+    for n, channels in enumerate((2, 6)):
+        parts.append(tmp_path / f"part{n}.ts")
+        _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=2", "-f", "lavfi", "-i", "sine=r=48000:d=2", "-c:v",
+                "libx264", "-g", "25", "-c:a", "aac", "-ac", str(channels), "-output_ts_offset", str(2.08 * n),
+                "-f", "mpegts", parts[-1])  # fmt: skip
+    clip = tmp_path / "recording.ts"
+    clip.write_bytes(b"".join(p.read_bytes() for p in parts))
+    assert _audio_layouts(clip) == ["stereo", "5.1"]
+    insert = make_run(tmp_path / "insert", clip, [{"pair_id": "a", "mode": "insert", "start": 20, "end": 21, "gap": 3}])
+    summary = splice_run(insert, output=tmp_path / "inserted.ts")
+    assert not summary.results and len(summary.failed) == 1
+    why = summary.failed[0].why
+    assert "changes at" in why and "from stereo at 48000 Hz to 5.1 at 48000 Hz" in why, why
+    replace = make_run(tmp_path / "replace", clip, [{"pair_id": "a", "mode": "replace", "start": 20, "end": 24}])
+    summary = splice_run(replace, output=tmp_path / "replaced.ts")
+    assert not summary.failed, summary.failed
+    assert _audio_layouts(summary.results[0].output) == ["stereo", "5.1"]

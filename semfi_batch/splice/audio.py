@@ -14,6 +14,7 @@ Two things move audio that timestamps do not show:
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tempfile
 from fractions import Fraction
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from semfi_batch.errors import MediaError
 from semfi_batch.media.tools import run_tool, tool_path
 
 # How far (s) a rebuilt audio stream's first sample may sit from where the source's was heard.
@@ -31,6 +33,42 @@ LOSSLESS = ("pcm", "flac", "alac")
 # Longest encoder delay looked for (samples), and the noise burst it is measured with (s).
 MAX_PRIMING = 8192
 _BURST_S = 0.5
+
+
+_ASHOWINFO_RE = re.compile(r"\bpts_time:(\S+).*?\bchlayout:(\S+) rate:(\d+)")
+
+
+class AudioChanges(MediaError):
+    """An audio stream to rebuild whose channel layout or sample rate changes mid-way: its rebuilt stream would
+    keep the first (ffmpeg converts the rest), so it is refused; a whole re-encode of the video cannot mend it."""
+
+
+def check_one_audio_format(source: Path, index: int) -> None:
+    """Decode audio stream `index` once and raise AudioChanges at the first frame whose channel layout or
+    sample rate is not the first frame's (a broadcast recording: stereo, then 5.1 at the programme)."""
+    cmd = [tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-copyts", "-i",
+           str(source), "-map", f"0:{index}", "-af", "ashowinfo", "-f", "null", "-"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
+    assert proc.stderr is not None
+    first = None
+    try:
+        for line in proc.stderr:
+            if (m := _ASHOWINFO_RE.search(line)) is None:
+                continue
+            heard = (m.group(2), int(m.group(3)))
+            if first is None:
+                first = heard
+            elif heard != first:
+                raise AudioChanges(
+                    f"audio stream {index} changes at {float(m.group(1)):.3f} s from {first[0]} at {first[1]} Hz to "
+                    f"{heard[0]} at {heard[1]} Hz; rebuilt around the inserted frames it would keep the first "
+                    "(downmixed or resampled, its silences misplaced): split the file where it changes"
+                )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stderr.close()
 
 
 def first_decoded_time(source: Path, index: int) -> float:

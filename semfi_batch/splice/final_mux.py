@@ -23,6 +23,7 @@ from semfi_batch.media.tools import run_tool, tool_path
 from semfi_batch.splice.audio import (
     LOSSLESS,
     audio_graph,
+    check_one_audio_format,
     first_decoded_time,
     priming_samples,
 )
@@ -134,6 +135,7 @@ def mux_output(
             if bsfs:
                 maps += [f"-bsf:{out}", ",".join(bsfs)]
         elif kind == "audio" and shifts:
+            check_one_audio_format(source, idx)
             first = first_decoded_time(source, idx)
             rebuilt[idx] = (out, first)
             s["first_sample_s"] = first + (audio_nudge or {}).get(idx, 0.0)

@@ -42,6 +42,7 @@ from semfi_batch.media.probe import VideoInfo, probe_video
 from semfi_batch.media.tools import run_tool
 from semfi_batch.splice.audio import (
     AUDIO_START_TOLERANCE,
+    AudioChanges,
     first_decoded_time,
     packet_times,
 )
@@ -173,7 +174,7 @@ def assemble_output(
     try:
         muxed = _mux_checked(mux_args, source, output, facts.index)
     except MediaError as exc:
-        if smart and not isinstance(exc, AudioMoved):
+        if smart and not isinstance(exc, (AudioMoved, AudioChanges)):
             raise JoinCheckFailed(str(exc)) from None
         raise
     ofacts = probe_stream_facts(output, encoder_settings=False)
