@@ -77,3 +77,41 @@ def test_priming_is_measured_per_encoder_and_container():
     assert priming_samples("ac3", 48000, 2, (), "matroska") == 256
     # Counted in the source's samples where the encoder works at another rate (AAC at 96 kHz for 192 kHz).
     assert priming_samples("aac", 192000, 2, (), "mpegts") == 2048
+
+
+def _first_silence(path) -> float:
+    """Time (s, the file's own clock) where the audio first falls silent for 50 ms."""
+    log = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "info", "-copyts", "-i", str(path), "-map", "0:a:0", "-af",
+         "silencedetect=n=-30dB:d=0.05", "-f", "null", "-"],
+        capture_output=True, text=True, check=True,
+    ).stderr  # fmt: skip
+    return float(re.findall(r"silence_start: ([-\d.]+)", log)[0])
+
+
+def _frame_times(path) -> list[float]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time", "-of", "csv=p=0",
+         str(path)], capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return [float(line.strip(",")) for line in out.split() if line.strip(",")]
+
+
+@pytest.mark.parametrize("name", ["aac-ts", "aac-mkv", "ac3-mkv", "aac-mp4"])
+def test_the_inserted_silence_starts_with_the_inserted_frames(name, tmp_path):
+    """Under a steady tone, the silence an insert row adds starts where its first frame is shown, to the
+    millisecond. Where a second mux moved the rebuilt stream into place (AAC in MPEG-TS and Matroska), the
+    move also moved the cuts: every silence started 1024 samples (21 ms) early."""
+    ext, video, audio = CELLS[name]
+    src = tmp_path / f"tone.{ext}"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=96x64:r=25:d=3", "-f", "lavfi",
+         "-i", "sine=f=1000:r=48000:d=3", *video, *audio, str(src)],
+        check=True,
+    )  # fmt: skip
+    job = [{"pair_id": "a", "mode": "insert", "start": 30, "end": 31, "gap": 4}]
+    summary = splice_run(make_run(tmp_path / "run", src, job), output=tmp_path / f"out.{ext}")
+    assert not summary.failed, summary.failed
+    output = summary.results[0].output
+    first_inserted = _frame_times(output)[31]
+    assert abs(_first_silence(output) - first_inserted) < 0.0015, (_first_silence(output), first_inserted)

@@ -109,11 +109,16 @@ def audio_graph(
     stream: dict, shifts: list[tuple[float, float]], mode: str, graph: list[str], lead: int = 0
 ) -> tuple[str, str]:
     """Filters rebuilding one audio stream with time inserted (silence or a cross-fade) or removed at each
-    shift, sample-exact. `lead`: samples left out at the start, where the encoder's priming will sound in
-    their place (`priming_samples`). Returns the output label and a note for the summary."""
+    shift, sample-exact. `stream["first_sample_s"]`: the time of the source's first decoded sample, from
+    which the shifts' places are counted in samples; `stream["placed_at_s"]` (default the same): where the
+    rebuilt stream is put, moved by a second mux where the first put it elsewhere (a nudge that moved the
+    cuts too made every silence of an MPEG-TS or Matroska AAC stream 1024 samples early). `lead`: samples
+    left out at the start, where the encoder's priming will sound in their place (`priming_samples`).
+    Returns the output label and a note for the summary."""
     idx = int(stream["index"])
     rate = int(stream.get("sample_rate") or 48000)
     start = float(stream["first_sample_s"])
+    placed = float(stream.get("placed_at_s", start))
     total = audio_samples(stream, rate)
     pieces: list[tuple[int, int | None]] = []  # source sample ranges, in order
     joins: list[tuple[str, int]] = []  # between pieces n and n+1: ("silence"|"cut"|"crossfade", samples)
@@ -166,7 +171,7 @@ def audio_graph(
             graph.append(f"[{current}][{nxt}]concat=n=2:v=0:a=1[{out}]")
         current = out
     label = f"a{idx}"
-    graph.append(f"[{current}]asetpts=PTS+{start:.6f}/TB[{label}]")
+    graph.append(f"[{current}]asetpts=PTS+{placed:.6f}/TB[{label}]")
     inserted = sum(1 for kind, _ in joins if kind in ("silence", "crossfade"))
     if mode == "crossfade" and faded < inserted:
         note = f"audio {idx}: {faded} cross-fades, {inserted - faded} silences (too little audio around the rest)"

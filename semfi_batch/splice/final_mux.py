@@ -138,7 +138,8 @@ def mux_output(
             check_one_audio_format(source, idx)
             first = first_decoded_time(source, idx)
             rebuilt[idx] = (out, first)
-            s["first_sample_s"] = first + (audio_nudge or {}).get(idx, 0.0)
+            s["first_sample_s"] = first  # where the source's samples are counted from (the cuts)
+            s["placed_at_s"] = first + (audio_nudge or {}).get(idx, 0.0)  # where the rebuilt stream is put
             encoder = AUDIO_ENCODERS.get(s.get("codec_name", ""), "aac")
             if encoder not in available_encoders():
                 encoder = "aac"
