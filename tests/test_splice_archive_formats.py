@@ -196,3 +196,20 @@ def test_audio_that_turns_5_1_mid_way_is_copied_or_refused_never_downmixed(tmp_p
     summary = splice_run(replace, output=tmp_path / "replaced.ts")
     assert not summary.failed, summary.failed
     assert _audio_layouts(summary.results[0].output) == ["stereo", "5.1"]
+
+
+def test_a_recording_whose_time_goes_back_is_refused_naming_the_frame(tmp_path):
+    """Two recordings joined, each starting its clock near zero: frames cannot be placed by time. The splice
+    says which frame goes back, and when (it said "planned frame times are not strictly increasing")."""
+    parts = []
+    for n in range(2):
+        parts.append(tmp_path / f"part{n}.ts")
+        _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=96x64:r=25:d=2", "-c:v", "libx264", "-g", "25", "-f", "mpegts",
+                parts[-1])  # fmt: skip
+    clip = tmp_path / "joined.ts"
+    clip.write_bytes(b"".join(p.read_bytes() for p in parts))
+    run = make_run(tmp_path / "run", clip, [{"pair_id": "a", "mode": "replace", "start": 10, "end": 14}], (96, 64))
+    summary = splice_run(run, output=tmp_path / "out.ts")
+    assert not summary.results and len(summary.failed) == 1
+    why = summary.failed[0].why
+    assert "its frame 50 comes at 1.480 s, not after frame 49 at 3.440 s" in why and "go back" in why, why

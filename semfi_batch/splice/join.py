@@ -57,7 +57,7 @@ from semfi_batch.splice.output_checks import (
     keyframes_confirmed,
 )
 from semfi_batch.splice.runfolder import Edit
-from semfi_batch.splice.timeline import Piece, Timeline, build_timeline, plan_pieces
+from semfi_batch.splice.timeline import Piece, SourceTimesGoBack, Timeline, build_timeline, plan_pieces
 
 
 @dataclass
@@ -105,6 +105,15 @@ def assemble_output(
         clock = 0.0
     try:
         timeline = build_timeline(frame_pts, planned)
+    except SourceTimesGoBack as exc:
+        if smart and not np.isnan(info.frame_times).any():
+            raise JoinCheckFailed(f"frame times of the copied stream: {exc}") from None  # the decoder's may hold
+        before, at = (float(tick * cfacts.time_base) for tick in exc.ticks)
+        raise MediaError(
+            f"its frame {exc.frame} comes at {at:.3f} s, not after frame {exc.frame - 1} at {before:.3f} s: its "
+            "timestamps go back (recordings joined, each with its own clock, or times written wrong), so no frame "
+            "can be placed by its time; split it where they go back"
+        ) from None
     except ValueError as exc:
         if not smart:
             raise

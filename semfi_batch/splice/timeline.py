@@ -72,6 +72,15 @@ def local_interval(t: np.ndarray, a: int, b: int, window: int = 8) -> float:
     return float(np.median(near)) if near.size else float(t[b] - t[a]) / (b - a)
 
 
+class SourceTimesGoBack(ValueError):
+    """The source's own frame times go back (recordings joined, each with its own clock): no frame can be
+    placed by its time. `frame` is the first frame not later than the one before it; `ticks` the two times."""
+
+    def __init__(self, frame: int, ticks: tuple[int, int]):
+        super().__init__(f"the source's frame {frame} is not later than frame {frame - 1}")
+        self.frame, self.ticks = frame, ticks
+
+
 def build_timeline(frame_pts: np.ndarray, edits: list[Edit]) -> Timeline:
     """Apply edits (sorted, non-overlapping: each starts at or after the previous one's end frame).
 
@@ -81,6 +90,10 @@ def build_timeline(frame_pts: np.ndarray, edits: list[Edit]) -> Timeline:
     timestamps), they fill it evenly and nothing moves."""
     t = np.asarray(frame_pts, np.int64)
     n = t.shape[0]
+    back = np.flatnonzero(np.diff(t) <= 0)
+    if back.size:
+        frame = int(back[0]) + 1
+        raise SourceTimesGoBack(frame, (int(t[frame - 1]), int(t[frame])))
     src, edit_no, k, pts, anchor = [], [], [], [], []
     shifts: list[TimeShift] = []
     shift = 0
