@@ -207,9 +207,10 @@ def test_a_seek_that_lands_on_a_damaged_keyframe_is_not_trusted(tmp_path):
     truth = np.frombuffer(truth, np.uint8).reshape(-1, 120, 160, 3)
     got = extract_frames(probe_video(damaged), [290, 300])
     for i in (290, 300):
-        # Not bit-exact: a frame-threaded decoder conceals a damaged picture a little differently from run to
-        # run (1 run in about 30 on a loaded machine); concealed from the wrong pictures it differs by ~100.
-        assert np.abs(got[i].astype(np.int16) - truth[i]).mean() < 2, f"frame {i}"
+        # Not bit-exact: a frame-threaded decoder conceals a damaged picture differently from run to run (a mean
+        # difference of 12.4 levels once, in a fresh clone's suite; 0 in most runs); concealed from the wrong
+        # pictures (the fault) the frames differ by 99-114.
+        assert np.abs(got[i].astype(np.int16) - truth[i]).mean() < 40, f"frame {i}"
 
 
 def test_a_stream_that_changes_size_mid_way_is_an_error(tmp_path):
