@@ -142,6 +142,26 @@ def test_avc_intra_in_mxf_is_written_with_its_parameter_sets_in_band(tmp_path):
     assert len(_frame_md5s(summary.results[0].output)) == 30
 
 
+def _joined_recording(path, segments: list[list[str]]):
+    """Two or more MPEG-TS recordings joined end to end (an ad break, a programme change); each segment is
+    its own ffmpeg inputs and options (its clock continues where the last one ended unless told otherwise)."""
+    parts = []
+    for n, args in enumerate(segments):
+        parts.append(path.with_name(f"{path.stem}-part{n}.ts"))
+        _ffmpeg(*args, "-f", "mpegts", parts[-1])
+    path.write_bytes(b"".join(p.read_bytes() for p in parts))
+    return path
+
+
+def _refusal(tmp_path, clip, job: dict, size=None) -> str:
+    """Why the splice of `clip` with one `job` was refused (it must be, writing nothing)."""
+    run = make_run(tmp_path / f"run-{job['mode']}", clip, [job], size)
+    output = tmp_path / f"out-{job['mode']}{clip.suffix}"
+    summary = splice_run(run, output=output)
+    assert not summary.results and len(summary.failed) == 1 and not output.exists()
+    return summary.failed[0].why
+
+
 @pytest.mark.parametrize(
     ("second", "change"),
     [("-s 352x288", "352x288 yuv420p"), ("-vf setsar=4/3", "(aspect 4/3)"),
@@ -151,19 +171,12 @@ def test_a_recording_whose_picture_changes_mid_way_is_refused_not_converted(tmp_
     """A broadcast recording joined at an ad break: the second half has another size, aspect ratio or pixel
     format. An MPEG-TS source is re-encoded whole, and ffmpeg would scale or convert the second half to the
     first's format without a word (it came back so, exit 0): the splice refuses, naming the change."""
-    parts = []
-    for n, extra in enumerate(("", second)):
-        parts.append(tmp_path / f"part{n}.ts")
-        _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=2", "-c:v", "libx264", "-g", "25", *extra.split(),
-                "-output_ts_offset", str(2.08 * n), "-f", "mpegts", parts[-1])  # fmt: skip
-    clip = tmp_path / "recording.ts"
-    clip.write_bytes(b"".join(p.read_bytes() for p in parts))
-    run = make_run(tmp_path / "run", clip, [{"pair_id": "a", "mode": "replace", "start": 10, "end": 14}], (320, 240))
-    summary = splice_run(run, output=tmp_path / "out.ts")
-    assert not summary.results and len(summary.failed) == 1
-    why = summary.failed[0].why
+    picture = ["-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=2", "-c:v", "libx264", "-g", "25"]
+    clip = _joined_recording(
+        tmp_path / "recording.ts", [picture, [*picture, *second.split(), "-output_ts_offset", "2.08"]]
+    )
+    why = _refusal(tmp_path, clip, {"pair_id": "a", "mode": "replace", "start": 10, "end": 14}, (320, 240))
     assert "its picture changes at" in why and change in why and "split the file" in why, why
-    assert not (tmp_path / "out.ts").exists()
 
 
 def _audio_layouts(path) -> list[str]:
@@ -178,19 +191,13 @@ def test_audio_that_turns_5_1_mid_way_is_copied_or_refused_never_downmixed(tmp_p
     """A recording whose audio is stereo, then 5.1 (a programme after the ads). Inserted frames rebuild the
     audio, which would keep stereo throughout (it came back downmixed, exit 0): refused, naming the change.
     Replaced frames keep the audio's packets: both layouts stay."""
-    parts = []
-    for n, channels in enumerate((2, 6)):
-        parts.append(tmp_path / f"part{n}.ts")
-        _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=2", "-f", "lavfi", "-i", "sine=r=48000:d=2", "-c:v",
-                "libx264", "-g", "25", "-c:a", "aac", "-ac", str(channels), "-output_ts_offset", str(2.08 * n),
-                "-f", "mpegts", parts[-1])  # fmt: skip
-    clip = tmp_path / "recording.ts"
-    clip.write_bytes(b"".join(p.read_bytes() for p in parts))
+    both = ["-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=2", "-f", "lavfi", "-i", "sine=r=48000:d=2", "-c:v",
+            "libx264", "-g", "25", "-c:a", "aac"]  # fmt: skip
+    clip = _joined_recording(
+        tmp_path / "recording.ts", [[*both, "-ac", "2"], [*both, "-ac", "6", "-output_ts_offset", "2.08"]]
+    )
     assert _audio_layouts(clip) == ["stereo", "5.1"]
-    insert = make_run(tmp_path / "insert", clip, [{"pair_id": "a", "mode": "insert", "start": 20, "end": 21, "gap": 3}])
-    summary = splice_run(insert, output=tmp_path / "inserted.ts")
-    assert not summary.results and len(summary.failed) == 1
-    why = summary.failed[0].why
+    why = _refusal(tmp_path, clip, {"pair_id": "a", "mode": "insert", "start": 20, "end": 21, "gap": 3})
     assert "changes at" in why and "from stereo at 48000 Hz to 5.1 at 48000 Hz" in why, why
     replace = make_run(tmp_path / "replace", clip, [{"pair_id": "a", "mode": "replace", "start": 20, "end": 24}])
     summary = splice_run(replace, output=tmp_path / "replaced.ts")
@@ -201,15 +208,7 @@ def test_audio_that_turns_5_1_mid_way_is_copied_or_refused_never_downmixed(tmp_p
 def test_a_recording_whose_time_goes_back_is_refused_naming_the_frame(tmp_path):
     """Two recordings joined, each starting its clock near zero: frames cannot be placed by time. The splice
     says which frame goes back, and when (it said "planned frame times are not strictly increasing")."""
-    parts = []
-    for n in range(2):
-        parts.append(tmp_path / f"part{n}.ts")
-        _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=96x64:r=25:d=2", "-c:v", "libx264", "-g", "25", "-f", "mpegts",
-                parts[-1])  # fmt: skip
-    clip = tmp_path / "joined.ts"
-    clip.write_bytes(b"".join(p.read_bytes() for p in parts))
-    run = make_run(tmp_path / "run", clip, [{"pair_id": "a", "mode": "replace", "start": 10, "end": 14}], (96, 64))
-    summary = splice_run(run, output=tmp_path / "out.ts")
-    assert not summary.results and len(summary.failed) == 1
-    why = summary.failed[0].why
+    picture = ["-f", "lavfi", "-i", "testsrc2=s=96x64:r=25:d=2", "-c:v", "libx264", "-g", "25"]
+    clip = _joined_recording(tmp_path / "joined.ts", [picture, picture])
+    why = _refusal(tmp_path, clip, {"pair_id": "a", "mode": "replace", "start": 10, "end": 14}, (96, 64))
     assert "its frame 50 comes at 1.480 s, not after frame 49 at 3.440 s" in why and "go back" in why, why
