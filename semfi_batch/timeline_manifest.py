@@ -68,6 +68,10 @@ def read_timeline(path: Path, *, rate: float | None = None) -> Any:
     if not path.is_file():
         raise TimelineError(f"timeline not found: {path}")
     edl = path.suffix.lower() == ".edl"
+    if rate:  # 29.97 and 23.976 as given on a command line: the NTSC rates OTIO's timecode takes, exactly
+        from semfi_batch.review.timecode import exact_rate
+
+        rate = float(exact_rate(rate))
     try:
         obj = otio.adapters.read_from_file(str(path), **({"rate": rate} if edl and rate else {}))
     except Exception as exc:  # noqa: BLE001 - adapters raise many exception types

@@ -81,6 +81,7 @@ class VideoInfo:
     seekable: bool = True
     frames_from: str = "packets"  # how frame_times were listed: "packets" or "decode"
     decoder: str | None = None
+    timecode: str | None = None  # the start timecode (start_timecode), HH:MM:SS:FF or HH:MM:SS;FF
     # Where the frames are listed from packets: each packet's byte position in the file and its presentation
     # time (s from the container start), sorted by position; what a decoded frame's time must be, found by
     # the position of the packet it came from (showinfo's pos). None where a decode lists the frames.
@@ -274,7 +275,17 @@ def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
         frames_from=frames_from,
         **(by_position if frames_from == "packets" else {}),
         decoder=decoder,
+        timecode=start_timecode(streams, fmt),
     )
+
+
+def start_timecode(streams: list[dict], fmt: dict) -> str | None:
+    """The start timecode in ffprobe's stream and format listing, wherever the container keeps it (the video
+    stream, a tmcd data stream, the file's tags)."""
+    for tags in [s.get("tags") or {} for s in streams] + [fmt.get("tags") or {}]:
+        if tags.get("timecode"):
+            return str(tags["timecode"])
+    return None
 
 
 def time_tolerance(frame_times: np.ndarray) -> float:

@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from semfi_batch.errors import VideoOpenFailure
+from semfi_batch.media.probe import start_timecode
 from semfi_batch.media.side_alpha import stream_decoding
 from semfi_batch.media.tools import run_tool
 
@@ -115,7 +116,7 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
         format_start=float(fmt.get("start_time", 0.0) or 0.0),
         nb_streams=len(streams),
         codec_tag=_codec_tag(video.get("codec_tag_string")),
-        timecode=_timecode(streams, fmt),
+        timecode=start_timecode(streams, fmt),
         top_field_first=fields[1],
         decoder=decoder,
     )
@@ -142,14 +143,6 @@ def _fields(path: Path, probed: str | None) -> tuple[str | None, bool | None]:
 def _codec_tag(value) -> str | None:
     tag = str(value or "")
     return tag if len(tag) == 4 and tag.isprintable() and "[" not in tag and tag != "0000" else None
-
-
-def _timecode(streams: list[dict], fmt: dict) -> str | None:
-    """The start timecode, wherever the container keeps it (video stream, tmcd data stream, file tags)."""
-    for tags in [s.get("tags") or {} for s in streams] + [fmt.get("tags") or {}]:
-        if tags.get("timecode"):
-            return str(tags["timecode"])
-    return None
 
 
 def _known(value, unknown: tuple[str, ...] = ("unknown",)) -> str | None:

@@ -195,7 +195,7 @@ def _with_review_facts(run_dir: Path, jobs: list[dict]) -> list[dict]:
         decisions = current_decisions(run_dir)
     except DecisionError:
         decisions = {}
-    rates: dict[str, float | None] = {}
+    clocks: dict[str, tuple[float | None, str | None]] = {}  # source -> (frame rate, start timecode)
     names, codes = [], []
     for r in jobs:
         source = r.get("source")
@@ -203,16 +203,17 @@ def _with_review_facts(run_dir: Path, jobs: list[dict]) -> list[dict]:
             names.append("")
             codes.append("")
             continue
-        if source not in rates:
+        if source not in clocks:
             try:
-                rates[source] = probe_video(Path(source)).avg_fps or None
+                info = probe_video(Path(source))
+                clocks[source] = (info.avg_fps or None, info.timecode)
             except (SemfiError, OSError):
-                rates[source] = None
+                clocks[source] = (None, None)
         names.append(Path(source).name)
-        start, end, fps = _int(r.get("start_frame")), _int(r.get("end_frame")), rates[source]
+        (fps, zero), start, end = clocks[source], _int(r.get("start_frame")), _int(r.get("end_frame"))
         if fps and start is not None and end is not None:
             last = end - 1 if r.get("mode") == "replace" else end
-            codes.append(f"{timecode(start + 1, fps)}-{timecode(max(start + 1, last), fps)}")
+            codes.append(f"{timecode(start + 1, fps, zero)}-{timecode(max(start + 1, last), fps, zero)}")
         else:
             codes.append("")
     return [

@@ -183,9 +183,9 @@ class RunReview:
         fps = info.avg_fps if info is not None and info.avg_fps else None
         tc_in = tc_out = None
         if pair.is_video and fps:
-            rate = exact_rate(fps)
-            tc_in = timecode(pair.start_frame + 1, rate)
-            tc_out = timecode(pair.end_frame - 1 if pair.mode == "replace" else pair.end_frame, rate)
+            rate, start = exact_rate(fps), info.timecode  # the source's own timecode, where it has one
+            tc_in = timecode(pair.start_frame + 1, rate, start)
+            tc_out = timecode(pair.end_frame - 1 if pair.mode == "replace" else pair.end_frame, rate, start)
         score = pair.extras.get("score")
         reason = pair.extras.get("reason")
         source = self.sources.get(pair.pair_id)

@@ -1,4 +1,6 @@
-"""SMPTE timecode of a frame index at a source's frame rate; drop-frame for the NTSC rates 29.97 and 59.94."""
+"""SMPTE timecode of a frame index at a source's frame rate, from the source's own start timecode (a QuickTime
+tmcd track, MXF, a stream tag) where it has one: drop-frame where that start is written so (HH:MM:SS;FF) at
+29.97 or 59.94, and for sources without one at those rates."""
 
 from __future__ import annotations
 
@@ -17,8 +19,16 @@ def exact_rate(fps: float | Fraction) -> Fraction:
     return rate
 
 
-def timecode(frame: int, fps: float | Fraction) -> str:
-    """HH:MM:SS:FF of 0-based `frame` at `fps` (HH:MM:SS;FF drop-frame at 29.97 and 59.94).
+def is_drop_frame(fps: float | Fraction, start: str | None = None) -> bool:
+    """Whether timecode at `fps` counts drop-frame: as `start` (the source's start timecode) is written, with
+    ';' or not; without one, at 29.97 and 59.94."""
+    rate = exact_rate(fps)
+    return rate in NTSC_DROP_RATES and (start is None or ";" in start)
+
+
+def timecode(frame: int, fps: float | Fraction, start: str | None = None) -> str:
+    """HH:MM:SS:FF of 0-based `frame` of a source at `fps` whose first frame is at `start` (its own start
+    timecode; None: 00:00:00:00), drop-frame (HH:MM:SS;FF) as `is_drop_frame` says.
 
     Frames are counted at the nominal integer rate (round(fps)), as editors' timecode does for 23.976 or
     odd rates such as 29.83; drop-frame skips frame numbers 0 and 1 (0-3 at 59.94) of every minute not
@@ -27,7 +37,11 @@ def timecode(frame: int, fps: float | Fraction) -> str:
         raise ValueError(f"frame must be >= 0, got {frame}")
     rate = exact_rate(fps)
     nominal = max(1, round(rate))
-    drop = NTSC_DROP_RATES.get(rate, 0)
+    try:
+        frame += frame_of_timecode(start, rate) if start is not None else 0
+    except ValueError:  # a start timecode of no known form: counted from 00:00:00:00
+        start = None
+    drop = NTSC_DROP_RATES.get(rate, 0) if is_drop_frame(rate, start) else 0
     if drop:
         per_10_min = nominal * 600 - drop * 9
         per_min = nominal * 60 - drop
@@ -36,7 +50,7 @@ def timecode(frame: int, fps: float | Fraction) -> str:
     ff = frame % nominal
     seconds = frame // nominal
     sep = ";" if drop else ":"
-    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}{sep}{ff:02d}"
+    return f"{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}{sep}{ff:02d}"
 
 
 def frame_of_timecode(text: str, fps: float | Fraction) -> int:

@@ -1,7 +1,13 @@
 """OpenTimelineIO export of a splice, so an editor can review the edits in an NLE instead of taking the baked
 file: per source video, a video track of source ranges and generated clips (separate clips, with the manifest
 row's reason and columns as metadata) and an audio track of the source audio with the inserted time as gaps.
-EDL export goes through OTIO's CMX 3600 adapter (the otio-cmx3600-adapter plugin package since OTIO 0.17)."""
+EDL export goes through OTIO's CMX 3600 adapter (the otio-cmx3600-adapter plugin package since OTIO 0.17).
+
+Source ranges are on the source's own timecode (its start timecode: a QuickTime tmcd track, MXF; 0 without
+one), as an NLE shows the file, and the record side starts where the spliced output's timecode does (it keeps
+the source's): the timeline's global start, and in the EDL every record timecode. The EDL says FCM: DROP FRAME
+or NON-DROP FRAME as the source's timecode is written (the adapter writes neither, and drop-frame at 29.97
+and 59.94 whatever the source), and its timecodes are rewritten to match."""
 
 from __future__ import annotations
 
@@ -51,7 +57,9 @@ def build_timeline(result: SourceResult) -> Any:
 
     info = probe_video(result.source)
     rate = _edit_rate(info.avg_fps or float(result.frame_rate))
+    zero = _first_frame_number(info.timecode, rate)  # the source's first frame on its own timecode
     tl = otio.schema.Timeline(name=result.output.name)
+    tl.global_start_time = otio.opentime.RationalTime(zero, rate)
     tl.metadata["semfi_batch"] = {
         "source": str(result.source),
         "output": str(result.output),
@@ -59,9 +67,10 @@ def build_timeline(result: SourceResult) -> Any:
         "note": result.note,
         "audio": result.audio_note,
         "left_out": [{"pair_id": s.pair_id, "why": s.why} for s in result.skipped],
+        "timecode": info.timecode,
     }
     video = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
-    source_ref_range = _range(otio, 0, info.frame_count, rate)
+    source_ref_range = _range(otio, zero, info.frame_count, rate)
     reel = _reel(result.source.stem)
     for kind, a, b, first_out in result.timeline.clips():
         if kind == "source":
@@ -70,7 +79,7 @@ def build_timeline(result: SourceResult) -> Any:
                 media_reference=otio.schema.ExternalReference(
                     target_url=result.source.resolve().as_uri(), available_range=source_ref_range
                 ),
-                source_range=_range(otio, a, b - a, rate),
+                source_range=_range(otio, zero + a, b - a, rate),
             )
             clip.metadata["semfi_batch"] = {
                 "kind": "source",
@@ -113,8 +122,19 @@ def build_timeline(result: SourceResult) -> Any:
         video.append(clip)
     tl.tracks.append(video)
     if info.has_audio:
-        tl.tracks.append(_audio_track(otio, result, rate, source_ref_range))
+        tl.tracks.append(_audio_track(otio, result, rate, source_ref_range, zero))
     return tl
+
+
+def _first_frame_number(start: str | None, rate: float) -> int:
+    """The frame number of a source's first frame on its own timecode (0 without a start timecode, or with
+    one of no known form)."""
+    from semfi_batch.review.timecode import frame_of_timecode
+
+    try:
+        return frame_of_timecode(start, rate) if start else 0
+    except ValueError:
+        return 0
 
 
 # Marker colours an NLE shows on the generated clip: the review decision at a glance.
@@ -132,7 +152,7 @@ def _mark_decision(otio, clip, decision: str, frames: int) -> None:
     clip.markers.append(marker)
 
 
-def _audio_track(otio, result: SourceResult, rate: float, available) -> Any:
+def _audio_track(otio, result: SourceResult, rate: float, available, zero: int) -> Any:
     """Source audio split where time was added (gaps: silence or cross-fade) or removed."""
     track = otio.schema.Track(name="A1", kind=otio.schema.TrackKind.Audio)
     tb = result.time_base
@@ -142,23 +162,23 @@ def _audio_track(otio, result: SourceResult, rate: float, available) -> Any:
     for shift in result.timeline.shifts:
         at, delta = float(Fraction(shift.at) * tb), float(Fraction(shift.ticks) * tb)
         cut = at if delta > 0 else at + delta
-        track.append(_audio_clip(otio, result, cursor - origin, cut - cursor, rate, available))
+        track.append(_audio_clip(otio, result, cursor - origin, cut - cursor, rate, available, zero))
         if delta > 0:
             gap = otio.schema.Gap(source_range=_range(otio, 0, delta * rate, rate))
             gap.metadata["semfi_batch"] = {"pair_id": shift.pair_id, "inserted_s": delta}
             track.append(gap)
         cursor = at
-    track.append(_audio_clip(otio, result, cursor - origin, end - cursor, rate, available))
+    track.append(_audio_clip(otio, result, cursor - origin, end - cursor, rate, available, zero))
     return track
 
 
-def _audio_clip(otio, result: SourceResult, start_s: float, length_s: float, rate: float, available) -> Any:
+def _audio_clip(otio, result: SourceResult, start_s: float, length_s: float, rate: float, available, zero: int) -> Any:
     clip = otio.schema.Clip(
         name=f"{result.source.name} audio",
         media_reference=otio.schema.ExternalReference(
             target_url=result.source.resolve().as_uri(), available_range=available
         ),
-        source_range=_range(otio, start_s * rate, max(length_s, 0.0) * rate, rate),
+        source_range=_range(otio, zero + start_s * rate, max(length_s, 0.0) * rate, rate),
     )
     clip.metadata["cmx_3600"] = {"reel": _reel(result.source.stem)}
     return clip
@@ -208,7 +228,42 @@ def write_edl(summary: SpliceSummary, path: Path) -> Path:
         text = otio.adapters.write_to_string(video_only, adapter_name=EDL_ADAPTER)
     except Exception as exc:  # noqa: BLE001 - the adapter raises several OTIO exception types
         raise TimelineExportError(f"cannot write an EDL of {summary.results[0].output.name}: {exc}") from None
-    return _atomic_write(path, text)
+    start = tl.metadata["semfi_batch"]["timecode"]
+    return _atomic_write(path, _on_source_timecode(text, tl.global_start_time, start))
+
+
+_TC = r"\d\d:\d\d:\d\d[:;]\d\d"
+_EVENT_TIMECODES = re.compile(rf"^(.*?)({_TC}) ({_TC}) ({_TC}) ({_TC})(\s*)$")
+_TIMECODE = re.compile(rf"\b{_TC}\b")
+
+
+def _on_source_timecode(text: str, record_start, start: str | None) -> str:
+    """The adapter's EDL with its record timecodes moved to where the spliced output's timecode starts
+    (`record_start`, in frames), every timecode written drop-frame or not as the source's `start` timecode
+    is, and an FCM line saying which."""
+    from semfi_batch.review.timecode import frame_of_timecode, is_drop_frame, timecode
+
+    rate = record_start.rate
+    drop = is_drop_frame(rate, start)
+    form = "00:00:00;00" if drop else "00:00:00:00"  # timecode() writes drop-frame as this zero is written
+
+    def rewrite(tc: str, offset: int = 0) -> str:
+        return timecode(frame_of_timecode(tc, rate) + offset, rate, form)
+
+    shift = int(round(record_start.value))
+    lines = []
+    for line in text.splitlines():
+        event = _EVENT_TIMECODES.match(line)
+        if event:
+            head, src_in, src_out, rec_in, rec_out, tail = event.groups()
+            record = f"{rewrite(rec_in, shift)} {rewrite(rec_out, shift)}"
+            line = f"{head}{rewrite(src_in)} {rewrite(src_out)} {record}{tail}"
+        else:
+            line = _TIMECODE.sub(lambda m: rewrite(m.group(0)), line)
+        lines.append(line)
+        if line.startswith("TITLE:"):
+            lines.append("FCM: DROP FRAME" if drop else "FCM: NON-DROP FRAME")
+    return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
 
 
 def _atomic_write(path: Path, text: str) -> Path:
