@@ -60,6 +60,32 @@ def _otio():
     return otio
 
 
+_EDL_TIMECODE = re.compile(r"\b\d\d:\d\d:\d\d[:;.]\d\d\b")
+
+
+def _edl_in_frames(path: Path, rate: float) -> str:
+    """An EDL's text with every timecode written non-drop-frame for the frame it names. The reader takes a
+    LOC only in the form HH:MM:SS:FF (a drop-frame LOC, with ';', was dropped without a word) and reads ':'
+    as non-drop (a drop-frame EDL's LOC written with ':' landed 110 frames off at the 11th minute): where
+    the EDL says FCM: DROP FRAME, or a timecode is written with ';', each is counted drop-frame and written
+    as the same frame's non-drop label, which the reader turns back into that frame."""
+    from semfi_batch.review.timecode import NTSC_DROP_RATES, exact_rate, frame_of_timecode, timecode
+
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise TimelineError(f"cannot read {path}: {exc.strerror}") from None
+    drop = exact_rate(rate) in NTSC_DROP_RATES and (re.search(r"^FCM:\s*DROP", text, re.M) is not None or ";" in text)
+    if not drop:
+        return text
+
+    def non_drop(match: re.Match) -> str:
+        frames = frame_of_timecode(match.group(0)[:8] + ";" + match.group(0)[9:], rate)
+        return timecode(frames, rate, "00:00:00:00")
+
+    return _EDL_TIMECODE.sub(non_drop, text)
+
+
 def read_timeline(path: Path, *, rate: float | None = None) -> Any:
     """The timelines in `path`, through the OTIO adapter its extension names (.otio, .edl, .xml, ...). An EDL
     carries no frame rate: `rate` gives it (OTIO's reader assumes 24)."""
@@ -73,7 +99,10 @@ def read_timeline(path: Path, *, rate: float | None = None) -> Any:
 
         rate = float(exact_rate(rate))
     try:
-        obj = otio.adapters.read_from_file(str(path), **({"rate": rate} if edl and rate else {}))
+        if edl and rate:
+            obj = otio.adapters.read_from_string(_edl_in_frames(path, rate), adapter_name="cmx_3600", rate=rate)
+        else:
+            obj = otio.adapters.read_from_file(str(path))
     except Exception as exc:  # noqa: BLE001 - adapters raise many exception types
         adapters = ", ".join(sorted(a.name for a in otio.plugins.ActiveManifest().adapters))
         hint = "; an EDL has no frame rate: give it with --rate (e.g. --rate 25)" if edl and not rate else ""
@@ -193,6 +222,7 @@ def _file_timecode_start(media: Path) -> int:
     """The file's start timecode (a QuickTime tmcd track or a timecode tag) as a frame count; 0 without one."""
     import json
 
+    from semfi_batch.media.probe import start_timecode
     from semfi_batch.media.tools import run_tool
     from semfi_batch.review.timecode import frame_of_timecode
 
@@ -209,8 +239,7 @@ def _file_timecode_start(media: Path) -> int:
     rate = video.get("avg_frame_rate") or "0/1"
     num, _, den = rate.partition("/")
     fps = float(num) / float(den or 1) if float(den or 1) else 0.0
-    tags = [(info.get("format") or {}).get("tags") or {}] + [s.get("tags") or {} for s in streams]
-    code = next((t["timecode"] for t in tags if t.get("timecode")), None)
+    code = start_timecode(streams, info.get("format") or {})
     if not code or fps <= 0:
         return 0
     try:

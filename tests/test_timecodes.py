@@ -12,7 +12,16 @@ import subprocess
 import pytest
 
 from semfi_batch.cli import main
-from semfi_batch.manifest import write_manifest
+from semfi_batch.manifest import load_manifest, write_manifest
+
+
+def _tape(path, start: str, seconds: int = 62):
+    """A 29.97 MOV whose timecode track starts at `start` (drop-frame when written with ';')."""
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", f"testsrc2=s=64x48:r=30000/1001:d={seconds}",
+         "-c:v", "libx264", "-g", "48", "-timecode", start, str(path)], check=True,
+    )  # fmt: skip
+    return path
 
 
 @pytest.mark.parametrize(
@@ -23,11 +32,7 @@ from semfi_batch.manifest import write_manifest
     ],
 )
 def test_timecodes_are_the_sources_own(tmp_path, capsys, start, fcm, first_out, listed, record):
-    clip = tmp_path / "tape.mov"
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=30000/1001:d=62", "-c:v",
-         "libx264", "-g", "48", "-timecode", start, str(clip)], check=True,
-    )  # fmt: skip
+    clip = _tape(tmp_path / "tape.mov", start)
     rows = [  # frame 1800 is the first of the file's second minute: past a drop at 29.97 drop-frame
         {"pair_id": "a", "source": str(clip), "start_frame": 10, "end_frame": 14, "mode": "replace"},
         {"pair_id": "b", "source": str(clip), "start_frame": 1799, "end_frame": 1803, "mode": "replace"},
@@ -56,3 +61,20 @@ def test_timecodes_are_the_sources_own(tmp_path, capsys, start, fcm, first_out, 
     assert events[3][3] == record  # b's generated frames, on the spliced output's own timecode
     timeline = json.loads(otio.read_text())
     assert timeline["global_start_time"]["value"] == (107890 if ";" in start else 108000)
+
+
+@pytest.mark.parametrize("loc", ["01:01:00;02", "01:01:00:02"])
+def test_a_drop_frame_edls_markers_land_on_their_frames(tmp_path, loc):
+    """An NLE's drop-frame EDL over a tape starting at 00:59:59;28: its LOC at 01:01:00;02 is file frame 1802.
+    The EDL reader dropped the LOC written with ';' without a word, and read one written with ':' as
+    non-drop (frame 1912)."""
+    clip = _tape(tmp_path / "tape.mov", "00:59:59;28")
+    edl = tmp_path / "nle.edl"
+    edl.write_text(
+        "TITLE: nle\nFCM: DROP FRAME\n\n001  TAPE     V     C        01:00:56;00 01:01:05;00 01:00:00;00 01:00:08;28\n"
+        f"* FROM CLIP NAME:  tape.mov\n* FROM CLIP: {clip.as_uri()}\n* LOC: {loc} RED     f1802\n"
+    )
+    out = tmp_path / "rows.parquet"
+    assert main(["manifest", "from-otio", str(edl), "-o", str(out), "--rate", "29.97"]) == 0
+    rows = load_manifest(out).pairs
+    assert [(p.start_frame, p.end_frame, p.extras.get("record_frame")) for p in rows] == [(1801, 1803, 120)]
