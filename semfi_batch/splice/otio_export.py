@@ -191,11 +191,12 @@ def _range(otio, start: float, duration: float, rate: float):
 
 
 def _edit_rate(fps: float) -> float:
-    """Frame rate for timecode: NTSC rates kept exact, others as given."""
-    for ntsc in (24000 / 1001, 30000 / 1001, 60000 / 1001):
-        if abs(fps - ntsc) < 1e-3:
-            return ntsc
-    return round(fps, 3)
+    """Frame rate for timecode: the NTSC rates (N*1000/1001: 23.976, 29.97, 47.952, 59.94, 119.88) exact,
+    others as given."""
+    from semfi_batch.review.timecode import exact_rate
+
+    rate = exact_rate(fps)
+    return float(rate) if rate.denominator == 1001 else round(fps, 3)
 
 
 def _reel(name: str) -> str:
