@@ -224,7 +224,7 @@ def _file_timecode_start(media: Path) -> int:
 
     from semfi_batch.media.probe import start_timecode
     from semfi_batch.media.tools import run_tool
-    from semfi_batch.review.timecode import frame_of_timecode
+    from semfi_batch.review.timecode import start_frame_number
 
     if not media.is_file():
         return 0
@@ -240,12 +240,7 @@ def _file_timecode_start(media: Path) -> int:
     num, _, den = rate.partition("/")
     fps = float(num) / float(den or 1) if float(den or 1) else 0.0
     code = start_timecode(streams, info.get("format") or {})
-    if not code or fps <= 0:
-        return 0
-    try:
-        return frame_of_timecode(code, fps)
-    except ValueError:
-        return 0
+    return (start_frame_number(code, fps) or 0) if fps > 0 else 0
 
 
 def _media_path(otio, clip, base: Path) -> Path | None:

@@ -37,10 +37,10 @@ def timecode(frame: int, fps: float | Fraction, start: str | None = None) -> str
         raise ValueError(f"frame must be >= 0, got {frame}")
     rate = exact_rate(fps)
     nominal = max(1, round(rate))
-    try:
-        frame += frame_of_timecode(start, rate) if start is not None else 0
-    except ValueError:  # a start timecode of no known form: counted from 00:00:00:00
+    first = start_frame_number(start, rate)
+    if first is None:  # no start timecode, or one of no known form: counted from 00:00:00:00
         start = None
+    frame += first or 0
     drop = NTSC_DROP_RATES.get(rate, 0) if is_drop_frame(rate, start) else 0
     if drop:
         per_10_min = nominal * 600 - drop * 9
@@ -51,6 +51,15 @@ def timecode(frame: int, fps: float | Fraction, start: str | None = None) -> str
     seconds = frame // nominal
     sep = ";" if drop else ":"
     return f"{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}{sep}{ff:02d}"
+
+
+def start_frame_number(start: str | None, fps: float | Fraction) -> int | None:
+    """The frame number a source's start timecode names (its first frame on its own timecode); None without
+    one, or for one of no known form."""
+    try:
+        return frame_of_timecode(start, fps) if start else None
+    except ValueError:
+        return None
 
 
 def frame_of_timecode(text: str, fps: float | Fraction) -> int:

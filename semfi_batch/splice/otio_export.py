@@ -54,10 +54,11 @@ def build_timeline(result: SourceResult) -> Any:
     """The OTIO Timeline of one spliced source."""
     otio = _otio()
     from semfi_batch.media.probe import probe_video
+    from semfi_batch.review.timecode import start_frame_number
 
     info = probe_video(result.source)
     rate = _edit_rate(info.avg_fps or float(result.frame_rate))
-    zero = _first_frame_number(info.timecode, rate)  # the source's first frame on its own timecode
+    zero = start_frame_number(info.timecode, rate) or 0  # the source's first frame on its own timecode
     tl = otio.schema.Timeline(name=result.output.name)
     tl.global_start_time = otio.opentime.RationalTime(zero, rate)
     tl.metadata["semfi_batch"] = {
@@ -124,17 +125,6 @@ def build_timeline(result: SourceResult) -> Any:
     if info.has_audio:
         tl.tracks.append(_audio_track(otio, result, rate, source_ref_range, zero))
     return tl
-
-
-def _first_frame_number(start: str | None, rate: float) -> int:
-    """The frame number of a source's first frame on its own timecode (0 without a start timecode, or with
-    one of no known form)."""
-    from semfi_batch.review.timecode import frame_of_timecode
-
-    try:
-        return frame_of_timecode(start, rate) if start else 0
-    except ValueError:
-        return 0
 
 
 # Marker colours an NLE shows on the generated clip: the review decision at a glance.
