@@ -212,3 +212,20 @@ def test_a_recording_whose_time_goes_back_is_refused_naming_the_frame(tmp_path):
     clip = _joined_recording(tmp_path / "joined.ts", [picture, picture])
     why = _refusal(tmp_path, clip, {"pair_id": "a", "mode": "replace", "start": 10, "end": 14}, (96, 64))
     assert "its frame 50 comes at 1.480 s, not after frame 49 at 3.440 s" in why and "go back" in why, why
+
+
+def test_a_progressive_video_that_turns_interlaced_mid_way_is_refused(tmp_path):
+    """MPEG-2 whose first second is progressive and the rest coded in fields (TFF), the container saying
+    progressive: a whole re-encode coded the interlaced part progressive (exit 0). Refused, naming the time."""
+    first, second = tmp_path / "a.m2v", tmp_path / "b.m2v"
+    mpeg2 = ["-c:v", "mpeg2video", "-q:v", "2", "-g", "12", "-bf", "2", "-sc_threshold", "1000000000"]
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=1", *mpeg2, "-flags", "+cgop", "-f", "mpeg2video", first)
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=1,setfield=tff", *mpeg2, "-flags", "+cgop+ilme+ildct",
+            "-top", "1", "-f", "mpeg2video", second)  # fmt: skip
+    joined = tmp_path / "joined.m2v"
+    joined.write_bytes(first.read_bytes() + second.read_bytes())
+    clip = tmp_path / "mixed.mov"
+    _ffmpeg("-fflags", "+genpts", "-r", "25", "-i", joined, "-c:v", "copy", clip)
+    # A row in the interlaced part: the GOPs re-encoded around it were coded progressive.
+    why = _refusal(tmp_path, clip, {"pair_id": "a", "mode": "replace", "start": 35, "end": 39}, (160, 120))
+    assert "its picture turns interlaced at" in why and "split the file" in why, why

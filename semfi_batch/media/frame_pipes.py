@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from semfi_batch.errors import MediaError
-from semfi_batch.media.probe import parse_showinfo_line, showinfo_picture
+from semfi_batch.media.probe import decoded_field_order, parse_showinfo_line, showinfo_picture
 from semfi_batch.media.side_alpha import decoder_args
 from semfi_batch.media.stream_facts import StreamFacts
 from semfi_batch.media.tools import run_tool, tool_path
@@ -81,7 +81,9 @@ class TimedFramePipe(FramePipe):
     """A FramePipe over a decode whose graph ends in showinfo: yields (seconds or None, frame). showinfo logs
     a frame before ffmpeg writes it out, so its line is in the log file by the time the frame is read.
     `stream`: the video the frames must all be like (its size and pixel format, and one aspect ratio
-    throughout): ffmpeg would scale or convert a frame that is not, without a word, to the output's format."""
+    throughout; where it is coded progressive, no frame in fields after one that is not): ffmpeg would scale
+    or convert a frame that is not, without a word, to the output's format, and the encoder would code it
+    progressive."""
 
     def __init__(self, *args, stream: StreamFacts | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -91,6 +93,7 @@ class TimedFramePipe(FramePipe):
         self._time_base: Fraction | None = None
         self._stream = stream
         self._first_sar: Fraction | None = None
+        self._fields_allowed: bool | None = None  # frames in fields in a video coded progressive
 
     def __iter__(self) -> Iterator[tuple[float | None, bytes]]:  # type: ignore[override]
         for frame in super().__iter__():
@@ -124,10 +127,21 @@ class TimedFramePipe(FramePipe):
         picture = showinfo_picture(line)
         if self._stream is None or picture is None:
             return
-        width, height, pix_fmt, sar = picture
+        width, height, pix_fmt, sar, fields = picture
         if self._first_sar is None:
             self._first_sar = sar
         facts = self._stream
+        if facts.field_order is None and fields and self._fields_allowed is None:
+            # Flagged so from the file's first frame on (x264's fake interlacing: progressive pictures the
+            # decoder flags as fields), the video is coded so throughout; else it turns interlaced mid-way.
+            self._fields_allowed = decoded_field_order(facts.path) in ("tt", "bb")
+        if facts.field_order is None and fields and not self._fields_allowed:
+            at = f"at {seconds:.3f} s" if seconds is not None else "mid-way"
+            raise MediaError(
+                f"its picture turns interlaced {at} (coded in fields from there) where the video is progressive; "
+                "one encode cannot keep both: split the file where it changes (ffmpeg -c copy with -ss/-to) "
+                "and splice each part"
+            )
         if (width, height, pix_fmt) != (facts.width, facts.height, facts.pix_fmt) or sar != self._first_sar:
             at = f"at {seconds:.3f} s" if seconds is not None else "mid-way"
             raise MediaError(

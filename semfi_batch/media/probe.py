@@ -312,7 +312,7 @@ def _packet_times(packets: list[dict], container_start: float) -> dict[str, np.n
 
 _CONFIG_RE = re.compile(r"config in time_base: (\d+)/(\d+)")
 _SHOWINFO_RE = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(\S+)")
-_PICTURE_RE = re.compile(r"\bfmt:(\S+)\s+sar:(\d+)/(\d+)\s+s:(\d+)x(\d+)")
+_PICTURE_RE = re.compile(r"\bfmt:(\S+)\s+sar:(\d+)/(\d+)\s+s:(\d+)x(\d+)(?:\s+i:([PTB]))?")
 
 
 def decoded_frame_times(path: Path) -> np.ndarray:
@@ -474,13 +474,14 @@ def parse_showinfo_line(line: str, time_base: Fraction | None) -> tuple[str, obj
     return "other", None
 
 
-def showinfo_picture(line: str) -> tuple[int, int, str, Fraction] | None:
-    """(width, height, pixel format, sample aspect ratio) of the frame a showinfo line describes (an unknown
-    aspect ratio, 0/1, as 1); None for any other line."""
+def showinfo_picture(line: str) -> tuple[int, int, str, Fraction, bool] | None:
+    """(width, height, pixel format, sample aspect ratio, whether the decoder flags it coded in fields) of
+    the frame a showinfo line describes (an unknown aspect ratio, 0/1, as 1); None for any other line."""
     if (m := _PICTURE_RE.search(line)) is None:
         return None
     num, den = int(m.group(2)), int(m.group(3))
-    return int(m.group(4)), int(m.group(5)), m.group(1), Fraction(num, den) if num and den else Fraction(1)
+    sar = Fraction(num, den) if num and den else Fraction(1)
+    return int(m.group(4)), int(m.group(5)), m.group(1), sar, m.group(6) in ("T", "B")
 
 
 @lru_cache(maxsize=1)
