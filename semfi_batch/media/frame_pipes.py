@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from semfi_batch.errors import MediaError
-from semfi_batch.media.probe import decoded_field_order, parse_showinfo_line, showinfo_picture
+from semfi_batch.media.probe import parse_showinfo_line, showinfo_picture
 from semfi_batch.media.side_alpha import decoder_args
 from semfi_batch.media.stream_facts import StreamFacts
 from semfi_batch.media.tools import run_tool, tool_path
@@ -93,7 +93,6 @@ class TimedFramePipe(FramePipe):
         self._time_base: Fraction | None = None
         self._stream = stream
         self._first_sar: Fraction | None = None
-        self._fields_allowed: bool | None = None  # frames in fields in a video coded progressive
 
     def __iter__(self) -> Iterator[tuple[float | None, bytes]]:  # type: ignore[override]
         for frame in super().__iter__():
@@ -131,11 +130,9 @@ class TimedFramePipe(FramePipe):
         if self._first_sar is None:
             self._first_sar = sar
         facts = self._stream
-        if facts.field_order is None and fields and self._fields_allowed is None:
-            # Flagged so from the file's first frame on (x264's fake interlacing: progressive pictures the
-            # decoder flags as fields), the video is coded so throughout; else it turns interlaced mid-way.
-            self._fields_allowed = decoded_field_order(facts.path) in ("tt", "bb")
-        if facts.field_order is None and fields and not self._fields_allowed:
+        # Flagged so from the file's first frame on (x264's fake interlacing: progressive pictures the decoder
+        # flags as fields), the video is coded so throughout; else it turns interlaced mid-way.
+        if facts.field_order is None and fields and facts.first_frame_fields not in ("tt", "bb"):
             at = f"at {seconds:.3f} s" if seconds is not None else "mid-way"
             raise MediaError(
                 f"its picture turns interlaced {at} (coded in fields from there) where the video is progressive; "

@@ -46,6 +46,9 @@ class StreamFacts:
     codec_tag: str | None = None  # the four-character code, when printable (DIVX, hvc1, apch...)
     timecode: str | None = None  # start timecode (QuickTime tmcd track, MXF, stream or file tag)
     top_field_first: bool | None = None  # interlaced frames as displayed, by the decoder's flags
+    # The decoder's word on the first frame (tt, bb, progressive, unknown): flagged as fields there, a video
+    # labelled progressive (x264's fake interlacing) is flagged so throughout.
+    first_frame_fields: str = "unknown"
     decoder: str | None = None  # the decoder that reads alpha kept beside the picture (media/side_alpha.py)
 
     @property
@@ -118,6 +121,7 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
         codec_tag=_codec_tag(video.get("codec_tag_string")),
         timecode=start_timecode(streams, fmt),
         top_field_first=fields[1],
+        first_frame_fields=fields[2],
         decoder=decoder,
     )
     if facts.codec == "h264" and encoder_settings:
@@ -125,19 +129,19 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
     return facts
 
 
-def _fields(path: Path, probed: str | None) -> tuple[str | None, bool | None]:
+def _fields(path: Path, probed: str | None) -> tuple[str | None, bool | None, str]:
     """(field order: tt, bb, tb or bt for interlaced video, else None; whether its frames show the top field
-    first). The order is `probe.field_order_of`'s (the decoder's flags on the first frame where the container
-    states none, as AVI and raw DV do not, or states "progressive" of frames coded as fields); which field
-    comes first is always the decoder's word where it has one (a container's tb or bt label is read
-    differently by different writers)."""
+    first; the decoder's word on the first frame). The order is `probe.field_order_of`'s (the decoder's flags
+    on the first frame where the container states none, as AVI and raw DV do not, or states "progressive" of
+    frames coded as fields); which field comes first is always the decoder's word where it has one (a
+    container's tb or bt label is read differently by different writers)."""
     from semfi_batch.media.probe import decoded_field_order, field_order_of
 
     decoded = decoded_field_order(path)
     order = _known(field_order_of(probed, lambda: decoded), ("unknown", "progressive"))
     if order is None:
-        return None, None
-    return order, (decoded == "tt") if decoded in ("tt", "bb") else order in ("tt", "bt")
+        return None, None, decoded
+    return order, (decoded == "tt") if decoded in ("tt", "bb") else order in ("tt", "bt"), decoded
 
 
 def _codec_tag(value) -> str | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.errors import FrameExtractError
-from semfi_batch.media.probe import SHOWINFO_POSITION_RE, VideoInfo, parse_showinfo_line
+from semfi_batch.media.probe import SHOWINFO_POSITION_RE, VideoInfo, parse_showinfo_line, showinfo_picture
 from semfi_batch.media.side_alpha import decoder_args
 from semfi_batch.media.tools import tool_path
 
@@ -374,7 +374,6 @@ class _OrderLog:
             return self.disordered_at is None or self.disordered_at > decoded
 
 
-_FRAME_SIZE_RE = re.compile(r"\bs:(\d+)x(\d+)")
 # libavcodec's error resilience (H.264, MPEG-1/2/4, H.263 and their kin) reports each damaged picture it
 # conceals so; decoders without it (HEVC, VP9, AV1) say nothing comparable.
 _CONCEALED_RE = re.compile(r"concealing \d+ DC, \d+ AC, \d+ MV errors")
@@ -409,8 +408,8 @@ class _StderrReader:
                     time_base = value
                     self.setups += 1
                 elif kind == "time":
-                    size = _FRAME_SIZE_RE.search(line)
-                    frame_size = (int(size[1]), int(size[2])) if size else None
+                    picture = showinfo_picture(line)
+                    frame_size = picture[:2] if picture else None
                     decoded = self.order.decoded if self.order is not None else 0
                     self.stamps.items.put((value, frame_size, self.setups, self.concealed, decoded))
                 continue

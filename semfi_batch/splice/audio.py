@@ -44,8 +44,23 @@ class AudioChanges(MediaError):
 
 
 def check_one_audio_format(source: Path, index: int) -> None:
-    """Decode audio stream `index` once and raise AudioChanges at the first frame whose channel layout or
-    sample rate is not the first frame's (a broadcast recording: stereo, then 5.1 at the programme)."""
+    """Raise AudioChanges at the first frame of audio stream `index` whose channel layout or sample rate is not
+    the first frame's (a broadcast recording: stereo, then 5.1 at the programme). The stream is decoded once
+    per version of the file: a splice that muxes again (a stream moved back into place, a whole re-encode
+    after a smart cut) asks again."""
+    st = source.stat()
+    change = _audio_format_change(source, index, st.st_size, st.st_mtime_ns)
+    if change:
+        raise AudioChanges(
+            f"audio stream {index} {change}; rebuilt around the inserted frames it would keep the first "
+            "(downmixed or resampled, its silences misplaced): split the file where it changes"
+        )
+
+
+@lru_cache(maxsize=64)
+def _audio_format_change(source: Path, index: int, _size: int, _mtime_ns: int) -> str:
+    """Where audio stream `index` of `source` first changes layout or rate ("changes at T s from A to B"), or
+    "" when it keeps the first frame's throughout; decoded through once (ashowinfo)."""
     cmd = [tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-copyts", "-i",
            str(source), "-map", f"0:{index}", "-af", "ashowinfo", "-f", "null", "-"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
@@ -59,16 +74,14 @@ def check_one_audio_format(source: Path, index: int) -> None:
             if first is None:
                 first = heard
             elif heard != first:
-                raise AudioChanges(
-                    f"audio stream {index} changes at {float(m.group(1)):.3f} s from {first[0]} at {first[1]} Hz to "
-                    f"{heard[0]} at {heard[1]} Hz; rebuilt around the inserted frames it would keep the first "
-                    "(downmixed or resampled, its silences misplaced): split the file where it changes"
-                )
+                at = float(m.group(1))
+                return f"changes at {at:.3f} s from {first[0]} at {first[1]} Hz to {heard[0]} at {heard[1]} Hz"
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
         proc.stderr.close()
+    return ""
 
 
 def first_decoded_time(source: Path, index: int) -> float:
