@@ -68,6 +68,7 @@ demo: install  ## the demo clip's frozen frames found (detect damage), rebuilt (
 
 bench: install  ## benchmarks: figures and ratios against peers measured in the same run (CPU)
 	$(BIN)/python bench/flow_vs_minterpolate.py
+	$(BIN)/python bench/flow_resolution.py
 	$(BIN)/python bench/rife_vs_minterpolate.py
 	$(BIN)/python bench/engine_overhead.py
 	$(BIN)/python bench/detect_bench.py
