@@ -35,13 +35,13 @@ from semfi_batch.media.frame_pipes import (
     track_timescale_args,
 )
 from semfi_batch.media.packets import PacketIndex, read_packets, reorder_delay, round_us
-from semfi_batch.media.stream_facts import StreamFacts, probe_stream_facts, start_and_extradata
+from semfi_batch.media.stream_facts import StreamFacts, colour_args, probe_stream_facts, start_and_extradata
 from semfi_batch.media.tools import encoder_pixel_formats, ffmpeg_codecs
 
 # Splice imports these from here; each lives in its own module (stream facts, packets, bitstream, pipes).
 __all__ = [
     "AUDIO_ENCODERS", "RAW_TIMING", "EncoderChoice", "FramePipe", "PacketIndex", "StreamFacts",
-    "available_encoders", "avcc_parameter_sets", "choose_encoder", "colour_args", "convert_images", "copy_muxer",
+    "available_encoders", "avcc_parameter_sets", "choose_encoder", "convert_images", "copy_muxer",
     "decode_range", "encode_frames", "encoder_pix_fmt", "full_range", "h264_parameter_set_ids", "h264_sps_timing",
     "probe_stream_facts", "pts_expression", "raw_frame_bytes", "read_packets", "reorder_delay", "rgb_to_yuv_matrix",
     "round_us", "same_parameter_sets", "smart_cut_blocker", "start_and_extradata", "track_timescale_args",
@@ -136,24 +136,6 @@ def copy_muxer(facts: StreamFacts) -> str:
     if facts.container is not None:
         return facts.container
     return "mp4" if facts.codec == "av1" else "mov"
-
-
-# Colour names ffprobe prints that ffmpeg's options spell otherwise (the matrix of RGB sources is "gbr").
-_OPTION_NAMES = {"gbr": "rgb", "ycgco": "ycocg"}
-
-
-def colour_args(facts: StreamFacts) -> list[str]:
-    """ffmpeg output options that tag the encode with the source's colour range, primaries, transfer, matrix."""
-    args = []
-    for option, value in (
-        ("-color_range", facts.color_range),
-        ("-color_primaries", facts.color_primaries),
-        ("-color_trc", facts.color_transfer),
-        ("-colorspace", facts.color_space),
-    ):
-        if value:
-            args += [option, _OPTION_NAMES.get(value, value)]
-    return args
 
 
 # Encoders of long-GOP codecs that code every frame alone with `-g 1 -bf 0`: a source of such a codec whose

@@ -50,6 +50,10 @@ class StreamFacts:
     # labelled progressive (x264's fake interlacing) is flagged so throughout.
     first_frame_fields: str = "unknown"
     decoder: str | None = None  # the decoder that reads alpha kept beside the picture (media/side_alpha.py)
+    # Where chroma samples sit, when the stream says other than the default "left" (MPEG-2/H.264/HEVC 4:2:0):
+    # decoders report "left" for streams that say nothing, and an encode told "left" would write it, so
+    # its headers would differ from the source's.
+    chroma_location: str | None = None
 
     @property
     def container(self) -> str | None:
@@ -109,6 +113,7 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
         color_space=_known(video.get("color_space")),
         color_primaries=_known(video.get("color_primaries")),
         color_transfer=_known(video.get("color_transfer")),
+        chroma_location=_known(video.get("chroma_location"), ("unknown", "unspecified", "left")),
         field_order=fields[0],
         time_base=Fraction(video.get("time_base", "1/1000")),
         frame_rate=_rate(video.get("r_frame_rate")) or _rate(video.get("avg_frame_rate")) or Fraction(25),
@@ -147,6 +152,27 @@ def _fields(path: Path, probed: str | None) -> tuple[str | None, bool | None, st
 def _codec_tag(value) -> str | None:
     tag = str(value or "")
     return tag if len(tag) == 4 and tag.isprintable() and "[" not in tag and tag != "0000" else None
+
+
+# Colour names ffprobe prints that ffmpeg's options spell otherwise (the matrix of RGB sources is "gbr").
+_OPTION_NAMES = {"gbr": "rgb", "ycgco": "ycocg"}
+
+
+def colour_args(facts: StreamFacts) -> list[str]:
+    """ffmpeg options giving the source's colour range, primaries, transfer, matrix and chroma location: as
+    output options they tag an encode; before a raw-frame input they tag its frames, which some encoders
+    (prores_ks) take their tags from instead."""
+    args = []
+    for option, value in (
+        ("-color_range", facts.color_range),
+        ("-color_primaries", facts.color_primaries),
+        ("-color_trc", facts.color_transfer),
+        ("-colorspace", facts.color_space),
+        ("-chroma_sample_location", facts.chroma_location),
+    ):
+        if value:
+            args += [option, _OPTION_NAMES.get(value, value)]
+    return args
 
 
 def _known(value, unknown: tuple[str, ...] = ("unknown",)) -> str | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.errors import FrameExtractError
+from semfi_batch.media.frame_pipes import RGB_YUV_SCALE_FLAGS
 from semfi_batch.media.probe import SHOWINFO_POSITION_RE, VideoInfo, parse_showinfo_line, showinfo_picture
 from semfi_batch.media.side_alpha import decoder_args
 from semfi_batch.media.tools import tool_path
@@ -221,6 +222,7 @@ def _decode(
     width, height = info.display_size  # ffmpeg turns frames upright (its rotation filters come before ours)
     frame_bytes = width * height * channels * dtype.itemsize
     graph += ",showinfo=checksum=0"  # each frame's time and size as decoded, before any scaling to the output
+    graph += f",scale=flags={RGB_YUV_SCALE_FLAGS},format={pix_fmt}"  # by the frame's tagged matrix and range
     script = None
     cmd = [tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info"]
     cmd += [*decoder_args(info.decoder), *input_args, "-i", str(info.path), "-map", "0:v:0", "-an", "-sn", "-dn"]

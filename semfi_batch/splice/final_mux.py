@@ -16,9 +16,9 @@ from semfi_batch.media.encode import (
     AUDIO_ENCODERS,
     StreamFacts,
     available_encoders,
-    colour_args,
 )
 from semfi_batch.media.side_alpha import ALPHA_MODE_TAG
+from semfi_batch.media.stream_facts import colour_args
 from semfi_batch.media.tools import run_tool, tool_path
 from semfi_batch.splice.audio import (
     LOSSLESS,
