@@ -152,3 +152,30 @@ def test_transport_stream_whose_audio_starts_first(tmp_path):
     got = extract_frames(info, range(info.frame_count))
     assert len(sequential) == info.frame_count
     assert all(np.array_equal(got[k], sequential[k]) for k in range(info.frame_count))
+
+
+@pytest.mark.parametrize("matrix", ["hflip", "rotate-and-flip"])
+def test_a_mirrored_display_matrix_is_refused_by_name(tmp_path, matrix):
+    """ffmpeg 5.1 turns frames by a display matrix's angle and ignores its mirroring (a flipped clip came back
+    upside down, exit 0): every stage refuses such a file, naming it."""
+    import struct
+
+    from semfi_batch.errors import MediaError
+    from semfi_batch.media.stream_facts import probe_stream_facts
+
+    clip = tmp_path / "plain.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=0.4", "-pix_fmt",
+                    "yuv420p", "-c:v", "libx264", str(clip)], check=True)  # fmt: skip
+    data = bytearray(clip.read_bytes())
+    at = data.find(b"tkhd") + 4 + 40  # the video track header's matrix (version 0)
+    one = 1 << 16
+    values = (
+        [-one, 0, 0, 0, one, 0, 64 << 16, 0, 1 << 30] if matrix == "hflip" else [0, one, 0, one, 0, 0, 0, 0, 1 << 30]
+    )
+    data[at : at + 36] = b"".join(struct.pack(">i", v) for v in values)
+    mirrored = tmp_path / "mirrored.mp4"
+    mirrored.write_bytes(bytes(data))
+    for read in (probe_video, probe_stream_facts):
+        with pytest.raises(MediaError, match=r"mirrored.mp4: its display matrix mirrors the picture"):
+            read(mirrored)
+    probe_video(clip)  # the same file unmirrored is read

@@ -255,6 +255,7 @@ def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
     seekable = bool(every_pts and not np.isnan(frame_times).any() and (steps > 0).all())
     decoder, pix_fmt = stream_decoding(video, path)
     depth, alpha = pixel_format_facts(pix_fmt)
+    refuse_mirrored_display(video, path)
     return VideoInfo(
         path=path,
         width=int(video["width"]),
@@ -501,6 +502,24 @@ def pixel_format_facts(pix_fmt: str) -> tuple[int, bool]:
     """(deepest component in bits, has alpha) of an ffmpeg pixel format; (8, False) when unknown."""
     components, depth = _pixel_formats().get(pix_fmt, (3, 8))
     return depth, components in (2, 4)
+
+
+def refuse_mirrored_display(stream: dict, path: Path) -> None:
+    """MediaError when the stream's display matrix mirrors the picture (QuickTime's "Flip Horizontal", some
+    front cameras): this ffmpeg (5.1) turns frames by a display matrix's angle but ignores its mirroring,
+    and can write back only a plain rotation, so every stage would read and write frames the wrong way round
+    (a flipped clip came back upside down, exit 0)."""
+    for side in stream.get("side_data_list", []) or []:
+        rows = [line.split(":", 1)[1].split() for line in str(side.get("displaymatrix", "")).split("\n") if ":" in line]
+        if len(rows) >= 2 and len(rows[0]) >= 2 and len(rows[1]) >= 2:
+            (a, b), (c, d) = (int(v) for v in rows[0][:2]), (int(v) for v in rows[1][:2])
+            if a * d - b * c < 0:
+                raise MediaError(
+                    f"{path}: its display matrix mirrors the picture (a flip, not only a rotation), which this "
+                    "ffmpeg cannot apply or write back; frames would be read and written the wrong way round. "
+                    "Re-encode it upright first with a player or tool that applies the flip (recent ffmpeg "
+                    "releases do), or remove the matrix if the flip is not wanted"
+                )
 
 
 def _rotation(stream: dict) -> int:

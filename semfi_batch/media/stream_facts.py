@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from semfi_batch.errors import VideoOpenFailure
-from semfi_batch.media.probe import start_timecode
+from semfi_batch.media.probe import refuse_mirrored_display, start_timecode
 from semfi_batch.media.side_alpha import stream_decoding
 from semfi_batch.media.tools import run_tool
 
@@ -99,6 +99,7 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
     fmt = meta.get("format", {})
     fields = _fields(path, video.get("field_order"))
     decoder, pix_fmt = stream_decoding(video, path)
+    refuse_mirrored_display(video, path)
     facts = StreamFacts(
         path=path,
         index=int(video["index"]),
