@@ -107,3 +107,29 @@ def test_a_rotated_422_source_keeps_its_colour_detail(tmp_path):
         psnr = 10 * np.log10(1023**2 / max(mse, 1e-9))
         # Subsampled in display orientation, then turned, the colour was halved along the wrong axis (39-42 dB).
         assert psnr > 48, f"generated frame {j}: chroma of the turned source {psnr:.1f} dB from the upright one's"
+
+
+def test_hevc_hdr10_metadata_is_repeated_on_re_encoded_frames(tmp_path):
+    clip = tmp_path / "hdr10.mp4"
+    hdr = "log-level=error:keyint=12:min-keyint=12:open-gop=0:scenecut=0:hdr10=1:repeat-headers=1:max-cll=1000,400"
+    hdr += ":master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)"
+    _ffmpeg("-f", "lavfi", "-i", PATCHES, "-vf", "format=yuv420p10le", "-c:v", "libx265", "-tag:v", "hvc1",
+            "-x265-params", hdr, "-color_primaries", "bt2020", "-color_trc", "smpte2084", "-colorspace", "bt2020nc",
+            clip)  # fmt: skip
+    rows = [{"pair_id": "r", "source": str(clip), "start_frame": 28, "end_frame": 32, "mode": "replace"}]
+    manifest = write_manifest(rows, tmp_path / "m.parquet")
+    run = tmp_path / "run"
+    assert main(["run", str(manifest), "--out", str(run), "--quiet", "--backend", "blend", "--no-preview"]) == 0
+    summary = splice_run(run, output=tmp_path / "out.mp4")
+    assert not summary.failed, summary.failed
+
+    def hdr_side_data(path) -> list[list[dict]]:
+        frames = _frame_entries(path, "side_data_list")
+        kinds = ("Mastering display metadata", "Content light level metadata")
+        return [[s for s in f.get("side_data_list", []) if s.get("side_data_type") in kinds] for f in frames]
+
+    source, output = hdr_side_data(clip), hdr_side_data(summary.results[0].output)
+    assert len(output) == len(source) == 40
+    # The GOP of frames 24-35 is re-encoded: its keyframe carried neither before (0 of 12 frames had them).
+    assert output[24:36] == source[24:36]
+    assert len(output[24]) == 2

@@ -174,9 +174,24 @@ def _hevc(facts, reorder, full) -> CodecPlan:
     params = "log-level=error:repeat-headers=1:crf=8"
     if not full:
         params += f":keyint=600:min-keyint=1:scenecut=0:open-gop=0:bframes={min(max(reorder, 0) * 2, 4)}"
+    params += _x265_hdr10(facts)
     args = ["-preset", "medium", "-x265-params", params]
     enc, out = interlace_args("hevc", facts.field_order, facts.top_field_first)
     return CodecPlan("libx265", tuple(args), None, out)
+
+
+def _x265_hdr10(facts) -> str:
+    """x265 parameters repeating the source's HDR10 metadata (SEI at each keyframe, as the source has it):
+    without them re-encoded GOPs had none, and players that read it per keyframe lost it there."""
+    params = ""
+    if facts.mastering_display is not None:
+        rx, ry, gx, gy, bx, by, wx, wy, low, high = facts.mastering_display
+        xy = lambda x, y: f"({round(x * 50000)},{round(y * 50000)})"  # noqa: E731 - units of 0.00002
+        params += f":master-display=G{xy(gx, gy)}B{xy(bx, by)}R{xy(rx, ry)}WP{xy(wx, wy)}"
+        params += f"L({round(high * 10000)},{round(low * 10000)})"  # units of 0.0001 cd/m2
+    if facts.content_light is not None:
+        params += f":max-cll={facts.content_light[0]},{facts.content_light[1]}"
+    return f":hdr10=1{params}" if params else ""
 
 
 def _av1(facts, reorder, full) -> CodecPlan:

@@ -54,6 +54,11 @@ class StreamFacts:
     # decoders report "left" for streams that say nothing, and an encode told "left" would write it, so
     # its headers would differ from the source's.
     chroma_location: str | None = None
+    # HDR10 static metadata, from the first frame (HEVC carries it in SEI at each keyframe): the mastering
+    # display's primaries and white point as CIE x, y (red, green, blue, white), and its minimum and maximum
+    # luminance in cd/m2; the content light levels MaxCLL and MaxFALL.
+    mastering_display: tuple[Fraction, ...] | None = None
+    content_light: tuple[int, int] | None = None
 
     @property
     def container(self) -> str | None:
@@ -132,7 +137,31 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
     )
     if facts.codec == "h264" and encoder_settings:
         facts = replace(facts, x264_options=_x264_options(path, facts.index))
+    if facts.codec == "hevc" and encoder_settings:
+        facts = replace(facts, **_hdr_metadata(path, facts.index))
     return facts
+
+
+_MASTERING_KEYS = ("red_x", "red_y", "green_x", "green_y", "blue_x", "blue_y", "white_point_x", "white_point_y",
+                   "min_luminance", "max_luminance")  # fmt: skip
+
+
+def _hdr_metadata(path: Path, index: int) -> dict:
+    """`mastering_display` and `content_light` as the first frame carries them (absent: not in the result)."""
+    out = run_tool(
+        ["ffprobe", "-v", "error", "-select_streams", str(index), "-read_intervals", "%+#1", "-show_frames",
+         "-show_entries", "frame=side_data_list", "-of", "json", str(path)],
+        what=f"cannot read the first frame of {path}",
+    )  # fmt: skip
+    frames = json.loads(out or b"{}").get("frames") or [{}]
+    found = {}
+    for side in frames[0].get("side_data_list") or []:
+        kind = side.get("side_data_type")
+        if kind == "Mastering display metadata" and all(k in side for k in _MASTERING_KEYS):
+            found["mastering_display"] = tuple(Fraction(str(side[k])) for k in _MASTERING_KEYS)
+        elif kind == "Content light level metadata" and "max_content" in side and "max_average" in side:
+            found["content_light"] = (int(side["max_content"]), int(side["max_average"]))
+    return found
 
 
 def _fields(path: Path, probed: str | None) -> tuple[str | None, bool | None, str]:
