@@ -11,6 +11,7 @@ import pytest
 
 from semfi_batch.detect import DetectOptions, detect_video
 from semfi_batch.media import video_frames as video_frames_mod
+from semfi_batch.media.frame_pipes import TO_RGB_SCALE_FLAGS, UPRIGHT_FILTERS
 from semfi_batch.media.probe import probe_video
 from semfi_batch.media.video_frames import extract_frame, extract_frames, frame_layout
 from tests.conftest import frame_number
@@ -46,7 +47,11 @@ def truth_of(path, decoded: dict) -> np.ndarray:
 def sequential_decode(path, info) -> np.ndarray:
     """Every frame of a full decode from the start, in the layout extraction delivers: the ground truth."""
     pix_fmt, dtype, channels = frame_layout(info)
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", *decoder(path), "-i", str(path), "-map", "0:v:0"]
+    # Converted and turned upright as extraction does (the frames compared must be the same frames).
+    graph = f"scale=flags={TO_RGB_SCALE_FLAGS},format={pix_fmt}"
+    turn = UPRIGHT_FILTERS.get(round(-info.rotation) % 360)
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", *decoder(path), *(["-noautorotate"] if turn else [])]
+    cmd += ["-i", str(path), "-map", "0:v:0", "-vf", f"{graph},{turn}" if turn else graph]
     cmd += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
     raw = subprocess.run(cmd, capture_output=True, check=True).stdout
     width, height = info.display_size

@@ -181,11 +181,20 @@ def decode_range(path: Path, facts: StreamFacts, seek_s: float | None, count: in
     return TimedFramePipe(args, size, count, what, work / f"decode-{id(args)}.log", stream=facts)
 
 
-# How frames are scaled between RGB and YUV, both ways (decoded keys, generated frames): ffmpeg's default
-# conversion truncates. An 8-bit frame taken to RGB and back came back about one luma code darker (mean -1.06
-# on a real 720p clip), so the generated frames of a static shot sat darker than their neighbours; with
-# these flags both ways, 99.9% of luma codes come back exactly.
-RGB_YUV_SCALE_FLAGS = "bicubic+accurate_rnd+full_chroma_int"
+# How frames are converted between YUV and RGB: keys and source frames to RGB (media/video_frames.py), generated
+# frames back (convert_images), chosen as a pair so that a frame taken there and back comes back unchanged.
+# ffmpeg's default conversion truncates: an 8-bit frame came back about one luma code darker (mean -1.06 on
+# a real 720p clip; a static shot's generated frames sat darker than their neighbours). With accurate
+# rounding, chroma repeated to full size on the way to RGB and averaged back on the way to YUV, 95% of luma
+# codes and 4:2:0 chroma at 58-62 dB come back (real 720p and 480p frames and testsrc2; bicubic both ways
+# blurred the chroma to 53-54 dB; bench: tests/test_splice_colour.py asserts the round trip).
+TO_RGB_SCALE_FLAGS = "neighbor+accurate_rnd+full_chroma_int"
+TO_YUV_SCALE_FLAGS = "area+accurate_rnd+full_chroma_int"
+# Filters that turn a stored picture upright, by the clockwise degrees a player turns it, and back. Frames
+# are turned while RGB, on both ways: ffmpeg's own turning (autorotate) runs on the decoded YUV, converting
+# subsampled colour by its default flags first, so rotated 4:2:2 keys lost colour detail the upright ones kept.
+UPRIGHT_FILTERS = {90: "transpose=clock", 180: "hflip,vflip", 270: "transpose=cclock"}
+STORED_FILTERS = {90: "transpose=cclock", 180: "hflip,vflip", 270: "transpose=clock"}
 
 
 def rgb_to_yuv_matrix(facts: StreamFacts) -> str:
@@ -208,9 +217,9 @@ def convert_images(images: Sequence[Path], facts: StreamFacts, work: Path) -> Fr
     listing = work / f"images-{id(images)}.txt"
     listing.write_text("ffconcat version 1.0\n" + "".join(f"file '{_quote(p)}'\n" for p in images))
     rng = "pc" if full_range(facts) else "tv"
-    chain = {90: ["transpose=cclock"], 180: ["hflip", "vflip"], 270: ["transpose=clock"]}.get(facts.rotation, [])
+    chain = [STORED_FILTERS[facts.rotation]] if facts.rotation in STORED_FILTERS else []
     chain += [
-        f"scale=w={facts.width}:h={facts.height}:flags={RGB_YUV_SCALE_FLAGS}:"
+        f"scale=w={facts.width}:h={facts.height}:flags={TO_YUV_SCALE_FLAGS}:"
         f"out_color_matrix={rgb_to_yuv_matrix(facts)}:out_range={rng}",
         f"format={facts.pix_fmt}",
     ]

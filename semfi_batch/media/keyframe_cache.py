@@ -23,7 +23,7 @@ from semfi_batch.media.video_frames import iter_frames
 from semfi_batch.run.identity import stat_identity
 
 # Bump when the frames extraction delivers for the same source change.
-CACHE_VERSION = 2  # 2: YUV to RGB converted with accurate rounding (frame_pipes.RGB_YUV_SCALE_FLAGS)
+CACHE_VERSION = 2  # 2: YUV to RGB converted with accurate rounding (frame_pipes.TO_RGB_SCALE_FLAGS)
 
 
 class KeyframeCache:

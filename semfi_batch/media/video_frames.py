@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.errors import FrameExtractError
-from semfi_batch.media.frame_pipes import RGB_YUV_SCALE_FLAGS
+from semfi_batch.media.frame_pipes import TO_RGB_SCALE_FLAGS, UPRIGHT_FILTERS
 from semfi_batch.media.probe import SHOWINFO_POSITION_RE, VideoInfo, parse_showinfo_line, showinfo_picture
 from semfi_batch.media.side_alpha import decoder_args
 from semfi_batch.media.tools import tool_path
@@ -219,12 +219,17 @@ def _decode(
     and, when `graph` selects frames by their count (`counted`), for a decode whose filters ffmpeg set up
     again mid-way (a change of size or pixel format): the count starts again from zero there."""
     pix_fmt, dtype, channels = frame_layout(info)
-    width, height = info.display_size  # ffmpeg turns frames upright (its rotation filters come before ours)
+    width, height = info.display_size
     frame_bytes = width * height * channels * dtype.itemsize
     graph += ",showinfo=checksum=0"  # each frame's time and size as decoded, before any scaling to the output
-    graph += f",scale=flags={RGB_YUV_SCALE_FLAGS},format={pix_fmt}"  # by the frame's tagged matrix and range
+    graph += f",scale=flags={TO_RGB_SCALE_FLAGS},format={pix_fmt}"  # by the frame's tagged matrix and range
+    # Turned upright here, once RGB (frame_pipes.UPRIGHT_FILTERS); a turn other than a quarter is ffmpeg's.
+    turn = UPRIGHT_FILTERS.get(round(-info.rotation) % 360)
+    logged_size = (info.width, info.height) if turn else (width, height)  # the size showinfo sees
+    graph += f",{turn}" if turn else ""
     script = None
     cmd = [tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info"]
+    cmd += ["-noautorotate"] if turn else []
     cmd += [*decoder_args(info.decoder), *input_args, "-i", str(info.path), "-map", "0:v:0", "-an", "-sn", "-dn"]
     cmd += ["-fps_mode", "passthrough"]
     if len(graph) > 20_000:  # beyond what one argument should carry
@@ -247,10 +252,10 @@ def _decode(
                     )
                 break
             stamp, size, setups, concealed_before, decoded = stamps.next()
-            if size is not None and size != (width, height):
+            if size is not None and size != logged_size:
                 raise FrameExtractError(
                     f"cannot read frames of {info.path}: its frames change size mid-way ({size[0]}x{size[1]} "
-                    f"after {width}x{height} at the start); split it where the size changes"
+                    f"after {logged_size[0]}x{logged_size[1]} at the start); split it where the size changes"
                 )
             if counted and setups > 1:
                 raise _changes_format(info)
