@@ -6,6 +6,7 @@ import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import ClassVar
 
@@ -64,6 +65,23 @@ class InterpolationRequest:
     steps: int | None = None
     cfg_scale: float | None = None
     work_dir: Path | None = None
+    # Where each frame to make falls between the keys (in (0, 1), increasing), from the source's own frame
+    # times where they are uneven (variable frame rate: run/job.uneven_inbetween_times); None: evenly.
+    times: tuple[float, ...] | None = None
+
+    def inbetween_times(self) -> list[float]:
+        """The times of the frames to make, in (0, 1): `times`, else evenly spaced."""
+        from semfi_batch.plan import inbetween_times
+
+        return list(self.times) if self.times is not None else inbetween_times(self.gap_frames)
+
+    def inbetween_fractions(self) -> list[Fraction]:
+        """`inbetween_times` as exact fractions (i/(gap+1) when evenly spaced)."""
+        from semfi_batch.plan import inbetween_fractions
+
+        if self.times is None:
+            return inbetween_fractions(self.gap_frames)
+        return [Fraction(t).limit_denominator(1_000_000) for t in self.times]
 
 
 @dataclass
@@ -154,8 +172,6 @@ class Backend(ABC):
             return
         from dataclasses import replace
 
-        from semfi_batch.plan import inbetween_times
-
         deep, alpha = start.dtype == np.uint16, start.shape[2] == 4
         self.notes.values["frames_converted"] = (
             f"{'16-bit ' if deep else ''}{'RGBA' if alpha else 'RGB'} keys given to {self.name} as 8-bit RGB"
@@ -163,7 +179,7 @@ class Backend(ABC):
             + (", alpha cross-faded between the keys" if alpha else "")
         )
         narrow = replace(request, start=_rgb8(request.start), end=_rgb8(request.end))
-        times = inbetween_times(request.gap_frames)
+        times = request.inbetween_times()
         for k, frame in enumerate(self.interpolate(narrow)):
             out = frame.astype(np.uint16) * 257 if deep else frame
             if alpha:

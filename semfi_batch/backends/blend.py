@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import numpy as np
 
 from semfi_batch.backends.base import Backend, InterpolationRequest
-from semfi_batch.plan import inbetween_times
 
 
 class BlendBackend(Backend):
@@ -27,5 +26,5 @@ class BlendBackend(Backend):
         a = request.start.astype(np.float32)
         b = request.end.astype(np.float32)
         top = float(np.iinfo(request.start.dtype).max)
-        for t in inbetween_times(request.gap_frames):
+        for t in request.inbetween_times():
             yield np.clip((1.0 - t) * a + t * b + 0.5, 0, top).astype(request.start.dtype)

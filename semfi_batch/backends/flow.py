@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 
 from semfi_batch.backends.base import Backend, InterpolationRequest
-from semfi_batch.plan import inbetween_times
 
 # Flow is estimated at most at this many pixels (then upsampled). DIS's quality saturates well below 720p:
 # on 24 real and photo-motion sources at 360p-720p, flow at 480x270 rebuilt dropped frames as well as at
@@ -60,7 +59,7 @@ class FlowBackend(Backend):
         full_grid = _grid(h, w) if scale < 1.0 else grid
         a = request.start
         b = request.end
-        for t in inbetween_times(request.gap_frames):
+        for t in request.inbetween_times():
             # Flow from time t back to each keyframe (linear-motion approximation, Jiang et al. 2018).
             ft0 = cv2.addWeighted(f01, -(1 - t) * t, f10, t * t, 0.0)
             ft1 = cv2.addWeighted(f01, (1 - t) * (1 - t), f10, -t * (1 - t), 0.0)

@@ -29,7 +29,6 @@ from semfi_batch.backends.base import (
     resolve_torch_device,
 )
 from semfi_batch.errors import SemfiError
-from semfi_batch.plan import inbetween_times
 
 # Samples (frame times) per forward are capped by padded pixels: about 8 at 720p on a CPU, where larger
 # batches only cost memory. On a GPU, four padded 1080p frames: on an H200 (bench/rife_gpu.py) 2-4 samples
@@ -111,7 +110,7 @@ class RifeBackend(Backend):
                 f"keyframes belong to different shots (32x32 SSIM {similarity:.3f} < {DIFFERENT_SHOTS_SSIM}); "
                 "use --backend semfi or wan-flf2v for new content, or --allow-morph to morph anyway"
             )
-        times = inbetween_times(request.gap_frames)
+        times = request.inbetween_times()
         frames = self.frames_at([(request.start, request.end, t) for t in times])
         if self.device.type == "cuda":
             self.notes.values["peak_gpu_mb"] = round(self._torch.cuda.max_memory_allocated(self.device) / 2**20, 1)

@@ -29,7 +29,7 @@ from semfi_batch.media.probe import probe_stream
 from semfi_batch.run.frame_io import FrameWriter, writer_threads
 from semfi_batch.run.identity import stat_identity
 from semfi_batch.run.inputs import file_sha256
-from semfi_batch.run.job import Job, interlaced, load_keyframes
+from semfi_batch.run.job import Job, interlaced, load_keyframes, uneven_inbetween_times
 from semfi_batch.run.kept_keys import keep_key
 from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.ledger import output_entries, write_record
@@ -209,6 +209,7 @@ def _generate(
     # outputs by SHA-256; the input files they came from are listed here.
     keyframes = {"files": _check_inputs(job)}
     keys_s = time.perf_counter() - t0
+    times = uneven_inbetween_times(pair)
 
     def make(first: np.ndarray, last: np.ndarray, part: str = ""):
         request = InterpolationRequest(
@@ -222,6 +223,7 @@ def _generate(
             steps=pair.steps,
             cfg_scale=pair.cfg_scale,
             work_dir=backend_dir / part if part else backend_dir,
+            times=times,
         )
         request.work_dir.mkdir(parents=True, exist_ok=True)
         return backend.generate(request)
@@ -246,6 +248,8 @@ def _generate(
     backend_s = time.perf_counter() - t_loop - writer.blocked_s  # less the time the loop waited for writes
     if len(frames) != pair.gap_frames:
         raise SemfiError(f"backend {job.backend} returned {len(frames)} frames, expected {pair.gap_frames}")
+    if times is not None:  # after the backend's run, which may start its notes afresh
+        backend.notes.values["uneven_times"] = [round(t, 4) for t in times]
     for name, frame, image, index in (
         ("start.png", start, pair.start_image, pair.start_frame),
         ("end.png", end, pair.end_image, pair.end_frame),

@@ -161,6 +161,28 @@ def load_keyframes(pair: KeyframePair, cache: KeyframeCache | None = None) -> tu
     return fit(start, width, height), fit(end, width, height), fps
 
 
+# Frame times within this share of the keys' interval of even spacing are taken as even (timestamps rounded
+# to the container's clock): only a variable frame rate makes frames at other times.
+UNEVEN_TIME_TOLERANCE = 1e-3
+
+
+def uneven_inbetween_times(pair: KeyframePair) -> tuple[float, ...] | None:
+    """Where the frames a replace row makes fall between its keys (0..1), by the source's own frame times,
+    when they are not evenly spaced (variable frame rate: a frame made at even times would show the motion
+    of another moment than the one it is placed at); None when they are, and for other rows."""
+    if pair.source is None or pair.mode != "replace" or pair.gap_frames != pair.end_frame - pair.start_frame - 1:
+        return None
+    times = probe_video(pair.source).frame_times[pair.start_frame : pair.end_frame + 1]
+    span = float(times[-1] - times[0])
+    if len(times) != pair.gap_frames + 2 or not span > 0:
+        return None
+    made = [float(t - times[0]) / span for t in times[1:-1]]
+    even = [i / (pair.gap_frames + 1) for i in range(1, pair.gap_frames + 1)]
+    if all(abs(t - e) <= UNEVEN_TIME_TOLERANCE for t, e in zip(made, even, strict=True)):
+        return None
+    return tuple(made)
+
+
 def key_files(pair: KeyframePair, cache: KeyframeCache) -> list[Path]:
     """The image files a job reads its keys from (a video row's: the cache's, where already extracted)."""
     if pair.source is None:

@@ -47,7 +47,6 @@ from semfi_batch.plan import (
     clip_frame_count,
     content_key,
     default_seed,
-    inbetween_fractions,
     place_times,
 )
 
@@ -206,7 +205,7 @@ class WanBackend(Backend):
         if on_gpu:
             self._torch.cuda.reset_peak_memory_stats(self.device)
         job = _Job(request, steps, cfg, notes, multi_clip=gap + 2 > self.max_clip_frames)
-        times = inbetween_fractions(gap)
+        times = request.inbetween_fractions()
         frames, sources = self._fill(start, end, times, job, request.work_dir, "0", request.seed)
         top = job.clips[0]
         notes.update({k: v for k, v in top.items() if k not in ("id", "frames", "seed")})
