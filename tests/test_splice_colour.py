@@ -135,3 +135,16 @@ def test_hevc_hdr10_metadata_is_repeated_on_re_encoded_frames(tmp_path):
     # The GOP of frames 24-35 is re-encoded: its keyframe carried neither before (0 of 12 frames had them).
     assert output[24:36] == source[24:36]
     assert len(output[24]) == 2
+
+
+def test_8_bit_alpha_of_generated_frames_is_kept_exactly(tmp_path):
+    clip = tmp_path / "alpha.mkv"
+    ramp = f"format=yuva420p,geq=lum='lum(X,Y)':cb='cb(X,Y)':cr='cr(X,Y)':a='X*255/{W - 1}'"
+    _ffmpeg("-f", "lavfi", "-i", PATCHES, "-vf", ramp, "-c:v", "ffv1", clip)  # every alpha value 0-255, static
+    out = _spliced(tmp_path, clip, ".mkv")
+    luma = W * H
+    source, output = (_raw(path, "yuva420p", luma * 5 // 2)[:, luma * 3 // 2 :] for path in (clip, out))
+    assert len(output) == len(source) == 40
+    for j in (6, 7, 8):
+        # ffmpeg 5.1's conversion to yuva420p moved half the alpha values up by one
+        assert np.array_equal(output[j], source[j]), f"generated frame {j}: alpha differs from the source's"

@@ -205,6 +205,10 @@ def rgb_to_yuv_matrix(facts: StreamFacts) -> str:
     }.get(facts.color_space or "", "bt601")  # fmt: skip
 
 
+# 8-bit YUV formats with alpha, whose alpha convert_images takes straight from the images.
+_ALPHA_KEPT_APART = frozenset({"yuva420p", "yuva422p", "yuva444p"})
+
+
 def full_range(facts: StreamFacts) -> bool:
     return facts.color_range == "pc" or facts.pix_fmt.startswith("yuvj")
 
@@ -218,13 +222,17 @@ def convert_images(images: Sequence[Path], facts: StreamFacts, work: Path) -> Fr
     listing.write_text("ffconcat version 1.0\n" + "".join(f"file '{_quote(p)}'\n" for p in images))
     rng = "pc" if full_range(facts) else "tv"
     chain = [STORED_FILTERS[facts.rotation]] if facts.rotation in STORED_FILTERS else []
-    chain += [
-        f"scale=w={facts.width}:h={facts.height}:flags={TO_YUV_SCALE_FLAGS}:"
-        f"out_color_matrix={rgb_to_yuv_matrix(facts)}:out_range={rng}",
-        f"format={facts.pix_fmt}",
-    ]
+    size = f"w={facts.width}:h={facts.height}"
+    colour = f"scale={size}:flags={TO_YUV_SCALE_FLAGS}:out_color_matrix={rgb_to_yuv_matrix(facts)}:out_range={rng}"
+    colour += f",format={facts.pix_fmt}"
+    if facts.pix_fmt in _ALPHA_KEPT_APART:
+        # ffmpeg 5.1's conversion to 8-bit YUVA moved half the alpha values up by one (129 came back 130): the
+        # alpha plane is taken from the image as it is.
+        colour = f"split[c][a];[c]{colour}[cc];[a]alphaextract,scale={size}:flags={TO_YUV_SCALE_FLAGS}[aa];"
+        colour += "[cc][aa]alphamerge"
+    graph = ",".join([*chain, colour])
     args = ["ffmpeg", "-nostdin", "-v", "error", "-f", "concat", "-safe", "0", "-i", str(listing)]
-    args += ["-vf", ",".join(chain), "-fps_mode", "passthrough", "-frames:v", str(len(images))]
+    args += ["-vf", graph, "-fps_mode", "passthrough", "-frames:v", str(len(images))]
     args += ["-f", "rawvideo", "-pix_fmt", facts.pix_fmt, "-"]
     size = raw_frame_bytes(facts.pix_fmt, facts.width, facts.height)
     return FramePipe(args, size, len(images), "cannot convert generated frames", work / f"convert-{id(images)}.log")
