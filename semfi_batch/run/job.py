@@ -177,6 +177,8 @@ def uneven_inbetween_times(pair: KeyframePair) -> tuple[float, ...] | None:
     if len(times) != pair.gap_frames + 2 or not span > 0:
         return None
     made = [float(t - times[0]) / span for t in times[1:-1]]
+    if not all(0 < a < b < 1 for a, b in zip(made, [*made[1:], 1.0 - 1e-12], strict=True)):
+        return None  # times not in order: the splice refuses such a stretch, naming the frame
     even = [i / (pair.gap_frames + 1) for i in range(1, pair.gap_frames + 1)]
     if all(abs(t - e) <= UNEVEN_TIME_TOLERANCE for t, e in zip(made, even, strict=True)):
         return None
