@@ -115,3 +115,34 @@ def test_the_inserted_silence_starts_with_the_inserted_frames(name, tmp_path):
     output = summary.results[0].output
     first_inserted = _frame_times(output)[31]
     assert abs(_first_silence(output) - first_inserted) < 0.0015, (_first_silence(output), first_inserted)
+
+
+def _format_duration(path) -> float:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return float(out)
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mov"])
+def test_copied_audio_keeps_the_trim_of_an_edit_list(ext, tmp_path):
+    """A clip trimmed with `-ss 0.52 -c copy` keeps its video back to the keyframe before the cut and its audio
+    0.54 s before it, both hidden by edit lists. A replace row copies the audio: it must keep its trim. The
+    hidden video packets, counted as the source's picture start, moved the copied audio 0.52 s late (the beep
+    0.52 s after the flash; the file 2.54 s long, not 2.12)."""
+    whole = _clip(tmp_path / f"whole.{ext}", ("-c:v", "libx264", "-g", "25", "-bf", "2"), ("-c:a", "aac"))
+    src = tmp_path / f"cut.{ext}"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-ss", "0.52", "-i", str(whole), "-c", "copy", "-t", "2",
+         str(src)],
+        check=True,
+    )  # fmt: skip
+    job = [{"pair_id": "a", "mode": "replace", "start": 30, "end": 34}]
+    summary = splice_run(make_run(tmp_path / "run", src, job), output=tmp_path / f"out.{ext}")
+    assert not summary.failed, summary.failed
+    output = summary.results[0].output
+    drift = beep_after_flash(output) - beep_after_flash(src)
+    assert abs(drift) < 0.0015, f"the beep moved {drift * 1000:+.1f} ms against the picture"
+    assert abs(_format_duration(output) - _format_duration(src)) < 0.001, _format_duration(output)
+    assert len(_frame_times(output)) == len(_frame_times(src))

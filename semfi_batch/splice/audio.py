@@ -118,6 +118,33 @@ def packet_times(path: Path, index: int, count: int = 8) -> tuple[np.ndarray, Fr
     return np.array(times), Fraction(streams[0]["time_base"])
 
 
+def first_shown_time(path: Path, index: int, count: int = 8) -> float | None:
+    """Time (s) of a video stream's first shown frame: the smallest of its first `count` shown packets' (B-frames
+    come out of order); None when none has a time. Packets an edit list drops are skipped: a clip trimmed with
+    `-ss T -c copy` keeps its video back to the keyframe before T, hidden so, and counted they put the source's
+    picture that much earlier than a re-encode's, which moved its copied audio late by as much. Read only as
+    far as those `count` packets (the hidden ones may be a whole GOP)."""
+    cmd = [tool_path("ffprobe"), "-v", "error", "-select_streams", str(index), "-show_entries",
+           "packet=pts_time,flags", "-of", "csv=p=0", str(path)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, errors="replace")
+    assert proc.stdout is not None
+    times: list[float] = []
+    try:
+        for line in proc.stdout:
+            pts, _, flags = line.strip().partition(",")
+            if "D" in flags or pts in ("", "N/A"):
+                continue
+            times.append(float(pts))
+            if len(times) == count:
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    return min(times) if times else None
+
+
 def audio_graph(
     stream: dict, shifts: list[tuple[float, float]], mode: str, graph: list[str], lead: int = 0
 ) -> tuple[str, str]:

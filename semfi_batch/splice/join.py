@@ -44,6 +44,7 @@ from semfi_batch.splice.audio import (
     AUDIO_START_TOLERANCE,
     AudioChanges,
     first_decoded_time,
+    first_shown_time,
     packet_times,
 )
 from semfi_batch.splice.final_mux import MUXERS, Muxed, mux_output, seconds_text
@@ -248,12 +249,12 @@ def _audio_moves(
     copy_nudge: dict[int, float] = {}
     if not muxed.copied or MUXERS.get(output.suffix.lower()) == "avi":
         return audio_nudge, copy_nudge
-    # The picture's first time in each file (the smallest of its first packets': B-frames come out of order):
-    # a muxer may move every stream together, which keeps them in step.
-    starts = [packet_times(path, index) for path, index in ((source, video_index), (output, muxed.video))]
+    # The picture's first shown time in each file: a muxer may move every stream together, which keeps them
+    # in step.
+    starts = [first_shown_time(path, index) for path, index in ((source, video_index), (output, muxed.video))]
     if starts[0] is None or starts[1] is None:
         return audio_nudge, copy_nudge
-    picture = float(starts[1][0].min() - starts[0][0].min())
+    picture = starts[1] - starts[0]
     for idx, out_idx in muxed.copied.items():
         want, got = packet_times(source, idx), packet_times(output, out_idx)
         if want is None or got is None or want[0].size != got[0].size:
