@@ -173,6 +173,17 @@ def _ffprobe_json(path: Path, *args: str) -> dict:
     return json.loads(out or b"{}")
 
 
+def first_frames(path: Path, index: int, count: int, entries: str, what: str) -> list[dict]:
+    """ffprobe's `entries` (e.g. "frame=pts_time") of the first `count` decoded frames of stream `index`
+    (absolute); MediaError saying `what` could not be read."""
+    out = run_tool(
+        ["ffprobe", "-v", "error", "-select_streams", str(index), "-read_intervals", f"%+#{count}", "-show_frames",
+         "-show_entries", entries, "-of", "json", str(path)],
+        what=what,
+    )  # fmt: skip
+    return json.loads(out or b"{}").get("frames") or []
+
+
 def probe_video(path: Path) -> VideoInfo:
     """Probe `path` (cached per path, size and mtime). Raises VideoOpenFailure for unreadable files or
     files without a video stream."""

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from semfi_batch.errors import VideoOpenFailure
-from semfi_batch.media.probe import refuse_mirrored_display, start_timecode
+from semfi_batch.media.probe import first_frames, refuse_mirrored_display, start_timecode
 from semfi_batch.media.side_alpha import stream_decoding
 from semfi_batch.media.tools import run_tool
 
@@ -148,12 +148,7 @@ _MASTERING_KEYS = ("red_x", "red_y", "green_x", "green_y", "blue_x", "blue_y", "
 
 def _hdr_metadata(path: Path, index: int) -> dict:
     """`mastering_display` and `content_light` as the first frame carries them (absent: not in the result)."""
-    out = run_tool(
-        ["ffprobe", "-v", "error", "-select_streams", str(index), "-read_intervals", "%+#1", "-show_frames",
-         "-show_entries", "frame=side_data_list", "-of", "json", str(path)],
-        what=f"cannot read the first frame of {path}",
-    )  # fmt: skip
-    frames = json.loads(out or b"{}").get("frames") or [{}]
+    frames = first_frames(path, index, 1, "frame=side_data_list", f"cannot read the first frame of {path}") or [{}]
     found = {}
     for side in frames[0].get("side_data_list") or []:
         kind = side.get("side_data_type")

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.errors import MediaError
+from semfi_batch.media.probe import first_frames
 from semfi_batch.media.tools import run_tool, tool_path
 
 # How far (s) a rebuilt audio stream's first sample may sit from where the source's was heard.
@@ -86,13 +87,8 @@ def _audio_format_change(source: Path, index: int, _size: int, _mtime_ns: int) -
 
 def first_decoded_time(source: Path, index: int) -> float:
     """Time of an audio stream's first decoded sample (its start_time may count priming that is never played)."""
-    out = run_tool(
-        ["ffprobe", "-v", "error", "-select_streams", str(index), "-read_intervals", "%+#8", "-show_frames",
-         "-show_entries", "frame=best_effort_timestamp_time,pts_time", "-of", "json", str(source)],
-        what=f"cannot decode audio stream {index} of {source}",
-    )  # fmt: skip
-    frames = json.loads(out or b"{}").get("frames", [])
-    for frame in frames:
+    entries = "frame=best_effort_timestamp_time,pts_time"
+    for frame in first_frames(source, index, 8, entries, f"cannot decode audio stream {index} of {source}"):
         for key in ("best_effort_timestamp_time", "pts_time"):
             value = frame.get(key)
             if value not in (None, "N/A"):
