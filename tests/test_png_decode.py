@@ -213,7 +213,7 @@ def test_hand_built_chunk_orders_are_read_as_opencv_reads_them_or_left_to_it(tmp
 
 def test_png_header_says_what_pil_says_of_size_layout_and_transparency(tmp_path):
     """kept_keys decides from png_header whether a key file holds the pixels used (8-bit RGB or RGBA, its
-    size, no transparency key): on ffmpeg's layouts and PIL's files it must agree with PIL."""
+    size, nothing that shows it otherwise): on ffmpeg's layouts and PIL's files it must agree with PIL."""
     files = [ffmpeg_png(tmp_path, c.replace(" ", "_"), fmt, *extra) for c, (fmt, extra, _) in FFMPEG_CASES.items()]
     frame = video_like(23, 31, 3, np.uint8, seed=7)
     for name, kwargs in (("plain", {}), ("keyed", {"transparency": (1, 2, 3)}), ("icc", {"icc_profile": b"\0" * 64})):
@@ -225,10 +225,13 @@ def test_png_header_says_what_pil_says_of_size_layout_and_transparency(tmp_path)
     Image.fromarray(frame[..., 0]).save(files[-1], transparency=4)
     seen = set()
     for path in files:
-        width, height, depth, color_type, transparency = png_header(path)
+        width, height, depth, color_type, shown_otherwise = png_header(path)
         with Image.open(path) as im:
             assert (width, height) == im.size, path.name
-            assert transparency == ("transparency" in im.info), path.name
+            # a transparency key, an orientation or a colour description (PIL's names for them)
+            showing = {"transparency", "exif", "icc_profile", "srgb", "gamma", "chromaticity"} & set(im.info)
+            assert shown_otherwise == bool(showing), path.name
+            transparency = "transparency" in im.info
             plain = depth == 8 and color_type in (2, 6)  # PIL says RGB of 16-bit files too: the dtype tells
             expected = im.mode in ("RGB", "RGBA") and read_image(path).dtype == np.uint8
             assert plain == expected, (path.name, im.mode, depth, color_type)

@@ -41,6 +41,8 @@ def image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             width, height = im.size
+            if im.format != "TIFF" and _orientation(im) >= 5:  # turned by a quarter: shown the other way round
+                width, height = height, width  # (PIL gives a TIFF's size as shown already, and OpenCV turns it)
             if im.format == "PNG":
                 with open(path, "rb") as fh:
                     fh.seek(max(0, os.fstat(fh.fileno()).st_size - PNG_TAIL), os.SEEK_SET)
@@ -57,7 +59,8 @@ def image_size(path: Path) -> tuple[int, int]:
 
 def read_image(path: Path) -> np.ndarray:
     """Decode an image file to RGB, or RGBA when it has alpha, at its own depth (uint8, or uint16 for 16-bit
-    PNG/TIFF). Gray becomes RGB (the same levels in each channel); nothing else is changed."""
+    PNG/TIFF), as a viewer shows it: turned by its EXIF orientation, colour not premultiplied by alpha. Gray
+    becomes RGB (the same levels in each channel); nothing else is changed."""
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -67,9 +70,22 @@ def read_image(path: Path) -> np.ndarray:
     if fast is not None:
         return fast
     image_size(path)  # header checks before OpenCV decodes anything: no bomb is ever decoded
+    with Image.open(path) as im:
+        orientation, form, mode = _orientation(im), im.format, im.mode
+        bits = set(im.tag_v2.get(258, ())) if form == "TIFF" else set()
+    if form == "TIFF" and mode in ("RGBA", "RGBa") and bits == {8}:
+        # OpenCV reads 8-bit RGBA TIFF premultiplied (straight (200, 100, 50, 128) came back (100, 50, 25, 128));
+        # PIL keeps straight alpha and un-premultiplies associated alpha (RGBa). It reads such a TIFF turned
+        # by its orientation tag inconsistently (size and pixels disagree): that one is refused.
+        if orientation != 1:
+            raise MediaError(f"image {path} is an 8-bit RGBA TIFF turned by its orientation tag; save it upright")
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGBA"))
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise MediaError(f"cannot decode image {path}")
+    if form != "TIFF":  # OpenCV turns TIFFs by their orientation itself, other formats not when UNCHANGED
+        img = _oriented(img, orientation)
     if img.dtype not in (np.uint8, np.uint16):
         raise MediaError(f"image {path} has {img.dtype} samples; 8- and 16-bit images are supported")
     if img.ndim == 2:
@@ -79,6 +95,28 @@ def read_image(path: Path) -> np.ndarray:
     if img.shape[2] == 4:
         return cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation (1-8; 1 when none) of an open image: JPEG, PNG (eXIf), WebP, TIFF."""
+    try:
+        value = im.getexif().get(0x0112) or (im.tag_v2.get(0x0112) if im.format == "TIFF" else None) or 1
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: shown as stored, as viewers do
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+# EXIF orientation -> how the stored picture is turned to be shown (numpy on (height, width, ...) arrays).
+_ORIENT = {
+    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1), 6: lambda a: a.swapaxes(0, 1)[:, ::-1],
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1], 8: lambda a: a.swapaxes(0, 1)[::-1],
+}  # fmt: skip
+
+
+def _oriented(img: np.ndarray, orientation: int) -> np.ndarray:
+    turn = _ORIENT.get(orientation)
+    return img if turn is None else np.ascontiguousarray(turn(img))
 
 
 def _has_gray_alpha(path: Path) -> bool:

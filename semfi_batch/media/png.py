@@ -157,9 +157,15 @@ def decode_png(data: bytes, max_pixels: int) -> np.ndarray | None:
     return out.reshape(height, width, channels)
 
 
+# Chunks before the image data that change how its pixels are shown: a transparency key, an orientation
+# (eXIf), a colour profile or description. A file holding one is not the same picture as its pixels alone.
+SHOWN_OTHERWISE_CHUNKS = frozenset({b"tRNS", b"eXIf", b"iCCP", b"sRGB", b"gAMA", b"cHRM"})
+
+
 def png_header(path) -> tuple[int, int, int, int, bool] | None:
-    """(width, height, bit depth, colour type, whether a tRNS chunk comes before the image data) of a PNG
-    file, read from its chunk headers alone; None when it is not a PNG or cannot be read that far."""
+    """(width, height, bit depth, colour type, whether a chunk of SHOWN_OTHERWISE_CHUNKS comes before the image
+    data) of a PNG file, read from its chunk headers alone; None when it is not a PNG or cannot be read that
+    far."""
     try:
         with open(path, "rb") as fh:
             if fh.read(8) != _SIGNATURE:
@@ -176,7 +182,7 @@ def png_header(path) -> tuple[int, int, int, int, bool] | None:
                 length, kind = struct.unpack(">I4s", head)
                 if kind in (b"IDAT", b"IEND"):
                     return width, height, depth, color_type, False
-                if kind == b"tRNS":
+                if kind in SHOWN_OTHERWISE_CHUNKS:
                     return width, height, depth, color_type, True
                 fh.seek(length + 4, os.SEEK_CUR)
     except (OSError, struct.error):

@@ -66,14 +66,15 @@ def keep_key(
 
 
 def _is_plain_png(image: Path, frame: np.ndarray) -> bool:
-    """True when `image` is a PNG whose file holds exactly `frame` as decoded: 8-bit RGB(A), same size, no
-    transparency key (a keyframe used at its own size)."""
+    """True when `image` is a PNG whose file holds exactly `frame` as decoded: 8-bit RGB(A), same size, nothing
+    that changes how it shows (a transparency key, an orientation, a colour profile: the generated frames
+    have none of them, so a key kept with one would show otherwise than the frames beside it)."""
     header = png_header(image)
     if header is None:
         return False
-    width, height, depth, color_type, transparency = header
+    width, height, depth, color_type, shown_otherwise = header
     channels = {2: 3, 6: 4}.get(color_type) if depth == 8 else None
-    return (width, height, channels) == (frame.shape[1], frame.shape[0], frame.shape[2]) and not transparency
+    return (width, height, channels) == (frame.shape[1], frame.shape[0], frame.shape[2]) and not shown_otherwise
 
 
 def _stored(

@@ -1,0 +1,68 @@
+"""Keyframe images as a viewer shows them (found by trying artists' and cameras' files, each exit 0 with a wrong
+result): turned by their EXIF orientation (JPEG, PNG eXIf, WebP, TIFF), 8-bit RGBA TIFF with straight alpha,
+and a key file that shows otherwise than its pixels (orientation, colour profile) kept as the pixels used,
+like the frames beside it, not as its bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms, ImageOps
+
+from semfi_batch.cli import main
+from semfi_batch.manifest import write_manifest
+from semfi_batch.media.frames import image_size, read_image
+
+STORED = np.random.default_rng(5).integers(0, 256, (6, 10, 3), dtype=np.uint8)  # 10 wide, 6 high
+SAVE = {"PNG": {}, "JPEG": {"quality": 100}, "WEBP": {"lossless": True}}
+
+
+def _with_orientation(path, fmt: str, orientation: int, pixels=STORED):
+    image = Image.fromarray(pixels)
+    if fmt == "TIFF":
+        image.save(path, "TIFF", tiffinfo={0x0112: orientation})
+    else:
+        exif = image.getexif()
+        exif[0x0112] = orientation
+        image.save(path, fmt, exif=exif.tobytes(), **SAVE[fmt])
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "TIFF"])
+def test_images_are_read_turned_by_their_orientation(tmp_path, fmt):
+    for orientation in range(1, 9):
+        path = _with_orientation(tmp_path / f"o{orientation}.{fmt.lower()}", fmt, orientation)
+        with Image.open(path) as shown:
+            want = np.asarray(ImageOps.exif_transpose(shown).convert("RGB")).astype(int)  # PIL's own reading
+        got = read_image(path)
+        assert got.shape == want.shape, f"orientation {orientation}: {got.shape} read, {want.shape} shown"
+        assert np.abs(got - want).max() <= (3 if fmt == "JPEG" else 0), f"orientation {orientation}"
+        assert image_size(path) == (want.shape[1], want.shape[0])
+
+
+def test_an_8_bit_rgba_tiff_keeps_straight_alpha(tmp_path):
+    pixels = np.zeros((4, 6, 4), np.uint8)
+    pixels[...] = (200, 100, 50, 128)
+    Image.fromarray(pixels, "RGBA").save(tmp_path / "key.tif")
+    # OpenCV read it premultiplied: (100, 50, 25, 128)
+    assert np.array_equal(read_image(tmp_path / "key.tif"), pixels)
+
+
+def test_keys_that_show_otherwise_than_their_pixels_are_kept_as_the_pixels_used(tmp_path):
+    """A PNG key turned upside down by its eXIf chunk, and one carrying a colour profile, are kept as
+    start.png/end.png without them: the generated frames beside them have neither, and a byte copy showed the
+    key turned (or in other colours) against its in-betweens."""
+    turned = _with_orientation(tmp_path / "turned.png", "PNG", 3)
+    profiled = tmp_path / "profiled.png"
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(STORED[::-1, ::-1]).save(profiled, icc_profile=profile)  # the same picture as shown
+    rows = [{"pair_id": "p", "start_image": str(turned), "end_image": str(profiled), "gap_frames": 1}]
+    manifest = write_manifest(rows, tmp_path / "m.parquet")
+    run = tmp_path / "run"
+    assert main(["run", str(manifest), "--out", str(run), "--quiet", "--backend", "blend", "--no-preview"]) == 0
+    shown = STORED[::-1, ::-1]
+    for name in ("start.png", "end.png", "frames/000001.png"):
+        path = run / "jobs" / "p" / name
+        with Image.open(path) as kept:
+            assert "exif" not in kept.info and "icc_profile" not in kept.info, f"{name} keeps {set(kept.info)}"
+        assert np.array_equal(read_image(path), shown), f"{name} is not the picture as shown"
