@@ -5,6 +5,8 @@ like the frames beside it, not as its bytes."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
@@ -66,3 +68,24 @@ def test_keys_that_show_otherwise_than_their_pixels_are_kept_as_the_pixels_used(
         with Image.open(path) as kept:
             assert "exif" not in kept.info and "icc_profile" not in kept.info, f"{name} keeps {set(kept.info)}"
         assert np.array_equal(read_image(path), shown), f"{name} is not the picture as shown"
+
+
+def test_frames_are_written_in_the_colour_profile_their_keys_share(tmp_path):
+    """Keys in one ICC profile (an artist's P3 or Adobe RGB) give frames in that profile, start.png and end.png
+    too: in a colour-managed viewer the in-betweens showed in other colours than their keys."""
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    keys = []
+    for name, pixels in (("a.jpg", STORED), ("b.png", STORED[::-1])):
+        keys.append(tmp_path / name)
+        Image.fromarray(pixels).save(
+            keys[-1], icc_profile=profile, **({"quality": 100} if name.endswith("jpg") else {})
+        )
+    rows = [{"pair_id": "p", "start_image": str(keys[0]), "end_image": str(keys[1]), "gap_frames": 2}]
+    manifest = write_manifest(rows, tmp_path / "m.parquet")
+    run = tmp_path / "run"
+    assert main(["run", str(manifest), "--out", str(run), "--quiet", "--backend", "blend", "--no-preview"]) == 0
+    for name in ("start.png", "end.png", "frames/000001.png", "frames/000002.png"):
+        with Image.open(run / "jobs" / "p" / name) as written:
+            assert written.info.get("icc_profile") == profile, f"{name} is not in the keys' colour profile"
+    notes = json.loads((run / "jobs" / "p" / "record.json").read_text())["notes"]
+    assert "sRGB" in notes["colour_profile"]

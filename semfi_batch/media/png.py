@@ -37,6 +37,7 @@ except ImportError:  # pragma: no cover - deflate is installed by `make install`
 PNG_LEVEL_ENV = "SEMFI_PNG_LEVEL"
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _FILTER_NONE, _FILTER_SUB, _FILTER_UP = 0, 1, 2
+_IHDR_END = 8 + 12 + 13  # the signature, then IHDR: length, type, 13 bytes of data, CRC
 _MAX_SIDE = 1_000_000  # libpng's own limit on width and height: OpenCV refuses wider or taller PNGs
 _COLOR_TYPES = {2: 3, 6: 4}  # PNG colour type -> channels: RGB, RGBA (the layouts decode_png takes)
 # Chunks decode_png passes over: text, time, pixel size and colour descriptions, which OpenCV does not apply
@@ -52,19 +53,22 @@ def png_level() -> int:
     return int(value)
 
 
-def encode_png(frame: np.ndarray) -> bytes:
-    """A frame (RGB/RGBA, uint8/uint16) as lossless PNG bytes at its own depth and channels."""
-    return b"".join(encode_png_parts(frame))
+def encode_png(frame: np.ndarray, icc: bytes | None = None) -> bytes:
+    """A frame (RGB/RGBA, uint8/uint16) as lossless PNG bytes at its own depth and channels; with `icc`, an ICC
+    colour profile the frame's colours are in (an iCCP chunk)."""
+    return b"".join(encode_png_parts(frame, icc))
 
 
-def encode_png_parts(frame: np.ndarray) -> list[bytes]:
-    """`encode_png(frame)` in the pieces that make up the file, in order: written one after the other (and
+def encode_png_parts(frame: np.ndarray, icc: bytes | None = None) -> list[bytes]:
+    """`encode_png(frame, icc)` in the pieces that make up the file, in order: written one after the other (and
     hashed so), the image data is never copied into one buffer."""
     if frame.dtype not in (np.uint8, np.uint16) or frame.ndim != 3 or frame.shape[2] not in (3, 4):
         raise MediaError(f"cannot write a frame of shape {frame.shape} {frame.dtype} as PNG")
+    profile = _chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc)) if icc else b""
     level = png_level()
     if level >= 4:
-        return [_encode_libpng(frame, level)]
+        data = _encode_libpng(frame, level)
+        return [data[:_IHDR_END], profile, data[_IHDR_END:]]  # the profile goes before the image data
     height, width, channels = frame.shape
     samples = frame.astype(">u2", copy=False) if frame.dtype == np.uint16 else frame  # PNG: big-endian
     rows = np.ascontiguousarray(samples).view(np.uint8).reshape(height, -1)
@@ -80,7 +84,7 @@ def encode_png_parts(frame: np.ndarray) -> list[bytes]:
         data = _deflate.compress(filtered, level)
     depth = 16 if frame.dtype == np.uint16 else 8
     header = struct.pack(">IIBBBBB", width, height, depth, 2 if channels == 3 else 6, 0, 0, 0)
-    head = b"".join((_SIGNATURE, _chunk(b"IHDR", header), struct.pack(">I", len(data)), b"IDAT"))
+    head = b"".join((_SIGNATURE, _chunk(b"IHDR", header), profile, struct.pack(">I", len(data)), b"IDAT"))
     tail = struct.pack(">I", _deflate.crc32(data, _deflate.crc32(b"IDAT"))) + _chunk(b"IEND", b"")
     return [head, data, tail]
 

@@ -24,12 +24,13 @@ from semfi_batch.backends import Backend, InterpolationRequest
 from semfi_batch.errors import DiskFull, MediaError, SemfiError
 from semfi_batch.media.clips import encode_png_sequence
 from semfi_batch.media.fields import interpolate_by_field
+from semfi_batch.media.frames import profile_name
 from semfi_batch.media.keyframe_cache import KeyframeCache, keyframe_cache_for
 from semfi_batch.media.probe import probe_stream
 from semfi_batch.run.frame_io import FrameWriter, writer_threads
 from semfi_batch.run.identity import stat_identity
 from semfi_batch.run.inputs import file_sha256
-from semfi_batch.run.job import Job, interlaced, load_keyframes, uneven_inbetween_times
+from semfi_batch.run.job import Job, interlaced, key_colour_profile, load_keyframes, uneven_inbetween_times
 from semfi_batch.run.kept_keys import keep_key
 from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.ledger import output_entries, write_record
@@ -210,6 +211,7 @@ def _generate(
     keyframes = {"files": _check_inputs(job)}
     keys_s = time.perf_counter() - t0
     times = uneven_inbetween_times(pair)
+    writer.icc, profile_note = key_colour_profile(pair)
 
     def make(first: np.ndarray, last: np.ndarray, part: str = ""):
         request = InterpolationRequest(
@@ -250,13 +252,15 @@ def _generate(
         raise SemfiError(f"backend {job.backend} returned {len(frames)} frames, expected {pair.gap_frames}")
     if times is not None:  # after the backend's run, which may start its notes afresh
         backend.notes.values["uneven_times"] = [round(t, 4) for t in times]
+    if writer.icc or profile_note:
+        backend.notes.values["colour_profile"] = profile_name(writer.icc) if writer.icc else profile_note
     for name, frame, image, index in (
         ("start.png", start, pair.start_image, pair.start_frame),
         ("end.png", end, pair.end_image, pair.end_frame),
     ):
         cached = cache.path(pair.source, index) if pair.source is not None else None
         known = job.inputs.get(str(image)) if image is not None else None
-        writer.submit(folder / name, keep_key, folder / name, frame, image, cached, known, key_store)
+        writer.submit(folder / name, keep_key, folder / name, frame, image, cached, known, key_store, writer.icc)
     return _Made(frames, keyframes, fps, keys_s, backend_s)
 
 

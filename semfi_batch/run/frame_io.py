@@ -4,6 +4,7 @@ on a spare core (RecentImages), and generated frames written as PNG while the ba
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections import OrderedDict
@@ -115,14 +116,15 @@ class FrameWriter:
         self.threads = threads
         self.blocked_s = 0.0
         self.digests: dict[Path, str] = {}
+        self.icc: bytes | None = None  # the ICC profile frames are written in (the job's keys')
         self._pending: list = []
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="semfi-png") if threads > 0 else None
         self._syncer = ThreadPoolExecutor(1, thread_name_prefix="semfi-sync") if sync_behind else None
         self._syncs: list[Future] = []
 
     def write(self, path: Path, frame: np.ndarray) -> None:
-        """Write `frame` to `path` as PNG (write_png)."""
-        self.submit(path, write_png, path, frame)
+        """Write `frame` to `path` as PNG (write_png), in the writer's colour profile (`icc`)."""
+        self.submit(path, functools.partial(write_png, icc=self.icc), path, frame)
 
     def submit(self, path: Path, write: Callable[..., str], *args) -> None:
         """Run `write(*args)`, which writes `path` and returns the SHA-256 of its bytes, on the writer. With

@@ -21,7 +21,7 @@ from semfi_batch.backends.routing import BackendRouter
 from semfi_batch.errors import MediaError, SemfiError
 from semfi_batch.manifest import KeyframePair
 from semfi_batch.media.fields import resize_interlaced
-from semfi_batch.media.frames import common_layout, resize
+from semfi_batch.media.frames import common_layout, icc_profile, profile_name, resize
 from semfi_batch.media.keyframe_cache import KeyframeCache
 from semfi_batch.media.probe import probe_stream, probe_video
 from semfi_batch.media.video_frames import extract_frames
@@ -159,6 +159,21 @@ def load_keyframes(pair: KeyframePair, cache: KeyframeCache | None = None) -> tu
     width, height = pair.width or start.shape[1], pair.height or start.shape[0]
     fit = resize_interlaced if by_field else resize
     return fit(start, width, height), fit(end, width, height), fps
+
+
+def key_colour_profile(pair: KeyframePair) -> tuple[bytes | None, str | None]:
+    """(the ICC profile the frames of an image pair are written in, a note for the record): the keys' own
+    profile when they share one, so keys and in-betweens show alike in a colour-managed viewer (a P3 key's red
+    (200, 120, 60) showed as (214, 116, 38) beside in-betweens without it); None for keys without one, for
+    video rows, and, with a note saying so, for keys in different profiles."""
+    if pair.source is not None or pair.start_image is None or pair.end_image is None:
+        return None, None
+    start, end = icc_profile(pair.start_image), icc_profile(pair.end_image)
+    if start == end:
+        return start, None
+    names = [profile_name(p) if p else "none" for p in (start, end)]
+    note = f"the keys carry different colour profiles (start: {names[0]}, end: {names[1]})"
+    return None, note + "; frames written without one"
 
 
 # Frame times within this share of the keys' interval of even spacing are taken as even (timestamps rounded
