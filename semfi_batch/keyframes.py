@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import mimetypes
 import os
 import re
 from dataclasses import dataclass, field
@@ -60,13 +61,37 @@ def natural_key(name: str) -> list[object]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
+def natural_path_key(path: Path) -> tuple[list[object], list[object]]:
+    """Sort key of a file by its name without the extension, then the extension: key1.png < key1.5.png <
+    key2.png (whole names would put "key1.5" first, as "." sorts before ".png")."""
+    return natural_key(path.stem), natural_key(path.suffix)
+
+
 def list_keyframe_images(directory: Path) -> list[Path]:
     """Image files directly in `directory`, in natural name order (other files are ignored)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise KeyframeFolderError(f"keyframe folder not found: {directory}")
     images = [p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(images, key=lambda p: natural_key(p.name))
+    return sorted(images, key=natural_path_key)
+
+
+def unread_images(directory: Path) -> list[Path]:
+    """Files directly in `directory` that are images by their extension (to Pillow or the MIME types) but of
+    a format not in IMAGE_SUFFIXES: a TGA or PSD key left out would shorten the animation without a word."""
+    from PIL import Image
+
+    known = Image.registered_extensions()
+    return sorted(
+        (
+            p
+            for p in Path(directory).iterdir()
+            if p.is_file()
+            and p.suffix.lower() not in IMAGE_SUFFIXES
+            and (p.suffix.lower() in known or (mimetypes.guess_type(p.name)[0] or "").startswith("image/"))
+        ),
+        key=natural_path_key,
+    )
 
 
 def read_exposure_sheet(sheet: Path, directory: Path) -> list[Exposure]:
@@ -154,8 +179,16 @@ def keyframe_pairs(
             notes.append(f"{len(unlisted)} images in {directory} are not on the sheet and were left out: {shown}")
     else:
         keys = [Exposure(p, None) for p in list_keyframe_images(directory)]
+    unread = [p.name for p in unread_images(directory)]
+    if unread:
+        shown = ", ".join(unread[:5]) + (" ..." if len(unread) > 5 else "")
+        notes.append(
+            f"{len(unread)} image(s) in {directory} are of a format not read here and were left out: {shown} "
+            f"(read: {' '.join(IMAGE_SUFFIXES)})"
+        )
     if len(keys) < 2:
-        raise KeyframeFolderError(f"{directory} has {len(keys)} keyframe image(s); a pair needs at least 2")
+        also = f" ({notes[-1]})" if unread else ""
+        raise KeyframeFolderError(f"{directory} has {len(keys)} keyframe image(s); a pair needs at least 2{also}")
     pairs = []
     for a, b in zip(keys, keys[1:]):
         if gap is not None:

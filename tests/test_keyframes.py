@@ -120,3 +120,19 @@ def test_a_single_image_is_not_a_pair(tmp_path, capsys):
     folder = keys(tmp_path / "k", ["only.png"])
     assert from_images(folder, tmp_path / "m.parquet", "--gap", "3") == 2
     assert "needs at least 2" in capsys.readouterr().err
+
+
+def test_names_sort_without_their_extension_and_unread_formats_are_named(tmp_path, capsys):
+    """key1.5 falls between key1 and key2 (whole names put it first: "." sorts before ".png"), and a key of a
+    format not read (TGA) is named in a note, not dropped without a word."""
+    from PIL import Image
+
+    folder = keys(tmp_path / "keys", ["key2.png", "key1.5.png", "key10.png", "key1.png"])
+    Image.new("RGB", (64, 48), (9, 9, 9)).save(folder / "key12.tga", format="TGA")
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "keys.parquet"
+    assert from_images(folder, out, "--gap", "1") == 0
+    order = [p.start_image.name for p in load_manifest(out).pairs]
+    assert order == ["key1.png", "key1.5.png", "key2.png"]
+    err = capsys.readouterr().err
+    assert "key12.tga" in err and "left out" in err and "notes.txt" not in err
