@@ -7,8 +7,13 @@ accepted: as splice), holds its start key for the in-between frames, so the timi
 is kept and the gap is visible. Keys an exposure sheet puts on the frame right next to another key start no
 pair; `manifest from-images` lists them (keys_before / keys_after) and they are placed where they belong.
 
-Outputs, by name: .mp4/.mkv/.mov (H.264; `codec="prores"`: ProRes 422 HQ, or 4444 with alpha, in .mov or
-.mkv), .gif (a real GIF), or a folder (a PNG sequence 000001.png ... holding the frames bit for bit)."""
+Outputs, by name: .mp4/.mkv/.mov (H.264; `codec="prores"`: ProRes 422 HQ, or 4444 when any frame has alpha,
+in .mov or .mkv), .gif (a real GIF), or a folder (a PNG sequence 000001.png ...). The run's frames and kept
+keys go in bit for bit; a key the run did not keep (held for a failed job, or listed in keys_before /
+keys_after) may be the user's JPEG, TIFF, gray, palette or turned (EXIF) file, and is decoded as the run
+reads keys and written as PNG unless it is a plain RGB(A) PNG. An encoder is given all frames in one layout,
+the richest among them: ffmpeg reading a PNG stream whose layout changes part way rebuilds its filters and
+drops frames (a GIF's palette) or decides alpha from the first frame alone (ProRes)."""
 
 from __future__ import annotations
 
@@ -17,13 +22,20 @@ import json
 import os
 import re
 import shutil
+import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
+
 from semfi_batch.errors import OutputPathError, SemfiError
 from semfi_batch.manifest import load_manifest
 from semfi_batch.media.clips import CLIP_MUXERS, encode_png_sequence
+from semfi_batch.media.frames import common_layout, icc_profile, read_image, write_png
+from semfi_batch.media.png import png_header
+from semfi_batch.media.probe import probe_video
 from semfi_batch.media.rates import parse_rate
 from semfi_batch.review.decisions import ReviewFilter
 from semfi_batch.run.layout import STATE_FOLDERS
@@ -69,26 +81,34 @@ def assemble_run(
         raise OutputPathError(f"output folder {out} holds the run's keyframes; give a new folder")
     notes = [f"{len(ids)} pair(s) {why}, key held: {', '.join(ids[:10])}" for why, ids in reviewed_out.items()]
     if sequence_out:
-        write_png_sequence(sequence, out)
+        write_png_sequence(sequence, out, keys)
     else:
         if out.suffix.lower() == ".gif":
             codec = "gif"
-        elif codec == "h264" and _any_deep_or_alpha(sequence):
-            notes.append("H.264 clips are 8-bit without alpha: use --codec prores or a PNG sequence to keep them")
         out.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            encode_png_sequence(sequence, out, rate, codec=codec)
-        except SemfiError as exc:
-            raise SemfiError(str(exc)) from None
+        with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as work:
+            frames, (channels, depth) = frames_in_one_layout(sequence, Path(work), keys)
+            if codec == "h264" and (channels == 4 or depth == np.uint16):
+                notes.append("H.264 clips are 8-bit without alpha: use --codec prores or a PNG sequence to keep them")
+            encoded = Path(work) / out.name
+            try:
+                encode_png_sequence(frames, encoded, rate, codec=codec)
+            except SemfiError as exc:
+                raise SemfiError(str(exc)) from None
+            # Frames ffmpeg lost would shift everything after them in time: refuse the clip, not ship it.
+            written = probe_video(encoded).frame_count
+            if written != len(frames):
+                raise SemfiError(f"ffmpeg wrote {written} of {len(frames)} frames for {out}; {out.name} left as it was")
+            os.replace(encoded, out)
     return AssembleSummary(out=out, frames=len(sequence), generated=generated, held=held, rate=rate, notes=notes)
 
 
 def frame_sequence(
     run_dir: Path, *, accepted_only: bool = False
 ) -> tuple[list[Path], int, list[str], set[Path], dict[str, list[str]]]:
-    """The run's frames in order (PNG paths; a held key repeats its path), the number generated, the
-    pair_ids whose in-betweens are missing, the user's keyframe files the run read, and the pair_ids whose
-    in-betweens the review left out, by why (ReviewFilter)."""
+    """The run's frames in order (file paths; a held key repeats its path), the number generated, the
+    pair_ids whose in-betweens are missing, the user's keyframe files (those the run read and those listed in
+    keys_before / keys_after), and the pair_ids whose in-betweens the review left out, by why (ReviewFilter)."""
     snapshot = run_dir / "manifest.parquet"
     if not snapshot.exists():
         raise SemfiError(f"{run_dir} is not a run folder (no manifest.parquet)")
@@ -105,9 +125,11 @@ def frame_sequence(
     sequence: list[Path] = []
     generated, held = 0, []
     last_key: Path | None = None
+    listed: list[Path] = []
     for i, pair in enumerate(pairs):
         if i == 0:
-            sequence += _listed_keys(pair.extras.get("keys_before"), base, pair.pair_id)
+            listed += _listed_keys(pair.extras.get("keys_before"), base, pair.pair_id)
+            sequence += listed
         job = run_dir / "jobs" / pair.pair_id
         # The job as splice takes it: this row's as it stands now (its keys by content), its files those its
         # record lists; else its in-betweens are held and the keys are the user's files as they are now.
@@ -130,9 +152,11 @@ def frame_sequence(
         last_key = pair.end_image
         after = _listed_keys(pair.extras.get("keys_after"), base, pair.pair_id)
         if after:
+            listed += after
             sequence += after
             last_key = None  # the next pair's start is another key than this end
     keys = {path for pair in pairs for path in (pair.start_image, pair.end_image) if path is not None}
+    keys.update(listed)
     return sequence, generated, held, keys, reviewed_out
 
 
@@ -172,18 +196,25 @@ def _listed_keys(value: object, base: Path, pair_id: str) -> list[Path]:
     return keys
 
 
-def write_png_sequence(frames: list[Path], folder: Path) -> None:
-    """Copy the frames, bit for bit, into `folder` as 000001.png, 000002.png, ...: built in a temporary folder
-    beside it and renamed into place (an existing sequence folder is replaced whole: only one holding nothing
-    but such numbered frames, never a folder of the user's own PNGs, keyframes included)."""
+def write_png_sequence(frames: list[Path], folder: Path, user_files: Collection[Path] = ()) -> None:
+    """Write the frames into `folder` as 000001.png, 000002.png, ... (`as_plain_pngs`: plain PNGs bit for bit,
+    other files decoded and written as PNG): built in a temporary folder beside it and renamed into place (an
+    existing sequence folder is replaced whole: only one holding nothing but such numbered frames, never a
+    folder of the user's own PNGs, keyframes included)."""
     if folder.exists() and any(not re.fullmatch(r"\d{6}\.png", p.name) for p in folder.iterdir()):
         raise OutputPathError(f"{folder} exists and holds other files than a frame sequence; give a new folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    for n, src in enumerate(frames, 1):
-        shutil.copyfile(src, tmp / f"{n:06d}.png")
+    try:
+        with tempfile.TemporaryDirectory(prefix=f".{folder.name}.", dir=folder.parent) as work:
+            pngs = as_plain_pngs(frames, Path(work), user_files)
+            for n, src in enumerate(frames, 1):
+                shutil.copyfile(pngs[src], tmp / f"{n:06d}.png")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if folder.exists():
         old = folder.with_name(f".{folder.name}.old{os.getpid()}")
         folder.rename(old)
@@ -193,11 +224,56 @@ def write_png_sequence(frames: list[Path], folder: Path) -> None:
         tmp.rename(folder)
 
 
-def _any_deep_or_alpha(frames: list[Path]) -> bool:
-    from PIL import Image
+FrameLayout = tuple[int, type]  # (channels: 3 RGB or 4 RGBA, np.uint8 or np.uint16), as read_image gives
 
-    with Image.open(frames[0]) as im:
-        return im.mode not in ("RGB", "L", "P") or "transparency" in im.info
+
+def png_layout(path: Path) -> FrameLayout | None:
+    """The layout of an 8- or 16-bit RGB or RGBA PNG file, read from its header; None for any other file."""
+    header = png_header(path)
+    if header is None or header[2] not in (8, 16) or header[3] not in (2, 6):
+        return None
+    return {2: 3, 6: 4}[header[3]], np.uint16 if header[2] == 16 else np.uint8
+
+
+def as_plain_pngs(frames: list[Path], folder: Path, user_files: Collection[Path] = ()) -> dict[Path, Path]:
+    """Each distinct frame file as an RGB(A) PNG that shows what the run took: the run's own files as they are
+    (their colour profile kept); a user's key file (`user_files`) as it is only when it decodes whole (a
+    failed job's key is often damaged) and holds nothing that shows it otherwise than its pixels (png_header:
+    an orientation, which ffmpeg ignores, a transparency key), else decoded as the run reads keys (read_image)
+    and written into `folder` with its colour profile. MediaError naming a file that does not decode."""
+    pngs: dict[Path, Path] = {}
+    for src in frames:
+        if src in pngs:
+            continue
+        header = png_header(src)
+        if png_layout(src) is not None and (src not in user_files or not header[4]):
+            if src in user_files:
+                read_image(src)  # decoded whole only to find damage
+            pngs[src] = src
+        else:
+            pngs[src] = folder / f"decoded{len(pngs):06d}.png"
+            write_png(pngs[src], read_image(src), sync=False, icc=icc_profile(src))
+    return pngs
+
+
+def frames_in_one_layout(
+    frames: list[Path], folder: Path, user_files: Collection[Path] = ()
+) -> tuple[list[Path], FrameLayout]:
+    """The frames as RGB(A) PNGs (`as_plain_pngs`) all of one layout, the richest among them (alpha if any
+    frame has it, 16-bit if any is), and that layout. Frames of another layout are widened losslessly and
+    written into `folder`."""
+    pngs = as_plain_pngs(frames, folder, user_files)
+    layouts = {png: png_layout(png) for png in set(pngs.values())}
+    channels = max(c for c, _ in layouts.values())
+    depth = np.uint16 if any(d == np.uint16 for _, d in layouts.values()) else np.uint8
+    richest = np.zeros((1, 1, channels), depth)
+    for src, png in pngs.items():
+        if layouts[png] != (channels, depth):
+            widened = folder / f"widened{len(layouts):06d}.png"
+            layouts[widened] = channels, depth
+            write_png(widened, common_layout(read_image(png), richest)[0], sync=False, icc=icc_profile(png))
+            pngs[src] = widened
+    return [pngs[src] for src in frames], (channels, depth)
 
 
 def _key(run_dir: Path, pair_id: str, name: str, original: Path | None, usable: bool) -> Path:

@@ -1,3 +1,4 @@
+import shutil
 import subprocess
 
 import numpy as np
@@ -145,3 +146,112 @@ def test_assemble_takes_the_review_decisions_as_splice_does(tmp_path, capsys):
     assert all(np.array_equal(f, frames[0]) for f in frames[1:3])  # undecided: held under --accepted-only
     assert not np.array_equal(frames[7], frames[6])  # the accepted pair's in-betweens
     assert "2 generated" in capsys.readouterr().out
+
+
+def counted_frames(clip) -> int:
+    """Frames in `clip` as a decoder counts them (ffprobe -count_frames), not as its header says."""
+    return int(
+        subprocess.run(
+            ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+             "stream=nb_read_frames", "-of", "csv=p=0", str(clip)], capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    )  # fmt: skip
+
+
+def test_keys_the_run_did_not_keep_are_decoded_not_copied(tmp_path):
+    """JPEG keys that no job kept (one listed in keys_after; the held keys of a job that has not run) become
+    real PNGs in a sequence, and every frame reaches a clip (ffmpeg reading PNGs drops JPEG bytes)."""
+    from PIL import Image
+
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    for name, level in (("A", 40), ("B", 80), ("C", 120), ("D", 200)):
+        Image.fromarray(np.full((24, 32, 3), level, np.uint8)).save(folder / f"{name}.jpg", quality=100)
+    # C on 6 is next to B on 5 (keys_after of A-B); the sheet comes back to A at the end.
+    (tmp_path / "sheet.csv").write_text("image,frame\nA.jpg,1\nB.jpg,5\nC.jpg,6\nD.jpg,7\nA.jpg,11\n")
+    manifest = tmp_path / "keys.parquet"
+    assert (
+        main(["manifest", "from-images", str(folder), "-o", str(manifest), "--sheet", str(tmp_path / "sheet.csv")]) == 0
+    )
+    run = tmp_path / "run"
+    assert main(["run", str(manifest), "--out", str(run), "--quiet", "--backend", "blend", "--no-preview"]) == 0
+    shutil.rmtree(min((run / "jobs").iterdir()))  # A-B has not run: its keys are the user's JPEGs, A held for its gap
+    seq = tmp_path / "seq"
+    assert main(["assemble", str(run), "-o", str(seq)]) == 0
+    pngs = sorted(seq.glob("*.png"))
+    assert [p.read_bytes()[:8] for p in pngs] == [b"\x89PNG\r\n\x1a\n"] * 11
+    jpeg = {name: read_image(folder / f"{name}.jpg") for name in "ABCD"}
+    expected = [jpeg["A"]] * 4 + [jpeg["B"], jpeg["C"]]
+    assert all(np.array_equal(read_image(p), e) for p, e in zip(pngs, expected))
+    clip = tmp_path / "keys.mp4"
+    assert main(["assemble", str(run), "-o", str(clip)]) == 0
+    assert counted_frames(clip) == 11
+
+
+LAYOUT_FRAMES = 4 + 4 + 3  # k0, 2, k1 | k2, 2, k3 | 2, k4
+
+
+def layouts_run(tmp_path):
+    """A run of an 8-bit RGB pair, a 16-bit pair, then a pair to an RGBA key (alpha 0..255 across), blended."""
+    keys = {
+        "k0": np.full((24, 32, 3), 20, np.uint8),
+        "k1": np.full((24, 32, 3), 50, np.uint8),
+        "k2": np.full((24, 32, 3), 150 * 257, np.uint16),
+        "k3": np.full((24, 32, 3), 200 * 257, np.uint16),
+        "k4": np.dstack(
+            [np.full((24, 32, 3), 90, np.uint8), np.tile(np.linspace(0, 255, 32, dtype=np.uint8), (24, 1))]
+        ),
+    }
+    for name, frame in keys.items():
+        write_png(tmp_path / f"{name}.png", frame)
+    rows = [
+        {"pair_id": "p0", "start_image": "k0.png", "end_image": "k1.png", "gap_frames": 2},
+        {"pair_id": "p1", "start_image": "k2.png", "end_image": "k3.png", "gap_frames": 2},
+        {"pair_id": "p2", "start_image": "k3.png", "end_image": "k4.png", "gap_frames": 2},
+    ]
+    run = tmp_path / "run"
+    manifest = write_manifest(rows, tmp_path / "keys.parquet")
+    assert main(["run", str(manifest), "--out", str(run), "--quiet", "--backend", "blend", "--no-preview"]) == 0
+    return run
+
+
+def test_a_gif_gets_every_frame_when_the_layout_changes_between_pairs(tmp_path):
+    """ffmpeg rebuilt its filters at each layout change and lost the frames queued for the palette."""
+    run = layouts_run(tmp_path)
+    gif = tmp_path / "keys.gif"
+    assert main(["assemble", str(run), "-o", str(gif)]) == 0
+    assert counted_frames(gif) == LAYOUT_FRAMES
+
+
+def test_alpha_is_decided_over_all_frames_not_the_first(tmp_path, capsys):
+    """The first frames are opaque, the last key has alpha: ProRes is 4444 and keeps it; H.264 says it cannot."""
+    run = layouts_run(tmp_path)
+    mov = tmp_path / "keys.mov"
+    assert main(["assemble", str(run), "-o", str(mov), "--codec", "prores"]) == 0
+    assert counted_frames(mov) == LAYOUT_FRAMES and probe_video(mov).has_alpha
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(mov), "-f", "rawvideo", "-pix_fmt", "rgba", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    last = np.frombuffer(raw, np.uint8).reshape(LAYOUT_FRAMES, 24, 32, 4)[-1]
+    assert last[..., 3].min() < 5 and last[..., 3].max() > 250  # k4's alpha ramp
+    capsys.readouterr()
+    mp4 = tmp_path / "keys.mp4"
+    assert main(["assemble", str(run), "-o", str(mp4)]) == 0
+    assert counted_frames(mp4) == LAYOUT_FRAMES and "8-bit without alpha" in capsys.readouterr().err
+
+
+def test_a_damaged_key_of_a_failed_job_is_an_error_not_a_frame(tmp_path, capsys):
+    write_png(tmp_path / "k0.png", np.full((24, 32, 3), 50, np.uint8))
+    write_png(tmp_path / "k1.png", np.full((24, 32, 3), 150, np.uint8))
+    data = bytearray((tmp_path / "k1.png").read_bytes())
+    data[data.find(b"IDAT") + 6] ^= 0xFF  # damage inside the image data: the header still reads
+    (tmp_path / "k1.png").write_bytes(bytes(data))
+    manifest = write_manifest(
+        [{"pair_id": "p", "start_image": "k0.png", "end_image": "k1.png", "gap_frames": 2}], tmp_path / "k.parquet"
+    )
+    main(["run", str(manifest), "--out", str(tmp_path / "run"), "--quiet", "--backend", "blend", "--no-preview"])
+    capsys.readouterr()
+    assert main(["assemble", str(tmp_path / "run"), "-o", str(tmp_path / "seq")]) == 1
+    assert "k1.png" in capsys.readouterr().err and not (tmp_path / "seq").exists()
