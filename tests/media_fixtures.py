@@ -15,6 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from semfi_batch.media.frame_pipes import TO_RGB_SCALE_FLAGS
+
+# A reference decode to RGB as extraction converts (media/video_frames.py): tests compare frames bit for bit.
+TO_RGB24 = ["-vf", f"scale=flags={TO_RGB_SCALE_FLAGS},format=rgb24", "-f", "rawvideo", "-pix_fmt", "rgb24"]
+
 BITS = 10
 CELL = 16
 
@@ -81,5 +86,5 @@ def decode_all(path: Path) -> np.ndarray:
     ).stdout.split(",")  # fmt: skip
     w, h = int(probe[0]), int(probe[1])
     args = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough"]
-    raw = subprocess.run([*args, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    raw = subprocess.run([*args, *TO_RGB24, "-"], capture_output=True, check=True).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)

@@ -8,6 +8,7 @@ from semfi_batch.media.frames import image_size, read_image, write_png
 from semfi_batch.media.probe import probe_video
 from semfi_batch.media.video_frames import extract_frame
 from tests.conftest import frame_number
+from tests.media_fixtures import TO_RGB24
 
 
 @pytest.mark.parametrize(
@@ -29,8 +30,7 @@ def test_extract_frame_matches_sequential_decode_on_real_vfr_clip(real_clip):
     path = real_clip("fire_vfr_handheld_720p_audio.mp4")
     info = probe_video(path)
     raw = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
-         "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough", *TO_RGB24, "-"],
         capture_output=True, check=True,
     ).stdout  # fmt: skip
     frames = np.frombuffer(raw, np.uint8).reshape(-1, info.height, info.width, 3)

@@ -17,6 +17,7 @@ from semfi_batch.media import video_frames as video_frames_mod
 from semfi_batch.media.probe import probe_video
 from semfi_batch.media.video_frames import extract_frames
 from tests.format_matrix import avi_index_flags_every_frame_key
+from tests.media_fixtures import TO_RGB24
 
 NUMBERED = "testsrc2=s=64x48:r=25"
 
@@ -27,8 +28,7 @@ def ffmpeg(*args: str) -> None:
 
 def sequential_decode(path) -> np.ndarray:
     raw = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo",
-         "-pix_fmt", "rgb24", "-"],
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough", *TO_RGB24, "-"],
         capture_output=True, check=True,
     ).stdout  # fmt: skip
     return np.frombuffer(raw, np.uint8).reshape(-1, 48, 64, 3)
@@ -200,8 +200,7 @@ def test_a_seek_that_lands_on_a_damaged_keyframe_is_not_trusted(tmp_path):
     damaged = tmp_path / "damaged.mp4"
     ffmpeg("-i", str(clean), "-c", "copy", "-bsf:v", "noise=amount=if(eq(n\\,250)\\,40\\,0)", str(damaged))
     truth = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(damaged), "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt",
-         "rgb24", "-"],
+        ["ffmpeg", "-v", "error", "-i", str(damaged), "-fps_mode", "passthrough", *TO_RGB24, "-"],
         capture_output=True, check=True,
     ).stdout  # fmt: skip
     truth = np.frombuffer(truth, np.uint8).reshape(-1, 120, 160, 3)
