@@ -100,7 +100,14 @@ def read_image(path: Path) -> np.ndarray:
 def _orientation(im: Image.Image) -> int:
     """The EXIF orientation (1-8; 1 when none) of an open image: JPEG, PNG (eXIf), WebP, TIFF."""
     try:
-        value = im.getexif().get(0x0112) or (im.tag_v2.get(0x0112) if im.format == "TIFF" else None) or 1
+        if im.format == "PNG":  # its eXIf chunk as read with the header: getexif() would decode the whole image
+            raw = im.info.get("exif")
+            exif = Image.Exif()
+            if raw:
+                exif.load(raw)
+        else:
+            exif = im.getexif()
+        value = exif.get(0x0112) or (im.tag_v2.get(0x0112) if im.format == "TIFF" else None) or 1
     except Exception:  # noqa: BLE001 - a damaged EXIF block: shown as stored, as viewers do
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
