@@ -130,10 +130,10 @@ def test_a_full_disk_during_a_pending_write_stops_the_run_and_publishes_nothing_
     out = tmp_path / "out"
     write_png = frame_io.write_png
 
-    def full_on_p01(path, frame):
+    def full_on_p01(path, frame, **options):
         if "p01" in str(path) and path.name == "000002.png":
             raise OSError(errno.ENOSPC, "No space left on device")
-        return write_png(path, frame)
+        return write_png(path, frame, **options)
 
     monkeypatch.setattr(frame_io, "write_png", full_on_p01)
     with pytest.raises(DiskFull, match="p01"):
