@@ -187,7 +187,7 @@ def decode_range(path: Path, facts: StreamFacts, seek_s: float | None, count: in
 # a real 720p clip; a static shot's generated frames sat darker than their neighbours). With accurate
 # rounding, chroma repeated to full size on the way to RGB and averaged back on the way to YUV, 95% of luma
 # codes and 4:2:0 chroma at 58-62 dB come back (real 720p and 480p frames and testsrc2; bicubic both ways
-# blurred the chroma to 53-54 dB; bench: tests/test_splice_colour.py asserts the round trip).
+# blurred the chroma to 53-54 dB). tests/test_splice_colour.py checks the round trip.
 TO_RGB_SCALE_FLAGS = "neighbor+accurate_rnd+full_chroma_int"
 TO_YUV_SCALE_FLAGS = "area+accurate_rnd+full_chroma_int"
 # Filters that turn a stored picture upright, by the clockwise degrees a player turns it, and back. Frames
@@ -222,13 +222,14 @@ def convert_images(images: Sequence[Path], facts: StreamFacts, work: Path) -> Fr
     listing.write_text("ffconcat version 1.0\n" + "".join(f"file '{_quote(p)}'\n" for p in images))
     rng = "pc" if full_range(facts) else "tv"
     chain = [STORED_FILTERS[facts.rotation]] if facts.rotation in STORED_FILTERS else []
-    size = f"w={facts.width}:h={facts.height}"
-    colour = f"scale={size}:flags={TO_YUV_SCALE_FLAGS}:out_color_matrix={rgb_to_yuv_matrix(facts)}:out_range={rng}"
+    stored_size = f"w={facts.width}:h={facts.height}"
+    colour = f"scale={stored_size}:flags={TO_YUV_SCALE_FLAGS}:out_color_matrix={rgb_to_yuv_matrix(facts)}"
+    colour += f":out_range={rng}"
     colour += f",format={facts.pix_fmt}"
     if facts.pix_fmt in _ALPHA_KEPT_APART:
         # ffmpeg 5.1's conversion to 8-bit YUVA moved half the alpha values up by one (129 came back 130): the
         # alpha plane is taken from the image as it is.
-        colour = f"split[c][a];[c]{colour}[cc];[a]alphaextract,scale={size}:flags={TO_YUV_SCALE_FLAGS}[aa];"
+        colour = f"split[c][a];[c]{colour}[cc];[a]alphaextract,scale={stored_size}:flags={TO_YUV_SCALE_FLAGS}[aa];"
         colour += "[cc][aa]alphamerge"
     graph = ",".join([*chain, colour])
     args = ["ffmpeg", "-nostdin", "-v", "error", "-f", "concat", "-safe", "0", "-i", str(listing)]
