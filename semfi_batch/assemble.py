@@ -34,7 +34,7 @@ from semfi_batch.errors import OutputPathError, SemfiError
 from semfi_batch.manifest import load_manifest
 from semfi_batch.media.clips import CLIP_MUXERS, encode_png_sequence
 from semfi_batch.media.frames import common_layout, icc_profile, read_image, write_png
-from semfi_batch.media.png import png_header
+from semfi_batch.media.png import PNG_CHANNELS, png_header
 from semfi_batch.media.probe import probe_video
 from semfi_batch.media.rates import parse_rate
 from semfi_batch.review.decisions import ReviewFilter
@@ -227,12 +227,11 @@ def write_png_sequence(frames: list[Path], folder: Path, user_files: Collection[
 FrameLayout = tuple[int, type]  # (channels: 3 RGB or 4 RGBA, np.uint8 or np.uint16), as read_image gives
 
 
-def png_layout(path: Path) -> FrameLayout | None:
-    """The layout of an 8- or 16-bit RGB or RGBA PNG file, read from its header; None for any other file."""
-    header = png_header(path)
-    if header is None or header[2] not in (8, 16) or header[3] not in (2, 6):
+def png_layout(header: tuple | None) -> FrameLayout | None:
+    """The layout of an 8- or 16-bit RGB or RGBA PNG file from its header (png_header); None for any other."""
+    if header is None or header[2] not in (8, 16) or header[3] not in PNG_CHANNELS:
         return None
-    return {2: 3, 6: 4}[header[3]], np.uint16 if header[2] == 16 else np.uint8
+    return PNG_CHANNELS[header[3]], np.uint16 if header[2] == 16 else np.uint8
 
 
 def as_plain_pngs(frames: list[Path], folder: Path, user_files: Collection[Path] = ()) -> dict[Path, Path]:
@@ -246,7 +245,7 @@ def as_plain_pngs(frames: list[Path], folder: Path, user_files: Collection[Path]
         if src in pngs:
             continue
         header = png_header(src)
-        if png_layout(src) is not None and (src not in user_files or not header[4]):
+        if png_layout(header) is not None and (src not in user_files or not header[4]):
             if src in user_files:
                 read_image(src)  # decoded whole only to find damage
             pngs[src] = src
@@ -263,7 +262,7 @@ def frames_in_one_layout(
     frame has it, 16-bit if any is), and that layout. Frames of another layout are widened losslessly and
     written into `folder`."""
     pngs = as_plain_pngs(frames, folder, user_files)
-    layouts = {png: png_layout(png) for png in set(pngs.values())}
+    layouts = {png: png_layout(png_header(png)) for png in set(pngs.values())}
     channels = max(c for c, _ in layouts.values())
     depth = np.uint16 if any(d == np.uint16 for _, d in layouts.values()) else np.uint8
     richest = np.zeros((1, 1, channels), depth)

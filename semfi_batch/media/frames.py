@@ -71,15 +71,13 @@ def read_image(path: Path) -> np.ndarray:
         return fast
     image_size(path)  # header checks before OpenCV decodes anything: no bomb is ever decoded
     with Image.open(path) as im:
-        orientation, form, mode = _orientation(im), im.format, im.mode
-        bits = set(im.tag_v2.get(258, ())) if form == "TIFF" else set()
-    if form == "TIFF" and mode in ("RGBA", "RGBa") and bits == {8}:
-        # OpenCV reads 8-bit RGBA TIFF premultiplied (straight (200, 100, 50, 128) came back (100, 50, 25, 128));
-        # PIL keeps straight alpha and un-premultiplies associated alpha (RGBa). It reads such a TIFF turned
-        # by its orientation tag inconsistently (size and pixels disagree): that one is refused.
-        if orientation != 1:
-            raise MediaError(f"image {path} is an 8-bit RGBA TIFF turned by its orientation tag; save it upright")
-        with Image.open(path) as im:
+        orientation, form = _orientation(im), im.format
+        if form == "TIFF" and im.mode in ("RGBA", "RGBa") and set(im.tag_v2.get(258, ())) == {8}:
+            # OpenCV reads 8-bit RGBA TIFF premultiplied (straight (200, 100, 50, 128) came back (100, 50, 25,
+            # 128)); PIL keeps straight alpha and un-premultiplies associated alpha (RGBa). It reads such a TIFF
+            # turned by its orientation tag inconsistently (size and pixels disagree): that one is refused.
+            if orientation != 1:
+                raise MediaError(f"image {path} is an 8-bit RGBA TIFF turned by its orientation tag; save it upright")
             return np.asarray(im.convert("RGBA"))
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
@@ -107,7 +105,7 @@ def _orientation(im: Image.Image) -> int:
                 exif.load(raw)
         else:
             exif = im.getexif()
-        value = exif.get(0x0112) or (im.tag_v2.get(0x0112) if im.format == "TIFF" else None) or 1
+        value = exif.get(0x0112) or 1  # (a TIFF's own orientation tag is among them)
     except Exception:  # noqa: BLE001 - a damaged EXIF block: shown as stored, as viewers do
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1

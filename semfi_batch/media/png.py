@@ -39,7 +39,7 @@ _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _FILTER_NONE, _FILTER_SUB, _FILTER_UP = 0, 1, 2
 _IHDR_END = 8 + 12 + 13  # the signature, then IHDR: length, type, 13 bytes of data, CRC
 _MAX_SIDE = 1_000_000  # libpng's own limit on width and height: OpenCV refuses wider or taller PNGs
-_COLOR_TYPES = {2: 3, 6: 4}  # PNG colour type -> channels: RGB, RGBA (the layouts decode_png takes)
+PNG_CHANNELS = {2: 3, 6: 4}  # PNG colour type -> channels: RGB, RGBA (the layouts decode_png takes)
 # Chunks decode_png passes over: text, time, pixel size and colour descriptions, which OpenCV does not apply
 # either (the test compares both readers on files carrying them). Any other chunk sends the file to OpenCV.
 _INERT_CHUNKS = {b"tEXt", b"zTXt", b"iTXt", b"tIME", b"pHYs", b"gAMA", b"cHRM", b"sRGB", b"iCCP"}
@@ -127,7 +127,7 @@ def decode_png(data: bytes, max_pixels: int) -> np.ndarray | None:
     if not ended or header is None or not idat:
         return None
     width, height, depth, color_type, compression, filter_method, interlace = header
-    channels = _COLOR_TYPES.get(color_type)
+    channels = PNG_CHANNELS.get(color_type)
     if channels is None or depth not in (8, 16) or (compression, filter_method, interlace) != (0, 0, 0):
         return None
     if not 0 < width <= _MAX_SIDE or not 0 < height <= _MAX_SIDE or width * height > max_pixels:

@@ -25,7 +25,7 @@ import numpy as np
 
 from semfi_batch.atomic_write import DISK_FULL_ERRNOS, write_atomic
 from semfi_batch.media.frames import write_png
-from semfi_batch.media.png import png_header
+from semfi_batch.media.png import PNG_CHANNELS, png_header
 from semfi_batch.run.identity import StatIdentity, stat_identity
 from semfi_batch.run.inputs import file_sha256
 
@@ -75,7 +75,7 @@ def _is_plain_png(image: Path, frame: np.ndarray) -> bool:
     if header is None:
         return False
     width, height, depth, color_type, shown_otherwise = header
-    channels = {2: 3, 6: 4}.get(color_type) if depth == 8 else None
+    channels = PNG_CHANNELS.get(color_type) if depth == 8 else None
     return (width, height, channels) == (frame.shape[1], frame.shape[0], frame.shape[2]) and not shown_otherwise
 
 
