@@ -30,7 +30,14 @@ from semfi_batch.media.probe import probe_stream
 from semfi_batch.run.frame_io import FrameWriter, writer_threads
 from semfi_batch.run.identity import stat_identity
 from semfi_batch.run.inputs import file_sha256
-from semfi_batch.run.job import Job, interlaced, key_colour_profile, load_keyframes, uneven_inbetween_times
+from semfi_batch.run.job import (
+    ENGINE_VERSION,
+    Job,
+    interlaced,
+    key_colour_profile,
+    load_keyframes,
+    uneven_inbetween_times,
+)
 from semfi_batch.run.kept_keys import keep_key
 from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.ledger import output_entries, write_record
@@ -281,6 +288,7 @@ def _record(job: Job, status: str, error: str | None, started: float, frames: in
     return {
         "pair_id": pair.pair_id,
         "key": job.key,
+        "engine_version": ENGINE_VERSION,
         "status": status,
         "error": error,
         "backend": job.backend,

@@ -433,6 +433,10 @@ def _claim_root(layout: RunLayout, manifest: Manifest, settings: dict) -> None:
                 f"output root {layout.root} holds results made with other settings: {'; '.join(differences)}. "
                 "Run with the same settings, or choose another --out"
             )
+        if old.get("engine_version") != settings["engine_version"]:
+            notice(f"{layout.root} holds jobs made by another version of semfi-batch (engine "
+                   f"{old.get('engine_version')}; this is {settings['engine_version']}), whose frames differ: "
+                   "its finished jobs are made again")  # fmt: skip
         info["settings"] = {**settings, "key_settings": {**old.get("key_settings", {}), **settings["key_settings"]}}
     if existing != info:
         write_atomic(path, json.dumps(info, indent=2).encode())

@@ -34,8 +34,11 @@ from semfi_batch.run.ledger import check_job_folder
 if TYPE_CHECKING:
     from semfi_batch.run.attempt import Attempt
 
-# Bump when the engine's outputs for the same inputs change (2: inputs by content, outputs listed in the record).
-ENGINE_VERSION = 2
+# Bump when the engine's outputs for the same inputs change: jobs made by an older version are then made again by
+# `run` and refused as stale by `splice` (2: inputs by content, outputs listed in the record; 3: keys converted to
+# RGB with accurate rounding and turned upright while RGB, VFR in-betweens at their own times, image keys turned by
+# their EXIF orientation and their colour profile kept).
+ENGINE_VERSION = 3
 PREVIEW_FPS_IMAGES = 12.0
 __all__ = ["Job", "JobPlanner", "LeaseLost", "interlaced", "key_files", "load_keyframes", "publish_attempt"]
 

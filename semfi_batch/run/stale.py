@@ -13,7 +13,7 @@ from pathlib import Path
 from semfi_batch.manifest import KeyframePair
 from semfi_batch.review.decisions import regeneration_overrides
 from semfi_batch.run.inputs import CACHE_NAME, InputHashes
-from semfi_batch.run.job import JobPlanner
+from semfi_batch.run.job import ENGINE_VERSION, JobPlanner
 from semfi_batch.run.ledger import check_job_folder, read_record
 
 
@@ -82,4 +82,10 @@ def stale_reason(record: dict, pair: KeyframePair, planner: JobPlanner | None) -
         if isinstance(before, dict) and before.get("sha256") != digest:
             what = "is missing" if digest == "missing" else "was replaced or changed (its content differs)"
             return f"{path} {what} since the job ran"
+    made_by = record.get("engine_version", 2)  # records before version 3 do not say: they were 2
+    if made_by != ENGINE_VERSION:
+        return (
+            f"made by an older version of semfi-batch (engine {made_by}; this is {ENGINE_VERSION}), whose frames "
+            "differ: run the manifest again to make it anew"
+        )
     return "the row or the run's settings changed since the job ran (its key differs)"

@@ -1,6 +1,7 @@
 """splice and merge use a job only while it is the job of its row as the row stands now: a source replaced under
 the same name, or a row whose source changed, leaves the job out with the reason."""
 
+import json
 import shutil
 
 from semfi_batch.backends import BackendOptions
@@ -52,3 +53,31 @@ def test_replaced_source_and_changed_row_are_left_out(tmp_path, capsys):
     assert main(["merge", str(out)]) == 1
     printed = capsys.readouterr().out
     assert "2 stale" in printed and "left out v0" in printed and "was replaced or changed" in printed
+
+
+def test_jobs_made_by_an_older_engine_are_made_again_and_not_spliced(tmp_path, capsys, monkeypatch):
+    """An upgrade that changes the frames (the colour conversion, VFR times) makes finished jobs stale: `run` makes
+    them again, saying why, and until then splice leaves them out with the reason, not spliced as current."""
+    from semfi_batch.run import attempt, engine, job, stale
+
+    clip = numbered_clip(tmp_path / "clip.mp4", 16)
+    rows = [{"pair_id": f"v{i}", "source": str(clip), "start_frame": 2 + 6 * i, "end_frame": 5 + 6 * i}
+            for i in range(2)]  # fmt: skip
+    manifest = write_manifest(rows, tmp_path / "v.parquet")
+    out = tmp_path / "out"
+    current = job.ENGINE_VERSION
+    with monkeypatch.context() as older:
+        for module in (attempt, engine, job, stale):
+            older.setattr(module, "ENGINE_VERSION", current - 1)
+        assert main(["run", str(manifest), "--out", str(out), "--quiet", "--backend", "blend", "--no-preview"]) == 0
+        assert not read_run(out).skipped
+    skipped = {s.pair_id: s.why for s in read_run(out).skipped}
+    assert set(skipped) == {"v0", "v1"}
+    assert all(f"made by an older version of semfi-batch (engine {current - 1}" in why for why in skipped.values())
+
+    capsys.readouterr()
+    assert main(["run", str(manifest), "--out", str(out), "--quiet", "--backend", "blend", "--no-preview"]) == 0
+    assert "made by another version of semfi-batch" in capsys.readouterr().err
+    assert not read_run(out).skipped
+    records = [json.loads((e.job_dir / "record.json").read_text()) for e in read_run(out).sources[clip.resolve()]]
+    assert [r["engine_version"] for r in records] == [current, current]
