@@ -190,6 +190,59 @@ def decode_range(path: Path, facts: StreamFacts, seek_s: float | None, count: in
 # blurred the chroma to 53-54 dB). tests/test_splice_colour.py checks the round trip.
 TO_RGB_SCALE_FLAGS = "neighbor+accurate_rnd+full_chroma_int"
 TO_YUV_SCALE_FLAGS = "area+accurate_rnd+full_chroma_int"
+
+
+# Planar YUV formats whose colour is subsampled: name -> (log2 of the horizontal, vertical subsampling, the
+# format of the same depth and planes with full-size colour, the format of one of its planes).
+_SUBSAMPLING = {"420": (1, 1), "422": (1, 0), "440": (0, 1), "411": (2, 0), "410": (2, 2)}
+_SUBSAMPLED = {
+    f"{kind}{name}p{depth}": (*shift, f"{kind}444p{depth}", f"gray{depth}")
+    for kind in ("yuv", "yuvj", "yuva")
+    for name, shift in _SUBSAMPLING.items()
+    for depth in ("", "9le", "10le", "12le", "14le", "16le", "9be", "10be", "12be", "14be", "16be")
+}
+
+
+def uneven_subsampling(pix_fmt: str, width: int, height: int) -> tuple[int, int, str] | None:
+    """(pixels to add right, below, the full-colour format) when a frame of this format and size is not a whole
+    number of subsampled colour samples across or down (an odd width in 4:2:0): ffmpeg 5.1 scales such a
+    frame's colour by 161/321 instead of 1/2, both ways, so it drifted up to a pixel rightward (real content:
+    4 codes off in the right third) and the last column came back 24 codes off. None for other frames."""
+    found = _SUBSAMPLED.get(pix_fmt)
+    if found is None:
+        return None
+    sx, sy, full, _ = found
+    right, bottom = -width % (1 << sx), -height % (1 << sy)
+    return (right, bottom, full) if right or bottom else None
+
+
+def full_colour_graph(
+    pix_fmt: str, width: int, height: int, color_space: str | None = None, color_range: str | None = None
+) -> str:
+    """Filters (a -vf graph's middle) that give a frame of an uneven size (uneven_subsampling) its colour at full
+    size by repeating each sample exactly 2x (4x) and cropping, as TO_RGB_SCALE_FLAGS repeats it for even sizes;
+    "" for other frames. The planes come back untagged: they are tagged again with the stream's matrix and
+    range (`color_space`, `color_range`, as ffprobe names them), which the conversion to RGB reads."""
+    uneven = uneven_subsampling(pix_fmt, width, height)
+    if uneven is None:
+        return ""
+    right, bottom, full = uneven
+    plane_format = _SUBSAMPLED[pix_fmt][3]
+    planes = ["y", "u", "v", "a"][: 4 if pix_fmt.startswith("yuva") else 3]
+    whole = f"{width + right}:{height + bottom}"
+    graph = f"extractplanes={'+'.join(planes)}{''.join(f'[{p}]' for p in planes)};"
+    # The planes are merged again only with one sample aspect (the stretched colour would have another); the
+    # frames leave as raw pixels, which carry none.
+    for p in planes:
+        stretch = f"scale={whole}:flags=neighbor:in_range=pc:out_range=pc,format={plane_format}," if p in "uv" else ""
+        stretch += f"crop={width}:{height}:0:0," if stretch else ""
+        graph += f"[{p}]{stretch}setsar=1[{p}f];"
+    inputs = "".join(f"[{p}f]" for p in planes)
+    mapping = "0x" + "".join(f"{i}0" for i in range(len(planes)))
+    tags = [f"{name}={value}" for name, value in (("colorspace", color_space), ("range", color_range)) if value]
+    return f"{graph}{inputs}mergeplanes={mapping}:{full}" + (f",setparams={':'.join(tags)}" if tags else "")
+
+
 # Filters that turn a stored picture upright, by the clockwise degrees a player turns it, and back. Frames
 # are turned while RGB, on both ways: ffmpeg's own turning (autorotate) runs on the decoded YUV, converting
 # subsampled colour by its default flags first, so rotated 4:2:2 keys lost colour detail the upright ones kept.
@@ -223,9 +276,17 @@ def convert_images(images: Sequence[Path], facts: StreamFacts, work: Path) -> Fr
     rng = "pc" if full_range(facts) else "tv"
     chain = [STORED_FILTERS[facts.rotation]] if facts.rotation in STORED_FILTERS else []
     stored_size = f"w={facts.width}:h={facts.height}"
-    colour = f"scale={stored_size}:flags={TO_YUV_SCALE_FLAGS}:out_color_matrix={rgb_to_yuv_matrix(facts)}"
-    colour += f":out_range={rng}"
-    colour += f",format={facts.pix_fmt}"
+    matrix = f"flags={TO_YUV_SCALE_FLAGS}:out_color_matrix={rgb_to_yuv_matrix(facts)}:out_range={rng}"
+    uneven = uneven_subsampling(facts.pix_fmt, facts.width, facts.height)
+    if uneven is not None:
+        # Converted a little larger, the last column (row) repeated, and cropped back exactly: the subsampled
+        # planes keep their rounded-up size (see uneven_subsampling).
+        right, bottom, _ = uneven
+        colour = f"scale={stored_size}:flags={TO_YUV_SCALE_FLAGS},pad={facts.width + right}:{facts.height + bottom}"
+        colour += f",fillborders=right={right}:bottom={bottom}:mode=smear,scale={matrix},format={facts.pix_fmt}"
+        colour += f",crop={facts.width}:{facts.height}:0:0:exact=1"
+    else:
+        colour = f"scale={stored_size}:{matrix},format={facts.pix_fmt}"
     if facts.pix_fmt in _ALPHA_KEPT_APART:
         # ffmpeg 5.1's conversion to 8-bit YUVA moved half the alpha values up by one (129 came back 130): the
         # alpha plane is taken from the image as it is.

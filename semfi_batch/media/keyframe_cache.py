@@ -23,7 +23,9 @@ from semfi_batch.media.video_frames import iter_frames
 from semfi_batch.run.identity import stat_identity
 
 # Bump when the frames extraction delivers for the same source change.
-CACHE_VERSION = 2  # 2: YUV to RGB converted with accurate rounding (frame_pipes.TO_RGB_SCALE_FLAGS)
+# 2: YUV to RGB converted with accurate rounding (frame_pipes.TO_RGB_SCALE_FLAGS); 3: the colour of uneven sizes
+# (an odd width in 4:2:0) repeated exactly (frame_pipes.full_colour_graph)
+CACHE_VERSION = 3
 
 
 class KeyframeCache:

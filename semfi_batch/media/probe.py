@@ -81,6 +81,10 @@ class VideoInfo:
     seekable: bool = True
     frames_from: str = "packets"  # how frame_times were listed: "packets" or "decode"
     decoder: str | None = None
+    # The stream's colour matrix and range as ffprobe names them (None: not said), for a decode that rebuilds
+    # the frames' planes (frame_pipes.full_colour_graph), which leaves them untagged.
+    color_space: str | None = None
+    color_range: str | None = None
     timecode: str | None = None  # the start timecode (start_timecode), HH:MM:SS:FF or HH:MM:SS;FF
     # Where the frames are listed from packets: each packet's byte position in the file and its presentation
     # time (s from the container start), sorted by position; what a decoded frame's time must be, found by
@@ -287,8 +291,15 @@ def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
         frames_from=frames_from,
         **(by_position if frames_from == "packets" else {}),
         decoder=decoder,
+        color_space=_said(video.get("color_space")),
+        color_range=_said(video.get("color_range")),
         timecode=start_timecode(streams, fmt),
     )
+
+
+def _said(value) -> str | None:
+    """An ffprobe colour field, None where the stream does not say."""
+    return str(value) if value not in (None, "", "unknown", "unspecified") else None
 
 
 def start_timecode(streams: list[dict], fmt: dict) -> str | None:
