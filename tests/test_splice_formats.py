@@ -235,3 +235,30 @@ def test_encoder_choice_keeps_interlacing_and_the_pixel_format():
     # An encoder that cannot take the source's pixel format is an error, never a silent conversion.
     with pytest.raises(MediaError, match=r"libvpx cannot encode vp8 in yuv444p"):
         choose_encoder(_facts("vp8", pix_fmt="yuv444p"), full=True)
+
+
+def test_a_matroska_splice_declares_the_sources_frame_duration(tmp_path):
+    # The joined H.264 stream took its rate from a one-frame MP4 on a millisecond clock: the output declared
+    # 33 ms frames (DefaultDuration; 30.3 frames/s to an editor conforming by it) for a 29.97 source.
+    from semfi_batch.cli import main
+    from semfi_batch.manifest import write_manifest
+
+    clip = tmp_path / "ntsc.mkv"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=160x120:r=30000/1001:d=3",
+         "-c:v", "libx264", "-g", "24", "-pix_fmt", "yuv420p", str(clip)], check=True,
+    )  # fmt: skip
+    rows = [{"pair_id": "r", "source": str(clip), "start_frame": 50, "end_frame": 54, "mode": "replace"}]
+    manifest = write_manifest(rows, tmp_path / "m.parquet")
+    run = tmp_path / "run"
+    assert main(["run", str(manifest), "--out", str(run), "--quiet", "--backend", "blend", "--no-preview"]) == 0
+    summary = splice_run(run, output=tmp_path / "out.mkv")
+    assert not summary.failed and summary.results[0].method == "smart cut", summary
+    rates = [
+        subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=r_frame_rate",
+                        "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True).stdout.strip()
+        for path in (clip, summary.results[0].output)
+    ]  # fmt: skip
+    assert rates == ["30000/1001", "30000/1001"]
+    times = [read_packets(path, 0, Fraction(1, 1000)).frame_pts.tolist() for path in (clip, summary.results[0].output)]
+    assert times[0] == times[1]  # only the declaration changed

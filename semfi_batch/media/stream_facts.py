@@ -43,6 +43,7 @@ class StreamFacts:
     format_start: float
     nb_streams: int
     x264_options: str | None = None
+    constant_rate: bool = False  # the stream's base rate is its average: every frame lasts 1 / frame_rate
     codec_tag: str | None = None  # the four-character code, when printable (DIVX, hvc1, apch...)
     timecode: str | None = None  # start timecode (QuickTime tmcd track, MXF, stream or file tag)
     top_field_first: bool | None = None  # interlaced frames as displayed, by the decoder's flags
@@ -105,6 +106,7 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
     fields = _fields(path, video.get("field_order"))
     decoder, pix_fmt = stream_decoding(video, path)
     refuse_mirrored_display(video, path)
+    base_rate = _rate(video.get("r_frame_rate"))
     facts = StreamFacts(
         path=path,
         index=int(video["index"]),
@@ -122,7 +124,8 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
         chroma_location=_known(video.get("chroma_location"), ("unknown", "unspecified", "left")),
         field_order=fields[0],
         time_base=Fraction(video.get("time_base", "1/1000")),
-        frame_rate=_rate(video.get("r_frame_rate")) or _rate(video.get("avg_frame_rate")) or Fraction(25),
+        frame_rate=base_rate or _rate(video.get("avg_frame_rate")) or Fraction(25),
+        constant_rate=base_rate is not None and base_rate == _rate(video.get("avg_frame_rate")),
         bit_rate=_int_or_none(video.get("bit_rate")) or _int_or_none(fmt.get("bit_rate")),
         extradata=_hexdump_bytes(video.get("extradata", "")),
         rotation=_rotation(video),

@@ -17,6 +17,7 @@ from semfi_batch.media.encode import (
     StreamFacts,
     available_encoders,
 )
+from semfi_batch.media.matroska import frame_duration_ns, set_default_duration
 from semfi_batch.media.side_alpha import ALPHA_MODE_TAG
 from semfi_batch.media.stream_facts import colour_args
 from semfi_batch.media.tools import run_tool, tool_path
@@ -221,6 +222,8 @@ def mux_output(
         code = subprocess.run([*args, str(output)], stdout=subprocess.DEVNULL, stderr=err, check=False).returncode
     if code != 0:
         raise MediaError(f"cannot write {output.name}: {_tail(log, muxer)}")
+    if muxer in ("matroska", "webm") and facts.constant_rate:
+        set_default_duration(output, video + 1, frame_duration_ns(facts.frame_rate))  # see media/matroska.py
     if not shifts:
         note = "audio copied" if any(s.get("codec_type") == "audio" for s in streams) else "no audio"
     else:
