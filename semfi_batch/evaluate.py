@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from semfi_batch.atomic_write import write_atomic
 from semfi_batch.backends import Backend, BackendOptions, InterpolationRequest, backend_class
 from semfi_batch.errors import MediaError, SemfiError
-from semfi_batch.media.frames import read_image, resize
+from semfi_batch.media.frames import as_rgb8, read_image, resize
 from semfi_batch.media.probe import probe_video
 from semfi_batch.media.tools import tool_path
 from semfi_batch.metrics import motion_fields, psnr, ssim, warp_error
@@ -473,11 +473,14 @@ def _evaluate_gap(
 
 
 def _generate(backend: Backend, request: InterpolationRequest) -> list[np.ndarray]:
+    """The backend's frames in the keys' own layout, as `run` asks for them (`Backend.generate` gives a backend
+    that sees RGB uint8 only such keys and turns its frames back)."""
     out = []
-    for frame in backend.interpolate(request):
-        if frame.shape != request.start.shape or frame.dtype != np.uint8:
+    for frame in backend.generate(request):
+        if frame.shape != request.start.shape or frame.dtype != request.start.dtype:
             raise SemfiError(
-                f"backend returned a frame of shape {frame.shape} {frame.dtype}, expected {request.start.shape} uint8"
+                f"backend returned a frame of shape {frame.shape} {frame.dtype}, expected {request.start.shape} "
+                f"{request.start.dtype}"
             )
         out.append(frame)
     if len(out) != request.gap_frames:
@@ -486,6 +489,7 @@ def _generate(backend: Backend, request: InterpolationRequest) -> list[np.ndarra
 
 
 def _thumb(frame: np.ndarray) -> bytes:
+    frame = as_rgb8(frame)
     h, w = frame.shape[:2]
     if w > THUMB_WIDTH:
         frame = cv2.resize(frame, (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), interpolation=cv2.INTER_AREA)
