@@ -254,7 +254,7 @@ def detect_cuts(clip: Clip) -> tuple[list[int], int]:
     cuts: list[int] = []
     count = 0
     for i, frame in enumerate(clip.frames((w, h))):
-        bgr = np.ascontiguousarray(frame[..., ::-1])
+        bgr = np.ascontiguousarray(as_rgb8(frame)[..., ::-1])  # the detector takes 8-bit BGR only
         cuts += [tc.frame_num for tc in detector.process_frame(FrameTimecode(i, fps), bgr)]
         count = i + 1
     if count:

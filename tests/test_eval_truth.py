@@ -62,3 +62,16 @@ def test_eval_of_an_rgba_folder_gives_the_figures_of_its_colour(tmp_path):
     assert {v[0] for v in of_rgba.values()} == {"done"}, of_rgba  # minterpolate given RGB keys, as in `run`
     for key, (_, _, p, s, warp) in of_rgb.items():
         assert of_rgba[key][2:] == pytest.approx((p, s, warp), abs=1e-6), key
+
+
+def test_eval_of_a_16_bit_folder_finds_its_shots_and_measures_at_16_bits(tmp_path):
+    frames = moving_bar_frames()
+    rgb = write_folder(tmp_path / "rgb", frames)
+    deep = write_folder(tmp_path / "rgb16", [f.astype(np.uint16) * 257 for f in frames])
+    settings = EvalSettings(backends=["blend"], drop=DropSpec("every", 2))
+    of_rgb, of_deep = figures(evaluate([rgb], settings)), figures(evaluate([deep], settings))
+    assert of_deep.keys() == of_rgb.keys()
+    for key, (_, _, p, s, warp) in of_rgb.items():
+        assert of_deep[key][0] == "done", of_deep[key]
+        # blend's 16-bit middle frame keeps the half level 8 bits round away: the same figures within that
+        assert of_deep[key][2:] == pytest.approx((p, s, warp), abs=0.2), key
