@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,8 +35,8 @@ from semfi_batch.atomic_write import write_atomic
 from semfi_batch.backends import Backend, BackendOptions, InterpolationRequest, backend_class
 from semfi_batch.errors import MediaError, SemfiError
 from semfi_batch.media.frames import as_rgb8, read_image, resize
-from semfi_batch.media.probe import probe_video
-from semfi_batch.media.tools import tool_path
+from semfi_batch.media.probe import VideoInfo, probe_video
+from semfi_batch.media.video_frames import iter_frames
 from semfi_batch.metrics import motion_fields, psnr, ssim, warp_error
 from semfi_batch.plan import default_seed
 
@@ -170,13 +169,16 @@ class Clip:
     fps: float
     max_frames: int | None = None
     files: list[Path] = field(default_factory=list)
+    video: VideoInfo | None = None  # a video's probed facts (its frame list)
 
     @property
     def name(self) -> str:
         return self.path.stem if self.kind == "video" else self.path.name
 
     def frames(self, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
-        """RGB uint8 frames in order, resized to `size` (width, height) when given."""
+        """Frames in order, as `run` reads them: RGB or RGBA, uint8 or uint16 (a video's upright, in
+        `media.video_frames.frame_layout`; a folder's as `read_image` reads them), resized to `size` (width,
+        height) when given."""
         if self.kind == "frames":
             return self._image_frames(size)
         return self._video_frames(size)
@@ -192,35 +194,11 @@ class Clip:
             yield resize(frame, *size) if size else frame
 
     def _video_frames(self, size: tuple[int, int] | None) -> Iterator[np.ndarray]:
-        w, h = size or (self.width, self.height)
-        # -noautorotate: frames keep the probed width and height (orientation does not change any figure).
-        cmd = [tool_path("ffmpeg"), "-nostdin", "-v", "error", "-noautorotate", "-i", str(self.path), "-map", "0:v:0"]
-        cmd += ["-an", "-sn", "-dn"]
-        if size:
-            cmd += ["-vf", f"scale={w}:{h}:flags=area"]
-        if self.max_frames:
-            cmd += ["-frames:v", str(self.max_frames)]
-        # passthrough: every decoded frame exactly once, also for variable-frame-rate footage.
-        cmd += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-        frame_bytes = w * h * 3
-        with tempfile.TemporaryFile() as errfile:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errfile)
-            try:
-                while True:
-                    data = proc.stdout.read(frame_bytes)
-                    if len(data) < frame_bytes:
-                        break
-                    yield np.frombuffer(data, np.uint8).reshape(h, w, 3)
-                code = proc.wait()
-                if code != 0:
-                    errfile.seek(0)
-                    lines = errfile.read().decode(errors="replace").strip().splitlines()
-                    raise MediaError(f"cannot decode {self.path}: {lines[-1] if lines else f'ffmpeg exit {code}'}")
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-                proc.stdout.close()
+        # Frames as `run` reads them (media/video_frames): exact, upright, in the video's own layout.
+        assert self.video is not None
+        count = self.video.frame_count
+        for _, frame in iter_frames(self.video, range(min(count, self.max_frames) if self.max_frames else count)):
+            yield resize(frame, *size) if size else frame
 
 
 def open_clip(path: Path, max_frames: int | None = None) -> Clip:
@@ -234,7 +212,8 @@ def open_clip(path: Path, max_frames: int | None = None) -> Clip:
         first = read_image(files[0])
         return Clip(path, "frames", first.shape[1], first.shape[0], 0.0, max_frames, files)
     info = probe_video(path)
-    return Clip(path, "video", info.width, info.height, info.avg_fps, max_frames)
+    width, height = info.display_size
+    return Clip(path, "video", width, height, info.avg_fps, max_frames, video=info)
 
 
 def _natural_key(path: Path) -> list:

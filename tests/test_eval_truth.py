@@ -3,13 +3,17 @@ depth, frames asked for at the held-out frames' own times (VFR), upright, and ev
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from semfi_batch.evaluate import DropSpec, EvalSettings, evaluate
-from semfi_batch.media.frames import write_png
+from semfi_batch.media.frames import as_rgb8, write_png
+from semfi_batch.media.probe import probe_video
+from semfi_batch.media.video_frames import extract_frame
 from semfi_batch.metrics import psnr, ssim, warp_error
 
 W, H = 64, 48
@@ -75,3 +79,26 @@ def test_eval_of_a_16_bit_folder_finds_its_shots_and_measures_at_16_bits(tmp_pat
         assert of_deep[key][0] == "done", of_deep[key]
         # blend's 16-bit middle frame keeps the half level 8 bits round away: the same figures within that
         assert of_deep[key][2:] == pytest.approx((p, s, warp), abs=0.2), key
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+def test_eval_of_a_rotated_video_sees_its_frames_upright(tmp_path):
+    stored = tmp_path / "stored.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "5", "-c:v", "ffv1", str(stored))
+    rotated = tmp_path / "rotated.mp4"
+    ffmpeg("-i", str(stored), "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p", str(tmp_path / "x.mp4"))
+    ffmpeg("-i", str(tmp_path / "x.mp4"), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(rotated))
+    info = probe_video(rotated)
+    assert info.display_size == (48, 64)
+    rows = evaluate([rotated], EvalSettings(backends=["blend"], drop=DropSpec("every", 2)))
+    assert {(r["width"], r["height"]) for r in rows} == {(48, 64)}
+    (shown,) = [r for r in rows if r.get("thumb_start") is not None]
+    thumb = cv2.imdecode(np.frombuffer(shown["thumb_start"], np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+    upright = as_rgb8(extract_frame(info, shown["start_frame"]))  # as `run` reads it
+    assert thumb.shape == upright.shape
+    assert np.abs(thumb.astype(int) - upright).mean() < 10  # JPEG's loss on a busy 48x64 picture, not a turn
+    sized = evaluate([rotated], EvalSettings(backends=["blend"], drop=DropSpec("every", 2), size=(24, 32)))
+    assert {(r["width"], r["height"]) for r in sized} == {(24, 32)}
