@@ -34,11 +34,13 @@ import pyarrow.parquet as pq
 from semfi_batch.atomic_write import write_atomic
 from semfi_batch.backends import Backend, BackendOptions, InterpolationRequest, backend_class
 from semfi_batch.errors import MediaError, SemfiError
+from semfi_batch.manifest import KeyframePair
 from semfi_batch.media.frames import as_rgb8, read_image, resize
 from semfi_batch.media.probe import VideoInfo, probe_video
 from semfi_batch.media.video_frames import iter_frames
 from semfi_batch.metrics import motion_fields, psnr, ssim, warp_error
 from semfi_batch.plan import default_seed
+from semfi_batch.run.job import uneven_inbetween_times
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # Gaps per clip for `gaps:N` when --max-gaps is not given (`every:K` takes every window by default).
@@ -403,6 +405,7 @@ def _evaluate_gap(
         "height": start.shape[0],
         "warp_error_truth": truth_warp,
     }
+    times = _held_out_times(clip, gap)
     middle = len(truth) // 2
     thumbs: dict = {}
     if want_thumbs:
@@ -420,6 +423,7 @@ def _evaluate_gap(
             gap_frames=gap.gap_frames,
             seed=default_seed(pair_id),
             work_dir=work / f"{name}-{index}",
+            times=times,
         )
         request.work_dir.mkdir(parents=True, exist_ok=True)
         row = {**base, "backend": name, "status": "done", "error": None}
@@ -449,6 +453,19 @@ def _evaluate_gap(
             thumbs[name] = _thumb(out[middle])
         rows.append(row)
     return rows, thumbs
+
+
+def _held_out_times(clip: Clip, gap: Gap) -> tuple[float, ...] | None:
+    """Where the held-out frames fall between the gap's keys: by the video's own frame times where they are
+    uneven (variable frame rate), as `run` asks a backend for a replace row over the same frames
+    (run/job.uneven_inbetween_times); None (evenly) elsewhere and for frame folders."""
+    if clip.kind != "video":
+        return None
+    row = KeyframePair(
+        row=0, pair_id="", mode="replace", gap_frames=gap.gap_frames, seed=0, source=clip.path,
+        start_frame=gap.start, end_frame=gap.end,
+    )  # fmt: skip
+    return uneven_inbetween_times(row)
 
 
 def _generate(backend: Backend, request: InterpolationRequest) -> list[np.ndarray]:

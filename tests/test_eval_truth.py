@@ -14,7 +14,7 @@ from semfi_batch.evaluate import DropSpec, EvalSettings, evaluate
 from semfi_batch.media.frames import as_rgb8, write_png
 from semfi_batch.media.probe import probe_video
 from semfi_batch.media.video_frames import extract_frame
-from semfi_batch.metrics import psnr, ssim, warp_error
+from semfi_batch.metrics import PSNR_CAP_DB, psnr, ssim, warp_error
 
 W, H = 64, 48
 
@@ -102,3 +102,16 @@ def test_eval_of_a_rotated_video_sees_its_frames_upright(tmp_path):
     assert np.abs(thumb.astype(int) - upright).mean() < 10  # JPEG's loss on a busy 48x64 picture, not a turn
     sized = evaluate([rotated], EvalSettings(backends=["blend"], drop=DropSpec("every", 2), size=(24, 32)))
     assert {(r["width"], r["height"]) for r in sized} == {(24, 32)}
+
+
+def test_eval_of_a_vfr_video_asks_for_frames_at_their_own_times(tmp_path):
+    # Frames at 0, 0.04, 0.2, 0.24, 0.4, ... s, grey level 60 + 100 t: each held-out frame lies a fifth of
+    # the way from its start key to its end key, where a cross-fade at that time rebuilds it exactly.
+    clip = tmp_path / "vfr.mkv"
+    t = "(floor(N/2)*0.2+mod(N,2)*0.04)"
+    graph = f"setpts='{t}/TB',format=gbrp,geq=r='60+100*{t}':g='60+100*{t}':b='60+100*{t}'"
+    ffmpeg("-f", "lavfi", "-i", "nullsrc=s=32x32:r=25", "-vf", graph, "-frames:v", "9", "-fps_mode", "passthrough",
+           "-c:v", "ffv1", str(clip))  # fmt: skip
+    rows = evaluate([clip], EvalSettings(backends=["blend"], drop=DropSpec("every", 2)))
+    assert [r["start_frame"] for r in rows] == [0, 2, 4, 6]
+    assert {r["psnr"] for r in rows} == {PSNR_CAP_DB}  # at even times (half way) 32.6 dB
