@@ -21,6 +21,7 @@ import math
 import re
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,9 +174,12 @@ class Clip:
     files: list[Path] = field(default_factory=list)
     video: VideoInfo | None = None  # a video's probed facts (its frame list)
 
-    @property
-    def name(self) -> str:
-        return self.path.stem if self.kind == "video" else self.path.name
+    # What the clip is called in rows, pair_ids, the summary and the report: unique over one evaluation
+    # (`clip_names`); open_clip gives its own name, evaluate the one that tells it apart from the others.
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or clip_names([self.path])[0]
 
     def frames(self, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
         """Frames in order, as `run` reads them: RGB or RGBA, uint8 or uint16 (a video's upright, in
@@ -201,6 +205,37 @@ class Clip:
         count = self.video.frame_count
         for _, frame in iter_frames(self.video, range(min(count, self.max_frames) if self.max_frames else count)):
             yield resize(frame, *size) if size else frame
+
+
+def clip_names(paths: Sequence[Path]) -> list[str]:
+    """A name for each clip, unique among `paths`: a video's stem or a folder's name, with as many of its
+    parent folders before it as tell it apart from the others (a/clip and b/clip, not clip twice); then the
+    file's suffix; a clip given twice is numbered (#2)."""
+    resolved = [Path(p).absolute() for p in paths]
+    longest = max((len(p.parts) for p in resolved), default=0)
+    levels = [(depth, suffix) for suffix in (False, True) for depth in range(longest)]
+    chosen: list[str | None] = [None] * len(resolved)
+    for depth, suffix in levels:
+        labels = [_clip_label(p, depth, suffix) for p in resolved]
+        counts = {label: labels.count(label) for label in labels}
+        for i, label in enumerate(labels):
+            if chosen[i] is None and counts[label] == 1:
+                chosen[i] = label
+        if all(chosen):
+            break
+    given: Counter[str] = Counter()
+    names = []
+    for path, name in zip(resolved, chosen, strict=True):
+        name = name or _clip_label(path, 0, False)  # the same clip given more than once
+        given[name] += 1
+        names.append(name if given[name] == 1 else f"{name} #{given[name]}")
+    return names
+
+
+def _clip_label(path: Path, depth: int, suffix: bool) -> str:
+    folders = [part for part in path.parent.parts if part != path.anchor]
+    last = path.stem if path.suffix and not suffix and not path.is_dir() else path.name
+    return "/".join([*folders[len(folders) - depth :], last] if depth else [last])
 
 
 def open_clip(path: Path, max_frames: int | None = None) -> Clip:
@@ -287,6 +322,8 @@ def evaluate(
     if not settings.backends:
         raise EvalError("no backends to evaluate")
     opened = [open_clip(Path(p), settings.max_frames) for p in clips]  # all clips checked before any work
+    for clip, name in zip(opened, clip_names([c.path for c in opened]), strict=True):
+        clip.name = name
     backends = _open_backends(settings)
     try:
         for clip in opened:

@@ -10,11 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
-from semfi_batch.evaluate import DropSpec, EvalSettings, evaluate
+from semfi_batch.evaluate import DropSpec, EvalSettings, evaluate, read_eval, summarize, write_eval
 from semfi_batch.media.frames import as_rgb8, write_png
 from semfi_batch.media.probe import probe_video
 from semfi_batch.media.video_frames import extract_frame
 from semfi_batch.metrics import PSNR_CAP_DB, psnr, ssim, warp_error
+from semfi_batch.report.eval_page import eval_report_html
 
 W, H = 64, 48
 
@@ -115,3 +116,22 @@ def test_eval_of_a_vfr_video_asks_for_frames_at_their_own_times(tmp_path):
     rows = evaluate([clip], EvalSettings(backends=["blend"], drop=DropSpec("every", 2)))
     assert [r["start_frame"] for r in rows] == [0, 2, 4, 6]
     assert {r["psnr"] for r in rows} == {PSNR_CAP_DB}  # at even times (half way) 32.6 dB
+
+
+def test_clips_of_one_name_in_two_folders_are_told_apart(tmp_path):
+    for folder, source in (("a", "testsrc2"), ("b", "mandelbrot")):
+        (tmp_path / folder).mkdir()
+        ffmpeg("-f", "lavfi", "-i", f"{source}=size=48x32:rate=25", "-frames:v", "5", "-c:v", "ffv1",
+               str(tmp_path / folder / "clip.mkv"))  # fmt: skip
+    clips = [tmp_path / "a" / "clip.mkv", tmp_path / "b" / "clip.mkv"]
+    rows = evaluate(clips, EvalSettings(backends=["blend"], drop=DropSpec("every", 2)))
+    assert {r["clip_name"] for r in rows} == {"a/clip", "b/clip"}
+    assert len({r["pair_id"] for r in rows}) == len(rows) == 4
+    out = write_eval(rows, tmp_path / "ab.parquet")
+    frame, _ = read_eval(out)
+    (summary,) = summarize(frame)
+    per_clip = frame.groupby("clip_name")["psnr"].mean()
+    assert summary.worst_clip == per_clip.idxmin() and summary.worst_psnr == per_clip.min()
+    page = eval_report_html(out)
+    assert "a/clip, b/clip" in page and "<td>4</td>" in page  # the clips and the gaps, counted apart
+    assert page.count("class='sheet'") == 2  # one gap pictured per clip
