@@ -19,7 +19,7 @@ from PIL import Image
 
 from semfi_batch.atomic_write import write_atomic
 from semfi_batch.errors import SemfiError
-from semfi_batch.manifest import KeyframePair, load_manifest
+from semfi_batch.manifest import KeyframePair, Manifest, load_manifest
 from semfi_batch.media.frames import as_rgb8, read_image_rgb8, resize, write_png
 from semfi_batch.media.probe import VideoInfo, probe_video
 from semfi_batch.media.video_frames import extract_frames
@@ -121,12 +121,8 @@ class RunReview:
             return
         self.manifest = load_manifest(manifest_path, check_media=False)
         self.pairs: dict[str, KeyframePair] = {p.pair_id: p for p in self.manifest.pairs}
-        raw = _raw_column(manifest_path, "source")
-        original_dir = _original_manifest_dir(self.run_dir)
         self.original_manifest = _original_manifest(self.run_dir)
-        self.sources: dict[str, Path] = {
-            p.pair_id: _resolve_source(p, raw, self.run_dir, original_dir) for p in self.manifest.pairs if p.source
-        }
+        self.sources = manifest_sources(self.run_dir, self.manifest)
         self._manifest_seen = seen
 
     # ---- facts -----------------------------------------------------------------------------------
@@ -297,6 +293,15 @@ class RunReview:
         sequence = [*before, *generated, *after]
         write_atomic(cached, _gif(sequence, fps))
         return cached
+
+
+def manifest_sources(run_dir: Path, manifest: Manifest) -> dict[str, Path]:
+    """The source video of each row of a run's manifest (its copy in the run folder), by pair_id, resolved as
+    splice resolves it: a relative source against the manifest the run was given, else the run folder;
+    never against the current directory."""
+    raw = _raw_column(manifest.path, "source")
+    original_dir = _original_manifest_dir(run_dir)
+    return {p.pair_id: _resolve_source(p, raw, run_dir, original_dir) for p in manifest.pairs if p.source}
 
 
 def _original_manifest(run_dir: Path) -> Path | None:
