@@ -54,20 +54,23 @@ COLORS = {"done": "#3b7dd8", "failed": "#d8453b"}
 
 @dataclass
 class RunJobs:
-    """What the page shows of a run folder. `jobs`: one row per job record, in manifest order (a row is a
-    record, a dict: a field it lacks is missing, None from .get); `order`: the manifest's pair_ids;
-    `sources`: each row's source video, resolved as splice resolves it (not against the current directory);
-    `info`: run.json."""
+    """What the page shows of a run folder. `jobs`: one row per manifest row that has a job record, in
+    manifest order (a row is a record, a dict: a field it lacks is missing, None from .get); `order`: the
+    manifest's pair_ids; `outside`: records of jobs the manifest no longer has (an earlier manifest's), which
+    splice leaves out and the page lists apart, counting none of them; `sources`: each row's source video,
+    resolved as splice resolves it (not against the current directory); `info`: run.json."""
 
     jobs: list[dict]
     order: list[str]
+    outside: list[dict]
     sources: dict[str, Path]
     info: dict
 
 
 def load_run(run_dir: Path) -> RunJobs:
-    """The jobs of a run folder. Job records (jobs/<pair_id>/record.json) are the truth; metrics.parquet adds
-    the user's columns."""
+    """The jobs of a run folder. Job records (jobs/<pair_id>/record.json) are the truth of each job, the
+    run's manifest (its copy, manifest.parquet) of which jobs are the run's; metrics.parquet adds the user's
+    columns."""
     run_dir = Path(run_dir)
     jobs = run_dir / "jobs"
     if not jobs.is_dir() and not (run_dir / "metrics.parquet").exists():
@@ -98,7 +101,10 @@ def load_run(run_dir: Path) -> RunJobs:
             rows = [{**row, **{c: by_pair.get(row.get("pair_id"), {}).get(c) for c in extra}} for row in rows]
     rank = {p: i for i, p in enumerate(order)}
     rows.sort(key=lambda row: (rank.get(row.get("pair_id"), len(rank)), str(row.get("pair_id"))))
-    return RunJobs(rows, order, sources, info)
+    if not order:  # a folder without a manifest: its records are all there is
+        return RunJobs(rows, order, [], sources, info)
+    current = [r for r in rows if r.get("pair_id") in rank]
+    return RunJobs(current, order, [r for r in rows if r.get("pair_id") not in rank], sources, info)
 
 
 def _manifest_rows(run_dir: Path) -> tuple[list[str], dict[str, Path]]:
@@ -202,6 +208,8 @@ def run_report_html(run_dir: Path, *, max_sheets: int = 200, link_root: str = ".
         ),
         section("jobs", "All jobs", _jobs_table(jobs, pending)),
     ]
+    if run.outside:
+        body.append(_outside_section(run.outside))
     return page_html("semfi-batch run report", body)
 
 
@@ -465,6 +473,19 @@ def _jobs_table(jobs: list[dict], pending: Sequence[str]) -> str:
     rows += [[p, "", "", "", "", "", "not run", "", "", "", "", "", ""] for p in pending]
     head = ["pair_id", "source", "timecode", "reason", "score", "decision", "status", "backend", "frames", "wall s"]
     return html_table([*head, "s/frame", "peak RSS MB", "warp error"], rows)
+
+
+def _outside_section(outside: list[dict]) -> str:
+    """Jobs whose pair_id the run's manifest no longer has: kept in jobs/, but not the run's (splice leaves
+    them out), so counted nowhere on the page."""
+    rows = [[r.get("pair_id"), r.get("status"), r.get("backend"), r.get("start_frame"), r.get("end_frame")]
+            for r in outside]  # fmt: skip
+    return section(
+        "outside",
+        f"Jobs not in the manifest ({len(outside)})",
+        "<p class='sub'>left in jobs/ by an earlier manifest; not counted above and not spliced.</p>"
+        + html_table(["pair_id", "status", "backend", "start frame", "end frame"], rows),
+    )
 
 
 def _plot_time_per_job(jobs: list[dict]) -> bytes:
