@@ -10,8 +10,10 @@ import shutil
 import numpy as np
 from PIL import Image, ImageSequence
 
-from semfi_batch.manifest import write_manifest
+from semfi_batch.cli import main
+from semfi_batch.manifest import load_manifest, write_manifest
 from semfi_batch.review.cards import RunReview
+from semfi_batch.review.decisions import decide, regeneration_overrides
 from semfi_batch.run.ledger import check_job_folder, outputs_digest
 from tests.conftest import frame_number
 from tests.review_run import ROWS, make_run
@@ -51,3 +53,22 @@ def test_originals_of_a_job_not_run_follow_its_rows_range(tmp_path):
     write_manifest(moved, run_dir / "manifest.parquet")  # the next run's manifest, b_black renumbered
     with Image.open(RunReview(run_dir).original_frame("b_black", 1)) as im:
         assert frame_number(np.asarray(im.convert("RGB"))) == 5
+
+
+def test_a_regeneration_stays_with_the_row_it_was_made_for(tmp_path, capsys):
+    run_dir = make_run(tmp_path)
+    decide(run_dir, ["a_flash"], "regenerate", backend="flow")
+    assert regeneration_overrides(run_dir)["a_flash"][1] == "flow"
+    rows = [{"source": "clip.mp4", **row} for row in ROWS]
+    renumbered = [{**rows[0], "start_frame": 30, "end_frame": 34}, *rows[1:]]
+    # Once the run folder holds the changed row (splice's keys, the review's listing): dropped, and said so.
+    write_manifest(renumbered, run_dir / "manifest.parquet")
+    assert "a_flash" not in regeneration_overrides(run_dir)
+    (card,) = [c for c in RunReview(run_dir).cards() if c.pair_id == "a_flash"]
+    assert card.next_backend is None and "made for replace clip.mp4 12-16" in card.regeneration_dropped
+    # What `run` plans with: the rows it is given (its manifest), before it copies them into the run folder.
+    manifest = load_manifest(write_manifest(renumbered, tmp_path / "m2.parquet"))
+    assert "a_flash" not in regeneration_overrides(run_dir, manifest.pairs)
+    assert regeneration_overrides(run_dir, load_manifest(tmp_path / "m.parquet").pairs)["a_flash"][1] == "flow"
+    assert main(["review", str(run_dir), "--list"]) == 0
+    assert "dropped" in capsys.readouterr().out

@@ -72,6 +72,7 @@ class JobCard:
     outputs: str | None = None  # the digest of the outputs shown (run/ledger.py); the page decides on these
     next_seed: int | None = None  # regeneration settings stored for the job
     next_backend: str | None = None
+    regeneration_dropped: str | None = None  # a regeneration's settings made for the row before it changed
     regenerations: int = 0
     frames: int = 0  # generated frames on disk
     originals: int = 0  # original frames being replaced (replace rows on a video)
@@ -215,6 +216,7 @@ class RunReview:
             decided_earlier=decision.earlier,
             next_seed=decision.seed,
             next_backend=decision.backend,
+            regeneration_dropped=decision.dropped,
             regenerations=decision.regenerations,
             frames=len(list(frames_dir.glob("*.png"))) if done else 0,
             originals=pair.gap_frames if pair.is_video and pair.mode == "replace" and info is not None else 0,
