@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,11 +35,13 @@ import pyarrow.parquet as pq
 from semfi_batch.atomic_write import write_atomic
 from semfi_batch.backends import Backend, BackendOptions, InterpolationRequest, backend_class
 from semfi_batch.errors import MediaError, SemfiError
-from semfi_batch.media.frames import read_image, resize
-from semfi_batch.media.probe import probe_video
-from semfi_batch.media.tools import tool_path
+from semfi_batch.manifest import KeyframePair
+from semfi_batch.media.frames import as_rgb8, read_image, resize
+from semfi_batch.media.probe import VideoInfo, probe_video
+from semfi_batch.media.video_frames import iter_frames
 from semfi_batch.metrics import motion_fields, psnr, ssim, warp_error
 from semfi_batch.plan import default_seed
+from semfi_batch.run.job import uneven_inbetween_times
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # Gaps per clip for `gaps:N` when --max-gaps is not given (`every:K` takes every window by default).
@@ -170,13 +172,19 @@ class Clip:
     fps: float
     max_frames: int | None = None
     files: list[Path] = field(default_factory=list)
+    video: VideoInfo | None = None  # a video's probed facts (its frame list)
 
-    @property
-    def name(self) -> str:
-        return self.path.stem if self.kind == "video" else self.path.name
+    # What the clip is called in rows, pair_ids, the summary and the report: unique over one evaluation
+    # (`clip_names`); open_clip gives its own name, evaluate the one that tells it apart from the others.
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or clip_names([self.path])[0]
 
     def frames(self, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
-        """RGB uint8 frames in order, resized to `size` (width, height) when given."""
+        """Frames in order, as `run` reads them: RGB or RGBA, uint8 or uint16 (a video's upright, in
+        `media.video_frames.frame_layout`; a folder's as `read_image` reads them), resized to `size` (width,
+        height) when given."""
         if self.kind == "frames":
             return self._image_frames(size)
         return self._video_frames(size)
@@ -192,35 +200,42 @@ class Clip:
             yield resize(frame, *size) if size else frame
 
     def _video_frames(self, size: tuple[int, int] | None) -> Iterator[np.ndarray]:
-        w, h = size or (self.width, self.height)
-        # -noautorotate: frames keep the probed width and height (orientation does not change any figure).
-        cmd = [tool_path("ffmpeg"), "-nostdin", "-v", "error", "-noautorotate", "-i", str(self.path), "-map", "0:v:0"]
-        cmd += ["-an", "-sn", "-dn"]
-        if size:
-            cmd += ["-vf", f"scale={w}:{h}:flags=area"]
-        if self.max_frames:
-            cmd += ["-frames:v", str(self.max_frames)]
-        # passthrough: every decoded frame exactly once, also for variable-frame-rate footage.
-        cmd += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-        frame_bytes = w * h * 3
-        with tempfile.TemporaryFile() as errfile:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errfile)
-            try:
-                while True:
-                    data = proc.stdout.read(frame_bytes)
-                    if len(data) < frame_bytes:
-                        break
-                    yield np.frombuffer(data, np.uint8).reshape(h, w, 3)
-                code = proc.wait()
-                if code != 0:
-                    errfile.seek(0)
-                    lines = errfile.read().decode(errors="replace").strip().splitlines()
-                    raise MediaError(f"cannot decode {self.path}: {lines[-1] if lines else f'ffmpeg exit {code}'}")
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-                proc.stdout.close()
+        # Frames as `run` reads them (media/video_frames): exact, upright, in the video's own layout.
+        assert self.video is not None
+        count = self.video.frame_count
+        for _, frame in iter_frames(self.video, range(min(count, self.max_frames) if self.max_frames else count)):
+            yield resize(frame, *size) if size else frame
+
+
+def clip_names(paths: Sequence[Path]) -> list[str]:
+    """A name for each clip, unique among `paths`: a video's stem or a folder's name, with as many of its
+    parent folders before it as tell it apart from the others (a/clip and b/clip, not clip twice); then the
+    file's suffix; a clip given twice is numbered (#2)."""
+    resolved = [Path(p).absolute() for p in paths]
+    longest = max((len(p.parts) for p in resolved), default=0)
+    levels = [(depth, suffix) for suffix in (False, True) for depth in range(longest)]
+    chosen: list[str | None] = [None] * len(resolved)
+    for depth, suffix in levels:
+        labels = [_clip_label(p, depth, suffix) for p in resolved]
+        counts = {label: labels.count(label) for label in labels}
+        for i, label in enumerate(labels):
+            if chosen[i] is None and counts[label] == 1:
+                chosen[i] = label
+        if all(chosen):
+            break
+    given: Counter[str] = Counter()
+    names = []
+    for path, name in zip(resolved, chosen, strict=True):
+        name = name or _clip_label(path, 0, False)  # the same clip given more than once
+        given[name] += 1
+        names.append(name if given[name] == 1 else f"{name} #{given[name]}")
+    return names
+
+
+def _clip_label(path: Path, depth: int, suffix: bool) -> str:
+    folders = [part for part in path.parent.parts if part != path.anchor]
+    last = path.stem if path.suffix and not suffix and not path.is_dir() else path.name
+    return "/".join([*folders[len(folders) - depth :], last] if depth else [last])
 
 
 def open_clip(path: Path, max_frames: int | None = None) -> Clip:
@@ -234,7 +249,8 @@ def open_clip(path: Path, max_frames: int | None = None) -> Clip:
         first = read_image(files[0])
         return Clip(path, "frames", first.shape[1], first.shape[0], 0.0, max_frames, files)
     info = probe_video(path)
-    return Clip(path, "video", info.width, info.height, info.avg_fps, max_frames)
+    width, height = info.display_size
+    return Clip(path, "video", width, height, info.avg_fps, max_frames, video=info)
 
 
 def _natural_key(path: Path) -> list:
@@ -254,7 +270,7 @@ def detect_cuts(clip: Clip) -> tuple[list[int], int]:
     cuts: list[int] = []
     count = 0
     for i, frame in enumerate(clip.frames((w, h))):
-        bgr = np.ascontiguousarray(frame[..., ::-1])
+        bgr = np.ascontiguousarray(as_rgb8(frame)[..., ::-1])  # the detector takes 8-bit BGR only
         cuts += [tc.frame_num for tc in detector.process_frame(FrameTimecode(i, fps), bgr)]
         count = i + 1
     if count:
@@ -306,6 +322,8 @@ def evaluate(
     if not settings.backends:
         raise EvalError("no backends to evaluate")
     opened = [open_clip(Path(p), settings.max_frames) for p in clips]  # all clips checked before any work
+    for clip, name in zip(opened, clip_names([c.path for c in opened]), strict=True):
+        clip.name = name
     backends = _open_backends(settings)
     try:
         for clip in opened:
@@ -424,6 +442,7 @@ def _evaluate_gap(
         "height": start.shape[0],
         "warp_error_truth": truth_warp,
     }
+    times = _held_out_times(clip, gap)
     middle = len(truth) // 2
     thumbs: dict = {}
     if want_thumbs:
@@ -441,6 +460,7 @@ def _evaluate_gap(
             gap_frames=gap.gap_frames,
             seed=default_seed(pair_id),
             work_dir=work / f"{name}-{index}",
+            times=times,
         )
         request.work_dir.mkdir(parents=True, exist_ok=True)
         row = {**base, "backend": name, "status": "done", "error": None}
@@ -472,12 +492,28 @@ def _evaluate_gap(
     return rows, thumbs
 
 
+def _held_out_times(clip: Clip, gap: Gap) -> tuple[float, ...] | None:
+    """Where the held-out frames fall between the gap's keys: by the video's own frame times where they are
+    uneven (variable frame rate), as `run` asks a backend for a replace row over the same frames
+    (run/job.uneven_inbetween_times); None (evenly) elsewhere and for frame folders."""
+    if clip.kind != "video":
+        return None
+    row = KeyframePair(
+        row=0, pair_id="", mode="replace", gap_frames=gap.gap_frames, seed=0, source=clip.path,
+        start_frame=gap.start, end_frame=gap.end,
+    )  # fmt: skip
+    return uneven_inbetween_times(row)
+
+
 def _generate(backend: Backend, request: InterpolationRequest) -> list[np.ndarray]:
+    """The backend's frames in the keys' own layout, as `run` asks for them (`Backend.generate` gives a backend
+    that sees RGB uint8 only such keys and turns its frames back)."""
     out = []
-    for frame in backend.interpolate(request):
-        if frame.shape != request.start.shape or frame.dtype != np.uint8:
+    for frame in backend.generate(request):
+        if frame.shape != request.start.shape or frame.dtype != request.start.dtype:
             raise SemfiError(
-                f"backend returned a frame of shape {frame.shape} {frame.dtype}, expected {request.start.shape} uint8"
+                f"backend returned a frame of shape {frame.shape} {frame.dtype}, expected {request.start.shape} "
+                f"{request.start.dtype}"
             )
         out.append(frame)
     if len(out) != request.gap_frames:
@@ -486,6 +522,7 @@ def _generate(backend: Backend, request: InterpolationRequest) -> list[np.ndarra
 
 
 def _thumb(frame: np.ndarray) -> bytes:
+    frame = as_rgb8(frame)
     h, w = frame.shape[:2]
     if w > THUMB_WIDTH:
         frame = cv2.resize(frame, (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), interpolation=cv2.INTER_AREA)

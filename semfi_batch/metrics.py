@@ -10,7 +10,12 @@ on the original footage and applies it to every backend's output, so all backend
 same, true motion and a ghosting cross-fade cannot look steady by explaining its own ghosts.
 
 Motion is estimated with OpenCV's Farneback method, deliberately not DIS (which the `flow` backend uses),
-so the figure does not favour one backend's own motion model."""
+so the figure does not favour one backend's own motion model.
+
+Every figure is taken on the frames' colour (RGB) at their own depth: frames may be RGB or RGBA, uint8 or
+uint16 (as `run` reads them), and alpha is left out (an opaque alpha channel would count as perfectly
+rebuilt pixels and raise every score). PSNR and SSIM take the depth's full range (255 or 65535), so their
+figures mean the same at either depth; warp error is given in 8-bit levels at both."""
 
 from __future__ import annotations
 
@@ -39,29 +44,52 @@ _FARNEBACK = {
 
 
 def psnr(reference: np.ndarray, test: np.ndarray) -> float:
-    """PSNR in dB of an RGB uint8 frame against the original (scikit-image, data range 255), capped at
-    PSNR_CAP_DB for identical frames."""
+    """PSNR in dB of a frame's colour against the original's (scikit-image, over the RGB channels, data range
+    of the frames' depth), capped at PSNR_CAP_DB for identical colour."""
     _check_pair(reference, test)
+    reference, test = colour(reference), colour(test)
     if np.array_equal(reference, test):
         return PSNR_CAP_DB
     from skimage.metrics import peak_signal_noise_ratio  # scipy underneath: imported when used
 
-    value = float(peak_signal_noise_ratio(reference, test, data_range=255))
+    value = float(peak_signal_noise_ratio(reference, test, data_range=data_range(reference)))
     return min(value, PSNR_CAP_DB)
 
 
 def ssim(reference: np.ndarray, test: np.ndarray) -> float:
-    """Mean SSIM of an RGB uint8 frame against the original (scikit-image defaults: 7x7 uniform window,
-    computed per channel and averaged)."""
+    """Mean SSIM of a frame's colour against the original's (scikit-image defaults: 7x7 uniform window,
+    computed per RGB channel and averaged, data range of the frames' depth)."""
     _check_pair(reference, test)
     from skimage.metrics import structural_similarity
 
-    return float(structural_similarity(reference, test, channel_axis=-1, data_range=255))
+    reference, test = colour(reference), colour(test)
+    return float(structural_similarity(reference, test, channel_axis=-1, data_range=data_range(reference)))
+
+
+def colour(frame: np.ndarray) -> np.ndarray:
+    """The RGB channels of an RGB or RGBA frame, at its own depth (what every figure here is taken on)."""
+    return frame[..., :3]
+
+
+def data_range(frame: np.ndarray) -> int:
+    """The full range of a frame's levels: 255 for uint8, 65535 for uint16."""
+    if frame.dtype == np.uint8:
+        return 255
+    if frame.dtype == np.uint16:
+        return 65535
+    raise ValueError(f"frames are uint8 or uint16, not {frame.dtype}")
 
 
 def _check_pair(reference: np.ndarray, test: np.ndarray) -> None:
     if reference.shape != test.shape:
         raise ValueError(f"frames differ in shape: {reference.shape} vs {test.shape}")
+    if reference.dtype != test.dtype:
+        raise ValueError(f"frames differ in depth: {reference.dtype} vs {test.dtype}")
+
+
+def _levels8(frame: np.ndarray) -> np.ndarray:
+    """A frame's colour as float32 in 8-bit levels (0..255 at either depth): the unit of warp error."""
+    return colour(frame).astype(np.float32) * np.float32(255.0 / data_range(frame))
 
 
 @dataclass(frozen=True)
@@ -92,8 +120,15 @@ def _shrink(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
 
 
+def _shrunk_colour(frame: np.ndarray) -> np.ndarray:
+    return _shrink(np.ascontiguousarray(colour(frame)))
+
+
 def _gray(frame: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(_shrink(frame), cv2.COLOR_RGB2GRAY)
+    rgb = _shrunk_colour(frame)
+    if rgb.dtype != np.uint8:  # Farneback takes 8-bit gray; motion is found as well at 8 bits as at 16
+        rgb = np.clip(_levels8(rgb) + 0.5, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
 def _grid(w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +141,7 @@ def _warp(image: np.ndarray, flow: np.ndarray, xs: np.ndarray, ys: np.ndarray) -
 
 
 def motion_field(prev: np.ndarray, cur: np.ndarray) -> MotionField:
-    """Estimate the motion from `cur` back to `prev` (RGB uint8 frames) with its occlusion mask."""
+    """Estimate the motion from `cur` back to `prev` (frames of one layout) with its occlusion mask."""
     _check_pair(prev, cur)
     g_prev, g_cur = _gray(prev), _gray(cur)
     back = cv2.calcOpticalFlowFarneback(g_cur, g_prev, None, **_FARNEBACK)  # cur -> prev
@@ -127,9 +162,10 @@ def motion_fields(frames: Sequence[np.ndarray]) -> list[MotionField]:
 
 
 def pair_warp_error(prev: np.ndarray, cur: np.ndarray, field: MotionField) -> float:
-    """Mean absolute difference (0..255) between `cur` and `prev` warped along `field`, over the pixels
-    the field marks valid; NaN when none is."""
-    a, b = _shrink(prev).astype(np.float32), _shrink(cur).astype(np.float32)
+    """Mean absolute difference of colour (in 8-bit levels, 0..255) between `cur` and `prev` warped along
+    `field`, over the pixels the field marks valid; NaN when none is."""
+    _check_pair(prev, cur)
+    a, b = _levels8(_shrunk_colour(prev)), _levels8(_shrunk_colour(cur))
     if (b.shape[1], b.shape[0]) != field.size:
         raise ValueError(f"motion field is {field.size}, frames give {(b.shape[1], b.shape[0])}")
     if not field.valid.any():

@@ -109,6 +109,8 @@ def _print_table(run) -> None:
         if c.next_seed is not None or c.next_backend:
             nxt = f"seed {c.next_seed}" + (f", {c.next_backend}" if c.next_backend else "")
         decision = c.decision + (f" (was {c.decided_earlier}: other frames)" if c.decided_earlier else "")
+        if c.regeneration_dropped:
+            nxt = f"dropped: {c.regeneration_dropped}"
         table.add_row(
             escape(c.pair_id), decision, c.status, escape(c.source_name or "image pair"), c.timecode_in or "",
             escape(c.reason or ""), "" if c.score is None else f"{c.score:.3g}", escape(c.backend or ""), nxt,

@@ -15,6 +15,7 @@ import statistics
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 
 from semfi_batch.atomic_write import write_atomic
 from semfi_batch.errors import SemfiError
+from semfi_batch.manifest import load_manifest
 from semfi_batch.media.frames import as_rgb8, read_image_rgb8, resize
 from semfi_batch.media.probe import probe_video
 from semfi_batch.media.video_frames import extract_frames
@@ -50,11 +52,25 @@ QUALITY_CACHE = ".report-quality.json"
 COLORS = {"done": "#3b7dd8", "failed": "#d8453b"}
 
 
-def load_run(run_dir: Path) -> tuple[list[dict], list[str], dict]:
-    """(one row per finished job in manifest order, pair_ids of the manifest, run.json) of a run folder.
+@dataclass
+class RunJobs:
+    """What the page shows of a run folder. `jobs`: one row per manifest row that has a job record, in
+    manifest order (a row is a record, a dict: a field it lacks is missing, None from .get); `order`: the
+    manifest's pair_ids; `outside`: records of jobs the manifest no longer has (an earlier manifest's), which
+    splice leaves out and the page lists apart, counting none of them; `sources`: each row's source video,
+    resolved as splice resolves it (not against the current directory); `info`: run.json."""
 
-    Job records (jobs/<pair_id>/record.json) are the truth; metrics.parquet adds the user's columns. A row is
-    a record (a dict): a field it lacks is missing (None from .get), as in the record."""
+    jobs: list[dict]
+    order: list[str]
+    outside: list[dict]
+    sources: dict[str, Path]
+    info: dict
+
+
+def load_run(run_dir: Path) -> RunJobs:
+    """The jobs of a run folder. Job records (jobs/<pair_id>/record.json) are the truth of each job, the
+    run's manifest (its copy, manifest.parquet) of which jobs are the run's; metrics.parquet adds the user's
+    columns."""
     run_dir = Path(run_dir)
     jobs = run_dir / "jobs"
     if not jobs.is_dir() and not (run_dir / "metrics.parquet").exists():
@@ -62,10 +78,7 @@ def load_run(run_dir: Path) -> tuple[list[dict], list[str], dict]:
     info = {}
     with contextlib.suppress(OSError, json.JSONDecodeError):  # run.json only adds the manifest's path
         info = json.loads((run_dir / "run.json").read_text())
-    order: list[str] = []
-    if (run_dir / "manifest.parquet").exists():
-        with pq.ParquetFile(run_dir / "manifest.parquet") as parquet:  # not pq.read_table: see _read_metrics
-            order = [str(p) for p in parquet.read(columns=["pair_id"]).column("pair_id").to_pylist()]
+    order, sources = _manifest_rows(run_dir)
     records = {}
     for path in sorted(jobs.glob("*/record.json")) if jobs.is_dir() else []:
         try:
@@ -88,7 +101,25 @@ def load_run(run_dir: Path) -> tuple[list[dict], list[str], dict]:
             rows = [{**row, **{c: by_pair.get(row.get("pair_id"), {}).get(c) for c in extra}} for row in rows]
     rank = {p: i for i, p in enumerate(order)}
     rows.sort(key=lambda row: (rank.get(row.get("pair_id"), len(rank)), str(row.get("pair_id"))))
-    return rows, order, info
+    if not order:  # a folder without a manifest: its records are all there is
+        return RunJobs(rows, order, [], sources, info)
+    current = [r for r in rows if r.get("pair_id") in rank]
+    return RunJobs(current, order, [r for r in rows if r.get("pair_id") not in rank], sources, info)
+
+
+def _manifest_rows(run_dir: Path) -> tuple[list[str], dict[str, Path]]:
+    """(pair_ids of the run's manifest in order, each video row's source resolved as splice resolves it)."""
+    path = run_dir / "manifest.parquet"
+    if not path.exists():
+        return [], {}
+    from semfi_batch.review.cards import manifest_sources
+
+    try:
+        manifest = load_manifest(path, check_media=False)
+    except SemfiError:  # rows that no longer validate: the page still counts them, without their sources
+        with pq.ParquetFile(path) as parquet:  # not pq.read_table: see _read_metrics
+            return [str(p) for p in parquet.read(columns=["pair_id"]).column("pair_id").to_pylist()], {}
+    return [p.pair_id for p in manifest.pairs], manifest_sources(run_dir, manifest)
 
 
 def _read_metrics(path: Path) -> tuple[list[str], list[dict]] | None:
@@ -109,11 +140,12 @@ def run_report_html(run_dir: Path, *, max_sheets: int = 200, link_root: str = ".
     """The HTML page for a run folder; links to files of the run start with `link_root` (the run folder
     relative to where the page will be)."""
     run_dir = Path(run_dir).absolute()
-    jobs, order, info = load_run(run_dir)
+    run = load_run(run_dir)
+    jobs, order, info = run.jobs, run.order, run.info
     failed = [r for r in jobs if r.get("status") != "done"]
     measured = _run_quality(run_dir, jobs, measure=not quick)
     jobs = [{**r, "warp_error": measured.get(str(r.get("pair_id")), math.nan)} for r in jobs]
-    jobs = _with_review_facts(run_dir, jobs)
+    jobs = _with_review_facts(run_dir, jobs, run.sources)
     done = [r for r in jobs if r.get("status") == "done"]
 
     listed = {r.get("pair_id") for r in jobs}
@@ -176,18 +208,21 @@ def run_report_html(run_dir: Path, *, max_sheets: int = 200, link_root: str = ".
         ),
         section("jobs", "All jobs", _jobs_table(jobs, pending)),
     ]
+    if run.outside:
+        body.append(_outside_section(run.outside))
     return page_html("semfi-batch run report", body)
 
 
 def job_quality(run_dir: Path, *, measure: bool = True) -> dict[str, float]:
     """Warp error per finished job of a run folder (recorded, cached, or measured now and cached)."""
-    jobs, _, _ = load_run(Path(run_dir))
+    jobs = load_run(Path(run_dir)).jobs
     return _run_quality(Path(run_dir).absolute(), jobs, measure=measure) if jobs else {}
 
 
-def _with_review_facts(run_dir: Path, jobs: list[dict]) -> list[dict]:
-    """Add what a reviewer judges by: source file name, timecode of the gap at the source's rate, and the
-    decision from `semfi-batch review` (RUN/decisions.json); reason and score come with the manifest's columns."""
+def _with_review_facts(run_dir: Path, jobs: list[dict], sources: dict[str, Path]) -> list[dict]:
+    """Add what a reviewer judges by: the row's source (`source_path`, resolved as splice resolves it) and its
+    file name, timecode of the gap at the source's rate, and the decision from `semfi-batch review`
+    (RUN/decisions.json); reason and score come with the manifest's columns."""
     from semfi_batch.review.decisions import DecisionError, current_decisions, decision_of
     from semfi_batch.review.timecode import timecode
 
@@ -195,31 +230,27 @@ def _with_review_facts(run_dir: Path, jobs: list[dict]) -> list[dict]:
         decisions = current_decisions(run_dir)
     except DecisionError:
         decisions = {}
-    clocks: dict[str, tuple[float | None, str | None]] = {}  # source -> (frame rate, start timecode)
-    names, codes = [], []
+    clocks: dict[Path, tuple[float | None, str | None]] = {}  # source -> (frame rate, start timecode)
+    rows = []
     for r in jobs:
-        source = r.get("source")
-        if not isinstance(source, str) or not source:
-            names.append("")
-            codes.append("")
+        source = sources.get(str(r.get("pair_id")))
+        row = {**r, "source_path": source, "source_name": "", "timecode": ""}
+        row["decision"] = decision_of(decisions, str(r.get("pair_id")))
+        rows.append(row)
+        if source is None:
             continue
         if source not in clocks:
             try:
-                info = probe_video(Path(source))
+                info = probe_video(source)
                 clocks[source] = (info.avg_fps or None, info.timecode)
             except (SemfiError, OSError):
                 clocks[source] = (None, None)
-        names.append(Path(source).name)
+        row["source_name"] = source.name
         (fps, zero), start, end = clocks[source], _int(r.get("start_frame")), _int(r.get("end_frame"))
         if fps and start is not None and end is not None:
             last = end - 1 if r.get("mode") == "replace" else end
-            codes.append(f"{timecode(start + 1, fps, zero)}-{timecode(max(start + 1, last), fps, zero)}")
-        else:
-            codes.append("")
-    return [
-        {**r, "source_name": name, "timecode": code, "decision": decision_of(decisions, str(r.get("pair_id")))}
-        for r, name, code in zip(jobs, names, codes, strict=True)
-    ]
+            row["timecode"] = f"{timecode(start + 1, fps, zero)}-{timecode(max(start + 1, last), fps, zero)}"
+    return rows
 
 
 def _int(value) -> int | None:
@@ -318,8 +349,8 @@ def _job_keys(job_dir: Path, record: dict) -> tuple[np.ndarray | None, np.ndarra
     try:
         if record.get("start_image") and record.get("end_image"):
             return read_image_rgb8(Path(record["start_image"])), read_image_rgb8(Path(record["end_image"]))
-        if record.get("source"):
-            info = probe_video(Path(record["source"]))
+        if record.get("source_path"):
+            info = probe_video(record["source_path"])
             start, end = int(record["start_frame"]), int(record["end_frame"])
             keys = extract_frames(info, [start, end])  # one forward decode for both
             return as_rgb8(keys[start]), as_rgb8(keys[end])
@@ -395,15 +426,15 @@ def _present(value) -> bool:
 def _original_cells(record: dict, picks: list[int], count: int, generated: list) -> str:
     """The original frames a replace row swaps out, at the same places in the gap as the generated frames
     shown above them ('' for insert rows, image pairs or a source that cannot be read)."""
-    source = record.get("source")
+    source = record.get("source_path")
     start = _int(record.get("start_frame"))
-    if record.get("mode") != "replace" or not isinstance(source, str) or start is None or not picks:
+    if record.get("mode") != "replace" or source is None or start is None or not picks:
         return ""
     from semfi_batch.review.cards import decode_frames
 
     height, width = generated[0][1].shape[:2]
     try:
-        originals = decode_frames(probe_video(Path(source)), start + 1, max(picks) + 1, (width, height))
+        originals = decode_frames(probe_video(source), start + 1, max(picks) + 1, (width, height))
     except (SemfiError, OSError):
         return ""
     return "".join(_cell(originals[i], f"original #{i + 1} of {count}", "truth") for i in picks if i < len(originals))
@@ -442,6 +473,19 @@ def _jobs_table(jobs: list[dict], pending: Sequence[str]) -> str:
     rows += [[p, "", "", "", "", "", "not run", "", "", "", "", "", ""] for p in pending]
     head = ["pair_id", "source", "timecode", "reason", "score", "decision", "status", "backend", "frames", "wall s"]
     return html_table([*head, "s/frame", "peak RSS MB", "warp error"], rows)
+
+
+def _outside_section(outside: list[dict]) -> str:
+    """Jobs whose pair_id the run's manifest no longer has: kept in jobs/, but not the run's (splice leaves
+    them out), so counted nowhere on the page."""
+    rows = [[r.get("pair_id"), r.get("status"), r.get("backend"), r.get("start_frame"), r.get("end_frame")]
+            for r in outside]  # fmt: skip
+    return section(
+        "outside",
+        f"Jobs not in the manifest ({len(outside)})",
+        "<p class='sub'>left in jobs/ by an earlier manifest; not counted above and not spliced.</p>"
+        + html_table(["pair_id", "status", "backend", "start frame", "end frame"], rows),
+    )
 
 
 def _plot_time_per_job(jobs: list[dict]) -> bytes:

@@ -4,10 +4,12 @@ frames a replace row swaps out, the generated ones, the keyframes, and a looping
 stretch with a second of the source on either side, as it will look spliced.
 
 Pictures that need decoding (originals, previews) are made on first request and cached under
-RUN/review/<pair_id>/<key>/, so a regenerated job (new key) never shows stale pictures."""
+RUN/review/<pair_id>/<key>/, <key> naming what they show (the row's source, range and size, and the job's
+outputs), so no stale picture is ever shown."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -19,7 +21,7 @@ from PIL import Image
 
 from semfi_batch.atomic_write import write_atomic
 from semfi_batch.errors import SemfiError
-from semfi_batch.manifest import KeyframePair, load_manifest
+from semfi_batch.manifest import KeyframePair, Manifest, load_manifest
 from semfi_batch.media.frames import as_rgb8, read_image_rgb8, resize, write_png
 from semfi_batch.media.probe import VideoInfo, probe_video
 from semfi_batch.media.video_frames import extract_frames
@@ -70,6 +72,7 @@ class JobCard:
     outputs: str | None = None  # the digest of the outputs shown (run/ledger.py); the page decides on these
     next_seed: int | None = None  # regeneration settings stored for the job
     next_backend: str | None = None
+    regeneration_dropped: str | None = None  # a regeneration's settings made for the row before it changed
     regenerations: int = 0
     frames: int = 0  # generated frames on disk
     originals: int = 0  # original frames being replaced (replace rows on a video)
@@ -121,12 +124,8 @@ class RunReview:
             return
         self.manifest = load_manifest(manifest_path, check_media=False)
         self.pairs: dict[str, KeyframePair] = {p.pair_id: p for p in self.manifest.pairs}
-        raw = _raw_column(manifest_path, "source")
-        original_dir = _original_manifest_dir(self.run_dir)
         self.original_manifest = _original_manifest(self.run_dir)
-        self.sources: dict[str, Path] = {
-            p.pair_id: _resolve_source(p, raw, self.run_dir, original_dir) for p in self.manifest.pairs if p.source
-        }
+        self.sources = manifest_sources(self.run_dir, self.manifest)
         self._manifest_seen = seen
 
     # ---- facts -----------------------------------------------------------------------------------
@@ -217,6 +216,7 @@ class RunReview:
             decided_earlier=decision.earlier,
             next_seed=decision.seed,
             next_backend=decision.backend,
+            regeneration_dropped=decision.dropped,
             regenerations=decision.regenerations,
             frames=len(list(frames_dir.glob("*.png"))) if done else 0,
             originals=pair.gap_frames if pair.is_video and pair.mode == "replace" and info is not None else 0,
@@ -235,9 +235,25 @@ class RunReview:
         path = self.run_dir / "jobs" / pair_id / f"{which}.png"
         return path if which in ("start", "end") and path.is_file() else None
 
-    def _cache(self, pair_id: str) -> Path:
-        record = self.record(pair_id) or {}
-        key = str(record.get("key") or "none")[:16]
+    def _cache(self, pair_id: str, *, generated: bool) -> Path:
+        """RUN/review/<pair_id>/<key>/: the folder of pictures drawn from what the row shows now, keyed on
+        all of it: the row's source (path and file identity), range and mode, the size drawn at, and with
+        `generated` (the preview) the job's outputs as its record lists them. A job given other frames
+        under the same key (`run --force` of a backend that does not repeat itself), a row given another
+        range or source, or a source replaced, draws anew; nothing stale is shown."""
+        pair = self.pairs[pair_id]
+        source = self.sources.get(pair_id)
+        try:
+            st = source.stat() if source is not None else None
+        except OSError:
+            st = None
+        shown = [
+            str(source) if source else None, [st.st_size, st.st_mtime_ns] if st else None,
+            pair.mode, pair.start_frame, pair.end_frame, pair.gap_frames,
+            self._output_size(pair_id, self.video_info(pair_id)),
+            outputs_digest(self.record(pair_id)) if generated else None,
+        ]  # fmt: skip
+        key = hashlib.sha256(json.dumps(shown, default=str).encode()).hexdigest()[:16]
         layout = RunLayout(self.run_dir)
         folder = layout.confine(self.run_dir / CACHE_DIR / pair_id / key)  # a symlink out of the run is refused
         folder.mkdir(parents=True, exist_ok=True)
@@ -250,12 +266,13 @@ class RunReview:
         info = self.video_info(pair_id)
         if pair is None or info is None or pair.mode != "replace" or not 1 <= index <= pair.gap_frames:
             return None
-        cached = self._cache(pair_id) / f"original_{index:06d}.png"
+        folder = self._cache(pair_id, generated=False)
+        cached = folder / f"original_{index:06d}.png"
         if not cached.exists():
             size = self._output_size(pair_id, info)
             frames = decode_frames(info, pair.start_frame + 1, pair.gap_frames, size)
             for i, frame in enumerate(frames, start=1):
-                write_png(self._cache(pair_id) / f"original_{i:06d}.png", frame)
+                write_png(folder / f"original_{i:06d}.png", frame)
         return cached if cached.exists() else None
 
     def _output_size(self, pair_id: str, info: VideoInfo | None) -> tuple[int, int]:
@@ -276,7 +293,7 @@ class RunReview:
         frames = sorted((self.run_dir / "jobs" / pair_id / "frames").glob("*.png")) if pair else []
         if pair is None or not frames:
             return None
-        cached = self._cache(pair_id) / "preview.gif"
+        cached = self._cache(pair_id, generated=True) / "preview.gif"
         if cached.exists():
             return cached
         width, height = self._output_size(pair_id, self.video_info(pair_id))
@@ -297,6 +314,15 @@ class RunReview:
         sequence = [*before, *generated, *after]
         write_atomic(cached, _gif(sequence, fps))
         return cached
+
+
+def manifest_sources(run_dir: Path, manifest: Manifest) -> dict[str, Path]:
+    """The source video of each row of a run's manifest (its copy in the run folder), by pair_id, resolved as
+    splice resolves it: a relative source against the manifest the run was given, else the run folder;
+    never against the current directory."""
+    raw = _raw_column(manifest.path, "source")
+    original_dir = _original_manifest_dir(run_dir)
+    return {p.pair_id: _resolve_source(p, raw, run_dir, original_dir) for p in manifest.pairs if p.source}
 
 
 def _original_manifest(run_dir: Path) -> Path | None:

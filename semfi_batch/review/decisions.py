@@ -2,7 +2,9 @@
 
 A decision is `undecided`, `accepted`, `rejected` or `regenerate`. Regeneration sets a seed and/or a backend
 for the job; they stay in the store after the job ran again (its key depends on them, so dropping them would
-make the next `run` go back to the old output), while the decision itself goes back to `undecided`.
+make the next `run` go back to the old output), while the decision itself goes back to `undecided`. They are
+kept with the row they were made for (`row_identity`: source, range, mode): a row that reuses the pair_id with
+other frames (detect renumbering its rows) does not inherit them; `current_decisions` says they were dropped.
 
 An accept or a reject holds for the frames it was made on: it keeps a digest of the job's outputs as its
 record listed them then (run/ledger.py `outputs_digest`). Once the job delivered other frames (its row edited
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from semfi_batch.atomic_write import write_atomic
 from semfi_batch.errors import SemfiError
+from semfi_batch.manifest import KeyframePair
 from semfi_batch.plan import default_seed
 
 DECISIONS_NAME = "decisions.json"
@@ -54,7 +57,10 @@ class Decision:
     regenerations: int = 0
     updated_at: str | None = None
     outputs: str | None = None  # accepted/rejected: the digest of the job's outputs when decided
+    # regenerate: the row the seed/backend were given for (`row_identity`); None in older files (any row)
+    row: list | None = None
     earlier: str | None = None  # set by current_decisions: the status made on outputs the job no longer has
+    dropped: str | None = None  # set by current_decisions: a regeneration made for a row that has changed
 
     @property
     def overrides(self) -> tuple[int | None, str | None]:
@@ -96,16 +102,25 @@ def _decision(entry: dict) -> Decision:
         regenerations=int(entry.get("regenerations") or 0),
         updated_at=entry.get("updated_at"),
         outputs=entry.get("outputs") or None,
+        row=entry.get("row") if isinstance(entry.get("row"), list) else None,
     )
 
 
 def current_decisions(run_dir: Path) -> dict[str, Decision]:
     """`load_decisions`, with every accept or reject made on other outputs than the job's record lists now
-    (or on a job without a done record) given as undecided, its old status in `earlier`."""
+    (or on a job without a done record) given as undecided, its old status in `earlier`, and every
+    regeneration's seed and backend made for a row that has changed since left out, saying so in `dropped`."""
     from semfi_batch.run.ledger import outputs_digest, read_record
 
     decisions = load_decisions(run_dir)
+    rows = _current_rows(run_dir) if any(d.row is not None for d in decisions.values()) else {}
     for pid, d in decisions.items():
+        if d.row is not None and (d.seed is not None or d.backend) and rows.get(pid) != d.row:
+            d = decisions[pid] = replace(
+                d, status=UNDECIDED if d.status == REGENERATE else d.status, seed=None, backend=None,
+                dropped=f"regeneration (seed {d.seed}, backend {d.backend or 'as before'}) made for "
+                f"{_describe_row(d.row)}; the row is now {_describe_row(rows.get(pid))}",
+            )  # fmt: skip
         if d.status in (ACCEPTED, REJECTED):
             now = outputs_digest(read_record(Path(run_dir) / "jobs" / pid))
             if now is None or now != d.outputs:
@@ -130,7 +145,10 @@ def _save(run_dir: Path, decisions: dict[str, Decision]) -> None:
     path = decisions_path(run_dir)
     payload = {
         "version": FORMAT_VERSION,
-        "jobs": {pid: {k: v for k, v in asdict(d).items() if k != "earlier"} for pid, d in sorted(decisions.items())},
+        "jobs": {
+            pid: {k: v for k, v in asdict(d).items() if k not in ("earlier", "dropped")}
+            for pid, d in sorted(decisions.items())
+        },
     }
     write_atomic(path, (json.dumps(payload, indent=1, sort_keys=True) + "\n").encode())
 
@@ -171,12 +189,15 @@ def decide(
         unknown = [p for p in pair_ids if p not in known]
         if unknown:
             raise DecisionError(f"no such job in this run: {', '.join(unknown)}")
+    rows = None  # the rows as they stand, kept with a regeneration
     with _locked(run_dir):
         decisions = load_decisions(run_dir)
         changed = {}
         for pid in pair_ids:
             old = decisions.get(pid, Decision())
             if status == REGENERATE:
+                if rows is None:
+                    rows = _current_rows(run_dir)
                 count = old.regenerations + 1
                 new = replace(
                     old,
@@ -185,6 +206,7 @@ def decide(
                     seed=seed if seed is not None else default_seed(f"{pid}#regenerate{count}"),
                     backend=backend if backend is not None else old.backend,
                     regenerations=count,
+                    row=rows.get(pid),
                     updated_at=_now(),
                 )
             else:
@@ -215,9 +237,52 @@ def _outputs_to_decide_on(job_dir: Path, pair_id: str, status: str, seen: dict[s
     return digest
 
 
-def regeneration_overrides(run_dir: Path) -> dict[str, tuple[int | None, str | None]]:
-    """(seed, backend) per job that a regeneration gave other settings; `run` plans those jobs with them."""
-    return {pid: d.overrides for pid, d in load_decisions(run_dir).items() if d.seed is not None or d.backend}
+def regeneration_overrides(
+    run_dir: Path, pairs: Iterable[KeyframePair] | None = None
+) -> dict[str, tuple[int | None, str | None]]:
+    """(seed, backend) per job that a regeneration gave other settings; `run` plans those jobs with them. Only
+    for a row as it was when the regeneration was asked for: `pairs` are the rows to be planned (default: the
+    run folder's manifest), and a row whose source, range or mode changed since (detect renumbering its
+    rows) keeps its own settings."""
+    decisions = load_decisions(run_dir)
+    wanted = {pid: d for pid, d in decisions.items() if d.seed is not None or d.backend}
+    if not wanted:
+        return {}
+    if pairs is None:
+        rows = _current_rows(run_dir) if any(d.row is not None for d in wanted.values()) else {}
+    else:
+        rows = {p.pair_id: row_identity(p, p.source) for p in pairs}
+    return {pid: d.overrides for pid, d in wanted.items() if d.row is None or rows.get(pid) == d.row}
+
+
+def row_identity(pair: KeyframePair, source: Path | None) -> list:
+    """What makes a manifest row the row it is, for a regeneration kept with it: its source video (`source`,
+    resolved) or key images (by name: paths to them are written relative to different folders), mode and
+    range."""
+    images = [Path(p).name if p else None for p in (pair.start_image, pair.end_image)]
+    return [str(Path(source).resolve()) if source else None, *images, pair.mode, pair.start_frame,
+            pair.end_frame, pair.gap_frames]  # fmt: skip
+
+
+def _current_rows(run_dir: Path) -> dict[str, list]:
+    """`row_identity` of every row of the run folder's manifest (its sources resolved as splice does)."""
+    from semfi_batch.manifest import load_manifest
+    from semfi_batch.review.cards import manifest_sources
+
+    path = Path(run_dir) / "manifest.parquet"
+    try:
+        manifest = load_manifest(path, check_media=False)
+    except (SemfiError, OSError):
+        return {}
+    sources = manifest_sources(Path(run_dir), manifest)
+    return {p.pair_id: row_identity(p, sources.get(p.pair_id)) for p in manifest.pairs}
+
+
+def _describe_row(row: list | None) -> str:
+    if row is None:
+        return "gone from the manifest"
+    source, start_image, _, mode, start, end, _ = row
+    return f"{mode} {Path(source).name if source else start_image} {start}-{end}"
 
 
 def pending_regenerations(run_dir: Path) -> set[str]:
