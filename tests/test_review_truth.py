@@ -72,3 +72,21 @@ def test_a_regeneration_stays_with_the_row_it_was_made_for(tmp_path, capsys):
     assert regeneration_overrides(run_dir, load_manifest(tmp_path / "m.parquet").pairs)["a_flash"][1] == "flow"
     assert main(["review", str(run_dir), "--list"]) == 0
     assert "dropped" in capsys.readouterr().out
+
+
+def test_run_does_not_carry_a_regeneration_onto_a_renumbered_row(tmp_path):
+    # `run` planned with the overrides of the run folder's old manifest copy (the new one is copied in after
+    # planning): a row renumbered by detect ran with another row's regeneration backend.
+    from tests.conftest import numbered_clip
+
+    clip = numbered_clip(tmp_path / "clip.mp4", 30)
+    row = {"pair_id": "cut_0001", "source": str(clip), "start_frame": 4, "end_frame": 8, "mode": "replace"}
+    manifest = write_manifest([row], tmp_path / "m.parquet")
+    out = tmp_path / "out"
+    args = ["run", str(manifest), "--out", str(out), "--quiet", "--backend", "blend", "--no-preview"]
+    assert main(args) == 0
+    decide(out, ["cut_0001"], "regenerate", backend="flow")
+    write_manifest([{**row, "start_frame": 20, "end_frame": 24}], manifest)
+    assert main(args) == 0
+    record = json.loads((out / "jobs" / "cut_0001" / "record.json").read_text())
+    assert (record["start_frame"], record["backend"]) == (20, "blend")

@@ -173,8 +173,9 @@ def _finished_read_only(manifest, out, backend, options, retry_failed, force, sh
         return False
     except OutputPathError:
         pass
-    planner = JobPlanner(backend, options, overrides=regeneration_overrides(root))
-    jobs = [planner.plan(pair) for pair in load_manifest(manifest).pairs]
+    pairs = load_manifest(manifest).pairs
+    planner = JobPlanner(backend, options, overrides=regeneration_overrides(root, pairs))
+    jobs = [planner.plan(pair) for pair in pairs]
     if shard:
         from semfi_batch.plan import shard_of
 

@@ -114,7 +114,8 @@ def prepare_run(
     root = Path(out_dir) if out_dir else default_out_dir(manifest_path)
     cache = root.expanduser().absolute() / CACHE_NAME
     hashes = InputHashes(cache if root.is_dir() else None)
-    planner = JobPlanner(backend, options, hashes, overrides=regeneration_overrides(root))
+    # Regenerations apply to the rows they were made for, as this manifest gives them (not the root's old copy).
+    planner = JobPlanner(backend, options, hashes, overrides=regeneration_overrides(root, manifest.pairs))
     jobs = [planner.plan(pair) for pair in manifest.pairs]
     refuse_cut_morphs(jobs, options)
     for name in sorted({job.backend for job in jobs} or {backend}):
