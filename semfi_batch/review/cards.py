@@ -21,7 +21,7 @@ from PIL import Image
 
 from semfi_batch.atomic_write import write_atomic
 from semfi_batch.errors import SemfiError
-from semfi_batch.manifest import KeyframePair, Manifest, load_manifest
+from semfi_batch.manifest import KeyframePair, load_manifest
 from semfi_batch.media.frames import as_rgb8, read_image_rgb8, resize, write_png
 from semfi_batch.media.probe import VideoInfo, probe_video
 from semfi_batch.media.video_frames import extract_frames
@@ -33,9 +33,7 @@ from semfi_batch.splice.runfolder import (
     MANIFEST_NAME,
     RECORD_NAME,
     RunFolderError,
-    _original_manifest_dir,
-    _raw_column,
-    _resolve_source,
+    manifest_sources,
 )
 
 CACHE_DIR = "review"
@@ -314,15 +312,6 @@ class RunReview:
         sequence = [*before, *generated, *after]
         write_atomic(cached, _gif(sequence, fps))
         return cached
-
-
-def manifest_sources(run_dir: Path, manifest: Manifest) -> dict[str, Path]:
-    """The source video of each row of a run's manifest (its copy in the run folder), by pair_id, resolved as
-    splice resolves it: a relative source against the manifest the run was given, else the run folder;
-    never against the current directory."""
-    raw = _raw_column(manifest.path, "source")
-    original_dir = _original_manifest_dir(run_dir)
-    return {p.pair_id: _resolve_source(p, raw, run_dir, original_dir) for p in manifest.pairs if p.source}
 
 
 def _original_manifest(run_dir: Path) -> Path | None:

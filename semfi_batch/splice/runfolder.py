@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from semfi_batch.errors import SemfiError
-from semfi_batch.manifest import KeyframePair, load_manifest, read_table
+from semfi_batch.manifest import KeyframePair, Manifest, load_manifest, read_table
 from semfi_batch.review.decisions import ReviewFilter
 from semfi_batch.run.job import JobPlanner
 from semfi_batch.run.stale import published_job, run_planner
@@ -62,6 +62,15 @@ class RunEdits:
     skipped: list[Skipped]
 
 
+def manifest_sources(run_dir: Path, manifest: Manifest) -> dict[str, Path]:
+    """The source video of each row of a run's manifest (its copy in the run folder), by pair_id, resolved as
+    splice resolves it: a relative source against the manifest the run was given, else the run folder;
+    never against the current directory."""
+    raw = _raw_column(manifest.path, "source")
+    original_dir = _original_manifest_dir(run_dir)
+    return {p.pair_id: _resolve_source(p, raw, run_dir, original_dir) for p in manifest.pairs if p.source}
+
+
 def read_run(run_dir: Path, *, accepted_only: bool = False) -> RunEdits:
     """Load the run's manifest and job records. Rows whose job is missing, failed, stale or incomplete are
     listed in `skipped`; image-pair rows (no source video) too, and jobs rejected in review (with
@@ -78,15 +87,14 @@ def read_run(run_dir: Path, *, accepted_only: bool = False) -> RunEdits:
     manifest = load_manifest(manifest_path, check_media=False)
     review = ReviewFilter(run_dir, accepted_only=accepted_only)
     planner = run_planner(run_dir)
-    original_dir = _original_manifest_dir(run_dir)
-    raw_sources = _raw_column(manifest_path, "source")
+    resolved = manifest_sources(run_dir, manifest)
     sources: dict[Path, list[Edit]] = {}
     skipped: list[Skipped] = []
     for pair in manifest.pairs:
         if pair.source is None:
             skipped.append(Skipped(pair.pair_id, None, "image pair (no source video to splice into)"))
             continue
-        source = _resolve_source(pair, raw_sources, run_dir, original_dir)
+        source = resolved[pair.pair_id]
         sources.setdefault(source, [])
         edit, why = _edit_for(pair, run_dir / "jobs" / pair.pair_id, planner, source)
         if edit is not None:
