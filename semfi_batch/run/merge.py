@@ -4,7 +4,6 @@ match their record)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from semfi_batch.errors import SemfiError
 from semfi_batch.manifest import load_manifest
 from semfi_batch.run.engine import write_metrics
 from semfi_batch.run.stale import published_job, run_planner
+from semfi_batch.splice.runfolder import manifest_sources
 
 
 @dataclass
@@ -34,7 +34,8 @@ def merge_runs(roots: list[Path], out: Path | None = None) -> MergeSummary:
         raise SemfiError(f"{roots[0]} is not a run folder (no manifest.parquet)")
     manifest = load_manifest(snapshot, check_media=False)
     planners = {root: run_planner(root) for root in roots}
-    original = {root: _original_dir(root) for root in roots}
+    # Each root's sources as splice resolves them (a relative source against the manifest that root was given).
+    sources = {root: manifest_sources(root, manifest) for root in roots}
     records: dict[str, dict] = {}
     stale: list[tuple[str, str]] = []
     for pair in manifest.pairs:
@@ -43,7 +44,7 @@ def merge_runs(roots: list[Path], out: Path | None = None) -> MergeSummary:
             job_dir = root / "jobs" / pair.pair_id
             if not job_dir.is_dir():
                 continue
-            record, why = published_job(job_dir, pair, planners[root], _source(pair, original[root]))
+            record, why = published_job(job_dir, pair, planners[root], sources[root].get(pair.pair_id))
             if record is not None:
                 found.append(record)
             else:
@@ -58,19 +59,3 @@ def merge_runs(roots: list[Path], out: Path | None = None) -> MergeSummary:
     left_out = {p for p, _ in stale}
     missing = [p.pair_id for p in manifest.pairs if p.pair_id not in records and p.pair_id not in left_out]
     return MergeSummary(out=target, done=done, failed=len(records) - done, missing=missing, stale=stale)
-
-
-def _original_dir(root: Path) -> Path | None:
-    try:
-        manifest = json.loads((root / "run.json").read_text()).get("manifest")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return Path(manifest).parent if isinstance(manifest, str) else None
-
-
-def _source(pair, original: Path | None) -> Path | None:
-    """The row's source as the run read it: relative sources are relative to the manifest the run was given."""
-    if pair.source is None or pair.source.exists() or original is None:
-        return pair.source
-    candidate = original / pair.source.name
-    return candidate if candidate.exists() else pair.source

@@ -81,3 +81,22 @@ def test_jobs_made_by_an_older_engine_are_made_again_and_not_spliced(tmp_path, c
     assert not read_run(out).skipped
     records = [json.loads((e.job_dir / "record.json").read_text()) for e in read_run(out).sources[clip.resolve()]]
     assert [r["engine_version"] for r in records] == [current, current]
+
+
+def test_merge_finds_a_relative_source_in_a_folder_as_splice_does(tmp_path, monkeypatch):
+    # merge looked for `clips/a.mp4` as `a.mp4` beside the manifest, called every job stale and wrote
+    # metrics without them; splice of the same root used them all.
+    (tmp_path / "clips").mkdir()
+    numbered_clip(tmp_path / "clips" / "a.mp4", 24)
+    monkeypatch.chdir(tmp_path)
+    rows = [{"pair_id": f"p{i}", "source": "clips/a.mp4", "start_frame": 2 + 8 * i, "end_frame": 5 + 8 * i}
+            for i in range(2)]  # fmt: skip
+    manifest = write_manifest(rows, tmp_path / "m.parquet")
+    for shard in ("0/2", "1/2"):
+        args = ["run", str(manifest), "--out", "r", "--quiet", "--backend", "blend", "--no-preview", "--shard", shard]
+        assert main(args) == 0
+    assert main(["merge", "r"]) == 0
+    assert [e.pair_id for e in read_run(tmp_path / "r").sources[(tmp_path / "clips" / "a.mp4").resolve()]] == [
+        "p0",
+        "p1",
+    ]
