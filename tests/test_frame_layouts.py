@@ -131,6 +131,14 @@ def test_interlaced_source_is_generated_per_field_or_deinterlaced(tmp_path, clip
 
     pair = load_manifest(tmp_path / "fields" / "m.parquet").pairs[0]
     assert planner.plan(pair).key != deint_planner.plan(pair).key
+    # The root keeps the setting: splice confirms its jobs (it planned them without it, every job stale), and a
+    # run without it on that root is refused by name, not quietly made again.
+    from semfi_batch.splice.runfolder import read_run
+
+    assert [e.pair_id for e in read_run(deint).sources[src.resolve()]] == ["i"]
+    manifest = tmp_path / "deint" / "m.parquet"
+    args = ["run", str(manifest), "--out", str(deint), "--quiet", "--backend", "blend", "--no-preview"]
+    assert main(args) == 2
 
 
 def test_run_reads_each_sources_keyframes_in_one_decode(tmp_path, clips, monkeypatch):

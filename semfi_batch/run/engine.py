@@ -124,7 +124,7 @@ def prepare_run(
             raise BackendUnavailable(f"backend {name!r} cannot run here: {why}")
     layout = RunLayout.create(root)
     settings = {"engine_version": ENGINE_VERSION, "backend": backend, "key_settings": planner.key_settings(),
-                "preview": preview}  # fmt: skip
+                "preview": preview, "deinterlace": bool(options.extra.get("deinterlace"))}  # fmt: skip
     _claim_root(layout, manifest, settings)
     hashes.save(layout.root / CACHE_NAME)
     leases = LeaseManager(layout.leases, ttl_s=lease_ttl_s)
@@ -483,6 +483,10 @@ def _differences(old: dict, new: dict) -> list[str]:
         before = (old.get("key_settings") or {}).get(name)
         if before is not None and before != params:
             found.append(f"settings of backend {name}: {before} (this run: {params})")
+    # Roots written before the setting was kept do not say: either is taken.
+    if old.get("deinterlace") is not None and old["deinterlace"] != new.get("deinterlace", False):
+        found.append("--deinterlace " + ("on" if old["deinterlace"] else "off") + " (this run: "
+                     + ("on" if new.get("deinterlace") else "off") + ")")  # fmt: skip
     # Roots written before previews became opt-in have no "preview" setting: they had them.
     if old.get("preview", True) != new.get("preview", False):
         found.append("previews " + ("on (--preview)" if old.get("preview", True) else "off")

@@ -89,7 +89,8 @@ class JobPlanner:
         overrides: dict[str, tuple[int | None, str | None]] | None = None,
     ) -> JobPlanner:
         """A planner that gives the keys a run with these run.json settings gave (splice, merge)."""
-        planner = cls(settings.get("backend") or "flow", BackendOptions(), hashes, overrides)
+        options = BackendOptions(extra={"deinterlace": True} if settings.get("deinterlace") else {})
+        planner = cls(settings.get("backend") or "flow", options, hashes, overrides)
         planner._backends.update(settings.get("key_settings") or {})
         return planner
 
