@@ -26,6 +26,7 @@ from semfi_batch.run.identity import stat_identity
 # 2: YUV to RGB converted with accurate rounding (frame_pipes.TO_RGB_SCALE_FLAGS); 3: the colour of uneven sizes
 # (an odd width in 4:2:0) repeated exactly (frame_pipes.full_colour_graph)
 CACHE_VERSION = 3
+KEYFRAME_FOLDER = "cache/keyframes"  # in an output root
 
 
 class KeyframeCache:
@@ -80,7 +81,7 @@ class KeyframeCache:
 def keyframe_cache_for(run_root: Path, extra: dict | None = None) -> KeyframeCache:
     """The keyframe cache of a run's output root (RUN/cache/keyframes), deinterlacing when the run's
     options (BackendOptions.extra) say --deinterlace."""
-    return KeyframeCache(Path(run_root) / "cache" / "keyframes", deinterlace=bool((extra or {}).get("deinterlace")))
+    return KeyframeCache(Path(run_root) / KEYFRAME_FOLDER, deinterlace=bool((extra or {}).get("deinterlace")))
 
 
 def fill_for_pairs(cache: KeyframeCache, pairs: Iterable) -> dict[Path, int]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from semfi_batch.errors import OutputPathError
 from semfi_batch.manifest import pair_id_problem
+from semfi_batch.media.keyframe_cache import KEYFRAME_FOLDER
 from semfi_batch.run.finished import STAMP
 from semfi_batch.run.notices import notice
 
@@ -27,6 +28,9 @@ _SUBFOLDERS = ("jobs", "work", "trash", "leases")  # made by RunLayout.create in
 # The engine's own state: no other command writes inside these.
 STATE_FOLDERS = (*_SUBFOLDERS, "cache")
 RUN_FOLDERS = (*STATE_FOLDERS, "spliced", "review")
+KEY_FOLDER = "cache/keys"
+# Folders inside cache/ that runs write (and clean of dead temporary files): no symlink either.
+CACHE_FOLDERS = (KEY_FOLDER, KEYFRAME_FOLDER)
 # Temporary names: ".<target>.tmp<pid>..." (atomic_write) or ".<lease>.renew-..." / ".stale-".
 _TEMP = re.compile(r"^\..+\.(?:tmp-?(\d+)|renew-|stale-)")
 
@@ -97,7 +101,7 @@ class RunLayout:
     @property
     def key_store(self) -> Path:
         """cache/keys: PNG keyframe images as the jobs used them, by SHA-256 (run/kept_keys.py)."""
-        return self.root / "cache" / "keys"
+        return self.root / KEY_FOLDER
 
     def job_dir(self, pair_id: str) -> Path:
         return self.confine(self.jobs / _checked(pair_id))
@@ -112,7 +116,7 @@ class RunLayout:
 
     def check_no_symlinks(self) -> None:
         """Refuse (exit 2) when a run file or folder of the root is a symlink: it would be written through."""
-        for name in (*RUN_FILES, *RUN_FOLDERS):
+        for name in (*RUN_FILES, *RUN_FOLDERS, *CACHE_FOLDERS):
             path = self.root / name
             if path.is_symlink():
                 target = path.resolve()
@@ -153,7 +157,7 @@ class RunLayout:
         for child in (self.root / "trash").iterdir():
             shutil.rmtree(child, ignore_errors=True)
             removed += 1
-        for folder in (self.root, self.leases, self.key_store, self.root / "cache" / "keyframes"):
+        for folder in (self.root, self.leases, self.key_store, self.root / KEYFRAME_FOLDER):
             with contextlib.suppress(OSError), os.scandir(folder) as entries:
                 for entry in entries:
                     if _dead_temp(entry, ttl_s):

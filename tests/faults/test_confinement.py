@@ -27,21 +27,32 @@ def test_other_backend_on_the_same_root_is_refused(images, tmp_path, capsys):
     assert {r["backend"] for r in pq.read_table(out / "metrics.parquet").to_pylist()} == {"blend"}
 
 
-@pytest.mark.parametrize("name", ["ledger.jsonl", "events.jsonl", "leases", "metrics.parquet", "run.json"])
+# cache/keys and cache/keyframes: keys were written outside the root through them, and leftover cleaning
+# deleted a temporary-looking file of the user's there.
+FOLDERS = ("leases", "cache/keys", "cache/keyframes")
+
+
+@pytest.mark.parametrize(
+    "name", ["ledger.jsonl", "events.jsonl", "leases", "metrics.parquet", "run.json", "cache/keys", "cache/keyframes"]
+)
 def test_symlinked_run_file_is_refused(images, tmp_path, capsys, name):
     out = tmp_path / "out"
     outside = tmp_path / "outside"
     outside.mkdir()
     victim = outside / "victim"
-    if name == "leases":
+    if name in FOLDERS:
         victim.mkdir()
+        (victim / ".notes.txt.tmp99999").write_bytes(b"precious")
     else:
         victim.write_bytes(b"precious")
-    out.mkdir()
+    (out / name).parent.mkdir(parents=True)
     (out / name).symlink_to(victim)
     assert main(run_args(images, out)) == 2
     assert f"{out / name} is a symlink" in capsys.readouterr().err
-    assert (list(victim.iterdir()) == []) if name == "leases" else victim.read_bytes() == b"precious"
+    if name in FOLDERS:
+        assert [p.name for p in victim.iterdir()] == [".notes.txt.tmp99999"]
+    else:
+        assert victim.read_bytes() == b"precious"
 
 
 def test_spliced_symlink_is_refused_by_splice(tmp_path, clip_factory, capsys):
