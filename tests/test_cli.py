@@ -102,3 +102,4 @@ def test_finished_run_in_a_read_only_folder_says_all_is_done(tmp_path):
     todo = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script + cmd + " --backend flow"],
                           cwd=REPO, capture_output=True, text=True)  # fmt: skip
     assert todo.returncode == 2 and "is read-only and 3 of 3 jobs still need to run" in todo.stderr
+    assert "--backend blend (this run: flow)" in todo.stderr  # why they would run: the root's other settings

@@ -157,10 +157,12 @@ def run(
 def _finished_read_only(manifest, out, backend, options, retry_failed, force, shard) -> bool:
     """On a read-only output root (an archived run, a read-only mount): say that all is done when every job is
     finished, instead of failing on the first file the run would rewrite. False when the root is writable."""
+    import json
+
     from semfi_batch.errors import OutputPathError
     from semfi_batch.manifest import check_writable, load_manifest
     from semfi_batch.review.decisions import regeneration_overrides
-    from semfi_batch.run.engine import default_out_dir, split_jobs
+    from semfi_batch.run.engine import default_out_dir, run_settings, settings_differences, split_jobs
     from semfi_batch.run.job import JobPlanner
     from semfi_batch.run.layout import RunLayout
     from semfi_batch.run.ledger import JobLedger
@@ -184,8 +186,14 @@ def _finished_read_only(manifest, out, backend, options, retry_failed, force, sh
     ledger = JobLedger(RunLayout(root.absolute())).load()
     plan = split_jobs(jobs, ledger, retry_failed=retry_failed, force=force)
     if plan.todo:
+        try:  # jobs that "need to run" because this run's settings are not the root's: say which
+            kept = json.loads((root / "run.json").read_text()).get("settings") or {}
+        except (OSError, ValueError, AttributeError):
+            kept = {}
+        differences = settings_differences(kept, run_settings(backend, planner, options, kept.get("preview", False)))
+        made_with = f" (it holds results made with other settings: {'; '.join(differences)})" if differences else ""
         raise OutputPathError(
-            f"output root {root} is read-only and {len(plan.todo)} of {len(jobs)} jobs still need to run; "
+            f"output root {root} is read-only and {len(plan.todo)} of {len(jobs)} jobs still need to run{made_with}; "
             "make it writable or give another --out"
         )
     failed = [job.pair_id for job in plan.finished if ledger.status(job.pair_id, job.key) == "failed"]

@@ -123,14 +123,19 @@ def prepare_run(
         if not ok:
             raise BackendUnavailable(f"backend {name!r} cannot run here: {why}")
     layout = RunLayout.create(root)
-    settings = {"engine_version": ENGINE_VERSION, "backend": backend, "key_settings": planner.key_settings(),
-                "preview": preview, "deinterlace": bool(options.extra.get("deinterlace"))}  # fmt: skip
+    settings = run_settings(backend, planner, options, preview)
     _claim_root(layout, manifest, settings)
     hashes.save(layout.root / CACHE_NAME)
     leases = LeaseManager(layout.leases, ttl_s=lease_ttl_s)
     layout.remove_leftovers(leases.attempt_is_live, leases.ttl_s)
     layout.end_cut_lines()
     return manifest, layout, jobs
+
+
+def run_settings(backend: str, planner: JobPlanner, options: BackendOptions, preview: bool) -> dict:
+    """The settings an output root keeps in run.json (one set per root)."""
+    return {"engine_version": ENGINE_VERSION, "backend": backend, "key_settings": planner.key_settings(),
+            "preview": preview, "deinterlace": bool(options.extra.get("deinterlace"))}  # fmt: skip
 
 
 def split_jobs(jobs: Iterable[Job], ledger: JobLedger, *, retry_failed: bool, force: bool) -> JobPlan:
@@ -428,7 +433,7 @@ def _claim_root(layout: RunLayout, manifest: Manifest, settings: dict) -> None:
         notice(f"{path} was unreadable; written again with this run's settings")
     elif isinstance(existing.get("settings"), dict):
         old = existing["settings"]
-        differences = _differences(old, settings)
+        differences = settings_differences(old, settings)
         if differences:
             raise RunSettingsMismatch(
                 f"output root {layout.root} holds results made with other settings: {'; '.join(differences)}. "
@@ -474,7 +479,7 @@ def _read_json(path: Path) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
-def _differences(old: dict, new: dict) -> list[str]:
+def settings_differences(old: dict, new: dict) -> list[str]:
     """What differs between the settings of an output root and of this run, in the words of the options."""
     found = []
     if old.get("backend") != new.get("backend"):
