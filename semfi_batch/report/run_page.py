@@ -112,7 +112,7 @@ def _manifest_rows(run_dir: Path) -> tuple[list[str], dict[str, Path]]:
     path = run_dir / "manifest.parquet"
     if not path.exists():
         return [], {}
-    from semfi_batch.splice.runfolder import manifest_sources
+    from semfi_batch.run.sources import manifest_sources
 
     try:
         manifest = load_manifest(path, check_media=False)

@@ -29,12 +29,8 @@ from semfi_batch.review.decisions import Decision, current_decisions
 from semfi_batch.review.timecode import exact_rate, timecode
 from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.ledger import outputs_digest
-from semfi_batch.splice.runfolder import (
-    MANIFEST_NAME,
-    RECORD_NAME,
-    RunFolderError,
-    manifest_sources,
-)
+from semfi_batch.run.sources import manifest_sources
+from semfi_batch.splice.runfolder import MANIFEST_NAME, RECORD_NAME, RunFolderError
 
 CACHE_DIR = "review"
 PREVIEW_WIDTH = 480  # the looping preview is scaled down to at most this width

@@ -267,7 +267,7 @@ def row_identity(pair: KeyframePair, source: Path | None) -> list:
 def _current_rows(run_dir: Path) -> dict[str, list]:
     """`row_identity` of every row of the run folder's manifest (its sources resolved as splice does)."""
     from semfi_batch.manifest import load_manifest
-    from semfi_batch.splice.runfolder import manifest_sources
+    from semfi_batch.run.sources import manifest_sources
 
     path = Path(run_dir) / "manifest.parquet"
     try:

@@ -10,8 +10,8 @@ from pathlib import Path
 from semfi_batch.errors import SemfiError
 from semfi_batch.manifest import load_manifest
 from semfi_batch.run.engine import write_metrics
+from semfi_batch.run.sources import manifest_sources
 from semfi_batch.run.stale import published_job, run_planner
-from semfi_batch.splice.runfolder import manifest_sources
 
 
 @dataclass

@@ -3,19 +3,18 @@ per source video, and the jobs that cannot be spliced with the reason why."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from semfi_batch.errors import SemfiError
-from semfi_batch.manifest import KeyframePair, Manifest, load_manifest, read_table
+from semfi_batch.manifest import KeyframePair, load_manifest
 from semfi_batch.review.decisions import ReviewFilter
 from semfi_batch.run.job import JobPlanner
+from semfi_batch.run.sources import manifest_sources
 from semfi_batch.run.stale import published_job, run_planner
 
 MANIFEST_NAME = "manifest.parquet"
-RUN_INFO_NAME = "run.json"
 RECORD_NAME = "record.json"
 
 
@@ -62,15 +61,6 @@ class RunEdits:
     skipped: list[Skipped]
 
 
-def manifest_sources(run_dir: Path, manifest: Manifest) -> dict[str, Path]:
-    """The source video of each row of a run's manifest (its copy in the run folder), by pair_id, resolved as
-    splice resolves it: a relative source against the manifest the run was given, else the run folder;
-    never against the current directory."""
-    raw = _raw_column(manifest.path, "source")
-    original_dir = _original_manifest_dir(run_dir)
-    return {p.pair_id: _resolve_source(p, raw, run_dir, original_dir) for p in manifest.pairs if p.source}
-
-
 def read_run(run_dir: Path, *, accepted_only: bool = False) -> RunEdits:
     """Load the run's manifest and job records. Rows whose job is missing, failed, stale or incomplete are
     listed in `skipped`; image-pair rows (no source video) too, and jobs rejected in review (with
@@ -104,31 +94,6 @@ def read_run(run_dir: Path, *, accepted_only: bool = False) -> RunEdits:
         else:
             sources[source].append(edit)
     return RunEdits(run_dir=run_dir, sources=sources, skipped=skipped)
-
-
-def _original_manifest_dir(run_dir: Path) -> Path | None:
-    try:
-        info = json.loads((run_dir / RUN_INFO_NAME).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    manifest = info.get("manifest") if isinstance(info, dict) else None
-    return Path(manifest).parent if isinstance(manifest, str) else None
-
-
-def _raw_column(path: Path, name: str) -> list[Any]:
-    table = read_table(path)
-    return table.column(name).to_pylist() if name in table.column_names else []
-
-
-def _resolve_source(pair: KeyframePair, raw: list[Any], run_dir: Path, original_dir: Path | None) -> Path:
-    """Relative sources are relative to the manifest the run was given (run.json), not to its copy."""
-    assert pair.source is not None
-    value = raw[pair.row] if pair.row < len(raw) else None
-    if isinstance(value, str) and not Path(value).expanduser().is_absolute():
-        for base in (original_dir, run_dir):
-            if base is not None and (base / value).exists():
-                return (base / value).resolve()
-    return pair.source.resolve() if pair.source.exists() else pair.source
 
 
 def _edit_for(pair: KeyframePair, job_dir: Path, planner: JobPlanner | None, source: Path) -> tuple[Edit | None, str]:
