@@ -1,11 +1,13 @@
 """TIFF keys read as stored, where OpenCV's decoder is wrong without a word (exit 0, wrong frames): 16-bit
-colour in separate planes (PlanarConfiguration 2) came back scrambled."""
+colour in separate planes (PlanarConfiguration 2) came back scrambled, and 16-bit associated (premultiplied)
+alpha (ExtraSamples 1) stayed premultiplied in straight-alpha frames, though 8-bit was divided out."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import tifffile
+from PIL import Image
 
 from semfi_batch.errors import MediaError
 from semfi_batch.media.frames import image_size, read_image
@@ -44,3 +46,29 @@ def test_a_tiff_in_separate_planes_that_cannot_be_decoded_here_is_refused_by_nam
         tiff.pages[0].tags["Compression"].overwrite(5)
     with pytest.raises(MediaError, match=r"key\.tif, a TIFF with separate colour planes"):
         read_image(path)
+
+
+def _premultiplied(straight: np.ndarray) -> np.ndarray:
+    top = np.iinfo(straight.dtype).max
+    stored = straight.copy()
+    stored[..., :3] = np.round(straight[..., :3] * (straight[..., 3:4] / top)).astype(straight.dtype)
+    return stored
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+@pytest.mark.parametrize("planar", [False, True], ids=["interleaved", "planes"])
+def test_associated_alpha_is_divided_out_at_every_depth(tmp_path, depth, planar):
+    straight = RGBA16 if depth == 16 else (RGBA16 >> 8).astype(np.uint8)
+    stored = _premultiplied(straight)
+    path = tmp_path / "key.tif"
+    layout = {"planarconfig": "separate"} if planar else {}
+    tifffile.imwrite(path, stored.transpose(2, 0, 1) if planar else stored, photometric="rgb",
+                     extrasamples=["assocalpha"], **layout)  # fmt: skip
+    got = read_image(path)
+    assert np.array_equal(got[..., 3], straight[..., 3])
+    top = np.iinfo(straight.dtype).max
+    opaque_enough = straight[..., 3] > top // 2  # where the stored colour kept enough levels to come back
+    assert np.abs(got[..., :3].astype(int) - straight[..., :3])[opaque_enough].max() <= 1
+    if depth == 8 and not planar:  # PIL divides 8-bit associated alpha out itself: one rule at both depths
+        with Image.open(path) as im:
+            assert np.array_equal(got, np.asarray(im.convert("RGBA")))

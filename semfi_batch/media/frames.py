@@ -74,13 +74,14 @@ def read_image(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         orientation, form = _orientation(im), im.format
         tiff = _TiffLayout.of(im) if form == "TIFF" else None
-        if tiff and tiff.bits == 8 and im.mode in ("RGBA", "RGBa"):
-            # OpenCV reads 8-bit RGBA TIFF premultiplied (straight (200, 100, 50, 128) came back (100, 50, 25,
-            # 128)); PIL keeps straight alpha and un-premultiplies associated alpha (RGBa). It reads such a TIFF
-            # turned by its orientation tag inconsistently (size and pixels disagree): that one is refused.
+        if tiff and tiff.bits == 8 and im.mode == "RGBA" and not tiff.premultiplied:
+            # OpenCV reads 8-bit straight-alpha TIFF premultiplied (straight (200, 100, 50, 128) came back (100,
+            # 50, 25, 128)); PIL keeps it. It reads such a TIFF turned by its orientation tag inconsistently (size
+            # and pixels disagree): that one is refused. Associated alpha OpenCV reads as stored, at every depth,
+            # and is divided out below, by one rule.
             if orientation != 1:
                 raise MediaError(f"image {path} is an 8-bit RGBA TIFF turned by its orientation tag; save it upright")
-            return np.asarray(im.convert("RGBA"))
+            return np.asarray(im)
     if tiff and tiff.planes_apart and tiff.bits != 8:
         # OpenCV decodes 8-bit separate planes right, deeper ones as if interleaved (a scrambled picture).
         img = _oriented(_read_tiff_planes(path), orientation)
@@ -98,11 +99,13 @@ def read_image(path: Path) -> np.ndarray:
         if _has_gray_alpha(path):
             raise MediaError(f"image {path} is gray with alpha, which cannot be read without losing the alpha")
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    if tiff and tiff.premultiplied and img.shape[2] == 4:
+        return _straight_alpha(img)
     return img
 
 
-# TIFF tags read to choose a decoder (TIFF 6.0): bits per sample, planar configuration.
-_TIFF_BITS, _TIFF_PLANAR = 258, 284
+# TIFF tags read to choose a decoder (TIFF 6.0): bits per sample, planar configuration, extra samples.
+_TIFF_BITS, _TIFF_PLANAR, _TIFF_EXTRA = 258, 284, 338
 
 
 @dataclass(frozen=True)
@@ -111,10 +114,15 @@ class _TiffLayout:
 
     bits: int  # per sample (the largest, where they differ)
     planes_apart: bool  # PlanarConfiguration 2: each colour in its own plane (1: interleaved)
+    premultiplied: bool  # ExtraSamples 1: the first extra sample (RGBA's alpha) is associated alpha (2: straight)
 
     @classmethod
     def of(cls, im: Image.Image) -> _TiffLayout:
-        return cls(bits=max(_tiff_tag(im, _TIFF_BITS), default=1), planes_apart=_tiff_tag(im, _TIFF_PLANAR) == (2,))
+        return cls(
+            bits=max(_tiff_tag(im, _TIFF_BITS), default=1),
+            planes_apart=_tiff_tag(im, _TIFF_PLANAR) == (2,),
+            premultiplied=_tiff_tag(im, _TIFF_EXTRA)[:1] == (1,),
+        )
 
 
 def _tiff_tag(im: Image.Image, tag: int) -> tuple:
@@ -138,6 +146,17 @@ def _read_tiff_planes(path: Path) -> np.ndarray:
     if planes.ndim == 3 and planes.shape[2] not in (3, 4):
         raise MediaError(f"image {path} is a TIFF with {planes.shape[2]} separate planes; RGB and RGBA are read")
     return np.ascontiguousarray(planes, dtype=planes.dtype.newbyteorder("="))
+
+
+def _straight_alpha(rgba: np.ndarray) -> np.ndarray:
+    """RGBA whose colour is multiplied by its alpha (associated alpha) with the colour divided back out, at
+    any depth, by PIL's rule for 8-bit RGBa: rounded down, at most full scale, and 0 where alpha is 0."""
+    top = np.iinfo(rgba.dtype).max
+    alpha = rgba[..., 3:4].astype(np.int64)
+    colour = rgba[..., :3].astype(np.int64)
+    straight = rgba.copy()
+    straight[..., :3] = np.where(alpha == 0, 0, np.minimum(colour * top // np.maximum(alpha, 1), top))
+    return straight
 
 
 def _orientation(im: Image.Image) -> int:
