@@ -164,10 +164,11 @@ def _from_origin(pair, run_dir: Path, base: Path):
     """The pair with its images where the run read them: the run's copy of the manifest resolves relative
     image paths against the run folder, the run against the folder of the manifest it was given."""
     moved = {}
+    run_dir = run_dir.absolute()  # (a relative run folder gives relative paths: both made absolute alike)
     for name in ("start_image", "end_image"):
         path = getattr(pair, name)
-        if path is not None and not path.exists() and path.is_relative_to(run_dir.absolute()):
-            moved[name] = base / path.relative_to(run_dir.absolute())
+        if path is not None and not path.exists() and path.absolute().is_relative_to(run_dir):
+            moved[name] = base / path.absolute().relative_to(run_dir)
     return dataclasses.replace(pair, **moved) if moved else pair
 
 
