@@ -164,10 +164,11 @@ def _from_origin(pair, run_dir: Path, base: Path):
     """The pair with its images where the run read them: the run's copy of the manifest resolves relative
     image paths against the run folder, the run against the folder of the manifest it was given."""
     moved = {}
+    run_dir = run_dir.absolute()  # (a relative run folder gives relative paths: both made absolute alike)
     for name in ("start_image", "end_image"):
         path = getattr(pair, name)
-        if path is not None and not path.exists() and path.is_relative_to(run_dir.absolute()):
-            moved[name] = base / path.relative_to(run_dir.absolute())
+        if path is not None and not path.exists() and path.absolute().is_relative_to(run_dir):
+            moved[name] = base / path.absolute().relative_to(run_dir)
     return dataclasses.replace(pair, **moved) if moved else pair
 
 
@@ -260,9 +261,20 @@ def frames_in_one_layout(
 ) -> tuple[list[Path], FrameLayout]:
     """The frames as RGB(A) PNGs (`as_plain_pngs`) all of one layout, the richest among them (alpha if any
     frame has it, 16-bit if any is), and that layout. Frames of another layout are widened losslessly and
-    written into `folder`."""
+    written into `folder`. SemfiError naming the first frame whose size is not the first frame's: ffmpeg would
+    scale it to that size without a word (pairs of two sizes; a PNG sequence keeps both)."""
     pngs = as_plain_pngs(frames, folder, user_files)
-    layouts = {png: png_layout(png_header(png)) for png in set(pngs.values())}
+    headers = {png: png_header(png) for png in set(pngs.values())}
+    width, height = headers[pngs[frames[0]]][:2]
+    for n, src in enumerate(frames, 1):
+        if headers[pngs[src]][:2] != (width, height):
+            other = "x".join(map(str, headers[pngs[src]][:2]))
+            raise SemfiError(
+                f"frame {n} ({src}) is {other} but frame 1 ({frames[0]}) is {width}x{height}: a clip holds one "
+                "size, and ffmpeg would scale the rest to the first; give every pair's keys one size, or write "
+                "a PNG sequence (an output name without a suffix), which keeps both"
+            )
+    layouts = {png: png_layout(header) for png, header in headers.items()}
     channels = max(c for c, _ in layouts.values())
     depth = np.uint16 if any(d == np.uint16 for _, d in layouts.values()) else np.uint8
     richest = np.zeros((1, 1, channels), depth)

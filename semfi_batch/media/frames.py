@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -72,27 +73,90 @@ def read_image(path: Path) -> np.ndarray:
     image_size(path)  # header checks before OpenCV decodes anything: no bomb is ever decoded
     with Image.open(path) as im:
         orientation, form = _orientation(im), im.format
-        if form == "TIFF" and im.mode in ("RGBA", "RGBa") and set(im.tag_v2.get(258, ())) == {8}:
-            # OpenCV reads 8-bit RGBA TIFF premultiplied (straight (200, 100, 50, 128) came back (100, 50, 25,
-            # 128)); PIL keeps straight alpha and un-premultiplies associated alpha (RGBa). It reads such a TIFF
-            # turned by its orientation tag inconsistently (size and pixels disagree): that one is refused.
+        tiff = _TiffLayout.of(im) if form == "TIFF" else None
+        if tiff and tiff.bits == 8 and im.mode == "RGBA" and not tiff.premultiplied:
+            # OpenCV reads 8-bit straight-alpha TIFF premultiplied (straight (200, 100, 50, 128) came back (100,
+            # 50, 25, 128)); PIL keeps it. It reads such a TIFF turned by its orientation tag inconsistently (size
+            # and pixels disagree): that one is refused. Associated alpha OpenCV reads as stored, at every depth,
+            # and is divided out below, by one rule.
             if orientation != 1:
                 raise MediaError(f"image {path} is an 8-bit RGBA TIFF turned by its orientation tag; save it upright")
-            return np.asarray(im.convert("RGBA"))
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise MediaError(f"cannot decode image {path}")
-    if form != "TIFF":  # OpenCV turns TIFFs by their orientation itself, other formats not when UNCHANGED
-        img = _oriented(img, orientation)
+            return np.asarray(im)
+    if tiff and tiff.planes_apart and tiff.bits != 8:
+        # OpenCV decodes 8-bit separate planes right, deeper ones as if interleaved (a scrambled picture).
+        img = _oriented(_read_tiff_planes(path), orientation)
+    else:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise MediaError(f"cannot decode image {path}")
+        if form != "TIFF":  # OpenCV turns TIFFs by their orientation itself, other formats not when UNCHANGED
+            img = _oriented(img, orientation)
+        if img.ndim == 3:
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     if img.dtype not in (np.uint8, np.uint16):
         raise MediaError(f"image {path} has {img.dtype} samples; 8- and 16-bit images are supported")
     if img.ndim == 2:
         if _has_gray_alpha(path):
             raise MediaError(f"image {path} is gray with alpha, which cannot be read without losing the alpha")
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if tiff and tiff.premultiplied and img.shape[2] == 4:
+        return _straight_alpha(img)
+    return img
+
+
+# TIFF tags read to choose a decoder (TIFF 6.0): bits per sample, planar configuration, extra samples.
+_TIFF_BITS, _TIFF_PLANAR, _TIFF_EXTRA = 258, 284, 338
+
+
+@dataclass(frozen=True)
+class _TiffLayout:
+    """What of a TIFF's layout decides how it is decoded."""
+
+    bits: int  # per sample (the largest, where they differ)
+    planes_apart: bool  # PlanarConfiguration 2: each colour in its own plane (1: interleaved)
+    premultiplied: bool  # ExtraSamples 1: the first extra sample (RGBA's alpha) is associated alpha (2: straight)
+
+    @classmethod
+    def of(cls, im: Image.Image) -> _TiffLayout:
+        return cls(
+            bits=max(_tiff_tag(im, _TIFF_BITS), default=1),
+            planes_apart=_tiff_tag(im, _TIFF_PLANAR) == (2,),
+            premultiplied=_tiff_tag(im, _TIFF_EXTRA)[:1] == (1,),
+        )
+
+
+def _tiff_tag(im: Image.Image, tag: int) -> tuple:
+    value = im.tag_v2.get(tag, ())
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _read_tiff_planes(path: Path) -> np.ndarray:
+    """A TIFF stored in separate colour planes as one (height, width, channels) array, as stored (not turned)."""
+    import tifffile  # (scikit-image's TIFF reader; imported here, as only such TIFFs need it)
+
+    try:
+        planes = tifffile.imread(path, key=0)
+    except Exception as exc:  # noqa: BLE001 - LZW and JPEG need the imagecodecs package, not installed
+        raise MediaError(
+            f"cannot decode image {path}, a TIFF with separate colour planes ({exc}); save it with interleaved "
+            "(contiguous) channels, or uncompressed"
+        ) from None
+    if planes.ndim == 3:
+        planes = np.moveaxis(planes, 0, -1)
+    if planes.ndim == 3 and planes.shape[2] not in (3, 4):
+        raise MediaError(f"image {path} is a TIFF with {planes.shape[2]} separate planes; RGB and RGBA are read")
+    return np.ascontiguousarray(planes, dtype=planes.dtype.newbyteorder("="))
+
+
+def _straight_alpha(rgba: np.ndarray) -> np.ndarray:
+    """RGBA whose colour is multiplied by its alpha (associated alpha) with the colour divided back out, at
+    any depth, by PIL's rule for 8-bit RGBa: rounded down, at most full scale, and 0 where alpha is 0."""
+    top = np.iinfo(rgba.dtype).max
+    alpha = rgba[..., 3:4].astype(np.int64)
+    colour = rgba[..., :3].astype(np.int64)
+    straight = rgba.copy()
+    straight[..., :3] = np.where(alpha == 0, 0, np.minimum(colour * top // np.maximum(alpha, 1), top))
+    return straight
 
 
 def _orientation(im: Image.Image) -> int:

@@ -199,10 +199,18 @@ def probe_video(path: Path) -> VideoInfo:
 def video_file_stat(path: Path) -> os.stat_result:
     """`path`'s stat; VideoOpenFailure when it cannot be read or is not a regular file (a pipe or a device
     would be read until it ends, maybe never)."""
+    sequence = (
+        "image sequences are not read as sources: give a video file (a folder of keyframes becomes image-pair "
+        "rows with `semfi-batch manifest from-images`)"
+    )
     try:
         st = Path(path).stat()
     except OSError as exc:
+        if re.search(r"%0?\d*d|#", Path(path).name):  # ffmpeg's dpx/%04d.dpx, a compositor's shot.####.exr
+            raise VideoOpenFailure(f"cannot open video {path}: it names an image sequence; {sequence}") from None
         raise VideoOpenFailure(f"cannot open video {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise VideoOpenFailure(f"cannot open video {path}: it is a folder; {sequence}")
     if not stat.S_ISREG(st.st_mode):
         raise VideoOpenFailure(f"cannot open video {path}: it is not a regular file")
     return st

@@ -155,79 +155,65 @@ def audio_graph(
     rate = int(stream.get("sample_rate") or 48000)
     start = float(stream["first_sample_s"])
     placed = float(stream.get("placed_at_s", start))
-    total = audio_samples(stream, rate)
     pieces: list[tuple[int, int | None]] = []  # source sample ranges, in order
-    joins: list[tuple[str, int]] = []  # between pieces n and n+1: ("silence"|"cut"|"crossfade", samples)
+    joins: list[tuple[str, int, int]] = []  # between pieces n and n+1: ("silence"|"cut"|"crossfade", samples, at)
     cursor = lead
-    faded = 0
     for at, delta in shifts:
         pos = max(int(round((at - start) * rate)), cursor)
         n = int(round(abs(delta) * rate))
         if delta < 0:
             pieces.append((cursor, max(pos - n, cursor)))
-            joins.append(("cut", 0))
-            cursor = pos
-        elif (
-            mode == "crossfade"
-            and pos - n >= cursor + (joins[-1][1] if joins and joins[-1][0] == "crossfade" else 0)
-            and (total is None or pos + n <= total)
-        ):
-            # The left side plays on into the new time, fading out, while the right side's lead-in fades in.
-            pieces.append((cursor, pos + n))
-            joins.append(("crossfade", n))
-            cursor = pos - n
-            faded += 1
+            joins.append(("cut", 0, pos))
         else:
             pieces.append((cursor, pos))
-            joins.append(("silence", n))
-            cursor = pos
+            joins.append(("crossfade" if mode == "crossfade" and pos - n >= cursor else "silence", n, pos))
+        cursor = pos
     pieces.append((cursor, None))
-    splits = len(pieces) + sum(1 for kind, _ in joins if kind == "silence")
     src = f"s{idx}_"
-    graph.append(f"[1:{idx}]asplit={splits}" + "".join(f"[{src}{i}]" for i in range(splits)))
-    labels = []
-    for i, (a, b) in enumerate(pieces):
+    copies: list[str] = []  # what each copy of the source goes through: "[copy]chain[label]"
+    steps: list[str] = []  # the filters that join them
+
+    def take(chain: str, label: str) -> str:
+        copies.append(f"[{src}{len(copies)}]{chain}[{label}]")
+        return label
+
+    def samples(a: int, b: int | None, label: str) -> str:
+        # Exactly b - a samples: padded with silence where the source's audio ends sooner (near the end of
+        # the file: Matroska and AVI give no audio duration to check against), so that nothing after moves.
         end = f":end_sample={b}" if b is not None else ""
-        graph.append(f"[{src}{i}]atrim=start_sample={a}{end},asetpts=PTS-STARTPTS[p{idx}_{i}]")
-        labels.append(f"p{idx}_{i}")
-    spare = len(pieces)
-    current = labels[0]
-    for i, (kind, n) in enumerate(joins):
-        nxt, out = labels[i + 1], f"j{idx}_{i}"
+        pad = f",apad=whole_len={b - a}" if b is not None and b > a else ""  # (0 would pad for ever)
+        return take(f"atrim=start_sample={a}{end},asetpts=PTS-STARTPTS{pad}", label)
+
+    current = samples(*pieces[0], f"p{idx}_0")
+    for i, (kind, n, pos) in enumerate(joins):
+        parts = [current]
         if kind == "crossfade":
-            graph.append(f"[{current}][{nxt}]acrossfade=ns={n}:c1=tri:c2=tri[{out}]")
+            # The left side plays on into the new time, fading out, while the right side's lead-in fades in.
+            # Only these n samples of each go through acrossfade: where its second input ended first (the rest
+            # of the stream, near the end of the file), ffmpeg 5.1's dropped it and the audio came out short.
+            played_on = samples(pos, pos + n, f"t{idx}_{i}")
+            lead_in = samples(pos - n, pos, f"h{idx}_{i}")
+            steps.append(f"[{played_on}][{lead_in}]acrossfade=ns={n}:c1=tri:c2=tri[x{idx}_{i}]")
+            parts.append(f"x{idx}_{i}")
         elif kind == "silence":
             # Silence in exactly the stream's own format: one source sample, muted, padded to length.
-            graph.append(
-                f"[{src}{spare}]atrim=end_sample=1,volume=0,apad=whole_len={n},asetpts=PTS-STARTPTS[z{idx}_{i}]"
-            )
-            graph.append(f"[{current}][z{idx}_{i}][{nxt}]concat=n=3:v=0:a=1[{out}]")
-            spare += 1
-        else:
-            graph.append(f"[{current}][{nxt}]concat=n=2:v=0:a=1[{out}]")
-        current = out
+            parts.append(take(f"atrim=end_sample=1,volume=0,apad=whole_len={n},asetpts=PTS-STARTPTS", f"z{idx}_{i}"))
+        parts.append(samples(*pieces[i + 1], f"p{idx}_{i + 1}"))
+        current = f"j{idx}_{i}"
+        steps.append("".join(f"[{part}]" for part in parts) + f"concat=n={len(parts)}:v=0:a=1[{current}]")
+    graph.append(f"[1:{idx}]asplit={len(copies)}" + "".join(f"[{src}{i}]" for i in range(len(copies))))
+    graph += copies + steps
     label = f"a{idx}"
     graph.append(f"[{current}]asetpts=PTS+{placed:.6f}/TB[{label}]")
-    inserted = sum(1 for kind, _ in joins if kind in ("silence", "crossfade"))
+    inserted = sum(1 for kind, _, _ in joins if kind in ("silence", "crossfade"))
+    faded = sum(1 for kind, _, _ in joins if kind == "crossfade")
     if mode == "crossfade" and faded < inserted:
-        note = f"audio {idx}: {faded} cross-fades, {inserted - faded} silences (too little audio around the rest)"
+        note = f"audio {idx}: {faded} cross-fades, {inserted - faded} silences (too little audio before the rest)"
     elif mode == "crossfade":
         note = f"audio {idx}: {faded} cross-fades"
     else:
         note = f"audio {idx}: {inserted} silences inserted"
     return label, note
-
-
-def audio_samples(stream: dict, rate: int) -> int | None:
-    for key in ("duration_ts", "duration"):
-        value = stream.get(key)
-        if value in (None, "N/A"):
-            continue
-        if key == "duration_ts" and stream.get("time_base"):
-            return int(Fraction(int(value)) * Fraction(stream["time_base"]) * rate)
-        if key == "duration":
-            return int(float(value) * rate)
-    return None
 
 
 @lru_cache(maxsize=32)
