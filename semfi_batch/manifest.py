@@ -590,15 +590,16 @@ class _MediaChecker:
     def video(self, row: _Row, value: str):
         from semfi_batch.media.probe import probe_video
 
-        return self._check(self._videos, probe_video, row, "source", value)
+        # (probe_video names a folder or an image sequence given as a source, and says what to use instead)
+        return self._check(self._videos, probe_video, row, "source", value, files_only=False)
 
-    def _check(self, cache: dict, probe, row: _Row, column: str, value: str):
+    def _check(self, cache: dict, probe, row: _Row, column: str, value: str, *, files_only: bool = True):
         """probe(path), or None with the problem recorded against the row (errors are cached too)."""
         if not self.enabled:
             return None
         if value not in cache:
             path = self.resolve(value)
-            if path.exists() and not path.is_file():
+            if files_only and path.exists() and not path.is_file():
                 cache[value] = f"{path} is not a regular file"
             else:
                 try:

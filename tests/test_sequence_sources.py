@@ -37,3 +37,12 @@ def test_a_manifest_row_whose_source_is_a_sequence_pattern_says_so(sequence, tmp
     assert main(["run", str(manifest), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     error = capsys.readouterr().err
     assert "seq/%04d.png: it names an image sequence" in error and "manifest from-images" in error
+
+
+def test_a_manifest_row_whose_source_is_a_folder_says_so(sequence, tmp_path, capsys):
+    manifest = write_manifest(
+        [{"pair_id": "s", "source": "seq", "start_frame": 1, "end_frame": 3}], tmp_path / "m.parquet"
+    )
+    assert main(["run", str(manifest), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "seq: it is a folder" in error and "manifest from-images" in error

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 # Bump when the engine's outputs for the same inputs change: jobs made by an older version are then made again by
 # `run` and refused as stale by `splice` (2: inputs by content, outputs listed in the record; 3: keys converted to
 # RGB with accurate rounding and turned upright while RGB, VFR in-betweens at their own times, image keys turned by
-# their EXIF orientation and their colour profile kept, the colour of odd-sized 4:2:0 frames no longer drifting).
+# their EXIF orientation and their colour profile kept, the colour of odd-sized 4:2:0 frames no longer drifting,
+# 16-bit TIFF keys in separate planes or with associated alpha read right).
 ENGINE_VERSION = 3
 PREVIEW_FPS_IMAGES = 12.0
 __all__ = ["Job", "JobPlanner", "LeaseLost", "interlaced", "key_files", "load_keyframes", "publish_attempt"]
