@@ -159,8 +159,9 @@ def start_job(
         # A CPU backend's worker has no core to spare: it writes on its own thread and only the fsyncs wait
         # behind it; a model backend's process writes on threads of their own (run/frame_io.py).
         cpu = backend.scales_with_workers
-        writer = FrameWriter(0, sync_behind=True) if cpu else FrameWriter(writer_threads())
-        made = _generate(job, backend, backend_dir, folder, cache, writer, layout.key_store)
+        icc, profile_note = key_colour_profile(job.pair)
+        writer = FrameWriter(0, sync_behind=True, icc=icc) if cpu else FrameWriter(writer_threads(), icc=icc)
+        made = _generate(job, backend, backend_dir, folder, cache, writer, layout.key_store, profile_note)
         notes = dict(backend.notes.values)  # the next job's run resets the backend's own
         return StartedAttempt(job, layout, folder, token, started, notes, writer=writer, made=made, preview=preview)
     except BaseException as exc:  # noqa: BLE001 - sorted out by _failed_or_raise
@@ -207,9 +208,11 @@ def _generate(
     cache: KeyframeCache,
     writer: FrameWriter,
     key_store: Path,
+    profile_note: str | None,
 ) -> _Made:
     """Read the job's keys, run the backend and hand its frames and the keys as used (run/kept_keys.py) to
-    `writer`, for `folder`."""
+    `writer` (which writes them in the keys' colour profile), for `folder`; `profile_note` says why frames have
+    none (key_colour_profile)."""
     pair = job.pair
     t0 = time.perf_counter()
     start, end, fps = load_keyframes(pair, cache)
@@ -218,7 +221,6 @@ def _generate(
     keyframes = {"files": _check_inputs(job)}
     keys_s = time.perf_counter() - t0
     times = uneven_inbetween_times(pair)
-    writer.icc, profile_note = key_colour_profile(pair)
 
     def make(first: np.ndarray, last: np.ndarray, part: str = ""):
         request = InterpolationRequest(

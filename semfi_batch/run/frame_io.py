@@ -110,13 +110,13 @@ class FrameWriter:
     `close` (or the end of a `with` block) every pending write has ended, so nothing is written into the
     attempt folder after the job is over."""
 
-    def __init__(self, threads: int, *, sync_behind: bool = False):
+    def __init__(self, threads: int, *, sync_behind: bool = False, icc: bytes | None = None):
         if sync_behind and threads:
             raise ValueError("sync_behind writes on the job's own thread: threads must be 0")
         self.threads = threads
         self.blocked_s = 0.0
         self.digests: dict[Path, str] = {}
-        self.icc: bytes | None = None  # the ICC profile frames are written in (the job's keys')
+        self.icc = icc  # the ICC profile frames are written in (the job's keys')
         self._pending: list = []
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="semfi-png") if threads > 0 else None
         self._syncer = ThreadPoolExecutor(1, thread_name_prefix="semfi-sync") if sync_behind else None
