@@ -636,3 +636,19 @@ def test_leftovers_of_a_killed_splice_are_removed(numbered_with_audio, tmp_path)
     (out_dir / f".splice-{os.getpid()}-live").mkdir()  # a running splice's folder stays
     splice_run(run)
     assert sorted(p.name for p in out_dir.iterdir()) == [f".splice-{os.getpid()}-live", "numbered.spliced.mp4"]
+
+
+@pytest.mark.parametrize("name", ["plain", "through a folder not made yet", "hard link"])
+def test_splice_never_writes_over_a_source_by_any_name(tmp_path, monkeypatch, capsys, name):
+    # `-o nosuchdir/../src.mp4` was taken for a new file (it does not exist yet as written): its folder was
+    # made and the source replaced, exit 0.
+    src = numbered_clip(tmp_path / "src.mp4", 24)
+    run = make_run(tmp_path / "run", src, [{"pair_id": "rep", "mode": "replace", "start": 5, "end": 8}])
+    monkeypatch.chdir(tmp_path)
+    before = src.read_bytes()
+    output = {"plain": "src.mp4", "through a folder not made yet": "nosuchdir/../src.mp4", "hard link": "link.mp4"}
+    if name == "hard link":
+        os.link(src, tmp_path / "link.mp4")
+    assert main(["splice", str(run), "-o", output[name]]) == 2
+    assert "sources are never modified" in capsys.readouterr().err
+    assert src.read_bytes() == before and not (tmp_path / "nosuchdir").exists()

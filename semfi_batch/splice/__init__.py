@@ -139,9 +139,12 @@ def output_paths(run: RunEdits, output: Path | None, out_dir: Path | None) -> di
                 n += 1
             used.add(name)
             targets[src] = folder / name
-    for src, target in targets.items():
-        if target.exists() and src.exists() and target.resolve() == src.resolve():
-            raise OutputPathError(f"output {target} is the source video itself; the source is never modified")
+    for target in targets.values():
+        # By any name: a path through a folder not made yet (nosuchdir/../src.mp4, which exists() calls absent
+        # and whose folder would be made), a symlink, a hard link; and any source of the run, not only its own.
+        for src in sources:
+            if target.resolve() == src.resolve() or (target.exists() and src.exists() and target.samefile(src)):
+                raise OutputPathError(f"output {target} is the source video {src}; sources are never modified")
         if target.exists() and target.is_dir():
             raise OutputPathError(f"output {target} is a folder")
     return targets
