@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from semfi_batch.errors import OutputPathError, SemfiError
+from semfi_batch.errors import OptionError, OutputPathError, SemfiError
 from semfi_batch.manifest import load_manifest
 from semfi_batch.media.clips import CLIP_MUXERS, encode_png_sequence
 from semfi_batch.media.frames import common_layout, icc_profile, read_image, write_png
@@ -65,7 +65,7 @@ def assemble_run(
     run_dir, out = Path(run_dir), Path(out)
     rate = parse_rate(fps)
     if codec not in CODECS:
-        raise SemfiError(f"--codec must be one of {', '.join(CODECS)}, got {codec!r}")
+        raise OptionError(f"--codec must be one of {', '.join(CODECS)}, got {codec!r}")
     sequence_out = out.is_dir() or not out.suffix
     if not sequence_out and out.suffix.lower() not in CLIP_MUXERS:
         raise SemfiError(

@@ -41,6 +41,12 @@ class ManifestProblem:
         return f"{', '.join(where)}: {self.message}" if where else self.message
 
 
+class OptionError(SemfiError):
+    """A command-line option's value cannot be used (a usage error, as Typer's own)."""
+
+    exit_code = 2
+
+
 class BackendUnavailable(SemfiError):
     """A backend cannot run here (missing dependency, files, or device)."""
 

@@ -86,7 +86,7 @@ def test_scriptable_review(run_dir, capsys):
     assert "rejected" in lines["b_black"] and "regenerate" in lines["c_cut"] and "seed 7, flow" in lines["c_cut"]
     assert main(["review", str(run_dir), "--accept", "nope"]) == 2
     assert "no such job in this run: nope" in capsys.readouterr().err
-    assert main(["review", str(run_dir), "--accept", "a_flash", "--reject", "a_flash"]) == 1
+    assert main(["review", str(run_dir), "--accept", "a_flash", "--reject", "a_flash"]) == 2  # a usage error
     assert main(["review", str(run_dir), "--undecide", "a_flash", "b_black", "c_cut"]) == 0
     assert main(["review", str(run_dir), "--accept-all"]) == 0
     assert {d.status for d in load_decisions(run_dir).values()} == {"accepted"}
@@ -251,3 +251,18 @@ def test_timecode_round_trip(fps):
 
     for frame in (0, 1, 1799, 1800, 1801, 17982, 107892, 123456):
         assert frame_of_timecode(timecode(frame, fps), fps) == frame
+
+
+def test_the_command_to_regenerate_is_printed_ready_to_paste(tmp_path, capsys):
+    # It was printed unquoted: a path with a space, pasted, ran `run` on the wrong arguments.
+    import shlex
+
+    from tests.review_run import make_run
+
+    run_dir = make_run(tmp_path / "my shots")
+    capsys.readouterr()
+    assert main(["review", str(run_dir), "--regenerate", "a_flash"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "run again:" in ln)
+    words = shlex.split(line.split("run again:", 1)[1])
+    assert words[:2] == ["semfi-batch", "run"] and words[3:] == ["--out", str(run_dir)]
+    assert words[2].endswith("my shots/m.parquet")

@@ -470,9 +470,12 @@ def test_bad_inputs_give_one_clear_error(tmp_path, numbered_with_audio, capsys):
     assert "no manifest.parquet" in capsys.readouterr().err
     run = make_run(tmp_path / "run", numbered_with_audio, [{"pair_id": "r", "mode": "replace", "start": 5, "end": 9}])
     assert main(["splice", str(run), "-o", str(numbered_with_audio)]) == 2
-    assert "source video itself" in capsys.readouterr().err
-    assert main(["splice", str(run), "--audio", "echo"]) == 1
+    assert "sources are never modified" in capsys.readouterr().err
+    assert main(["splice", str(run), "--audio", "echo"]) == 2  # a usage error, as Typer's own
     assert "--audio must be one of" in capsys.readouterr().err
+    # An output no container is named by is refused before the splice (it failed at the last step)
+    assert main(["splice", str(run), "-o", str(tmp_path / "out.txt")]) == 2
+    assert "knows no container by the name .txt" in capsys.readouterr().err
 
 
 def test_gop_index_merges_open_gops():

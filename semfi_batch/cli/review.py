@@ -3,6 +3,7 @@ from a script."""
 
 from __future__ import annotations
 
+import shlex
 import threading
 import webbrowser
 from pathlib import Path
@@ -13,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from semfi_batch.cli.app import MULTI_VALUE_OPTIONS, app, console, stdout
-from semfi_batch.errors import SemfiError
+from semfi_batch.errors import OptionError, SemfiError
 
 MULTI_VALUE_OPTIONS["review"] = {"--accept", "--reject", "--regenerate", "--undecide"}
 
@@ -72,12 +73,12 @@ def review(
     backends = list(backend_names())
     scripted = any([accept, reject, regenerate, undecide, accept_all, list_])
     if (seed is not None or backend is not None) and not regenerate:
-        raise SemfiError("--seed and --backend go with --regenerate")
+        raise OptionError("--seed and --backend go with --regenerate")
     groups = [(ACCEPTED, accept), (REJECTED, reject), (REGENERATE, regenerate), (UNDECIDED, undecide)]
     named = [p for _, ids in groups for p in ids or []]
     twice = sorted({p for p in named if named.count(p) > 1})
     if twice:
-        raise SemfiError(f"given more than one decision: {', '.join(twice)}")
+        raise OptionError(f"given more than one decision: {', '.join(twice)}")
     for status, ids in groups:
         if ids:
             extra = {"seed": seed, "backend": backend} if status == REGENERATE else {}
@@ -93,7 +94,8 @@ def review(
     if scripted:
         if any(ids for status, ids in groups if status == REGENERATE):
             manifest = run.original_manifest or run.run_dir / "manifest.parquet"
-            stdout.print(f"to regenerate, run again: semfi-batch run {manifest} --out {run.run_dir}")
+            command = shlex.join(["semfi-batch", "run", str(manifest), "--out", str(run.run_dir)])
+            stdout.print(f"to regenerate, run again: {command}", markup=False, highlight=False, soft_wrap=True)
         return
     _serve(run, port, backends, open_browser=not no_browser)
 

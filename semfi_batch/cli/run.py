@@ -11,7 +11,7 @@ from rich.table import Table
 
 from semfi_batch.backends import DEFAULT_BACKEND, BackendOptions
 from semfi_batch.cli.app import INVOCATION, ManifestArg, app, console, stdout
-from semfi_batch.errors import RunInterrupted, SemfiError
+from semfi_batch.errors import OptionError, RunInterrupted
 from semfi_batch.run.finished import invocation, print_counts, write_stamp
 
 
@@ -98,7 +98,7 @@ def run(
     started = invocation(INVOCATION)  # the code and settings this run starts with (its finished stamp)
 
     if memory not in ("auto", "gpu", "offload"):
-        raise SemfiError(f"--memory must be auto, gpu or offload, got {memory!r}")
+        raise OptionError(f"--memory must be auto, gpu or offload, got {memory!r}")
     options = BackendOptions(
         device=device, models_dir=models_dir, semfi_ckpt=semfi_ckpt, vram_limit_gb=vram_limit,
         ckpt_every=ckpt_every, extra={
@@ -221,9 +221,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         index, count = (int(x) for x in text.split("/"))
     except ValueError:
-        raise SemfiError(f"--shard must look like i/N (e.g. 0/4), got {text!r}") from None
+        raise OptionError(f"--shard must look like i/N (e.g. 0/4), got {text!r}") from None
     if not 0 <= index < count:
-        raise SemfiError(f"--shard {text}: need 0 <= i < N")
+        raise OptionError(f"--shard {text}: need 0 <= i < N")
     return index, count
 
 

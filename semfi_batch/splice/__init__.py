@@ -23,10 +23,10 @@ from fractions import Fraction
 from pathlib import Path
 
 from semfi_batch.atomic_write import DISK_FULL_ERRNOS, no_space
-from semfi_batch.errors import MediaError, OutputPathError, SemfiError
+from semfi_batch.errors import MediaError, OptionError, OutputPathError, SemfiError
 from semfi_batch.media.encode import probe_stream_facts, smart_cut_blocker
 from semfi_batch.media.probe import probe_video
-from semfi_batch.splice.final_mux import MUXERS
+from semfi_batch.splice.final_mux import MUXERS, container_for_name
 from semfi_batch.splice.join import Assembly, assemble_output
 from semfi_batch.splice.output_checks import JoinCheckFailed
 from semfi_batch.splice.runfolder import Edit, RunEdits, RunFolderError, Skipped, read_run
@@ -147,6 +147,11 @@ def output_paths(run: RunEdits, output: Path | None, out_dir: Path | None) -> di
                 raise OutputPathError(f"output {target} is the source video {src}; sources are never modified")
         if target.exists() and target.is_dir():
             raise OutputPathError(f"output {target} is a folder")
+        if target.suffix.lower() not in MUXERS and not container_for_name(target):
+            raise OptionError(
+                f"output {target}: ffmpeg knows no container by the name {target.suffix or '(no extension)'}; "
+                f"name it for one ({', '.join(sorted(MUXERS))})"
+            )
     return targets
 
 
@@ -160,7 +165,7 @@ def splice_run(
     """Splice every source video of a run folder (see `semfi-batch splice --help`)."""
     options = options or SpliceOptions()
     if options.audio not in AUDIO_MODES:
-        raise SemfiError(f"--audio must be one of {', '.join(AUDIO_MODES)}, got {options.audio!r}")
+        raise OptionError(f"--audio must be one of {', '.join(AUDIO_MODES)}, got {options.audio!r}")
     run = read_run(run_dir, accepted_only=options.accepted_only)
     if not run.sources:
         raise RunFolderError(f"{run_dir}: the manifest has no rows with a source video; nothing to splice")

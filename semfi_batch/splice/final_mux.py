@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -40,6 +41,19 @@ ANNEX_B_FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
 FRAME_CLOCK_MUXERS = ("mxf", "mxf_d10", "mxf_opatom", "avi")
 # Muxers that write a timecode given as `-timecode` (QuickTime tmcd track, MXF material package).
 TIMECODE_MUXERS = ("mov", "mp4", "mxf", "mxf_opatom", "gxf", "matroska")
+
+
+def container_for_name(path: Path) -> bool:
+    """Whether ffmpeg picks a container for an output named like `path` (by its extension): asked by writing
+    one tiny frame to such a name in a scratch folder, before a splice that would fail only at its last step."""
+    with tempfile.TemporaryDirectory(prefix="semfi-name-") as scratch:
+        probe = Path(scratch) / f"probe{path.suffix}"
+        args = ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "color=s=16x16:d=0.04", "-frames:v", "1"]
+        try:
+            run_tool([*args, str(probe)], what="no container")
+        except MediaError:
+            return False
+    return True
 
 
 def seconds_text(value: int) -> str:

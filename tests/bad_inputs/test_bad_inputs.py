@@ -328,7 +328,7 @@ CASES = [
         ("simulated encoder crash",),
         env={"PATH": "{out}/fakebin:" + os.environ.get("PATH", "")},
     ),
-    Case("bad shard", lambda d: manifest_case([image_row()])(d) + ["--shard", "2/2"], 1, ("--shard 2/2",)),
+    Case("bad shard", lambda d: manifest_case([image_row()])(d) + ["--shard", "2/2"], 2, ("--shard 2/2",)),
 ]
 
 
