@@ -10,7 +10,17 @@ What counts, on every video clip that refers to a media file:
 Marked frames are converted to 0-based frame numbers of the file (the media's own start timecode, from its
 available range, is subtracted), overlapping or touching stretches on one file merge, and each stretch becomes
 a `replace` row between the good frames around it (or, with mode insert, an `insert` row between the marked
-frame's predecessor and the frame itself: a cut that needs a transition)."""
+frame's predecessor and the frame itself: a cut that needs a transition).
+
+A generated clip of a timeline that `splice --otio/--edl` wrote stands for the row that made it: marked (its
+review marker, or one the editor added) or flagged, it becomes that row again (source, keyframes, mode, gap), so
+the timeline reads back onto the run's own frames. In .otio its metadata says which row; in an EDL its name
+(`<pair_id> (replace|insert)`) gives the row's mode, the source clips around it its keyframes (the frame
+before it and the frame after it) and its length the gap.
+
+An EDL's LOC timecode is read on the record side, where the mark is on the timeline (as Avid writes LOCs, and
+splice --edl does); one outside its event's record range and inside its source range is a source timecode (as
+OTIO's cmx_3600 adapter writes a clip's marker)."""
 
 from __future__ import annotations
 
@@ -39,6 +49,22 @@ class MarkedStretch:
     last: int
     reasons: list[str]
     record_frame: int  # where the stretch starts on the timeline (frames from its start)
+    colors: set[str] = field(default_factory=set)
+    comments: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MarkedEdit:
+    """A marked generated clip of a splice's timeline: the row that made it (`gap_frames` as spliced)."""
+
+    media: Path
+    start_frame: int
+    end_frame: int
+    mode: str
+    gap_frames: int
+    pair_id: str
+    reasons: list[str]
+    record_frame: int
     colors: set[str] = field(default_factory=set)
     comments: list[str] = field(default_factory=list)
 
@@ -118,49 +144,70 @@ def read_timeline(path: Path, *, rate: float | None = None) -> Any:
 
 def marked_stretches(
     path: Path, *, color: str | None = None, rate: float | None = None
-) -> tuple[list[MarkedStretch], list[str]]:
-    """Every marked stretch of every video clip of the timeline(s) in `path`, and notes on what was skipped.
-    `color` keeps only markers and flagged clips of that colour (RED, GREEN, ...)."""
+) -> tuple[list[MarkedStretch], list[MarkedEdit], list[str]]:
+    """Every marked stretch of every video clip of the timeline(s) in `path`, every marked generated clip of a
+    splice's timeline, and notes on what was left out. `color` keeps only markers and flagged clips of that
+    colour (RED, GREEN, ...)."""
     otio = _otio()
     path = Path(path)
+    edl = path.suffix.lower() == ".edl"
     notes: list[str] = []
     stretches: list[MarkedStretch] = []
+    edits: dict[tuple, MarkedEdit] = {}
     starts: dict[Path, int] = {}
     wanted = color.upper() if color else None
     for timeline in read_timeline(path, rate=rate):
         for track in timeline.video_tracks():
             track_markers = [*track.markers, *timeline.tracks.markers]
-            for clip in track.find_clips(shallow_search=True):
+            # The adapter starts an EDL's track at minus the first record timecode: record = track time - this.
+            track_start = _frames(track.source_range.start_time) if edl and track.source_range is not None else 0
+            items = list(track)
+            for index, clip in enumerate(items):
+                if not isinstance(clip, otio.schema.Clip):
+                    continue
                 media = _media_path(otio, clip, path.parent)
                 marks: list[tuple[int, int, str, str | None, str]] = []  # media first/last, reason, colour, comment
-                rate = clip.source_range.start_time.rate if clip.source_range is not None else 24.0
+                clip_rate = clip.source_range.start_time.rate if clip.source_range is not None else 24.0
+                in_parent = clip.range_in_parent()
                 for marker in clip.markers:
                     if _color_ok(marker.color, wanted):
-                        first, last = _range_frames(_at_rate(otio, marker.marked_range, rate))
+                        first, last = _range_frames(_at_rate(otio, marker.marked_range, clip_rate))
+                        if edl and clip.source_range is not None:
+                            first, last = _locator_on_media(first, last, clip, in_parent, track_start)
                         marks.append((first, last, marker.name or "marker", str(marker.color), marker.comment or ""))
                 flag = _flag(clip)
                 if flag and _color_ok(flag, wanted) and clip.source_range is not None:
                     first, last = _range_frames(clip.source_range)
                     marks.append((first, last, f"flagged clip {clip.name}".strip(), flag.upper(), ""))
-                in_parent = clip.range_in_parent()
                 for marker in track_markers:
                     if not _color_ok(marker.color, wanted):
                         continue
                     # Stack markers: the stack's time is every track's (tracks start together).
-                    overlap = _intersect(_at_rate(otio, marker.marked_range, rate), _at_rate(otio, in_parent, rate))
+                    overlap = _intersect(
+                        _at_rate(otio, marker.marked_range, clip_rate), _at_rate(otio, in_parent, clip_rate)
+                    )
                     if overlap is None:
                         continue
                     a, b = overlap
                     # Track time -> the clip's media time.
-                    offset = _frames(clip.source_range.start_time) - _frames(in_parent.start_time.rescaled_to(rate))
+                    offset = _frames(clip.source_range.start_time) - _frames(
+                        in_parent.start_time.rescaled_to(clip_rate)
+                    )
                     marks.append((a + offset, b + offset, marker.name or "marker", str(marker.color), marker.comment))
                 if not marks:
+                    continue
+                record = _frames(in_parent.start_time.rescaled_to(clip_rate)) - _frames(clip.source_range.start_time)
+                generated = _generated_row(otio, timeline, items, index, path.parent, starts)
+                if isinstance(generated, str):
+                    notes.append(generated)
+                    continue
+                if generated is not None:
+                    _add_edit(edits, generated, marks, record + _frames(clip.source_range.start_time))
                     continue
                 if media is None:
                     notes.append(f"clip {clip.name!r}: marked, but it refers to no media file; left out")
                     continue
                 start = _media_start(clip, media, starts)
-                record = _frames(in_parent.start_time.rescaled_to(rate)) - _frames(clip.source_range.start_time)
                 for first, last, reason, col, comment in marks:
                     stretches.append(
                         MarkedStretch(
@@ -169,7 +216,87 @@ def marked_stretches(
                             comments=[comment] if comment else [],
                         )
                     )  # fmt: skip
-    return _merge(stretches), notes
+    return _merge(stretches), list(edits.values()), notes
+
+
+def _locator_on_media(first: int, last: int, clip, in_parent, track_start: int) -> tuple[int, int]:
+    """An EDL LOC's frames (which the adapter keeps as they are written, as if in the clip's media) in the
+    clip's media: a LOC inside its event's record range is on the record side; any other is a source timecode."""
+    record_in = _frames(in_parent.start_time) - track_start
+    if record_in <= first < record_in + _frames(in_parent.duration):
+        offset = _frames(clip.source_range.start_time) - record_in
+        return first + offset, last + offset
+    return first, last
+
+
+_GENERATED_NAME = re.compile(r"^(?P<pair_id>.+) \((?P<mode>replace|insert)\)$")
+
+
+def _semfi_meta(obj) -> dict[str, Any]:
+    meta = obj.metadata.get("semfi_batch") if hasattr(obj.metadata, "get") else None
+    return dict(meta) if meta is not None and hasattr(meta, "get") else {}
+
+
+def _generated_row(otio, timeline, items: list, index: int, base: Path, starts: dict[Path, int]):
+    """The row a generated clip of a splice's timeline stands for, as a dict (media, start_frame, end_frame, mode,
+    gap_frames, pair_id); None for any other clip; a note when it is one but its row cannot be told."""
+    clip = items[index]
+    meta = _semfi_meta(clip)
+    meta = meta if meta.get("kind") == "generated" else {}
+    named = _GENERATED_NAME.match(clip.name or "")
+    if not meta and named is None:
+        return None
+    # The source clips around it end on its start keyframe and begin on its end keyframe.
+    around: dict[str, Any] = {}
+    before = items[index - 1] if index > 0 else None
+    after = items[index + 1] if index + 1 < len(items) else None
+    if all(isinstance(c, otio.schema.Clip) and c.source_range is not None for c in (before, after)):
+        media = _media_path(otio, before, base)
+        if media is not None and media == _media_path(otio, after, base):
+            start = _range_frames(before.source_range)[1] - _media_start(before, media, starts)
+            end = _frames(after.source_range.start_time) - _media_start(after, media, starts)
+            if start < end:
+                around = {"media": media, "start_frame": start, "end_frame": end}
+    if not meta and not around:
+        return None  # a clip named like one, but not between two stretches of one source
+    # The timeline's own source (exports before clips named theirs) may be relative to where splice ran.
+    source = meta.get("source") or (None if around else _semfi_meta(timeline).get("source"))
+    row = {
+        "media": (base / Path(source)) if source else around.get("media"),
+        "start_frame": meta.get("start_frame", around.get("start_frame")),
+        "end_frame": meta.get("end_frame", around.get("end_frame")),
+        "mode": meta.get("mode") or (named.group("mode") if named else None),
+        "gap_frames": meta.get("gap_frames") or _frames(clip.duration()),
+        "pair_id": str(meta.get("pair_id") or (named.group("pair_id") if named else clip.name)),
+    }
+    if any(row[k] is None for k in ("media", "start_frame", "end_frame", "mode")):
+        return (
+            f"clip {clip.name!r}: generated frames, but the source frames they stand for cannot be told "
+            "(no source clips of one file on either side of it); left out"
+        )
+    row["start_frame"], row["end_frame"] = int(row["start_frame"]), int(row["end_frame"])
+    between = row["end_frame"] - row["start_frame"] - 1
+    if not meta and (row["gap_frames"] < between or (row["mode"] == "replace" and row["gap_frames"] != between)):
+        return (
+            f"clip {clip.name!r}: {row['gap_frames']} generated frames do not fill the {between} between its "
+            f"keyframes {row['start_frame']} and {row['end_frame']} (trimmed in the edit?); left out"
+        )
+    return row
+
+
+def _add_edit(edits: dict[tuple, MarkedEdit], row: dict[str, Any], marks: list[tuple], record_frame: int) -> None:
+    """One MarkedEdit per row, however many marks its clip (or clips, on several tracks) carries."""
+    key = (row["media"], row["start_frame"], row["end_frame"], row["mode"], row["gap_frames"])
+    edit = edits.get(key)
+    if edit is None:
+        edit = edits[key] = MarkedEdit(**row, reasons=[], record_frame=record_frame)
+    for _first, _last, reason, col, comment in marks:
+        if reason not in edit.reasons:
+            edit.reasons.append(reason)
+        if col:
+            edit.colors.add(col)
+        if comment and comment not in edit.comments:
+            edit.comments.append(comment)
 
 
 def _color_ok(color: Any, wanted: str | None) -> bool:
@@ -283,18 +410,18 @@ def timeline_to_manifest(
     color: str | None = None,
     rate: float | None = None,
 ) -> TimelineManifest:
-    """Write a manifest of one row per marked stretch of `timeline`; see the module's docstring."""
+    """Write a manifest of one row per marked stretch of `timeline` (`mode` and `gap` say which rows) and per
+    marked generated clip of a splice's timeline (its own row again); see the module's docstring."""
     if mode not in ("replace", "insert"):
         raise TimelineError(f"--mode must be replace or insert, got {mode!r}")
     if mode == "insert" and gap < 1:
         raise TimelineError(f"--gap must be at least 1, got {gap}")
     check_writable(output)
-    stretches, notes = marked_stretches(timeline, color=color, rate=rate)
+    stretches, edits, notes = marked_stretches(timeline, color=color, rate=rate)
     rows: list[dict[str, Any]] = []
     used: set[str] = set()
     frame_counts: dict[Path, int | None] = {}
     for s in stretches:
-        count = _frame_count(s.media, frame_counts, notes)
         if mode == "replace":
             start, end = s.first - 1, s.last + 1
         else:
@@ -303,29 +430,45 @@ def timeline_to_manifest(
         if start < 0:
             notes.append(f"{where}: starts at the file's first frame (no keyframe before it); left out")
             continue
+        count = _frame_count(s.media, frame_counts, notes)
         if count is not None and end >= count:
             notes.append(f"{where}: reaches the file's end ({count} frames; no keyframe after it); left out")
             continue
-        pair_id = _pair_id(s.media, s.first, used)
-        row: dict[str, Any] = {
-            "pair_id": pair_id, "source": str(s.media), "start_frame": start, "end_frame": end, "mode": mode,
-            "reason": "; ".join(s.reasons), "marker_color": ",".join(sorted(s.colors)) or None,
-            "comment": " / ".join(s.comments) or None, "record_frame": s.record_frame,
-        }  # fmt: skip
-        if mode == "insert":
-            row["gap_frames"] = gap
-        rows.append(row)
+        rows.append(
+            _row(_pair_id(s.media, s.first, used), s.media, start, end, mode, gap, s.reasons, s.colors, s.comments,
+                 s.record_frame)
+        )  # fmt: skip
+    for e in edits:
+        pair_id = _unique(e.pair_id, used)
+        rows.append(
+            _row(pair_id, e.media, e.start_frame, e.end_frame, e.mode, e.gap_frames, e.reasons, e.colors, e.comments,
+                 e.record_frame)
+        )  # fmt: skip
     if not rows:
+        marked = "marks were found, but none gives a row" if notes else "no markers or flagged clips"
         raise TimelineError(
-            f"{timeline}: no markers or flagged clips on video clips with media"
+            f"{timeline}: {marked} on video clips with media"
             + (f" (colour {color})" if color else "")
-            + ("; " + "; ".join(notes) if notes else "")
+            + (": " + "; ".join(notes) if notes else "")
         )
+    rows.sort(key=lambda r: (r["source"], r["start_frame"], r["end_frame"]))
     write_manifest(rows, output)
     return TimelineManifest(output=Path(output), rows=rows, notes=notes)
 
 
+def _row(pair_id, media, start, end, mode, gap, reasons, colors, comments, record_frame) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "pair_id": pair_id, "source": str(media), "start_frame": start, "end_frame": end, "mode": mode,
+        "reason": "; ".join(reasons), "marker_color": ",".join(sorted(colors)) or None,
+        "comment": " / ".join(comments) or None, "record_frame": record_frame,
+    }  # fmt: skip
+    if mode == "insert":
+        row["gap_frames"] = gap
+    return row
+
+
 def _frame_count(media: Path, cache: dict[Path, int | None], notes: list[str]) -> int | None:
+    """The file's frame count; None, with a note saying its rows are kept unchecked, when it cannot be read."""
     if media not in cache:
         from semfi_batch.media.probe import probe_video
 
@@ -333,7 +476,8 @@ def _frame_count(media: Path, cache: dict[Path, int | None], notes: list[str]) -
             cache[media] = probe_video(media).frame_count
         except SemfiError as exc:
             cache[media] = None
-            notes.append(f"{media}: {exc} (rows kept; `manifest validate` checks them once the media is here)")
+            notes.append(f"{media}: {exc}; its rows are kept unchecked (`manifest validate` checks them once the "
+                         "media is here)")  # fmt: skip
     return cache[media]
 
 
@@ -341,10 +485,14 @@ def _pair_id(media: Path, first: int, used: set[str]) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", media.stem).strip("._-")[:100] or "clip"
     if not stem[0].isalnum():
         stem = f"m{stem}"
-    pair_id = f"{stem}-{first:06d}"
-    n = 2
-    while pair_id in used:
-        pair_id = f"{stem}-{first:06d}-{n}"
+    return _unique(f"{stem}-{first:06d}", used)
+
+
+def _unique(pair_id: str, used: set[str]) -> str:
+    """`pair_id`, or with -2, -3, ... where a row already has it."""
+    name, n = pair_id, 2
+    while name in used:
+        name = f"{pair_id}-{n}"
         n += 1
-    used.add(pair_id)
-    return pair_id
+    used.add(name)
+    return name

@@ -62,7 +62,9 @@ FROM_OTIO_EPILOG = """Examples:
   semfi-batch manifest from-otio cuts.otio -o cuts.parquet --mode insert --gap 11
 
 Markers (on clips or tracks) and flagged clips (a clip colour) mark frames; each marked stretch becomes a row on
-the media file its clip points at. EDLs and FCP XML are read through OTIO's adapters where installed.
+the media file its clip points at. A timeline from `splice --otio/--edl` reads back onto the run's rows: each
+marked generated clip becomes the row that made it. EDLs and FCP XML are read through OTIO's adapters where
+installed.
 """
 
 
@@ -71,7 +73,11 @@ def from_otio(
     timeline: Annotated[Path, typer.Argument(help="Timeline: .otio, or .edl/.xml through OTIO's adapters.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Manifest to write (Parquet).", show_default=False)],
     mode: Annotated[
-        str, typer.Option(help="replace: regenerate the marked frames; insert: a transition at each marked frame.")
+        str,
+        typer.Option(
+            help="replace: regenerate the marked frames; insert: a transition at each marked frame (a generated "
+            "clip of a splice's timeline keeps its own row's mode and gap)."
+        ),
     ] = "replace",
     gap: Annotated[int, typer.Option(help="With --mode insert: frames to generate at each mark.")] = 11,
     color: Annotated[

@@ -7,7 +7,11 @@ Source ranges are on the source's own timecode (its start timecode: a QuickTime 
 one), as an NLE shows the file, and the record side starts where the spliced output's timecode does (it keeps
 the source's): the timeline's global start, and in the EDL every record timecode. The EDL says FCM: DROP FRAME
 or NON-DROP FRAME as the source's timecode is written (the adapter writes neither, and drop-frame at 29.97
-and 59.94 whatever the source), and its timecodes are rewritten to match."""
+and 59.94 whatever the source), and its timecodes are rewritten to match. Each generated clip's review marker
+is a LOC line at the record timecode of its first frame, where the edit is on the timeline.
+
+Read back with `manifest from-otio`, each marked generated clip becomes its row again (source, keyframes, mode,
+gap): from its metadata in .otio, from its name and the source clips around it in an EDL."""
 
 from __future__ import annotations
 
@@ -108,6 +112,7 @@ def build_timeline(result: SourceResult) -> Any:
             )
             clip.metadata["semfi_batch"] = {
                 "kind": "generated",
+                "source": str(result.source.resolve()),
                 "pair_id": edit.pair_id,
                 "mode": edit.mode,
                 "reason": edit.reason,
@@ -215,6 +220,7 @@ def write_edl(summary: SpliceSummary, path: Path) -> Path:
     tl = build_timeline(summary.results[0])
     video_only = otio.schema.Timeline(name=tl.name)
     video_only.tracks.append(tl.tracks[0].clone())
+    _markers_on_record_time(otio, video_only.tracks[0])
     try:
         text = otio.adapters.write_to_string(video_only, adapter_name=EDL_ADAPTER)
     except Exception as exc:  # noqa: BLE001 - the adapter raises several OTIO exception types
@@ -223,15 +229,28 @@ def write_edl(summary: SpliceSummary, path: Path) -> Path:
     return _atomic_write(path, _on_source_timecode(text, tl.global_start_time, start))
 
 
+def _markers_on_record_time(otio, track) -> None:
+    """Each clip's markers moved from the clip's media time to the track's, which the adapter writes as the LOC
+    timecode as it stands: a LOC is read on the record side (where the mark is on the timeline, as Avid writes
+    them), and a generated clip's media time (its frames counted from 0) put every LOC at 00:00:00:00."""
+    for clip in track.find_clips(shallow_search=True):
+        shift = clip.range_in_parent().start_time - clip.source_range.start_time
+        for marker in clip.markers:
+            marker.marked_range = otio.opentime.TimeRange(
+                marker.marked_range.start_time + shift, marker.marked_range.duration
+            )
+
+
 _TC = r"\d\d:\d\d:\d\d[:;]\d\d"
 _EVENT_TIMECODES = re.compile(rf"^(.*?)({_TC}) ({_TC}) ({_TC}) ({_TC})(\s*)$")
+_LOCATOR = re.compile(rf"^(\*\s*LOC:\s*)({_TC})(.*)$")
 _TIMECODE = re.compile(rf"\b{_TC}\b")
 
 
 def _on_source_timecode(text: str, record_start, start: str | None) -> str:
-    """The adapter's EDL with its record timecodes moved to where the spliced output's timecode starts
-    (`record_start`, in frames), every timecode written drop-frame or not as the source's `start` timecode
-    is, and an FCM line saying which."""
+    """The adapter's EDL with its record timecodes (events' and LOC lines') moved to where the spliced output's
+    timecode starts (`record_start`, in frames), every timecode written drop-frame or not as the source's
+    `start` timecode is, and an FCM line saying which."""
     from semfi_batch.review.timecode import frame_of_timecode, is_drop_frame, timecode
 
     rate = record_start.rate
@@ -249,6 +268,8 @@ def _on_source_timecode(text: str, record_start, start: str | None) -> str:
             head, src_in, src_out, rec_in, rec_out, tail = event.groups()
             record = f"{rewrite(rec_in, shift)} {rewrite(rec_out, shift)}"
             line = f"{head}{rewrite(src_in)} {rewrite(src_out)} {record}{tail}"
+        elif locator := _LOCATOR.match(line):  # on the record side, like the event's record timecodes
+            line = f"{locator.group(1)}{rewrite(locator.group(2), shift)}{locator.group(3)}"
         else:
             line = _TIMECODE.sub(lambda m: rewrite(m.group(0)), line)
         lines.append(line)
