@@ -111,13 +111,22 @@ def pair_id_problem(pair_id: str) -> str | None:
 
 def read_table(path: Path) -> pa.Table:
     """Read the Parquet (or CSV) file, turning every read failure into a ManifestError naming the file."""
+    table, lines, problems = _read_table(path)
+    _raise_problems(path, _with_lines(problems, lines))
+    return table
+
+
+def _read_table(path: Path) -> tuple[pa.Table, list[int] | None, list[ManifestProblem]]:
+    """The table, each row's CSV line (None for Parquet), and the CSV cells that do not fit their column (left
+    empty in the table, so that the rest can still be checked). Unreadable files raise ManifestError."""
     path = Path(path)
     if not path.exists():
         raise ManifestError(f"manifest not found: {path}")
     if path.is_dir():
         raise ManifestError(f"manifest {path} is a folder, expected a Parquet file")
+    lines, problems = None, []
     if path.suffix.lower() == ".csv":
-        table = read_csv_table(path)
+        table, lines, problems = _read_csv(path)
     else:
         try:
             # ParquetFile, not pq.read_table: the latter imports pyarrow.dataset (and pandas), a quarter second
@@ -129,13 +138,38 @@ def read_table(path: Path) -> pa.Table:
     twice = sorted({name for name in table.column_names if table.column_names.count(name) > 1})
     if twice:
         raise ManifestError(f"{path}: column {twice[0]!r} appears more than once; keep one of them")
-    return table
+    return table, lines, problems
+
+
+def _raise_problems(path: Path, problems: list[ManifestProblem]) -> None:
+    if problems:
+        noun = "problem" if len(problems) == 1 else "problems"
+        raise ManifestError(f"{path}: {len(problems)} {noun}; first: {problems[0]}", problems)
 
 
 def read_csv_table(path: Path) -> pa.Table:
     """A CSV manifest (header row, same columns as the Parquet schema) as a table with the schema's types.
     Cells that do not fit their column are reported with row (0-based, as for Parquet), column and CSV line;
     the user's own columns become numbers when every cell is one. Empty cells are missing values."""
+    table, lines, problems = _read_csv(path)
+    _raise_problems(path, _with_lines(problems, lines))
+    return table
+
+
+def _with_lines(problems: list[ManifestProblem], lines: list[int] | None) -> list[ManifestProblem]:
+    """The problems in row order (the manifest's own first), those of a CSV row saying its line too."""
+    problems = sorted(problems, key=lambda p: -1 if p.row is None else p.row)
+    if lines is None:
+        return problems
+    return [
+        p if p.row is None else ManifestProblem(p.row, p.pair_id, p.column, f"{p.message} (line {lines[p.row]})")
+        for p in problems
+    ]
+
+
+def _read_csv(path: Path) -> tuple[pa.Table, list[int], list[ManifestProblem]]:
+    """read_csv_table's table, each row's CSV line, and the cells that do not fit their column (null in the
+    table; the problems do not say the line yet)."""
     import csv
 
     try:
@@ -155,12 +189,10 @@ def read_csv_table(path: Path) -> pa.Table:
     body = [(i + 2, cells) for i, cells in enumerate(lines[1:]) if any(c.strip() for c in cells)]
     problems: list[ManifestProblem] = []
     pid_col = header.index("pair_id") if "pair_id" in header else None
-    for row, (line, cells) in enumerate(body):
+    for row, (_, cells) in enumerate(body):
         if len(cells) > len(header):
             pid = cells[pid_col] if pid_col is not None and pid_col < len(cells) else None
-            problems.append(
-                ManifestProblem(row, pid, None, f"line {line} has {len(cells)} cells, the header {len(header)}")
-            )
+            problems.append(ManifestProblem(row, pid, None, f"has {len(cells)} cells, the header {len(header)}"))
     columns = {}
     for j, name in enumerate(header):
         cells = [cells[j].strip() if j < len(cells) else "" for _, cells in body]
@@ -174,15 +206,12 @@ def read_csv_table(path: Path) -> pa.Table:
             value = _csv_number(cell, kind or ("int" if _all_numbers(cells, whole=True) else "float"))
             if isinstance(value, str):
                 pid = body[row][1][pid_col] if pid_col is not None and pid_col < len(body[row][1]) else None
-                problems.append(ManifestProblem(row, pid, name, f"{value} (line {body[row][0]})"))
+                problems.append(ManifestProblem(row, pid, name, value))
                 value = None
             values.append(value)
         whole = kind == "int" or (kind is None and _all_numbers(cells, whole=True))
         columns[name] = pa.array(values, pa.int64() if whole else pa.float64())
-    if problems:
-        noun = "problem" if len(problems) == 1 else "problems"
-        raise ManifestError(f"{path}: {len(problems)} {noun}; first: {problems[0]}", problems)
-    return pa.table(columns)
+    return pa.table(columns), [line for line, _ in body], problems
 
 
 def _all_numbers(cells: list[str], *, whole: bool = False) -> bool:
@@ -208,11 +237,17 @@ def _csv_number(cell: str, kind: str) -> int | float | str | None:
 def load_manifest(path: Path, *, check_media: bool = True, known_backends: Iterable[str] | None = None) -> Manifest:
     """Read and validate a manifest. Raises ManifestError listing every problem found."""
     path = Path(path)
-    table = read_table(path)
-    pairs, problems = _validate(table, path, check_media=check_media, known_backends=known_backends)
-    if problems:
-        noun = "problem" if len(problems) == 1 else "problems"
-        raise ManifestError(f"{path}: {len(problems)} {noun}; first: {problems[0]}", problems)
+    table, lines, cell_problems = _read_table(path)
+    # Cells that did not fit their column (CSV) are empty in the table and marked, so every other problem is
+    # still found in the same pass; the problems are listed row by row.
+    invalid: dict[int, set[str]] = {}
+    for p in cell_problems:
+        if p.row is not None and p.column is not None:
+            invalid.setdefault(p.row, set()).add(p.column)
+    pairs, problems = _validate(
+        table, path, check_media=check_media, known_backends=known_backends, invalid=invalid, lines=lines
+    )
+    _raise_problems(path, _with_lines([*cell_problems, *problems], lines))
     extra = [c for c in table.column_names if c not in KNOWN_COLUMNS]
     return Manifest(path=path, pairs=pairs, extra_columns=extra)
 
@@ -338,8 +373,16 @@ def _blank_to_null(rows: list[dict], names: list[str]) -> list[dict]:
 
 
 def _validate(
-    table: pa.Table, path: Path, *, check_media: bool, known_backends: Iterable[str] | None
+    table: pa.Table,
+    path: Path,
+    *,
+    check_media: bool,
+    known_backends: Iterable[str] | None,
+    invalid: Mapping[int, set[str]] | None = None,
+    lines: list[int] | None = None,
 ) -> tuple[list[KeyframePair], list[ManifestProblem]]:
+    """The rows as pairs, and every problem found. `invalid`: per row, the columns already reported (cells
+    that did not fit); `lines`: each row's CSV line, for messages that name another row."""
     problems: list[ManifestProblem] = []
     names = table.column_names
     if "pair_id" not in names:
@@ -376,14 +419,17 @@ def _validate(
     seen: dict[str, int] = {}
     pairs: list[KeyframePair] = []
     extras_cols = [c for c in names if c not in KNOWN_COLUMNS]
-    table, invalid = _normalize(table, problems)
+    table, reported = _normalize(table, problems)
+    for index, columns in (invalid or {}).items():
+        reported.setdefault(index, set()).update(columns)
     no_invalid: set[str] = set()
     for index, values in enumerate(_blank_to_null(table.to_pylist(), names)):
-        row = _Row(index, values, problems, invalid.get(index, no_invalid))
+        row = _Row(index, values, problems, reported.get(index, no_invalid))
         pair = _validate_row(row, media, known_backends, extras_cols)
         if row.pair_id is not None:
             if row.pair_id in seen:
-                row.problem("pair_id", f"duplicate of row {seen[row.pair_id]}")
+                first = seen[row.pair_id]
+                row.problem("pair_id", f"duplicate of row {first}" + (f" on line {lines[first]}" if lines else ""))
                 pair = None
             else:
                 seen[row.pair_id] = index

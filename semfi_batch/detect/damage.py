@@ -24,7 +24,14 @@ BLACK_LUMA = 32.0
 # slow the shot (a slow pan moving 0.3 a step still shows a frozen frame as a step of ~0). Below
 # FREEZE_NOISE_FLOOR a step is no motion at all (a still shot, an animation hold: repeats there are content).
 # Real footage that settles into stillness slows step by step; this keeps those out.
+# The steps judged by pass over the other repeats of a regular pattern (a frame repeated every 2nd, 3rd or
+# 5th, as pulldown or dropped-frame capture leaves it): near-identical runs that are themselves FREEZE_CONTRAST
+# times smaller than the steps beside them, looking at most FREEZE_LOOKBACK steps away. Small steps that are
+# the shot's own motion (a slow pan, a settling shot) are not passed over, so they still count against it.
+# Where the video (or the measured stretch) begins sooner, steps after the way out make up the
+# FREEZE_CONTEXT; at least one must come before.
 FREEZE_CONTEXT = 3
+FREEZE_LOOKBACK = 3 * FREEZE_CONTEXT
 FREEZE_CONTRAST = 4.0
 FREEZE_NOISE_FLOOR = 0.05
 # Frames that repeat their predecessor this closely are kept from the cut detector (a fixed figure, so that
@@ -136,22 +143,54 @@ class DamageScanner:
 
         prev_blank = np.concatenate([[True], blank[:-1]])
         repeat = decoded & ~blank & ~prev_blank & (np.nan_to_num(step, nan=np.inf) <= o.freeze_threshold)
-        for a, b in _runs(repeat):
-            if a <= FREEZE_CONTEXT or b + 1 >= n:
+        repeat_runs = _runs(repeat)
+        isolated = np.zeros(n, dtype=bool)  # steps of near-identical runs standing out from the steps beside
+        for a, b in repeat_runs:
+            sides = [step[i] for i in (a - 1, b + 1) if 0 <= i < n and not np.isnan(step[i])]
+            if sides:  # (a side not measured, as at the start, is left out)
+                isolated[a : b + 1] = min(sides) >= FREEZE_CONTRAST * float(np.max(step[a : b + 1]))
+        for a, b in repeat_runs:
+            if b + 1 >= n or np.isnan(step[b + 1]):
                 continue
-            context = step[a - FREEZE_CONTEXT : a]
-            if np.isnan(context).any() or np.isnan(step[b + 1]):
+            context = _moving_context(step, isolated, a, b)
+            if context is None:
                 continue
             peak = float(np.max(step[a : b + 1]))
             # The way out of a freeze catches up the motion it held, so it is judged like the steps before.
             local = min(float(context.min()), float(step[b + 1]))
             moving = local >= max(FREEZE_NOISE_FLOOR, FREEZE_CONTRAST * peak)
-            steady = context.max() < o.flash_threshold  # a cut or flash just before is no motion to judge by
+            steady = context.max() < o.flash_threshold  # a cut or flash among them is no motion to judge by
             if moving and steady and not reason[a : b + 1].any():
                 reason[a : b + 1], score[a : b + 1] = "freeze", peak
 
         reason[~decoded] = "undecodable"
         return reason, score
+
+
+def _moving_context(step: np.ndarray, isolated: np.ndarray, a: int, b: int) -> np.ndarray | None:
+    """The FREEZE_CONTEXT steps nearest before the near-identical run a..b that are not other isolated repeats
+    (its way out, b + 1, is judged on its own), made up from those after the way out where fewer come before;
+    None when there are not enough, or none before. A step not measured (NaN: the start, a frame missing in
+    decode order) ends the search that way."""
+
+    def moving(indices: range) -> list[int]:
+        found = []
+        for i in indices:
+            if np.isnan(step[i]):
+                break
+            if not isolated[i]:
+                found.append(i)
+                if len(found) == FREEZE_CONTEXT:
+                    break
+        return found
+
+    n = step.shape[0]
+    before = moving(range(a - 1, max(a - 1 - FREEZE_LOOKBACK, -1), -1))
+    if not before:
+        return None
+    after = moving(range(b + 2, min(b + 2 + FREEZE_LOOKBACK, n))) if len(before) < FREEZE_CONTEXT else []
+    chosen = before + after[: FREEZE_CONTEXT - len(before)]
+    return step[chosen] if len(chosen) == FREEZE_CONTEXT else None
 
 
 def _flash(stds: Sequence[float], into: float, out: float, across: float, o: DetectOptions) -> bool:
