@@ -41,6 +41,16 @@ def test_every_repeat_of_a_regular_pattern_is_found(tmp_path, every):
     assert frozen_frames(clip) == expected
 
 
+def test_repeats_at_every_2nd_frame_are_said_to_look_like_animation_on_twos(tmp_path):
+    # Found like any regular repeat, but holds on twos are meant in animation: the user is told, with where.
+    twos = detect_video(pattern_clip(tmp_path / "twos.mp4", speed=2.0, repeat_every=2), DetectOptions(mode="damage"))
+    assert any("repeat every 2nd frame" in note and "on twos" in note for note in twos.notes), twos.notes
+    threes = detect_video(
+        pattern_clip(tmp_path / "threes.mp4", speed=2.0, repeat_every=3), DetectOptions(mode="damage")
+    )
+    assert not any("on twos" in note for note in threes.notes)
+
+
 def test_a_still_shot_and_a_slow_pan_give_no_rows(tmp_path):
     assert frozen_frames(pattern_clip(tmp_path / "still.mp4", speed=0.0)) == []
     assert frozen_frames(pattern_clip(tmp_path / "slow.mp4", speed=0.08)) == []

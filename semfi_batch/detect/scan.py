@@ -34,6 +34,32 @@ def _cut_rows(cuts: list[Cut], decoded: np.ndarray, options: DetectOptions) -> l
     return rows
 
 
+# Frozen frames this many times in a row at every 2nd frame are taken for a drawing held on twos, and said so.
+ON_TWOS_RUN = 6
+
+
+def on_twos_note(reason: np.ndarray) -> list[str]:
+    """A note when frozen frames repeat at every 2nd frame for ON_TWOS_RUN or more in a row: animation on twos
+    holds each drawing two frames by design, which damage mode finds as freezes like any regular repeat (a
+    12.5 frames/s capture doubled to 25); the rows would smooth the holds away."""
+    frozen = np.flatnonzero(reason == "freeze")
+    if frozen.size < ON_TWOS_RUN:
+        return []
+    steps = np.diff(frozen) == 2
+    spans, start = [], 0
+    for i in range(1, frozen.size + 1):  # runs of frozen frames 2 apart
+        if i == frozen.size or not steps[i - 1]:
+            if i - start >= ON_TWOS_RUN:
+                spans.append((int(frozen[start]), int(frozen[i - 1]), i - start))
+            start = i
+    if not spans:
+        return []
+    where = ", ".join(f"{a}-{b}" for a, b, _ in spans[:5]) + (", ..." if len(spans) > 5 else "")
+    count = sum(k for _, _, k in spans)
+    return [f"{count} frozen frames repeat every 2nd frame (frames {where}): animation on twos holds each drawing "
+            "for two frames by design; leave those rows out if the holds are meant"]  # fmt: skip
+
+
 def _stride_rows(cuts: list[Cut], decoded: np.ndarray, every: int) -> tuple[list[DetectedRow], list[str]]:
     n = decoded.shape[0]
     starts = [0] + [c.index for c in cuts]
@@ -109,7 +135,7 @@ def detect_video(
         assert scanner is not None
         reason, score = scanner.judge(placed, n)
         rows, more = damage_rows(reason, score, info.frame_times, cuts, options)
-        notes += more
+        notes += more + on_twos_note(reason)
     if gradual and options.mode != "damage":
         at = ", ".join(str(c.index) for c in gradual)
         notes.append(f"fade/dissolve steps not taken for cuts at frames {at} (--keep-gradual keeps them)")
