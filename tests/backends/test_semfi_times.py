@@ -125,6 +125,7 @@ def test_a_gap_longer_than_one_clip_is_filled_coarse_to_fine_and_resumes_clip_by
                 list(backend.interpolate(_request(gap, work_dir=work)))
         finally:
             sampling.decode = decode
+        backend.notes.values = {}  # a new job's notes, as the engine starts them (run/attempt.py)
         again = list(backend.interpolate(_request(gap, work_dir=work)))
         resumed = [c["resumed_from_step"] for c in backend.notes.values["clip_list"]]
         assert resumed == [1, 1, 1, 1] + [0] * 5

@@ -37,7 +37,6 @@ from semfi_batch.backends.base import (
     BackendOptions,
     Constraints,
     InterpolationRequest,
-    JobNotes,
     package_marker,
     resolve_torch_device,
 )
@@ -55,6 +54,8 @@ from semfi_batch.plan import (
 FINE_MIN_FRAMES = 4
 # Non-generative backends for frames between two generated ones, best first.
 FILL_BACKENDS = ("rife", "flow")
+# Notes that add up over the calls of one job (a job made per field calls `interpolate` once per field).
+_SUMMED_NOTES = ("condition_s", "denoise_s", "decode_s", "clips", "generated_frames")
 
 
 @dataclass
@@ -185,22 +186,23 @@ class WanBackend(Backend):
         start, end = geo.to_model(request.start), geo.to_model(request.end)
         steps = request.steps or DEFAULT_STEPS
         cfg = DEFAULT_CFG_SCALE if request.cfg_scale is None else float(request.cfg_scale)
-        notes = {
-            "model": self.layout.folder,
-            "model_size": f"{geo.model_size[0]}x{geo.model_size[1]}",
-            "steps": steps,
-            "cfg_scale": cfg,
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "memory": self.placement.mode,
-            "oom_retry": False,
-            "condition_s": 0.0,
-            "denoise_s": 0.0,
-            "decode_s": 0.0,
-        }
+        # The job's notes, added to what is there: a job may call this more than once (once per field) and
+        # others write its notes too (Backend.generate, the engine); the engine starts them afresh per job.
+        notes = self.notes.values
+        notes.update(
+            model=self.layout.folder,
+            model_size=f"{geo.model_size[0]}x{geo.model_size[1]}",
+            steps=steps,
+            cfg_scale=cfg,
+            dtype=str(self.dtype).removeprefix("torch."),
+            memory=self.placement.mode,
+        )
+        notes.setdefault("oom_retry", False)
+        for key in _SUMMED_NOTES:
+            notes.setdefault(key, 0)
         if self._jobs == 0:
             notes["load_s"] = round(self.load_s, 3)
         self._jobs += 1
-        self.notes = JobNotes(notes)
         on_gpu = self.device.type == "cuda"
         if on_gpu:
             self._torch.cuda.reset_peak_memory_stats(self.device)
@@ -209,20 +211,17 @@ class WanBackend(Backend):
         frames, sources = self._fill(start, end, times, job, request.work_dir, "0", request.seed)
         top = job.clips[0]
         notes.update({k: v for k, v in top.items() if k not in ("id", "frames", "seed")})
-        notes.update(
-            n_generated=top["frames"],
-            clips=len(job.clips),
-            generated_frames=sum(c["frames"] for c in job.clips),
-            delivered_times=[str(t) for t in times],
-            delivered_from=sources,
-            filled_by=self._filler.name if self._filler is not None else None,
-        )
+        notes.update(n_generated=top["frames"], delivered_times=[str(t) for t in times], delivered_from=sources)
+        notes["clips"] += len(job.clips)
+        notes["generated_frames"] += sum(c["frames"] for c in job.clips)
+        notes["filled_by"] = self._filler.name if self._filler is not None else None
         if len(job.clips) > 1:
-            notes["clip_list"] = job.clips
+            notes.setdefault("clip_list", []).extend(job.clips)
         for key in ("condition_s", "denoise_s", "decode_s"):
             notes[key] = round(notes[key], 3)
         if on_gpu:
-            notes["peak_gpu_mb"] = round(self._torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+            peak = round(self._torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+            notes["peak_gpu_mb"] = max(peak, notes.get("peak_gpu_mb", 0))
         for frame in frames:
             yield geo.from_model(frame)
 
