@@ -132,3 +132,14 @@ def test_a_gap_longer_than_one_clip_is_filled_coarse_to_fine_and_resumes_clip_by
         assert all(np.array_equal(a, b) for a, b in zip(frames, again))
     finally:
         backend.close()
+
+
+def test_filled_by_names_the_filler_only_in_jobs_it_filled(fresh_filler, monkeypatch):
+    backend = fresh_filler
+    monkeypatch.setitem(backends._REGISTRY, "rife", f"{__name__}:StandInRife")
+    backend.notes.values = {}
+    list(backend.interpolate(_request(4)))  # t = i/5 in a 9-frame clip: filled
+    assert backend.notes.values["filled_by"] == "rife"
+    backend.notes.values = {}  # the next job, on the same worker (its filler made already)
+    list(backend.interpolate(_request(3)))  # t = i/4 in a 5-frame clip: every frame generated
+    assert "filled_by" not in backend.notes.values

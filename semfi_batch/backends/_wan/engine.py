@@ -68,6 +68,7 @@ class _Job:
     notes: dict
     multi_clip: bool
     clips: list[dict] = field(default_factory=list)
+    filled_by: str | None = None  # the backend that made frames between generated ones, when one did
 
 
 class WanBackend(Backend):
@@ -214,7 +215,8 @@ class WanBackend(Backend):
         notes.update(n_generated=top["frames"], delivered_times=[str(t) for t in times], delivered_from=sources)
         notes["clips"] += len(job.clips)
         notes["generated_frames"] += sum(c["frames"] for c in job.clips)
-        notes["filled_by"] = self._filler.name if self._filler is not None else None
+        if job.filled_by is not None:
+            notes["filled_by"] = job.filled_by
         if len(job.clips) > 1:
             notes.setdefault("clip_list", []).extend(job.clips)
         for key in ("condition_s", "denoise_s", "decode_s"):
@@ -246,8 +248,8 @@ class WanBackend(Backend):
                 sub_seed = default_seed(f"{seed}/{sub_id}")
                 made, made_from = self._fill(clip[m], clip[m + 1], fracs, job, sub_work, sub_id, sub_seed)
             else:
-                made = self._between(clip[m], clip[m + 1], fracs)
-                made_from = [f"{self._filler.name}({clip_id}[{m}],{clip_id}[{m + 1}])@{f}" for f in fracs]
+                made = self._between(clip[m], clip[m + 1], fracs, job)
+                made_from = [f"{job.filled_by}({clip_id}[{m}],{clip_id}[{m + 1}])@{f}" for f in fracs]
             for (k, _), frame, src in zip(items, made, made_from):
                 out[k], sources[k] = frame, src
         return out, sources
@@ -276,11 +278,12 @@ class WanBackend(Backend):
                 raise BackendUnavailable(f"no backend can make frames between generated ones ({'; '.join(reasons)})")
         return self._filler
 
-    def _between(self, a: np.ndarray, b: np.ndarray, fracs: list[Fraction]) -> list[np.ndarray]:
+    def _between(self, a: np.ndarray, b: np.ndarray, fracs: list[Fraction], job: _Job) -> list[np.ndarray]:
         """Frames at fractions p/q of the way from `a` to `b`. A backend delivers evenly spaced frames, so a
         frame at p/q is frame p of a q-1 frame fill (taken from the nearer end; the rest is never computed:
         backends yield frames lazily)."""
         filler = self._fill_backend()
+        job.filled_by = filler.name
         out = []
         for frac in fracs:
             p, q = frac.numerator, frac.denominator
