@@ -143,3 +143,32 @@ def test_filled_by_names_the_filler_only_in_jobs_it_filled(fresh_filler, monkeyp
     backend.notes.values = {}  # the next job, on the same worker (its filler made already)
     list(backend.interpolate(_request(3)))  # t = i/4 in a 5-frame clip: every frame generated
     assert "filled_by" not in backend.notes.values
+
+
+class CountingRife(BlendBackend):
+    """Registered as `rife`: a cross-fade that records the times each request asks for."""
+
+    name = "rife"
+    asked: list[list[float]] = []
+
+    def interpolate(self, request):
+        CountingRife.asked.append(request.inbetween_times())
+        yield from super().interpolate(request)
+
+
+def test_frames_at_uneven_times_cost_one_filled_frame_each_and_sit_at_their_times(fresh_filler, monkeypatch):
+    # A variable-frame-rate row: in-betweens at 0.3449 and 0.6551 of the gap. In a 5-frame clip they fall
+    # 949/2500 of the way from frame 1 to 2 and 1551/2500 from frame 2 to 3; the filler is asked for exactly
+    # those two frames (it was asked for 2499 frames per in-between, and a real one made them all).
+    backend = fresh_filler
+    monkeypatch.setitem(backends._REGISTRY, "rife", f"{__name__}:CountingRife")
+    monkeypatch.setattr(CountingRife, "asked", [])
+    clip = list(backend.interpolate(_request(3)))  # generated frames 1, 2, 3 of the same clip
+    uneven = _request(2)
+    uneven.times = (0.3449, 0.6551)
+    frames = list(backend.interpolate(uneven))
+    assert sum(len(times) for times in CountingRife.asked) == 2
+    assert backend.notes.values["delivered_from"] == ["rife(0[1],0[2])@949/2500", "rife(0[2],0[3])@1551/2500"]
+    for frame, (a, b), t in zip(frames, ((clip[0], clip[1]), (clip[1], clip[2])), (949 / 2500, 1551 / 2500)):
+        expected = np.clip((1 - t) * a.astype(np.float32) + t * b.astype(np.float32) + 0.5, 0, 255)
+        assert np.abs(frame.astype(int) - expected.astype(int)).max() <= 1  # the blend's own rounding

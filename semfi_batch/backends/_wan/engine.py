@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -279,23 +278,24 @@ class WanBackend(Backend):
         return self._filler
 
     def _between(self, a: np.ndarray, b: np.ndarray, fracs: list[Fraction], job: _Job) -> list[np.ndarray]:
-        """Frames at fractions p/q of the way from `a` to `b`. A backend delivers evenly spaced frames, so a
-        frame at p/q is frame p of a q-1 frame fill (taken from the nearer end; the rest is never computed:
-        backends yield frames lazily)."""
+        """Frames at `fracs` of the way from `a` to `b`, made by the filler at exactly those times (one request
+        per side, so the cost is per frame delivered, whatever the fractions' denominators). A frame past the
+        middle is made from `b` back towards `a`, from the nearer generated frame."""
         filler = self._fill_backend()
         job.filled_by = filler.name
-        out = []
-        for frac in fracs:
-            p, q = frac.numerator, frac.denominator
-            s, e = (a, b) if 2 * p <= q else (b, a)
-            p = p if 2 * p <= q else q - p
-            request = InterpolationRequest(pair_id="between", start=s, end=e, gap_frames=q - 1, seed=0)
-            frames = filler.interpolate(request)
-            out.append(next(itertools.islice(frames, p - 1, None)))
-            close = getattr(frames, "close", None)
-            if close is not None:
-                close()
+        near_a = [f for f in fracs if 2 * f <= 1]
+        near_b = [f for f in fracs if 2 * f > 1]
+        out = self._made_by(filler, a, b, near_a)
+        out += self._made_by(filler, b, a, [1 - f for f in reversed(near_b)])[::-1]
         return out
+
+    @staticmethod
+    def _made_by(filler: Backend, start: np.ndarray, end: np.ndarray, fracs: list[Fraction]) -> list[np.ndarray]:
+        if not fracs:
+            return []
+        times = tuple(float(f) for f in fracs)
+        request = InterpolationRequest("between", start, end, gap_frames=len(times), seed=0, times=times)
+        return list(filler.interpolate(request))
 
     # --- one generated clip ---------------------------------------------------------------------------
     def _clip(self, start, end, n, job: _Job, work, clip_id: str, seed: int) -> np.ndarray:
