@@ -172,3 +172,21 @@ def test_frames_at_uneven_times_cost_one_filled_frame_each_and_sit_at_their_time
     for frame, (a, b), t in zip(frames, ((clip[0], clip[1]), (clip[1], clip[2])), (949 / 2500, 1551 / 2500)):
         expected = np.clip((1 - t) * a.astype(np.float32) + t * b.astype(np.float32) + 0.5, 0, 255)
         assert np.abs(frame.astype(int) - expected.astype(int)).max() <= 1  # the blend's own rounding
+
+
+def test_which_backend_fills_between_generated_frames_is_part_of_the_key(tiny_semfi, tmp_path, monkeypatch):
+    def options(weights):
+        extra = {"rife_model": str(weights)}
+        return BackendOptions(models_dir=tiny_semfi.models_dir, semfi_ckpt=tiny_semfi.ckpt, extra=extra)
+
+    semfi = backend_class("semfi")
+    small, large = tmp_path / "small" / "flownet.pkl", tmp_path / "large" / "flownet.pkl"
+    for path, size in ((small, 10), (large, 20)):
+        path.parent.mkdir()
+        path.write_bytes(b"w" * size)  # only the weights' name and size enter a key
+    keys = {semfi.key_params(options(path))["filler"]["model_bytes"] for path in (small, large)}
+    assert keys == {10, 20}  # other rife weights, another key
+    assert small in semfi.deciding_files(options(small))  # and their presence decides whether rife fills
+    assert semfi.key_params(options(tmp_path / "absent.pkl"))["filler"]["backend"] == "flow"
+    monkeypatch.setitem(backends._REGISTRY, "rife", f"{__name__}:StandInRife")
+    assert semfi.key_params(options(small))["filler"]["backend"] == "rife"

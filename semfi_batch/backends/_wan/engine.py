@@ -107,13 +107,21 @@ class WanBackend(Backend):
         return True, ""
 
     @classmethod
-    def deciding_files(cls, options: BackendOptions) -> list[Path]:
+    def deciding_files(cls, options: BackendOptions) -> list[Path] | None:
         """Every model file (whether they are all there decides availability; the SemFi checkpoint's size is
-        in its key) and the packages this backend needs (whether they are installed)."""
+        in its key), the packages this backend needs (whether they are installed), and the files that decide
+        which backend fills frames between generated ones (`rife`'s weights)."""
         files = cls.model_files(options)
         paths = [path for path, _ in files.expected()] + [files.tokenizer / name for name in TOKENIZER_FILES]
         paths += [Path(path) for path, _ in cls.extra_files(options)]
-        return paths + [package_marker(name) for name in cls.requires]
+        paths += [package_marker(name) for name in cls.requires]
+        # Which backend fills frames between generated ones, and with what weights, decides frames too.
+        for _, filler in _fill_candidates():
+            files = [] if filler is None else filler.deciding_files(options)
+            if files is None:
+                return None
+            paths += files
+        return paths
 
     @classmethod
     def key_params(cls, options: BackendOptions) -> dict:
@@ -126,6 +134,7 @@ class WanBackend(Backend):
             "max_clip_frames": int(options.extra.get("max_clip_frames", MAX_CLIP_FRAMES)),
             "dtype": str(options.extra.get("dtype", "auto")),
             "batch_cfg": bool(options.extra.get("batch_cfg", False)),
+            "filler": _filler_key(options),
         }
 
     # --- loading (once per worker) --------------------------------------------------------------------
@@ -255,26 +264,9 @@ class WanBackend(Backend):
 
     # --- frames between two generated ones (non-generative) -------------------------------------------
     def _fill_backend(self) -> Backend:
-        """The best non-generative backend here, found by name in the registry at run time."""
+        """The best non-generative backend here (`_fill_class`), made once per worker."""
         if self._filler is None:
-            from semfi_batch.backends import backend_class
-
-            reasons = []
-            for name in FILL_BACKENDS:
-                try:
-                    cls = backend_class(name)
-                except UnknownBackend:
-                    reasons.append(f"{name}: not registered")
-                    continue
-                ok, why = cls.availability(self.options)
-                if ok:
-                    # Two generated frames of one clip are one shot by construction: no different-shots check.
-                    extra = {**(self.options.extra or {}), "allow_morph": True}
-                    self._filler = cls(dataclasses.replace(self.options, extra=extra))
-                    break
-                reasons.append(f"{name}: {why}")
-            if self._filler is None:
-                raise BackendUnavailable(f"no backend can make frames between generated ones ({'; '.join(reasons)})")
+            self._filler = _fill_class(self.options)(_fill_options(self.options))
         return self._filler
 
     def _between(self, a: np.ndarray, b: np.ndarray, fracs: list[Fraction], job: _Job) -> list[np.ndarray]:
@@ -368,3 +360,47 @@ class WanBackend(Backend):
 
 def _digest(frame: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(frame).tobytes() + str(frame.shape).encode()).hexdigest()
+
+
+def _fill_candidates() -> list[tuple[str, type[Backend] | None]]:
+    """FILL_BACKENDS by name with their registered classes (None where not registered), best first; looked up
+    in the registry at run time."""
+    from semfi_batch.backends import backend_class
+
+    found: list[tuple[str, type[Backend] | None]] = []
+    for name in FILL_BACKENDS:
+        try:
+            found.append((name, backend_class(name)))
+        except UnknownBackend:
+            found.append((name, None))
+    return found
+
+
+def _fill_options(options: BackendOptions) -> BackendOptions:
+    """The options a filler runs with: the worker's own, and no different-shots check (two generated frames of
+    one clip are one shot by construction)."""
+    return dataclasses.replace(options, extra={**(options.extra or {}), "allow_morph": True})
+
+
+def _fill_class(options: BackendOptions) -> type[Backend]:
+    """The best non-generative backend that can run here; BackendUnavailable says why none can."""
+    reasons = []
+    for name, cls in _fill_candidates():
+        if cls is None:
+            reasons.append(f"{name}: not registered")
+            continue
+        ok, why = cls.availability(_fill_options(options))
+        if ok:
+            return cls
+        reasons.append(f"{name}: {why}")
+    raise BackendUnavailable(f"no backend can make frames between generated ones ({'; '.join(reasons)})")
+
+
+def _filler_key(options: BackendOptions) -> dict | None:
+    """The filler's part of a job key: which backend fills, its version and its own key (rife's weights), from
+    the options alone; None where none can run (a job that needs one then fails)."""
+    try:
+        cls = _fill_class(options)
+    except BackendUnavailable:
+        return None
+    return {"backend": cls.name, "version": cls.version, **cls.key_params(_fill_options(options))}
