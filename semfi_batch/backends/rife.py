@@ -6,6 +6,9 @@ to the network's multiple and cropped back. On a GPU the network runs in fp16, o
 channels-last tensors. `--rife-ensemble` averages four passes: as is, mirrored left-right, and both with
 the keyframes swapped at 1 - t.
 
+Keys of any layout are taken as they are: 16-bit colour goes into the network as floats at its own depth, and
+alpha is warped by the flow and blended by the mask made from the colour, so it moves with the picture.
+
 Keyframes that look like two different shots (see _rife/shots.py) fail the job instead of being morphed
 into each other, unless `--allow-morph`.
 
@@ -60,8 +63,11 @@ class RifeBackend(Backend):
 
     name = "rife"
     description = "RIFE (Practical-RIFE 4.2x IFNet, learned optical flow; CPU or GPU, weights from `make install`)"
-    version = "1"
+    version = "2"  # 2: 16-bit and RGBA keys at their own depth, alpha moved with the picture (8-bit RGB as in 1)
     requires = ("torch",)
+    # 16-bit keys go into the network as floats at their own depth, and alpha is moved by the flow and mask
+    # made from the colour (_rife/ifnet.py): 8-bit RGB keys give the frames they gave before.
+    deep_frames = True
 
     @classmethod
     def availability(cls, options: BackendOptions) -> tuple[bool, str]:
@@ -122,6 +128,7 @@ class RifeBackend(Backend):
         samples are converted once)."""
         torch = self._torch
         h, w = samples[0][0].shape[:2]
+        top = float(np.iinfo(samples[0][0].dtype).max)  # 255 or 65535
         multiple = _size_multiple(self.settings["scale"])
         ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
         passes = 4 if self.settings["ensemble"] else 1
@@ -131,10 +138,19 @@ class RifeBackend(Backend):
         def tensor(image: np.ndarray):
             if id(image) not in cache:
                 array = np.ascontiguousarray(image)
-                array = array if array.flags.writeable else array.copy()  # torch wants writable memory
-                x = torch.from_numpy(array).to(self.device).permute(2, 0, 1)
-                x = x.to(self.dtype).div_(255.0)
-                cache[id(image)] = torch.nn.functional.pad(x, (0, pw - w, 0, ph - h))
+                if array.dtype == np.uint8:
+                    array = array if array.flags.writeable else array.copy()  # torch wants writable memory
+                    x = torch.from_numpy(array).to(self.device).permute(2, 0, 1)
+                    x = x.to(self.dtype).div_(255.0)
+                else:  # scaled in float32: 65535 is past fp16's range
+                    x = torch.from_numpy(array.astype(np.float32) / top).to(self.device).permute(2, 0, 1)
+                    x = x.to(self.dtype)
+                padding = (0, pw - w, 0, ph - h)
+                colour = torch.nn.functional.pad(x[:3], padding)  # zeros, as Practical-RIFE pads
+                if x.shape[0] > 3:  # alpha padded with its edge: a warp that reaches the padding keeps it opaque
+                    alpha = torch.nn.functional.pad(x[None, 3:].float(), padding, mode="replicate")[0]
+                    colour = torch.cat((colour, alpha.to(self.dtype)))
+                cache[id(image)] = colour
             return cache[id(image)]
 
         out: list[np.ndarray] = []
@@ -145,8 +161,9 @@ class RifeBackend(Backend):
                 img1 = torch.stack([tensor(s[1]) for s in chunk])
                 t = torch.tensor([s[2] for s in chunk], device=self.device, dtype=self.dtype)
                 result = self._forward(img0, img1, t)[:, :, :h, :w]
-                result = result.float().clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)
-                out.extend(result.permute(0, 2, 3, 1).cpu().numpy())
+                result = result.float().clamp_(0, 1).mul_(top).round_()
+                result = result.to(torch.uint8) if top == 255 else result.to(torch.int32)
+                out.extend(f.astype(samples[0][0].dtype, copy=False) for f in result.permute(0, 2, 3, 1).cpu().numpy())
         return out
 
     def _forward(self, img0, img1, t):

@@ -5,7 +5,8 @@ summed, CLIP and its input in float32, the VAE condition encoded whole with the 
 UMT5 prompt and negative prompt, classifier-free guidance with its two passes in turn, flow matching with
 shift 5, noise from a CPU generator, and the Mixture-of-LoRA's two active branches added to each adapted
 layer's output on the bf16 path. The model is loaded once per worker and jobs run in bucket order; folding
-the branches into the weights (`--mol fold`, extra "mol") is faster per step but not the reference's numbers."""
+the branches into the weights (`BackendOptions(extra={"mol": "fold"})`; there is no command-line option) is
+faster per step but not the reference's numbers."""
 
 from __future__ import annotations
 

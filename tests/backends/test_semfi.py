@@ -148,3 +148,21 @@ def test_offloaded_models_take_the_lora_branches_through_vram_management_unchang
         offloaded.close()
     reference = list(semfi_backend.interpolate(_request(6, steps=1, cfg_scale=1.0)))
     assert all(np.array_equal(a, b) for a, b in zip(frames, reference))
+
+
+def test_notes_written_before_the_model_runs_stay_and_a_job_of_two_calls_adds_up(semfi_backend):
+    # The engine starts a job's notes, then writes its own (an interlaced row's `fields`) before the backend
+    # runs; `generate` notes the conversion of 16-bit keys; the model's notes are added, never put in their
+    # place. A job made per field calls the model twice: both calls count.
+    semfi_backend.notes.values = {"fields": "tt"}
+    start, end = keyframes(32, 32)
+    deep = InterpolationRequest("deep", start.astype(np.uint16) * 257, end.astype(np.uint16) * 257, 3, seed=1, steps=1)
+    frames = list(semfi_backend.generate(deep))
+    assert len(frames) == 3 and frames[0].dtype == np.uint16
+    notes = semfi_backend.notes.values
+    assert notes["fields"] == "tt" and notes["frames_converted"].startswith("16-bit RGB keys given to semfi")
+    assert notes["n_generated"] == 5 and notes["clips"] == 1 and notes["generated_frames"] == 5
+    list(semfi_backend.generate(deep))  # the other field
+    notes = semfi_backend.notes.values
+    assert notes["fields"] == "tt" and "frames_converted" in notes
+    assert notes["clips"] == 2 and notes["generated_frames"] == 10

@@ -125,9 +125,68 @@ def test_a_gap_longer_than_one_clip_is_filled_coarse_to_fine_and_resumes_clip_by
                 list(backend.interpolate(_request(gap, work_dir=work)))
         finally:
             sampling.decode = decode
+        backend.notes.values = {}  # a new job's notes, as the engine starts them (run/attempt.py)
         again = list(backend.interpolate(_request(gap, work_dir=work)))
         resumed = [c["resumed_from_step"] for c in backend.notes.values["clip_list"]]
         assert resumed == [1, 1, 1, 1] + [0] * 5
         assert all(np.array_equal(a, b) for a, b in zip(frames, again))
     finally:
         backend.close()
+
+
+def test_filled_by_names_the_filler_only_in_jobs_it_filled(fresh_filler, monkeypatch):
+    backend = fresh_filler
+    monkeypatch.setitem(backends._REGISTRY, "rife", f"{__name__}:StandInRife")
+    backend.notes.values = {}
+    list(backend.interpolate(_request(4)))  # t = i/5 in a 9-frame clip: filled
+    assert backend.notes.values["filled_by"] == "rife"
+    backend.notes.values = {}  # the next job, on the same worker (its filler made already)
+    list(backend.interpolate(_request(3)))  # t = i/4 in a 5-frame clip: every frame generated
+    assert "filled_by" not in backend.notes.values
+
+
+class CountingRife(BlendBackend):
+    """Registered as `rife`: a cross-fade that records the times each request asks for."""
+
+    name = "rife"
+    asked: list[list[float]] = []
+
+    def interpolate(self, request):
+        CountingRife.asked.append(request.inbetween_times())
+        yield from super().interpolate(request)
+
+
+def test_frames_at_uneven_times_cost_one_filled_frame_each_and_sit_at_their_times(fresh_filler, monkeypatch):
+    # A variable-frame-rate row: in-betweens at 0.3449 and 0.6551 of the gap. In a 5-frame clip they fall
+    # 949/2500 of the way from frame 1 to 2 and 1551/2500 from frame 2 to 3; the filler is asked for exactly
+    # those two frames (it was asked for 2499 frames per in-between, and a real one made them all).
+    backend = fresh_filler
+    monkeypatch.setitem(backends._REGISTRY, "rife", f"{__name__}:CountingRife")
+    monkeypatch.setattr(CountingRife, "asked", [])
+    clip = list(backend.interpolate(_request(3)))  # generated frames 1, 2, 3 of the same clip
+    uneven = _request(2)
+    uneven.times = (0.3449, 0.6551)
+    frames = list(backend.interpolate(uneven))
+    assert sum(len(times) for times in CountingRife.asked) == 2
+    assert backend.notes.values["delivered_from"] == ["rife(0[1],0[2])@949/2500", "rife(0[2],0[3])@1551/2500"]
+    for frame, (a, b), t in zip(frames, ((clip[0], clip[1]), (clip[1], clip[2])), (949 / 2500, 1551 / 2500)):
+        expected = np.clip((1 - t) * a.astype(np.float32) + t * b.astype(np.float32) + 0.5, 0, 255)
+        assert np.abs(frame.astype(int) - expected.astype(int)).max() <= 1  # the blend's own rounding
+
+
+def test_which_backend_fills_between_generated_frames_is_part_of_the_key(tiny_semfi, tmp_path, monkeypatch):
+    def options(weights):
+        extra = {"rife_model": str(weights)}
+        return BackendOptions(models_dir=tiny_semfi.models_dir, semfi_ckpt=tiny_semfi.ckpt, extra=extra)
+
+    semfi = backend_class("semfi")
+    small, large = tmp_path / "small" / "flownet.pkl", tmp_path / "large" / "flownet.pkl"
+    for path, size in ((small, 10), (large, 20)):
+        path.parent.mkdir()
+        path.write_bytes(b"w" * size)  # only the weights' name and size enter a key
+    keys = {semfi.key_params(options(path))["filler"]["model_bytes"] for path in (small, large)}
+    assert keys == {10, 20}  # other rife weights, another key
+    assert small in semfi.deciding_files(options(small))  # and their presence decides whether rife fills
+    assert semfi.key_params(options(tmp_path / "absent.pkl"))["filler"]["backend"] == "flow"
+    monkeypatch.setitem(backends._REGISTRY, "rife", f"{__name__}:StandInRife")
+    assert semfi.key_params(options(small))["filler"]["backend"] == "rife"

@@ -83,8 +83,10 @@ class FlowBlock(nn.Module):
 
 
 class IFNet(nn.Module):
-    """The flow network. `forward(img0, img1, t)` takes RGB in [0, 1], shaped (B, 3, H, W) with H and W
-    multiples of `size_multiple(scale)`, and t shaped (B,), and returns the frame at t, (B, 3, H, W)."""
+    """The flow network. `forward(img0, img1, t)` takes images in [0, 1], shaped (B, C, H, W) with H and W
+    multiples of `size_multiple(scale)`, and t shaped (B,), and returns the frame at t, (B, C, H, W). The flow
+    and mask come from the first three channels (RGB); channels after them (alpha) are warped by the same flow
+    and blended by the same mask, so they move with the picture."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -96,7 +98,9 @@ class IFNet(nn.Module):
         return [getattr(self, f"block{i}") for i in range(len(_BLOCK_WIDTHS))]
 
     def forward(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-        n, _, h, w = img0.shape
+        n, channels, h, w = img0.shape
+        extra0, extra1 = img0[:, 3:], img1[:, 3:]
+        img0, img1 = (img0, img1) if channels == 3 else (img0[:, :3], img1[:, :3])
         t_map = t.to(img0.dtype).view(n, 1, 1, 1).expand(n, 1, h, w)
         f0, f1 = self.encode(img0), self.encode(img1)
         flow = mask = feat = None
@@ -110,6 +114,9 @@ class IFNet(nn.Module):
                 flow = flow + delta
             warped0 = backward_warp(img0, flow[:, :2])
             warped1 = backward_warp(img1, flow[:, 2:4])
+        if channels > 3:
+            warped0 = torch.cat((warped0, backward_warp(extra0, flow[:, :2])), 1)
+            warped1 = torch.cat((warped1, backward_warp(extra1, flow[:, 2:4])), 1)
         weight = torch.sigmoid(mask)
         return warped0 * weight + warped1 * (1 - weight)
 

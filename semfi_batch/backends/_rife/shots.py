@@ -13,9 +13,11 @@ _C1, _C2 = 0.01**2, 0.03**2
 
 
 def shot_similarity(start: np.ndarray, end: np.ndarray) -> float:
-    """SSIM (Gaussian window 11, sigma 1.5, per channel, averaged) of the two RGB frames at 32x32."""
-    a, b = (cv2.resize(im, (SHOT_SIZE, SHOT_SIZE), interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
-            for im in (start, end))  # fmt: skip
+    """SSIM (Gaussian window 11, sigma 1.5, per colour channel, averaged) of the two frames at 32x32: 8 or 16-bit,
+    RGB or RGBA (alpha left out)."""
+    top = float(np.iinfo(start.dtype).max)
+    a, b = (cv2.resize(np.ascontiguousarray(im[..., :3]), (SHOT_SIZE, SHOT_SIZE), interpolation=cv2.INTER_AREA)
+            .astype(np.float64) / top for im in (start, end))  # fmt: skip
 
     def blur(x: np.ndarray) -> np.ndarray:
         return cv2.GaussianBlur(x, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,7 +36,6 @@ from semfi_batch.backends.base import (
     BackendOptions,
     Constraints,
     InterpolationRequest,
-    JobNotes,
     package_marker,
     resolve_torch_device,
 )
@@ -55,6 +53,8 @@ from semfi_batch.plan import (
 FINE_MIN_FRAMES = 4
 # Non-generative backends for frames between two generated ones, best first.
 FILL_BACKENDS = ("rife", "flow")
+# Notes that add up over the calls of one job (a job made per field calls `interpolate` once per field).
+_SUMMED_NOTES = ("condition_s", "denoise_s", "decode_s", "clips", "generated_frames")
 
 
 @dataclass
@@ -67,6 +67,7 @@ class _Job:
     notes: dict
     multi_clip: bool
     clips: list[dict] = field(default_factory=list)
+    filled_by: str | None = None  # the backend that made frames between generated ones, when one did
 
 
 class WanBackend(Backend):
@@ -106,13 +107,21 @@ class WanBackend(Backend):
         return True, ""
 
     @classmethod
-    def deciding_files(cls, options: BackendOptions) -> list[Path]:
+    def deciding_files(cls, options: BackendOptions) -> list[Path] | None:
         """Every model file (whether they are all there decides availability; the SemFi checkpoint's size is
-        in its key) and the packages this backend needs (whether they are installed)."""
+        in its key), the packages this backend needs (whether they are installed), and the files that decide
+        which backend fills frames between generated ones (`rife`'s weights)."""
         files = cls.model_files(options)
         paths = [path for path, _ in files.expected()] + [files.tokenizer / name for name in TOKENIZER_FILES]
         paths += [Path(path) for path, _ in cls.extra_files(options)]
-        return paths + [package_marker(name) for name in cls.requires]
+        paths += [package_marker(name) for name in cls.requires]
+        # Which backend fills frames between generated ones, and with what weights, decides frames too.
+        for _, filler in _fill_candidates():
+            files = [] if filler is None else filler.deciding_files(options)
+            if files is None:
+                return None
+            paths += files
+        return paths
 
     @classmethod
     def key_params(cls, options: BackendOptions) -> dict:
@@ -125,6 +134,7 @@ class WanBackend(Backend):
             "max_clip_frames": int(options.extra.get("max_clip_frames", MAX_CLIP_FRAMES)),
             "dtype": str(options.extra.get("dtype", "auto")),
             "batch_cfg": bool(options.extra.get("batch_cfg", False)),
+            "filler": _filler_key(options),
         }
 
     # --- loading (once per worker) --------------------------------------------------------------------
@@ -185,22 +195,23 @@ class WanBackend(Backend):
         start, end = geo.to_model(request.start), geo.to_model(request.end)
         steps = request.steps or DEFAULT_STEPS
         cfg = DEFAULT_CFG_SCALE if request.cfg_scale is None else float(request.cfg_scale)
-        notes = {
-            "model": self.layout.folder,
-            "model_size": f"{geo.model_size[0]}x{geo.model_size[1]}",
-            "steps": steps,
-            "cfg_scale": cfg,
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "memory": self.placement.mode,
-            "oom_retry": False,
-            "condition_s": 0.0,
-            "denoise_s": 0.0,
-            "decode_s": 0.0,
-        }
+        # The job's notes, added to what is there: a job may call this more than once (once per field) and
+        # others write its notes too (Backend.generate, the engine); the engine starts them afresh per job.
+        notes = self.notes.values
+        notes.update(
+            model=self.layout.folder,
+            model_size=f"{geo.model_size[0]}x{geo.model_size[1]}",
+            steps=steps,
+            cfg_scale=cfg,
+            dtype=str(self.dtype).removeprefix("torch."),
+            memory=self.placement.mode,
+        )
+        notes.setdefault("oom_retry", False)
+        for key in _SUMMED_NOTES:
+            notes.setdefault(key, 0)
         if self._jobs == 0:
             notes["load_s"] = round(self.load_s, 3)
         self._jobs += 1
-        self.notes = JobNotes(notes)
         on_gpu = self.device.type == "cuda"
         if on_gpu:
             self._torch.cuda.reset_peak_memory_stats(self.device)
@@ -209,20 +220,18 @@ class WanBackend(Backend):
         frames, sources = self._fill(start, end, times, job, request.work_dir, "0", request.seed)
         top = job.clips[0]
         notes.update({k: v for k, v in top.items() if k not in ("id", "frames", "seed")})
-        notes.update(
-            n_generated=top["frames"],
-            clips=len(job.clips),
-            generated_frames=sum(c["frames"] for c in job.clips),
-            delivered_times=[str(t) for t in times],
-            delivered_from=sources,
-            filled_by=self._filler.name if self._filler is not None else None,
-        )
+        notes.update(n_generated=top["frames"], delivered_times=[str(t) for t in times], delivered_from=sources)
+        notes["clips"] += len(job.clips)
+        notes["generated_frames"] += sum(c["frames"] for c in job.clips)
+        if job.filled_by is not None:
+            notes["filled_by"] = job.filled_by
         if len(job.clips) > 1:
-            notes["clip_list"] = job.clips
+            notes.setdefault("clip_list", []).extend(job.clips)
         for key in ("condition_s", "denoise_s", "decode_s"):
             notes[key] = round(notes[key], 3)
         if on_gpu:
-            notes["peak_gpu_mb"] = round(self._torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+            peak = round(self._torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+            notes["peak_gpu_mb"] = max(peak, notes.get("peak_gpu_mb", 0))
         for frame in frames:
             yield geo.from_model(frame)
 
@@ -247,53 +256,38 @@ class WanBackend(Backend):
                 sub_seed = default_seed(f"{seed}/{sub_id}")
                 made, made_from = self._fill(clip[m], clip[m + 1], fracs, job, sub_work, sub_id, sub_seed)
             else:
-                made = self._between(clip[m], clip[m + 1], fracs)
-                made_from = [f"{self._filler.name}({clip_id}[{m}],{clip_id}[{m + 1}])@{f}" for f in fracs]
+                made = self._between(clip[m], clip[m + 1], fracs, job)
+                made_from = [f"{job.filled_by}({clip_id}[{m}],{clip_id}[{m + 1}])@{f}" for f in fracs]
             for (k, _), frame, src in zip(items, made, made_from):
                 out[k], sources[k] = frame, src
         return out, sources
 
     # --- frames between two generated ones (non-generative) -------------------------------------------
     def _fill_backend(self) -> Backend:
-        """The best non-generative backend here, found by name in the registry at run time."""
+        """The best non-generative backend here (`_fill_class`), made once per worker."""
         if self._filler is None:
-            from semfi_batch.backends import backend_class
-
-            reasons = []
-            for name in FILL_BACKENDS:
-                try:
-                    cls = backend_class(name)
-                except UnknownBackend:
-                    reasons.append(f"{name}: not registered")
-                    continue
-                ok, why = cls.availability(self.options)
-                if ok:
-                    # Two generated frames of one clip are one shot by construction: no different-shots check.
-                    extra = {**(self.options.extra or {}), "allow_morph": True}
-                    self._filler = cls(dataclasses.replace(self.options, extra=extra))
-                    break
-                reasons.append(f"{name}: {why}")
-            if self._filler is None:
-                raise BackendUnavailable(f"no backend can make frames between generated ones ({'; '.join(reasons)})")
+            self._filler = _fill_class(self.options)(_fill_options(self.options))
         return self._filler
 
-    def _between(self, a: np.ndarray, b: np.ndarray, fracs: list[Fraction]) -> list[np.ndarray]:
-        """Frames at fractions p/q of the way from `a` to `b`. A backend delivers evenly spaced frames, so a
-        frame at p/q is frame p of a q-1 frame fill (taken from the nearer end; the rest is never computed:
-        backends yield frames lazily)."""
+    def _between(self, a: np.ndarray, b: np.ndarray, fracs: list[Fraction], job: _Job) -> list[np.ndarray]:
+        """Frames at `fracs` of the way from `a` to `b`, made by the filler at exactly those times (one request
+        per side, so the cost is per frame delivered, whatever the fractions' denominators). A frame past the
+        middle is made from `b` back towards `a`, from the nearer generated frame."""
         filler = self._fill_backend()
-        out = []
-        for frac in fracs:
-            p, q = frac.numerator, frac.denominator
-            s, e = (a, b) if 2 * p <= q else (b, a)
-            p = p if 2 * p <= q else q - p
-            request = InterpolationRequest(pair_id="between", start=s, end=e, gap_frames=q - 1, seed=0)
-            frames = filler.interpolate(request)
-            out.append(next(itertools.islice(frames, p - 1, None)))
-            close = getattr(frames, "close", None)
-            if close is not None:
-                close()
+        job.filled_by = filler.name
+        near_a = [f for f in fracs if 2 * f <= 1]
+        near_b = [f for f in fracs if 2 * f > 1]
+        out = self._made_by(filler, a, b, near_a)
+        out += self._made_by(filler, b, a, [1 - f for f in reversed(near_b)])[::-1]
         return out
+
+    @staticmethod
+    def _made_by(filler: Backend, start: np.ndarray, end: np.ndarray, fracs: list[Fraction]) -> list[np.ndarray]:
+        if not fracs:
+            return []
+        times = tuple(float(f) for f in fracs)
+        request = InterpolationRequest("between", start, end, gap_frames=len(times), seed=0, times=times)
+        return list(filler.interpolate(request))
 
     # --- one generated clip ---------------------------------------------------------------------------
     def _clip(self, start, end, n, job: _Job, work, clip_id: str, seed: int) -> np.ndarray:
@@ -366,3 +360,47 @@ class WanBackend(Backend):
 
 def _digest(frame: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(frame).tobytes() + str(frame.shape).encode()).hexdigest()
+
+
+def _fill_candidates() -> list[tuple[str, type[Backend] | None]]:
+    """FILL_BACKENDS by name with their registered classes (None where not registered), best first; looked up
+    in the registry at run time."""
+    from semfi_batch.backends import backend_class
+
+    found: list[tuple[str, type[Backend] | None]] = []
+    for name in FILL_BACKENDS:
+        try:
+            found.append((name, backend_class(name)))
+        except UnknownBackend:
+            found.append((name, None))
+    return found
+
+
+def _fill_options(options: BackendOptions) -> BackendOptions:
+    """The options a filler runs with: the worker's own, and no different-shots check (two generated frames of
+    one clip are one shot by construction)."""
+    return dataclasses.replace(options, extra={**(options.extra or {}), "allow_morph": True})
+
+
+def _fill_class(options: BackendOptions) -> type[Backend]:
+    """The best non-generative backend that can run here; BackendUnavailable says why none can."""
+    reasons = []
+    for name, cls in _fill_candidates():
+        if cls is None:
+            reasons.append(f"{name}: not registered")
+            continue
+        ok, why = cls.availability(_fill_options(options))
+        if ok:
+            return cls
+        reasons.append(f"{name}: {why}")
+    raise BackendUnavailable(f"no backend can make frames between generated ones ({'; '.join(reasons)})")
+
+
+def _filler_key(options: BackendOptions) -> dict | None:
+    """The filler's part of a job key: which backend fills, its version and its own key (rife's weights), from
+    the options alone; None where none can run (a job that needs one then fails)."""
+    try:
+        cls = _fill_class(options)
+    except BackendUnavailable:
+        return None
+    return {"backend": cls.name, "version": cls.version, **cls.key_params(_fill_options(options))}
