@@ -140,3 +140,14 @@ def test_auto_sends_cuts_and_long_gaps_to_semfi_when_it_can_run(tmp_path, keys, 
     assert JobPlanner("auto", raised).plan(manifest.pairs[3]).backend == "rife"
     monkeypatch.setattr(routing_module, "_cuda_available", lambda: False)
     assert JobPlanner("auto", options).plan(manifest.pairs[3]).backend == "rife"
+
+
+def test_installed_weights_are_found_from_any_folder(weights, tmp_path, monkeypatch):
+    # The default weights and models folder were relative to the current directory: from another folder rife
+    # was "not found" and `auto` took flow for every row, exit 0.
+    from semfi_batch.backends import backend_class
+
+    monkeypatch.chdir(tmp_path)
+    ok, why = backend_class("rife").availability(BackendOptions())
+    assert ok, why
+    assert BackendOptions().models_dir == REPO / "models"

@@ -35,13 +35,21 @@ class Constraints:
     max_gap_frames: int | None = None
 
 
+# Where `make install` puts model files and the README asks for the others: the checkout's models/ and ckpts/
+# (beside this package), whatever the current directory. Relative to it, a run started from another folder
+# found no RIFE weights, and `auto` chose flow instead of rife without a word.
+INSTALL_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODELS_DIR = INSTALL_ROOT / "models"
+DEFAULT_SEMFI_CKPT = INSTALL_ROOT / "ckpts" / "semfi.ckpt"
+
+
 @dataclass(frozen=True)
 class BackendOptions:
     """Options from the command line that backends may use; each backend reads the ones it knows."""
 
     device: str = "auto"
-    models_dir: Path = Path("models")
-    semfi_ckpt: Path = Path("ckpts/semfi.ckpt")
+    models_dir: Path = DEFAULT_MODELS_DIR
+    semfi_ckpt: Path = DEFAULT_SEMFI_CKPT
     vram_limit_gb: float | None = None
     ckpt_every: int = 0
     extra: dict = field(default_factory=dict)

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from semfi_batch.backends import BackendOptions
+from semfi_batch.backends.base import DEFAULT_MODELS_DIR, DEFAULT_SEMFI_CKPT
 from semfi_batch.cli.app import app, console, stdout
 
 
@@ -43,8 +44,8 @@ def eval_command(
     ] = None,
     max_frames: Annotated[int | None, typer.Option(help="Use only the first N frames of each clip.")] = None,
     device: Annotated[str, typer.Option(help="Device for model backends: auto, cpu, cuda, cuda:N.")] = "auto",
-    models_dir: Annotated[Path, typer.Option(help="Folder of model files (semfi, wan-flf2v).")] = Path("models"),
-    semfi_ckpt: Annotated[Path, typer.Option(help="SemFi Mixture-of-LoRA checkpoint.")] = Path("ckpts/semfi.ckpt"),
+    models_dir: Annotated[Path, typer.Option(help="Folder of model files (semfi, wan-flf2v).")] = DEFAULT_MODELS_DIR,
+    semfi_ckpt: Annotated[Path, typer.Option(help="SemFi Mixture-of-LoRA checkpoint.")] = DEFAULT_SEMFI_CKPT,
     vram_limit: Annotated[float | None, typer.Option(help="GPU memory budget in GB.")] = None,
 ) -> None:
     """Drop frames from real clips, rebuild them with each backend, and compare with the originals.

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from semfi_batch.backends import DEFAULT_BACKEND, BackendOptions
+from semfi_batch.backends.base import DEFAULT_MODELS_DIR, DEFAULT_SEMFI_CKPT
 from semfi_batch.cli.app import INVOCATION, ManifestArg, app, console, stdout
 from semfi_batch.errors import OptionError, RunInterrupted
 from semfi_batch.run.finished import invocation, print_counts, write_stamp
@@ -30,8 +31,8 @@ def run(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run again the jobs that failed.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Run every job again, finished or not.")] = False,
     device: Annotated[str, typer.Option(help="Device for model backends: auto, cpu, cuda, cuda:N.")] = "auto",
-    models_dir: Annotated[Path, typer.Option(help="Folder of model files (semfi, wan-flf2v).")] = Path("models"),
-    semfi_ckpt: Annotated[Path, typer.Option(help="SemFi Mixture-of-LoRA checkpoint.")] = Path("ckpts/semfi.ckpt"),
+    models_dir: Annotated[Path, typer.Option(help="Folder of model files (semfi, wan-flf2v).")] = DEFAULT_MODELS_DIR,
+    semfi_ckpt: Annotated[Path, typer.Option(help="SemFi Mixture-of-LoRA checkpoint.")] = DEFAULT_SEMFI_CKPT,
     vram_limit: Annotated[
         float | None, typer.Option(help="GPU memory budget in GB; above it the model is offloaded.")
     ] = None,

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from semfi_batch.backends.base import DEFAULT_MODELS_DIR
 from semfi_batch.errors import BackendUnavailable, SemfiError
 
-DEFAULT_WEIGHTS = Path("models/rife/flownet.pkl")
+DEFAULT_WEIGHTS = DEFAULT_MODELS_DIR / "rife" / "flownet.pkl"
 WEIGHTS_SHA256 = "1195a2f0de8fcc06228590670c15cee18e27dd4f562864bf10454bed6f1e9c44"
 # Training-only parts of the released checkpoint (a distillation teacher, a time-calibration head): not
 # part of inference, so not loaded and not required.
