@@ -443,6 +443,10 @@ def _claim_root(layout: RunLayout, manifest: Manifest, settings: dict) -> None:
             notice(f"{layout.root} holds jobs made by another version of semfi-batch (engine "
                    f"{old.get('engine_version')}; this is {settings['engine_version']}), whose frames differ: "
                    "its finished jobs are made again")  # fmt: skip
+        changed = backend_versions_changed(old, settings)
+        if changed:
+            notice(f"{layout.root} holds jobs made by another version of a backend ({', '.join(changed)}), whose "
+                   "frames differ: those jobs are made again")  # fmt: skip
         info["settings"] = {**settings, "key_settings": {**old.get("key_settings", {}), **settings["key_settings"]}}
     if existing != info:
         write_atomic(path, json.dumps(info, indent=2).encode())
@@ -479,6 +483,31 @@ def _read_json(path: Path) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
+def _chosen(key_settings: str) -> object:
+    """A backend's key settings (JSON: name, version, parameters) without its version: what the user chose. A new
+    version of a backend (other frames from the same settings) remakes its jobs, as a new engine does; it is not
+    another set of settings to refuse."""
+    try:
+        name, _, params = json.loads(key_settings)
+    except (ValueError, TypeError):
+        return key_settings
+    return [name, params]
+
+
+def backend_versions_changed(old: dict, new: dict) -> list[str]:
+    """The backends whose version differs between an output root's settings and this run's, as "name a -> b"."""
+    changed = []
+    for name, params in (new.get("key_settings") or {}).items():
+        before = (old.get("key_settings") or {}).get(name)
+        try:
+            was, now = json.loads(before)[1], json.loads(params)[1]
+        except (ValueError, TypeError, IndexError):
+            continue
+        if was != now:
+            changed.append(f"{name} {was} -> {now}")
+    return changed
+
+
 def settings_differences(old: dict, new: dict) -> list[str]:
     """What differs between the settings of an output root and of this run, in the words of the options."""
     found = []
@@ -486,7 +515,7 @@ def settings_differences(old: dict, new: dict) -> list[str]:
         found.append(f"--backend {old.get('backend')} (this run: {new.get('backend')})")
     for name, params in (new.get("key_settings") or {}).items():
         before = (old.get("key_settings") or {}).get(name)
-        if before is not None and before != params:
+        if before is not None and _chosen(before) != _chosen(params):
             found.append(f"settings of backend {name}: {before} (this run: {params})")
     # Roots written before the setting was kept do not say: either is taken.
     if old.get("deinterlace") is not None and old["deinterlace"] != new.get("deinterlace", False):

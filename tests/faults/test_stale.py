@@ -100,3 +100,23 @@ def test_merge_finds_a_relative_source_in_a_folder_as_splice_does(tmp_path, monk
         "p0",
         "p1",
     ]
+
+
+def test_a_new_version_of_a_backend_remakes_its_jobs_not_refused(tmp_path, capsys, monkeypatch):
+    # A backend's version is part of its settings in run.json: a new version (rife 2 took 16-bit keys as they
+    # are) was refused as "other settings" (exit 2), though nothing the user chose had changed.
+    from semfi_batch.backends.blend import BlendBackend
+
+    clip = numbered_clip(tmp_path / "clip.mp4", 16)
+    manifest = write_manifest([{"pair_id": "v", "source": str(clip), "start_frame": 2, "end_frame": 5}],
+                              tmp_path / "v.parquet")  # fmt: skip
+    args = ["run", str(manifest), "--out", str(tmp_path / "out"), "--quiet", "--backend", "blend", "--no-preview"]
+    with monkeypatch.context() as older:
+        older.setattr(BlendBackend, "version", "0")
+        assert main(args) == 0
+    before = json.loads((tmp_path / "out" / "jobs" / "v" / "record.json").read_text())["key"]
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "another version of a backend (blend 0 -> " in capsys.readouterr().err
+    assert json.loads((tmp_path / "out" / "jobs" / "v" / "record.json").read_text())["key"] != before
+    assert not read_run(tmp_path / "out").skipped
