@@ -117,7 +117,7 @@ def test_merge_reports_missing_pairs(manifest, tmp_path, capsys):
 
 
 def test_bad_shard_option(manifest, tmp_path, capsys):
-    assert main(["run", str(manifest), "--out", str(tmp_path / "o"), "--shard", "3/3"]) == 1
+    assert main(["run", str(manifest), "--out", str(tmp_path / "o"), "--shard", "3/3"]) == 2  # a usage error
     assert "--shard 3/3" in capsys.readouterr().err
 
 
