@@ -88,3 +88,19 @@ def decode_all(path: Path) -> np.ndarray:
     args = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough"]
     raw = subprocess.run([*args, *TO_RGB24, "-"], capture_output=True, check=True).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
+
+
+def spliced_replace(tmp_path: Path, source: Path, suffix: str, name: str = "run") -> Path:
+    """`source` with frames 6-8 replaced by a blend of frames 5 and 9 (run, then spliced into `name`-out`suffix`):
+    the spliced file. Of a still, the blend is the still itself: what a splice changes is then its own doing."""
+    from semfi_batch.cli import main
+    from semfi_batch.manifest import write_manifest
+    from semfi_batch.splice import splice_run
+
+    rows = [{"pair_id": "r", "source": str(source), "start_frame": 5, "end_frame": 9, "mode": "replace"}]
+    manifest = write_manifest(rows, tmp_path / f"{name}.parquet")
+    run = tmp_path / name
+    assert main(["run", str(manifest), "--out", str(run), "--quiet", "--backend", "blend", "--no-preview"]) == 0
+    summary = splice_run(run, output=tmp_path / f"{name}-out{suffix}")
+    assert not summary.failed, summary.failed
+    return summary.results[0].output

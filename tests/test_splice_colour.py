@@ -14,6 +14,7 @@ import numpy as np
 from semfi_batch.cli import main
 from semfi_batch.manifest import write_manifest
 from semfi_batch.splice import splice_run
+from tests.media_fixtures import spliced_replace
 
 W, H = 160, 120
 # A still of flat, in-gamut colour patches: a blend of two identical frames must give it back.
@@ -45,20 +46,10 @@ def _frame_entries(path, entries: str) -> list[dict]:
     return json.loads(out.stdout)["frames"]
 
 
-def _spliced(tmp_path, source, suffix: str, name: str = "run"):
-    rows = [{"pair_id": "r", "source": str(source), "start_frame": 5, "end_frame": 9, "mode": "replace"}]
-    manifest = write_manifest(rows, tmp_path / f"{name}.parquet")
-    run = tmp_path / name
-    assert main(["run", str(manifest), "--out", str(run), "--quiet", "--backend", "blend", "--no-preview"]) == 0
-    summary = splice_run(run, output=tmp_path / f"{name}-out{suffix}")
-    assert not summary.failed, summary.failed
-    return summary.results[0].output
-
-
 def test_generated_frames_of_a_static_shot_keep_its_brightness(tmp_path):
     clip = tmp_path / "still.mkv"
     _ffmpeg("-f", "lavfi", "-i", PATCHES, "-pix_fmt", "yuv420p", "-c:v", "ffv1", clip)  # lossless: no encoder loss
-    out = _spliced(tmp_path, clip, ".mkv")
+    out = spliced_replace(tmp_path, clip, ".mkv")
     luma = W * H
     source = _raw(clip, "yuv420p", luma * 3 // 2).astype(int)
     output = _raw(out, "yuv420p", luma * 3 // 2).astype(int)
@@ -77,7 +68,7 @@ def test_prores_generated_frames_carry_the_sources_colour_tags(tmp_path):
     _ffmpeg("-f", "lavfi", "-i", PATCHES, "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv422p10le,"
             "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709", "-c:v", "prores_ks", "-profile:v",
             "3", clip)  # fmt: skip
-    out = _spliced(tmp_path, clip, ".mov")
+    out = spliced_replace(tmp_path, clip, ".mov")
     frames = _frame_entries(out, "color_space,color_primaries,color_transfer")
     assert len(frames) == 40
     # Untagged frames decode by BT.601: the red patch turned from (200, 58, 38) to (187, 45, 40).
@@ -90,7 +81,7 @@ def test_chroma_location_is_kept_on_re_encoded_frames(tmp_path):
     clip = tmp_path / "topleft.mp4"
     _ffmpeg("-f", "lavfi", "-i", f"testsrc2=s={W}x{H}:r=25:d=1.6", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-g",
             "12", "-chroma_sample_location", "topleft", clip)  # fmt: skip
-    out = _spliced(tmp_path, clip, ".mp4")
+    out = spliced_replace(tmp_path, clip, ".mp4")
     locations = [f.get("chroma_location") for f in _frame_entries(out, "chroma_location")]
     assert len(locations) == 40
     assert set(locations) == {"topleft"}, f"chroma location per frame: {locations}"
@@ -102,7 +93,9 @@ def test_a_rotated_422_source_keeps_its_colour_detail(tmp_path):
     turned = tmp_path / "turned.mov"
     _ffmpeg("-i", upright, "-c", "copy", "-metadata:s:v:0", "rotate=90", turned)  # same stored frames, turned
     plane = W * H * 2  # yuv422p10le luma plane bytes; the two chroma planes follow
-    made = [_raw(_spliced(tmp_path, src, ".mov", src.stem), "yuv422p10le", plane * 2) for src in (upright, turned)]
+    made = [
+        _raw(spliced_replace(tmp_path, src, ".mov", src.stem), "yuv422p10le", plane * 2) for src in (upright, turned)
+    ]
     for j in (6, 7, 8):
         chroma = [m[j, plane:].view("<u2").astype(float) for m in made]
         mse = float(np.mean((chroma[0] - chroma[1]) ** 2))
@@ -141,7 +134,7 @@ def test_8_bit_alpha_of_generated_frames_is_kept_exactly(tmp_path):
     clip = tmp_path / "alpha.mkv"
     ramp = f"format=yuva420p,geq=lum='lum(X,Y)':cb='cb(X,Y)':cr='cr(X,Y)':a='X*255/{W - 1}'"
     _ffmpeg("-f", "lavfi", "-i", PATCHES, "-vf", ramp, "-c:v", "ffv1", clip)  # every alpha value 0-255, static
-    out = _spliced(tmp_path, clip, ".mkv")
+    out = spliced_replace(tmp_path, clip, ".mkv")
     luma = W * H
     source, output = (_raw(path, "yuva420p", luma * 5 // 2)[:, luma * 3 // 2 :] for path in (clip, out))
     assert len(output) == len(source) == 40
