@@ -169,6 +169,7 @@ def test_no_stamp_where_more_than_files_decides_or_a_job_failed(tmp_path):
     manifest = image_manifest(tmp_path, 2, size=16, gap=1)
     # Rows auto could give to semfi: whether it does depends on a GPU.
     args = ["run", str(manifest), "--out", "semantic", "--quiet", "--backend", "auto", "--semantic-gap", "1"]
+    args.append("--allow-morph")  # random keys: two different shots, which rife (installed) would refuse
     code, _, out = semfi(tmp_path, *args)
     assert code == 0, out
     assert not (tmp_path / "semantic" / finished.STAMP).exists()
