@@ -7,9 +7,10 @@ Two things move audio that timestamps do not show:
   `first_decoded_time` finds where the first sample is heard, and the splice corrects it;
 - where the container cannot say so (AVI, MPEG-PS/TS; AAC and AC-3 in Matroska), the priming is played: the encoder's
   own delay (LAME 1105 samples, AAC 1024, MP2 481, AC-3 256) comes before the first sample and every sample after it
-  is that much late. `priming_samples` measures it, for the encoder, settings and muxer the splice uses,
-  by encoding a burst of noise and finding it in the decode; the rebuilt stream leaves that many samples
-  out at its start."""
+  is that much late. `priming_samples` measures it, for the encoder, settings and muxer the splice uses and
+  the time the stream starts at (MP4 and MOV hide AAC's, MP3's and AC-3's priming only in a stream that
+  starts at zero), by encoding a burst of noise and finding it in the decode; the rebuilt stream leaves that
+  many samples out at its start."""
 
 from __future__ import annotations
 
@@ -217,17 +218,23 @@ def audio_graph(
 
 
 @lru_cache(maxsize=32)
-def priming_samples(encoder: str, rate: int, channels: int, options: tuple[str, ...], muxer: str) -> int:
-    """Samples by which `encoder` (with `options`, at `rate` and `channels`), written by `muxer`, plays its
-    input late when the file is decoded from its first sample: its priming, where the container does not
-    hide it (0 where it does). Measured on a burst of noise (seeded, so always the same): encoded, decoded,
+def priming_samples(
+    encoder: str, rate: int, channels: int, options: tuple[str, ...], muxer: str, start: float = 0.0
+) -> int:
+    """Samples by which `encoder` (with `options`, at `rate` and `channels`), written by `muxer` in a stream
+    starting at `start` (s), plays its input late when the file is decoded from its first sample: its priming,
+    where the container does not hide it (0 where it does). Measured where the stream starts: ffmpeg 5.1's MP4
+    muxer hides the priming with an edit list only in a stream starting at zero; placed later, it is played
+    (measured at zero instead, a late AAC stream came out 1024 samples late: the check against the source
+    moved it by its priming). Measured on a burst of noise (seeded, so always the same): encoded, decoded,
     and found by cross-correlation. 0 when the burst cannot be found (the encoder or muxer refuses it)."""
     noise = f"anoisesrc=d={_BURST_S}:c=white:r={rate}:a=0.5:seed=5"
     reference = np.frombuffer(_raw(["-f", "lavfi", "-i", noise]), np.float32)
+    placed = ["-itsoffset", f"{start:.6f}"] if start > 0 else []
     with tempfile.TemporaryDirectory(prefix="semfi-priming-") as folder:
         path = Path(folder) / f"burst.{muxer}"
-        encode = [tool_path("ffmpeg"), "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", noise, "-ac",
-                  str(channels), "-c:a", encoder, *options, "-f", muxer, str(path)]  # fmt: skip
+        encode = [tool_path("ffmpeg"), "-nostdin", "-v", "error", "-y", *placed, "-f", "lavfi", "-i", noise,
+                  "-ac", str(channels), "-c:a", encoder, *options, "-f", muxer, str(path)]  # fmt: skip
         if subprocess.run(encode, capture_output=True, check=False).returncode != 0:
             return 0
         decoded = np.frombuffer(_raw(["-i", str(path)], rate), np.float32)  # at `rate`, whatever the encoder's

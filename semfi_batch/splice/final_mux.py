@@ -162,7 +162,10 @@ def mux_output(
             bit_rate = str(s["bit_rate"]) if s.get("bit_rate") and not lossless else None
             options = ("-b:a", bit_rate) if bit_rate else ()
             rate, channels = int(s.get("sample_rate") or 48000), int(s.get("channels") or 2)
-            lead = priming_samples(encoder, rate, channels, options, muxer) if muxer and not lossless else 0
+            # Measured where the stream starts (MP4 hides the priming only at zero), clamped at zero as before;
+            # the same on a second mux, so that the correction measured on the first still fits.
+            start = round(max(first, 0.0), 6)
+            lead = priming_samples(encoder, rate, channels, options, muxer, start) if muxer and not lossless else 0
             label, note = audio_graph(s, shifts, audio_mode, graph, lead)
             maps += ["-map", f"[{label}]", f"-c:{out}", encoder]
             maps += [f"-b:{out}", bit_rate] if bit_rate else []
