@@ -1,7 +1,8 @@
 """Lossy audio in MP4 that starts after the video stays in sync through a splice that rebuilds it: ffmpeg's MP4
 muxer hides the encoder's priming (an edit list) only in a stream that starts at zero; placed later, the priming
 is played, and the rebuilt stream must leave it out as it does where the container cannot hide it
-(splice/audio.py: priming_samples measured where the stream starts)."""
+(splice/audio.py: priming_samples measured where the stream starts). Audio that ends before the video grows only
+by the time inserted before its end."""
 
 from __future__ import annotations
 
@@ -52,3 +53,28 @@ def test_priming_is_measured_where_the_stream_starts():
     assert priming_samples("aac", 48000, 2, (), "mp4", 0.0) == 0
     assert priming_samples("aac", 48000, 2, (), "mp4", 0.25) == 1024
     assert priming_samples("aac", 48000, 2, (), "mpegts", 0.25) == 1024
+
+
+@pytest.mark.parametrize("container", ["mov", "mkv"])
+def test_time_inserted_after_the_audio_ends_leaves_it_as_long(container, tmp_path):
+    src = tmp_path / f"src.{container}"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=4", "-f", "lavfi",
+         "-i", "sine=f=440:r=48000:d=2", "-c:v", "libx264", "-g", "12", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le",
+         str(src)],
+        check=True,
+    )  # fmt: skip
+    # Five frames inserted at 3.2 s, 1.2 s after the last sample: nothing of the sound moves, none is added
+    # (the track was padded with silence up to the insert and through it: 2 s became 3.4 s).
+    jobs = [{"pair_id": "a", "mode": "insert", "start": 79, "end": 80, "gap": 5}]
+    summary = splice_run(make_run(tmp_path / "run", src, jobs), output=tmp_path / f"out.{container}")
+    assert not summary.failed, summary.failed
+    assert _decoded_samples(tmp_path / f"out.{container}") == _decoded_samples(src) == 2 * 48000
+
+
+def _decoded_samples(path) -> int:
+    out = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "s16le", "-ac", "1", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return len(out) // 2

@@ -37,7 +37,7 @@ MAX_PRIMING = 8192
 _BURST_S = 0.5
 
 
-_ASHOWINFO_RE = re.compile(r"\bpts_time:(\S+).*?\bchlayout:(\S+) rate:(\d+)")
+_ASHOWINFO_RE = re.compile(r"\bpts_time:(\S+).*?\bchlayout:(\S+) rate:(\d+) nb_samples:(\d+)")
 
 
 class AudioChanges(MediaError):
@@ -51,7 +51,7 @@ def check_one_audio_format(source: Path, index: int) -> None:
     per version of the file: a splice that muxes again (a stream moved back into place, a whole re-encode
     after a smart cut) asks again."""
     st = source.stat()
-    change = _audio_format_change(source, index, st.st_size, st.st_mtime_ns)
+    change, _ = _audio_decoded(source, index, st.st_size, st.st_mtime_ns)
     if change:
         raise AudioChanges(
             f"audio stream {index} {change}; rebuilt around the inserted frames it would keep the first "
@@ -59,31 +59,42 @@ def check_one_audio_format(source: Path, index: int) -> None:
         )
 
 
+def decoded_end_time(source: Path, index: int) -> float | None:
+    """Time (s) just after audio stream `index`'s last decoded sample; None when none was decoded. From the
+    same decode as `check_one_audio_format` (Matroska and AVI give no audio duration to read)."""
+    st = source.stat()
+    return _audio_decoded(source, index, st.st_size, st.st_mtime_ns)[1]
+
+
 @lru_cache(maxsize=64)
-def _audio_format_change(source: Path, index: int, _size: int, _mtime_ns: int) -> str:
+def _audio_decoded(source: Path, index: int, _size: int, _mtime_ns: int) -> tuple[str, float | None]:
     """Where audio stream `index` of `source` first changes layout or rate ("changes at T s from A to B"), or
-    "" when it keeps the first frame's throughout; decoded through once (ashowinfo)."""
+    "" when it keeps the first frame's throughout; and where its last decoded sample ends (s; None when none
+    was decoded, or it changed). Decoded through once (ashowinfo)."""
     cmd = [tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-copyts", "-i",
            str(source), "-map", f"0:{index}", "-af", "ashowinfo", "-f", "null", "-"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
     assert proc.stderr is not None
     first = None
+    end = None
     try:
         for line in proc.stderr:
             if (m := _ASHOWINFO_RE.search(line)) is None:
                 continue
             heard = (m.group(2), int(m.group(3)))
+            if m.group(1) != "NOPTS":
+                end = float(m.group(1)) + int(m.group(4)) / heard[1]
             if first is None:
                 first = heard
             elif heard != first:
                 at = float(m.group(1))
-                return f"changes at {at:.3f} s from {first[0]} at {first[1]} Hz to {heard[0]} at {heard[1]} Hz"
+                return f"changes at {at:.3f} s from {first[0]} at {first[1]} Hz to {heard[0]} at {heard[1]} Hz", None
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
         proc.stderr.close()
-    return ""
+    return "", end
 
 
 def first_decoded_time(source: Path, index: int) -> float:
@@ -149,13 +160,18 @@ def audio_graph(
     shift, sample-exact. `stream["first_sample_s"]`: the time of the source's first decoded sample, from
     which the shifts' places are counted in samples; `stream["placed_at_s"]` (default the same): where the
     rebuilt stream is put, moved by a second mux where the first put it elsewhere (a nudge that moved the
-    cuts too made every silence of an MPEG-TS or Matroska AAC stream 1024 samples early). `lead`: samples
-    left out at the start, where the encoder's priming will sound in their place (`priming_samples`).
+    cuts too made every silence of an MPEG-TS or Matroska AAC stream 1024 samples early).
+    `stream["end_s"]` (optional): where the source's last sample ends; a shift at or after it moves none of
+    the stream's sound and is left out (kept, the stream was padded with silence up to it and through the
+    inserted time: 2 s of audio came out 3.4 s long). `lead`: samples left out at the start, where the
+    encoder's priming will sound in their place (`priming_samples`).
     Returns the output label and a note for the summary."""
     idx = int(stream["index"])
     rate = int(stream.get("sample_rate") or 48000)
     start = float(stream["first_sample_s"])
     placed = float(stream.get("placed_at_s", start))
+    if stream.get("end_s") is not None:
+        shifts = [(at, delta) for at, delta in shifts if at < float(stream["end_s"])]
     pieces: list[tuple[int, int | None]] = []  # source sample ranges, in order
     joins: list[tuple[str, int, int]] = []  # between pieces n and n+1: ("silence"|"cut"|"crossfade", samples, at)
     cursor = lead

@@ -26,6 +26,7 @@ from semfi_batch.splice.audio import (
     LOSSLESS,
     audio_graph,
     check_one_audio_format,
+    decoded_end_time,
     first_decoded_time,
     priming_samples,
 )
@@ -155,6 +156,7 @@ def mux_output(
             rebuilt[idx] = (out, first)
             s["first_sample_s"] = first  # where the source's samples are counted from (the cuts)
             s["placed_at_s"] = first + (audio_nudge or {}).get(idx, 0.0)  # where the rebuilt stream is put
+            s["end_s"] = decoded_end_time(source, idx)  # time inserted after it moves nothing of the stream
             encoder = AUDIO_ENCODERS.get(s.get("codec_name", ""), "aac")
             if encoder not in available_encoders():
                 encoder = "aac"
