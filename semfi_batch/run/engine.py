@@ -483,28 +483,31 @@ def _read_json(path: Path) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
-def _chosen(key_settings: str) -> object:
-    """A backend's key settings (JSON: name, version, parameters) without its version: what the user chose. A new
-    version of a backend (other frames from the same settings) remakes its jobs, as a new engine does; it is not
-    another set of settings to refuse."""
+def _backend_setting(key_settings: str | None) -> tuple[str, object, object] | None:
+    """A backend's key settings as run.json keeps them (JSON of name, version, parameters: JobPlanner) read back;
+    None when absent or unreadable."""
     try:
-        name, _, params = json.loads(key_settings)
+        name, version, params = json.loads(key_settings)
     except (ValueError, TypeError):
-        return key_settings
-    return [name, params]
+        return None
+    return name, version, params
+
+
+def _chosen(key_settings: str) -> object:
+    """A backend's key settings without its version: what the user chose. A new version of a backend (other
+    frames from the same settings) remakes its jobs, as a new engine does; it is not another set of settings to
+    refuse."""
+    setting = _backend_setting(key_settings)
+    return key_settings if setting is None else (setting[0], setting[2])
 
 
 def backend_versions_changed(old: dict, new: dict) -> list[str]:
     """The backends whose version differs between an output root's settings and this run's, as "name a -> b"."""
     changed = []
     for name, params in (new.get("key_settings") or {}).items():
-        before = (old.get("key_settings") or {}).get(name)
-        try:
-            was, now = json.loads(before)[1], json.loads(params)[1]
-        except (ValueError, TypeError, IndexError):
-            continue
-        if was != now:
-            changed.append(f"{name} {was} -> {now}")
+        was, now = _backend_setting((old.get("key_settings") or {}).get(name)), _backend_setting(params)
+        if was is not None and now is not None and was[1] != now[1]:
+            changed.append(f"{name} {was[1]} -> {now[1]}")
     return changed
 
 
