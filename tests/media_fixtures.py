@@ -104,3 +104,12 @@ def spliced_replace(tmp_path: Path, source: Path, suffix: str, name: str = "run"
     summary = splice_run(run, output=tmp_path / f"{name}-out{suffix}")
     assert not summary.failed, summary.failed
     return summary.results[0].output
+
+
+def decoded_samples(path: Path) -> int:
+    """How many samples the first audio stream of `path` decodes to (mixed to one channel)."""
+    out = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "s16le", "-ac", "1", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return len(out) // 2

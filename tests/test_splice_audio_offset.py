@@ -12,6 +12,7 @@ import pytest
 
 from semfi_batch.splice import splice_run
 from semfi_batch.splice.audio import priming_samples
+from tests.media_fixtures import decoded_samples
 from tests.test_splice import make_run
 from tests.test_splice_audio_sync import FLASH_AT, beep_after_flash
 
@@ -69,12 +70,4 @@ def test_time_inserted_after_the_audio_ends_leaves_it_as_long(container, tmp_pat
     jobs = [{"pair_id": "a", "mode": "insert", "start": 79, "end": 80, "gap": 5}]
     summary = splice_run(make_run(tmp_path / "run", src, jobs), output=tmp_path / f"out.{container}")
     assert not summary.failed, summary.failed
-    assert _decoded_samples(tmp_path / f"out.{container}") == _decoded_samples(src) == 2 * 48000
-
-
-def _decoded_samples(path) -> int:
-    out = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "s16le", "-ac", "1", "-"],
-        capture_output=True, check=True,
-    ).stdout  # fmt: skip
-    return len(out) // 2
+    assert decoded_samples(tmp_path / f"out.{container}") == decoded_samples(src) == 2 * 48000

@@ -10,17 +10,10 @@ import subprocess
 import pytest
 
 from semfi_batch.splice import SpliceOptions, splice_run
+from tests.media_fixtures import decoded_samples
 from tests.test_splice import make_run
 
 RATE = 48000
-
-
-def _decoded_samples(path) -> int:
-    out = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "s16le", "-ac", "1", "-"],
-        capture_output=True, check=True,
-    ).stdout  # fmt: skip
-    return len(out) // 2
 
 
 @pytest.mark.parametrize("container", ["mkv", "avi", "mov"])
@@ -36,4 +29,4 @@ def test_a_cross_fade_at_the_end_keeps_the_audio_as_long_as_the_picture(tmp_path
     run = make_run(tmp_path / "run", source, [{"pair_id": "end", "mode": "insert", "start": 58, "end": 59, "gap": 2}])
     result = splice_run(run, options=SpliceOptions(audio="crossfade")).results[0]
     assert "cross-fade" in result.audio_note
-    assert _decoded_samples(result.output) == 62 * RATE // 25  # 2.48 s, the picture's length
+    assert decoded_samples(result.output) == 62 * RATE // 25  # 2.48 s, the picture's length
