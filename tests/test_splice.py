@@ -19,6 +19,7 @@ from semfi_batch.media.encode import (
     avcc_parameter_sets,
     h264_parameter_set_ids,
     h264_sps_timing,
+    probe_stream_facts,
     pts_expression,
     read_packets,
     x264_params_from_sei,
@@ -325,6 +326,45 @@ def test_smart_cut_keeps_packets_outside_reencoded_gops(tmp_path):
     frames = decode_rgb(result.output)
     assert generated_positions(frames) == list(range(161, 166))
     assert packet_table(result.output, "a:0") == packet_table(src, "a:0")
+
+
+def test_one_frame_gop_between_edits_in_matroska_is_smart_cut_frame_exact(tmp_path):
+    """Matroska stores no decode times: after a seek the first packets (the B-frame delay) have none, and the
+    concat demuxer let the next GOP's keyframe through a one-frame GOP's outpoint (a frame shown twice, caught
+    by the check and re-encoded whole). Such a GOP between two edited ones is re-encoded with them instead;
+    the rest is still copied, every frame in its place."""
+    mp4 = numbered_clip(tmp_path / "n.mp4", 60)
+    src = tmp_path / "n.mkv"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(mp4), "-c:v", "libx264", "-crf", "18", "-preset", "veryfast",
+         "-bf", "2", "-g", "100", "-sc_threshold", "0", "-force_key_frames", "expr:eq(n,0)+eq(n,12)+eq(n,24)+eq(n,25)"
+         "+eq(n,37)+eq(n,49)", "-pix_fmt", "yuv420p", str(src)],
+        check=True,
+    )  # fmt: skip
+    gops = gop_index(read_packets(src, 0, probe_stream_facts(src).time_base))
+    assert [(g.first_frame, g.end_frame) for g in gops][2:4] == [(24, 25), (25, 37)]  # a one-frame GOP at 24
+    assert probe_stream_facts(src).codec == "h264" and probe_video(src).frame_count == 60
+    run = make_run(
+        tmp_path / "run",
+        src,
+        [
+            {"pair_id": "rep", "mode": "replace", "start": 14, "end": 18},
+            {"pair_id": "ins", "mode": "insert", "start": 28, "end": 29, "gap": 2},
+        ],
+    )
+    result = splice_run(run).results[0]
+    assert result.method == "smart cut", result.note
+    assert [(p.copy, p.first_frame, p.end_frame) for p in result.pieces] == [
+        (True, 0, 12), (False, 12, 37), (True, 37, 60)
+    ]  # fmt: skip
+    frames = decode_rgb(result.output)
+    expected = list(range(15)) + ["rep"] * 3 + list(range(18, 29)) + ["ins"] * 2 + list(range(29, 60))
+    assert len(frames) == len(expected) == 62
+    for i, want in enumerate(expected):
+        if isinstance(want, int):
+            assert frame_number(frames[i]) == want, f"output frame {i}"
+        else:
+            assert solid(frames[i], job_colour(0 if want == "rep" else 1, i - (15 if want == "rep" else 29)))
 
 
 def test_first_gop_reencoded_keeps_source_parameter_sets_for_the_rest(numbered_with_audio, tmp_path):

@@ -127,7 +127,12 @@ def assemble_output(
         why = (f"its index calls every frame a keyframe, which {facts.codec} frames are not (the decoder says so): "
                "decoded from the start")  # fmt: skip
         return assemble_output(source, facts, edits, output, work, smart=False, audio_mode=audio_mode, note=why)
-    pieces = plan_pieces(timeline, gops, reencode_all=not smart, intra=intra)
+    # Matroska stores no decode times: after the demuxer's seek to a piece, its first packets have none (as
+    # many as the B-frame delay), and the concat demuxer lets such packets through an outpoint. A piece must
+    # be long enough for the next GOP's keyframe to have its decode time again.
+    no_dts = cfacts.container in ("matroska", "webm")
+    min_copy = 2 * reorder_delay(packets) + 1 if no_dts else 1
+    pieces = plan_pieces(timeline, gops, reencode_all=not smart, intra=intra, min_copy_packets=min_copy)
     if smart and not any(p.copy for p in pieces):
         why = (
             "every GOP holds generated frames"

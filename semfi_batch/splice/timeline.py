@@ -183,9 +183,13 @@ class Piece:
         return self.out_end - self.out_first
 
 
-def plan_pieces(timeline: Timeline, gops: list[Gop], *, reencode_all: bool, intra: bool = False) -> list[Piece]:
+def plan_pieces(
+    timeline: Timeline, gops: list[Gop], *, reencode_all: bool, intra: bool = False, min_copy_packets: int = 1
+) -> list[Piece]:
     """Split the output into copied and re-encoded pieces, each a whole number of GOPs. `intra`: every frame
-    is its own GOP, so only the generated frames are encoded and every source frame is copied."""
+    is its own GOP, so only the generated frames are encoded and every source frame is copied. A run of
+    untouched GOPs with fewer than `min_copy_packets` packets that ends before the file does is re-encoded
+    with its neighbours: its end could not be cut by decode time (see join._copy_entry)."""
     if not gops:
         return []
     if intra and not reencode_all:
@@ -201,6 +205,16 @@ def plan_pieces(timeline: Timeline, gops: list[Gop], *, reencode_all: bool, intr
         first = int(np.searchsorted(starts, lo, side="right")) - 1
         last = int(np.searchsorted(starts, hi, side="right")) - 1
         touched[max(first, 0) : last + 1] = True
+    if not reencode_all and min_copy_packets > 1:
+        g = 0
+        while g < len(gops):
+            h = g
+            while h + 1 < len(gops) and touched[h + 1] == touched[g]:
+                h += 1
+            short = gops[h].end_packet - gops[g].first_packet < min_copy_packets
+            if not touched[g] and short and h + 1 < len(gops):
+                touched[g : h + 1] = True
+            g = h + 1
     pieces: list[Piece] = []
     g = 0
     while g < len(gops):
