@@ -336,9 +336,9 @@ def test_one_frame_gop_between_edits_in_matroska_is_smart_cut_frame_exact(tmp_pa
     mp4 = numbered_clip(tmp_path / "n.mp4", 60)
     src = tmp_path / "n.mkv"
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(mp4), "-c:v", "libx264", "-crf", "18", "-preset", "veryfast",
-         "-bf", "2", "-g", "100", "-sc_threshold", "0", "-force_key_frames", "expr:eq(n,0)+eq(n,12)+eq(n,24)+eq(n,25)"
-         "+eq(n,37)+eq(n,49)", "-pix_fmt", "yuv420p", str(src)],
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(mp4), "-c:v", "libx264", "-crf", "18", "-preset",
+         "veryfast", "-bf", "2", "-g", "100", "-sc_threshold", "0", "-force_key_frames",
+         "expr:eq(n,0)+eq(n,12)+eq(n,24)+eq(n,25)+eq(n,37)+eq(n,49)", "-pix_fmt", "yuv420p", str(src)],
         check=True,
     )  # fmt: skip
     gops = gop_index(read_packets(src, 0, probe_stream_facts(src).time_base))
