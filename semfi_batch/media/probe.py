@@ -129,7 +129,7 @@ class VideoInfo:
 
 
 @dataclass(frozen=True)
-class StreamFacts:
+class RateAndFieldOrder:
     """What a job needs of its source besides the frames themselves, read without listing frames (which for
     some formats means decoding the whole file): the first video stream's rate and field order."""
 
@@ -141,7 +141,7 @@ class StreamFacts:
         return self.field_order in ("tt", "bb", "tb", "bt")
 
 
-def probe_stream(path: Path) -> StreamFacts:
+def probe_stream(path: Path) -> RateAndFieldOrder:
     """The rate and field order of `path`'s first video stream (one quick ffprobe, cached per path, size and
     mtime). VideoOpenFailure when unreadable."""
     path = Path(path)
@@ -153,7 +153,7 @@ def probe_stream(path: Path) -> StreamFacts:
 
 
 @lru_cache(maxsize=256)
-def _stream_cached(path: Path, _size: int, _mtime_ns: int) -> StreamFacts:
+def _stream_cached(path: Path, _size: int, _mtime_ns: int) -> RateAndFieldOrder:
     try:
         meta = _ffprobe_json(path, "-show_streams")
     except MediaError as exc:
@@ -162,7 +162,7 @@ def _stream_cached(path: Path, _size: int, _mtime_ns: int) -> StreamFacts:
     if video is None:
         raise VideoOpenFailure(f"{path} has no video stream")
     field_order = field_order_of(video.get("field_order"), lambda: decoded_field_order(path))
-    return StreamFacts(avg_fps=_stream_rate(video), field_order=field_order)
+    return RateAndFieldOrder(avg_fps=_stream_rate(video), field_order=field_order)
 
 
 def _stream_rate(video: dict) -> float:
