@@ -310,6 +310,46 @@ _KIND = {name: ("string" if pa.types.is_string(SCHEMA.field(name).type) else
          for name in KNOWN_COLUMNS}  # fmt: skip
 
 
+def _retyped(table: pa.Table, problems: list[ManifestProblem]) -> tuple[pa.Table, dict[str, list[int]]]:
+    """The table with each known column of another type than the schema's (a Parquet file from another tool:
+    frame numbers stored as text, ids as numbers) read cell by cell as a CSV cell is: numbers written as text
+    become numbers, ids and paths stored as numbers their text. A cell that is not what its column holds is a
+    problem of its own row, and left empty, so that every other problem is still found; so is a column of a
+    type that holds no such values (lists, structs). Returns the table and, per column, the rows reported."""
+    pair_ids = table.column("pair_id").to_pylist() if "pair_id" in table.column_names else None
+    pair_ids = [None if v is None or isinstance(v, (bool, list, dict)) else str(v) for v in pair_ids or []]
+    reported: dict[str, list[int]] = {}
+    for i, name in enumerate(table.column_names):
+        kind, typ = _KIND.get(name), table.schema.field(name).type
+        if kind is None or _type_ok(kind, typ):
+            continue
+        scalar = pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_integer(typ)
+        scalar = scalar or pa.types.is_floating(typ) or pa.types.is_boolean(typ) or pa.types.is_decimal(typ)
+        values = []
+        for row, value in enumerate(table.column(name).to_pylist()):
+            if value is None:
+                values.append(None)
+                continue
+            if not scalar or isinstance(value, bool):
+                why = f"has type {typ}, expected {kind}"
+            elif kind == "string":
+                values.append(str(value))
+                continue
+            else:
+                number = _csv_number(str(value).strip(), kind)
+                if not isinstance(number, str):
+                    values.append(number)
+                    continue
+                why = f"{number} (the column has type {typ}, expected {kind})"
+            pid = pair_ids[row] if pair_ids else None
+            problems.append(ManifestProblem(row, pid, name, why))
+            reported.setdefault(name, []).append(row)
+            values.append(None)
+        target = {"string": pa.string(), "int": pa.int64(), "float": pa.float64()}[kind]
+        table = table.set_column(i, name, pa.array(values, target))
+    return table, reported
+
+
 def _type_ok(kind: str, typ: pa.DataType) -> bool:
     if pa.types.is_null(typ):
         return True
@@ -401,13 +441,13 @@ def _validate(
         last = problems[-1]
         columns = ", ".join(names) or "none"
         problems[-1] = ManifestProblem(None, None, last.column, f"{last.message}; the file's columns: {columns}")
-    for name in names:
-        if name in KNOWN_COLUMNS and not _type_ok(_KIND[name], table.schema.field(name).type):
-            problems.append(
-                ManifestProblem(None, None, name, f"has type {table.schema.field(name).type}, expected {_KIND[name]}")
-            )
     if problems:
         return [], problems
+    table, mistyped = _retyped(table, problems)
+    invalid = {row: set(columns) for row, columns in (invalid or {}).items()}
+    for name, rows in mistyped.items():
+        for row in rows:
+            invalid.setdefault(row, set()).add(name)
 
     if known_backends is None:
         from semfi_batch.backends import backend_names
@@ -517,7 +557,8 @@ def _validate_row(
         sizes = []
         for col, value in (("start_image", start_image), ("end_image", end_image)):
             if value is None:
-                row.problem(col, "is required for an image pair")
+                if col not in row.invalid:
+                    row.problem(col, "is required for an image pair")
             else:
                 sizes.append(media.image(row, col, value))
         if len(sizes) == 2 and None not in sizes:
@@ -544,7 +585,8 @@ def _validate_row(
                 )
             gap = derived if gap is None else gap
     elif gap is None:
-        row.problem("gap_frames", "is required for insert rows")
+        if "gap_frames" not in row.invalid:
+            row.problem("gap_frames", "is required for insert rows")
     elif is_video and start_frame is not None and end_frame is not None and gap < end_frame - start_frame - 1:
         # An insert keeps every frame: across frames it may replace them (damage beside a hole in the
         # timestamps), never drop some (the splice would play the stretch with fewer frames, exit 0).

@@ -139,7 +139,7 @@ def test_table_level_problems(images, capsys):
     (images / "trunc.parquet").write_bytes(data[: len(data) // 2])
     expect = {
         "noid": "'pair_id': required column is missing",
-        "types": "'gap_frames': has type string",
+        "types": "'gap_frames': must be a whole number, got 'three' (the column has type string",
         "nokeys": "keyframe columns missing",
         "text": "not a readable Parquet manifest",
         "trunc": "not a readable Parquet manifest",
@@ -164,6 +164,31 @@ def test_float_columns_from_pandas_are_accepted_when_whole(images, clip_factory)
     with pytest.raises(ManifestError) as err:
         load_manifest(images / "f.parquet")
     assert [(p.row, p.column) for p in err.value.problems] == [(1, "start_frame")]
+
+
+def test_mistyped_parquet_columns_are_read_cell_by_cell_and_every_problem_listed(images, clip_factory):
+    """A Parquet file from another tool with frame numbers stored as text and ids as numbers: cells that are
+    what their column holds are read as a CSV cell is; one that is not is its row's problem, and the other
+    rows' problems are listed with it (a wrong-typed column used to hide them all)."""
+    clip = str(clip_factory(20))
+    table = pa.table(
+        {
+            "pair_id": [7, 8, 9],
+            "source": [clip, clip, clip],
+            "start_frame": ["1", "x", " 2 "],
+            "end_frame": [5, 9, 12],
+            "mode": ["replace", "replace", "bogus"],
+        }
+    )
+    pq.write_table(table, images / "t.parquet")
+    with pytest.raises(ManifestError) as err:
+        load_manifest(images / "t.parquet")
+    found = [(p.row, p.pair_id, p.column) for p in err.value.problems]
+    assert found == [(1, "8", "start_frame"), (2, "9", "mode")]
+    assert "'x'" in err.value.problems[0].message and "has type string" in err.value.problems[0].message
+    pq.write_table(table.slice(0, 1), images / "ok.parquet")
+    [pair] = load_manifest(images / "ok.parquet").pairs
+    assert (pair.pair_id, pair.start_frame, pair.end_frame) == ("7", 1, 5)
 
 
 def test_show_prints_rows(images, capsys):
