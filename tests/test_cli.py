@@ -1,10 +1,13 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import typer
 
 from semfi_batch.cli import app, main
+from semfi_batch.manifest import write_manifest
+from semfi_batch.media.frames import write_png
 from tests.conftest import REPO
 
 
@@ -68,6 +71,21 @@ def test_bad_choice_reads_without_pydantic_words(tmp_path, capsys):
     assert main(["detect", str(tmp_path / "x.mp4"), "-o", str(tmp_path / "m.parquet"), "--mode", "damag"]) == 2
     err = capsys.readouterr().err
     assert "'damag' is not one of 'cuts', 'damage', 'stride'" in err and "Value error" not in err
+
+
+def test_bad_rife_scale_is_a_usage_error_before_the_run_starts(tmp_path, capsys):
+    frame = np.zeros((16, 16, 3), np.uint8)
+    rows = [{"pair_id": "p", "start_image": str(write_png_at(tmp_path / "a.png", frame)),
+             "end_image": str(write_png_at(tmp_path / "b.png", frame)), "gap_frames": 1}]  # fmt: skip
+    manifest = write_manifest(rows, tmp_path / "m.parquet")
+    out = tmp_path / "run"
+    assert main(["run", str(manifest), "--out", str(out), "--backend", "rife", "--rife-scale", "3"]) == 2
+    assert "--rife-scale must be one of" in capsys.readouterr().err and not out.exists()
+
+
+def write_png_at(path, frame):
+    write_png(path, frame)
+    return path
 
 
 def test_detect_checks_its_output_before_the_analysis(clip_factory, tmp_path, capsys):

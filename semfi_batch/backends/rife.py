@@ -31,7 +31,7 @@ from semfi_batch.backends.base import (
     package_marker,
     resolve_torch_device,
 )
-from semfi_batch.errors import SemfiError
+from semfi_batch.errors import OptionError, SemfiError
 
 # Samples (frame times) per forward are capped by padded pixels: about 8 at 720p on a CPU, where larger
 # batches only cost memory. On a GPU, four padded 1080p frames: on an H200 (bench/rife_gpu.py) 2-4 samples
@@ -49,7 +49,7 @@ def rife_settings(options: BackendOptions) -> dict:
     extra = options.extra or {}
     scale = float(extra.get("rife_scale") or 1.0)
     if scale not in VALID_SCALES:
-        raise SemfiError(f"--rife-scale must be one of {', '.join(map(str, VALID_SCALES))}, got {scale}")
+        raise OptionError(f"--rife-scale must be one of {', '.join(map(str, VALID_SCALES))}, got {scale}")
     return {
         "model": weights_path(extra),
         "scale": scale,
