@@ -106,6 +106,14 @@ def _run_group(ray, name, jobs, layout, options, settings, workers, leases, ledg
         job, actor, token = in_flight.pop(ref)
         try:
             attempt = ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            # What stops the run on an actor (a full disk, an interruption) stops the driver as it is, in the
+            # same words as a local run's, not as Ray's traceback of the actor.
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, SemfiError):
+                leases.release(job.pair_id)
+                raise cause from None
+            raise
         except ray.exceptions.RayActorError:
             # The actor died (OOM, node lost, killed): its job goes to another actor, and a new actor replaces it.
             leases.release(job.pair_id)

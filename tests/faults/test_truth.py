@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from semfi_batch.cli import main
 from semfi_batch.media.frames import write_png
@@ -133,16 +134,19 @@ def test_leftovers_of_killed_runs_are_removed(images, tmp_path, capsys):
     assert not list((out / "work").iterdir())
 
 
-def test_full_tmpfs_mid_run_publishes_only_whole_jobs(tmp_path, capsys):
-    """A real ENOSPC on a small tmpfs (needs root to mount; skipped elsewhere, the rlimit case above stands)."""
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_full_tmpfs_mid_run_publishes_only_whole_jobs(tmp_path, capsys, executor):
+    """A real ENOSPC on a small tmpfs (needs root to mount; skipped elsewhere, the rlimit case above stands),
+    said in one line on Ray too (not as Ray's traceback of the actor that met it)."""
     from semfi_batch.run.ledger import check_job_folder
 
     with small_tmpfs(tmp_path / "small", "192k") as small:
         manifest = image_manifest(tmp_path, 8, size=64)
         out = small / "out"
-        assert main(run_args(manifest, out)) == 1
+        assert main(run_args(manifest, out, "--executor", executor, "--workers", "2")) == 1
         err = capsys.readouterr().err
         assert "no space left" in err.lower() and str(out) in err and ".tmp" not in err, err
+        assert "Traceback" not in err and "ray::" not in err, err
         published = list((out / "jobs").iterdir())
         assert published and len(published) < 8
         for job_dir in published:
