@@ -62,6 +62,8 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe("h264-opengop-mov", "mov", _x264("-x264-params", "open-gop=1:keyint=12:bframes=3"), audio=AAC),
     Recipe("h264-avi", "avi", _x264("-bf", "0"), audio=MP3),
     Recipe("h264-ts", "ts", _x264(), audio=AAC),
+    # At 24 fps the stream starts at 1.4 s + 2/24 s (the B-frame delay): a time no millisecond clock holds.
+    Recipe("h264-24p-ts", "ts", _x264(), fps="24", audio=AAC),
     Recipe(
         "hevc-10bit-mp4",
         "mp4",

@@ -59,6 +59,7 @@ CELLS = (
     "dv-ntsc-avi",
     "ffv1-rgb-mkv",
     "vp9-alpha-webm",
+    "h264-24p-ts",
 )
 
 

@@ -385,7 +385,10 @@ def encode_frames(
 
 def track_timescale_args(muxer: str, time_base: Fraction) -> list[str]:
     """MP4/MOV options that keep a stream's clock (1/90000, 1001/30000 -> 1/30000) instead of the muxer's
-    choice, so copied and re-encoded packets keep exact timestamps; no timecode track of their own."""
+    choice, so copied and re-encoded packets keep exact timestamps; no timecode track of their own. The movie
+    clock is the stream's too: a stream that starts later than 0 starts after an empty edit, timed on the
+    movie clock, whose default of 1/1000 s moved an MPEG-TS stream at 1.483333 s to 1.483 s."""
     if muxer not in ("mp4", "mov"):
         return []
-    return ["-video_track_timescale", str(time_base.denominator), "-write_tmcd", "0"]
+    clock = str(time_base.denominator)
+    return ["-video_track_timescale", clock, "-movie_timescale", clock, "-write_tmcd", "0"]

@@ -329,6 +329,10 @@ def _segment_muxer(output: Path, facts: StreamFacts) -> str:
     muxer = MUXERS.get(output.suffix.lower())
     if muxer in ("mp4", "mov", "avi"):
         return muxer
+    if muxer == "mpegts":
+        # MOV on the stream's own clock (track_timescale_args): Matroska's millisecond clock moved the frames
+        # of a 90 kHz stream at 24 fps by a third of a millisecond, and the output failed its timing check.
+        return "mov"
     return "matroska"
 
 
