@@ -163,6 +163,7 @@ def test_decisions_drive_run_and_splice(tmp_path):
     edit with its decision."""
     from semfi_batch.backends import BackendOptions
     from semfi_batch.run.engine import run_manifest
+    from semfi_batch.run.stale import REGENERATION_PENDING
     from semfi_batch.splice import SpliceOptions, splice_run
     from semfi_batch.splice.otio_export import build_timeline, write_edl
     from tests.media_fixtures import decode_all
@@ -170,6 +171,8 @@ def test_decisions_drive_run_and_splice(tmp_path):
     run_dir = make_run(tmp_path)
     before = {p: json.loads((run_dir / "jobs" / p / "record.json").read_text()) for p in ("a_flash", "c_cut")}
     assert main(["review", str(run_dir), "--regenerate", "c_cut", "--seed", "7", "--backend", "flow"]) == 0
+    pending = splice_run(run_dir, out_dir=tmp_path / "pending")  # before the run that makes it anew
+    assert ("c_cut", REGENERATION_PENDING) in [(s.pair_id, s.why) for s in pending.all_skipped]
     options = BackendOptions(extra={"allow_morph": True})  # as make_run: the cut row is a morph on purpose
     summary = run_manifest(tmp_path / "m.parquet", run_dir, backend="blend", options=options, show_progress=False,
                            preview=False)  # fmt: skip

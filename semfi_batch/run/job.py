@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import errno
 import hashlib
 import json
@@ -94,6 +95,13 @@ class JobPlanner:
         planner = cls(settings.get("backend") or "flow", options, hashes, overrides)
         planner._backends.update(settings.get("key_settings") or {})
         return planner
+
+    def without_overrides(self) -> JobPlanner:
+        """This planner (its settings and caches, which no override enters) giving the keys the rows have
+        without their pending regenerations."""
+        other = copy.copy(self)
+        other.overrides = {}
+        return other
 
     def key_settings(self) -> dict[str, str]:
         """The settings of each backend planned so far, as they enter job keys (kept in run.json)."""

@@ -16,6 +16,9 @@ from semfi_batch.run.inputs import CACHE_NAME, InputHashes
 from semfi_batch.run.job import ENGINE_VERSION, JobPlanner
 from semfi_batch.run.ledger import check_job_folder, read_record
 
+# Why a job marked to regenerate is not used before a run has made it anew (its frames were judged not good).
+REGENERATION_PENDING = "marked to regenerate in review: run the manifest again to make its new frames"
+
 
 def run_planner(run_dir: Path) -> JobPlanner | None:
     """A planner giving the keys the run in `run_dir` gave (its run.json settings), or None for runs made before
@@ -47,7 +50,7 @@ def published_job(
     if record.get("status") == "done":
         why = stale_reason(record, pair, planner)
         if why:
-            return None, f"stale job: {why}"
+            return None, why if why == REGENERATION_PENDING else f"stale job: {why}"
     checked, why = check_job_folder(job_dir, None)
     if checked is None:
         return None, f"job folder does not match its record: {why}"
@@ -82,6 +85,9 @@ def stale_reason(record: dict, pair: KeyframePair, planner: JobPlanner | None) -
         if isinstance(before, dict) and before.get("sha256") != digest:
             what = "is missing" if digest == "missing" else "was replaced or changed (its content differs)"
             return f"{path} {what} since the job ran"
+    if pair.pair_id in planner.overrides and planner.without_overrides().plan(pair).key == record.get("key"):
+        # The row and settings are as they were: only the regeneration asked for in `review` is pending.
+        return REGENERATION_PENDING
     made_by = record.get("engine_version", 2)  # records before version 3 do not say: they were 2
     if made_by != ENGINE_VERSION:
         return (
