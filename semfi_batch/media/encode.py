@@ -108,8 +108,8 @@ def smart_cut_blocker(facts: StreamFacts) -> str | None:
     """Why GOPs of this file cannot be re-encoded in place (None when they can)."""
     from semfi_batch.media.codecs import KEYFRAME_CODECS, codec_plan
 
-    if facts.codec in ("h264", "hevc") and facts.container is None:
-        return f"{facts.codec} in {facts.format_name} is re-encoded whole (smart cut of it: mp4, mov, mkv)"
+    if facts.codec in ("h264", "hevc") and facts.container is None and "mpegts" not in facts.format_name.split(","):
+        return f"{facts.codec} in {facts.format_name} is re-encoded whole (smart cut of it: mp4, mov, mkv, ts)"
     if facts.codec == "h264":
         if "libx264" not in available_encoders():
             return "this ffmpeg has no libx264 encoder for h264"

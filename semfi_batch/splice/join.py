@@ -199,7 +199,7 @@ def assemble_output(
     check_timing(ofacts, out_pts, timeline, cfacts)
     check_start(ofacts, out_pts, source, facts, None if smart or same else info.start_time + float(info.frame_times[0]))
     if smart:
-        check_joins(output, ofacts, out_pts, copy_from, cfacts, timeline, pieces)
+        check_joins(*_seekable(output, ofacts, work), out_pts, copy_from, cfacts, timeline, pieces)
     try:
         check_generated(output, timeline)
     except MediaError as exc:
@@ -336,13 +336,13 @@ def _segment_muxer(output: Path, facts: StreamFacts) -> str:
     return "matroska"
 
 
-def _video_only(source: Path, facts: StreamFacts, work: Path) -> tuple[Path, StreamFacts]:
+def _video_only(source: Path, facts: StreamFacts, work: Path, name: str = "video") -> tuple[Path, StreamFacts]:
     """The file GOPs are copied from. The concat demuxer ends a piece at the first packet of *any* stream past
-    its outpoint, so interleaved audio would cut video short: copy from a video-only remux."""
+    its outpoint, so interleaved audio would cut video short: copy from a video-only remux (`name`.ext)."""
     muxer = copy_muxer(facts)
     if facts.nb_streams == 1 and muxer == facts.container:
         return source, facts
-    target = work / f"video.{_ext(muxer)}"
+    target = work / f"{name}.{_ext(muxer)}"
     # -copyts: the copy keeps the source's timestamps (by default ffmpeg would move them by the file's start
     # time, which audio priming can make negative).
     args = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-copyts"]
@@ -358,6 +358,16 @@ def _video_only(source: Path, facts: StreamFacts, work: Path) -> tuple[Path, Str
         raise JoinCheckFailed(str(exc)) from None
     # The copy has the source's packets; its encoder settings are the source's (not read twice).
     return target, replace(probe_stream_facts(target, encoder_settings=False), x264_options=facts.x264_options)
+
+
+def _seekable(output: Path, ofacts: StreamFacts, work: Path) -> tuple[Path, StreamFacts]:
+    """The output as the join check decodes it, from a seek to each re-encoded piece. MPEG-TS and program
+    streams have no index: a seek lands on any packet, not a keyframe, and the decoder's complaints about the
+    frames before the next keyframe failed every smart cut into such a file (an MP4 source spliced into .ts).
+    Their video is checked in a copy that has one (the same packets, in MOV on the stream's clock)."""
+    if not {"mpegts", "mpeg"} & set(ofacts.format_name.split(",")):
+        return output, ofacts
+    return _video_only(output, ofacts, work, name="joins")
 
 
 def _lead_file(copy_from: Path, cfacts: StreamFacts, work: Path) -> Path:
@@ -397,8 +407,15 @@ def _copy_entry(path: Path, cfacts: StreamFacts, packets: PacketIndex, piece: Pi
     if first == 0:
         inpoint, file_start = None, round_us(cfacts.format_start)
     else:
-        # At or just after the keyframe's time: the demuxer seeks to the last keyframe at or before it.
-        inpoint = math.ceil(Fraction(int(packets.pts[first])) * tb * 1_000_000)
+        # Halfway to the next keyframe (in whole ticks of the stream): the demuxer seeks to the last keyframe
+        # at or before it, which is this one, whatever its index makes of a tick. At the keyframe's own time
+        # (rounded up to the microsecond) a 90 kHz stream at 23.976 fps, whose times are no whole
+        # microseconds, sought the keyframe before it: a GOP joined twice.
+        key = int(packets.pts[first])
+        keys = packets.pts[packets.key & (packets.pts > key)]
+        half = (int(keys.min() if keys.size else packets.pts.max()) - key) // 2
+        # (With no whole tick to spare, the keyframe's own time rounded up, as the demuxer then finds it.)
+        inpoint = round_us(Fraction(key + half) * tb) if half else math.ceil(Fraction(key) * tb * 1_000_000)
         file_start = inpoint
     outpoint = None
     if piece.end_packet < packets.count:

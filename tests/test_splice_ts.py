@@ -1,0 +1,43 @@
+"""H.264 in MPEG-TS is smart-cut as in MP4, into .ts or .m2ts: every frame in its place, no GOP joined twice
+(at 23.976 fps a 90 kHz stream's times are no whole microseconds, and a seek to a keyframe at its own time
+found the keyframe before it), and the joins checked in a copy of the output that has an index (a seek in TS
+lands on any packet, and the decoder's complaints about the frames before the next keyframe failed every such
+smart cut)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from semfi_batch.media.probe import probe_video
+from semfi_batch.splice import splice_run
+from tests.conftest import frame_number, numbered_clip
+from tests.test_splice import decode_rgb, job_colour, make_run, solid
+
+X264 = ["-c:v", "libx264", "-crf", "16", "-preset", "veryfast", "-g", "12", "-bf", "2", "-pix_fmt", "yuv420p"]
+ROWS = [
+    {"pair_id": "rep", "mode": "replace", "start": 14, "end": 18},
+    {"pair_id": "ins", "mode": "insert", "start": 40, "end": 41, "gap": 2},
+]
+
+
+@pytest.mark.parametrize(("rate", "ext", "out_ext"), [("24000/1001", "ts", "ts"), ("25", "ts", "m2ts")])
+def test_h264_smart_cut_into_ts_is_frame_exact(tmp_path, rate, ext, out_ext):
+    plain = numbered_clip(tmp_path / "n.mkv", 60, fps=rate, codec="ffv1")
+    src = tmp_path / f"src.{ext}"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(plain), *X264, str(src)], check=True)
+    assert probe_video(src).frame_count == 60
+    run = make_run(tmp_path / "run", src, ROWS)
+    result = splice_run(run, output=tmp_path / f"out.{out_ext}").results[0]
+    assert result.method == "smart cut", result.note
+    assert any(p.copy for p in result.pieces) and result.frames_reencoded < 62
+    frames = decode_rgb(result.output)
+    expected = list(range(15)) + ["rep"] * 3 + list(range(18, 41)) + ["ins"] * 2 + list(range(41, 60))
+    assert len(frames) == len(expected) == 62
+    for i, want in enumerate(expected):
+        if isinstance(want, int):
+            assert frame_number(frames[i]) == want, f"output frame {i}"
+        else:
+            job, first = (0, 15) if want == "rep" else (1, 41)
+            assert solid(frames[i], job_colour(job, i - first)), f"output frame {i} should be {want}"
