@@ -1,7 +1,9 @@
 """Image-pair runs (animation keyframes) -> one clip or PNG sequence: each key followed by its generated
 in-betweens.
 
-Consecutive pairs share a key (pair i's end is pair i+1's start), which appears once. A pair whose job
+Consecutive pairs share a key (pair i's end is pair i+1's start), which appears once; with an exposure
+sheet's frames (start_key_frame / end_key_frame) only when both are the same sheet frame, since one drawing
+held on two frames starts the next pair on the second. A pair whose job
 failed or has not run, or whose in-betweens the review leaves out (rejected; with `accepted_only`, not
 accepted: as splice), holds its start key for the in-between frames, so the timing of the exposure sheet
 is kept and the gap is visible. Keys an exposure sheet puts on the frame right next to another key start no
@@ -31,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.errors import OptionError, OutputPathError, SemfiError
-from semfi_batch.manifest import load_manifest
+from semfi_batch.manifest import KeyframePair, load_manifest
 from semfi_batch.media.clips import CLIP_MUXERS, encode_png_sequence
 from semfi_batch.media.frames import common_layout, icc_profile, read_image, write_png
 from semfi_batch.media.png import PNG_CHANNELS, png_header
@@ -124,7 +126,7 @@ def frame_sequence(
     reviewed_out: dict[str, list[str]] = {}
     sequence: list[Path] = []
     generated, held = 0, []
-    last_key: Path | None = None
+    previous: KeyframePair | None = None  # the pair whose end key was placed last; None after a listed key
     listed: list[Path] = []
     for i, pair in enumerate(pairs):
         if i == 0:
@@ -135,7 +137,7 @@ def frame_sequence(
         # record lists; else its in-betweens are held and the keys are the user's files as they are now.
         record, _ = published_job(job, pair, planner) if job.is_dir() else (None, "")
         usable = record is not None and record.get("status") == "done"
-        if i == 0 or pair.start_image != last_key:
+        if previous is None or not _starts_on_end_of(pair, previous):
             sequence.append(_key(run_dir, pair.pair_id, "start.png", pair.start_image, usable))
         frames = sorted((job / "frames").glob("*.png")) if usable else []
         why = review.why_left_out(pair.pair_id) if len(frames) == pair.gap_frames else ""
@@ -149,15 +151,25 @@ def frame_sequence(
             held.append(pair.pair_id)
             sequence.extend([sequence[-1]] * pair.gap_frames)
         sequence.append(_key(run_dir, pair.pair_id, "end.png", pair.end_image, usable))
-        last_key = pair.end_image
+        previous = pair
         after = _listed_keys(pair.extras.get("keys_after"), base, pair.pair_id)
         if after:
             listed += after
             sequence += after
-            last_key = None  # the next pair's start is another key than this end
+            previous = None  # the next pair's start is another key than this end
     keys = {path for pair in pairs for path in (pair.start_image, pair.end_image) if path is not None}
     keys.update(listed)
     return sequence, generated, held, keys, reviewed_out
+
+
+def _starts_on_end_of(pair: KeyframePair, previous: KeyframePair) -> bool:
+    """Whether `pair` starts on the very exposure `previous` ends on: the same sheet frame where the manifest
+    gives both (from-images with a sheet), else the same image (the same file on two sheet frames is two
+    exposures, both shown)."""
+    start, end = pair.extras.get("start_key_frame"), previous.extras.get("end_key_frame")
+    if start is not None and end is not None:
+        return start == end
+    return pair.start_image == previous.end_image
 
 
 def _from_origin(pair, run_dir: Path, base: Path):

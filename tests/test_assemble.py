@@ -69,6 +69,16 @@ def test_exposure_sheet_keys_next_to_each_other_are_all_kept(tmp_path):
     assert len(levels) == 6 and levels[:2] == [20, 70] and levels[-2:] == [120, 170]
 
 
+def test_a_key_held_on_two_sheet_frames_is_shown_on_both(tmp_path):
+    # b on 5 and again on 6 (one drawing held two frames): pairs a-b (3 in-betweens) and b-c (2), nothing between.
+    run = keys_run(tmp_path, "image,frame\na.png,1\nb.png,5\nb.png,6\nc.png,9\n")
+    seq = tmp_path / "seq"
+    assert main(["assemble", str(run), "-o", str(seq)]) == 0
+    levels = [int(read_image(p)[..., 0].mean()) for p in sorted(seq.glob("*.png"))]
+    # frames 1..9: a, three in-betweens, b, b, two in-betweens, c (on frame 9, as on the sheet)
+    assert len(levels) == 9 and levels[0] == 20 and levels[4:6] == [70, 70] and levels[-1] == 120
+
+
 def test_assemble_writes_gif_png_sequence_and_prores_at_exact_rates(tmp_path, capsys):
     run = keys_run(tmp_path, rgba=True)
     gif = tmp_path / "keys.gif"
