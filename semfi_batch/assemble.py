@@ -34,7 +34,7 @@ import numpy as np
 
 from semfi_batch.errors import OptionError, OutputPathError, SemfiError
 from semfi_batch.manifest import KeyframePair, load_manifest
-from semfi_batch.media.clips import CLIP_MUXERS, encode_png_sequence
+from semfi_batch.media.clips import CLIP_MUXERS, clip_suffixes, codec_mismatch, encode_png_sequence
 from semfi_batch.media.frames import common_layout, icc_profile, read_image, write_png
 from semfi_batch.media.png import PNG_CHANNELS, png_header
 from semfi_batch.media.probe import probe_video
@@ -74,6 +74,13 @@ def assemble_run(
             f"cannot tell what to write from {out.name!r}: use a name ending in {', '.join(CLIP_MUXERS)}, "
             "or a folder name (no suffix) for a PNG sequence"
         )
+    if not sequence_out:
+        # h264 is --codec's default, so with a .gif name it means "a GIF"; a codec the container cannot hold
+        # (ProRes in .gif or .mp4) is refused before any frame is read, not dropped or found after the work.
+        if out.suffix.lower() == ".gif" and codec == "h264":
+            codec = "gif"
+        if out.suffix.lower() not in clip_suffixes(codec):
+            raise OptionError(codec_mismatch(codec, out))
     inside = out.expanduser().resolve()
     for folder in STATE_FOLDERS:
         if inside.is_relative_to((run_dir / folder).expanduser().resolve()):
@@ -85,8 +92,6 @@ def assemble_run(
     if sequence_out:
         write_png_sequence(sequence, out, keys)
     else:
-        if out.suffix.lower() == ".gif":
-            codec = "gif"
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as work:
             frames, (channels, depth) = frames_in_one_layout(sequence, Path(work), keys)

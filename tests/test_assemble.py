@@ -265,3 +265,14 @@ def test_a_damaged_key_of_a_failed_job_is_an_error_not_a_frame(tmp_path, capsys)
     capsys.readouterr()
     assert main(["assemble", str(tmp_path / "run"), "-o", str(tmp_path / "seq")]) == 1
     assert "k1.png" in capsys.readouterr().err and not (tmp_path / "seq").exists()
+
+
+def test_a_codec_the_container_cannot_hold_is_a_usage_error(tmp_path, capsys):
+    """--codec prores with a .gif name wrote a GIF without a word; like .mp4 it is refused, naming the
+    containers that hold ProRes, before any frame is read."""
+    run = keys_run(tmp_path)
+    for name in ("x.gif", "x.mp4"):
+        capsys.readouterr()
+        assert main(["assemble", str(run), "-o", str(tmp_path / name), "--codec", "prores"]) == 2
+        assert f"cannot write prores into {name}: give a name ending in .mov, .mkv" in capsys.readouterr().err
+        assert not (tmp_path / name).exists()

@@ -27,9 +27,8 @@ def encode_png_sequence(frames: Iterable[Path], out: Path, fps: float | Fraction
     if codec not in CLIP_CODECS:
         raise MediaError(f"unknown clip codec {codec!r}; use one of {', '.join(CLIP_CODECS)}")
     muxer = CLIP_MUXERS.get(out.suffix.lower())
-    if muxer is None or codec not in _MUXER_CODECS[muxer]:
-        fits = ", ".join(s for s, m in CLIP_MUXERS.items() if codec in _MUXER_CODECS[m])
-        raise MediaError(f"cannot write {codec} into {out.name}: give a name ending in {fits}")
+    if out.suffix.lower() not in clip_suffixes(codec):
+        raise MediaError(codec_mismatch(codec, out))
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     faststart = ["-movflags", "+faststart"] if muxer in ("mp4", "mov") else []
     cmd = [
@@ -52,6 +51,16 @@ def encode_png_sequence(frames: Iterable[Path], out: Path, fps: float | Fraction
         tmp.unlink(missing_ok=True)
         raise MediaError(f"cannot encode {out}: {stderr.decode(errors='replace').strip()[-300:]}")
     os.replace(tmp, out)
+
+
+def clip_suffixes(codec: str) -> list[str]:
+    """The file suffixes whose container holds `codec` here."""
+    return [suffix for suffix, muxer in CLIP_MUXERS.items() if codec in _MUXER_CODECS[muxer]]
+
+
+def codec_mismatch(codec: str, out: Path) -> str:
+    """What to say when `out`'s container cannot hold `codec`."""
+    return f"cannot write {codec} into {out.name}: give a name ending in {', '.join(clip_suffixes(codec))}"
 
 
 def _has_alpha_png(path: Path) -> bool:
