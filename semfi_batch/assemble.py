@@ -34,7 +34,13 @@ import numpy as np
 
 from semfi_batch.errors import OptionError, OutputPathError, SemfiError
 from semfi_batch.manifest import KeyframePair, load_manifest
-from semfi_batch.media.clips import CLIP_MUXERS, clip_suffixes, codec_mismatch, encode_png_sequence
+from semfi_batch.media.clips import (
+    CLIP_MUXERS,
+    clip_rate_problem,
+    clip_suffixes,
+    codec_mismatch,
+    encode_png_sequence,
+)
 from semfi_batch.media.frames import common_layout, icc_profile, read_image, write_png
 from semfi_batch.media.png import PNG_CHANNELS, png_header
 from semfi_batch.media.probe import probe_video
@@ -81,6 +87,8 @@ def assemble_run(
             codec = "gif"
         if out.suffix.lower() not in clip_suffixes(codec):
             raise OptionError(codec_mismatch(codec, out))
+        if (problem := clip_rate_problem(codec, rate)) is not None:
+            raise OptionError(problem)
     inside = out.expanduser().resolve()
     for folder in STATE_FOLDERS:
         if inside.is_relative_to((run_dir / folder).expanduser().resolve()):

@@ -276,3 +276,20 @@ def test_a_codec_the_container_cannot_hold_is_a_usage_error(tmp_path, capsys):
         assert main(["assemble", str(run), "-o", str(tmp_path / name), "--codec", "prores"]) == 2
         assert f"cannot write prores into {name}: give a name ending in .mov, .mkv" in capsys.readouterr().err
         assert not (tmp_path / name).exists()
+
+
+def gif_delays_ms(gif) -> list[int]:
+    from PIL import Image
+
+    with Image.open(gif) as im:
+        return [im.seek(n) or im.info["duration"] for n in range(im.n_frames)]
+
+
+def test_a_gif_faster_than_50_fps_is_refused_not_played_slow(tmp_path, capsys):
+    """At 59.94 fps ffmpeg wrote delays of 1/100 s, which players show for 1/10 s: the clip stuttered and ran
+    2.5 times too long. 50 fps (2/100 s a frame) is the fastest a GIF plays; above it is a usage error."""
+    run = keys_run(tmp_path)
+    assert main(["assemble", str(run), "-o", str(tmp_path / "fast.gif"), "--fps", "59.94"]) == 2
+    assert "a GIF plays at most 50 fps" in capsys.readouterr().err and not (tmp_path / "fast.gif").exists()
+    assert main(["assemble", str(run), "-o", str(tmp_path / "x.gif"), "--fps", "50"]) == 0
+    assert gif_delays_ms(tmp_path / "x.gif") == [20] * 10

@@ -29,6 +29,8 @@ def encode_png_sequence(frames: Iterable[Path], out: Path, fps: float | Fraction
     muxer = CLIP_MUXERS.get(out.suffix.lower())
     if out.suffix.lower() not in clip_suffixes(codec):
         raise MediaError(codec_mismatch(codec, out))
+    if (problem := clip_rate_problem(codec, fps)) is not None:
+        raise MediaError(problem)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     faststart = ["-movflags", "+faststart"] if muxer in ("mp4", "mov") else []
     cmd = [
@@ -61,6 +63,22 @@ def clip_suffixes(codec: str) -> list[str]:
 def codec_mismatch(codec: str, out: Path) -> str:
     """What to say when `out`'s container cannot hold `codec`."""
     return f"cannot write {codec} into {out.name}: give a name ending in {', '.join(clip_suffixes(codec))}"
+
+
+# A GIF frame's delay is a whole number of hundredths of a second, and browsers and ffmpeg's own demuxer show a
+# delay under 2/100 s for 1/10 s: 50 fps is the highest rate a GIF plays at.
+GIF_MAX_RATE = Fraction(50)
+
+
+def clip_rate_problem(codec: str, fps: float | Fraction) -> str | None:
+    """Why a clip of `codec` cannot play at `fps` (a GIF above GIF_MAX_RATE), or None."""
+    if codec == "gif" and Fraction(fps) > GIF_MAX_RATE:
+        return (
+            f"a GIF plays at most {GIF_MAX_RATE} fps (its frame delays are whole hundredths of a second, and "
+            f"players show 1/100 s as 1/10 s), not {round(float(fps), 3):g}: give --fps {GIF_MAX_RATE} or less, "
+            "or write .mp4/.mov/.mkv"
+        )
+    return None
 
 
 def _has_alpha_png(path: Path) -> bool:
