@@ -12,6 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 from semfi_batch.errors import MediaError
+from semfi_batch.media.frame_pipes import TO_YUV_SCALE_FLAGS
 from semfi_batch.media.rates import rate_arg
 from semfi_batch.media.tools import tool_path
 
@@ -86,15 +87,29 @@ def _has_alpha_png(path: Path) -> bool:
         return im.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in im.info
 
 
+def _to_yuv(pix_fmt: str, before: str = "") -> list[str]:
+    """Filter and options that turn the RGB frames into `pix_fmt` by BT.709, limited range, and tag the clip so
+    (the frames for encoders that take their tags from them, prores_ks; the stream for the rest). Untagged,
+    a player picks the matrix itself (HD players BT.709, ffmpeg BT.601), and a clip encoded by another one
+    shifts colour (a key of 200,30,30 came back 213,46,28). BT.709 for every size: sRGB keys share its
+    primaries, and players that honour tags (browsers, QuickTime, editors) then decode what was encoded."""
+    convert = f"scale=out_color_matrix=bt709:out_range=tv:flags={TO_YUV_SCALE_FLAGS},format={pix_fmt}"
+    tags = "setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709"
+    return [
+        "-vf", f"{before}{convert},{tags}", "-pix_fmt", pix_fmt,
+        "-color_range", "tv", "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
+    ]  # fmt: skip
+
+
 # Encoder arguments per clip codec, given whether the frames carry alpha.
 CLIP_CODECS = {
     "h264": lambda alpha: [
-        "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
-        "-pix_fmt", "yuv420p",
+        *_to_yuv("yuv420p", before="pad=ceil(iw/2)*2:ceil(ih/2)*2,"),
+        "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
     ],
     "prores": lambda alpha: [
+        *_to_yuv("yuva444p10le" if alpha else "yuv422p10le"),
         "-c:v", "prores_ks", "-profile:v", "4444" if alpha else "3", "-vendor", "apl0",
-        "-pix_fmt", "yuva444p10le" if alpha else "yuv422p10le",
     ],
     "gif": lambda alpha: [
         "-filter_complex", "[0:v]split[a][b];[a]palettegen=reserve_transparent=1[p];[b][p]paletteuse",
