@@ -40,6 +40,7 @@ from semfi_batch.media.clips import (
     clip_suffixes,
     codec_mismatch,
     encode_png_sequence,
+    h264_size,
 )
 from semfi_batch.media.frames import common_layout, icc_profile, read_image, write_png
 from semfi_batch.media.png import PNG_CHANNELS, png_header
@@ -105,6 +106,14 @@ def assemble_run(
             frames, (channels, depth) = frames_in_one_layout(sequence, Path(work), keys)
             if codec == "h264" and (channels == 4 or depth == np.uint16):
                 notes.append("H.264 clips are 8-bit without alpha: use --codec prores or a PNG sequence to keep them")
+            width, height = png_header(frames[0])[:2]
+            if codec == "h264" and h264_size(width, height) != (width, height):
+                even = "x".join(map(str, h264_size(width, height)))
+                edges = " and ".join(edge for edge, odd in (("column", width % 2), ("row", height % 2)) if odd)
+                notes.append(
+                    f"H.264 clips have even sides: the {width}x{height} frames are {even} in {out.name}, their last "
+                    f"{edges} repeated; use --codec prores or a PNG sequence to keep {width}x{height}"
+                )
             encoded = Path(work) / out.name
             try:
                 encode_png_sequence(frames, encoded, rate, codec=codec)

@@ -37,7 +37,7 @@ def encode_png_sequence(frames: Iterable[Path], out: Path, fps: float | Fraction
     cmd = [
         tool_path("ffmpeg"), "-nostdin", "-v", "error", "-y",
         "-f", "image2pipe", "-c:v", "png", "-framerate", rate_arg(fps), "-i", "pipe:0",
-        *CLIP_CODECS[codec](_has_alpha_png(frames[0])),
+        *CLIP_CODECS[codec](*_alpha_and_size(frames[0])),
         "-threads", "1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1",
         *faststart, "-f", muxer, str(tmp),
     ]  # fmt: skip
@@ -82,9 +82,26 @@ def clip_rate_problem(codec: str, fps: float | Fraction) -> str | None:
     return None
 
 
-def _has_alpha_png(path: Path) -> bool:
+def h264_size(width: int, height: int) -> tuple[int, int]:
+    """The size of an H.264 clip of frames of this size: its 4:2:0 colour comes in 2x2 blocks, so an odd side
+    gets one more pixel."""
+    return width + width % 2, height + height % 2
+
+
+def _to_h264_size(width: int, height: int) -> str:
+    """Filters that make the frames h264_size by repeating their last column (row): an edge copied on is
+    not seen, a black one is (pad's own fill)."""
+    even_width, even_height = h264_size(width, height)
+    if (even_width, even_height) == (width, height):
+        return ""
+    right, bottom = even_width - width, even_height - height
+    return f"pad={even_width}:{even_height},fillborders=right={right}:bottom={bottom}:mode=smear,"
+
+
+def _alpha_and_size(path: Path) -> tuple[bool, tuple[int, int]]:
+    """Whether the PNG carries alpha, and its (width, height)."""
     with Image.open(path) as im:
-        return im.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in im.info
+        return im.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in im.info, im.size
 
 
 def _to_yuv(pix_fmt: str, before: str = "") -> list[str]:
@@ -101,17 +118,17 @@ def _to_yuv(pix_fmt: str, before: str = "") -> list[str]:
     ]  # fmt: skip
 
 
-# Encoder arguments per clip codec, given whether the frames carry alpha.
+# Encoder arguments per clip codec, given whether the frames carry alpha and their (width, height).
 CLIP_CODECS = {
-    "h264": lambda alpha: [
-        *_to_yuv("yuv420p", before="pad=ceil(iw/2)*2:ceil(ih/2)*2,"),
+    "h264": lambda alpha, size: [
+        *_to_yuv("yuv420p", before=_to_h264_size(*size)),
         "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
     ],
-    "prores": lambda alpha: [
+    "prores": lambda alpha, size: [
         *_to_yuv("yuva444p10le" if alpha else "yuv422p10le"),
         "-c:v", "prores_ks", "-profile:v", "4444" if alpha else "3", "-vendor", "apl0",
     ],
-    "gif": lambda alpha: [
+    "gif": lambda alpha, size: [
         "-filter_complex", "[0:v]split[a][b];[a]palettegen=reserve_transparent=1[p];[b][p]paletteuse",
         "-loop", "0",
     ],
