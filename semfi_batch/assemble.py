@@ -1,9 +1,9 @@
 """Image-pair runs (animation keyframes) -> one clip or PNG sequence: each key followed by its generated
 in-betweens.
 
-Consecutive pairs share a key (pair i's end is pair i+1's start), which appears once; with an exposure
-sheet's frames (start_key_frame / end_key_frame) only when both are the same sheet frame, since one drawing
-held on two frames starts the next pair on the second. A pair whose job
+Consecutive pairs share a key (pair i's end is pair i+1's start), which appears once; where the manifest
+gives the sheet frames (start_key_frame / end_key_frame), only when both are the same frame, since one
+drawing held on two frames ends one pair on the first and starts the next on the second. A pair whose job
 failed or has not run, or whose in-betweens the review leaves out (rejected; with `accepted_only`, not
 accepted: as splice), holds its start key for the in-between frames, so the timing of the exposure sheet
 is kept and the gap is visible. Keys an exposure sheet puts on the frame right next to another key start no
@@ -107,12 +107,13 @@ def assemble_run(
             if codec == "h264" and (channels == 4 or depth == np.uint16):
                 notes.append("H.264 clips are 8-bit without alpha: use --codec prores or a PNG sequence to keep them")
             width, height = png_header(frames[0])[:2]
-            if codec == "h264" and h264_size(width, height) != (width, height):
-                even = "x".join(map(str, h264_size(width, height)))
+            even_width, even_height = h264_size(width, height)
+            if codec == "h264" and (even_width, even_height) != (width, height):
                 edges = " and ".join(edge for edge, odd in (("column", width % 2), ("row", height % 2)) if odd)
                 notes.append(
-                    f"H.264 clips have even sides: the {width}x{height} frames are {even} in {out.name}, their last "
-                    f"{edges} repeated; use --codec prores or a PNG sequence to keep {width}x{height}"
+                    f"H.264 clips have even sides: the {width}x{height} frames are {even_width}x{even_height} in "
+                    f"{out.name}, their last {edges} repeated; use --codec prores or a PNG sequence to keep "
+                    f"{width}x{height}"
                 )
             encoded = Path(work) / out.name
             try:

@@ -19,8 +19,9 @@ from semfi_batch.media.tools import tool_path
 
 def encode_png_sequence(frames: Iterable[Path], out: Path, fps: float | Fraction, *, codec: str = "h264") -> None:
     """Encode PNG files (in order) into a clip, written atomically: `codec` "h264" (job previews, assembled
-    clips; 8-bit 4:2:0, alpha not kept), "prores" (ProRes 422 HQ 10-bit, or 4444 with alpha when the frames
-    have it; .mov) or "gif" (one palette for the clip, looping). The rate is exact (23.976 is 24000/1001).
+    clips; 8-bit 4:2:0, alpha not kept, an odd side one pixel longer: h264_size), "prores" (ProRes 422 HQ
+    10-bit, or 4444 with alpha when the frames have it; .mov) or "gif" (one palette for the clip, looping, at
+    most GIF_MAX_RATE). H.264 and ProRes are BT.709 and tagged so. The rate is exact (23.976 is 24000/1001).
     The same inputs give the same bytes (single-threaded encoders, bit-exact muxing, no metadata)."""
     frames = list(frames)
     if not frames:
