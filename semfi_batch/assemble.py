@@ -1,7 +1,9 @@
 """Image-pair runs (animation keyframes) -> one clip or PNG sequence: each key followed by its generated
 in-betweens.
 
-Consecutive pairs share a key (pair i's end is pair i+1's start), which appears once. A pair whose job
+Consecutive pairs share a key (pair i's end is pair i+1's start), which appears once; where the manifest
+gives the sheet frames (start_key_frame / end_key_frame), only when both are the same frame, since one
+drawing held on two frames ends one pair on the first and starts the next on the second. A pair whose job
 failed or has not run, or whose in-betweens the review leaves out (rejected; with `accepted_only`, not
 accepted: as splice), holds its start key for the in-between frames, so the timing of the exposure sheet
 is kept and the gap is visible. Keys an exposure sheet puts on the frame right next to another key start no
@@ -31,8 +33,15 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.errors import OptionError, OutputPathError, SemfiError
-from semfi_batch.manifest import load_manifest
-from semfi_batch.media.clips import CLIP_MUXERS, encode_png_sequence
+from semfi_batch.manifest import KeyframePair, load_manifest
+from semfi_batch.media.clips import (
+    CLIP_MUXERS,
+    clip_rate_problem,
+    clip_suffixes,
+    codec_mismatch,
+    encode_png_sequence,
+    h264_size,
+)
 from semfi_batch.media.frames import common_layout, icc_profile, read_image, write_png
 from semfi_batch.media.png import PNG_CHANNELS, png_header
 from semfi_batch.media.probe import probe_video
@@ -72,6 +81,15 @@ def assemble_run(
             f"cannot tell what to write from {out.name!r}: use a name ending in {', '.join(CLIP_MUXERS)}, "
             "or a folder name (no suffix) for a PNG sequence"
         )
+    if not sequence_out:
+        # h264 is --codec's default, so with a .gif name it means "a GIF"; a codec the container cannot hold
+        # (ProRes in .gif or .mp4) is refused before any frame is read, not dropped or found after the work.
+        if out.suffix.lower() == ".gif" and codec == "h264":
+            codec = "gif"
+        if out.suffix.lower() not in clip_suffixes(codec):
+            raise OptionError(codec_mismatch(codec, out))
+        if (problem := clip_rate_problem(codec, rate)) is not None:
+            raise OptionError(problem)
     inside = out.expanduser().resolve()
     for folder in STATE_FOLDERS:
         if inside.is_relative_to((run_dir / folder).expanduser().resolve()):
@@ -83,13 +101,20 @@ def assemble_run(
     if sequence_out:
         write_png_sequence(sequence, out, keys)
     else:
-        if out.suffix.lower() == ".gif":
-            codec = "gif"
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as work:
             frames, (channels, depth) = frames_in_one_layout(sequence, Path(work), keys)
             if codec == "h264" and (channels == 4 or depth == np.uint16):
                 notes.append("H.264 clips are 8-bit without alpha: use --codec prores or a PNG sequence to keep them")
+            width, height = png_header(frames[0])[:2]
+            even_width, even_height = h264_size(width, height)
+            if codec == "h264" and (even_width, even_height) != (width, height):
+                edges = " and ".join(edge for edge, odd in (("column", width % 2), ("row", height % 2)) if odd)
+                notes.append(
+                    f"H.264 clips have even sides: the {width}x{height} frames are {even_width}x{even_height} in "
+                    f"{out.name}, their last {edges} repeated; use --codec prores or a PNG sequence to keep "
+                    f"{width}x{height}"
+                )
             encoded = Path(work) / out.name
             try:
                 encode_png_sequence(frames, encoded, rate, codec=codec)
@@ -124,7 +149,7 @@ def frame_sequence(
     reviewed_out: dict[str, list[str]] = {}
     sequence: list[Path] = []
     generated, held = 0, []
-    last_key: Path | None = None
+    previous: KeyframePair | None = None  # the pair whose end key was placed last; None after a listed key
     listed: list[Path] = []
     for i, pair in enumerate(pairs):
         if i == 0:
@@ -135,7 +160,7 @@ def frame_sequence(
         # record lists; else its in-betweens are held and the keys are the user's files as they are now.
         record, _ = published_job(job, pair, planner) if job.is_dir() else (None, "")
         usable = record is not None and record.get("status") == "done"
-        if i == 0 or pair.start_image != last_key:
+        if previous is None or not _starts_on_end_of(pair, previous):
             sequence.append(_key(run_dir, pair.pair_id, "start.png", pair.start_image, usable))
         frames = sorted((job / "frames").glob("*.png")) if usable else []
         why = review.why_left_out(pair.pair_id) if len(frames) == pair.gap_frames else ""
@@ -149,15 +174,25 @@ def frame_sequence(
             held.append(pair.pair_id)
             sequence.extend([sequence[-1]] * pair.gap_frames)
         sequence.append(_key(run_dir, pair.pair_id, "end.png", pair.end_image, usable))
-        last_key = pair.end_image
+        previous = pair
         after = _listed_keys(pair.extras.get("keys_after"), base, pair.pair_id)
         if after:
             listed += after
             sequence += after
-            last_key = None  # the next pair's start is another key than this end
+            previous = None  # the next pair's start is another key than this end
     keys = {path for pair in pairs for path in (pair.start_image, pair.end_image) if path is not None}
     keys.update(listed)
     return sequence, generated, held, keys, reviewed_out
+
+
+def _starts_on_end_of(pair: KeyframePair, previous: KeyframePair) -> bool:
+    """Whether `pair` starts on the very exposure `previous` ends on: the same sheet frame where the manifest
+    gives both (from-images with a sheet), else the same image (the same file on two sheet frames is two
+    exposures, both shown)."""
+    start, end = pair.extras.get("start_key_frame"), previous.extras.get("end_key_frame")
+    if start is not None and end is not None:
+        return start == end
+    return pair.start_image == previous.end_image
 
 
 def _from_origin(pair, run_dir: Path, base: Path):

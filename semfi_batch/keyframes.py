@@ -57,8 +57,9 @@ class KeyframeManifest:
 
 
 def natural_key(name: str) -> list[object]:
-    """Sort key that orders digit runs by value: key2 < key10."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+    """Sort key that orders digit runs by value: key2 < key10. Only decimal digits count (str.isdigit also
+    takes superscripts such as '²', which int() refuses): any other character sorts as text."""
+    return [int(part) if part.isdecimal() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 def natural_path_key(path: Path) -> tuple[list[object], list[object]]:
@@ -135,7 +136,7 @@ def read_exposure_sheet(sheet: Path, directory: Path) -> list[Exposure]:
 
 
 def _is_int(text: str) -> bool:
-    return text.lstrip("+-").isdigit() and text[:1] != "+"
+    return text.lstrip("+-").isdecimal() and text[:1] != "+"  # isdecimal: what int() reads ('²' is no number)
 
 
 def check_images(keys: list[Exposure]) -> tuple[int, int]:

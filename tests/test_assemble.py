@@ -69,6 +69,16 @@ def test_exposure_sheet_keys_next_to_each_other_are_all_kept(tmp_path):
     assert len(levels) == 6 and levels[:2] == [20, 70] and levels[-2:] == [120, 170]
 
 
+def test_a_key_held_on_two_sheet_frames_is_shown_on_both(tmp_path):
+    # b on 5 and again on 6 (one drawing held two frames): pairs a-b (3 in-betweens) and b-c (2), nothing between.
+    run = keys_run(tmp_path, "image,frame\na.png,1\nb.png,5\nb.png,6\nc.png,9\n")
+    seq = tmp_path / "seq"
+    assert main(["assemble", str(run), "-o", str(seq)]) == 0
+    levels = [int(read_image(p)[..., 0].mean()) for p in sorted(seq.glob("*.png"))]
+    # frames 1..9: a, three in-betweens, b, b, two in-betweens, c (on frame 9, as on the sheet)
+    assert len(levels) == 9 and levels[0] == 20 and levels[4:6] == [70, 70] and levels[-1] == 120
+
+
 def test_assemble_writes_gif_png_sequence_and_prores_at_exact_rates(tmp_path, capsys):
     run = keys_run(tmp_path, rgba=True)
     gif = tmp_path / "keys.gif"
@@ -255,3 +265,31 @@ def test_a_damaged_key_of_a_failed_job_is_an_error_not_a_frame(tmp_path, capsys)
     capsys.readouterr()
     assert main(["assemble", str(tmp_path / "run"), "-o", str(tmp_path / "seq")]) == 1
     assert "k1.png" in capsys.readouterr().err and not (tmp_path / "seq").exists()
+
+
+def test_a_codec_the_container_cannot_hold_is_a_usage_error(tmp_path, capsys):
+    """--codec prores with a .gif name wrote a GIF without a word; like .mp4 it is refused, naming the
+    containers that hold ProRes, before any frame is read."""
+    run = keys_run(tmp_path)
+    for name in ("x.gif", "x.mp4"):
+        capsys.readouterr()
+        assert main(["assemble", str(run), "-o", str(tmp_path / name), "--codec", "prores"]) == 2
+        assert f"cannot write prores into {name}: give a name ending in .mov, .mkv" in capsys.readouterr().err
+        assert not (tmp_path / name).exists()
+
+
+def gif_delays_ms(gif) -> list[int]:
+    from PIL import Image
+
+    with Image.open(gif) as im:
+        return [im.seek(n) or im.info["duration"] for n in range(im.n_frames)]
+
+
+def test_a_gif_faster_than_50_fps_is_refused_not_played_slow(tmp_path, capsys):
+    """At 59.94 fps ffmpeg wrote delays of 1/100 s, which players show for 1/10 s: the clip stuttered and ran
+    2.5 times too long. 50 fps (2/100 s a frame) is the fastest a GIF plays; above it is a usage error."""
+    run = keys_run(tmp_path)
+    assert main(["assemble", str(run), "-o", str(tmp_path / "fast.gif"), "--fps", "59.94"]) == 2
+    assert "a GIF plays at most 50 fps" in capsys.readouterr().err and not (tmp_path / "fast.gif").exists()
+    assert main(["assemble", str(run), "-o", str(tmp_path / "x.gif"), "--fps", "50"]) == 0
+    assert gif_delays_ms(tmp_path / "x.gif") == [20] * 10

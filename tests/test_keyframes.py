@@ -90,6 +90,7 @@ def test_unreadable_image_names_the_file(tmp_path, capsys):
         ("image,frame\na.png,1\nmissing.png,4\n", "line 3: image 'missing.png' not found"),
         ("image,frame\na.png,1\nb.png,1\n", "line 3: frame 1 is already used on line 2"),
         ("image,frame\na.png,one\n", "line 2: frame must be a whole number"),
+        ("image,frame\na.png,\u00b2\n", "line 2: frame must be a whole number"),  # a superscript two
         ("picture,when\na.png,1\n", "line 1: a header needs the columns 'image' and 'frame'"),
         ("", "is empty"),
     ],
@@ -136,3 +137,11 @@ def test_names_sort_without_their_extension_and_unread_formats_are_named(tmp_pat
     assert order == ["key1.png", "key1.5.png", "key2.png"]
     err = capsys.readouterr().err
     assert "key12.tga" in err and "left out" in err and "notes.txt" not in err
+
+
+def test_a_superscript_digit_in_a_name_sorts_as_text(tmp_path):
+    """'²' is a digit to str.isdigit but not a decimal one: int() refused it and from-images crashed."""
+    folder = keys(tmp_path / "keys", ["key2.png", "key1\u00b2.png", "key1.png"])
+    out = tmp_path / "keys.parquet"
+    assert from_images(folder, out, "--gap", "1") == 0
+    assert [p.start_image.name for p in load_manifest(out).pairs] == ["key1.png", "key1\u00b2.png"]
