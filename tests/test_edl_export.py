@@ -1,0 +1,54 @@
+"""What `splice --otio/--edl` writes, checked against the source it was made from: the start timecode wherever the
+container keeps it, the edit rate, reel names and file names a conform can relink by, and rates and lengths
+outside what OTIO's CMX 3600 adapter writes by itself. Each test splices a tiny real clip (blend backend)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from semfi_batch.cli import main
+from semfi_batch.manifest import write_manifest
+
+otio = pytest.importorskip("opentimelineio")
+
+REPLACE_10_14 = {"pair_id": "fix_a", "start_frame": 10, "end_frame": 14, "mode": "replace"}
+
+
+def _clip(path, rate: str, frames: int, *ffmpeg_args: str):
+    """A lossless `frames`-frame clip at `rate` (extra ffmpeg output options: a timecode, a timestamp hole)."""
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", f"testsrc2=s=32x32:r={rate}", "-frames:v",
+         str(frames), *ffmpeg_args, "-c:v", "libx264", "-qp", "0", "-g", "12", "-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+def _splice(tmp_path, clip, rows, *outputs: str) -> int:
+    """Run `rows` over `clip` (blend) and splice it with `outputs` (--otio/--edl names in tmp_path): the exit status."""
+    manifest = write_manifest([{"source": clip.name, **row} for row in rows], tmp_path / "m.parquet")
+    run = tmp_path / "run"
+    assert main(["run", str(manifest), "--out", str(run), "--quiet", "--backend", "blend", "--no-preview"]) == 0
+    flags = [arg for name in outputs for arg in (f"--{name.rpartition('.')[2]}", str(tmp_path / name))]
+    return main(["splice", str(run), "-o", str(tmp_path / f"spliced{clip.suffix}"), *flags])
+
+
+def _events(edl: str) -> list[list[str]]:
+    """Each event line's fields: number, reel, channel, kind, source in/out, record in/out."""
+    return [line.split() for line in edl.splitlines() if re.match(r"^\d+ ", line)]
+
+
+def test_a_matroska_start_timecode_is_the_timelines_start(tmp_path):
+    """Matroska keeps the start timecode as the tag TIMECODE (upper case): it was not found, and the OTIO and the
+    EDL sat on 00:00:00;00, 1790 frames from the file's (and the spliced file's) own 00:00:59;20."""
+    clip = _clip(tmp_path / "tape.mkv", "30000/1001", 40, "-timecode", "00:00:59;20")
+    assert _splice(tmp_path, clip, [REPLACE_10_14], "e.otio", "e.edl") == 0
+    timeline = otio.adapters.read_from_file(str(tmp_path / "e.otio"))
+    start = timeline.global_start_time
+    assert (start.value, start.rate) == (1790, 30000 / 1001)  # 00:00:59;20 drop-frame
+    edl = (tmp_path / "e.edl").read_text()
+    assert "FCM: DROP FRAME" in edl
+    assert _events(edl)[0][4:] == ["00:00:59;20", "00:01:00;03", "00:00:59;20", "00:01:00;03"]  # frames 0-9
