@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from fractions import Fraction
 
 import pytest
 
@@ -52,3 +53,34 @@ def test_a_matroska_start_timecode_is_the_timelines_start(tmp_path):
     edl = (tmp_path / "e.edl").read_text()
     assert "FCM: DROP FRAME" in edl
     assert _events(edl)[0][4:] == ["00:00:59;20", "00:01:00;03", "00:00:59;20", "00:01:00;03"]  # frames 0-9
+
+
+HOLE_ROWS = [
+    {"pair_id": "hole", "start_frame": 29, "end_frame": 30, "mode": "insert", "gap_frames": 1},
+    {"pair_id": "fix", "start_frame": 50, "end_frame": 54, "mode": "replace"},
+]
+
+
+@pytest.mark.parametrize(
+    ("rate", "timecode", "start", "first_event"),
+    [
+        ("25", "01:00:00:00", 90000, ["01:00:00:00", "01:00:01:05", "01:00:00:00", "01:00:01:05"]),
+        ("30000/1001", "00:00:59;00", 1770, ["00:00:59;00", "00:01:00;02", "00:00:59;00", "00:01:00;02"]),
+    ],
+)
+def test_a_source_with_a_missing_frame_is_edited_at_its_own_rate(tmp_path, rate, timecode, start, first_event):
+    """One frame's timestamp missing (phone footage) moves the average rate off the stream's (24.671 for 25): the
+    OTIO ran at that average (every clip ~48 s off the file's timecode), and a 29.97 drop-frame source got a
+    NON-DROP EDL whose source and record lengths differed. Both are now at the stream's own rate."""
+    hole = f"setpts='(N+gte(N\\,30))/({rate}*TB)'"  # frame 30 onwards one frame late: no frame at 30
+    clip = _clip(tmp_path / "tape.mov", rate, 60, "-vf", hole, "-fps_mode", "passthrough", "-timecode", timecode)
+    assert _splice(tmp_path, clip, HOLE_ROWS, "e.otio", "e.edl") == 0
+    timeline = otio.adapters.read_from_file(str(tmp_path / "e.otio"))
+    exact = float(Fraction(rate))
+    assert timeline.global_start_time.rate == exact
+    assert timeline.global_start_time.value == start  # the file's start timecode, counted at its rate
+    first = timeline.video_tracks()[0][0]
+    assert first.source_range.duration == otio.opentime.RationalTime(30, exact)  # source frames 0-29
+    edl = (tmp_path / "e.edl").read_text()
+    assert ("FCM: DROP FRAME" in edl) == (";" in timecode)
+    assert _events(edl)[0][4:] == first_event

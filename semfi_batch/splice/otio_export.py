@@ -61,7 +61,7 @@ def build_timeline(result: SourceResult) -> Any:
     from semfi_batch.review.timecode import start_frame_number
 
     info = probe_video(result.source)
-    rate = _edit_rate(info.avg_fps or float(result.frame_rate))
+    rate = _edit_rate(result.frame_rate or info.avg_fps)
     zero = start_frame_number(info.timecode, rate) or 0  # the source's first frame on its own timecode
     tl = otio.schema.Timeline(name=result.output.name)
     tl.global_start_time = otio.opentime.RationalTime(zero, rate)
@@ -185,13 +185,15 @@ def _range(otio, start: float, duration: float, rate: float):
     )
 
 
-def _edit_rate(fps: float) -> float:
-    """Frame rate for timecode: the NTSC rates (N*1000/1001: 23.976, 29.97, 47.952, 59.94, 119.88) exact,
-    others as given."""
+def _edit_rate(frame_rate: Fraction | float) -> float:
+    """The rate the timeline and the EDL count frames and timecode at: the stream's nominal frame rate (ffprobe's
+    r_frame_rate, SourceResult.frame_rate), never its average, which one missing frame moves off it (24.671 for
+    25, 29.641 for 29.97: clips tens of seconds off the file's timecode, drop-frame lost). The NTSC rates
+    (N*1000/1001: 23.976, 29.97, 47.952, 59.94, 119.88) exact, others to a thousandth."""
     from semfi_batch.review.timecode import exact_rate
 
-    rate = exact_rate(fps)
-    return float(rate) if rate.denominator == 1001 else round(fps, 3)
+    rate = exact_rate(frame_rate)
+    return float(rate) if rate.denominator == 1001 else round(float(frame_rate), 3)
 
 
 def _reel(name: str) -> str:
