@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,35 @@ def test_a_source_with_a_missing_frame_is_edited_at_its_own_rate(tmp_path, rate,
     edl = (tmp_path / "e.edl").read_text()
     assert ("FCM: DROP FRAME" in edl) == (";" in timecode)
     assert _events(edl)[0][4:] == first_event
+
+
+def test_every_media_has_its_own_reel_and_generated_events_name_their_files(tmp_path):
+    """A conform relinks an EDL by reel and timecode. The reel was the first 8 letters and digits of a name, so
+    both repairs of interview.mov (pair_ids interview-dmg-...) got its reel INTERVIE at 00:00:00:00: its first
+    frames in place of each repair. And a repair's FROM CLIP named frames [1-3].png, not its 000001.png..."""
+    from urllib.parse import unquote, urlsplit
+
+    clip = _clip(tmp_path / "interview.mov", "25", 40)
+    rows = [
+        {"pair_id": "interview-dmg-000010", "start_frame": 10, "end_frame": 14, "mode": "replace"},
+        {"pair_id": "interview-dmg-000025", "start_frame": 25, "end_frame": 29, "mode": "replace"},
+    ]
+    assert _splice(tmp_path, clip, rows, "e.edl") == 0
+    edl = (tmp_path / "e.edl").read_text()
+    blocks = re.findall(r"^(\d+ .*)\n((?:\*.*\n)*)", edl, re.M)
+    reels = {}  # the reel of each event's media (its FROM CLIP)
+    for line, comments in blocks:
+        url = re.search(r"^\* FROM CLIP: (\S+)", comments, re.M).group(1)
+        reels.setdefault(url, set()).add(line.split()[1])
+    assert all(len(names) == 1 for names in reels.values())  # one reel per media...
+    names = [next(iter(r)) for r in reels.values()]
+    assert len(set(names)) == len(names) == 3  # ...and one media per reel: the source and each repair
+    assert all(re.fullmatch(r"[A-Z0-9]{1,8}", name) for name in names)
+    generated = [url for url in reels if not url.endswith("interview.mov")]
+    for url in generated:
+        folder, first, last, suffix = re.fullmatch(r"(.*/)\[(\d+)-(\d+)\](\.png)", url).groups()
+        files = [
+            Path(unquote(urlsplit(folder).path)) / f"{n:0{len(first)}d}{suffix}"
+            for n in range(int(first), int(last) + 1)
+        ]
+        assert files and all(f.is_file() for f in files), files

@@ -76,7 +76,8 @@ def build_timeline(result: SourceResult) -> Any:
     }
     video = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
     source_ref_range = _range(otio, zero, info.frame_count, rate)
-    reel = _reel(result.source.stem)
+    reels: set[str] = set()  # reel names given so far: one media each
+    reel = _unique_reel(result.source.stem, reels)
     for kind, a, b, first_out in result.timeline.clips():
         if kind == "source":
             clip = otio.schema.Clip(
@@ -124,11 +125,11 @@ def build_timeline(result: SourceResult) -> Any:
                 "manifest": {k: _plain(v) for k, v in edit.extras.items()},
             }
             _mark_decision(otio, clip, edit.decision, b)
-            clip.metadata["cmx_3600"] = {"reel": _reel(edit.pair_id)}
+            clip.metadata["cmx_3600"] = {"reel": _unique_reel(edit.pair_id, reels)}
         video.append(clip)
     tl.tracks.append(video)
     if info.has_audio:
-        tl.tracks.append(_audio_track(otio, result, rate, source_ref_range, zero))
+        tl.tracks.append(_audio_track(otio, result, rate, source_ref_range, zero, reel))
     return tl
 
 
@@ -147,7 +148,7 @@ def _mark_decision(otio, clip, decision: str, frames: int) -> None:
     clip.markers.append(marker)
 
 
-def _audio_track(otio, result: SourceResult, rate: float, available, zero: int) -> Any:
+def _audio_track(otio, result: SourceResult, rate: float, available, zero: int, reel: str) -> Any:
     """Source audio split where time was added (gaps: silence or cross-fade) or removed."""
     track = otio.schema.Track(name="A1", kind=otio.schema.TrackKind.Audio)
     tb = result.time_base
@@ -157,17 +158,19 @@ def _audio_track(otio, result: SourceResult, rate: float, available, zero: int) 
     for shift in result.timeline.shifts:
         at, delta = float(Fraction(shift.at) * tb), float(Fraction(shift.ticks) * tb)
         cut = at if delta > 0 else at + delta
-        track.append(_audio_clip(otio, result, cursor - origin, cut - cursor, rate, available, zero))
+        track.append(_audio_clip(otio, result, cursor - origin, cut - cursor, rate, available, zero, reel))
         if delta > 0:
             gap = otio.schema.Gap(source_range=_range(otio, 0, delta * rate, rate))
             gap.metadata["semfi_batch"] = {"pair_id": shift.pair_id, "inserted_s": delta}
             track.append(gap)
         cursor = at
-    track.append(_audio_clip(otio, result, cursor - origin, end - cursor, rate, available, zero))
+    track.append(_audio_clip(otio, result, cursor - origin, end - cursor, rate, available, zero, reel))
     return track
 
 
-def _audio_clip(otio, result: SourceResult, start_s: float, length_s: float, rate: float, available, zero: int) -> Any:
+def _audio_clip(
+    otio, result: SourceResult, start_s: float, length_s: float, rate: float, available, zero: int, reel: str
+) -> Any:
     clip = otio.schema.Clip(
         name=f"{result.source.name} audio",
         media_reference=otio.schema.ExternalReference(
@@ -175,7 +178,7 @@ def _audio_clip(otio, result: SourceResult, start_s: float, length_s: float, rat
         ),
         source_range=_range(otio, zero + start_s * rate, max(length_s, 0.0) * rate, rate),
     )
-    clip.metadata["cmx_3600"] = {"reel": _reel(result.source.stem)}
+    clip.metadata["cmx_3600"] = {"reel": reel}
     return clip
 
 
@@ -196,8 +199,21 @@ def _edit_rate(frame_rate: Fraction | float) -> float:
     return float(rate) if rate.denominator == 1001 else round(float(frame_rate), 3)
 
 
-def _reel(name: str) -> str:
-    return (re.sub(r"[^A-Za-z0-9]", "", name).upper() or "AX")[:8]
+REEL_LENGTH = 8  # CMX 3600 reel names: up to 8 letters and digits
+
+
+def _unique_reel(name: str, taken: set[str]) -> str:
+    """A CMX 3600 reel name for the media called `name` (added to `taken`): its letters and digits, upper case,
+    cut to 8; numbered instead where that is taken (INTERVI2, INTERV10). A conform relinks an event by reel and
+    timecode, so two media must never share a reel: cut names made every repair of interview.mov (pair_ids
+    interview-dmg-...) the source's reel INTERVIE at 00:00:00:00, relinking the source's first frames."""
+    base = re.sub(r"[^A-Za-z0-9]", "", name).upper() or "AX"
+    reel, number = base[:REEL_LENGTH], 1
+    while reel in taken:
+        number += 1
+        reel = base[: REEL_LENGTH - len(str(number))] + str(number)
+    taken.add(reel)
+    return reel
 
 
 def _plain(value: Any) -> Any:
@@ -223,6 +239,7 @@ def write_edl(summary: SpliceSummary, path: Path) -> Path:
     video_only = otio.schema.Timeline(name=tl.name)
     video_only.tracks.append(tl.tracks[0].clone())
     _markers_on_record_time(otio, video_only.tracks[0])
+    _frame_files_by_name(otio, video_only.tracks[0])
     try:
         text = otio.adapters.write_to_string(video_only, adapter_name=EDL_ADAPTER)
     except Exception as exc:  # noqa: BLE001 - the adapter raises several OTIO exception types
@@ -241,6 +258,22 @@ def _markers_on_record_time(otio, track) -> None:
             marker.marked_range = otio.opentime.TimeRange(
                 marker.marked_range.start_time + shift, marker.marked_range.duration
             )
+
+
+def _frame_files_by_name(otio, track) -> None:
+    """Each generated clip's frames referred to by their file names, zero padding kept
+    (.../frames/[000001-000003].png): the adapter writes an image sequence's FROM CLIP as [1-3].png, which
+    names no file there, so nothing could relink by it."""
+    for clip in track.find_clips(shallow_search=True):
+        frames = clip.media_reference
+        if not isinstance(frames, otio.schema.ImageSequenceReference):
+            continue
+        first, last = frames.frame_range_for_time_range(clip.trimmed_range())
+        width = frames.frame_zero_padding
+        names = f"{frames.name_prefix}[{first:0{width}d}-{last:0{width}d}]{frames.name_suffix}"
+        clip.media_reference = otio.schema.ExternalReference(
+            target_url=frames.target_url_base + names, available_range=frames.available_range
+        )
 
 
 _TC = r"\d\d:\d\d:\d\d[:;]\d\d"
