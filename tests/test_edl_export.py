@@ -117,3 +117,21 @@ def test_every_media_has_its_own_reel_and_generated_events_name_their_files(tmp_
             for n in range(int(first), int(last) + 1)
         ]
         assert files and all(f.is_file() for f in files), files
+
+
+@pytest.mark.parametrize(
+    ("rate", "timecode", "last_event"),
+    [
+        ("12", "01:00:00:00", ["01:00:02:02", "01:00:03:04", "01:00:02:04", "01:00:03:06"]),
+        ("15", "00:00:00:00", ["00:00:01:11", "00:00:02:10", "00:00:01:13", "00:00:02:12"]),
+    ],
+)
+def test_an_edl_at_12_or_15_fps(tmp_path, rate, timecode, last_event):
+    """OTIO's CMX 3600 adapter writes timecode at the SMPTE rates only: at 12 fps (assemble's animation rate) or 15
+    the video was spliced and then the EDL failed ("SMPTE timecode does not support this rate", exit 1)."""
+    clip = _clip(tmp_path / "tape.mov", rate, 40, "-timecode", timecode)
+    insert = {"pair_id": "cut", "start_frame": 25, "end_frame": 26, "mode": "insert", "gap_frames": 2}
+    assert _splice(tmp_path, clip, [REPLACE_10_14, insert], "e.edl") == 0
+    events = _events((tmp_path / "e.edl").read_text())
+    assert [event[0] for event in events] == ["001", "002", "003", "004", "005"]
+    assert events[-1][4:] == last_event  # source frames 26-39 after 3 + 2 generated frames in place of 3 + 0

@@ -240,12 +240,39 @@ def write_edl(summary: SpliceSummary, path: Path) -> Path:
     video_only.tracks.append(tl.tracks[0].clone())
     _markers_on_record_time(otio, video_only.tracks[0])
     _frame_files_by_name(otio, video_only.tracks[0])
+    name = summary.results[0].output.name
+    counted_at = _adapter_rate(otio, tl.global_start_time.rate, name)
     try:
-        text = otio.adapters.write_to_string(video_only, adapter_name=EDL_ADAPTER)
+        text = otio.adapters.write_to_string(video_only, adapter_name=EDL_ADAPTER, rate=counted_at)
     except Exception as exc:  # noqa: BLE001 - the adapter raises several OTIO exception types
-        raise TimelineExportError(f"cannot write an EDL of {summary.results[0].output.name}: {exc}") from None
+        raise TimelineExportError(f"cannot write an EDL of {name}: {exc}") from None
     start = tl.metadata["semfi_batch"]["timecode"]
-    return _atomic_write(path, _on_source_timecode(text, tl.global_start_time, start))
+    return _atomic_write(path, _on_source_timecode(text, tl.global_start_time, start, counted_at))
+
+
+# The rates OTIO's timecode counts at (the SMPTE rates), lowest first.
+_SMPTE_RATES = tuple(
+    Fraction(r) for r in ("24000/1001", "24", "25", "30000/1001", "30", "48000/1001", "48", "50", "60000/1001", "60")
+)
+
+
+def _adapter_rate(otio, rate: float, name: str) -> float:
+    """The rate the adapter is to write the EDL's timecodes at: the edit rate where its timecode counts at that
+    rate (the SMPTE rates), else the lowest SMPTE rate that is a whole multiple of it (24 for 12 fps, 30 for 15),
+    from which _on_source_timecode counts every timecode back at the edit rate, exactly. TimelineExportError for a
+    rate with no such multiple."""
+    if otio.opentime.RationalTime.is_valid_timecode_rate(rate):
+        return rate
+    from semfi_batch.review.timecode import exact_rate
+
+    exact = exact_rate(rate)
+    for smpte in _SMPTE_RATES:
+        if (smpte / exact).denominator == 1:
+            return float(smpte)
+    raise TimelineExportError(
+        f"cannot write an EDL of {name} at {float(exact):g} fps: CMX 3600 timecode counts 23.976, 24, 25, 29.97, "
+        "30, 47.952, 48, 50, 59.94 or 60 frames a second, or a rate that divides one of them (12, 15, ...); use --otio"
+    )
 
 
 def _markers_on_record_time(otio, track) -> None:
@@ -282,18 +309,20 @@ _LOCATOR = re.compile(rf"^(\*\s*LOC:\s*)({_TC})(.*)$")
 _TIMECODE = re.compile(rf"\b{_TC}\b")
 
 
-def _on_source_timecode(text: str, record_start, start: str | None) -> str:
-    """The adapter's EDL with its record timecodes (events' and LOC lines') moved to where the spliced output's
-    timecode starts (`record_start`, in frames), every timecode written drop-frame or not as the source's
-    `start` timecode is, and an FCM line saying which."""
-    from semfi_batch.review.timecode import frame_of_timecode, is_drop_frame, timecode
+def _on_source_timecode(text: str, record_start, start: str | None, counted_at: float) -> str:
+    """The adapter's EDL, its timecodes counted at `counted_at` (_adapter_rate), with every timecode counted at the
+    edit rate (`record_start`'s), its record timecodes (events' and LOC lines') moved to where the spliced
+    output's timecode starts (`record_start`, in frames), every timecode written drop-frame or not as the
+    source's `start` timecode is, and an FCM line saying which."""
+    from semfi_batch.review.timecode import exact_rate, frame_of_timecode, is_drop_frame, timecode
 
     rate = record_start.rate
+    frames_per_count = exact_rate(rate) / exact_rate(counted_at)  # 1, or 1/2 for 12 fps counted at 24
     drop = is_drop_frame(rate, start)
     form = "00:00:00;00" if drop else "00:00:00:00"  # timecode() writes drop-frame as this zero is written
 
     def rewrite(tc: str, offset: int = 0) -> str:
-        return timecode(frame_of_timecode(tc, rate) + offset, rate, form)
+        return timecode(int(frame_of_timecode(tc, counted_at) * frames_per_count) + offset, rate, form)
 
     shift = int(round(record_start.value))
     lines = []
