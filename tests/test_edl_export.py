@@ -135,3 +135,29 @@ def test_an_edl_at_12_or_15_fps(tmp_path, rate, timecode, last_event):
     events = _events((tmp_path / "e.edl").read_text())
     assert [event[0] for event in events] == ["001", "002", "003", "004", "005"]
     assert events[-1][4:] == last_event  # source frames 26-39 after 3 + 2 generated frames in place of 3 + 0
+
+
+def test_an_edl_of_more_than_999_events_keeps_three_digit_event_numbers(tmp_path):
+    """CMX 3600 event numbers have three digits: event 1000 was written as 1000, shifting every column after it.
+    Past 999 the numbering starts again at 001, and OTIO's reader still reads every event in order."""
+    from semfi_batch.splice.otio_export import edl_text
+
+    def frames(start, count):
+        return otio.opentime.TimeRange(otio.opentime.RationalTime(start, 25), otio.opentime.RationalTime(count, 25))
+
+    track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
+    for n in range(1002):  # a source frame, then a generated one, and so on
+        ref = otio.schema.ExternalReference(target_url=(tmp_path / f"{n % 2}.mov").as_uri())
+        clip = otio.schema.Clip(name=f"clip {n}", media_reference=ref, source_range=frames(90000 + n, 1))
+        clip.metadata["cmx_3600"] = {"reel": f"R{n % 2}"}
+        track.append(clip)
+    timeline = otio.schema.Timeline(name="long.mov", global_start_time=otio.opentime.RationalTime(90000, 25))
+    timeline.metadata["semfi_batch"] = {"timecode": "01:00:00:00"}
+    timeline.tracks.append(track)
+    text = edl_text(timeline)
+    lines = [line for line in text.splitlines() if re.match(r"^\d+ ", line)]
+    assert [line[:3] for line in lines] == [f"{n:03d}" for n in range(1, 1000)] + ["001", "002", "003"]
+    assert {len(line.split("  ", 1)[0]) for line in lines} == {3}  # every column where CMX 3600 has it
+    assert lines[-1].split()[4:] == ["01:00:40:01", "01:00:40:02", "01:00:40:01", "01:00:40:02"]  # frame 1001
+    back = otio.adapters.read_from_string(text, adapter_name="cmx_3600", rate=25)
+    assert [clip.name for clip in back.video_tracks()[0]] == [f"clip {n}" for n in range(1002)]

@@ -234,20 +234,23 @@ def write_otio(summary: SpliceSummary, path: Path) -> Path:
 def write_edl(summary: SpliceSummary, path: Path) -> Path:
     """Write a CMX 3600 EDL of the video track (single-source runs)."""
     check_edl_support(len(summary.results))
+    return _atomic_write(path, edl_text(build_timeline(summary.results[0])))
+
+
+def edl_text(tl: Any) -> str:
+    """The CMX 3600 EDL of the video track of `tl`, a spliced source's timeline (build_timeline's)."""
     otio = _otio()
-    tl = build_timeline(summary.results[0])
     video_only = otio.schema.Timeline(name=tl.name)
     video_only.tracks.append(tl.tracks[0].clone())
     _markers_on_record_time(otio, video_only.tracks[0])
     _frame_files_by_name(otio, video_only.tracks[0])
-    name = summary.results[0].output.name
-    counted_at = _adapter_rate(otio, tl.global_start_time.rate, name)
+    counted_at = _adapter_rate(otio, tl.global_start_time.rate, tl.name)
     try:
         text = otio.adapters.write_to_string(video_only, adapter_name=EDL_ADAPTER, rate=counted_at)
     except Exception as exc:  # noqa: BLE001 - the adapter raises several OTIO exception types
-        raise TimelineExportError(f"cannot write an EDL of {name}: {exc}") from None
+        raise TimelineExportError(f"cannot write an EDL of {tl.name}: {exc}") from None
     start = tl.metadata["semfi_batch"]["timecode"]
-    return _atomic_write(path, _on_source_timecode(text, tl.global_start_time, start, counted_at))
+    return _on_source_timecode(text, tl.global_start_time, start, counted_at)
 
 
 # The rates OTIO's timecode counts at (the SMPTE rates), lowest first.
@@ -304,7 +307,13 @@ def _frame_files_by_name(otio, track) -> None:
 
 
 _TC = r"\d\d:\d\d:\d\d[:;]\d\d"
-_EVENT_TIMECODES = re.compile(rf"^(.*?)({_TC}) ({_TC}) ({_TC}) ({_TC})(\s*)$")
+_EVENT_TIMECODES = re.compile(rf"^(\d+)(.*?)({_TC}) ({_TC}) ({_TC}) ({_TC})(\s*)$")
+# CMX 3600 event numbers have three digits: past 999 the numbering starts again at 001. The adapter's 1000 widened
+# the number and shifted every fixed column after it, which strict readers refuse or misread; splitting the list
+# into several files would leave `splice` naming one and `from-otio` reading one. Events are read in order and
+# placed by their record timecodes, so a number used again is harmless (a number repeated on the very next
+# event line is what marks a dissolve, and 999 is followed by 001).
+_EVENT_NUMBERS = 999
 _LOCATOR = re.compile(rf"^(\*\s*LOC:\s*)({_TC})(.*)$")
 _TIMECODE = re.compile(rf"\b{_TC}\b")
 
@@ -313,7 +322,7 @@ def _on_source_timecode(text: str, record_start, start: str | None, counted_at: 
     """The adapter's EDL, its timecodes counted at `counted_at` (_adapter_rate), with every timecode counted at the
     edit rate (`record_start`'s), its record timecodes (events' and LOC lines') moved to where the spliced
     output's timecode starts (`record_start`, in frames), every timecode written drop-frame or not as the
-    source's `start` timecode is, and an FCM line saying which."""
+    source's `start` timecode is, an FCM line saying which, and event numbers of three digits (_EVENT_NUMBERS)."""
     from semfi_batch.review.timecode import exact_rate, frame_of_timecode, is_drop_frame, timecode
 
     rate = record_start.rate
@@ -329,9 +338,10 @@ def _on_source_timecode(text: str, record_start, start: str | None, counted_at: 
     for line in text.splitlines():
         event = _EVENT_TIMECODES.match(line)
         if event:
-            head, src_in, src_out, rec_in, rec_out, tail = event.groups()
+            number, head, src_in, src_out, rec_in, rec_out, tail = event.groups()
+            number = f"{(int(number) - 1) % _EVENT_NUMBERS + 1:03d}"
             record = f"{rewrite(rec_in, shift)} {rewrite(rec_out, shift)}"
-            line = f"{head}{rewrite(src_in)} {rewrite(src_out)} {record}{tail}"
+            line = f"{number}{head}{rewrite(src_in)} {rewrite(src_out)} {record}{tail}"
         elif locator := _LOCATOR.match(line):  # on the record side, like the event's record timecodes
             line = f"{locator.group(1)}{rewrite(locator.group(2), shift)}{locator.group(3)}"
         else:
@@ -351,4 +361,12 @@ def _atomic_write(path: Path, text: str) -> Path:
     return path
 
 
-__all__ = ["EDL_PACKAGE", "TimelineExportError", "build_timeline", "check_edl_support", "write_edl", "write_otio"]
+__all__ = [
+    "EDL_PACKAGE",
+    "TimelineExportError",
+    "build_timeline",
+    "check_edl_support",
+    "edl_text",
+    "write_edl",
+    "write_otio",
+]
