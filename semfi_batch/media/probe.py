@@ -312,10 +312,12 @@ def _said(value) -> str | None:
 
 def start_timecode(streams: list[dict], fmt: dict) -> str | None:
     """The start timecode in ffprobe's stream and format listing, wherever the container keeps it (the video
-    stream, a tmcd data stream, the file's tags)."""
+    stream, a tmcd data stream, the file's tags). Tag names are matched whatever their case: Matroska keeps
+    the start as `TIMECODE`, QuickTime and MXF as `timecode`."""
     for tags in [s.get("tags") or {} for s in streams] + [fmt.get("tags") or {}]:
-        if tags.get("timecode"):
-            return str(tags["timecode"])
+        for name, value in tags.items():
+            if name.lower() == "timecode" and value:
+                return str(value)
     return None
 
 

@@ -61,7 +61,7 @@ def build_timeline(result: SourceResult) -> Any:
     from semfi_batch.review.timecode import start_frame_number
 
     info = probe_video(result.source)
-    rate = _edit_rate(info.avg_fps or float(result.frame_rate))
+    rate = _edit_rate(result.frame_rate or info.avg_fps)
     zero = start_frame_number(info.timecode, rate) or 0  # the source's first frame on its own timecode
     tl = otio.schema.Timeline(name=result.output.name)
     tl.global_start_time = otio.opentime.RationalTime(zero, rate)
@@ -76,7 +76,8 @@ def build_timeline(result: SourceResult) -> Any:
     }
     video = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
     source_ref_range = _range(otio, zero, info.frame_count, rate)
-    reel = _reel(result.source.stem)
+    reels: set[str] = set()  # reel names given so far: one media each
+    reel = _unique_reel(result.source.stem, reels)
     for kind, a, b, first_out in result.timeline.clips():
         if kind == "source":
             clip = otio.schema.Clip(
@@ -124,11 +125,11 @@ def build_timeline(result: SourceResult) -> Any:
                 "manifest": {k: _plain(v) for k, v in edit.extras.items()},
             }
             _mark_decision(otio, clip, edit.decision, b)
-            clip.metadata["cmx_3600"] = {"reel": _reel(edit.pair_id)}
+            clip.metadata["cmx_3600"] = {"reel": _unique_reel(edit.pair_id, reels)}
         video.append(clip)
     tl.tracks.append(video)
     if info.has_audio:
-        tl.tracks.append(_audio_track(otio, result, rate, source_ref_range, zero))
+        tl.tracks.append(_audio_track(otio, result, rate, source_ref_range, zero, reel))
     return tl
 
 
@@ -147,7 +148,7 @@ def _mark_decision(otio, clip, decision: str, frames: int) -> None:
     clip.markers.append(marker)
 
 
-def _audio_track(otio, result: SourceResult, rate: float, available, zero: int) -> Any:
+def _audio_track(otio, result: SourceResult, rate: float, available, zero: int, reel: str) -> Any:
     """Source audio split where time was added (gaps: silence or cross-fade) or removed."""
     track = otio.schema.Track(name="A1", kind=otio.schema.TrackKind.Audio)
     tb = result.time_base
@@ -157,17 +158,19 @@ def _audio_track(otio, result: SourceResult, rate: float, available, zero: int) 
     for shift in result.timeline.shifts:
         at, delta = float(Fraction(shift.at) * tb), float(Fraction(shift.ticks) * tb)
         cut = at if delta > 0 else at + delta
-        track.append(_audio_clip(otio, result, cursor - origin, cut - cursor, rate, available, zero))
+        track.append(_audio_clip(otio, result, cursor - origin, cut - cursor, rate, available, zero, reel))
         if delta > 0:
             gap = otio.schema.Gap(source_range=_range(otio, 0, delta * rate, rate))
             gap.metadata["semfi_batch"] = {"pair_id": shift.pair_id, "inserted_s": delta}
             track.append(gap)
         cursor = at
-    track.append(_audio_clip(otio, result, cursor - origin, end - cursor, rate, available, zero))
+    track.append(_audio_clip(otio, result, cursor - origin, end - cursor, rate, available, zero, reel))
     return track
 
 
-def _audio_clip(otio, result: SourceResult, start_s: float, length_s: float, rate: float, available, zero: int) -> Any:
+def _audio_clip(
+    otio, result: SourceResult, start_s: float, length_s: float, rate: float, available, zero: int, reel: str
+) -> Any:
     clip = otio.schema.Clip(
         name=f"{result.source.name} audio",
         media_reference=otio.schema.ExternalReference(
@@ -175,7 +178,7 @@ def _audio_clip(otio, result: SourceResult, start_s: float, length_s: float, rat
         ),
         source_range=_range(otio, zero + start_s * rate, max(length_s, 0.0) * rate, rate),
     )
-    clip.metadata["cmx_3600"] = {"reel": _reel(result.source.stem)}
+    clip.metadata["cmx_3600"] = {"reel": reel}
     return clip
 
 
@@ -185,17 +188,32 @@ def _range(otio, start: float, duration: float, rate: float):
     )
 
 
-def _edit_rate(fps: float) -> float:
-    """Frame rate for timecode: the NTSC rates (N*1000/1001: 23.976, 29.97, 47.952, 59.94, 119.88) exact,
-    others as given."""
+def _edit_rate(frame_rate: Fraction | float) -> float:
+    """The rate the timeline and the EDL count frames and timecode at: the stream's nominal frame rate (ffprobe's
+    r_frame_rate, SourceResult.frame_rate), never its average, which one missing frame moves off it (24.671 for
+    25, 29.641 for 29.97: clips tens of seconds off the file's timecode, drop-frame lost). The NTSC rates
+    (N*1000/1001: 23.976, 29.97, 47.952, 59.94, 119.88) exact, others to a thousandth."""
     from semfi_batch.review.timecode import exact_rate
 
-    rate = exact_rate(fps)
-    return float(rate) if rate.denominator == 1001 else round(fps, 3)
+    rate = exact_rate(frame_rate)
+    return float(rate) if rate.denominator == 1001 else round(float(frame_rate), 3)
 
 
-def _reel(name: str) -> str:
-    return (re.sub(r"[^A-Za-z0-9]", "", name).upper() or "AX")[:8]
+REEL_LENGTH = 8  # CMX 3600 reel names: up to 8 letters and digits
+
+
+def _unique_reel(name: str, taken: set[str]) -> str:
+    """A CMX 3600 reel name for the media called `name` (added to `taken`): its letters and digits, upper case,
+    cut to 8; numbered instead where that is taken (INTERVI2, INTERV10). A conform relinks an event by reel and
+    timecode, so two media must never share a reel: cut names made every repair of interview.mov (pair_ids
+    interview-dmg-...) the source's reel INTERVIE at 00:00:00:00, relinking the source's first frames."""
+    base = re.sub(r"[^A-Za-z0-9]", "", name).upper() or "AX"
+    reel, number = base[:REEL_LENGTH], 1
+    while reel in taken:
+        number += 1
+        reel = base[: REEL_LENGTH - len(str(number))] + str(number)
+    taken.add(reel)
+    return reel
 
 
 def _plain(value: Any) -> Any:
@@ -216,17 +234,48 @@ def write_otio(summary: SpliceSummary, path: Path) -> Path:
 def write_edl(summary: SpliceSummary, path: Path) -> Path:
     """Write a CMX 3600 EDL of the video track (single-source runs)."""
     check_edl_support(len(summary.results))
+    return _atomic_write(path, edl_text(build_timeline(summary.results[0])))
+
+
+def edl_text(tl: Any) -> str:
+    """The CMX 3600 EDL of the video track of `tl`, a spliced source's timeline (build_timeline's)."""
     otio = _otio()
-    tl = build_timeline(summary.results[0])
     video_only = otio.schema.Timeline(name=tl.name)
     video_only.tracks.append(tl.tracks[0].clone())
     _markers_on_record_time(otio, video_only.tracks[0])
+    _frame_files_by_name(otio, video_only.tracks[0])
+    counted_at = _adapter_rate(otio, tl.global_start_time.rate, tl.name)
     try:
-        text = otio.adapters.write_to_string(video_only, adapter_name=EDL_ADAPTER)
+        text = otio.adapters.write_to_string(video_only, adapter_name=EDL_ADAPTER, rate=counted_at)
     except Exception as exc:  # noqa: BLE001 - the adapter raises several OTIO exception types
-        raise TimelineExportError(f"cannot write an EDL of {summary.results[0].output.name}: {exc}") from None
+        raise TimelineExportError(f"cannot write an EDL of {tl.name}: {exc}") from None
     start = tl.metadata["semfi_batch"]["timecode"]
-    return _atomic_write(path, _on_source_timecode(text, tl.global_start_time, start))
+    return _on_source_timecode(text, tl.global_start_time, start, counted_at)
+
+
+# The rates OTIO's timecode counts at (the SMPTE rates), lowest first.
+_SMPTE_RATES = tuple(
+    Fraction(r) for r in ("24000/1001", "24", "25", "30000/1001", "30", "48000/1001", "48", "50", "60000/1001", "60")
+)
+
+
+def _adapter_rate(otio, rate: float, name: str) -> float:
+    """The rate the adapter is to write the EDL's timecodes at: the edit rate where its timecode counts at that
+    rate (the SMPTE rates), else the lowest SMPTE rate that is a whole multiple of it (24 for 12 fps, 30 for 15),
+    from which _on_source_timecode counts every timecode back at the edit rate, exactly. TimelineExportError for a
+    rate with no such multiple."""
+    if otio.opentime.RationalTime.is_valid_timecode_rate(rate):
+        return rate
+    from semfi_batch.review.timecode import exact_rate
+
+    exact = exact_rate(rate)
+    for smpte in _SMPTE_RATES:
+        if (smpte / exact).denominator == 1:
+            return float(smpte)
+    raise TimelineExportError(
+        f"cannot write an EDL of {name} at {float(exact):g} fps: CMX 3600 timecode counts 23.976, 24, 25, 29.97, "
+        "30, 47.952, 48, 50, 59.94 or 60 frames a second, or a rate that divides one of them (12, 15, ...); use --otio"
+    )
 
 
 def _markers_on_record_time(otio, track) -> None:
@@ -241,33 +290,58 @@ def _markers_on_record_time(otio, track) -> None:
             )
 
 
+def _frame_files_by_name(otio, track) -> None:
+    """Each generated clip's frames referred to by their file names, zero padding kept
+    (.../frames/[000001-000003].png): the adapter writes an image sequence's FROM CLIP as [1-3].png, which
+    names no file there, so nothing could relink by it."""
+    for clip in track.find_clips(shallow_search=True):
+        frames = clip.media_reference
+        if not isinstance(frames, otio.schema.ImageSequenceReference):
+            continue
+        first, last = frames.frame_range_for_time_range(clip.trimmed_range())
+        width = frames.frame_zero_padding
+        names = f"{frames.name_prefix}[{first:0{width}d}-{last:0{width}d}]{frames.name_suffix}"
+        clip.media_reference = otio.schema.ExternalReference(
+            target_url=frames.target_url_base + names, available_range=frames.available_range
+        )
+
+
 _TC = r"\d\d:\d\d:\d\d[:;]\d\d"
-_EVENT_TIMECODES = re.compile(rf"^(.*?)({_TC}) ({_TC}) ({_TC}) ({_TC})(\s*)$")
+_EVENT_TIMECODES = re.compile(rf"^(\d+)(.*?)({_TC}) ({_TC}) ({_TC}) ({_TC})(\s*)$")
+# CMX 3600 event numbers have three digits: past 999 the numbering starts again at 001. The adapter's 1000 widened
+# the number and shifted every fixed column after it, which strict readers refuse or misread; splitting the list
+# into several files would leave `splice` naming one and `from-otio` reading one. Events are read in order and
+# placed by their record timecodes, so a number used again is harmless (a number repeated on the very next
+# event line is what marks a dissolve, and 999 is followed by 001).
+_EVENT_NUMBERS = 999
 _LOCATOR = re.compile(rf"^(\*\s*LOC:\s*)({_TC})(.*)$")
 _TIMECODE = re.compile(rf"\b{_TC}\b")
 
 
-def _on_source_timecode(text: str, record_start, start: str | None) -> str:
-    """The adapter's EDL with its record timecodes (events' and LOC lines') moved to where the spliced output's
-    timecode starts (`record_start`, in frames), every timecode written drop-frame or not as the source's
-    `start` timecode is, and an FCM line saying which."""
-    from semfi_batch.review.timecode import frame_of_timecode, is_drop_frame, timecode
+def _on_source_timecode(text: str, record_start, start: str | None, counted_at: float) -> str:
+    """The adapter's EDL, its timecodes counted at `counted_at` (_adapter_rate), with every timecode counted at the
+    edit rate (`record_start`'s), its record timecodes (events' and LOC lines') moved to where the spliced
+    output's timecode starts (`record_start`, in frames), every timecode written drop-frame or not as the
+    source's `start` timecode is, an FCM line saying which, and event numbers of three digits (_EVENT_NUMBERS)."""
+    from semfi_batch.review.timecode import exact_rate, frame_of_timecode, is_drop_frame, timecode
 
     rate = record_start.rate
+    frames_per_count = exact_rate(rate) / exact_rate(counted_at)  # 1, or 1/2 for 12 fps counted at 24
     drop = is_drop_frame(rate, start)
     form = "00:00:00;00" if drop else "00:00:00:00"  # timecode() writes drop-frame as this zero is written
 
     def rewrite(tc: str, offset: int = 0) -> str:
-        return timecode(frame_of_timecode(tc, rate) + offset, rate, form)
+        return timecode(int(frame_of_timecode(tc, counted_at) * frames_per_count) + offset, rate, form)
 
     shift = int(round(record_start.value))
     lines = []
     for line in text.splitlines():
         event = _EVENT_TIMECODES.match(line)
         if event:
-            head, src_in, src_out, rec_in, rec_out, tail = event.groups()
+            number, head, src_in, src_out, rec_in, rec_out, tail = event.groups()
+            number = f"{(int(number) - 1) % _EVENT_NUMBERS + 1:03d}"
             record = f"{rewrite(rec_in, shift)} {rewrite(rec_out, shift)}"
-            line = f"{head}{rewrite(src_in)} {rewrite(src_out)} {record}{tail}"
+            line = f"{number}{head}{rewrite(src_in)} {rewrite(src_out)} {record}{tail}"
         elif locator := _LOCATOR.match(line):  # on the record side, like the event's record timecodes
             line = f"{locator.group(1)}{rewrite(locator.group(2), shift)}{locator.group(3)}"
         else:
@@ -287,4 +361,12 @@ def _atomic_write(path: Path, text: str) -> Path:
     return path
 
 
-__all__ = ["EDL_PACKAGE", "TimelineExportError", "build_timeline", "check_edl_support", "write_edl", "write_otio"]
+__all__ = [
+    "EDL_PACKAGE",
+    "TimelineExportError",
+    "build_timeline",
+    "check_edl_support",
+    "edl_text",
+    "write_edl",
+    "write_otio",
+]
