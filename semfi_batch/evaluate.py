@@ -11,6 +11,10 @@ For every clip (a video file, or a folder of consecutive frames):
    and worst frame), warp error along the original footage's motion (see semfi_batch.metrics), and
    seconds per generated frame.
 
+Frames are made and compared as `run` makes them: an interlaced video (run/job.interlaced) is resized field by
+field and its frames are made per field and woven (media/fields.py), and its motion (warp error) is measured
+along each field sequence, the two fields of a frame being two moments; its rows name the field order.
+
 Results are one row per (clip, gap, backend) in Parquet (EVAL_COLUMNS); `summarize` gives the per-backend
 table that `semfi-batch eval` prints and `semfi-batch report` shows."""
 
@@ -23,7 +27,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -36,12 +40,13 @@ from semfi_batch.atomic_write import write_atomic
 from semfi_batch.backends import Backend, BackendOptions, InterpolationRequest, backend_class
 from semfi_batch.errors import MediaError, SemfiError
 from semfi_batch.manifest import KeyframePair
+from semfi_batch.media.fields import interpolate_by_field, resize_interlaced, split_fields
 from semfi_batch.media.frames import as_rgb8, read_image, resize
-from semfi_batch.media.probe import VideoInfo, probe_video
+from semfi_batch.media.probe import VideoInfo, probe_stream, probe_video
 from semfi_batch.media.video_frames import iter_frames
-from semfi_batch.metrics import motion_fields, psnr, ssim, warp_error
+from semfi_batch.metrics import MotionField, motion_fields, psnr, ssim, warp_error
 from semfi_batch.plan import default_seed
-from semfi_batch.run.job import uneven_inbetween_times
+from semfi_batch.run.job import interlaced, uneven_inbetween_times
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # Gaps per clip for `gaps:N` when --max-gaps is not given (`every:K` takes every window by default).
@@ -65,6 +70,9 @@ EVAL_SCHEMA = pa.schema(
         ("shot", pa.int64()),
         ("width", pa.int64()),
         ("height", pa.int64()),
+        # The field order (tt, bb, tb, bt) of a clip whose frames were made per field, as `run` notes it; null for
+        # progressive clips and frame folders.
+        ("fields", pa.string()),
         ("backend", pa.string()),
         ("status", pa.string()),  # "done" | "failed"
         ("error", pa.string()),
@@ -181,13 +189,31 @@ class Clip:
     def __post_init__(self) -> None:
         self.name = self.name or clip_names([self.path])[0]
 
-    def frames(self, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    def replace_row(self, start: int, end: int) -> KeyframePair:
+        """The manifest row `run` would be given to rebuild this video's frames strictly between `start` and
+        `end`: what run's rules about a row (frame times, fields) are asked about."""
+        return KeyframePair(
+            row=0, pair_id="", mode="replace", gap_frames=end - start - 1, seed=0, source=self.path,
+            start_frame=start, end_frame=end,
+        )  # fmt: skip
+
+    @property
+    def field_order(self) -> str | None:
+        """The field order (tt, bb, tb, bt) when `run` makes this clip's frames per field (run/job.interlaced, with
+        no keyframe cache: eval never deinterlaces), else None."""
+        if self.kind != "video" or not interlaced(self.replace_row(0, 1), None):
+            return None
+        return probe_stream(self.path).field_order
+
+    def frames(self, size: tuple[int, int] | None = None, *, whole_frames: bool = False) -> Iterator[np.ndarray]:
         """Frames in order, as `run` reads them: RGB or RGBA, uint8 or uint16 (a video's upright, in
         `media.video_frames.frame_layout`; a folder's as `read_image` reads them), resized to `size` (width,
-        height) when given."""
+        height) when given as `run` resizes keys: field by field where it makes frames per field, unless
+        `whole_frames` (shot detection, which looks at whole pictures only)."""
         if self.kind == "frames":
             return self._image_frames(size)
-        return self._video_frames(size)
+        fit = resize if whole_frames or self.field_order is None else resize_interlaced
+        return self._video_frames(size, fit)
 
     def _image_frames(self, size: tuple[int, int] | None) -> Iterator[np.ndarray]:
         for path in self.files[: self.max_frames]:
@@ -199,12 +225,14 @@ class Clip:
                 )
             yield resize(frame, *size) if size else frame
 
-    def _video_frames(self, size: tuple[int, int] | None) -> Iterator[np.ndarray]:
+    def _video_frames(
+        self, size: tuple[int, int] | None, fit: Callable[[np.ndarray, int, int], np.ndarray]
+    ) -> Iterator[np.ndarray]:
         # Frames as `run` reads them (media/video_frames): exact, upright, in the video's own layout.
         assert self.video is not None
         count = self.video.frame_count
         for _, frame in iter_frames(self.video, range(min(count, self.max_frames) if self.max_frames else count)):
-            yield resize(frame, *size) if size else frame
+            yield fit(frame, *size) if size else frame
 
 
 def clip_names(paths: Sequence[Path]) -> list[str]:
@@ -269,7 +297,7 @@ def detect_cuts(clip: Clip) -> tuple[list[int], int]:
     detector = AdaptiveDetector(min_scene_len=1)
     cuts: list[int] = []
     count = 0
-    for i, frame in enumerate(clip.frames((w, h))):
+    for i, frame in enumerate(clip.frames((w, h), whole_frames=True)):
         bgr = np.ascontiguousarray(as_rgb8(frame)[..., ::-1])  # the detector takes 8-bit BGR only
         cuts += [tc.frame_num for tc in detector.process_frame(FrameTimecode(i, fps), bgr)]
         count = i + 1
@@ -353,13 +381,18 @@ def _open_backends(settings: EvalSettings) -> dict[str, Backend]:
 
 def _check_constraints(clip: Clip, settings: EvalSettings, backends: dict[str, Backend]) -> None:
     w, h = settings.size or (clip.width, clip.height)
+    # A backend given fields sees half the height (the top field's (h + 1) // 2 rows, the bottom's h // 2).
+    by_field = clip.field_order is not None
+    heights = ((h + 1) // 2, h // 2) if by_field else (h,)
     for name, backend in backends.items():
         c = backend.constraints
-        if c.size_multiple > 1 and (w % c.size_multiple or h % c.size_multiple):
+        m = c.size_multiple
+        if m > 1 and (w % m or any(x % m for x in heights)):
+            fits = f"{w // m * m}x{h // (2 * m) * 2 * m}" if by_field else f"{w // m * m}x{h // m * m}"
+            what = f", made per field ({w}x{h // 2} fields)" if by_field else ""
             raise EvalError(
-                f"backend {name!r} needs sizes that are multiples of {c.size_multiple}; {clip.path} is "
-                f"evaluated at {w}x{h}: pass --size, e.g. {w // c.size_multiple * c.size_multiple}x"
-                f"{h // c.size_multiple * c.size_multiple}"
+                f"backend {name!r} needs sizes that are multiples of {m}; {clip.path} is evaluated at {w}x{h}"
+                f"{what}: pass --size, e.g. {fits}"
             )
         if c.max_gap_frames is not None and settings.drop.gap_frames > c.max_gap_frames:
             raise EvalError(f"backend {name!r} fills at most {c.max_gap_frames} frames; --drop {settings.drop}")
@@ -376,11 +409,14 @@ def _evaluate_clip(
     # Thumbnails of the gap whose keys differ most, where backends differ most visibly; only the best so
     # far is kept, so a long clip costs no memory for pictures.
     best_change, best_index, best_thumbs = -1.0, -1, {}
+    field_order = clip.field_order
     with tempfile.TemporaryDirectory(prefix="semfi-eval-") as work:
         for index, (gap, window) in enumerate(_windows(clip.frames(settings.size), gaps)):
             change = float(np.mean(cv2.absdiff(window[0], window[-1])))
             want = change > best_change
-            gap_rows, thumbs = _evaluate_gap(clip, settings, backends, index, gap, window, Path(work), want)
+            gap_rows, thumbs = _evaluate_gap(
+                clip, field_order, settings, backends, index, gap, window, Path(work), want
+            )
             if want:
                 best_change, best_index, best_thumbs = change, index, thumbs
             rows += gap_rows
@@ -415,6 +451,7 @@ def _windows(frames: Iterator[np.ndarray], gaps: Sequence[Gap]) -> Iterator[tupl
 
 def _evaluate_gap(
     clip: Clip,
+    field_order: str | None,
     settings: EvalSettings,
     backends: dict[str, Backend],
     index: int,
@@ -424,8 +461,9 @@ def _evaluate_gap(
     want_thumbs: bool,
 ) -> tuple[list[dict], dict]:
     start, end, truth = window[0], window[-1], window[1:-1]
-    fields = motion_fields(window)  # the original footage's motion, shared by every backend
-    truth_warp = warp_error(window, fields)
+    by_field = field_order is not None
+    motion = _original_motion(window, by_field)  # the original footage's motion, shared by every backend
+    truth_warp = _warp_error_along(window, motion, by_field)
     pair_id = f"{clip.name}@{gap.start}-{gap.end}"
     base = {
         "clip": str(clip.path),
@@ -440,6 +478,7 @@ def _evaluate_gap(
         "shot": gap.shot,
         "width": start.shape[1],
         "height": start.shape[0],
+        "fields": field_order,
         "warp_error_truth": truth_warp,
     }
     times = _held_out_times(clip, gap)
@@ -466,7 +505,7 @@ def _evaluate_gap(
         row = {**base, "backend": name, "status": "done", "error": None}
         t0 = time.perf_counter()
         try:
-            out = _generate(backend, request)
+            out = _generate(backend, request, by_field)
         except Exception as exc:  # noqa: BLE001 - one backend failing a gap is a result, not the end
             row.update(
                 status="failed", error=str(exc) if isinstance(exc, SemfiError) else f"{type(exc).__name__}: {exc}"
@@ -482,7 +521,7 @@ def _evaluate_gap(
             psnr_min=float(np.min(p)),
             ssim=float(np.mean(s)),
             ssim_min=float(np.min(s)),
-            warp_error=warp_error([start, *out, end], fields),
+            warp_error=_warp_error_along([start, *out, end], motion, by_field),
             wall_s=wall,
             s_per_frame=wall / gap.gap_frames,
         )
@@ -498,18 +537,45 @@ def _held_out_times(clip: Clip, gap: Gap) -> tuple[float, ...] | None:
     (run/job.uneven_inbetween_times); None (evenly) elsewhere and for frame folders."""
     if clip.kind != "video":
         return None
-    row = KeyframePair(
-        row=0, pair_id="", mode="replace", gap_frames=gap.gap_frames, seed=0, source=clip.path,
-        start_frame=gap.start, end_frame=gap.end,
-    )  # fmt: skip
-    return uneven_inbetween_times(row)
+    return uneven_inbetween_times(clip.replace_row(gap.start, gap.end))
 
 
-def _generate(backend: Backend, request: InterpolationRequest) -> list[np.ndarray]:
+def _field_sequences(frames: Sequence[np.ndarray], by_field: bool) -> list[list[np.ndarray]]:
+    """The sequences motion is followed along: the frames themselves, or when they are made per field the top
+    fields and the bottom fields (the two fields of a frame are two moments: motion between woven frames would
+    be measured on their comb)."""
+    if not by_field:
+        return [list(frames)]
+    tops, bottoms = zip(*(split_fields(frame) for frame in frames), strict=True)
+    return [list(tops), list(bottoms)]
+
+
+def _original_motion(window: Sequence[np.ndarray], by_field: bool) -> list[list[MotionField]]:
+    """Motion fields of the original window, one list per sequence of `_field_sequences`."""
+    return [motion_fields(sequence) for sequence in _field_sequences(window, by_field)]
+
+
+def _warp_error_along(frames: Sequence[np.ndarray], motion: list[list[MotionField]], by_field: bool) -> float:
+    """Warp error of `frames` along the original motion: the mean over the field sequences when by field."""
+    values = [warp_error(seq, m) for seq, m in zip(_field_sequences(frames, by_field), motion, strict=True)]
+    values = [v for v in values if v == v]  # NaN: nothing visible in both frames of any pair of that sequence
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _generate(backend: Backend, request: InterpolationRequest, by_field: bool) -> list[np.ndarray]:
     """The backend's frames in the keys' own layout, as `run` asks for them (`Backend.generate` gives a backend
-    that sees RGB uint8 only such keys and turns its frames back)."""
+    that sees RGB uint8 only such keys and turns its frames back): per field and woven when `by_field`, as
+    run/attempt.py makes an interlaced pair's (media/fields.interpolate_by_field)."""
+
+    def make(first: np.ndarray, last: np.ndarray, part: str) -> Iterator[np.ndarray]:
+        work_dir = request.work_dir / part if request.work_dir else None
+        if work_dir:
+            work_dir.mkdir(parents=True, exist_ok=True)
+        return backend.generate(replace(request, start=first, end=last, work_dir=work_dir))
+
+    made = interpolate_by_field(make, request.start, request.end) if by_field else backend.generate(request)
     out = []
-    for frame in backend.generate(request):
+    for frame in made:
         if frame.shape != request.start.shape or frame.dtype != request.start.dtype:
             raise SemfiError(
                 f"backend returned a frame of shape {frame.shape} {frame.dtype}, expected {request.start.shape} "
