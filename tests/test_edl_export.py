@@ -161,3 +161,21 @@ def test_an_edl_of_more_than_999_events_keeps_three_digit_event_numbers(tmp_path
     assert lines[-1].split()[4:] == ["01:00:40:01", "01:00:40:02", "01:00:40:01", "01:00:40:02"]  # frame 1001
     back = otio.adapters.read_from_string(text, adapter_name="cmx_3600", rate=25)
     assert [clip.name for clip in back.video_tracks()[0]] == [f"clip {n}" for n in range(1002)]
+
+
+def test_a_rate_no_edl_can_count_is_refused_before_splicing(tmp_path, capsys):
+    """At 7 fps no CMX 3600 timecode counts: the splice is refused before any encoding, not after it."""
+    clip = _clip(tmp_path / "tape.mov", "7", 30)
+    assert _splice(tmp_path, clip, [REPLACE_10_14], "e.edl") == 1
+    assert "cannot write an EDL of tape.mov at 7 fps" in capsys.readouterr().err
+    assert not (tmp_path / "spliced.mov").exists() and not (tmp_path / "e.edl").exists()
+
+
+def test_a_variable_rate_recording_is_timed_at_its_average_not_its_clock():
+    """A phone's variable-rate MP4 has a base rate (r_frame_rate) of 90000, its clock: a timeline counted at that
+    would make every clip a 3000th of its length. A stream with a frame missing keeps its own rate."""
+    from semfi_batch.splice.otio_export import _nominal_rate
+
+    assert _nominal_rate(Fraction(90000), 10.505) == 10.505
+    assert _nominal_rate(Fraction(25), 24.671) == 25
+    assert _nominal_rate(Fraction(30000, 1001), 29.641) == Fraction(30000, 1001)

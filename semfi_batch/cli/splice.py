@@ -69,7 +69,8 @@ def splice(
         from semfi_batch.splice import read_run
         from semfi_batch.splice.otio_export import check_edl_support
 
-        check_edl_support(len(read_run(run_dir).sources))  # fail before any encoding
+        sources = list(read_run(run_dir).sources)
+        check_edl_support(len(sources), sources[0] if len(sources) == 1 else None)  # fail before any encoding
     options = SpliceOptions(audio=audio, reencode=reencode, accepted_only=accepted_only)
     summary = splice_run(run_dir, output=output, out_dir=out_dir, options=options)
     table = Table(title=f"semfi-batch splice: {run_dir}", show_edge=False)

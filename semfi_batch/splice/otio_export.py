@@ -41,8 +41,9 @@ def _otio():
     return otio
 
 
-def check_edl_support(sources: int = 1) -> None:
-    """Raise TimelineExportError unless an EDL can be written for a run with `sources` source videos."""
+def check_edl_support(sources: int = 1, source: Path | None = None) -> None:
+    """Raise TimelineExportError unless an EDL can be written for a run with `sources` source videos; with the
+    `source` video, unless its timecode can be counted in one (its rate: _adapter_rate), before any encoding."""
     otio = _otio()
     names = {a.name for a in otio.plugins.ActiveManifest().adapters}
     if EDL_ADAPTER not in names:
@@ -52,6 +53,12 @@ def check_edl_support(sources: int = 1) -> None:
         )
     if sources != 1:
         raise TimelineExportError(f"--edl describes one video but the run has {sources} source videos; use --otio")
+    if source is not None:
+        from semfi_batch.media.probe import probe_stream
+        from semfi_batch.media.stream_facts import probe_stream_facts
+
+        base = probe_stream_facts(source, encoder_settings=False).frame_rate
+        _adapter_rate(otio, _edit_rate(_nominal_rate(base, probe_stream(source).avg_fps)), source.name)
 
 
 def build_timeline(result: SourceResult) -> Any:
@@ -61,7 +68,7 @@ def build_timeline(result: SourceResult) -> Any:
     from semfi_batch.review.timecode import start_frame_number
 
     info = probe_video(result.source)
-    rate = _edit_rate(result.frame_rate or info.avg_fps)
+    rate = _edit_rate(_nominal_rate(result.frame_rate, info.avg_fps))
     zero = start_frame_number(info.timecode, rate) or 0  # the source's first frame on its own timecode
     tl = otio.schema.Timeline(name=result.output.name)
     tl.global_start_time = otio.opentime.RationalTime(zero, rate)
@@ -186,6 +193,21 @@ def _range(otio, start: float, duration: float, rate: float):
     return otio.opentime.TimeRange(
         start_time=otio.opentime.RationalTime(start, rate), duration=otio.opentime.RationalTime(duration, rate)
     )
+
+
+# The highest rate taken as a stream's nominal frame rate, and how far its average may be from it.
+_NOMINAL_RATE_MAX = 240
+_NOMINAL_RATE_SPREAD = 0.25
+
+
+def _nominal_rate(base: Fraction | None, average: float) -> Fraction | float:
+    """The frame rate a timeline of the stream counts at: its base rate (ffprobe's r_frame_rate: 25 for a
+    25 fps file with a frame missing, whose average is 24.671) where that is a frame rate, else the average. A
+    variable-rate recording's base rate is the finest clock its times fit (90000 for a phone's MP4): counted
+    at that, every clip of the timeline would last a 3000th of its length."""
+    if base and 0 < base <= _NOMINAL_RATE_MAX and (not average or abs(base - average) <= _NOMINAL_RATE_SPREAD * base):
+        return base
+    return average or base or 25
 
 
 def _edit_rate(frame_rate: Fraction | float) -> float:
