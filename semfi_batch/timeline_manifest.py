@@ -120,10 +120,13 @@ def read_timeline(path: Path, *, rate: float | None = None) -> Any:
     if not path.is_file():
         raise TimelineError(f"timeline not found: {path}")
     edl = path.suffix.lower() == ".edl"
-    if rate:  # 29.97 and 23.976 as given on a command line: the NTSC rates OTIO's timecode takes, exactly
-        from semfi_batch.review.timecode import exact_rate
+    if rate:  # 29.97, 23.976 or 23.98 as given on a command line: the NTSC rates, exactly, as for every other command
+        from semfi_batch.media.rates import parse_rate
 
-        rate = float(exact_rate(rate))
+        try:
+            rate = float(parse_rate(rate))
+        except SemfiError as exc:
+            raise TimelineError(f"--rate: {exc}") from None
     try:
         if edl and rate:
             obj = otio.adapters.read_from_string(_edl_in_frames(path, rate), adapter_name="cmx_3600", rate=rate)

@@ -1,0 +1,49 @@
+"""`manifest from-otio` on EDLs: timecodes counted as the EDL says (FCM), rates as every command takes them, the
+24 h wrap, speed changes (M2) and LOC lines that could be on either side of their event."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from semfi_batch.cli import main
+from semfi_batch.manifest import load_manifest
+
+pytest.importorskip("opentimelineio")
+
+
+def _tape(path, rate: str, timecode: str, seconds: float = 2):
+    """A small H.264 clip at `rate` whose timecode track starts at `timecode`."""
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", f"testsrc2=s=64x48:r={rate}:d={seconds}",
+         "-c:v", "libx264", "-g", "12", "-pix_fmt", "yuv420p", "-timecode", timecode, str(path)], check=True,
+    )  # fmt: skip
+    return path
+
+
+def _event(number: int, times: str, media, *comments: str) -> str:
+    """One cut event of `media` ("src_in src_out rec_in rec_out") with its comment lines."""
+    name = getattr(media, "name", media)
+    uri = media.as_uri() if hasattr(media, "as_uri") else media
+    lines = [f"{number:03d}  TAPE     V     C        {times}", f"* FROM CLIP NAME:  {name}", f"* FROM CLIP: {uri}"]
+    return "\n".join([*lines, *comments]) + "\n"
+
+
+def _from_edl(tmp_path, text: str, rate: str, capsys=None) -> list[tuple]:
+    """The rows (start, end, record_frame) that from-otio makes of the EDL `text` at `rate`."""
+    edl = tmp_path / "edit.edl"
+    edl.write_text(text)
+    out = tmp_path / "rows.parquet"
+    assert main(["manifest", "from-otio", str(edl), "-o", str(out), "--rate", rate]) == 0
+    return [(p.start_frame, p.end_frame, p.extras.get("record_frame")) for p in load_manifest(out).pairs]
+
+
+def test_23_98_is_the_ntsc_rate(tmp_path):
+    """--rate 23.98 (Avid's name for 23.976) is 24000/1001, as `assemble --fps 23.98` takes it: it was snapped
+    to 1199/50, which OTIO's timecode refuses, and the error pointed at installing adapters."""
+    clip = _tape(tmp_path / "tape.mov", "24000/1001", "00:59:59:10")
+    text = "TITLE: t\nFCM: NON-DROP FRAME\n\n" + _event(
+        1, "00:59:59:10 01:00:00:10 01:00:00:00 01:00:01:00", clip, "* LOC: 01:00:00:20 RED     X"
+    )
+    assert _from_edl(tmp_path, text, "23.98") == _from_edl(tmp_path, text, "23.976") == [(19, 21, 20)]
