@@ -87,29 +87,49 @@ def _otio():
 
 
 _EDL_TIMECODE = re.compile(r"\b\d\d:\d\d:\d\d[:;.]\d\d\b")
+_EDL_FCM = re.compile(r"^FCM:\s*(?P<non_drop>NON[- ]?)?DROP", re.I)
+# The lines whose timecodes the reader reads: events, motion effects (M2) and locators. Comments, clip names and
+# titles are left as written: a ';' or a timecode-like string there says nothing about how the EDL counts.
+_EDL_TIMED_LINE = re.compile(r"^(\d+\s|M2\s|\*\s*LOC:)")
 
 
-def _edl_in_frames(path: Path, rate: float) -> str:
-    """An EDL's text with every timecode written non-drop-frame for the frame it names. The reader takes a
-    LOC only in the form HH:MM:SS:FF (a drop-frame LOC, with ';', was dropped without a word) and reads ':'
-    as non-drop (a drop-frame EDL's LOC written with ':' landed 110 frames off at the 11th minute): where
-    the EDL says FCM: DROP FRAME, or a timecode is written with ';', each is counted drop-frame and written
-    as the same frame's non-drop label, which the reader turns back into that frame."""
-    from semfi_batch.review.timecode import NTSC_DROP_RATES, exact_rate, frame_of_timecode, timecode
+def _edl_in_frames(text: str, rate: float) -> str:
+    """An EDL's text with the timecodes of its events, M2 and LOC lines written non-drop-frame for the frame they
+    name, the form the reader takes (it reads ':' as non-drop, and drops a LOC written with ';' without a word).
+    Each is counted as its FCM line says, which may change from event to event; where the EDL has none yet, as
+    the timecode is written (';' drop-frame). Drop-frame counts only at 29.97 and 59.94."""
+    from semfi_batch.review.timecode import NTSC_DROP_RATES, exact_rate, frame_of_timecode
 
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        raise TimelineError(f"cannot read {path}: {exc.strerror}") from None
-    drop = exact_rate(rate) in NTSC_DROP_RATES and (re.search(r"^FCM:\s*DROP", text, re.M) is not None or ";" in text)
-    if not drop:
-        return text
+    drop_rate = exact_rate(rate) in NTSC_DROP_RATES
+    nominal = max(1, round(rate))
+    fcm_drop: bool | None = None  # None: no FCM line so far
 
     def non_drop(match: re.Match) -> str:
-        frames = frame_of_timecode(match.group(0)[:8] + ";" + match.group(0)[9:], rate)
-        return timecode(frames, rate, "00:00:00:00")
+        code = match.group(0)
+        drop = drop_rate and (fcm_drop if fcm_drop is not None else code[8] == ";")
+        return _non_drop_label(frame_of_timecode(code[:8] + (";" if drop else ":") + code[9:], rate), nominal)
 
-    return _EDL_TIMECODE.sub(non_drop, text)
+    lines = []
+    for line in text.splitlines():
+        if fcm := _EDL_FCM.match(line):
+            fcm_drop = fcm.group("non_drop") is None
+        elif _EDL_TIMED_LINE.match(line):
+            line = _EDL_TIMECODE.sub(non_drop, line)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def _non_drop_label(frame: int, nominal: int) -> str:
+    """HH:MM:SS:FF of `frame` counted at `nominal` frames a second, non-drop."""
+    seconds, ff = divmod(frame, nominal)
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}:{ff:02d}"
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError as exc:
+        raise TimelineError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def read_timeline(path: Path, *, rate: float | None = None) -> Any:
@@ -127,9 +147,10 @@ def read_timeline(path: Path, *, rate: float | None = None) -> Any:
             rate = float(parse_rate(rate))
         except SemfiError as exc:
             raise TimelineError(f"--rate: {exc}") from None
+    text = _edl_in_frames(_read_text(path), rate) if edl and rate else None
     try:
-        if edl and rate:
-            obj = otio.adapters.read_from_string(_edl_in_frames(path, rate), adapter_name="cmx_3600", rate=rate)
+        if text is not None:
+            obj = otio.adapters.read_from_string(text, adapter_name="cmx_3600", rate=rate)
         else:
             obj = otio.adapters.read_from_file(str(path))
     except Exception as exc:  # noqa: BLE001 - adapters raise many exception types

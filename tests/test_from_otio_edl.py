@@ -47,3 +47,30 @@ def test_23_98_is_the_ntsc_rate(tmp_path):
         1, "00:59:59:10 01:00:00:10 01:00:00:00 01:00:01:00", clip, "* LOC: 01:00:00:20 RED     X"
     )
     assert _from_edl(tmp_path, text, "23.98") == _from_edl(tmp_path, text, "23.976") == [(19, 21, 20)]
+
+
+def test_a_semicolon_in_a_comment_does_not_make_a_non_drop_edl_drop_frame(tmp_path):
+    """A NON-DROP 29.97 EDL with a ';' in a comment and in a clip name: its timecodes stay non-drop. Any ';' in
+    the text made every timecode drop-frame: the mark landed 18 frames early at minute 10 (on no frame here)."""
+    clip = _tape(tmp_path / "tape.mov", "30000/1001", "00:09:59:20", seconds=3)
+    text = "TITLE: t\nFCM: NON-DROP FRAME\n\n" + _event(
+        1, "00:09:59:20 00:10:00:20 01:00:00:00 01:00:01:00", clip, "* LOC: 01:00:00:15 RED     SHOT;2",
+        "* COMMENT: flash on 11; check audio",
+    )  # fmt: skip
+    assert _from_edl(tmp_path, text.replace("tape.mov\n", "tape;take 2.mov\n", 1), "29.97") == [(14, 16, 15)]
+
+
+def test_each_event_counts_as_its_fcm_line_says(tmp_path):
+    """FCM may change between events: a non-drop event from a non-drop tape, then FCM: DROP FRAME and an event
+    (timecodes written with ':') from a drop-frame tape; each mark lands on its own file's frame. The whole EDL
+    was read drop-frame because one FCM line said so: the first mark fell 18 frames before its file's start."""
+    nd = _tape(tmp_path / "nd.mov", "30000/1001", "00:09:59:20")
+    df = _tape(tmp_path / "df.mov", "30000/1001", "00:09:59;20")
+    text = (
+        "TITLE: t\nFCM: NON-DROP FRAME\n\n"
+        + _event(1, "00:09:59:20 00:10:00:20 01:00:00:00 01:00:01:00", nd, "* LOC: 01:00:00:15 RED     A")
+        + "FCM: DROP FRAME\n"
+        + _event(2, "00:09:59:28 00:10:00:28 01:00:10:00 01:00:11:00", df, "* LOC: 01:00:10:05 RED     B")
+    )
+    # Record 01:00:10;00 counted drop-frame is 192 frames after 01:00:00:00 non-drop.
+    assert _from_edl(tmp_path, text, "29.97") == [(12, 14, 197), (14, 16, 15)]
