@@ -93,15 +93,16 @@ _EDL_FCM = re.compile(r"^FCM:\s*(?P<non_drop>NON[- ]?)?DROP", re.I)
 _EDL_TIMED_LINE = re.compile(r"^(\d+\s|M2\s|\*\s*LOC:)")
 
 
-def _edl_in_frames(text: str, rate: float) -> str:
-    """An EDL's text with the timecodes of its events, M2 and LOC lines written non-drop-frame for the frame they
-    name, the form the reader takes (it reads ':' as non-drop, and drops a LOC written with ';' without a word).
-    Each is counted as its FCM line says, which may change from event to event; where the EDL has none yet, as
-    the timecode is written (';' drop-frame). Drop-frame counts only at 29.97 and 59.94."""
+def _edl_in_frames(text: str, rate: float, reader_rate: float) -> str:
+    """An EDL's text with the timecodes of its events, M2 and LOC lines written as the reader takes them: the
+    label at `reader_rate`, non-drop, of the frame they name at `rate` (the reader reads ':' as non-drop, drops a
+    LOC written with ';' without a word, and counts SMPTE rates only). Each is counted as its FCM line says,
+    which may change from event to event; where the EDL has none yet, as the timecode is written (';'
+    drop-frame). Drop-frame counts only at 29.97 and 59.94."""
     from semfi_batch.review.timecode import NTSC_DROP_RATES, exact_rate, frame_of_timecode
 
     drop_rate = exact_rate(rate) in NTSC_DROP_RATES
-    nominal = max(1, round(rate))
+    nominal = max(1, round(reader_rate))
     fcm_drop: bool | None = None  # None: no FCM line so far
 
     def non_drop(match: re.Match) -> str:
@@ -125,11 +126,28 @@ def _non_drop_label(frame: int, nominal: int) -> str:
     return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}:{ff:02d}"
 
 
+# A rate that OTIO's timecode takes, for EDLs at one it does not (12, 15: animation and web rates): the timecodes
+# are written as their frame counts at this rate, and every frame count read back is the same.
+_EDL_READER_FALLBACK_RATE = 24.0
+
+
+def _edl_reader_rate(otio, rate: float) -> float:
+    """`rate` where OTIO's EDL reader can count timecode at it, else the fallback rate."""
+    try:
+        otio.opentime.from_timecode("00:00:00:00", rate)
+    except ValueError:
+        return _EDL_READER_FALLBACK_RATE
+    return rate
+
+
 def _read_text(path: Path) -> str:
     try:
         return path.read_text(errors="replace")
     except OSError as exc:
         raise TimelineError(f"cannot read {path}: {exc.strerror}") from None
+
+
+_ADAPTER_PACKAGES = [("cmx_3600", "EDL", "otio-cmx3600-adapter"), ("fcp_xml", "FCP XML", "otio-fcp-adapter")]
 
 
 def read_timeline(path: Path, *, rate: float | None = None) -> Any:
@@ -147,18 +165,24 @@ def read_timeline(path: Path, *, rate: float | None = None) -> Any:
             rate = float(parse_rate(rate))
         except SemfiError as exc:
             raise TimelineError(f"--rate: {exc}") from None
-    text = _edl_in_frames(_read_text(path), rate) if edl and rate else None
+    text = reader_rate = None
+    if edl and rate:
+        reader_rate = _edl_reader_rate(otio, rate)
+        text = _edl_in_frames(_read_text(path), rate, reader_rate)
     try:
         if text is not None:
-            obj = otio.adapters.read_from_string(text, adapter_name="cmx_3600", rate=rate)
+            obj = otio.adapters.read_from_string(text, adapter_name="cmx_3600", rate=reader_rate)
         else:
             obj = otio.adapters.read_from_file(str(path))
     except Exception as exc:  # noqa: BLE001 - adapters raise many exception types
-        adapters = ", ".join(sorted(a.name for a in otio.plugins.ActiveManifest().adapters))
+        adapters = sorted(a.name for a in otio.plugins.ActiveManifest().adapters)
         hint = "; an EDL has no frame rate: give it with --rate (e.g. --rate 25)" if edl and not rate else ""
+        # Only the adapters that are missing are worth installing.
+        missing = [f"{kind}: pip install {pkg}" for name, kind, pkg in _ADAPTER_PACKAGES if name not in adapters]
         raise TimelineError(
             f"cannot read {path} as a timeline ({type(exc).__name__}: {exc}){hint}; adapters installed here: "
-            f"{adapters} (EDL: pip install otio-cmx3600-adapter; FCP XML: pip install otio-fcp-adapter)"
+            + ", ".join(adapters)
+            + (f" ({'; '.join(missing)})" if missing else "")
         ) from None
     timelines = [obj] if isinstance(obj, otio.schema.Timeline) else list(obj.find_children(kind=otio.schema.Timeline))
     if not timelines:

@@ -74,3 +74,23 @@ def test_each_event_counts_as_its_fcm_line_says(tmp_path):
     )
     # Record 01:00:10;00 counted drop-frame is 192 frames after 01:00:00:00 non-drop.
     assert _from_edl(tmp_path, text, "29.97") == [(12, 14, 197), (14, 16, 15)]
+
+
+@pytest.mark.parametrize("rate", ["12", "15"])
+def test_an_edl_at_an_animation_rate_is_read(tmp_path, rate):
+    """12 and 15 fps EDLs (animation, web) are read: OTIO's reader counts SMPTE rates only, and from-otio said
+    'SMPTE timecode does not support this rate' with a hint to install the adapter that was installed."""
+    clip = _tape(tmp_path / "tape.mov", rate, "01:00:00:00")
+    text = "TITLE: t\nFCM: NON-DROP FRAME\n\n" + _event(
+        1, "01:00:00:00 01:00:01:00 10:00:00:00 10:00:01:00", clip, "* LOC: 10:00:00:11 RED     X"
+    )
+    assert _from_edl(tmp_path, text, rate) == [(10, 12, 11)]
+
+
+def test_an_unreadable_edl_does_not_ask_for_the_installed_adapter(tmp_path, capsys):
+    """The error names the reader's complaint, and suggests installing only adapters that are missing."""
+    edl = tmp_path / "bad.edl"
+    edl.write_text("TITLE: t\n001  TAPE  V  Q  01:00:00:00\n")
+    assert main(["manifest", "from-otio", str(edl), "-o", str(tmp_path / "m.parquet"), "--rate", "25"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "cmx_3600" in err and "pip install otio-cmx3600-adapter" not in err
