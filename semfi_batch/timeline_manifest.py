@@ -91,33 +91,72 @@ _EDL_FCM = re.compile(r"^FCM:\s*(?P<non_drop>NON[- ]?)?DROP", re.I)
 # The lines whose timecodes the reader reads: events, motion effects (M2) and locators. Comments, clip names and
 # titles are left as written: a ';' or a timecode-like string there says nothing about how the EDL counts.
 _EDL_TIMED_LINE = re.compile(r"^(\d+\s|M2\s|\*\s*LOC:)")
+_EDL_EVENT_LINE = re.compile(r"^\d+\s")
 
 
-def _edl_in_frames(text: str, rate: float, reader_rate: float) -> str:
+@dataclass(frozen=True)
+class EdlCounting:
+    """How an EDL's timecodes were counted, for mapping them onto files: `day_frames` frames make 24 hours, where
+    its timecode wraps to 00:00:00:00 (a source or a record side that passes midnight goes on from there)."""
+
+    day_frames: int
+
+    def on_file(self, frame: int, media_start: int) -> int:
+        """Frame `frame` of the EDL's counting as a frame of a file whose timecode starts at `media_start`."""
+        return (frame - media_start) % self.day_frames
+
+
+def _edl_in_frames(text: str, rate: float, reader_rate: float) -> tuple[str, EdlCounting]:
     """An EDL's text with the timecodes of its events, M2 and LOC lines written as the reader takes them: the
     label at `reader_rate`, non-drop, of the frame they name at `rate` (the reader reads ':' as non-drop, drops a
     LOC written with ';' without a word, and counts SMPTE rates only). Each is counted as its FCM line says,
     which may change from event to event; where the EDL has none yet, as the timecode is written (';'
-    drop-frame). Drop-frame counts only at 29.97 and 59.94."""
+    drop-frame). Drop-frame counts only at 29.97 and 59.94.
+
+    Record timecodes that pass midnight go on past 24 hours (the reader would put the events after it before the
+    first one), as does an event's source out that passes it; LOCs and source ins stay as written (mapping onto
+    a file counts modulo a day, EdlCounting.on_file)."""
     from semfi_batch.review.timecode import NTSC_DROP_RATES, exact_rate, frame_of_timecode
 
     drop_rate = exact_rate(rate) in NTSC_DROP_RATES
     nominal = max(1, round(reader_rate))
     fcm_drop: bool | None = None  # None: no FCM line so far
+    counted_drop: list[bool] = []  # how each timecode was counted
 
-    def non_drop(match: re.Match) -> str:
-        code = match.group(0)
+    def frame_of(code: str) -> int:
         drop = drop_rate and (fcm_drop if fcm_drop is not None else code[8] == ";")
-        return _non_drop_label(frame_of_timecode(code[:8] + (";" if drop else ":") + code[9:], rate), nominal)
+        counted_drop.append(drop)
+        return frame_of_timecode(code[:8] + (";" if drop else ":") + code[9:], rate)
 
+    day_non_drop, day_drop = frame_of_timecode("24:00:00:00", rate), frame_of_timecode("24:00:00;00", rate)
     lines = []
+    last_record: int | None = None
     for line in text.splitlines():
         if fcm := _EDL_FCM.match(line):
             fcm_drop = fcm.group("non_drop") is None
         elif _EDL_TIMED_LINE.match(line):
-            line = _EDL_TIMECODE.sub(non_drop, line)
+            codes = list(_EDL_TIMECODE.finditer(line))
+            if not _EDL_EVENT_LINE.match(line):  # a LOC's or M2's one timecode, not one in its comment
+                codes = codes[:1] if line.startswith("*") else codes[-1:]
+            frames = [frame_of(m.group(0)) for m in codes]
+            day = day_drop if counted_drop and counted_drop[-1] else day_non_drop
+            if _EDL_EVENT_LINE.match(line) and len(frames) >= 4:  # ... src_in src_out rec_in rec_out
+                src_in, src_out, rec_in, rec_out = frames[-4:]
+                rec_in = _after(rec_in, last_record, day)
+                frames[-4:] = [src_in, _after(src_out, src_in, day), rec_in, _after(rec_out, rec_in, day)]
+                last_record = frames[-1]
+            for m, frame in zip(reversed(codes), reversed(frames), strict=True):
+                line = line[: m.start()] + _non_drop_label(frame, nominal) + line[m.end() :]
         lines.append(line)
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n", EdlCounting(day_frames=day_drop if any(counted_drop) else day_non_drop)
+
+
+def _after(frame: int, previous: int | None, day: int) -> int:
+    """`frame` moved on by whole days to where it follows `previous` (the timecode before it) across midnight:
+    a timecode more than half a day before the one before it has wrapped."""
+    while previous is not None and frame < previous - day // 2:
+        frame += day
+    return frame
 
 
 def _non_drop_label(frame: int, nominal: int) -> str:
@@ -150,9 +189,9 @@ def _read_text(path: Path) -> str:
 _ADAPTER_PACKAGES = [("cmx_3600", "EDL", "otio-cmx3600-adapter"), ("fcp_xml", "FCP XML", "otio-fcp-adapter")]
 
 
-def read_timeline(path: Path, *, rate: float | None = None) -> Any:
-    """The timelines in `path`, through the OTIO adapter its extension names (.otio, .edl, .xml, ...). An EDL
-    carries no frame rate: `rate` gives it (OTIO's reader assumes 24)."""
+def read_timeline(path: Path, *, rate: float | None = None) -> tuple[list[Any], EdlCounting | None]:
+    """The timelines in `path`, through the OTIO adapter its extension names (.otio, .edl, .xml, ...), and for an
+    EDL how its timecodes were counted. An EDL carries no frame rate: `rate` gives it (OTIO's reader assumes 24)."""
     otio = _otio()
     path = Path(path)
     if not path.is_file():
@@ -165,10 +204,10 @@ def read_timeline(path: Path, *, rate: float | None = None) -> Any:
             rate = float(parse_rate(rate))
         except SemfiError as exc:
             raise TimelineError(f"--rate: {exc}") from None
-    text = reader_rate = None
+    text = reader_rate = counting = None
     if edl and rate:
         reader_rate = _edl_reader_rate(otio, rate)
-        text = _edl_in_frames(_read_text(path), rate, reader_rate)
+        text, counting = _edl_in_frames(_read_text(path), rate, reader_rate)
     try:
         if text is not None:
             obj = otio.adapters.read_from_string(text, adapter_name="cmx_3600", rate=reader_rate)
@@ -187,7 +226,7 @@ def read_timeline(path: Path, *, rate: float | None = None) -> Any:
     timelines = [obj] if isinstance(obj, otio.schema.Timeline) else list(obj.find_children(kind=otio.schema.Timeline))
     if not timelines:
         raise TimelineError(f"{path} holds no timeline")
-    return timelines
+    return timelines, counting
 
 
 def marked_stretches(
@@ -202,9 +241,10 @@ def marked_stretches(
     notes: list[str] = []
     stretches: list[MarkedStretch] = []
     edits: dict[tuple, MarkedEdit] = {}
-    starts: dict[Path, int] = {}
     wanted = color.upper() if color else None
-    for timeline in read_timeline(path, rate=rate):
+    timelines, counting = read_timeline(path, rate=rate)
+    file_frames = _FileFrames(counting)
+    for timeline in timelines:
         for track in timeline.video_tracks():
             track_markers = [*track.markers, *timeline.tracks.markers]
             # The adapter starts an EDL's track at minus the first record timecode: record = track time - this.
@@ -220,8 +260,8 @@ def marked_stretches(
                 for marker in clip.markers:
                     if _color_ok(marker.color, wanted):
                         first, last = _range_frames(_at_rate(otio, marker.marked_range, clip_rate))
-                        if edl and clip.source_range is not None:
-                            first, last = _locator_on_media(first, last, clip, in_parent, track_start)
+                        if counting is not None and clip.source_range is not None:
+                            first, last = _locator_on_media(first, last, clip, in_parent, track_start, counting)
                         marks.append((first, last, marker.name or "marker", str(marker.color), marker.comment or ""))
                 flag = _flag(clip)
                 if flag and _color_ok(flag, wanted) and clip.source_range is not None:
@@ -245,7 +285,7 @@ def marked_stretches(
                 if not marks:
                     continue
                 record = _frames(in_parent.start_time.rescaled_to(clip_rate)) - _frames(clip.source_range.start_time)
-                generated = _generated_row(otio, timeline, items, index, path.parent, starts)
+                generated = _generated_row(otio, timeline, items, index, path.parent, file_frames)
                 if isinstance(generated, str):
                     notes.append(generated)
                     continue
@@ -255,11 +295,11 @@ def marked_stretches(
                 if media is None:
                     notes.append(f"clip {clip.name!r}: marked, but it refers to no media file; left out")
                     continue
-                start = _media_start(clip, media, starts)
                 for first, last, reason, col, comment in marks:
+                    on_file = file_frames.of(clip, media, first)
                     stretches.append(
                         MarkedStretch(
-                            media=media, first=first - start, last=last - start, reasons=[reason],
+                            media=media, first=on_file, last=on_file + last - first, reasons=[reason],
                             record_frame=record + first, colors={col} if col else set(),
                             comments=[comment] if comment else [],
                         )
@@ -267,13 +307,19 @@ def marked_stretches(
     return _merge(stretches), list(edits.values()), notes
 
 
-def _locator_on_media(first: int, last: int, clip, in_parent, track_start: int) -> tuple[int, int]:
+def _locator_on_media(
+    first: int, last: int, clip, in_parent, track_start: int, counting: EdlCounting
+) -> tuple[int, int]:
     """An EDL LOC's frames (which the adapter keeps as they are written, as if in the clip's media) in the
-    clip's media: a LOC inside its event's record range is on the record side; any other is a source timecode."""
-    record_in = _frames(in_parent.start_time) - track_start
-    if record_in <= first < record_in + _frames(in_parent.duration):
-        offset = _frames(clip.source_range.start_time) - record_in
-        return first + offset, last + offset
+    clip's media: a LOC inside its event's record range is on the record side; any other is a source timecode.
+    Both ranges are tested modulo a day: either may pass midnight, where the LOC's timecode wraps."""
+    source_in = _frames(clip.source_range.start_time)
+    record_offset = (first - (_frames(in_parent.start_time) - track_start)) % counting.day_frames
+    source_offset = (first - source_in) % counting.day_frames
+    if record_offset < _frames(in_parent.duration):
+        return source_in + record_offset, source_in + record_offset + last - first
+    if source_offset < _frames(clip.source_range.duration):
+        return source_in + source_offset, source_in + source_offset + last - first
     return first, last
 
 
@@ -285,7 +331,7 @@ def _semfi_meta(obj) -> dict[str, Any]:
     return dict(meta) if meta is not None and hasattr(meta, "get") else {}
 
 
-def _generated_row(otio, timeline, items: list, index: int, base: Path, starts: dict[Path, int]):
+def _generated_row(otio, timeline, items: list, index: int, base: Path, file_frames: _FileFrames):
     """The row a generated clip of a splice's timeline stands for, as a dict (media, start_frame, end_frame, mode,
     gap_frames, pair_id); None for any other clip; a note when it is one but its row cannot be told."""
     clip = items[index]
@@ -301,8 +347,8 @@ def _generated_row(otio, timeline, items: list, index: int, base: Path, starts: 
     if all(isinstance(c, otio.schema.Clip) and c.source_range is not None for c in (before, after)):
         media = _media_path(otio, before, base)
         if media is not None and media == _media_path(otio, after, base):
-            start = _range_frames(before.source_range)[1] - _media_start(before, media, starts)
-            end = _frames(after.source_range.start_time) - _media_start(after, media, starts)
+            start = file_frames.of(before, media, _range_frames(before.source_range)[1])
+            end = file_frames.of(after, media, _frames(after.source_range.start_time))
             if start < end:
                 around = {"media": media, "start_frame": start, "end_frame": end}
     if not meta and not around:
@@ -380,6 +426,19 @@ def _intersect(rng, other) -> tuple[int, int] | None:
 def _at_rate(otio, rng, rate: float):
     """`rng` with its times counted in frames of `rate` (a marker may be stored at another rate than its clip)."""
     return otio.opentime.TimeRange(rng.start_time.rescaled_to(rate), rng.duration.rescaled_to(rate))
+
+
+@dataclass
+class _FileFrames:
+    """Frames of clips' media time as 0-based frames of their files: minus the media's start (`_media_start`), on
+    an EDL's timecode modulo a day (`EdlCounting.on_file`)."""
+
+    counting: EdlCounting | None
+    starts: dict[Path, int] = field(default_factory=dict)
+
+    def of(self, clip, media: Path, frame: int) -> int:
+        start = _media_start(clip, media, self.starts)
+        return self.counting.on_file(frame, start) if self.counting is not None else frame - start
 
 
 def _media_start(clip, media: Path, cache: dict[Path, int]) -> int:

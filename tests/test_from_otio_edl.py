@@ -94,3 +94,15 @@ def test_an_unreadable_edl_does_not_ask_for_the_installed_adapter(tmp_path, caps
     assert main(["manifest", "from-otio", str(edl), "-o", str(tmp_path / "m.parquet"), "--rate", "25"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "cmx_3600" in err and "pip install otio-cmx3600-adapter" not in err
+
+
+def test_timecode_that_passes_midnight(tmp_path):
+    """A tape from 23:59:59:10 and an edit on its timecode that passes midnight on both sides: each LOC lands on
+    its frame. After the wrap, timecodes were taken as frames near 0: a row at frame -2159967 and a lost one."""
+    clip = _tape(tmp_path / "tape.mov", "25", "23:59:59:10", seconds=3)
+    text = (
+        "TITLE: t\nFCM: NON-DROP FRAME\n\n"
+        + _event(1, "23:59:59:10 00:00:00:11 23:59:59:10 00:00:00:11", clip, "* LOC: 00:00:00:05 RED     A")
+        + _event(2, "00:00:00:11 00:00:01:11 00:00:00:11 00:00:01:11", clip, "* LOC: 00:00:00:20 RED     B")
+    )
+    assert _from_edl(tmp_path, text, "25") == [(19, 21, 20), (34, 36, 35)]
