@@ -4,7 +4,8 @@ in Resolve or Premiere needs no retyping of frame numbers.
 
 What counts, on every video clip that refers to a media file:
 - a marker on the clip: its range is in the clip's media time; a marker of one frame (or none) marks one frame;
-- a marker on a track (or the timeline's stack): its range is in the track's time and lands on the clip below;
+- a marker on a track (or the timeline's stack): its range is in the track's time and lands on the clip below
+  (through the clip's speed, where it has a time warp: an EDL's M2);
 - a flagged clip: a clip with a colour (NLEs' clip flags) or `semfi_batch: {flag: true}` metadata; its whole
   source range is marked (razor the damaged frames into their own clip and flag it).
 Marked frames are converted to 0-based frame numbers of the file (the media's own start timecode, from its
@@ -24,6 +25,7 @@ OTIO's cmx_3600 adapter writes a clip's marker)."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +94,7 @@ _EDL_FCM = re.compile(r"^FCM:\s*(?P<non_drop>NON[- ]?)?DROP", re.I)
 # titles are left as written: a ';' or a timecode-like string there says nothing about how the EDL counts.
 _EDL_TIMED_LINE = re.compile(r"^(\d+\s|M2\s|\*\s*LOC:)")
 _EDL_EVENT_LINE = re.compile(r"^\d+\s")
+_EDL_M2_SPEED = re.compile(r"^(M2\s+\S+\s+)(-?[0-9.]+)")
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,9 @@ def _edl_in_frames(text: str, rate: float, reader_rate: float) -> tuple[str, Edl
                 last_record = frames[-1]
             for m, frame in zip(reversed(codes), reversed(frames), strict=True):
                 line = line[: m.start()] + _non_drop_label(frame, nominal) + line[m.end() :]
+            if reader_rate != rate and (m2 := _EDL_M2_SPEED.match(line)):
+                # The reader takes an M2's speed (frames a second) against the rate it reads at: the same share.
+                line = m2.group(1) + f"{float(m2.group(2)) * reader_rate / rate:.6g}" + line[m2.end() :]
         lines.append(line)
     return "\n".join(lines) + "\n", EdlCounting(day_frames=day_drop if any(counted_drop) else day_non_drop)
 
@@ -229,6 +235,19 @@ def read_timeline(path: Path, *, rate: float | None = None) -> tuple[list[Any], 
     return timelines, counting
 
 
+@dataclass
+class _Mark:
+    """Frames [first, last] of a clip's media time that a marker or flag points at, and where the first sits on
+    the timeline."""
+
+    first: int
+    last: int
+    record_frame: int
+    reason: str
+    color: str | None
+    comment: str
+
+
 def marked_stretches(
     path: Path, *, color: str | None = None, rate: float | None = None
 ) -> tuple[list[MarkedStretch], list[MarkedEdit], list[str]]:
@@ -237,7 +256,6 @@ def marked_stretches(
     colour (RED, GREEN, ...)."""
     otio = _otio()
     path = Path(path)
-    edl = path.suffix.lower() == ".edl"
     notes: list[str] = []
     stretches: list[MarkedStretch] = []
     edits: dict[tuple, MarkedEdit] = {}
@@ -248,25 +266,34 @@ def marked_stretches(
         for track in timeline.video_tracks():
             track_markers = [*track.markers, *timeline.tracks.markers]
             # The adapter starts an EDL's track at minus the first record timecode: record = track time - this.
-            track_start = _frames(track.source_range.start_time) if edl and track.source_range is not None else 0
+            track_start = _frames(track.source_range.start_time) if counting and track.source_range is not None else 0
             items = list(track)
             for index, clip in enumerate(items):
                 if not isinstance(clip, otio.schema.Clip):
                     continue
-                media = _media_path(otio, clip, path.parent)
-                marks: list[tuple[int, int, str, str | None, str]] = []  # media first/last, reason, colour, comment
-                clip_rate = clip.source_range.start_time.rate if clip.source_range is not None else 24.0
+                try:  # its source range, or without one its media's available range
+                    source_range = clip.trimmed_range()
+                except otio.exceptions.CannotComputeAvailableRangeError:
+                    continue
+                clip_rate = source_range.start_time.rate
                 in_parent = clip.range_in_parent()
+                record_in = _frames(in_parent.start_time.rescaled_to(clip_rate))
+                source_in = _frames(source_range.start_time)
+                speed = _speed(otio, clip)
+                marks: list[_Mark] = []
                 for marker in clip.markers:
                     if _color_ok(marker.color, wanted):
                         first, last = _range_frames(_at_rate(otio, marker.marked_range, clip_rate))
-                        if counting is not None and clip.source_range is not None:
-                            first, last = _locator_on_media(first, last, clip, in_parent, track_start, counting)
-                        marks.append((first, last, marker.name or "marker", str(marker.color), marker.comment or ""))
+                        if counting is not None:  # an EDL's clip has a source range
+                            first, last = _locator_on_media(first, last, clip, in_parent, track_start, counting, speed)
+                        marks.append(
+                            _Mark(first, last, record_in + _record_offset(first - source_in, speed),
+                                  marker.name or "marker", str(marker.color), marker.comment or "")
+                        )  # fmt: skip
                 flag = _flag(clip)
-                if flag and _color_ok(flag, wanted) and clip.source_range is not None:
-                    first, last = _range_frames(clip.source_range)
-                    marks.append((first, last, f"flagged clip {clip.name}".strip(), flag.upper(), ""))
+                if flag and _color_ok(flag, wanted):
+                    first, last = _played_media(source_in, 0, _frames(source_range.duration) - 1, speed)
+                    marks.append(_Mark(first, last, record_in, f"flagged clip {clip.name}".strip(), flag.upper(), ""))
                 for marker in track_markers:
                     if not _color_ok(marker.color, wanted):
                         continue
@@ -277,48 +304,78 @@ def marked_stretches(
                     if overlap is None:
                         continue
                     a, b = overlap
-                    # Track time -> the clip's media time.
-                    offset = _frames(clip.source_range.start_time) - _frames(
-                        in_parent.start_time.rescaled_to(clip_rate)
-                    )
-                    marks.append((a + offset, b + offset, marker.name or "marker", str(marker.color), marker.comment))
+                    first, last = _played_media(source_in, a - record_in, b - record_in, speed)
+                    marks.append(_Mark(first, last, a, marker.name or "marker", str(marker.color), marker.comment))
                 if not marks:
                     continue
-                record = _frames(in_parent.start_time.rescaled_to(clip_rate)) - _frames(clip.source_range.start_time)
+                if speed is None:
+                    notes.append(
+                        f"clip {clip.name!r}: marked, but it is a freeze frame, reversed or retimed in a way that "
+                        "maps no timeline frame onto one frame of its media; left out"
+                    )
+                    continue
                 generated = _generated_row(otio, timeline, items, index, path.parent, file_frames)
                 if isinstance(generated, str):
                     notes.append(generated)
                     continue
                 if generated is not None:
-                    _add_edit(edits, generated, marks, record + _frames(clip.source_range.start_time))
+                    _add_edit(edits, generated, marks, record_in)
                     continue
+                media = _media_path(otio, clip, path.parent)
                 if media is None:
                     notes.append(f"clip {clip.name!r}: marked, but it refers to no media file; left out")
                     continue
-                for first, last, reason, col, comment in marks:
-                    on_file = file_frames.of(clip, media, first)
+                for mark in marks:
+                    on_file = file_frames.of(clip, media, mark.first)
                     stretches.append(
                         MarkedStretch(
-                            media=media, first=on_file, last=on_file + last - first, reasons=[reason],
-                            record_frame=record + first, colors={col} if col else set(),
-                            comments=[comment] if comment else [],
+                            media=media, first=on_file, last=on_file + mark.last - mark.first, reasons=[mark.reason],
+                            record_frame=mark.record_frame, colors={mark.color} if mark.color else set(),
+                            comments=[mark.comment] if mark.comment else [],
                         )
                     )  # fmt: skip
     return _merge(stretches), list(edits.values()), notes
 
 
+def _speed(otio, clip) -> float | None:
+    """Media frames per timeline frame of `clip`: 1, or its time warps' scalar (an EDL's M2 becomes one); None
+    where no timeline frame maps onto one media frame (a freeze frame, a reverse, another time effect)."""
+    speed = 1.0
+    for effect in clip.effects:
+        if isinstance(effect, otio.schema.LinearTimeWarp):  # a FreezeFrame is one, of scalar 0
+            speed *= effect.time_scalar
+        elif isinstance(effect, otio.schema.TimeEffect):
+            return None
+    return speed if speed > 0 else None
+
+
+def _played_media(source_in: int, first: int, last: int, speed: float | None) -> tuple[int, int]:
+    """Media frames that timeline frames [first, last] of a clip (counted from its start) play, at `speed`: at
+    half speed each media frame plays twice, at double speed each timeline frame spans two."""
+    speed = speed or 1.0
+    lo = source_in + math.floor(first * speed + 1e-9)
+    return lo, max(lo, source_in + math.ceil((last + 1) * speed - 1e-9) - 1)
+
+
+def _record_offset(media_offset: int, speed: float | None) -> int:
+    """The first frame of a clip (counted from its start) that plays media frame `media_offset` of it."""
+    return math.ceil(media_offset / (speed or 1.0) - 1e-9)
+
+
 def _locator_on_media(
-    first: int, last: int, clip, in_parent, track_start: int, counting: EdlCounting
+    first: int, last: int, clip, in_parent, track_start: int, counting: EdlCounting, speed: float | None
 ) -> tuple[int, int]:
     """An EDL LOC's frames (which the adapter keeps as they are written, as if in the clip's media) in the
-    clip's media: a LOC inside its event's record range is on the record side; any other is a source timecode.
-    Both ranges are tested modulo a day: either may pass midnight, where the LOC's timecode wraps."""
+    clip's media: a LOC inside its event's record range is on the record side (through the event's speed); any
+    other is a source timecode. Both ranges are tested modulo a day: either may pass midnight, where the LOC's
+    timecode wraps."""
     source_in = _frames(clip.source_range.start_time)
     record_offset = (first - (_frames(in_parent.start_time) - track_start)) % counting.day_frames
     source_offset = (first - source_in) % counting.day_frames
-    if record_offset < _frames(in_parent.duration):
-        return source_in + record_offset, source_in + record_offset + last - first
-    if source_offset < _frames(clip.source_range.duration):
+    duration = _frames(in_parent.duration)
+    if record_offset < duration:
+        return _played_media(source_in, record_offset, record_offset + last - first, speed)
+    if source_offset < _played_media(0, 0, duration - 1, speed)[1] + 1:
         return source_in + source_offset, source_in + source_offset + last - first
     return first, last
 
@@ -378,19 +435,19 @@ def _generated_row(otio, timeline, items: list, index: int, base: Path, file_fra
     return row
 
 
-def _add_edit(edits: dict[tuple, MarkedEdit], row: dict[str, Any], marks: list[tuple], record_frame: int) -> None:
+def _add_edit(edits: dict[tuple, MarkedEdit], row: dict[str, Any], marks: list[_Mark], record_frame: int) -> None:
     """One MarkedEdit per row, however many marks its clip (or clips, on several tracks) carries."""
     key = (row["media"], row["start_frame"], row["end_frame"], row["mode"], row["gap_frames"])
     edit = edits.get(key)
     if edit is None:
         edit = edits[key] = MarkedEdit(**row, reasons=[], record_frame=record_frame)
-    for _first, _last, reason, col, comment in marks:
-        if reason not in edit.reasons:
-            edit.reasons.append(reason)
-        if col:
-            edit.colors.add(col)
-        if comment and comment not in edit.comments:
-            edit.comments.append(comment)
+    for mark in marks:
+        if mark.reason not in edit.reasons:
+            edit.reasons.append(mark.reason)
+        if mark.color:
+            edit.colors.add(mark.color)
+        if mark.comment and mark.comment not in edit.comments:
+            edit.comments.append(mark.comment)
 
 
 def _color_ok(color: Any, wanted: str | None) -> bool:

@@ -22,11 +22,14 @@ def _tape(path, rate: str, timecode: str, seconds: float = 2):
     return path
 
 
-def _event(number: int, times: str, media, *comments: str) -> str:
-    """One cut event of `media` ("src_in src_out rec_in rec_out") with its comment lines."""
-    name = getattr(media, "name", media)
-    uri = media.as_uri() if hasattr(media, "as_uri") else media
-    lines = [f"{number:03d}  TAPE     V     C        {times}", f"* FROM CLIP NAME:  {name}", f"* FROM CLIP: {uri}"]
+def _event(number: int, times: str, media, *comments: str, m2: str = "") -> str:
+    """One cut event of `media` ("src_in src_out rec_in rec_out") with its comment lines, and with `m2` ("speed
+    source_timecode") its motion effect."""
+    lines = [f"{number:03d}  TAPE     V     C        {times}"]
+    if m2:
+        speed, timecode = m2.split()
+        lines.append(f"M2   TAPE       {speed}                {timecode}")
+    lines += [f"* FROM CLIP NAME:  {media.name}", f"* FROM CLIP: {media.as_uri()}"]
     return "\n".join([*lines, *comments]) + "\n"
 
 
@@ -106,3 +109,40 @@ def test_timecode_that_passes_midnight(tmp_path):
         + _event(2, "00:00:00:11 00:00:01:11 00:00:00:11 00:00:01:11", clip, "* LOC: 00:00:00:20 RED     B")
     )
     assert _from_edl(tmp_path, text, "25") == [(19, 21, 20), (34, 36, 35)]
+
+
+@pytest.mark.parametrize("rate", [25, 12])
+def test_a_locator_on_a_slowed_event_maps_through_its_speed(tmp_path, rate):
+    """Event 001 plays 5 source frames at half speed (M2 at rate/2) over 10 record frames: its LOC 8 frames in is
+    source frame 4. The speed was ignored: the mark landed on frame 8, outside the event's source frames 0-4."""
+    clip = _tape(tmp_path / "tape.mov", str(rate), "01:00:00:00", seconds=3)
+    text = (
+        "TITLE: t\nFCM: NON-DROP FRAME\n\n"
+        + _event(
+            1,
+            "01:00:00:00 01:00:00:05 10:00:00:00 10:00:00:10",
+            clip,
+            "* LOC: 10:00:00:08 RED     SLOW",
+            m2=f"{rate / 2:05.1f} 01:00:00:00",
+        )
+        + _event(2, "01:00:02:00 01:00:02:05 10:00:00:10 10:00:00:15", clip, "* LOC: 10:00:00:12 RED     AFTER")
+    )
+    assert _from_edl(tmp_path, text, str(rate)) == [(3, 5, 8), (2 * rate + 1, 2 * rate + 3, 12)]
+
+
+def test_a_frozen_event_is_left_out_with_a_note(tmp_path, capsys):
+    """A freeze frame (M2 000.0) maps no record frame onto one source frame: its mark is left out, and said."""
+    clip = _tape(tmp_path / "tape.mov", "25", "01:00:00:00")
+    edl = tmp_path / "edit.edl"
+    edl.write_text(
+        "TITLE: t\nFCM: NON-DROP FRAME\n\n"
+        + _event(
+            1,
+            "01:00:00:05 01:00:00:06 10:00:00:00 10:00:00:10",
+            clip,
+            "* LOC: 10:00:00:08 RED     HELD",
+            m2="000.0 01:00:00:05",
+        )
+    )
+    assert main(["manifest", "from-otio", str(edl), "-o", str(tmp_path / "m.parquet"), "--rate", "25"]) == 2
+    assert "'tape.mov': marked, but it is a freeze frame" in " ".join(capsys.readouterr().err.split())
