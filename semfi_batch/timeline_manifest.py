@@ -21,7 +21,8 @@ before it and the frame after it) and its length the gap.
 
 An EDL's LOC timecode is read on the record side, where the mark is on the timeline (as Avid writes LOCs, and
 splice --edl does); one outside its event's record range and inside its source range is a source timecode (as
-OTIO's cmx_3600 adapter writes a clip's marker)."""
+OTIO's cmx_3600 adapter writes a clip's marker). One inside both is read as the EDL's writer means it, with a
+note: on the record side where the EDL has an FCM line, on the source side where it has none (OTIO's writer)."""
 
 from __future__ import annotations
 
@@ -103,6 +104,7 @@ class EdlCounting:
     its timecode wraps to 00:00:00:00 (a source or a record side that passes midnight goes on from there)."""
 
     day_frames: int
+    has_fcm: bool  # OTIO's own EDL writer writes no FCM line (and its LOCs at source timecode)
 
     def on_file(self, frame: int, media_start: int) -> int:
         """Frame `frame` of the EDL's counting as a frame of a file whose timecode starts at `media_start`."""
@@ -154,7 +156,9 @@ def _edl_in_frames(text: str, rate: float, reader_rate: float) -> tuple[str, Edl
                 # The reader takes an M2's speed (frames a second) against the rate it reads at: the same share.
                 line = m2.group(1) + f"{float(m2.group(2)) * reader_rate / rate:.6g}" + line[m2.end() :]
         lines.append(line)
-    return "\n".join(lines) + "\n", EdlCounting(day_frames=day_drop if any(counted_drop) else day_non_drop)
+    return "\n".join(lines) + "\n", EdlCounting(
+        day_frames=day_drop if any(counted_drop) else day_non_drop, has_fcm=fcm_drop is not None
+    )
 
 
 def _after(frame: int, previous: int | None, day: int) -> int:
@@ -281,11 +285,16 @@ def marked_stretches(
                 source_in = _frames(source_range.start_time)
                 speed = _speed(otio, clip)
                 marks: list[_Mark] = []
+                ambiguous: list[tuple[str, int, int]] = []  # LOCs on both sides: name, media frame taken, the other
                 for marker in clip.markers:
                     if _color_ok(marker.color, wanted):
                         first, last = _range_frames(_at_rate(otio, marker.marked_range, clip_rate))
                         if counting is not None:  # an EDL's clip has a source range
-                            first, last = _locator_on_media(first, last, clip, in_parent, track_start, counting, speed)
+                            first, last, other = _locator_on_media(
+                                first, last, clip, in_parent, track_start, counting, speed
+                            )
+                            if other is not None:
+                                ambiguous.append((marker.name or "LOC", first, other))
                         marks.append(
                             _Mark(first, last, record_in + _record_offset(first - source_in, speed),
                                   marker.name or "marker", str(marker.color), marker.comment or "")
@@ -325,6 +334,9 @@ def marked_stretches(
                 if media is None:
                     notes.append(f"clip {clip.name!r}: marked, but it refers to no media file; left out")
                     continue
+                for name, taken, other in ambiguous:
+                    taken_frame, other_frame = file_frames.of(clip, media, taken), file_frames.of(clip, media, other)
+                    notes.append(_ambiguous_locator_note(name, media, taken_frame, other_frame, counting.has_fcm))
                 for mark in marks:
                     on_file = file_frames.of(clip, media, mark.first)
                     stretches.append(
@@ -362,22 +374,45 @@ def _record_offset(media_offset: int, speed: float | None) -> int:
     return math.ceil(media_offset / (speed or 1.0) - 1e-9)
 
 
+def _ambiguous_locator_note(name: str, media: Path, taken: int, other: int, has_fcm: bool) -> str:
+    """What was made of a LOC that both sides of its event hold (see _locator_on_media)."""
+    if has_fcm:
+        side, writer = "record", "an FCM line, as Avid, Premiere, Resolve and splice --edl write LOCs on that side"
+    else:
+        side, writer = "source", "no FCM line, as OTIO's EDL writer writes a clip's markers at source timecode"
+    return (
+        f"LOC {name!r} on {media.name}: its timecode is inside both its event's record and source range; read on "
+        f"the {side} side (the EDL has {writer}): frame {taken}, not {other}"
+    )
+
+
 def _locator_on_media(
     first: int, last: int, clip, in_parent, track_start: int, counting: EdlCounting, speed: float | None
-) -> tuple[int, int]:
+) -> tuple[int, int, int | None]:
     """An EDL LOC's frames (which the adapter keeps as they are written, as if in the clip's media) in the
-    clip's media: a LOC inside its event's record range is on the record side (through the event's speed); any
-    other is a source timecode. Both ranges are tested modulo a day: either may pass midnight, where the LOC's
-    timecode wraps."""
+    clip's media, and the first frame of the reading not taken where both sides could hold it. A LOC inside its
+    event's record range only is on the record side (through the event's speed); one inside its source range
+    only, or in neither, is a source timecode. Inside both (media and timeline both from 00:00:00:00, as phone
+    files and OTIO's default record start are), the EDL's writer decides: with an FCM line the record side
+    (Avid, Premiere, Resolve, splice --edl), without one the source side (OTIO's own EDL writer). Both ranges are
+    tested modulo a day: either may pass midnight, where the LOC's timecode wraps."""
     source_in = _frames(clip.source_range.start_time)
     record_offset = (first - (_frames(in_parent.start_time) - track_start)) % counting.day_frames
     source_offset = (first - source_in) % counting.day_frames
     duration = _frames(in_parent.duration)
-    if record_offset < duration:
-        return _played_media(source_in, record_offset, record_offset + last - first, speed)
-    if source_offset < _played_media(0, 0, duration - 1, speed)[1] + 1:
-        return source_in + source_offset, source_in + source_offset + last - first
-    return first, last
+    on_record = record_offset < duration
+    on_source = source_offset < _played_media(0, 0, duration - 1, speed)[1] + 1
+    record_first, record_last = _played_media(source_in, record_offset, record_offset + last - first, speed)
+    source_first, source_last = source_in + source_offset, source_in + source_offset + last - first
+    if on_record and on_source and record_first != source_first:
+        if counting.has_fcm:
+            return record_first, record_last, source_first
+        return source_first, source_last, record_first
+    if on_record:
+        return record_first, record_last, None
+    if on_source:
+        return source_first, source_last, None
+    return first, last, None
 
 
 _GENERATED_NAME = re.compile(r"^(?P<pair_id>.+) \((?P<mode>replace|insert)\)$")

@@ -146,3 +146,50 @@ def test_a_frozen_event_is_left_out_with_a_note(tmp_path, capsys):
     )
     assert main(["manifest", "from-otio", str(edl), "-o", str(tmp_path / "m.parquet"), "--rate", "25"]) == 2
     assert "'tape.mov': marked, but it is a freeze frame" in " ".join(capsys.readouterr().err.split())
+
+
+def _otio_written_edl(tmp_path):
+    """What `otioconvert` gives an editor: OTIO's own EDL writer over a file without timecode. Clip 2 is file
+    frames 10-29 at record 20-39, with a marker on file frame 25, which the writer puts at SOURCE timecode
+    00:00:01:00: inside the event's source range (10-29) and its record range (20-39) both."""
+    import opentimelineio as otio
+
+    media = tmp_path / "phone.mov"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=2.4", "-c:v", "libx264",
+         "-pix_fmt", "yuv420p", str(media)], check=True,
+    )  # fmt: skip
+
+    def tr(start, duration):
+        return otio.opentime.TimeRange(otio.opentime.RationalTime(start, 25), otio.opentime.RationalTime(duration, 25))
+
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    for start in (0, 10):
+        ref = otio.schema.ExternalReference(target_url=media.name, available_range=tr(0, 60))
+        track.append(otio.schema.Clip(name=media.name, media_reference=ref, source_range=tr(start, 20)))
+    track[1].markers.append(otio.schema.Marker(name="FLASH", marked_range=tr(25, 1), color="RED"))
+    timeline = otio.schema.Timeline(name="edit")
+    timeline.tracks.append(track)
+    return otio.adapters.write_to_string(timeline, adapter_name="cmx_3600")
+
+
+def test_a_locator_from_otios_edl_writer_is_read_on_the_source_side(tmp_path, capsys):
+    """OTIO's writer puts no FCM line: a LOC that both sides hold is read as it meant it, on the source side, and
+    a note says so. It was read on the record side, 10 frames off, without a word."""
+    text = _otio_written_edl(tmp_path)
+    assert "FCM" not in text
+    capsys.readouterr()
+    assert _from_edl(tmp_path, text, "25") == [(24, 26, 35)]
+    err = " ".join(capsys.readouterr().err.split())
+    assert "LOC 'FLASH' on phone.mov: its timecode is inside both" in err and "source side" in err
+    assert "frame 25, not 15" in err
+
+
+def test_a_locator_in_an_edl_with_fcm_is_read_on_the_record_side_and_said(tmp_path, capsys):
+    """The same EDL with an FCM line (as Avid, Premiere, Resolve and splice --edl write, LOCs on the record
+    side): record 00:00:01:00 is 5 frames into the event, file frame 15; the note names the other reading."""
+    text = _otio_written_edl(tmp_path).replace("TITLE: edit\n", "TITLE: edit\nFCM: NON-DROP FRAME\n")
+    capsys.readouterr()
+    assert _from_edl(tmp_path, text, "25") == [(14, 16, 25)]
+    err = " ".join(capsys.readouterr().err.split())
+    assert "read on the record side" in err and "frame 15, not 25" in err
