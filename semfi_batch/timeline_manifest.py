@@ -129,7 +129,13 @@ def _edl_in_frames(text: str, rate: float, reader_rate: float) -> tuple[str, Edl
     counted_drop: list[bool] = []  # how each timecode was counted
 
     def frame_of(code: str) -> int:
-        drop = drop_rate and (fcm_drop if fcm_drop is not None else code[8] == ";")
+        drop = fcm_drop if fcm_drop is not None else code[8] == ";"
+        if drop and code[8] == ";" and not drop_rate:  # a drop-frame timecode says the EDL is at another rate
+            raise TimelineError(
+                f"the EDL has drop-frame timecode ({code}), which there is only at 29.97 and 59.94 fps, not at "
+                f"--rate {rate:g}: give the rate the EDL was made at"
+            )
+        drop = drop and drop_rate  # an FCM line saying DROP FRAME means nothing at other rates
         counted_drop.append(drop)
         return frame_of_timecode(code[:8] + (";" if drop else ":") + code[9:], rate)
 

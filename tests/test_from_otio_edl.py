@@ -193,3 +193,13 @@ def test_a_locator_in_an_edl_with_fcm_is_read_on_the_record_side_and_said(tmp_pa
     assert _from_edl(tmp_path, text, "25") == [(14, 16, 25)]
     err = " ".join(capsys.readouterr().err.split())
     assert "read on the record side" in err and "frame 15, not 25" in err
+
+
+def test_a_drop_frame_edl_at_a_rate_without_drop_frame_is_refused(tmp_path, capsys):
+    """A drop-frame EDL (';') read at --rate 25 is refused, naming the rates drop-frame exists at: counted
+    non-drop, every timecode would be off (the reader refused it too, before timecodes were counted here)."""
+    edl = tmp_path / "df.edl"
+    event = _event(1, "01:00:00;00 01:00:01;00 01:00:00;00 01:00:01;00", tmp_path / "tape.mov", "* LOC: 01:00:00;05 X")
+    edl.write_text("TITLE: t\nFCM: DROP FRAME\n\n" + event)
+    assert main(["manifest", "from-otio", str(edl), "-o", str(tmp_path / "m.parquet"), "--rate", "25"]) == 2
+    assert "only at 29.97 and 59.94 fps, not at --rate 25" in " ".join(capsys.readouterr().err.split())
