@@ -13,11 +13,8 @@ available range, is subtracted), overlapping or touching stretches on one file m
 a `replace` row between the good frames around it (or, with mode insert, an `insert` row between the marked
 frame's predecessor and the frame itself: a cut that needs a transition).
 
-A generated clip of a timeline that `splice --otio/--edl` wrote stands for the row that made it: marked (its
-review marker, or one the editor added) or flagged, it becomes that row again (source, keyframes, mode, gap), so
-the timeline reads back onto the run's own frames. In .otio its metadata says which row; in an EDL its name
-(`<pair_id> (replace|insert)`) gives the row's mode, the source clips around it its keyframes (the frame
-before it and the frame after it) and its length the gap.
+A generated clip of a timeline that `splice --otio/--edl` wrote stands for the row that made it: see
+timeline_generated_clips.
 
 An EDL's LOC timecode is read on the record side, where the mark is on the timeline (as Avid writes LOCs, and
 splice --edl does); one outside its event's record range and inside its source range is a source timecode (as
@@ -35,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 from semfi_batch.errors import SemfiError
 from semfi_batch.manifest import check_writable, write_manifest
+from semfi_batch.timeline_generated_clips import MarkedEdit, add_edit, generated_clip, generated_row
 
 
 class TimelineError(SemfiError):
@@ -52,22 +50,6 @@ class MarkedStretch:
     last: int
     reasons: list[str]
     record_frame: int  # where the stretch starts on the timeline (frames from its start)
-    colors: set[str] = field(default_factory=set)
-    comments: list[str] = field(default_factory=list)
-
-
-@dataclass
-class MarkedEdit:
-    """A marked generated clip of a splice's timeline: the row that made it (`gap_frames` as spliced)."""
-
-    media: Path
-    start_frame: int
-    end_frame: int
-    mode: str
-    gap_frames: int
-    pair_id: str
-    reasons: list[str]
-    record_frame: int
     colors: set[str] = field(default_factory=set)
     comments: list[str] = field(default_factory=list)
 
@@ -329,13 +311,16 @@ def marked_stretches(
                         "maps no timeline frame onto one frame of its media; left out"
                     )
                     continue
-                generated = _generated_row(otio, timeline, items, index, path.parent, file_frames)
-                if isinstance(generated, str):
-                    notes.append(generated)
-                    continue
+                generated = generated_clip(clip)
                 if generated is not None:
-                    _add_edit(edits, generated, marks, record_in)
-                    continue
+                    around = _source_frames_around(otio, items, index, path.parent, file_frames)
+                    row = generated_row(generated, timeline, path.parent, around)
+                    if isinstance(row, str):
+                        notes.append(row)
+                        continue
+                    if row is not None:
+                        add_edit(edits, row, marks, record_in)
+                        continue
                 media = _media_path(otio, clip, path.parent)
                 if media is None:
                     notes.append(f"clip {clip.name!r}: marked, but it refers to no media file; left out")
@@ -421,74 +406,19 @@ def _locator_on_media(
     return first, last, None
 
 
-_GENERATED_NAME = re.compile(r"^(?P<pair_id>.+) \((?P<mode>replace|insert)\)$")
-
-
-def _semfi_meta(obj) -> dict[str, Any]:
-    meta = obj.metadata.get("semfi_batch") if hasattr(obj.metadata, "get") else None
-    return dict(meta) if meta is not None and hasattr(meta, "get") else {}
-
-
-def _generated_row(otio, timeline, items: list, index: int, base: Path, file_frames: _FileFrames):
-    """The row a generated clip of a splice's timeline stands for, as a dict (media, start_frame, end_frame, mode,
-    gap_frames, pair_id); None for any other clip; a note when it is one but its row cannot be told."""
-    clip = items[index]
-    meta = _semfi_meta(clip)
-    meta = meta if meta.get("kind") == "generated" else {}
-    named = _GENERATED_NAME.match(clip.name or "")
-    if not meta and named is None:
-        return None
-    # The source clips around it end on its start keyframe and begin on its end keyframe.
-    around: dict[str, Any] = {}
+def _source_frames_around(otio, items: list, index: int, base: Path, file_frames: _FileFrames) -> dict[str, Any]:
+    """The file frames a clip sits between, where the clips on either side are stretches of one file: the last
+    frame of the one before and the first of the one after (a generated clip's keyframes); {} otherwise."""
     before = items[index - 1] if index > 0 else None
     after = items[index + 1] if index + 1 < len(items) else None
-    if all(isinstance(c, otio.schema.Clip) and c.source_range is not None for c in (before, after)):
-        media = _media_path(otio, before, base)
-        if media is not None and media == _media_path(otio, after, base):
-            start = file_frames.of(before, media, _range_frames(before.source_range)[1])
-            end = file_frames.of(after, media, _frames(after.source_range.start_time))
-            if start < end:
-                around = {"media": media, "start_frame": start, "end_frame": end}
-    if not meta and not around:
-        return None  # a clip named like one, but not between two stretches of one source
-    # The timeline's own source (exports before clips named theirs) may be relative to where splice ran.
-    source = meta.get("source") or (None if around else _semfi_meta(timeline).get("source"))
-    row = {
-        "media": (base / Path(source)) if source else around.get("media"),
-        "start_frame": meta.get("start_frame", around.get("start_frame")),
-        "end_frame": meta.get("end_frame", around.get("end_frame")),
-        "mode": meta.get("mode") or (named.group("mode") if named else None),
-        "gap_frames": meta.get("gap_frames") or _frames(clip.duration()),
-        "pair_id": str(meta.get("pair_id") or (named.group("pair_id") if named else clip.name)),
-    }
-    if any(row[k] is None for k in ("media", "start_frame", "end_frame", "mode")):
-        return (
-            f"clip {clip.name!r}: generated frames, but the source frames they stand for cannot be told "
-            "(no source clips of one file on either side of it); left out"
-        )
-    row["start_frame"], row["end_frame"] = int(row["start_frame"]), int(row["end_frame"])
-    between = row["end_frame"] - row["start_frame"] - 1
-    if not meta and (row["gap_frames"] < between or (row["mode"] == "replace" and row["gap_frames"] != between)):
-        return (
-            f"clip {clip.name!r}: {row['gap_frames']} generated frames do not fill the {between} between its "
-            f"keyframes {row['start_frame']} and {row['end_frame']} (trimmed in the edit?); left out"
-        )
-    return row
-
-
-def _add_edit(edits: dict[tuple, MarkedEdit], row: dict[str, Any], marks: list[_Mark], record_frame: int) -> None:
-    """One MarkedEdit per row, however many marks its clip (or clips, on several tracks) carries."""
-    key = (row["media"], row["start_frame"], row["end_frame"], row["mode"], row["gap_frames"])
-    edit = edits.get(key)
-    if edit is None:
-        edit = edits[key] = MarkedEdit(**row, reasons=[], record_frame=record_frame)
-    for mark in marks:
-        if mark.reason not in edit.reasons:
-            edit.reasons.append(mark.reason)
-        if mark.color:
-            edit.colors.add(mark.color)
-        if mark.comment and mark.comment not in edit.comments:
-            edit.comments.append(mark.comment)
+    if not all(isinstance(c, otio.schema.Clip) and c.source_range is not None for c in (before, after)):
+        return {}
+    media = _media_path(otio, before, base)
+    if media is None or media != _media_path(otio, after, base):
+        return {}
+    start = file_frames.of(before, media, _range_frames(before.source_range)[1])
+    end = file_frames.of(after, media, _frames(after.source_range.start_time))
+    return {"media": media, "start_frame": start, "end_frame": end} if start < end else {}
 
 
 def _color_ok(color: Any, wanted: str | None) -> bool:
