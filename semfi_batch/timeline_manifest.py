@@ -163,9 +163,10 @@ def _non_drop_label(frame: int, nominal: int) -> str:
     return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}:{ff:02d}"
 
 
-# A rate that OTIO's timecode takes, for EDLs at one it does not (12, 15: animation and web rates): the timecodes
-# are written as their frame counts at this rate, and every frame count read back is the same.
-_EDL_READER_FALLBACK_RATE = 24.0
+# A rate that OTIO's timecode takes, for EDLs at one it does not (12, 15: animation and web rates; 100, 120): the
+# timecodes are written as their frame counts at this rate, and every frame count read back is the same. The
+# highest such rate keeps hours to the two digits the reader takes (120 fps at 21:00 is hour 42 at 60, 105 at 24).
+_EDL_READER_FALLBACK_RATE = 60.0
 
 
 def _edl_reader_rate(otio, rate: float) -> float:

@@ -203,3 +203,13 @@ def test_a_drop_frame_edl_at_a_rate_without_drop_frame_is_refused(tmp_path, caps
     edl.write_text("TITLE: t\nFCM: DROP FRAME\n\n" + event)
     assert main(["manifest", "from-otio", str(edl), "-o", str(tmp_path / "m.parquet"), "--rate", "25"]) == 2
     assert "only at 29.97 and 59.94 fps, not at --rate 25" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_high_rate_edl_late_in_the_day_is_read(tmp_path):
+    """120 fps late in the day: the timecodes that go to OTIO's reader (frame counts at a rate it takes) keep two
+    digits of hours, which its LOC pattern needs (at 24 fps 21:00:00:00 became hour 105 and the LOC was lost)."""
+    clip = _tape(tmp_path / "tape.mov", "120", "21:00:00:00", seconds=1)
+    text = "TITLE: t\nFCM: NON-DROP FRAME\n\n" + _event(
+        1, "21:00:00:00 21:00:00:60 21:00:00:00 21:00:00:60", clip, "* LOC: 21:00:00:30 RED     X"
+    )
+    assert _from_edl(tmp_path, text, "120") == [(29, 31, 30)]
