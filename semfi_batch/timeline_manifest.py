@@ -78,6 +78,7 @@ _EDL_FCM = re.compile(r"^FCM:\s*(?P<non_drop>NON[- ]?)?DROP", re.I)
 _EDL_TIMED_LINE = re.compile(r"^(\d+\s|M2\s|\*\s*LOC:)")
 _EDL_EVENT_LINE = re.compile(r"^\d+\s")
 _EDL_M2_SPEED = re.compile(r"^(M2\s+\S+\s+)(-?[0-9.]+)")
+_EDL_REVERSED = "SEMFI: PLAYS BACKWARDS"
 
 
 @dataclass(frozen=True)
@@ -140,9 +141,14 @@ def _edl_in_frames(text: str, rate: float, reader_rate: float) -> tuple[str, Edl
                 last_record = frames[-1]
             for m, frame in zip(reversed(codes), reversed(frames), strict=True):
                 line = line[: m.start()] + _non_drop_label(frame, nominal) + line[m.end() :]
-            if reader_rate != rate and (m2 := _EDL_M2_SPEED.match(line)):
+            m2 = _EDL_M2_SPEED.match(line)
+            if m2 and reader_rate != rate:
                 # The reader takes an M2's speed (frames a second) against the rate it reads at: the same share.
                 line = m2.group(1) + f"{float(m2.group(2)) * reader_rate / rate:.6g}" + line[m2.end() :]
+            if m2 and float(m2.group(2)) < 0:
+                # At full speed backwards the reader adds no time warp (its source and record lengths agree): the
+                # event would read as playing forwards. The comment, kept on its clip, says it does not.
+                line += f"\n* {_EDL_REVERSED}"
         lines.append(line)
     return "\n".join(lines) + "\n", EdlCounting(
         day_frames=day_drop if any(counted_drop) else day_non_drop, has_fcm=fcm_drop is not None
@@ -343,7 +349,11 @@ def marked_stretches(
 
 def _speed(otio, clip) -> float | None:
     """Media frames per timeline frame of `clip`: 1, or its time warps' scalar (an EDL's M2 becomes one); None
-    where no timeline frame maps onto one media frame (a freeze frame, a reverse, another time effect)."""
+    where timeline frames do not map forwards onto media frames (a freeze frame, a reverse, another time
+    effect)."""
+    cmx = clip.metadata.get("cmx_3600") if hasattr(clip.metadata, "get") else None
+    if cmx is not None and hasattr(cmx, "get") and _EDL_REVERSED in (cmx.get("comments") or []):
+        return None
     speed = 1.0
     for effect in clip.effects:
         if isinstance(effect, otio.schema.LinearTimeWarp):  # a FreezeFrame is one, of scalar 0

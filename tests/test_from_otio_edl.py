@@ -213,3 +213,15 @@ def test_a_high_rate_edl_late_in_the_day_is_read(tmp_path):
         1, "21:00:00:00 21:00:00:60 21:00:00:00 21:00:00:60", clip, "* LOC: 21:00:00:30 RED     X"
     )
     assert _from_edl(tmp_path, text, "120") == [(29, 31, 30)]
+
+
+def test_an_event_played_backwards_is_left_out_with_a_note(tmp_path, capsys):
+    """M2 at minus full speed: OTIO's reader adds no time warp (source and record lengths agree), so the event
+    read as playing forwards and its LOC landed on the mirror frame (15 instead of 14), without a word."""
+    clip = _tape(tmp_path / "tape.mov", "25", "01:00:00:00")
+    edl = tmp_path / "edit.edl"
+    event = _event(1, "01:00:00:10 01:00:00:20 10:00:00:00 10:00:00:10", clip, "* LOC: 10:00:00:05 RED     BACK",
+                   m2="-025.0 01:00:00:10")  # fmt: skip
+    edl.write_text("TITLE: t\nFCM: NON-DROP FRAME\n\n" + event)
+    assert main(["manifest", "from-otio", str(edl), "-o", str(tmp_path / "m.parquet"), "--rate", "25"]) == 2
+    assert "'tape.mov': marked, but it is a freeze frame, reversed" in " ".join(capsys.readouterr().err.split())
