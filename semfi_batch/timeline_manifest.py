@@ -196,12 +196,14 @@ _ADAPTER_PACKAGES = [("cmx_3600", "EDL", "otio-cmx3600-adapter"), ("fcp_xml", "F
 
 def read_timeline(path: Path, *, rate: float | None = None) -> tuple[list[Any], EdlCounting | None]:
     """The timelines in `path`, through the OTIO adapter its extension names (.otio, .edl, .xml, ...), and for an
-    EDL how its timecodes were counted. An EDL carries no frame rate: `rate` gives it (OTIO's reader assumes 24)."""
+    EDL how its timecodes were counted. An EDL carries no frame rate: `rate` must give it."""
     otio = _otio()
     path = Path(path)
     if not path.is_file():
         raise TimelineError(f"timeline not found: {path}")
     edl = path.suffix.lower() == ".edl"
+    if edl and not rate:  # the reader would take 24 fps, and every timecode of a 25 fps EDL would be off
+        raise TimelineError(f"{path}: an EDL has no frame rate: give it with --rate (e.g. --rate 25)")
     if rate:  # 29.97, 23.976 or 23.98 as given on a command line: the NTSC rates, exactly, as for every other command
         from semfi_batch.media.rates import parse_rate
 
@@ -210,7 +212,7 @@ def read_timeline(path: Path, *, rate: float | None = None) -> tuple[list[Any], 
         except SemfiError as exc:
             raise TimelineError(f"--rate: {exc}") from None
     text = reader_rate = counting = None
-    if edl and rate:
+    if edl:
         reader_rate = _edl_reader_rate(otio, rate)
         text, counting = _edl_in_frames(_read_text(path), rate, reader_rate)
     try:
@@ -220,11 +222,10 @@ def read_timeline(path: Path, *, rate: float | None = None) -> tuple[list[Any], 
             obj = otio.adapters.read_from_file(str(path))
     except Exception as exc:  # noqa: BLE001 - adapters raise many exception types
         adapters = sorted(a.name for a in otio.plugins.ActiveManifest().adapters)
-        hint = "; an EDL has no frame rate: give it with --rate (e.g. --rate 25)" if edl and not rate else ""
         # Only the adapters that are missing are worth installing.
         missing = [f"{kind}: pip install {pkg}" for name, kind, pkg in _ADAPTER_PACKAGES if name not in adapters]
         raise TimelineError(
-            f"cannot read {path} as a timeline ({type(exc).__name__}: {exc}){hint}; adapters installed here: "
+            f"cannot read {path} as a timeline ({type(exc).__name__}: {exc}); adapters installed here: "
             + ", ".join(adapters)
             + (f" ({'; '.join(missing)})" if missing else "")
         ) from None

@@ -225,3 +225,12 @@ def test_an_event_played_backwards_is_left_out_with_a_note(tmp_path, capsys):
     edl.write_text("TITLE: t\nFCM: NON-DROP FRAME\n\n" + event)
     assert main(["manifest", "from-otio", str(edl), "-o", str(tmp_path / "m.parquet"), "--rate", "25"]) == 2
     assert "'tape.mov': marked, but it is a freeze frame, reversed" in " ".join(capsys.readouterr().err.split())
+
+
+def test_an_edl_without_rate_is_refused(tmp_path, capsys):
+    """Without --rate an EDL whose frame numbers all fit 24 fps was read at 24 fps without a word (OTIO's
+    reader's default), every timecode off for 25 fps material; it is refused, saying to give the rate."""
+    edl = tmp_path / "edit.edl"
+    edl.write_text(_otio_written_edl(tmp_path))
+    assert main(["manifest", "from-otio", str(edl), "-o", str(tmp_path / "m.parquet")]) == 2
+    assert "an EDL has no frame rate: give it with --rate" in " ".join(capsys.readouterr().err.split())
