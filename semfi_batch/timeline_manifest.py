@@ -4,7 +4,8 @@ in Resolve or Premiere needs no retyping of frame numbers.
 
 What counts, on every video clip that refers to a media file:
 - a marker on the clip: its range is in the clip's media time; a marker of one frame (or none) marks one frame;
-- a marker on a track (or the timeline's stack): its range is in the track's time and lands on the clip below;
+- a marker on a track (or the timeline's stack): its range is in the track's time and lands on the clip below
+  (through the clip's speed, where it has a time warp: an EDL's M2);
 - a flagged clip: a clip with a colour (NLEs' clip flags) or `semfi_batch: {flag: true}` metadata; its whole
   source range is marked (razor the damaged frames into their own clip and flag it).
 Marked frames are converted to 0-based frame numbers of the file (the media's own start timecode, from its
@@ -12,18 +13,17 @@ available range, is subtracted), overlapping or touching stretches on one file m
 a `replace` row between the good frames around it (or, with mode insert, an `insert` row between the marked
 frame's predecessor and the frame itself: a cut that needs a transition).
 
-A generated clip of a timeline that `splice --otio/--edl` wrote stands for the row that made it: marked (its
-review marker, or one the editor added) or flagged, it becomes that row again (source, keyframes, mode, gap), so
-the timeline reads back onto the run's own frames. In .otio its metadata says which row; in an EDL its name
-(`<pair_id> (replace|insert)`) gives the row's mode, the source clips around it its keyframes (the frame
-before it and the frame after it) and its length the gap.
+A generated clip of a timeline that `splice --otio/--edl` wrote stands for the row that made it: see
+timeline_generated_clips.
 
 An EDL's LOC timecode is read on the record side, where the mark is on the timeline (as Avid writes LOCs, and
 splice --edl does); one outside its event's record range and inside its source range is a source timecode (as
-OTIO's cmx_3600 adapter writes a clip's marker)."""
+OTIO's cmx_3600 adapter writes a clip's marker). One inside both is read as the EDL's writer means it, with a
+note: on the record side where the EDL has an FCM line, on the source side where it has none (OTIO's writer)."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 from semfi_batch.errors import SemfiError
 from semfi_batch.manifest import check_writable, write_manifest
+from semfi_batch.timeline_generated_clips import MarkedEdit, add_edit, generated_clip, generated_row
 
 
 class TimelineError(SemfiError):
@@ -54,22 +55,6 @@ class MarkedStretch:
 
 
 @dataclass
-class MarkedEdit:
-    """A marked generated clip of a splice's timeline: the row that made it (`gap_frames` as spliced)."""
-
-    media: Path
-    start_frame: int
-    end_frame: int
-    mode: str
-    gap_frames: int
-    pair_id: str
-    reasons: list[str]
-    record_frame: int
-    colors: set[str] = field(default_factory=set)
-    comments: list[str] = field(default_factory=list)
-
-
-@dataclass
 class TimelineManifest:
     """What from-otio wrote and what it left out."""
 
@@ -87,59 +72,180 @@ def _otio():
 
 
 _EDL_TIMECODE = re.compile(r"\b\d\d:\d\d:\d\d[:;.]\d\d\b")
+_EDL_FCM = re.compile(r"^FCM:\s*(?P<non_drop>NON[- ]?)?DROP", re.I)
+# The lines whose timecodes the reader reads: events, motion effects (M2) and locators. Comments, clip names and
+# titles are left as written: a ';' or a timecode-like string there says nothing about how the EDL counts.
+_EDL_TIMED_LINE = re.compile(r"^(\d+\s|M2\s|\*\s*LOC:)")
+_EDL_EVENT_LINE = re.compile(r"^\d+\s")
+_EDL_M2_SPEED = re.compile(r"^(M2\s+\S+\s+)(-?[0-9.]+)")
+_EDL_REVERSED = "SEMFI: PLAYS BACKWARDS"
 
 
-def _edl_in_frames(path: Path, rate: float) -> str:
-    """An EDL's text with every timecode written non-drop-frame for the frame it names. The reader takes a
-    LOC only in the form HH:MM:SS:FF (a drop-frame LOC, with ';', was dropped without a word) and reads ':'
-    as non-drop (a drop-frame EDL's LOC written with ':' landed 110 frames off at the 11th minute): where
-    the EDL says FCM: DROP FRAME, or a timecode is written with ';', each is counted drop-frame and written
-    as the same frame's non-drop label, which the reader turns back into that frame."""
-    from semfi_batch.review.timecode import NTSC_DROP_RATES, exact_rate, frame_of_timecode, timecode
+@dataclass(frozen=True)
+class EdlCounting:
+    """How an EDL's timecodes were counted, for mapping them onto files: `day_frames` frames make 24 hours, where
+    its timecode wraps to 00:00:00:00 (a source or a record side that passes midnight goes on from there)."""
 
+    day_frames: int
+    has_fcm: bool  # OTIO's own EDL writer writes no FCM line (and its LOCs at source timecode)
+
+    def on_file(self, frame: int, media_start: int) -> int:
+        """Frame `frame` of the EDL's counting as a frame of a file whose timecode starts at `media_start`."""
+        return (frame - media_start) % self.day_frames
+
+
+def _edl_in_frames(text: str, rate: float, reader_rate: float) -> tuple[str, EdlCounting]:
+    """An EDL's text with the timecodes of its events, M2 and LOC lines written as the reader takes them: the
+    label at `reader_rate`, non-drop, of the frame they name at `rate` (the reader reads ':' as non-drop, drops a
+    LOC written with ';' without a word, and counts SMPTE rates only). Each is counted as its FCM line says,
+    which may change from event to event; where the EDL has none yet, as the timecode is written (';'
+    drop-frame). Drop-frame counts only at 29.97 and 59.94.
+
+    Record timecodes that pass midnight go on past 24 hours (the reader would put the events after it before the
+    first one), as does an event's source out that passes it; LOCs and source ins stay as written (mapping onto
+    a file counts modulo a day, EdlCounting.on_file)."""
+    from semfi_batch.review.timecode import NTSC_DROP_RATES, exact_rate, frame_of_timecode
+
+    drop_rate = exact_rate(rate) in NTSC_DROP_RATES
+    nominal = max(1, round(reader_rate))
+    fcm_drop: bool | None = None  # None: no FCM line so far
+    counted_drop: list[bool] = []  # how each timecode was counted
+
+    def frame_of(code: str) -> int:
+        drop = fcm_drop if fcm_drop is not None else code[8] == ";"
+        if drop and code[8] == ";" and not drop_rate:  # a drop-frame timecode says the EDL is at another rate
+            raise TimelineError(
+                f"the EDL has drop-frame timecode ({code}), which there is only at 29.97 and 59.94 fps, not at "
+                f"--rate {rate:g}: give the rate the EDL was made at"
+            )
+        drop = drop and drop_rate  # an FCM line saying DROP FRAME means nothing at other rates
+        counted_drop.append(drop)
+        return frame_of_timecode(code[:8] + (";" if drop else ":") + code[9:], rate)
+
+    day_non_drop, day_drop = frame_of_timecode("24:00:00:00", rate), frame_of_timecode("24:00:00;00", rate)
+    lines = []
+    last_record: int | None = None
+    for line in text.splitlines():
+        if fcm := _EDL_FCM.match(line):
+            fcm_drop = fcm.group("non_drop") is None
+        elif _EDL_TIMED_LINE.match(line):
+            codes = list(_EDL_TIMECODE.finditer(line))
+            if not _EDL_EVENT_LINE.match(line):  # a LOC's or M2's one timecode, not one in its comment
+                codes = codes[:1] if line.startswith("*") else codes[-1:]
+            frames = [frame_of(m.group(0)) for m in codes]
+            day = day_drop if counted_drop and counted_drop[-1] else day_non_drop
+            if _EDL_EVENT_LINE.match(line) and len(frames) >= 4:  # ... src_in src_out rec_in rec_out
+                src_in, src_out, rec_in, rec_out = frames[-4:]
+                rec_in = _after(rec_in, last_record, day)
+                frames[-4:] = [src_in, _after(src_out, src_in, day), rec_in, _after(rec_out, rec_in, day)]
+                last_record = frames[-1]
+            for m, frame in zip(reversed(codes), reversed(frames), strict=True):
+                line = line[: m.start()] + _non_drop_label(frame, nominal) + line[m.end() :]
+            m2 = _EDL_M2_SPEED.match(line)
+            if m2 and reader_rate != rate:
+                # The reader takes an M2's speed (frames a second) against the rate it reads at: the same share.
+                line = m2.group(1) + f"{float(m2.group(2)) * reader_rate / rate:.6g}" + line[m2.end() :]
+            if m2 and float(m2.group(2)) < 0:
+                # At full speed backwards the reader adds no time warp (its source and record lengths agree): the
+                # event would read as playing forwards. The comment, kept on its clip, says it does not.
+                line += f"\n* {_EDL_REVERSED}"
+        lines.append(line)
+    return "\n".join(lines) + "\n", EdlCounting(
+        day_frames=day_drop if any(counted_drop) else day_non_drop, has_fcm=fcm_drop is not None
+    )
+
+
+def _after(frame: int, previous: int | None, day: int) -> int:
+    """`frame` moved on by whole days to where it follows `previous` (the timecode before it) across midnight:
+    a timecode more than half a day before the one before it has wrapped."""
+    while previous is not None and frame < previous - day // 2:
+        frame += day
+    return frame
+
+
+def _non_drop_label(frame: int, nominal: int) -> str:
+    """HH:MM:SS:FF of `frame` counted at `nominal` frames a second, non-drop."""
+    seconds, ff = divmod(frame, nominal)
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}:{ff:02d}"
+
+
+# A rate that OTIO's timecode takes, for EDLs at one it does not (12, 15: animation and web rates; 100, 120): the
+# timecodes are written as their frame counts at this rate, and every frame count read back is the same. The
+# highest such rate keeps hours to the two digits the reader takes (120 fps at 21:00 is hour 42 at 60, 105 at 24).
+_EDL_READER_FALLBACK_RATE = 60.0
+
+
+def _edl_reader_rate(otio, rate: float) -> float:
+    """`rate` where OTIO's EDL reader can count timecode at it, else the fallback rate."""
     try:
-        text = path.read_text(errors="replace")
+        otio.opentime.from_timecode("00:00:00:00", rate)
+    except ValueError:
+        return _EDL_READER_FALLBACK_RATE
+    return rate
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
     except OSError as exc:
         raise TimelineError(f"cannot read {path}: {exc.strerror}") from None
-    drop = exact_rate(rate) in NTSC_DROP_RATES and (re.search(r"^FCM:\s*DROP", text, re.M) is not None or ";" in text)
-    if not drop:
-        return text
-
-    def non_drop(match: re.Match) -> str:
-        frames = frame_of_timecode(match.group(0)[:8] + ";" + match.group(0)[9:], rate)
-        return timecode(frames, rate, "00:00:00:00")
-
-    return _EDL_TIMECODE.sub(non_drop, text)
 
 
-def read_timeline(path: Path, *, rate: float | None = None) -> Any:
-    """The timelines in `path`, through the OTIO adapter its extension names (.otio, .edl, .xml, ...). An EDL
-    carries no frame rate: `rate` gives it (OTIO's reader assumes 24)."""
+_ADAPTER_PACKAGES = [("cmx_3600", "EDL", "otio-cmx3600-adapter"), ("fcp_xml", "FCP XML", "otio-fcp-adapter")]
+
+
+def read_timeline(path: Path, *, rate: float | None = None) -> tuple[list[Any], EdlCounting | None]:
+    """The timelines in `path`, through the OTIO adapter its extension names (.otio, .edl, .xml, ...), and for an
+    EDL how its timecodes were counted. An EDL carries no frame rate: `rate` must give it."""
     otio = _otio()
     path = Path(path)
     if not path.is_file():
         raise TimelineError(f"timeline not found: {path}")
     edl = path.suffix.lower() == ".edl"
-    if rate:  # 29.97 and 23.976 as given on a command line: the NTSC rates OTIO's timecode takes, exactly
-        from semfi_batch.review.timecode import exact_rate
+    if edl and not rate:  # the reader would take 24 fps, and every timecode of a 25 fps EDL would be off
+        raise TimelineError(f"{path}: an EDL has no frame rate: give it with --rate (e.g. --rate 25)")
+    if rate:  # 29.97, 23.976 or 23.98 as given on a command line: the NTSC rates, exactly, as for every other command
+        from semfi_batch.media.rates import parse_rate
 
-        rate = float(exact_rate(rate))
+        try:
+            rate = float(parse_rate(rate))
+        except SemfiError as exc:
+            raise TimelineError(f"--rate: {exc}") from None
+    text = reader_rate = counting = None
+    if edl:
+        reader_rate = _edl_reader_rate(otio, rate)
+        text, counting = _edl_in_frames(_read_text(path), rate, reader_rate)
     try:
-        if edl and rate:
-            obj = otio.adapters.read_from_string(_edl_in_frames(path, rate), adapter_name="cmx_3600", rate=rate)
+        if text is not None:
+            obj = otio.adapters.read_from_string(text, adapter_name="cmx_3600", rate=reader_rate)
         else:
             obj = otio.adapters.read_from_file(str(path))
     except Exception as exc:  # noqa: BLE001 - adapters raise many exception types
-        adapters = ", ".join(sorted(a.name for a in otio.plugins.ActiveManifest().adapters))
-        hint = "; an EDL has no frame rate: give it with --rate (e.g. --rate 25)" if edl and not rate else ""
+        adapters = sorted(a.name for a in otio.plugins.ActiveManifest().adapters)
+        # Only the adapters that are missing are worth installing.
+        missing = [f"{kind}: pip install {pkg}" for name, kind, pkg in _ADAPTER_PACKAGES if name not in adapters]
         raise TimelineError(
-            f"cannot read {path} as a timeline ({type(exc).__name__}: {exc}){hint}; adapters installed here: "
-            f"{adapters} (EDL: pip install otio-cmx3600-adapter; FCP XML: pip install otio-fcp-adapter)"
+            f"cannot read {path} as a timeline ({type(exc).__name__}: {exc}); adapters installed here: "
+            + ", ".join(adapters)
+            + (f" ({'; '.join(missing)})" if missing else "")
         ) from None
     timelines = [obj] if isinstance(obj, otio.schema.Timeline) else list(obj.find_children(kind=otio.schema.Timeline))
     if not timelines:
         raise TimelineError(f"{path} holds no timeline")
-    return timelines
+    return timelines, counting
+
+
+@dataclass
+class _Mark:
+    """Frames [first, last] of a clip's media time that a marker or flag points at, and where the first sits on
+    the timeline."""
+
+    first: int
+    last: int
+    record_frame: int
+    reason: str
+    color: str | None
+    comment: str
 
 
 def marked_stretches(
@@ -150,35 +256,49 @@ def marked_stretches(
     colour (RED, GREEN, ...)."""
     otio = _otio()
     path = Path(path)
-    edl = path.suffix.lower() == ".edl"
     notes: list[str] = []
     stretches: list[MarkedStretch] = []
     edits: dict[tuple, MarkedEdit] = {}
-    starts: dict[Path, int] = {}
     wanted = color.upper() if color else None
-    for timeline in read_timeline(path, rate=rate):
+    timelines, counting = read_timeline(path, rate=rate)
+    file_frames = _FileFrames(counting)
+    for timeline in timelines:
         for track in timeline.video_tracks():
             track_markers = [*track.markers, *timeline.tracks.markers]
             # The adapter starts an EDL's track at minus the first record timecode: record = track time - this.
-            track_start = _frames(track.source_range.start_time) if edl and track.source_range is not None else 0
+            track_start = _frames(track.source_range.start_time) if counting and track.source_range is not None else 0
             items = list(track)
             for index, clip in enumerate(items):
                 if not isinstance(clip, otio.schema.Clip):
                     continue
-                media = _media_path(otio, clip, path.parent)
-                marks: list[tuple[int, int, str, str | None, str]] = []  # media first/last, reason, colour, comment
-                clip_rate = clip.source_range.start_time.rate if clip.source_range is not None else 24.0
+                try:  # its source range, or without one its media's available range
+                    source_range = clip.trimmed_range()
+                except otio.exceptions.CannotComputeAvailableRangeError:
+                    continue
+                clip_rate = source_range.start_time.rate
                 in_parent = clip.range_in_parent()
+                record_in = _frames(in_parent.start_time.rescaled_to(clip_rate))
+                source_in = _frames(source_range.start_time)
+                speed = _speed(otio, clip)
+                marks: list[_Mark] = []
+                ambiguous: list[tuple[str, int, int]] = []  # LOCs on both sides: name, media frame taken, the other
                 for marker in clip.markers:
                     if _color_ok(marker.color, wanted):
                         first, last = _range_frames(_at_rate(otio, marker.marked_range, clip_rate))
-                        if edl and clip.source_range is not None:
-                            first, last = _locator_on_media(first, last, clip, in_parent, track_start)
-                        marks.append((first, last, marker.name or "marker", str(marker.color), marker.comment or ""))
+                        if counting is not None:  # an EDL's clip has a source range
+                            first, last, other = _locator_on_media(
+                                first, last, clip, in_parent, track_start, counting, speed
+                            )
+                            if other is not None:
+                                ambiguous.append((marker.name or "LOC", first, other))
+                        marks.append(
+                            _Mark(first, last, record_in + _record_offset(first - source_in, speed),
+                                  marker.name or "marker", str(marker.color), marker.comment or "")
+                        )  # fmt: skip
                 flag = _flag(clip)
-                if flag and _color_ok(flag, wanted) and clip.source_range is not None:
-                    first, last = _range_frames(clip.source_range)
-                    marks.append((first, last, f"flagged clip {clip.name}".strip(), flag.upper(), ""))
+                if flag and _color_ok(flag, wanted):
+                    first, last = _played_media(source_in, 0, _frames(source_range.duration) - 1, speed)
+                    marks.append(_Mark(first, last, record_in, f"flagged clip {clip.name}".strip(), flag.upper(), ""))
                 for marker in track_markers:
                     if not _color_ok(marker.color, wanted):
                         continue
@@ -189,114 +309,128 @@ def marked_stretches(
                     if overlap is None:
                         continue
                     a, b = overlap
-                    # Track time -> the clip's media time.
-                    offset = _frames(clip.source_range.start_time) - _frames(
-                        in_parent.start_time.rescaled_to(clip_rate)
-                    )
-                    marks.append((a + offset, b + offset, marker.name or "marker", str(marker.color), marker.comment))
+                    first, last = _played_media(source_in, a - record_in, b - record_in, speed)
+                    marks.append(_Mark(first, last, a, marker.name or "marker", str(marker.color), marker.comment))
                 if not marks:
                     continue
-                record = _frames(in_parent.start_time.rescaled_to(clip_rate)) - _frames(clip.source_range.start_time)
-                generated = _generated_row(otio, timeline, items, index, path.parent, starts)
-                if isinstance(generated, str):
-                    notes.append(generated)
+                if speed is None:
+                    notes.append(
+                        f"clip {clip.name!r}: marked, but it is a freeze frame, reversed or retimed in a way that "
+                        "maps no timeline frame onto one frame of its media; left out"
+                    )
                     continue
+                generated = generated_clip(clip)
                 if generated is not None:
-                    _add_edit(edits, generated, marks, record + _frames(clip.source_range.start_time))
-                    continue
+                    around = _source_frames_around(otio, items, index, path.parent, file_frames)
+                    row = generated_row(generated, timeline, path.parent, around)
+                    if isinstance(row, str):
+                        notes.append(row)
+                        continue
+                    if row is not None:
+                        add_edit(edits, row, marks, record_in)
+                        continue
+                media = _media_path(otio, clip, path.parent)
                 if media is None:
                     notes.append(f"clip {clip.name!r}: marked, but it refers to no media file; left out")
                     continue
-                start = _media_start(clip, media, starts)
-                for first, last, reason, col, comment in marks:
+                for name, taken, other in ambiguous:
+                    taken_frame, other_frame = file_frames.of(clip, media, taken), file_frames.of(clip, media, other)
+                    notes.append(_ambiguous_locator_note(name, media, taken_frame, other_frame, counting.has_fcm))
+                for mark in marks:
+                    on_file = file_frames.of(clip, media, mark.first)
                     stretches.append(
                         MarkedStretch(
-                            media=media, first=first - start, last=last - start, reasons=[reason],
-                            record_frame=record + first, colors={col} if col else set(),
-                            comments=[comment] if comment else [],
+                            media=media, first=on_file, last=on_file + mark.last - mark.first, reasons=[mark.reason],
+                            record_frame=mark.record_frame, colors={mark.color} if mark.color else set(),
+                            comments=[mark.comment] if mark.comment else [],
                         )
                     )  # fmt: skip
     return _merge(stretches), list(edits.values()), notes
 
 
-def _locator_on_media(first: int, last: int, clip, in_parent, track_start: int) -> tuple[int, int]:
-    """An EDL LOC's frames (which the adapter keeps as they are written, as if in the clip's media) in the
-    clip's media: a LOC inside its event's record range is on the record side; any other is a source timecode."""
-    record_in = _frames(in_parent.start_time) - track_start
-    if record_in <= first < record_in + _frames(in_parent.duration):
-        offset = _frames(clip.source_range.start_time) - record_in
-        return first + offset, last + offset
-    return first, last
-
-
-_GENERATED_NAME = re.compile(r"^(?P<pair_id>.+) \((?P<mode>replace|insert)\)$")
-
-
-def _semfi_meta(obj) -> dict[str, Any]:
-    meta = obj.metadata.get("semfi_batch") if hasattr(obj.metadata, "get") else None
-    return dict(meta) if meta is not None and hasattr(meta, "get") else {}
-
-
-def _generated_row(otio, timeline, items: list, index: int, base: Path, starts: dict[Path, int]):
-    """The row a generated clip of a splice's timeline stands for, as a dict (media, start_frame, end_frame, mode,
-    gap_frames, pair_id); None for any other clip; a note when it is one but its row cannot be told."""
-    clip = items[index]
-    meta = _semfi_meta(clip)
-    meta = meta if meta.get("kind") == "generated" else {}
-    named = _GENERATED_NAME.match(clip.name or "")
-    if not meta and named is None:
+def _speed(otio, clip) -> float | None:
+    """Media frames per timeline frame of `clip`: 1, or its time warps' scalar (an EDL's M2 becomes one); None
+    where timeline frames do not map forwards onto media frames (a freeze frame, a reverse, another time
+    effect)."""
+    cmx = clip.metadata.get("cmx_3600") if hasattr(clip.metadata, "get") else None
+    if cmx is not None and hasattr(cmx, "get") and _EDL_REVERSED in (cmx.get("comments") or []):
         return None
-    # The source clips around it end on its start keyframe and begin on its end keyframe.
-    around: dict[str, Any] = {}
+    speed = 1.0
+    for effect in clip.effects:
+        if isinstance(effect, otio.schema.LinearTimeWarp):  # a FreezeFrame is one, of scalar 0
+            speed *= effect.time_scalar
+        elif isinstance(effect, otio.schema.TimeEffect):
+            return None
+    return speed if speed > 0 else None
+
+
+def _played_media(source_in: int, first: int, last: int, speed: float | None) -> tuple[int, int]:
+    """Media frames that timeline frames [first, last] of a clip (counted from its start) play, at `speed`: at
+    half speed each media frame plays twice, at double speed each timeline frame spans two."""
+    speed = speed or 1.0
+    lo = source_in + math.floor(first * speed + 1e-9)
+    return lo, max(lo, source_in + math.ceil((last + 1) * speed - 1e-9) - 1)
+
+
+def _record_offset(media_offset: int, speed: float | None) -> int:
+    """The first frame of a clip (counted from its start) that plays media frame `media_offset` of it."""
+    return math.ceil(media_offset / (speed or 1.0) - 1e-9)
+
+
+def _ambiguous_locator_note(name: str, media: Path, taken: int, other: int, has_fcm: bool) -> str:
+    """What was made of a LOC that both sides of its event hold (see _locator_on_media)."""
+    if has_fcm:
+        side, writer = "record", "an FCM line, as Avid, Premiere, Resolve and splice --edl write LOCs on that side"
+    else:
+        side, writer = "source", "no FCM line, as OTIO's EDL writer writes a clip's markers at source timecode"
+    return (
+        f"LOC {name!r} on {media.name}: its timecode is inside both its event's record and source range; read on "
+        f"the {side} side (the EDL has {writer}): frame {taken}, not {other}"
+    )
+
+
+def _locator_on_media(
+    first: int, last: int, clip, in_parent, track_start: int, counting: EdlCounting, speed: float | None
+) -> tuple[int, int, int | None]:
+    """An EDL LOC's frames (which the adapter keeps as they are written, as if in the clip's media) in the
+    clip's media, and the first frame of the reading not taken where both sides could hold it. A LOC inside its
+    event's record range only is on the record side (through the event's speed); one inside its source range
+    only, or in neither, is a source timecode. Inside both (media and timeline both from 00:00:00:00, as phone
+    files and OTIO's default record start are), the EDL's writer decides: with an FCM line the record side
+    (Avid, Premiere, Resolve, splice --edl), without one the source side (OTIO's own EDL writer). Both ranges are
+    tested modulo a day: either may pass midnight, where the LOC's timecode wraps."""
+    source_in = _frames(clip.source_range.start_time)
+    record_offset = (first - (_frames(in_parent.start_time) - track_start)) % counting.day_frames
+    source_offset = (first - source_in) % counting.day_frames
+    duration = _frames(in_parent.duration)
+    on_record = record_offset < duration
+    on_source = source_offset < _played_media(0, 0, duration - 1, speed)[1] + 1
+    record_first, record_last = _played_media(source_in, record_offset, record_offset + last - first, speed)
+    source_first, source_last = source_in + source_offset, source_in + source_offset + last - first
+    if on_record and on_source and record_first != source_first:
+        if counting.has_fcm:
+            return record_first, record_last, source_first
+        return source_first, source_last, record_first
+    if on_record:
+        return record_first, record_last, None
+    if on_source:
+        return source_first, source_last, None
+    return first, last, None
+
+
+def _source_frames_around(otio, items: list, index: int, base: Path, file_frames: _FileFrames) -> dict[str, Any]:
+    """The file frames a clip sits between, where the clips on either side are stretches of one file: the last
+    frame of the one before and the first of the one after (a generated clip's keyframes); {} otherwise."""
     before = items[index - 1] if index > 0 else None
     after = items[index + 1] if index + 1 < len(items) else None
-    if all(isinstance(c, otio.schema.Clip) and c.source_range is not None for c in (before, after)):
-        media = _media_path(otio, before, base)
-        if media is not None and media == _media_path(otio, after, base):
-            start = _range_frames(before.source_range)[1] - _media_start(before, media, starts)
-            end = _frames(after.source_range.start_time) - _media_start(after, media, starts)
-            if start < end:
-                around = {"media": media, "start_frame": start, "end_frame": end}
-    if not meta and not around:
-        return None  # a clip named like one, but not between two stretches of one source
-    # The timeline's own source (exports before clips named theirs) may be relative to where splice ran.
-    source = meta.get("source") or (None if around else _semfi_meta(timeline).get("source"))
-    row = {
-        "media": (base / Path(source)) if source else around.get("media"),
-        "start_frame": meta.get("start_frame", around.get("start_frame")),
-        "end_frame": meta.get("end_frame", around.get("end_frame")),
-        "mode": meta.get("mode") or (named.group("mode") if named else None),
-        "gap_frames": meta.get("gap_frames") or _frames(clip.duration()),
-        "pair_id": str(meta.get("pair_id") or (named.group("pair_id") if named else clip.name)),
-    }
-    if any(row[k] is None for k in ("media", "start_frame", "end_frame", "mode")):
-        return (
-            f"clip {clip.name!r}: generated frames, but the source frames they stand for cannot be told "
-            "(no source clips of one file on either side of it); left out"
-        )
-    row["start_frame"], row["end_frame"] = int(row["start_frame"]), int(row["end_frame"])
-    between = row["end_frame"] - row["start_frame"] - 1
-    if not meta and (row["gap_frames"] < between or (row["mode"] == "replace" and row["gap_frames"] != between)):
-        return (
-            f"clip {clip.name!r}: {row['gap_frames']} generated frames do not fill the {between} between its "
-            f"keyframes {row['start_frame']} and {row['end_frame']} (trimmed in the edit?); left out"
-        )
-    return row
-
-
-def _add_edit(edits: dict[tuple, MarkedEdit], row: dict[str, Any], marks: list[tuple], record_frame: int) -> None:
-    """One MarkedEdit per row, however many marks its clip (or clips, on several tracks) carries."""
-    key = (row["media"], row["start_frame"], row["end_frame"], row["mode"], row["gap_frames"])
-    edit = edits.get(key)
-    if edit is None:
-        edit = edits[key] = MarkedEdit(**row, reasons=[], record_frame=record_frame)
-    for _first, _last, reason, col, comment in marks:
-        if reason not in edit.reasons:
-            edit.reasons.append(reason)
-        if col:
-            edit.colors.add(col)
-        if comment and comment not in edit.comments:
-            edit.comments.append(comment)
+    if not all(isinstance(c, otio.schema.Clip) and c.source_range is not None for c in (before, after)):
+        return {}
+    media = _media_path(otio, before, base)
+    if media is None or media != _media_path(otio, after, base):
+        return {}
+    start = file_frames.of(before, media, _range_frames(before.source_range)[1])
+    end = file_frames.of(after, media, _frames(after.source_range.start_time))
+    return {"media": media, "start_frame": start, "end_frame": end} if start < end else {}
 
 
 def _color_ok(color: Any, wanted: str | None) -> bool:
@@ -332,6 +466,19 @@ def _intersect(rng, other) -> tuple[int, int] | None:
 def _at_rate(otio, rng, rate: float):
     """`rng` with its times counted in frames of `rate` (a marker may be stored at another rate than its clip)."""
     return otio.opentime.TimeRange(rng.start_time.rescaled_to(rate), rng.duration.rescaled_to(rate))
+
+
+@dataclass
+class _FileFrames:
+    """Frames of clips' media time as 0-based frames of their files: minus the media's start (`_media_start`), on
+    an EDL's timecode modulo a day (`EdlCounting.on_file`)."""
+
+    counting: EdlCounting | None
+    starts: dict[Path, int] = field(default_factory=dict)
+
+    def of(self, clip, media: Path, frame: int) -> int:
+        start = _media_start(clip, media, self.starts)
+        return self.counting.on_file(frame, start) if self.counting is not None else frame - start
 
 
 def _media_start(clip, media: Path, cache: dict[Path, int]) -> int:

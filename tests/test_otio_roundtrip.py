@@ -32,9 +32,10 @@ ROWS = [
 ]
 
 
-def _spliced_run(tmp_path):
-    """A real run (blend backend) of ROWS, spliced with --otio and --edl; its rows as the run reads them."""
-    clip = _clip(tmp_path / "tape.mp4")
+def _spliced_run(tmp_path, timecode: str = "01:00:00:00"):
+    """A real run (blend backend) of ROWS on a tape starting at `timecode`, spliced with --otio and --edl; its rows
+    as the run reads them."""
+    clip = _clip(tmp_path / "tape.mp4", timecode)
     manifest = write_manifest([{"source": "tape.mp4", **row} for row in ROWS], tmp_path / "m.parquet")
     run = tmp_path / "run"
     assert main(["run", str(manifest), "--out", str(run), "--quiet", "--backend", "blend", "--no-preview"]) == 0
@@ -67,6 +68,15 @@ def test_a_spliced_timeline_reads_back_onto_the_runs_rows(tmp_path, capsys, kind
     # The review decision's colour picks rows: none is to be regenerated yet.
     assert main(["manifest", "from-otio", str(tmp_path / f"edits.{kind}"), "-o", str(out), *rate,
                  "--color", "ORANGE"]) == 2  # fmt: skip
+
+
+def test_an_edl_that_passes_midnight_reads_back_onto_the_runs_rows(tmp_path):
+    """A tape from 23:59:59:10: its EDL's timecodes wrap to 00:00:00:00 at frame 15, and still read back onto the
+    run's rows. After the wrap they were taken as frames near 0: a row at frame -2159967, one lost, exit 0."""
+    wanted = _spliced_run(tmp_path, "23:59:59:10")
+    out = tmp_path / "back.parquet"
+    assert main(["manifest", "from-otio", str(tmp_path / "edits.edl"), "-o", str(out), "--rate", "25"]) == 0
+    assert _rows(out) == wanted
 
 
 def test_the_edls_locators_are_where_the_edits_are(tmp_path):
