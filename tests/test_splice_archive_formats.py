@@ -169,14 +169,49 @@ def _refusal(tmp_path, clip, job: dict, size=None) -> str:
 )  # fmt: skip
 def test_a_recording_whose_picture_changes_mid_way_is_refused_not_converted(tmp_path, second, change):
     """A broadcast recording joined at an ad break: the second half has another size, aspect ratio or pixel
-    format. An MPEG-TS source is re-encoded whole, and ffmpeg would scale or convert the second half to the
-    first's format without a word (it came back so, exit 0): the splice refuses, naming the change."""
+    format. Frames made there would be encoded in the first half's format, and ffmpeg would scale or convert
+    them without a word (a whole re-encode came back so, exit 0): the splice refuses, naming the change."""
     picture = ["-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=2", "-c:v", "libx264", "-g", "25"]
     clip = _joined_recording(
         tmp_path / "recording.ts", [picture, [*picture, *second.split(), "-output_ts_offset", "2.08"]]
     )
-    why = _refusal(tmp_path, clip, {"pair_id": "a", "mode": "replace", "start": 10, "end": 14}, (320, 240))
+    why = _refusal(tmp_path, clip, {"pair_id": "a", "mode": "replace", "start": 60, "end": 64}, (320, 240))
     assert "its picture changes at" in why and change in why and "split the file" in why, why
+
+
+def test_an_sd_broadcast_switching_to_16_9_is_refused_where_its_gops_are_re_encoded(tmp_path):
+    """SD DVB switches between 4:3 and 16:9 by its pictures' aspect alone (MPEG-2 in TS). The smart cut decodes
+    the GOPs it re-encodes from a copy whose container states the first picture's aspect for every frame: an
+    edit in the 16:9 part was re-encoded at 4:3, exit 0. Refused, naming the change."""
+    picture = ["-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=2", "-c:v", "mpeg2video", "-g", "12", "-bf", "2"]
+    clip = _joined_recording(
+        tmp_path / "dvb.ts", [[*picture, "-aspect", "4:3"], [*picture, "-aspect", "16:9", "-output_ts_offset", "2.08"]]
+    )
+    why = _refusal(tmp_path, clip, {"pair_id": "a", "mode": "replace", "start": 60, "end": 64}, (320, 240))
+    assert "its picture changes at" in why and "aspect 4/3) where the video is" in why, why
+
+
+def _pictures(path) -> list[str]:
+    """Each frame's size, aspect and pixel format, in order."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries",
+         "frame=width,height,sample_aspect_ratio,pix_fmt", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return [line.strip(",") for line in out.split()]
+
+
+def test_a_recording_whose_picture_changes_after_its_edits_keeps_both_pictures(tmp_path):
+    """Edits before the change: the smart cut re-encodes their GOP in the first half's format and copies the
+    second half's packets as they are, so the output changes picture where the source does, frame for frame."""
+    picture = ["-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=2", "-c:v", "libx264", "-g", "25"]
+    clip = _joined_recording(
+        tmp_path / "recording.ts", [picture, [*picture, "-s", "352x288", "-output_ts_offset", "2.08"]]
+    )
+    run = make_run(tmp_path / "run", clip, [{"pair_id": "a", "mode": "replace", "start": 10, "end": 14}], (320, 240))
+    result = splice_run(run, output=tmp_path / "out.ts").results[0]
+    assert result.method == "smart cut"
+    assert _pictures(result.output) == _pictures(clip) and len(set(_pictures(clip))) == 2
 
 
 def _audio_layouts(path) -> list[str]:

@@ -140,16 +140,25 @@ class TimedFramePipe(FramePipe):
                 "and splice each part"
             )
         if (width, height, pix_fmt) != (facts.width, facts.height, facts.pix_fmt) or sar != self._first_sar:
-            at = f"at {seconds:.3f} s" if seconds is not None else "mid-way"
-            raise MediaError(
-                f"its picture changes {at}: {width}x{height} {pix_fmt} (aspect {sar}) where the video is "
-                f"{facts.width}x{facts.height} {facts.pix_fmt} (aspect {self._first_sar}); one encode cannot keep "
-                "both: split the file where it changes (ffmpeg -c copy with -ss/-to) and splice each part"
-            )
+            raise picture_change(seconds, (width, height, pix_fmt, sar), facts, self._first_sar)
 
     def close(self) -> None:
         super().close()
         self._log.close()
+
+
+def picture_change(
+    seconds: float | None, picture: tuple[int, int, str, Fraction], facts: StreamFacts, sar: Fraction
+) -> MediaError:
+    """The error for a frame at `seconds` whose (width, height, pixel format, aspect) is not the video's
+    (`facts`, with aspect `sar`): a recording whose picture changes mid-way."""
+    width, height, pix_fmt, aspect = picture
+    at = f"at {seconds:.3f} s" if seconds is not None else "mid-way"
+    return MediaError(
+        f"its picture changes {at}: {width}x{height} {pix_fmt} (aspect {aspect}) where the video is "
+        f"{facts.width}x{facts.height} {facts.pix_fmt} (aspect {sar}); one encode cannot keep both: split the "
+        "file where it changes (ffmpeg -c copy with -ss/-to) and splice each part"
+    )
 
 
 def _tail(path: Path) -> str:

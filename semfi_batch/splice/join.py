@@ -38,6 +38,7 @@ from semfi_batch.media.encode import (
     start_and_extradata,
     track_timescale_args,
 )
+from semfi_batch.media.keyframe_pictures import check_keyframe_pictures, container_states_no_aspect
 from semfi_batch.media.probe import VideoInfo, probe_video
 from semfi_batch.media.tools import run_tool
 from semfi_batch.splice.audio import (
@@ -140,6 +141,11 @@ def assemble_output(
             else "the container flags no keyframe after the first (one GOP)"
         )
         return assemble_output(source, facts, edits, output, work, smart=False, audio_mode=audio_mode, note=why)
+    if smart and container_states_no_aspect(facts):
+        # The copy's container states one aspect for every frame: what the re-encoded GOPs show is read from
+        # the source (a broadcast switching between 4:3 and 16:9), refused as a whole re-encode refuses it.
+        opening = [p.first_frame for p in pieces if not p.copy and p.end_frame > p.first_frame]
+        check_keyframe_pictures(facts, [float(int(timeline.source_pts[f]) * cfacts.time_base) for f in opening])
     choice = choose_encoder(cfacts, full=not smart, reorder=reorder_delay(packets), intra=intra)
     seg_muxer = copy_muxer(facts) if smart else _segment_muxer(output, facts)
     entries: list[_Entry] = []
