@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from semfi_batch.atomic_write import write_atomic
 from semfi_batch.backends import Backend, BackendOptions, InterpolationRequest, backend_class
 from semfi_batch.errors import MediaError, SemfiError
+from semfi_batch.keyframes import natural_key
 from semfi_batch.manifest import KeyframePair
 from semfi_batch.media.fields import interpolate_by_field, resize_interlaced, split_fields
 from semfi_batch.media.frames import as_rgb8, read_image, resize
@@ -271,7 +272,9 @@ def open_clip(path: Path, max_frames: int | None = None) -> Clip:
     numbers). MediaError/VideoOpenFailure/EvalError name the file when it cannot be used."""
     path = Path(path)
     if path.is_dir():
-        files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+        files = sorted(
+            (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: natural_key(p.name)
+        )
         if len(files) < 3:
             raise EvalError(f"{path}: a frame folder needs at least 3 images ({', '.join(IMAGE_SUFFIXES)})")
         first = read_image(files[0])
@@ -279,10 +282,6 @@ def open_clip(path: Path, max_frames: int | None = None) -> Clip:
     info = probe_video(path)
     width, height = info.display_size
     return Clip(path, "video", width, height, info.avg_fps, max_frames, video=info)
-
-
-def _natural_key(path: Path) -> list:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
 
 def detect_cuts(clip: Clip) -> tuple[list[int], int]:

@@ -194,7 +194,7 @@ def _read_text(path: Path) -> str:
 _ADAPTER_PACKAGES = [("cmx_3600", "EDL", "otio-cmx3600-adapter"), ("fcp_xml", "FCP XML", "otio-fcp-adapter")]
 
 
-def read_timeline(path: Path, *, rate: float | None = None) -> tuple[list[Any], EdlCounting | None]:
+def read_timeline(path: Path, *, rate: str | float | None = None) -> tuple[list[Any], EdlCounting | None]:
     """The timelines in `path`, through the OTIO adapter its extension names (.otio, .edl, .xml, ...), and for an
     EDL how its timecodes were counted. An EDL carries no frame rate: `rate` must give it."""
     otio = _otio()
@@ -555,7 +555,7 @@ def timeline_to_manifest(
     mode: str = "replace",
     gap: int = 11,
     color: str | None = None,
-    rate: float | None = None,
+    rate: str | float | None = None,
 ) -> TimelineManifest:
     """Write a manifest of one row per marked stretch of `timeline` (`mode` and `gap` say which rows) and per
     marked generated clip of a splice's timeline (its own row again); see the module's docstring."""

@@ -50,6 +50,7 @@ def test_23_98_is_the_ntsc_rate(tmp_path):
         1, "00:59:59:10 01:00:00:10 01:00:00:00 01:00:01:00", clip, "* LOC: 01:00:00:20 RED     X"
     )
     assert _from_edl(tmp_path, text, "23.98") == _from_edl(tmp_path, text, "23.976") == [(19, 21, 20)]
+    assert _from_edl(tmp_path, text, "24000/1001") == [(19, 21, 20)]  # as every other --fps/--rate takes it
 
 
 def test_a_semicolon_in_a_comment_does_not_make_a_non_drop_edl_drop_frame(tmp_path):

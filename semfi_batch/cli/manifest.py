@@ -83,7 +83,9 @@ def from_otio(
     color: Annotated[
         str | None, typer.Option(help="Only markers and flagged clips of this colour (RED, GREEN, ...).")
     ] = None,
-    rate: Annotated[float | None, typer.Option(help="Frame rate of an EDL (EDLs do not say; e.g. 25).")] = None,
+    rate: Annotated[
+        str | None, typer.Option(help="Frame rate of an EDL (EDLs do not say; e.g. 25, 23.976 or 24000/1001).")
+    ] = None,
 ) -> None:
     """Turn markers and flagged clips of an edit timeline into manifest rows on the media they point at: damage
     marked in an NLE becomes a manifest without retyping frame numbers."""
