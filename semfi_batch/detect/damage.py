@@ -245,7 +245,9 @@ def damage_rows(
             groups[-1][1] = max(groups[-1][1], last)
         else:
             groups.append([first, last])
-    cut_at = [c.index for c in cuts]
+    # Keys come from one shot: a row bridges only between frames with the same number of cuts at or before
+    # them (a stretch with a cut among its boundaries has its keys in two shots and is skipped).
+    shot_of = np.searchsorted(np.sort([c.index for c in cuts]), np.arange(n), side="right")
     rows, notes = [], []
     for first, last in groups:
         s, e = first - 1, last
@@ -261,7 +263,7 @@ def damage_rows(
         if s < 0 or e > n - 1:
             notes.append(f"{label} at {where} touches the start or end of the video: no good frame to bridge from")
             continue
-        if any(s < c <= e for c in cut_at):
+        if shot_of[s] != shot_of[e]:
             notes.append(f"{label} at {where} spans a cut: not bridged")
             continue
         gap = (e - s - 1) + missing
