@@ -40,8 +40,8 @@ REPEAT_WITHHOLD = 0.5
 # A flash frame differs from both neighbours, which are alike: their difference is at most this share of the
 # smaller jump.
 FLASH_RETURN = 0.25
-# A timestamp interval this many times the local frame duration (median over HOLE_WINDOW intervals each side)
-# is a hole.
+# A timestamp interval this many times the local frame duration (median over HOLE_WINDOW intervals each side,
+# fewer near the start and end) is a hole.
 HOLE_RATIO = 1.5
 HOLE_WINDOW = 12
 
@@ -214,8 +214,11 @@ def timestamp_holes(times: np.ndarray) -> list[tuple[int, int, float]]:
     if times.shape[0] < 3:
         return []
     dt = np.diff(times)
-    windows = np.lib.stride_tricks.sliding_window_view(np.pad(dt, HOLE_WINDOW, mode="edge"), 2 * HOLE_WINDOW + 1)
-    local = np.median(windows, axis=1)
+    # The window holds only real intervals, fewer at the ends: padding with copies of the first or last one let
+    # that single interval set the median there (in jittery footage a short last interval made ordinary ones
+    # before it look like holes).
+    padded = np.pad(dt, HOLE_WINDOW, constant_values=np.nan)
+    local = np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, 2 * HOLE_WINDOW + 1), axis=1)
     holes = []
     for j in np.flatnonzero(dt > HOLE_RATIO * local):
         ratio = float(dt[j] / local[j])
