@@ -23,8 +23,11 @@ CUT_MIN_LUMA_CHANGE = 5.0
 # Share of the pixels whose colour class (HSV histogram, COLOUR_BINS per channel) changes across a cut that damage
 # mode finds across left-out frames, at least: motion moves a picture without changing what it is made of (a
 # shot moving on over a frozen or black frame changed 0.02-0.05 of them in films of low-contrast textures),
-# a new shot changes it (0.14-0.64 for cuts there that PySceneDetect scored only 3.3-8.6 times the motion).
+# a new shot changes it (0.14-0.64 for cuts there that PySceneDetect scored only 3.3-8.6 times the motion, or
+# did not report). It must also be COLOUR_CUT_RATIO times what the shot's own motion changes over as many frame
+# intervals (a flickering shot changes its colours every frame).
 COLOUR_CUT_MIN = 0.1
+COLOUR_CUT_RATIO = 3.0
 COLOUR_BINS = 16
 
 # --- cuts ---------------------------------------------------------------------------------------------
@@ -73,9 +76,12 @@ class CutFinder:
         self._recent: deque[tuple[int, np.ndarray]] = deque(maxlen=self.detector.event_buffer_length + 4)
         self._cut_stats: dict[int, tuple[float, float, float]] = {}
         self._last_tc: FrameTimecode | None = None
-        # Damage mode leaves frames out, and judges a cut across them by its colours too (stands_out).
+        # Damage mode leaves frames out, and judges a cut across them by its colours too (stands_out): the
+        # colour change from each fed frame to the next, and the pair statistics of each pair across left-out
+        # frames (a cut there may be one the detector scored too low to report).
         self._colour_step = array("d") if options.mode == "damage" else None
         self._last_histogram: np.ndarray | None = None
+        self._across_stats: dict[int, tuple[float, float, float]] = {}
 
     def feed(self, seq: int, frame: np.ndarray) -> None:
         """Give the detector frame `seq` of the decode order (BGR at analysis size)."""
@@ -94,6 +100,8 @@ class CutFinder:
             last = self._last_histogram
             self._colour_step.append(colour_change(last, histogram) if last is not None else 0.0)
             self._last_histogram = histogram
+            if len(self._fed) >= 2 and seq - self._fed[-2] > 1:
+                self._across_stats[seq] = cut_pair_stats(self._recent[-2][1], frame)
         for c in found:
             self._note_cut(c.frame_num)
 
@@ -112,6 +120,11 @@ class CutFinder:
             for c in self.detector.post_process(self._last_tc):
                 self._note_cut(c.frame_num)
         position = {seq: k for k, seq in enumerate(self._fed)}
+        for seq, stats in self._across_stats.items():
+            k = position[seq]
+            motion = _neighbour_mean(self._colour_step, k, _COLOUR_WINDOW)
+            if seq not in self._cut_stats and colour_cut(self._colour_step[k], motion, seq - self._fed[k - 1]):
+                self._cut_stats[seq] = stats
         out = []
         for seq in sorted(self._cut_stats):
             k = position[seq]
@@ -158,6 +171,13 @@ def colour_change(before: np.ndarray, after: np.ndarray) -> float:
     return cv2.norm(before, after, cv2.NORM_L1) / 6
 
 
+def colour_cut(change: float, motion: float, span: int) -> bool:
+    """Whether two frames `span` intervals apart changed colours as a cut does: `change` (colour_change between
+    them) is at least COLOUR_CUT_MIN and COLOUR_CUT_RATIO times `motion` (the shot's own colour change per
+    interval) over the span. Motion moves a picture; only a new one changes what it is made of."""
+    return change >= max(COLOUR_CUT_MIN, COLOUR_CUT_RATIO * span * motion)
+
+
 def cut_pair_stats(before: np.ndarray, after: np.ndarray) -> tuple[float, float, float]:
     """(luma correlation, mean absolute luma change 0-255, smaller luma deviation) of two BGR frames either side
     of a cut."""
@@ -192,12 +212,10 @@ def stands_out(cut: Cut, options: DetectOptions) -> bool:
     the frames in between (after a freeze the picture jumps by all the motion it missed), so AdaptiveDetector's
     ratio is taken per frame interval; ContentDetector's fixed threshold is left as it is. A low-contrast cut
     scores too little for that (8.6 across two black frames: 2.9 per interval), while its colours change as no
-    motion changes them: such a cut stands out by its colour change, at least COLOUR_CUT_MIN and the threshold
-    times what the shot's motion changes over the same intervals. Missing a cut here would bridge a damage row
-    from one shot into the next."""
+    motion changes them: such a cut stands out by its colours (colour_cut). Missing a cut here would bridge a
+    damage row from one shot into the next."""
     if cut.span <= 1 or options.detector == "content":
         return True
-    threshold = options.effective_threshold
-    if cut.score / cut.span >= threshold:
+    if cut.score / cut.span >= options.effective_threshold:
         return True
-    return cut.colour_change >= max(COLOUR_CUT_MIN, threshold * cut.span * cut.colour_motion)
+    return colour_cut(cut.colour_change, cut.colour_motion, cut.span)
