@@ -9,8 +9,9 @@ names is the frame `media.video_frames.extract_frame` returns for it, also for o
 ffmpeg decodes exactly the frames the probe lists, the k-th decoded frame is index k; when it does not (a
 frame fails to decode), the video is decoded again with ffmpeg reporting every frame's presentation time,
 and each frame is placed by that time. Indices are never computed from a time and an assumed rate. Cuts come
-from PySceneDetect's detectors fed frame by frame; damage is judged from a few numbers per frame kept for
-the whole video (never the frames themselves).
+from PySceneDetect's detectors fed frame by frame (in damage mode also the good frames either side of damaged
+ones whose colours change as a new shot's do, cuts.colour_cut); damage is judged from a few numbers per frame
+kept for the whole video (never the frames themselves).
 
 Row semantics (manifest schema v1):
 - cuts: one `insert` row per hard cut, keyframes = last frame of the shot before and first frame of the shot

@@ -20,6 +20,15 @@ GRADUAL_CORRELATION = 0.9
 # A hard cut changes the luma picture (mean absolute difference, 0-255, at analysis size); cuts measured here
 # change it by 30 or more. Below this the detector reacted to hue noise in a dark fade.
 CUT_MIN_LUMA_CHANGE = 5.0
+# Share of the pixels whose colour class (HSV histogram, COLOUR_BINS per channel) changes across a cut that damage
+# mode finds across left-out frames, at least: motion moves a picture without changing what it is made of (a
+# shot moving on over a frozen or black frame changed 0.02-0.05 of them in films of low-contrast textures),
+# a new shot changes it (0.14-0.64 for cuts there that PySceneDetect scored only 3.3-8.6 times the motion, or
+# did not report). It must also be COLOUR_CUT_RATIO times what the shot's own motion changes over as many frame
+# intervals (a flickering shot changes its colours every frame).
+COLOUR_CUT_MIN = 0.1
+COLOUR_CUT_RATIO = 3.0
+COLOUR_BINS = 16
 
 # --- cuts ---------------------------------------------------------------------------------------------
 
@@ -45,6 +54,8 @@ class _CutCandidate:
     correlation: float
     luma_change: float
     flatness: float
+    colour_change: float
+    colour_motion: float
 
 
 class CutFinder:
@@ -65,6 +76,12 @@ class CutFinder:
         self._recent: deque[tuple[int, np.ndarray]] = deque(maxlen=self.detector.event_buffer_length + 4)
         self._cut_stats: dict[int, tuple[float, float, float]] = {}
         self._last_tc: FrameTimecode | None = None
+        # Damage mode leaves frames out, and judges a cut across them by its colours too (stands_out): the
+        # colour change from each fed frame to the next, and the pair statistics of each pair across left-out
+        # frames (a cut there may be one the detector scored too low to report).
+        self._colour_step = array("d") if options.mode == "damage" else None
+        self._last_histogram: np.ndarray | None = None
+        self._across_stats: dict[int, tuple[float, float, float]] = {}
 
     def feed(self, seq: int, frame: np.ndarray) -> None:
         """Give the detector frame `seq` of the decode order (BGR at analysis size)."""
@@ -75,6 +92,16 @@ class CutFinder:
         # PySceneDetect keeps the latest frame score on the detector (scenedetect==0.7.2, pinned).
         self._score.append(float(getattr(self.detector, "_frame_score", None) or 0.0))
         self._fed.append(seq)
+        if self._colour_step is not None:
+            # The detector has just split this frame into HSV planes (scenedetect==0.7.2); reuse them.
+            planes = getattr(self.detector, "_last_frame", None)
+            hsv = (planes.hue, planes.sat, planes.lum) if planes is not None else cv2.split(_hsv(frame))
+            histogram = colour_histogram(*hsv)
+            last = self._last_histogram
+            self._colour_step.append(colour_change(last, histogram) if last is not None else 0.0)
+            self._last_histogram = histogram
+            if len(self._fed) >= 2 and seq - self._fed[-2] > 1:
+                self._across_stats[seq] = cut_pair_stats(self._recent[-2][1], frame)
         for c in found:
             self._note_cut(c.frame_num)
 
@@ -93,21 +120,62 @@ class CutFinder:
             for c in self.detector.post_process(self._last_tc):
                 self._note_cut(c.frame_num)
         position = {seq: k for k, seq in enumerate(self._fed)}
+        for seq, stats in self._across_stats.items():
+            k = position[seq]
+            motion = _neighbour_mean(self._colour_step, k, _COLOUR_WINDOW)
+            if seq not in self._cut_stats and colour_cut(self._colour_step[k], motion, seq - self._fed[k - 1]):
+                self._cut_stats[seq] = stats
         out = []
         for seq in sorted(self._cut_stats):
             k = position[seq]
             prev = self._fed[k - 1] if k > 0 else seq
-            out.append(_CutCandidate(seq, prev, self._decision_score(k), self._score[k], *self._cut_stats[seq]))
+            colour = (np.nan, np.nan)
+            if self._colour_step is not None:
+                colour = (self._colour_step[k], _neighbour_mean(self._colour_step, k, _COLOUR_WINDOW))
+            score = self._decision_score(k)
+            out.append(_CutCandidate(seq, prev, score, self._score[k], *self._cut_stats[seq], *colour))
         return out
 
     def _decision_score(self, k: int) -> float:
         if self.options.detector == "content":
             return self._score[k]
         # AdaptiveDetector's ratio: the frame's score over the mean of its window_width neighbours each side.
-        w = self.detector.window_width
-        around = list(self._score[max(0, k - w) : k]) + list(self._score[k + 1 : k + 1 + w])
-        mean = sum(around) / len(around) if around else 0.0
+        mean = _neighbour_mean(self._score, k, self.detector.window_width)
         return min(self._score[k] / mean, 255.0) if mean > 1e-5 else 255.0
+
+
+# Fed frames each side whose colour changes tell how much the shot's own motion changes its colours.
+_COLOUR_WINDOW = 2
+
+
+def _neighbour_mean(values: array, k: int, width: int) -> float:
+    """Mean of the `width` values each side of values[k] (not k itself); 0 when there are none."""
+    around = list(values[max(0, k - width) : k]) + list(values[k + 1 : k + 1 + width])
+    return sum(around) / len(around) if around else 0.0
+
+
+def _hsv(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2HSV)
+
+
+def colour_histogram(hue: np.ndarray, sat: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """The share of a frame's pixels in each of COLOUR_BINS hue, then saturation, then value classes, from its
+    8-bit HSV planes (OpenCV's: hue 0-179)."""
+    counts = [cv2.calcHist([plane], [0], None, [COLOUR_BINS], [0, top]) for plane, top in
+              ((hue, 180), (sat, 256), (value, 256))]  # fmt: skip
+    return np.concatenate(counts).ravel() / hue.size
+
+
+def colour_change(before: np.ndarray, after: np.ndarray) -> float:
+    """Share of the pixels that changed colour class between two colour_histograms (0-1, mean over H, S, V)."""
+    return cv2.norm(before, after, cv2.NORM_L1) / 6
+
+
+def colour_cut(change: float, motion: float, span: int) -> bool:
+    """Whether two frames `span` intervals apart changed colours as a cut does: `change` (colour_change between
+    them) is at least COLOUR_CUT_MIN and COLOUR_CUT_RATIO times `motion` (the shot's own colour change per
+    interval) over the span. Motion moves a picture; only a new one changes what it is made of."""
+    return change >= max(COLOUR_CUT_MIN, COLOUR_CUT_RATIO * span * motion)
 
 
 def cut_pair_stats(before: np.ndarray, after: np.ndarray) -> tuple[float, float, float]:
@@ -141,8 +209,13 @@ def stands_out(cut: Cut, options: DetectOptions) -> bool:
     """Whether a cut found across left-out damaged frames is more than the shot's motion over that time.
 
     The detector compares the good frames on both sides as if they were neighbours, but motion adds up over
-    the frames in between (after a freeze the picture jumps by all the motion it missed). AdaptiveDetector's
-    ratio is therefore taken per frame interval; ContentDetector's fixed threshold is left as it is."""
+    the frames in between (after a freeze the picture jumps by all the motion it missed), so AdaptiveDetector's
+    ratio is taken per frame interval; ContentDetector's fixed threshold is left as it is. A low-contrast cut
+    scores too little for that (8.6 across two black frames: 2.9 per interval), while its colours change as no
+    motion changes them: such a cut stands out by its colours (colour_cut). Missing a cut here would bridge a
+    damage row from one shot into the next."""
     if cut.span <= 1 or options.detector == "content":
         return True
-    return cut.score / cut.span >= options.effective_threshold
+    if cut.score / cut.span >= options.effective_threshold:
+        return True
+    return colour_cut(cut.colour_change, cut.colour_motion, cut.span)

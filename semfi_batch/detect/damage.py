@@ -40,8 +40,8 @@ REPEAT_WITHHOLD = 0.5
 # A flash frame differs from both neighbours, which are alike: their difference is at most this share of the
 # smaller jump.
 FLASH_RETURN = 0.25
-# A timestamp interval this many times the local frame duration (median over HOLE_WINDOW intervals each side)
-# is a hole.
+# A timestamp interval this many times the local frame duration (median over HOLE_WINDOW intervals each side,
+# fewer near the start and end) is a hole.
 HOLE_RATIO = 1.5
 HOLE_WINDOW = 12
 
@@ -214,8 +214,11 @@ def timestamp_holes(times: np.ndarray) -> list[tuple[int, int, float]]:
     if times.shape[0] < 3:
         return []
     dt = np.diff(times)
-    windows = np.lib.stride_tricks.sliding_window_view(np.pad(dt, HOLE_WINDOW, mode="edge"), 2 * HOLE_WINDOW + 1)
-    local = np.median(windows, axis=1)
+    # The window holds only real intervals, fewer at the ends: padding with copies of the first or last one let
+    # that single interval set the median there (in jittery footage a short last interval made ordinary ones
+    # before it look like holes).
+    padded = np.pad(dt, HOLE_WINDOW, constant_values=np.nan)
+    local = np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, 2 * HOLE_WINDOW + 1), axis=1)
     holes = []
     for j in np.flatnonzero(dt > HOLE_RATIO * local):
         ratio = float(dt[j] / local[j])
@@ -245,7 +248,9 @@ def damage_rows(
             groups[-1][1] = max(groups[-1][1], last)
         else:
             groups.append([first, last])
-    cut_at = [c.index for c in cuts]
+    # Keys come from one shot: a row bridges only between frames with the same number of cuts at or before
+    # them (a stretch with a cut among its boundaries has its keys in two shots and is skipped).
+    shot_of = np.searchsorted(np.sort([c.index for c in cuts]), np.arange(n), side="right")
     rows, notes = [], []
     for first, last in groups:
         s, e = first - 1, last
@@ -261,7 +266,7 @@ def damage_rows(
         if s < 0 or e > n - 1:
             notes.append(f"{label} at {where} touches the start or end of the video: no good frame to bridge from")
             continue
-        if any(s < c <= e for c in cut_at):
+        if shot_of[s] != shot_of[e]:
             notes.append(f"{label} at {where} spans a cut: not bridged")
             continue
         gap = (e - s - 1) + missing

@@ -113,6 +113,8 @@ class Cut:
     luma_change: float  # mean absolute luma difference of the two frames (0-255)
     flatness: float  # luma standard deviation of the flatter frame (near 0: a black or blank frame)
     span: int = 1  # frame intervals between the two frames (more than 1 where damaged frames were left out)
+    colour_change: float = float("nan")  # damage mode: share of pixels changing HSV class between the two frames
+    colour_motion: float = float("nan")  # damage mode: the same between neighbouring frames around the cut (mean)
 
 
 @dataclass(frozen=True)

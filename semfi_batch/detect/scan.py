@@ -122,7 +122,10 @@ def detect_video(
         if placed[c.seq] < 0:
             continue
         span = max(1, int(placed[c.seq] - placed[c.prev_seq])) if placed[c.prev_seq] >= 0 else 1
-        cut = Cut(int(placed[c.seq]), c.score, c.content_val, c.correlation, c.luma_change, c.flatness, span)
+        cut = Cut(
+            int(placed[c.seq]), c.score, c.content_val, c.correlation, c.luma_change, c.flatness, span,
+            c.colour_change, c.colour_motion,
+        )  # fmt: skip
         if options.mode == "damage" and not stands_out(cut, options):
             continue
         (gradual if is_gradual(cut, options) and not options.keep_gradual else cuts).append(cut)
