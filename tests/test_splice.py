@@ -357,14 +357,19 @@ def test_one_frame_gop_between_edits_in_matroska_is_smart_cut_frame_exact(tmp_pa
     assert [(p.copy, p.first_frame, p.end_frame) for p in result.pieces] == [
         (True, 0, 12), (False, 12, 37), (True, 37, 60)
     ]  # fmt: skip
-    frames = decode_rgb(result.output)
-    expected = list(range(15)) + ["rep"] * 3 + list(range(18, 29)) + ["ins"] * 2 + list(range(29, 60))
-    assert len(frames) == len(expected) == 62
+    expected = [*range(15), (0, 0), (0, 1), (0, 2), *range(18, 29), (1, 0), (1, 1), *range(29, 60)]
+    assert_spliced_frames(decode_rgb(result.output), expected)
+
+
+def assert_spliced_frames(frames: np.ndarray, expected: list) -> None:
+    """Each decoded output frame is what `expected` says: a source frame number (numbered clips) or (job number,
+    k), generated frame k of that job of `make_run` (its solid colour)."""
+    assert len(frames) == len(expected)
     for i, want in enumerate(expected):
         if isinstance(want, int):
             assert frame_number(frames[i]) == want, f"output frame {i}"
         else:
-            assert solid(frames[i], job_colour(0 if want == "rep" else 1, i - (15 if want == "rep" else 29)))
+            assert solid(frames[i], job_colour(*want)), f"output frame {i} should be job {want[0]}'s frame {want[1]}"
 
 
 def test_first_gop_reencoded_keeps_source_parameter_sets_for_the_rest(numbered_with_audio, tmp_path):

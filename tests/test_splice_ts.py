@@ -12,8 +12,8 @@ import pytest
 
 from semfi_batch.media.probe import probe_video
 from semfi_batch.splice import splice_run
-from tests.conftest import frame_number, numbered_clip
-from tests.test_splice import decode_rgb, job_colour, make_run, solid
+from tests.conftest import numbered_clip
+from tests.test_splice import assert_spliced_frames, decode_rgb, make_run
 
 X264 = ["-c:v", "libx264", "-crf", "16", "-preset", "veryfast", "-g", "12", "-bf", "2", "-pix_fmt", "yuv420p"]
 ROWS = [
@@ -32,12 +32,5 @@ def test_h264_smart_cut_into_ts_is_frame_exact(tmp_path, rate, ext, out_ext):
     result = splice_run(run, output=tmp_path / f"out.{out_ext}").results[0]
     assert result.method == "smart cut", result.note
     assert any(p.copy for p in result.pieces) and result.frames_reencoded < 62
-    frames = decode_rgb(result.output)
-    expected = list(range(15)) + ["rep"] * 3 + list(range(18, 41)) + ["ins"] * 2 + list(range(41, 60))
-    assert len(frames) == len(expected) == 62
-    for i, want in enumerate(expected):
-        if isinstance(want, int):
-            assert frame_number(frames[i]) == want, f"output frame {i}"
-        else:
-            job, first = (0, 15) if want == "rep" else (1, 41)
-            assert solid(frames[i], job_colour(job, i - first)), f"output frame {i} should be {want}"
+    expected = [*range(15), (0, 0), (0, 1), (0, 2), *range(18, 41), (1, 0), (1, 1), *range(41, 60)]
+    assert_spliced_frames(decode_rgb(result.output), expected)
