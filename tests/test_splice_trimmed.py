@@ -101,3 +101,25 @@ def test_copied_audio_keeps_its_place_against_the_first_shown_frame(make, codecs
     assert result.audio_note == "audio copied"
     moved = audio_lead(src) - audio_lead(result.output)
     assert abs(moved) <= 1 / RATE, f"the audio moved {moved * 1000:+.3f} ms late against the picture"
+
+
+def _frame_count(path) -> int:
+    out = subprocess.run(
+        ["ffprobe", "-v", "quiet", "-select_streams", "v:0", "-count_frames", "-show_entries",
+         "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return int(out.split()[0].strip(","))  # (MPEG-TS lists the stream again under its program)
+
+
+@pytest.mark.parametrize("codecs", [H264, MPEG2_CLOSED], ids=["h264", "mpeg2"])
+def test_a_recording_cut_inside_a_gop_is_smart_cut(codecs, tmp_path):
+    """The smart cut's copy leaves the undecodable leading packets out, and its output starts with the first
+    decoded frame, as the source's picture does. Its start was checked against the first packet: the source
+    failed ("the video starts at 3.48 s instead of 2.76 s"), with no whole re-encode to fall back on."""
+    src = cut_on_a_packet(tmp_path / "src.ts", codecs, fraction=4)
+    result = _splice(tmp_path, src)
+    assert result.method == "smart cut", result.note
+    assert _frame_count(result.output) == _frame_count(src)
+    moved = audio_lead(src) - audio_lead(result.output)
+    assert abs(moved) <= 1 / RATE, f"the audio moved {moved * 1000:+.3f} ms late against the picture"

@@ -197,7 +197,7 @@ def assemble_output(
         raise MediaError(f"{output.name} would be shown turned {ofacts.rotation}°, the source {facts.rotation}°")
     out_pts = read_packets(output, ofacts.index, ofacts.time_base).frame_pts
     check_timing(ofacts, out_pts, timeline, cfacts)
-    check_start(ofacts, out_pts, source, facts, None if smart or same else info.start_time + float(info.frame_times[0]))
+    check_start(output, ofacts, out_pts, source, facts)
     if smart:
         check_joins(*_seekable(output, ofacts, work), out_pts, copy_from, cfacts, timeline, pieces)
     try:
