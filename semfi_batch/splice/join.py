@@ -48,7 +48,7 @@ from semfi_batch.splice.audio import (
     packet_times,
 )
 from semfi_batch.splice.final_mux import MUXERS, Muxed, mux_output, seconds_text
-from semfi_batch.splice.gop_plan import Gop, gop_index
+from semfi_batch.splice.gop_plan import Gop, gop_index, one_gop_reason
 from semfi_batch.splice.output_checks import (
     JoinCheckFailed,
     check_generated,
@@ -134,11 +134,7 @@ def assemble_output(
     min_copy = 2 * reorder_delay(packets) + 1 if no_dts else 1
     pieces = plan_pieces(timeline, gops, reencode_all=not smart, intra=intra, min_copy_packets=min_copy)
     if smart and not any(p.copy for p in pieces):
-        why = (
-            "every GOP holds generated frames"
-            if len(gops) > 1
-            else "the container flags no keyframe after the first (one GOP)"
-        )
+        why = "every GOP holds generated frames" if len(gops) > 1 else one_gop_reason(packets)
         return assemble_output(source, facts, edits, output, work, smart=False, audio_mode=audio_mode, note=why)
     choice = choose_encoder(cfacts, full=not smart, reorder=reorder_delay(packets), intra=intra)
     seg_muxer = copy_muxer(facts) if smart else _segment_muxer(output, facts)
