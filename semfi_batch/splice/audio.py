@@ -126,31 +126,28 @@ def packet_times(path: Path, index: int, count: int = 8) -> tuple[np.ndarray, Fr
     return np.array(times), Fraction(streams[0]["time_base"])
 
 
-def first_shown_time(path: Path, index: int, count: int = 8) -> float | None:
-    """Time (s) of a video stream's first shown frame: the smallest of its first `count` shown packets' (B-frames
-    come out of order); None when none has a time. Packets an edit list drops are skipped: a clip trimmed with
-    `-ss T -c copy` keeps its video back to the keyframe before T, hidden so, and counted they put the source's
-    picture that much earlier than a re-encode's, which moved its copied audio late by as much. Read only as
-    far as those `count` packets (the hidden ones may be a whole GOP)."""
+def first_shown_time(path: Path, index: int) -> float | None:
+    """Time (s) of a video stream's first decoded frame, where the picture starts; None when none decodes or
+    it has no time. Decoded, not read from the packets: packets that never show are not the picture's start
+    (the leading pictures of a stream cut inside a GOP, which the decoder skips for want of their references;
+    the frames an edit list hides, as `-ss T -c copy` keeps the video back to the keyframe before T). Counted,
+    they put the source's picture earlier than the output's, and the copied audio was moved late by as much.
+    Decoded only as far as that first frame."""
     cmd = [tool_path("ffprobe"), "-v", "error", "-select_streams", str(index), "-show_entries",
-           "packet=pts_time,flags", "-of", "csv=p=0", str(path)]  # fmt: skip
+           "frame=best_effort_timestamp_time", "-of", "csv=p=0", str(path)]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, errors="replace")
     assert proc.stdout is not None
-    times: list[float] = []
     try:
         for line in proc.stdout:
-            pts, _, flags = line.strip().partition(",")
-            if "D" in flags or pts in ("", "N/A"):
-                continue
-            times.append(float(pts))
-            if len(times) == count:
-                break
+            shown = line.strip().split(",")[0]
+            if shown:  # (a frame's side data comes out as lines of its own, empty here)
+                return None if shown == "N/A" else float(shown)
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
         proc.stdout.close()
-    return min(times) if times else None
+    return None
 
 
 def audio_graph(

@@ -50,3 +50,16 @@ def gop_index(packets: PacketIndex) -> list[Gop]:
         else:
             gops.append(Gop(start, end, lo, hi))
     return gops
+
+
+def one_gop_reason(packets: PacketIndex) -> str:
+    """Why `gop_index` makes one GOP of `packets`, for the summary: the container flags no keyframe after the
+    first, or every later keyframe was merged (open GOPs: ffmpeg's default MPEG-2, x265's default HEVC, whose
+    keyframes are flagged every GOP)."""
+    later = int(np.count_nonzero(packets.key[1:] & ~packets.discard[1:]))
+    if not later:
+        return "the container flags no keyframe after the first (one GOP)"
+    return (
+        f"none of its {later} keyframes after the first starts a GOP that decodes on its own (open GOPs: "
+        "pictures shown before each keyframe refer to the GOP before it), so it is one GOP"
+    )

@@ -49,7 +49,7 @@ from semfi_batch.splice.audio import (
     packet_times,
 )
 from semfi_batch.splice.final_mux import MUXERS, Muxed, mux_output, seconds_text
-from semfi_batch.splice.gop_plan import Gop, gop_index
+from semfi_batch.splice.gop_plan import Gop, gop_index, one_gop_reason
 from semfi_batch.splice.output_checks import (
     JoinCheckFailed,
     check_generated,
@@ -135,11 +135,7 @@ def assemble_output(
     min_copy = 2 * reorder_delay(packets) + 1 if no_dts else 1
     pieces = plan_pieces(timeline, gops, reencode_all=not smart, intra=intra, min_copy_packets=min_copy)
     if smart and not any(p.copy for p in pieces):
-        why = (
-            "every GOP holds generated frames"
-            if len(gops) > 1
-            else "the container flags no keyframe after the first (one GOP)"
-        )
+        why = "every GOP holds generated frames" if len(gops) > 1 else one_gop_reason(packets)
         return assemble_output(source, facts, edits, output, work, smart=False, audio_mode=audio_mode, note=why)
     if smart and container_states_no_aspect(facts):
         # The copy's container states one aspect for every frame: what the re-encoded GOPs show is read from
@@ -203,7 +199,7 @@ def assemble_output(
         raise MediaError(f"{output.name} would be shown turned {ofacts.rotation}°, the source {facts.rotation}°")
     out_pts = read_packets(output, ofacts.index, ofacts.time_base).frame_pts
     check_timing(ofacts, out_pts, timeline, cfacts)
-    check_start(ofacts, out_pts, source, facts, None if smart or same else info.start_time + float(info.frame_times[0]))
+    check_start(output, ofacts, out_pts, source, facts)
     if smart:
         check_joins(*_seekable(output, ofacts, work), out_pts, copy_from, cfacts, timeline, pieces)
     try:

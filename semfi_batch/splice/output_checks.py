@@ -25,6 +25,7 @@ from semfi_batch.media.probe import decoder_keyframe_at, probe_video
 from semfi_batch.media.side_alpha import decoder_args
 from semfi_batch.media.tools import tool_path
 from semfi_batch.media.video_frames import extract_frames
+from semfi_batch.splice.audio import first_shown_time
 from semfi_batch.splice.timeline import Piece, Timeline
 
 # Frames decoded past each join to check that copied GOPs still decode exactly as in the source.
@@ -59,21 +60,20 @@ def check_timing(ofacts: StreamFacts, out_pts: np.ndarray, timeline: Timeline, c
         raise JoinCheckFailed(f"output frame times are off the plan by up to {worst * 1000:.3f} ms")
 
 
-def check_start(
-    ofacts: StreamFacts, out_pts: np.ndarray, source: Path, facts: StreamFacts, decoded_start: float | None = None
-) -> None:
-    """The first frame (always a source frame) is shown when it was in the source, so the picture keeps its
-    place against the sound: the first packet's time, or `decoded_start` (s) where the plan is made of the
-    decoded frames (the decoder skips the first packets)."""
-    if decoded_start is None:
+def check_start(output: Path, ofacts: StreamFacts, out_pts: np.ndarray, source: Path, facts: StreamFacts) -> None:
+    """The picture starts when the source's did, so it keeps its place against the sound: the first decoded
+    frame of each, as `_audio_moves` measures them. Not the first packet: the leading pictures of a stream cut
+    inside a GOP are listed and never shown, and a smart cut's copy leaves them out (a source was failed as
+    starting "late" by all of them). The first packets only where no decoded frame has a time."""
+    want, got = first_shown_time(source, facts.index), first_shown_time(output, ofacts.index)
+    if want is None or got is None:
         src_packets = read_packets(source, facts.index, facts.time_base)
         want = float(int(src_packets.frame_pts[0]) * facts.time_base)
-    else:
-        want = decoded_start
-    got = float(int(out_pts[0]) * ofacts.time_base)
+        got = float(int(out_pts[0]) * ofacts.time_base)
     tolerance = max(float(ofacts.time_base), float(facts.time_base)) / 2 + 1e-6
     if abs(got - want) > max(tolerance, 0.0011 if ofacts.time_base >= Fraction(1, 1000) else tolerance):
-        raise MediaError(f"the video starts at {got:.6f}s instead of {want:.6f}s; audio would drift from it")
+        # A failed check, not a failed source: a smart cut falls back to a whole re-encode.
+        raise JoinCheckFailed(f"the video starts at {got:.6f}s instead of {want:.6f}s; audio would drift from it")
 
 
 def check_generated(output: Path, timeline: Timeline) -> None:
