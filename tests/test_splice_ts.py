@@ -6,6 +6,7 @@ smart cut)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -34,3 +35,27 @@ def test_h264_smart_cut_into_ts_is_frame_exact(tmp_path, rate, ext, out_ext):
     assert any(p.copy for p in result.pieces) and result.frames_reencoded < 62
     expected = [*range(15), (0, 0), (0, 1), (0, 2), *range(18, 41), (1, 0), (1, 1), *range(41, 60)]
     assert_spliced_frames(decode_rgb(result.output), expected)
+    # Every keyframe decodes on its own (a receiver tuning in, an HLS segment): the re-encoded ones carried no
+    # parameter sets after copied ones that had theirs.
+    idrs = idr_parameter_sets(result.output)
+    assert len(idrs) >= 5 and all(idrs), idrs
+
+
+def idr_parameter_sets(path) -> list[bool]:
+    """For each IDR picture of an H.264 TS, in order, whether its access unit carries an SPS and a PPS."""
+    data = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "h264", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    found, seen = [], set()
+    for unit in re.split(b"\x00\x00\x01", data)[1:]:
+        kind = unit[0] & 0x1F
+        if kind == 9:  # an access unit delimiter starts the next picture
+            seen = set()
+        elif kind in (7, 8):
+            seen.add(kind)
+        elif kind == 5 and unit[1] & 0x80:  # the first slice of an IDR picture (first_mb_in_slice 0)
+            found.append(seen >= {7, 8})
+        elif kind == 1 and unit[1] & 0x80:
+            seen = set()
+    return found

@@ -144,15 +144,22 @@ GOP_ENCODERS = frozenset({"mpeg2video", "mpeg1video", "mpeg4", "msmpeg4", "msmpe
 
 
 def choose_encoder(
-    facts: StreamFacts, *, full: bool, own_ids: bool = False, reorder: int = 0, intra: bool = False
+    facts: StreamFacts,
+    *,
+    full: bool,
+    own_ids: bool = False,
+    reorder: int = 0,
+    intra: bool = False,
+    in_band_headers: bool = False,
 ) -> EncoderChoice:
     """Encoder settings reproducing the source. `full`: for a whole-file re-encode (no joins);
     `own_ids`: H.264 with private parameter-set ids (after identical headers could not be reproduced);
     `reorder`: the source's B-frame delay in frames (see `reorder_delay`), kept so timestamps join;
     `intra`: every frame of the source is a keyframe, and so is every frame encoded (GOP_ENCODERS; H.264
-    keeps the source's own x264 settings). An encoder that does not take the pixel format asked of it is an
-    error: ffmpeg would convert the frames."""
-    choice = _encoder_for(facts, full=full, own_ids=own_ids, reorder=reorder)
+    keeps the source's own x264 settings); `in_band_headers`: H.264 keyframes carry their parameter sets (an
+    MPEG-TS output, whose muxer does not put them back after copied packets that had their own). An encoder
+    that does not take the pixel format asked of it is an error: ffmpeg would convert the frames."""
+    choice = _encoder_for(facts, full=full, own_ids=own_ids, reorder=reorder, in_band_headers=in_band_headers)
     if intra and choice.encoder in GOP_ENCODERS:
         args = _intra_only(choice.encoder, choice.args, low_delay=reorder == 0)
         choice = replace(choice, args=args, note=f"{choice.note}, intra-only")
@@ -180,14 +187,18 @@ def _intra_only(encoder: str, args: tuple[str, ...], *, low_delay: bool) -> tupl
     return tuple(out)
 
 
-def _encoder_for(facts: StreamFacts, *, full: bool, own_ids: bool, reorder: int) -> EncoderChoice:
+def _encoder_for(
+    facts: StreamFacts, *, full: bool, own_ids: bool, reorder: int, in_band_headers: bool = False
+) -> EncoderChoice:
     from semfi_batch.media.codecs import codec_plan
 
     encoders = available_encoders()
     base = ["-pix_fmt", encoder_pix_fmt(facts), *colour_args(facts)]
     filters = (f"setsar={facts.sar.replace(':', '/')}",) if facts.sar else ()
     if facts.codec == "h264" and "libx264" in encoders:
-        return _x264_choice(facts, base, filters, full=full, own_ids=own_ids, reorder=reorder)
+        return _x264_choice(
+            facts, base, filters, full=full, own_ids=own_ids, reorder=reorder, in_band_headers=in_band_headers
+        )
     if facts.codec in ("vp8", "vp9") and SMART_CODECS[facts.codec] in encoders:
         bitrate = max(2 * (facts.bit_rate or 0), 2_000_000)
         args = [*base, "-auto-alt-ref", "0", "-deadline", "good", "-cpu-used", "2", "-g", "100000"]
@@ -217,7 +228,14 @@ def _encoder_for(facts: StreamFacts, *, full: bool, own_ids: bool, reorder: int)
 
 
 def _x264_choice(
-    facts: StreamFacts, base: list[str], filters: tuple[str, ...], *, full: bool, own_ids: bool, reorder: int
+    facts: StreamFacts,
+    base: list[str],
+    filters: tuple[str, ...],
+    *,
+    full: bool,
+    own_ids: bool,
+    reorder: int,
+    in_band_headers: bool = False,
 ) -> EncoderChoice:
     args = [*base]
     profile = X264_PROFILES.get(facts.profile.lower())
@@ -227,6 +245,8 @@ def _x264_choice(
         args += ["-level", _h264_level(facts.level)]
     params = x264_params_from_sei(facts.x264_options) if facts.x264_options else None
     if params is not None and not own_ids:
+        if in_band_headers:  # the same parameter sets, repeated at each keyframe (own ids repeat them always)
+            params = {**params, "repeat-headers": 1}
         args += ["-x264-params", ":".join(f"{k}={v}" for k, v in params.items())]
         headers = "full" if full else "identical"
         return EncoderChoice("libx264", tuple(args), headers, "h264 re-encoded with the source's x264 settings",

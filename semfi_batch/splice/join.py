@@ -142,7 +142,12 @@ def assemble_output(
         # the source (a broadcast switching between 4:3 and 16:9), refused as a whole re-encode refuses it.
         opening = [p.first_frame for p in pieces if not p.copy and p.end_frame > p.first_frame]
         check_keyframe_pictures(facts, [float(int(timeline.source_pts[f]) * cfacts.time_base) for f in opening])
-    choice = choose_encoder(cfacts, full=not smart, reorder=reorder_delay(packets), intra=intra)
+    # A TS output's muxer puts no parameter sets before re-encoded keyframes once copied packets carried their
+    # own: a receiver tuning in (an HLS segment) there could not decode until the next copied GOP.
+    in_band = MUXERS.get(output.suffix.lower()) == "mpegts"
+    choice = choose_encoder(
+        cfacts, full=not smart, reorder=reorder_delay(packets), intra=intra, in_band_headers=in_band
+    )
     seg_muxer = copy_muxer(facts) if smart else _segment_muxer(output, facts)
     entries: list[_Entry] = []
     dts_ranges: list[tuple[int, int]] = []  # decode-time span of each piece on the output clock (smart cut)
@@ -167,7 +172,9 @@ def assemble_output(
         seg_start, seg_extradata, seg_tb = start_and_extradata(seg)
         if choice.headers == "identical" and not same_parameter_sets(seg_extradata, cfacts.extradata):
             # x264 settings did not reproduce the source's SPS/PPS: own parameter-set ids from here on.
-            choice = choose_encoder(cfacts, full=False, own_ids=True, reorder=reorder_delay(packets), intra=intra)
+            choice = choose_encoder(
+                cfacts, full=False, own_ids=True, reorder=reorder_delay(packets), intra=intra, in_band_headers=in_band
+            )
             encode(piece, seg)
             seg_start, seg_extradata, seg_tb = start_and_extradata(seg)
         if smart and (seg_tb / cfacts.time_base).denominator != 1:
