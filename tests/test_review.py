@@ -269,3 +269,42 @@ def test_the_command_to_regenerate_is_printed_ready_to_paste(tmp_path, capsys):
     words = shlex.split(line.split("run again:", 1)[1])
     assert words[:2] == ["semfi-batch", "run"] and words[3:] == ["--out", str(run_dir)]
     assert words[2].endswith("my shots/m.parquet")
+
+
+def test_pictures_are_sent_only_for_the_outputs_the_page_names(tmp_path):
+    # Picture URLs named no outputs: after a job ran again the page showed old pictures under the same URL.
+    run_dir = make_run(tmp_path)
+    server = ReviewServer(RunReview(run_dir), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        old = json.loads(_request(server.url + "api/jobs")[1])["jobs"][0]["outputs"]
+        frame = server.url + "job/a_flash/generated/1?outputs="
+        assert _request(frame + old)[0] == 200
+        new = give_other_frames(run_dir, "a_flash")
+        status, body = _request(frame + old)
+        assert status == 409 and b"reload the page" in body
+        assert _request(frame + new)[0] == 200
+        assert _request(server.url + f"job/a_flash/key/start?outputs={new}")[0] == 200
+        (run_dir / "jobs" / "a_flash" / "frames" / "000001.png").write_bytes(b"\x89PNG\r\n\x1a\nnot these")
+        assert _request(frame + new)[0] == 409  # bytes other than the record lists
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def give_other_frames(run_dir, pair_id) -> str:
+    """What `run` remaking a job leaves behind an open page: other frames (here inverted) and a record listing
+    them; returns the new outputs digest."""
+    import hashlib
+
+    from semfi_batch.run.ledger import outputs_digest
+
+    job = run_dir / "jobs" / pair_id
+    record = json.loads((job / "record.json").read_text())
+    for path in sorted((job / "frames").glob("*.png")):
+        with Image.open(path) as im:
+            Image.fromarray(255 - np.asarray(im)).save(path)
+        record["outputs"][f"frames/{path.name}"] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                                                     "size": path.stat().st_size}  # fmt: skip
+    (job / "record.json").write_text(json.dumps(record))
+    return outputs_digest(record)

@@ -16,6 +16,7 @@ import pytest
 from semfi_batch.review.cards import RunReview
 from semfi_batch.review.server import ReviewServer
 from tests.review_run import make_run
+from tests.test_review import give_other_frames
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -168,3 +169,43 @@ def _shown_order(browser, expected: list[str], timeout: float = 15.0) -> list[st
         if order == expected or time.time() > deadline:
             return order
         time.sleep(0.2)
+
+
+def _mean_shown(driver, img) -> float:
+    """The mean level of the picture the browser decoded for `img` (what the editor sees)."""
+    return driver.execute_script(
+        "const img = arguments[0], c = document.createElement('canvas');"
+        "c.width = img.naturalWidth; c.height = img.naturalHeight;"
+        "const g = c.getContext('2d'); g.drawImage(img, 0, 0);"
+        "const d = g.getImageData(0, 0, c.width, c.height).data; let s = 0, n = 0;"
+        "for (let i = 0; i < d.length; i += 4) { s += d[i] + d[i + 1] + d[i + 2]; n += 3; } return s / n;",
+        img,
+    )
+
+
+def test_a_job_made_again_behind_the_open_page_shows_its_new_frames(tmp_path, browser):
+    # The <img> kept its URL when the job's frames changed: Chromium showed the image it had decoded for that
+    # URL (the old frames), and an accept then approved frames the editor never saw.
+    import numpy as np
+    from PIL import Image
+
+    run_dir = make_run(tmp_path)
+    served = _Served(run_dir)
+    try:
+        _open(browser, served.server.url)
+        first = lambda d: _card(d, "a_flash").find_element(By.CSS_SELECTOR, ".generated img")  # noqa: E731
+        WebDriverWait(browser, 60).until(lambda d: first(d).get_attribute("naturalWidth") not in (None, "0"))
+        new_digest = give_other_frames(run_dir, "a_flash")
+        with Image.open(run_dir / "jobs" / "a_flash" / "frames" / "000001.png") as im:
+            new_mean = float(np.asarray(im.convert("RGB")).mean())
+        _card(browser, "a_flash").find_element(By.CSS_SELECTOR, "button.undecide").click()
+        _saved(browser, 1)
+        assert "ran again" in browser.find_element(By.ID, "status").text
+        WebDriverWait(browser, 60).until(lambda d: first(d).get_attribute("naturalWidth") not in (None, "0"))
+        assert new_digest in first(browser).get_attribute("src")
+        assert abs(_mean_shown(browser, first(browser)) - new_mean) < 2
+        _card(browser, "a_flash").find_element(By.CSS_SELECTOR, "button.accept").click()
+        _saved(browser, 2)
+        assert _stored(run_dir)["a_flash"]["outputs"] == new_digest
+    finally:
+        served.stop()

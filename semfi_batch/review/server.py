@@ -8,23 +8,31 @@ pictures.
     GET  /job/<id>/generated/<n>    generated frame n   GET /job/<id>/original/<n>   original frame n
     GET  /job/<id>/key/start|end    keyframes           GET /job/<id>/preview.gif    spliced preview
 
+A job's pictures (generated frames, keys, preview) take `?outputs=<digest>`, the digest of the outputs the
+card shows (run/ledger.py `outputs_digest`): the URL changes when the frames do, so a browser never shows a
+picture it decoded before for the same URL, and the server sends the picture only while the job's record
+lists those outputs, and a frame only when its bytes are the ones listed (409 otherwise). An accept names
+the same digest, so it is made on the frames the page showed.
+
 Requests must name this server as Host (a web page elsewhere cannot reach it through DNS rebinding), and a
 decision must come as application/json, which browsers never send cross-site without a preflight that this
 server does not answer."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from semfi_batch.errors import SemfiError
 from semfi_batch.review.cards import RunReview
 from semfi_batch.review.decisions import ACCEPTED, REJECTED, STATUSES, DecisionError, OtherFramesNow, decide
+from semfi_batch.run.ledger import outputs_digest
 
 STATIC = Path(__file__).with_name("static")
 ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),
@@ -81,7 +89,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - the base class's name
         if not self._host_ok():
             return self._send_error(HTTPStatus.FORBIDDEN, "wrong Host")
-        path = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        path = url.path
         if path in ASSETS:
             name, ctype = ASSETS[path]
             return self._send(HTTPStatus.OK, (STATIC / name).read_bytes(), ctype)
@@ -109,8 +118,23 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR, str(exc))
         if file is None:
             return self._send_error(HTTPStatus.NOT_FOUND, "not available")
+        data = file.read_bytes()
+        shown = parse_qs(url.query).get("outputs")
+        if shown and match["kind"] != "original" and not self._outputs_listed(pid, shown[0], file, data):
+            return self._send_error(HTTPStatus.CONFLICT, f"{pid} has other frames than the page shows: reload the page")
         ctype = "image/gif" if file.suffix == ".gif" else "image/png"
-        return self._send(HTTPStatus.OK, file.read_bytes(), ctype, cache=False)
+        return self._send(HTTPStatus.OK, data, ctype, cache=False)
+
+    def _outputs_listed(self, pair_id: str, digest: str, file: Path, data: bytes) -> bool:
+        """Whether the job's record lists the outputs `digest` names and, for one of its files, these bytes."""
+        record = self.server.review.record(pair_id)
+        if outputs_digest(record) != digest:
+            return False
+        try:
+            listed = record["outputs"].get(file.relative_to(self.server.review.run_dir / "jobs" / pair_id).as_posix())
+        except ValueError:  # the preview: drawn from the outputs, cached under their digest (cards.py)
+            return True
+        return isinstance(listed, dict) and listed.get("sha256") == hashlib.sha256(data).hexdigest()
 
     def do_POST(self) -> None:  # noqa: N802 - the base class's name
         if not self._host_ok():

@@ -35,6 +35,9 @@ function fmt(v, digits) {
 function card(job) {
   const id = encodeURIComponent(job.pair_id);
   const base = `/job/${id}`;
+  // The outputs' digest in the URL: other frames get another URL, so the browser cannot show an image it
+  // decoded before for this one, and the server refuses a picture the job no longer has (409).
+  const version = job.outputs ? `?outputs=${encodeURIComponent(job.outputs)}` : "";
   const where = job.source_name
     ? `${job.source_name} frames ${job.start_frame}-${job.end_frame}`
     : "image pair";
@@ -55,14 +58,15 @@ function card(job) {
   if (job.next_seed !== null || job.next_backend) {
     facts.append(el("span", {}, `regeneration #${job.regenerations}: seed ${job.next_seed ?? "-"}, backend ${job.next_backend ?? "as before"}`));
   }
-  const node = el("section", { class: "card", "data-pair": job.pair_id, "data-decision": job.decision, tabIndex: -1 },
+  const node = el("section", { class: "card", "data-pair": job.pair_id, "data-decision": job.decision,
+    "data-outputs": job.outputs ?? "", tabIndex: -1 },
     el("h3", {}, job.pair_id), facts);
   if (job.status !== "done") {
     node.append(el("p", { class: "failed" }, `job ${job.status}${job.error ? ": " + job.error : ""}`));
   }
   const strips = el("div", { class: "strips" });
   strips.append(el("div", {}, el("div", { class: "strip-title" }, "start key"),
-    figure(`${base}/key/start`, `frame ${job.start_frame ?? "start"}`)));
+    figure(`${base}/key/start${version}`, `frame ${job.start_frame ?? "start"}`)));
   const picks = spread(job.frames, SHOWN_FRAMES);
   if (job.originals > 0) {
     const strip = el("div", { class: "strip originals" });
@@ -71,14 +75,14 @@ function card(job) {
   }
   if (picks.length) {
     const strip = el("div", { class: "strip generated" });
-    for (const n of picks) strip.append(figure(`${base}/generated/${n}`, `#${n} of ${job.frames}`));
+    for (const n of picks) strip.append(figure(`${base}/generated/${n}${version}`, `#${n} of ${job.frames}`));
     strips.append(el("div", {}, el("div", { class: "strip-title" }, "generated"), strip));
   }
   strips.append(el("div", {}, el("div", { class: "strip-title" }, "end key"),
-    figure(`${base}/key/end`, `frame ${job.end_frame ?? "end"}`)));
+    figure(`${base}/key/end${version}`, `frame ${job.end_frame ?? "end"}`)));
   if (job.frames) {
     strips.append(el("div", { class: "preview" }, el("div", { class: "strip-title" }, "spliced, 1 s either side (loops)"),
-      el("img", { src: `${base}/preview.gif`, alt: "preview", loading: "lazy" })));
+      el("img", { src: `${base}/preview.gif${version}`, alt: "preview", loading: "lazy" })));
   }
   node.append(strips);
   const seed = el("input", { type: "number", min: 0, placeholder: "new seed", class: "seed" });
@@ -142,27 +146,35 @@ function move(step) {
 }
 
 async function decideOn(pairId, decision) {
-  const shown = state.jobs.find((j) => j.pair_id === pairId);
-  const body = { pair_ids: [pairId], decision, outputs: { [pairId]: shown ? shown.outputs : null } };
+  const status = document.getElementById("status");
+  const node = document.querySelector(`.card[data-pair="${CSS.escape(pairId)}"]`);
+  if (!node) {
+    status.textContent = `not saved: ${pairId} is not shown`;
+    return;
+  }
+  // The frames the card's pictures show (their URLs carry this digest): an accept is made on those or refused.
+  const shown = node.dataset.outputs || null;
+  const body = { pair_ids: [pairId], decision, outputs: { [pairId]: shown } };
   if (decision === "regenerate") {
-    const node = document.querySelector(`.card[data-pair="${CSS.escape(pairId)}"]`);
     const seed = node.querySelector("input.seed").value;
     const backend = node.querySelector("select.backend").value;
     if (seed !== "") body.seed = Number(seed);
     if (backend) body.backend = backend;
   }
-  const status = document.getElementById("status");
   try {
     const res = await fetch("/api/decide", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
     const data = await res.json();
     if (!res.ok) throw new Error(data.error || res.statusText);
+    const renewed = [];
     for (const updated of data.jobs) {
       const i = state.jobs.findIndex((j) => j.pair_id === updated.pair_id);
       if (i >= 0) state.jobs[i] = updated;
+      if (updated.outputs !== shown) renewed.push(updated.pair_id);
     }
-    status.textContent = "";
+    status.textContent = renewed.length
+      ? `${renewed.join(", ")} ran again since the page showed it: look at its new frames before deciding` : "";
     const before = state.current;
     render();
     if (before === pairId) setCurrent(pairId, false);
