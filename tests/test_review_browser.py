@@ -209,3 +209,30 @@ def test_a_job_made_again_behind_the_open_page_shows_its_new_frames(tmp_path, br
         assert _stored(run_dir)["a_flash"]["outputs"] == new_digest
     finally:
         served.stop()
+
+
+def test_decisions_made_in_quick_succession_are_saved_in_the_order_made(tmp_path, browser, monkeypatch):
+    # Two clicks on one card went out together: the server saved them in whichever order its threads took
+    # the lock, and the page showed whichever answer came last. Here the first (accept) is the slower one.
+    import semfi_batch.review.server as server_module
+
+    real_decide = server_module.decide
+
+    def slow_accept(run_dir, pair_ids, status, **kwargs):
+        if status == "accepted":
+            time.sleep(0.5)
+        return real_decide(run_dir, pair_ids, status, **kwargs)
+
+    monkeypatch.setattr(server_module, "decide", slow_accept)
+    run_dir = make_run(tmp_path)
+    served = _Served(run_dir)
+    try:
+        _open(browser, served.server.url)
+        card = _card(browser, "b_black")
+        accept, reject = (card.find_element(By.CSS_SELECTOR, f"button.{c}") for c in ("accept", "reject"))
+        browser.execute_script("arguments[0].click(); arguments[1].click();", accept, reject)
+        _saved(browser, 2)
+        assert _stored(run_dir)["b_black"]["status"] == "rejected"
+        assert _card(browser, "b_black").find_element(By.CSS_SELECTOR, "[data-role=decision]").text == "rejected"
+    finally:
+        served.stop()

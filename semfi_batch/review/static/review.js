@@ -145,7 +145,12 @@ function move(step) {
   setCurrent(jobs[next].pair_id);
 }
 
-async function decideOn(pairId, decision) {
+// pair_id -> the last decision on it still being saved. A card's decisions are sent one after another, in
+// the order they were made: sent together, the server could save them in either order, and the page showed
+// whichever answer came last, so the page and decisions.json could disagree.
+const saving = new Map();
+
+function decideOn(pairId, decision) {
   const status = document.getElementById("status");
   const node = document.querySelector(`.card[data-pair="${CSS.escape(pairId)}"]`);
   if (!node) {
@@ -161,6 +166,17 @@ async function decideOn(pairId, decision) {
     if (seed !== "") body.seed = Number(seed);
     if (backend) body.backend = backend;
   }
+  const previous = saving.get(pairId) || Promise.resolve();
+  const mine = previous.then(() => send(body, shown));
+  saving.set(pairId, mine);
+  mine.then(() => { if (saving.get(pairId) === mine) saving.delete(pairId); });
+  return mine;
+}
+
+// Saves one decision and shows the card as the server answered (what decisions.json now holds); never throws.
+async function send(body, shown) {
+  const status = document.getElementById("status");
+  const pairId = body.pair_ids[0];
   try {
     const res = await fetch("/api/decide", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
