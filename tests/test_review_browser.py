@@ -236,3 +236,23 @@ def test_decisions_made_in_quick_succession_are_saved_in_the_order_made(tmp_path
         assert _card(browser, "b_black").find_element(By.CSS_SELECTOR, "[data-role=decision]").text == "rejected"
     finally:
         served.stop()
+
+
+def test_keys_act_on_the_card_shown_after_a_filter_hides_the_current_one(tmp_path, browser):
+    # Showing "undecided", `a` took the current card out of the list, yet the next key acted on it (hidden):
+    # `r` turned the accept just made into a reject, and `g` threw a TypeError and did nothing.
+    run_dir = make_run(tmp_path)
+    served = _Served(run_dir)
+    try:
+        _open(browser, served.server.url)
+        Select(browser.find_element(By.ID, "filter")).select_by_value("undecided")
+        _card(browser, "a_flash").find_element(By.TAG_NAME, "h3").click()
+        body = browser.find_element(By.TAG_NAME, "body")
+        for count, key in enumerate("arg", start=1):
+            body.send_keys(key)
+            _saved(browser, count)
+        assert {p: d["status"] for p, d in _stored(run_dir).items()} == {
+            "a_flash": "accepted", "b_black": "rejected", "c_cut": "regenerate"}  # fmt: skip
+        assert browser.find_element(By.ID, "status").text == ""
+    finally:
+        served.stop()

@@ -1,7 +1,8 @@
 // The review page: cards from /api/jobs, decisions posted to /api/decide (saved by the server at once).
 "use strict";
 
-const state = { jobs: [], backends: [], current: null };
+// current: the pair_id the keys act on, always one of `shown` (the cards on the page, in their order).
+const state = { jobs: [], backends: [], current: null, shown: [] };
 const SHOWN_FRAMES = 8; // frames per strip, evenly spread over the gap
 
 function el(tag, attrs = {}, ...children) {
@@ -120,7 +121,16 @@ function render() {
     `${state.jobs.length} jobs: ` + Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(", ");
   document.getElementById("rerun").textContent = counts.regenerate
     ? `${counts.regenerate} job(s) to regenerate: run ${state.runCommand}` : "";
-  if (!jobs.some((j) => j.pair_id === state.current)) state.current = jobs.length ? jobs[0].pair_id : null;
+  const ids = jobs.map((j) => j.pair_id);
+  if (!ids.includes(state.current)) {
+    // The current card left the list (a decision the filter hides, another filter): the keys go on with the
+    // card that took its place, never with one the editor cannot see.
+    const was = state.shown.indexOf(state.current);
+    const after = was < 0 ? undefined : state.shown.slice(was + 1).find((id) => ids.includes(id));
+    const before = was < 0 ? undefined : state.shown.slice(0, was).reverse().find((id) => ids.includes(id));
+    state.current = after ?? before ?? ids[0] ?? null;
+  }
+  state.shown = ids;
   markCurrent(false);
 }
 
@@ -191,9 +201,7 @@ async function send(body, shown) {
     }
     status.textContent = renewed.length
       ? `${renewed.join(", ")} ran again since the page showed it: look at its new frames before deciding` : "";
-    const before = state.current;
     render();
-    if (before === pairId) setCurrent(pairId, false);
     document.body.dataset.saved = String(Number(document.body.dataset.saved || 0) + 1);
   } catch (err) {
     status.textContent = `not saved: ${err.message}`;
