@@ -308,3 +308,29 @@ def give_other_frames(run_dir, pair_id) -> str:
                                                      "size": path.stat().st_size}  # fmt: skip
     (job / "record.json").write_text(json.dumps(record))
     return outputs_digest(record)
+
+
+def test_a_regeneration_taken_back_before_the_run_is_cancelled(tmp_path):
+    # Accept (or undecided) after regenerate kept the regeneration's seed and backend: the next run remade
+    # the job with them, and the frames the editor had accepted were gone.
+    from semfi_batch.backends import BackendOptions
+    from semfi_batch.review.decisions import regeneration_overrides
+    from semfi_batch.run.engine import run_manifest
+
+    run_dir = make_run(tmp_path)
+    decide(run_dir, ["a_flash", "b_black"], "regenerate", seed=9, backend="flow")
+    decide(run_dir, ["a_flash"], "accepted")
+    decide(run_dir, ["b_black"], "undecided")
+    assert regeneration_overrides(run_dir) == {}
+    options = BackendOptions(extra={"allow_morph": True})
+    summary = run_manifest(tmp_path / "m.parquet", run_dir, backend="blend", options=options, show_progress=False,
+                           preview=False)  # fmt: skip
+    assert summary.ran == 0
+    assert {c.pair_id: c.decision for c in RunReview(run_dir).cards()}["a_flash"] == "accepted"
+    # A job that already ran with a regeneration goes back to that one's settings, not to the row's.
+    decide(tmp_path, ["z"], "regenerate", seed=7)
+    mark_regenerated(tmp_path, {"z": {"seed": 7}})
+    decide(tmp_path, ["z"], "regenerate", seed=8)
+    decide(tmp_path, ["z"], "regenerate", backend="flow", seed=9)
+    decide(tmp_path, ["z"], "undecided")
+    assert regeneration_overrides(tmp_path) == {"z": (7, None)}
