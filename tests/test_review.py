@@ -334,3 +334,23 @@ def test_a_regeneration_taken_back_before_the_run_is_cancelled(tmp_path):
     decide(tmp_path, ["z"], "regenerate", backend="flow", seed=9)
     decide(tmp_path, ["z"], "undecided")
     assert regeneration_overrides(tmp_path) == {"z": (7, None)}
+
+
+def test_the_page_api_takes_seeds_as_exact_whole_numbers(tmp_path):
+    # int(seed) made "1.5" (or 1.5) seed 1 without a word; a negative seed was refused naming the CLI's --seed.
+    run_dir = make_run(tmp_path)
+    server = ReviewServer(RunReview(run_dir), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for seed in ("1.5", 1.5, "-3", -3, True, "1e3", str(2**63)):
+            body = json.dumps({"pair_ids": ["c_cut"], "decision": "regenerate", "seed": seed}).encode()
+            status, answer = _request(server.url + "api/decide", body)
+            assert status == 400 and "the seed must be a whole number" in json.loads(answer)["error"], seed
+        assert not (run_dir / "decisions.json").exists()
+        body = json.dumps({"pair_ids": ["c_cut"], "decision": "regenerate", "seed": "6797872655438013659"})
+        status, answer = _request(server.url + "api/decide", body.encode())
+        assert status == 200 and json.loads(answer)["jobs"][0]["next_seed"] == "6797872655438013659"
+        assert load_decisions(run_dir)["c_cut"].seed == 6797872655438013659
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -256,3 +256,28 @@ def test_keys_act_on_the_card_shown_after_a_filter_hides_the_current_one(tmp_pat
         assert browser.find_element(By.ID, "status").text == ""
     finally:
         served.stop()
+
+
+def test_a_typed_seed_is_saved_exactly_or_refused_with_a_message(tmp_path, browser):
+    # The seed went as a JavaScript number (19 digits rounded to another seed), "1.5" was saved as 1, and a
+    # seed typed into one card was wiped when another card was decided (every decision redraws the cards).
+    run_dir = make_run(tmp_path)
+    served = _Served(run_dir)
+    seed = "6797872655438013659"
+    try:
+        _open(browser, served.server.url)
+        _card(browser, "c_cut").find_element(By.CSS_SELECTOR, "input.seed").send_keys(seed)
+        Select(_card(browser, "c_cut").find_element(By.CSS_SELECTOR, "select.backend")).select_by_value("flow")
+        _card(browser, "a_flash").find_element(By.CSS_SELECTOR, "button.accept").click()
+        _saved(browser, 1)
+        _card(browser, "c_cut").find_element(By.CSS_SELECTOR, "button.regenerate").click()
+        _saved(browser, 2)
+        stored = json.loads((run_dir / "decisions.json").read_text(), parse_int=str)["jobs"]["c_cut"]
+        assert (stored["seed"], stored["backend"]) == (seed, "flow")
+        assert f"seed {seed}, backend flow" in _card(browser, "c_cut").text
+        _card(browser, "b_black").find_element(By.CSS_SELECTOR, "input.seed").send_keys("1.5")
+        _card(browser, "b_black").find_element(By.CSS_SELECTOR, "button.regenerate").click()
+        WebDriverWait(browser, 10).until(lambda d: "whole number" in d.find_element(By.ID, "status").text)
+        assert "b_black" not in _stored(run_dir)
+    finally:
+        served.stop()

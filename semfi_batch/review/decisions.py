@@ -187,8 +187,8 @@ def decide(
         raise DecisionError(f"unknown decision {status!r}; use one of {', '.join(STATUSES)}")
     if status != REGENERATE and (seed is not None or backend is not None):
         raise DecisionError("--seed and --backend go with --regenerate")
-    if seed is not None and seed < 0:
-        raise DecisionError(f"--seed must be >= 0, got {seed}")
+    if seed is not None:
+        seed = seed_value(seed)
     if backend is not None and known_backends is not None and backend not in set(known_backends):
         raise DecisionError(f"unknown backend {backend!r}; known: {', '.join(sorted(known_backends))}")
     if known_ids is not None:
@@ -227,6 +227,17 @@ def decide(
             decisions[pid] = changed[pid] = new
         _save(run_dir, decisions)
     return changed
+
+
+def seed_value(seed: object) -> int:
+    """A seed as a whole number from 0 to 2**63 - 1 (a manifest's range), from an int or its decimal digits (a
+    page sends them as text: JavaScript numbers would round 63-bit seeds); DecisionError for anything else,
+    such as 1.5, which int() would quietly make 1."""
+    if isinstance(seed, str) and seed.strip().isascii() and seed.strip().isdigit():
+        seed = int(seed.strip())
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise DecisionError(f"the seed must be a whole number from 0 to 2**63 - 1, got {seed!r}")
+    return seed
 
 
 def _settings(decision: Decision) -> dict:

@@ -4,7 +4,7 @@ pictures.
 
     GET  /                          the page            GET /api/jobs       cards (JSON)
     POST /api/decide                {"pair_ids": [...], "decision": "accepted"|"rejected"|"undecided"|
-                                     "regenerate", "seed": int?, "backend": str?} -> updated cards
+                                     "regenerate", "seed": int or its digits?, "backend": str?} -> updated cards
     GET  /job/<id>/generated/<n>    generated frame n   GET /job/<id>/original/<n>   original frame n
     GET  /job/<id>/key/start|end    keyframes           GET /job/<id>/preview.gif    spliced preview
 
@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from semfi_batch.errors import SemfiError
 from semfi_batch.review.cards import RunReview
-from semfi_batch.review.decisions import ACCEPTED, REJECTED, STATUSES, DecisionError, OtherFramesNow, decide
+from semfi_batch.review.decisions import ACCEPTED, REJECTED, STATUSES, DecisionError, OtherFramesNow, decide, seed_value
 from semfi_batch.run.ledger import outputs_digest
 
 STATIC = Path(__file__).with_name("static")
@@ -151,13 +151,15 @@ class _Handler(BaseHTTPRequestHandler):
             pair_ids = [str(p) for p in body["pair_ids"]]
             status = str(body["decision"])
             seed = body.get("seed")
-            seed = int(seed) if seed not in (None, "") else None
+            seed = seed_value(seed) if seed not in (None, "") else None
             backend = body.get("backend") or None
             # The outputs the page showed, per job: an accept or reject is made on those or refused.
             seen = body.get("outputs")
             seen = {str(k): (str(v) if v else None) for k, v in seen.items()} if seen is not None else None
             if seen is None and status in (ACCEPTED, REJECTED):
                 raise KeyError("outputs (the digest of the frames the page showed, per job)")
+        except DecisionError as exc:
+            return self._send_error(HTTPStatus.BAD_REQUEST, str(exc))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             return self._send_error(HTTPStatus.BAD_REQUEST, f"bad request: {exc}")
         if status not in STATUSES:

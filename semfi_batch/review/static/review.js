@@ -2,7 +2,8 @@
 "use strict";
 
 // current: the pair_id the keys act on, always one of `shown` (the cards on the page, in their order).
-const state = { jobs: [], backends: [], current: null, shown: [] };
+// drafts: pair_id -> the seed and backend typed into its card, not yet sent.
+const state = { jobs: [], backends: [], current: null, shown: [], drafts: new Map() };
 const SHOWN_FRAMES = 8; // frames per strip, evenly spread over the gap
 
 function el(tag, attrs = {}, ...children) {
@@ -86,9 +87,17 @@ function card(job) {
       el("img", { src: `${base}/preview.gif${version}`, alt: "preview", loading: "lazy" })));
   }
   node.append(strips);
-  const seed = el("input", { type: "number", min: 0, placeholder: "new seed", class: "seed" });
+  // Text, not a number input: the seed goes to the server as its digits (a JavaScript number rounds 63 bits).
+  const draft = state.drafts.get(job.pair_id) || { seed: "", backend: "" };
+  const seed = el("input", { type: "text", inputMode: "numeric", placeholder: "new seed", class: "seed",
+    value: draft.seed });
   const backend = el("select", { class: "backend" }, el("option", { value: "" }, "same backend"));
   for (const b of state.backends) backend.append(el("option", { value: b }, b));
+  backend.value = draft.backend;
+  // Kept while cards are drawn again (every decision redraws them), until this card's regeneration is saved.
+  const keep = () => state.drafts.set(job.pair_id, { seed: seed.value, backend: backend.value });
+  seed.addEventListener("input", keep);
+  backend.addEventListener("change", keep);
   node.append(el("div", { class: "actions" },
     el("button", { class: "accept", "data-action": "accepted", onclick: () => decideOn(job.pair_id, "accepted") }, "accept (a)"),
     el("button", { class: "reject", "data-action": "rejected", onclick: () => decideOn(job.pair_id, "rejected") }, "reject (r)"),
@@ -171,9 +180,13 @@ function decideOn(pairId, decision) {
   const shown = node.dataset.outputs || null;
   const body = { pair_ids: [pairId], decision, outputs: { [pairId]: shown } };
   if (decision === "regenerate") {
-    const seed = node.querySelector("input.seed").value;
+    const seed = node.querySelector("input.seed").value.trim();
     const backend = node.querySelector("select.backend").value;
-    if (seed !== "") body.seed = Number(seed);
+    if (seed !== "" && !/^[0-9]+$/.test(seed)) {
+      status.textContent = `not saved: the seed must be a whole number from 0 to 2**63 - 1, got "${seed}"`;
+      return;
+    }
+    if (seed !== "") body.seed = seed;
     if (backend) body.backend = backend;
   }
   const previous = saving.get(pairId) || Promise.resolve();
@@ -193,6 +206,7 @@ async function send(body, shown) {
     });
     const data = await res.json();
     if (!res.ok) throw new Error(data.error || res.statusText);
+    if (body.decision === "regenerate") state.drafts.delete(pairId);
     const renewed = [];
     for (const updated of data.jobs) {
       const i = state.jobs.findIndex((j) => j.pair_id === updated.pair_id);
