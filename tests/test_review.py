@@ -306,6 +306,7 @@ def give_other_frames(run_dir, pair_id) -> str:
             Image.fromarray(255 - np.asarray(im)).save(path)
         record["outputs"][f"frames/{path.name}"] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                                                      "size": path.stat().st_size}  # fmt: skip
+    record["finished_at"] = "2099-01-01T00:00:00+0000"  # the run that made them finished later
     (job / "record.json").write_text(json.dumps(record))
     return outputs_digest(record)
 
@@ -351,6 +352,36 @@ def test_the_page_api_takes_seeds_as_exact_whole_numbers(tmp_path):
         status, answer = _request(server.url + "api/decide", body.encode())
         assert status == 200 and json.loads(answer)["jobs"][0]["next_seed"] == "6797872655438013659"
         assert load_decisions(run_dir)["c_cut"].seed == 6797872655438013659
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_warp_error_shown_is_of_the_frames_shown(tmp_path):
+    # Measured once when review started, keyed by pair_id only: a job made again kept its old frames' figure.
+    import time
+
+    from semfi_batch.report import job_quality
+
+    run_dir = make_run(tmp_path)
+    server = ReviewServer(RunReview(run_dir), port=0)
+    server.measure_quality()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def warp_of_a_flash():
+        return next(j for j in json.loads(_request(server.url + "api/jobs")[1])["jobs"] if j["pair_id"] == "a_flash")[
+            "warp_error"
+        ]
+
+    try:
+        old = warp_of_a_flash()
+        give_other_frames(run_dir, "a_flash")
+        assert warp_of_a_flash() is None  # not the old frames' figure; measured again in the background
+        deadline = time.time() + 30
+        while server.quality_pending and time.time() < deadline:
+            time.sleep(0.1)
+        new = warp_of_a_flash()
+        assert new == pytest.approx(job_quality(run_dir)["a_flash"]) and new != pytest.approx(old)
     finally:
         server.shutdown()
         server.server_close()

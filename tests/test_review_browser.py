@@ -137,7 +137,7 @@ def test_review_page_in_chromium(tmp_path, browser):
         Select(browser.find_element(By.ID, "reason")).select_by_value("")
         Select(browser.find_element(By.ID, "sort")).select_by_value("warp")
         quality = served.server.quality
-        worst_first = sorted(quality, key=lambda p: -quality[p])
+        worst_first = sorted(quality, key=lambda p: -quality[p][1])
         assert len(quality) == 3 and _shown_order(browser, worst_first) == worst_first
     finally:
         served.stop()

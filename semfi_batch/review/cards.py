@@ -148,9 +148,10 @@ class RunReview:
                 self._infos[source] = None
         return self._infos[source]
 
-    def cards(self, quality: dict[str, float] | None = None) -> list[JobCard]:
+    def cards(self, quality: dict[str, tuple[str, float]] | None = None) -> list[JobCard]:
         """One card per job, in source order: sources in the order the manifest first names them, then
-        by frame; image pairs last, in manifest order."""
+        by frame; image pairs last, in manifest order. `quality`: warp error per job with the digest of the
+        outputs it was measured on; a card shows it only for the outputs it shows."""
         self.refresh()
         decisions = current_decisions(self.run_dir)
         quality = quality or {}
@@ -170,8 +171,10 @@ class RunReview:
             for i, pair in enumerate(ordered)
         ]
 
-    def _card(self, order: int, pair: KeyframePair, decision: Decision, warp: float | None) -> JobCard:
+    def _card(self, order: int, pair: KeyframePair, decision: Decision, measured: tuple[str, float] | None) -> JobCard:
         record = self.record(pair.pair_id) or {}
+        outputs = outputs_digest(record)
+        warp = measured[1] if measured is not None and outputs is not None and measured[0] == outputs else None
         info = self.video_info(pair.pair_id)
         fps = info.avg_fps if info is not None and info.avg_fps else None
         tc_in = tc_out = None
@@ -204,7 +207,7 @@ class RunReview:
             backend=record.get("backend") or pair.backend,
             seed=record.get("seed", pair.seed),
             key=record.get("key"),
-            outputs=outputs_digest(record),
+            outputs=outputs,
             warp_error=warp if warp is not None and math.isfinite(warp) else None,
             decision=decision.status,
             decided_earlier=decision.earlier,

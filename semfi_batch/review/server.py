@@ -53,8 +53,12 @@ class ReviewServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), _Handler)
         self.review = review
         self.backends = backends or []
-        self.quality: dict[str, float] = {}
+        # Warp error per job with the digest of the outputs it was measured on: a job made again since has
+        # no figure until it is measured again (in the background, when the cards are next asked for).
+        self.quality: dict[str, tuple[str, float]] = {}
         self.quality_pending = False
+        self._quality_failed = False
+        self._quality_lock = threading.Lock()
         self.pictures_lock = threading.Lock()  # one decode at a time: the machine is shared with the run
 
     @property
@@ -62,16 +66,35 @@ class ReviewServer(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}/"
 
     def measure_quality(self) -> None:
-        """Warp error per finished job (cached in the run folder by the report), for the 'worst first' order."""
+        """Warp error per finished job (cached in the run folder by the report), for the 'worst first' order;
+        does nothing while a measurement is under way."""
         from semfi_batch.report import job_quality
 
-        self.quality_pending = True
+        with self._quality_lock:
+            if self.quality_pending:
+                return
+            self.quality_pending = True
         try:
-            self.quality = job_quality(self.review.run_dir)
+            before = self._outputs_now()
+            measured = job_quality(self.review.run_dir)
+            after = self._outputs_now()  # a job made again meanwhile: its figure may be of either: none kept
+            self.quality = {
+                pid: (before[pid], value) for pid, value in measured.items()
+                if before.get(pid) is not None and before[pid] == after.get(pid)
+            }  # fmt: skip
         except Exception:  # noqa: BLE001 - the page works without the figure; the card says so
-            self.quality = {}
+            self.quality, self._quality_failed = {}, True
         finally:
             self.quality_pending = False
+
+    def measure_quality_if_stale(self, cards: list) -> None:
+        """Measure again in the background when a finished job's outputs are not those its figure was measured on."""
+        stale = any(c.outputs and self.quality.get(c.pair_id, (None,))[0] != c.outputs for c in cards)
+        if stale and not self.quality_pending and not self._quality_failed:
+            threading.Thread(target=self.measure_quality, daemon=True).start()
+
+    def _outputs_now(self) -> dict[str, str | None]:
+        return {pid: outputs_digest(self.review.record(pid)) for pid in self.review.pairs}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -183,12 +206,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _jobs(self) -> dict:
         review = self.server.review
         manifest = review.original_manifest or review.run_dir / "manifest.parquet"
+        cards = review.cards(self.server.quality)
+        self.server.measure_quality_if_stale(cards)
         return {
             "run": str(review.run_dir),
             "run_command": f"semfi-batch run {manifest} --out {review.run_dir}",
             "backends": self.server.backends,
             "quality_pending": self.server.quality_pending,
-            "jobs": [c.as_json() for c in review.cards(self.server.quality)],
+            "jobs": [c.as_json() for c in cards],
         }
 
     def _send_json(self, data: dict, status: HTTPStatus = HTTPStatus.OK) -> None:
