@@ -385,3 +385,20 @@ def test_the_warp_error_shown_is_of_the_frames_shown(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_pages_command_to_regenerate_runs_as_shown(tmp_path):
+    # It named the manifest and --out only: a run made with --backend blend refused it (other settings, exit 2).
+    import shlex
+
+    run_dir = make_run(tmp_path / "my shots")
+    server = ReviewServer(RunReview(run_dir), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        command = json.loads(_request(server.url + "api/jobs")[1])["run_command"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    words = shlex.split(command)
+    assert words[:2] == ["semfi-batch", "run"] and words[words.index("--out") + 1] == str(run_dir)
+    assert main([*words[1:], "--allow-morph", "--quiet"]) == 0  # make_run's cut row is a morph on purpose

@@ -124,6 +124,10 @@ class RunReview:
 
     # ---- facts -----------------------------------------------------------------------------------
 
+    def rerun_command(self) -> str:
+        """The command that runs the jobs marked to regenerate (`rerun_command`)."""
+        return rerun_command(self.run_dir, self.original_manifest or self.run_dir / MANIFEST_NAME)
+
     def pair_ids(self) -> list[str]:
         """Every job of the manifest, in manifest order."""
         return list(self.pairs)
@@ -313,13 +317,41 @@ class RunReview:
         return cached
 
 
+def _run_info(run_dir: Path) -> dict:
+    """run.json: the manifest the run was given and the settings the output root holds ({} when unreadable)."""
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
 def _original_manifest(run_dir: Path) -> Path | None:
     """The manifest the run was given (run.json), when it still exists."""
     try:
-        path = Path(json.loads((run_dir / "run.json").read_text())["manifest"])
-    except (OSError, ValueError, KeyError, TypeError):
+        path = Path(_run_info(run_dir)["manifest"])
+    except (KeyError, TypeError):
         return None
     return path if path.exists() else None
+
+
+def rerun_command(run_dir: Path, manifest: Path) -> str:
+    """The `semfi-batch run` command, ready to paste, that runs `manifest` again into `run_dir` with the
+    settings its run.json holds: another --backend, or previews or deinterlacing on or off, would be refused
+    (run/engine.py `settings_differences`, whose rules this follows)."""
+    import shlex
+
+    info = _run_info(run_dir)
+    settings = info.get("settings") if isinstance(info.get("settings"), dict) else {}
+    words = ["semfi-batch", "run", str(manifest), "--out", str(run_dir)]
+    backend = settings.get("backend") or info.get("backend")
+    if backend:
+        words += ["--backend", str(backend)]
+    if settings and settings.get("preview", True):  # roots written before previews became opt-in had them
+        words.append("--preview")
+    if settings.get("deinterlace"):
+        words.append("--deinterlace")
+    return shlex.join(words)
 
 
 def _gif(frames: list[np.ndarray], fps: float) -> bytes:

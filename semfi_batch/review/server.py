@@ -205,12 +205,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _jobs(self) -> dict:
         review = self.server.review
-        manifest = review.original_manifest or review.run_dir / "manifest.parquet"
         cards = review.cards(self.server.quality)
         self.server.measure_quality_if_stale(cards)
         return {
             "run": str(review.run_dir),
-            "run_command": f"semfi-batch run {manifest} --out {review.run_dir}",
+            "run_command": review.rerun_command(),
             "backends": self.server.backends,
             "quality_pending": self.server.quality_pending,
             "jobs": [c.as_json() for c in cards],
