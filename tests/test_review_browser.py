@@ -43,6 +43,7 @@ def browser(tmp_path):
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--window-size=1280,2400", f"--user-data-dir={tmp_path / 'chromium-profile'}"):  # fmt: skip
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console errors, failed requests
     driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
     driver.set_page_load_timeout(60)
     yield driver
@@ -279,5 +280,34 @@ def test_a_typed_seed_is_saved_exactly_or_refused_with_a_message(tmp_path, brows
         _card(browser, "b_black").find_element(By.CSS_SELECTOR, "button.regenerate").click()
         WebDriverWait(browser, 10).until(lambda d: "whole number" in d.find_element(By.ID, "status").text)
         assert "b_black" not in _stored(run_dir)
+    finally:
+        served.stop()
+
+
+def test_a_job_without_key_images_and_the_keys_after_choosing_a_filter(tmp_path, browser):
+    # A job that had not run showed broken key pictures (404s), every load asked for /favicon.ico (404), and
+    # after choosing a filter with the mouse the keys went to the <select> instead of the cards.
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    run_dir = make_run(tmp_path)
+    shutil.rmtree(run_dir / "jobs" / "b_black")  # not run
+    served = _Served(run_dir)
+    try:
+        _open(browser, served.server.url)
+        WebDriverWait(browser, 60).until(
+            lambda d: all(img.get_attribute("complete") == "true" for img in d.find_elements(By.TAG_NAME, "img"))
+        )
+        shown = [img.get_attribute("src") for img in _card(browser, "b_black").find_elements(By.TAG_NAME, "img")]
+        assert shown and all("/original/" in src for src in shown)  # the source's frames it would replace
+        assert _card(browser, "b_black").text.count("no key image") == 2
+        time.sleep(0.5)  # the favicon request, if any, comes after the load
+        errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors
+        select = browser.find_element(By.ID, "filter")
+        select.click()
+        Select(select).select_by_value("undecided")
+        ActionChains(browser).send_keys("a").perform()
+        _saved(browser, 1)
+        assert _stored(run_dir)["a_flash"]["status"] == "accepted"
     finally:
         served.stop()

@@ -68,6 +68,7 @@ class JobCard:
     next_backend: str | None = None
     regeneration_dropped: str | None = None  # a regeneration's settings made for the row before it changed
     regenerations: int = 0
+    key_images: list[str] = field(default_factory=list)  # which of "start", "end" the job folder has
     frames: int = 0  # generated frames on disk
     originals: int = 0  # original frames being replaced (replace rows on a video)
     extras: dict[str, Any] = field(default_factory=dict)
@@ -219,6 +220,7 @@ class RunReview:
             next_backend=decision.backend,
             regeneration_dropped=decision.dropped,
             regenerations=decision.regenerations,
+            key_images=[which for which in ("start", "end") if self.keyframe(pair.pair_id, which) is not None],
             frames=len(list(frames_dir.glob("*.png"))) if done else 0,
             originals=pair.gap_frames if pair.is_video and pair.mode == "replace" and info is not None else 0,
             extras=dict(pair.extras),

@@ -67,8 +67,11 @@ function card(job) {
     node.append(el("p", { class: "failed" }, `job ${job.status}${job.error ? ": " + job.error : ""}`));
   }
   const strips = el("div", { class: "strips" });
-  strips.append(el("div", {}, el("div", { class: "strip-title" }, "start key"),
-    figure(`${base}/key/start${version}`, `frame ${job.start_frame ?? "start"}`)));
+  // A job that failed or has not run may have no key images: a caption instead of a broken picture.
+  const key = (which, frame) => el("div", {}, el("div", { class: "strip-title" }, `${which} key`),
+    job.key_images.includes(which) ? figure(`${base}/key/${which}${version}`, `frame ${frame ?? which}`)
+      : el("p", { class: "failed" }, "no key image"));
+  strips.append(key("start", job.start_frame));
   const picks = spread(job.frames, SHOWN_FRAMES);
   if (job.originals > 0) {
     const strip = el("div", { class: "strip originals" });
@@ -80,8 +83,7 @@ function card(job) {
     for (const n of picks) strip.append(figure(`${base}/generated/${n}${version}`, `#${n} of ${job.frames}`));
     strips.append(el("div", {}, el("div", { class: "strip-title" }, "generated"), strip));
   }
-  strips.append(el("div", {}, el("div", { class: "strip-title" }, "end key"),
-    figure(`${base}/key/end${version}`, `frame ${job.end_frame ?? "end"}`)));
+  strips.append(key("end", job.end_frame));
   if (job.frames) {
     strips.append(el("div", { class: "preview" }, el("div", { class: "strip-title" }, "spliced, 1 s either side (loops)"),
       el("img", { src: `${base}/preview.gif${version}`, alt: "preview", loading: "lazy" })));
@@ -238,6 +240,11 @@ document.addEventListener("keydown", (ev) => {
   }
 });
 
+// A chosen filter or order gives the keyboard back to the cards: a focused <select> would take a, r, j as
+// a choice of its own options.
+for (const id of ["filter", "reason", "sort"]) {
+  document.getElementById(id).addEventListener("change", (ev) => ev.target.blur());
+}
 for (const id of ["filter", "reason"]) document.getElementById(id).addEventListener("change", render);
 
 // Warp errors are measured in the background when review starts: fetch the latest before ordering by them.
