@@ -269,3 +269,136 @@ def test_the_command_to_regenerate_is_printed_ready_to_paste(tmp_path, capsys):
     words = shlex.split(line.split("run again:", 1)[1])
     assert words[:2] == ["semfi-batch", "run"] and words[3:] == ["--out", str(run_dir)]
     assert words[2].endswith("my shots/m.parquet")
+
+
+def test_pictures_are_sent_only_for_the_outputs_the_page_names(tmp_path):
+    # Picture URLs named no outputs: after a job ran again the page showed old pictures under the same URL.
+    run_dir = make_run(tmp_path)
+    server = ReviewServer(RunReview(run_dir), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        old = json.loads(_request(server.url + "api/jobs")[1])["jobs"][0]["outputs"]
+        frame = server.url + "job/a_flash/generated/1?outputs="
+        assert _request(frame + old)[0] == 200
+        new = give_other_frames(run_dir, "a_flash")
+        status, body = _request(frame + old)
+        assert status == 409 and b"reload the page" in body
+        assert _request(frame + new)[0] == 200
+        assert _request(server.url + f"job/a_flash/key/start?outputs={new}")[0] == 200
+        (run_dir / "jobs" / "a_flash" / "frames" / "000001.png").write_bytes(b"\x89PNG\r\n\x1a\nnot these")
+        assert _request(frame + new)[0] == 409  # bytes other than the record lists
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def give_other_frames(run_dir, pair_id) -> str:
+    """What `run` remaking a job leaves behind an open page: other frames (here inverted) and a record listing
+    them; returns the new outputs digest."""
+    import hashlib
+
+    from semfi_batch.run.ledger import outputs_digest
+
+    job = run_dir / "jobs" / pair_id
+    record = json.loads((job / "record.json").read_text())
+    for path in sorted((job / "frames").glob("*.png")):
+        with Image.open(path) as im:
+            Image.fromarray(255 - np.asarray(im)).save(path)
+        record["outputs"][f"frames/{path.name}"] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                                                     "size": path.stat().st_size}  # fmt: skip
+    record["finished_at"] = "2099-01-01T00:00:00+0000"  # the run that made them finished later
+    (job / "record.json").write_text(json.dumps(record))
+    return outputs_digest(record)
+
+
+def test_a_regeneration_taken_back_before_the_run_is_cancelled(tmp_path):
+    # Accept (or undecided) after regenerate kept the regeneration's seed and backend: the next run remade
+    # the job with them, and the frames the editor had accepted were gone.
+    from semfi_batch.backends import BackendOptions
+    from semfi_batch.review.decisions import regeneration_overrides
+    from semfi_batch.run.engine import run_manifest
+
+    run_dir = make_run(tmp_path)
+    decide(run_dir, ["a_flash", "b_black"], "regenerate", seed=9, backend="flow")
+    decide(run_dir, ["a_flash"], "accepted")
+    decide(run_dir, ["b_black"], "undecided")
+    assert regeneration_overrides(run_dir) == {}
+    options = BackendOptions(extra={"allow_morph": True})
+    summary = run_manifest(tmp_path / "m.parquet", run_dir, backend="blend", options=options, show_progress=False,
+                           preview=False)  # fmt: skip
+    assert summary.ran == 0
+    assert {c.pair_id: c.decision for c in RunReview(run_dir).cards()}["a_flash"] == "accepted"
+    # A job that already ran with a regeneration goes back to that one's settings, not to the row's.
+    decide(tmp_path, ["z"], "regenerate", seed=7)
+    mark_regenerated(tmp_path, {"z": {"seed": 7}})
+    decide(tmp_path, ["z"], "regenerate", seed=8)
+    decide(tmp_path, ["z"], "regenerate", backend="flow", seed=9)
+    decide(tmp_path, ["z"], "undecided")
+    assert regeneration_overrides(tmp_path) == {"z": (7, None)}
+
+
+def test_the_page_api_takes_seeds_as_exact_whole_numbers(tmp_path):
+    # int(seed) made "1.5" (or 1.5) seed 1 without a word; a negative seed was refused naming the CLI's --seed.
+    run_dir = make_run(tmp_path)
+    server = ReviewServer(RunReview(run_dir), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for seed in ("1.5", 1.5, "-3", -3, True, "1e3", str(2**63)):
+            body = json.dumps({"pair_ids": ["c_cut"], "decision": "regenerate", "seed": seed}).encode()
+            status, answer = _request(server.url + "api/decide", body)
+            assert status == 400 and "the seed must be a whole number" in json.loads(answer)["error"], seed
+        assert not (run_dir / "decisions.json").exists()
+        body = json.dumps({"pair_ids": ["c_cut"], "decision": "regenerate", "seed": "6797872655438013659"})
+        status, answer = _request(server.url + "api/decide", body.encode())
+        assert status == 200 and json.loads(answer)["jobs"][0]["next_seed"] == "6797872655438013659"
+        assert load_decisions(run_dir)["c_cut"].seed == 6797872655438013659
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_warp_error_shown_is_of_the_frames_shown(tmp_path):
+    # Measured once when review started, keyed by pair_id only: a job made again kept its old frames' figure.
+    import time
+
+    from semfi_batch.report import job_quality
+
+    run_dir = make_run(tmp_path)
+    server = ReviewServer(RunReview(run_dir), port=0)
+    server.measure_quality()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def warp_of_a_flash():
+        return next(j for j in json.loads(_request(server.url + "api/jobs")[1])["jobs"] if j["pair_id"] == "a_flash")[
+            "warp_error"
+        ]
+
+    try:
+        old = warp_of_a_flash()
+        give_other_frames(run_dir, "a_flash")
+        assert warp_of_a_flash() is None  # not the old frames' figure; measured again in the background
+        deadline = time.time() + 30
+        while server.quality_pending and time.time() < deadline:
+            time.sleep(0.1)
+        new = warp_of_a_flash()
+        assert new == pytest.approx(job_quality(run_dir)["a_flash"]) and new != pytest.approx(old)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_pages_command_to_regenerate_runs_as_shown(tmp_path):
+    # It named the manifest and --out only: a run made with --backend blend refused it (other settings, exit 2).
+    import shlex
+
+    run_dir = make_run(tmp_path / "my shots")
+    server = ReviewServer(RunReview(run_dir), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        command = json.loads(_request(server.url + "api/jobs")[1])["run_command"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    words = shlex.split(command)
+    assert words[:2] == ["semfi-batch", "run"] and words[words.index("--out") + 1] == str(run_dir)
+    assert main([*words[1:], "--allow-morph", "--quiet"]) == 0  # make_run's cut row is a morph on purpose

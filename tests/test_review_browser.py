@@ -16,6 +16,7 @@ import pytest
 from semfi_batch.review.cards import RunReview
 from semfi_batch.review.server import ReviewServer
 from tests.review_run import make_run
+from tests.test_review import give_other_frames
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -42,6 +43,7 @@ def browser(tmp_path):
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--window-size=1280,2400", f"--user-data-dir={tmp_path / 'chromium-profile'}"):  # fmt: skip
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console errors, failed requests
     driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
     driver.set_page_load_timeout(60)
     yield driver
@@ -136,7 +138,7 @@ def test_review_page_in_chromium(tmp_path, browser):
         Select(browser.find_element(By.ID, "reason")).select_by_value("")
         Select(browser.find_element(By.ID, "sort")).select_by_value("warp")
         quality = served.server.quality
-        worst_first = sorted(quality, key=lambda p: -quality[p])
+        worst_first = sorted(quality, key=lambda p: -quality[p][1])
         assert len(quality) == 3 and _shown_order(browser, worst_first) == worst_first
     finally:
         served.stop()
@@ -168,3 +170,144 @@ def _shown_order(browser, expected: list[str], timeout: float = 15.0) -> list[st
         if order == expected or time.time() > deadline:
             return order
         time.sleep(0.2)
+
+
+def _mean_shown(driver, img) -> float:
+    """The mean level of the picture the browser decoded for `img` (what the editor sees)."""
+    return driver.execute_script(
+        "const img = arguments[0], c = document.createElement('canvas');"
+        "c.width = img.naturalWidth; c.height = img.naturalHeight;"
+        "const g = c.getContext('2d'); g.drawImage(img, 0, 0);"
+        "const d = g.getImageData(0, 0, c.width, c.height).data; let s = 0, n = 0;"
+        "for (let i = 0; i < d.length; i += 4) { s += d[i] + d[i + 1] + d[i + 2]; n += 3; } return s / n;",
+        img,
+    )
+
+
+def test_a_job_made_again_behind_the_open_page_shows_its_new_frames(tmp_path, browser):
+    # The <img> kept its URL when the job's frames changed: Chromium showed the image it had decoded for that
+    # URL (the old frames), and an accept then approved frames the editor never saw.
+    import numpy as np
+    from PIL import Image
+
+    run_dir = make_run(tmp_path)
+    served = _Served(run_dir)
+    try:
+        _open(browser, served.server.url)
+        first = lambda d: _card(d, "a_flash").find_element(By.CSS_SELECTOR, ".generated img")  # noqa: E731
+        WebDriverWait(browser, 60).until(lambda d: first(d).get_attribute("naturalWidth") not in (None, "0"))
+        new_digest = give_other_frames(run_dir, "a_flash")
+        with Image.open(run_dir / "jobs" / "a_flash" / "frames" / "000001.png") as im:
+            new_mean = float(np.asarray(im.convert("RGB")).mean())
+        _card(browser, "a_flash").find_element(By.CSS_SELECTOR, "button.undecide").click()
+        _saved(browser, 1)
+        assert "ran again" in browser.find_element(By.ID, "status").text
+        WebDriverWait(browser, 60).until(lambda d: first(d).get_attribute("naturalWidth") not in (None, "0"))
+        assert new_digest in first(browser).get_attribute("src")
+        assert abs(_mean_shown(browser, first(browser)) - new_mean) < 2
+        _card(browser, "a_flash").find_element(By.CSS_SELECTOR, "button.accept").click()
+        _saved(browser, 2)
+        assert _stored(run_dir)["a_flash"]["outputs"] == new_digest
+    finally:
+        served.stop()
+
+
+def test_decisions_made_in_quick_succession_are_saved_in_the_order_made(tmp_path, browser, monkeypatch):
+    # Two clicks on one card went out together: the server saved them in whichever order its threads took
+    # the lock, and the page showed whichever answer came last. Here the first (accept) is the slower one.
+    import semfi_batch.review.server as server_module
+
+    real_decide = server_module.decide
+
+    def slow_accept(run_dir, pair_ids, status, **kwargs):
+        if status == "accepted":
+            time.sleep(0.5)
+        return real_decide(run_dir, pair_ids, status, **kwargs)
+
+    monkeypatch.setattr(server_module, "decide", slow_accept)
+    run_dir = make_run(tmp_path)
+    served = _Served(run_dir)
+    try:
+        _open(browser, served.server.url)
+        card = _card(browser, "b_black")
+        accept, reject = (card.find_element(By.CSS_SELECTOR, f"button.{c}") for c in ("accept", "reject"))
+        browser.execute_script("arguments[0].click(); arguments[1].click();", accept, reject)
+        _saved(browser, 2)
+        assert _stored(run_dir)["b_black"]["status"] == "rejected"
+        assert _card(browser, "b_black").find_element(By.CSS_SELECTOR, "[data-role=decision]").text == "rejected"
+    finally:
+        served.stop()
+
+
+def test_keys_act_on_the_card_shown_after_a_filter_hides_the_current_one(tmp_path, browser):
+    # Showing "undecided", `a` took the current card out of the list, yet the next key acted on it (hidden):
+    # `r` turned the accept just made into a reject, and `g` threw a TypeError and did nothing.
+    run_dir = make_run(tmp_path)
+    served = _Served(run_dir)
+    try:
+        _open(browser, served.server.url)
+        Select(browser.find_element(By.ID, "filter")).select_by_value("undecided")
+        _card(browser, "a_flash").find_element(By.TAG_NAME, "h3").click()
+        body = browser.find_element(By.TAG_NAME, "body")
+        for count, key in enumerate("arg", start=1):
+            body.send_keys(key)
+            _saved(browser, count)
+        assert {p: d["status"] for p, d in _stored(run_dir).items()} == {
+            "a_flash": "accepted", "b_black": "rejected", "c_cut": "regenerate"}  # fmt: skip
+        assert browser.find_element(By.ID, "status").text == ""
+    finally:
+        served.stop()
+
+
+def test_a_typed_seed_is_saved_exactly_or_refused_with_a_message(tmp_path, browser):
+    # The seed went as a JavaScript number (19 digits rounded to another seed), "1.5" was saved as 1, and a
+    # seed typed into one card was wiped when another card was decided (every decision redraws the cards).
+    run_dir = make_run(tmp_path)
+    served = _Served(run_dir)
+    seed = "6797872655438013659"
+    try:
+        _open(browser, served.server.url)
+        _card(browser, "c_cut").find_element(By.CSS_SELECTOR, "input.seed").send_keys(seed)
+        Select(_card(browser, "c_cut").find_element(By.CSS_SELECTOR, "select.backend")).select_by_value("flow")
+        _card(browser, "a_flash").find_element(By.CSS_SELECTOR, "button.accept").click()
+        _saved(browser, 1)
+        _card(browser, "c_cut").find_element(By.CSS_SELECTOR, "button.regenerate").click()
+        _saved(browser, 2)
+        stored = json.loads((run_dir / "decisions.json").read_text(), parse_int=str)["jobs"]["c_cut"]
+        assert (stored["seed"], stored["backend"]) == (seed, "flow")
+        assert f"seed {seed}, backend flow" in _card(browser, "c_cut").text
+        _card(browser, "b_black").find_element(By.CSS_SELECTOR, "input.seed").send_keys("1.5")
+        _card(browser, "b_black").find_element(By.CSS_SELECTOR, "button.regenerate").click()
+        WebDriverWait(browser, 10).until(lambda d: "whole number" in d.find_element(By.ID, "status").text)
+        assert "b_black" not in _stored(run_dir)
+    finally:
+        served.stop()
+
+
+def test_a_job_without_key_images_and_the_keys_after_choosing_a_filter(tmp_path, browser):
+    # A job that had not run showed broken key pictures (404s), every load asked for /favicon.ico (404), and
+    # after choosing a filter with the mouse the keys went to the <select> instead of the cards.
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    run_dir = make_run(tmp_path)
+    shutil.rmtree(run_dir / "jobs" / "b_black")  # not run
+    served = _Served(run_dir)
+    try:
+        _open(browser, served.server.url)
+        WebDriverWait(browser, 60).until(
+            lambda d: all(img.get_attribute("complete") == "true" for img in d.find_elements(By.TAG_NAME, "img"))
+        )
+        shown = [img.get_attribute("src") for img in _card(browser, "b_black").find_elements(By.TAG_NAME, "img")]
+        assert shown and all("/original/" in src for src in shown)  # the source's frames it would replace
+        assert _card(browser, "b_black").text.count("no key image") == 2
+        time.sleep(0.5)  # the favicon request, if any, comes after the load
+        errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors
+        select = browser.find_element(By.ID, "filter")
+        select.click()
+        Select(select).select_by_value("undecided")
+        ActionChains(browser).send_keys("a").perform()
+        _saved(browser, 1)
+        assert _stored(run_dir)["a_flash"]["status"] == "accepted"
+    finally:
+        served.stop()

@@ -68,6 +68,7 @@ class JobCard:
     next_backend: str | None = None
     regeneration_dropped: str | None = None  # a regeneration's settings made for the row before it changed
     regenerations: int = 0
+    key_images: list[str] = field(default_factory=list)  # which of "start", "end" the job folder has
     frames: int = 0  # generated frames on disk
     originals: int = 0  # original frames being replaced (replace rows on a video)
     extras: dict[str, Any] = field(default_factory=dict)
@@ -124,6 +125,10 @@ class RunReview:
 
     # ---- facts -----------------------------------------------------------------------------------
 
+    def rerun_command(self) -> str:
+        """The command that runs the jobs marked to regenerate (`rerun_command`)."""
+        return rerun_command(self.run_dir, self.original_manifest or self.run_dir / MANIFEST_NAME)
+
     def pair_ids(self) -> list[str]:
         """Every job of the manifest, in manifest order."""
         return list(self.pairs)
@@ -148,9 +153,10 @@ class RunReview:
                 self._infos[source] = None
         return self._infos[source]
 
-    def cards(self, quality: dict[str, float] | None = None) -> list[JobCard]:
+    def cards(self, quality: dict[str, tuple[str, float]] | None = None) -> list[JobCard]:
         """One card per job, in source order: sources in the order the manifest first names them, then
-        by frame; image pairs last, in manifest order."""
+        by frame; image pairs last, in manifest order. `quality`: warp error per job with the digest of the
+        outputs it was measured on; a card shows it only for the outputs it shows."""
         self.refresh()
         decisions = current_decisions(self.run_dir)
         quality = quality or {}
@@ -170,8 +176,10 @@ class RunReview:
             for i, pair in enumerate(ordered)
         ]
 
-    def _card(self, order: int, pair: KeyframePair, decision: Decision, warp: float | None) -> JobCard:
+    def _card(self, order: int, pair: KeyframePair, decision: Decision, measured: tuple[str, float] | None) -> JobCard:
         record = self.record(pair.pair_id) or {}
+        outputs = outputs_digest(record)
+        warp = measured[1] if measured is not None and outputs is not None and measured[0] == outputs else None
         info = self.video_info(pair.pair_id)
         fps = info.avg_fps if info is not None and info.avg_fps else None
         tc_in = tc_out = None
@@ -204,7 +212,7 @@ class RunReview:
             backend=record.get("backend") or pair.backend,
             seed=record.get("seed", pair.seed),
             key=record.get("key"),
-            outputs=outputs_digest(record),
+            outputs=outputs,
             warp_error=warp if warp is not None and math.isfinite(warp) else None,
             decision=decision.status,
             decided_earlier=decision.earlier,
@@ -212,6 +220,7 @@ class RunReview:
             next_backend=decision.backend,
             regeneration_dropped=decision.dropped,
             regenerations=decision.regenerations,
+            key_images=[which for which in ("start", "end") if self.keyframe(pair.pair_id, which) is not None],
             frames=len(list(frames_dir.glob("*.png"))) if done else 0,
             originals=pair.gap_frames if pair.is_video and pair.mode == "replace" and info is not None else 0,
             extras=dict(pair.extras),
@@ -310,13 +319,41 @@ class RunReview:
         return cached
 
 
+def _run_info(run_dir: Path) -> dict:
+    """run.json: the manifest the run was given and the settings the output root holds ({} when unreadable)."""
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
 def _original_manifest(run_dir: Path) -> Path | None:
     """The manifest the run was given (run.json), when it still exists."""
     try:
-        path = Path(json.loads((run_dir / "run.json").read_text())["manifest"])
-    except (OSError, ValueError, KeyError, TypeError):
+        path = Path(_run_info(run_dir)["manifest"])
+    except (KeyError, TypeError):
         return None
     return path if path.exists() else None
+
+
+def rerun_command(run_dir: Path, manifest: Path) -> str:
+    """The `semfi-batch run` command, ready to paste, that runs `manifest` again into `run_dir` with the
+    settings its run.json holds: another --backend, or previews or deinterlacing on or off, would be refused
+    (run/engine.py `settings_differences`, whose rules this follows)."""
+    import shlex
+
+    info = _run_info(run_dir)
+    settings = info.get("settings") if isinstance(info.get("settings"), dict) else {}
+    words = ["semfi-batch", "run", str(manifest), "--out", str(run_dir)]
+    backend = settings.get("backend") or info.get("backend")
+    if backend:
+        words += ["--backend", str(backend)]
+    if settings and settings.get("preview", True):  # roots written before previews became opt-in had them
+        words.append("--preview")
+    if settings.get("deinterlace"):
+        words.append("--deinterlace")
+    return shlex.join(words)
 
 
 def _gif(frames: list[np.ndarray], fps: float) -> bytes:

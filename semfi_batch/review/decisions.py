@@ -2,7 +2,9 @@
 
 A decision is `undecided`, `accepted`, `rejected` or `regenerate`. Regeneration sets a seed and/or a backend
 for the job; they stay in the store after the job ran again (its key depends on them, so dropping them would
-make the next `run` go back to the old output), while the decision itself goes back to `undecided`. They are
+make the next `run` go back to the old output), while the decision itself goes back to `undecided`. Another
+decision before that run takes the regeneration back: the job's settings go back to those its frames were
+made with (kept in `before_regeneration`), so the next `run` leaves the frames the editor decided on alone. They are
 kept with the row they were made for (`row_identity`: source, range, mode): a row that reuses the pair_id with
 other frames (detect renumbering its rows) does not inherit them; `current_decisions` says they were dropped.
 
@@ -61,6 +63,8 @@ class Decision:
     row: list | None = None
     earlier: str | None = None  # set by current_decisions: the status made on outputs the job no longer has
     dropped: str | None = None  # set by current_decisions: a regeneration made for a row that has changed
+    # regenerate, not yet run: the seed, backend, row and regenerations before it (what taking it back restores)
+    before_regeneration: dict | None = None
 
     @property
     def overrides(self) -> tuple[int | None, str | None]:
@@ -103,6 +107,9 @@ def _decision(entry: dict) -> Decision:
         updated_at=entry.get("updated_at"),
         outputs=entry.get("outputs") or None,
         row=entry.get("row") if isinstance(entry.get("row"), list) else None,
+        before_regeneration=entry.get("before_regeneration")
+        if isinstance(entry.get("before_regeneration"), dict)
+        else None,
     )
 
 
@@ -180,8 +187,8 @@ def decide(
         raise DecisionError(f"unknown decision {status!r}; use one of {', '.join(STATUSES)}")
     if status != REGENERATE and (seed is not None or backend is not None):
         raise DecisionError("--seed and --backend go with --regenerate")
-    if seed is not None and seed < 0:
-        raise DecisionError(f"--seed must be >= 0, got {seed}")
+    if seed is not None:
+        seed = seed_value(seed)
     if backend is not None and known_backends is not None and backend not in set(known_backends):
         raise DecisionError(f"unknown backend {backend!r}; known: {', '.join(sorted(known_backends))}")
     if known_ids is not None:
@@ -202,6 +209,7 @@ def decide(
                 new = replace(
                     old,
                     status=REGENERATE,
+                    before_regeneration=old.before_regeneration if old.status == REGENERATE else _settings(old),
                     outputs=None,
                     seed=seed if seed is not None else default_seed(f"{pid}#regenerate{count}"),
                     backend=backend if backend is not None else old.backend,
@@ -213,10 +221,41 @@ def decide(
                 outputs = None
                 if status in (ACCEPTED, REJECTED):
                     outputs = _outputs_to_decide_on(Path(run_dir) / "jobs" / pid, pid, status, seen)
+                if old.status == REGENERATE:  # taken back before it ran: the settings its frames were made with
+                    old = _taken_back(old)
                 new = replace(old, status=status, outputs=outputs, updated_at=_now())
             decisions[pid] = changed[pid] = new
         _save(run_dir, decisions)
     return changed
+
+
+def seed_value(seed: object) -> int:
+    """A seed as a whole number from 0 to 2**63 - 1 (a manifest's range), from an int or its decimal digits (a
+    page sends them as text: JavaScript numbers would round 63-bit seeds); DecisionError for anything else,
+    such as 1.5, which int() would quietly make 1."""
+    if isinstance(seed, str) and seed.strip().isascii() and seed.strip().isdigit():
+        seed = int(seed.strip())
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise DecisionError(f"the seed must be a whole number from 0 to 2**63 - 1, got {seed!r}")
+    return seed
+
+
+def _settings(decision: Decision) -> dict:
+    """The regeneration settings in force, as `before_regeneration` keeps them."""
+    return {"seed": decision.seed, "backend": decision.backend, "row": decision.row,
+            "regenerations": decision.regenerations}  # fmt: skip
+
+
+def _taken_back(decision: Decision) -> Decision:
+    """A pending regeneration undone: the settings before it (none: the row's own, for files that did not keep
+    them)."""
+    before = decision.before_regeneration or {}
+    seed = before.get("seed")
+    return replace(
+        decision, seed=int(seed) if seed is not None else None, backend=before.get("backend") or None,
+        row=before.get("row") if isinstance(before.get("row"), list) else None,
+        regenerations=int(before.get("regenerations", decision.regenerations)), before_regeneration=None,
+    )  # fmt: skip
 
 
 def _outputs_to_decide_on(job_dir: Path, pair_id: str, status: str, seen: dict[str, str | None] | None) -> str:
@@ -303,7 +342,9 @@ def mark_regenerated(run_dir: Path, records: dict[str, dict]) -> None:
             if p in decisions and decisions[p].status == REGENERATE and _made_with(record, decisions[p])
         }  # fmt: skip
         for pid in hits:
-            decisions[pid] = replace(decisions[pid], status=UNDECIDED, outputs=None, updated_at=_now())
+            decisions[pid] = replace(
+                decisions[pid], status=UNDECIDED, outputs=None, before_regeneration=None, updated_at=_now()
+            )
         if hits:
             _save(run_dir, decisions)
 

@@ -4,9 +4,15 @@ pictures.
 
     GET  /                          the page            GET /api/jobs       cards (JSON)
     POST /api/decide                {"pair_ids": [...], "decision": "accepted"|"rejected"|"undecided"|
-                                     "regenerate", "seed": int?, "backend": str?} -> updated cards
+                                     "regenerate", "seed": int or its digits?, "backend": str?} -> updated cards
     GET  /job/<id>/generated/<n>    generated frame n   GET /job/<id>/original/<n>   original frame n
     GET  /job/<id>/key/start|end    keyframes           GET /job/<id>/preview.gif    spliced preview
+
+A job's pictures (generated frames, keys, preview) take `?outputs=<digest>`, the digest of the outputs the
+card shows (run/ledger.py `outputs_digest`): the URL changes when the frames do, so a browser never shows a
+picture it decoded before for the same URL, and the server sends the picture only while the job's record
+lists those outputs, and a frame only when its bytes are the ones listed (409 otherwise). An accept names
+the same digest, so it is made on the frames the page showed.
 
 Requests must name this server as Host (a web page elsewhere cannot reach it through DNS rebinding), and a
 decision must come as application/json, which browsers never send cross-site without a preflight that this
@@ -14,17 +20,19 @@ server does not answer."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from semfi_batch.errors import SemfiError
 from semfi_batch.review.cards import RunReview
-from semfi_batch.review.decisions import ACCEPTED, REJECTED, STATUSES, DecisionError, OtherFramesNow, decide
+from semfi_batch.review.decisions import ACCEPTED, REJECTED, STATUSES, DecisionError, OtherFramesNow, decide, seed_value
+from semfi_batch.run.ledger import outputs_digest
 
 STATIC = Path(__file__).with_name("static")
 ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),
@@ -45,8 +53,12 @@ class ReviewServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), _Handler)
         self.review = review
         self.backends = backends or []
-        self.quality: dict[str, float] = {}
+        # Warp error per job with the digest of the outputs it was measured on: a job made again since has
+        # no figure until it is measured again (in the background, when the cards are next asked for).
+        self.quality: dict[str, tuple[str, float]] = {}
         self.quality_pending = False
+        self._quality_failed = False
+        self._quality_lock = threading.Lock()
         self.pictures_lock = threading.Lock()  # one decode at a time: the machine is shared with the run
 
     @property
@@ -54,16 +66,35 @@ class ReviewServer(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}/"
 
     def measure_quality(self) -> None:
-        """Warp error per finished job (cached in the run folder by the report), for the 'worst first' order."""
+        """Warp error per finished job (cached in the run folder by the report), for the 'worst first' order;
+        does nothing while a measurement is under way."""
         from semfi_batch.report import job_quality
 
-        self.quality_pending = True
+        with self._quality_lock:
+            if self.quality_pending:
+                return
+            self.quality_pending = True
         try:
-            self.quality = job_quality(self.review.run_dir)
+            before = self._outputs_now()
+            measured = job_quality(self.review.run_dir)
+            after = self._outputs_now()  # a job made again meanwhile: its figure may be of either: none kept
+            self.quality = {
+                pid: (before[pid], value) for pid, value in measured.items()
+                if before.get(pid) is not None and before[pid] == after.get(pid)
+            }  # fmt: skip
         except Exception:  # noqa: BLE001 - the page works without the figure; the card says so
-            self.quality = {}
+            self.quality, self._quality_failed = {}, True
         finally:
             self.quality_pending = False
+
+    def measure_quality_if_stale(self, cards: list) -> None:
+        """Measure again in the background when a finished job's outputs are not those its figure was measured on."""
+        stale = any(c.outputs and self.quality.get(c.pair_id, (None,))[0] != c.outputs for c in cards)
+        if stale and not self.quality_pending and not self._quality_failed:
+            threading.Thread(target=self.measure_quality, daemon=True).start()
+
+    def _outputs_now(self) -> dict[str, str | None]:
+        return {pid: outputs_digest(self.review.record(pid)) for pid in self.review.pairs}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -81,7 +112,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - the base class's name
         if not self._host_ok():
             return self._send_error(HTTPStatus.FORBIDDEN, "wrong Host")
-        path = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        path = url.path
         if path in ASSETS:
             name, ctype = ASSETS[path]
             return self._send(HTTPStatus.OK, (STATIC / name).read_bytes(), ctype)
@@ -109,8 +141,23 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR, str(exc))
         if file is None:
             return self._send_error(HTTPStatus.NOT_FOUND, "not available")
+        data = file.read_bytes()
+        shown = parse_qs(url.query).get("outputs")
+        if shown and match["kind"] != "original" and not self._outputs_listed(pid, shown[0], file, data):
+            return self._send_error(HTTPStatus.CONFLICT, f"{pid} has other frames than the page shows: reload the page")
         ctype = "image/gif" if file.suffix == ".gif" else "image/png"
-        return self._send(HTTPStatus.OK, file.read_bytes(), ctype, cache=False)
+        return self._send(HTTPStatus.OK, data, ctype, cache=False)
+
+    def _outputs_listed(self, pair_id: str, digest: str, file: Path, data: bytes) -> bool:
+        """Whether the job's record lists the outputs `digest` names and, for one of its files, these bytes."""
+        record = self.server.review.record(pair_id)
+        if outputs_digest(record) != digest:
+            return False
+        try:
+            listed = record["outputs"].get(file.relative_to(self.server.review.run_dir / "jobs" / pair_id).as_posix())
+        except ValueError:  # the preview: drawn from the outputs, cached under their digest (cards.py)
+            return True
+        return isinstance(listed, dict) and listed.get("sha256") == hashlib.sha256(data).hexdigest()
 
     def do_POST(self) -> None:  # noqa: N802 - the base class's name
         if not self._host_ok():
@@ -127,13 +174,15 @@ class _Handler(BaseHTTPRequestHandler):
             pair_ids = [str(p) for p in body["pair_ids"]]
             status = str(body["decision"])
             seed = body.get("seed")
-            seed = int(seed) if seed not in (None, "") else None
+            seed = seed_value(seed) if seed not in (None, "") else None
             backend = body.get("backend") or None
             # The outputs the page showed, per job: an accept or reject is made on those or refused.
             seen = body.get("outputs")
             seen = {str(k): (str(v) if v else None) for k, v in seen.items()} if seen is not None else None
             if seen is None and status in (ACCEPTED, REJECTED):
                 raise KeyError("outputs (the digest of the frames the page showed, per job)")
+        except DecisionError as exc:
+            return self._send_error(HTTPStatus.BAD_REQUEST, str(exc))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             return self._send_error(HTTPStatus.BAD_REQUEST, f"bad request: {exc}")
         if status not in STATUSES:
@@ -156,13 +205,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _jobs(self) -> dict:
         review = self.server.review
-        manifest = review.original_manifest or review.run_dir / "manifest.parquet"
+        cards = review.cards(self.server.quality)
+        self.server.measure_quality_if_stale(cards)
         return {
             "run": str(review.run_dir),
-            "run_command": f"semfi-batch run {manifest} --out {review.run_dir}",
+            "run_command": review.rerun_command(),
             "backends": self.server.backends,
             "quality_pending": self.server.quality_pending,
-            "jobs": [c.as_json() for c in review.cards(self.server.quality)],
+            "jobs": [c.as_json() for c in cards],
         }
 
     def _send_json(self, data: dict, status: HTTPStatus = HTTPStatus.OK) -> None:

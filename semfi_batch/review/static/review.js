@@ -1,7 +1,9 @@
 // The review page: cards from /api/jobs, decisions posted to /api/decide (saved by the server at once).
 "use strict";
 
-const state = { jobs: [], backends: [], current: null };
+// current: the pair_id the keys act on, always one of `shown` (the cards on the page, in their order).
+// drafts: pair_id -> the seed and backend typed into its card, not yet sent.
+const state = { jobs: [], backends: [], current: null, shown: [], drafts: new Map() };
 const SHOWN_FRAMES = 8; // frames per strip, evenly spread over the gap
 
 function el(tag, attrs = {}, ...children) {
@@ -35,6 +37,9 @@ function fmt(v, digits) {
 function card(job) {
   const id = encodeURIComponent(job.pair_id);
   const base = `/job/${id}`;
+  // The outputs' digest in the URL: other frames get another URL, so the browser cannot show an image it
+  // decoded before for this one, and the server refuses a picture the job no longer has (409).
+  const version = job.outputs ? `?outputs=${encodeURIComponent(job.outputs)}` : "";
   const where = job.source_name
     ? `${job.source_name} frames ${job.start_frame}-${job.end_frame}`
     : "image pair";
@@ -55,14 +60,18 @@ function card(job) {
   if (job.next_seed !== null || job.next_backend) {
     facts.append(el("span", {}, `regeneration #${job.regenerations}: seed ${job.next_seed ?? "-"}, backend ${job.next_backend ?? "as before"}`));
   }
-  const node = el("section", { class: "card", "data-pair": job.pair_id, "data-decision": job.decision, tabIndex: -1 },
+  const node = el("section", { class: "card", "data-pair": job.pair_id, "data-decision": job.decision,
+    "data-outputs": job.outputs ?? "", tabIndex: -1 },
     el("h3", {}, job.pair_id), facts);
   if (job.status !== "done") {
     node.append(el("p", { class: "failed" }, `job ${job.status}${job.error ? ": " + job.error : ""}`));
   }
   const strips = el("div", { class: "strips" });
-  strips.append(el("div", {}, el("div", { class: "strip-title" }, "start key"),
-    figure(`${base}/key/start`, `frame ${job.start_frame ?? "start"}`)));
+  // A job that failed or has not run may have no key images: a caption instead of a broken picture.
+  const key = (which, frame) => el("div", {}, el("div", { class: "strip-title" }, `${which} key`),
+    job.key_images.includes(which) ? figure(`${base}/key/${which}${version}`, `frame ${frame ?? which}`)
+      : el("p", { class: "failed" }, "no key image"));
+  strips.append(key("start", job.start_frame));
   const picks = spread(job.frames, SHOWN_FRAMES);
   if (job.originals > 0) {
     const strip = el("div", { class: "strip originals" });
@@ -71,19 +80,26 @@ function card(job) {
   }
   if (picks.length) {
     const strip = el("div", { class: "strip generated" });
-    for (const n of picks) strip.append(figure(`${base}/generated/${n}`, `#${n} of ${job.frames}`));
+    for (const n of picks) strip.append(figure(`${base}/generated/${n}${version}`, `#${n} of ${job.frames}`));
     strips.append(el("div", {}, el("div", { class: "strip-title" }, "generated"), strip));
   }
-  strips.append(el("div", {}, el("div", { class: "strip-title" }, "end key"),
-    figure(`${base}/key/end`, `frame ${job.end_frame ?? "end"}`)));
+  strips.append(key("end", job.end_frame));
   if (job.frames) {
     strips.append(el("div", { class: "preview" }, el("div", { class: "strip-title" }, "spliced, 1 s either side (loops)"),
-      el("img", { src: `${base}/preview.gif`, alt: "preview", loading: "lazy" })));
+      el("img", { src: `${base}/preview.gif${version}`, alt: "preview", loading: "lazy" })));
   }
   node.append(strips);
-  const seed = el("input", { type: "number", min: 0, placeholder: "new seed", class: "seed" });
+  // Text, not a number input: the seed goes to the server as its digits (a JavaScript number rounds 63 bits).
+  const draft = state.drafts.get(job.pair_id) || { seed: "", backend: "" };
+  const seed = el("input", { type: "text", inputMode: "numeric", placeholder: "new seed", class: "seed",
+    value: draft.seed });
   const backend = el("select", { class: "backend" }, el("option", { value: "" }, "same backend"));
   for (const b of state.backends) backend.append(el("option", { value: b }, b));
+  backend.value = draft.backend;
+  // Kept while cards are drawn again (every decision redraws them), until this card's regeneration is saved.
+  const keep = () => state.drafts.set(job.pair_id, { seed: seed.value, backend: backend.value });
+  seed.addEventListener("input", keep);
+  backend.addEventListener("change", keep);
   node.append(el("div", { class: "actions" },
     el("button", { class: "accept", "data-action": "accepted", onclick: () => decideOn(job.pair_id, "accepted") }, "accept (a)"),
     el("button", { class: "reject", "data-action": "rejected", onclick: () => decideOn(job.pair_id, "rejected") }, "reject (r)"),
@@ -116,7 +132,16 @@ function render() {
     `${state.jobs.length} jobs: ` + Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(", ");
   document.getElementById("rerun").textContent = counts.regenerate
     ? `${counts.regenerate} job(s) to regenerate: run ${state.runCommand}` : "";
-  if (!jobs.some((j) => j.pair_id === state.current)) state.current = jobs.length ? jobs[0].pair_id : null;
+  const ids = jobs.map((j) => j.pair_id);
+  if (!ids.includes(state.current)) {
+    // The current card left the list (a decision the filter hides, another filter): the keys go on with the
+    // card that took its place, never with one the editor cannot see.
+    const was = state.shown.indexOf(state.current);
+    const after = was < 0 ? undefined : state.shown.slice(was + 1).find((id) => ids.includes(id));
+    const before = was < 0 ? undefined : state.shown.slice(0, was).reverse().find((id) => ids.includes(id));
+    state.current = after ?? before ?? ids[0] ?? null;
+  }
+  state.shown = ids;
   markCurrent(false);
 }
 
@@ -141,31 +166,58 @@ function move(step) {
   setCurrent(jobs[next].pair_id);
 }
 
-async function decideOn(pairId, decision) {
-  const shown = state.jobs.find((j) => j.pair_id === pairId);
-  const body = { pair_ids: [pairId], decision, outputs: { [pairId]: shown ? shown.outputs : null } };
+// pair_id -> the last decision on it still being saved. A card's decisions are sent one after another, in
+// the order they were made: sent together, the server could save them in either order, and the page showed
+// whichever answer came last, so the page and decisions.json could disagree.
+const saving = new Map();
+
+function decideOn(pairId, decision) {
+  const status = document.getElementById("status");
+  const node = document.querySelector(`.card[data-pair="${CSS.escape(pairId)}"]`);
+  if (!node) {
+    status.textContent = `not saved: ${pairId} is not shown`;
+    return;
+  }
+  // The frames the card's pictures show (their URLs carry this digest): an accept is made on those or refused.
+  const shown = node.dataset.outputs || null;
+  const body = { pair_ids: [pairId], decision, outputs: { [pairId]: shown } };
   if (decision === "regenerate") {
-    const node = document.querySelector(`.card[data-pair="${CSS.escape(pairId)}"]`);
-    const seed = node.querySelector("input.seed").value;
+    const seed = node.querySelector("input.seed").value.trim();
     const backend = node.querySelector("select.backend").value;
-    if (seed !== "") body.seed = Number(seed);
+    if (seed !== "" && !/^[0-9]+$/.test(seed)) {
+      status.textContent = `not saved: the seed must be a whole number from 0 to 2**63 - 1, got "${seed}"`;
+      return;
+    }
+    if (seed !== "") body.seed = seed;
     if (backend) body.backend = backend;
   }
+  const previous = saving.get(pairId) || Promise.resolve();
+  const mine = previous.then(() => send(body, shown));
+  saving.set(pairId, mine);
+  mine.then(() => { if (saving.get(pairId) === mine) saving.delete(pairId); });
+  return mine;
+}
+
+// Saves one decision and shows the card as the server answered (what decisions.json now holds); never throws.
+async function send(body, shown) {
   const status = document.getElementById("status");
+  const pairId = body.pair_ids[0];
   try {
     const res = await fetch("/api/decide", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
     const data = await res.json();
     if (!res.ok) throw new Error(data.error || res.statusText);
+    if (body.decision === "regenerate") state.drafts.delete(pairId);
+    const renewed = [];
     for (const updated of data.jobs) {
       const i = state.jobs.findIndex((j) => j.pair_id === updated.pair_id);
       if (i >= 0) state.jobs[i] = updated;
+      if (updated.outputs !== shown) renewed.push(updated.pair_id);
     }
-    status.textContent = "";
-    const before = state.current;
+    status.textContent = renewed.length
+      ? `${renewed.join(", ")} ran again since the page showed it: look at its new frames before deciding` : "";
     render();
-    if (before === pairId) setCurrent(pairId, false);
     document.body.dataset.saved = String(Number(document.body.dataset.saved || 0) + 1);
   } catch (err) {
     status.textContent = `not saved: ${err.message}`;
@@ -188,6 +240,11 @@ document.addEventListener("keydown", (ev) => {
   }
 });
 
+// A chosen filter or order gives the keyboard back to the cards: a focused <select> would take a, r, j as
+// a choice of its own options.
+for (const id of ["filter", "reason", "sort"]) {
+  document.getElementById(id).addEventListener("change", (ev) => ev.target.blur());
+}
 for (const id of ["filter", "reason"]) document.getElementById(id).addEventListener("change", render);
 
 // Warp errors are measured in the background when review starts: fetch the latest before ordering by them.
