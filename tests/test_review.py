@@ -267,8 +267,10 @@ def test_the_command_to_regenerate_is_printed_ready_to_paste(tmp_path, capsys):
     assert main(["review", str(run_dir), "--regenerate", "a_flash"]) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if "run again:" in ln)
     words = shlex.split(line.split("run again:", 1)[1])
-    assert words[:2] == ["semfi-batch", "run"] and words[3:] == ["--out", str(run_dir)]
+    assert words[:2] == ["semfi-batch", "run"] and words[3:5] == ["--out", str(run_dir)]
     assert words[2].endswith("my shots/m.parquet")
+    # With the run's own settings: pasted as printed, `run` was refused for another --backend (exit 2).
+    assert words[5:7] == ["--backend", "blend"]
 
 
 def test_pictures_are_sent_only_for_the_outputs_the_page_names(tmp_path):

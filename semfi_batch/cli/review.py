@@ -3,7 +3,6 @@ from a script."""
 
 from __future__ import annotations
 
-import shlex
 import threading
 import webbrowser
 from pathlib import Path
@@ -93,9 +92,9 @@ def review(
         _print_table(run)
     if scripted:
         if any(ids for status, ids in groups if status == REGENERATE):
-            manifest = run.original_manifest or run.run_dir / "manifest.parquet"
-            command = shlex.join(["semfi-batch", "run", str(manifest), "--out", str(run.run_dir)])
-            stdout.print(f"to regenerate, run again: {command}", markup=False, highlight=False, soft_wrap=True)
+            stdout.print(
+                f"to regenerate, run again: {run.rerun_command()}", markup=False, highlight=False, soft_wrap=True
+            )
         return
     _serve(run, port, backends, open_browser=not no_browser)
 
