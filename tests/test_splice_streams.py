@@ -175,3 +175,33 @@ def test_rows_left_out_are_counted_with_their_source(tmp_path, clip_factory):
     summary = splice_run(make_run(tmp_path / "run", clip, jobs), output=tmp_path / "out.mp4")
     assert [s.pair_id for s in summary.results[0].skipped] == ["b"]
     assert [s.pair_id for s in summary.all_skipped] == ["b"]
+
+
+def test_a_second_programme_is_refused_where_time_is_inserted_and_kept_where_none_is(tmp_path):
+    """A TS with two programmes: an insert grew the first programme's picture and every audio stream, the second
+    programme's sound too, while its picture was copied as it was: 120 ms apart after the insert, exit 0. Refused,
+    naming the stream; a replace (no time inserted) keeps both programmes as they were."""
+    src = tmp_path / "two.ts"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=96x64:r=25:d=2", "-f", "lavfi", "-i",
+         "testsrc=s=96x64:r=25:d=2", "-f", "lavfi", "-i", "sine=d=2", "-map", "0:v", "-map", "2:a", "-map", "1:v",
+         "-map", "2:a", "-c:v", "libx264", "-g", "25", "-c:a", "mp2", "-program", "title=P1:st=0:st=1", "-program",
+         "title=P2:st=2:st=3", str(src)],
+        check=True,
+    )  # fmt: skip
+    inserted = make_run(tmp_path / "ins", src, [{"pair_id": "i", "mode": "insert", "start": 30, "end": 31, "gap": 3}])
+    summary = splice_run(inserted, output=tmp_path / "ins.ts")
+    assert not summary.results and "another video stream (stream 2" in summary.failed[0].why
+    assert not (tmp_path / "ins.ts").exists()
+    replaced = make_run(tmp_path / "rep", src, [{"pair_id": "r", "mode": "replace", "start": 10, "end": 14}])
+    result = splice_run(replaced, output=tmp_path / "rep.ts").results[0]
+    assert stream_durations(result.output) == stream_durations(src) and len(stream_durations(src)) == 4
+
+
+def stream_durations(path) -> list[str]:
+    """Each stream's duration as ffprobe states it, in stream order."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=duration", "-of", "json", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return [stream.get("duration") for stream in json.loads(out)["streams"]]

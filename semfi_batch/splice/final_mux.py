@@ -176,6 +176,13 @@ def mux_output(
         elif kind == "video" and muxer == "matroska" and _matroska_picture(s):
             attached.append(_attachment_file(source, s, work))
             continue
+        elif kind == "video" and shifts and not (s.get("disposition") or {}).get("attached_pic"):
+            raise OtherVideoWouldDrift(
+                f"{source.name} has another video stream (stream {idx}, {s.get('codec_name', '?')}; another "
+                "programme of a broadcast, or a second angle): it would not take the time inserted, and it and the "
+                "sound after each insert would fall apart; splice a copy without it (ffmpeg -i SRC -map 0 -map "
+                f"-0:{idx} -c copy, or -map 0:p:N for one programme of a TS)"
+            )
         elif kind in ("audio", "video", "subtitle", "attachment"):
             moved = (copy_nudge or {}).get(idx) if kind == "audio" else None
             maps += ["-map", f"{moved_input[moved] if moved else 1}:{idx}", f"-c:{out}", "copy"]
@@ -248,6 +255,12 @@ def mux_output(
     else:
         note = "; ".join(audio_notes) or "no audio"
     return Muxed(note, dropped, rebuilt, copied, video)
+
+
+class OtherVideoWouldDrift(MediaError):
+    """A source with a second video stream (not a cover picture), spliced with inserted time: copied as it is,
+    it would keep its old timing while the picture and the sound grow. A whole re-encode of the first video
+    cannot mend it, so it is not a failed join."""
 
 
 def _matroska_picture(stream: dict) -> bool:

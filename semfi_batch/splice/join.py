@@ -48,7 +48,7 @@ from semfi_batch.splice.audio import (
     first_shown_time,
     packet_times,
 )
-from semfi_batch.splice.final_mux import MUXERS, Muxed, mux_output, seconds_text
+from semfi_batch.splice.final_mux import MUXERS, Muxed, OtherVideoWouldDrift, mux_output, seconds_text
 from semfi_batch.splice.gop_plan import Gop, gop_index, one_gop_reason
 from semfi_batch.splice.output_checks import (
     JoinCheckFailed,
@@ -198,7 +198,7 @@ def assemble_output(
     try:
         muxed = _mux_checked(mux_args, source, output, facts.index)
     except MediaError as exc:
-        if smart and not isinstance(exc, (AudioMoved, AudioChanges)):
+        if smart and not isinstance(exc, (AudioMoved, AudioChanges, OtherVideoWouldDrift)):
             raise JoinCheckFailed(str(exc)) from None
         raise
     ofacts = probe_stream_facts(output, encoder_settings=False)
