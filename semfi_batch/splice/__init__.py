@@ -15,8 +15,8 @@ from __future__ import annotations
 import errno
 import os
 import re
+import secrets
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -254,8 +254,11 @@ def _write_output(source: Path, facts, usable: list[Edit], output: Path, tmp: Pa
     """Assemble `output` from `source` and the usable edits under `tmp`, beside it, and rename it into place."""
     output.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(output)
-    work = Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-", dir=output.parent))
+    # Named first and made inside the try: a SIGTERM right after tempfile.mkdtemp made the folder, and before
+    # the try began, left it behind.
+    work = output.parent / f"{_WORK_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     try:
+        work.mkdir(mode=0o700)
         blocker = "--reencode given" if options.reencode else smart_cut_blocker(facts)
         done: Assembly | None = None
         if blocker is None:
