@@ -30,6 +30,12 @@ class JobActor:
     def __init__(self, backend: str, options: BackendOptions, root: str):
         from semfi_batch.backends import backend_class
 
+        if backend not in GPU_BACKENDS:
+            import cv2
+
+            # One CPU per actor, as Ray reserved it and as a local worker runs (run/worker.py): OpenCV's own
+            # threads would only contend with the other actors.
+            cv2.setNumThreads(1)
         self.backend = backend_class(backend)(options)
         self.layout = RunLayout(Path(root))
 
