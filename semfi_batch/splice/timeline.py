@@ -206,21 +206,12 @@ def plan_pieces(
         last = int(np.searchsorted(starts, hi, side="right")) - 1
         touched[max(first, 0) : last + 1] = True
     if not reencode_all and min_copy_packets > 1:
-        g = 0
-        while g < len(gops):
-            h = g
-            while h + 1 < len(gops) and touched[h + 1] == touched[g]:
-                h += 1
+        for g, h in _runs(touched):
             short = gops[h].end_packet - gops[g].first_packet < min_copy_packets
             if not touched[g] and short and h + 1 < len(gops):
                 touched[g : h + 1] = True
-            g = h + 1
     pieces: list[Piece] = []
-    g = 0
-    while g < len(gops):
-        h = g
-        while h + 1 < len(gops) and touched[h + 1] == touched[g]:
-            h += 1
+    for g, h in _runs(touched):
         lo, hi = gops[g].first_frame, gops[h].end_frame
         out = np.flatnonzero((timeline.anchor >= lo) & (timeline.anchor < hi))
         out_first, out_end = (int(out[0]), int(out[-1]) + 1) if out.size else (0, 0)
@@ -239,8 +230,13 @@ def plan_pieces(
                 shift=shift,
             )
         )
-        g = h + 1
     return [p for p in pieces if p.frames_out > 0 or p.copy]
+
+
+def _runs(touched: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) GOP of each run of GOPs alike in `touched` (all re-encoded or all copied), in order."""
+    edges = [0, *(np.flatnonzero(touched[1:] != touched[:-1]) + 1).tolist(), len(touched)]
+    return [(a, b - 1) for a, b in zip(edges, edges[1:])]
 
 
 def _intra_pieces(timeline: Timeline, gops: list[Gop]) -> list[Piece] | None:
