@@ -63,8 +63,17 @@ class _Served:
 
 
 def _open(driver, url):
+    """The page loaded and every card's generated pictures shown (an accept or reject waits for them)."""
     driver.get(url)
     WebDriverWait(driver, 60).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+    WebDriverWait(driver, 60).until(lambda d: _pictures_loaded(d, ".generated img"))
+
+
+def _pictures_loaded(scope, selector: str) -> bool:
+    """Whether every picture `selector` finds in `scope` (the page or a card) has been decoded."""
+    return all(
+        img.get_attribute("naturalWidth") not in (None, "0") for img in scope.find_elements(By.CSS_SELECTOR, selector)
+    )
 
 
 def _saved(driver, count):
@@ -209,6 +218,40 @@ def test_a_job_made_again_behind_the_open_page_shows_its_new_frames(tmp_path, br
         _saved(browser, 2)
         assert _stored(run_dir)["a_flash"]["outputs"] == new_digest
     finally:
+        served.stop()
+
+
+def test_an_accept_before_the_new_frames_have_loaded_is_refused(tmp_path, browser):
+    # The card took the new outputs' digest as soon as the server answered, before its pictures loaded: an
+    # accept pressed in between was saved for frames the editor had not seen.
+    run_dir = make_run(tmp_path)
+    served = _Served(run_dir)
+    review = served.server.review
+    real_frame, held = review.generated_frame, threading.Event()
+
+    def held_frame(pair_id, n):
+        held.wait(60)
+        return real_frame(pair_id, n)
+
+    try:
+        _open(browser, served.server.url)
+        new_digest = give_other_frames(run_dir, "a_flash")
+        review.generated_frame = held_frame  # the new frames' pictures do not arrive yet
+        _card(browser, "a_flash").find_element(By.CSS_SELECTOR, "button.undecide").click()
+        _saved(browser, 1)
+        assert _card(browser, "a_flash").get_attribute("data-outputs") == new_digest
+        _card(browser, "a_flash").find_element(By.CSS_SELECTOR, "button.accept").click()
+        status = browser.find_element(By.ID, "status")
+        WebDriverWait(browser, 10).until(lambda d: status.text.startswith("not saved"))
+        assert "a_flash's frames have not loaded yet" in status.text
+        assert _stored(run_dir)["a_flash"]["status"] == "undecided"
+        held.set()
+        WebDriverWait(browser, 60).until(lambda d: _pictures_loaded(_card(d, "a_flash"), ".generated img"))
+        _card(browser, "a_flash").find_element(By.CSS_SELECTOR, "button.accept").click()
+        _saved(browser, 2)
+        assert _stored(run_dir)["a_flash"]["outputs"] == new_digest
+    finally:
+        held.set()
         served.stop()
 
 

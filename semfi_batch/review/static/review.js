@@ -3,7 +3,10 @@
 
 // current: the pair_id the keys act on, always one of `shown` (the cards on the page, in their order).
 // drafts: pair_id -> the seed and backend typed into its card, not yet sent.
-const state = { jobs: [], backends: [], current: null, shown: [], drafts: new Map() };
+// seen: pair_id -> the digest of the outputs whose generated pictures have all been shown on its card; an
+// accept or reject is made on those frames only (the cards are drawn again on every decision, so a card's
+// pictures, once loaded, count as seen until its outputs change).
+const state = { jobs: [], backends: [], current: null, shown: [], drafts: new Map(), seen: new Map() };
 const SHOWN_FRAMES = 8; // frames per strip, evenly spread over the gap
 
 function el(tag, attrs = {}, ...children) {
@@ -82,6 +85,9 @@ function card(job) {
     const strip = el("div", { class: "strip generated" });
     for (const n of picks) strip.append(figure(`${base}/generated/${n}${version}`, `#${n} of ${job.frames}`));
     strips.append(el("div", {}, el("div", { class: "strip-title" }, "generated"), strip));
+    watchShown(job, [...strip.querySelectorAll("img")]);
+  } else {
+    state.seen.set(job.pair_id, job.outputs ?? "");
   }
   strips.append(key("end", job.end_frame));
   if (job.frames) {
@@ -109,6 +115,17 @@ function card(job) {
   ));
   node.addEventListener("click", () => setCurrent(job.pair_id, false));
   return node;
+}
+
+// Marks the job's outputs seen once every one of its generated pictures has loaded (see `state.seen`).
+function watchShown(job, images) {
+  const digest = job.outputs ?? "";
+  if (state.seen.get(job.pair_id) === digest) return;
+  const check = () => {
+    if (images.every((img) => img.complete && img.naturalWidth > 0)) state.seen.set(job.pair_id, digest);
+  };
+  for (const img of images) img.addEventListener("load", check);
+  check();
 }
 
 function visibleJobs() {
@@ -180,6 +197,10 @@ function decideOn(pairId, decision) {
   }
   // The frames the card's pictures show (their URLs carry this digest): an accept is made on those or refused.
   const shown = node.dataset.outputs || null;
+  if ((decision === "accepted" || decision === "rejected") && state.seen.get(pairId) !== (shown ?? "")) {
+    status.textContent = `not saved: ${pairId}'s frames have not loaded yet: look at them before deciding`;
+    return;
+  }
   const body = { pair_ids: [pairId], decision, outputs: { [pairId]: shown } };
   if (decision === "regenerate") {
     const seed = node.querySelector("input.seed").value.trim();
