@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import urllib.error
 import urllib.request
@@ -390,10 +391,15 @@ def test_the_warp_error_shown_is_of_the_frames_shown(tmp_path):
 
 
 def test_the_pages_command_to_regenerate_runs_as_shown(tmp_path):
-    # It named the manifest and --out only: a run made with --backend blend refused it (other settings, exit 2).
+    # It named the manifest and --out only: a run made with --backend blend refused it (other settings, exit 2),
+    # and without the run's --allow-morph the regenerated cut row (a morph on purpose) failed.
     import shlex
 
     run_dir = make_run(tmp_path / "my shots")
+    shutil.rmtree(run_dir)  # made again as the editor did, by the command line
+    manifest = str(tmp_path / "my shots" / "m.parquet")
+    assert main(["run", manifest, "--out", str(run_dir), "--backend", "blend", "--allow-morph", "--quiet"]) == 0
+    decide(run_dir, ["c_cut"], "regenerate", seed=5)
     server = ReviewServer(RunReview(run_dir), port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -403,4 +409,6 @@ def test_the_pages_command_to_regenerate_runs_as_shown(tmp_path):
         server.server_close()
     words = shlex.split(command)
     assert words[:2] == ["semfi-batch", "run"] and words[words.index("--out") + 1] == str(run_dir)
-    assert main([*words[1:], "--allow-morph", "--quiet"]) == 0  # make_run's cut row is a morph on purpose
+    assert "--allow-morph" in words
+    assert main([*words[1:], "--quiet"]) == 0
+    assert json.loads((run_dir / "jobs" / "c_cut" / "record.json").read_text())["seed"] == 5

@@ -115,7 +115,7 @@ def run(
             manifest, out, backend=backend, options=options, retry_failed=retry_failed, force=force,
             show_progress=not quiet, workers=parse_workers(workers), gpus=gpus.split(",") if gpus else None,
             shard=parse_shard(shard) if shard else None, executor=executor, ray_address=ray_address,
-            lease_ttl_s=lease_ttl, preview=preview,
+            lease_ttl_s=lease_ttl, preview=preview, command_options=_given_options(locals()),
         )  # fmt: skip
     except RunInterrupted as exc:  # before any job ran (reading the manifest, preparing the output root)
         console.print(f"interrupted by {signal.Signals(exc.signum).name}; re-run the same command to resume")
@@ -153,6 +153,32 @@ def run(
         counts = {"manifest": str(manifest), "total": summary.total}
         planned = summary.planned_files | summary.deciding_files
         write_stamp(root, started, planned, outputs, summary.job_keys, counts)
+
+
+# The options that choose what the jobs make or whether a job may run (a morph across a cut), which a command
+# to run the root again must repeat; --workers, --shard and the like only choose how the jobs are run.
+_RERUN_OPTIONS = (
+    "device", "models_dir", "semfi_ckpt", "vram_limit", "memory", "max_area", "ckpt_every", "rife_model",
+    "rife_scale", "rife_ensemble", "allow_morph", "semantic_gap",
+)  # fmt: skip
+
+
+def _given_options(values: dict) -> list[str]:
+    """The words of the `_RERUN_OPTIONS` this `run` was given other than their defaults, paths made absolute."""
+    import inspect
+
+    defaults = inspect.signature(run).parameters
+    words: list[str] = []
+    for name in _RERUN_OPTIONS:
+        value = values[name]
+        if value == defaults[name].default:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(flag)  # every one of these flags is off unless given
+        else:
+            words += [flag, str(Path(value).absolute() if isinstance(value, Path) else value)]
+    return words
 
 
 def _finished_read_only(manifest, out, backend, options, retry_failed, force, shard) -> bool:

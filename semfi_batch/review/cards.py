@@ -340,7 +340,8 @@ def _original_manifest(run_dir: Path) -> Path | None:
 def rerun_command(run_dir: Path, manifest: Path) -> str:
     """The `semfi-batch run` command, ready to paste, that runs `manifest` again into `run_dir` with the
     settings its run.json holds: another --backend, or previews or deinterlacing on or off, would be refused
-    (run/engine.py `settings_differences`, whose rules this follows)."""
+    (run/engine.py `settings_differences`, whose rules this follows); and the options of its latest run that
+    choose what the jobs make or whether they may run (without its --allow-morph a remade morph fails)."""
     import shlex
 
     info = _run_info(run_dir)
@@ -353,6 +354,9 @@ def rerun_command(run_dir: Path, manifest: Path) -> str:
         words.append("--preview")
     if settings.get("deinterlace"):
         words.append("--deinterlace")
+    given = settings.get("options")  # the latest run's --allow-morph, --semantic-gap, model files... (engine.py)
+    if isinstance(given, list) and all(isinstance(word, str) for word in given):
+        words += given
     return shlex.join(words)
 
 

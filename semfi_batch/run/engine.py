@@ -105,6 +105,7 @@ def prepare_run(
     *,
     preview: bool = False,
     lease_ttl_s: float | None = None,
+    command_options: list[str] | None = None,
 ) -> tuple[Manifest, RunLayout, list[Job]]:
     """Validate the manifest, check every backend it needs can run here and that the output root was made with
     the same settings, create it, remove what killed runs left there, and plan the jobs."""
@@ -123,7 +124,7 @@ def prepare_run(
         if not ok:
             raise BackendUnavailable(f"backend {name!r} cannot run here: {why}")
     layout = RunLayout.create(root)
-    settings = run_settings(backend, planner, options, preview)
+    settings = run_settings(backend, planner, options, preview, command_options)
     _claim_root(layout, manifest, settings)
     hashes.save(layout.root / CACHE_NAME)
     leases = LeaseManager(layout.leases, ttl_s=lease_ttl_s)
@@ -132,10 +133,16 @@ def prepare_run(
     return manifest, layout, jobs
 
 
-def run_settings(backend: str, planner: JobPlanner, options: BackendOptions, preview: bool) -> dict:
-    """The settings an output root keeps in run.json (one set per root)."""
+def run_settings(
+    backend: str, planner: JobPlanner, options: BackendOptions, preview: bool, command_options: list[str] | None = None
+) -> dict:
+    """The settings an output root keeps in run.json (one set per root). `command_options`: the options of the
+    latest `run` command that choose backends and whether a job may run (--allow-morph, --semantic-gap, the
+    model files...) as its words, for the command review gives to run again (review/cards.rerun_command);
+    they are kept, not compared."""
     return {"engine_version": ENGINE_VERSION, "backend": backend, "key_settings": planner.key_settings(),
-            "preview": preview, "deinterlace": bool(options.extra.get("deinterlace"))}  # fmt: skip
+            "preview": preview, "deinterlace": bool(options.extra.get("deinterlace")),
+            "options": list(command_options or [])}  # fmt: skip
 
 
 def split_jobs(jobs: Iterable[Job], ledger: JobLedger, *, retry_failed: bool, force: bool) -> JobPlan:
@@ -170,6 +177,7 @@ def run_manifest(
     ray_address: str | None = None,
     lease_ttl_s: float | None = None,
     preview: bool = False,
+    command_options: list[str] | None = None,
 ) -> RunSummary:
     """Run every job of a manifest (or of one shard of it) that is not already done; resumable after any
     interruption, and safe to run as several processes on one output root. SIGINT/SIGTERM stop it cleanly:
@@ -185,7 +193,13 @@ def run_manifest(
     read_first = {str(path): stat_identity(path) for path in (Path(manifest_path), root / DECISIONS_NAME)}
     try:
         manifest, layout, jobs = prepare_run(
-            manifest_path, out_dir, backend, options, preview=preview, lease_ttl_s=lease_ttl_s
+            manifest_path,
+            out_dir,
+            backend,
+            options,
+            preview=preview,
+            lease_ttl_s=lease_ttl_s,
+            command_options=command_options,
         )
         if shard is not None:
             index, count = shard
