@@ -85,6 +85,12 @@ def test_a_source_with_a_missing_frame_is_edited_at_its_own_rate(tmp_path, rate,
     edl = (tmp_path / "e.edl").read_text()
     assert ("FCM: DROP FRAME" in edl) == (";" in timecode)
     assert _events(edl)[0][4:] == first_event
+    # The review page and `review --list` count the same timecode (they counted at the average rate).
+    from semfi_batch.review.cards import RunReview
+    from semfi_batch.review.timecode import timecode as timecode_of
+
+    card = next(c for c in RunReview(tmp_path / "run").cards() if c.pair_id == "fix")
+    assert card.timecode_in == timecode_of(51, Fraction(rate), timecode)
 
 
 def test_every_media_has_its_own_reel_and_generated_events_name_their_files(tmp_path):
@@ -174,8 +180,8 @@ def test_a_rate_no_edl_can_count_is_refused_before_splicing(tmp_path, capsys):
 def test_a_variable_rate_recording_is_timed_at_its_average_not_its_clock():
     """A phone's variable-rate MP4 has a base rate (r_frame_rate) of 90000, its clock: a timeline counted at that
     would make every clip a 3000th of its length. A stream with a frame missing keeps its own rate."""
-    from semfi_batch.splice.otio_export import _nominal_rate
+    from semfi_batch.review.timecode import timecode_rate
 
-    assert _nominal_rate(Fraction(90000), 10.505) == 10.505
-    assert _nominal_rate(Fraction(25), 24.671) == 25
-    assert _nominal_rate(Fraction(30000, 1001), 29.641) == Fraction(30000, 1001)
+    assert timecode_rate(Fraction(90000), 10.505) == 10.505
+    assert timecode_rate(Fraction(25), 24.671) == 25
+    assert timecode_rate(Fraction(30000, 1001), 29.641) == 30000 / 1001

@@ -26,7 +26,7 @@ from semfi_batch.media.frames import as_rgb8, read_image_rgb8, resize, write_png
 from semfi_batch.media.probe import VideoInfo, probe_video
 from semfi_batch.media.video_frames import extract_frames
 from semfi_batch.review.decisions import Decision, current_decisions
-from semfi_batch.review.timecode import exact_rate, timecode
+from semfi_batch.review.timecode import timecode, timecode_rate
 from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.ledger import outputs_digest
 from semfi_batch.run.sources import manifest_sources
@@ -52,7 +52,7 @@ class JobCard:
     start_frame: int | None
     end_frame: int | None
     gap_frames: int
-    fps: float | None
+    fps: float | None  # the rate its timecodes count at (review/timecode.py `timecode_rate`)
     timecode_in: str | None  # first generated frame's place in the source
     timecode_out: str | None  # last replaced frame (replace) or the end keyframe (insert)
     status: str  # job: done, failed, not run
@@ -104,6 +104,7 @@ class RunReview:
             raise RunFolderError(f"{run_dir} is not a run folder: no {MANIFEST_NAME} (make one with `semfi-batch run`)")
         self._manifest_seen: tuple | None = None
         self._infos: dict[Path, VideoInfo | None] = {}
+        self._rates: dict[Path, float] = {}
         self.refresh()
 
     def refresh(self) -> None:
@@ -153,6 +154,23 @@ class RunReview:
                 self._infos[source] = None
         return self._infos[source]
 
+    def timecode_rate(self, pair_id: str) -> float | None:
+        """The rate the job's source counts timecode at (review/timecode.py `timecode_rate`: its nominal rate,
+        not the average that one missing frame moves); None for image pairs or a source that is gone."""
+        info = self.video_info(pair_id)
+        if info is None:
+            return None
+        source = self.sources[pair_id]
+        if source not in self._rates:
+            from semfi_batch.media.stream_facts import probe_stream_facts
+
+            try:
+                base = probe_stream_facts(source, encoder_settings=False).frame_rate
+            except SemfiError:
+                base = None
+            self._rates[source] = timecode_rate(base, info.avg_fps)
+        return self._rates[source]
+
     def cards(self, quality: dict[str, tuple[str, float]] | None = None) -> list[JobCard]:
         """One card per job, in source order: sources in the order the manifest first names them, then
         by frame; image pairs last, in manifest order. `quality`: warp error per job with the digest of the
@@ -181,10 +199,10 @@ class RunReview:
         outputs = outputs_digest(record)
         warp = measured[1] if measured is not None and outputs is not None and measured[0] == outputs else None
         info = self.video_info(pair.pair_id)
-        fps = info.avg_fps if info is not None and info.avg_fps else None
+        rate = self.timecode_rate(pair.pair_id) if info is not None and info.avg_fps else None
         tc_in = tc_out = None
-        if pair.is_video and fps:
-            rate, start = exact_rate(fps), info.timecode  # the source's own timecode, where it has one
+        if pair.is_video and rate:
+            start = info.timecode  # the source's own timecode, where it has one
             tc_in = timecode(pair.start_frame + 1, rate, start)
             tc_out = timecode(pair.end_frame - 1 if pair.mode == "replace" else pair.end_frame, rate, start)
         score = pair.extras.get("score")
@@ -204,7 +222,7 @@ class RunReview:
             start_frame=pair.start_frame,
             end_frame=pair.end_frame,
             gap_frames=pair.gap_frames,
-            fps=fps,
+            fps=rate,
             timecode_in=tc_in,
             timecode_out=tc_out,
             status=record.get("status") or "not run",

@@ -19,6 +19,25 @@ def exact_rate(fps: float | Fraction) -> Fraction:
     return rate
 
 
+# The highest rate taken as a stream's nominal frame rate, and how far its average may be from it.
+_NOMINAL_RATE_MAX = 240
+_NOMINAL_RATE_SPREAD = 0.25
+
+
+def timecode_rate(base: Fraction | None, average: float) -> float:
+    """The rate a stream's frames and timecode are counted at (review's timecodes, the OTIO timeline, the EDL):
+    its nominal frame rate, the base rate (ffprobe's r_frame_rate: 25 for a 25 fps file with a frame missing,
+    whose average is 24.671; 29.97 for one whose average is 29.641, drop-frame kept) where that is a frame
+    rate, else the average: a variable-rate recording's base rate is the finest clock its times fit (90000
+    for a phone's MP4), counted at which every clip would last a 3000th of its length. The NTSC rates
+    (N*1000/1001: 23.976, 29.97, 47.952, 59.94, 119.88) exact, others to a thousandth."""
+    nominal = average or base or 25
+    if base and 0 < base <= _NOMINAL_RATE_MAX and (not average or abs(base - average) <= _NOMINAL_RATE_SPREAD * base):
+        nominal = base
+    rate = exact_rate(nominal)
+    return float(rate) if rate.denominator == 1001 else round(float(nominal), 3)
+
+
 def is_drop_frame(fps: float | Fraction, start: str | None = None) -> bool:
     """Whether timecode at `fps` counts drop-frame: as `start` (the source's start timecode) is written, with
     ';' or not; without one, at 29.97 and 59.94."""

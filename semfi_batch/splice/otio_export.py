@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from semfi_batch.errors import SemfiError
+from semfi_batch.review.timecode import timecode_rate
 
 if TYPE_CHECKING:
     from semfi_batch.splice import SourceResult, SpliceSummary
@@ -58,7 +59,7 @@ def check_edl_support(sources: int = 1, source: Path | None = None) -> None:
         from semfi_batch.media.stream_facts import probe_stream_facts
 
         base = probe_stream_facts(source, encoder_settings=False).frame_rate
-        _adapter_rate(otio, _edit_rate(_nominal_rate(base, probe_stream(source).avg_fps)), source.name)
+        _adapter_rate(otio, timecode_rate(base, probe_stream(source).avg_fps), source.name)
 
 
 def build_timeline(result: SourceResult) -> Any:
@@ -68,7 +69,7 @@ def build_timeline(result: SourceResult) -> Any:
     from semfi_batch.review.timecode import start_frame_number
 
     info = probe_video(result.source)
-    rate = _edit_rate(_nominal_rate(result.frame_rate, info.avg_fps))
+    rate = timecode_rate(result.frame_rate, info.avg_fps)
     zero = start_frame_number(info.timecode, rate) or 0  # the source's first frame on its own timecode
     tl = otio.schema.Timeline(name=result.output.name)
     tl.global_start_time = otio.opentime.RationalTime(zero, rate)
@@ -193,32 +194,6 @@ def _range(otio, start: float, duration: float, rate: float):
     return otio.opentime.TimeRange(
         start_time=otio.opentime.RationalTime(start, rate), duration=otio.opentime.RationalTime(duration, rate)
     )
-
-
-# The highest rate taken as a stream's nominal frame rate, and how far its average may be from it.
-_NOMINAL_RATE_MAX = 240
-_NOMINAL_RATE_SPREAD = 0.25
-
-
-def _nominal_rate(base: Fraction | None, average: float) -> Fraction | float:
-    """The frame rate a timeline of the stream counts at: its base rate (ffprobe's r_frame_rate: 25 for a
-    25 fps file with a frame missing, whose average is 24.671) where that is a frame rate, else the average. A
-    variable-rate recording's base rate is the finest clock its times fit (90000 for a phone's MP4): counted
-    at that, every clip of the timeline would last a 3000th of its length."""
-    if base and 0 < base <= _NOMINAL_RATE_MAX and (not average or abs(base - average) <= _NOMINAL_RATE_SPREAD * base):
-        return base
-    return average or base or 25
-
-
-def _edit_rate(frame_rate: Fraction | float) -> float:
-    """The rate the timeline and the EDL count frames and timecode at: the stream's nominal frame rate (ffprobe's
-    r_frame_rate, SourceResult.frame_rate), never its average, which one missing frame moves off it (24.671 for
-    25, 29.641 for 29.97: clips tens of seconds off the file's timecode, drop-frame lost). The NTSC rates
-    (N*1000/1001: 23.976, 29.97, 47.952, 59.94, 119.88) exact, others to a thousandth."""
-    from semfi_batch.review.timecode import exact_rate
-
-    rate = exact_rate(frame_rate)
-    return float(rate) if rate.denominator == 1001 else round(float(frame_rate), 3)
 
 
 REEL_LENGTH = 8  # CMX 3600 reel names: up to 8 letters and digits
