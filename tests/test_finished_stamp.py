@@ -217,3 +217,30 @@ def test_a_key_changed_while_the_run_ran_is_not_taken_as_finished(tmp_path, monk
     code, loaded, out = semfi(tmp_path, *args)
     assert (code, loaded) == (0, True), out  # the normal path: p00 and p01 name k001, made from its old pixels
     assert "│       2 │                          1 │" in out, out
+
+
+def test_a_finished_job_removed_while_a_resume_runs_is_not_counted_done(tmp_path, monkeypatch):
+    # A resume counted a finished job from the ledger it read at the start: its folder removed meanwhile, the
+    # run still said every job was done (exit 0) and metrics.parquet listed it done.
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from semfi_batch.run import engine
+
+    manifest = image_manifest(tmp_path, 4, size=16, gap=1)
+    assert engine.run_manifest(manifest, tmp_path / "out", backend="blend", show_progress=False).done == 4
+    real_execute = engine._execute
+
+    def execute_while_a_folder_goes(plan, layout, *args):
+        shutil.rmtree(layout.jobs / plan.finished[1].pair_id)
+        return real_execute(plan, layout, *args)
+
+    monkeypatch.setattr(engine, "_execute", execute_while_a_folder_goes)
+    summary = engine.run_manifest(manifest, tmp_path / "out", backend="blend", show_progress=False)
+    gone = summary.failures[0][0]
+    assert (summary.done, summary.failed) == (3, 1) and "was removed during this run" in summary.failures[0][1]
+    metrics = pq.read_table(summary.metrics).to_pylist()
+    assert gone not in {row["pair_id"] for row in metrics if row["status"] == "done"} and len(metrics) >= 3
+    monkeypatch.undo()
+    assert engine.run_manifest(manifest, tmp_path / "out", backend="blend", show_progress=False).done == 4

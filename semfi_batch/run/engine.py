@@ -220,10 +220,10 @@ def run_manifest(
                      workers, gpus)  # fmt: skip
         except RunInterrupted as exc:
             summary.interrupted = exc
-        _collect(plan, ledger, layout, settings, records, summary)
+        gone = _collect(plan, ledger, layout, settings, records, summary)
         name = "metrics.parquet" if shard is None else f"metrics.shard-{shard[0]}-of-{shard[1]}.parquet"
         inputs = (layout.root / "manifest.parquet", layout.ledger, layout.root / "run.json")
-        if plan.todo or not _newer_than(layout.root / name, inputs):
+        if plan.todo or gone or not _newer_than(layout.root / name, inputs):
             write_metrics(layout.root / name, manifest, records)  # (a resume with nothing to do keeps it)
         summary.metrics_path = layout.root / name
         summary.wall_s = time.time() - t0
@@ -289,10 +289,24 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
-def _collect(plan, ledger, layout, settings, records, summary) -> None:
-    """Every job's record as the output root holds it now, counted into the summary."""
+def _collect(plan, ledger, layout, settings, records, summary) -> bool:
+    """Every job's record as the output root holds it now, counted into the summary. A finished job whose
+    folder was removed while the run went on (by hand, by a cleanup) counts as failed, named, not as done;
+    returns whether one was."""
+    try:
+        present = set(os.listdir(layout.jobs))
+    except OSError:
+        present = set()
+    gone = False
     for job in plan.finished:
-        if job.pair_id not in records and (record := ledger.record(job.pair_id, job.key)) is not None:
+        if job.pair_id in records:
+            continue
+        if job.pair_id not in present:
+            summary.failures.append((job.pair_id, f"its folder {layout.jobs / job.pair_id} was removed during this "
+                                     "run; run again to make it"))  # fmt: skip
+            summary.failed += 1
+            gone = True
+        elif (record := ledger.record(job.pair_id, job.key)) is not None:
             records[job.pair_id] = record
     # Jobs another process finished while we waited count with their records.
     for job in plan.todo:
@@ -308,6 +322,7 @@ def _collect(plan, ledger, layout, settings, records, summary) -> None:
             summary.failures.append((record["pair_id"], record.get("error") or ""))
     # Regenerated jobs that finished go back to undecided: their new frames need a look.
     mark_regenerated(layout.root, {pid: record for pid, record in records.items() if record["status"] == "done"})
+    return gone
 
 
 def _run_processes(jobs, layout, options, settings, on_record, workers, gpus) -> list[str]:
