@@ -127,6 +127,16 @@ def packet_times(path: Path, index: int, count: int = 8) -> tuple[np.ndarray, Fr
 
 
 def first_shown_time(path: Path, index: int) -> float | None:
+    """Time (s) of a video stream's first decoded frame (`_first_shown_time`), decoded once per version of the
+    file: a splice asks it of its source three or four times; the file's identity (inode, size, times) is
+    part of the question, so a file written again is decoded again."""
+    from semfi_batch.run.identity import stat_identity
+
+    return _first_shown_time(Path(path), index, stat_identity(path))
+
+
+@lru_cache(maxsize=64)
+def _first_shown_time(path: Path, index: int, identity: tuple | None) -> float | None:
     """Time (s) of a video stream's first decoded frame, where the picture starts; None when none decodes or
     it has no time. Decoded, not read from the packets: packets that never show are not the picture's start
     (the leading pictures of a stream cut inside a GOP, which the decoder skips for want of their references;
