@@ -44,6 +44,7 @@ class EdlCounting:
 
     day_frames: int
     has_fcm: bool  # OTIO's own EDL writer writes no FCM line (and its LOCs at source timecode)
+    rate: float  # the rate its timecodes are counted at (--rate)
 
     def on_file(self, frame: int, media_start: int) -> int:
         """Frame `frame` of the EDL's counting as a frame of a file whose timecode starts at `media_start`."""
@@ -107,7 +108,7 @@ def _edl_in_frames(text: str, rate: float, reader_rate: float) -> tuple[str, Edl
                 line += f"\n* {EDL_REVERSED}"
         lines.append(line)
     return "\n".join(lines) + "\n", EdlCounting(
-        day_frames=day_drop if any(counted_drop) else day_non_drop, has_fcm=fcm_drop is not None
+        day_frames=day_drop if any(counted_drop) else day_non_drop, has_fcm=fcm_drop is not None, rate=rate
     )
 
 

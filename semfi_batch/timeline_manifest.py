@@ -300,44 +300,63 @@ class _FileFrames:
     starts: dict[Path, int] = field(default_factory=dict)
 
     def of(self, clip, media: Path, frame: int) -> int:
-        start = _media_start(clip, media, self.starts)
+        start = _media_start(clip, media, self.starts, self.counting)
         return self.counting.on_file(frame, start) if self.counting is not None else frame - start
 
 
-def _media_start(clip, media: Path, cache: dict[Path, int]) -> int:
+def _media_start(clip, media: Path, cache: dict[Path, int], counting: EdlCounting | None = None) -> int:
     """Frame number of the file's first frame in the timeline's terms: the start of the media's available range
-    when the timeline gives it (OTIO), else the file's own start timecode (EDLs count from it), else 0."""
+    when the timeline gives it (OTIO), else the file's own start timecode (EDLs count from it), else 0. An EDL
+    counted at another rate than the file's timecode (`counting.rate`, --rate) is refused: every mark would be
+    read at the wrong frame."""
     available = getattr(clip.media_reference, "available_range", None)
     if available is not None:
         return _frames(available.start_time)
     if media not in cache:
-        cache[media] = _file_timecode_start(media)
+        start, rate = _file_timecode(media)
+        if counting is not None and rate is not None and round(rate) != round(counting.rate):
+            raise TimelineError(
+                f"{media}: its timecode counts {rate:g} frames a second, but the EDL was read at --rate "
+                f"{counting.rate:g}; give --rate {rate:g} (the rate its source timecodes were counted at)"
+            )
+        cache[media] = start
     return cache[media]
 
 
-def _file_timecode_start(media: Path) -> int:
-    """The file's start timecode (a QuickTime tmcd track or a timecode tag) as a frame count; 0 without one."""
+def _file_timecode(media: Path) -> tuple[int, float | None]:
+    """The file's start timecode (a QuickTime tmcd track or a timecode tag) as a frame count (0 without one),
+    and the rate its timecode counts at (review/timecode.py `timecode_rate`; None when it cannot be probed)."""
     import json
+    from fractions import Fraction
 
     from semfi_batch.media.probe import start_timecode
     from semfi_batch.media.tools import run_tool
-    from semfi_batch.review.timecode import start_frame_number
+    from semfi_batch.review.timecode import start_frame_number, timecode_rate
 
     if not media.is_file():
-        return 0
-    entries = "format_tags=timecode:stream_tags=timecode:stream=avg_frame_rate,codec_type"
+        return 0, None
+    entries = "format_tags=timecode:stream_tags=timecode:stream=avg_frame_rate,r_frame_rate,codec_type"
     args = ["ffprobe", "-v", "error", "-show_entries", entries, "-of", "json", str(media)]
     try:
         info = json.loads(run_tool(args, what=f"cannot probe {media}"))
     except (SemfiError, ValueError):
-        return 0
+        return 0, None
     streams = info.get("streams") or []
     video = next((s for s in streams if s.get("codec_type") == "video"), {})
-    rate = video.get("avg_frame_rate") or "0/1"
-    num, _, den = rate.partition("/")
-    fps = float(num) / float(den or 1) if float(den or 1) else 0.0
+
+    def rate_of(key: str) -> Fraction | None:
+        try:
+            value = Fraction(video.get(key) or "0/1")
+        except (ValueError, ZeroDivisionError):
+            return None
+        return value if value > 0 else None
+
+    average = rate_of("avg_frame_rate")
+    if average is None and rate_of("r_frame_rate") is None:
+        return 0, None
+    rate = timecode_rate(rate_of("r_frame_rate"), float(average or 0))
     code = start_timecode(streams, info.get("format") or {})
-    return (start_frame_number(code, fps) or 0) if fps > 0 else 0
+    return start_frame_number(code, rate) or 0, rate
 
 
 def _media_path(otio, clip, base: Path) -> Path | None:

@@ -235,3 +235,21 @@ def test_an_edl_without_rate_is_refused(tmp_path, capsys):
     edl.write_text(_otio_written_edl(tmp_path))
     assert main(["manifest", "from-otio", str(edl), "-o", str(tmp_path / "m.parquet")]) == 2
     assert "an EDL has no frame rate: give it with --rate" in " ".join(capsys.readouterr().err.split())
+
+
+def test_an_edl_read_at_another_rate_than_its_media_is_refused(tmp_path, capsys):
+    """A 25 fps EDL of 29.97 media (or --rate mistyped) was read at 25: every locator landed on another frame of
+    the file than the one marked, with exit 0. The file's own timecode rate must agree with --rate; 23.976
+    media in a 24 fps EDL count alike (24 frames to a timecode second) and are read."""
+    clip = _tape(tmp_path / "tape.mov", "30000/1001", "00:00:00:00")
+    text = "TITLE: t\nFCM: NON-DROP FRAME\n\n" + _event(
+        1, "00:00:00:00 00:00:02:00 00:00:00:00 00:00:02:00", clip, "* LOC: 00:00:01:05 RED     X"
+    )
+    edl = tmp_path / "edit.edl"
+    edl.write_text(text)
+    assert main(["manifest", "from-otio", str(edl), "-o", str(tmp_path / "m.parquet"), "--rate", "25"]) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert "tape.mov: its timecode counts 29.97 frames a second, but the EDL was read at --rate 25" in said
+    assert _from_edl(tmp_path, text, "29.97") == [(34, 36, 35)]  # 00:00:01:05 at 30 a second (at 25: frame 30)
+    _tape(tmp_path / "film.mov", "24000/1001", "00:00:00:00")
+    assert _from_edl(tmp_path, text.replace("tape.mov", "film.mov"), "24") == [(28, 30, 29)]
