@@ -4,6 +4,7 @@ a guard that fails any test that logs at ERROR."""
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FOOTAGE = REPO.parent / "shared" / "footage"
+# The CLI's tables are as wide as the terminal, 80 columns without one: a longer temporary folder (another
+# pytest run, a parallel worker) cut the cells the tests read ("tape.m…"). Wide enough for any of them.
+os.environ["COLUMNS"] = "200"
 
 
 def numbered_clip(path: Path, frames: int, *, fps: str = "25", size: str = "64x48", codec: str = "libx264") -> Path:
