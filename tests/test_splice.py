@@ -209,6 +209,18 @@ def test_insert_over_dropped_frames_uses_mean_interval():
     assert tl.shifts == []
 
 
+def test_insert_across_a_jump_in_the_clock_follows_its_start_key():
+    # Recordings joined at 4.36 s -> 501.4 s (MPEG-TS at 25 fps): 3 frames inserted there were spread over the
+    # jump, each on screen for two minutes (at 128.6, 252.9 and 377.1 s). A hole of about the frames asked for
+    # is still filled evenly.
+    t = np.concatenate([np.arange(75) * 3600, 497 * 90000 + np.arange(75, 150) * 3600]).astype(np.int64)
+    tl = build_timeline(t, [_edit("i", "insert", 74, 75, 3)])
+    assert list(tl.pts[75:79]) == [75 * 3600, 76 * 3600, 77 * 3600, t[75]] and tl.shifts == []
+    holed = np.delete(np.arange(20) * 3600, [10, 11, 12])  # frames 10-12 missing: room for three
+    tl = build_timeline(holed, [_edit("h", "insert", 9, 10, 3)])
+    assert list(tl.pts[10:13]) == [10 * 3600, 11 * 3600, 12 * 3600] and tl.shifts == []
+
+
 def test_pieces_cover_whole_gops_and_copy_the_rest():
     t = np.arange(40, dtype=np.int64) * 10
     tl = build_timeline(t, [_edit("r", "replace", 13, 16, 2)])

@@ -62,6 +62,11 @@ class Timeline:
         return runs
 
 
+# An insert row's keys whose times leave room for more than this many times its frames are across a jump in the
+# source's clock, not a hole its frames fill (build_timeline).
+JUMP_ROOM = 2
+
+
 def local_interval(t: np.ndarray, a: int, b: int, window: int = 8) -> float:
     """The source's frame interval around the gap a..b (median of nearby intervals, the gap's own left out),
     so that variable frame rate is judged locally."""
@@ -87,7 +92,8 @@ def build_timeline(frame_pts: np.ndarray, edits: list[Edit]) -> Timeline:
     replace: the frames strictly between the keyframes take the generated frames at their own times.
     insert: the generated frames go between the keyframes at the gap's own frame interval and everything from
     the end keyframe on moves by the added time; where the span already has room for them (a hole in the
-    timestamps), they fill it evenly and nothing moves."""
+    timestamps), they fill it evenly and nothing moves; where it has room for far more (a jump in the source's
+    clock, JUMP_ROOM), they follow the start key at the source's frame interval and nothing moves."""
     t = np.asarray(frame_pts, np.int64)
     n = t.shape[0]
     back = np.flatnonzero(np.diff(t) <= 0)
@@ -120,7 +126,13 @@ def build_timeline(frame_pts: np.ndarray, edits: list[Edit]) -> Timeline:
         else:
             span = int(t[b] - t[a])
             d = local_interval(t, a, b)
-            if span > (g + 1) * d - d / 2:
+            if span > JUMP_ROOM * (g + 1) * d:
+                # A jump in the source's times far longer than the frames asked for (recordings joined, a clock
+                # that jumped): spread over it, each frame would stay on screen for as long as its share of the
+                # jump (3 frames over 497 s: two minutes each). They follow the start key at the source's own
+                # frame interval, and the rest of the jump stays where it was; nothing after moves.
+                step, delta = d, 0
+            elif span > (g + 1) * d - d / 2:
                 # The span already has room for the frames (a hole in the timestamps, damaged frames and a hole
                 # merged, frames dropped between the keys): they fill it evenly and nothing after moves.
                 step, delta = span / (g + 1), 0
