@@ -252,6 +252,17 @@ def full_colour_graph(
     return f"{graph}{inputs}mergeplanes={mapping}:{full}" + (f",setparams={':'.join(tags)}" if tags else "")
 
 
+def range_faithful_graph(pix_fmt: str, color_range: str | None) -> str:
+    """Filters (a -vf graph's middle) that make the conversion of a frame to RGB read its range as
+    convert_images writes it (full when tagged pc, else limited); "" where ffmpeg's own conversion does.
+    ffmpeg 5.1 turns 8-bit gray into RGB by a lookup table that ignores the range, so limited-range levels
+    were read as full and written back squeezed (generated frames came out as 0.85 x + 17). As yuv444p with
+    neutral colour (a plane copy), the frame converts as any limited-range YUV frame does."""
+    if pix_fmt != "gray" or color_range == "pc":
+        return ""
+    return "setparams=range=tv,format=yuv444p"
+
+
 # Filters that turn a stored picture upright, by the clockwise degrees a player turns it, and back. Frames
 # are turned while RGB, on both ways: ffmpeg's own turning (autorotate) runs on the decoded YUV, converting
 # subsampled colour by its default flags first, so rotated 4:2:2 keys lost colour detail the upright ones kept.
