@@ -42,3 +42,28 @@ def test_limited_range_gray_keeps_its_levels_in_generated_frames(tmp_path, color
     for j in (6, 7, 8):  # the generated frames: a blend of two identical keys
         worst = int(np.abs(output[j] - source[j]).max())
         assert worst <= 1, f"generated frame {j}: levels {output[j].min()}..{output[j].max()}, up to {worst} off"
+
+
+def _rgb_frames(path) -> np.ndarray:
+    raw = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt",
+         "rgb24", "-"], capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return np.frombuffer(raw, np.uint8).reshape(-1, H, W, 3).astype(int)
+
+
+def test_palette_source_gets_generated_frames_with_their_own_palette(tmp_path):
+    """PNG pal8 in MOV (packet copy): generated frames were converted to ffmpeg's one fixed palette, 21 dB and a
+    third of the colours, exit 0 (the check of generated frames, at an eighth of the size, let it through)."""
+    clip = tmp_path / "palette.mov"
+    still = f"testsrc2=s={W}x{H}:r=25:d=1,trim=end_frame=1,loop=14:1"
+    paletted = "split[a][b];[a]palettegen=stats_mode=full[p];[b][p]paletteuse=dither=none"
+    _ffmpeg("-f", "lavfi", "-i", still, "-filter_complex", paletted, "-c:v", "png", "-pix_fmt", "pal8", clip)
+    out = spliced_replace(tmp_path, clip, ".mov")
+    source, output = _rgb_frames(clip), _rgb_frames(out)
+    assert len(output) == len(source) == 15
+    colours = len(np.unique(source[0].reshape(-1, 3), axis=0))
+    for j in (6, 7, 8):  # the generated frames: a blend of two identical keys, so the still itself
+        worst = int(np.abs(output[j] - source[j]).max())
+        kept = len(np.unique(output[j].reshape(-1, 3), axis=0))
+        assert worst <= 2, f"generated frame {j}: up to {worst} levels off, {kept} of {colours} colours"

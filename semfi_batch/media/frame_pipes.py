@@ -282,6 +282,13 @@ def rgb_to_yuv_matrix(facts: StreamFacts) -> str:
 _ALPHA_KEPT_APART = frozenset({"yuva420p", "yuva422p", "yuva444p"})
 
 
+# Palette frames (pal8: PNG, rawvideo, BMP...) each get a palette of their own colours, as a palette source's
+# frames have: ffmpeg's plain conversion to pal8 maps every frame to one fixed palette, and generated frames
+# came back at 21 dB with a third of the source's colours. Undithered, so a frame of at most 255 colours
+# (one entry is kept for transparency) comes back exactly; alpha below half is transparent.
+OWN_PALETTE_GRAPH = "split[pc][pp];[pp]palettegen=stats_mode=single[pal];[pc][pal]paletteuse=new=1:dither=none"
+
+
 def full_range(facts: StreamFacts) -> bool:
     return facts.color_range == "pc" or facts.pix_fmt.startswith("yuvj")
 
@@ -305,6 +312,8 @@ def convert_images(images: Sequence[Path], facts: StreamFacts, work: Path) -> Fr
         colour = f"scale={stored_size}:flags={TO_YUV_SCALE_FLAGS},pad={facts.width + right}:{facts.height + bottom}"
         colour += f",fillborders=right={right}:bottom={bottom}:mode=smear,scale={matrix},format={facts.pix_fmt}"
         colour += f",crop={facts.width}:{facts.height}:0:0:exact=1"
+    elif facts.pix_fmt == "pal8":
+        colour = f"scale={stored_size}:flags={TO_YUV_SCALE_FLAGS},format=rgba,{OWN_PALETTE_GRAPH}"
     else:
         colour = f"scale={stored_size}:{matrix},format={facts.pix_fmt}"
     if facts.pix_fmt in _ALPHA_KEPT_APART:
