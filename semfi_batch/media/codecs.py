@@ -60,6 +60,10 @@ class CodecPlan:
     output_args: tuple[str, ...] = ()  # muxer-level options (field order)
 
 
+# Transfer characteristics by ffprobe's name, as ITU-T H.273 numbers them (x265's atc-sei takes the number).
+TRANSFER_NUMBERS = {"bt709": 1, "gamma22": 4, "gamma28": 5, "smpte170m": 6, "smpte240m": 7, "linear": 8,
+                    "log100": 9, "log316": 10, "iec61966-2-4": 11, "bt1361e": 12, "iec61966-2-1": 13,
+                    "bt2020-10": 14, "bt2020-12": 15, "smpte2084": 16, "smpte428": 17, "arib-std-b67": 18}  # fmt: skip
 # ProRes profiles by ffprobe's name (ffmpeg 5: Proxy, LT, Standard, HQ, 4444, XQ) and by the codec tag.
 PRORES_PROFILES = {"proxy": "0", "lt": "1", "standard": "2", "hq": "3", "4444": "4", "xq": "5", "4444xq": "5"}
 PRORES_TAGS = {"apco": "0", "apcs": "1", "apcn": "2", "apch": "3", "ap4h": "4", "ap4x": "5"}
@@ -175,6 +179,8 @@ def _hevc(facts, reorder, full) -> CodecPlan:
     if not full:
         params += f":keyint=600:min-keyint=1:scenecut=0:open-gop=0:bframes={min(max(reorder, 0) * 2, 4)}"
     params += _x265_hdr10(facts)
+    if facts.preferred_transfer in TRANSFER_NUMBERS:
+        params += f":atc-sei={TRANSFER_NUMBERS[facts.preferred_transfer]}"
     args = ["-preset", "medium", "-x265-params", params]
     enc, out = interlace_args("hevc", facts.field_order, facts.top_field_first)
     return CodecPlan("libx265", tuple(args), None, out)
@@ -194,6 +200,18 @@ def _x265_hdr10(facts) -> str:
     return f":hdr10=1{params}" if params else ""
 
 
+def _svtav1_hdr10(facts) -> str:
+    """SVT-AV1 parameters repeating the source's HDR10 metadata (metadata OBUs at each keyframe, as SVT-AV1
+    and other AV1 encoders write it): without them re-encoded GOPs had none. SVT-AV1 takes decimal values."""
+    params = ""
+    if facts.mastering_display is not None:
+        rx, ry, gx, gy, bx, by, wx, wy, low, high = (f"{float(v):.10g}" for v in facts.mastering_display)
+        params += f":mastering-display=G({gx},{gy})B({bx},{by})R({rx},{ry})WP({wx},{wy})L({high},{low})"
+    if facts.content_light is not None:
+        params += f":content-light={facts.content_light[0]},{facts.content_light[1]}"
+    return params
+
+
 def _av1(facts, reorder, full) -> CodecPlan:
     from semfi_batch.media.encode import available_encoders, encoder_pix_fmt
 
@@ -201,7 +219,8 @@ def _av1(facts, reorder, full) -> CodecPlan:
     svt = encoder_pixel_formats("libsvtav1")
     if "libsvtav1" in available_encoders() and (not svt or encoder_pix_fmt(facts) in svt):
         gop = "-1" if full else "600"
-        return CodecPlan("libsvtav1", ("-qp", "4", "-preset", "8", "-g", gop, "-svtav1-params", "scd=0"))
+        params = "scd=0" + _svtav1_hdr10(facts)
+        return CodecPlan("libsvtav1", ("-qp", "4", "-preset", "8", "-g", gop, "-svtav1-params", params))
     # No temporal filtering of the alt-ref frames: with it, untouched frames of 12-bit 4:2:0 came back at 32 dB.
     return CodecPlan("libaom-av1", ("-crf", "3", "-b:v", "0", "-arnr-strength", "0", "-cpu-used", "6", "-g", "600"))
 

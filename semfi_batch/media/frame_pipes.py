@@ -252,6 +252,17 @@ def full_colour_graph(
     return f"{graph}{inputs}mergeplanes={mapping}:{full}" + (f",setparams={':'.join(tags)}" if tags else "")
 
 
+def range_faithful_graph(pix_fmt: str, color_range: str | None) -> str:
+    """Filters (a -vf graph's middle) that make the conversion of a frame to RGB read its range as
+    convert_images writes it (full when tagged pc, else limited); "" where ffmpeg's own conversion does.
+    ffmpeg 5.1 turns 8-bit gray into RGB by a lookup table that ignores the range, so limited-range levels
+    were read as full and written back squeezed (generated frames came out as 0.85 x + 17). As yuv444p with
+    neutral colour (a plane copy), the frame converts as any limited-range YUV frame does."""
+    if pix_fmt != "gray" or color_range == "pc":
+        return ""
+    return "setparams=range=tv,format=yuv444p"
+
+
 # Filters that turn a stored picture upright, by the clockwise degrees a player turns it, and back. Frames
 # are turned while RGB, on both ways: ffmpeg's own turning (autorotate) runs on the decoded YUV, converting
 # subsampled colour by its default flags first, so rotated 4:2:2 keys lost colour detail the upright ones kept.
@@ -269,6 +280,13 @@ def rgb_to_yuv_matrix(facts: StreamFacts) -> str:
 
 # 8-bit YUV formats with alpha, whose alpha convert_images takes straight from the images.
 _ALPHA_KEPT_APART = frozenset({"yuva420p", "yuva422p", "yuva444p"})
+
+
+# Palette frames (pal8: PNG, rawvideo, BMP...) each get a palette of their own colours, as a palette source's
+# frames have: ffmpeg's plain conversion to pal8 maps every frame to one fixed palette, and generated frames
+# came back at 21 dB with a third of the source's colours. Undithered, so a frame of at most 255 colours
+# (one entry is kept for transparency) comes back exactly; alpha below half is transparent.
+OWN_PALETTE_GRAPH = "split[pc][pp];[pp]palettegen=stats_mode=single[pal];[pc][pal]paletteuse=new=1:dither=none"
 
 
 def full_range(facts: StreamFacts) -> bool:
@@ -294,6 +312,8 @@ def convert_images(images: Sequence[Path], facts: StreamFacts, work: Path) -> Fr
         colour = f"scale={stored_size}:flags={TO_YUV_SCALE_FLAGS},pad={facts.width + right}:{facts.height + bottom}"
         colour += f",fillborders=right={right}:bottom={bottom}:mode=smear,scale={matrix},format={facts.pix_fmt}"
         colour += f",crop={facts.width}:{facts.height}:0:0:exact=1"
+    elif facts.pix_fmt == "pal8":
+        colour = f"scale={stored_size}:flags={TO_YUV_SCALE_FLAGS},format=rgba,{OWN_PALETTE_GRAPH}"
     else:
         colour = f"scale={stored_size}:{matrix},format={facts.pix_fmt}"
     if facts.pix_fmt in _ALPHA_KEPT_APART:

@@ -55,11 +55,15 @@ class StreamFacts:
     # decoders report "left" for streams that say nothing, and an encode told "left" would write it, so
     # its headers would differ from the source's.
     chroma_location: str | None = None
-    # HDR10 static metadata, from the first frame (HEVC carries it in SEI at each keyframe): the mastering
-    # display's primaries and white point as CIE x, y (red, green, blue, white), and its minimum and maximum
-    # luminance in cd/m2; the content light levels MaxCLL and MaxFALL.
+    # HDR10 static metadata, from the first frame (HEVC carries it in SEI, AV1 in metadata OBUs, at each
+    # keyframe): the mastering display's primaries and white point as CIE x, y (red, green, blue, white), and
+    # its minimum and maximum luminance in cd/m2; the content light levels MaxCLL and MaxFALL.
     mastering_display: tuple[Fraction, ...] | None = None
     content_light: tuple[int, int] | None = None
+    # The transfer the frames carry where the stream's headers say another (`color_transfer`): HEVC's
+    # alternative transfer characteristics SEI, how broadcast HLG (arib-std-b67) is signalled over a
+    # bt2020-10 VUI for decoders that know no HLG.
+    preferred_transfer: str | None = None
 
     @property
     def container(self) -> str | None:
@@ -140,8 +144,8 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
     )
     if facts.codec == "h264" and encoder_settings:
         facts = replace(facts, x264_options=_x264_options(path, facts.index))
-    if facts.codec == "hevc" and encoder_settings:
-        facts = replace(facts, **_hdr_metadata(path, facts.index))
+    if encoder_settings:
+        facts = replace(facts, **_first_frame_colour(path, facts.index, facts.color_transfer))
     return facts
 
 
@@ -149,10 +153,16 @@ _MASTERING_KEYS = ("red_x", "red_y", "green_x", "green_y", "blue_x", "blue_y", "
                    "min_luminance", "max_luminance")  # fmt: skip
 
 
-def _hdr_metadata(path: Path, index: int) -> dict:
-    """`mastering_display` and `content_light` as the first frame carries them (absent: not in the result)."""
-    frames = first_frames(path, index, 1, "frame=side_data_list", f"cannot read the first frame of {path}") or [{}]
+def _first_frame_colour(path: Path, index: int, stream_transfer: str | None) -> dict:
+    """`mastering_display`, `content_light` and `preferred_transfer` as the first decoded frame carries them
+    (absent: not in the result), whatever the codec: the decoder puts them on the frame from wherever the
+    bitstream keeps them."""
+    what = f"cannot read the first frame of {path}"
+    frames = first_frames(path, index, 1, "frame=color_transfer,side_data_list", what) or [{}]
     found = {}
+    transfer = _known(frames[0].get("color_transfer"), ("unknown", "unspecified", "reserved"))
+    if transfer is not None and stream_transfer is not None and transfer != stream_transfer:
+        found["preferred_transfer"] = transfer
     for side in frames[0].get("side_data_list") or []:
         kind = side.get("side_data_type")
         if kind == "Mastering display metadata" and all(k in side for k in _MASTERING_KEYS):

@@ -19,7 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.errors import FrameExtractError
-from semfi_batch.media.frame_pipes import TO_RGB_SCALE_FLAGS, UPRIGHT_FILTERS, full_colour_graph
+from semfi_batch.media.frame_pipes import (
+    TO_RGB_SCALE_FLAGS,
+    UPRIGHT_FILTERS,
+    full_colour_graph,
+    range_faithful_graph,
+)
 from semfi_batch.media.probe import SHOWINFO_POSITION_RE, VideoInfo, parse_showinfo_line, showinfo_picture
 from semfi_batch.media.side_alpha import decoder_args
 from semfi_batch.media.tools import tool_path
@@ -224,6 +229,8 @@ def _decode(
     graph += ",showinfo=checksum=0"  # each frame's time and size as decoded, before any scaling to the output
     full_colour = full_colour_graph(info.pix_fmt, info.width, info.height, info.color_space, info.color_range)
     graph += f",{full_colour}" if full_colour else ""
+    range_faithful = range_faithful_graph(info.pix_fmt, info.color_range)
+    graph += f",{range_faithful}" if range_faithful else ""
     graph += f",scale=flags={TO_RGB_SCALE_FLAGS},format={pix_fmt}"  # by the frame's tagged matrix and range
     # Turned upright here, once RGB (frame_pipes.UPRIGHT_FILTERS); a turn other than a quarter is ffmpeg's.
     turn = UPRIGHT_FILTERS.get(round(-info.rotation) % 360)
