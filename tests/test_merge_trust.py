@@ -116,3 +116,16 @@ def test_a_current_done_job_beats_a_newer_failure(tmp_path, capsys):
         assert "3 done, 0 failed" in capsys.readouterr().out
         merged = {r["pair_id"]: r for r in pq.read_table(tmp_path / "merged.parquet").to_pylist()}
         assert merged["p01"]["status"] == "done"
+
+
+def test_image_keys_named_relative_to_the_manifest_are_found(tmp_path, monkeypatch, capsys):
+    # The run's copy of the manifest resolved `k000.png` against the run folder: every job was left out as stale.
+    image_manifest(tmp_path, 2)
+    rows = [{"pair_id": f"p{i}", "start_image": f"k00{i}.png", "end_image": f"k00{i + 1}.png", "gap_frames": 2}
+            for i in range(2)]  # fmt: skip
+    write_manifest(rows, tmp_path / "rel.parquet")
+    monkeypatch.chdir(tmp_path)
+    assert run("rel.parquet", "out") == 0
+    capsys.readouterr()
+    assert main(["merge", "out"]) == 0
+    assert "2 done, 0 failed, 0 without a record, 0 stale" in capsys.readouterr().out

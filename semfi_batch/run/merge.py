@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from semfi_batch.errors import OutputPathError, RunSettingsMismatch, SemfiError
-from semfi_batch.manifest import Manifest, load_manifest
+from semfi_batch.manifest import KeyframePair, Manifest, load_manifest
 from semfi_batch.run.engine import settings_differences, write_metrics
-from semfi_batch.run.sources import RUN_INFO_NAME, manifest_sources
-from semfi_batch.run.stale import published_job, run_planner
+from semfi_batch.run.sources import RUN_INFO_NAME
+from semfi_batch.run.stale import published_job, rows_as_run, run_planner
 
 MERGED_NAME = "metrics.merged.parquet"  # the default output of several roots, in the first one
 SHOWN = 5  # pair_ids named per kind of difference between two manifests
@@ -41,13 +41,13 @@ def merge_runs(roots: list[Path], out: Path | None = None) -> MergeSummary:
     records are left out and named. Roots made with other settings or manifests are refused."""
     roots = [Path(r) for r in roots]
     manifests = {root: _run_manifest(root) for root in roots}
+    # Each root's rows with their files as splice resolves them (relative: against the manifest the root was given).
+    rows = {root: rows_as_run(root, manifests[root]) for root in roots}
     _refuse_other_settings(roots)
-    _refuse_other_manifests(roots, manifests)
+    _refuse_other_manifests(roots, rows)
     target = merged_path(roots, out)
     manifest = manifests[roots[0]]
     planners = {root: run_planner(root) for root in roots}
-    # Each root's sources as splice resolves them (a relative source against the manifest that root was given).
-    sources = {root: manifest_sources(root, manifests[root]) for root in roots}
     records: dict[str, dict] = {}
     stale: list[tuple[str, str]] = []
     for pair in manifest.pairs:
@@ -56,7 +56,7 @@ def merge_runs(roots: list[Path], out: Path | None = None) -> MergeSummary:
             job_dir = root / "jobs" / pair.pair_id
             if not job_dir.is_dir():
                 continue
-            record, why = published_job(job_dir, pair, planners[root], sources[root].get(pair.pair_id))
+            record, why = published_job(job_dir, rows[root][pair.pair_id], planners[root])
             if record is not None:
                 found.append(record)
             else:
@@ -136,10 +136,10 @@ def _refuse_other_settings(roots: list[Path]) -> None:
                 )
 
 
-def _refuse_other_manifests(roots: list[Path], manifests: dict[Path, Manifest]) -> None:
+def _refuse_other_manifests(roots: list[Path], rows_of: dict[Path, dict[str, KeyframePair]]) -> None:
     """Refuse (exit 2) roots run from manifests that differ by content: which root's row would count depends on
-    the order they are given in. Rows are compared with their sources resolved as splice resolves them."""
-    rows = {root: _rows_by_pair(root, manifests[root]) for root in roots}
+    the order they are given in. Rows are compared with their files resolved as splice resolves them."""
+    rows = {root: {p: _comparable(pair) for p, pair in rows_of[root].items()} for root in roots}
     first = roots[0]
     for other in roots[1:]:
         a, b = rows[first], rows[other]
@@ -162,11 +162,6 @@ def _refuse_other_manifests(roots: list[Path], manifests: dict[Path, Manifest]) 
             )
 
 
-def _rows_by_pair(root: Path, manifest: Manifest) -> dict[str, str]:
-    """Each row of a root's manifest as comparable text, by pair_id (its place in the file left out)."""
-    sources = manifest_sources(root, manifest)
-    rows = {}
-    for pair in manifest.pairs:
-        row = dataclasses.asdict(dataclasses.replace(pair, row=0, source=sources.get(pair.pair_id, pair.source)))
-        rows[pair.pair_id] = json.dumps(row, sort_keys=True, default=str)
-    return rows
+def _comparable(pair: KeyframePair) -> str:
+    """A manifest row as text to compare (its place in the file left out)."""
+    return json.dumps(dataclasses.asdict(dataclasses.replace(pair, row=0)), sort_keys=True, default=str)
