@@ -276,9 +276,15 @@ def _print_report_path(out: Path, *, up_to_date: bool = False) -> None:
 )
 def merge(
     roots: Annotated[list[Path], typer.Argument(help="Output root(s) the shards wrote to.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Default: <first root>/metrics.parquet.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Default: ROOT/metrics.parquet (one root), FIRST/metrics.merged.parquet (several)."
+        ),
+    ] = None,
 ) -> None:
-    """Gather the records of a sharded run into one metrics.parquet. Exit 1 when jobs failed or are missing."""
+    """Gather the records of a sharded run into one metrics.parquet. Exit 1 when jobs failed or are missing; exit 2
+    when the roots were made with other settings or from other manifests."""
     from semfi_batch.output_files import check_output_file
     from semfi_batch.run.merge import merge_runs
 

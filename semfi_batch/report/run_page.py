@@ -15,7 +15,7 @@ import statistics
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from semfi_batch.atomic_write import write_atomic
 from semfi_batch.errors import SemfiError
-from semfi_batch.manifest import load_manifest
+from semfi_batch.manifest import KeyframePair, load_manifest
 from semfi_batch.media.frames import as_rgb8, read_image_rgb8, resize
 from semfi_batch.media.probe import probe_video
 from semfi_batch.media.video_frames import extract_frames
@@ -46,10 +46,14 @@ from semfi_batch.report.page import (
     page_html,
     section,
 )
+from semfi_batch.run.job import JobPlanner
+from semfi_batch.run.ledger import check_job_folder
+from semfi_batch.run.stale import REGENERATION_PENDING, published_job, rows_as_run, run_planner
 
 SHEET_FRAMES = 4  # generated frames shown per contact sheet, evenly spread over the gap
 QUALITY_CACHE = ".report-quality.json"
 COLORS = {"done": "#3b7dd8", "failed": "#d8453b"}
+UNUSABLE = "stale or damaged"  # a job's status on the page when splice would leave it out
 
 
 @dataclass
@@ -58,17 +62,22 @@ class RunJobs:
     manifest order (a row is a record, a dict: a field it lacks is missing, None from .get); `order`: the
     manifest's pair_ids; `outside`: records of jobs the manifest no longer has (an earlier manifest's), which
     splice leaves out and the page lists apart, counting none of them; `sources`: each row's source video,
-    resolved as splice resolves it (not against the current directory); `info`: run.json."""
+    resolved as splice resolves it (not against the current directory); `info`: run.json; `unusable`: records of
+    the manifest's rows that are no longer their row's job (stale: the row, an input or the settings changed
+    since) or whose outputs no longer match them (damaged), each with `why`: splice leaves them out, the next
+    run makes them again, and the page counts them apart, in no figure of the done jobs."""
 
     jobs: list[dict]
     order: list[str]
     outside: list[dict]
     sources: dict[str, Path]
     info: dict
+    unusable: list[dict] = field(default_factory=list)
 
 
 def load_run(run_dir: Path) -> RunJobs:
-    """The jobs of a run folder. Job records (jobs/<pair_id>/record.json) are the truth of each job, the
+    """The jobs of a run folder. Job records (jobs/<pair_id>/record.json) are the truth of each job while they
+    are their row's job (as splice and merge judge: `published_job`, outputs checked by size and count), the
     run's manifest (its copy, manifest.parquet) of which jobs are the run's; metrics.parquet adds the user's
     columns."""
     run_dir = Path(run_dir)
@@ -78,7 +87,7 @@ def load_run(run_dir: Path) -> RunJobs:
     info = {}
     with contextlib.suppress(OSError, json.JSONDecodeError):  # run.json only adds the manifest's path
         info = json.loads((run_dir / "run.json").read_text())
-    order, sources = _manifest_rows(run_dir)
+    order, sources, pairs = _manifest_rows(run_dir)
     records = {}
     for path in sorted(jobs.glob("*/record.json")) if jobs.is_dir() else []:
         try:
@@ -86,6 +95,12 @@ def load_run(run_dir: Path) -> RunJobs:
         except (OSError, json.JSONDecodeError):
             continue  # a record is written atomically; an unreadable one belongs to no finished job
         records[record.get("pair_id", path.parent.name)] = record
+    unusable = []
+    if pairs:
+        planner = run_planner(run_dir)
+        for pair_id in list(records):
+            if pair_id in pairs and (why := _unusable_because(run_dir, pairs[pair_id], planner)):
+                unusable.append({**records.pop(pair_id), "why": why})
     rows = list(records.values())
     metrics = _read_metrics(run_dir / "metrics.parquet")
     if metrics is not None:
@@ -101,25 +116,39 @@ def load_run(run_dir: Path) -> RunJobs:
             rows = [{**row, **{c: by_pair.get(row.get("pair_id"), {}).get(c) for c in extra}} for row in rows]
     rank = {p: i for i, p in enumerate(order)}
     rows.sort(key=lambda row: (rank.get(row.get("pair_id"), len(rank)), str(row.get("pair_id"))))
+    unusable.sort(key=lambda row: rank.get(row.get("pair_id"), len(rank)))
     if not order:  # a folder without a manifest: its records are all there is
         return RunJobs(rows, order, [], sources, info)
     current = [r for r in rows if r.get("pair_id") in rank]
-    return RunJobs(current, order, [r for r in rows if r.get("pair_id") not in rank], sources, info)
+    return RunJobs(current, order, [r for r in rows if r.get("pair_id") not in rank], sources, info, unusable)
 
 
-def _manifest_rows(run_dir: Path) -> tuple[list[str], dict[str, Path]]:
-    """(pair_ids of the run's manifest in order, each video row's source resolved as splice resolves it)."""
+def _unusable_because(run_dir: Path, pair: KeyframePair, planner: JobPlanner | None) -> str:
+    """Why the job of `pair` is not its row's job as the row stands now, or its outputs do not match its record
+    (checked by size and count: content hashes are splice's and merge's); "" when it is usable."""
+    job_dir = run_dir / "jobs" / pair.pair_id
+    record, why = published_job(job_dir, pair, planner, hashes=False)
+    if record is None and why == REGENERATION_PENDING:
+        # Its frames stay on the page, with their decision, until a run makes them anew.
+        record, why = check_job_folder(job_dir, None, hashes=False)
+        why = why if record is None else ""
+    return "" if record is not None else why
+
+
+def _manifest_rows(run_dir: Path) -> tuple[list[str], dict[str, Path], dict[str, KeyframePair]]:
+    """(pair_ids of the run's manifest in order, each video row's source resolved as splice resolves it, each
+    row by pair_id with its files so resolved)."""
     path = run_dir / "manifest.parquet"
     if not path.exists():
-        return [], {}
+        return [], {}, {}
     from semfi_batch.run.sources import manifest_sources
 
     try:
         manifest = load_manifest(path, check_media=False)
     except SemfiError:  # rows that no longer validate: the page still counts them, without their sources
         with pq.ParquetFile(path) as parquet:  # not pq.read_table: see _read_metrics
-            return [str(p) for p in parquet.read(columns=["pair_id"]).column("pair_id").to_pylist()], {}
-    return [p.pair_id for p in manifest.pairs], manifest_sources(run_dir, manifest)
+            return [str(p) for p in parquet.read(columns=["pair_id"]).column("pair_id").to_pylist()], {}, {}
+    return [p.pair_id for p in manifest.pairs], manifest_sources(run_dir, manifest), rows_as_run(run_dir, manifest)
 
 
 def _read_metrics(path: Path) -> tuple[list[str], list[dict]] | None:
@@ -148,7 +177,8 @@ def run_report_html(run_dir: Path, *, max_sheets: int = 200, link_root: str = ".
     jobs = _with_review_facts(run_dir, jobs, run.sources)
     done = [r for r in jobs if r.get("status") == "done"]
 
-    listed = {r.get("pair_id") for r in jobs}
+    unusable = run.unusable
+    listed = {r.get("pair_id") for r in [*jobs, *unusable]}
     pending = [p for p in order if p not in listed]
     frames = sum(_numbers(done, "frames"))
     wall_done = sum(_numbers(done, "wall_s"))
@@ -156,6 +186,7 @@ def run_report_html(run_dir: Path, *, max_sheets: int = 200, link_root: str = ".
         ("jobs in manifest", str(len(order) if order else len(jobs))),
         ("done", str(len(done))),
         ("failed", str(len(failed))),
+        ("stale or damaged (made again by the next run)", str(len(unusable))),
         ("skipped / not run yet", str(len(pending))),
         ("frames generated", f"{frames:.0f}"),
         ("total job time", duration(sum(_numbers(jobs, "wall_s")))),
@@ -206,8 +237,10 @@ def run_report_html(run_dir: Path, *, max_sheets: int = 200, link_root: str = ".
             + "".join(sheets)
             + (f"<p>{omitted} more finished job(s) not shown (--max-sheets {max_sheets}).</p>" if omitted else ""),
         ),
-        section("jobs", "All jobs", _jobs_table(jobs, pending)),
+        section("jobs", "All jobs", _jobs_table(jobs, pending, unusable)),
     ]
+    if unusable:
+        body.insert(4, _unusable_section(unusable))
     if run.outside:
         body.append(_outside_section(run.outside))
     return page_html("semfi-batch run report", body)
@@ -451,7 +484,7 @@ def _cell(image: np.ndarray | None, caption: str, kind: str) -> str:
     return img_cell(None if image is None else jpeg_uri(_small(image, SHEET_THUMB_WIDTH)), caption, kind)
 
 
-def _jobs_table(jobs: list[dict], pending: Sequence[str]) -> str:
+def _jobs_table(jobs: list[dict], pending: Sequence[str], unusable: Sequence[dict] = ()) -> str:
     rows = [
         [
             r.get("pair_id"),
@@ -470,9 +503,23 @@ def _jobs_table(jobs: list[dict], pending: Sequence[str]) -> str:
         ]
         for r in jobs
     ]
+    rows += [[r.get("pair_id"), "", "", "", "", "", UNUSABLE, r.get("backend"), "", "", "", "", ""] for r in unusable]
     rows += [[p, "", "", "", "", "", "not run", "", "", "", "", "", ""] for p in pending]
     head = ["pair_id", "source", "timecode", "reason", "score", "decision", "status", "backend", "frames", "wall s"]
     return html_table([*head, "s/frame", "peak RSS MB", "warp error"], rows)
+
+
+def _unusable_section(unusable: list[dict]) -> str:
+    """Jobs of the manifest's rows that splice leaves out (stale or damaged), with the reason."""
+    rows = [[r.get("pair_id"), r.get("status"), r.get("backend"), fmt(r.get("frames"), 0), r.get("why")]
+            for r in unusable]  # fmt: skip
+    return section(
+        "unusable",
+        f"Stale or damaged jobs ({len(unusable)})",
+        "<p class='sub'>not their row's job as it stands now, or their files no longer match their record: not "
+        "counted as done or failed, not spliced; the next run makes them again.</p>"
+        + html_table(["pair_id", "recorded status", "backend", "recorded frames", "why"], rows, cls="failures"),
+    )
 
 
 def _outside_section(outside: list[dict]) -> str:

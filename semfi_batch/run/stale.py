@@ -10,11 +10,12 @@ import dataclasses
 import json
 from pathlib import Path
 
-from semfi_batch.manifest import KeyframePair
+from semfi_batch.manifest import KeyframePair, Manifest
 from semfi_batch.review.decisions import regeneration_overrides
 from semfi_batch.run.inputs import CACHE_NAME, InputHashes
 from semfi_batch.run.job import ENGINE_VERSION, JobPlanner
 from semfi_batch.run.ledger import check_job_folder, read_record
+from semfi_batch.run.sources import _original_manifest_dir, _raw_column, _resolve_source, manifest_sources
 
 # Why a job marked to regenerate is not used before a run has made it anew (its frames were judged not good).
 REGENERATION_PENDING = "marked to regenerate in review: run the manifest again to make its new frames"
@@ -35,11 +36,33 @@ def run_planner(run_dir: Path) -> JobPlanner | None:
     return JobPlanner.from_settings(settings, InputHashes(Path(run_dir) / CACHE_NAME), overrides)
 
 
+def rows_as_run(run_dir: Path, manifest: Manifest) -> dict[str, KeyframePair]:
+    """Each row of a run's manifest (its copy in the run folder) by pair_id, with its source and keyframe images
+    resolved as splice resolves a source (`run/sources.py`): a relative path against the manifest the run was
+    given, else the run folder. The copy alone resolves them against the run folder, where they are not."""
+    sources = manifest_sources(run_dir, manifest)
+    original_dir = _original_manifest_dir(run_dir)
+    raw = {name: _raw_column(manifest.path, name) for name in ("start_image", "end_image")}
+    rows = {}
+    for pair in manifest.pairs:
+        images = {
+            name: _resolve_source(
+                dataclasses.replace(pair, source=getattr(pair, name)), raw[name], run_dir, original_dir
+            )
+            for name in raw
+            if getattr(pair, name) is not None
+        }
+        rows[pair.pair_id] = dataclasses.replace(pair, source=sources.get(pair.pair_id, pair.source), **images)
+    return rows
+
+
 def published_job(
-    job_dir: Path, pair: KeyframePair, planner: JobPlanner | None, source: Path | None = None
+    job_dir: Path, pair: KeyframePair, planner: JobPlanner | None, source: Path | None = None, *, hashes: bool = True
 ) -> tuple[dict | None, str]:
     """(record, "") when `job_dir` holds a finished or failed job of `pair` as the row stands now (`source`: the
-    row's source as resolved by the caller), else (None, why it cannot be used)."""
+    row's source as resolved by the caller), else (None, why it cannot be used). A failed job counts only while
+    its key is the row's (a failure of another version of the row says nothing of this one). `hashes=False`
+    checks the outputs by size and count only (the page of a run), not by content."""
     record = read_record(job_dir)
     if record is None:
         return None, "no finished job (run `semfi-batch run` on the manifest first)"
@@ -47,26 +70,27 @@ def published_job(
         pair = dataclasses.replace(pair, source=source)
     if planner is None and "outputs" not in record:
         return record, ""  # a run made before records listed their outputs: only its frame count can be checked
-    if record.get("status") == "done":
-        why = stale_reason(record, pair, planner)
-        if why:
-            return None, why if why == REGENERATION_PENDING else f"stale job: {why}"
-    checked, why = check_job_folder(job_dir, None)
+    why = stale_reason(record, pair, planner)
+    if why:
+        return None, why if why == REGENERATION_PENDING else f"stale job: {why}"
+    checked, why = check_job_folder(job_dir, None, hashes=hashes)
     if checked is None:
         return None, f"job folder does not match its record: {why}"
     return checked, ""
 
 
 def stale_reason(record: dict, pair: KeyframePair, planner: JobPlanner | None) -> str:
-    """Why a done record is not the job `pair` gives now; "" when it is."""
+    """Why a done or failed record is not the job `pair` gives now; "" when it is. A failed record lists no
+    input hashes (its inputs may not have been read): its key alone decides."""
     recorded = str(record.get("source") or record.get("start_image") or "")
     current = str(pair.source or pair.start_image or "")
     moved = ""
     if recorded and current and Path(recorded).resolve() != Path(current).resolve():
         moved = f"made from {recorded}, the row now names {current}"
     files = (record.get("keyframes") or {}).get("files")
-    if planner is None or not isinstance(files, dict):
-        return moved or ("" if isinstance(files, dict) else "made by an older version (no input hashes in its record)")
+    hashed = isinstance(files, dict) or record.get("status") == "failed"
+    if planner is None or not hashed:
+        return moved or ("" if hashed else "made by an older version (no input hashes in its record)")
     if pair.keyframe_size is None and not pair.width and record.get("width") and record.get("height"):
         pair = dataclasses.replace(pair, keyframe_size=(int(record["width"]), int(record["height"])))
     if record.get("requested_backend") == "auto" and (pair.backend or planner.default_backend) == "auto":
@@ -80,7 +104,7 @@ def stale_reason(record: dict, pair: KeyframePair, planner: JobPlanner | None) -
         return ""  # the same content and settings: a source moved or copied elsewhere gives the same frames
     if moved:
         return moved
-    old = list(files.values())
+    old = list((files or {}).values())
     for (path, (_, digest)), before in zip(job.inputs.items(), old, strict=False):
         if isinstance(before, dict) and before.get("sha256") != digest:
             what = "is missing" if digest == "missing" else "was replaced or changed (its content differs)"
