@@ -48,7 +48,8 @@ from semfi_batch.report.page import (
 )
 from semfi_batch.run.job import JobPlanner
 from semfi_batch.run.ledger import check_job_folder
-from semfi_batch.run.stale import REGENERATION_PENDING, published_job, rows_as_run, run_planner
+from semfi_batch.run.sources import rows_as_run
+from semfi_batch.run.stale import REGENERATION_PENDING, published_job, run_planner
 
 SHEET_FRAMES = 4  # generated frames shown per contact sheet, evenly spread over the gap
 QUALITY_CACHE = ".report-quality.json"

@@ -17,8 +17,8 @@ from pathlib import Path
 from semfi_batch.errors import OutputPathError, RunSettingsMismatch, SemfiError
 from semfi_batch.manifest import KeyframePair, Manifest, load_manifest
 from semfi_batch.run.engine import settings_differences, write_metrics
-from semfi_batch.run.sources import RUN_INFO_NAME
-from semfi_batch.run.stale import published_job, rows_as_run, run_planner
+from semfi_batch.run.sources import RUN_INFO_NAME, rows_as_run
+from semfi_batch.run.stale import published_job, run_planner
 
 MERGED_NAME = "metrics.merged.parquet"  # the default output of several roots, in the first one
 SHOWN = 5  # pair_ids named per kind of difference between two manifests

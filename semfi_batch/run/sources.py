@@ -4,6 +4,7 @@ the current directory: splice, merge, review and the report all find a row's sou
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,26 @@ def manifest_sources(run_dir: Path, manifest: Manifest) -> dict[str, Path]:
     raw = _raw_column(manifest.path, "source")
     original_dir = _original_manifest_dir(run_dir)
     return {p.pair_id: _resolve_source(p, raw, run_dir, original_dir) for p in manifest.pairs if p.source}
+
+
+def rows_as_run(run_dir: Path, manifest: Manifest) -> dict[str, KeyframePair]:
+    """Each row of a run's manifest (its copy in the run folder) by pair_id, with its source and keyframe images
+    resolved as splice resolves a source: a relative path against the manifest the run was
+    given, else the run folder. The copy alone resolves them against the run folder, where they are not."""
+    sources = manifest_sources(run_dir, manifest)
+    original_dir = _original_manifest_dir(run_dir)
+    raw = {name: _raw_column(manifest.path, name) for name in ("start_image", "end_image")}
+    rows = {}
+    for pair in manifest.pairs:
+        images = {
+            name: _resolve_source(
+                dataclasses.replace(pair, source=getattr(pair, name)), raw[name], run_dir, original_dir
+            )
+            for name in raw
+            if getattr(pair, name) is not None
+        }
+        rows[pair.pair_id] = dataclasses.replace(pair, source=sources.get(pair.pair_id, pair.source), **images)
+    return rows
 
 
 def _original_manifest_dir(run_dir: Path) -> Path | None:

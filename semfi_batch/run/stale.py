@@ -10,12 +10,11 @@ import dataclasses
 import json
 from pathlib import Path
 
-from semfi_batch.manifest import KeyframePair, Manifest
+from semfi_batch.manifest import KeyframePair
 from semfi_batch.review.decisions import regeneration_overrides
 from semfi_batch.run.inputs import CACHE_NAME, InputHashes
 from semfi_batch.run.job import ENGINE_VERSION, JobPlanner
 from semfi_batch.run.ledger import check_job_folder, read_record
-from semfi_batch.run.sources import _original_manifest_dir, _raw_column, _resolve_source, manifest_sources
 
 # Why a job marked to regenerate is not used before a run has made it anew (its frames were judged not good).
 REGENERATION_PENDING = "marked to regenerate in review: run the manifest again to make its new frames"
@@ -34,26 +33,6 @@ def run_planner(run_dir: Path) -> JobPlanner | None:
     # Jobs regenerated from `review` were planned with their new seed/backend: so are their keys here.
     overrides = regeneration_overrides(Path(run_dir))
     return JobPlanner.from_settings(settings, InputHashes(Path(run_dir) / CACHE_NAME), overrides)
-
-
-def rows_as_run(run_dir: Path, manifest: Manifest) -> dict[str, KeyframePair]:
-    """Each row of a run's manifest (its copy in the run folder) by pair_id, with its source and keyframe images
-    resolved as splice resolves a source (`run/sources.py`): a relative path against the manifest the run was
-    given, else the run folder. The copy alone resolves them against the run folder, where they are not."""
-    sources = manifest_sources(run_dir, manifest)
-    original_dir = _original_manifest_dir(run_dir)
-    raw = {name: _raw_column(manifest.path, name) for name in ("start_image", "end_image")}
-    rows = {}
-    for pair in manifest.pairs:
-        images = {
-            name: _resolve_source(
-                dataclasses.replace(pair, source=getattr(pair, name)), raw[name], run_dir, original_dir
-            )
-            for name in raw
-            if getattr(pair, name) is not None
-        }
-        rows[pair.pair_id] = dataclasses.replace(pair, source=sources.get(pair.pair_id, pair.source), **images)
-    return rows
 
 
 def published_job(
