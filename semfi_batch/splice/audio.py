@@ -30,6 +30,9 @@ from semfi_batch.media.tools import run_tool, tool_path
 
 # How far (s) a rebuilt audio stream's first sample may sit from where the source's was heard.
 AUDIO_START_TOLERANCE = 0.0005
+# Smallest gap (s) between an audio frame's timestamp and the samples before it that is filled with silence
+# (or, as an overlap, dropped) before a stream is rebuilt: above the rounding of Matroska's millisecond clock.
+TIMESTAMP_GAP_S = 0.001
 # Encoders (by name prefix) that neither prime nor take a bit rate.
 LOSSLESS = ("pcm", "flac", "alac")
 # Longest encoder delay looked for (samples), and the noise burst it is measured with (s).
@@ -165,9 +168,10 @@ def audio_graph(
 ) -> tuple[str, str]:
     """Filters rebuilding one audio stream with time inserted (silence or a cross-fade) or removed at each
     shift, sample-exact. `stream["first_sample_s"]`: the time of the source's first decoded sample, from
-    which the shifts' places are counted in samples; `stream["placed_at_s"]` (default the same): where the
-    rebuilt stream is put, moved by a second mux where the first put it elsewhere (a nudge that moved the
-    cuts too made every silence of an MPEG-TS or Matroska AAC stream 1024 samples early).
+    which the shifts' places are counted in samples (of the stream with its timestamp holes filled);
+    `stream["placed_at_s"]` (default the same): where the rebuilt stream is put, moved by a second mux where
+    the first put it elsewhere (a nudge that moved the cuts too made every silence of an MPEG-TS or Matroska
+    AAC stream 1024 samples early).
     `stream["end_s"]` (optional): where the source's last sample ends; a shift at or after it moves none of
     the stream's sound and is left out (kept, the stream was padded with silence up to it and through the
     inserted time: 2 s of audio came out 3.4 s long). `lead`: samples left out at the start, where the
@@ -225,7 +229,13 @@ def audio_graph(
         parts.append(samples(*pieces[i + 1], f"p{idx}_{i + 1}"))
         current = f"j{idx}_{i}"
         steps.append("".join(f"[{part}]" for part in parts) + f"concat=n={len(parts)}:v=0:a=1[{current}]")
-    graph.append(f"[1:{idx}]asplit={len(copies)}" + "".join(f"[{src}{i}]" for i in range(len(copies))))
+    # Decoded to the source's own timestamps first: a hole in them (packets lost, the times of the rest kept) is
+    # filled with silence, so that sample n is heard at start + n / rate and every cut lands at its time (counted
+    # over a 0.3 s hole as if none were missing, each silence after it came 0.3 s late). Overlaps are dropped.
+    graph.append(
+        f"[1:{idx}]aresample=async=1:min_hard_comp={TIMESTAMP_GAP_S},asplit={len(copies)}"
+        + "".join(f"[{src}{i}]" for i in range(len(copies)))
+    )
     graph += copies + steps
     label = f"a{idx}"
     graph.append(f"[{current}]asetpts=PTS+{placed:.6f}/TB[{label}]")
