@@ -298,8 +298,13 @@ def _disposition(stream: dict) -> str:
 
 
 def _shift_bsf(shifts: list[tuple[float, float]]) -> str:
-    terms = "".join(f"+if(gte(PTS*TB,{at:.6f}),{d:.6f}/TB,0)" for at, d in shifts)
-    return f"setts=ts='PTS{terms}'"
+    """A bitstream filter moving each subtitle cue as `_shifted_chapters` moves a chapter: its start by the time
+    inserted at or before it, its end by the time inserted at or before the end. A cue shown over an insert
+    point lasts longer by the time inserted inside it (moved by its start alone, it vanished before the
+    pictures it was shown over)."""
+    moved = "".join(f"+if(gte(PTS*TB,{at:.6f}),{d:.6f}/TB,0)" for at, d in shifts)
+    inside = "".join(f"+if(lt(PTS*TB,{at:.6f})*gte((PTS+DURATION)*TB,{at:.6f}),{d:.6f}/TB,0)" for at, d in shifts)
+    return f"setts=ts='PTS{moved}':duration='max(DURATION{inside},0)'"
 
 
 def _shifted_chapters(chapters: list[dict], shifts: list[tuple[float, float]], work: Path) -> Path:
