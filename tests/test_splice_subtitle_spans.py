@@ -1,5 +1,6 @@
 """Subtitles through a splice with inserted time: a cue after an insert point moves with it, and a cue shown
-over one lasts longer by the time inserted inside it, as a chapter does (splice/final_mux.py)."""
+over one lasts longer by the time inserted inside it, as a chapter does; an MP4's chapter track, whose chapters
+are written anew, is not named as lost (splice/final_mux.py)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,39 @@ def test_a_cue_over_an_insert_point_lasts_longer_by_the_time_inserted(ext, codec
     summary = splice_run(make_run(tmp_path / "run", src, job), output=tmp_path / f"out.{ext}")
     assert not summary.failed, summary.failed
     assert _cues(summary.results[0].output) == MOVED
+
+
+def _chapters(path) -> list[tuple[float, float]]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_chapters", "-of", "json", str(path)], capture_output=True, check=True
+    ).stdout
+    return [(round(float(c["start_time"]), 3), round(float(c["end_time"]), 3)) for c in json.loads(out)["chapters"]]
+
+
+@pytest.mark.parametrize("ext", ["mp4", "ts"])
+def test_the_chapter_track_of_an_mp4_is_named_lost_only_where_the_chapters_are(ext, tmp_path):
+    """ffmpeg shows an MP4's chapter track as a data stream (bin_data). Its chapters are written anew, moved
+    with the inserted time, yet the splice warned "not carried over: stream 1 (data, bin_data)". MPEG-TS holds
+    no chapters: there the warning is true."""
+    meta = tmp_path / "chapters.txt"
+    meta.write_text(
+        ";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=1000\ntitle=A\n"
+        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=1000\nEND=3000\ntitle=B\n"
+    )
+    src = tmp_path / "chapters.mp4"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=3", "-f",
+         "ffmetadata", "-i", str(meta), "-map", "0", "-map_chapters", "1", "-c:v", "libx264", "-preset", "ultrafast",
+         "-g", "12", str(src)],
+        check=True,
+    )  # fmt: skip
+    job = [{"pair_id": "a", "mode": "insert", "start": 50, "end": 51, "gap": 5}]
+    summary = splice_run(make_run(tmp_path / "run", src, job), output=tmp_path / f"out.{ext}")
+    assert not summary.failed, summary.failed
+    result = summary.results[0]
+    if ext == "mp4":
+        assert _chapters(result.output) == [(0.0, 1.0), (1.0, 3.2)]
+        assert result.dropped_streams == []
+    else:
+        assert _chapters(result.output) == []
+        assert [what.split(" (")[0] for what in result.dropped_streams] == ["stream 1"]

@@ -122,6 +122,7 @@ def mux_output(
     maps: list[str] = []
     graph: list[str] = []
     dropped: list[str] = []
+    chapter_tracks: list[str] = []
     audio_notes: list[str] = []
     rebuilt: dict[int, tuple[int, float]] = {}
     copied: dict[int, int] = {}
@@ -192,6 +193,9 @@ def mux_output(
                 copied[idx] = out
         elif kind == "data" and s.get("codec_tag_string") == "tmcd" and facts.timecode and muxer in TIMECODE_MUXERS:
             continue  # written anew from the start timecode (-timecode below)
+        elif _chapter_track(s) and chapters:
+            chapter_tracks.append(f"stream {idx} ({kind}, {s.get('codec_name', '?')}: the chapters' titles)")
+            continue  # what it holds is the chapters, written anew (-map_chapters below); checked after the mux
         else:
             dropped.append(f"stream {idx} ({kind}, {s.get('codec_name', '?')})")
             continue
@@ -250,6 +254,8 @@ def mux_output(
         raise MediaError(f"cannot write {output.name}: {_tail(log, muxer)}")
     if muxer in ("matroska", "webm") and facts.constant_rate:
         set_default_duration(output, video + 1, frame_duration_ns(facts.frame_rate))  # see media/matroska.py
+    if chapter_tracks and len(_source_streams(output)[1]) < len(chapters):
+        dropped += chapter_tracks  # the output's container holds no chapters (MPEG-TS): they are lost
     if not shifts:
         note = "audio copied" if any(s.get("codec_type") == "audio" for s in streams) else "no audio"
     else:
@@ -268,6 +274,17 @@ def _matroska_picture(stream: dict) -> bool:
     holding one attached picture."""
     tags = {k.lower(): v for k, v in (stream.get("tags") or {}).items()}
     return bool((stream.get("disposition") or {}).get("attached_pic")) and "mimetype" in tags
+
+
+def _chapter_track(stream: dict) -> bool:
+    """Whether a source stream is a QuickTime chapter track (MP4, MOV): ffmpeg reads its text samples as the
+    file's chapters and shows the track itself as a data stream of binary data with the tag "text" (a text
+    track that is not the chapters' is read as a subtitle stream)."""
+    return (
+        stream.get("codec_type") == "data"
+        and stream.get("codec_name") == "bin_data"
+        and stream.get("codec_tag_string") == "text"
+    )
 
 
 def _attachment_file(source: Path, stream: dict, work: Path) -> tuple[Path, dict]:
