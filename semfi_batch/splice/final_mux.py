@@ -40,6 +40,8 @@ MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".web
 ANNEX_B_FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
 # Muxers whose clock is the frame period: the joined video is handed over on that clock.
 FRAME_CLOCK_MUXERS = ("mxf", "mxf_d10", "mxf_opatom", "avi")
+# What ffmpeg says where a muxer or an encoder needs `-strict experimental` to write what it was given.
+EXPERIMENTAL_ASKED = "add '-strict -2'"
 # Muxers that write a timecode given as `-timecode` (QuickTime tmcd track, MXF material package).
 TIMECODE_MUXERS = ("mov", "mp4", "mxf", "mxf_opatom", "gxf", "matroska")
 
@@ -248,8 +250,11 @@ def mux_output(
     if muxer:
         args += ["-f", muxer]
     log = work / "mux.log"
-    with open(log, "wb") as err:
-        code = subprocess.run([*args, str(output)], stdout=subprocess.DEVNULL, stderr=err, check=False).returncode
+    code = _write(args, output, log)
+    if code != 0 and EXPERIMENTAL_ASKED in log.read_text(errors="replace"):
+        # Some codecs go into some containers (FLAC in MP4), and some encoders run (TrueHD, DTS), only where
+        # ffmpeg is told that its experimental support will do: it says so at once, before writing a packet.
+        code = _write([*args, "-strict", "experimental"], output, log)
     if code != 0:
         raise MediaError(f"cannot write {output.name}: {_tail(log, muxer)}")
     if muxer in ("matroska", "webm") and facts.constant_rate:
@@ -261,6 +266,12 @@ def mux_output(
     else:
         note = "; ".join(audio_notes) or "no audio"
     return Muxed(note, dropped, rebuilt, copied, video)
+
+
+def _write(args: list[str], output: Path, log: Path) -> int:
+    """Run the ffmpeg command `args` writing `output`, its messages to `log`; its exit status."""
+    with open(log, "wb") as err:
+        return subprocess.run([*args, str(output)], stdout=subprocess.DEVNULL, stderr=err, check=False).returncode
 
 
 class OtherVideoWouldDrift(MediaError):
