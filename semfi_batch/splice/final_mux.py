@@ -13,17 +13,13 @@ from pathlib import Path
 
 from semfi_batch.errors import MediaError
 from semfi_batch.media.codecs import KEEP_TAG
-from semfi_batch.media.encode import (
-    AUDIO_ENCODERS,
-    StreamFacts,
-    available_encoders,
-)
+from semfi_batch.media.encode import StreamFacts
 from semfi_batch.media.matroska import frame_duration_ns, set_default_duration
 from semfi_batch.media.side_alpha import ALPHA_MODE_TAG
 from semfi_batch.media.stream_facts import colour_args
 from semfi_batch.media.tools import run_tool, tool_path
 from semfi_batch.splice.audio import (
-    LOSSLESS,
+    audio_encoding,
     audio_graph,
     check_one_audio_format,
     decoded_end_time,
@@ -160,22 +156,19 @@ def mux_output(
             s["first_sample_s"] = first  # where the source's samples are counted from (the cuts)
             s["placed_at_s"] = first + (audio_nudge or {}).get(idx, 0.0)  # where the rebuilt stream is put
             s["end_s"] = decoded_end_time(source, idx)  # time inserted after it moves nothing of the stream
-            encoder = AUDIO_ENCODERS.get(s.get("codec_name", ""), "aac")
-            if encoder not in available_encoders():
-                encoder = "aac"
-            lossless = encoder.startswith(LOSSLESS)
-            bit_rate = str(s["bit_rate"]) if s.get("bit_rate") and not lossless else None
-            options = ("-b:a", bit_rate) if bit_rate else ()
+            encoding = audio_encoding(s, muxer, MUXERS.get(source.suffix.lower()))
+            options = tuple(encoding.args("a"))
             rate, channels = int(s.get("sample_rate") or 48000), int(s.get("channels") or 2)
             # Measured where the stream starts (MP4 hides the priming only at zero), clamped at zero as before;
             # the same on a second mux, so that the correction measured on the first still fits.
             start = round(max(first, 0.0), 6)
-            lead = priming_samples(encoder, rate, channels, options, muxer, start) if muxer and not lossless else 0
+            lead = 0
+            if muxer and not encoding.lossless:
+                lead = priming_samples(encoding.encoder, rate, channels, options, muxer, start)
             label, note = audio_graph(s, shifts, audio_mode, graph, lead)
-            maps += ["-map", f"[{label}]", f"-c:{out}", encoder]
-            maps += [f"-b:{out}", bit_rate] if bit_rate else []
+            maps += ["-map", f"[{label}]", f"-c:{out}", encoding.encoder, *encoding.args(str(out))]
             maps += [f"-disposition:{out}", _disposition(s)]
-            audio_notes.append(note)
+            audio_notes += [note, encoding.note] if encoding.note else [note]
         elif kind == "video" and muxer == "matroska" and _matroska_picture(s):
             attached.append(_attachment_file(source, s, work))
             continue
