@@ -52,13 +52,10 @@ __all__ = [
 SMART_CODECS = {"h264": "libx264", "vp8": "libvpx", "vp9": "libvpx-vp9"}
 
 
-# Encoders for audio that has to be re-encoded (insert mode), by source codec.
-AUDIO_ENCODERS = {
-    "aac": "aac", "mp3": "libmp3lame", "vorbis": "libvorbis", "opus": "libopus", "flac": "flac",
-    "ac3": "ac3", "eac3": "eac3", "alac": "alac", "mp2": "mp2",
-    **{f"pcm_{k}": f"pcm_{k}" for k in ("s16le", "s16be", "s24le", "s24be", "s32le", "s32be", "f32le", "u8",
-                                        "alaw", "mulaw")},
-}  # fmt: skip
+# Encoders preferred for audio that has to be re-encoded (insert mode), by source codec, where this ffmpeg may
+# have several or its own is experimental; other codecs, and these where the one named is missing, take the
+# encoders ffmpeg lists for them (`ffmpeg -codecs`; splice/audio.py: `audio_encoding`).
+AUDIO_ENCODERS = {"mp3": "libmp3lame", "vorbis": "libvorbis", "opus": "libopus"}
 
 
 # Quality of re-encoded GOPs when the source's own settings are unknown (visually close to lossless).

@@ -1,6 +1,7 @@
 """Audio rebuilt for a splice whose timeline grew or shrank: the source's samples cut and joined around each
 shift with silence or a cross-fade (`audio_graph`), sample-exact, and placed so that every sample is heard
-where the source's was.
+where the source's was; encoded with the source's codec where this ffmpeg can write it into the output's
+container, else with one it can, which the summary names (`audio_encoding`).
 
 Two things move audio that timestamps do not show:
 - a container may shift a stream to hide its encoder's priming (MP4 edit lists, Matroska codec delay):
@@ -18,6 +19,7 @@ import json
 import re
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -25,13 +27,26 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.errors import MediaError
+from semfi_batch.media.encode import AUDIO_ENCODERS, available_encoders
 from semfi_batch.media.probe import first_frames
 from semfi_batch.media.tools import run_tool, tool_path
 
 # How far (s) a rebuilt audio stream's first sample may sit from where the source's was heard.
 AUDIO_START_TOLERANCE = 0.0005
-# Encoders (by name prefix) that neither prime nor take a bit rate.
-LOSSLESS = ("pcm", "flac", "alac")
+# Smallest gap (s) between an audio frame's timestamp and the samples before it that is filled with silence
+# (or, as an overlap, dropped) before a stream is rebuilt: above the rounding of Matroska's millisecond clock.
+TIMESTAMP_GAP_S = 0.001
+# Profiles an encoder is asked for by name (`-profile:a`), by source codec and the profile ffprobe names.
+ENCODER_PROFILES = {("aac", "HE-AAC"): "aac_he", ("aac", "HE-AACv2"): "aac_he_v2"}
+# Codecs a stream whose own codec cannot be written is re-encoded with, in order of preference: lossy ones for a
+# lossy source; lossless ones by what its samples are (integers of up to 24 bits: FLAC first; wider integers
+# and floating point: PCM first, which keeps them exactly).
+LOSSY_FALLBACKS = ("aac", "mp3", "mp2", "ac3")
+LOSSLESS_FALLBACKS = {
+    16: ("flac", "pcm_s16le", "pcm_s16be"), 24: ("flac", "pcm_s24le", "pcm_s24be"),
+    32: ("pcm_s32le", "pcm_s32be", "flac"), "flt": ("pcm_f32le", "pcm_f32be", "flac"),
+    "dbl": ("pcm_f64le", "pcm_f64be", "pcm_f32le", "flac"),
+}  # fmt: skip
 # Longest encoder delay looked for (samples), and the noise burst it is measured with (s).
 MAX_PRIMING = 8192
 _BURST_S = 0.5
@@ -160,14 +175,131 @@ def _first_shown_time(path: Path, index: int, identity: tuple | None) -> float |
     return None
 
 
+@dataclass(frozen=True)
+class AudioEncoding:
+    """How a rebuilt audio stream is encoded: `encoder`, its `settings` (option name and value, for the
+    output stream: bit rate, profile), whether its codec is lossless (no bit rate to keep, no priming to
+    measure), and a note for the summary where the source's codec or profile is not kept ("" where it is)."""
+
+    encoder: str
+    settings: tuple[tuple[str, str], ...]
+    lossless: bool
+    note: str = ""
+
+    def args(self, stream: str) -> list[str]:
+        """The settings as ffmpeg options for output stream `stream` ("a" in a file of one stream, or "3")."""
+        return [arg for name, value in self.settings for arg in (f"-{name}:{stream}", value)]
+
+
+def audio_encoding(stream: dict, muxer: str | None, source_muxer: str | None = None) -> AudioEncoding:
+    """How to re-encode audio stream `stream` (ffprobe's fields) into a `muxer` file: with its own codec and
+    profile, by an encoder of this ffmpeg that the container takes (experimental ones too: the mux is told
+    where ffmpeg asks); else with a codec the container takes, lossless for a lossless source (FLAC or PCM
+    of its sample format), AAC for a lossy one, and a note that says so. Before, any codec not in a fixed
+    table (TrueHD, DTS, WMA, ADPCM, PCM in floating point) became AAC without a word. Where the output's
+    container is the source's (`source_muxer`), it holds the source's codec already: only the encoder is
+    asked (MXF and DV take no file of audio alone to ask with); where no codec passes the asking, the
+    source's own is kept, and the mux names what the container refused."""
+    idx, codec = stream["index"], stream.get("codec_name", "")
+    rate, channels = int(stream.get("sample_rate") or 48000), int(stream.get("channels") or 2)
+    lossless = audio_codecs().get(codec, (False, ()))[0]
+    profile = ENCODER_PROFILES.get((codec, stream.get("profile")))
+    bit_rate = (("b", str(stream["bit_rate"])),) if stream.get("bit_rate") and not lossless else ()
+    own = _encoders_for(codec)
+    asked = None if muxer == source_muxer else muxer
+    for keep_profile in (True, False) if profile else (False,):
+        settings = bit_rate + ((("profile", profile),) if keep_profile else ())
+        wanted = stream.get("profile") if keep_profile else None
+        for encoder in own:
+            if _writes(encoder, settings, asked, rate, channels, wanted):
+                note = ""
+                if profile and not keep_profile:
+                    note = f"audio {idx}: {stream['profile']} re-encoded as AAC LC: this ffmpeg's {encoder} encoder"
+                    note += f" writes no {profile}"
+                return AudioEncoding(encoder, settings, lossless, note)
+    why = f"this ffmpeg cannot write {codec} into {muxer}" if own else f"this ffmpeg has no {codec} encoder"
+    others = LOSSY_FALLBACKS if not lossless else LOSSLESS_FALLBACKS[_sample_kind(stream)]
+    for container in (muxer, None):  # into the container; else any that encodes, for the mux to judge
+        for other in (codec, *others) if container is None else others:
+            for encoder in _encoders_for(other):
+                if _writes(encoder, bit_rate, container, rate, channels, None):
+                    note = f"audio {idx}: {codec} re-encoded as {other}: {why}" if other != codec else ""
+                    return AudioEncoding(encoder, bit_rate, lossless, note)
+    raise MediaError(f"audio stream {idx}: {why}, nor any codec tried in its place")
+
+
+@lru_cache(maxsize=1)
+def audio_codecs() -> dict[str, tuple[bool, tuple[str, ...]]]:
+    """The audio codecs this ffmpeg knows (`ffmpeg -codecs`), each with whether it is lossless only (a codec
+    with lossy and lossless modes, as DTS, counts as lossy) and the names of its encoders (none where it
+    has no encoder)."""
+    out = subprocess.run([tool_path("ffmpeg"), "-hide_banner", "-codecs"], capture_output=True, check=False)
+    codecs = {}
+    for line in out.stdout.decode(errors="replace").splitlines():
+        m = re.match(r"^ ([D.])([E.])A[I.]([L.])([S.]) (\S+)\s(.*)$", line)
+        if m is None:
+            continue
+        listed = re.search(r"\(encoders: ([^)]*)\)", m.group(6))
+        encoders = tuple(listed.group(1).split()) if listed else (m.group(5),) if m.group(2) == "E" else ()
+        codecs[m.group(5)] = (m.group(4) == "S" and m.group(3) == ".", encoders)
+    return codecs
+
+
+def _encoders_for(codec: str) -> list[str]:
+    """The encoders of this ffmpeg for `codec`, the preferred one (`AUDIO_ENCODERS`) first."""
+    listed = audio_codecs().get(codec, (False, ()))[1]
+    ordered = dict.fromkeys([AUDIO_ENCODERS.get(codec, ""), *listed])
+    return [name for name in ordered if name in listed and name in available_encoders()]
+
+
+def _sample_kind(stream: dict) -> int | str:
+    """What a lossless stream's samples are: "flt" or "dbl" (floating point), else their bits (16, 24, 32)."""
+    fmt = str(stream.get("sample_fmt") or "s16").rstrip("p")
+    if fmt in ("flt", "dbl"):
+        return fmt
+    bits = int(stream.get("bits_per_raw_sample") or 0) or int(stream.get("bits_per_sample") or 0)
+    bits = bits or {"u8": 8, "s16": 16, "s32": 32, "s64": 32}.get(fmt, 16)
+    return 16 if bits <= 16 else 24 if bits <= 24 else 32
+
+
+@lru_cache(maxsize=64)
+def _writes(
+    encoder: str,
+    settings: tuple[tuple[str, str], ...],
+    muxer: str | None,
+    rate: int,
+    channels: int,
+    profile: str | None,
+) -> bool:
+    """Whether this ffmpeg's `encoder` (with `settings`) encodes `channels` at `rate` into a `muxer` file
+    that decodes again, with `profile` where one is asked (ffmpeg
+    5.1's AAC encoder writes a file marked HE-AAC that no decoder opens); with no `muxer`, whether it encodes
+    at all. Asked of ffmpeg by encoding a tenth of a second, experimental encoders and muxing allowed."""
+    with tempfile.TemporaryDirectory(prefix="semfi-encoder-") as folder:
+        path = Path(folder) / "trial"
+        encode = [tool_path("ffmpeg"), "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+                  f"sine=r={rate}:d=0.1", "-ac", str(channels), "-c:a", encoder,
+                  *AudioEncoding(encoder, settings, False).args("a"), "-strict", "experimental"]  # fmt: skip
+        if muxer is None and profile is None:
+            return subprocess.run([*encode, "-f", "null", "-"], capture_output=True, check=False).returncode == 0
+        encode += ["-f", muxer or "matroska", str(path)]
+        if subprocess.run(encode, capture_output=True, check=False).returncode != 0:
+            return False
+        probe = [tool_path("ffprobe"), "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=profile",
+                 "-of", "csv=p=0", str(path)]  # fmt: skip
+        shown = subprocess.run(probe, capture_output=True, text=True, check=False)
+        return shown.returncode == 0 and (profile is None or shown.stdout.strip() == profile)
+
+
 def audio_graph(
     stream: dict, shifts: list[tuple[float, float]], mode: str, graph: list[str], lead: int = 0
 ) -> tuple[str, str]:
     """Filters rebuilding one audio stream with time inserted (silence or a cross-fade) or removed at each
     shift, sample-exact. `stream["first_sample_s"]`: the time of the source's first decoded sample, from
-    which the shifts' places are counted in samples; `stream["placed_at_s"]` (default the same): where the
-    rebuilt stream is put, moved by a second mux where the first put it elsewhere (a nudge that moved the
-    cuts too made every silence of an MPEG-TS or Matroska AAC stream 1024 samples early).
+    which the shifts' places are counted in samples (of the stream with its timestamp holes filled);
+    `stream["placed_at_s"]` (default the same): where the rebuilt stream is put, moved by a second mux where
+    the first put it elsewhere (a nudge that moved the cuts too made every silence of an MPEG-TS or Matroska
+    AAC stream 1024 samples early).
     `stream["end_s"]` (optional): where the source's last sample ends; a shift at or after it moves none of
     the stream's sound and is left out (kept, the stream was padded with silence up to it and through the
     inserted time: 2 s of audio came out 3.4 s long). `lead`: samples left out at the start, where the
@@ -225,7 +357,13 @@ def audio_graph(
         parts.append(samples(*pieces[i + 1], f"p{idx}_{i + 1}"))
         current = f"j{idx}_{i}"
         steps.append("".join(f"[{part}]" for part in parts) + f"concat=n={len(parts)}:v=0:a=1[{current}]")
-    graph.append(f"[1:{idx}]asplit={len(copies)}" + "".join(f"[{src}{i}]" for i in range(len(copies))))
+    # Decoded to the source's own timestamps first: a hole in them (packets lost, the times of the rest kept) is
+    # filled with silence, so that sample n is heard at start + n / rate and every cut lands at its time (counted
+    # over a 0.3 s hole as if none were missing, each silence after it came 0.3 s late). Overlaps are dropped.
+    graph.append(
+        f"[1:{idx}]aresample=async=1:min_hard_comp={TIMESTAMP_GAP_S},asplit={len(copies)}"
+        + "".join(f"[{src}{i}]" for i in range(len(copies)))
+    )
     graph += copies + steps
     label = f"a{idx}"
     graph.append(f"[{current}]asetpts=PTS+{placed:.6f}/TB[{label}]")
@@ -257,7 +395,8 @@ def priming_samples(
     with tempfile.TemporaryDirectory(prefix="semfi-priming-") as folder:
         path = Path(folder) / f"burst.{muxer}"
         encode = [tool_path("ffmpeg"), "-nostdin", "-v", "error", "-y", *placed, "-f", "lavfi", "-i", noise,
-                  "-ac", str(channels), "-c:a", encoder, *options, "-f", muxer, str(path)]  # fmt: skip
+                  "-ac", str(channels), "-c:a", encoder, *options, "-strict", "experimental", "-f", muxer,
+                  str(path)]  # fmt: skip
         if subprocess.run(encode, capture_output=True, check=False).returncode != 0:
             return 0
         decoded = np.frombuffer(_raw(["-i", str(path)], rate), np.float32)  # at `rate`, whatever the encoder's

@@ -13,17 +13,13 @@ from pathlib import Path
 
 from semfi_batch.errors import MediaError
 from semfi_batch.media.codecs import KEEP_TAG
-from semfi_batch.media.encode import (
-    AUDIO_ENCODERS,
-    StreamFacts,
-    available_encoders,
-)
+from semfi_batch.media.encode import StreamFacts
 from semfi_batch.media.matroska import frame_duration_ns, set_default_duration
 from semfi_batch.media.side_alpha import ALPHA_MODE_TAG
 from semfi_batch.media.stream_facts import colour_args
 from semfi_batch.media.tools import run_tool, tool_path
 from semfi_batch.splice.audio import (
-    LOSSLESS,
+    audio_encoding,
     audio_graph,
     check_one_audio_format,
     decoded_end_time,
@@ -40,6 +36,8 @@ MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".web
 ANNEX_B_FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
 # Muxers whose clock is the frame period: the joined video is handed over on that clock.
 FRAME_CLOCK_MUXERS = ("mxf", "mxf_d10", "mxf_opatom", "avi")
+# What ffmpeg says where a muxer or an encoder needs `-strict experimental` to write what it was given.
+EXPERIMENTAL_ASKED = "add '-strict -2'"
 # Muxers that write a timecode given as `-timecode` (QuickTime tmcd track, MXF material package).
 TIMECODE_MUXERS = ("mov", "mp4", "mxf", "mxf_opatom", "gxf", "matroska")
 
@@ -122,6 +120,7 @@ def mux_output(
     maps: list[str] = []
     graph: list[str] = []
     dropped: list[str] = []
+    chapter_tracks: list[str] = []
     audio_notes: list[str] = []
     rebuilt: dict[int, tuple[int, float]] = {}
     copied: dict[int, int] = {}
@@ -157,22 +156,19 @@ def mux_output(
             s["first_sample_s"] = first  # where the source's samples are counted from (the cuts)
             s["placed_at_s"] = first + (audio_nudge or {}).get(idx, 0.0)  # where the rebuilt stream is put
             s["end_s"] = decoded_end_time(source, idx)  # time inserted after it moves nothing of the stream
-            encoder = AUDIO_ENCODERS.get(s.get("codec_name", ""), "aac")
-            if encoder not in available_encoders():
-                encoder = "aac"
-            lossless = encoder.startswith(LOSSLESS)
-            bit_rate = str(s["bit_rate"]) if s.get("bit_rate") and not lossless else None
-            options = ("-b:a", bit_rate) if bit_rate else ()
+            encoding = audio_encoding(s, muxer, MUXERS.get(source.suffix.lower()))
+            options = tuple(encoding.args("a"))
             rate, channels = int(s.get("sample_rate") or 48000), int(s.get("channels") or 2)
             # Measured where the stream starts (MP4 hides the priming only at zero), clamped at zero as before;
             # the same on a second mux, so that the correction measured on the first still fits.
             start = round(max(first, 0.0), 6)
-            lead = priming_samples(encoder, rate, channels, options, muxer, start) if muxer and not lossless else 0
+            lead = 0
+            if muxer and not encoding.lossless:
+                lead = priming_samples(encoding.encoder, rate, channels, options, muxer, start)
             label, note = audio_graph(s, shifts, audio_mode, graph, lead)
-            maps += ["-map", f"[{label}]", f"-c:{out}", encoder]
-            maps += [f"-b:{out}", bit_rate] if bit_rate else []
+            maps += ["-map", f"[{label}]", f"-c:{out}", encoding.encoder, *encoding.args(str(out))]
             maps += [f"-disposition:{out}", _disposition(s)]
-            audio_notes.append(note)
+            audio_notes += [note, encoding.note] if encoding.note else [note]
         elif kind == "video" and muxer == "matroska" and _matroska_picture(s):
             attached.append(_attachment_file(source, s, work))
             continue
@@ -192,6 +188,9 @@ def mux_output(
                 copied[idx] = out
         elif kind == "data" and s.get("codec_tag_string") == "tmcd" and facts.timecode and muxer in TIMECODE_MUXERS:
             continue  # written anew from the start timecode (-timecode below)
+        elif _chapter_track(s) and chapters:
+            chapter_tracks.append(f"stream {idx} ({kind}, {s.get('codec_name', '?')}: the chapters' titles)")
+            continue  # what it holds is the chapters, written anew (-map_chapters below); checked after the mux
         else:
             dropped.append(f"stream {idx} ({kind}, {s.get('codec_name', '?')})")
             continue
@@ -244,17 +243,28 @@ def mux_output(
     if muxer:
         args += ["-f", muxer]
     log = work / "mux.log"
-    with open(log, "wb") as err:
-        code = subprocess.run([*args, str(output)], stdout=subprocess.DEVNULL, stderr=err, check=False).returncode
+    code = _write(args, output, log)
+    if code != 0 and EXPERIMENTAL_ASKED in log.read_text(errors="replace"):
+        # Some codecs go into some containers (FLAC in MP4), and some encoders run (TrueHD, DTS), only where
+        # ffmpeg is told that its experimental support will do: it says so at once, before writing a packet.
+        code = _write([*args, "-strict", "experimental"], output, log)
     if code != 0:
         raise MediaError(f"cannot write {output.name}: {_tail(log, muxer)}")
     if muxer in ("matroska", "webm") and facts.constant_rate:
         set_default_duration(output, video + 1, frame_duration_ns(facts.frame_rate))  # see media/matroska.py
+    if chapter_tracks and len(_source_streams(output)[1]) < len(chapters):
+        dropped += chapter_tracks  # the output's container holds no chapters (MPEG-TS): they are lost
     if not shifts:
         note = "audio copied" if any(s.get("codec_type") == "audio" for s in streams) else "no audio"
     else:
         note = "; ".join(audio_notes) or "no audio"
     return Muxed(note, dropped, rebuilt, copied, video)
+
+
+def _write(args: list[str], output: Path, log: Path) -> int:
+    """Run the ffmpeg command `args` writing `output`, its messages to `log`; its exit status."""
+    with open(log, "wb") as err:
+        return subprocess.run([*args, str(output)], stdout=subprocess.DEVNULL, stderr=err, check=False).returncode
 
 
 class OtherVideoWouldDrift(MediaError):
@@ -268,6 +278,17 @@ def _matroska_picture(stream: dict) -> bool:
     holding one attached picture."""
     tags = {k.lower(): v for k, v in (stream.get("tags") or {}).items()}
     return bool((stream.get("disposition") or {}).get("attached_pic")) and "mimetype" in tags
+
+
+def _chapter_track(stream: dict) -> bool:
+    """Whether a source stream is a QuickTime chapter track (MP4, MOV): ffmpeg reads its text samples as the
+    file's chapters and shows the track itself as a data stream of binary data with the tag "text" (a text
+    track that is not the chapters' is read as a subtitle stream)."""
+    return (
+        stream.get("codec_type") == "data"
+        and stream.get("codec_name") == "bin_data"
+        and stream.get("codec_tag_string") == "text"
+    )
 
 
 def _attachment_file(source: Path, stream: dict, work: Path) -> tuple[Path, dict]:
@@ -298,8 +319,13 @@ def _disposition(stream: dict) -> str:
 
 
 def _shift_bsf(shifts: list[tuple[float, float]]) -> str:
-    terms = "".join(f"+if(gte(PTS*TB,{at:.6f}),{d:.6f}/TB,0)" for at, d in shifts)
-    return f"setts=ts='PTS{terms}'"
+    """A bitstream filter moving each subtitle cue as `_shifted_chapters` moves a chapter: its start by the time
+    inserted at or before it, its end by the time inserted at or before the end. A cue shown over an insert
+    point lasts longer by the time inserted inside it (moved by its start alone, it vanished before the
+    pictures it was shown over)."""
+    moved = "".join(f"+if(gte(PTS*TB,{at:.6f}),{d:.6f}/TB,0)" for at, d in shifts)
+    inside = "".join(f"+if(lt(PTS*TB,{at:.6f})*gte((PTS+DURATION)*TB,{at:.6f}),{d:.6f}/TB,0)" for at, d in shifts)
+    return f"setts=ts='PTS{moved}':duration='max(DURATION{inside},0)'"
 
 
 def _shifted_chapters(chapters: list[dict], shifts: list[tuple[float, float]], work: Path) -> Path:

@@ -1,0 +1,96 @@
+"""Audio keeps its codec through a splice: copied, or re-encoded where time is inserted, into the container the
+output's name asks for (splice/final_mux.py, splice/audio.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from semfi_batch.splice import splice_run
+from semfi_batch.splice.audio import audio_encoding
+from tests.test_splice import make_run
+
+INSERT = {"pair_id": "a", "mode": "insert", "start": 20, "end": 21, "gap": 3}
+REPLACE = {"pair_id": "a", "mode": "replace", "start": 20, "end": 24}
+
+
+def _clip(path, audio: tuple[str, ...], tone: str = "sine=f=440:r=48000:d=2") -> None:
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=2", "-f", "lavfi",
+         "-i", tone, "-c:v", "libx264", "-preset", "ultrafast", "-g", "12", *audio, str(path)],
+        check=True,
+    )  # fmt: skip
+
+
+def _audio(path) -> dict:
+    """The first audio stream's codec, profile, sample format and bits per sample."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+         "stream=codec_name,profile,sample_fmt,bits_per_raw_sample", "-of", "json", str(path)],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return json.loads(out)["streams"][0]
+
+
+@pytest.mark.parametrize("job", [REPLACE, INSERT], ids=["copied", "re-encoded"])
+def test_flac_in_mp4_is_written(job, tmp_path):
+    """ffmpeg writes FLAC into MP4 only when told that experimental support will do: every such splice failed
+    ("flac in MP4 support is experimental, add '-strict -2'"), also where the audio was only copied."""
+    src = tmp_path / "flac.mp4"
+    _clip(src, ("-c:a", "flac", "-strict", "experimental"))
+    summary = splice_run(make_run(tmp_path / "run", src, [job]), output=tmp_path / "out.mp4")
+    assert not summary.failed, summary.failed
+    assert _audio(summary.results[0].output)["codec_name"] == "flac"
+
+
+KEPT = {
+    "pcm_f32be-mov": ("mov", ("-c:a", "pcm_f32be")),
+    "wmav2-mkv": ("mkv", ("-c:a", "wmav2")),
+    "adpcm_ima_wav-avi": ("avi", ("-c:a", "adpcm_ima_wav")),
+    "truehd-24bit-mkv": ("mkv", ("-c:a", "truehd", "-sample_fmt", "s32", "-strict", "experimental")),
+}
+
+
+@pytest.mark.parametrize("name", KEPT)
+def test_rebuilt_audio_keeps_a_codec_this_ffmpeg_encodes(name, tmp_path):
+    """Codecs outside a fixed table of encoders came back as AAC LC, without a word in the summary."""
+    ext, audio = KEPT[name]
+    src = tmp_path / f"src.{ext}"
+    _clip(src, audio)
+    summary = splice_run(make_run(tmp_path / "run", src, [INSERT]), output=tmp_path / f"out.{ext}")
+    assert not summary.failed, summary.failed
+    result = summary.results[0]
+    assert "re-encoded as" not in result.audio_note, result.audio_note
+    before, after = _audio(src), _audio(result.output)
+    assert after["codec_name"] == before["codec_name"]
+    assert (after["sample_fmt"], after.get("bits_per_raw_sample")) == (
+        before["sample_fmt"],
+        before.get("bits_per_raw_sample"),
+    )
+
+
+def test_a_codec_the_container_cannot_take_becomes_lossless_and_says_so(tmp_path):
+    """24-bit PCM from MOV spliced into MP4, which holds no PCM: FLAC, still 24-bit, named in the summary."""
+    src = tmp_path / "pcm.mov"
+    _clip(src, ("-c:a", "pcm_s24be"))
+    summary = splice_run(make_run(tmp_path / "run", src, [INSERT]), output=tmp_path / "out.mp4")
+    assert not summary.failed, summary.failed
+    result = summary.results[0]
+    assert "audio 1: pcm_s24be re-encoded as flac: this ffmpeg cannot write pcm_s24be into mp4" in result.audio_note
+    after = _audio(result.output)
+    assert (after["codec_name"], after["bits_per_raw_sample"]) == ("flac", "24")
+
+
+def test_he_aac_keeps_its_profile_or_says_why_not():
+    """ffmpeg's own AAC encoder takes `-profile:a aac_he` and writes a file marked HE-AAC that no decoder
+    opens: the profile is kept only where the encoded file decodes as HE-AAC, and the summary names the loss."""
+    stream = {"index": 1, "codec_name": "aac", "profile": "HE-AAC", "sample_rate": "48000", "channels": 2,
+              "sample_fmt": "fltp", "bit_rate": "64000"}  # fmt: skip
+    encoding = audio_encoding(stream, "mp4")
+    if ("profile", "aac_he") in encoding.settings:  # an ffmpeg with libfdk_aac
+        assert encoding.note == ""
+    else:
+        assert encoding.encoder == "aac"
+        assert encoding.note.startswith("audio 1: HE-AAC re-encoded as AAC LC: this ffmpeg's aac encoder")
