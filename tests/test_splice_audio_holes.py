@@ -11,6 +11,7 @@ import pytest
 
 from semfi_batch.splice import splice_run
 from tests.test_splice import make_run
+from tests.test_splice_audio_sync import frame_times
 
 HOLE = (1.0, 1.3)  # s: the audio packets missing from the source, their times left out
 
@@ -23,14 +24,6 @@ def _silence_starts(path) -> list[float]:
         capture_output=True, text=True, check=True,
     ).stderr  # fmt: skip
     return [float(t) for t in re.findall(r"silence_start: ([-\d.]+)", log)]
-
-
-def _frame_times(path) -> list[float]:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time", "-of", "csv=p=0",
-         str(path)], capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    return [float(line.strip(",")) for line in out.split() if line.strip(",")]
 
 
 @pytest.mark.parametrize(("ext", "audio"), [("mkv", "pcm_s16le"), ("ts", "aac")])
@@ -49,7 +42,7 @@ def test_a_silence_after_a_hole_in_the_audio_starts_with_the_inserted_frames(ext
     summary = splice_run(make_run(tmp_path / "run", src, job), output=tmp_path / f"out.{ext}")
     assert not summary.failed, summary.failed
     output = summary.results[0].output
-    frames = _frame_times(output)  # (MPEG-TS starts at 1.4 s)
+    frames = frame_times(output)  # (MPEG-TS starts at 1.4 s)
     after_hole = [t for t in _silence_starts(output) if t - frames[0] > HOLE[1] + 0.1]
     assert after_hole, _silence_starts(output)
     assert abs(after_hole[0] - frames[51]) < 0.0015, (after_hole, frames[51])

@@ -89,7 +89,7 @@ def _first_silence(path) -> float:
     return float(re.findall(r"silence_start: ([-\d.]+)", log)[0])
 
 
-def _frame_times(path) -> list[float]:
+def frame_times(path) -> list[float]:
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time", "-of", "csv=p=0",
          str(path)], capture_output=True, text=True, check=True,
@@ -113,7 +113,7 @@ def test_the_inserted_silence_starts_with_the_inserted_frames(name, tmp_path):
     summary = splice_run(make_run(tmp_path / "run", src, job), output=tmp_path / f"out.{ext}")
     assert not summary.failed, summary.failed
     output = summary.results[0].output
-    first_inserted = _frame_times(output)[31]
+    first_inserted = frame_times(output)[31]
     assert abs(_first_silence(output) - first_inserted) < 0.0015, (_first_silence(output), first_inserted)
 
 
@@ -145,4 +145,4 @@ def test_copied_audio_keeps_the_trim_of_an_edit_list(ext, tmp_path):
     drift = beep_after_flash(output) - beep_after_flash(src)
     assert abs(drift) < 0.0015, f"the beep moved {drift * 1000:+.1f} ms against the picture"
     assert abs(_format_duration(output) - _format_duration(src)) < 0.001, _format_duration(output)
-    assert len(_frame_times(output)) == len(_frame_times(src))
+    assert len(frame_times(output)) == len(frame_times(src))
