@@ -326,37 +326,19 @@ def _media_start(clip, media: Path, cache: dict[Path, int], counting: EdlCountin
 def _file_timecode(media: Path) -> tuple[int, float | None]:
     """The file's start timecode (a QuickTime tmcd track or a timecode tag) as a frame count (0 without one),
     and the rate its timecode counts at (review/timecode.py `timecode_rate`; None when it cannot be probed)."""
-    import json
-    from fractions import Fraction
-
-    from semfi_batch.media.probe import start_timecode
-    from semfi_batch.media.tools import run_tool
-    from semfi_batch.review.timecode import start_frame_number, timecode_rate
+    from semfi_batch.media.probe import probe_video
+    from semfi_batch.review.timecode import file_timecode_rate, start_frame_number
 
     if not media.is_file():
         return 0, None
-    entries = "format_tags=timecode:stream_tags=timecode:stream=avg_frame_rate,r_frame_rate,codec_type"
-    args = ["ffprobe", "-v", "error", "-show_entries", entries, "-of", "json", str(media)]
     try:
-        info = json.loads(run_tool(args, what=f"cannot probe {media}"))
-    except (SemfiError, ValueError):
+        info = probe_video(media)
+    except SemfiError:
         return 0, None
-    streams = info.get("streams") or []
-    video = next((s for s in streams if s.get("codec_type") == "video"), {})
-
-    def rate_of(key: str) -> Fraction | None:
-        try:
-            value = Fraction(video.get(key) or "0/1")
-        except (ValueError, ZeroDivisionError):
-            return None
-        return value if value > 0 else None
-
-    average = rate_of("avg_frame_rate")
-    if average is None and rate_of("r_frame_rate") is None:
+    if not info.avg_fps:
         return 0, None
-    rate = timecode_rate(rate_of("r_frame_rate"), float(average or 0))
-    code = start_timecode(streams, info.get("format") or {})
-    return start_frame_number(code, rate) or 0, rate
+    rate = file_timecode_rate(media, info.avg_fps)
+    return start_frame_number(info.timecode, rate) or 0, rate
 
 
 def _media_path(otio, clip, base: Path) -> Path | None:

@@ -26,7 +26,7 @@ from semfi_batch.media.frames import as_rgb8, read_image_rgb8, resize, write_png
 from semfi_batch.media.probe import VideoInfo, probe_video
 from semfi_batch.media.video_frames import extract_frames
 from semfi_batch.review.decisions import Decision, current_decisions
-from semfi_batch.review.timecode import timecode, timecode_rate
+from semfi_batch.review.timecode import file_timecode_rate, timecode
 from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.ledger import outputs_digest
 from semfi_batch.run.sources import manifest_sources
@@ -162,13 +162,7 @@ class RunReview:
             return None
         source = self.sources[pair_id]
         if source not in self._rates:
-            from semfi_batch.media.stream_facts import probe_stream_facts
-
-            try:
-                base = probe_stream_facts(source, encoder_settings=False).frame_rate
-            except SemfiError:
-                base = None
-            self._rates[source] = timecode_rate(base, info.avg_fps)
+            self._rates[source] = file_timecode_rate(source, info.avg_fps)
         return self._rates[source]
 
     def cards(self, quality: dict[str, tuple[str, float]] | None = None) -> list[JobCard]:

@@ -38,6 +38,19 @@ def timecode_rate(base: Fraction | None, average: float) -> float:
     return float(rate) if rate.denominator == 1001 else round(float(nominal), 3)
 
 
+def file_timecode_rate(path, average: float) -> float:
+    """`timecode_rate` of a video file: its base rate as ffprobe gives it (None where it cannot be read), with
+    `average`, its average frame rate."""
+    from semfi_batch.errors import SemfiError
+    from semfi_batch.media.stream_facts import probe_stream_facts
+
+    try:
+        base = probe_stream_facts(path, encoder_settings=False).frame_rate
+    except SemfiError:
+        base = None
+    return timecode_rate(base, average)
+
+
 def is_drop_frame(fps: float | Fraction, start: str | None = None) -> bool:
     """Whether timecode at `fps` counts drop-frame: as `start` (the source's start timecode) is written, with
     ';' or not; without one, at 29.97 and 59.94."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from semfi_batch.errors import SemfiError
-from semfi_batch.review.timecode import timecode_rate
+from semfi_batch.review.timecode import file_timecode_rate, timecode_rate
 
 if TYPE_CHECKING:
     from semfi_batch.splice import SourceResult, SpliceSummary
@@ -56,10 +56,8 @@ def check_edl_support(sources: int = 1, source: Path | None = None) -> None:
         raise TimelineExportError(f"--edl describes one video but the run has {sources} source videos; use --otio")
     if source is not None:
         from semfi_batch.media.probe import probe_stream
-        from semfi_batch.media.stream_facts import probe_stream_facts
 
-        base = probe_stream_facts(source, encoder_settings=False).frame_rate
-        _adapter_rate(otio, timecode_rate(base, probe_stream(source).avg_fps), source.name)
+        _adapter_rate(otio, file_timecode_rate(source, probe_stream(source).avg_fps), source.name)
 
 
 def build_timeline(result: SourceResult) -> Any:
