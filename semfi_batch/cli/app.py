@@ -59,7 +59,7 @@ def _main_options(
 
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
-stdout = Console(highlight=False)
+stdout = Console(highlight=False, soft_wrap=True)  # long paths in messages are never broken by a newline
 if not stdout.is_terminal and "COLUMNS" not in os.environ:
     stdout.width = 160  # pipes and logs: wide tables instead of folded ones
 

@@ -184,7 +184,7 @@ def print_counts(console, manifest: str, total: int, done: int, failed: int, ran
 def _print_finished(root: Path, counts: dict) -> None:
     from rich.console import Console
 
-    stdout = Console(highlight=False)
+    stdout = Console(highlight=False, soft_wrap=True)
     total = int(counts["total"])
     print_counts(stdout, counts["manifest"], total, total, 0, 0, total, 0.0)
     stdout.print(f"outputs: {root}/jobs/<pair_id>/frames  metrics: {root / 'metrics.parquet'}")
