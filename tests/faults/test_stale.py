@@ -18,7 +18,8 @@ def test_replaced_source_and_changed_row_are_left_out(tmp_path, capsys):
     rows = [{"pair_id": f"v{i}", "source": str(clip), "start_frame": 2 + 8 * i, "end_frame": 5 + 8 * i}
             for i in range(2)]  # fmt: skip
     manifest = write_manifest(rows, tmp_path / "v.parquet")
-    out = tmp_path / "out"
+    # A root deep enough that merge's lines outrun the tests' 200 columns: they must not be folded inside a path.
+    out = tmp_path / ("deep_" * 30) / "out"
     assert main(["run", str(manifest), "--out", str(out), "--quiet", "--backend", "blend", "--no-preview"]) == 0
     assert [e.pair_id for e in read_run(out).sources[clip.resolve()]] == ["v0", "v1"]
 
@@ -53,6 +54,7 @@ def test_replaced_source_and_changed_row_are_left_out(tmp_path, capsys):
     assert main(["merge", str(out)]) == 1
     printed = capsys.readouterr().out
     assert "2 stale" in printed and "left out v0" in printed and "was replaced or changed" in printed
+    assert f"{out}/jobs/v0: stale job" in printed  # the whole path on one line
 
 
 def test_jobs_made_by_an_older_engine_are_made_again_and_not_spliced(tmp_path, capsys, monkeypatch):
