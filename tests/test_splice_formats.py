@@ -193,7 +193,9 @@ def test_encoder_choice_keeps_the_codec_profile_and_field_order():
     dnxhd = choose_encoder(_facts("dnxhd", profile="DNXHD", pix_fmt="yuv422p", bit_rate=91_750_400), full=False)
     assert "90M" in dnxhd.args  # the listed DNxHD rate nearest the measured one
     tff = choose_encoder(_facts("mpeg2video", field_order="tt"), full=False, reorder=1)
-    assert tff.encoder == "mpeg2video" and "+ilme+ildct" in tff.args and tff.args[tff.args.index("-top") + 1] == "1"
+    assert tff.encoder == "mpeg2video" and tff.args[tff.args.index("-top") + 1] == "1"
+    # One -flags (ffmpeg keeps only the last), with the interlacing's and the closed GOPs' both.
+    assert tff.args.count("-flags") == 1 and tff.args[tff.args.index("-flags") + 1] == "+cgop+ilme+ildct"
     assert tff.output_args == ("-field_order", "tt") and tff.time_base == Fraction(1001, 30000)
     bff = choose_encoder(_facts("mpeg2video", field_order="bb"), full=True)
     assert bff.args[bff.args.index("-top") + 1] == "0"

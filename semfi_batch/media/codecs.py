@@ -92,11 +92,13 @@ def interlace_args(
 
 
 def _mpeg_family(facts, reorder: int, full: bool) -> tuple[str, ...]:
-    # Closed GOPs (the joins are at keyframes), the source's B-frame depth (decode times must step alike), and
-    # quantisers near the finest, so untouched frames in re-encoded GOPs stay >= 45 dB.
+    # Closed GOPs, which the encoder makes only without scene-cut keyframes (the joins are at keyframes; a whole
+    # re-encode's GOPs are as long as its -g in the order they show), the source's B-frame depth (decode times
+    # must step alike), and quantisers near the finest, so untouched frames in re-encoded GOPs stay >= 45 dB.
     args = ["-q:v", "1", "-qmin", "1", "-qmax", "4", "-bf", "2" if reorder > 0 else "0"]
+    args += ["-flags", "+cgop", "-sc_threshold", "1000000000"]
     if not full:
-        args += ["-flags", "+cgop", "-g", "600", "-sc_threshold", "1000000000"]
+        args += ["-g", "600"]
     return tuple(args)
 
 

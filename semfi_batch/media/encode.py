@@ -138,6 +138,8 @@ def copy_muxer(facts: StreamFacts) -> str:
 # Encoders of long-GOP codecs that code every frame alone with `-g 1 -bf 0`: a source of such a codec whose
 # every frame is a keyframe (MPEG-2 I-frame only: IMX/D-10, HDV intermediates) stays intra-only.
 GOP_ENCODERS = frozenset({"mpeg2video", "mpeg1video", "mpeg4", "msmpeg4", "msmpeg4v2", "h263", "flv", "wmv1", "wmv2"})
+# Encoders whose keyframe interval `-g` sets (x264's and x265's own keyint in -x264/-x265-params wins over it).
+KEYINT_ENCODERS = GOP_ENCODERS | {"libx264", "libx265", "libvpx", "libvpx-vp9", "libsvtav1", "libaom-av1"}
 
 
 def choose_encoder(
@@ -148,18 +150,25 @@ def choose_encoder(
     reorder: int = 0,
     intra: bool = False,
     in_band_headers: bool = False,
+    keyint: int | None = None,
 ) -> EncoderChoice:
     """Encoder settings reproducing the source. `full`: for a whole-file re-encode (no joins);
     `own_ids`: H.264 with private parameter-set ids (after identical headers could not be reproduced);
     `reorder`: the source's B-frame delay in frames (see `reorder_delay`), kept so timestamps join;
     `intra`: every frame of the source is a keyframe, and so is every frame encoded (GOP_ENCODERS; H.264
     keeps the source's own x264 settings); `in_band_headers`: H.264 keyframes carry their parameter sets (an
-    MPEG-TS output, whose muxer does not put them back after copied packets that had their own). An encoder
+    MPEG-TS output, whose muxer does not put them back after copied packets that had their own); `keyint`: the
+    source's keyframe interval (`keyframe_interval`), kept by a whole re-encode, whose encoder would otherwise
+    take its own (12 frames for MPEG-2, 250 for x264 and x265, one keyframe in all for VP8/VP9). An encoder
     that does not take the pixel format asked of it is an error: ffmpeg would convert the frames."""
     choice = _encoder_for(facts, full=full, own_ids=own_ids, reorder=reorder, in_band_headers=in_band_headers)
     if intra and choice.encoder in GOP_ENCODERS:
         args = _intra_only(choice.encoder, choice.args, low_delay=reorder == 0)
         choice = replace(choice, args=args, note=f"{choice.note}, intra-only")
+    elif full and keyint and choice.encoder in KEYINT_ENCODERS:
+        note = f"{choice.note}, a keyframe at least every {keyint} frames as in the source"
+        choice = replace(choice, args=_with_option(choice.args, "-g", str(keyint)), note=note)
+    choice = replace(choice, args=_one_flags_option(choice.args))
     asked = [value for option, value in zip(choice.args, choice.args[1:]) if option == "-pix_fmt"]
     takes = encoder_pixel_formats(choice.encoder)
     if asked and takes and asked[-1] not in takes:
@@ -170,18 +179,36 @@ def choose_encoder(
     return choice
 
 
+def _with_option(args: tuple[str, ...], option: str, value: str) -> tuple[str, ...]:
+    """`args` with `option value` in place of any value they gave it."""
+    kept: list[str] = []
+    pairs = iter(args)
+    for arg in pairs:
+        if arg == option:
+            next(pairs, None)
+        else:
+            kept.append(arg)
+    return (*kept, option, value)
+
+
 def _intra_only(encoder: str, args: tuple[str, ...], *, low_delay: bool) -> tuple[str, ...]:
     """`args` with every frame coded alone. `low_delay`: the source's I-frames decode as they show (IMX/D-10;
     others decode a frame ahead, as MPEG-2 does without it), so MPEG-2 gets low_delay, added to the flags
-    that hold (ffmpeg takes the last -flags): the joins' decode times step as the source's."""
+    (see `_one_flags_option`): the joins' decode times step as the source's."""
     out = [*args, "-g", "1", "-bf", "0"]
     if encoder == "mpeg2video" and low_delay:
-        flags = [i for i, arg in enumerate(out) if arg == "-flags"]
-        if flags:
-            out[flags[-1] + 1] += "+low_delay"
-        else:
-            out += ["-flags", "+low_delay"]
+        out += ["-flags", "+low_delay"]
     return tuple(out)
+
+
+def _one_flags_option(args: tuple[str, ...]) -> tuple[str, ...]:
+    """`args` with every `-flags` merged into the last one: ffmpeg keeps only the last `-flags` it is given,
+    and the codec's (+cgop), the interlacing's (+ilme+ildct) and intra-only MPEG-2's (+low_delay) all hold."""
+    flags = [value for option, value in zip(args, args[1:]) if option == "-flags"]
+    if len(flags) < 2:
+        return args
+    kept = _with_option(args, "-flags", "")[:-2]
+    return (*kept, "-flags", "".join(flags))
 
 
 def _encoder_for(

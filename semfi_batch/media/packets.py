@@ -38,6 +38,13 @@ class PacketIndex:
         return shown[np.argsort(self.pts[shown], kind="stable")]
 
     @property
+    def keyframe_interval(self) -> int | None:
+        """The most frames from one keyframe to the next in presentation order (the source's GOP length), or
+        None with fewer than two keyframes."""
+        keys = np.flatnonzero(self.key[self.presented])
+        return int(np.diff(keys).max()) if keys.shape[0] > 1 else None
+
+    @property
     def frame_pts(self) -> np.ndarray:
         """Presentation timestamps (ticks) of frames 0..n-1, consistent with probe.VideoInfo.frame_times."""
         return self.pts[self.presented]

@@ -146,8 +146,9 @@ def assemble_output(
     # own: a receiver tuning in (an HLS segment) there could not decode until the next copied GOP.
     in_band = MUXERS.get(output.suffix.lower()) == "mpegts"
     choice = choose_encoder(
-        cfacts, full=not smart, reorder=reorder_delay(packets), intra=intra, in_band_headers=in_band
-    )
+        cfacts, full=not smart, reorder=reorder_delay(packets), intra=intra, in_band_headers=in_band,
+        keyint=None if smart else packets.keyframe_interval,
+    )  # fmt: skip
     seg_muxer = copy_muxer(facts) if smart else _segment_muxer(output, facts)
     entries: list[_Entry] = []
     dts_ranges: list[tuple[int, int]] = []  # decode-time span of each piece on the output clock (smart cut)
