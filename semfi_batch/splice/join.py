@@ -50,6 +50,7 @@ from semfi_batch.splice.audio import (
 )
 from semfi_batch.splice.final_mux import MUXERS, Muxed, OtherVideoWouldDrift, mux_output, seconds_text
 from semfi_batch.splice.gop_plan import Gop, gop_index, one_gop_reason
+from semfi_batch.splice.lost_captions import captions_lost
 from semfi_batch.splice.output_checks import (
     JoinCheckFailed,
     check_generated,
@@ -193,6 +194,7 @@ def assemble_output(
         for (_, last), (first, _), piece in zip(dts_ranges, dts_ranges[1:], pieces[1:]):
             if first <= last:
                 raise JoinCheckFailed(f"decode times overlap at the join before source frame {piece.first_frame}")
+    lost_captions = captions_lost(copy_from, cfacts, timeline, pieces)
     lead = _lead_file(copy_from, cfacts, work) if smart and any(p.copy for p in pieces) else None
     listing, offset_us = _write_concat(entries, cfacts, work, lead)
     mux_args = (listing, offset_us, source, facts, cfacts, timeline, output, work, audio_mode)
@@ -219,7 +221,8 @@ def assemble_output(
     method = "smart cut" if smart else "full re-encode"
     details = [note] if note else []
     details.append(choice.note)
-    return Assembly(method, "; ".join(details), timeline, pieces, reencoded, muxed.audio_note, muxed.dropped)
+    dropped = [*muxed.dropped, *lost_captions]
+    return Assembly(method, "; ".join(details), timeline, pieces, reencoded, muxed.audio_note, dropped)
 
 
 class AudioMoved(MediaError):
