@@ -121,11 +121,27 @@ def assemble_run(
             except SemfiError as exc:
                 raise SemfiError(str(exc)) from None
             # Frames ffmpeg lost would shift everything after them in time: refuse the clip, not ship it.
-            written = probe_video(encoded).frame_count
-            if written != len(frames):
-                raise SemfiError(f"ffmpeg wrote {written} of {len(frames)} frames for {out}; {out.name} left as it was")
+            info = probe_video(encoded)
+            if info.frame_count != len(frames):
+                raise SemfiError(
+                    f"ffmpeg wrote {info.frame_count} of {len(frames)} frames for {out}; {out.name} left as it was"
+                )
+            _check_frame_steps(info.frame_times, rate, out)
             os.replace(encoded, out)
     return AssembleSummary(out=out, frames=len(sequence), generated=generated, held=held, rate=rate, notes=notes)
+
+
+def _check_frame_steps(times: np.ndarray, rate: Fraction, out: Path) -> None:
+    """Refuse a clip whose frames are not 1/rate apart, within half a frame: a container whose clock is
+    coarser than the rate (Matroska counts whole milliseconds) gives frames the same time or uneven ones."""
+    steps = np.diff(times)
+    period = float(1 / rate)
+    if steps.size and np.abs(steps - period).max() > period / 2:
+        raise SemfiError(
+            f"{out.suffix} cannot time frames at {float(rate):g} fps: its frames came {steps.min() * 1000:.4g} to "
+            f"{steps.max() * 1000:.4g} ms apart, not {period * 1000:.4g} ms; give a lower --fps or another "
+            f"container; {out.name} left as it was"
+        )
 
 
 def frame_sequence(

@@ -293,3 +293,13 @@ def test_a_gif_faster_than_50_fps_is_refused_not_played_slow(tmp_path, capsys):
     assert "a GIF plays at most 50 fps" in capsys.readouterr().err and not (tmp_path / "fast.gif").exists()
     assert main(["assemble", str(run), "-o", str(tmp_path / "x.gif"), "--fps", "50"]) == 0
     assert gif_delays_ms(tmp_path / "x.gif") == [20] * 10
+
+
+def test_a_rate_finer_than_the_containers_clock_is_refused_not_written(tmp_path, capsys):
+    """Matroska times frames in whole milliseconds: at 2000 fps half the frames shared a time, and assemble said
+    "at 2000 fps" over a file that plays at 1000. The written clip's frame steps are checked against the rate."""
+    run = keys_run(tmp_path)
+    clip = tmp_path / "fast.mkv"
+    assert main(["assemble", str(run), "-o", str(clip), "--fps", "2000"]) == 1
+    assert ".mkv cannot time frames at 2000 fps" in capsys.readouterr().err and not clip.exists()
+    assert main(["assemble", str(run), "-o", str(clip), "--fps", "60"]) == 0
