@@ -94,3 +94,17 @@ def test_he_aac_keeps_its_profile_or_says_why_not():
     else:
         assert encoding.encoder == "aac"
         assert encoding.note.startswith("audio 1: HE-AAC re-encoded as AAC LC: this ffmpeg's aac encoder")
+
+
+def test_dts_hd_master_audio_is_kept_lossless_not_made_dts_core():
+    """ffmpeg's DTS encoder writes the lossy core only: a DTS-HD MA track (lossless) re-encoded with it lost
+    its lossless part without a word. It becomes FLAC (24-bit here), and the summary says why."""
+    stream = {"index": 1, "codec_name": "dts", "profile": "DTS-HD MA", "sample_rate": "48000", "channels": 6,
+              "sample_fmt": "s32p", "bits_per_raw_sample": "24", "bit_rate": "3500000"}  # fmt: skip
+    encoding = audio_encoding(stream, "matroska")
+    assert (encoding.encoder, encoding.lossless, encoding.settings) == ("flac", True, ())
+    assert encoding.note == (
+        "audio 1: dts re-encoded as flac: this ffmpeg's dts encoder writes no DTS-HD MA, only lossy dts"
+    )
+    core = audio_encoding({**stream, "profile": "DTS"}, "matroska")  # plain DTS stays DTS
+    assert core.encoder == "dca" and core.note == ""

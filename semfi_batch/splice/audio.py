@@ -38,6 +38,9 @@ AUDIO_START_TOLERANCE = 0.0005
 TIMESTAMP_GAP_S = 0.001
 # Profiles an encoder is asked for by name (`-profile:a`), by source codec and the profile ffprobe names.
 ENCODER_PROFILES = {("aac", "HE-AAC"): "aac_he", ("aac", "HE-AACv2"): "aac_he_v2"}
+# Lossless profiles of codecs that have lossy ones too (ffprobe's profile names, by their start), whose encoders
+# here write the lossy kind only: ffmpeg's dca writes the DTS core, never DTS-HD Master Audio.
+LOSSLESS_PROFILES = {"dts": ("DTS-HD MA",)}
 # Codecs a stream whose own codec cannot be written is re-encoded with, in order of preference: lossy ones for a
 # lossy source; lossless ones by what its samples are (integers of up to 24 bits: FLAC first; wider integers
 # and floating point: PCM first, which keeps them exactly).
@@ -202,9 +205,14 @@ def audio_encoding(stream: dict, muxer: str | None, source_muxer: str | None = N
     source's own is kept, and the mux names what the container refused."""
     idx, codec = stream["index"], stream.get("codec_name", "")
     rate, channels = int(stream.get("sample_rate") or 48000), int(stream.get("channels") or 2)
-    lossless = audio_codecs().get(codec, (False, ()))[0]
+    named = str(stream.get("profile") or "")
+    lossless_profile = any(named.startswith(p) for p in LOSSLESS_PROFILES.get(codec, ()))
+    lossless = lossless_profile or audio_codecs().get(codec, (False, ()))[0]
     profile = ENCODER_PROFILES.get((codec, stream.get("profile")))
     bit_rate = (("b", str(stream["bit_rate"])),) if stream.get("bit_rate") and not lossless else ()
+    if lossless_profile:  # its own encoders would make it lossy: a lossless codec in its place
+        why = f"this ffmpeg's {codec} encoder writes no {named}, only lossy {codec}"
+        return _in_place_of(stream, codec, muxer, rate, channels, bit_rate, lossless, why, with_own=False)
     own = _encoders_for(codec)
     asked = None if muxer == source_muxer else muxer
     for keep_profile in (True, False) if profile else (False,):
@@ -218,9 +226,17 @@ def audio_encoding(stream: dict, muxer: str | None, source_muxer: str | None = N
                     note += f" writes no {profile}"
                 return AudioEncoding(encoder, settings, lossless, note)
     why = f"this ffmpeg cannot write {codec} into {muxer}" if own else f"this ffmpeg has no {codec} encoder"
+    return _in_place_of(stream, codec, muxer, rate, channels, bit_rate, lossless, why, with_own=True)
+
+
+def _in_place_of(stream, codec, muxer, rate, channels, bit_rate, lossless, why, *, with_own) -> AudioEncoding:
+    """Another codec for a stream whose own cannot be written (`why`): lossless ones (by its samples) for a
+    lossless source, lossy ones for a lossy one, into the container; else any that encodes (its own first,
+    `with_own`), for the mux to judge."""
+    idx = stream["index"]
     others = LOSSY_FALLBACKS if not lossless else LOSSLESS_FALLBACKS[_sample_kind(stream)]
-    for container in (muxer, None):  # into the container; else any that encodes, for the mux to judge
-        for other in (codec, *others) if container is None else others:
+    for container in (muxer, None):
+        for other in ((codec,) if with_own else ()) + others if container is None else others:
             for encoder in _encoders_for(other):
                 if _writes(encoder, bit_rate, container, rate, channels, None):
                     note = f"audio {idx}: {codec} re-encoded as {other}: {why}" if other != codec else ""
