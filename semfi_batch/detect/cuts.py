@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from array import array
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import cv2
 import numpy as np
 from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode, SceneDetector
+from scenedetect.detector import FlashFilter
 
 from semfi_batch.detect.options import Cut, DetectOptions, parse_min_scene_len
 
@@ -56,11 +58,17 @@ class _CutCandidate:
     flatness: float
     colour_change: float
     colour_motion: float
+    by_detector: bool  # the detector reported it (--min-scene-len applies to it: CutFinder.spaced)
+    by_colour: bool  # damage mode: its colours change as a new shot's do across left-out frames (not spaced)
 
 
 class CutFinder:
     """Feeds frames to a PySceneDetect detector and reports its cuts by decode sequence number. Frames may be
     left out (damage mode keeps damaged frames away from it).
+
+    The detector runs with no minimum scene length, so that it reports every frame over its threshold: a cut
+    that is then dropped (a fade/dissolve step) must not hide a real cut right after it, as the detector's own
+    minimum would. `spaced` applies --min-scene-len afterwards, to the cuts that are kept.
 
     Frames are timed as PySceneDetect's CLI times them, by count at the nominal frame rate (it only matters
     for a --min-scene-len given in seconds); where each frame really is comes from the probe afterwards."""
@@ -68,7 +76,7 @@ class CutFinder:
     def __init__(self, options: DetectOptions, fps: float):
         self.options = options
         self._fps = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(25)
-        self.detector = make_detector(options)
+        self.detector = make_detector(replace(options, min_scene_len=0))
         self._fed: list[int] = []
         self._score = array("d")
         # The detector reports a cut up to event_buffer_length frames late; the frames on both sides of it
@@ -115,16 +123,20 @@ class CutFinder:
             self._cut_stats[seq] = (np.nan, np.nan, np.nan)
 
     def finish(self) -> list[_CutCandidate]:
-        """Every cut the detector reported, in order."""
+        """Every frame the detector found over its threshold (no minimum scene length yet: `spaced`), and in
+        damage mode every cut across left-out frames found by its colours, in order."""
         if self._last_tc is not None:
             for c in self.detector.post_process(self._last_tc):
                 self._note_cut(c.frame_num)
+        detected = set(self._cut_stats)
+        by_colour = set()
         position = {seq: k for k, seq in enumerate(self._fed)}
         for seq, stats in self._across_stats.items():
             k = position[seq]
             motion = _neighbour_mean(self._colour_step, k, _COLOUR_WINDOW)
-            if seq not in self._cut_stats and colour_cut(self._colour_step[k], motion, seq - self._fed[k - 1]):
-                self._cut_stats[seq] = stats
+            if colour_cut(self._colour_step[k], motion, seq - self._fed[k - 1]):
+                by_colour.add(seq)
+                self._cut_stats.setdefault(seq, stats)
         out = []
         for seq in sorted(self._cut_stats):
             k = position[seq]
@@ -133,7 +145,37 @@ class CutFinder:
             if self._colour_step is not None:
                 colour = (self._colour_step[k], _neighbour_mean(self._colour_step, k, _COLOUR_WINDOW))
             score = self._decision_score(k)
-            out.append(_CutCandidate(seq, prev, score, self._score[k], *self._cut_stats[seq], *colour))
+            out.append(
+                _CutCandidate(
+                    seq, prev, score, self._score[k], *self._cut_stats[seq], *colour, seq in detected, seq in by_colour
+                )
+            )
+        return out
+
+    def spaced(self, seqs: Iterable[int]) -> set[int]:
+        """Of the detector's cuts at decode sequence numbers `seqs` (those kept of finish()'s), the ones
+        --min-scene-len leaves, by the detector's own rule as if it had reported only these: AdaptiveDetector
+        drops a cut closer than the minimum to the last cut it took (or to the first frame); ContentDetector's
+        FlashFilter merges such a run of cuts into its last one. Given every cut the detector reported
+        (by_detector), this is the list it makes itself with that minimum (scenedetect==0.7.2, pinned)."""
+        kept = set(seqs)
+        min_len = parse_min_scene_len(self.options.min_scene_len)
+        if not kept or not self._fed:
+            return kept
+        out: set[int] = set()
+        if self.options.detector == "adaptive":
+            last_cut = FrameTimecode(self._fed[0], fps=self._fps)
+            for seq in sorted(kept):
+                tc = FrameTimecode(seq, fps=self._fps)
+                if (tc - last_cut) >= min_len:
+                    last_cut = tc
+                    out.add(seq)
+            return out
+        # The merge decides on frames over the threshold and on the frames between: replay all frames fed.
+        flash_filter = FlashFilter(mode=FlashFilter.Mode.MERGE, length=min_len)
+        for seq in self._fed:
+            found = flash_filter.filter(timecode=FrameTimecode(seq, fps=self._fps), above_threshold=seq in kept)
+            out.update(tc.frame_num for tc in found)
         return out
 
     def _decision_score(self, k: int) -> float:

@@ -117,7 +117,7 @@ def detect_video(
     if not decoded.any():
         raise MediaError(f"cannot decode any frame of {info.path}")
     finder, scanner = scan.finder, scan.scanner
-    cuts, gradual = [], []
+    taken, steps = [], []  # (candidate, its Cut): cuts, and fade/dissolve steps not taken
     for c in finder.finish():
         if placed[c.seq] < 0:
             continue
@@ -128,7 +128,13 @@ def detect_video(
         )  # fmt: skip
         if options.mode == "damage" and not stands_out(cut, options):
             continue
-        (gradual if is_gradual(cut, options) and not options.keep_gradual else cuts).append(cut)
+        (steps if is_gradual(cut, options) and not options.keep_gradual else taken).append((c, cut))
+    # --min-scene-len spaces the cuts taken only: a step dropped here must not hide a cut right after it.
+    spaced = finder.spaced(c.seq for c, _ in taken if c.by_detector)
+    cuts = [cut for c, cut in taken if c.seq in spaced or c.by_colour]
+    # The steps reported are those in the detector's own cut list (spaced as its CLI spaces them, steps included).
+    listed = finder.spaced(c.seq for c, _ in taken + steps if c.by_detector) if steps else set()
+    gradual = [cut for c, cut in steps if c.seq in listed]
     if options.mode == "cuts":
         rows = _cut_rows(cuts, decoded, options)
     elif options.mode == "stride":
