@@ -106,9 +106,12 @@ def load_run(run_dir: Path) -> RunJobs:
     metrics = _read_metrics(run_dir / "metrics.parquet")
     if metrics is not None:
         columns, metric_rows = metrics
-        if not rows:
+        if not jobs.is_dir() and not order:
+            # A folder of metrics.parquet alone: its rows are all there is. Beside a manifest or jobs/, a row
+            # without a readable record is no finished job (the record is the truth), however metrics.parquet
+            # once counted it.
             rows = metric_rows
-        elif "pair_id" in columns:
+        elif rows and "pair_id" in columns:
             known = {name for row in rows for name in row}
             extra = [c for c in columns if c not in known]
             by_pair = {}

@@ -1,0 +1,53 @@
+"""The run page says what splice would do: a job counts as done only from its own readable record (never from
+metrics.parquet alone), timecodes count at the source's nominal rate as the review page's do, and links to the
+run's files work whatever the run folder is called."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from semfi_batch.cli import main
+from semfi_batch.report import write_report
+from tests.faults.conftest import image_manifest, run_args
+
+
+def facts(html: str) -> dict[str, str]:
+    return dict(re.findall(r"<tr><th>([^<]+)</th><td>([^<]*)</td></tr>", html))
+
+
+def sheets(html: str) -> list[str]:
+    return re.findall(r"class='sheet' data-pair='([^']+)'", html)
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    manifest = image_manifest(folder, 3)
+    assert main(run_args(manifest, folder / "out")) == 0
+    return folder / "out"
+
+
+@pytest.mark.parametrize("damage", ["records deleted", "jobs deleted", "records corrupt", "one record deleted"])
+def test_a_job_without_a_readable_record_is_not_counted_done(image_run, tmp_path, damage):
+    # metrics.parquet still lists every job as done; with no record left the page counted them all done.
+    run = tmp_path / "run"
+    shutil.copytree(image_run, run)
+    if damage == "records deleted":
+        for path in run.glob("jobs/*/record.json"):
+            path.unlink()
+    elif damage == "jobs deleted":
+        shutil.rmtree(run / "jobs")
+    elif damage == "records corrupt":
+        for path in run.glob("jobs/*/record.json"):
+            path.write_text("{truncated")
+    else:
+        (run / "jobs" / "p00" / "record.json").unlink()
+    html = write_report(run, tmp_path / "page.html").read_text()
+    shown = facts(html)
+    left = 2 if damage == "one record deleted" else 0
+    assert (shown["jobs in manifest"], shown["done"], shown["failed"]) == ("3", str(left), "0")
+    assert shown["skipped / not run yet"] == str(3 - left)
+    assert len(sheets(html)) == left
