@@ -46,15 +46,12 @@ from semfi_batch.report.page import (
     page_html,
     section,
 )
-from semfi_batch.run.job import JobPlanner
-from semfi_batch.run.ledger import check_job_folder
 from semfi_batch.run.sources import rows_as_run
-from semfi_batch.run.stale import REGENERATION_PENDING, published_job, run_planner
+from semfi_batch.run.stale import UNUSABLE, run_planner, unusable_reason
 
 SHEET_FRAMES = 4  # generated frames shown per contact sheet, evenly spread over the gap
 QUALITY_CACHE = ".report-quality.json"
 COLORS = {"done": "#3b7dd8", "failed": "#d8453b"}
-UNUSABLE = "stale or damaged"  # a job's status on the page when splice would leave it out
 
 
 @dataclass
@@ -100,7 +97,7 @@ def load_run(run_dir: Path) -> RunJobs:
     if pairs:
         planner = run_planner(run_dir)
         for pair_id in list(records):
-            if pair_id in pairs and (why := _unusable_because(run_dir, pairs[pair_id], planner)):
+            if pair_id in pairs and (why := unusable_reason(run_dir / "jobs" / pair_id, pairs[pair_id], planner)):
                 unusable.append({**records.pop(pair_id), "why": why})
     rows = list(records.values())
     metrics = _read_metrics(run_dir / "metrics.parquet")
@@ -125,18 +122,6 @@ def load_run(run_dir: Path) -> RunJobs:
         return RunJobs(rows, order, [], sources, info)
     current = [r for r in rows if r.get("pair_id") in rank]
     return RunJobs(current, order, [r for r in rows if r.get("pair_id") not in rank], sources, info, unusable)
-
-
-def _unusable_because(run_dir: Path, pair: KeyframePair, planner: JobPlanner | None) -> str:
-    """Why the job of `pair` is not its row's job as the row stands now, or its outputs do not match its record
-    (checked by size and count: content hashes are splice's and merge's); "" when it is usable."""
-    job_dir = run_dir / "jobs" / pair.pair_id
-    record, why = published_job(job_dir, pair, planner, hashes=False)
-    if record is None and why == REGENERATION_PENDING:
-        # Its frames stay on the page, with their decision, until a run makes them anew.
-        record, why = check_job_folder(job_dir, None, hashes=False)
-        why = why if record is None else ""
-    return "" if record is not None else why
 
 
 def _manifest_rows(run_dir: Path) -> tuple[list[str], dict[str, Path], dict[str, KeyframePair]]:
@@ -264,7 +249,7 @@ def _with_review_facts(run_dir: Path, jobs: list[dict], sources: dict[str, Path]
     from semfi_batch.review.timecode import timecode
 
     try:
-        decisions = current_decisions(run_dir)
+        decisions = current_decisions(run_dir, unusable={str(r.get("pair_id")): "" for r in jobs})  # judged already
     except DecisionError:
         decisions = {}
     clocks: dict[Path, tuple[float | None, str | None]] = {}  # source -> (frame rate, start timecode)

@@ -50,7 +50,8 @@ function card(job) {
   const facts = el("div", { class: "facts" },
     el("span", { class: "decision " + job.decision, "data-role": "decision" }, job.decision),
     job.decided_earlier
-      ? el("span", { "data-role": "earlier" }, `(was ${job.decided_earlier}: other frames)`)
+      ? el("span", { "data-role": "earlier" },
+        `(was ${job.decided_earlier}: ${job.unusable ? "stale or damaged" : "other frames"})`)
       : null,
     el("span", {}, where),
     el("span", {}, `reason: ${job.reason ?? "-"}`),
@@ -67,7 +68,9 @@ function card(job) {
     "data-outputs": job.outputs ?? "", tabIndex: -1 },
     el("h3", {}, job.pair_id), facts);
   if (job.status !== "done") {
-    node.append(el("p", { class: "failed" }, `job ${job.status}${job.error ? ": " + job.error : ""}`));
+    // A stale or damaged job: splice leaves it out, its pictures are not shown, and the server refuses a decision.
+    const why = job.unusable ?? job.error;
+    node.append(el("p", { class: "failed", "data-role": "job-status" }, `job ${job.status}${why ? ": " + why : ""}`));
   }
   const strips = el("div", { class: "strips" });
   // A job that failed or has not run may have no key images: a caption instead of a broken picture.
