@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 
 import pytest
 
@@ -51,3 +52,21 @@ def test_a_job_without_a_readable_record_is_not_counted_done(image_run, tmp_path
     assert (shown["jobs in manifest"], shown["done"], shown["failed"]) == ("3", str(left), "0")
     assert shown["skipped / not run yet"] == str(3 - left)
     assert len(sheets(html)) == left
+
+
+def test_timecodes_count_at_the_sources_nominal_rate_as_the_review_page_does(tmp_path):
+    # A 29.97 fps clip with 26 frames missing averages 29.6 fps: the page counted its timecode at that.
+    from semfi_batch.manifest import write_manifest
+    from semfi_batch.review.cards import RunReview
+
+    clip = tmp_path / "clip.mp4"
+    args = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=30000/1001"]
+    args += ["-vf", "select='not(between(n,30,55))'", "-fps_mode", "passthrough", "-frames:v", "2100"]
+    subprocess.run([*args, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-qp", "0", str(clip)], check=True)
+    rows = [{"pair_id": "late", "source": "clip.mp4", "start_frame": 2000, "end_frame": 2004, "mode": "replace"}]
+    manifest = write_manifest(rows, tmp_path / "m.parquet")
+    assert main(["run", str(manifest), "--out", str(tmp_path / "run"), "--quiet", "--backend", "blend"]) == 0
+    card = RunReview(tmp_path / "run").cards()[0]
+    assert card.fps == pytest.approx(30000 / 1001) and ";" in card.timecode_in
+    html = write_report(tmp_path / "run", tmp_path / "page.html").read_text()
+    assert f"<td>{card.timecode_in}-{card.timecode_out}</td>" in html

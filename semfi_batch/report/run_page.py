@@ -246,7 +246,7 @@ def _with_review_facts(run_dir: Path, jobs: list[dict], sources: dict[str, Path]
     file name, timecode of the gap at the source's rate, and the decision from `semfi-batch review`
     (RUN/decisions.json); reason and score come with the manifest's columns."""
     from semfi_batch.review.decisions import DecisionError, current_decisions, decision_of
-    from semfi_batch.review.timecode import timecode
+    from semfi_batch.review.timecode import file_timecode_rate, timecode
 
     try:
         decisions = current_decisions(run_dir, unusable={str(r.get("pair_id")): "" for r in jobs})  # judged already
@@ -264,7 +264,8 @@ def _with_review_facts(run_dir: Path, jobs: list[dict], sources: dict[str, Path]
         if source not in clocks:
             try:
                 info = probe_video(source)
-                clocks[source] = (info.avg_fps or None, info.timecode)
+                # The nominal rate (29.97 for a 29.97 fps file with frames missing), as the review page counts.
+                clocks[source] = (file_timecode_rate(source, info.avg_fps) if info.avg_fps else None, info.timecode)
             except (SemfiError, OSError):
                 clocks[source] = (None, None)
         row["source_name"] = source.name
