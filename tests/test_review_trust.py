@@ -33,10 +33,10 @@ def request(url: str, data: bytes | None = None, headers: dict | None = None) ->
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=30) as res:
-            return res.status, json.loads(res.read() or b"{}")
+            status, body = res.status, res.read()
     except urllib.error.HTTPError as exc:
-        body = exc.read()
-        return exc.code, json.loads(body) if body.startswith(b"{") else {"raw": body.decode(errors="replace")}
+        status, body = exc.code, exc.read()
+    return status, json.loads(body) if body.startswith(b"{") else {"raw": body.decode(errors="replace")}
 
 
 @pytest.fixture
@@ -111,3 +111,20 @@ def test_a_verdict_kept_between_requests_follows_the_files(run_dir):
     assert {c.pair_id: c.status for c in review.cards()}["c_cut"] == "done"
     (run_dir / "jobs" / "c_cut" / "frames" / "000009.png").write_bytes(data)  # one frame too many
     assert {c.pair_id: c.status for c in review.cards()}["c_cut"] == UNUSABLE
+
+
+def test_no_file_from_outside_the_run_folder_is_served(run_dir, serve, tmp_path):
+    secret = tmp_path / "outside" / "secret.png"
+    secret.parent.mkdir()
+    secret.write_bytes(b"SECRET outside the run folder")
+    for name in ("frames/000002.png", "start.png"):
+        path = run_dir / "jobs" / "b_black" / name
+        path.unlink()
+        os.symlink(secret, path)
+    url = serve(run_dir)
+    for picture in ("generated/2", "key/start", "preview.gif"):
+        status, data = request(url + f"job/b_black/{picture}")
+        assert status in (403, 404) and "SECRET" not in json.dumps(data), picture
+    review = RunReview(run_dir)
+    assert review.generated_frame("b_black", 2) is None and review.keyframe("b_black", "start") is None
+    assert review.generated_frame("b_black", 1) is not None

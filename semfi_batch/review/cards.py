@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from semfi_batch.atomic_write import write_atomic
-from semfi_batch.errors import SemfiError
+from semfi_batch.errors import OutputPathError, SemfiError
 from semfi_batch.manifest import KeyframePair, load_manifest
 from semfi_batch.media.frames import as_rgb8, read_image_rgb8, resize, write_png
 from semfi_batch.media.probe import VideoInfo, probe_video
@@ -282,14 +282,20 @@ class RunReview:
     # ---- pictures --------------------------------------------------------------------------------
 
     def generated_frame(self, pair_id: str, index: int) -> Path | None:
-        """The path of generated frame `index` (1-based), or None."""
-        path = self.run_dir / "jobs" / pair_id / "frames" / f"{index:06d}.png"
-        return path if path.is_file() else None
+        """The path of generated frame `index` (1-based), or None (also for one that resolves outside the run
+        folder: a symlink in a job folder never serves another file)."""
+        return self._in_run(self.run_dir / "jobs" / pair_id / "frames" / f"{index:06d}.png")
 
     def keyframe(self, pair_id: str, which: str) -> Path | None:
-        """jobs/<pair_id>/start.png or end.png, or None."""
-        path = self.run_dir / "jobs" / pair_id / f"{which}.png"
-        return path if which in ("start", "end") and path.is_file() else None
+        """jobs/<pair_id>/start.png or end.png, or None (also for one that resolves outside the run folder)."""
+        return self._in_run(self.run_dir / "jobs" / pair_id / f"{which}.png") if which in ("start", "end") else None
+
+    def _in_run(self, path: Path) -> Path | None:
+        """`path` when it is a file that resolves (symlinks followed) inside the run folder, else None."""
+        try:
+            return RunLayout(self.run_dir).confine(path) if path.is_file() else None
+        except OutputPathError:
+            return None
 
     def _cache(self, pair_id: str, *, generated: bool) -> Path:
         """RUN/review/<pair_id>/<key>/: the folder of pictures drawn from what the row shows now, keyed on
@@ -347,6 +353,8 @@ class RunReview:
         generated frames, a second after (keyframes and generated frames only for image pairs)."""
         pair = self.pairs.get(pair_id)
         frames = sorted((self.run_dir / "jobs" / pair_id / "frames").glob("*.png")) if pair else []
+        layout = RunLayout(self.run_dir)
+        frames = [layout.confine(p) for p in frames]  # OutputPathError for one that resolves outside the run
         if pair is None or not frames:
             return None
         cached = self._cache(pair_id, generated=True) / "preview.gif"

@@ -29,9 +29,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from semfi_batch.errors import SemfiError
+from semfi_batch.errors import OutputPathError, SemfiError
 from semfi_batch.review.cards import RunReview
 from semfi_batch.review.decisions import ACCEPTED, REJECTED, STATUSES, DecisionError, OtherFramesNow, decide, seed_value
+from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.ledger import outputs_digest
 
 STATIC = Path(__file__).with_name("static")
@@ -137,6 +138,10 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 with self.server.pictures_lock:
                     file = review.preview(pid)
+            if file is not None:
+                file = RunLayout(review.run_dir).confine(file)  # never a file from outside the run folder
+        except OutputPathError as exc:
+            return self._send_error(HTTPStatus.FORBIDDEN, f"not served: {exc}")
         except (SemfiError, OSError) as exc:
             return self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR, str(exc))
         if file is None:
