@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,22 @@ def test_timecodes_count_at_the_sources_nominal_rate_as_the_review_page_does(tmp
     assert card.fps == pytest.approx(30000 / 1001) and ";" in card.timecode_in
     html = write_report(tmp_path / "run", tmp_path / "page.html").read_text()
     assert f"<td>{card.timecode_in}-{card.timecode_out}</td>" in html
+
+
+@pytest.mark.parametrize("name", ["run #1", "run?2", "run%41 100%"])
+def test_links_to_the_runs_files_work_whatever_the_run_folder_is_called(image_run, tmp_path, name):
+    # A '#' made the rest of the link a fragment, a '?' a query, a '%' an escape: the links pointed nowhere.
+    import html as html_module
+    from urllib.parse import unquote, urljoin, urlsplit
+
+    run = tmp_path / name
+    shutil.copytree(image_run, run)
+    (run / "jobs" / "p00" / "clip.mp4").write_bytes(b"a preview clip")
+    page = write_report(run, tmp_path / "pages" / "page.html", quick=True)
+    links = [html_module.unescape(h) for h in re.findall(r"(?:href|src)=['\"]([^'\"]+)['\"]", page.read_text())]
+    links = [h for h in links if not h.startswith(("data:", "#", "http"))]
+    assert any(h.endswith("clip.mp4") for h in links) and any(h.endswith("start.png") for h in links)
+    for href in links:
+        url = urlsplit(urljoin(page.as_uri(), href))
+        assert not url.fragment and not url.query, href
+        assert Path(unquote(url.path)).is_file(), href

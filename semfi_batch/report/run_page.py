@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import cv2
 import numpy as np
@@ -417,7 +418,7 @@ def _contact_sheet(run_dir: Path, record: dict, link_root: str, *, linked: bool 
         f"{fmt(record.get('wall_s'), 2, ' s')} ({fmt(record.get('s_per_frame'), 3, ' s/frame')}) &middot; "
         f"warp error {fmt(record.get('warp_error'), 2)}"
     )
-    href = Path(link_root, "jobs", pair_id, "clip.mp4").as_posix()
+    href = _href(link_root, "jobs", pair_id, "clip.mp4")
     link = f" &middot; <a href='{esc(href)}'>preview clip</a>" if (job_dir / "clip.mp4").exists() else ""
     return (
         f"<div class='sheet' data-pair='{esc(pair_id)}' data-decision='{esc(str(record.get('decision', '')))}'>"
@@ -434,12 +435,18 @@ def _linked_cells(job_dir: Path, frames: list[Path], picks: list[int], link_root
     def cell(path: Path, caption: str, kind: str) -> str:
         if not path.is_file():
             return img_cell(None, caption, kind)
-        href = Path(link_root, *path.relative_to(job_dir.parent.parent).parts).as_posix()
+        href = _href(link_root, *path.relative_to(job_dir.parent.parent).parts)
         return img_cell(href, caption, kind, lazy=True)
 
     cells = [cell(job_dir / "start.png", "start key", "key")]
     cells += [cell(frames[i], f"#{i + 1} of {len(frames)}", "gen") for i in picks]
     return [*cells, cell(job_dir / "end.png", "end key", "key")]
+
+
+def _href(*parts: str) -> str:
+    """A link to a file of the run: its path with every segment percent-encoded, so that a folder named with `#`,
+    `?` or `%` is a path and not a fragment, a query or an escape (HTML-escaped after, where it is written)."""
+    return quote(Path(*parts).as_posix(), safe="/")
 
 
 def _present(value) -> bool:
