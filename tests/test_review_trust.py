@@ -128,3 +128,52 @@ def test_no_file_from_outside_the_run_folder_is_served(run_dir, serve, tmp_path)
     review = RunReview(run_dir)
     assert review.generated_frame("b_black", 2) is None and review.keyframe("b_black", "start") is None
     assert review.generated_frame("b_black", 1) is not None
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        ({"pair_ids": ["a_flash"], "decision": "regenerate", "backend": ["blend"]}, {}),
+        ({"pair_ids": ["a_flash"], "decision": "regenerate", "backend": {"a": 1}}, {}),
+        ({"pair_ids": "a_flash", "decision": "undecided"}, {}),
+        ([], {}),
+        ({}, {"Content-Length": "abc"}),
+    ],
+)
+def test_a_malformed_decision_is_answered_400(run_dir, serve, body, headers):
+    url = serve(run_dir)
+    data = json.dumps(body).encode()
+    if "Content-Length" in headers:  # urllib sends its own length: a raw request instead
+        import http.client
+
+        conn = http.client.HTTPConnection(url.split("//")[1].rstrip("/"), timeout=30)
+        conn.putrequest("POST", "/api/decide")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", headers["Content-Length"])
+        conn.endheaders()
+        res = conn.getresponse()
+        status, answer = res.status, json.loads(res.read())
+        conn.close()
+    else:
+        status, answer = request(url + "api/decide", data)
+    assert status == 400 and answer["error"]
+    assert request(url + "api/jobs")[0] == 200  # the server goes on
+
+
+def test_a_broken_run_folder_is_answered_500_with_what_is_wrong(run_dir, serve):
+    url = serve(run_dir)
+    (run_dir / "decisions.json").write_text("{not json")
+    status, answer = request(url + "api/jobs")
+    assert status == 500 and "decisions.json is not a decisions file" in answer["error"]
+    (run_dir / "decisions.json").unlink()
+    (run_dir / "manifest.parquet").write_bytes(b"not a parquet file")
+    status, answer = request(url + "api/jobs")
+    assert status == 500 and answer["error"]
+    body = json.dumps({"pair_ids": ["a_flash"], "decision": "undecided"}).encode()
+    assert request(url + "api/decide", body)[0] == 500
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_a_port_out_of_range_is_an_option_error(run_dir, port, capsys):
+    assert main(["review", str(run_dir), "--no-browser", "--port", port]) == 2
+    assert "--port must be from 0" in capsys.readouterr().err

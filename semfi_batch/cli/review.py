@@ -68,6 +68,8 @@ def review(
     from semfi_batch.review.cards import RunReview
     from semfi_batch.review.decisions import ACCEPTED, REGENERATE, REJECTED, UNDECIDED, decide
 
+    if not 0 <= port <= 65535:
+        raise OptionError(f"--port must be from 0 (any free port) to 65535, got {port}")
     run = RunReview(run_dir)
     backends = list(backend_names())
     scripted = any([accept, reject, regenerate, undecide, accept_all, list_])

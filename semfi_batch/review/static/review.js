@@ -275,7 +275,9 @@ for (const id of ["filter", "reason"]) document.getElementById(id).addEventListe
 document.getElementById("sort").addEventListener("change", async () => {
   if (document.getElementById("sort").value === "warp") {
     try {
-      const data = await (await fetch("/api/jobs")).json();
+      const res = await fetch("/api/jobs");
+      const data = await res.json();
+      if (!res.ok) throw new Error(data.error || res.statusText);
       const warp = Object.fromEntries(data.jobs.map((j) => [j.pair_id, j.warp_error]));
       for (const j of state.jobs) if (j.pair_id in warp) j.warp_error = warp[j.pair_id];
       document.getElementById("status").textContent = data.quality_pending ? "warp errors are still being measured" : "";
@@ -289,6 +291,7 @@ document.getElementById("sort").addEventListener("change", async () => {
 async function load() {
   const res = await fetch("/api/jobs");
   const data = await res.json();
+  if (!res.ok) throw new Error(data.error || res.statusText); // the server's message: what is wrong, as the CLI says
   state.jobs = data.jobs;
   state.backends = data.backends;
   state.runCommand = data.run_command;
