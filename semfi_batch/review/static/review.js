@@ -248,15 +248,61 @@ async function send(body, shown) {
   }
 }
 
+// Whether some of a card can be seen: between the sticky header and the bottom of the window.
+function inView(node) {
+  const top = document.querySelector("header").getBoundingClientRect().bottom;
+  const r = node.getBoundingClientRect();
+  return r.bottom > top && r.top < window.innerHeight;
+}
+
+// The first card in view (cards are drawn top to bottom: a binary search, not a look at thousands), or null.
+function firstInView() {
+  const cards = document.querySelectorAll(".card");
+  const top = document.querySelector("header").getBoundingClientRect().bottom;
+  let lo = 0, hi = cards.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (cards[mid].getBoundingClientRect().bottom > top) hi = mid; else lo = mid + 1;
+  }
+  return lo < cards.length && inView(cards[lo]) ? cards[lo] : null;
+}
+
+// Scrolled away from the highlighted card: the highlight moves to the first card in view, so that the keys act
+// on a card the editor sees, never on one off screen.
+let scrolled = null;
+window.addEventListener("scroll", () => {
+  clearTimeout(scrolled);
+  scrolled = setTimeout(() => {
+    const node = state.current && document.querySelector(`.card[data-pair="${CSS.escape(state.current)}"]`);
+    if (node && inView(node)) return;
+    const first = firstInView();
+    if (first) setCurrent(first.dataset.pair, false);
+  }, 50);
+}, { passive: true });
+
+// A decision by key, on the highlighted card only while it is in view (a key pressed before the highlight
+// followed a scroll): else the card is brought into view and nothing is saved.
+function decideByKey(decision) {
+  if (!state.current) return;
+  const node = document.querySelector(`.card[data-pair="${CSS.escape(state.current)}"]`);
+  if (node && !inView(node)) {
+    node.scrollIntoView({ block: "nearest" });
+    document.getElementById("status").textContent =
+      `not saved: ${state.current} was not in view; it is now: look at it, then press the key again`;
+    return;
+  }
+  decideOn(state.current, decision);
+}
+
 document.addEventListener("keydown", (ev) => {
   if (ev.target.matches("input, select, textarea") || ev.ctrlKey || ev.metaKey || ev.altKey) return;
   const keys = {
     j: () => move(1), ArrowDown: () => move(1), ArrowRight: () => move(1),
     k: () => move(-1), ArrowUp: () => move(-1), ArrowLeft: () => move(-1),
-    a: () => state.current && decideOn(state.current, "accepted"),
-    r: () => state.current && decideOn(state.current, "rejected"),
-    g: () => state.current && decideOn(state.current, "regenerate"),
-    u: () => state.current && decideOn(state.current, "undecided"),
+    a: () => decideByKey("accepted"),
+    r: () => decideByKey("rejected"),
+    g: () => decideByKey("regenerate"),
+    u: () => decideByKey("undecided"),
   };
   if (keys[ev.key]) {
     ev.preventDefault();
