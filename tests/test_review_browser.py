@@ -354,3 +354,37 @@ def test_a_job_without_key_images_and_the_keys_after_choosing_a_filter(tmp_path,
         assert _stored(run_dir)["a_flash"]["status"] == "accepted"
     finally:
         served.stop()
+
+
+def test_a_key_decides_only_on_a_card_in_view(tmp_path, browser):
+    # Scrolled away (no click), `a` accepted the highlighted card, off screen, while nothing on screen changed.
+    run_dir = make_run(tmp_path)
+    served = _Served(run_dir)
+    try:
+        _open(browser, served.server.url)
+        browser.set_window_size(1280, 420)  # a card or so in view
+        body = browser.find_element(By.TAG_NAME, "body")
+        assert browser.find_element(By.CSS_SELECTOR, ".card.current").get_attribute("data-pair") == "a_flash"
+        in_view = "const r = arguments[0].getBoundingClientRect(); return r.bottom > 0 && r.top < innerHeight;"
+        browser.execute_script("arguments[0].scrollIntoView({block: 'end'})", _card(browser, "c_cut"))
+        WebDriverWait(browser, 10).until(lambda d: not d.execute_script(in_view, _card(d, "a_flash")))
+        # The highlight follows the scroll to a card in view; the key acts on that one.
+        WebDriverWait(browser, 10).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, ".card.current").get_attribute("data-pair") != "a_flash"
+        )
+        current = browser.find_element(By.CSS_SELECTOR, ".card.current")
+        assert browser.execute_script(in_view, current)
+        pair = current.get_attribute("data-pair")
+        body.send_keys("a")
+        _saved(browser, 1)
+        assert _stored(run_dir)[pair]["status"] == "accepted" and "a_flash" not in _stored(run_dir)
+        # A key pressed while the highlighted card is off screen (before the highlight followed): refused, and
+        # the card is brought into view.
+        browser.execute_script("state.current = 'a_flash'; markCurrent(false);")
+        body.send_keys("r")
+        status = browser.find_element(By.ID, "status")
+        WebDriverWait(browser, 10).until(lambda d: status.text.startswith("not saved"))
+        assert "a_flash was not in view" in status.text and "a_flash" not in _stored(run_dir)
+        assert browser.execute_script(in_view, _card(browser, "a_flash"))
+    finally:
+        served.stop()

@@ -68,6 +68,8 @@ def review(
     from semfi_batch.review.cards import RunReview
     from semfi_batch.review.decisions import ACCEPTED, REGENERATE, REJECTED, UNDECIDED, decide
 
+    if not 0 <= port <= 65535:
+        raise OptionError(f"--port must be from 0 (any free port) to 65535, got {port}")
     run = RunReview(run_dir)
     backends = list(backend_names())
     scripted = any([accept, reject, regenerate, undecide, accept_all, list_])
@@ -105,11 +107,13 @@ def _print_table(run) -> None:
                          ("timecode", "left"), ("reason", "left"), ("score", "right"), ("backend", "left"),
                          ("next", "left")):  # fmt: skip
         table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    for c in run.cards():
+    cards = run.cards()
+    for c in cards:
         nxt = ""
         if c.next_seed is not None or c.next_backend:
             nxt = f"seed {c.next_seed}" + (f", {c.next_backend}" if c.next_backend else "")
-        decision = c.decision + (f" (was {c.decided_earlier}: other frames)" if c.decided_earlier else "")
+        why = "stale or damaged" if c.unusable else "other frames"
+        decision = c.decision + (f" (was {c.decided_earlier}: {why})" if c.decided_earlier else "")
         if c.regeneration_dropped:
             nxt = f"dropped: {c.regeneration_dropped}"
         table.add_row(
@@ -117,6 +121,9 @@ def _print_table(run) -> None:
             escape(c.reason or ""), "" if c.score is None else f"{c.score:.3g}", escape(c.backend or ""), nxt,
         )  # fmt: skip
     stdout.print(table)
+    for c in cards:
+        if c.unusable:  # the reason, whole: a table cell would cut it
+            stdout.print(f"{c.pair_id}: {c.status}, left out by splice: {c.unusable}", markup=False, highlight=False)
 
 
 def _serve(run, port: int, backends: list[str], *, open_browser: bool) -> None:

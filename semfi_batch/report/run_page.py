@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import cv2
 import numpy as np
@@ -46,15 +47,12 @@ from semfi_batch.report.page import (
     page_html,
     section,
 )
-from semfi_batch.run.job import JobPlanner
-from semfi_batch.run.ledger import check_job_folder
 from semfi_batch.run.sources import rows_as_run
-from semfi_batch.run.stale import REGENERATION_PENDING, published_job, run_planner
+from semfi_batch.run.stale import UNUSABLE, run_planner, unusable_reason
 
 SHEET_FRAMES = 4  # generated frames shown per contact sheet, evenly spread over the gap
 QUALITY_CACHE = ".report-quality.json"
 COLORS = {"done": "#3b7dd8", "failed": "#d8453b"}
-UNUSABLE = "stale or damaged"  # a job's status on the page when splice would leave it out
 
 
 @dataclass
@@ -100,15 +98,18 @@ def load_run(run_dir: Path) -> RunJobs:
     if pairs:
         planner = run_planner(run_dir)
         for pair_id in list(records):
-            if pair_id in pairs and (why := _unusable_because(run_dir, pairs[pair_id], planner)):
+            if pair_id in pairs and (why := unusable_reason(run_dir / "jobs" / pair_id, pairs[pair_id], planner)):
                 unusable.append({**records.pop(pair_id), "why": why})
     rows = list(records.values())
     metrics = _read_metrics(run_dir / "metrics.parquet")
     if metrics is not None:
         columns, metric_rows = metrics
-        if not rows:
+        if not jobs.is_dir() and not order:
+            # A folder of metrics.parquet alone: its rows are all there is. Beside a manifest or jobs/, a row
+            # without a readable record is no finished job (the record is the truth), however metrics.parquet
+            # once counted it.
             rows = metric_rows
-        elif "pair_id" in columns:
+        elif rows and "pair_id" in columns:
             known = {name for row in rows for name in row}
             extra = [c for c in columns if c not in known]
             by_pair = {}
@@ -122,18 +123,6 @@ def load_run(run_dir: Path) -> RunJobs:
         return RunJobs(rows, order, [], sources, info)
     current = [r for r in rows if r.get("pair_id") in rank]
     return RunJobs(current, order, [r for r in rows if r.get("pair_id") not in rank], sources, info, unusable)
-
-
-def _unusable_because(run_dir: Path, pair: KeyframePair, planner: JobPlanner | None) -> str:
-    """Why the job of `pair` is not its row's job as the row stands now, or its outputs do not match its record
-    (checked by size and count: content hashes are splice's and merge's); "" when it is usable."""
-    job_dir = run_dir / "jobs" / pair.pair_id
-    record, why = published_job(job_dir, pair, planner, hashes=False)
-    if record is None and why == REGENERATION_PENDING:
-        # Its frames stay on the page, with their decision, until a run makes them anew.
-        record, why = check_job_folder(job_dir, None, hashes=False)
-        why = why if record is None else ""
-    return "" if record is not None else why
 
 
 def _manifest_rows(run_dir: Path) -> tuple[list[str], dict[str, Path], dict[str, KeyframePair]]:
@@ -258,10 +247,10 @@ def _with_review_facts(run_dir: Path, jobs: list[dict], sources: dict[str, Path]
     file name, timecode of the gap at the source's rate, and the decision from `semfi-batch review`
     (RUN/decisions.json); reason and score come with the manifest's columns."""
     from semfi_batch.review.decisions import DecisionError, current_decisions, decision_of
-    from semfi_batch.review.timecode import timecode
+    from semfi_batch.review.timecode import file_timecode_rate, timecode
 
     try:
-        decisions = current_decisions(run_dir)
+        decisions = current_decisions(run_dir, unusable={str(r.get("pair_id")): "" for r in jobs})  # judged already
     except DecisionError:
         decisions = {}
     clocks: dict[Path, tuple[float | None, str | None]] = {}  # source -> (frame rate, start timecode)
@@ -276,7 +265,8 @@ def _with_review_facts(run_dir: Path, jobs: list[dict], sources: dict[str, Path]
         if source not in clocks:
             try:
                 info = probe_video(source)
-                clocks[source] = (info.avg_fps or None, info.timecode)
+                # The nominal rate (29.97 for a 29.97 fps file with frames missing), as the review page counts.
+                clocks[source] = (file_timecode_rate(source, info.avg_fps) if info.avg_fps else None, info.timecode)
             except (SemfiError, OSError):
                 clocks[source] = (None, None)
         row["source_name"] = source.name
@@ -428,7 +418,7 @@ def _contact_sheet(run_dir: Path, record: dict, link_root: str, *, linked: bool 
         f"{fmt(record.get('wall_s'), 2, ' s')} ({fmt(record.get('s_per_frame'), 3, ' s/frame')}) &middot; "
         f"warp error {fmt(record.get('warp_error'), 2)}"
     )
-    href = Path(link_root, "jobs", pair_id, "clip.mp4").as_posix()
+    href = _href(link_root, "jobs", pair_id, "clip.mp4")
     link = f" &middot; <a href='{esc(href)}'>preview clip</a>" if (job_dir / "clip.mp4").exists() else ""
     return (
         f"<div class='sheet' data-pair='{esc(pair_id)}' data-decision='{esc(str(record.get('decision', '')))}'>"
@@ -445,12 +435,18 @@ def _linked_cells(job_dir: Path, frames: list[Path], picks: list[int], link_root
     def cell(path: Path, caption: str, kind: str) -> str:
         if not path.is_file():
             return img_cell(None, caption, kind)
-        href = Path(link_root, *path.relative_to(job_dir.parent.parent).parts).as_posix()
+        href = _href(link_root, *path.relative_to(job_dir.parent.parent).parts)
         return img_cell(href, caption, kind, lazy=True)
 
     cells = [cell(job_dir / "start.png", "start key", "key")]
     cells += [cell(frames[i], f"#{i + 1} of {len(frames)}", "gen") for i in picks]
     return [*cells, cell(job_dir / "end.png", "end key", "key")]
+
+
+def _href(*parts: str) -> str:
+    """A link to a file of the run: its path with every segment percent-encoded, so that a folder named with `#`,
+    `?` or `%` is a path and not a fragment, a query or an escape (HTML-escaped after, where it is written)."""
+    return quote(Path(*parts).as_posix(), safe="/")
 
 
 def _present(value) -> bool:

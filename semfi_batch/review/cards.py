@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,16 +21,17 @@ import numpy as np
 from PIL import Image
 
 from semfi_batch.atomic_write import write_atomic
-from semfi_batch.errors import SemfiError
+from semfi_batch.errors import OutputPathError, SemfiError
 from semfi_batch.manifest import KeyframePair, load_manifest
 from semfi_batch.media.frames import as_rgb8, read_image_rgb8, resize, write_png
 from semfi_batch.media.probe import VideoInfo, probe_video
 from semfi_batch.media.video_frames import extract_frames
-from semfi_batch.review.decisions import Decision, current_decisions
+from semfi_batch.review.decisions import DECISIONS_NAME, Decision, current_decisions
 from semfi_batch.review.timecode import file_timecode_rate, timecode
 from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.ledger import outputs_digest
-from semfi_batch.run.sources import manifest_sources
+from semfi_batch.run.sources import manifest_sources, rows_as_run
+from semfi_batch.run.stale import UNUSABLE, run_planner, unusable_reason
 from semfi_batch.splice.runfolder import MANIFEST_NAME, RECORD_NAME, RunFolderError
 
 CACHE_DIR = "review"
@@ -55,7 +57,7 @@ class JobCard:
     fps: float | None  # the rate its timecodes count at (review/timecode.py `timecode_rate`)
     timecode_in: str | None  # first generated frame's place in the source
     timecode_out: str | None  # last replaced frame (replace) or the end keyframe (insert)
-    status: str  # job: done, failed, not run
+    status: str  # job: done, failed, not run, or UNUSABLE (run/stale.py) while splice would leave it out
     error: str | None
     backend: str | None  # what the job ran with
     seed: int | None
@@ -72,6 +74,9 @@ class JobCard:
     frames: int = 0  # generated frames on disk
     originals: int = 0  # original frames being replaced (replace rows on a video)
     extras: dict[str, Any] = field(default_factory=dict)
+    # Why splice leaves the job out (stale: its row or an input changed since it ran; damaged: its files no
+    # longer match its record). Its pictures are not shown and it cannot be accepted or rejected.
+    unusable: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The card as plain JSON values (NaN scores become null)."""
@@ -105,6 +110,8 @@ class RunReview:
         self._manifest_seen: tuple | None = None
         self._infos: dict[Path, VideoInfo | None] = {}
         self._rates: dict[Path, float] = {}
+        # pair_id -> (the files its verdict was drawn from, as they stood, `unusable_reason`): see `_unusable`.
+        self._verdicts: dict[str, tuple[tuple, str]] = {}
         self.refresh()
 
     def refresh(self) -> None:
@@ -122,6 +129,8 @@ class RunReview:
         self.pairs: dict[str, KeyframePair] = {p.pair_id: p for p in self.manifest.pairs}
         self.original_manifest = _original_manifest(self.run_dir)
         self.sources = manifest_sources(self.run_dir, self.manifest)
+        self.rows_as_run = rows_as_run(self.run_dir, self.manifest)  # files resolved as run found them: their keys
+        self._verdicts = {}
         self._manifest_seen = seen
 
     # ---- facts -----------------------------------------------------------------------------------
@@ -170,7 +179,8 @@ class RunReview:
         by frame; image pairs last, in manifest order. `quality`: warp error per job with the digest of the
         outputs it was measured on; a card shows it only for the outputs it shows."""
         self.refresh()
-        decisions = current_decisions(self.run_dir)
+        unusable = self._unusable()
+        decisions = current_decisions(self.run_dir, unusable)
         quality = quality or {}
         source_rank: dict[Path, int] = {}
         for pid in self.pairs:
@@ -184,13 +194,18 @@ class RunReview:
 
         ordered = sorted(self.pairs.values(), key=order_key)
         return [
-            self._card(i, pair, decisions.get(pair.pair_id, Decision()), quality.get(pair.pair_id))
-            for i, pair in enumerate(ordered)
+            self._card(i, p, decisions.get(p.pair_id, Decision()), quality.get(p.pair_id), unusable.get(p.pair_id, ""))
+            for i, p in enumerate(ordered)
         ]
 
-    def _card(self, order: int, pair: KeyframePair, decision: Decision, measured: tuple[str, float] | None) -> JobCard:
+    def _card(
+        self, order: int, pair: KeyframePair, decision: Decision, measured: tuple[str, float] | None, unusable: str
+    ) -> JobCard:
+        """The card of `pair`; `unusable`: why splice leaves its job out ("" when it takes it): such a job's
+        frames and keys are of another version of the row (or no longer those its record lists), so none is shown
+        beside the row's originals."""
         record = self.record(pair.pair_id) or {}
-        outputs = outputs_digest(record)
+        outputs = None if unusable else outputs_digest(record)
         warp = measured[1] if measured is not None and outputs is not None and measured[0] == outputs else None
         info = self.video_info(pair.pair_id)
         rate = self.timecode_rate(pair.pair_id) if info is not None and info.avg_fps else None
@@ -203,7 +218,7 @@ class RunReview:
         reason = pair.extras.get("reason")
         source = self.sources.get(pair.pair_id)
         frames_dir = self.run_dir / "jobs" / pair.pair_id / "frames"
-        done = record.get("status") == "done"
+        done = record.get("status") == "done" and not unusable
         return JobCard(
             pair_id=pair.pair_id,
             order=order,
@@ -219,7 +234,7 @@ class RunReview:
             fps=rate,
             timecode_in=tc_in,
             timecode_out=tc_out,
-            status=record.get("status") or "not run",
+            status=UNUSABLE if unusable else record.get("status") or "not run",
             error=record.get("error"),
             backend=record.get("backend") or pair.backend,
             seed=record.get("seed", pair.seed),
@@ -232,23 +247,55 @@ class RunReview:
             next_backend=decision.backend,
             regeneration_dropped=decision.dropped,
             regenerations=decision.regenerations,
-            key_images=[which for which in ("start", "end") if self.keyframe(pair.pair_id, which) is not None],
+            key_images=[] if unusable else [w for w in ("start", "end") if self.keyframe(pair.pair_id, w) is not None],
             frames=len(list(frames_dir.glob("*.png"))) if done else 0,
             originals=pair.gap_frames if pair.is_video and pair.mode == "replace" and info is not None else 0,
             extras=dict(pair.extras),
+            unusable=unusable or None,
         )
+
+    def _unusable(self) -> dict[str, str]:
+        """run/stale.py `unusable_reason` of every job: why splice leaves it out ("" when it takes it). The check
+        costs about half a millisecond a job, too much for a page of thousands asked again on every decision, so
+        a verdict is kept while every file it was drawn from stands as it did (stat: size, inode, times; a write
+        or a rename changes the change time): the record, the outputs it lists and the frames/ folder, the row's
+        input files, run.json and decisions.json (the settings and regenerations its key is planned with)."""
+        planner = None
+        settings = tuple(_stat(self.run_dir / name) for name in ("run.json", DECISIONS_NAME))
+        verdicts = {}
+        for pid, row in self.rows_as_run.items():
+            job_dir = self.run_dir / "jobs" / pid
+            seen = self._verdicts.get(pid)
+            files = seen[0][1] if seen is not None else ()
+            state = (_stat(job_dir / RECORD_NAME), files, settings, _files_state(job_dir, row, files))
+            if seen is not None and seen[0] == state:
+                verdicts[pid] = seen[1]
+                continue
+            planner = planner or run_planner(self.run_dir)
+            record = self.record(pid) or {}
+            files = tuple(record.get("outputs") or ()) if isinstance(record.get("outputs"), dict) else ()
+            state = (_stat(job_dir / RECORD_NAME), files, settings, _files_state(job_dir, row, files))
+            verdicts[pid] = unusable_reason(job_dir, row, planner)
+            self._verdicts[pid] = (state, verdicts[pid])
+        return verdicts
 
     # ---- pictures --------------------------------------------------------------------------------
 
     def generated_frame(self, pair_id: str, index: int) -> Path | None:
-        """The path of generated frame `index` (1-based), or None."""
-        path = self.run_dir / "jobs" / pair_id / "frames" / f"{index:06d}.png"
-        return path if path.is_file() else None
+        """The path of generated frame `index` (1-based), or None (also for one that resolves outside the run
+        folder: a symlink in a job folder never serves another file)."""
+        return self._in_run(self.run_dir / "jobs" / pair_id / "frames" / f"{index:06d}.png")
 
     def keyframe(self, pair_id: str, which: str) -> Path | None:
-        """jobs/<pair_id>/start.png or end.png, or None."""
-        path = self.run_dir / "jobs" / pair_id / f"{which}.png"
-        return path if which in ("start", "end") and path.is_file() else None
+        """jobs/<pair_id>/start.png or end.png, or None (also for one that resolves outside the run folder)."""
+        return self._in_run(self.run_dir / "jobs" / pair_id / f"{which}.png") if which in ("start", "end") else None
+
+    def _in_run(self, path: Path) -> Path | None:
+        """`path` when it is a file that resolves (symlinks followed) inside the run folder, else None."""
+        try:
+            return RunLayout(self.run_dir).confine(path) if path.is_file() else None
+        except OutputPathError:
+            return None
 
     def _cache(self, pair_id: str, *, generated: bool) -> Path:
         """RUN/review/<pair_id>/<key>/: the folder of pictures drawn from what the row shows now, keyed on
@@ -306,6 +353,8 @@ class RunReview:
         generated frames, a second after (keyframes and generated frames only for image pairs)."""
         pair = self.pairs.get(pair_id)
         frames = sorted((self.run_dir / "jobs" / pair_id / "frames").glob("*.png")) if pair else []
+        layout = RunLayout(self.run_dir)
+        frames = [layout.confine(p) for p in frames]  # OutputPathError for one that resolves outside the run
         if pair is None or not frames:
             return None
         cached = self._cache(pair_id, generated=True) / "preview.gif"
@@ -329,6 +378,33 @@ class RunReview:
         sequence = [*before, *generated, *after]
         write_atomic(cached, _gif(sequence, fps))
         return cached
+
+
+def _stat(path: Path | str | None) -> tuple | None:
+    """What changes when a file is written, replaced or removed (None when absent); the file itself, not a
+    symlink's target."""
+    if path is None:
+        return None
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _files_state(job_dir: Path, row: KeyframePair, outputs: tuple[str, ...]) -> tuple:
+    """`_stat` of a job's listed outputs and frames/ folder, and of its row's input files (followed: a source
+    is often a link)."""
+    folder = str(job_dir)
+    inputs = []
+    for path in (row.source, row.start_image, row.end_image):
+        try:
+            st = os.stat(path) if path is not None else None
+        except OSError:
+            st = None
+        inputs.append(None if st is None else (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    listed = tuple(_stat(f"{folder}/{name}") for name in outputs)
+    return listed, _stat(f"{folder}/frames"), tuple(inputs)
 
 
 def _run_info(run_dir: Path) -> dict:

@@ -23,7 +23,7 @@ import contextlib
 import fcntl
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -113,11 +113,15 @@ def _decision(entry: dict) -> Decision:
     )
 
 
-def current_decisions(run_dir: Path) -> dict[str, Decision]:
+def current_decisions(run_dir: Path, unusable: Mapping[str, str] | None = None) -> dict[str, Decision]:
     """`load_decisions`, with every accept or reject made on other outputs than the job's record lists now
-    (or on a job without a done record) given as undecided, its old status in `earlier`, and every
-    regeneration's seed and backend made for a row that has changed since left out, saying so in `dropped`."""
+    (or on a job without a done record), or on a job that splice leaves out now (stale or damaged: its row or
+    an input changed since, or its files no longer match its record; run/stale.py `unusable_reason`), given as
+    undecided, its old status in `earlier`, and every regeneration's seed and backend made for a row that has
+    changed since left out, saying so in `dropped`. `unusable`: pair_id -> why, for callers that judged the
+    jobs already (checked here, by size and count, when not given)."""
     from semfi_batch.run.ledger import outputs_digest, read_record
+    from semfi_batch.run.stale import unusable_jobs
 
     decisions = load_decisions(run_dir)
     rows = _current_rows(run_dir) if any(d.row is not None for d in decisions.values()) else {}
@@ -131,6 +135,13 @@ def current_decisions(run_dir: Path) -> dict[str, Decision]:
         if d.status in (ACCEPTED, REJECTED):
             now = outputs_digest(read_record(Path(run_dir) / "jobs" / pid))
             if now is None or now != d.outputs:
+                decisions[pid] = replace(d, status=UNDECIDED, outputs=None, earlier=d.status)
+    decided = [pid for pid, d in decisions.items() if d.status in (ACCEPTED, REJECTED)]
+    if decided:
+        unusable = unusable if unusable is not None else unusable_jobs(Path(run_dir), decided)
+        for pid in decided:
+            if unusable.get(pid):
+                d = decisions[pid]
                 decisions[pid] = replace(d, status=UNDECIDED, outputs=None, earlier=d.status)
     return decisions
 
@@ -197,6 +208,11 @@ def decide(
         if unknown:
             raise DecisionError(f"no such job in this run: {', '.join(unknown)}")
     rows = None  # the rows as they stand, kept with a regeneration
+    unusable: dict[str, str] = {}  # an accept or reject is made on a job splice would take, or refused
+    if status in (ACCEPTED, REJECTED):
+        from semfi_batch.run.stale import unusable_jobs
+
+        unusable = unusable_jobs(Path(run_dir), pair_ids)  # the files' content is checked with each job, below
     with _locked(run_dir):
         decisions = load_decisions(run_dir)
         changed = {}
@@ -220,7 +236,7 @@ def decide(
             else:
                 outputs = None
                 if status in (ACCEPTED, REJECTED):
-                    outputs = _outputs_to_decide_on(Path(run_dir) / "jobs" / pid, pid, status, seen)
+                    outputs = _outputs_to_decide_on(Path(run_dir) / "jobs" / pid, pid, status, seen, unusable.get(pid))
                 if old.status == REGENERATE:  # taken back before it ran: the settings its frames were made with
                     old = _taken_back(old)
                 new = replace(old, status=status, outputs=outputs, updated_at=_now())
@@ -258,16 +274,23 @@ def _taken_back(decision: Decision) -> Decision:
     )  # fmt: skip
 
 
-def _outputs_to_decide_on(job_dir: Path, pair_id: str, status: str, seen: dict[str, str | None] | None) -> str:
-    """The digest of the outputs an accept or reject of `pair_id` is made on (see `decide`)."""
+def _outputs_to_decide_on(
+    job_dir: Path, pair_id: str, status: str, seen: dict[str, str | None] | None, unusable: str | None
+) -> str:
+    """The digest of the outputs an accept or reject of `pair_id` is made on (see `decide`); `unusable`: why
+    splice leaves the job out (run/stale.py `unusable_reason`: "" when it takes it, None when not judged)."""
     from semfi_batch.run.ledger import check_job_folder, outputs_digest, read_record
 
     verb = "accept" if status == ACCEPTED else "reject"
     if read_record(job_dir) is None:
         raise DecisionError(f"{pair_id} has no finished frames to {verb}: run it first")
-    record, why = check_job_folder(job_dir)
+    record, why = check_job_folder(job_dir)  # its files by content
     if record is None:
         raise DecisionError(f"cannot {verb} {pair_id}: its job folder does not match its record ({why}); run it again")
+    if unusable:  # stale: its row or an input changed since it ran
+        raise DecisionError(
+            f"cannot {verb} {pair_id}: {unusable}; splice leaves it out, and the next `semfi-batch run` makes it again"
+        )
     digest = outputs_digest(record)
     if digest is None:
         raise DecisionError(f"{pair_id} has no finished frames to {verb} (its job {record.get('status')})")
@@ -368,7 +391,9 @@ class ReviewFilter:
     carry their decision (for the OTIO/EDL export)."""
 
     def __init__(self, run_dir: Path, *, accepted_only: bool = False):
-        self.decisions = current_decisions(run_dir)
+        # Splice and assemble judge every job by run/stale.py `published_job` before asking this: nothing is
+        # checked twice here.
+        self.decisions = current_decisions(run_dir, unusable={})
         self.accepted_only = accepted_only
 
     def why_left_out(self, pair_id: str) -> str:

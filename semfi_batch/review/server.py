@@ -20,6 +20,7 @@ server does not answer."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -29,9 +30,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from semfi_batch.errors import SemfiError
+from semfi_batch.errors import OutputPathError, SemfiError
 from semfi_batch.review.cards import RunReview
 from semfi_batch.review.decisions import ACCEPTED, REJECTED, STATUSES, DecisionError, OtherFramesNow, decide, seed_value
+from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.ledger import outputs_digest
 
 STATIC = Path(__file__).with_name("static")
@@ -110,6 +112,27 @@ class _Handler(BaseHTTPRequestHandler):
         return host in (f"127.0.0.1:{port}", f"localhost:{port}")
 
     def do_GET(self) -> None:  # noqa: N802 - the base class's name
+        self._answer(self._get)
+
+    def do_POST(self) -> None:  # noqa: N802 - the base class's name
+        self._answer(self._post)
+
+    def _answer(self, handle) -> None:
+        """Run `handle`; whatever it raises is answered (500, the message as JSON, which the page shows), never
+        a dropped connection: an unreadable decisions.json or a broken manifest says what is wrong, as the CLI
+        does."""
+        try:
+            handle()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the browser went away (a page reloaded mid-picture): nobody to answer
+        except Exception as exc:  # noqa: BLE001 - a broken run folder, or a bug: said, never a dropped connection
+            message = str(exc)
+            if not isinstance(exc, (SemfiError, OSError)):
+                message = f"internal error: {type(exc).__name__}: {exc}"
+            with contextlib.suppress(OSError):
+                self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR, message)
+
+    def _get(self) -> None:
         if not self._host_ok():
             return self._send_error(HTTPStatus.FORBIDDEN, "wrong Host")
         url = urlsplit(self.path)
@@ -137,6 +160,10 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 with self.server.pictures_lock:
                     file = review.preview(pid)
+            if file is not None:
+                file = RunLayout(review.run_dir).confine(file)  # never a file from outside the run folder
+        except OutputPathError as exc:
+            return self._send_error(HTTPStatus.FORBIDDEN, f"not served: {exc}")
         except (SemfiError, OSError) as exc:
             return self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR, str(exc))
         if file is None:
@@ -159,23 +186,30 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         return isinstance(listed, dict) and listed.get("sha256") == hashlib.sha256(data).hexdigest()
 
-    def do_POST(self) -> None:  # noqa: N802 - the base class's name
+    def _post(self) -> None:
         if not self._host_ok():
             return self._send_error(HTTPStatus.FORBIDDEN, "wrong Host")
         if urlsplit(self.path).path != "/api/decide":
             return self._send_error(HTTPStatus.NOT_FOUND, "not found")
         if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
             return self._send_error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send application/json")
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
         if not 0 < length <= MAX_BODY:
             return self._send_error(HTTPStatus.BAD_REQUEST, "empty or oversized body")
         try:
             body = json.loads(self.rfile.read(length))
+            if not isinstance(body, dict) or not isinstance(body.get("pair_ids"), list):
+                raise TypeError("send an object with pair_ids, a list of job ids")
             pair_ids = [str(p) for p in body["pair_ids"]]
             status = str(body["decision"])
             seed = body.get("seed")
             seed = seed_value(seed) if seed not in (None, "") else None
             backend = body.get("backend") or None
+            if backend is not None and not isinstance(backend, str):
+                raise TypeError(f"backend must be a backend's name, got {backend!r}")
             # The outputs the page showed, per job: an accept or reject is made on those or refused.
             seen = body.get("outputs")
             seen = {str(k): (str(v) if v else None) for k, v in seen.items()} if seen is not None else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from semfi_batch.manifest import KeyframePair
@@ -18,6 +19,8 @@ from semfi_batch.run.ledger import check_job_folder, read_record
 
 # Why a job marked to regenerate is not used before a run has made it anew (its frames were judged not good).
 REGENERATION_PENDING = "marked to regenerate in review: run the manifest again to make its new frames"
+# A job's status on the report and review pages while splice would leave it out (`unusable_reason`).
+UNUSABLE = "stale or damaged"
 
 
 def run_planner(run_dir: Path) -> JobPlanner | None:
@@ -56,6 +59,39 @@ def published_job(
     if checked is None:
         return None, f"job folder does not match its record: {why}"
     return checked, ""
+
+
+def unusable_reason(job_dir: Path, pair: KeyframePair, planner: JobPlanner | None, *, hashes: bool = False) -> str:
+    """Why the finished or failed job in `job_dir` is not `pair`'s job as the row stands now (stale) or its
+    outputs no longer match its record (damaged): the rule of splice and merge (`published_job`) as the report
+    and review pages show it; "" when it is usable or has no readable record (not run: nothing to judge). A job
+    marked to regenerate keeps its frames, and their decision, while they match its record, until a run makes
+    them anew. `hashes=False`: outputs checked by size and count only (cheap enough for a page of every job)."""
+    if read_record(job_dir) is None:
+        return ""
+    record, why = published_job(job_dir, pair, planner, hashes=hashes)
+    if record is None and why == REGENERATION_PENDING:
+        record, why = check_job_folder(job_dir, None, hashes=hashes)
+    return "" if record is not None else why or "its job folder cannot be checked"
+
+
+def unusable_jobs(run_dir: Path, pair_ids: Iterable[str] | None = None, *, hashes: bool = False) -> dict[str, str]:
+    """`unusable_reason` of each job of the run folder's manifest (`pair_ids`: of these only; ids the manifest
+    lacks are left out), its rows resolved as run resolved them; {} when the manifest cannot be read."""
+    from semfi_batch.errors import SemfiError
+    from semfi_batch.manifest import load_manifest
+    from semfi_batch.run.sources import rows_as_run
+
+    run_dir = Path(run_dir)
+    try:
+        rows = rows_as_run(run_dir, load_manifest(run_dir / "manifest.parquet", check_media=False))
+    except (SemfiError, OSError):
+        return {}
+    wanted = [p for p in (rows if pair_ids is None else pair_ids) if p in rows]
+    if not wanted:
+        return {}
+    planner = run_planner(run_dir)
+    return {pid: unusable_reason(run_dir / "jobs" / pid, rows[pid], planner, hashes=hashes) for pid in wanted}
 
 
 def stale_reason(record: dict, pair: KeyframePair, planner: JobPlanner | None) -> str:

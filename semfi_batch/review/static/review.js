@@ -50,7 +50,8 @@ function card(job) {
   const facts = el("div", { class: "facts" },
     el("span", { class: "decision " + job.decision, "data-role": "decision" }, job.decision),
     job.decided_earlier
-      ? el("span", { "data-role": "earlier" }, `(was ${job.decided_earlier}: other frames)`)
+      ? el("span", { "data-role": "earlier" },
+        `(was ${job.decided_earlier}: ${job.unusable ? "stale or damaged" : "other frames"})`)
       : null,
     el("span", {}, where),
     el("span", {}, `reason: ${job.reason ?? "-"}`),
@@ -67,7 +68,9 @@ function card(job) {
     "data-outputs": job.outputs ?? "", tabIndex: -1 },
     el("h3", {}, job.pair_id), facts);
   if (job.status !== "done") {
-    node.append(el("p", { class: "failed" }, `job ${job.status}${job.error ? ": " + job.error : ""}`));
+    // A stale or damaged job: splice leaves it out, its pictures are not shown, and the server refuses a decision.
+    const why = job.unusable ?? job.error;
+    node.append(el("p", { class: "failed", "data-role": "job-status" }, `job ${job.status}${why ? ": " + why : ""}`));
   }
   const strips = el("div", { class: "strips" });
   // A job that failed or has not run may have no key images: a caption instead of a broken picture.
@@ -245,15 +248,61 @@ async function send(body, shown) {
   }
 }
 
+// Whether some of a card can be seen: between the sticky header and the bottom of the window.
+function inView(node) {
+  const top = document.querySelector("header").getBoundingClientRect().bottom;
+  const r = node.getBoundingClientRect();
+  return r.bottom > top && r.top < window.innerHeight;
+}
+
+// The first card in view (cards are drawn top to bottom: a binary search, not a look at thousands), or null.
+function firstInView() {
+  const cards = document.querySelectorAll(".card");
+  const top = document.querySelector("header").getBoundingClientRect().bottom;
+  let lo = 0, hi = cards.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (cards[mid].getBoundingClientRect().bottom > top) hi = mid; else lo = mid + 1;
+  }
+  return lo < cards.length && inView(cards[lo]) ? cards[lo] : null;
+}
+
+// Scrolled away from the highlighted card: the highlight moves to the first card in view, so that the keys act
+// on a card the editor sees, never on one off screen.
+let scrolled = null;
+window.addEventListener("scroll", () => {
+  clearTimeout(scrolled);
+  scrolled = setTimeout(() => {
+    const node = state.current && document.querySelector(`.card[data-pair="${CSS.escape(state.current)}"]`);
+    if (node && inView(node)) return;
+    const first = firstInView();
+    if (first) setCurrent(first.dataset.pair, false);
+  }, 50);
+}, { passive: true });
+
+// A decision by key, on the highlighted card only while it is in view (a key pressed before the highlight
+// followed a scroll): else the card is brought into view and nothing is saved.
+function decideByKey(decision) {
+  if (!state.current) return;
+  const node = document.querySelector(`.card[data-pair="${CSS.escape(state.current)}"]`);
+  if (node && !inView(node)) {
+    node.scrollIntoView({ block: "nearest" });
+    document.getElementById("status").textContent =
+      `not saved: ${state.current} was not in view; it is now: look at it, then press the key again`;
+    return;
+  }
+  decideOn(state.current, decision);
+}
+
 document.addEventListener("keydown", (ev) => {
   if (ev.target.matches("input, select, textarea") || ev.ctrlKey || ev.metaKey || ev.altKey) return;
   const keys = {
     j: () => move(1), ArrowDown: () => move(1), ArrowRight: () => move(1),
     k: () => move(-1), ArrowUp: () => move(-1), ArrowLeft: () => move(-1),
-    a: () => state.current && decideOn(state.current, "accepted"),
-    r: () => state.current && decideOn(state.current, "rejected"),
-    g: () => state.current && decideOn(state.current, "regenerate"),
-    u: () => state.current && decideOn(state.current, "undecided"),
+    a: () => decideByKey("accepted"),
+    r: () => decideByKey("rejected"),
+    g: () => decideByKey("regenerate"),
+    u: () => decideByKey("undecided"),
   };
   if (keys[ev.key]) {
     ev.preventDefault();
@@ -272,7 +321,9 @@ for (const id of ["filter", "reason"]) document.getElementById(id).addEventListe
 document.getElementById("sort").addEventListener("change", async () => {
   if (document.getElementById("sort").value === "warp") {
     try {
-      const data = await (await fetch("/api/jobs")).json();
+      const res = await fetch("/api/jobs");
+      const data = await res.json();
+      if (!res.ok) throw new Error(data.error || res.statusText);
       const warp = Object.fromEntries(data.jobs.map((j) => [j.pair_id, j.warp_error]));
       for (const j of state.jobs) if (j.pair_id in warp) j.warp_error = warp[j.pair_id];
       document.getElementById("status").textContent = data.quality_pending ? "warp errors are still being measured" : "";
@@ -286,6 +337,7 @@ document.getElementById("sort").addEventListener("change", async () => {
 async function load() {
   const res = await fetch("/api/jobs");
   const data = await res.json();
+  if (!res.ok) throw new Error(data.error || res.statusText); // the server's message: what is wrong, as the CLI says
   state.jobs = data.jobs;
   state.backends = data.backends;
   state.runCommand = data.run_command;
