@@ -666,7 +666,8 @@ class BackendSummary:
 
 
 def summarize(rows: pd.DataFrame) -> list[BackendSummary]:
-    """Per-backend summary, in first-seen order; `best` marks the highest mean PSNR (SSIM breaks ties)."""
+    """Per-backend summary, in first-seen order; `best` marks the highest mean PSNR (SSIM breaks ties) among
+    the backends that made every gap: one whose failed gaps are left out of its means is not compared."""
     out = []
     for name, group in rows.groupby("backend", sort=False):
         done = group[group["status"] == "done"]
@@ -693,7 +694,7 @@ def summarize(rows: pd.DataFrame) -> list[BackendSummary]:
                 worst_ssim=float(per_clip.loc[worst, "ssim"]),
             )
         )
-    ranked = [s for s in out if s.gaps]
+    ranked = [s for s in out if s.gaps and not s.failed]
     if ranked:
         top = max(ranked, key=lambda s: (s.psnr, s.ssim))
         out = [BackendSummary(**{**s.__dict__, "best": s is top}) for s in out]

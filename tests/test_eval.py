@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -194,15 +195,34 @@ def test_eval_on_known_motion_flow_beats_blend_with_scikit_image_numbers(moving_
 
 
 def test_eval_records_a_backend_failure_per_gap_and_goes_on(moving_clip, tmp_path, capsys):
+    """Every gap is tried and written; failed gaps make the exit status 1 (a script gating on it took an
+    evaluation where every gap failed for a success), with the count and the first error."""
     out = tmp_path / "small.parquet"
     args = ["eval", str(moving_clip), "-b", "blend,minterpolate", "--drop", "gaps:2", "--size", "24x18"]
-    assert main([*args, "--max-gaps", "3", "-o", str(out)]) == 0
+    assert main([*args, "--max-gaps", "3", "-o", str(out)]) == 1
     rows, _ = read_eval(out)
     assert len(rows) == 6 and set(rows["width"]) == {24}
     bad = rows[rows["backend"] == "minterpolate"]
     assert (bad["status"] == "failed").all() and bad["error"].str.contains("at least 32x32").all()
     assert (rows.loc[rows["backend"] == "blend", "status"] == "done").all()
-    assert "3 failed" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "3 failed" in printed.out
+    assert "3 of 6 gaps failed (first: minterpolate on" in printed.err and "at least 32x32" in printed.err
+    assert main(["eval", str(moving_clip), "-b", "blend", "--drop", "gaps:2", "--size", "24x18", "-o", str(out)]) == 0
+
+
+def test_a_backend_with_failed_gaps_is_not_ranked_best():
+    """Its means leave its failed gaps out (often the hardest): ranked with the others it could be starred
+    best on the easy gaps alone."""
+    rows = pd.DataFrame(
+        [{"backend": "a", "clip_name": "c", "status": "done", "psnr": 40.0 + k, "ssim": 0.99, "warp_error": 1.0,
+          "warp_error_truth": 1.0, "wall_s": 1.0, "gap_frames": 1} for k in range(2)]
+        + [{"backend": "a", "clip_name": "c", "status": "failed", "psnr": np.nan, "ssim": np.nan, "warp_error": np.nan,
+            "warp_error_truth": np.nan, "wall_s": np.nan, "gap_frames": 1}]
+        + [{"backend": "b", "clip_name": "c", "status": "done", "psnr": 30.0, "ssim": 0.9, "warp_error": 1.0,
+            "warp_error_truth": 1.0, "wall_s": 1.0, "gap_frames": 1} for _ in range(3)]
+    )  # fmt: skip
+    assert [(s.backend, s.best) for s in summarize(rows)] == [("a", False), ("b", True)]
 
 
 def test_eval_on_a_real_clip_keeps_gaps_inside_shots(tmp_path):

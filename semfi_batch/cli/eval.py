@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from semfi_batch.backends import BackendOptions
@@ -82,6 +83,15 @@ def eval_command(
     table = summary_table(summarize(frame), f"held-out frames ({settings.drop}), {len(clips)} clip(s)")
     stdout.print(table, width=None if stdout.is_terminal else 150)  # logs: no wrapping at 80 columns
     stdout.print(f"results: {path} ({len(rows)} rows)  page: semfi-batch report {path}")
+    failed = frame[frame["status"] != "done"]
+    if len(failed):
+        first = failed.iloc[0]
+        console.print(
+            f"[red]error:[/red] {len(failed)} of {len(frame)} gaps failed (first: "
+            f"{escape(str(first['backend']))} on {escape(str(first['clip_name']))}: {escape(str(first['error']))})",
+            markup=True,
+        )
+        raise typer.Exit(1)
 
 
 def summary_table(summaries, title: str) -> Table:
@@ -89,7 +99,10 @@ def summary_table(summaries, title: str) -> Table:
     from semfi_batch.evaluate import format_seconds
 
     table = Table(
-        title=title, show_edge=False, caption="* best: highest mean PSNR; worst: the clip with the lowest mean PSNR"
+        title=title,
+        show_edge=False,
+        caption="* best: highest mean PSNR of the backends that made every gap; worst: the clip with the lowest "
+        "mean PSNR",
     )
     heads = ("backend", "gaps", "PSNR dB", "worst", "SSIM", "worst", "warp (originals)", "s/frame", "worst clip")
     for col in heads:
