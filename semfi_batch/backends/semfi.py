@@ -70,6 +70,13 @@ class SemfiBackend(WanBackend):
         switch_s = self.folder.apply(branch)
         notes.update(mol_branch=branch, mol=self.mol_mode, mol_switch_s=round(switch_s, 4), switched=switch_s > 0)
 
+    def _after_placement(self) -> None:
+        """The branches on the DiT's new (VRAM-managed) linear layers: restored, then applied again."""
+        branch = self.folder.branch
+        self.folder.restore()
+        if branch is not None:
+            self.folder.apply(branch)
+
     def _condition(self, start, end, n_frames, job, seed, notes):
         from semfi_batch.backends._wan import sampling
 

@@ -170,6 +170,10 @@ class WanBackend(Backend):
     def _before_clip(self, n_frames: int, notes: dict) -> None:
         """Backend-specific preparation of the DiT for a clip of `n_frames` (MoL branches)."""
 
+    def _after_placement(self) -> None:
+        """Backend-specific repair after the models were placed anew (VRAM management replaces the DiT's
+        linear layers with wrappers: what was attached to the old ones must be attached to the new)."""
+
     def _condition(self, start: np.ndarray, end: np.ndarray, n_frames: int, job: _Job, seed: int, notes: dict):
         """The DiT's conditioning for one clip (diffsynth's pipeline units; SemFi overrides this)."""
         from semfi_batch.backends._wan import sampling
@@ -313,6 +317,7 @@ class WanBackend(Backend):
         limit = self.options.vram_limit_gb or max(1.0, total - loading.ACTIVATION_HEADROOM_GB)
         self.placement = loading.Placement("offload", limit, "CUDA out of memory on the GPU-resident path")
         loading.place(self.pipe, self.placement)
+        self._after_placement()
         notes.update(oom_retry=True, memory="offload")
 
     def _generate(self, start, end, n, job: _Job, work, clip_id: str, seed: int) -> np.ndarray:

@@ -208,6 +208,7 @@ class MolBranches:
         self.device, self.dtype = torch.device(device), dtype
         self.branch: int | None = None
         self._handles: list = []
+        self._hooked: dict[str, torch.nn.Module] = {}  # the modules the hooks are on, by layer name
         with torch.no_grad():
             plain = {".".join(p for p in n.split(".") if p != "module"): t for n, t in dit.named_parameters()}
             for key, value in mol.base_overrides.items():
@@ -222,22 +223,29 @@ class MolBranches:
         """Switch to branch 0 + `branch` (1..6). Returns the seconds spent (0.0 when already on)."""
         if not 1 <= branch < N_BRANCHES:
             raise ValueError(f"MoL bucket branch must be 1..{N_BRANCHES - 1}, got {branch}")
-        if self.branch == branch:
+        linears = linear_layers(self.dit)
+        if self.branch == branch and self._on(linears):
             return 0.0
         t0 = time.perf_counter()
         self.restore()
-        linears = linear_layers(self.dit)
         for name in self.mol.layers:
             hook = _AddBranches([self._branch_tensors(name, j) for j in (0, branch)])
             self._handles.append(linears[name].register_forward_hook(hook))
+            self._hooked[name] = linears[name]
         self.branch = branch
         return time.perf_counter() - t0
+
+    def _on(self, linears: dict[str, torch.nn.Linear]) -> bool:
+        """Whether the hooks are on the DiT's current layers (VRAM management replaces them with wrappers,
+        and hooks on the replaced ones no longer run)."""
+        return all(self._hooked.get(name) is linears.get(name) for name in self.mol.layers)
 
     def restore(self) -> None:
         """Remove the branches: the bare DiT."""
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        self._hooked = {}
         self.branch = None
 
 
