@@ -191,6 +191,11 @@ class WanBackend(Backend):
             "batch_cfg": self.batch_cfg,
         }  # fmt: skip
 
+    def _weights_named(self) -> str:
+        """Where the weights come from, for a message."""
+        files = [str(self.model_files(self.options).root)] + [str(path) for path, _ in self.extra_files(self.options)]
+        return ", ".join(files)
+
     # --- one job --------------------------------------------------------------------------------------
     def interpolate(self, request: InterpolationRequest) -> Iterator[np.ndarray]:
         gap = request.gap_frames
@@ -345,6 +350,10 @@ class WanBackend(Backend):
             self.device, self.dtype, checkpoint, every,
         )  # fmt: skip
         t2 = time.perf_counter()
+        sampling.require_finite(
+            latents, f"the model made non-finite latents (NaN or infinity) for clip {clip_id} ({n} frames): "
+            f"its weights are broken ({self._weights_named()})",
+        )  # fmt: skip
         frames = sampling.decode(self.pipe, latents)
         info["resumed_from_step"] = resumed
         job.clips.append(info)
