@@ -174,7 +174,8 @@ def make_predictor(pipe: WanVideoPipeline, cond: Conditioning, cfg_scale: float,
 def make_guided(model_fn: Callable, cond: Conditioning, cfg_scale: float, batch_cfg: bool = False) -> Callable:
     """Classifier-free guidance around `model_fn(latents=, timestep=, **conditioning)`."""
     if batch_cfg and cfg_scale != 1.0:
-        both = {k: torch.concat([v, v]) for k, v in cond.shared.items()}
+        # Tensors twice, one per pass; the rest (diffsynth's shared inputs include PIL images) as they are.
+        both = {k: torch.concat([v, v]) if isinstance(v, torch.Tensor) else v for k, v in cond.shared.items()}
         both["context"] = torch.concat([cond.posi["context"], cond.nega["context"]])
 
     def predict(latents: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
