@@ -37,12 +37,8 @@ class SemfiBackend(WanBackend):
 
     @classmethod
     def key_params(cls, options: BackendOptions) -> dict:
-        ckpt = Path(options.semfi_ckpt)
-        size = ckpt.stat().st_size if ckpt.is_file() else None
-        return {
-            **super().key_params(options), "semfi_ckpt": ckpt.name, "semfi_ckpt_bytes": size,
-            "mol": _mol_mode(options),
-        }  # fmt: skip
+        # The checkpoint's content is in the weights' digests (WanBackend.weight_digests).
+        return {**super().key_params(options), "semfi_ckpt": Path(options.semfi_ckpt).name, "mol": _mol_mode(options)}
 
     def order_key(self, gap_frames: int) -> tuple:
         """Jobs of one Mixture-of-LoRA bucket run together, so each worker switches buckets rarely."""
@@ -70,6 +66,13 @@ class SemfiBackend(WanBackend):
         switch_s = self.folder.apply(branch)
         notes.update(mol_branch=branch, mol=self.mol_mode, mol_switch_s=round(switch_s, 4), switched=switch_s > 0)
 
+    def _after_placement(self) -> None:
+        """The branches on the DiT's new (VRAM-managed) linear layers: restored, then applied again."""
+        branch = self.folder.branch
+        self.folder.restore()
+        if branch is not None:
+            self.folder.apply(branch)
+
     def _condition(self, start, end, n_frames, job, seed, notes):
         from semfi_batch.backends._wan import sampling
 
@@ -79,11 +82,7 @@ class SemfiBackend(WanBackend):
         )
 
     def _identity(self) -> dict:
-        ckpt = Path(self.options.semfi_ckpt)
-        return {
-            **super()._identity(), "semfi_ckpt": ckpt.name, "semfi_ckpt_bytes": ckpt.stat().st_size,
-            "mol": self.mol_mode,
-        }  # fmt: skip
+        return {**super()._identity(), "semfi_ckpt": Path(self.options.semfi_ckpt).name, "mol": self.mol_mode}
 
 
 def _mol_mode(options: BackendOptions) -> str:

@@ -155,6 +155,20 @@ def semfi_backend(tiny_semfi):
     backend.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def weight_digest_cache(tmp_path_factory):
+    """The weights' content digests are kept in a cache of these tests' own, not in the user's."""
+    import os
+
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("user-cache"))
+    yield Path(os.environ["XDG_CACHE_HOME"]) / "semfi-batch"
+    if before is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """Torch on one thread in these tests: on a shared 2-core machine, OpenMP barriers between two threads

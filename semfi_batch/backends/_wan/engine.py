@@ -47,6 +47,7 @@ from semfi_batch.plan import (
     default_seed,
     place_times,
 )
+from semfi_batch.run.identity import content_digest
 
 # A space between two generated frames that holds at least this many delivered frames is generated again
 # (only happens in gaps longer than one clip); fewer are made by the non-generative backend.
@@ -97,6 +98,21 @@ class WanBackend(Backend):
         return []
 
     @classmethod
+    def weight_files(cls, options: BackendOptions) -> list[Path]:
+        """The files whose weights the backend loads: DiT shards, text and image encoders, VAE, and the extra
+        files (the SemFi checkpoint)."""
+        files = cls.model_files(options)
+        paths = [*files.dit, files.text_encoder, files.image_encoder, files.vae]
+        return paths + [Path(path) for path, _ in cls.extra_files(options)]
+
+    @classmethod
+    def weight_digests(cls, options: BackendOptions) -> dict[str, str | None]:
+        """File name -> SHA-256 of each weight file (None where it cannot be read): what says which weights
+        made a job's frames, in its key, its step checkpoints' fingerprint and its record. Each file is
+        hashed once per version on this machine (run/identity.content_digest)."""
+        return {path.name: content_digest(path) for path in cls.weight_files(options)}
+
+    @classmethod
     def availability(cls, options: BackendOptions) -> tuple[bool, str]:
         ok, why = super().availability(options)
         if not ok:
@@ -108,8 +124,8 @@ class WanBackend(Backend):
 
     @classmethod
     def deciding_files(cls, options: BackendOptions) -> list[Path] | None:
-        """Every model file (whether they are all there decides availability; the SemFi checkpoint's size is
-        in its key), the packages this backend needs (whether they are installed), and the files that decide
+        """Every model file (whether they are all there decides availability; the weights' digests are in the
+        key), the packages this backend needs (whether they are installed), and the files that decide
         which backend fills frames between generated ones (`rife`'s weights)."""
         files = cls.model_files(options)
         paths = [path for path, _ in files.expected()] + [files.tokenizer / name for name in TOKENIZER_FILES]
@@ -135,6 +151,7 @@ class WanBackend(Backend):
             "dtype": str(options.extra.get("dtype", "auto")),
             "batch_cfg": bool(options.extra.get("batch_cfg", False)),
             "filler": _filler_key(options),
+            "weights": cls.weight_digests(options),
         }
 
     # --- loading (once per worker) --------------------------------------------------------------------
@@ -154,6 +171,8 @@ class WanBackend(Backend):
         self.batch_cfg = bool(extra.get("batch_cfg", False))
         clip_dtype = getattr(torch, self.image_encoder_dtype) if self.image_encoder_dtype else None
         t0 = time.perf_counter()
+        # Before loading: the files this worker loads, by content (a file replaced later is not what it runs).
+        self.weights = self.weight_digests(self.options)
         self.pipe, self.placement = loading.load_pipeline(
             self.model_files(self.options), self.device, self.dtype,
             memory=str(extra.get("memory", "auto")), vram_limit_gb=self.options.vram_limit_gb,
@@ -170,6 +189,10 @@ class WanBackend(Backend):
     def _before_clip(self, n_frames: int, notes: dict) -> None:
         """Backend-specific preparation of the DiT for a clip of `n_frames` (MoL branches)."""
 
+    def _after_placement(self) -> None:
+        """Backend-specific repair after the models were placed anew (VRAM management replaces the DiT's
+        linear layers with wrappers: what was attached to the old ones must be attached to the new)."""
+
     def _condition(self, start: np.ndarray, end: np.ndarray, n_frames: int, job: _Job, seed: int, notes: dict):
         """The DiT's conditioning for one clip (diffsynth's pipeline units; SemFi overrides this)."""
         from semfi_batch.backends._wan import sampling
@@ -184,8 +207,13 @@ class WanBackend(Backend):
         """What, besides the job's inputs, decides the result (goes into the checkpoint fingerprint)."""
         return {
             "backend": self.name, "version": self.version, "model": self.layout.folder, "dtype": str(self.dtype),
-            "batch_cfg": self.batch_cfg,
+            "batch_cfg": self.batch_cfg, "weights": self.weights,
         }  # fmt: skip
+
+    def _weights_named(self) -> str:
+        """Where the weights come from, for a message."""
+        files = [str(self.model_files(self.options).root)] + [str(path) for path, _ in self.extra_files(self.options)]
+        return ", ".join(files)
 
     # --- one job --------------------------------------------------------------------------------------
     def interpolate(self, request: InterpolationRequest) -> Iterator[np.ndarray]:
@@ -205,6 +233,7 @@ class WanBackend(Backend):
             cfg_scale=cfg,
             dtype=str(self.dtype).removeprefix("torch."),
             memory=self.placement.mode,
+            weights=self.weights,
         )
         notes.setdefault("oom_retry", False)
         for key in _SUMMED_NOTES:
@@ -313,6 +342,7 @@ class WanBackend(Backend):
         limit = self.options.vram_limit_gb or max(1.0, total - loading.ACTIVATION_HEADROOM_GB)
         self.placement = loading.Placement("offload", limit, "CUDA out of memory on the GPU-resident path")
         loading.place(self.pipe, self.placement)
+        self._after_placement()
         notes.update(oom_retry=True, memory="offload")
 
     def _generate(self, start, end, n, job: _Job, work, clip_id: str, seed: int) -> np.ndarray:
@@ -340,6 +370,10 @@ class WanBackend(Backend):
             self.device, self.dtype, checkpoint, every,
         )  # fmt: skip
         t2 = time.perf_counter()
+        sampling.require_finite(
+            latents, f"the model made non-finite latents (NaN or infinity) for clip {clip_id} ({n} frames): "
+            f"its weights are broken ({self._weights_named()})",
+        )  # fmt: skip
         frames = sampling.decode(self.pipe, latents)
         info["resumed_from_step"] = resumed
         job.clips.append(info)

@@ -153,9 +153,12 @@ def safetensors_shapes(paths) -> dict[str, tuple[int, ...]]:
     """Key -> shape over all shards, read from the headers only."""
     shapes = {}
     for path in paths:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            for key in f.keys():  # noqa: SIM118 - safe_open is not a dict
-                shapes[key] = tuple(f.get_slice(key).get_shape())
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                for key in f.keys():  # noqa: SIM118 - safe_open is not a dict
+                    shapes[key] = tuple(f.get_slice(key).get_shape())
+        except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
+            raise BackendUnavailable(f"cannot read DiT shard {path}: {exc}") from None
     return WanVideoDiTStateDictConverter(shapes)
 
 

@@ -33,6 +33,10 @@ _LORA_KEY = re.compile(
     r"\.(?P<branch>\d+)\.lora_(?P<ab>[AB])\.(?P<kind>weight|bias)$"
 )
 _PARTS = ("lora_A.weight", "lora_A.bias", "lora_B.weight", "lora_B.bias")
+# The DiT's linear layers SemFi adapts, by plain name: every block's attention projections and its FFN.
+_ADAPTED_LAYER = re.compile(r"^blocks\.\d+\.(?:(?:self_attn|cross_attn)\.[qkvo]|ffn\.[02])$")
+# How many keys a message names as examples.
+_EXAMPLES = 3
 
 
 def target_layer(key: str) -> tuple[str, int, str] | None:
@@ -71,7 +75,6 @@ class MixtureLoRA:
 
     layers: dict[str, list[Branch]]
     base_overrides: dict[str, torch.Tensor] = field(default_factory=dict)
-    ignored_keys: list[str] = field(default_factory=list)
     rank: int = 16
     source: Path | None = None
 
@@ -107,8 +110,8 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         raise BackendUnavailable(f"SemFi checkpoint {path} holds a {type(sd).__name__}, expected a state dict")
     out = {}
     for key, value in sd.items():
-        if not isinstance(value, torch.Tensor):
-            continue
+        if not isinstance(value, torch.Tensor) or value.ndim == 0:
+            continue  # metadata (a step count, an epoch), never weights
         # Checkpoints saved from a wrapper carry a prefix such as "dit." or "pipe.dit."; the DiT's own
         # names start at "blocks." (or a top-level module).
         m = re.search(r"(?:^|\.)(blocks\.\d+\..+)$", key)
@@ -125,8 +128,21 @@ def linear_layers(dit: torch.nn.Module) -> dict[str, torch.nn.Linear]:
     return out
 
 
+def adapted_layers(dit: torch.nn.Module) -> list[str]:
+    """The DiT's layers SemFi's Mixture-of-LoRA adapts (q, k, v, o of both attentions and the FFN's two
+    linears, in every block), by plain name."""
+    return [name for name in linear_layers(dit) if _ADAPTED_LAYER.match(name)]
+
+
+def _examples(names: list[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:_EXAMPLES])
+    return shown + (", ..." if len(names) > _EXAMPLES else "")
+
+
 def load_mixture_lora(path: Path, dit: torch.nn.Module) -> MixtureLoRA:
-    """Read and check a MoL checkpoint against the DiT. Any mismatch names the key."""
+    """Read and check a MoL checkpoint against the DiT: it must hold all 7 branches of every layer SemFi
+    adapts (`adapted_layers`), with finite values, and every key must be used (a LoRA key, or a DiT
+    parameter the checkpoint overrides). Any mismatch names the checkpoint and the keys."""
     sd = read_checkpoint(path)
     linears = linear_layers(dit)
     params = {".".join(p for p in n.split(".") if p != "module"): t for n, t in dit.named_parameters()}
@@ -168,9 +184,22 @@ def load_mixture_lora(path: Path, dit: torch.nn.Module) -> MixtureLoRA:
                 f"for {layer!r} ({lin.in_features}->{lin.out_features}, rank {r})"
             )
         parts.setdefault(layer, {})[(branch, part)] = value.detach().to(torch.float32)
+    if ignored:
+        raise BackendUnavailable(
+            f"SemFi checkpoint {path}: {len(ignored)} of {len(sd)} keys are not used (neither Mixture-of-LoRA "
+            f"keys such as {lora_key('blocks.0.self_attn.q', 0, 'lora_A.weight')!r} nor parameters of the DiT): "
+            f"{_examples(ignored)}; is it SemFi's checkpoint, with its key names?"
+        )
     if not parts:
         example = lora_key("blocks.0.self_attn.q", 0, "lora_A.weight")
         raise BackendUnavailable(f"SemFi checkpoint {path} holds no Mixture-of-LoRA keys (such as {example!r})")
+    uncovered = [layer for layer in adapted_layers(dit) if layer not in parts]
+    if uncovered:
+        raise BackendUnavailable(
+            f"SemFi checkpoint {path} does not cover every layer SemFi adapts: {len(uncovered)} of "
+            f"{len(uncovered) + len(parts)} layers have no Mixture-of-LoRA keys ({_examples(uncovered)}; "
+            f"missing keys such as {lora_key(uncovered[0], 0, 'lora_A.weight')!r})"
+        )
     layers = {}
     for layer, got in parts.items():
         for j in range(N_BRANCHES):
@@ -181,7 +210,13 @@ def load_mixture_lora(path: Path, dit: torch.nn.Module) -> MixtureLoRA:
                         f"({layer!r} has other MoL keys, and every branch needs all four tensors)"
                     )
         layers[layer] = [Branch(*(got[(j, p)] for p in _PARTS)) for j in range(N_BRANCHES)]
-    return MixtureLoRA(layers=layers, base_overrides=overrides, ignored_keys=ignored, rank=rank, source=Path(path))
+    broken = [key for key, value in sd.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        raise BackendUnavailable(
+            f"SemFi checkpoint {path}: {len(broken)} tensors hold non-finite values (NaN or infinity): "
+            f"{_examples(broken)}"
+        )
+    return MixtureLoRA(layers=layers, base_overrides=overrides, rank=rank, source=Path(path))
 
 
 class _AddBranches:
@@ -208,6 +243,7 @@ class MolBranches:
         self.device, self.dtype = torch.device(device), dtype
         self.branch: int | None = None
         self._handles: list = []
+        self._hooked: dict[str, torch.nn.Module] = {}  # the modules the hooks are on, by layer name
         with torch.no_grad():
             plain = {".".join(p for p in n.split(".") if p != "module"): t for n, t in dit.named_parameters()}
             for key, value in mol.base_overrides.items():
@@ -222,22 +258,29 @@ class MolBranches:
         """Switch to branch 0 + `branch` (1..6). Returns the seconds spent (0.0 when already on)."""
         if not 1 <= branch < N_BRANCHES:
             raise ValueError(f"MoL bucket branch must be 1..{N_BRANCHES - 1}, got {branch}")
-        if self.branch == branch:
+        linears = linear_layers(self.dit)
+        if self.branch == branch and self._on(linears):
             return 0.0
         t0 = time.perf_counter()
         self.restore()
-        linears = linear_layers(self.dit)
         for name in self.mol.layers:
             hook = _AddBranches([self._branch_tensors(name, j) for j in (0, branch)])
             self._handles.append(linears[name].register_forward_hook(hook))
+            self._hooked[name] = linears[name]
         self.branch = branch
         return time.perf_counter() - t0
+
+    def _on(self, linears: dict[str, torch.nn.Linear]) -> bool:
+        """Whether the hooks are on the DiT's current layers (VRAM management replaces them with wrappers,
+        and hooks on the replaced ones no longer run)."""
+        return all(self._hooked.get(name) is linears.get(name) for name in self.mol.layers)
 
     def restore(self) -> None:
         """Remove the branches: the bare DiT."""
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        self._hooked = {}
         self.branch = None
 
 

@@ -30,6 +30,7 @@ from safetensors.torch import save as st_save
 
 from semfi_batch.atomic_write import write_atomic
 from semfi_batch.backends._wan.defaults import SIGMA_SHIFT
+from semfi_batch.errors import SemfiError
 
 CHECKPOINT_NAME = "denoise.safetensors"
 CHECKPOINT_FORMAT = "semfi-batch/denoise/1"
@@ -173,7 +174,8 @@ def make_predictor(pipe: WanVideoPipeline, cond: Conditioning, cfg_scale: float,
 def make_guided(model_fn: Callable, cond: Conditioning, cfg_scale: float, batch_cfg: bool = False) -> Callable:
     """Classifier-free guidance around `model_fn(latents=, timestep=, **conditioning)`."""
     if batch_cfg and cfg_scale != 1.0:
-        both = {k: torch.concat([v, v]) for k, v in cond.shared.items()}
+        # Tensors twice, one per pass; the rest (diffsynth's shared inputs include PIL images) as they are.
+        both = {k: torch.concat([v, v]) if isinstance(v, torch.Tensor) else v for k, v in cond.shared.items()}
         both["context"] = torch.concat([cond.posi["context"], cond.nega["context"]])
 
     def predict(latents: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
@@ -258,4 +260,14 @@ def decode(pipe: WanVideoPipeline, latents: torch.Tensor) -> np.ndarray:
         video = pipe.vae.decode(latents, device=pipe.device, tiled=tiled, tile_size=TILE_SIZE, tile_stride=TILE_STRIDE)
     pipe.load_models_to_device([])
     video = video[0].permute(1, 2, 3, 0).float()  # (N, H, W, C) in [-1, 1]
+    # NaN would become 0 in uint8: black frames that look made.
+    require_finite(
+        video, "the VAE decoded non-finite pixels (NaN or infinity) from finite latents: its weights are broken"
+    )
     return ((video + 1) * 127.5).clip(0, 255).to(device="cpu", dtype=torch.uint8).numpy()
+
+
+def require_finite(values: torch.Tensor, problem: str) -> None:
+    """Raise SemfiError(`problem`) when `values` hold a NaN or an infinity (the job fails, no frames kept)."""
+    if not bool(torch.isfinite(values).all()):
+        raise SemfiError(problem)
