@@ -12,9 +12,6 @@ import os
 import threading
 from pathlib import Path
 
-from semfi_batch.atomic_write import write_atomic
-from semfi_batch.run.notices import notice
-
 StatIdentity = tuple[int, int, int, int, int]
 
 # The content digests of files hashed on this machine, by absolute path: {"path": {"id": [...], "sha256": ...}}.
@@ -58,6 +55,9 @@ def content_digest(path: Path | str) -> str | None:
     kept in the user's cache (CONTENT_DIGESTS_NAME), so 30 GB of model weights are read once, not per run; a
     notice says when a file is hashed. None when the file cannot be read. A cache that cannot be read or
     written only costs hashing again."""
+    from semfi_batch.atomic_write import write_atomic  # here: a resume's stamp check imports this module
+    from semfi_batch.run.notices import notice
+
     path = Path(path).absolute()
     ident = stat_identity(path)
     if ident is None:
