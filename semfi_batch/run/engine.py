@@ -548,7 +548,10 @@ def settings_differences(old: dict, new: dict) -> list[str]:
     for name, params in (new.get("key_settings") or {}).items():
         before = (old.get("key_settings") or {}).get(name)
         if before is not None and _chosen(before) != _chosen(params):
-            found.append(f"settings of backend {name}: {before} (this run: {params})")
+            was, now = _backend_setting(before), _backend_setting(params)
+            fields = _changed_fields(was[2], now[2]) if was and now else []
+            what = "; ".join(fields) if fields else f"{before} (this run: {params})"
+            found.append(f"settings of backend {name}: {what}")
     # Roots written before the setting was kept do not say: either is taken.
     if old.get("deinterlace") is not None and old["deinterlace"] != new.get("deinterlace", False):
         found.append("--deinterlace " + ("on" if old["deinterlace"] else "off") + " (this run: "
@@ -558,6 +561,26 @@ def settings_differences(old: dict, new: dict) -> list[str]:
         found.append("previews " + ("on (--preview)" if old.get("preview", True) else "off")
                      + " (this run: " + ("on" if new.get("preview", False) else "off") + ")")  # fmt: skip
     return found
+
+
+def _changed_fields(before: object, after: object, path: str = "") -> list[str]:
+    """The leaves that differ between two JSON values, each as "path: old (this run: new)", long values cut
+    (a weight file's digest, a prompt): a root made with other weights names the file, not two pages of JSON."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [
+            line
+            for key in sorted(set(before) | set(after), key=str)
+            for line in _changed_fields(before.get(key), after.get(key), f"{path}.{key}" if path else str(key))
+        ]
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        return [line for i, (a, b) in enumerate(zip(before, after)) for line in _changed_fields(a, b, f"{path}[{i}]")]
+    if before == after:
+        return []
+    return [f"{path or 'parameters'}: {_cut(json.dumps(before))} (this run: {_cut(json.dumps(after))})"]
+
+
+def _cut(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 class _progress:

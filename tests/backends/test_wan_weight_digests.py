@@ -78,7 +78,7 @@ def test_a_same_size_checkpoint_or_dit_shard_is_another_key(tiny_semfi, tmp_path
     assert semfi.key_params(options)["weights"][shard.name] == _sha256(shard) != after_ckpt["weights"][shard.name]
 
 
-def test_a_same_size_checkpoint_swap_never_leaves_stale_frames_done(tiny_semfi, tmp_path):
+def test_a_same_size_checkpoint_swap_never_leaves_stale_frames_done(tiny_semfi, tmp_path, capsys):
     ckpt = tmp_path / "semfi.ckpt"
     shutil.copy(tiny_semfi.ckpt, ckpt)
     manifest = _manifest(tmp_path)
@@ -88,10 +88,15 @@ def test_a_same_size_checkpoint_swap_never_leaves_stale_frames_done(tiny_semfi, 
     assert main(args) == 0
     record = json.loads((out / "jobs" / "p" / "record.json").read_text())
     assert record["notes"]["weights"]["semfi.ckpt"] == _sha256(ckpt)  # which weights made the frames
-    first_key = record["key"]
+    first_key, first_ckpt = record["key"], record["notes"]["weights"]["semfi.ckpt"]
 
     _same_size_other_weights(tiny_semfi.ckpt, ckpt)
+    capsys.readouterr()
     assert main(args) == 2  # the root's frames were made with other weights: refused, as other settings are
+    # The refusal names the file whose weights differ, not both settings whole (every file's digest).
+    said = capsys.readouterr().err
+    assert f'settings of backend semfi: weights.semfi.ckpt: "{first_ckpt[:36]}...' in said, said
+    assert "dit" not in said.split("settings of backend semfi:")[1].split("\n")[0], said
     fresh = tmp_path / "fresh"
     assert main([*args[:3], str(fresh), *args[4:]]) == 0
     record = json.loads((fresh / "jobs" / "p" / "record.json").read_text())
