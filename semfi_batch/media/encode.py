@@ -179,8 +179,8 @@ def choose_encoder(
     return choice
 
 
-def _with_option(args: tuple[str, ...], option: str, value: str) -> tuple[str, ...]:
-    """`args` with `option value` in place of any value they gave it."""
+def _without_option(args: tuple[str, ...], option: str) -> tuple[str, ...]:
+    """`args` without `option` and the value after it, wherever given."""
     kept: list[str] = []
     pairs = iter(args)
     for arg in pairs:
@@ -188,7 +188,12 @@ def _with_option(args: tuple[str, ...], option: str, value: str) -> tuple[str, .
             next(pairs, None)
         else:
             kept.append(arg)
-    return (*kept, option, value)
+    return tuple(kept)
+
+
+def _with_option(args: tuple[str, ...], option: str, value: str) -> tuple[str, ...]:
+    """`args` with `option value` in place of any value they gave it."""
+    return (*_without_option(args, option), option, value)
 
 
 def _intra_only(encoder: str, args: tuple[str, ...], *, low_delay: bool) -> tuple[str, ...]:
@@ -207,8 +212,7 @@ def _one_flags_option(args: tuple[str, ...]) -> tuple[str, ...]:
     flags = [value for option, value in zip(args, args[1:]) if option == "-flags"]
     if len(flags) < 2:
         return args
-    kept = _with_option(args, "-flags", "")[:-2]
-    return (*kept, "-flags", "".join(flags))
+    return _with_option(args, "-flags", "".join(flags))
 
 
 def _encoder_for(

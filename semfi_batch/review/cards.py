@@ -28,6 +28,7 @@ from semfi_batch.media.probe import VideoInfo, probe_video
 from semfi_batch.media.video_frames import extract_frames
 from semfi_batch.review.decisions import DECISIONS_NAME, Decision, current_decisions
 from semfi_batch.review.timecode import file_timecode_rate, timecode
+from semfi_batch.run.identity import stat_identity
 from semfi_batch.run.layout import RunLayout
 from semfi_batch.run.ledger import outputs_digest
 from semfi_batch.run.sources import manifest_sources, rows_as_run
@@ -396,15 +397,11 @@ def _files_state(job_dir: Path, row: KeyframePair, outputs: tuple[str, ...]) -> 
     """`_stat` of a job's listed outputs and frames/ folder, and of its row's input files (followed: a source
     is often a link)."""
     folder = str(job_dir)
-    inputs = []
-    for path in (row.source, row.start_image, row.end_image):
-        try:
-            st = os.stat(path) if path is not None else None
-        except OSError:
-            st = None
-        inputs.append(None if st is None else (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    inputs = tuple(
+        None if path is None else stat_identity(path) for path in (row.source, row.start_image, row.end_image)
+    )
     listed = tuple(_stat(f"{folder}/{name}") for name in outputs)
-    return listed, _stat(f"{folder}/frames"), tuple(inputs)
+    return listed, _stat(f"{folder}/frames"), inputs
 
 
 def _run_info(run_dir: Path) -> dict:
