@@ -12,7 +12,8 @@ import subprocess
 import pytest
 
 from semfi_batch.media.probe import probe_video
-from semfi_batch.splice import splice_run
+from semfi_batch.splice import SpliceOptions, splice_run
+from semfi_batch.splice.audio import first_decoded_time, first_shown_time, packet_times
 from tests.conftest import numbered_clip
 from tests.test_splice import assert_spliced_frames, decode_rgb, make_run
 
@@ -59,3 +60,51 @@ def idr_parameter_sets(path) -> list[bool]:
         elif kind == 1 and unit[1] & 0x80:
             seen = set()
     return found
+
+
+# A source whose B-frames decode before zero (H.264 or HEVC from MP4 or Matroska), with sound. MPEG-TS and NUT
+# move every stream later together to keep decode times non-negative: the picture starts later than the
+# source's, in step with the sound. Every such splice failed ("the video starts at 0.080000s instead of 0").
+B_FRAME_SOURCES = {
+    "mp4": X264 + ["-c:a", "aac"],
+    "mkv": ["-c:v", "libx265", "-x265-params", "bframes=3:keyint=12:log-level=error", "-pix_fmt", "yuv420p",
+            "-c:a", "aac"],
+}  # fmt: skip
+REPLACE_ONLY = ROWS[:1]
+
+
+@pytest.mark.parametrize(
+    ("src_ext", "out_ext", "reencode", "rows"),
+    [
+        ("mp4", "ts", False, REPLACE_ONLY),  # audio copied
+        ("mp4", "nut", False, ROWS),  # audio rebuilt around the inserted frames
+        ("mp4", "ts", True, ROWS),
+        ("mp4", "nut", True, REPLACE_ONLY),
+        ("mkv", "nut", False, REPLACE_ONLY),  # Matroska's millisecond clock rescaled into NUT's 1/44100
+    ],
+)
+def test_b_frames_before_zero_splice_into_ts_and_nut_in_sync(tmp_path, src_ext, out_ext, reencode, rows):
+    plain = numbered_clip(tmp_path / "n.mkv", 60, codec="ffv1")
+    src = tmp_path / f"src.{src_ext}"
+    sound = ["-f", "lavfi", "-i", "sine=f=440:d=2.4"]
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(plain), *sound, *B_FRAME_SOURCES[src_ext], str(src)],
+        check=True,
+    )
+    run = make_run(tmp_path / "run", src, rows)
+    summary = splice_run(run, output=tmp_path / f"out.{out_ext}", options=SpliceOptions(reencode=reencode))
+    assert not summary.failed, summary.failed
+    result = summary.results[0]
+    expected = [*range(15), (0, 0), (0, 1), (0, 2), *range(18, 60)]
+    if len(rows) > 1:
+        expected = [*expected[:41], (1, 0), (1, 1), *expected[41:]]
+    assert_spliced_frames(decode_rgb(result.output), expected)
+
+    # The sound starts where the source's did against the picture (the muxer's shift moved both): a copied
+    # stream's first packet (its priming, which MP4's edit list hides and TS cannot), a rebuilt one's first
+    # sample.
+    def sound(path):
+        return first_decoded_time(path, 1) if len(rows) > 1 else packet_times(path, 1)[0][0]
+
+    lead = [sound(p) - first_shown_time(p, 0) for p in (src, result.output)]
+    assert abs(lead[1] - lead[0]) <= 0.002, lead

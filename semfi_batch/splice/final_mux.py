@@ -36,6 +36,10 @@ MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".web
 ANNEX_B_FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
 # Muxers whose clock is the frame period: the joined video is handed over on that clock.
 FRAME_CLOCK_MUXERS = ("mxf", "mxf_d10", "mxf_opatom", "avi")
+# Muxers that move every stream later together where a decode time would be negative (the lead of B-frames:
+# H.264 or HEVC from MP4 or Matroska decodes its first frame before zero): the picture starts later than the
+# source's, in step with every other stream, so its start is checked against the sound, not the clock.
+SHIFTING_MUXERS = ("mpegts", "nut")
 # What ffmpeg says where a muxer or an encoder needs `-strict experimental` to write what it was given.
 EXPERIMENTAL_ASKED = "add '-strict -2'"
 # Muxers that write a timecode given as `-timecode` (QuickTime tmcd track, MXF material package).

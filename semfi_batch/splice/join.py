@@ -48,7 +48,14 @@ from semfi_batch.splice.audio import (
     first_shown_time,
     packet_times,
 )
-from semfi_batch.splice.final_mux import MUXERS, Muxed, OtherVideoWouldDrift, mux_output, seconds_text
+from semfi_batch.splice.final_mux import (
+    MUXERS,
+    SHIFTING_MUXERS,
+    Muxed,
+    OtherVideoWouldDrift,
+    mux_output,
+    seconds_text,
+)
 from semfi_batch.splice.gop_plan import Gop, gop_index, one_gop_reason
 from semfi_batch.splice.lost_captions import captions_lost
 from semfi_batch.splice.output_checks import (
@@ -259,26 +266,30 @@ def _audio_moves(
 ) -> tuple[dict[int, float], dict[int, float]]:
     """How far (s) each rebuilt and each copied audio stream must move, by source index, for its sound to
     start where the source's did against the picture."""
+    # The picture's first shown time in each file: a muxer may move every stream together, which keeps them
+    # in step.
+    muxer = MUXERS.get(output.suffix.lower())
+    starts = [first_shown_time(path, index) for path, index in ((source, video_index), (output, muxed.video))]
+    picture = None if starts[0] is None or starts[1] is None else starts[1] - starts[0]
     audio_nudge = {}
     for idx, (out_idx, want) in muxed.rebuilt.items():
+        if muxer in SHIFTING_MUXERS and picture:
+            want += picture
         got = first_decoded_time(output, out_idx)
         if abs(got - want) > AUDIO_START_TOLERANCE:
             audio_nudge[idx] = want - got
     copy_nudge: dict[int, float] = {}
-    if not muxed.copied or MUXERS.get(output.suffix.lower()) == "avi":
+    if not muxed.copied or muxer == "avi" or picture is None:
         return audio_nudge, copy_nudge
-    # The picture's first shown time in each file: a muxer may move every stream together, which keeps them
-    # in step.
-    starts = [first_shown_time(path, index) for path, index in ((source, video_index), (output, muxed.video))]
-    if starts[0] is None or starts[1] is None:
-        return audio_nudge, copy_nudge
-    picture = starts[1] - starts[0]
     for idx, out_idx in muxed.copied.items():
         want, got = packet_times(source, idx), packet_times(output, out_idx)
         if want is None or got is None or want[0].size != got[0].size:
             continue
         moved = want[0] + picture - got[0]
-        if np.all(np.abs(moved) <= max(float(want[1]), float(got[1])) / 2 + 1e-6):
+        # Half a tick of the coarser clock, and as much as a rebuilt stream may be off: the two files' times
+        # are rounded on their own clocks and the picture's start on two more (Matroska's milliseconds
+        # rescaled into NUT's 1/44100 came out 0.508 ms off at the worst packet, and every such splice failed).
+        if np.all(np.abs(moved) <= max(float(want[1]), float(got[1])) / 2 + AUDIO_START_TOLERANCE):
             continue
         # In the source's ticks, the shift most packets need (a delay of half a tick rounds either way).
         ticks, counts = np.unique(np.round(moved / float(want[1])).astype(np.int64), return_counts=True)

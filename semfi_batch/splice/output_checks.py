@@ -26,6 +26,7 @@ from semfi_batch.media.side_alpha import decoder_args
 from semfi_batch.media.tools import tool_path
 from semfi_batch.media.video_frames import extract_frames
 from semfi_batch.splice.audio import first_shown_time
+from semfi_batch.splice.final_mux import MUXERS, SHIFTING_MUXERS
 from semfi_batch.splice.timeline import Piece, Timeline
 
 # Frames decoded past each join to check that copied GOPs still decode exactly as in the source.
@@ -64,14 +65,20 @@ def check_start(output: Path, ofacts: StreamFacts, out_pts: np.ndarray, source: 
     """The picture starts when the source's did, so it keeps its place against the sound: the first decoded
     frame of each, as `_audio_moves` measures them. Not the first packet: the leading pictures of a stream cut
     inside a GOP are listed and never shown, and a smart cut's copy leaves them out (a source was failed as
-    starting "late" by all of them). The first packets only where no decoded frame has a time."""
+    starting "late" by all of them). The first packets only where no decoded frame has a time. Later is
+    allowed in a muxer that moves every stream together (SHIFTING_MUXERS): the audio is checked against the
+    picture there, and nothing else depends on the clock's origin (every H.264 or HEVC source with B-frames
+    in MP4 or Matroska failed to splice into .ts or .nut)."""
     want, got = first_shown_time(source, facts.index), first_shown_time(output, ofacts.index)
     if want is None or got is None:
         src_packets = read_packets(source, facts.index, facts.time_base)
         want = float(int(src_packets.frame_pts[0]) * facts.time_base)
         got = float(int(out_pts[0]) * ofacts.time_base)
     tolerance = max(float(ofacts.time_base), float(facts.time_base)) / 2 + 1e-6
-    if abs(got - want) > max(tolerance, 0.0011 if ofacts.time_base >= Fraction(1, 1000) else tolerance):
+    tolerance = max(tolerance, 0.0011 if ofacts.time_base >= Fraction(1, 1000) else tolerance)
+    if got - want > tolerance and MUXERS.get(output.suffix.lower()) in SHIFTING_MUXERS:
+        return
+    if abs(got - want) > tolerance:
         # A failed check, not a failed source: a smart cut falls back to a whole re-encode.
         raise JoinCheckFailed(f"the video starts at {got:.6f}s instead of {want:.6f}s; audio would drift from it")
 
