@@ -32,6 +32,7 @@ from semfi_batch.backends.base import (
     resolve_torch_device,
 )
 from semfi_batch.errors import OptionError, SemfiError
+from semfi_batch.run.identity import content_digest
 
 # Samples (frame times) per forward are capped by padded pixels: about 8 at 720p on a CPU, where larger
 # batches only cost memory. On a GPU, four padded 1080p frames: on an H200 (bench/rife_gpu.py) 2-4 samples
@@ -81,7 +82,7 @@ class RifeBackend(Backend):
 
     @classmethod
     def deciding_files(cls, options: BackendOptions) -> list[Path]:
-        """The weights (their size is part of the key; their presence is what `auto` asks) and torch's
+        """The weights (their content is part of the key; their presence is what `auto` asks) and torch's
         package (whether it is installed), or where it would be."""
         return [rife_settings(options)["model"], package_marker("torch")]
 
@@ -89,12 +90,13 @@ class RifeBackend(Backend):
     def key_params(cls, options: BackendOptions) -> dict:
         # --allow-morph is not part of the key: it changes no frame, only whether a job across shots fails
         # (such a job is retried with --retry-failed, like any failure).
+        # The weights by content (hashed once per version of the file on this machine): other weights of
+        # the same name and size, fine-tuned ones say, must not pass for the frames of these.
         settings = rife_settings(options)
         path: Path = settings["model"]
-        size = path.stat().st_size if path.is_file() else None
         return {
-            "model": path.name, "model_bytes": size, "scale": settings["scale"],
-            "ensemble": settings["ensemble"],
+            "model": path.name, "model_sha256": content_digest(path) if path.is_file() else None,
+            "scale": settings["scale"], "ensemble": settings["ensemble"],
         }  # fmt: skip
 
     def __init__(self, options: BackendOptions | None = None):

@@ -275,3 +275,22 @@ def test_16_bit_keys_keep_their_depth(backend):
         assert d.dtype == np.uint16 and np.abs(d.astype(int) - 257 * n.astype(int)).max() <= 129
         assert (d % 257 != 0).mean() > 0.5
     assert "frames_converted" not in backend.notes.values
+
+
+def test_weights_enter_the_key_by_content_not_by_name_and_size(tmp_path):
+    """Fine-tuned weights of the same name and size are other weights: another key, so a run made with the
+    old ones does not take their frames as done. A copy of the same weights keeps the key."""
+    data = bytearray(WEIGHTS.read_bytes())
+    paths = [tmp_path / name / "flownet.pkl" for name in ("copy", "tuned")]
+    for path in paths:
+        path.parent.mkdir()
+    paths[0].write_bytes(data)
+    data[len(data) // 2] ^= 0x01
+    paths[1].write_bytes(data)
+
+    def key(path):
+        return RifeBackend.key_params(BackendOptions(extra={"rife_model": str(path)}))
+
+    assert key(paths[0]) == key(WEIGHTS)
+    assert key(paths[1]) != key(WEIGHTS)
+    assert paths[1].stat().st_size == WEIGHTS.stat().st_size
