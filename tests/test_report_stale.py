@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+import cv2
+
 from semfi_batch.cli import main
 from semfi_batch.manifest import read_table, write_manifest
 from semfi_batch.plan import shard_of
@@ -71,3 +73,36 @@ def test_image_keys_named_relative_to_the_manifest_are_found_as_run_found_them(t
     monkeypatch.chdir(tmp_path / "elsewhere")
     shown = facts(write_report(tmp_path / "out", tmp_path / "page.html").read_text())
     assert (shown["done"], shown["stale or damaged (made again by the next run)"]) == ("2", "0")
+
+
+def test_a_frame_painted_over_in_place_at_its_own_size_is_damaged(tmp_path):
+    # The page checks outputs by size and count (no hashes, for a page of every job); a frame rewritten in
+    # place at the same size, after its record, passed for the generated one and was counted done.
+    manifest = image_manifest(tmp_path, 3)
+    out = tmp_path / "out"
+    assert main(run_args(manifest, out)) == 0
+    frame = out / "jobs" / "p01" / "frames" / "000001.png"
+    painted = same_size_other_picture(frame)
+    with open(frame, "r+b") as fh:  # in place, as an image editor saving over it does
+        fh.write(painted)
+    html = write_report(out, tmp_path / "page.html").read_text()
+    shown = facts(html)
+    assert (shown["done"], shown["stale or damaged (made again by the next run)"]) == ("2", "1")
+    assert sheets(html) == ["p00", "p02"]
+    assert "frames/000001.png was altered" in html[html.index("<section id='unusable'>") :]
+
+
+def same_size_other_picture(path) -> bytes:
+    """A valid PNG of the picture in `path` with one pixel changed, of exactly its byte count (the first such
+    among a few hundred one-pixel edits, each encoded at every compression level)."""
+    size = path.stat().st_size
+    picture = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    for n in range(400):
+        edited = picture.copy()
+        y, x = divmod(n * 7, picture.shape[1])
+        edited[y % picture.shape[0], x] ^= 1
+        for level in range(10):
+            ok, data = cv2.imencode(".png", edited, [cv2.IMWRITE_PNG_COMPRESSION, level])
+            if ok and len(data) == size:
+                return data.tobytes()
+    raise AssertionError(f"no one-pixel edit of {path} encodes to {size} bytes")

@@ -45,8 +45,14 @@ def output_entries(folder: Path, written: dict[Path, str] | None = None) -> dict
 
 def verify_outputs(job_dir: Path, record: dict, *, hashes: bool = True) -> str | None:
     """None when every output the record lists is present with its size (and content, with `hashes`), and a done
-    job has exactly its frames; else what is wrong, in a few words."""
+    job has exactly its frames; else what is wrong, in a few words. Without `hashes`, an output changed after
+    the record was written (modified later than the record) is hashed all the same: a frame painted over in
+    place at its own size kept its size, and the page counted it done."""
     outputs = record.get("outputs")
+    try:
+        written = os.stat(job_dir / RECORD_NAME).st_mtime_ns
+    except OSError:
+        written = None
     if not isinstance(outputs, dict):
         return "its record lists no outputs (written by an older version)"
     if record.get("status") == "done":
@@ -71,7 +77,7 @@ def verify_outputs(job_dir: Path, record: dict, *, hashes: bool = True) -> str |
             return (
                 f"{name} has {st.st_size} bytes, its record says {meta.get('size') if isinstance(meta, dict) else '?'}"
             )
-        if hashes:
+        if hashes or written is None or st.st_mtime_ns > written:
             try:
                 digest = file_sha256(path)
             except OSError:
