@@ -64,6 +64,10 @@ class StreamFacts:
     # alternative transfer characteristics SEI, how broadcast HLG (arib-std-b67) is signalled over a
     # bt2020-10 VUI for decoders that know no HLG.
     preferred_transfer: str | None = None
+    # The same HDR10 static metadata as the container keeps it for the stream (MP4/MOV mdcv and clli boxes,
+    # Matroska's MasteringMetadata, MaxCLL and MaxFALL), where players of ProRes, VP9 and others look for it.
+    container_mastering_display: tuple[Fraction, ...] | None = None
+    container_content_light: tuple[int, int] | None = None
 
     @property
     def container(self) -> str | None:
@@ -141,6 +145,7 @@ def _facts_cached(path: Path, _size: int, _mtime_ns: int, encoder_settings: bool
         top_field_first=fields[1],
         first_frame_fields=fields[2],
         decoder=decoder,
+        **{f"container_{name}": value for name, value in hdr10_static(video.get("side_data_list")).items()},
     )
     if facts.codec == "h264" and encoder_settings:
         facts = replace(facts, x264_options=_x264_options(path, facts.index))
@@ -163,7 +168,14 @@ def _first_frame_colour(path: Path, index: int, stream_transfer: str | None) -> 
     transfer = _known(frames[0].get("color_transfer"), ("unknown", "unspecified", "reserved"))
     if transfer is not None and stream_transfer is not None and transfer != stream_transfer:
         found["preferred_transfer"] = transfer
-    for side in frames[0].get("side_data_list") or []:
+    return {**found, **hdr10_static(frames[0].get("side_data_list"))}
+
+
+def hdr10_static(side_data: list[dict] | None) -> dict:
+    """`mastering_display` and `content_light` (absent: not in the result) from a frame's or a stream's side
+    data as ffprobe lists it."""
+    found = {}
+    for side in side_data or []:
         kind = side.get("side_data_type")
         if kind == "Mastering display metadata" and all(k in side for k in _MASTERING_KEYS):
             found["mastering_display"] = tuple(Fraction(str(side[k])) for k in _MASTERING_KEYS)
