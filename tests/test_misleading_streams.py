@@ -212,6 +212,29 @@ def test_a_seek_that_lands_on_a_damaged_keyframe_is_not_trusted(tmp_path):
         assert np.abs(got[i].astype(np.int16) - truth[i]).mean() < 40, f"frame {i}"
 
 
+def test_a_seek_landing_on_a_wanted_keyframe_does_not_deinterlace_it_alone(tmp_path, monkeypatch):
+    """--deinterlace: bwdif makes each frame from its neighbours too. An MPEG-TS seek lands on the first keyframe
+    at or after the time asked for, here the wanted frame itself, which the decode then deinterlaced without the
+    frame before it: start.png differed from the decode from the start by up to 205 of 255, exit 0."""
+    clip = tmp_path / "interlaced.ts"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x64:r=25,setfield=tff,format=yuv420p", "-frames:v", "80", "-c:v",
+           "libx264", "-g", "20", "-bf", "2", "-flags", "+ilme+ildct", "-x264-params", "tff=1", str(clip))  # fmt: skip
+    info = probe_video(clip)
+    assert info.field_order == "tt"
+    bwdif = f"{video_frames_mod._DEINTERLACE}{TO_RGB24[1]}"
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(clip), "-fps_mode", "passthrough", "-vf", bwdif, *TO_RGB24[2:], "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    truth = np.frombuffer(raw, np.uint8).reshape(-1, 64, 64, 3)
+    monkeypatch.setattr(video_frames_mod, "SEEK_MIN_FRAMES", 0)
+    monkeypatch.setattr(video_frames_mod, "SEEK_LEAD_S", 0.2)  # a seek for frame 40 lands on keyframe 40
+    for wanted in ([20], [40], [40, 41], [60]):
+        got = extract_frames(info, wanted, deinterlace=True)
+        for i in wanted:
+            assert np.array_equal(got[i], truth[i]), f"frame {i} of {wanted}"
+
+
 def test_a_stream_that_changes_size_mid_way_is_an_error(tmp_path):
     parts = []
     for i, size in enumerate(("64x48", "128x96")):

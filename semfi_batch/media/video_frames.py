@@ -148,7 +148,11 @@ def _decode_by_time(
         # with the right times. So the seek is trusted only when the first frame it delivers is a keyframe coded
         # intra (or of no stated type: decoders that give none). Else only that frame passes; it names no wanted
         # frame, this decode is dropped and the frames are read from the start.
-        select = f"if(eq(n,0),st(0,key*lte(pict_type,PICT_TYPE_I)));if(ld(0),{select},eq(n,0))"
+        # Deinterlaced, the first frame is made without the frame before it, which a decode from the start has
+        # (bwdif reads both neighbours): a seek that lands on a wanted keyframe (MPEG-TS lands at or after the
+        # time asked for) must not take it; it is read from the start.
+        trusted = f"gt(n,0)*({select})" if deinterlace else select
+        select = f"if(eq(n,0),st(0,key*lte(pict_type,PICT_TYPE_I)));if(ld(0),{trusted},eq(n,0))"
     # Every decoded frame's time is logged before select too (_OrderLog): a frame is taken by its time only once
     # the frame decoded after it came later, and every frame before it in this decode came in order.
     graph = (_DEINTERLACE if deinterlace else "") + f"showinfo=checksum=0,select='{select}'"
