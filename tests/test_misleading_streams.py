@@ -235,6 +235,50 @@ def test_a_seek_landing_on_a_wanted_keyframe_does_not_deinterlace_it_alone(tmp_p
             assert np.array_equal(got[i], truth[i]), f"frame {i} of {wanted}"
 
 
+def _cover_listed_first(path) -> None:
+    """Move the MP4's udta box (where its cover picture is) before its tracks, as some taggers write it: ffmpeg
+    then lists the cover as stream 0. The boxes keep their sizes and the media data stays where it was."""
+    data = bytearray(path.read_bytes())
+    at = 0
+    while data[at + 4 : at + 8] != b"moov":
+        at += int.from_bytes(data[at : at + 4], "big")
+    end = at + int.from_bytes(data[at : at + 4], "big")
+    kids, i = [], at + 8
+    while i < end:
+        size = int.from_bytes(data[i : i + 4], "big")
+        kids.append(bytes(data[i : i + size]))
+        i += size
+    data[at + 8 : end] = b"".join(sorted(kids, key=lambda box: {b"mvhd": 0, b"udta": 1}.get(box[4:8], 2)))
+    path.write_bytes(bytes(data))
+
+
+def test_a_cover_picture_listed_before_the_video_is_not_taken_for_its_frames(tmp_path):
+    """An MP4 whose cover picture ffmpeg lists as stream 0: the probe describes the video (stream 1), but every
+    decode read "0:v:0", the cover. Frame 0 came back as the cover picture (exit 0), and detect found none of
+    the video's frames."""
+    video, cover, tagged = tmp_path / "video.mp4", tmp_path / "cover.png", tmp_path / "tagged.mp4"
+    ffmpeg("-f", "lavfi", "-i", NUMBERED, "-frames:v", "30", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(video))
+    ffmpeg("-f", "lavfi", "-i", "color=red:s=64x48", "-frames:v", "1", str(cover))
+    ffmpeg("-i", str(video), "-i", str(cover), "-map", "0", "-map", "1", "-c", "copy", "-disposition:v:1",
+           "attached_pic", str(tagged))  # fmt: skip
+    _cover_listed_first(tagged)
+    listed = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0", str(tagged)],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert listed == ["png", "h264"]
+    truth = sequential_decode(video)
+    info = probe_video(tagged)
+    for wanted in ([0], [0, 29]):
+        got = extract_frames(info, wanted)
+        for i in wanted:
+            assert np.array_equal(got[i], truth[i]), f"frame {i} of {wanted}"
+    from semfi_batch.detect import DetectOptions, detect_video
+
+    found = detect_video(tagged, DetectOptions(mode="stride", every=10))
+    assert [(r.start_frame, r.end_frame) for r in found.rows] == [(0, 10), (10, 20)]
+
+
 def test_a_stream_that_changes_size_mid_way_is_an_error(tmp_path):
     parts = []
     for i, size in enumerate(("64x48", "128x96")):

@@ -44,6 +44,10 @@ _PACKET_EXACT_CODECS = {
     "utvideo", "huffyuv", "ffvhuff", "magicyuv", "cfhd", "theora",
 }  # fmt: skip
 PROGRESSIVE = "progressive"
+# ffmpeg's -map of the stream every decode reads: the first video stream that is not a cover picture (capital V
+# leaves out attached pictures, as `_is_cover` does), the one `probe_video` describes. "0:v:0" took a cover
+# listed first (an MP4 whose udta box comes before its tracks) for the video: frame 0 was the cover, exit 0.
+VIDEO_STREAM_MAP = "0:V:0"
 # How many of the decoder's first frames must come with their packets' times for the packet list to be taken:
 # enough to cover the deepest B-frame reordering (16), whose loss shows from the second frame on.
 LISTING_CHECK_FRAMES = 24
@@ -430,7 +434,7 @@ def _showinfo_decode(path: Path, frames: int | None = None, seek_s: float | None
     seek = ["-noaccurate_seek", "-ss", f"{max(seek_s, 0.0):.6f}"] if seek_s is not None else []
     cmd = [
         tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-noautorotate",
-        *seek, "-copyts", "-i", str(path), "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough",
+        *seek, "-copyts", "-i", str(path), "-map", VIDEO_STREAM_MAP, "-an", "-sn", "-dn", "-fps_mode", "passthrough",
         "-vf", "showinfo=checksum=0", *limit, "-f", "null", "-",
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, check=False)

@@ -25,7 +25,13 @@ from semfi_batch.media.frame_pipes import (
     full_colour_graph,
     range_faithful_graph,
 )
-from semfi_batch.media.probe import SHOWINFO_POSITION_RE, VideoInfo, parse_showinfo_line, showinfo_picture
+from semfi_batch.media.probe import (
+    SHOWINFO_POSITION_RE,
+    VIDEO_STREAM_MAP,
+    VideoInfo,
+    parse_showinfo_line,
+    showinfo_picture,
+)
 from semfi_batch.media.side_alpha import decoder_args
 from semfi_batch.media.tools import tool_path
 
@@ -243,8 +249,8 @@ def _decode(
     script = None
     cmd = [tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info"]
     cmd += ["-noautorotate"] if turn else []
-    cmd += [*decoder_args(info.decoder), *input_args, "-i", str(info.path), "-map", "0:v:0", "-an", "-sn", "-dn"]
-    cmd += ["-fps_mode", "passthrough"]
+    cmd += [*decoder_args(info.decoder), *input_args, "-i", str(info.path), "-map", VIDEO_STREAM_MAP]
+    cmd += ["-an", "-sn", "-dn", "-fps_mode", "passthrough"]
     if len(graph) > 20_000:  # beyond what one argument should carry
         script = _write_script(graph)
         cmd += ["-filter_script:v", str(script)]
