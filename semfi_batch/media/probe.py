@@ -95,6 +95,11 @@ class VideoInfo:
     # the position of the packet it came from (showinfo's pos). None where a decode lists the frames.
     packet_positions: np.ndarray | None = None
     packet_times: np.ndarray | None = None
+    # How many frames at the start the decoder made from pictures the file does not hold: frames whose packets
+    # come before the stream's first keyframe (a stream cut inside a GOP, as a recording of a broadcast starts).
+    # ffmpeg's H.264 and MPEG-2 decoders deliver none of those; its HEVC decoder delivers them, made from
+    # missing references (grey smears). They keep their numbers; detect takes no key from them.
+    made_without_references: int = 0
 
     def packet_time(self, position: int) -> float | None:
         """The time (s from the container start) of the packet at byte `position`; None where no packet starts
@@ -273,9 +278,13 @@ def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
         # its first keyframe, the leading pictures of an open GOP at its start, B-frames whose composition
         # offsets were lost, times edited out of order. The frames are the ones it delivers.
         packet_exact = False
+    frame_positions: list[int] = []  # the packet position of each frame, in frame order (-1: not known)
     if not packet_exact:
-        frame_times = decoded_frame_times(path) - container_start
+        frame_times = decoded_frame_times(path, frame_positions) - container_start
         frames_from = "decode"
+    else:
+        at = {float(t): int(p) for p, t in zip(by_position["packet_positions"], by_position["packet_times"])}
+        frame_positions = [at.get(float(t), -1) for t in frame_times]
     if frame_times.size == 0:
         raise VideoOpenFailure(f"{path} has a video stream but no decodable frames")
     steps = np.diff(frame_times)
@@ -302,11 +311,26 @@ def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
         seekable=seekable,
         frames_from=frames_from,
         **(by_position if frames_from == "packets" else {}),
+        made_without_references=_frames_before_first_keyframe(packets, frame_positions),
         decoder=decoder,
         color_space=_said(video.get("color_space")),
         color_range=_said(video.get("color_range")),
         timecode=start_timecode(streams, fmt),
     )
+
+
+def _frames_before_first_keyframe(packets: list[dict], frame_positions: list[int]) -> int:
+    """How many frames at the start came from packets before the first packet the container flags a keyframe
+    (by byte position; `frame_positions`: each frame's packet position, -1 where not known)."""
+    first_key = next(
+        (int(p["pos"]) for p in packets if "K" in p.get("flags", "") and str(p.get("pos", "")).isdigit()), None
+    )
+    count = 0
+    for position in frame_positions:
+        if first_key is None or not 0 <= position < first_key:
+            break
+        count += 1
+    return count
 
 
 def _said(value) -> str | None:
@@ -352,12 +376,13 @@ _SHOWINFO_RE = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(\S+)")
 _PICTURE_RE = re.compile(r"\bfmt:(\S+)\s+sar:(\d+)/(\d+)\s+s:(\d+)x(\d+)(?:\s+i:([PTB]))?")
 
 
-def decoded_frame_times(path: Path) -> np.ndarray:
+def decoded_frame_times(path: Path, positions: list[int] | None = None) -> np.ndarray:
     """Presentation times (s, the file's own: -copyts) of every frame ffmpeg decodes from the first video
     stream, in delivery order: the same decode, options and timestamps `extract_frames` uses. NaN for a frame
     delivered without a time. (Without -copyts ffmpeg shifts them by a start it picks itself, which is not
-    the container start when the audio starts first, as in many transport streams.)"""
-    return parse_showinfo_times(_showinfo_decode(path))
+    the container start when the audio starts first, as in many transport streams.) With `positions`, each
+    frame's packet position is appended to it (-1 where none is given)."""
+    return parse_showinfo_times(_showinfo_decode(path), positions)
 
 
 def first_decoded_frame(path: Path) -> tuple[float | None, str]:
