@@ -312,3 +312,35 @@ def test_dv_in_avi_states_no_field_order_and_the_decoder_gives_it(tmp_path):
     assert probe_video(clip).field_order == "bb"
     assert probe_stream(clip).interlaced
     assert probe_stream_facts(clip).field_order == "bb"
+
+
+def test_a_seek_that_lands_on_a_refresh_recovery_point_is_not_trusted(tmp_path, monkeypatch):
+    """A stream refreshed by stripes (x264 --intra-refresh: no keyframe pictures, recovery points flagged
+    keyframes in MPEG-TS), recorded from its middle. A seek lands on a recovery point, where the decoder's first
+    frame is a P picture: only that frame passed the select (to end the decode), but where its time was a
+    wanted frame's it was taken, and it was still partly made from pictures the seek skipped (255 levels off;
+    frame 120 of 172, exit 0)."""
+    whole, cut = tmp_path / "refreshed.ts", tmp_path / "cut.ts"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25", "-frames:v", "300", "-c:v", "libx264", "-preset",
+           "ultrafast", "-crf", "14", "-x264-params", "intra-refresh=1:keyint=30", "-bf", "0", str(whole))  # fmt: skip
+    data = whole.read_bytes()
+    cut.write_bytes(data[(len(data) // 188 // 3 + 11) * 188 :])  # from a TS packet a third of the way in
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(cut), "-fps_mode", "passthrough", *TO_RGB24, "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    truth = np.frombuffer(raw, np.uint8).reshape(-1, 120, 160, 3)
+    info = probe_video(cut)
+    assert info.frame_count == len(truth)
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,flags", "-of", "json",
+         str(cut)],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    points = [float(p["pts_time"]) - info.start_time for p in json.loads(out)["packets"] if "K" in p["flags"]]
+    recovery = [int(np.searchsorted(info.frame_times, t - 1e-3)) for t in points]
+    monkeypatch.setattr(video_frames_mod, "SEEK_MIN_FRAMES", 0)
+    monkeypatch.setattr(video_frames_mod, "SEEK_LEAD_S", 0.3)
+    # The frames a seek for them lands near a recovery point for (0.3 s is 7.5 frames)
+    for i in sorted({i for r in recovery for i in range(r, min(r + 10, len(truth)))}):
+        assert np.array_equal(extract_frames(info, [i])[i], truth[i]), f"frame {i}"

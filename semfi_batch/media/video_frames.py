@@ -152,8 +152,9 @@ def _decode_by_time(
         # The decode starts where the container's index says a keyframe is. Some indexes flag every frame (old
         # AVIs, an MP4 without its keyframe table), and the decoder then makes pictures from missing references,
         # with the right times. So the seek is trusted only when the first frame it delivers is a keyframe coded
-        # intra (or of no stated type: decoders that give none). Else only that frame passes; it names no wanted
-        # frame, this decode is dropped and the frames are read from the start.
+        # intra (or of no stated type: decoders that give none). Else only that frame passes, to end the decode
+        # (_OrderLog.first_intra_key says which it was); this decode is dropped and the frames are read from the
+        # start.
         # Deinterlaced, the first frame is made without the frame before it, which a decode from the start has
         # (bwdif reads both neighbours): a seek that lands on a wanted keyframe (MPEG-TS lands at or after the
         # time asked for) must not take it; it is read from the start.
@@ -173,6 +174,12 @@ def _decode_by_time(
         for frame in frames:
             if not expected:
                 return  # the frame after the last wanted one
+            if seek is not None and not order.first_intra_key:
+                # The seek landed on a frame the decoder does not call an intra keyframe: that frame is no wanted
+                # one even where its time is (MPEG-TS lands at or after the time asked for, and a stream refreshed
+                # by stripes has its recovery points flagged keyframes: the first frame shown after one was still
+                # partly made from missing pictures, 255 levels off, exit 0).
+                return
             if seek is not None and concealed[-1]:
                 # A damaged picture met after the seek (the keyframe it landed on, or one before this frame) was
                 # concealed from other pictures than in a decode from the start: trust nothing more from it.
@@ -358,6 +365,7 @@ class _OrderLog:
         self.prefix = f"[{instance} @"
         self._info, self._eps = info, info.time_tolerance  # (per frame below: worked out once)
         self.decoded = 0
+        self.first_intra_key = False  # whether the decoder calls the first frame a keyframe coded intra (or untyped)
         self.disordered_at: int | None = None
         self.ended = False
         self._time_base = None
@@ -375,6 +383,8 @@ class _OrderLog:
                     if (back or not self._packet_time(line, value)) and self.disordered_at is None:
                         self.disordered_at = self.decoded
                     self._last = value
+                if self.decoded == 0:
+                    self.first_intra_key = _INTRA_KEY_RE.search(line) is not None
                 self.decoded += 1
                 self._changed.notify_all()
 
@@ -399,6 +409,10 @@ class _OrderLog:
                 raise FrameExtractError("ffmpeg logged no frame for 10 minutes while decoding (stalled?)")
             return self.disordered_at is None or self.disordered_at > decoded
 
+
+# A frame showinfo logs as a keyframe coded intra, or of no stated type (decoders that give none): what the select
+# of a decode after a seek tests with key*lte(pict_type,PICT_TYPE_I).
+_INTRA_KEY_RE = re.compile(r"\biskey:1 type:[I?]")
 
 # libavcodec's error resilience (H.264, MPEG-1/2/4, H.263 and their kin) reports each damaged picture it
 # conceals so; decoders without it (HEVC, VP9, AV1) say nothing comparable.
