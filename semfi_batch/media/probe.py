@@ -322,9 +322,8 @@ def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
 def _frames_before_first_keyframe(packets: list[dict], frame_positions: list[int]) -> int:
     """How many frames at the start came from packets before the first packet the container flags a keyframe
     (by byte position; `frame_positions`: each frame's packet position, -1 where not known)."""
-    first_key = next(
-        (int(p["pos"]) for p in packets if "K" in p.get("flags", "") and str(p.get("pos", "")).isdigit()), None
-    )
+    position = next((str(p.get("pos", "")) for p in packets if "K" in p.get("flags", "")), "")
+    first_key = int(position) if position.isdigit() else None  # (none, or its position not given: no count)
     count = 0
     for position in frame_positions:
         if first_key is None or not 0 <= position < first_key:
