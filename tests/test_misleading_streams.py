@@ -212,6 +212,73 @@ def test_a_seek_that_lands_on_a_damaged_keyframe_is_not_trusted(tmp_path):
         assert np.abs(got[i].astype(np.int16) - truth[i]).mean() < 40, f"frame {i}"
 
 
+def test_a_seek_landing_on_a_wanted_keyframe_does_not_deinterlace_it_alone(tmp_path, monkeypatch):
+    """--deinterlace: bwdif makes each frame from its neighbours too. An MPEG-TS seek lands on the first keyframe
+    at or after the time asked for, here the wanted frame itself, which the decode then deinterlaced without the
+    frame before it: start.png differed from the decode from the start by up to 205 of 255, exit 0."""
+    clip = tmp_path / "interlaced.ts"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x64:r=25,setfield=tff,format=yuv420p", "-frames:v", "80", "-c:v",
+           "libx264", "-g", "20", "-bf", "2", "-flags", "+ilme+ildct", "-x264-params", "tff=1", str(clip))  # fmt: skip
+    info = probe_video(clip)
+    assert info.field_order == "tt"
+    bwdif = f"{video_frames_mod._DEINTERLACE}{TO_RGB24[1]}"
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(clip), "-fps_mode", "passthrough", "-vf", bwdif, *TO_RGB24[2:], "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    truth = np.frombuffer(raw, np.uint8).reshape(-1, 64, 64, 3)
+    monkeypatch.setattr(video_frames_mod, "SEEK_MIN_FRAMES", 0)
+    monkeypatch.setattr(video_frames_mod, "SEEK_LEAD_S", 0.2)  # a seek for frame 40 lands on keyframe 40
+    for wanted in ([20], [40], [40, 41], [60]):
+        got = extract_frames(info, wanted, deinterlace=True)
+        for i in wanted:
+            assert np.array_equal(got[i], truth[i]), f"frame {i} of {wanted}"
+
+
+def _cover_listed_first(path) -> None:
+    """Move the MP4's udta box (where its cover picture is) before its tracks, as some taggers write it: ffmpeg
+    then lists the cover as stream 0. The boxes keep their sizes and the media data stays where it was."""
+    data = bytearray(path.read_bytes())
+    at = 0
+    while data[at + 4 : at + 8] != b"moov":
+        at += int.from_bytes(data[at : at + 4], "big")
+    end = at + int.from_bytes(data[at : at + 4], "big")
+    kids, i = [], at + 8
+    while i < end:
+        size = int.from_bytes(data[i : i + 4], "big")
+        kids.append(bytes(data[i : i + size]))
+        i += size
+    data[at + 8 : end] = b"".join(sorted(kids, key=lambda box: {b"mvhd": 0, b"udta": 1}.get(box[4:8], 2)))
+    path.write_bytes(bytes(data))
+
+
+def test_a_cover_picture_listed_before_the_video_is_not_taken_for_its_frames(tmp_path):
+    """An MP4 whose cover picture ffmpeg lists as stream 0: the probe describes the video (stream 1), but every
+    decode read "0:v:0", the cover. Frame 0 came back as the cover picture (exit 0), and detect found none of
+    the video's frames."""
+    video, cover, tagged = tmp_path / "video.mp4", tmp_path / "cover.png", tmp_path / "tagged.mp4"
+    ffmpeg("-f", "lavfi", "-i", NUMBERED, "-frames:v", "30", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(video))
+    ffmpeg("-f", "lavfi", "-i", "color=red:s=64x48", "-frames:v", "1", str(cover))
+    ffmpeg("-i", str(video), "-i", str(cover), "-map", "0", "-map", "1", "-c", "copy", "-disposition:v:1",
+           "attached_pic", str(tagged))  # fmt: skip
+    _cover_listed_first(tagged)
+    listed = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0", str(tagged)],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert listed == ["png", "h264"]
+    truth = sequential_decode(video)
+    info = probe_video(tagged)
+    for wanted in ([0], [0, 29]):
+        got = extract_frames(info, wanted)
+        for i in wanted:
+            assert np.array_equal(got[i], truth[i]), f"frame {i} of {wanted}"
+    from semfi_batch.detect import DetectOptions, detect_video
+
+    found = detect_video(tagged, DetectOptions(mode="stride", every=10))
+    assert [(r.start_frame, r.end_frame) for r in found.rows] == [(0, 10), (10, 20)]
+
+
 def test_a_stream_that_changes_size_mid_way_is_an_error(tmp_path):
     parts = []
     for i, size in enumerate(("64x48", "128x96")):
@@ -245,3 +312,35 @@ def test_dv_in_avi_states_no_field_order_and_the_decoder_gives_it(tmp_path):
     assert probe_video(clip).field_order == "bb"
     assert probe_stream(clip).interlaced
     assert probe_stream_facts(clip).field_order == "bb"
+
+
+def test_a_seek_that_lands_on_a_refresh_recovery_point_is_not_trusted(tmp_path, monkeypatch):
+    """A stream refreshed by stripes (x264 --intra-refresh: no keyframe pictures, recovery points flagged
+    keyframes in MPEG-TS), recorded from its middle. A seek lands on a recovery point, where the decoder's first
+    frame is a P picture: only that frame passed the select (to end the decode), but where its time was a
+    wanted frame's it was taken, and it was still partly made from pictures the seek skipped (255 levels off;
+    frame 120 of 172, exit 0)."""
+    whole, cut = tmp_path / "refreshed.ts", tmp_path / "cut.ts"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25", "-frames:v", "300", "-c:v", "libx264", "-preset",
+           "ultrafast", "-crf", "14", "-x264-params", "intra-refresh=1:keyint=30", "-bf", "0", str(whole))  # fmt: skip
+    data = whole.read_bytes()
+    cut.write_bytes(data[(len(data) // 188 // 3 + 11) * 188 :])  # from a TS packet a third of the way in
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(cut), "-fps_mode", "passthrough", *TO_RGB24, "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    truth = np.frombuffer(raw, np.uint8).reshape(-1, 120, 160, 3)
+    info = probe_video(cut)
+    assert info.frame_count == len(truth)
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,flags", "-of", "json",
+         str(cut)],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    points = [float(p["pts_time"]) - info.start_time for p in json.loads(out)["packets"] if "K" in p["flags"]]
+    recovery = [int(np.searchsorted(info.frame_times, t - 1e-3)) for t in points]
+    monkeypatch.setattr(video_frames_mod, "SEEK_MIN_FRAMES", 0)
+    monkeypatch.setattr(video_frames_mod, "SEEK_LEAD_S", 0.3)
+    # The frames a seek for them lands near a recovery point for (0.3 s is 7.5 frames)
+    for i in sorted({i for r in recovery for i in range(r, min(r + 10, len(truth)))}):
+        assert np.array_equal(extract_frames(info, [i])[i], truth[i]), f"frame {i}"

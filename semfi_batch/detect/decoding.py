@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from semfi_batch.errors import MediaError
-from semfi_batch.media.probe import VideoInfo, video_file_stat
+from semfi_batch.media.probe import VIDEO_STREAM_MAP, VideoInfo, video_file_stat
 from semfi_batch.media.tools import tool_path
 
 # --- decoding -----------------------------------------------------------------------------------------
@@ -60,7 +60,7 @@ class AnalysisFrames:
             # Deblocking only smooths block edges that the downscale averages away anyway; skipping it
             # saves 5-30% of the decoding (the cut lists of the benchmark clips stay the same).
             "-skip_loop_filter", "all", "-noautorotate", "-i", str(self.path),
-            "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough", "-enc_time_base", "-1",
+            "-map", VIDEO_STREAM_MAP, "-an", "-sn", "-dn", "-fps_mode", "passthrough", "-enc_time_base", "-1",
             "-vf", graph, "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1",
         ]  # fmt: skip
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1 << 20)

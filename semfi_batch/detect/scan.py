@@ -60,9 +60,12 @@ def on_twos_note(reason: np.ndarray) -> list[str]:
             "for two frames by design; leave those rows out if the holds are meant"]  # fmt: skip
 
 
-def _stride_rows(cuts: list[Cut], decoded: np.ndarray, every: int) -> tuple[list[DetectedRow], list[str]]:
+def _stride_rows(
+    cuts: list[Cut], decoded: np.ndarray, every: int, first: int = 0
+) -> tuple[list[DetectedRow], list[str]]:
+    """Rows every `every` frames inside each shot, the first shot starting at frame `first`."""
     n = decoded.shape[0]
-    starts = [0] + [c.index for c in cuts]
+    starts = [first] + [c.index for c in cuts]
     ends = [c.index - 1 for c in cuts] + [n - 1]
     rows, notes = [], []
     for shot, (first, last) in enumerate(zip(starts, ends, strict=True)):
@@ -116,6 +119,15 @@ def detect_video(
     decoded[placed[placed >= 0]] = True
     if not decoded.any():
         raise MediaError(f"cannot decode any frame of {info.path}")
+    # Frames made from pictures the file does not hold (it starts inside a GOP) are no keys: taken as frames
+    # that did not decode, they were keys of stride rows over the good frames after them, and of insert rows.
+    unreferenced = min(info.made_without_references, n)
+    decoded[:unreferenced] = False
+    if unreferenced:
+        notes.append(
+            f"frames 0-{unreferenced - 1} come before the video's first keyframe (it starts inside a GOP) and were "
+            "made from pictures it does not hold: no row takes a key from them"
+        )
     finder, scanner = scan.finder, scan.scanner
     taken, steps = [], []  # (candidate, its Cut): cuts, and fade/dissolve steps not taken
     for c in finder.finish():
@@ -138,11 +150,14 @@ def detect_video(
     if options.mode == "cuts":
         rows = _cut_rows(cuts, decoded, options)
     elif options.mode == "stride":
-        rows, more = _stride_rows(cuts, decoded, int(options.every or 0))
+        # (after those frames, the first shot starts at the first frame that decoded: the keyframe)
+        first = int(np.argmax(decoded)) if unreferenced else 0
+        rows, more = _stride_rows(cuts, decoded, int(options.every or 0), first)
         notes += more
     else:
         assert scanner is not None
         reason, score = scanner.judge(placed, n)
+        reason[:unreferenced] = "unreferenced"
         rows, more = damage_rows(reason, score, info.frame_times, cuts, options)
         notes += more + on_twos_note(reason)
     if gradual and options.mode != "damage":

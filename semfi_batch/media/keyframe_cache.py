@@ -25,8 +25,10 @@ from semfi_batch.run.identity import stat_identity
 # Bump when the frames extraction delivers for the same source change.
 # 2: YUV to RGB converted with accurate rounding (frame_pipes.TO_RGB_SCALE_FLAGS); 3: the colour of uneven sizes
 # (an odd width in 4:2:0) repeated exactly (frame_pipes.full_colour_graph); 4: 8-bit limited-range gray read
-# as limited (frame_pipes.range_faithful_graph)
-CACHE_VERSION = 4
+# as limited (frame_pipes.range_faithful_graph); 5: the video read past a cover picture listed first
+# (probe.VIDEO_STREAM_MAP); a deinterlaced frame a seek lands on, and the first frame of a seek onto a frame not
+# coded intra, read from the start
+CACHE_VERSION = 5
 KEYFRAME_FOLDER = "cache/keyframes"  # in an output root
 
 

@@ -44,6 +44,10 @@ _PACKET_EXACT_CODECS = {
     "utvideo", "huffyuv", "ffvhuff", "magicyuv", "cfhd", "theora",
 }  # fmt: skip
 PROGRESSIVE = "progressive"
+# ffmpeg's -map of the stream every decode reads: the first video stream that is not a cover picture (capital V
+# leaves out attached pictures, as `_is_cover` does), the one `probe_video` describes. "0:v:0" took a cover
+# listed first (an MP4 whose udta box comes before its tracks) for the video: frame 0 was the cover, exit 0.
+VIDEO_STREAM_MAP = "0:V:0"
 # How many of the decoder's first frames must come with their packets' times for the packet list to be taken:
 # enough to cover the deepest B-frame reordering (16), whose loss shows from the second frame on.
 LISTING_CHECK_FRAMES = 24
@@ -91,6 +95,11 @@ class VideoInfo:
     # the position of the packet it came from (showinfo's pos). None where a decode lists the frames.
     packet_positions: np.ndarray | None = None
     packet_times: np.ndarray | None = None
+    # How many frames at the start the decoder made from pictures the file does not hold: frames whose packets
+    # come before the stream's first keyframe (a stream cut inside a GOP, as a recording of a broadcast starts).
+    # ffmpeg's H.264 and MPEG-2 decoders deliver none of those; its HEVC decoder delivers them, made from
+    # missing references (grey smears). They keep their numbers; detect takes no key from them.
+    made_without_references: int = 0
 
     def packet_time(self, position: int) -> float | None:
         """The time (s from the container start) of the packet at byte `position`; None where no packet starts
@@ -269,9 +278,13 @@ def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
         # its first keyframe, the leading pictures of an open GOP at its start, B-frames whose composition
         # offsets were lost, times edited out of order. The frames are the ones it delivers.
         packet_exact = False
+    frame_positions: list[int] = []  # the packet position of each frame, in frame order (-1: not known)
     if not packet_exact:
-        frame_times = decoded_frame_times(path) - container_start
+        frame_times = decoded_frame_times(path, frame_positions) - container_start
         frames_from = "decode"
+    else:
+        at = {float(t): int(p) for p, t in zip(by_position["packet_positions"], by_position["packet_times"])}
+        frame_positions = [at.get(float(t), -1) for t in frame_times]
     if frame_times.size == 0:
         raise VideoOpenFailure(f"{path} has a video stream but no decodable frames")
     steps = np.diff(frame_times)
@@ -298,11 +311,25 @@ def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
         seekable=seekable,
         frames_from=frames_from,
         **(by_position if frames_from == "packets" else {}),
+        made_without_references=_frames_before_first_keyframe(packets, frame_positions),
         decoder=decoder,
         color_space=_said(video.get("color_space")),
         color_range=_said(video.get("color_range")),
         timecode=start_timecode(streams, fmt),
     )
+
+
+def _frames_before_first_keyframe(packets: list[dict], frame_positions: list[int]) -> int:
+    """How many frames at the start came from packets before the first packet the container flags a keyframe
+    (by byte position; `frame_positions`: each frame's packet position, -1 where not known)."""
+    position = next((str(p.get("pos", "")) for p in packets if "K" in p.get("flags", "")), "")
+    first_key = int(position) if position.isdigit() else None  # (none, or its position not given: no count)
+    count = 0
+    for position in frame_positions:
+        if first_key is None or not 0 <= position < first_key:
+            break
+        count += 1
+    return count
 
 
 def _said(value) -> str | None:
@@ -348,12 +375,13 @@ _SHOWINFO_RE = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(\S+)")
 _PICTURE_RE = re.compile(r"\bfmt:(\S+)\s+sar:(\d+)/(\d+)\s+s:(\d+)x(\d+)(?:\s+i:([PTB]))?")
 
 
-def decoded_frame_times(path: Path) -> np.ndarray:
+def decoded_frame_times(path: Path, positions: list[int] | None = None) -> np.ndarray:
     """Presentation times (s, the file's own: -copyts) of every frame ffmpeg decodes from the first video
     stream, in delivery order: the same decode, options and timestamps `extract_frames` uses. NaN for a frame
     delivered without a time. (Without -copyts ffmpeg shifts them by a start it picks itself, which is not
-    the container start when the audio starts first, as in many transport streams.)"""
-    return parse_showinfo_times(_showinfo_decode(path))
+    the container start when the audio starts first, as in many transport streams.) With `positions`, each
+    frame's packet position is appended to it (-1 where none is given)."""
+    return parse_showinfo_times(_showinfo_decode(path), positions)
 
 
 def first_decoded_frame(path: Path) -> tuple[float | None, str]:
@@ -430,7 +458,7 @@ def _showinfo_decode(path: Path, frames: int | None = None, seek_s: float | None
     seek = ["-noaccurate_seek", "-ss", f"{max(seek_s, 0.0):.6f}"] if seek_s is not None else []
     cmd = [
         tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-noautorotate",
-        *seek, "-copyts", "-i", str(path), "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough",
+        *seek, "-copyts", "-i", str(path), "-map", VIDEO_STREAM_MAP, "-an", "-sn", "-dn", "-fps_mode", "passthrough",
         "-vf", "showinfo=checksum=0", *limit, "-f", "null", "-",
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, check=False)

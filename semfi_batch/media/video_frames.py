@@ -25,7 +25,13 @@ from semfi_batch.media.frame_pipes import (
     full_colour_graph,
     range_faithful_graph,
 )
-from semfi_batch.media.probe import SHOWINFO_POSITION_RE, VideoInfo, parse_showinfo_line, showinfo_picture
+from semfi_batch.media.probe import (
+    SHOWINFO_POSITION_RE,
+    VIDEO_STREAM_MAP,
+    VideoInfo,
+    parse_showinfo_line,
+    showinfo_picture,
+)
 from semfi_batch.media.side_alpha import decoder_args
 from semfi_batch.media.tools import tool_path
 
@@ -146,9 +152,14 @@ def _decode_by_time(
         # The decode starts where the container's index says a keyframe is. Some indexes flag every frame (old
         # AVIs, an MP4 without its keyframe table), and the decoder then makes pictures from missing references,
         # with the right times. So the seek is trusted only when the first frame it delivers is a keyframe coded
-        # intra (or of no stated type: decoders that give none). Else only that frame passes; it names no wanted
-        # frame, this decode is dropped and the frames are read from the start.
-        select = f"if(eq(n,0),st(0,key*lte(pict_type,PICT_TYPE_I)));if(ld(0),{select},eq(n,0))"
+        # intra (or of no stated type: decoders that give none). Else only that frame passes, to end the decode
+        # (_OrderLog.first_intra_key says which it was); this decode is dropped and the frames are read from the
+        # start.
+        # Deinterlaced, the first frame is made without the frame before it, which a decode from the start has
+        # (bwdif reads both neighbours): a seek that lands on a wanted keyframe (MPEG-TS lands at or after the
+        # time asked for) must not take it; it is read from the start.
+        trusted = f"gt(n,0)*({select})" if deinterlace else select
+        select = f"if(eq(n,0),st(0,key*lte(pict_type,PICT_TYPE_I)));if(ld(0),{trusted},eq(n,0))"
     # Every decoded frame's time is logged before select too (_OrderLog): a frame is taken by its time only once
     # the frame decoded after it came later, and every frame before it in this decode came in order.
     graph = (_DEINTERLACE if deinterlace else "") + f"showinfo=checksum=0,select='{select}'"
@@ -163,6 +174,12 @@ def _decode_by_time(
         for frame in frames:
             if not expected:
                 return  # the frame after the last wanted one
+            if seek is not None and not order.first_intra_key:
+                # The seek landed on a frame the decoder does not call an intra keyframe: that frame is no wanted
+                # one even where its time is (MPEG-TS lands at or after the time asked for, and a stream refreshed
+                # by stripes has its recovery points flagged keyframes: the first frame shown after one was still
+                # partly made from missing pictures, 255 levels off, exit 0).
+                return
             if seek is not None and concealed[-1]:
                 # A damaged picture met after the seek (the keyframe it landed on, or one before this frame) was
                 # concealed from other pictures than in a decode from the start: trust nothing more from it.
@@ -239,8 +256,8 @@ def _decode(
     script = None
     cmd = [tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info"]
     cmd += ["-noautorotate"] if turn else []
-    cmd += [*decoder_args(info.decoder), *input_args, "-i", str(info.path), "-map", "0:v:0", "-an", "-sn", "-dn"]
-    cmd += ["-fps_mode", "passthrough"]
+    cmd += [*decoder_args(info.decoder), *input_args, "-i", str(info.path), "-map", VIDEO_STREAM_MAP]
+    cmd += ["-an", "-sn", "-dn", "-fps_mode", "passthrough"]
     if len(graph) > 20_000:  # beyond what one argument should carry
         script = _write_script(graph)
         cmd += ["-filter_script:v", str(script)]
@@ -348,6 +365,7 @@ class _OrderLog:
         self.prefix = f"[{instance} @"
         self._info, self._eps = info, info.time_tolerance  # (per frame below: worked out once)
         self.decoded = 0
+        self.first_intra_key = False  # whether the decoder calls the first frame a keyframe coded intra (or untyped)
         self.disordered_at: int | None = None
         self.ended = False
         self._time_base = None
@@ -365,6 +383,8 @@ class _OrderLog:
                     if (back or not self._packet_time(line, value)) and self.disordered_at is None:
                         self.disordered_at = self.decoded
                     self._last = value
+                if self.decoded == 0:
+                    self.first_intra_key = _INTRA_KEY_RE.search(line) is not None
                 self.decoded += 1
                 self._changed.notify_all()
 
@@ -389,6 +409,10 @@ class _OrderLog:
                 raise FrameExtractError("ffmpeg logged no frame for 10 minutes while decoding (stalled?)")
             return self.disordered_at is None or self.disordered_at > decoded
 
+
+# A frame showinfo logs as a keyframe coded intra, or of no stated type (decoders that give none): what the select
+# of a decode after a seek tests with key*lte(pict_type,PICT_TYPE_I).
+_INTRA_KEY_RE = re.compile(r"\biskey:1 type:[I?]")
 
 # libavcodec's error resilience (H.264, MPEG-1/2/4, H.263 and their kin) reports each damaged picture it
 # conceals so; decoders without it (HEVC, VP9, AV1) say nothing comparable.
