@@ -22,6 +22,7 @@ from semfi_batch.splice.audio import (
     audio_encoding,
     audio_graph,
     check_one_audio_format,
+    copies_into,
     decoded_end_time,
     first_decoded_time,
     priming_samples,
@@ -132,8 +133,13 @@ def mux_output(
     attached: list[tuple[Path, dict]] = []  # Matroska attachments that ffmpeg reads as pictures
     out = 0
     muxer = MUXERS.get(output.suffix.lower())
+    source_muxer = MUXERS.get(source.suffix.lower())
     for s in streams:
         idx, kind = int(s["index"]), s.get("codec_type")
+        # Audio the output's container cannot hold as it is (PCM in MPEG-TS, which ffmpeg writes as a data
+        # stream no player plays) is rebuilt in a codec it holds, as where time is inserted.
+        held = kind != "audio" or shifts or not muxer or muxer == source_muxer
+        held = held or copies_into(source, idx, muxer)
         if idx == facts.index:
             video = out
             maps += ["-map", "0:v:0", f"-c:{out}", "copy"]
@@ -153,7 +159,7 @@ def mux_output(
                 bsfs.append(ANNEX_B_FILTERS[facts.codec])
             if bsfs:
                 maps += [f"-bsf:{out}", ",".join(bsfs)]
-        elif kind == "audio" and shifts:
+        elif kind == "audio" and (shifts or not held):
             check_one_audio_format(source, idx)
             first = first_decoded_time(source, idx)
             rebuilt[idx] = (out, first)
@@ -172,7 +178,8 @@ def mux_output(
             label, note = audio_graph(s, shifts, audio_mode, graph, lead)
             maps += ["-map", f"[{label}]", f"-c:{out}", encoding.encoder, *encoding.args(str(out))]
             maps += [f"-disposition:{out}", _disposition(s)]
-            audio_notes += [note, encoding.note] if encoding.note else [note]
+            audio_notes += [note] if shifts else []
+            audio_notes += [encoding.note] if encoding.note else []
         elif kind == "video" and muxer == "matroska" and _matroska_picture(s):
             attached.append(_attachment_file(source, s, work))
             continue
@@ -258,17 +265,37 @@ def mux_output(
         set_default_duration(output, video + 1, frame_duration_ns(facts.frame_rate))  # see media/matroska.py
     if chapter_tracks and len(_source_streams(output)[1]) < len(chapters):
         dropped += chapter_tracks  # the output's container holds no chapters (MPEG-TS): they are lost
-    if not shifts:
+    _check_audio_kept(output, {**copied, **{idx: out for idx, (out, _) in rebuilt.items()}}, streams)
+    if not rebuilt:
         note = "audio copied" if any(s.get("codec_type") == "audio" for s in streams) else "no audio"
     else:
         note = "; ".join(audio_notes) or "no audio"
     return Muxed(note, dropped, rebuilt, copied, video)
 
 
+def _check_audio_kept(output: Path, audio: dict[int, int], streams: list[dict]) -> None:
+    """Every audio stream mapped into `output` (output index by source index) reads back from it as audio: a
+    muxer may take a codec it cannot hold and write it as a data stream, without a word (PCM in MPEG-TS,
+    where no codec that holds the source's sound as it is could be written in its place)."""
+    written = {int(s["index"]): s.get("codec_type") or "nothing" for s in _source_streams(output)[0]}
+    codecs = {int(s["index"]): s.get("codec_name", "?") for s in streams}
+    for idx, out in audio.items():
+        if written.get(out) != "audio":
+            raise AudioNotHeld(
+                f"{output.name} cannot hold the sound: its {codecs.get(idx)} audio (stream {idx}) came out as "
+                f"{written.get(out, 'nothing')}, which no player plays; write the output in the source's container"
+            )
+
+
 def _write(args: list[str], output: Path, log: Path) -> int:
     """Run the ffmpeg command `args` writing `output`, its messages to `log`; its exit status."""
     with open(log, "wb") as err:
         return subprocess.run([*args, str(output)], stdout=subprocess.DEVNULL, stderr=err, check=False).returncode
+
+
+class AudioNotHeld(MediaError):
+    """An audio stream the output's container cannot hold as audio: a whole re-encode of the video cannot mend
+    it, so it is not a failed join."""
 
 
 class OtherVideoWouldDrift(MediaError):

@@ -51,6 +51,7 @@ from semfi_batch.splice.audio import (
 from semfi_batch.splice.final_mux import (
     MUXERS,
     SHIFTING_MUXERS,
+    AudioNotHeld,
     Muxed,
     OtherVideoWouldDrift,
     mux_output,
@@ -212,7 +213,7 @@ def assemble_output(
     try:
         muxed = _mux_checked(mux_args, source, output, facts.index)
     except MediaError as exc:
-        if smart and not isinstance(exc, (AudioMoved, AudioChanges, OtherVideoWouldDrift)):
+        if smart and not isinstance(exc, (AudioMoved, AudioChanges, AudioNotHeld, OtherVideoWouldDrift)):
             raise JoinCheckFailed(str(exc)) from None
         raise
     ofacts = probe_stream_facts(output, encoder_settings=False)
