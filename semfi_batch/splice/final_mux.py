@@ -5,6 +5,7 @@ the shifts), tags, timecode and colour tags, into the container the output's nam
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from semfi_batch.splice.audio import (
     copies_into,
     decoded_end_time,
     first_decoded_time,
+    first_shown_time,
     priming_samples,
 )
 from semfi_batch.splice.timeline import Timeline
@@ -41,6 +43,11 @@ FRAME_CLOCK_MUXERS = ("mxf", "mxf_d10", "mxf_opatom", "avi")
 # H.264 or HEVC from MP4 or Matroska decodes its first frame before zero): the picture starts later than the
 # source's, in step with every other stream, so its start is checked against the sound, not the clock.
 SHIFTING_MUXERS = ("mpegts", "nut")
+# Formats whose clock starts anywhere (MPEG-TS, program streams: a multiplexer's delay, a broadcast's clock):
+# nothing before their first packet belongs to the programme. Spliced into another container, every stream is
+# moved back together so that the earliest starts at zero (kept, the 1.4 s before a TS's first packet became
+# an empty edit in MP4 and MOV, a black head and a longer programme in every editor).
+FREE_CLOCK_FORMATS = ("mpegts", "mpeg")
 # What ffmpeg says where a muxer or an encoder needs `-strict experimental` to write what it was given.
 EXPERIMENTAL_ASKED = "add '-strict -2'"
 # Muxers that write a timecode given as `-timecode` (QuickTime tmcd track, MXF material package).
@@ -80,13 +87,30 @@ def _source_streams(source: Path) -> tuple[list[dict], list[dict]]:
 class Muxed:
     """What `mux_output` wrote besides the video: the audio note for the summary, the streams left out, each
     rebuilt audio stream's (output index, time its first sample must be heard at) and each copied audio
-    stream's output index, both by source index; the video's output index."""
+    stream's output index, both by source index; the video's output index; how far (s) every stream was
+    moved on the clock (`origin_move_us`)."""
 
     audio_note: str
     dropped: list[str]
     rebuilt: dict[int, tuple[int, float]] = field(default_factory=dict)
     copied: dict[int, int] = field(default_factory=dict)
     video: int = 0
+    moved_s: float = 0.0
+
+
+def origin_move_us(facts: StreamFacts, muxer: str | None, picture_start: float | None) -> int:
+    """How far (µs) every stream of a source in a FREE_CLOCK_FORMATS container is moved on the clock in an
+    output of another kind, so that its earliest stream starts at zero (MP4, MOV: their edit lists hide
+    encoder priming exactly there, and place the picture after it to the tick on the video's timescale), or
+    just after it where the picture (`picture_start`, s: its first shown frame) then lands on a whole
+    millisecond (Matroska's clock); 0 where the clock is kept."""
+    if muxer in ("mpegts", "vob") or not set(facts.format_name.split(",")) & set(FREE_CLOCK_FORMATS):
+        return 0
+    start_us = round(facts.format_start * 1_000_000)
+    if picture_start is None or muxer in ("mp4", "mov"):
+        return -start_us
+    picture_us = round(picture_start * 1_000_000)
+    return -(picture_us - math.ceil((picture_us - start_us) / 1000) * 1000)
 
 
 def mux_output(
@@ -133,6 +157,7 @@ def mux_output(
     attached: list[tuple[Path, dict]] = []  # Matroska attachments that ffmpeg reads as pictures
     out = 0
     muxer = MUXERS.get(output.suffix.lower())
+    moved_us = origin_move_us(facts, muxer, first_shown_time(source, facts.index))
     source_muxer = MUXERS.get(source.suffix.lower())
     for s in streams:
         idx, kind = int(s["index"]), s.get("codec_type")
@@ -171,7 +196,7 @@ def mux_output(
             rate, channels = int(s.get("sample_rate") or 48000), int(s.get("channels") or 2)
             # Measured where the stream starts (MP4 hides the priming only at zero), clamped at zero as before;
             # the same on a second mux, so that the correction measured on the first still fits.
-            start = round(max(first, 0.0), 6)
+            start = round(max(first + moved_us / 1_000_000, 0.0), 6)
             lead = 0
             if muxer and not encoding.lossless:
                 lead = priming_samples(encoding.encoder, rate, channels, options, muxer, start)
@@ -244,8 +269,14 @@ def mux_output(
         args += ["-avoid_negative_ts", "disabled"]
     if muxer == "mpegts":
         args += ["-muxdelay", "0", "-muxpreload", "0"]
+    if moved_us:
+        args += ["-output_ts_offset", seconds_text(moved_us)]
     if muxer in ("mp4", "mov") and tb.numerator == 1:
         args += ["-video_track_timescale", str(tb.denominator)]
+        if moved_us:
+            # Edit lists count in the movie's timescale (milliseconds by default): a stream moved to start just
+            # after zero is placed there to the tick, not to the millisecond.
+            args += ["-movie_timescale", str(tb.denominator)]
     if muxer in ("matroska", "webm"):
         # Audio may start before zero: re-encoded audio's priming, or a copied stream's (AAC from MP4, Opus,
         # whose codec delay the demuxer takes off). By default the muxer would move every stream later to keep
@@ -270,7 +301,7 @@ def mux_output(
         note = "audio copied" if any(s.get("codec_type") == "audio" for s in streams) else "no audio"
     else:
         note = "; ".join(audio_notes) or "no audio"
-    return Muxed(note, dropped, rebuilt, copied, video)
+    return Muxed(note, dropped, rebuilt, copied, video, moved_us / 1_000_000)
 
 
 def _check_audio_kept(output: Path, audio: dict[int, int], streams: list[dict]) -> None:

@@ -221,7 +221,7 @@ def assemble_output(
         raise MediaError(f"{output.name} would be shown turned {ofacts.rotation}°, the source {facts.rotation}°")
     out_pts = read_packets(output, ofacts.index, ofacts.time_base).frame_pts
     check_timing(ofacts, out_pts, timeline, cfacts)
-    check_start(output, ofacts, out_pts, source, facts)
+    check_start(output, ofacts, out_pts, source, facts, muxed.moved_s)
     if smart:
         check_joins(*_seekable(output, ofacts, work), out_pts, copy_from, cfacts, timeline, pieces)
     try:
@@ -278,7 +278,7 @@ def _audio_moves(
     picture = None if starts[0] is None or starts[1] is None else starts[1] - starts[0]
     audio_nudge = {}
     for idx, (out_idx, want) in muxed.rebuilt.items():
-        if muxer in SHIFTING_MUXERS and picture:
+        if (muxer in SHIFTING_MUXERS or muxed.moved_s) and picture:
             want += picture
         got = first_decoded_time(output, out_idx)
         if abs(got - want) > AUDIO_START_TOLERANCE:
