@@ -54,6 +54,14 @@ EXPERIMENTAL_ASKED = "add '-strict -2'"
 TIMECODE_MUXERS = ("mov", "mp4", "mxf", "mxf_opatom", "gxf", "matroska")
 
 
+def timecode_lost(facts: StreamFacts, ofacts: StreamFacts, output: Path) -> list[str]:
+    """The summary's line for a start timecode of the source that `output` does not read back (MPEG-TS and AVI
+    hold none that ffmpeg writes); nothing where it does."""
+    if not facts.timecode or ofacts.timecode == facts.timecode:
+        return []
+    return [f"the start timecode {facts.timecode}: a {output.suffix} output holds none"]
+
+
 def container_for_name(path: Path) -> bool:
     """Whether ffmpeg picks a container for an output named like `path` (by its extension): asked by writing
     one tiny frame to such a name in a scratch folder, before a splice that would fail only at its last step."""

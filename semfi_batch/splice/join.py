@@ -56,6 +56,7 @@ from semfi_batch.splice.final_mux import (
     OtherVideoWouldDrift,
     mux_output,
     seconds_text,
+    timecode_lost,
 )
 from semfi_batch.splice.gop_plan import Gop, gop_index, one_gop_reason
 from semfi_batch.splice.hdr10_container import HDR10_MUXERS, container_hdr10, hdr10_lead, hdr10_lost
@@ -234,6 +235,7 @@ def assemble_output(
     details = [note] if note else []
     details.append(choice.note)
     dropped = [*muxed.dropped, *lost_captions, *hdr10_lost(hdr10, facts, ofacts, output)]
+    dropped += timecode_lost(facts, ofacts, output)
     return Assembly(method, "; ".join(details), timeline, pieces, reencoded, muxed.audio_note, dropped)
 
 
