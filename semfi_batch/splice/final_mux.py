@@ -5,7 +5,6 @@ the shifts), tags, timecode and colour tags, into the container the output's nam
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -26,7 +25,6 @@ from semfi_batch.splice.audio import (
     copies_into,
     decoded_end_time,
     first_decoded_time,
-    first_shown_time,
     priming_samples,
 )
 from semfi_batch.splice.timeline import Timeline
@@ -44,9 +42,10 @@ FRAME_CLOCK_MUXERS = ("mxf", "mxf_d10", "mxf_opatom", "avi")
 # source's, in step with every other stream, so its start is checked against the sound, not the clock.
 SHIFTING_MUXERS = ("mpegts", "nut")
 # Formats whose clock starts anywhere (MPEG-TS, program streams: a multiplexer's delay, a broadcast's clock):
-# nothing before their first packet belongs to the programme. Spliced into another container, every stream is
-# moved back together so that the earliest starts at zero (kept, the 1.4 s before a TS's first packet became
-# an empty edit in MP4 and MOV, a black head and a longer programme in every editor).
+# nothing before their first packet belongs to the programme. Spliced into MP4 or MOV, every stream is moved
+# back together so that the earliest starts at zero (kept, the 1.4 s before a TS's first packet became an
+# empty edit: a black head and a longer programme in every editor). Matroska, NUT and AVI keep the clock as
+# before: no empty edit there, and Matroska's millisecond clock could not place AAC's played priming near zero.
 FREE_CLOCK_FORMATS = ("mpegts", "mpeg")
 # What ffmpeg says where a muxer or an encoder needs `-strict experimental` to write what it was given.
 EXPERIMENTAL_ASKED = "add '-strict -2'"
@@ -106,19 +105,13 @@ class Muxed:
     moved_s: float = 0.0
 
 
-def origin_move_us(facts: StreamFacts, muxer: str | None, picture_start: float | None) -> int:
-    """How far (µs) every stream of a source in a FREE_CLOCK_FORMATS container is moved on the clock in an
-    output of another kind, so that its earliest stream starts at zero (MP4, MOV: their edit lists hide
-    encoder priming exactly there, and place the picture after it to the tick on the video's timescale), or
-    just after it where the picture (`picture_start`, s: its first shown frame) then lands on a whole
-    millisecond (Matroska's clock); 0 where the clock is kept."""
-    if muxer in ("mpegts", "vob") or not set(facts.format_name.split(",")) & set(FREE_CLOCK_FORMATS):
+def origin_move_us(facts: StreamFacts, muxer: str | None) -> int:
+    """How far (µs) every stream of a source in a FREE_CLOCK_FORMATS container is moved on the clock in an MP4
+    or MOV output, so that its earliest stream starts at zero (where their edit lists hide encoder priming
+    exactly); 0 where the clock is kept."""
+    if muxer not in ("mp4", "mov") or not set(facts.format_name.split(",")) & set(FREE_CLOCK_FORMATS):
         return 0
-    start_us = round(facts.format_start * 1_000_000)
-    if picture_start is None or muxer in ("mp4", "mov"):
-        return -start_us
-    picture_us = round(picture_start * 1_000_000)
-    return -(picture_us - math.ceil((picture_us - start_us) / 1000) * 1000)
+    return -round(facts.format_start * 1_000_000)
 
 
 def mux_output(
@@ -165,7 +158,7 @@ def mux_output(
     attached: list[tuple[Path, dict]] = []  # Matroska attachments that ffmpeg reads as pictures
     out = 0
     muxer = MUXERS.get(output.suffix.lower())
-    moved_us = origin_move_us(facts, muxer, first_shown_time(source, facts.index))
+    moved_us = origin_move_us(facts, muxer)
     source_muxer = MUXERS.get(source.suffix.lower())
     for s in streams:
         idx, kind = int(s["index"]), s.get("codec_type")
