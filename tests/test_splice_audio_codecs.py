@@ -144,5 +144,5 @@ def test_audio_no_codec_of_the_container_holds_is_refused_not_lost(tmp_path):
     _clip(src, ("-c:a", "pcm_s16le"))
     summary = splice_run(make_run(tmp_path / "run", src, [REPLACE]), output=tmp_path / "out.ts")
     assert [f.output.name for f in summary.failed] == ["out.ts"]
-    assert "pcm_s16le audio (stream 1) came out as data" in summary.failed[0].why
+    assert "cannot hold the source's pcm_s16le audio (stream 1): it came out as data" in summary.failed[0].why
     assert not (tmp_path / "out.ts").exists()

@@ -143,3 +143,20 @@ def test_ts_spliced_into_another_container_starts_at_zero_in_sync(tmp_path, rate
 
     lead = [sound(p) - first_shown_time(p, 0) for p in (src, result.output)]
     assert abs(lead[1] - lead[0]) <= 0.002, lead
+
+
+def test_a_video_codec_ts_cannot_hold_is_refused_by_name(tmp_path):
+    """ProRes into .ts: ffmpeg writes the picture as a data stream without a word; the splice failed with
+    "out.ts has no video stream", which named neither the codec nor what to do."""
+    src = tmp_path / "src.mov"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=1.2", "-c:v",
+         "prores_ks", "-profile:v", "0", str(src)],
+        check=True,
+    )  # fmt: skip
+    summary = splice_run(make_run(tmp_path / "run", src, ROWS[:1]), output=tmp_path / "out.ts")
+    assert [f.why for f in summary.failed] == [
+        "out.ts cannot hold the source's prores video (stream 0): it came out as data, which no player plays; "
+        "write the output in the source's container"
+    ]
+    assert not (tmp_path / "out.ts").exists()

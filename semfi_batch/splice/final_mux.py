@@ -297,7 +297,8 @@ def mux_output(
         set_default_duration(output, video + 1, frame_duration_ns(facts.frame_rate))  # see media/matroska.py
     if chapter_tracks and len(_source_streams(output)[1]) < len(chapters):
         dropped += chapter_tracks  # the output's container holds no chapters (MPEG-TS): they are lost
-    _check_audio_kept(output, {**copied, **{idx: out for idx, (out, _) in rebuilt.items()}}, streams)
+    audio = {**copied, **{idx: out for idx, (out, _) in rebuilt.items()}}
+    _check_streams_kept(output, {facts.index: (video, "video"), **{i: (o, "audio") for i, o in audio.items()}}, streams)
     if not rebuilt:
         note = "audio copied" if any(s.get("codec_type") == "audio" for s in streams) else "no audio"
     else:
@@ -305,16 +306,17 @@ def mux_output(
     return Muxed(note, dropped, rebuilt, copied, video, moved_us / 1_000_000)
 
 
-def _check_audio_kept(output: Path, audio: dict[int, int], streams: list[dict]) -> None:
-    """Every audio stream mapped into `output` (output index by source index) reads back from it as audio: a
-    muxer may take a codec it cannot hold and write it as a data stream, without a word (PCM in MPEG-TS,
-    where no codec that holds the source's sound as it is could be written in its place)."""
+def _check_streams_kept(output: Path, kept: dict[int, tuple[int, str]], streams: list[dict]) -> None:
+    """Every video and audio stream mapped into `output` (output index and kind, by source index) reads back
+    from it as what it was: a muxer may take a codec it cannot hold and write it as a data stream, without a
+    word (PCM, ProRes or FFV1 in MPEG-TS, where no codec that holds the source's as it is could be written in
+    its place)."""
     written = {int(s["index"]): s.get("codec_type") or "nothing" for s in _source_streams(output)[0]}
     codecs = {int(s["index"]): s.get("codec_name", "?") for s in streams}
-    for idx, out in audio.items():
-        if written.get(out) != "audio":
-            raise AudioNotHeld(
-                f"{output.name} cannot hold the sound: its {codecs.get(idx)} audio (stream {idx}) came out as "
+    for idx, (out, kind) in kept.items():
+        if written.get(out) != kind:
+            raise StreamNotHeld(
+                f"{output.name} cannot hold the source's {codecs.get(idx)} {kind} (stream {idx}): it came out as "
                 f"{written.get(out, 'nothing')}, which no player plays; write the output in the source's container"
             )
 
@@ -325,9 +327,9 @@ def _write(args: list[str], output: Path, log: Path) -> int:
         return subprocess.run([*args, str(output)], stdout=subprocess.DEVNULL, stderr=err, check=False).returncode
 
 
-class AudioNotHeld(MediaError):
-    """An audio stream the output's container cannot hold as audio: a whole re-encode of the video cannot mend
-    it, so it is not a failed join."""
+class StreamNotHeld(MediaError):
+    """A video or audio stream the output's container cannot hold as what it is: a whole re-encode of the video
+    in its own codec cannot mend it, so it is not a failed join."""
 
 
 class OtherVideoWouldDrift(MediaError):

@@ -51,9 +51,9 @@ from semfi_batch.splice.audio import (
 from semfi_batch.splice.final_mux import (
     MUXERS,
     SHIFTING_MUXERS,
-    AudioNotHeld,
     Muxed,
     OtherVideoWouldDrift,
+    StreamNotHeld,
     mux_output,
     seconds_text,
     timecode_lost,
@@ -214,7 +214,7 @@ def assemble_output(
     try:
         muxed = _mux_checked(mux_args, source, output, facts.index)
     except MediaError as exc:
-        if smart and not isinstance(exc, (AudioMoved, AudioChanges, AudioNotHeld, OtherVideoWouldDrift)):
+        if smart and not isinstance(exc, (AudioMoved, AudioChanges, OtherVideoWouldDrift, StreamNotHeld)):
             raise JoinCheckFailed(str(exc)) from None
         raise
     ofacts = probe_stream_facts(output, encoder_settings=False)
