@@ -154,6 +154,7 @@ def mux_output(
     audio_notes: list[str] = []
     rebuilt: dict[int, tuple[int, float]] = {}
     copied: dict[int, int] = {}
+    subtitles: dict[int, int] = {}  # copied subtitle streams' output indices, by source index
     video = 0
     attached: list[tuple[Path, dict]] = []  # Matroska attachments that ffmpeg reads as pictures
     out = 0
@@ -223,6 +224,8 @@ def mux_output(
                 maps += [f"-bsf:{out}", _shift_bsf(shifts)]
             if kind == "audio":
                 copied[idx] = out
+            if kind == "subtitle":
+                subtitles[idx] = out
         elif kind == "data" and s.get("codec_tag_string") == "tmcd" and facts.timecode and muxer in TIMECODE_MUXERS:
             continue  # written anew from the start timecode (-timecode below)
         elif _chapter_track(s) and chapters:
@@ -297,8 +300,9 @@ def mux_output(
         set_default_duration(output, video + 1, frame_duration_ns(facts.frame_rate))  # see media/matroska.py
     if chapter_tracks and len(_source_streams(output)[1]) < len(chapters):
         dropped += chapter_tracks  # the output's container holds no chapters (MPEG-TS): they are lost
-    audio = {**copied, **{idx: out for idx, (out, _) in rebuilt.items()}}
-    _check_streams_kept(output, {facts.index: (video, "video"), **{i: (o, "audio") for i, o in audio.items()}}, streams)
+    kept = {facts.index: (video, "video"), **{idx: (out, "subtitle") for idx, out in subtitles.items()}}
+    kept.update({idx: (out, "audio") for idx, out in [*copied.items(), *((i, o) for i, (o, _) in rebuilt.items())]})
+    _check_streams_kept(output, kept, streams)
     if not rebuilt:
         note = "audio copied" if any(s.get("codec_type") == "audio" for s in streams) else "no audio"
     else:
@@ -307,10 +311,10 @@ def mux_output(
 
 
 def _check_streams_kept(output: Path, kept: dict[int, tuple[int, str]], streams: list[dict]) -> None:
-    """Every video and audio stream mapped into `output` (output index and kind, by source index) reads back
-    from it as what it was: a muxer may take a codec it cannot hold and write it as a data stream, without a
-    word (PCM, ProRes or FFV1 in MPEG-TS, where no codec that holds the source's as it is could be written in
-    its place)."""
+    """Every video, audio and subtitle stream mapped into `output` (output index and kind, by source index)
+    reads back from it as what it was: a muxer may take a codec it cannot hold and write it as a data stream,
+    without a word (PCM, ProRes, FFV1 or text subtitles in MPEG-TS, where no codec that holds the source's as
+    it is could be written in its place)."""
     written = {int(s["index"]): s.get("codec_type") or "nothing" for s in _source_streams(output)[0]}
     codecs = {int(s["index"]): s.get("codec_name", "?") for s in streams}
     for idx, (out, kind) in kept.items():
