@@ -146,3 +146,20 @@ def test_audio_no_codec_of_the_container_holds_is_refused_not_lost(tmp_path):
     assert [f.output.name for f in summary.failed] == ["out.ts"]
     assert "cannot hold the source's pcm_s16le audio (stream 1): it came out as data" in summary.failed[0].why
     assert not (tmp_path / "out.ts").exists()
+
+
+def test_pcm_copied_from_mxf_into_mov_is_checked_by_where_it_starts(tmp_path):
+    """MXF holds PCM one packet per frame (1920 samples at 25 fps), MOV reads it back in chunks of 1024 and
+    896: packet n of one was compared with packet n of the other, and every such splice failed ("audio stream 1
+    would be 0.0 ms early against the picture ..., even after a correction"), its sound in place."""
+    src = tmp_path / "src.mxf"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=256x144:r=25:d=2", "-f", "lavfi",
+         "-i", STEREO, "-c:v", "dnxhd", "-profile:v", "dnxhr_lb", "-pix_fmt", "yuv422p", "-c:a", "pcm_s16le",
+         "-shortest", str(src)],
+        check=True,
+    )  # fmt: skip
+    summary = splice_run(make_run(tmp_path / "run", src, [REPLACE]), output=tmp_path / "out.mov")
+    assert not summary.failed, summary.failed
+    assert _kinds(summary.results[0].output)[:2] == [("video", "dnxhd"), ("audio", "pcm_s16le")]
+    assert summary.results[0].audio_note == "audio copied"

@@ -292,11 +292,17 @@ def _audio_moves(
         want, got = packet_times(source, idx), packet_times(output, out_idx)
         if want is None or got is None or want[0].size != got[0].size:
             continue
-        moved = want[0] + picture - got[0]
+        wanted, written = want[0], got[0]
         # Half a tick of the coarser clock, and as much as a rebuilt stream may be off: the two files' times
         # are rounded on their own clocks and the picture's start on two more (Matroska's milliseconds
         # rescaled into NUT's 1/44100 came out 0.508 ms off at the worst packet, and every such splice failed).
-        if np.all(np.abs(moved) <= max(float(want[1]), float(got[1])) / 2 + AUDIO_START_TOLERANCE):
+        half_tick = max(float(want[1]), float(got[1])) / 2 + AUDIO_START_TOLERANCE
+        if np.any(np.abs(np.diff(wanted) - np.diff(written)) > half_tick):
+            # Packets cut anew (PCM from MXF's one per frame into MOV's chunks): only the first says where the
+            # sound starts; packet n of one is not packet n of the other.
+            wanted, written = wanted[:1], written[:1]
+        moved = wanted + picture - written
+        if np.all(np.abs(moved) <= half_tick):
             continue
         # In the source's ticks, the shift most packets need (a delay of half a tick rounds either way).
         ticks, counts = np.unique(np.round(moved / float(want[1])).astype(np.int64), return_counts=True)
