@@ -108,3 +108,58 @@ def test_dts_hd_master_audio_is_kept_lossless_not_made_dts_core():
     )
     core = audio_encoding({**stream, "profile": "DTS"}, "matroska")  # plain DTS stays DTS
     assert core.encoder == "dca" and core.note == ""
+
+
+def _kinds(path) -> list[tuple[str, str]]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name", "-of", "json", str(path)],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return [(s["codec_type"], s.get("codec_name", "")) for s in json.loads(out)["streams"]]
+
+
+STEREO = "aevalsrc=sin(440*2*PI*t)|sin(550*2*PI*t):s=48000:d=2"
+
+
+@pytest.mark.parametrize("job", [REPLACE, INSERT], ids=["copied", "re-encoded"])
+def test_pcm_spliced_into_ts_is_still_audio(job, tmp_path):
+    """MPEG-TS holds no plain PCM: ffmpeg writes it without a word as a data stream that no player plays (a
+    copy, and the trial file that asked whether it can be written). It is SMPTE 302M there (PCM as broadcast
+    TS carries it), named in the summary."""
+    src = tmp_path / "pcm.mov"
+    _clip(src, ("-c:a", "pcm_s16le"), tone=STEREO)
+    summary = splice_run(make_run(tmp_path / "run", src, [job]), output=tmp_path / "out.ts")
+    assert not summary.failed, summary.failed
+    result = summary.results[0]
+    assert _kinds(result.output) == [("video", "h264"), ("audio", "s302m")]
+    assert "audio 1: pcm_s16le re-encoded as s302m: this ffmpeg cannot write pcm_s16le into mpegts" in (
+        result.audio_note
+    )
+
+
+def test_audio_no_codec_of_the_container_holds_is_refused_not_lost(tmp_path):
+    """Mono PCM into MPEG-TS: SMPTE 302M holds pairs of channels only, and no other lossless codec goes into
+    TS. Written, it was a data stream, exit 0: the splice fails instead, and says why."""
+    src = tmp_path / "pcm.mov"
+    _clip(src, ("-c:a", "pcm_s16le"))
+    summary = splice_run(make_run(tmp_path / "run", src, [REPLACE]), output=tmp_path / "out.ts")
+    assert [f.output.name for f in summary.failed] == ["out.ts"]
+    assert "cannot hold the source's pcm_s16le audio (stream 1): it came out as data" in summary.failed[0].why
+    assert not (tmp_path / "out.ts").exists()
+
+
+def test_pcm_copied_from_mxf_into_mov_is_checked_by_where_it_starts(tmp_path):
+    """MXF holds PCM one packet per frame (1920 samples at 25 fps), MOV reads it back in chunks of 1024 and
+    896: packet n of one was compared with packet n of the other, and every such splice failed ("audio stream 1
+    would be 0.0 ms early against the picture ..., even after a correction"), its sound in place."""
+    src = tmp_path / "src.mxf"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=256x144:r=25:d=2", "-f", "lavfi",
+         "-i", STEREO, "-c:v", "dnxhd", "-profile:v", "dnxhr_lb", "-pix_fmt", "yuv422p", "-c:a", "pcm_s16le",
+         "-shortest", str(src)],
+        check=True,
+    )  # fmt: skip
+    summary = splice_run(make_run(tmp_path / "run", src, [REPLACE]), output=tmp_path / "out.mov")
+    assert not summary.failed, summary.failed
+    assert _kinds(summary.results[0].output)[:2] == [("video", "dnxhd"), ("audio", "pcm_s16le")]
+    assert summary.results[0].audio_note == "audio copied"

@@ -93,3 +93,26 @@ def test_the_chapter_track_of_an_mp4_is_named_lost_only_where_the_chapters_are(e
     else:
         assert _chapters(result.output) == []
         assert [what.split(" (")[0] for what in result.dropped_streams] == ["stream 1"]
+
+
+@pytest.mark.parametrize("src_ext", ["mkv", "mp4"])
+def test_text_subtitles_into_ts_fail_by_name_not_vanish(src_ext, tmp_path):
+    """MPEG-TS holds no text subtitles: ffmpeg wrote the source's SubRip or mov_text cues as a data stream that
+    no player shows, and the splice said nothing (exit 0, the subtitles gone)."""
+    srt = tmp_path / "cues.srt"
+    _srt(srt)
+    src = tmp_path / f"src.{src_ext}"
+    subtitle = "srt" if src_ext == "mkv" else "mov_text"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=3", "-i", str(srt),
+         "-map", "0", "-map", "1", "-c:v", "libx264", "-preset", "ultrafast", "-g", "12", "-c:s", subtitle, str(src)],
+        check=True,
+    )  # fmt: skip
+    job = [{"pair_id": "a", "mode": "replace", "start": 10, "end": 14}]
+    summary = splice_run(make_run(tmp_path / "run", src, job), output=tmp_path / "out.ts")
+    codec = "subrip" if src_ext == "mkv" else "mov_text"
+    assert [f.why for f in summary.failed] == [
+        f"out.ts cannot hold the source's {codec} subtitle (stream 1): it came out as data, which no player plays; "
+        "write the output in the source's container"
+    ]
+    assert not (tmp_path / "out.ts").exists()

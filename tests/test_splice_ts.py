@@ -108,3 +108,55 @@ def test_b_frames_before_zero_splice_into_ts_and_nut_in_sync(tmp_path, src_ext, 
 
     lead = [sound(p) - first_shown_time(p, 0) for p in (src, result.output)]
     assert abs(lead[1] - lead[0]) <= 0.002, lead
+
+
+@pytest.mark.parametrize(
+    ("rate", "out_ext", "rows"),
+    [("25", "mp4", ROWS), ("30000/1001", "mov", ROWS), ("25", "mp4", REPLACE_ONLY)],
+)
+def test_ts_spliced_into_another_container_starts_at_zero_in_sync(tmp_path, rate, out_ext, rows):
+    """An MPEG-TS clock starts anywhere (ffmpeg's muxer: 1.4 s). Spliced into MP4 or MOV, the output kept that
+    time as an empty edit, a black head 1.4 s long and a longer programme in every editor (exit 0); at 29.97
+    fps, whose frames start on no whole millisecond, MP4 and MOV failed. Every stream is moved back together:
+    the output starts at zero, as long as the source plus the inserted frames, the sound where it was against
+    the picture."""
+    plain = numbered_clip(tmp_path / "n.mkv", 60, fps=rate, codec="ffv1")
+    src = tmp_path / "src.ts"
+    sound = ["-f", "lavfi", "-i", "sine=f=440:d=2.4", "-c:a", "aac", "-shortest"]
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(plain), *sound, *X264, str(src)], check=True)
+    assert probe_video(src).start_time > 1.0
+    run = make_run(tmp_path / "run", src, rows)
+    summary = splice_run(run, output=tmp_path / f"out.{out_ext}")
+    assert not summary.failed, summary.failed
+    result = summary.results[0]
+    expected = [*range(15), (0, 0), (0, 1), (0, 2), *range(18, 60)]
+    if len(rows) > 1:
+        expected = [*expected[:41], (1, 0), (1, 1), *expected[41:]]
+    assert_spliced_frames(decode_rgb(result.output), expected)
+    src_info, out_info = probe_video(src), probe_video(result.output)
+    assert out_info.start_time < 0.05, out_info.start_time
+    inserted = (len(expected) - 60) / src_info.avg_fps
+    assert abs(out_info.duration - (src_info.duration + inserted)) < 0.05, (out_info.duration, src_info.duration)
+
+    def sound(path):
+        return first_decoded_time(path, 1) if len(rows) > 1 else packet_times(path, 1)[0][0]
+
+    lead = [sound(p) - first_shown_time(p, 0) for p in (src, result.output)]
+    assert abs(lead[1] - lead[0]) <= 0.002, lead
+
+
+def test_a_video_codec_ts_cannot_hold_is_refused_by_name(tmp_path):
+    """ProRes into .ts: ffmpeg writes the picture as a data stream without a word; the splice failed with
+    "out.ts has no video stream", which named neither the codec nor what to do."""
+    src = tmp_path / "src.mov"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=1.2", "-c:v",
+         "prores_ks", "-profile:v", "0", str(src)],
+        check=True,
+    )  # fmt: skip
+    summary = splice_run(make_run(tmp_path / "run", src, ROWS[:1]), output=tmp_path / "out.ts")
+    assert [f.why for f in summary.failed] == [
+        "out.ts cannot hold the source's prores video (stream 0): it came out as data, which no player plays; "
+        "write the output in the source's container"
+    ]
+    assert not (tmp_path / "out.ts").exists()

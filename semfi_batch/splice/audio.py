@@ -45,8 +45,9 @@ LOSSLESS_PROFILES = {"dts": ("DTS-HD MA",)}
 # lossy source; lossless ones by what its samples are (integers of up to 24 bits: FLAC first; wider integers
 # and floating point: PCM first, which keeps them exactly).
 LOSSY_FALLBACKS = ("aac", "mp3", "mp2", "ac3")
+# SMPTE 302M is PCM as broadcast MPEG-TS carries it (the only lossless audio ffmpeg writes into TS).
 LOSSLESS_FALLBACKS = {
-    16: ("flac", "pcm_s16le", "pcm_s16be"), 24: ("flac", "pcm_s24le", "pcm_s24be"),
+    16: ("flac", "pcm_s16le", "pcm_s16be", "s302m"), 24: ("flac", "pcm_s24le", "pcm_s24be", "s302m"),
     32: ("pcm_s32le", "pcm_s32be", "flac"), "flt": ("pcm_f32le", "pcm_f32be", "flac"),
     "dbl": ("pcm_f64le", "pcm_f64be", "pcm_f32le", "flac"),
 }  # fmt: skip
@@ -288,9 +289,10 @@ def _writes(
     profile: str | None,
 ) -> bool:
     """Whether this ffmpeg's `encoder` (with `settings`) encodes `channels` at `rate` into a `muxer` file
-    that decodes again, with `profile` where one is asked (ffmpeg
-    5.1's AAC encoder writes a file marked HE-AAC that no decoder opens); with no `muxer`, whether it encodes
-    at all. Asked of ffmpeg by encoding a tenth of a second, experimental encoders and muxing allowed."""
+    that reads back as audio (MPEG-TS takes PCM and FLAC without a word and writes a data stream no player
+    plays), with `profile` where one is asked (ffmpeg 5.1's AAC encoder writes a file marked HE-AAC that no
+    decoder opens); with no `muxer`, whether it encodes at all. Asked of ffmpeg by encoding a tenth of a
+    second, experimental encoders and muxing allowed."""
     with tempfile.TemporaryDirectory(prefix="semfi-encoder-") as folder:
         path = Path(folder) / "trial"
         encode = [tool_path("ffmpeg"), "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
@@ -301,10 +303,38 @@ def _writes(
         encode += ["-f", muxer or "matroska", str(path)]
         if subprocess.run(encode, capture_output=True, check=False).returncode != 0:
             return False
-        probe = [tool_path("ffprobe"), "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=profile",
-                 "-of", "csv=p=0", str(path)]  # fmt: skip
-        shown = subprocess.run(probe, capture_output=True, text=True, check=False)
-        return shown.returncode == 0 and (profile is None or shown.stdout.strip() == profile)
+        return written_as_audio(path, profile)
+
+
+def written_as_audio(path: Path, profile: str | None = None) -> bool:
+    """Whether the first stream of `path` reads back as audio (of `profile`, where one is given)."""
+    probe = [tool_path("ffprobe"), "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=profile",
+             "-of", "json", str(path)]  # fmt: skip
+    shown = subprocess.run(probe, capture_output=True, text=True, check=False)
+    if shown.returncode != 0:
+        return False
+    streams = json.loads(shown.stdout or "{}").get("streams") or []
+    return bool(streams) and (profile is None or streams[0].get("profile") == profile)
+
+
+def copies_into(source: Path, index: int, muxer: str) -> bool:
+    """Whether audio stream `index` of `source`, copied as it is, reads back as audio from a `muxer` file
+    (PCM copied into MPEG-TS becomes a data stream, exit 0). Asked of ffmpeg with the stream's first packets,
+    once per version of the file (as `first_shown_time`)."""
+    from semfi_batch.run.identity import stat_identity
+
+    return _copies_into(Path(source), index, muxer, stat_identity(source))
+
+
+@lru_cache(maxsize=64)
+def _copies_into(source: Path, index: int, muxer: str, _identity: tuple | None) -> bool:
+    with tempfile.TemporaryDirectory(prefix="semfi-copy-") as folder:
+        path = Path(folder) / "trial"
+        copy = [tool_path("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(source), "-map", f"0:{index}",
+                "-c", "copy", "-frames:a", "8", "-strict", "experimental", "-f", muxer, str(path)]  # fmt: skip
+        if subprocess.run(copy, capture_output=True, check=False).returncode != 0:
+            return True  # refused outright: the mux says so, loudly
+        return written_as_audio(path)
 
 
 def audio_graph(

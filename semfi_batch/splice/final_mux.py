@@ -22,6 +22,7 @@ from semfi_batch.splice.audio import (
     audio_encoding,
     audio_graph,
     check_one_audio_format,
+    copies_into,
     decoded_end_time,
     first_decoded_time,
     priming_samples,
@@ -40,10 +41,24 @@ FRAME_CLOCK_MUXERS = ("mxf", "mxf_d10", "mxf_opatom", "avi")
 # H.264 or HEVC from MP4 or Matroska decodes its first frame before zero): the picture starts later than the
 # source's, in step with every other stream, so its start is checked against the sound, not the clock.
 SHIFTING_MUXERS = ("mpegts", "nut")
+# Formats whose clock starts anywhere (MPEG-TS, program streams: a multiplexer's delay, a broadcast's clock):
+# nothing before their first packet belongs to the programme. Spliced into MP4 or MOV, every stream is moved
+# back together so that the earliest starts at zero (kept, the 1.4 s before a TS's first packet became an
+# empty edit: a black head and a longer programme in every editor). Matroska, NUT and AVI keep the clock as
+# before: no empty edit there, and Matroska's millisecond clock could not place AAC's played priming near zero.
+FREE_CLOCK_FORMATS = ("mpegts", "mpeg")
 # What ffmpeg says where a muxer or an encoder needs `-strict experimental` to write what it was given.
 EXPERIMENTAL_ASKED = "add '-strict -2'"
 # Muxers that write a timecode given as `-timecode` (QuickTime tmcd track, MXF material package).
 TIMECODE_MUXERS = ("mov", "mp4", "mxf", "mxf_opatom", "gxf", "matroska")
+
+
+def timecode_lost(facts: StreamFacts, ofacts: StreamFacts, output: Path) -> list[str]:
+    """The summary's line for a start timecode of the source that `output` does not read back (MPEG-TS and AVI
+    hold none that ffmpeg writes); nothing where it does."""
+    if not facts.timecode or ofacts.timecode == facts.timecode:
+        return []
+    return [f"the start timecode {facts.timecode}: a {output.suffix} output holds none"]
 
 
 def container_for_name(path: Path) -> bool:
@@ -79,13 +94,24 @@ def _source_streams(source: Path) -> tuple[list[dict], list[dict]]:
 class Muxed:
     """What `mux_output` wrote besides the video: the audio note for the summary, the streams left out, each
     rebuilt audio stream's (output index, time its first sample must be heard at) and each copied audio
-    stream's output index, both by source index; the video's output index."""
+    stream's output index, both by source index; the video's output index; how far (s) every stream was
+    moved on the clock (`origin_move_us`)."""
 
     audio_note: str
     dropped: list[str]
     rebuilt: dict[int, tuple[int, float]] = field(default_factory=dict)
     copied: dict[int, int] = field(default_factory=dict)
     video: int = 0
+    moved_s: float = 0.0
+
+
+def origin_move_us(facts: StreamFacts, muxer: str | None) -> int:
+    """How far (µs) every stream of a source in a FREE_CLOCK_FORMATS container is moved on the clock in an MP4
+    or MOV output, so that its earliest stream starts at zero (where their edit lists hide encoder priming
+    exactly); 0 where the clock is kept."""
+    if muxer not in ("mp4", "mov") or not set(facts.format_name.split(",")) & set(FREE_CLOCK_FORMATS):
+        return 0
+    return -round(facts.format_start * 1_000_000)
 
 
 def mux_output(
@@ -128,12 +154,19 @@ def mux_output(
     audio_notes: list[str] = []
     rebuilt: dict[int, tuple[int, float]] = {}
     copied: dict[int, int] = {}
+    subtitles: dict[int, int] = {}  # copied subtitle streams' output indices, by source index
     video = 0
     attached: list[tuple[Path, dict]] = []  # Matroska attachments that ffmpeg reads as pictures
     out = 0
     muxer = MUXERS.get(output.suffix.lower())
+    moved_us = origin_move_us(facts, muxer)
+    source_muxer = MUXERS.get(source.suffix.lower())
     for s in streams:
         idx, kind = int(s["index"]), s.get("codec_type")
+        # Audio the output's container cannot hold as it is (PCM in MPEG-TS, which ffmpeg writes as a data
+        # stream no player plays) is rebuilt in a codec it holds, as where time is inserted.
+        held = kind != "audio" or shifts or not muxer or muxer == source_muxer
+        held = held or copies_into(source, idx, muxer)
         if idx == facts.index:
             video = out
             maps += ["-map", "0:v:0", f"-c:{out}", "copy"]
@@ -153,7 +186,7 @@ def mux_output(
                 bsfs.append(ANNEX_B_FILTERS[facts.codec])
             if bsfs:
                 maps += [f"-bsf:{out}", ",".join(bsfs)]
-        elif kind == "audio" and shifts:
+        elif kind == "audio" and (shifts or not held):
             check_one_audio_format(source, idx)
             first = first_decoded_time(source, idx)
             rebuilt[idx] = (out, first)
@@ -165,14 +198,15 @@ def mux_output(
             rate, channels = int(s.get("sample_rate") or 48000), int(s.get("channels") or 2)
             # Measured where the stream starts (MP4 hides the priming only at zero), clamped at zero as before;
             # the same on a second mux, so that the correction measured on the first still fits.
-            start = round(max(first, 0.0), 6)
+            start = round(max(first + moved_us / 1_000_000, 0.0), 6)
             lead = 0
             if muxer and not encoding.lossless:
                 lead = priming_samples(encoding.encoder, rate, channels, options, muxer, start)
             label, note = audio_graph(s, shifts, audio_mode, graph, lead)
             maps += ["-map", f"[{label}]", f"-c:{out}", encoding.encoder, *encoding.args(str(out))]
             maps += [f"-disposition:{out}", _disposition(s)]
-            audio_notes += [note, encoding.note] if encoding.note else [note]
+            audio_notes += [note] if shifts else []
+            audio_notes += [encoding.note] if encoding.note else []
         elif kind == "video" and muxer == "matroska" and _matroska_picture(s):
             attached.append(_attachment_file(source, s, work))
             continue
@@ -190,6 +224,8 @@ def mux_output(
                 maps += [f"-bsf:{out}", _shift_bsf(shifts)]
             if kind == "audio":
                 copied[idx] = out
+            if kind == "subtitle":
+                subtitles[idx] = out
         elif kind == "data" and s.get("codec_tag_string") == "tmcd" and facts.timecode and muxer in TIMECODE_MUXERS:
             continue  # written anew from the start timecode (-timecode below)
         elif _chapter_track(s) and chapters:
@@ -237,8 +273,14 @@ def mux_output(
         args += ["-avoid_negative_ts", "disabled"]
     if muxer == "mpegts":
         args += ["-muxdelay", "0", "-muxpreload", "0"]
+    if moved_us:
+        args += ["-output_ts_offset", seconds_text(moved_us)]
     if muxer in ("mp4", "mov") and tb.numerator == 1:
         args += ["-video_track_timescale", str(tb.denominator)]
+        if moved_us:
+            # Edit lists count in the movie's timescale (milliseconds by default): a stream moved to start just
+            # after zero is placed there to the tick, not to the millisecond.
+            args += ["-movie_timescale", str(tb.denominator)]
     if muxer in ("matroska", "webm"):
         # Audio may start before zero: re-encoded audio's priming, or a copied stream's (AAC from MP4, Opus,
         # whose codec delay the demuxer takes off). By default the muxer would move every stream later to keep
@@ -258,17 +300,40 @@ def mux_output(
         set_default_duration(output, video + 1, frame_duration_ns(facts.frame_rate))  # see media/matroska.py
     if chapter_tracks and len(_source_streams(output)[1]) < len(chapters):
         dropped += chapter_tracks  # the output's container holds no chapters (MPEG-TS): they are lost
-    if not shifts:
+    kept = {facts.index: (video, "video"), **{idx: (out, "subtitle") for idx, out in subtitles.items()}}
+    kept.update({idx: (out, "audio") for idx, out in [*copied.items(), *((i, o) for i, (o, _) in rebuilt.items())]})
+    _check_streams_kept(output, kept, streams)
+    if not rebuilt:
         note = "audio copied" if any(s.get("codec_type") == "audio" for s in streams) else "no audio"
     else:
         note = "; ".join(audio_notes) or "no audio"
-    return Muxed(note, dropped, rebuilt, copied, video)
+    return Muxed(note, dropped, rebuilt, copied, video, moved_us / 1_000_000)
+
+
+def _check_streams_kept(output: Path, kept: dict[int, tuple[int, str]], streams: list[dict]) -> None:
+    """Every video, audio and subtitle stream mapped into `output` (output index and kind, by source index)
+    reads back from it as what it was: a muxer may take a codec it cannot hold and write it as a data stream,
+    without a word (PCM, ProRes, FFV1 or text subtitles in MPEG-TS, where no codec that holds the source's as
+    it is could be written in its place)."""
+    written = {int(s["index"]): s.get("codec_type") or "nothing" for s in _source_streams(output)[0]}
+    codecs = {int(s["index"]): s.get("codec_name", "?") for s in streams}
+    for idx, (out, kind) in kept.items():
+        if written.get(out) != kind:
+            raise StreamNotHeld(
+                f"{output.name} cannot hold the source's {codecs.get(idx)} {kind} (stream {idx}): it came out as "
+                f"{written.get(out, 'nothing')}, which no player plays; write the output in the source's container"
+            )
 
 
 def _write(args: list[str], output: Path, log: Path) -> int:
     """Run the ffmpeg command `args` writing `output`, its messages to `log`; its exit status."""
     with open(log, "wb") as err:
         return subprocess.run([*args, str(output)], stdout=subprocess.DEVNULL, stderr=err, check=False).returncode
+
+
+class StreamNotHeld(MediaError):
+    """A video or audio stream the output's container cannot hold as what it is: a whole re-encode of the video
+    in its own codec cannot mend it, so it is not a failed join."""
 
 
 class OtherVideoWouldDrift(MediaError):

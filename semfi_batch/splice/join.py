@@ -53,8 +53,10 @@ from semfi_batch.splice.final_mux import (
     SHIFTING_MUXERS,
     Muxed,
     OtherVideoWouldDrift,
+    StreamNotHeld,
     mux_output,
     seconds_text,
+    timecode_lost,
 )
 from semfi_batch.splice.gop_plan import Gop, gop_index, one_gop_reason
 from semfi_batch.splice.hdr10_container import HDR10_MUXERS, container_hdr10, hdr10_lead, hdr10_lost
@@ -212,7 +214,7 @@ def assemble_output(
     try:
         muxed = _mux_checked(mux_args, source, output, facts.index)
     except MediaError as exc:
-        if smart and not isinstance(exc, (AudioMoved, AudioChanges, OtherVideoWouldDrift)):
+        if smart and not isinstance(exc, (AudioMoved, AudioChanges, OtherVideoWouldDrift, StreamNotHeld)):
             raise JoinCheckFailed(str(exc)) from None
         raise
     ofacts = probe_stream_facts(output, encoder_settings=False)
@@ -220,7 +222,7 @@ def assemble_output(
         raise MediaError(f"{output.name} would be shown turned {ofacts.rotation}°, the source {facts.rotation}°")
     out_pts = read_packets(output, ofacts.index, ofacts.time_base).frame_pts
     check_timing(ofacts, out_pts, timeline, cfacts)
-    check_start(output, ofacts, out_pts, source, facts)
+    check_start(output, ofacts, out_pts, source, facts, muxed.moved_s)
     if smart:
         check_joins(*_seekable(output, ofacts, work), out_pts, copy_from, cfacts, timeline, pieces)
     try:
@@ -233,6 +235,7 @@ def assemble_output(
     details = [note] if note else []
     details.append(choice.note)
     dropped = [*muxed.dropped, *lost_captions, *hdr10_lost(hdr10, facts, ofacts, output)]
+    dropped += timecode_lost(facts, ofacts, output)
     return Assembly(method, "; ".join(details), timeline, pieces, reencoded, muxed.audio_note, dropped)
 
 
@@ -277,7 +280,7 @@ def _audio_moves(
     picture = None if starts[0] is None or starts[1] is None else starts[1] - starts[0]
     audio_nudge = {}
     for idx, (out_idx, want) in muxed.rebuilt.items():
-        if muxer in SHIFTING_MUXERS and picture:
+        if (muxer in SHIFTING_MUXERS or muxed.moved_s) and picture:
             want += picture
         got = first_decoded_time(output, out_idx)
         if abs(got - want) > AUDIO_START_TOLERANCE:
@@ -289,11 +292,17 @@ def _audio_moves(
         want, got = packet_times(source, idx), packet_times(output, out_idx)
         if want is None or got is None or want[0].size != got[0].size:
             continue
-        moved = want[0] + picture - got[0]
+        wanted, written = want[0], got[0]
         # Half a tick of the coarser clock, and as much as a rebuilt stream may be off: the two files' times
         # are rounded on their own clocks and the picture's start on two more (Matroska's milliseconds
         # rescaled into NUT's 1/44100 came out 0.508 ms off at the worst packet, and every such splice failed).
-        if np.all(np.abs(moved) <= max(float(want[1]), float(got[1])) / 2 + AUDIO_START_TOLERANCE):
+        half_tick = max(float(want[1]), float(got[1])) / 2 + AUDIO_START_TOLERANCE
+        if np.any(np.abs(np.diff(wanted) - np.diff(written)) > half_tick):
+            # Packets cut anew (PCM from MXF's one per frame into MOV's chunks): only the first says where the
+            # sound starts; packet n of one is not packet n of the other.
+            wanted, written = wanted[:1], written[:1]
+        moved = wanted + picture - written
+        if np.all(np.abs(moved) <= half_tick):
             continue
         # In the source's ticks, the shift most packets need (a delay of half a tick rounds either way).
         ticks, counts = np.unique(np.round(moved / float(want[1])).astype(np.int64), return_counts=True)

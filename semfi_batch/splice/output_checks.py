@@ -61,8 +61,11 @@ def check_timing(ofacts: StreamFacts, out_pts: np.ndarray, timeline: Timeline, c
         raise JoinCheckFailed(f"output frame times are off the plan by up to {worst * 1000:.3f} ms")
 
 
-def check_start(output: Path, ofacts: StreamFacts, out_pts: np.ndarray, source: Path, facts: StreamFacts) -> None:
-    """The picture starts when the source's did, so it keeps its place against the sound: the first decoded
+def check_start(
+    output: Path, ofacts: StreamFacts, out_pts: np.ndarray, source: Path, facts: StreamFacts, moved: float = 0.0
+) -> None:
+    """The picture starts when the source's did (`moved` s later, where the mux moved every stream: a TS
+    source's clock origin), so it keeps its place against the sound: the first decoded
     frame of each, as `_audio_moves` measures them. Not the first packet: the leading pictures of a stream cut
     inside a GOP are listed and never shown, and a smart cut's copy leaves them out (a source was failed as
     starting "late" by all of them). The first packets only where no decoded frame has a time. Later is
@@ -74,6 +77,7 @@ def check_start(output: Path, ofacts: StreamFacts, out_pts: np.ndarray, source: 
         src_packets = read_packets(source, facts.index, facts.time_base)
         want = float(int(src_packets.frame_pts[0]) * facts.time_base)
         got = float(int(out_pts[0]) * ofacts.time_base)
+    got -= moved
     tolerance = max(float(ofacts.time_base), float(facts.time_base)) / 2 + 1e-6
     tolerance = max(tolerance, 0.0011 if ofacts.time_base >= Fraction(1, 1000) else tolerance)
     if got - want > tolerance and MUXERS.get(output.suffix.lower()) in SHIFTING_MUXERS:
