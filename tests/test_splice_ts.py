@@ -73,6 +73,20 @@ B_FRAME_SOURCES = {
 REPLACE_ONLY = ROWS[:1]
 
 
+def spliced_in_place(tmp_path, src, rows, out_ext, options):
+    """Splice ROWS (or REPLACE_ONLY) of a 60-frame numbered `src` into out.`out_ext`: the result, after checking
+    that every frame is the planned one, and the frames planned."""
+    run = make_run(tmp_path / "run", src, rows)
+    summary = splice_run(run, output=tmp_path / f"out.{out_ext}", options=options)
+    assert not summary.failed, summary.failed
+    result = summary.results[0]
+    expected = [*range(15), (0, 0), (0, 1), (0, 2), *range(18, 60)]
+    if len(rows) > 1:
+        expected = [*expected[:41], (1, 0), (1, 1), *expected[41:]]
+    assert_spliced_frames(decode_rgb(result.output), expected)
+    return result, expected
+
+
 @pytest.mark.parametrize(
     ("src_ext", "out_ext", "reencode", "rows"),
     [
@@ -91,14 +105,7 @@ def test_b_frames_before_zero_splice_into_ts_and_nut_in_sync(tmp_path, src_ext, 
         ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(plain), *sound, *B_FRAME_SOURCES[src_ext], str(src)],
         check=True,
     )
-    run = make_run(tmp_path / "run", src, rows)
-    summary = splice_run(run, output=tmp_path / f"out.{out_ext}", options=SpliceOptions(reencode=reencode))
-    assert not summary.failed, summary.failed
-    result = summary.results[0]
-    expected = [*range(15), (0, 0), (0, 1), (0, 2), *range(18, 60)]
-    if len(rows) > 1:
-        expected = [*expected[:41], (1, 0), (1, 1), *expected[41:]]
-    assert_spliced_frames(decode_rgb(result.output), expected)
+    result, _ = spliced_in_place(tmp_path, src, rows, out_ext, SpliceOptions(reencode=reencode))
 
     # The sound starts where the source's did against the picture (the muxer's shift moved both): a copied
     # stream's first packet (its priming, which MP4's edit list hides and TS cannot), a rebuilt one's first
@@ -125,14 +132,7 @@ def test_ts_spliced_into_another_container_starts_at_zero_in_sync(tmp_path, rate
     sound = ["-f", "lavfi", "-i", "sine=f=440:d=2.4", "-c:a", "aac", "-shortest"]
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(plain), *sound, *X264, str(src)], check=True)
     assert probe_video(src).start_time > 1.0
-    run = make_run(tmp_path / "run", src, rows)
-    summary = splice_run(run, output=tmp_path / f"out.{out_ext}")
-    assert not summary.failed, summary.failed
-    result = summary.results[0]
-    expected = [*range(15), (0, 0), (0, 1), (0, 2), *range(18, 60)]
-    if len(rows) > 1:
-        expected = [*expected[:41], (1, 0), (1, 1), *expected[41:]]
-    assert_spliced_frames(decode_rgb(result.output), expected)
+    result, expected = spliced_in_place(tmp_path, src, rows, out_ext, SpliceOptions())
     src_info, out_info = probe_video(src), probe_video(result.output)
     assert out_info.start_time < 0.05, out_info.start_time
     inserted = (len(expected) - 60) / src_info.avg_fps
