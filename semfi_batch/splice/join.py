@@ -293,11 +293,13 @@ def _audio_moves(
         if want is None or got is None or want[0].size != got[0].size:
             continue
         wanted, written = want[0], got[0]
-        # Half a tick of the coarser clock, and as much as a rebuilt stream may be off: the two files' times
-        # are rounded on their own clocks and the picture's start on two more (Matroska's milliseconds
-        # rescaled into NUT's 1/44100 came out 0.508 ms off at the worst packet, and every such splice failed).
-        half_tick = max(float(want[1]), float(got[1])) / 2 + AUDIO_START_TOLERANCE
-        if np.any(np.abs(np.diff(wanted) - np.diff(written)) > half_tick):
+        # Half a tick of the coarser clock; between two clocks, as much again as a rebuilt stream may be off:
+        # the two files' times are rounded on their own clocks and the picture's start on two more (Matroska's
+        # milliseconds rescaled into NUT's 1/44100 came out 0.508 ms off at the worst packet, and every such
+        # splice failed). On one clock a packet a tick off is moved back (Opus in WebM kept to the tick).
+        coarse = max(float(want[1]), float(got[1]))
+        half_tick = coarse / 2 + (1e-6 if want[1] == got[1] else AUDIO_START_TOLERANCE)
+        if np.any(np.abs(np.diff(wanted) - np.diff(written)) > coarse + AUDIO_START_TOLERANCE):
             # Packets cut anew (PCM from MXF's one per frame into MOV's chunks): only the first says where the
             # sound starts; packet n of one is not packet n of the other.
             wanted, written = wanted[:1], written[:1]
