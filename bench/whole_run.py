@@ -81,8 +81,9 @@ def backend_only(keys: np.ndarray) -> float:
 
 
 def png_floor(keys: np.ndarray, paths: list[Path]) -> float:
-    """Seconds of the PNG work no run of these jobs can skip, in this process with no file I/O: each job's
-    frame encoded once (at the default level) and one key decoded (the next job's start is this one's end)."""
+    """Seconds of the PNG work no run of these jobs can skip, in this process, nothing written: each job's
+    frame encoded once (at the default level) and one key read and decoded (the next job's start is this
+    one's end)."""
     t0 = time.perf_counter()
     for key in keys[1:]:
         encode_png(key)

@@ -163,10 +163,6 @@ def mux_output(
     source_muxer = MUXERS.get(source.suffix.lower())
     for s in streams:
         idx, kind = int(s["index"]), s.get("codec_type")
-        # Audio the output's container cannot hold as it is (PCM in MPEG-TS, which ffmpeg writes as a data
-        # stream no player plays) is rebuilt in a codec it holds, as where time is inserted.
-        held = kind != "audio" or shifts or not muxer or muxer == source_muxer
-        held = held or copies_into(source, idx, muxer)
         if idx == facts.index:
             video = out
             maps += ["-map", "0:v:0", f"-c:{out}", "copy"]
@@ -186,7 +182,9 @@ def mux_output(
                 bsfs.append(ANNEX_B_FILTERS[facts.codec])
             if bsfs:
                 maps += [f"-bsf:{out}", ",".join(bsfs)]
-        elif kind == "audio" and (shifts or not held):
+        elif kind == "audio" and (shifts or not _copy_held(source, idx, muxer, source_muxer)):
+            # Rebuilt where time is inserted, and where the output's container cannot hold the stream as it is
+            # (PCM in MPEG-TS, which ffmpeg writes as a data stream no player plays): in a codec it holds.
             check_one_audio_format(source, idx)
             first = first_decoded_time(source, idx)
             rebuilt[idx] = (out, first)
@@ -298,11 +296,14 @@ def mux_output(
         raise MediaError(f"cannot write {output.name}: {_tail(log, muxer)}")
     if muxer in ("matroska", "webm") and facts.constant_rate:
         set_default_duration(output, video + 1, frame_duration_ns(facts.frame_rate))  # see media/matroska.py
-    if chapter_tracks and len(_source_streams(output)[1]) < len(chapters):
+    written, written_chapters = _source_streams(output)
+    if chapter_tracks and len(written_chapters) < len(chapters):
         dropped += chapter_tracks  # the output's container holds no chapters (MPEG-TS): they are lost
-    kept = {facts.index: (video, "video"), **{idx: (out, "subtitle") for idx, out in subtitles.items()}}
-    kept.update({idx: (out, "audio") for idx, out in [*copied.items(), *((i, o) for i, (o, _) in rebuilt.items())]})
-    _check_streams_kept(output, kept, streams)
+    kept = {facts.index: (video, "video")}
+    kept.update({idx: (out, "subtitle") for idx, out in subtitles.items()})
+    kept.update({idx: (out, "audio") for idx, out in copied.items()})
+    kept.update({idx: (out, "audio") for idx, (out, _) in rebuilt.items()})
+    _check_streams_kept(output, written, kept, streams)
     if not rebuilt:
         note = "audio copied" if any(s.get("codec_type") == "audio" for s in streams) else "no audio"
     else:
@@ -310,12 +311,20 @@ def mux_output(
     return Muxed(note, dropped, rebuilt, copied, video, moved_us / 1_000_000)
 
 
-def _check_streams_kept(output: Path, kept: dict[int, tuple[int, str]], streams: list[dict]) -> None:
+def _copy_held(source: Path, index: int, muxer: str | None, source_muxer: str | None) -> bool:
+    """Whether audio stream `index` of `source`, copied as it is, is held as audio by the output's `muxer`
+    (its own container's always is)."""
+    return not muxer or muxer == source_muxer or copies_into(source, index, muxer)
+
+
+def _check_streams_kept(
+    output: Path, written_streams: list[dict], kept: dict[int, tuple[int, str]], streams: list[dict]
+) -> None:
     """Every video, audio and subtitle stream mapped into `output` (output index and kind, by source index)
-    reads back from it as what it was: a muxer may take a codec it cannot hold and write it as a data stream,
-    without a word (PCM, ProRes, FFV1 or text subtitles in MPEG-TS, where no codec that holds the source's as
-    it is could be written in its place)."""
-    written = {int(s["index"]): s.get("codec_type") or "nothing" for s in _source_streams(output)[0]}
+    reads back from it (`written_streams`, as ffprobe lists them) as what it was: a muxer may take a codec it
+    cannot hold and write it as a data stream, without a word (PCM, ProRes, FFV1 or text subtitles in
+    MPEG-TS, where no codec that holds the source's as it is could be written in its place)."""
+    written = {int(s["index"]): s.get("codec_type") or "nothing" for s in written_streams}
     codecs = {int(s["index"]): s.get("codec_name", "?") for s in streams}
     for idx, (out, kind) in kept.items():
         if written.get(out) != kind:

@@ -27,14 +27,9 @@ _STSD_HEADER = 8  # version and flags, entry count
 _CHROMA_UNIT, _LUMINANCE_UNIT = Fraction(1, 50000), Fraction(1, 10000)
 
 
-def container_hdr10(facts: StreamFacts) -> list[str]:
-    """What HDR10 static metadata the container keeps for the stream, in words (empty: none)."""
-    kept = []
-    if facts.container_mastering_display is not None:
-        kept.append("mastering display")
-    if facts.container_content_light is not None:
-        kept.append("content light levels")
-    return kept
+def has_container_hdr10(facts: StreamFacts) -> bool:
+    """Whether the source's container keeps HDR10 static metadata for the stream."""
+    return facts.container_mastering_display is not None or facts.container_content_light is not None
 
 
 def hdr10_lead(encoded: Path, time_base: Fraction, facts: StreamFacts, work: Path) -> Path | None:
@@ -68,10 +63,10 @@ def hdr10_differs(want: StreamFacts, got: StreamFacts) -> list[str]:
     return differ
 
 
-def hdr10_lost(kept: list[str], facts: StreamFacts, ofacts: StreamFacts, output: Path) -> list[str]:
+def hdr10_lost(facts: StreamFacts, ofacts: StreamFacts, output: Path) -> list[str]:
     """The summary's line for container HDR10 metadata of the source that `output` does not carry as the
     source had it (a container that cannot hold it: MPEG-TS, AVI, MXF, NUT); nothing where it does."""
-    lost = hdr10_differs(facts, ofacts) if kept else []
+    lost = hdr10_differs(facts, ofacts)
     if not lost:
         return []
     return [f"the container's HDR10 {' and '.join(lost)} metadata: {output.suffix} output does not hold it as it was"]

@@ -59,7 +59,7 @@ from semfi_batch.splice.final_mux import (
     timecode_lost,
 )
 from semfi_batch.splice.gop_plan import Gop, gop_index, one_gop_reason
-from semfi_batch.splice.hdr10_container import HDR10_MUXERS, container_hdr10, hdr10_lead, hdr10_lost
+from semfi_batch.splice.hdr10_container import HDR10_MUXERS, has_container_hdr10, hdr10_lead, hdr10_lost
 from semfi_batch.splice.lost_captions import captions_lost
 from semfi_batch.splice.output_checks import (
     JoinCheckFailed,
@@ -206,8 +206,7 @@ def assemble_output(
                 raise JoinCheckFailed(f"decode times overlap at the join before source frame {piece.first_frame}")
     lost_captions = captions_lost(copy_from, cfacts, timeline, pieces)
     lead = _lead_file(copy_from, cfacts, work) if smart and any(p.copy for p in pieces) else None
-    hdr10 = container_hdr10(facts)
-    if hdr10 and lead is None and MUXERS.get(output.suffix.lower()) in HDR10_MUXERS:
+    if has_container_hdr10(facts) and lead is None and MUXERS.get(output.suffix.lower()) in HDR10_MUXERS:
         lead = hdr10_lead(entries[0].path, entries[0].time_base, facts, work)
     listing, offset_us = _write_concat(entries, cfacts, work, lead)
     mux_args = (listing, offset_us, source, facts, cfacts, timeline, output, work, audio_mode)
@@ -234,7 +233,7 @@ def assemble_output(
     method = "smart cut" if smart else "full re-encode"
     details = [note] if note else []
     details.append(choice.note)
-    dropped = [*muxed.dropped, *lost_captions, *hdr10_lost(hdr10, facts, ofacts, output)]
+    dropped = [*muxed.dropped, *lost_captions, *hdr10_lost(facts, ofacts, output)]
     dropped += timecode_lost(facts, ofacts, output)
     return Assembly(method, "; ".join(details), timeline, pieces, reencoded, muxed.audio_note, dropped)
 
