@@ -8,7 +8,9 @@ in the same run:
   report), in a fresh process;
 - minterpolate: ffmpeg reading the same PNG keyframes and writing the rebuilt frames as PNGs (whole process);
 - a no-op resume (the same command again);
-- where the run's time goes, from the job records' `timing` (keys, backend, write, record);
+- the engine's own time against the backend's: everything each worker did from its first job started to its
+  last one published (events.jsonl) beyond the backend's time (claims, keys, writes, records, publishing,
+  leases, the ledger), and the part of it the job records' `timing` holds (keys, write, record);
 - the PNG work no run can skip (a frame encoded and a key decoded per job, in-process): the least engine
   share PNG frames allow;
 - the same run with SEMFI_PNG_LEVEL=0 (PNG rows stored, not deflated): its engine share at 720p, its speed
@@ -50,6 +52,7 @@ from semfi_batch.media.frames import write_png  # noqa: E402
 from semfi_batch.media.keyframe_cache import fill_for_pairs, keyframe_cache_for  # noqa: E402
 from semfi_batch.media.png import decode_png, encode_png  # noqa: E402
 from semfi_batch.media.probe import probe_video  # noqa: E402
+from semfi_batch.run.worker import keep_freed_memory  # noqa: E402
 
 FOOTAGE = REPO.parent / "shared" / "footage" / "clips"
 # (clip, first frame of a stretch without cuts)
@@ -83,7 +86,10 @@ def backend_only(keys: np.ndarray) -> float:
 def png_floor(keys: np.ndarray, paths: list[Path]) -> float:
     """Seconds of the PNG work no run of these jobs can skip, in this process, nothing written: each job's
     frame encoded once (at the default level) and one key read and decoded (the next job's start is this
-    one's end)."""
+    one's end). Freed memory is kept for reuse as a worker keeps it (keep_freed_memory): else every buffer
+    comes back as fresh pages, faulted in on first touch (a 720p key's decode took 10-14 ms so, 5.7 ms
+    with it, on this project's 2-core machine)."""
+    keep_freed_memory()
     t0 = time.perf_counter()
     for key in keys[1:]:
         encode_png(key)
@@ -105,6 +111,12 @@ def engine_share(timings: list[dict[str, float]]) -> float:
     return engine / sum(t["backend_s"] for t in timings)
 
 
+def busy_share(rows: list[dict]) -> float:
+    """All the workers' time besides the backend's (worker_busy_s less backend_s) over the backend's."""
+    backend = sum(r["timing"]["backend_s"] for r in rows)
+    return (sum(r["busy_s"] for r in rows) - backend) / backend
+
+
 def record_timing(run: Path) -> dict[str, float]:
     """Sum of the job records' timing breakdown (empty when the records have none)."""
     total: dict[str, float] = {}
@@ -113,6 +125,17 @@ def record_timing(run: Path) -> dict[str, float]:
         for key, value in timing.items():
             total[key] = total.get(key, 0.0) + float(value)
     return total
+
+
+def worker_busy_s(run: Path) -> float:
+    """Seconds the run's workers spent on their jobs, summed over workers: from each worker's first job
+    started to its last one published (events.jsonl). Beyond the backend's own time this holds everything
+    the records' timing leaves out: claiming, publishing, leases, the ledger."""
+    spans: dict[str, list[float]] = {}
+    for line in (run / "events.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        spans.setdefault(event["worker"], []).append(event["t"])
+    return sum(max(times) - min(times) for times in spans.values())
 
 
 def clip_row(work: Path, name: str, first: int, frames: int) -> dict:
@@ -153,7 +176,7 @@ def clip_row(work: Path, name: str, first: int, frames: int) -> dict:
         "clip": name, "size": f"{info.width}x{info.height}", "n": n, "backend_fps": n / backend_s,
         "run_fps": n / run_s, "mci_fps": n / mci_s, "noop_s": noop_s, "noop_full_s": noop_full_s, "run_s": run_s,
         "backend_s": backend_s, "png_floor_s": floor_s,
-        "timing": record_timing(folder / "run"),
+        "timing": record_timing(folder / "run"), "busy_s": worker_busy_s(folder / "run"),
         "stored_fps": n / stored_s, "stored_timing": record_timing(folder / "run_stored"),
         "stored_size_ratio": frame_bytes[1] / max(1, frame_bytes[0]),
     }  # fmt: skip
@@ -251,7 +274,7 @@ def main() -> None:
         print(head)
         print("-" * len(head))
         for r in rows:
-            share = f"{engine_share([r['timing']]):.2f}" if r["timing"].get("backend_s") else "n/a"
+            share = f"{busy_share([r]):.2f}" if r["timing"].get("backend_s") else "n/a"
             print(
                 f"{r['clip']:34} {r['size']:9} {r['n']:>3} | {r['backend_fps']:7.2f} {r['run_fps']:6.2f} "
                 f"{r['run_fps'] / r['backend_fps']:6.2f} | {r['mci_fps']:6.2f} {r['run_fps'] / r['mci_fps']:7.2f} "
@@ -270,17 +293,20 @@ def main() -> None:
         hd = [r for r in rows if r["size"] == "1280x720" and r["timing"].get("backend_s")]
         if hd:
             share = engine_share([r["timing"] for r in hd])
-            verdict = "MET" if share < 0.2 else "NOT MET"
-            print(f"engine's own time / flow compute at 720p: {share:.3f} (target < 0.20: {verdict})")
+            whole = busy_share(hd)
+            verdict = "MET" if whole < 0.2 else "NOT MET"
+            print(f"engine's own time / flow compute at 720p: {whole:.3f} (target < 0.20: {verdict}): all a worker "
+                  "did besides flow, from its first job started to its last published (events.jsonl)")  # fmt: skip
+            print(f"  of which keys read, frames written and records made (the records' timing): {share:.3f}")
             floor = sum(r["png_floor_s"] for r in hd) / sum(r["backend_s"] for r in hd)
             per_job = sum(r["png_floor_s"] for r in hd) / sum(r["n"] for r in hd) * 1000
             flow_ms = sum(r["backend_s"] for r in hd) / sum(r["n"] for r in hd) * 1000
             print(f"  PNG alone (a frame encoded and a key decoded per job, in one process, no I/O): {per_job:.1f} ms "
                   f"against flow's {flow_ms:.1f} ms a job: {floor:.3f}, the least share PNG frames allow")  # fmt: skip
-            stored = engine_share([r["stored_timing"] for r in hd])
+            stored = engine_share([r["stored_timing"] for r in hd])  # its records' part, as `share`
             fps = np.mean([r["stored_fps"] / r["run_fps"] for r in hd])
             size = np.mean([r["stored_size_ratio"] for r in hd])
-            print(f"  with SEMFI_PNG_LEVEL=0 (rows stored, frames {size:.1f}x larger): {stored:.3f}, "
+            print(f"  with SEMFI_PNG_LEVEL=0 (rows stored, frames {size:.1f}x larger): records' part {stored:.3f}, "
                   f"whole run {fps:.2f}x the default's frames/s")  # fmt: skip
         verdict = "MET" if ratio >= 2 else "NOT MET"
         print(f"whole run / minterpolate throughput, mean: {ratio:.2f}x (target >= 2: {verdict})")
