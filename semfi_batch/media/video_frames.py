@@ -75,7 +75,8 @@ def iter_frames(
     time: decoding starts at the beginning, or, when the first wanted frame lies SEEK_MIN_FRAMES or more in,
     at the keyframe at least SEEK_LEAD_S before it (frames the seek did not deliver are read again from the
     start, and all of them when it did not land on a keyframe the decoder confirms; those after a picture the
-    decoder reports concealing, which it conceals from other pictures than a decode from the start has).
+    decoder reports concealing, which it conceals from other pictures than a decode from the start has; those
+    after the seek's decode failed).
     Elsewhere frames are counted from the start of a sequential decode, which is what the frame list of such
     videos is made of.
     FrameExtractError for an index outside the video, a frame that does not decode, or frames that change
@@ -105,6 +106,14 @@ def iter_frames(
             # frames' times do not say which frame is which. The decode's own count does.
             yield from _decode_counting(info, [i for i in missing if i not in got], deinterlace)
             return
+        except FrameExtractError:
+            if start is None:
+                raise
+            # The decode after the seek failed (a damaged keyframe it landed on, which a decode from the start
+            # conceals from the frames before it: ffmpeg once ended "Conversion failed!" there, in one run of
+            # many, under load): the frames it did not deliver are read from the start, as any untrusted seek's.
+            missing = [i for i in missing if i not in got]
+            continue
         missing = [i for i in missing if i not in got]
         if not missing:
             return
