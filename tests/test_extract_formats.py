@@ -108,8 +108,8 @@ def test_frames_after_a_seek_are_verified_by_time(fmt, clip_dir, decoded, monkey
     seen: list[int] = []
     real = video_frames_mod._decode_by_time
 
-    def spy(info, wanted, seek, *rest):
-        for index, frame in real(info, wanted, seek, *rest):
+    def spy(info, wanted, seek, *rest, **kwargs):
+        for index, frame in real(info, wanted, seek, *rest, **kwargs):
             seen.append((index, seek is not None))
             yield index, frame
 

@@ -87,24 +87,40 @@ def iter_frames(
     for i in (wanted[0], wanted[-1]):
         if not 0 <= i < info.frame_count:
             raise FrameExtractError(f"frame {i} is outside {info.path} (0..{info.frame_count - 1})")
+    yield from _frames(info, wanted, deinterlace, single_thread=False)
+
+
+def _frames(
+    info: VideoInfo, wanted: list[int], deinterlace: bool, *, single_thread: bool
+) -> Iterable[tuple[int, np.ndarray]]:
+    """`iter_frames` of sorted, valid `wanted` frames: decoded by the codec's own threads, until the decoder
+    reports concealing a damaged picture before a frame it delivers. Frame threads conceal a damaged picture
+    from whatever their neighbours had decoded by then, differently from run to run (one of 42 runs of a
+    damaged H.264 gave other pictures after the damage); that frame and those after it are then read by a
+    decode on one thread (`single_thread`), which conceals it the same way every time. Frames before the
+    damage are the same either way."""
     if not info.seekable:
-        yield from _decode_counting(info, wanted, deinterlace)
+        yield from _decode_counting(info, wanted, deinterlace, single_thread=single_thread)
         return
     missing = wanted
     seek = info.frame_time(wanted[0]) - SEEK_LEAD_S if wanted[0] >= SEEK_MIN_FRAMES else 0.0
     for start in [seek, None] if seek > 0 else [None]:
         got = set()
         try:
-            for index, frame in _decode_by_time(info, missing, start, deinterlace):
+            for index, frame in _decode_by_time(info, missing, start, deinterlace, single_thread=single_thread):
                 got.add(index)
                 yield index, frame
+        except _DamageMet:
+            yield from _frames(info, [i for i in missing if i not in got], deinterlace, single_thread=True)
+            return
         except _TimesOutOfOrder:
             if start is not None:
                 missing = [i for i in missing if i not in got]
                 continue
             # From the start, the frames delivered so far came in the probed order; after this point the
             # frames' times do not say which frame is which. The decode's own count does.
-            yield from _decode_counting(info, [i for i in missing if i not in got], deinterlace)
+            rest = [i for i in missing if i not in got]
+            yield from _decode_counting(info, rest, deinterlace, single_thread=single_thread)
             return
         except FrameExtractError:
             if start is None:
@@ -120,6 +136,11 @@ def iter_frames(
     raise FrameExtractError(f"cannot decode frame {missing[0]} of {info.path}: the decoder delivered no such frame")
 
 
+class _DamageMet(Exception):
+    """A decode on the codec's threads reported concealing a damaged picture before the frame it was about to
+    deliver: from there on its frames are read by a decode on one thread (`_frames`)."""
+
+
 class _TimesOutOfOrder(Exception):
     """A decode delivered a frame whose time is not later than the one before it: from there on, the frames'
     times do not identify them (times edited out of order; a decoder stamping frames by decode times)."""
@@ -129,14 +150,25 @@ class _TimesOutOfOrder(Exception):
 _DEINTERLACE = "bwdif=mode=send_frame:parity=auto:deint=all,"
 
 
-def _decode_counting(info: VideoInfo, wanted: list[int], deinterlace: bool) -> Iterable[tuple[int, np.ndarray]]:
-    """Decode from the start, keeping frames whose position in the decode (select's n) is wanted."""
+def _decode_counting(
+    info: VideoInfo, wanted: list[int], deinterlace: bool, *, single_thread: bool = False
+) -> Iterable[tuple[int, np.ndarray]]:
+    """Decode from the start, keeping frames whose position in the decode (select's n) is wanted. On the
+    codec's threads until damage is met (`_frames`), then on one thread from the start for the rest."""
     graph = (_DEINTERLACE if deinterlace else "") + f"select='{_select_expr('n', _runs(wanted))}'"
-    frames = _decode(info, [], graph, len(wanted), counted=True)
+    concealed: list[int] = []
+    frames = _decode(info, [], graph, len(wanted), concealed=concealed, counted=True, single_thread=single_thread)
     count = 0
-    for index, frame in zip(wanted, frames, strict=False):
-        count += 1
-        yield index, frame
+    try:
+        for index, frame in zip(wanted, frames, strict=False):
+            if concealed[-1] and not single_thread:
+                frames.close()
+                yield from _decode_counting(info, wanted[count:], deinterlace, single_thread=True)
+                return
+            count += 1
+            yield index, frame
+    finally:
+        frames.close()
     if count < len(wanted):
         raise FrameExtractError(
             f"cannot decode frame {wanted[count]} of {info.path}: the decode ended after {count} of "
@@ -145,11 +177,13 @@ def _decode_counting(info: VideoInfo, wanted: list[int], deinterlace: bool) -> I
 
 
 def _decode_by_time(
-    info: VideoInfo, wanted: list[int], seek: float | None, deinterlace: bool = False
+    info: VideoInfo, wanted: list[int], seek: float | None, deinterlace: bool = False, *, single_thread: bool = False
 ) -> Iterable[tuple[int, np.ndarray]]:
     """Decode from the start, or from the keyframe at or before `seek` (s from the container start), keep the
     frames whose time is a wanted frame's, and name each by its own time (showinfo, after select). Yields
-    only frames it identified; _TimesOutOfOrder when a frame's time is not later than the one's before it."""
+    only frames it identified; _TimesOutOfOrder when a frame's time is not later than the one's before it;
+    _DamageMet when, decoding on the codec's threads, the decoder reported concealing a damaged picture before
+    a frame (`_frames`)."""
     ft = info.frame_times
     eps = info.time_tolerance
     # -copyts: filter times are the file's own, so the wanted times are the probed ones plus the container start.
@@ -177,7 +211,9 @@ def _decode_by_time(
     times: list[float] = []
     concealed: list[int] = []
     order = _OrderLog(f"Parsed_showinfo_{1 if deinterlace else 0}", info)  # ffmpeg names the filters of -vf so
-    frames = _decode(info, args, graph, len(wanted) + 1, times=times, concealed=concealed, order=order)
+    frames = _decode(
+        info, args, graph, len(wanted) + 1, times=times, concealed=concealed, order=order, single_thread=single_thread
+    )
     expected = set(wanted)
     try:
         for frame in frames:
@@ -191,8 +227,13 @@ def _decode_by_time(
                 return
             if seek is not None and concealed[-1]:
                 # A damaged picture met after the seek (the keyframe it landed on, or one before this frame) was
-                # concealed from other pictures than in a decode from the start: trust nothing more from it.
+                # concealed from other pictures than in a decode from the start: trust nothing more from it. On
+                # the codec's threads, that decode would meet the damage too: the frames go to one thread now.
+                if not single_thread:
+                    raise _DamageMet
                 return
+            if concealed[-1] and not single_thread:
+                raise _DamageMet
             stamp = times[-1] - info.start_time if times else float("nan")
             k = int(np.searchsorted(ft, stamp - eps))
             if not (k < ft.shape[0] and abs(float(ft[k]) - stamp) <= eps and k in expected):
@@ -238,6 +279,7 @@ def _decode(
     concealed: list[int] | None = None,
     counted: bool = False,
     order: _OrderLog | None = None,
+    single_thread: bool = False,
 ) -> Generator[np.ndarray, None, None]:
     """Run one ffmpeg decode of the first video stream through `graph` and yield up to `count` raw frames in
     `frame_layout(info)`. With `times`, showinfo's time of each frame is appended before it is yielded; with
@@ -248,7 +290,8 @@ def _decode(
     came with a time not later than the one before it.
     FrameExtractError for a frame of another size than the probe's (ffmpeg would scale it to the first size),
     and, when `graph` selects frames by their count (`counted`), for a decode whose filters ffmpeg set up
-    again mid-way (a change of size or pixel format): the count starts again from zero there."""
+    again mid-way (a change of size or pixel format): the count starts again from zero there.
+    `single_thread`: the decoder runs on one thread (the filters keep theirs)."""
     pix_fmt, dtype, channels = frame_layout(info)
     width, height = info.display_size
     frame_bytes = width * height * channels * dtype.itemsize
@@ -265,6 +308,7 @@ def _decode(
     script = None
     cmd = [tool_path("ffmpeg"), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info"]
     cmd += ["-noautorotate"] if turn else []
+    cmd += ["-threads", "1"] if single_thread else []  # before -i: the decoder's
     cmd += [*decoder_args(info.decoder), *input_args, "-i", str(info.path), "-map", VIDEO_STREAM_MAP]
     cmd += ["-an", "-sn", "-dn", "-fps_mode", "passthrough"]
     if len(graph) > 20_000:  # beyond what one argument should carry
