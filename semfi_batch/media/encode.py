@@ -292,13 +292,17 @@ def _x264_choice(
         for k in ("crf", "ref", "cabac", "8x8dct", "weightp", "bitrate"):
             if k in params:
                 x264[k] = params[k]
-    args += ["-preset", "medium", "-x264-params", ":".join(f"{k}={v}" for k, v in x264.items())]
-    note = "h264 re-encoded" + ("" if full else " with its own parameter-set ids")
     # Interlaced sources (re-encoded whole, see smart_cut_blocker) are coded interlaced again, in their field
-    # order: x264 takes it from each frame's flag, which -top sets.
+    # order. x264 orders its POCs (the decoder's word) by each frame's flag (-top), but writes every picture's
+    # pic_struct (the order ffprobe, players and MP4/TS readers state) from the order it started with, top
+    # first unless told: each is given as the source has it (a BFF source came back stating tt).
     from semfi_batch.media.codecs import interlace_args
 
     interlace, field_order = interlace_args("h264", facts.field_order, facts.top_field_first)
+    if interlace:
+        x264["tff" if facts.field_order in ("tt", "bt") else "bff"] = 1
+    args += ["-preset", "medium", "-x264-params", ":".join(f"{k}={v}" for k, v in x264.items())]
+    note = "h264 re-encoded" + ("" if full else " with its own parameter-set ids")
     if interlace:
         args += list(interlace)
         note += f", interlaced ({facts.field_order})"
