@@ -145,3 +145,19 @@ def test_a_superscript_digit_in_a_name_sorts_as_text(tmp_path):
     out = tmp_path / "keys.parquet"
     assert from_images(folder, out, "--gap", "1") == 0
     assert [p.start_image.name for p in load_manifest(out).pairs] == ["key1.png", "key1\u00b2.png"]
+
+
+@pytest.mark.parametrize(
+    "names", [["k1.png", "k02.png", "k2.png"], ["k1.png", "K2.png", "k2.png"], ["a.png", "b.png", "b.PNG"]]
+)
+def test_names_natural_order_cannot_tell_apart_are_refused_by_name(tmp_path, capsys, names, monkeypatch):
+    """key2 and key02 (or Key2 and key2) sort as equals, and came in the folder's listing order, which the
+    filesystem decides: the same folder gave its keys in two orders on ext4 and tmpfs, exit 0."""
+    folder = keys(tmp_path / "keys", names)
+    listed, iterdir = sorted(folder.iterdir()), Path.iterdir
+    for order in (listed, listed[::-1]):  # either listing order the filesystem might give
+        monkeypatch.setattr(Path, "iterdir", lambda self, o=order: iter(o) if self == folder else iterdir(self))
+        assert from_images(folder, tmp_path / "m.parquet", "--gap", "1") == 2
+        err = capsys.readouterr().err
+        assert names[1] in err and names[2] in err and "same place" in err
+    assert not (tmp_path / "m.parquet").exists()
