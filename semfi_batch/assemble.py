@@ -42,7 +42,8 @@ from semfi_batch.media.clips import (
     encode_png_sequence,
     h264_size,
 )
-from semfi_batch.media.frames import common_layout, icc_profile, read_image, write_png
+from semfi_batch.media.colour_profile import colour_profile
+from semfi_batch.media.frames import common_layout, read_image, write_png
 from semfi_batch.media.png import PNG_CHANNELS, png_header
 from semfi_batch.media.probe import probe_video
 from semfi_batch.media.rates import parse_rate
@@ -303,7 +304,7 @@ def as_plain_pngs(frames: list[Path], folder: Path, user_files: Collection[Path]
             pngs[src] = src
         else:
             pngs[src] = folder / f"decoded{len(pngs):06d}.png"
-            write_png(pngs[src], read_image(src), sync=False, icc=icc_profile(src))
+            write_png(pngs[src], read_image(src), sync=False, colour=colour_profile(src))
     return pngs
 
 
@@ -333,7 +334,7 @@ def frames_in_one_layout(
         if layouts[png] != (channels, depth):
             widened = folder / f"widened{len(layouts):06d}.png"
             layouts[widened] = channels, depth
-            write_png(widened, common_layout(read_image(png), richest)[0], sync=False, icc=icc_profile(png))
+            write_png(widened, common_layout(read_image(png), richest)[0], sync=False, colour=colour_profile(png))
             pngs[src] = widened
     return [pngs[src] for src in frames], (channels, depth)
 

@@ -89,3 +89,34 @@ def test_frames_are_written_in_the_colour_profile_their_keys_share(tmp_path):
             assert written.info.get("icc_profile") == profile, f"{name} is not in the keys' colour profile"
     notes = json.loads((run / "jobs" / "p" / "record.json").read_text())["notes"]
     assert "sRGB" in notes["colour_profile"]
+
+
+def test_frames_and_keys_keep_the_png_gamma_and_primaries_their_keys_share(tmp_path):
+    """PNG keys that say their colours by gAMA and cHRM (no ICC profile; a renderer's linear gamma 1.0) give
+    start.png, end.png, the frames and an assembled sequence with the same chunks: they were written without
+    them, which a viewer that honours gAMA showed much darker than the user's keys."""
+    import struct
+
+    from PIL import PngImagePlugin
+
+    chromaticity = (31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000)
+    keys = []
+    for name, pixels in (("k1.png", STORED), ("k2.png", STORED[::-1])):
+        info = PngImagePlugin.PngInfo()
+        info.add(b"gAMA", struct.pack(">I", 100000))
+        info.add(b"cHRM", struct.pack(">8I", *chromaticity))
+        keys.append(tmp_path / name)
+        Image.fromarray(pixels).save(keys[-1], pnginfo=info)
+    rows = [{"pair_id": "p", "start_image": str(keys[0]), "end_image": str(keys[1]), "gap_frames": 1}]
+    manifest = write_manifest(rows, tmp_path / "m.parquet")
+    run = tmp_path / "run"
+    assert main(["run", str(manifest), "--out", str(run), "--quiet", "--backend", "blend", "--no-preview"]) == 0
+    assert main(["assemble", str(run), "-o", str(tmp_path / "seq"), "--fps", "12"]) == 0
+    written = [run / "jobs" / "p" / name for name in ("start.png", "end.png", "frames/000001.png")]
+    for path in [*written, *sorted((tmp_path / "seq").iterdir())]:
+        with Image.open(path) as im:
+            shown = (im.info.get("gamma"), im.info.get("chromaticity"))
+        assert shown == (1.0, tuple(v / 100000 for v in chromaticity)), f"{path.name}: {shown}"
+    assert np.array_equal(read_image(written[0]), STORED) and np.array_equal(read_image(written[1]), STORED[::-1])
+    notes = json.loads((run / "jobs" / "p" / "record.json").read_text())["notes"]
+    assert "gamma 1" in notes["colour_profile"]

@@ -18,6 +18,7 @@ from PIL import Image
 
 from semfi_batch.atomic_write import write_atomic
 from semfi_batch.errors import MediaError
+from semfi_batch.media.colour_profile import ColourProfile
 from semfi_batch.media.png import (  # noqa: F401 - re-exported
     PNG_LEVEL_ENV,
     decode_png,
@@ -188,27 +189,6 @@ def _oriented(img: np.ndarray, orientation: int) -> np.ndarray:
     return img if turn is None else np.ascontiguousarray(turn(img))
 
 
-def icc_profile(path: Path) -> bytes | None:
-    """The ICC colour profile an image file says its colours are in (PNG iCCP, JPEG, TIFF, WebP), if any."""
-    try:
-        with Image.open(path) as im:
-            return im.info.get("icc_profile") or None
-    except Exception:  # noqa: BLE001 - unreadable files are named by read_image
-        return None
-
-
-def profile_name(icc: bytes) -> str:
-    """An ICC profile's description ("Display P3"), or its size when it has none that can be read."""
-    try:
-        from io import BytesIO
-
-        from PIL import ImageCms
-
-        return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(BytesIO(icc))).strip()
-    except Exception:  # noqa: BLE001 - a profile PIL cannot parse is still carried as it is
-        return f"an ICC profile of {len(icc)} bytes"
-
-
 def _has_gray_alpha(path: Path) -> bool:
     with Image.open(path) as im:
         return im.mode in ("LA", "La", "PA") or "transparency" in im.info
@@ -254,13 +234,13 @@ def resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
-def write_png(path: Path, frame: np.ndarray, *, sync: bool = True, icc: bytes | None = None) -> str:
+def write_png(path: Path, frame: np.ndarray, *, sync: bool = True, colour: ColourProfile | None = None) -> str:
     """Write a frame as a lossless PNG (8 or 16 bits, RGB or RGBA, as the array is), atomically (temporary
     name, fsync, rename). Returns the SHA-256 of the bytes written (a job's record lists it). `sync=False`
-    leaves the fsync to the caller (a job's writer syncs its files behind it); `icc`: the ICC colour profile
-    its colours are in (that of the keys it was made from)."""
+    leaves the fsync to the caller (a job's writer syncs its files behind it); `colour`: the colour description
+    its colours are in (that of the keys it was made from: media/colour_profile.py)."""
     try:
-        parts = encode_png_parts(frame, icc)
+        parts = encode_png_parts(frame, colour)
     except MediaError as exc:
         raise MediaError(f"{exc} ({path})") from None
     write_atomic(path, *parts, sync=sync)

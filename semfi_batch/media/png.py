@@ -19,11 +19,15 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from semfi_batch.errors import MediaError
+
+if TYPE_CHECKING:
+    from semfi_batch.media.colour_profile import ColourProfile
 
 try:  # a pinned dependency; without it (another platform) the same PNGs are deflated by zlib, slower
     from isal import isal_zlib as _deflate
@@ -53,18 +57,18 @@ def png_level() -> int:
     return int(value)
 
 
-def encode_png(frame: np.ndarray, icc: bytes | None = None) -> bytes:
-    """A frame (RGB/RGBA, uint8/uint16) as lossless PNG bytes at its own depth and channels; with `icc`, an ICC
-    colour profile the frame's colours are in (an iCCP chunk)."""
-    return b"".join(encode_png_parts(frame, icc))
+def encode_png(frame: np.ndarray, colour: ColourProfile | None = None) -> bytes:
+    """A frame (RGB/RGBA, uint8/uint16) as lossless PNG bytes at its own depth and channels; with `colour`, the
+    colour description the frame's colours are in (an iCCP chunk, else sRGB, gAMA and cHRM chunks)."""
+    return b"".join(encode_png_parts(frame, colour))
 
 
-def encode_png_parts(frame: np.ndarray, icc: bytes | None = None) -> list[bytes]:
-    """`encode_png(frame, icc)` in the pieces that make up the file, in order: written one after the other (and
+def encode_png_parts(frame: np.ndarray, colour: ColourProfile | None = None) -> list[bytes]:
+    """`encode_png(frame, colour)` in the pieces that make up the file, in order: written one after the other (and
     hashed so), the image data is never copied into one buffer."""
     if frame.dtype not in (np.uint8, np.uint16) or frame.ndim != 3 or frame.shape[2] not in (3, 4):
         raise MediaError(f"cannot write a frame of shape {frame.shape} {frame.dtype} as PNG")
-    profile = _chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc)) if icc else b""
+    profile = _colour_chunks(colour)
     level = png_level()
     if level >= 4:
         data = _encode_libpng(frame, level)
@@ -87,6 +91,23 @@ def encode_png_parts(frame: np.ndarray, icc: bytes | None = None) -> list[bytes]
     head = b"".join((_SIGNATURE, _chunk(b"IHDR", header), profile, struct.pack(">I", len(data)), b"IDAT"))
     tail = struct.pack(">I", _deflate.crc32(data, _deflate.crc32(b"IDAT"))) + _chunk(b"IEND", b"")
     return [head, data, tail]
+
+
+def _colour_chunks(colour: ColourProfile | None) -> bytes:
+    """The chunks that say how the pixels are shown: iCCP where there is an ICC profile (which overrides the
+    others), else sRGB, gAMA and cHRM as the key had them."""
+    if colour is None:
+        return b""
+    if colour.icc:
+        return _chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(colour.icc))
+    chunks = []
+    if colour.srgb is not None:
+        chunks.append(_chunk(b"sRGB", bytes([colour.srgb])))
+    if colour.gamma is not None:
+        chunks.append(_chunk(b"gAMA", struct.pack(">I", colour.gamma)))
+    if colour.chromaticity is not None:
+        chunks.append(_chunk(b"cHRM", struct.pack(">8I", *colour.chromaticity)))
+    return b"".join(chunks)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

@@ -24,7 +24,6 @@ from semfi_batch.backends import Backend, InterpolationRequest
 from semfi_batch.errors import DiskFull, MediaError, SemfiError
 from semfi_batch.media.clips import encode_png_sequence
 from semfi_batch.media.fields import interpolate_by_field
-from semfi_batch.media.frames import profile_name
 from semfi_batch.media.keyframe_cache import KeyframeCache, keyframe_cache_for
 from semfi_batch.media.probe import probe_stream
 from semfi_batch.run.frame_io import FrameWriter, writer_threads
@@ -159,8 +158,10 @@ def start_job(
         # A CPU backend's worker has no core to spare: it writes on its own thread and only the fsyncs wait
         # behind it; a model backend's process writes on threads of their own (run/frame_io.py).
         cpu = backend.scales_with_workers
-        icc, profile_note = key_colour_profile(job.pair)
-        writer = FrameWriter(0, sync_behind=True, icc=icc) if cpu else FrameWriter(writer_threads(), icc=icc)
+        colour, profile_note = key_colour_profile(job.pair)
+        writer = (
+            FrameWriter(0, sync_behind=True, colour=colour) if cpu else FrameWriter(writer_threads(), colour=colour)
+        )
         made = _generate(job, backend, backend_dir, folder, cache, writer, layout.key_store, profile_note)
         notes = dict(backend.notes.values)  # the next job's run resets the backend's own
         return StartedAttempt(job, layout, folder, token, started, notes, writer=writer, made=made, preview=preview)
@@ -261,15 +262,15 @@ def _generate(
         raise SemfiError(f"backend {job.backend} returned {len(frames)} frames, expected {pair.gap_frames}")
     if times is not None:  # after the backend's run, which may start its notes afresh
         backend.notes.values["uneven_times"] = [round(t, 4) for t in times]
-    if writer.icc or profile_note:
-        backend.notes.values["colour_profile"] = profile_name(writer.icc) if writer.icc else profile_note
+    if writer.colour or profile_note:
+        backend.notes.values["colour_profile"] = writer.colour.name if writer.colour else profile_note
     for name, frame, image, index in (
         ("start.png", start, pair.start_image, pair.start_frame),
         ("end.png", end, pair.end_image, pair.end_frame),
     ):
         cached = cache.path(pair.source, index) if pair.source is not None else None
         known = job.inputs.get(str(image)) if image is not None else None
-        writer.submit(folder / name, keep_key, folder / name, frame, image, cached, known, key_store, writer.icc)
+        writer.submit(folder / name, keep_key, folder / name, frame, image, cached, known, key_store, writer.colour)
     return _Made(frames, keyframes, fps, keys_s, backend_s)
 
 

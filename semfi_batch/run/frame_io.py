@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.errors import SemfiError
+from semfi_batch.media.colour_profile import ColourProfile
 from semfi_batch.media.frames import read_image, write_png
 from semfi_batch.run.identity import StatIdentity, stat_identity
 from semfi_batch.run.layout import fsync_path
@@ -110,21 +111,21 @@ class FrameWriter:
     `close` (or the end of a `with` block) every pending write has ended, so nothing is written into the
     attempt folder after the job is over."""
 
-    def __init__(self, threads: int, *, sync_behind: bool = False, icc: bytes | None = None):
+    def __init__(self, threads: int, *, sync_behind: bool = False, colour: ColourProfile | None = None):
         if sync_behind and threads:
             raise ValueError("sync_behind writes on the job's own thread: threads must be 0")
         self.threads = threads
         self.blocked_s = 0.0
         self.digests: dict[Path, str] = {}
-        self.icc = icc  # the ICC profile frames are written in (the job's keys')
+        self.colour = colour  # the colour description frames are written in (the job's keys')
         self._pending: list = []
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="semfi-png") if threads > 0 else None
         self._syncer = ThreadPoolExecutor(1, thread_name_prefix="semfi-sync") if sync_behind else None
         self._syncs: list[Future] = []
 
     def write(self, path: Path, frame: np.ndarray) -> None:
-        """Write `frame` to `path` as PNG (write_png), in the writer's colour profile (`icc`)."""
-        self.submit(path, functools.partial(write_png, icc=self.icc), path, frame)
+        """Write `frame` to `path` as PNG (write_png), in the writer's colour description (`colour`)."""
+        self.submit(path, functools.partial(write_png, colour=self.colour), path, frame)
 
     def submit(self, path: Path, write: Callable[..., str], *args) -> None:
         """Run `write(*args)`, which writes `path` and returns the SHA-256 of its bytes, on the writer. With

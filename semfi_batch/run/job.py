@@ -21,8 +21,9 @@ from semfi_batch.backends import BackendOptions, backend_class
 from semfi_batch.backends.routing import BackendRouter
 from semfi_batch.errors import MediaError, SemfiError
 from semfi_batch.manifest import KeyframePair
+from semfi_batch.media.colour_profile import ColourProfile, colour_profile
 from semfi_batch.media.fields import resize_interlaced
-from semfi_batch.media.frames import common_layout, icc_profile, profile_name, resize
+from semfi_batch.media.frames import common_layout, resize
 from semfi_batch.media.keyframe_cache import KeyframeCache
 from semfi_batch.media.probe import probe_stream, probe_video
 from semfi_batch.media.video_frames import extract_frames
@@ -39,8 +40,9 @@ if TYPE_CHECKING:
 # `run` and refused as stale by `splice` (2: inputs by content, outputs listed in the record; 3: keys converted to
 # RGB with accurate rounding and turned upright while RGB, VFR in-betweens at their own times, image keys turned by
 # their EXIF orientation and their colour profile kept, the colour of odd-sized 4:2:0 frames no longer drifting,
-# 16-bit TIFF keys in separate planes or with associated alpha read right).
-ENGINE_VERSION = 3
+# 16-bit TIFF keys in separate planes or with associated alpha read right; 4: frames and keys written with the
+# keys' PNG gAMA, cHRM and sRGB chunks where they have no ICC profile).
+ENGINE_VERSION = 4
 PREVIEW_FPS_IMAGES = 12.0
 __all__ = ["Job", "JobPlanner", "LeaseLost", "interlaced", "key_files", "load_keyframes", "publish_attempt"]
 
@@ -174,17 +176,17 @@ def load_keyframes(pair: KeyframePair, cache: KeyframeCache | None = None) -> tu
     return fit(start, width, height), fit(end, width, height), fps
 
 
-def key_colour_profile(pair: KeyframePair) -> tuple[bytes | None, str | None]:
-    """(the ICC profile the frames of an image pair are written in, a note for the record): the keys' own
-    profile when they share one, so keys and in-betweens show alike in a colour-managed viewer (a P3 key's red
-    (200, 120, 60) showed as (214, 116, 38) beside in-betweens without it); None for keys without one, for
-    video rows, and, with a note saying so, for keys in different profiles."""
+def key_colour_profile(pair: KeyframePair) -> tuple[ColourProfile | None, str | None]:
+    """(the colour description the frames of an image pair are written in, a note for the record): the keys'
+    own (an ICC profile; a PNG's gAMA, cHRM, sRGB) when they share one, so keys and in-betweens show alike in a
+    colour-managed viewer (a P3 key's red (200, 120, 60) showed as (214, 116, 38) beside in-betweens without
+    it); None for keys without one, for video rows, and, with a note saying so, for keys in different ones."""
     if pair.source is not None or pair.start_image is None or pair.end_image is None:
         return None, None
-    start, end = icc_profile(pair.start_image), icc_profile(pair.end_image)
+    start, end = colour_profile(pair.start_image), colour_profile(pair.end_image)
     if start == end:
         return start, None
-    names = [profile_name(p) if p else "none" for p in (start, end)]
+    names = [p.name if p else "none" for p in (start, end)]
     note = f"the keys carry different colour profiles (start: {names[0]}, end: {names[1]})"
     return None, note + "; frames written without one"
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.atomic_write import DISK_FULL_ERRNOS, write_atomic
+from semfi_batch.media.colour_profile import ColourProfile
 from semfi_batch.media.frames import write_png
 from semfi_batch.media.png import PNG_CHANNELS, png_header
 from semfi_batch.run.identity import StatIdentity, stat_identity
@@ -43,14 +44,14 @@ def keep_key(
     cached: Path | None,
     known: tuple[StatIdentity | None, str] | None,
     store: Path,
-    icc: bytes | None = None,
+    colour: ColourProfile | None = None,
     *,
     sync: bool = True,
 ) -> str:
     """Write the key the job used (`frame`) to `path`; return the SHA-256 of the file's bytes. `image`: the
     keyframe image it was read from, with `known` its (stat identity, SHA-256) as planned; `cached`: the
-    keyframe cache file of a video key; `store`: RUN/cache/keys; `icc`: the colour profile a key encoded from
-    its pixels is written in (the job's frames'). `sync=False`: the caller fsyncs `path`
+    keyframe cache file of a video key; `store`: RUN/cache/keys; `colour`: the colour description a key encoded
+    from its pixels is written in (the job's frames'). `sync=False`: the caller fsyncs `path`
     (which also makes a new store file's bytes durable: a link is the same file)."""
     header = png_header(cached) if cached is not None else None  # None too when the file is not there
     if header is not None and header[:2] == (frame.shape[1], frame.shape[0]):
@@ -58,13 +59,15 @@ def keep_key(
     elif image is not None and frame.dtype == np.uint8 and _is_plain_png(image, frame):
         source = image, known
     else:
-        return write_png(path, frame, sync=sync, icc=icc)
+        return write_png(path, frame, sync=sync, colour=colour)
     kept = _stored(*source, store, sync=sync)
     if kept is not None:
         digest = _link(kept, path, kept.stem, sync=sync)
         if digest is not None:
             return digest
-    return write_png(path, frame, sync=sync, icc=icc)  # the file changed since the job read it: the pixels it used
+    return write_png(
+        path, frame, sync=sync, colour=colour
+    )  # the file changed since the job read it: the pixels it used
 
 
 def _is_plain_png(image: Path, frame: np.ndarray) -> bool:
