@@ -77,16 +77,19 @@ def list_keyframe_images(directory: Path) -> list[Path]:
     return sorted(images, key=natural_path_key)
 
 
-def _refuse_names_of_one_place(images: list[Path]) -> None:
-    """KeyframeFolderError naming two images whose names natural order cannot tell apart (key2 and key02, Key2
-    and key2, key2.png and key2.PNG): sorted as equals they came in the folder's listing order, which the
-    filesystem decides (ext4 and tmpfs gave one folder's keys in two orders), so which key came first was chance."""
+def images_in_order(directory: Path) -> list[Path]:
+    """`list_keyframe_images` where the order is what counts (keys taken one after the other, a folder of frames):
+    KeyframeFolderError naming two images whose names natural order cannot tell apart (key2 and key02, Key2 and
+    key2, key2.png and key2.PNG): sorted as equals they came in the folder's listing order, which the filesystem
+    decides (ext4 and tmpfs gave one folder's keys in two orders), so which came first was chance."""
+    images = list_keyframe_images(directory)
     for a, b in zip(images, images[1:]):
         if natural_path_key(a) == natural_path_key(b):
             raise KeyframeFolderError(
                 f"images {a.name} and {b.name} in {a.parent} take the same place in name order (numbers count by "
                 "value, case is ignored): rename one so the order of the keys is clear, or give an exposure sheet"
             )
+    return images
 
 
 def unread_images(directory: Path) -> list[Path]:
@@ -191,9 +194,7 @@ def keyframe_pairs(
             shown = ", ".join(unlisted[:5]) + (" ..." if len(unlisted) > 5 else "")
             notes.append(f"{len(unlisted)} images in {directory} are not on the sheet and were left out: {shown}")
     else:
-        images = list_keyframe_images(directory)
-        _refuse_names_of_one_place(images)
-        keys = [Exposure(p, None) for p in images]
+        keys = [Exposure(p, None) for p in images_in_order(directory)]
     unread = [p.name for p in unread_images(directory)]
     if unread:
         shown = ", ".join(unread[:5]) + (" ..." if len(unread) > 5 else "")

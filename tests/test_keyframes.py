@@ -161,3 +161,15 @@ def test_names_natural_order_cannot_tell_apart_are_refused_by_name(tmp_path, cap
         err = capsys.readouterr().err
         assert names[1] in err and names[2] in err and "same place" in err
     assert not (tmp_path / "m.parquet").exists()
+
+
+def test_eval_reads_a_frame_folder_in_the_order_from_images_takes_keys(tmp_path):
+    """`eval` sorted a frame folder by whole names: key1.5.png came before key1.png ("." sorts before ".png"),
+    and names natural order cannot tell apart came in the filesystem's listing order."""
+    from semfi_batch.evaluate import open_clip
+
+    folder = keys(tmp_path / "frames", ["key2.png", "key1.5.png", "key1.png"])
+    assert [p.name for p in open_clip(folder).files] == ["key1.png", "key1.5.png", "key2.png"]
+    keys(folder, ["key02.png"])
+    with pytest.raises(KeyframeFolderError, match="key02.png and key2.png"):
+        open_clip(folder)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from semfi_batch.evaluate.settings import EvalError
-from semfi_batch.keyframes import natural_key
+from semfi_batch.keyframes import IMAGE_SUFFIXES, images_in_order
 from semfi_batch.manifest import KeyframePair
 from semfi_batch.media.fields import resize_interlaced
 from semfi_batch.media.frames import as_rgb8, read_image, resize
@@ -19,7 +19,6 @@ from semfi_batch.media.probe import VideoInfo, probe_stream, probe_video
 from semfi_batch.media.video_frames import iter_frames
 from semfi_batch.run.job import interlaced
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # Shot detection runs on frames this wide: cuts are obvious at any size and small frames decode fast.
 SHOT_WIDTH = 320
 
@@ -126,9 +125,7 @@ def open_clip(path: Path, max_frames: int | None = None) -> Clip:
     numbers). MediaError/VideoOpenFailure/EvalError name the file when it cannot be used."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(
-            (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: natural_key(p.name)
-        )
+        files = images_in_order(path)  # key1.5 between key1 and key2, as from-images orders keys
         if len(files) < 3:
             raise EvalError(f"{path}: a frame folder needs at least 3 images ({', '.join(IMAGE_SUFFIXES)})")
         first = read_image(files[0])
