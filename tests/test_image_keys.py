@@ -120,3 +120,39 @@ def test_frames_and_keys_keep_the_png_gamma_and_primaries_their_keys_share(tmp_p
     assert np.array_equal(read_image(written[0]), STORED) and np.array_equal(read_image(written[1]), STORED[::-1])
     notes = json.loads((run / "jobs" / "p" / "record.json").read_text())["notes"]
     assert "gamma 1" in notes["colour_profile"]
+
+
+def test_only_jobs_whose_keys_have_png_colour_chunks_are_made_again(tmp_path, monkeypatch):
+    """The frames of keys with PNG gAMA/cHRM/sRGB chunks were written without them before: those jobs enter
+    the key with it (and are made again); a job whose keys have none keeps the key it had."""
+    import struct
+
+    from PIL import PngImagePlugin
+
+    from semfi_batch.run import job as job_mod
+
+    info = PngImagePlugin.PngInfo()
+    info.add(b"gAMA", struct.pack(">I", 100000))
+    files = {}
+    for name, extra in (("g1.png", info), ("g2.png", info), ("p1.png", None), ("p2.png", None)):
+        files[name] = tmp_path / name
+        Image.fromarray(STORED).save(files[name], pnginfo=extra)
+    rows = [
+        {"pair_id": "gamma", "start_image": str(files["g1.png"]), "end_image": str(files["g2.png"]), "gap_frames": 1},
+        {"pair_id": "plain", "start_image": str(files["p1.png"]), "end_image": str(files["p2.png"]), "gap_frames": 1},
+    ]
+    manifest = write_manifest(rows, tmp_path / "m.parquet")
+    run = tmp_path / "run"
+
+    def keys() -> dict[str, str]:
+        return {p: json.loads((run / "jobs" / p / "record.json").read_text())["key"] for p in ("gamma", "plain")}
+
+    with monkeypatch.context() as before:  # as the engine planned before the chunks were written
+        before.setattr(job_mod, "says_colours_by_png_chunks", lambda path: False)
+        assert main(["run", str(manifest), "--out", str(run), "--quiet", "--backend", "blend", "--no-preview"]) == 0
+    old = keys()
+    assert main(["run", str(manifest), "--out", str(run), "--quiet", "--backend", "blend", "--no-preview"]) == 0
+    new = keys()
+    assert new["plain"] == old["plain"] and new["gamma"] != old["gamma"]
+    with Image.open(run / "jobs" / "gamma" / "frames" / "000001.png") as im:
+        assert im.info.get("gamma") == 1.0

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from semfi_batch.media.png import png_chunk_kinds
+
 _PNG_UNIT = 100_000  # gAMA and cHRM hold their values times 100000
 
 
@@ -56,6 +58,13 @@ def colour_profile(path: Path) -> ColourProfile | None:
         else None,
     )
     return profile if profile != ColourProfile() else None
+
+
+def says_colours_by_png_chunks(path: Path) -> bool:
+    """Whether `path` is a PNG that says its colours by sRGB, gAMA or cHRM chunks and has no ICC profile: read
+    from its chunk headers alone (job planning asks it of every key image once)."""
+    kinds = png_chunk_kinds(path)
+    return bool(kinds) and b"iCCP" not in kinds and bool(kinds & {b"sRGB", b"gAMA", b"cHRM"})
 
 
 def _icc_name(icc: bytes) -> str:

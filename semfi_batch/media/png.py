@@ -187,6 +187,16 @@ def decode_png(data: bytes, max_pixels: int) -> np.ndarray | None:
 SHOWN_OTHERWISE_CHUNKS = frozenset({b"tRNS", b"eXIf", b"iCCP", b"sRGB", b"gAMA", b"cHRM"})
 
 
+def png_chunk_kinds(path) -> frozenset[bytes] | None:
+    """The kinds of the chunks of a PNG file before its image data (IHDR included), read from its chunk
+    headers alone; None when it is not a PNG or cannot be read that far."""
+    try:
+        with open(path, "rb") as fh:
+            return _chunk_kinds_to_data(fh) if fh.read(8) == _SIGNATURE else None
+    except (OSError, struct.error):
+        return None
+
+
 def png_header(path) -> tuple[int, int, int, int, bool] | None:
     """(width, height, bit depth, colour type, whether a chunk of SHOWN_OTHERWISE_CHUNKS comes before the image
     data) of a PNG file, read from its chunk headers alone; None when it is not a PNG or cannot be read that
@@ -200,18 +210,25 @@ def png_header(path) -> tuple[int, int, int, int, bool] | None:
                 return None
             width, height, depth, color_type = struct.unpack(">IIBB", fh.read(10))
             fh.seek(length - 10 + 4, os.SEEK_CUR)  # the rest of IHDR and its CRC
-            while True:
-                head = fh.read(8)
-                if len(head) < 8:
-                    return None
-                length, kind = struct.unpack(">I4s", head)
-                if kind in (b"IDAT", b"IEND"):
-                    return width, height, depth, color_type, False
-                if kind in SHOWN_OTHERWISE_CHUNKS:
-                    return width, height, depth, color_type, True
-                fh.seek(length + 4, os.SEEK_CUR)
+            kinds = _chunk_kinds_to_data(fh)
     except (OSError, struct.error):
         return None
+    return None if kinds is None else (width, height, depth, color_type, bool(kinds & SHOWN_OTHERWISE_CHUNKS))
+
+
+def _chunk_kinds_to_data(fh) -> frozenset[bytes] | None:
+    """The kinds of the chunks from `fh`'s position (a chunk's start) to the image data; None when the file
+    ends first."""
+    kinds = set()
+    while True:
+        head = fh.read(8)
+        if len(head) < 8:
+            return None
+        length, kind = struct.unpack(">I4s", head)
+        if kind in (b"IDAT", b"IEND"):
+            return frozenset(kinds)
+        kinds.add(kind)
+        fh.seek(length + 4, os.SEEK_CUR)
 
 
 def _inflate(data: bytes, expected: int) -> bytes | bytearray | None:

@@ -21,7 +21,7 @@ from semfi_batch.backends import BackendOptions, backend_class
 from semfi_batch.backends.routing import BackendRouter
 from semfi_batch.errors import MediaError, SemfiError
 from semfi_batch.manifest import KeyframePair
-from semfi_batch.media.colour_profile import ColourProfile, colour_profile
+from semfi_batch.media.colour_profile import ColourProfile, colour_profile, says_colours_by_png_chunks
 from semfi_batch.media.fields import resize_interlaced
 from semfi_batch.media.frames import common_layout, resize
 from semfi_batch.media.keyframe_cache import KeyframeCache
@@ -40,9 +40,9 @@ if TYPE_CHECKING:
 # `run` and refused as stale by `splice` (2: inputs by content, outputs listed in the record; 3: keys converted to
 # RGB with accurate rounding and turned upright while RGB, VFR in-betweens at their own times, image keys turned by
 # their EXIF orientation and their colour profile kept, the colour of odd-sized 4:2:0 frames no longer drifting,
-# 16-bit TIFF keys in separate planes or with associated alpha read right; 4: frames and keys written with the
-# keys' PNG gAMA, cHRM and sRGB chunks where they have no ICC profile).
-ENGINE_VERSION = 4
+# 16-bit TIFF keys in separate planes or with associated alpha read right). A change that touches few jobs adds
+# to those jobs' keys instead (`JobPlanner.plan`), so that the others stay finished.
+ENGINE_VERSION = 3
 PREVIEW_FPS_IMAGES = 12.0
 __all__ = ["Job", "JobPlanner", "LeaseLost", "interlaced", "key_files", "load_keyframes", "publish_attempt"]
 
@@ -82,6 +82,7 @@ class JobPlanner:
         self.overrides = overrides or {}
         self._backends: dict[str, str] = {}  # name -> JSON of its version and key params
         self._files: dict[Path, tuple[StatIdentity | None, str]] = {}
+        self._colour_chunks: dict[Path, bool] = {}  # image -> whether it says its colours by PNG chunks
         self._rows: dict[tuple, tuple[list[str], dict]] = {}
         self.router = BackendRouter(default_backend, options)
 
@@ -126,6 +127,10 @@ class JobPlanner:
         ]  # fmt: skip
         if self.options.extra.get("deinterlace") and pair.source is not None:
             fields.append("deinterlace")  # other keys stay as they were
+        if any(self._png_colour_chunks(p) for p in (pair.start_image, pair.end_image) if p is not None):
+            # Frames written with the keys' PNG sRGB, gAMA and cHRM chunks (since 2026-12, engine 3: they had
+            # none): such jobs are made again; other keys stay as they were.
+            fields.append("png colour chunks")
         # repr of plain values (str, int, float, None, lists of them) is stable and much cheaper than JSON.
         key = hashlib.sha256(repr(fields).encode()).hexdigest()
         return Job(
@@ -146,6 +151,11 @@ class JobPlanner:
         if path not in self._files:
             self._files[path] = self.hashes.identity(path)
         return self._files[path]
+
+    def _png_colour_chunks(self, path: Path) -> bool:
+        if path not in self._colour_chunks:
+            self._colour_chunks[path] = says_colours_by_png_chunks(path)
+        return self._colour_chunks[path]
 
 
 def load_keyframes(pair: KeyframePair, cache: KeyframeCache | None = None) -> tuple[np.ndarray, np.ndarray, float]:
