@@ -93,7 +93,11 @@ def load_run(run_dir: Path) -> RunJobs:
             record = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue  # a record is written atomically; an unreadable one belongs to no finished job
-        records[record.get("pair_id", path.parent.name)] = record
+        if not isinstance(record, dict):
+            continue
+        # A job is its folder, as run, splice and review read it (jobs/<pair_id>), whatever id its record names:
+        # a folder renamed or copied by hand (jobs/p1 kept as jobs/p1_old) is not p1's job, and stood for it.
+        records[path.parent.name] = {**record, "pair_id": path.parent.name}
     unusable = []
     if pairs:
         planner = run_planner(run_dir)
