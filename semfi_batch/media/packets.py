@@ -38,6 +38,17 @@ class PacketIndex:
         return shown[np.argsort(self.pts[shown], kind="stable")]
 
     @property
+    def hidden_after_start(self) -> np.ndarray:
+        """Packet indices of frames an edit list hides that are not before the first shown frame: the cut
+        between two edits, or the frames after the last one. A decoder of this file never shows them, but a
+        copy of the packets into another file does (unlike the frames before the start, which a copy keeps
+        hidden: MOV's edit list, the decoder's missing references)."""
+        shown = self.pts[~self.discard]
+        if not shown.size:
+            return np.flatnonzero(self.discard)
+        return np.flatnonzero(self.discard & (self.pts >= shown.min()))
+
+    @property
     def keyframe_interval(self) -> int | None:
         """The most frames from one keyframe to the next in presentation order (the source's GOP length), or
         None with fewer than two keyframes."""

@@ -98,6 +98,8 @@ def assemble_output(
     note: str,
 ) -> Assembly:
     """Write the spliced video to `output` (a temporary path the caller renames). `smart`: copy untouched GOPs."""
+    if smart:
+        _check_no_hidden_frames(source, facts)
     copy_from, cfacts = _video_only(source, facts, work) if smart else (source, facts)
     packets = read_packets(copy_from, cfacts.index, cfacts.time_base)
     info = probe_video(source)
@@ -372,6 +374,23 @@ def _segment_muxer(output: Path, facts: StreamFacts) -> str:
         # of a 90 kHz stream at 24 fps by a third of a millisecond, and the output failed its timing check.
         return "mov"
     return "matroska"
+
+
+def _check_no_hidden_frames(source: Path, facts: StreamFacts) -> None:
+    """JoinCheckFailed where an MP4/MOV edit list hides frames after the picture's start (two edits with a
+    cut between them, or frames after the last edit): the copied GOPs would show them (a source of 65 frames
+    shown came back with 85 and the copied audio 0.6 s off, exit 0). The decoder's frames, re-encoded whole,
+    are the ones the source shows."""
+    if "mov" not in facts.format_name.split(","):  # only the MOV demuxer marks frames an edit list hides
+        return
+    packets = read_packets(source, facts.index, facts.time_base)
+    hidden = packets.hidden_after_start
+    if hidden.size:
+        at = float(int(packets.pts[hidden[0]]) * facts.time_base)
+        raise JoinCheckFailed(
+            f"its edit list hides {hidden.size} frames after its start (from {at:.3f} s), which copied packets "
+            "would show"
+        )
 
 
 def _video_only(source: Path, facts: StreamFacts, work: Path, name: str = "video") -> tuple[Path, StreamFacts]:
