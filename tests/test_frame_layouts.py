@@ -55,16 +55,48 @@ def test_flow_and_blend_work_at_16_bits_with_alpha(backend):
 
     a = np.zeros((32, 48, 4), np.uint16)
     a[..., :3] = 1000
-    a[..., 3] = 0
+    a[..., 3] = 65535
     b = a.copy()
     b[..., :3] = 1003  # a difference 8 bits cannot hold
-    b[..., 3] = 65535
     out = list(backend().generate(InterpolationRequest("p", a, b, 3, 0)))
     assert [f.dtype for f in out] == [np.uint16] * 3 and out[0].shape == a.shape
     # 1000 + 3t for t = 1/4, 2/4, 3/4, rounded: steps 8 bits cannot hold
     assert [round(float(f[..., 0].mean())) for f in out] == [1001, 1002, 1002]
+    a[..., 3] = 0  # the start key transparent: its colour shows nowhere, and in no frame
+    out = list(backend().generate(InterpolationRequest("p", a, b, 3, 0)))
     alphas = [float(f[..., 3].mean()) for f in out]
     assert alphas == sorted(alphas) and 0 < alphas[0] < alphas[-1] < 65535  # alpha moves with the colour
+    # (premultiplied at 16 bits, a colour under alpha 1/4 is kept to 4 levels of 65535)
+    assert all(np.abs(f[..., :3].astype(int) - 1003).max() <= 1 for f in out)
+
+
+def _disk(cx: int, ground: tuple[int, int, int]) -> np.ndarray:
+    """A white disk of radius 10 at column cx, opaque, on a transparent ground whose hidden colour is `ground`."""
+    yy, xx = np.mgrid[0:48, 0:64]
+    inside = (xx - cx) ** 2 + (yy - 24) ** 2 <= 100
+    frame = np.zeros((48, 64, 4), np.uint8)
+    frame[..., :3] = ground
+    frame[inside, :3] = 255
+    frame[..., 3] = np.where(inside, 255, 0)
+    return frame
+
+
+@pytest.mark.parametrize("backend", [FlowBackend, BlendBackend], ids=["flow", "blend"])
+@pytest.mark.parametrize("ground", [(0, 0, 0), (255, 0, 255)], ids=["black", "magenta"])
+def test_the_colour_under_transparent_pixels_shows_in_no_frame(backend, ground):
+    from semfi_batch.backends.base import InterpolationRequest
+
+    # Every pixel that shows in either key is white: so is every pixel that shows in the frames. Interpolated
+    # straight, the disk's moving and fading edges took the transparent ground's colour (blend: 448 of 541
+    # visible pixels more than 8 levels off white, up to 127; flow: up to 254).
+    (frame,) = backend().generate(InterpolationRequest("p", _disk(26, ground), _disk(38, ground), 1, 0))
+    shows = frame[..., 3] > 0
+    assert shows.sum() > 300 and (frame[shows, :3] == 255).all()
+    # Identical keys with partial alpha give the key back wherever it shows, at 8 bits exactly.
+    key = np.random.default_rng(4).integers(0, 256, (48, 64, 4), dtype=np.uint8)
+    shows = key[..., 3] > 0
+    for frame in backend().generate(InterpolationRequest("p", key, key.copy(), 2, 0)):
+        assert np.array_equal(frame[shows], key[shows]) and (frame[~shows] == 0).all()
 
 
 def test_fields_are_interpolated_apart_and_woven_back():

@@ -170,10 +170,25 @@ class Backend(ABC):
         the backend goes on (run/frame_io.FrameWriter)."""
 
     def generate(self, request: InterpolationRequest) -> Iterator[np.ndarray]:
-        """`interpolate`, with frames in the keys' own layout whatever the backend handles. A backend without
-        `deep_frames` (the video models, minterpolate) is given RGB uint8 keys; its frames are widened back
-        to 16 bits (x257), and alpha, which it cannot see, is cross-faded between the keys' alpha. What was
-        converted is noted in the job's record (notes.frames_converted)."""
+        """`interpolate`, with frames in the keys' own layout whatever the backend handles. Keys with partial
+        alpha are interpolated premultiplied (backends/premultiplied.py) and their frames given back straight.
+        A backend without `deep_frames` (the video models, minterpolate) is given RGB uint8 keys; its frames
+        are widened back to 16 bits (x257), and alpha, which it cannot see, is cross-faded between the keys'
+        alpha. What was converted is noted in the job's record (notes.frames_converted)."""
+        from dataclasses import replace
+
+        from semfi_batch.backends import premultiplied as pm
+
+        if not pm.has_partial_alpha(request.start, request.end):
+            yield from self._frames_in_layout(request, request)
+            return
+        keys = replace(request, start=pm.premultiplied(request.start), end=pm.premultiplied(request.end))
+        for frame in self._frames_in_layout(keys, request):
+            yield pm.straight(frame, request.start.dtype)
+
+    def _frames_in_layout(self, request: InterpolationRequest, given: InterpolationRequest) -> Iterator[np.ndarray]:
+        """`interpolate` of `request`, its frames in its keys' layout (see `generate`); `given`: the keys as the
+        job gave them, which the record's note describes."""
         start = request.start
         if self.deep_frames or (start.dtype == np.uint8 and start.shape[2] == 3):
             yield from self.interpolate(request)
@@ -182,8 +197,9 @@ class Backend(ABC):
 
         deep, alpha = start.dtype == np.uint16, start.shape[2] == 4
         self.notes.values["frames_converted"] = (
-            f"{'16-bit ' if deep else ''}{'RGBA' if alpha else 'RGB'} keys given to {self.name} as 8-bit RGB"
-            + (", frames widened to 16 bits" if deep else "")
+            f"{'16-bit ' if given.start.dtype == np.uint16 else ''}{'RGBA' if alpha else 'RGB'} keys given to "
+            f"{self.name} as 8-bit RGB"
+            + (", frames widened to 16 bits" if given.start.dtype == np.uint16 else "")
             + (", alpha cross-faded between the keys" if alpha else "")
         )
         narrow = replace(request, start=_rgb8(request.start), end=_rgb8(request.end))

@@ -261,6 +261,23 @@ def test_alpha_moves_with_the_picture(backend):
     assert all((f[..., 3] == 255).all() and np.array_equal(f[..., :3], g) for f, g in zip(with_alpha, without))
 
 
+def test_the_colour_under_transparent_pixels_shows_in_no_frame(backend):
+    # A white disk moves 12 pixels over a transparent ground that hides magenta: every pixel that shows in the
+    # frame is white (interpolated straight, 33 of 341 were more than 8 levels off, up to 254).
+    yy, xx = np.mgrid[0:48, 0:64]
+
+    def disk(cx):
+        inside = (xx - cx) ** 2 + (yy - 24) ** 2 <= 100
+        frame = np.zeros((48, 64, 4), np.uint8)
+        frame[..., :3] = (255, 0, 255)
+        frame[inside] = 255
+        return frame
+
+    (frame,) = backend.generate(InterpolationRequest("disk", disk(26), disk(38), 1, seed=0))
+    shows = frame[..., 3] > 0
+    assert shows.sum() > 300 and (frame[shows, :3] == 255).all()
+
+
 def test_16_bit_keys_keep_their_depth(backend):
     # 16-bit keys go into the network as they are: the frames are the 8-bit keys' frames to within half an
     # 8-bit level, at 16-bit precision (8-bit frames widened would all be multiples of 257).
