@@ -99,6 +99,23 @@ def test_the_colour_under_transparent_pixels_shows_in_no_frame(backend, ground):
         assert np.array_equal(frame[shows], key[shows]) and (frame[~shows] == 0).all()
 
 
+@pytest.mark.parametrize("size", [(40, 30), (100, 75)], ids=["smaller", "larger"])
+def test_keys_resized_with_partial_alpha_keep_the_colour_that_shows(size):
+    from semfi_batch.media.fields import resize_interlaced
+    from semfi_batch.media.frames import resize
+
+    # A row's width and height resize its keys: the white disk's edges took the transparent ground's magenta
+    # (up to 239 levels off white shrunk, 254 enlarged, exit 0); whole frames and field by field alike.
+    for fit in (resize, resize_interlaced):
+        for deep in (False, True):
+            key = _disk(30, (255, 0, 255))
+            key = key.astype(np.uint16) * 257 if deep else key
+            out = fit(key, *size)
+            shows = out[..., 3] > 0
+            assert out.shape == (size[1], size[0], 4) and out.dtype == key.dtype and shows.sum() > 100
+            assert (out[shows, :3] == np.iinfo(key.dtype).max).all()
+
+
 def test_fields_are_interpolated_apart_and_woven_back():
     # Keys whose two fields differ (combing): each field sequence is interpolated with itself only.
     start, end = np.zeros((8, 6, 3), np.uint8), np.zeros((8, 6, 3), np.uint8)

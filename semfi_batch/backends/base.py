@@ -171,13 +171,13 @@ class Backend(ABC):
 
     def generate(self, request: InterpolationRequest) -> Iterator[np.ndarray]:
         """`interpolate`, with frames in the keys' own layout whatever the backend handles. Keys with partial
-        alpha are interpolated premultiplied (backends/premultiplied.py) and their frames given back straight.
+        alpha are interpolated premultiplied (media/premultiplied.py) and their frames given back straight.
         A backend without `deep_frames` (the video models, minterpolate) is given RGB uint8 keys; its frames
         are widened back to 16 bits (x257), and alpha, which it cannot see, is cross-faded between the keys'
         alpha. What was converted is noted in the job's record (notes.frames_converted)."""
         from dataclasses import replace
 
-        from semfi_batch.backends import premultiplied as pm
+        from semfi_batch.media import premultiplied as pm
 
         if not pm.has_partial_alpha(request.start, request.end):
             yield from self._frames_in_layout(request, request)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 import cv2
 import numpy as np
 
+from semfi_batch.media.frames import scaled
+
 
 def split_fields(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(top field, bottom field): the even and the odd rows, each a half-height image."""
@@ -36,7 +38,7 @@ def resize_interlaced(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     heights = (height + 1) // 2, height // 2
     shrink = width * height < frame.shape[0] * frame.shape[1]
     method = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
-    return weave(*(cv2.resize(f, (width, h), interpolation=method) for f, h in zip((top, bottom), heights)))
+    return weave(*(scaled(f, width, h, method) for f, h in zip((top, bottom), heights)))
 
 
 def interpolate_by_field(
