@@ -122,9 +122,10 @@ def test_frames_and_keys_keep_the_png_gamma_and_primaries_their_keys_share(tmp_p
     assert "gamma 1" in notes["colour_profile"]
 
 
-def test_only_jobs_whose_keys_have_png_colour_chunks_are_made_again(tmp_path, monkeypatch):
-    """The frames of keys with PNG gAMA/cHRM/sRGB chunks were written without them before: those jobs enter
-    the key with it (and are made again); a job whose keys have none keeps the key it had."""
+def test_only_jobs_a_change_touches_are_made_again(tmp_path, monkeypatch):
+    """Frames of keys with PNG gAMA/cHRM/sRGB chunks were written without them, and keys with alpha were
+    interpolated as stored, before: those jobs enter the key with it (and are made again); a job whose keys
+    have neither keeps the key it had."""
     import struct
 
     from PIL import PngImagePlugin
@@ -133,26 +134,31 @@ def test_only_jobs_whose_keys_have_png_colour_chunks_are_made_again(tmp_path, mo
 
     info = PngImagePlugin.PngInfo()
     info.add(b"gAMA", struct.pack(">I", 100000))
+    seen = np.dstack([STORED, np.full(STORED.shape[:2], 128, np.uint8)])
     files = {}
-    for name, extra in (("g1.png", info), ("g2.png", info), ("p1.png", None), ("p2.png", None)):
+    for name, pixels, extra in (("g1.png", STORED, info), ("g2.png", STORED, info), ("p1.png", STORED, None),
+                                ("p2.png", STORED, None), ("a1.png", seen, None), ("a2.png", seen, None)):  # fmt: skip
         files[name] = tmp_path / name
-        Image.fromarray(STORED).save(files[name], pnginfo=extra)
+        Image.fromarray(pixels).save(files[name], pnginfo=extra)
     rows = [
-        {"pair_id": "gamma", "start_image": str(files["g1.png"]), "end_image": str(files["g2.png"]), "gap_frames": 1},
-        {"pair_id": "plain", "start_image": str(files["p1.png"]), "end_image": str(files["p2.png"]), "gap_frames": 1},
-    ]
+        {"pair_id": kind, "start_image": str(files[f"{kind[0]}1.png"]), "end_image": str(files[f"{kind[0]}2.png"]),
+         "gap_frames": 1}
+        for kind in ("gamma", "plain", "alpha")
+    ]  # fmt: skip
     manifest = write_manifest(rows, tmp_path / "m.parquet")
     run = tmp_path / "run"
 
     def keys() -> dict[str, str]:
-        return {p: json.loads((run / "jobs" / p / "record.json").read_text())["key"] for p in ("gamma", "plain")}
+        return {row["pair_id"]: json.loads((run / "jobs" / row["pair_id"] / "record.json").read_text())["key"]
+                for row in rows}  # fmt: skip
 
-    with monkeypatch.context() as before:  # as the engine planned before the chunks were written
+    with monkeypatch.context() as before:  # as the engine planned before those changes
         before.setattr(job_mod, "says_colours_by_png_chunks", lambda path: False)
+        before.setattr(job_mod, "may_have_alpha", lambda path: False)
         assert main(["run", str(manifest), "--out", str(run), "--quiet", "--backend", "blend", "--no-preview"]) == 0
     old = keys()
     assert main(["run", str(manifest), "--out", str(run), "--quiet", "--backend", "blend", "--no-preview"]) == 0
     new = keys()
-    assert new["plain"] == old["plain"] and new["gamma"] != old["gamma"]
+    assert new["plain"] == old["plain"] and new["gamma"] != old["gamma"] and new["alpha"] != old["alpha"]
     with Image.open(run / "jobs" / "gamma" / "frames" / "000001.png") as im:
         assert im.info.get("gamma") == 1.0

@@ -190,6 +190,16 @@ def _oriented(img: np.ndarray, orientation: int) -> np.ndarray:
     return img if turn is None else np.ascontiguousarray(turn(img))
 
 
+def may_have_alpha(path: Path) -> bool:
+    """Whether an image file has an alpha channel or a transparent colour, by its header (False where it
+    cannot be read: read_image names such files)."""
+    try:
+        with Image.open(path) as im:
+            return "A" in im.mode or "a" in im.mode or "transparency" in im.info
+    except Exception:  # noqa: BLE001 - unreadable files are named by read_image
+        return False
+
+
 def _has_gray_alpha(path: Path) -> bool:
     with Image.open(path) as im:
         return im.mode in ("LA", "La", "PA") or "transparency" in im.info

@@ -23,7 +23,7 @@ from semfi_batch.errors import MediaError, SemfiError
 from semfi_batch.manifest import KeyframePair
 from semfi_batch.media.colour_profile import ColourProfile, colour_profile, says_colours_by_png_chunks
 from semfi_batch.media.fields import resize_interlaced
-from semfi_batch.media.frames import common_layout, resize
+from semfi_batch.media.frames import common_layout, may_have_alpha, resize
 from semfi_batch.media.keyframe_cache import KeyframeCache
 from semfi_batch.media.probe import probe_stream, probe_video
 from semfi_batch.media.video_frames import extract_frames
@@ -82,7 +82,7 @@ class JobPlanner:
         self.overrides = overrides or {}
         self._backends: dict[str, str] = {}  # name -> JSON of its version and key params
         self._files: dict[Path, tuple[StatIdentity | None, str]] = {}
-        self._colour_chunks: dict[Path, bool] = {}  # image -> whether it says its colours by PNG chunks
+        self._image_marks: dict[Path, tuple[str, ...]] = {}  # key image -> what of it enters the job's key
         self._rows: dict[tuple, tuple[list[str], dict]] = {}
         self.router = BackendRouter(default_backend, options)
 
@@ -127,10 +127,11 @@ class JobPlanner:
         ]  # fmt: skip
         if self.options.extra.get("deinterlace") and pair.source is not None:
             fields.append("deinterlace")  # other keys stay as they were
-        if any(self._png_colour_chunks(p) for p in (pair.start_image, pair.end_image) if p is not None):
-            # Frames written with the keys' PNG sRGB, gAMA and cHRM chunks (since 2026-12, engine 3: they had
-            # none): such jobs are made again; other keys stay as they were.
-            fields.append("png colour chunks")
+        # Changes since engine 3 that touch only some image pairs enter their keys (such jobs are made again;
+        # other keys stay as they were): frames written with the keys' PNG sRGB, gAMA and cHRM chunks (they had
+        # none); keys with alpha interpolated and resized premultiplied (the colour under transparent pixels
+        # bled into what shows).
+        fields += sorted({mark for p in (pair.start_image, pair.end_image) if p is not None for mark in self._marks(p)})
         # repr of plain values (str, int, float, None, lists of them) is stable and much cheaper than JSON.
         key = hashlib.sha256(repr(fields).encode()).hexdigest()
         return Job(
@@ -152,10 +153,12 @@ class JobPlanner:
             self._files[path] = self.hashes.identity(path)
         return self._files[path]
 
-    def _png_colour_chunks(self, path: Path) -> bool:
-        if path not in self._colour_chunks:
-            self._colour_chunks[path] = says_colours_by_png_chunks(path)
-        return self._colour_chunks[path]
+    def _marks(self, path: Path) -> tuple[str, ...]:
+        """What of a key image enters the keys of the jobs that use it (see `plan`), read once per image."""
+        if path not in self._image_marks:
+            marks = ("png colour chunks",) if says_colours_by_png_chunks(path) else ()
+            self._image_marks[path] = marks + (("alpha premultiplied",) if may_have_alpha(path) else ())
+        return self._image_marks[path]
 
 
 def load_keyframes(pair: KeyframePair, cache: KeyframeCache | None = None) -> tuple[np.ndarray, np.ndarray, float]:
