@@ -48,7 +48,7 @@ from semfi_batch.media.png import PNG_CHANNELS, png_header
 from semfi_batch.media.probe import probe_video
 from semfi_batch.media.rates import parse_rate
 from semfi_batch.review.decisions import ReviewFilter
-from semfi_batch.run.layout import STATE_FOLDERS
+from semfi_batch.run.layout import check_outside_state
 from semfi_batch.run.stale import published_job, run_planner
 
 CODECS = ("h264", "prores")
@@ -91,10 +91,8 @@ def assemble_run(
             raise OptionError(codec_mismatch(codec, out))
         if (problem := clip_rate_problem(codec, rate)) is not None:
             raise OptionError(problem)
+    check_outside_state(out, run_dir)
     inside = out.expanduser().resolve()
-    for folder in STATE_FOLDERS:
-        if inside.is_relative_to((run_dir / folder).expanduser().resolve()):
-            raise OutputPathError(f"output {out} is inside the run's {folder}/ folder; write it elsewhere")
     sequence, generated, held, keys, reviewed_out = frame_sequence(run_dir, accepted_only=accepted_only)
     if sequence_out and out.is_dir() and any(key.parent.resolve() == inside for key in keys):
         raise OutputPathError(f"output folder {out} holds the run's keyframes; give a new folder")

@@ -60,11 +60,12 @@ def splice(
     if output is not None and out_dir is not None:
         raise typer.BadParameter("give -o/--output or --out-dir, not both")
     from semfi_batch.output_files import check_output_file
+    from semfi_batch.run.layout import check_outside_state
 
-    if otio is not None:
-        check_output_file(otio, (".otio",), "an OpenTimelineIO timeline")
-    if edl is not None:
-        check_output_file(edl, (".edl",), "a CMX 3600 EDL")
+    for path, suffix, kind in ((otio, ".otio", "an OpenTimelineIO timeline"), (edl, ".edl", "a CMX 3600 EDL")):
+        if path is not None:
+            check_output_file(path, (suffix,), kind)
+            check_outside_state(path, run_dir)
     if edl is not None:
         from semfi_batch.splice import read_run
         from semfi_batch.splice.otio_export import check_edl_support

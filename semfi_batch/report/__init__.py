@@ -15,6 +15,7 @@ from pathlib import Path
 from semfi_batch.atomic_write import write_atomic
 from semfi_batch.report.page import ReportError
 from semfi_batch.report.run_page import job_quality, run_report_html
+from semfi_batch.run.layout import check_outside_state
 
 __all__ = ["ReportError", "default_report_path", "job_quality", "write_report"]
 
@@ -37,6 +38,7 @@ def write_report(source: Path, out: Path | None = None, *, max_sheets: int = 200
     if out.is_symlink():  # as every run file that is a symlink: refused, never written through nor replaced
         raise ReportError(f"{out} is a symlink; the report is never written through one: remove it")
     if source.is_dir():
+        check_outside_state(out, source)
         # Links to the preview clips are relative to the page, so a run folder can be moved with its report.
         link_root = os.path.relpath(source.absolute(), out.absolute().parent)
         page = run_report_html(source, max_sheets=max_sheets, link_root=link_root, quick=quick)

@@ -35,6 +35,16 @@ CACHE_FOLDERS = (KEY_FOLDER, KEYFRAME_FOLDER)
 _TEMP = re.compile(r"^\..+\.(?:tmp-?(\d+)|renew-|stale-)")
 
 
+def check_outside_state(path: Path, run_dir: Path) -> None:
+    """Raise OutputPathError where `path` (an output a command was told to write: a clip, a page, a folder)
+    lies inside one of the run's STATE_FOLDERS, by any name: a file put into a finished job's folder makes it
+    no longer match its record, so splice would leave the job out."""
+    inside = Path(path).expanduser().resolve()
+    for folder in STATE_FOLDERS:
+        if inside.is_relative_to((Path(run_dir) / folder).expanduser().resolve()):
+            raise OutputPathError(f"output {path} is inside the run's {folder}/ folder; write it elsewhere")
+
+
 def _run_entry(name: str) -> bool:
     """Whether a root entry is a run's own: one of its files or folders, or one of its files being written."""
     return name in RUN_FILES or name in RUN_FOLDERS or any(name.startswith(f".{own}.tmp") for own in RUN_FILES)

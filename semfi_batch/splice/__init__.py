@@ -26,6 +26,7 @@ from semfi_batch.atomic_write import DISK_FULL_ERRNOS, no_space
 from semfi_batch.errors import MediaError, OptionError, OutputPathError, SemfiError
 from semfi_batch.media.encode import probe_stream_facts, smart_cut_blocker
 from semfi_batch.media.probe import probe_video
+from semfi_batch.run.layout import check_outside_state
 from semfi_batch.splice.final_mux import MUXERS, container_for_name
 from semfi_batch.splice.join import Assembly, assemble_output
 from semfi_batch.splice.output_checks import JoinCheckFailed
@@ -140,6 +141,7 @@ def output_paths(run: RunEdits, output: Path | None, out_dir: Path | None) -> di
             used.add(name)
             targets[src] = folder / name
     for target in targets.values():
+        check_outside_state(target, run.run_dir)
         # By any name: a path through a folder not made yet (nosuchdir/../src.mp4, which exists() calls absent
         # and whose folder would be made), a symlink, a hard link; and any source of the run, not only its own.
         for src in sources:

@@ -168,3 +168,21 @@ def test_assemble_holds_a_job_edited_by_hand_and_never_writes_into_one(tmp_path,
     before = {p.name: _digest(p) for p in keys.iterdir()}
     assert main(["assemble", str(tmp_path / "nrun"), "-o", str(keys)]) == 2
     assert {p.name: _digest(p) for p in keys.iterdir()} == before
+
+
+def test_splice_and_report_never_write_inside_a_runs_state_folders(clip_factory, tmp_path, capsys):
+    from tests.test_splice import make_run
+
+    run = make_run(tmp_path / "run", clip_factory(20), [{"pair_id": "a", "mode": "replace", "start": 4, "end": 8}])
+    job = run / "jobs" / "a"
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    # Each wrote its file into the finished job's folder (exit 0), and the next splice left the job out as
+    # "job folder does not match its record: frames/ holds 4 files, its record lists 3".
+    assert main(["splice", str(run), "-o", str(job / "frames" / "out.mp4")]) == 2
+    assert main(["splice", str(run), "--out-dir", str(job)]) == 2
+    assert main(["splice", str(run), "-o", str(tmp_path / "out.mp4"), "--otio", str(job / "t.otio")]) == 2
+    assert main(["report", str(run), "-o", str(job / "frames" / "r.html")]) == 2
+    assert main(["report", str(run), "-o", str(run / "cache" / "r.html")]) == 2
+    assert "is inside the run's jobs/ folder" in capsys.readouterr().err
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+    assert not (tmp_path / "out.mp4").exists()
