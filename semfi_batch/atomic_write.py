@@ -2,8 +2,9 @@
 report, caches, checkpoints) goes through `write_atomic`: its bytes go to a temporary name beside the target
 (".<name>.tmp<pid>-<random>": unique, created exclusively, so never written through a symlink, and removed
 by the next run when a kill left it), every byte is written (a write that makes no progress is a full disk),
-fsynced, then renamed into place. A failure removes the temporary file and raises one error that names the
-target, never the temporary name. Standard library only: the finished stamp's quick answer imports it."""
+fsynced, then renamed into place. A failure removes the temporary file (so does Ctrl-C or SIGTERM) and raises
+one error that names the target, never the temporary name. Standard library only: the finished stamp's quick
+answer imports it."""
 
 from __future__ import annotations
 
@@ -49,6 +50,10 @@ def write_atomic(path: Path, *parts: bytes, sync: bool = True, exclusive: bool =
         if exclusive and isinstance(exc, FileExistsError):
             raise
         raise file_error(exc, path) from None
+    except BaseException:  # Ctrl-C or SIGTERM (Terminated) mid-write: no temporary file left beside the target
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def write_all(fd: int, data: bytes, name: Path | str) -> None:

@@ -93,3 +93,18 @@ def test_exclusive_creation_has_one_winner_whole(tmp_path):
     assert len(won) == 1 and len(lost) == len(contents) - 1
     assert target.read_bytes() == won[0]
     assert _leftovers(tmp_path) == []
+
+
+def test_ctrl_c_or_sigterm_mid_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from semfi_batch.termination import Terminated
+
+    target = tmp_path / "report.html"
+    target.write_bytes(b"old")
+
+    def interrupted(fd):
+        raise Terminated()
+
+    monkeypatch.setattr("semfi_batch.atomic_write.os.fsync", interrupted)
+    with pytest.raises(Terminated):
+        write_atomic(target, b"new")
+    assert target.read_bytes() == b"old" and _leftovers(tmp_path) == []  # before: .report.html.tmp<pid>-<hex>

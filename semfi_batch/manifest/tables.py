@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from semfi_batch.atomic_write import write_atomic
 from semfi_batch.errors import ManifestError, ManifestProblem
 from semfi_batch.manifest.schema import COLUMN_KINDS, KNOWN_COLUMNS, SCHEMA
 
@@ -162,9 +163,11 @@ def write_manifest(rows: Iterable[Mapping[str, Any]] | pa.Table, path: Path) -> 
     out = pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=SCHEMA.metadata))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    pq.write_table(out, tmp)
-    os.replace(tmp, path)
+    # Made in memory and written by write_atomic: a full disk or a kill leaves no temporary file beside the
+    # user's, and the error names the manifest (pyarrow's named neither: "Error writing bytes to file").
+    buffer = pa.BufferOutputStream()
+    pq.write_table(out, buffer)
+    write_atomic(path, buffer.getvalue().to_pybytes())
     return path
 
 

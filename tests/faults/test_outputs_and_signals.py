@@ -186,3 +186,21 @@ def test_splice_and_report_never_write_inside_a_runs_state_folders(clip_factory,
     assert "is inside the run's jobs/ folder" in capsys.readouterr().err
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_manifest_on_a_full_disk_is_one_line_naming_it_and_leaves_nothing(tmp_path, capsys):
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for i in range(3):
+        write_png(keys / f"k{i}.png", np.full((16, 16, 3), 80 * i, np.uint8))
+    with small_tmpfs(tmp_path / "small", "64k") as small:
+        with open(small / "filler", "wb", buffering=0) as fh, contextlib.suppress(OSError):
+            while True:
+                fh.write(bytes(1024))
+        assert main(["manifest", "from-images", str(keys), "-o", str(small / "keys.parquet"), "--gap", "2"]) == 1
+        # Before: "Error writing bytes to file. Detail: [errno 28] No space left on device", naming no file.
+        assert f"cannot write {small / 'keys.parquet'}: No space left" in capsys.readouterr().err
+        assert sorted(p.name for p in small.iterdir()) == ["filler"]
+        (small / "filler").unlink()
+        assert main(["manifest", "from-images", str(keys), "-o", str(small / "keys.parquet"), "--gap", "2"]) == 0
+        assert sorted(p.name for p in small.iterdir()) == ["keys.parquet"]
