@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from semfi_batch.atomic_write import DISK_FULL_ERRNOS, nearly_full, no_space
 from semfi_batch.errors import OptionError, OutputPathError, SemfiError
 from semfi_batch.manifest import KeyframePair, load_manifest
 from semfi_batch.media.clips import (
@@ -97,37 +98,57 @@ def assemble_run(
     if sequence_out and out.is_dir() and any(key.parent.resolve() == inside for key in keys):
         raise OutputPathError(f"output folder {out} holds the run's keyframes; give a new folder")
     notes = [f"{len(ids)} pair(s) {why}, key held: {', '.join(ids[:10])}" for why, ids in reviewed_out.items()]
-    if sequence_out:
-        write_png_sequence(sequence, out, keys)
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as work:
-            frames, (channels, depth) = frames_in_one_layout(sequence, Path(work), keys)
-            if codec == "h264" and (channels == 4 or depth == np.uint16):
-                notes.append("H.264 clips are 8-bit without alpha: use --codec prores or a PNG sequence to keep them")
-            width, height = png_header(frames[0])[:2]
-            even_width, even_height = h264_size(width, height)
-            if codec == "h264" and (even_width, even_height) != (width, height):
-                edges = " and ".join(edge for edge, odd in (("column", width % 2), ("row", height % 2)) if odd)
-                notes.append(
-                    f"H.264 clips have even sides: the {width}x{height} frames are {even_width}x{even_height} in "
-                    f"{out.name}, their last {edges} repeated; use --codec prores or a PNG sequence to keep "
-                    f"{width}x{height}"
-                )
-            encoded = Path(work) / out.name
-            try:
-                encode_png_sequence(frames, encoded, rate, codec=codec)
-            except SemfiError as exc:
-                raise SemfiError(str(exc)) from None
-            # Frames ffmpeg lost would shift everything after them in time: refuse the clip, not ship it.
-            info = probe_video(encoded)
-            if info.frame_count != len(frames):
-                raise SemfiError(
-                    f"ffmpeg wrote {info.frame_count} of {len(frames)} frames for {out}; {out.name} left as it was"
-                )
-            _check_frame_steps(info.frame_times, rate, out)
-            os.replace(encoded, out)
+    try:
+        if sequence_out:
+            write_png_sequence(sequence, out, keys)
+        else:
+            _write_clip(sequence, out, keys, rate, codec, notes)
+    except (SemfiError, OSError) as exc:
+        raise _about_output(exc, out) from None
     return AssembleSummary(out=out, frames=len(sequence), generated=generated, held=held, rate=rate, notes=notes)
+
+
+def _about_output(exc: SemfiError | OSError, out: Path) -> SemfiError | OSError:
+    """A failure while writing `out` said of it: a full output filesystem as such, not as the run's frame being
+    copied (shutil names its source) nor as the unreadable clip ffmpeg left in the temporary folder."""
+    why = exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
+    ours = f".{out.name}." in why  # the temporary folder or the new sequence beside `out`
+    if getattr(exc, "errno", None) in DISK_FULL_ERRNOS or (ours and nearly_full(out.parent)):
+        return no_space(out.parent, f"writing {out}")
+    return exc
+
+
+def _write_clip(
+    sequence: list[Path], out: Path, keys: Collection[Path], rate: Fraction, codec: str, notes: list[str]
+) -> None:
+    """Encode the frames as the clip `out`, in a temporary folder beside it, checked, then renamed into place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as work:
+        frames, (channels, depth) = frames_in_one_layout(sequence, Path(work), keys)
+        if codec == "h264" and (channels == 4 or depth == np.uint16):
+            notes.append("H.264 clips are 8-bit without alpha: use --codec prores or a PNG sequence to keep them")
+        width, height = png_header(frames[0])[:2]
+        even_width, even_height = h264_size(width, height)
+        if codec == "h264" and (even_width, even_height) != (width, height):
+            edges = " and ".join(edge for edge, odd in (("column", width % 2), ("row", height % 2)) if odd)
+            notes.append(
+                f"H.264 clips have even sides: the {width}x{height} frames are {even_width}x{even_height} in "
+                f"{out.name}, their last {edges} repeated; use --codec prores or a PNG sequence to keep "
+                f"{width}x{height}"
+            )
+        encoded = Path(work) / out.name
+        try:
+            encode_png_sequence(frames, encoded, rate, codec=codec)
+        except SemfiError as exc:
+            raise SemfiError(str(exc)) from None
+        # Frames ffmpeg lost would shift everything after them in time: refuse the clip, not ship it.
+        info = probe_video(encoded)
+        if info.frame_count != len(frames):
+            raise SemfiError(
+                f"ffmpeg wrote {info.frame_count} of {len(frames)} frames for {out}; {out.name} left as it was"
+            )
+        _check_frame_steps(info.frame_times, rate, out)
+        os.replace(encoded, out)
 
 
 def _check_frame_steps(times: np.ndarray, rate: Fraction, out: Path) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 from pathlib import Path
 
 from semfi_batch.errors import DiskFull, SemfiError
 
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+FULL_BYTES = 1 << 20  # a filesystem with less free than this is full for the files a command writes through ffmpeg
 
 
 def temporary_path(path: Path) -> Path:
@@ -64,6 +66,17 @@ def write_all(fd: int, data: bytes, name: Path | str) -> None:
         if written <= 0:
             raise OSError(errno.ENOSPC, "short write (disk full?)", str(name))
         view = view[written:]
+
+
+def nearly_full(folder: Path) -> bool:
+    """Whether the filesystem of `folder` (or of its nearest existing parent) has less than FULL_BYTES free:
+    ffmpeg may stop writing a file there without a word, and what fails next is reading it back."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free < FULL_BYTES
+    except OSError:
+        return False
 
 
 def no_space(folder: Path, doing: str) -> DiskFull:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from semfi_batch.atomic_write import DISK_FULL_ERRNOS, no_space
+from semfi_batch.atomic_write import DISK_FULL_ERRNOS, nearly_full, no_space
 from semfi_batch.errors import MediaError, OptionError, OutputPathError, SemfiError
 from semfi_batch.media.encode import probe_stream_facts, smart_cut_blocker
 from semfi_batch.media.probe import probe_video
@@ -224,7 +224,6 @@ def splice_source(source: Path, edits: list[Edit], output: Path, options: Splice
 
 
 _WORK_PREFIX = ".splice-"  # a splice's work folder, beside its output: .splice-<pid>-<random>
-_FULL_BYTES = 1 << 20  # an output filesystem with less free than this is full for a splice's own files
 
 
 def _about_output(exc: Exception, output: Path, tmp: Path, work_prefix: str) -> SemfiError:
@@ -235,13 +234,9 @@ def _about_output(exc: Exception, output: Path, tmp: Path, work_prefix: str) -> 
     folder = output.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    try:
-        nearly_full = shutil.disk_usage(folder).free < _FULL_BYTES
-    except OSError:
-        nearly_full = False
     errno_ = exc.errno if isinstance(exc, OSError) else None
     ours = work_prefix in why or tmp.name in why  # a failure on the splice's own files, not on an input
-    if errno_ in DISK_FULL_ERRNOS or "No space left" in why or (nearly_full and ours):
+    if errno_ in DISK_FULL_ERRNOS or "No space left" in why or (ours and nearly_full(folder)):
         return no_space(folder, f"writing {output}")
     written = isinstance(exc, OSError) and exc.filename is not None and Path(exc.filename).parent == output.parent
     if errno_ in (errno.EROFS, errno.EACCES, errno.EPERM) and (written or not output.parent.exists()):

@@ -204,3 +204,24 @@ def test_manifest_on_a_full_disk_is_one_line_naming_it_and_leaves_nothing(tmp_pa
         (small / "filler").unlink()
         assert main(["manifest", "from-images", str(keys), "-o", str(small / "keys.parquet"), "--gap", "2"]) == 0
         assert sorted(p.name for p in small.iterdir()) == ["keys.parquet"]
+
+
+def test_assemble_on_a_full_disk_names_the_output_and_leaves_nothing(tmp_path, capsys):
+    manifest = image_manifest(tmp_path, 2, size=64, gap=4)
+    run = tmp_path / "run"
+    assert main(run_args(manifest, run)) == 0
+    with small_tmpfs(tmp_path / "small", "256k") as small:
+        with open(small / "filler", "wb", buffering=0) as fh, contextlib.suppress(OSError):
+            while True:
+                fh.write(bytes(1024))
+        os.truncate(small / "filler", (small / "filler").stat().st_size - 8 * 1024)
+        capsys.readouterr()
+        # Before: "cannot read video SMALL/.clip.mp4.<random>/clip.mp4: ... Invalid data found" (a temporary
+        # name), and for the sequence "No space left on device: RUN/jobs/p00/frames/000001.png" (the run's file).
+        for name in ("clip.mp4", "seq"):
+            assert main(["assemble", str(run), "-o", str(small / name)]) == 1
+            assert (
+                f"no space left on the output filesystem ({small}) while writing {small / name}"
+                in capsys.readouterr().err
+            )
+            assert sorted(p.name for p in small.iterdir()) == ["filler"]
