@@ -19,20 +19,26 @@ drops frames (a GIF's palette) or decides alpha from the first frame alone (ProR
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import re
 import shutil
-import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from semfi_batch.atomic_write import DISK_FULL_ERRNOS, nearly_full, no_space
+from semfi_batch.atomic_write import (
+    DISK_FULL_ERRNOS,
+    nearly_full,
+    no_space,
+    remove_dead_temporaries,
+    temporary_path,
+)
 from semfi_batch.errors import OptionError, OutputPathError, SemfiError
 from semfi_batch.manifest import KeyframePair, load_manifest
 from semfi_batch.media.clips import (
@@ -98,6 +104,7 @@ def assemble_run(
     if sequence_out and out.is_dir() and any(key.parent.resolve() == inside for key in keys):
         raise OutputPathError(f"output folder {out} holds the run's keyframes; give a new folder")
     notes = [f"{len(ids)} pair(s) {why}, key held: {', '.join(ids[:10])}" for why, ids in reviewed_out.items()]
+    remove_dead_temporaries(out)
     try:
         if sequence_out:
             write_png_sequence(sequence, out, keys)
@@ -123,7 +130,7 @@ def _write_clip(
 ) -> None:
     """Encode the frames as the clip `out`, in a temporary folder beside it, checked, then renamed into place."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as work:
+    with _work_folder(out) as work:
         frames, (channels, depth) = frames_in_one_layout(sequence, Path(work), keys)
         if codec == "h264" and (channels == 4 or depth == np.uint16):
             notes.append("H.264 clips are 8-bit without alpha: use --codec prores or a PNG sequence to keep them")
@@ -149,6 +156,18 @@ def _write_clip(
             )
         _check_frame_steps(info.frame_times, rate, out)
         os.replace(encoded, out)
+
+
+@contextlib.contextmanager
+def _work_folder(out: Path) -> Iterator[Path]:
+    """A work folder beside `out` under one of its temporary names (a killed assemble's is removed by the next,
+    remove_dead_temporaries), removed when done."""
+    work = temporary_path(out)
+    try:
+        work.mkdir(mode=0o700)
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _check_frame_steps(times: np.ndarray, rate: Fraction, out: Path) -> None:
@@ -276,19 +295,18 @@ def write_png_sequence(frames: list[Path], folder: Path, user_files: Collection[
     if folder.exists() and any(not re.fullmatch(r"\d{6}\.png", p.name) for p in folder.iterdir()):
         raise OutputPathError(f"{folder} exists and holds other files than a frame sequence; give a new folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temporary_path(folder)
     tmp.mkdir()
     try:
-        with tempfile.TemporaryDirectory(prefix=f".{folder.name}.", dir=folder.parent) as work:
-            pngs = as_plain_pngs(frames, Path(work), user_files)
+        with _work_folder(folder) as work:
+            pngs = as_plain_pngs(frames, work, user_files)
             for n, src in enumerate(frames, 1):
                 shutil.copyfile(pngs[src], tmp / f"{n:06d}.png")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if folder.exists():
-        old = folder.with_name(f".{folder.name}.old{os.getpid()}")
+        old = temporary_path(folder)
         folder.rename(old)
         tmp.rename(folder)
         shutil.rmtree(old, ignore_errors=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -23,6 +24,37 @@ FULL_BYTES = 1 << 20  # a filesystem with less free than this is full for the fi
 def temporary_path(path: Path) -> Path:
     """A unique temporary name beside `path` (the process id in it tells a later run whose it was)."""
     return path.with_name(f".{path.name}.tmp{os.getpid()}-{os.urandom(4).hex()}")
+
+
+def remove_dead_temporaries(path: Path) -> None:
+    """Remove what killed processes left beside `path` under its temporary names (files or folders named
+    `.<name>.tmp<pid>-...`, see temporary_path) whose process is gone: a SIGKILL leaves them, and the next
+    command writing `path` clears them, so none stays beside the user's file."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.tmp(\d+)-")
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None or pid_alive(int(match.group(1))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` exists (one of another user's counts: it may be writing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_atomic(path: Path, *parts: bytes, sync: bool = True, exclusive: bool = False) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from semfi_batch.atomic_write import write_atomic
+from semfi_batch.atomic_write import remove_dead_temporaries, write_atomic
 from semfi_batch.errors import ManifestError, ManifestProblem
 from semfi_batch.manifest.schema import COLUMN_KINDS, KNOWN_COLUMNS, SCHEMA
 
@@ -167,6 +167,7 @@ def write_manifest(rows: Iterable[Mapping[str, Any]] | pa.Table, path: Path) -> 
     # user's, and the error names the manifest (pyarrow's named neither: "Error writing bytes to file").
     buffer = pa.BufferOutputStream()
     pq.write_table(out, buffer)
+    remove_dead_temporaries(path)
     write_atomic(path, buffer.getvalue().to_pybytes())
     return path
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from semfi_batch.atomic_write import write_atomic
+from semfi_batch.atomic_write import remove_dead_temporaries, write_atomic
 from semfi_batch.report.page import ReportError
 from semfi_batch.report.run_page import job_quality, run_report_html
 from semfi_batch.run.layout import check_outside_state
@@ -51,6 +51,7 @@ def write_report(source: Path, out: Path | None = None, *, max_sheets: int = 200
     else:
         raise ReportError(f"not found: {source}")
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temporaries(out)
     write_atomic(out, page.encode("utf-8"))
     return out
 

@@ -225,3 +225,25 @@ def test_assemble_on_a_full_disk_names_the_output_and_leaves_nothing(tmp_path, c
                 in capsys.readouterr().err
             )
             assert sorted(p.name for p in small.iterdir()) == ["filler"]
+
+
+def test_assemble_killed_leaves_nothing_after_the_next_assemble(tmp_path):
+    manifest = image_manifest(tmp_path, 3, size=128, gap=30)
+    run = tmp_path / "run"
+    assert main(run_args(manifest, run)) == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    command = [sys.executable, "-m", "semfi_batch", "assemble", str(run), "-o", str(out / "clip.mp4")]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not list(out.glob(".clip.mp4.*")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the assemble ended before it could be killed"
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert list(out.glob(".clip.mp4.*"))  # its work folder, beside the user's clip
+    # Before: the killed assemble's folder (.clip.mp4.<random>) stayed there for good, beside the new clip.
+    assert main(["assemble", str(run), "-o", str(out / "clip.mp4")]) == 0
+    assert main(["assemble", str(run), "-o", str(tmp_path / "whole.mp4")]) == 0
+    assert [p.name for p in out.iterdir()] == ["clip.mp4"]
+    assert _digest(out / "clip.mp4") == _digest(tmp_path / "whole.mp4")
