@@ -129,3 +129,21 @@ def test_image_keys_named_relative_to_the_manifest_are_found(tmp_path, monkeypat
     capsys.readouterr()
     assert main(["merge", "out"]) == 0
     assert "2 done, 0 failed, 0 without a record, 0 stale" in capsys.readouterr().out
+
+
+def test_merge_never_writes_over_a_runs_manifest_nor_into_its_jobs(tmp_path, capsys):
+    # Both exited 0: the run's manifest.parquet became a metrics table; x.parquet went into a finished job's folder.
+    manifest = image_manifest(tmp_path, 2)
+    root = tmp_path / "root"
+    assert run(manifest, root) == 0
+    snapshot = (root / "manifest.parquet").read_bytes()
+    for target in (root / "manifest.parquet", root / "jobs" / "p00" / "x.parquet", root / "work" / "m.parquet"):
+        assert main(["merge", str(root), "-o", str(target)]) == 2
+    assert (root / "manifest.parquet").read_bytes() == snapshot
+    assert sorted(p.name for p in (root / "jobs" / "p00").iterdir()) == [
+        "end.png",
+        "frames",
+        "record.json",
+        "start.png",
+    ]
+    assert "is a file of the run" in capsys.readouterr().err

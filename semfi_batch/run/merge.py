@@ -17,6 +17,7 @@ from pathlib import Path
 from semfi_batch.errors import OutputPathError, RunSettingsMismatch, SemfiError
 from semfi_batch.manifest import KeyframePair, Manifest, load_manifest
 from semfi_batch.run.engine import settings_differences, write_metrics
+from semfi_batch.run.layout import RUN_FILES, check_outside_state
 from semfi_batch.run.sources import RUN_INFO_NAME, rows_as_run
 from semfi_batch.run.stale import published_job, run_planner
 
@@ -83,8 +84,11 @@ def merged_path(roots: list[Path], out: Path | None) -> Path:
         return roots[0] / ("metrics.parquet" if len(roots) == 1 else MERGED_NAME)
     target = Path(out)
     for root in roots:
+        check_outside_state(target, root)
         if not _same_folder(target.parent, root):
             continue
+        if target.name in RUN_FILES and target.name != "metrics.parquet":
+            raise OutputPathError(f"output {target} is a file of the run {root}; choose another file")
         if target.name.startswith("metrics.shard-") or (target.name == "metrics.parquet" and len(roots) > 1):
             raise OutputPathError(
                 f"output {target} is the run's own metrics of {root}, which a later `run` there keeps: the merged "
