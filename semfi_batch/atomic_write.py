@@ -39,11 +39,16 @@ def remove_dead_temporaries(path: Path) -> None:
         match = pattern.match(entry.name)
         if match is None or pid_alive(int(match.group(1))):
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                entry.unlink()
+        remove_path(entry)
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file, a link or a folder tree; what cannot be removed is left."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def pid_alive(pid: int) -> bool:

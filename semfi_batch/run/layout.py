@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from semfi_batch.atomic_write import remove_path
 from semfi_batch.errors import OutputPathError
 from semfi_batch.manifest import pair_id_problem
 from semfi_batch.media.keyframe_cache import KEYFRAME_FOLDER
@@ -201,15 +202,6 @@ def _dead_temp(entry: os.DirEntry, ttl_s: float) -> bool:
     with contextlib.suppress(OSError):
         return entry.stat(follow_symlinks=False).st_mtime < time.time() - max(ttl_s, 60.0)
     return False
-
-
-def remove_path(path: Path) -> None:
-    """Remove a file, a link or a folder tree; what cannot be removed is left."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(OSError):
-            path.unlink()
 
 
 def _checked(pair_id: str) -> str:

@@ -27,9 +27,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from semfi_batch.atomic_write import DISK_FULL_ERRNOS, no_space, write_all
+from semfi_batch.atomic_write import DISK_FULL_ERRNOS, no_space, remove_path, write_all
 from semfi_batch.errors import DiskFull
-from semfi_batch.run.layout import remove_path
 from semfi_batch.run.notices import notice
 
 DEFAULT_TTL_S = 60.0

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from semfi_batch.atomic_write import DISK_FULL_ERRNOS, nearly_full, no_space
+from semfi_batch.atomic_write import DISK_FULL_ERRNOS, nearly_full, no_space, pid_alive
 from semfi_batch.errors import MediaError, OptionError, OutputPathError, SemfiError
 from semfi_batch.media.encode import probe_stream_facts, smart_cut_blocker
 from semfi_batch.media.probe import probe_video
@@ -281,22 +281,12 @@ def _remove_stale(output: Path) -> None:
     )
     for entry in output.parent.iterdir():
         match = pattern.match(entry.name)
-        if match is None or _alive(int(match.group(1) or match.group(2))):
+        if match is None or pid_alive(int(match.group(1) or match.group(2))):
             continue
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _clear(folder: Path) -> None:
