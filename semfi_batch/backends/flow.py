@@ -21,6 +21,9 @@ _FLOW_MAX_PIXELS = 480 * 270
 # A pixel whose forward-backward round trip misses by more than this (in pixels, plus a relative part) is
 # taken as occluded in that keyframe.
 _OCC_ABS, _OCC_REL = 1.0, 0.05
+# DIS needs frames at least this many pixels on each side (checked from 1 to 4000 pixels: every size with both
+# sides at 16 or more estimates; under it most sizes raise and some crash the process).
+_MIN_FLOW_SIDE = 16
 
 
 class FlowBackend(Backend):
@@ -50,8 +53,7 @@ class FlowBackend(Backend):
         g0, g1, scale = _flow_inputs(request.start, request.end)
         # Flows, occlusion and blend weights are worked out at flow resolution; only the final warps of the
         # keyframes run at full resolution.
-        f01 = self._dis.calc(g0, g1, None)
-        f10 = self._dis.calc(g1, g0, None)
+        f01, f10 = self._flows(g0, g1)
         fh, fw = g0.shape
         grid = _grid(fh, fw)
         v0 = _visibility(f01, f10, grid)  # pixels of frame 0 that are visible in frame 1
@@ -74,6 +76,18 @@ class FlowBackend(Backend):
                 ft0, ft1 = (_upsample(f, w, h) for f in (ft0, ft1))
                 alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
             yield _blend(_warp(a, ft0, full_grid), _warp(b, ft1, full_grid), alpha)
+
+    def _flows(self, g0: np.ndarray, g1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The flows 0->1 and 1->0 of two gray frames. DIS takes frames at least _MIN_FLOW_SIDE on each side:
+        under it, it raised for most sizes and crashed the process for others (SIGSEGV at 64x12, 128x8 and
+        256x15: a `run` ended with exit 139 and no word). Smaller frames are estimated with their last row
+        and column repeated to that size, and the flows cut back to the frames'."""
+        fh, fw = g0.shape
+        if min(fh, fw) >= _MIN_FLOW_SIDE:
+            return self._dis.calc(g0, g1, None), self._dis.calc(g1, g0, None)
+        grow = max(0, _MIN_FLOW_SIDE - fh), max(0, _MIN_FLOW_SIDE - fw)
+        p0, p1 = (cv2.copyMakeBorder(g, 0, grow[0], 0, grow[1], cv2.BORDER_REPLICATE) for g in (g0, g1))
+        return self._dis.calc(p0, p1, None)[:fh, :fw].copy(), self._dis.calc(p1, p0, None)[:fh, :fw].copy()
 
 
 def _blend(a: np.ndarray, b: np.ndarray, alpha: np.ndarray) -> np.ndarray:
