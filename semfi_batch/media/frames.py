@@ -24,6 +24,7 @@ from semfi_batch.media.png import (  # noqa: F401 - re-exported
     decode_png,
     encode_png,
     encode_png_parts,
+    png_has_alpha,
     png_level,
 )
 from semfi_batch.media.premultiplied import has_partial_alpha, premultiplied, straight
@@ -192,7 +193,11 @@ def _oriented(img: np.ndarray, orientation: int) -> np.ndarray:
 
 def may_have_alpha(path: Path) -> bool:
     """Whether an image file has an alpha channel or a transparent colour, by its header (False where it
-    cannot be read: read_image names such files)."""
+    cannot be read: read_image names such files). A PNG's chunk headers say it without Pillow (job planning
+    asks it of every key image)."""
+    in_png = png_has_alpha(path)
+    if in_png is not None:
+        return in_png
     try:
         with Image.open(path) as im:
             return "A" in im.mode or "a" in im.mode or "transparency" in im.info

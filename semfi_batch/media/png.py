@@ -188,19 +188,32 @@ SHOWN_OTHERWISE_CHUNKS = frozenset({b"tRNS", b"eXIf", b"iCCP", b"sRGB", b"gAMA",
 
 
 def png_chunk_kinds(path) -> frozenset[bytes] | None:
-    """The kinds of the chunks of a PNG file before its image data (IHDR included), read from its chunk
-    headers alone; None when it is not a PNG or cannot be read that far."""
-    try:
-        with open(path, "rb") as fh:
-            return _chunk_kinds_to_data(fh) if fh.read(8) == _SIGNATURE else None
-    except (OSError, struct.error):
-        return None
+    """The kinds of the chunks of a PNG file between IHDR and its image data, read from its chunk headers
+    alone; None when it is not a PNG or cannot be read that far."""
+    head = _header_and_chunk_kinds(path)
+    return None if head is None else head[4]
 
 
 def png_header(path) -> tuple[int, int, int, int, bool] | None:
     """(width, height, bit depth, colour type, whether a chunk of SHOWN_OTHERWISE_CHUNKS comes before the image
     data) of a PNG file, read from its chunk headers alone; None when it is not a PNG or cannot be read that
     far."""
+    head = _header_and_chunk_kinds(path)
+    if head is None:
+        return None
+    *layout, kinds = head
+    return (*layout, bool(kinds & SHOWN_OTHERWISE_CHUNKS))
+
+
+def png_has_alpha(path) -> bool | None:
+    """Whether a PNG file has an alpha channel or a transparent colour (tRNS), from its chunk headers alone;
+    None when it is not a PNG or cannot be read that far."""
+    head = _header_and_chunk_kinds(path)
+    return None if head is None else head[3] in (4, 6) or b"tRNS" in head[4]
+
+
+def _header_and_chunk_kinds(path) -> tuple[int, int, int, int, frozenset[bytes]] | None:
+    """(width, height, bit depth, colour type, the kinds of the chunks between IHDR and the image data)."""
     try:
         with open(path, "rb") as fh:
             if fh.read(8) != _SIGNATURE:
@@ -213,7 +226,7 @@ def png_header(path) -> tuple[int, int, int, int, bool] | None:
             kinds = _chunk_kinds_to_data(fh)
     except (OSError, struct.error):
         return None
-    return None if kinds is None else (width, height, depth, color_type, bool(kinds & SHOWN_OTHERWISE_CHUNKS))
+    return None if kinds is None else (width, height, depth, color_type, kinds)
 
 
 def _chunk_kinds_to_data(fh) -> frozenset[bytes] | None:

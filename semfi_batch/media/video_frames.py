@@ -225,15 +225,12 @@ def _decode_by_time(
                 # by stripes has its recovery points flagged keyframes: the first frame shown after one was still
                 # partly made from missing pictures, 255 levels off, exit 0).
                 return
+            if concealed[-1] and not single_thread:
+                raise _DamageMet  # read on one thread from here (a decode from the start would meet it too)
             if seek is not None and concealed[-1]:
                 # A damaged picture met after the seek (the keyframe it landed on, or one before this frame) was
-                # concealed from other pictures than in a decode from the start: trust nothing more from it. On
-                # the codec's threads, that decode would meet the damage too: the frames go to one thread now.
-                if not single_thread:
-                    raise _DamageMet
+                # concealed from other pictures than in a decode from the start: trust nothing more from it.
                 return
-            if concealed[-1] and not single_thread:
-                raise _DamageMet
             stamp = times[-1] - info.start_time if times else float("nan")
             k = int(np.searchsorted(ft, stamp - eps))
             if not (k < ft.shape[0] and abs(float(ft[k]) - stamp) <= eps and k in expected):

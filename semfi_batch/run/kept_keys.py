@@ -65,9 +65,8 @@ def keep_key(
         digest = _link(kept, path, kept.stem, sync=sync)
         if digest is not None:
             return digest
-    return write_png(
-        path, frame, sync=sync, colour=colour
-    )  # the file changed since the job read it: the pixels it used
+    # The file changed since the job read it: the pixels it used.
+    return write_png(path, frame, sync=sync, colour=colour)
 
 
 def _is_plain_png(image: Path, frame: np.ndarray) -> bool:
