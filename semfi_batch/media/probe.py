@@ -153,16 +153,38 @@ class RateAndFieldOrder:
 def probe_stream(path: Path) -> RateAndFieldOrder:
     """The rate and field order of `path`'s first video stream (one quick ffprobe, cached per path, size and
     mtime). VideoOpenFailure when unreadable."""
+    return _stream_cached(*_file_version(path))
+
+
+def stream_has_alpha(path: Path) -> bool:
+    """Whether `path`'s first video stream carries alpha, as `probe_video`'s `has_alpha` says it (its pixel
+    format as its frames are read, VP8/VP9 alpha beside the picture included), from `probe_stream`'s quick
+    ffprobe (the same one, cached): job planning asks it of every source. VideoOpenFailure when unreadable;
+    MediaError where this ffmpeg cannot read the alpha (media/side_alpha.py)."""
+    path, size, mtime_ns = _file_version(path)
+    return pixel_format_facts(stream_decoding(_first_video_stream(path, size, mtime_ns), path)[1])[1]
+
+
+def _file_version(path: Path) -> tuple[Path, int, int]:
+    """(`path` resolved, its size, its mtime in ns): what the quick probes are cached by."""
     path = Path(path)
     try:
         st = path.stat()
     except OSError as exc:
         raise VideoOpenFailure(f"cannot open video {path}: {exc.strerror or exc}") from None
-    return _stream_cached(path.resolve(), st.st_size, st.st_mtime_ns)
+    return path.resolve(), st.st_size, st.st_mtime_ns
 
 
 @lru_cache(maxsize=256)
-def _stream_cached(path: Path, _size: int, _mtime_ns: int) -> RateAndFieldOrder:
+def _stream_cached(path: Path, size: int, mtime_ns: int) -> RateAndFieldOrder:
+    video = _first_video_stream(path, size, mtime_ns)
+    field_order = field_order_of(video.get("field_order"), lambda: decoded_field_order(path))
+    return RateAndFieldOrder(avg_fps=_stream_rate(video), field_order=field_order)
+
+
+@lru_cache(maxsize=256)
+def _first_video_stream(path: Path, _size: int, _mtime_ns: int) -> dict:
+    """ffprobe's dict of `path`'s first video stream that is not cover art (shared: not to be changed)."""
     try:
         meta = _ffprobe_json(path, "-show_streams")
     except MediaError as exc:
@@ -170,8 +192,7 @@ def _stream_cached(path: Path, _size: int, _mtime_ns: int) -> RateAndFieldOrder:
     video = next((s for s in meta.get("streams", []) if s.get("codec_type") == "video" and not _is_cover(s)), None)
     if video is None:
         raise VideoOpenFailure(f"{path} has no video stream")
-    field_order = field_order_of(video.get("field_order"), lambda: decoded_field_order(path))
-    return RateAndFieldOrder(avg_fps=_stream_rate(video), field_order=field_order)
+    return video
 
 
 def _stream_rate(video: dict) -> float:

@@ -25,7 +25,7 @@ from semfi_batch.media.colour_profile import ColourProfile, colour_profile, says
 from semfi_batch.media.fields import resize_interlaced
 from semfi_batch.media.frames import common_layout, may_have_alpha, resize
 from semfi_batch.media.keyframe_cache import KeyframeCache
-from semfi_batch.media.probe import probe_stream, probe_video
+from semfi_batch.media.probe import probe_stream, probe_video, stream_has_alpha
 from semfi_batch.media.video_frames import extract_frames
 from semfi_batch.run.frame_io import RECENT_IMAGES
 from semfi_batch.run.identity import StatIdentity
@@ -83,6 +83,7 @@ class JobPlanner:
         self._backends: dict[str, str] = {}  # name -> JSON of its version and key params
         self._files: dict[Path, tuple[StatIdentity | None, str]] = {}
         self._image_marks: dict[Path, tuple[str, ...]] = {}  # key image -> what of it enters the job's key
+        self._source_marks: dict[Path, tuple[str, ...]] = {}  # source video -> what of it enters the job's key
         self._rows: dict[tuple, tuple[list[str], dict]] = {}
         self.router = BackendRouter(default_backend, options)
 
@@ -127,11 +128,14 @@ class JobPlanner:
         ]  # fmt: skip
         if self.options.extra.get("deinterlace") and pair.source is not None:
             fields.append("deinterlace")  # other keys stay as they were
-        # Changes since engine 3 that touch only some image pairs enter their keys (such jobs are made again;
-        # other keys stay as they were): frames written with the keys' PNG sRGB, gAMA and cHRM chunks (they had
-        # none); keys with alpha interpolated and resized premultiplied (the colour under transparent pixels
-        # bled into what shows).
-        fields += sorted({mark for p in (pair.start_image, pair.end_image) if p is not None for mark in self._marks(p)})
+        # Changes since engine 3 that touch only some pairs enter their keys (such jobs are made again; other
+        # keys stay as they were): frames written with the keys' PNG sRGB, gAMA and cHRM chunks (they had none);
+        # keys with alpha, from images or a video source, interpolated and resized premultiplied (the colour
+        # under transparent pixels bled into what shows).
+        marks = {mark for p in (pair.start_image, pair.end_image) if p is not None for mark in self._marks(p)}
+        if pair.source is not None:
+            marks.update(self._marks_of_source(pair.source))
+        fields += sorted(marks)
         # repr of plain values (str, int, float, None, lists of them) is stable and much cheaper than JSON.
         key = hashlib.sha256(repr(fields).encode()).hexdigest()
         return Job(
@@ -159,6 +163,18 @@ class JobPlanner:
             marks = ("png colour chunks",) if says_colours_by_png_chunks(path) else ()
             self._image_marks[path] = marks + (("alpha premultiplied",) if may_have_alpha(path) else ())
         return self._image_marks[path]
+
+    def _marks_of_source(self, path: Path) -> tuple[str, ...]:
+        """What of a source video enters the keys of the jobs that use it (see `plan`), probed once per source:
+        its pixel format (ProRes 4444, QuickTime Animation, FFV1, VP9 in WebM with alpha...). A source that
+        cannot be probed gets none: the manifest's checks and the job itself name it."""
+        if path not in self._source_marks:
+            try:
+                alpha = stream_has_alpha(path)
+            except SemfiError:
+                alpha = False
+            self._source_marks[path] = ("alpha premultiplied",) if alpha else ()
+        return self._source_marks[path]
 
 
 def load_keyframes(pair: KeyframePair, cache: KeyframeCache | None = None) -> tuple[np.ndarray, np.ndarray, float]:
