@@ -11,9 +11,9 @@ import pytest
 
 from semfi_batch.detect import DetectOptions, detect_video
 from semfi_batch.media import video_frames as video_frames_mod
-from semfi_batch.media.frame_pipes import TO_RGB_SCALE_FLAGS, UPRIGHT_FILTERS
+from semfi_batch.media.frame_pipes import TO_RGB_SCALE_FLAGS, UPRIGHT_FILTERS, exact_rgb_graph
 from semfi_batch.media.probe import probe_video
-from semfi_batch.media.video_frames import extract_frame, extract_frames, frame_layout
+from semfi_batch.media.video_frames import extract_frame, extract_frames, frame_layout, full_scale_alpha
 from tests.conftest import frame_number
 from tests.format_matrix import decoder
 from tests.formats import BLACK_AT, FORMATS, ClipFormat, make_clip
@@ -48,14 +48,18 @@ def sequential_decode(path, info) -> np.ndarray:
     """Every frame of a full decode from the start, in the layout extraction delivers: the ground truth."""
     pix_fmt, dtype, channels = frame_layout(info)
     # Converted and turned upright as extraction does (the frames compared must be the same frames).
-    graph = f"scale=flags={TO_RGB_SCALE_FLAGS},format={pix_fmt}"
+    exact = exact_rgb_graph(info.pix_fmt, info.color_space, info.color_range)  # deep YUV: by zscale
+    graph = (f"{exact}," if exact else "") + f"scale=flags={TO_RGB_SCALE_FLAGS},format={pix_fmt}"
     turn = UPRIGHT_FILTERS.get(round(-info.rotation) % 360)
     cmd = ["ffmpeg", "-nostdin", "-v", "error", *decoder(path), *(["-noautorotate"] if turn else [])]
     cmd += ["-i", str(path), "-map", "0:v:0", "-vf", f"{graph},{turn}" if turn else graph]
     cmd += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
     raw = subprocess.run(cmd, capture_output=True, check=True).stdout
     width, height = info.display_size
-    return np.frombuffer(raw, dtype).reshape(-1, height, width, channels)
+    frames = np.frombuffer(raw, dtype).reshape(-1, height, width, channels).copy()
+    if channels == 4 and 8 < info.bit_depth < 16:
+        frames[..., 3] = full_scale_alpha(frames[..., 3], info.bit_depth)
+    return frames
 
 
 def as8(frame: np.ndarray) -> np.ndarray:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from semfi_batch.errors import MediaError
-from semfi_batch.media.probe import parse_showinfo_line, showinfo_picture
+from semfi_batch.media.probe import parse_showinfo_line, pixel_format_facts, showinfo_picture
 from semfi_batch.media.side_alpha import decoder_args
 from semfi_batch.media.stream_facts import StreamFacts, colour_args
-from semfi_batch.media.tools import run_tool, tool_path
+from semfi_batch.media.tools import ffmpeg_filters, run_tool, tool_path
 
 if TYPE_CHECKING:
     from semfi_batch.media.encode import EncoderChoice
@@ -201,6 +201,85 @@ TO_RGB_SCALE_FLAGS = "neighbor+accurate_rnd+full_chroma_int"
 TO_YUV_SCALE_FLAGS = "area+accurate_rnd+full_chroma_int"
 
 
+# Deep YUV (9 to 16 bits) is turned into 16-bit RGB and back by zscale (libzimg, which computes in floating
+# point), around a plain repeat (average) of the colour samples at the source's depth by swscale: ffmpeg 5.1's
+# swscale scales the levels of deep YUV wrongly both ways. 10-bit limited-range white (Y 940, colour 512) came
+# out as 65283 of 65535, mid-grey 502 as 32641 for 32768 (up to 255 codes, 0.4%, low over the whole range; 12-bit
+# alike; full-range 10-bit 64 codes), and 16-bit generated white went back as Y 943, grey 32768 as 504 for 502.
+# Through zscale both ways are exact to half a code (tests/test_deep_levels.py).
+_DEEP_YUV_DEPTHS = (9, 10, 12, 14, 16)
+_DEEP_YUVA_DEPTHS = (9, 10, 16)  # the depths of YUVA zscale takes; 12-bit alpha goes through 16 bits
+
+
+def deep_yuv_planes(pix_fmt: str) -> tuple[str, str] | None:
+    """(the full-colour planar YUV format at the source's depth that zscale takes, the planar 16-bit RGB format
+    it turns it into) for a YUV or gray pixel format deeper than 8 bits (alpha kept; gray as YUV of neutral
+    colour, so that its range is read: ffmpeg read 10-bit gray Y 940 as 60160, full range); None for any other
+    format. 12- and 14-bit YUVA goes through 16 bits: widened by a shift, which limited-range levels are exact in."""
+    if not pix_fmt.startswith(("yuv", "p0", "p2", "p4", "nv", "y2", "gray")):
+        return None
+    depth, alpha = pixel_format_facts(pix_fmt)
+    if depth not in _DEEP_YUV_DEPTHS:
+        return None
+    if alpha:
+        return f"yuva444p{depth if depth in _DEEP_YUVA_DEPTHS else 16}le", "gbrap16le"
+    return f"yuv444p{depth}le", "gbrp16le"
+
+
+def _zscale_matrix(color_space: str | None) -> str:
+    """zscale's name of the matrix `rgb_to_yuv_matrix` chooses for this tag (the one swscale reads, too)."""
+    return {"bt709": "709", "bt601": "470bg", "bt2020": "2020_ncl", "smpte240m": "smpte2400m", "fcc": "fcc"}[
+        _yuv_matrix_of(color_space)
+    ]
+
+
+def _require_zscale(pix_fmt: str) -> None:
+    if "zscale" not in ffmpeg_filters():
+        raise MediaError(
+            f"this ffmpeg has no zscale filter (libzimg), which {pix_fmt} frames need to be turned into RGB and back "
+            "with their levels intact (its own scaler is up to 0.4% off at 10 bits); install an ffmpeg built with "
+            "--enable-libzimg (Debian's is)"
+        )
+
+
+def exact_rgb_graph(pix_fmt: str, color_space: str | None, color_range: str | None) -> str:
+    """Filters (a -vf graph's middle) that turn a frame of deep YUV (`deep_yuv_planes`) into planar 16-bit RGB
+    by its matrix (`color_space`, as ffprobe names it) and range (full when tagged pc, else limited), colour
+    samples repeated (TO_RGB_SCALE_FLAGS); "" for other formats, which swscale converts."""
+    planes = deep_yuv_planes(pix_fmt)
+    if planes is None:
+        return ""
+    _require_zscale(pix_fmt)
+    full, rgb = planes
+    pc = color_range == "pc"
+    zscale = f"zscale=f=point:min={_zscale_matrix(color_space)}:rin={'full' if pc else 'limited'}:r=full"
+    return f"scale=flags={TO_RGB_SCALE_FLAGS}:{_same_range(pc)},format={full},{zscale},format={rgb}"
+
+
+def exact_yuv_graph(facts: StreamFacts) -> str:
+    """Filters that turn RGB frames into the source's deep YUV pixel format (`deep_yuv_planes`), matrix and range
+    as `exact_rgb_graph` reads them, colour samples averaged (TO_YUV_SCALE_FLAGS); "" for other formats."""
+    planes = deep_yuv_planes(facts.pix_fmt)
+    if planes is None:
+        return ""
+    _require_zscale(facts.pix_fmt)
+    full, rgb = planes
+    pc = full_range(facts)
+    zscale = f"zscale=f=point:rin=full:m={_zscale_matrix(facts.color_space)}:r={'full' if pc else 'limited'}"
+    colour = f"scale=flags={TO_YUV_SCALE_FLAGS}:{_same_range(pc)},format={facts.pix_fmt}"
+    if facts.pix_fmt.startswith("gray"):
+        # the luma plane as it is: swscale turned limited-range luma into gray as if gray were full range
+        # (white 940 became 1020)
+        colour = f"extractplanes=y,format={facts.pix_fmt}"
+    return f"format={rgb},{zscale},format={full},{colour}"
+
+
+def _same_range(pc: bool) -> str:
+    """scale options that keep a YUV frame's range (full with `pc`, else limited): left to itself, swscale
+    squeezed full-range 10-bit into limited while repeating its colour samples (white 1023 read as 60410)."""
+    return "in_range=pc:out_range=pc" if pc else "in_range=tv:out_range=tv"
+
+
 # Planar YUV formats whose colour is subsampled: name -> (log2 of the horizontal, vertical subsampling, the
 # format of the same depth and planes with full-size colour, the format of one of its planes).
 _SUBSAMPLING = {"420": (1, 1), "422": (1, 0), "440": (0, 1), "411": (2, 0), "410": (2, 2)}
@@ -272,10 +351,15 @@ STORED_FILTERS = {90: "transpose=cclock", 180: "hflip,vflip", 270: "transpose=cl
 
 def rgb_to_yuv_matrix(facts: StreamFacts) -> str:
     """The matrix that inverts how frames were turned into RGB (ffmpeg: the tagged matrix, else BT.601)."""
+    return _yuv_matrix_of(facts.color_space)
+
+
+def _yuv_matrix_of(color_space: str | None) -> str:
+    """swscale's name of the matrix of frames tagged `color_space` (ffprobe's name): the tagged one, else BT.601."""
     return {
         "bt709": "bt709", "bt2020nc": "bt2020", "bt2020c": "bt2020", "smpte240m": "smpte240m",
         "fcc": "fcc", "bt470bg": "bt601", "smpte170m": "bt601",
-    }.get(facts.color_space or "", "bt601")  # fmt: skip
+    }.get(color_space or "", "bt601")  # fmt: skip
 
 
 # 8-bit YUV formats with alpha, whose alpha convert_images takes straight from the images.
@@ -304,16 +388,20 @@ def convert_images(images: Sequence[Path], facts: StreamFacts, work: Path) -> Fr
     chain = [STORED_FILTERS[facts.rotation]] if facts.rotation in STORED_FILTERS else []
     stored_size = f"w={facts.width}:h={facts.height}"
     matrix = f"flags={TO_YUV_SCALE_FLAGS}:out_color_matrix={rgb_to_yuv_matrix(facts)}:out_range={rng}"
+    exact = exact_yuv_graph(facts)  # deep YUV: by zscale, not swscale's matrix
     uneven = uneven_subsampling(facts.pix_fmt, facts.width, facts.height)
     if uneven is not None:
         # Converted a little larger, the last column (row) repeated, and cropped back exactly: the subsampled
         # planes keep their rounded-up size (see uneven_subsampling).
         right, bottom, _ = uneven
         colour = f"scale={stored_size}:flags={TO_YUV_SCALE_FLAGS},pad={facts.width + right}:{facts.height + bottom}"
-        colour += f",fillborders=right={right}:bottom={bottom}:mode=smear,scale={matrix},format={facts.pix_fmt}"
+        to_yuv = exact or f"scale={matrix},format={facts.pix_fmt}"
+        colour += f",fillborders=right={right}:bottom={bottom}:mode=smear,{to_yuv}"
         colour += f",crop={facts.width}:{facts.height}:0:0:exact=1"
     elif facts.pix_fmt == "pal8":
         colour = f"scale={stored_size}:flags={TO_YUV_SCALE_FLAGS},format=rgba,{OWN_PALETTE_GRAPH}"
+    elif exact:
+        colour = f"scale={stored_size}:flags={TO_YUV_SCALE_FLAGS},{exact}"
     else:
         colour = f"scale={stored_size}:{matrix},format={facts.pix_fmt}"
     if facts.pix_fmt in _ALPHA_KEPT_APART:

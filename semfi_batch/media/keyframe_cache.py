@@ -27,8 +27,9 @@ from semfi_batch.run.identity import stat_identity
 # (an odd width in 4:2:0) repeated exactly (frame_pipes.full_colour_graph); 4: 8-bit limited-range gray read
 # as limited (frame_pipes.range_faithful_graph); 5: the video read past a cover picture listed first
 # (probe.VIDEO_STREAM_MAP); a deinterlaced frame a seek lands on, and the first frame of a seek onto a frame not
-# coded intra, read from the start
-CACHE_VERSION = 5
+# coded intra, read from the start; 6: deep YUV and gray converted by zscale (white 65535, not 65283), deep alpha
+# scaled to full (frame_pipes.exact_rgb_graph, video_frames.full_scale_alpha)
+CACHE_VERSION = 6
 KEYFRAME_FOLDER = "cache/keyframes"  # in an output root
 
 

@@ -62,3 +62,15 @@ def _codecs(ffmpeg: str, kind: str) -> frozenset[str]:
         if len(parts) >= 2 and len(parts[0]) == 6 and parts[0][0] in "VAS":
             names.add(parts[1])
     return frozenset(names)
+
+
+def ffmpeg_filters() -> frozenset[str]:
+    """Names of the filters this ffmpeg build has (zscale only where it was built with libzimg)."""
+    return _filters(tool_path("ffmpeg"))
+
+
+@lru_cache(maxsize=8)
+def _filters(ffmpeg: str) -> frozenset[str]:
+    out = subprocess.run([ffmpeg, "-hide_banner", "-filters"], capture_output=True, check=False).stdout.decode()
+    # " TSC scale             V->V       Scale the input video..." after a legend and a "---" line
+    return frozenset(parts[1] for line in out.splitlines() if len(parts := line.split()) >= 3 and "->" in parts[2])

@@ -22,6 +22,7 @@ from semfi_batch.errors import FrameExtractError
 from semfi_batch.media.frame_pipes import (
     TO_RGB_SCALE_FLAGS,
     UPRIGHT_FILTERS,
+    exact_rgb_graph,
     full_colour_graph,
     range_faithful_graph,
 )
@@ -297,6 +298,8 @@ def _decode(
     graph += f",{full_colour}" if full_colour else ""
     range_faithful = range_faithful_graph(info.pix_fmt, info.color_range)
     graph += f",{range_faithful}" if range_faithful else ""
+    exact = exact_rgb_graph(info.pix_fmt, info.color_space, info.color_range)  # deep YUV: by zscale
+    graph += f",{exact}" if exact else ""
     graph += f",scale=flags={TO_RGB_SCALE_FLAGS},format={pix_fmt}"  # by the frame's tagged matrix and range
     # Turned upright here, once RGB (frame_pipes.UPRIGHT_FILTERS); a turn other than a quarter is ffmpeg's.
     turn = UPRIGHT_FILTERS.get(round(-info.rotation) % 360)
@@ -345,7 +348,10 @@ def _decode(
                 if not order.in_order_through(decoded):
                     raise _TimesOutOfOrder
             delivered += 1
-            yield np.frombuffer(data, dtype).reshape(height, width, channels).astype(dtype.newbyteorder("="))
+            frame = np.frombuffer(data, dtype).reshape(height, width, channels).astype(dtype.newbyteorder("="))
+            if channels == 4 and 8 < info.bit_depth < 16:
+                frame[..., 3] = full_scale_alpha(frame[..., 3], info.bit_depth)
+            yield frame
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -358,6 +364,16 @@ def _decode(
         raise _changes_format(info)
     if delivered < count and rc not in (0, -9):  # a failure after every wanted frame is no failure of ours
         raise FrameExtractError(f"cannot decode {info.path}: {log.last_error()}")
+
+
+def full_scale_alpha(alpha: np.ndarray, depth: int) -> np.ndarray:
+    """16-bit alpha that ffmpeg widened from `depth` bits, scaled so that the source's full alpha is 65535: ffmpeg
+    5.1 widens alpha by a shift (10-bit 1023 became 65472, 12-bit 4095 65520), so opaque keys had partial alpha
+    and were interpolated premultiplied. The source's value is the top `depth` bits whether ffmpeg shifted it or
+    scaled it; it is scaled by 65535 / (2^depth - 1), rounded."""
+    top = (1 << depth) - 1
+    source = alpha.astype(np.uint32) >> (16 - depth)
+    return ((source * 65535 + top // 2) // top).astype(np.uint16)
 
 
 def _changes_format(info: VideoInfo) -> FrameExtractError:
