@@ -13,6 +13,7 @@ import errno
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from semfi_batch.errors import DiskFull, SemfiError
@@ -40,6 +41,24 @@ def remove_dead_temporaries(path: Path) -> None:
         if match is None or pid_alive(int(match.group(1))):
             continue
         remove_path(entry)
+
+
+@contextlib.contextmanager
+def parent_folders(path: Path) -> Iterator[None]:
+    """Make the missing folders above `path` for the block that writes it; when the block is interrupted
+    (Ctrl-C, SIGTERM), those it made that are still empty are removed again: an interrupted `splice` left an
+    empty RUN_DIR/spliced behind. (After a failure they stay: its message may name them.)"""
+    missing = [folder for folder in path.parents if not folder.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except KeyboardInterrupt:
+        for folder in missing:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (or not ours to remove): nor are the folders above it
+        raise
 
 
 def remove_path(path: Path) -> None:

@@ -8,9 +8,9 @@ import sys
 
 def main() -> None:
     """Console entry point."""
-    from semfi_batch.termination import Terminated, handle_sigterm
+    from semfi_batch.termination import Interrupted, handle_signals, signal_name
 
-    handle_sigterm()  # before the imports below: a SIGTERM during them is reported, not a silent death
+    handle_signals()  # before the imports below: a signal during them is one line, not a traceback
     try:
         from semfi_batch.run.finished import answer
 
@@ -18,9 +18,9 @@ def main() -> None:
         if code is not None:
             sys.exit(code)
         from semfi_batch.cli import main as cli_main
-    except Terminated:
-        print("terminated (SIGTERM)", file=sys.stderr)
-        sys.exit(143)
+    except Interrupted as exc:
+        print(f"semfi-batch interrupted ({signal_name(exc.signum)}) while starting: nothing written", file=sys.stderr)
+        sys.exit(exc.exit_code)
     cli_main()
 
 

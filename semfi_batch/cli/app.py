@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import os
 import re
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -14,14 +16,16 @@ import typer
 from rich.console import Console
 
 from semfi_batch.errors import ManifestError, SemfiError
-from semfi_batch.termination import TERMINATED, handle_sigterm
+from semfi_batch.termination import RECEIVED, handle_signals, interrupted_message
 
 try:  # Typer >= 0.20 carries its own copy of click
     from typer._click import core as click_core
     from typer._click import exceptions as click_exceptions
+    from typer._click import globals as click_globals
 except ImportError:  # pragma: no cover
     from click import core as click_core
     from click import exceptions as click_exceptions
+    from click import globals as click_globals
 
 app = typer.Typer(
     name="semfi-batch",
@@ -187,15 +191,63 @@ def _pyarrow_without_pandas() -> None:
         sys.meta_path.remove(hide)
 
 
+# The command being run (its path, `semfi-batch splice`) and the state of each output file it was given, before
+# it ran: what an interruption's message names (see _record_invocation).
+RUNNING: dict = {}
+OUTPUT_PARAMETERS = ("output", "out", "otio", "edl")  # options that name a file a command writes
+
+
+def _file_state(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except (OSError, ValueError):
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _record_invocation(command) -> None:
+    """Make every command note, as it starts, its name and the output files it was given (and what was there
+    before), so that an interruption's one line can say which of them were not written. Folders (`run --out`,
+    `splice --out-dir`, `assemble -o` without a suffix) are left out: each file in them was renamed into place
+    whole or not at all."""
+    for sub in getattr(command, "commands", {}).values():
+        _record_invocation(sub)
+    callback = command.callback
+    if callback is None or getattr(callback, "records_invocation", False):
+        return
+
+    @functools.wraps(callback)
+    def recorded(*args, **kwargs):
+        outputs = {}
+        for name in OUTPUT_PARAMETERS:
+            path = kwargs.get(name)
+            if isinstance(path, Path) and path.suffix and not path.is_dir():
+                outputs[path] = _file_state(path)
+        RUNNING.update(command=click_globals.get_current_context().command_path, outputs=outputs)
+        return callback(*args, **kwargs)
+
+    recorded.records_invocation = True
+    command.callback = recorded
+
+
+def _interruption(signum: int) -> str:
+    """The one line for a command stopped by `signum`: what was interrupted, which outputs were not written."""
+    command = RUNNING.get("command", "semfi-batch").removeprefix("semfi-batch ")
+    outputs = {path: _file_state(path) != before for path, before in RUNNING.get("outputs", {}).items()}
+    return interrupted_message(command, signum, outputs)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the app and maps every error to one line and an exit code."""
-    handle_sigterm()  # `run` puts its own in place while it runs
-    _pyarrow_without_pandas()
-    command = typer.main.get_command(app)
-    _flags_take_no_value(command)
+    handle_signals()  # `run` puts its own in place while its jobs run
+    RUNNING.clear()
     INVOCATION[:] = list(sys.argv[1:] if argv is None else argv)
-    args = expand_multi_value_options(list(INVOCATION))
     try:
+        _pyarrow_without_pandas()
+        command = typer.main.get_command(app)
+        _flags_take_no_value(command)
+        _record_invocation(command)
+        args = expand_multi_value_options(list(INVOCATION))
         code = command.main(args=args, prog_name="semfi-batch", standalone_mode=False)
     except typer.Abort:
         console.print("aborted")
@@ -204,15 +256,15 @@ def main(argv: list[str] | None = None) -> int:
         _plain_usage_message(exc)
         exc.show()
         code = exc.exit_code
-    except KeyboardInterrupt:
-        console.print("interrupted; re-run the same command to resume")
+    except KeyboardInterrupt as exc:  # outside the command (typer turns one inside it into exit status 130)
+        RECEIVED[:] = RECEIVED or [getattr(exc, "signum", signal.SIGINT)]
         code = 130
     except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
         code = report_error(exc)
     code = code if isinstance(code, int) else 0
-    if TERMINATED and code == 130:
-        console.print("terminated (SIGTERM)")
-        code = 143
+    if RECEIVED and code == 130:  # stopped by a signal: typer said 130 whichever it was
+        console.print(_interruption(RECEIVED[0]), markup=False)
+        code = 128 + RECEIVED[0]
     if __name__ == "__main__" or argv is None:
         sys.exit(code)
     return code

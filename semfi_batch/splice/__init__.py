@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from semfi_batch.atomic_write import DISK_FULL_ERRNOS, nearly_full, no_space, pid_alive
+from semfi_batch.atomic_write import DISK_FULL_ERRNOS, nearly_full, no_space, parent_folders, pid_alive
 from semfi_batch.errors import MediaError, OptionError, OutputPathError, SemfiError
 from semfi_batch.media.encode import probe_stream_facts, smart_cut_blocker
 from semfi_batch.media.probe import probe_video
@@ -249,28 +249,32 @@ def _about_output(exc: Exception, output: Path, tmp: Path, work_prefix: str) -> 
 
 def _write_output(source: Path, facts, usable: list[Edit], output: Path, tmp: Path, options: SpliceOptions) -> Assembly:
     """Assemble `output` from `source` and the usable edits under `tmp`, beside it, and rename it into place."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(output)
-    # Named first and made inside the try: a SIGTERM right after tempfile.mkdtemp made the folder, and before
-    # the try began, left it behind.
-    work = output.parent / f"{_WORK_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        work.mkdir(mode=0o700)
-        blocker = "--reencode given" if options.reencode else smart_cut_blocker(facts)
-        done: Assembly | None = None
-        if blocker is None:
-            try:
-                done = assemble_output(source, facts, usable, tmp, work, smart=True, audio_mode=options.audio, note="")
-            except JoinCheckFailed as exc:
-                blocker = f"smart cut did not verify ({exc})"
-                _clear(work)
-        if done is None:
-            note = f"full re-encode: {blocker}"
-            done = assemble_output(source, facts, usable, tmp, work, smart=False, audio_mode=options.audio, note=note)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
-        shutil.rmtree(work, ignore_errors=True)
+    with parent_folders(output):
+        _remove_stale(output)
+        # Named first and made inside the try: a SIGTERM right after tempfile.mkdtemp made the folder, and before
+        # the try began, left it behind.
+        work = output.parent / f"{_WORK_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            work.mkdir(mode=0o700)
+            blocker = "--reencode given" if options.reencode else smart_cut_blocker(facts)
+            done: Assembly | None = None
+            if blocker is None:
+                try:
+                    done = assemble_output(
+                        source, facts, usable, tmp, work, smart=True, audio_mode=options.audio, note=""
+                    )
+                except JoinCheckFailed as exc:
+                    blocker = f"smart cut did not verify ({exc})"
+                    _clear(work)
+            if done is None:
+                note = f"full re-encode: {blocker}"
+                done = assemble_output(
+                    source, facts, usable, tmp, work, smart=False, audio_mode=options.audio, note=note
+                )
+            os.replace(tmp, output)
+        finally:
+            tmp.unlink(missing_ok=True)
+            shutil.rmtree(work, ignore_errors=True)
     return done
 
 
