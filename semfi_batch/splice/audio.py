@@ -51,6 +51,9 @@ LOSSLESS_FALLBACKS = {
     32: ("pcm_s32le", "pcm_s32be", "flac"), "flt": ("pcm_f32le", "pcm_f32be", "flac"),
     "dbl": ("pcm_f64le", "pcm_f64be", "pcm_f32le", "flac"),
 }  # fmt: skip
+# How far (s) a decoded audio frame may start from where the one before it ends, in a trial of an encoder or
+# a copy into a container: beyond the rounding of Matroska's millisecond clock.
+FRAME_TIMING_S = 0.0015
 # Longest encoder delay looked for (samples), and the noise burst it is measured with (s).
 MAX_PRIMING = 8192
 _BURST_S = 0.5
@@ -314,13 +317,31 @@ def written_as_audio(path: Path, profile: str | None = None) -> bool:
     if shown.returncode != 0:
         return False
     streams = json.loads(shown.stdout or "{}").get("streams") or []
-    return bool(streams) and (profile is None or streams[0].get("profile") == profile)
+    return bool(streams) and (profile is None or streams[0].get("profile") == profile) and _timed_as_heard(path)
+
+
+def _timed_as_heard(path: Path) -> bool:
+    """Whether the first audio stream's decoded frames of `path` are timed one after another as long as they
+    sound (to FRAME_TIMING_S): AVI times Vorbis by packets of no fixed length, and ffmpeg writes it so that
+    frames of 21 ms come 1.3 ms apart (or 39 ms): every later sound moved against the picture, exit 0."""
+    probe = [tool_path("ffprobe"), "-v", "error", "-select_streams", "a:0", "-read_intervals", "%+#16",
+             "-show_entries", "frame=pts_time,nb_samples:stream=sample_rate", "-of", "json", str(path)]  # fmt: skip
+    shown = json.loads(subprocess.run(probe, capture_output=True, text=True, check=False).stdout or "{}")
+    rate = int(((shown.get("streams") or [{}])[0]).get("sample_rate") or 0)
+    timed = [f for f in shown.get("frames") or [] if f.get("pts_time") not in (None, "N/A")] if rate else []
+    for before, after in zip(timed, timed[1:]):
+        lasts = int(before["nb_samples"]) / rate
+        if abs(float(after["pts_time"]) - float(before["pts_time"]) - lasts) > FRAME_TIMING_S:
+            return False
+    return True
 
 
 def copies_into(source: Path, index: int, muxer: str) -> bool:
-    """Whether audio stream `index` of `source`, copied as it is, reads back as audio from a `muxer` file
-    (PCM copied into MPEG-TS becomes a data stream, exit 0). Asked of ffmpeg with the stream's first packets,
-    once per version of the file (as `first_shown_time`)."""
+    """Whether audio stream `index` of `source`, copied as it is, reads back as audio from a `muxer` file, timed
+    as it sounds (PCM copied into MPEG-TS becomes a data stream, exit 0; Vorbis copied into AVI is mistimed,
+    its beep heard 2 s off; Opus into AVI is refused, and the splice failed with "Error initializing output
+    stream" where the stream could be re-encoded). Asked of ffmpeg with the stream's first packets, once per
+    version of the file (as `first_shown_time`)."""
     from semfi_batch.run.identity import stat_identity
 
     return _copies_into(Path(source), index, muxer, stat_identity(source))
@@ -333,7 +354,7 @@ def _copies_into(source: Path, index: int, muxer: str, _identity: tuple | None) 
         copy = [tool_path("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(source), "-map", f"0:{index}",
                 "-c", "copy", "-frames:a", "8", "-strict", "experimental", "-f", muxer, str(path)]  # fmt: skip
         if subprocess.run(copy, capture_output=True, check=False).returncode != 0:
-            return True  # refused outright: the mux says so, loudly
+            return False  # refused outright (Opus into AVI): rebuilt in a codec it takes, as where it misreads
         return written_as_audio(path)
 
 
@@ -349,7 +370,8 @@ def audio_graph(
     `stream["end_s"]` (optional): where the source's last sample ends; a shift at or after it moves none of
     the stream's sound and is left out (kept, the stream was padded with silence up to it and through the
     inserted time: 2 s of audio came out 3.4 s long). `lead`: samples left out at the start, where the
-    encoder's priming will sound in their place (`priming_samples`).
+    encoder's priming will sound in their place (`priming_samples`); where negative, samples of silence put
+    before the first (a stream that starts after zero in AVI, which places every stream at zero).
     Returns the output label and a note for the summary."""
     idx = int(stream["index"])
     rate = int(stream.get("sample_rate") or 48000)
@@ -359,7 +381,7 @@ def audio_graph(
         shifts = [(at, delta) for at, delta in shifts if at < float(stream["end_s"])]
     pieces: list[tuple[int, int | None]] = []  # source sample ranges, in order
     joins: list[tuple[str, int, int]] = []  # between pieces n and n+1: ("silence"|"cut"|"crossfade", samples, at)
-    cursor = lead
+    cursor = max(lead, 0)
     for at, delta in shifts:
         pos = max(int(round((at - start) * rate)), cursor)
         n = int(round(abs(delta) * rate))
@@ -387,6 +409,10 @@ def audio_graph(
         return take(f"atrim=start_sample={a}{end},asetpts=PTS-STARTPTS{pad}", label)
 
     current = samples(*pieces[0], f"p{idx}_0")
+    if lead < 0:  # silence before the first sample, in the stream's own format (as an inserted one below)
+        ahead = take(f"atrim=end_sample=1,volume=0,apad=whole_len={-lead},asetpts=PTS-STARTPTS", f"b{idx}")
+        steps.append(f"[{ahead}][{current}]concat=n=2:v=0:a=1[q{idx}]")
+        current = f"q{idx}"
     for i, (kind, n, pos) in enumerate(joins):
         parts = [current]
         if kind == "crossfade":

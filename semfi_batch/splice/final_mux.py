@@ -141,9 +141,14 @@ def mux_output(
     if shifts and chapters:
         args += ["-f", "ffmetadata", "-i", str(_shifted_chapters(chapters, shifts, work))]
         chapter_input = 2
-    # A copied stream to move is read from the source opened again with -itsoffset (seconds, exact, whatever
-    # clock the muxer keeps): one more input per distinct move.
-    moves = sorted({value for value in (copy_nudge or {}).values() if value})
+    # A copied stream to move is read from the source opened again with -itsoffset (seconds, whatever clock the
+    # muxer keeps): one more input per distinct move. ffmpeg rounds that offset to the stream's own ticks: a
+    # move that is no whole number of them (AVI counts MP3 in packets of 24 ms: 80 ms became 72, the sound
+    # 8 ms off its picture) is made by a bitstream filter instead, on a clock of one sample (`_sample_move`).
+    by_index = {int(s["index"]): s for s in streams}
+    sample_moves = {i: v for i, v in (copy_nudge or {}).items() if v and not _whole_ticks(v, by_index[i])}
+    copy_nudge = {i: v for i, v in (copy_nudge or {}).items() if i not in sample_moves}
+    moves = sorted({value for value in copy_nudge.values() if value})
     moved_input = {value: chapter_input + 1 + n for n, value in enumerate(moves)}
     for value in moves:
         args += ["-itsoffset", f"{value:.9f}", "-i", str(source)]
@@ -187,20 +192,29 @@ def mux_output(
             # (PCM in MPEG-TS, which ffmpeg writes as a data stream no player plays): in a codec it holds.
             check_one_audio_format(source, idx)
             first = first_decoded_time(source, idx)
-            rebuilt[idx] = (out, first)
             s["first_sample_s"] = first  # where the source's samples are counted from (the cuts)
             s["placed_at_s"] = first + (audio_nudge or {}).get(idx, 0.0)  # where the rebuilt stream is put
+            rate, channels = int(s.get("sample_rate") or 48000), int(s.get("channels") or 2)
+            held = 0  # samples of silence before the stream's first (AVI)
+            if muxer == "avi":
+                # AVI gives a stream no start time: its first sample sounds at zero, wherever it was put. It is
+                # placed by its samples instead: those that would sound before zero are left out, silence fills
+                # the time up to a later start (put at 6.5 ms before the picture, Opus from WebM rebuilt as AAC
+                # came out 6.5 ms late, exit 0).
+                held = round(float(s["placed_at_s"]) * rate)
+                s["placed_at_s"] = 0.0
+            # The source's time heard at the rebuilt stream's first decoded sample, as `_audio_moves` checks it.
+            rebuilt[idx] = (out, first - held / rate)
             s["end_s"] = decoded_end_time(source, idx)  # time inserted after it moves nothing of the stream
             encoding = audio_encoding(s, muxer, MUXERS.get(source.suffix.lower()))
             options = tuple(encoding.args("a"))
-            rate, channels = int(s.get("sample_rate") or 48000), int(s.get("channels") or 2)
             # Measured where the stream starts (MP4 hides the priming only at zero), clamped at zero as before;
             # the same on a second mux, so that the correction measured on the first still fits.
             start = round(max(first + moved_us / 1_000_000, 0.0), 6)
             lead = 0
             if muxer and not encoding.lossless:
                 lead = priming_samples(encoding.encoder, rate, channels, options, muxer, start)
-            label, note = audio_graph(s, shifts, audio_mode, graph, lead)
+            label, note = audio_graph(s, shifts, audio_mode, graph, lead - held)
             maps += ["-map", f"[{label}]", f"-c:{out}", encoding.encoder, *encoding.args(str(out))]
             maps += [f"-disposition:{out}", _disposition(s)]
             audio_notes += [note] if shifts else []
@@ -218,6 +232,8 @@ def mux_output(
         elif kind in ("audio", "video", "subtitle", "attachment"):
             moved = (copy_nudge or {}).get(idx) if kind == "audio" else None
             maps += ["-map", f"{moved_input[moved] if moved else 1}:{idx}", f"-c:{out}", "copy"]
+            if kind == "audio" and idx in sample_moves:
+                maps += [f"-bsf:{out}", _sample_move(sample_moves[idx], s)]
             if kind == "subtitle" and shifts:
                 maps += [f"-bsf:{out}", _shift_bsf(shifts)]
             if kind == "audio":
@@ -389,6 +405,19 @@ def _tail(path: Path, muxer: str | None) -> str:
     full = [ln for ln in lines if "No space left" in ln]
     said = [ln.split("]", 1)[1].strip() for ln in lines if muxer and ln.startswith(f"[{muxer} @ 0x")]
     return (full or said or lines or ["no error output"])[0 if full or said else -1]
+
+
+def _whole_ticks(seconds: float, stream: dict) -> bool:
+    """Whether `seconds` is a whole number of ticks of `stream`'s clock (ffprobe's time_base)."""
+    ticks = seconds / float(Fraction(stream.get("time_base") or "1/1000000"))
+    return abs(ticks - round(ticks)) < 1e-6
+
+
+def _sample_move(seconds: float, stream: dict) -> str:
+    """A bitstream filter moving a copied audio stream's packets `seconds` later (earlier where negative), to the
+    sample: its times put on a clock of one sample, then moved by a whole number of samples."""
+    rate = int(stream.get("sample_rate") or 48000)
+    return f"setts=time_base=1/{rate},setts=ts=TS{round(seconds * rate):+d}"
 
 
 def _disposition(stream: dict) -> str:

@@ -281,7 +281,9 @@ def _audio_moves(
     picture = None if starts[0] is None or starts[1] is None else starts[1] - starts[0]
     audio_nudge = {}
     for idx, (out_idx, want) in muxed.rebuilt.items():
-        if (muxer in SHIFTING_MUXERS or muxed.moved_s) and picture:
+        # AVI puts the picture on its frame clock (a WebM picture starting at 7 ms starts at zero there): the
+        # sound goes with it.
+        if (muxer in SHIFTING_MUXERS or muxer == "avi" or muxed.moved_s) and picture:
             want += picture
         got = first_decoded_time(output, out_idx)
         if abs(got - want) > AUDIO_START_TOLERANCE:
@@ -294,11 +296,13 @@ def _audio_moves(
         if want is None or got is None or want[0].size != got[0].size:
             continue
         wanted, written = want[0], got[0]
-        # Half a tick of the coarser clock; between two clocks, as much again as a rebuilt stream may be off:
-        # the two files' times are rounded on their own clocks and the picture's start on two more (Matroska's
-        # milliseconds rescaled into NUT's 1/44100 came out 0.508 ms off at the worst packet, and every such
-        # splice failed). On one clock a packet a tick off is moved back (Opus in WebM kept to the tick).
-        coarse = max(float(want[1]), float(got[1]))
+        # Half a tick of the coarser clock that rounds; between two clocks, as much again as a rebuilt stream
+        # may be off: the two files' times are rounded on their own clocks and the picture's start on two more
+        # (Matroska's milliseconds rescaled into NUT's 1/44100 came out 0.508 ms off at the worst packet, and
+        # every such splice failed). On one clock a packet a tick off is moved back (Opus in WebM kept to the
+        # tick). A clock that counts whole packets (AVI's, for MP3 one tick of 24 ms a packet) rounds nothing:
+        # taken for one that rounds, its half tick let a stream 8 ms off pass, and the move was counted in it.
+        coarse = max(_rounding_tick(wanted, want[1]), _rounding_tick(written, got[1])) or float(min(want[1], got[1]))
         half_tick = coarse / 2 + (1e-6 if want[1] == got[1] else AUDIO_START_TOLERANCE)
         if np.any(np.abs(np.diff(wanted) - np.diff(written)) > coarse + AUDIO_START_TOLERANCE):
             # Packets cut anew (PCM from MXF's one per frame into MOV's chunks): only the first says where the
@@ -307,10 +311,19 @@ def _audio_moves(
         moved = wanted + picture - written
         if np.all(np.abs(moved) <= half_tick):
             continue
-        # In the source's ticks, the shift most packets need (a delay of half a tick rounds either way).
-        ticks, counts = np.unique(np.round(moved / float(want[1])).astype(np.int64), return_counts=True)
-        copy_nudge[idx] = float(ticks[np.argmax(counts)] * want[1])  # 0: nothing puts it back; checked again
+        # In ticks of the rounding clock, the shift most packets need (a delay of half a tick rounds either way).
+        ticks, counts = np.unique(np.round(moved / coarse).astype(np.int64), return_counts=True)
+        copy_nudge[idx] = float(ticks[np.argmax(counts)] * coarse)  # 0: nothing puts it back; checked again
     return audio_nudge, copy_nudge
+
+
+def _rounding_tick(times: np.ndarray, time_base: Fraction) -> float:
+    """The tick (s) to which a stream's packet `times` are rounded on its clock (`time_base`: Matroska's
+    millisecond); 0 where each packet is one tick after the last: such a clock counts packets (AVI's for MP3,
+    24 ms a tick), and its times are exact."""
+    tick = float(time_base)
+    steps = np.diff(times)
+    return 0.0 if steps.size and np.all(np.abs(steps - tick) < 1e-9) else tick
 
 
 def _edits_on_packets(
