@@ -147,8 +147,12 @@ def test_a_full_disk_during_a_pending_write_stops_the_run_and_publishes_nothing_
 
 @pytest.fixture
 def cpulike(modellike, monkeypatch):
-    """The same cross-fade run like a CPU backend: written on the job's own thread, fsynced behind it."""
+    """The same cross-fade run like a CPU backend on a machine with no thread to spare (ClaimSettings.spare_thread):
+    written on the job's own thread, fsynced behind it."""
+    from semfi_batch.run import engine
+
     monkeypatch.setattr(ModelLikeBlend, "scales_with_workers", True)
+    monkeypatch.setattr(engine, "usable_cpus", lambda: 1)
     synced: list[str] = []
     fsync_path = frame_io.fsync_path
 

@@ -200,3 +200,47 @@ def test_a_key_rewritten_in_place_after_its_read_ahead_is_decoded_again(tmp_path
         fh.write(second)
     assert path.stat().st_ino == inode
     assert recent.read(path)[0, 0, 0] == 2
+
+
+def test_a_worker_with_a_thread_to_spare_writes_on_it_the_same_files(tmp_path, monkeypatch):
+    """A CPU backend's worker with a hardware thread to spare (ClaimSettings.spare_thread) writes its frames and keys
+    on a thread of their own; the files and records' outputs are the same byte for byte as a worker writing on its own
+    thread makes."""
+    from semfi_batch.run import attempt
+
+    made = []
+    writer_class = attempt.FrameWriter
+
+    def writer(threads, **kwargs):
+        made.append(threads)
+        return writer_class(threads, **kwargs)
+
+    monkeypatch.setattr(attempt, "FrameWriter", writer)
+    manifest = image_manifest(tmp_path, 4, size=24, gap=2)
+    files, outputs = {}, {}
+    for spare in (False, True):
+        _, layout, jobs = prepare_run(manifest, tmp_path / f"spare-{spare}", "flow", BackendOptions())
+        records = []
+        work_through(jobs, layout, BackendOptions(), ClaimSettings(since=0.0, spare_thread=spare), records.append)
+        assert [r["status"] for r in records] == ["done"] * 4
+        pngs = [*layout.jobs.glob("*/*.png"), *layout.jobs.glob("*/frames/*.png")]
+        files[spare] = {p.relative_to(layout.jobs): p.read_bytes() for p in pngs}
+        outputs[spare] = {r["pair_id"]: r["outputs"] for r in records}
+    assert made == [0] * 4 + [1] * 4  # on the job's own thread, then on one of their own
+    assert len(files[True]) == 4 * (2 + 2) and files[True] == files[False]
+    assert outputs[True] == outputs[False]
+    assert not [t for t in threading.enumerate() if t.name.startswith("semfi-png")]
+
+
+def test_a_run_gives_its_workers_a_spare_thread_only_where_the_machine_has_one(tmp_path, monkeypatch):
+    from semfi_batch.run import engine
+
+    seen = []
+    monkeypatch.setattr(
+        engine, "work_through", lambda jobs, layout, options, settings, on_record: seen.append(settings)
+    )
+    manifest = image_manifest(tmp_path, 2, size=8, gap=1)
+    for cpus in (1, 2):
+        monkeypatch.setattr(engine, "usable_cpus", lambda cpus=cpus: cpus)
+        engine.run_manifest(manifest, tmp_path / f"out{cpus}", backend="flow", workers=1, show_progress=False)
+    assert [s.spare_thread for s in seen] == [False, True]

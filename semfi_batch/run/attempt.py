@@ -140,11 +140,19 @@ class StartedAttempt:
 
 
 def start_job(
-    job: Job, backend: Backend, layout: RunLayout, *, preview: bool = False, token: str | None = None
+    job: Job,
+    backend: Backend,
+    layout: RunLayout,
+    *,
+    preview: bool = False,
+    token: str | None = None,
+    spare_thread: bool = False,
 ) -> StartedAttempt:
     """The first step of an attempt (see the module's docstring): keys read, frames made and handed to the
-    writer, in the attempt's own folder. A job-level failure here gives an attempt already staged as failed;
-    a full disk raises DiskFull and an interruption propagates, with nothing of the attempt left."""
+    writer, in the attempt's own folder. `spare_thread`: the worker of a CPU backend has a hardware thread to
+    spare (ClaimSettings.spare_thread), which writes its frames. A job-level failure here gives an attempt
+    already staged as failed; a full disk raises DiskFull and an interruption propagates, with nothing of the
+    attempt left."""
     started = time.time()
     token = token or uuid.uuid4().hex
     folder = layout.attempt_dir(job.pair_id, job.key, token)
@@ -155,13 +163,16 @@ def start_job(
         (folder / "frames").mkdir(parents=True)
         cache = keyframe_cache_for(layout.root, backend.options.extra)
         backend_dir = layout.job_work(job.pair_id, job.key) / "backend"
-        # A CPU backend's worker has no core to spare: it writes on its own thread and only the fsyncs wait
-        # behind it; a model backend's process writes on threads of their own (run/frame_io.py).
-        cpu = backend.scales_with_workers
+        # A CPU backend's worker without a thread to spare writes on its own thread and only the fsyncs wait
+        # behind it; with one, it writes on that thread; a model backend's process writes on threads of their
+        # own (run/frame_io.py).
         colour, profile_note = key_colour_profile(job.pair)
-        writer = (
-            FrameWriter(0, sync_behind=True, colour=colour) if cpu else FrameWriter(writer_threads(), colour=colour)
-        )
+        if not backend.scales_with_workers:
+            writer = FrameWriter(writer_threads(), colour=colour)
+        elif spare_thread:
+            writer = FrameWriter(1, colour=colour)
+        else:
+            writer = FrameWriter(0, sync_behind=True, colour=colour)
         made = _generate(job, backend, backend_dir, folder, cache, writer, layout.key_store, profile_note)
         notes = dict(backend.notes.values)  # the next job's run resets the backend's own
         return StartedAttempt(job, layout, folder, token, started, notes, writer=writer, made=made, preview=preview)

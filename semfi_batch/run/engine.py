@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import multiprocessing
@@ -245,6 +246,8 @@ def _execute(plan, layout, options, settings, records, summary, show_progress, e
             return  # all finished: nothing to start (no Ray cluster, no worker processes)
         if workers == "auto":
             workers = auto_workers(plan.todo)
+        if executor != "ray":  # Ray's actors share the nodes' CPUs as Ray schedules them
+            settings = dataclasses.replace(settings, spare_thread=usable_cpus() >= 2 * workers)
         if executor == "ray":
             from semfi_batch.run.ray_executor import run_on_ray
 
@@ -275,10 +278,15 @@ def auto_workers(jobs: list[Job]) -> int:
     return max(1, min(physical_cores(), enough))
 
 
+def usable_cpus() -> int:
+    """Hardware threads this process may use (its affinity mask)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def physical_cores() -> int:
     """Physical cores this process may use: distinct (package, core) pairs among the CPUs in its affinity mask
     (hyper-threads share a core's units, and flow gains nothing from a second one)."""
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(usable_cpus()))
     cores = set()
     for cpu in cpus:
         topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")

@@ -35,6 +35,7 @@ from semfi_batch.run.inputs import file_sha256
 _DIGESTS: OrderedDict[tuple[int, int, int, int], str] = OrderedDict()
 _DIGESTS_KEPT = 64
 _DIGESTS_LOCK = threading.Lock()  # writer threads keep keys at once
+_STORE_LOCK = threading.Lock()  # held while a key is copied into the store (_stored)
 
 
 def keep_key(
@@ -95,12 +96,18 @@ def _stored(
     kept = store / f"{digest}.png"
     if _digest_of(kept) == digest:
         return kept
-    data = source.read_bytes()
-    if stat_identity(source) != identity:
-        return None
-    store.mkdir(parents=True, exist_ok=True)
-    write_atomic(kept, data, sync=sync)  # its unique temporary name lets two threads keep a key at once
-    _remember(kept, digest)
+    # One thread copies a key at a time: two jobs' writers keeping the key they share (one job's end, the next
+    # one's start) would each copy it, the second rename putting a new file in place of the one the first
+    # linked, so the two jobs no longer share it.
+    with _STORE_LOCK:
+        if _digest_of(kept) == digest:
+            return kept
+        data = source.read_bytes()
+        if stat_identity(source) != identity:
+            return None
+        store.mkdir(parents=True, exist_ok=True)
+        write_atomic(kept, data, sync=sync)
+        _remember(kept, digest)
     return kept
 
 

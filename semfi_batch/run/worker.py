@@ -50,6 +50,10 @@ class ClaimSettings:
     lease_ttl_s: float = DEFAULT_TTL_S
     fresh_only: bool = False  # --force: only records written during this run count as finished
     preview: bool = False
+    # Each worker has a hardware thread to spare beside its own (the run's CPUs number at least twice its workers:
+    # hyper-threads, or fewer workers than cores): a CPU backend's worker then writes its frames and decodes the
+    # next job's keys on a second thread while its backend computes, as a model backend's process does.
+    spare_thread: bool = False
     run_tag: str = field(default_factory=lambda: os.urandom(3).hex())  # shared by the workers of one run
 
 
@@ -156,12 +160,14 @@ def work_through(
                             continue  # finished by another worker just before we claimed it
                         log_event(layout, leases.worker_id, job.pair_id, "start")
                         backend = _backend(job.backend, backends, options)
-                        spare_cores = not backend.scales_with_workers  # a model backend, alone in its process
+                        # a model backend (alone in its process), or a CPU backend's worker with a thread to spare
+                        spare_cores = not backend.scales_with_workers or settings.spare_thread
                         if spare_cores and i + 1 < len(pending):
                             cache = keyframe_cache_for(layout.root, options.extra)
                             RECENT_IMAGES.read_ahead(key_files(pending[i + 1].pair, cache))
                         _fault_point(layout, "running", job.pair_id)
-                        started = start_job(job, backend, layout, preview=settings.preview, token=token)
+                        preview, spare = settings.preview, settings.spare_thread
+                        started = start_job(job, backend, layout, preview=preview, token=token, spare_thread=spare)
                         deferred.append((job, token, started))
                     except BaseException:
                         if not deferred or deferred[-1][2] is not started:  # not handed over to `deferred`
