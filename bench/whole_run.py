@@ -13,6 +13,8 @@ in the same run:
   leases, the ledger), and the part of it the job records' `timing` holds (keys, write, record);
 - the PNG work no run can skip (a frame encoded and a key decoded per job, in-process): the least engine
   share PNG frames allow;
+- at 720p, the same run as one worker (`--workers 1`), which on a machine of two CPUs or more has a thread to
+  spare for its writes and the next job's keys (ClaimSettings.spare_thread): its engine share;
 - the same run with SEMFI_PNG_LEVEL=0 (PNG rows stored, not deflated): its engine share at 720p, its speed
   and the size of its frames against the default level's.
 Targets: whole run >= 2x minterpolate's throughput; the engine's own time per job < 20% of the backend's
@@ -169,6 +171,13 @@ def clip_row(work: Path, name: str, first: int, frames: int) -> dict:
     # The same run with stored PNG rows (SEMFI_PNG_LEVEL=0: no deflate, larger files), for the trade-off.
     stored_cmd = [*CLI, "run", str(manifest), "--out", str(folder / "run_stored"), "--backend", "flow", "--quiet"]
     stored_s = timed(stored_cmd, env={**os.environ, "SEMFI_PNG_LEVEL": "0"})
+    # At 720p, the same run as one worker: where the machine has a second CPU, that worker has a thread to spare
+    # for its writes and the next keys (ClaimSettings.spare_thread).
+    spare = None
+    if (info.width, info.height) == (1280, 720) and (os.cpu_count() or 1) >= 2:
+        timed([*CLI, "run", str(manifest), "--out", str(folder / "run_spare"), "--backend", "flow", "--quiet",
+               "--workers", "1"])  # fmt: skip
+        spare = {"timing": record_timing(folder / "run_spare"), "busy_s": worker_busy_s(folder / "run_spare")}
     frame_bytes = [
         sum(f.stat().st_size for f in (folder / run / "jobs").glob("*/frames/*.png")) for run in ("run", "run_stored")
     ]
@@ -178,7 +187,7 @@ def clip_row(work: Path, name: str, first: int, frames: int) -> dict:
         "backend_s": backend_s, "png_floor_s": floor_s,
         "timing": record_timing(folder / "run"), "busy_s": worker_busy_s(folder / "run"),
         "stored_fps": n / stored_s, "stored_timing": record_timing(folder / "run_stored"),
-        "stored_size_ratio": frame_bytes[1] / max(1, frame_bytes[0]),
+        "stored_size_ratio": frame_bytes[1] / max(1, frame_bytes[0]), "spare": spare,
     }  # fmt: skip
 
 
@@ -303,6 +312,10 @@ def main() -> None:
             flow_ms = sum(r["backend_s"] for r in hd) / sum(r["n"] for r in hd) * 1000
             print(f"  PNG alone (a frame encoded and a key decoded per job, in one process, no I/O): {per_job:.1f} ms "
                   f"against flow's {flow_ms:.1f} ms a job: {floor:.3f}, the least share PNG frames allow")  # fmt: skip
+            spare = [r["spare"] for r in hd if r["spare"]]
+            if spare:
+                print(f"  one worker with a thread to spare (--workers 1 on {os.cpu_count()} CPUs: writes and the next "
+                      f"keys on a second thread): {busy_share(spare):.3f}")  # fmt: skip
             stored = engine_share([r["stored_timing"] for r in hd])  # its records' part, as `share`
             fps = np.mean([r["stored_fps"] / r["run_fps"] for r in hd])
             size = np.mean([r["stored_size_ratio"] for r in hd])
