@@ -28,8 +28,11 @@ from semfi_batch.run.identity import stat_identity
 # as limited (frame_pipes.range_faithful_graph); 5: the video read past a cover picture listed first
 # (probe.VIDEO_STREAM_MAP); a deinterlaced frame a seek lands on, and the first frame of a seek onto a frame not
 # coded intra, read from the start; 6: deep YUV and gray converted by zscale (white 65535, not 65283), deep alpha
-# scaled to full (frame_pipes.exact_rgb_graph, video_frames.full_scale_alpha)
-CACHE_VERSION = 6
+# scaled to full (frame_pipes.exact_rgb_graph, video_frames.full_scale_alpha); 7: a frame after a seek checked
+# against the time the decode from the start gave its packet where a decode lists the frames (an AVI past a
+# damaged chunk: one frame late), and frames after a packet the decoder failed on read on one thread (HEVC, VP9:
+# their pictures depended on the thread count)
+CACHE_VERSION = 7
 KEYFRAME_FOLDER = "cache/keyframes"  # in an output root
 
 

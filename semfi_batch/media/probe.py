@@ -90,9 +90,11 @@ class VideoInfo:
     color_space: str | None = None
     color_range: str | None = None
     timecode: str | None = None  # the start timecode (start_timecode), HH:MM:SS:FF or HH:MM:SS;FF
-    # Where the frames are listed from packets: each packet's byte position in the file and its presentation
-    # time (s from the container start), sorted by position; what a decoded frame's time must be, found by
-    # the position of the packet it came from (showinfo's pos). None where a decode lists the frames.
+    # Each packet's byte position in the file and its presentation time (s from the container start), sorted
+    # by position: what a decoded frame's time must be, found by the position of the packet it came from
+    # (showinfo's pos). Where a decode lists the frames, the times that decode gave each packet's frame
+    # (packets that gave no frame, or several, are left out): a demuxer that counts frames for times, as
+    # AVI's does, can stamp a packet otherwise after a seek than in a read from the start.
     packet_positions: np.ndarray | None = None
     packet_times: np.ndarray | None = None
     # How many frames at the start the decoder made from pictures the file does not hold: frames whose packets
@@ -102,8 +104,8 @@ class VideoInfo:
     made_without_references: int = 0
 
     def packet_time(self, position: int) -> float | None:
-        """The time (s from the container start) of the packet at byte `position`; None where no packet starts
-        there or a decode lists the frames."""
+        """The time (s from the container start) of the packet at byte `position` (packet_positions); None
+        where no packet listed there starts."""
         if self.packet_positions is None:
             return None
         return packet_time_at(self.packet_positions, self.packet_times, position)
@@ -303,6 +305,7 @@ def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
     if not packet_exact:
         frame_times = decoded_frame_times(path, frame_positions) - container_start
         frames_from = "decode"
+        by_position = _decoded_packet_times(frame_positions, frame_times)
     else:
         at = {float(t): int(p) for p, t in zip(by_position["packet_positions"], by_position["packet_times"])}
         frame_positions = [at.get(float(t), -1) for t in frame_times]
@@ -331,7 +334,7 @@ def _video_info(path: Path, meta: dict, first_decoded: Future) -> VideoInfo:
         rotation=_rotation(video),
         seekable=seekable,
         frames_from=frames_from,
-        **(by_position if frames_from == "packets" else {}),
+        **by_position,
         made_without_references=_frames_before_first_keyframe(packets, frame_positions),
         decoder=decoder,
         color_space=_said(video.get("color_space")),
@@ -389,6 +392,22 @@ def _packet_times(packets: list[dict], container_start: float) -> dict[str, np.n
     known = [(int(p["pos"]), float(p["pts_time"])) for p in packets if str(p.get("pos", "N/A")).isdigit()]
     table = np.asarray(sorted(known), dtype=np.float64).reshape(-1, 2)
     return {"packet_positions": table[:, 0].astype(np.int64), "packet_times": table[:, 1] - container_start}
+
+
+def _decoded_packet_times(frame_positions: list[int], frame_times: np.ndarray) -> dict[str, np.ndarray]:
+    """VideoInfo's packet_positions and packet_times where a decode lists the frames: each packet's position
+    and the time of the one frame the decode delivered from it (s from the container start), sorted by
+    position. Positions the decoder gave no frame, or several frames (DivX packed B-frames), are left out."""
+    counts: dict[int, int] = {}
+    for position in frame_positions:
+        counts[position] = counts.get(position, 0) + 1
+    known = [
+        (position, float(t))
+        for position, t in zip(frame_positions, frame_times)
+        if position >= 0 and counts[position] == 1 and not np.isnan(t)
+    ]
+    table = np.asarray(sorted(known), dtype=np.float64).reshape(-1, 2)
+    return {"packet_positions": table[:, 0].astype(np.int64), "packet_times": table[:, 1]}
 
 
 _CONFIG_RE = re.compile(r"config in time_base: (\d+)/(\d+)")

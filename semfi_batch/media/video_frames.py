@@ -423,9 +423,10 @@ class _TimeLog:
 class _OrderLog:
     """The times of every frame a decode delivers, from a showinfo before select (`instance`: its name in
     ffmpeg's log), as far as they go in order: `disordered_at` is the position of the first frame whose time
-    is not later than the one's before it, or (where `info` lists frames from packets) is not the time of the
-    packet it came from (showinfo's pos): a decoder that stamps frames with their decode times once their
-    packets' times went out of order. None while there is none."""
+    is not later than the one's before it, or is not the time of the packet it came from (showinfo's pos;
+    VideoInfo.packet_positions): a decoder that stamps frames with their decode times once their packets'
+    times went out of order; an AVI demuxer that counts frames for times from where a seek put it (after a
+    damaged chunk, one frame off the count from the start). None while there is none."""
 
     def __init__(self, instance: str, info: VideoInfo) -> None:
         self.prefix = f"[{instance} @"
@@ -481,15 +482,16 @@ class _OrderLog:
 _INTRA_KEY_RE = re.compile(r"\biskey:1 type:[I?]")
 
 # libavcodec's error resilience (H.264, MPEG-1/2/4, H.263 and their kin) reports each damaged picture it
-# conceals so; decoders without it (HEVC, VP9, AV1) say nothing comparable.
-_CONCEALED_RE = re.compile(r"concealing \d+ DC, \d+ AC, \d+ MV errors")
+# conceals so; decoders without it (HEVC, VP9, AV1) say nothing comparable, but ffmpeg reports the packets they
+# fail on (whose damage their frame threads then pass on to other pictures, by how many threads there are).
+_CONCEALED_RE = re.compile(r"concealing \d+ DC, \d+ AC, \d+ MV errors|Error while decoding stream #")
 
 
 class _StderrReader:
     """Reads ffmpeg's log on a thread: showinfo's frame times and sizes go to `stamps`, the rest is kept for
     error messages. `setups`: how many times showinfo was configured (more than once: ffmpeg set the filters
     up again for frames of another size or pixel format); `concealed`: how many damaged pictures the decoder
-    reported concealing."""
+    reported concealing, or packets ffmpeg reported it failed on."""
 
     def __init__(self, proc: subprocess.Popen, stamps: _TimeLog, order: _OrderLog | None = None):
         self.proc, self.stamps, self.order = proc, stamps, order
