@@ -247,14 +247,8 @@ def test_a_seek_that_lands_on_a_damaged_keyframe_is_not_trusted(tmp_path):
         assert np.array_equal(got[i], truth[i]), f"frame {i}"
 
 
-def test_frames_after_damage_are_the_same_in_every_run(tmp_path, monkeypatch):
-    """Frame threads conceal a damaged picture from whatever their neighbours had decoded by then: a damaged
-    H.264 decoded 42 times gave two different sets of pictures after the damage, and those of every run differ
-    from a decoder's on one thread. Frames before the damage come from the threaded decode; from the first
-    frame after the decoder reported concealing, a decode on one thread takes over, whose pictures are the same
-    every time."""
-    damaged = damaged_at_its_second_keyframe(tmp_path)
-    truth = one_thread_decode(damaged)
+def decodes_on_one_thread(monkeypatch) -> list[bool]:
+    """For each decode extraction starts from now on, whether it is on one thread (in order)."""
     threads: list[bool] = []
     real_decode = video_frames_mod._decode
 
@@ -263,6 +257,18 @@ def test_frames_after_damage_are_the_same_in_every_run(tmp_path, monkeypatch):
         return real_decode(*args, **kwargs)
 
     monkeypatch.setattr(video_frames_mod, "_decode", decode)
+    return threads
+
+
+def test_frames_after_damage_are_the_same_in_every_run(tmp_path, monkeypatch):
+    """Frame threads conceal a damaged picture from whatever their neighbours had decoded by then: a damaged
+    H.264 decoded 42 times gave two different sets of pictures after the damage, and those of every run differ
+    from a decoder's on one thread. Frames before the damage come from the threaded decode; from the first
+    frame after the decoder reported concealing, a decode on one thread takes over, whose pictures are the same
+    every time."""
+    damaged = damaged_at_its_second_keyframe(tmp_path)
+    truth = one_thread_decode(damaged)
+    threads = decodes_on_one_thread(monkeypatch)
     info = probe_video(damaged)
     # From the start, or after a seek (260: to frame 0), on threads until the damage; then on one thread.
     for wanted, after_damage in (([10, 249, 250, 260, 319], True), ([260], True), ([10, 200], False)):
@@ -310,14 +316,7 @@ def test_hevc_frames_after_a_failed_packet_are_the_same_on_any_number_of_threads
     )  # fmt: skip
     shown = [float(t) for t in re.findall(rb"pts_time:(\S+)", decoded.stderr)]  # (the damaged frame shows none)
     truth = dict(zip(shown, np.frombuffer(decoded.stdout, np.uint8).reshape(-1, 64, 96, 3), strict=True))
-    threads: list[bool] = []
-    real_decode = video_frames_mod._decode
-
-    def decode(*args, **kwargs):
-        threads.append(kwargs.get("single_thread", False))
-        return real_decode(*args, **kwargs)
-
-    monkeypatch.setattr(video_frames_mod, "_decode", decode)
+    threads = decodes_on_one_thread(monkeypatch)
     info = probe_video(damaged)
     wanted = [i for i, t in enumerate(info.frame_times) if round(float(t), 2) in truth and 10 <= i <= 120]
     assert len(wanted) < 111  # some frames did not decode: the damage is there
