@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from semfi_batch.media.frame_pipes import exact_rgb_graph
+
 # The numbered pattern (see tests/conftest.py): left half 16*(n % 14) + 16, right half 16*(n // 14) + 16.
 LUMA = "if(lt(X,W/2),16*mod(N,14)+16,16*floor(N/14)+16)"
 SINE = "sine=f=440:r=48000"
@@ -481,9 +483,12 @@ def decode_frames(path: Path, pix_fmt: str = "rgb24", *, rotated: bool = False, 
     no frame-rate conversion)."""
     st = _first_video(path)
     w, h = (int(st["height"]), int(st["width"])) if rotated else (int(st["width"]), int(st["height"]))
+    # Deep YUV read at 16 bits as the run reads it (zscale: ffmpeg's own scaler puts its levels up to 255 codes low).
+    exact = exact_rgb_graph(st.get("pix_fmt", ""), st.get("color_space"), st.get("color_range"))
+    graph = ["-vf", exact] if pix_fmt == "rgb48le" and exact else []
     raw = subprocess.run(
         ["ffmpeg", "-nostdin", "-v", "error", *([] if rotated else ["-noautorotate"]), *_decoder_args(st), "-i",
-         str(path), "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"],
+         str(path), "-map", "0:v:0", *graph, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"],
         capture_output=True, check=True,
     ).stdout  # fmt: skip
     channels = 4 if pix_fmt == "rgba" else 3
