@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -458,13 +460,20 @@ def _side_alpha(video: dict) -> bool:
     return video.get("codec_name") in ("vp8", "vp9") and tags.get("alpha_mode") == "1"
 
 
-def _first_video(path: Path) -> dict:
-    """ffprobe's description of `path`'s first video stream."""
+def _first_video(path: Path) -> Mapping:
+    """ffprobe's description of `path`'s first video stream (probed once per version of the file: each check
+    decodes a file several ways)."""
+    st = path.stat()
+    return _first_video_of(str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@lru_cache(maxsize=64)
+def _first_video_of(path: str, size: int, mtime_ns: int, inode: int) -> Mapping:
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_streams", "-of", "json", str(path)],
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_streams", "-of", "json", path],
         capture_output=True, check=True,
     ).stdout  # fmt: skip
-    return json.loads(out)["streams"][0]
+    return MappingProxyType(json.loads(out)["streams"][0])
 
 
 def _decoder_args(video: dict) -> list[str]:

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from semfi_batch.cli import main
 from semfi_batch.media.frames import write_png
 from semfi_batch.run import finished
 from tests.conftest import REPO
@@ -36,11 +37,15 @@ def semfi(cwd, *args: str, env: dict | None = None) -> tuple[int, bool, str]:
 
 
 @pytest.fixture
-def finished_run(tmp_path):
+def finished_run(tmp_path, monkeypatch):
+    """A finished run of 4 image pairs, its stamp written: run in this process, with the command line, folder
+    and environment the tests' `semfi` processes then repeat (a process of its own cost a Python start and
+    the engine's imports per test, as each test's own commands still do)."""
     manifest = image_manifest(tmp_path, 4, size=16, gap=1)
     args = ["run", str(manifest), "--out", "out", "--quiet", "--backend", "blend"]
-    code, loaded, out = semfi(tmp_path, *args)
-    assert code == 0 and loaded, out
+    with monkeypatch.context() as here:
+        here.chdir(tmp_path)
+        assert main(args) == 0
     assert (tmp_path / "out" / finished.STAMP).is_file()
     return tmp_path, args
 

@@ -15,7 +15,7 @@ import pytest
 from semfi_batch.cli import main
 from semfi_batch.manifest import load_manifest, write_manifest
 from semfi_batch.plan import shard_of
-from tests.conftest import REPO
+from tests.conftest import REPO, numbered_clip
 from tests.test_run import tree_bytes
 
 
@@ -24,14 +24,25 @@ def starts(out) -> Counter:
     return Counter(e["pair_id"] for e in events if e["event"] == "start")
 
 
-@pytest.fixture
-def manifest(tmp_path, clip_factory):
-    clip = clip_factory(100, size="96x64")
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    """Ten rows over one numbered clip, made once in this module: the tests only read them (every run's output
+    and caches are under its own --out)."""
+    folder = tmp_path_factory.mktemp("scale")
+    clip = numbered_clip(folder / "numbered.mp4", 100, size="96x64")
     rows = [
         {"pair_id": f"j{i:02d}", "source": str(clip), "start_frame": s, "end_frame": s + 4}
         for i, s in enumerate(range(0, 60, 6))
     ]
-    return write_manifest(rows, tmp_path / "m.parquet")
+    return write_manifest(rows, folder / "m.parquet")
+
+
+@pytest.fixture(scope="module")
+def local_run(manifest, tmp_path_factory):
+    """The manifest run locally (one process), once: what the Ray runs must write byte for byte."""
+    local = tmp_path_factory.mktemp("local") / "out"
+    assert main(["run", str(manifest), "--out", str(local), "--quiet"]) == 0
+    return local
 
 
 def run_cmd(manifest, out, *extra):
@@ -121,10 +132,9 @@ def test_bad_shard_option(manifest, tmp_path, capsys):
     assert "--shard 3/3" in capsys.readouterr().err
 
 
-def test_ray_executor_matches_local_run(manifest, tmp_path):
+def test_ray_executor_matches_local_run(manifest, local_run, tmp_path):
     pytest.importorskip("ray")
-    local, on_ray = tmp_path / "local", tmp_path / "ray"
-    assert main(["run", str(manifest), "--out", str(local), "--quiet"]) == 0
+    local, on_ray = local_run, tmp_path / "ray"
     assert main(["run", str(manifest), "--out", str(on_ray), "--quiet", "--executor", "ray", "--workers", "2"]) == 0
     assert tree_bytes(on_ray) == tree_bytes(local)
     assert set(starts(on_ray).values()) == {1}
@@ -133,12 +143,11 @@ def test_ray_executor_matches_local_run(manifest, tmp_path):
     assert set(starts(on_ray).values()) == {1}
 
 
-def test_ray_dead_actor_job_is_retried_on_another(manifest, tmp_path):
+def test_ray_dead_actor_job_is_retried_on_another(manifest, local_run, tmp_path):
     pytest.importorskip("ray")
     import threading
 
-    local, on_ray = tmp_path / "local", tmp_path / "ray"
-    assert main(["run", str(manifest), "--out", str(local), "--quiet"]) == 0
+    local, on_ray = local_run, tmp_path / "ray"
     killed: list[int] = []
 
     def kill_an_actor_mid_run() -> None:

@@ -93,8 +93,7 @@ def add_audio(video: Path, out: Path, *, channels: int = 2, codec: str = "aac") 
 def decode_rgb(path: Path, shrink: int = 1) -> np.ndarray:
     """Every video frame of `path` as RGB (optionally `shrink` times smaller), in presentation order, none
     duplicated or dropped."""
-    info = probe_video(path)
-    width, height = (info.height, info.width) if _rotated(path) else (info.width, info.height)
+    width, height = _displayed_size(path)
     width, height = width // shrink // 2 * 2, height // shrink // 2 * 2
     scale = ["-vf", f"scale={width}:{height}:flags=area"] if shrink > 1 else []
     out = subprocess.run(
@@ -105,10 +104,30 @@ def decode_rgb(path: Path, shrink: int = 1) -> np.ndarray:
     return np.frombuffer(out, np.uint8).reshape(-1, height, width, 3)
 
 
-def _rotated(path: Path) -> bool:
-    from semfi_batch.media.encode import probe_stream_facts
-
-    return probe_stream_facts(path).rotation in (90, 270)
+def _displayed_size(path: Path) -> tuple[int, int]:
+    """Width and height of the first video stream's frames as ffmpeg decodes them (turned by its display
+    rotation), from one ffprobe (the tool's own probes read the frames too: seven processes per decode)."""
+    stream = json.loads(
+        subprocess.run(
+            [
+                "ffprobe",
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=width,height:stream_side_data=rotation:stream_tags=rotate",
+                "-of",
+                "json",
+                str(path),
+            ],
+            capture_output=True,
+            check=True,
+        ).stdout  # fmt: skip
+    )["streams"][0]
+    turns = [side.get("rotation") for side in stream.get("side_data_list", [])] + [stream.get("tags", {}).get("rotate")]
+    rotated = any(turn is not None and abs(int(float(turn))) % 180 == 90 for turn in turns)
+    return (stream["height"], stream["width"]) if rotated else (stream["width"], stream["height"])
 
 
 def solid(frame: np.ndarray, colour: tuple[int, int, int] | None = None, tol: float = 6.0) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -62,6 +63,26 @@ def idr_parameter_sets(path) -> list[bool]:
     return found
 
 
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """`sources(name, rate, options)`: a 60-frame numbered clip at `rate` encoded with ffmpeg `options` (more
+    inputs, then output options) into `name`, made once in this module; the tests only read them."""
+    made = {}
+
+    def get(name: str, rate: str, options: list[str]) -> Path:
+        key = (name, rate, tuple(options))
+        if key not in made:
+            folder = tmp_path_factory.mktemp("src")
+            plain = numbered_clip(folder / "n.mkv", 60, fps=rate, codec="ffv1")
+            made[key] = folder / name
+            subprocess.run(
+                ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(plain), *options, str(made[key])], check=True
+            )
+        return made[key]
+
+    return get
+
+
 # A source whose B-frames decode before zero (H.264 or HEVC from MP4 or Matroska), with sound. MPEG-TS and NUT
 # move every stream later together to keep decode times non-negative: the picture starts later than the
 # source's, in step with the sound. Every such splice failed ("the video starts at 0.080000s instead of 0").
@@ -97,14 +118,8 @@ def spliced_in_place(tmp_path, src, rows, out_ext, options):
         ("mkv", "nut", False, REPLACE_ONLY),  # Matroska's millisecond clock rescaled into NUT's 1/44100
     ],
 )
-def test_b_frames_before_zero_splice_into_ts_and_nut_in_sync(tmp_path, src_ext, out_ext, reencode, rows):
-    plain = numbered_clip(tmp_path / "n.mkv", 60, codec="ffv1")
-    src = tmp_path / f"src.{src_ext}"
-    sound = ["-f", "lavfi", "-i", "sine=f=440:d=2.4"]
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(plain), *sound, *B_FRAME_SOURCES[src_ext], str(src)],
-        check=True,
-    )
+def test_b_frames_before_zero_splice_into_ts_and_nut_in_sync(tmp_path, sources, src_ext, out_ext, reencode, rows):
+    src = sources(f"src.{src_ext}", "25", ["-f", "lavfi", "-i", "sine=f=440:d=2.4", *B_FRAME_SOURCES[src_ext]])
     result, _ = spliced_in_place(tmp_path, src, rows, out_ext, SpliceOptions(reencode=reencode))
 
     # The sound starts where the source's did against the picture (the muxer's shift moved both): a copied
@@ -121,16 +136,14 @@ def test_b_frames_before_zero_splice_into_ts_and_nut_in_sync(tmp_path, src_ext, 
     ("rate", "out_ext", "rows"),
     [("25", "mp4", ROWS), ("30000/1001", "mov", ROWS), ("25", "mp4", REPLACE_ONLY)],
 )
-def test_ts_spliced_into_another_container_starts_at_zero_in_sync(tmp_path, rate, out_ext, rows):
+def test_ts_spliced_into_another_container_starts_at_zero_in_sync(tmp_path, sources, rate, out_ext, rows):
     """An MPEG-TS clock starts anywhere (ffmpeg's muxer: 1.4 s). Spliced into MP4 or MOV, the output kept that
     time as an empty edit, a black head 1.4 s long and a longer programme in every editor (exit 0); at 29.97
     fps, whose frames start on no whole millisecond, MP4 and MOV failed. Every stream is moved back together:
     the output starts at zero, as long as the source plus the inserted frames, the sound where it was against
     the picture."""
-    plain = numbered_clip(tmp_path / "n.mkv", 60, fps=rate, codec="ffv1")
-    src = tmp_path / "src.ts"
     sound = ["-f", "lavfi", "-i", "sine=f=440:d=2.4", "-c:a", "aac", "-shortest"]
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(plain), *sound, *X264, str(src)], check=True)
+    src = sources("src.ts", rate, [*sound, *X264])
     assert probe_video(src).start_time > 1.0
     result, expected = spliced_in_place(tmp_path, src, rows, out_ext, SpliceOptions())
     src_info, out_info = probe_video(src), probe_video(result.output)

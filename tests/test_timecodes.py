@@ -24,6 +24,19 @@ def _tape(path, start: str, seconds: int = 62):
     return path
 
 
+@pytest.fixture(scope="module")
+def tape(tmp_path_factory):
+    """`tape(start)`: the module's one tape.mov for each start timecode (made once; the tests only read it)."""
+    made = {}
+
+    def get(start: str):
+        if start not in made:
+            made[start] = _tape(tmp_path_factory.mktemp("tape") / "tape.mov", start)
+        return made[start]
+
+    return get
+
+
 @pytest.mark.parametrize(
     ("start", "fcm", "first_out", "listed", "record"),
     [
@@ -31,8 +44,8 @@ def _tape(path, start: str, seconds: int = 62):
         ("01:00:00:00", "NON-DROP FRAME", "01:00:00:11", "01:01:00:00", "01:01:00:00 01:01:00:03"),
     ],
 )
-def test_timecodes_are_the_sources_own(tmp_path, capsys, start, fcm, first_out, listed, record):
-    clip = _tape(tmp_path / "tape.mov", start)
+def test_timecodes_are_the_sources_own(tmp_path, capsys, tape, start, fcm, first_out, listed, record):
+    clip = tape(start)
     rows = [  # frame 1800 is the first of the file's second minute: past a drop at 29.97 drop-frame
         {"pair_id": "a", "source": str(clip), "start_frame": 10, "end_frame": 14, "mode": "replace"},
         {"pair_id": "b", "source": str(clip), "start_frame": 1799, "end_frame": 1803, "mode": "replace"},
@@ -64,11 +77,11 @@ def test_timecodes_are_the_sources_own(tmp_path, capsys, start, fcm, first_out, 
 
 
 @pytest.mark.parametrize("loc", ["01:01:00;02", "01:01:00:02"])
-def test_a_drop_frame_edls_markers_land_on_their_frames(tmp_path, loc):
+def test_a_drop_frame_edls_markers_land_on_their_frames(tmp_path, tape, loc):
     """An NLE's drop-frame EDL over a tape starting at 00:59:59;28: its LOC at 01:01:00;02 is file frame 1802.
     The EDL reader dropped the LOC written with ';' without a word, and read one written with ':' as
     non-drop (frame 1912)."""
-    clip = _tape(tmp_path / "tape.mov", "00:59:59;28")
+    clip = tape("00:59:59;28")
     edl = tmp_path / "nle.edl"
     edl.write_text(
         "TITLE: nle\nFCM: DROP FRAME\n\n001  TAPE     V     C        01:00:56;00 01:01:05;00 01:00:00;00 01:00:08;28\n"
