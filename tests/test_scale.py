@@ -37,14 +37,6 @@ def manifest(tmp_path_factory):
     return write_manifest(rows, folder / "m.parquet")
 
 
-@pytest.fixture(scope="module")
-def local_run(manifest, tmp_path_factory):
-    """The manifest run locally (one process), once: what the Ray runs must write byte for byte."""
-    local = tmp_path_factory.mktemp("local") / "out"
-    assert main(["run", str(manifest), "--out", str(local), "--quiet"]) == 0
-    return local
-
-
 def run_cmd(manifest, out, *extra):
     return [sys.executable, "-m", "semfi_batch", "run", str(manifest), "--out", str(out), "--quiet", *extra]
 
@@ -132,9 +124,10 @@ def test_bad_shard_option(manifest, tmp_path, capsys):
     assert "--shard 3/3" in capsys.readouterr().err
 
 
-def test_ray_executor_matches_local_run(manifest, local_run, tmp_path):
+def test_ray_executor_matches_local_run(manifest, tmp_path):
     pytest.importorskip("ray")
-    local, on_ray = local_run, tmp_path / "ray"
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    assert main(["run", str(manifest), "--out", str(local), "--quiet"]) == 0
     assert main(["run", str(manifest), "--out", str(on_ray), "--quiet", "--executor", "ray", "--workers", "2"]) == 0
     assert tree_bytes(on_ray) == tree_bytes(local)
     assert set(starts(on_ray).values()) == {1}
@@ -143,11 +136,12 @@ def test_ray_executor_matches_local_run(manifest, local_run, tmp_path):
     assert set(starts(on_ray).values()) == {1}
 
 
-def test_ray_dead_actor_job_is_retried_on_another(manifest, local_run, tmp_path):
+def test_ray_dead_actor_job_is_retried_on_another(manifest, tmp_path):
     pytest.importorskip("ray")
     import threading
 
-    local, on_ray = local_run, tmp_path / "ray"
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    assert main(["run", str(manifest), "--out", str(local), "--quiet"]) == 0
     killed: list[int] = []
 
     def kill_an_actor_mid_run() -> None:
