@@ -21,6 +21,9 @@ from semfi_batch.run.identity import StatIdentity, stat_identity
 from semfi_batch.run.layout import fsync_path
 
 WRITER_THREADS_ENV = "SEMFI_WRITER_THREADS"
+# A job's start.png and end.png, handed to its writer after its frames: they are not waited for beyond the frames'
+# bound (a job of one frame on one writer thread waited for its frame's encoding before handing over its keys).
+_KEYS_PER_JOB = 2
 
 
 class RecentImages:
@@ -102,10 +105,11 @@ def writer_threads() -> int:
 
 class FrameWriter:
     """Writes a job's frames as PNG (write_png) while the backend makes the next ones: with `threads` > 0
-    the encoding runs on that many threads, with at most two frames per thread waiting (memory stays
-    bounded); with 0 each frame is written at once. With `sync_behind` (and 0 threads) the files are written
-    without their fsync, which one thread of its own then makes, file by file, while the job goes on: a CPU backend's
-    worker computes the next frames instead of waiting for the disk (`finish` waits for the fsyncs).
+    the encoding runs on that many threads, with at most two frames per thread (and the job's two keys)
+    waiting (memory stays bounded); with 0 each frame is written at once. With `sync_behind` (and 0 threads)
+    the files are written without their fsync, which one thread of its own then makes, file by file, while the
+    job goes on: a CPU backend's worker computes the next frames instead of waiting for the disk (`finish`
+    waits for the fsyncs).
     `blocked_s` is the time the job waited for writing; `digests` the SHA-256 of each file written (after
     `finish`). The first error of any write or fsync (a full disk) is raised by `write` or `finish`; after
     `close` (or the end of a `with` block) every pending write has ended, so nothing is written into the
@@ -138,7 +142,7 @@ class FrameWriter:
             self.digests[path] = write(*args)
         else:
             self._pending.append((path, self._pool.submit(write, *args)))
-            while len(self._pending) > 2 * self.threads:
+            while len(self._pending) > 2 * self.threads + _KEYS_PER_JOB:
                 self._collect()
         self.blocked_s += time.perf_counter() - t0
 
