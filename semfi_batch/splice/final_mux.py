@@ -185,6 +185,12 @@ def mux_output(
                 # MXF reads the profile from in-band parameter sets: the pieces come from MOV, length-prefixed
                 # ("h264 profile not supported" for an AVC-Intra source whose MXF ffmpeg itself wrote).
                 bsfs.append(ANNEX_B_FILTERS[facts.codec])
+            if muxer == "mpegts" and facts.codec == "mpeg4":
+                # MPEG-TS keeps no codec headers beside the stream, and MPEG-4 Part 2 encoded into MOV keeps its
+                # VOL header there only: each keyframe carries it (a whole re-encode of an XviD AVI into .ts
+                # came out with no picture size, which no decoder opens). Packets that carry it are left as
+                # they are.
+                bsfs.append("dump_extra=freq=keyframe")
             if bsfs:
                 maps += [f"-bsf:{out}", ",".join(bsfs)]
         elif kind == "audio" and (shifts or not _copy_held(source, idx, muxer, source_muxer)):
@@ -266,9 +272,12 @@ def mux_output(
         # ffmpeg's rotate tag counts counterclockwise, as ffprobe's rotation does; ours counts clockwise (the
         # source's 90° clockwise display came back turned the other way, 180° off).
         args += ["-metadata:s:v:0", f"rotate={-facts.rotation % 360}"]
-    if facts.codec_tag and (muxer == "avi" or (facts.codec in KEEP_TAG and muxer in ("mov", "mp4"))):
+    iso_source = "mov" in facts.format_name.split(",")
+    if facts.codec_tag and (muxer == "avi" or (facts.codec in KEEP_TAG and muxer in ("mov", "mp4") and iso_source)):
         # The source's four-character code (DIVX, MP43, hvc1): players pick decoders by it. Set here, on the
-        # copy, because the intermediate MOV segments may not accept the AVI tags.
+        # copy, because the intermediate MOV segments may not accept the AVI tags. An AVI tag is none of MP4's
+        # (FMP4, XVID, DIVX, DX50: "Tag XVID incompatible with output codec", and no MPEG-4 AVI spliced into
+        # .mp4): there the muxer writes its own (mp4v).
         args += ["-tag:v:0", facts.codec_tag]
     timecode = facts.timecode if muxer in TIMECODE_MUXERS else None
     if timecode:

@@ -110,12 +110,26 @@ def assemble_output(
         if smart or np.isnan(info.frame_times).any():
             raise JoinCheckFailed(str(exc)) if smart else exc from None
         same = False
-    if not smart and not same:
+    if not smart and (not same or (clock and MUXERS.get(output.suffix.lower()) != "avi")):
         # A whole re-encode needs no packet: where the decoder skips frames the packets list, its frames are
-        # the decoded ones, at the decoder's times.
+        # the decoded ones, at the decoder's times. Where it times them later than their packets (AVI, whose
+        # B-frames carry no presentation time: H.264 with B-frames comes out two frames late), the frames are
+        # placed where the source's decoder shows them, against the copied sound; placed at the packets'
+        # times, the picture started 80 ms early in MP4 and Matroska and a TS muxer moved the sound with it.
+        # (An AVI output's decoder delays its frames as the source's did: it takes the packets' times.)
         planned, clock = edits, 0.0
         frame_pts = np.rint((info.frame_times + info.start_time) / float(cfacts.time_base)).astype(np.int64)
         gops = [Gop(0, packets.count, 0, int(frame_pts.shape[0]))]
+    steps = np.diff(packets.frame_pts)
+    frame_s = float(int(steps[steps > 0].min()) * cfacts.time_base) if (steps > 0).any() else 0.0
+    if smart and frame_s and abs(clock) >= frame_s / 2:
+        # B-frames in AVI carry no presentation time (MPEG-4 Part 2 from ffmpeg or XviD): the copy's packets
+        # are timed in decode order, and copied GOPs showed their frames out of order (into Matroska, the
+        # sound was then "corrected" 1.88 s late and the splice failed). Decoded whole, at the decoder's times.
+        raise JoinCheckFailed(
+            f"its decoder shows its frames {clock * 1000:.0f} ms later than its packets are timed (B-frames in "
+            f"{facts.format_name}, which carry no presentation time): copied packets would not keep their order"
+        )
     if smart:  # the copy's decoder keeps its packets' times (a source whose decoder does not is re-encoded whole)
         clock = 0.0
     try:
