@@ -6,13 +6,11 @@ decoder shows it, a frame or two late (splice/join.py `_audio_moves`, splice/fin
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from semfi_batch.splice import splice_run
 from tests.test_splice import make_run
-from tests.test_splice_audio_sync import FLASH_AT, beep_after_flash
+from tests.test_splice_audio_sync import beep_after_flash, flash_and_beep_clip
 
 SOURCES = {
     # H.264 and MPEG-4 with B-frames in AVI: the picture's clock starts a frame or two late, and a copied
@@ -28,18 +26,6 @@ INSERTS = [
     {"pair_id": "a", "mode": "insert", "start": 10, "end": 11, "gap": 3},
     {"pair_id": "b", "mode": "insert", "start": 30, "end": 31, "gap": 2},
 ]
-
-
-def _clip(path, codecs: tuple[str, ...]):
-    """3 s of a small picture with a white flash at FLASH_AT and a beep starting with it."""
-    picture = f"testsrc2=s=96x64:r=25:d=3,drawbox=t=fill:c=white:enable=between(n\\,{FLASH_AT}\\,{FLASH_AT + 1})"
-    beep = f"sine=f=1000:r=48000:d=3,volume='if(between(t,{FLASH_AT / 25},{FLASH_AT / 25 + 0.2}),1,0)':eval=frame"
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", picture, "-f", "lavfi", "-i", beep,
-         *codecs, str(path)],
-        check=True,
-    )  # fmt: skip
-    return path
 
 
 @pytest.mark.parametrize(
@@ -59,7 +45,7 @@ def _clip(path, codecs: tuple[str, ...]):
     ],
 )
 def test_sound_keeps_its_place_in_another_container(source, out_ext, rows, note, tmp_path):
-    src = _clip(tmp_path / f"src.{source.split('.')[-1]}", SOURCES[source])
+    src = flash_and_beep_clip(tmp_path / f"src.{source.split('.')[-1]}", *SOURCES[source], size="96x64")
     summary = splice_run(make_run(tmp_path / "run", src, rows), output=tmp_path / f"out.{out_ext}")
     assert not summary.failed, summary.failed
     assert note in summary.results[0].audio_note, summary.results[0].audio_note

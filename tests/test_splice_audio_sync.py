@@ -24,12 +24,14 @@ CELLS = {
 }
 
 
-def _clip(path, video: tuple[str, ...], audio: tuple[str, ...]):
-    picture = f"testsrc2=s=352x288:r=25:d=3,drawbox=t=fill:c=white:enable=between(n\\,{FLASH_AT}\\,{FLASH_AT + 1})"
+def flash_and_beep_clip(path, *codecs: str, size: str = "352x288"):
+    """3 s of testsrc2 at 25 fps with a white flash at FLASH_AT and a 1 kHz beep starting with it, encoded by
+    `codecs` (ffmpeg's output options) into `path`."""
+    picture = f"testsrc2=s={size}:r=25:d=3,drawbox=t=fill:c=white:enable=between(n\\,{FLASH_AT}\\,{FLASH_AT + 1})"
     beep = f"sine=f=1000:r=48000:d=3,volume='if(between(t,{FLASH_AT / 25},{FLASH_AT / 25 + 0.2}),1,0)':eval=frame"
     subprocess.run(
         ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", picture, "-f", "lavfi", "-i", beep,
-         *video, *audio, str(path)],
+         *codecs, str(path)],
         check=True,
     )  # fmt: skip
     return path
@@ -56,7 +58,7 @@ def beep_after_flash(path) -> float:
 @pytest.mark.parametrize("name", CELLS)
 def test_rebuilt_audio_stays_in_sync(name, tmp_path):
     ext, video, audio = CELLS[name]
-    src = _clip(tmp_path / f"src.{ext}", video, audio)
+    src = flash_and_beep_clip(tmp_path / f"src.{ext}", *video, *audio)
     jobs = [
         {"pair_id": "a", "mode": "insert", "start": 10, "end": 11, "gap": 3},
         {"pair_id": "b", "mode": "insert", "start": 30, "end": 31, "gap": 2},
@@ -131,7 +133,7 @@ def test_copied_audio_keeps_the_trim_of_an_edit_list(ext, tmp_path):
     0.54 s before it, both hidden by edit lists. A replace row copies the audio: it must keep its trim. The
     hidden video packets, counted as the source's picture start, moved the copied audio 0.52 s late (the beep
     0.52 s after the flash; the file 2.54 s long, not 2.12)."""
-    whole = _clip(tmp_path / f"whole.{ext}", ("-c:v", "libx264", "-g", "25", "-bf", "2"), ("-c:a", "aac"))
+    whole = flash_and_beep_clip(tmp_path / f"whole.{ext}", "-c:v", "libx264", "-g", "25", "-bf", "2", "-c:a", "aac")
     src = tmp_path / f"cut.{ext}"
     subprocess.run(
         ["ffmpeg", "-nostdin", "-v", "error", "-y", "-ss", "0.52", "-i", str(whole), "-c", "copy", "-t", "2",
