@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from semfi_batch.atomic_write import DISK_FULL_ERRNOS, no_space, remove_path, write_all
+from semfi_batch.atomic_write import DISK_FULL_ERRNOS, no_space, remove_path, temporary_path, write_all
 from semfi_batch.errors import DiskFull
 from semfi_batch.run.notices import notice
 
@@ -167,6 +167,44 @@ class LeaseManager:
         return json.dumps(info).encode()
 
     def _create(self, pair_id: str, token: str) -> bool:
+        """Create the job's lease, whole or not at all: its content is written and fsynced under a temporary
+        name, then linked into place, which fails where a lease is there. Created empty and then written (as
+        where the filesystem takes no hard links), a worker killed in between (kill -9 while it claims) left an
+        empty lease that no one could tell from a live one: the job waited the whole lease time (60 s)."""
+        path = self.path(pair_id)
+        temp = temporary_path(path)
+        claimed = time.time()
+        try:
+            fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise self._full(exc, pair_id) from None
+        try:
+            try:
+                write_all(fd, self._content(token, claimed), path)
+                os.fsync(fd)
+                ino = os.fstat(fd).st_ino
+            finally:
+                os.close(fd)
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno in DISK_FULL_ERRNOS:
+                    raise
+                return self._create_in_place(pair_id, token)  # no hard links here (FAT, some network filesystems)
+        except OSError as exc:
+            raise self._full(exc, pair_id) from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+        with self._lock:
+            self._held[pair_id] = (token, ino, claimed)
+            self.lost.pop(pair_id, None)
+        return True
+
+    def _create_in_place(self, pair_id: str, token: str) -> bool:
+        """`_create` where the filesystem takes no hard links: created exclusively, then written."""
         try:
             fd = os.open(self.path(pair_id), os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
         except FileExistsError:

@@ -84,3 +84,35 @@ def test_fresh_damaged_lease_is_honoured_for_one_lease_time(images, tmp_path, ca
     assert main(run_args(images, out)) == 0
     assert time.time() - started >= 0.9
     assert "p00.lease is empty; stale" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_a_lease_appears_whole_or_not_at_all(tmp_path, monkeypatch, links):
+    """A lease is written under a temporary name and linked into place: created empty and then written, a worker
+    killed between the two (kill -9 while it claims) left an empty lease, which the next run honoured for the
+    whole lease time (60 s) before taking the job over. Where the filesystem takes no hard links it is created
+    in place as before."""
+    import errno
+
+    from semfi_batch.run.lease import LeaseManager
+
+    seen_empty = []
+    real_link = os.link
+
+    def link(source, target):
+        seen_empty.append(os.path.exists(target))  # nothing at the lease's name before the link
+        if not links:
+            raise OSError(errno.EPERM, "hard links not supported", str(target))
+        return real_link(source, target)
+
+    monkeypatch.setattr(os, "link", link)
+    folder = tmp_path / "leases"
+    folder.mkdir()
+    with LeaseManager(folder, "w1", ttl_s=30) as leases:
+        token = leases.try_claim("p00")
+        assert token and json.loads((folder / "p00.lease").read_text())["token"] == token
+        assert leases.holds("p00", token)
+        assert sorted(p.name for p in folder.iterdir()) == ["p00.lease"]  # no temporary file left
+        assert LeaseManager(folder, "w2", ttl_s=30).try_claim("p00") is None  # held: the second claim fails
+        leases.release("p00")
+    assert seen_empty[0] is False
