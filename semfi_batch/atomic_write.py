@@ -114,6 +114,20 @@ def write_atomic(path: Path, *parts: bytes, sync: bool = True, exclusive: bool =
         raise
 
 
+def hard_link(source: Path, target: Path) -> bool:
+    """`os.link(source, target)`; False where the filesystem takes no hard links (FAT, some network
+    filesystems). A missing source, a target already there and a full disk raise as os.link raises them."""
+    try:
+        os.link(source, target)
+    except (FileNotFoundError, FileExistsError):
+        raise
+    except OSError as exc:
+        if exc.errno in DISK_FULL_ERRNOS:
+            raise
+        return False
+    return True
+
+
 def write_all(fd: int, data: bytes, name: Path | str) -> None:
     """os.write until every byte is written; a write that makes no progress is a full disk."""
     view = memoryview(data)

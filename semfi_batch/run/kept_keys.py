@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from semfi_batch.atomic_write import DISK_FULL_ERRNOS, write_atomic
+from semfi_batch.atomic_write import hard_link, write_atomic
 from semfi_batch.media.colour_profile import ColourProfile
 from semfi_batch.media.frames import write_png
 from semfi_batch.media.png import PNG_CHANNELS, png_header
@@ -116,14 +116,10 @@ def _link(source: Path, target: Path, digest: str, *, sync: bool = True) -> str 
     the filesystem takes no hard links, copy it. None when `source` is gone (the store emptied by hand): the
     caller falls back."""
     try:
-        os.link(source, target)
+        linked = hard_link(source, target)
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        if exc.errno in DISK_FULL_ERRNOS:
-            raise
-        return _copy_bytes(source, target, sync=sync)  # no hard links here (FAT, some network filesystems)
-    return digest
+    return digest if linked else _copy_bytes(source, target, sync=sync)
 
 
 def _digest_of(path: Path) -> str | None:

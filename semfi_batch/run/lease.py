@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from semfi_batch.atomic_write import DISK_FULL_ERRNOS, no_space, remove_path, temporary_path, write_all
+from semfi_batch.atomic_write import DISK_FULL_ERRNOS, hard_link, no_space, remove_path, temporary_path, write_all
 from semfi_batch.errors import DiskFull
 from semfi_batch.run.notices import notice
 
@@ -186,13 +186,10 @@ class LeaseManager:
             finally:
                 os.close(fd)
             try:
-                os.link(temp, path)
+                if not hard_link(temp, path):
+                    return self._create_in_place(pair_id, token)
             except FileExistsError:
                 return False
-            except OSError as exc:
-                if exc.errno in DISK_FULL_ERRNOS:
-                    raise
-                return self._create_in_place(pair_id, token)  # no hard links here (FAT, some network filesystems)
         except OSError as exc:
             raise self._full(exc, pair_id) from None
         finally:
