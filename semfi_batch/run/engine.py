@@ -31,7 +31,7 @@ from semfi_batch.media.keyframe_cache import fill_for_pairs, keyframe_cache_for
 from semfi_batch.media.png import png_level
 from semfi_batch.plan import shard_of
 from semfi_batch.review.decisions import DECISIONS_NAME, mark_regenerated, regeneration_overrides
-from semfi_batch.run.frame_io import writer_threads
+from semfi_batch.run.frame_io import usable_cpus, writer_threads
 from semfi_batch.run.identity import stat_identity
 from semfi_batch.run.inputs import CACHE_NAME, InputHashes
 from semfi_batch.run.job import ENGINE_VERSION, Job, JobPlanner
@@ -276,11 +276,6 @@ def auto_workers(jobs: list[Job]) -> int:
     else:
         enough = len(jobs) // 4
     return max(1, min(physical_cores(), enough))
-
-
-def usable_cpus() -> int:
-    """Hardware threads this process may use (its affinity mask)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def physical_cores() -> int:

@@ -99,8 +99,12 @@ def writer_threads() -> int:
         if not value.isdigit() or int(value) > 64:
             raise SemfiError(f"{WRITER_THREADS_ENV} must be a number of threads 0-64, got {value!r}")
         return int(value)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(4, cores))
+    return max(1, min(4, usable_cpus()))
+
+
+def usable_cpus() -> int:
+    """Hardware threads this process may use (its affinity mask)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class FrameWriter:
